@@ -1,0 +1,88 @@
+# tokend Makefile. Targets:
+#   make            release build: build/tokend
+#   make run        install what is missing, build, start tokend --dev on SQLite
+#   make test       install what is missing, build under ASan+UBSan, run every test
+#   make bench      wrk benchmarks on loopback, figures appended to BENCHMARKS.md
+#   make fuzz       build the libFuzzer targets with clang and run each briefly
+#   make deps       install the Debian and npm packages that are missing
+#   make format     clang-format the C sources
+
+CC      ?= cc
+PKGS    := libmicrohttpd jansson libcurl sqlite3 libpq libcrypto inih
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+           -Wformat=2 -Wvla -Wpointer-arith -Wundef -Wno-format-nonliteral
+CSTD    := -std=c11 -D_GNU_SOURCE
+LIBS    := $(PKG_LIBS) -lpthread
+
+RELEASE_FLAGS := -O2 -g -fstack-protector-strong -D_FORTIFY_SOURCE=2
+SAN_FLAGS     := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
+                 -fno-sanitize-recover=undefined
+
+LIB_SRC  := $(sort $(wildcard src/*/*.c))
+MIG_SQL  := $(sort $(wildcard src/store/migrations/*.sql))
+MAIN_SRC := src/tokend.c
+UNIT_SRC := $(sort $(wildcard tests/unit/*.c))
+
+# $(call objs,DIR,SOURCES)
+objs = $(patsubst %.c,$(1)/%.o,$(2))
+
+REL := build/release
+TST := build/test
+
+.PHONY: all run test unit e2e bench fuzz deps format clean
+all: build/tokend
+
+# ---- generated migrations ----
+build/gen/migrations.c: $(MIG_SQL) scripts/embed-sql.sh
+	@mkdir -p $(dir $@)
+	scripts/embed-sql.sh $@ $(MIG_SQL)
+
+# ---- release ----
+$(REL)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CSTD) $(WARN) $(RELEASE_FLAGS) $(PKG_CFLAGS) -MMD -MP -c $< -o $@
+
+build/tokend: $(call objs,$(REL),$(LIB_SRC) $(MAIN_SRC) build/gen/migrations.c)
+	$(CC) $(RELEASE_FLAGS) -o $@ $^ $(LIBS)
+
+# ---- sanitizer build for tests ----
+$(TST)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CSTD) $(WARN) $(SAN_FLAGS) -DTK_UNITTEST $(PKG_CFLAGS) -MMD -MP -c $< -o $@
+
+$(TST)/tokend: $(call objs,$(TST),$(LIB_SRC) $(MAIN_SRC) build/gen/migrations.c)
+	$(CC) $(SAN_FLAGS) -o $@ $^ $(LIBS)
+
+$(TST)/unit: $(call objs,$(TST),$(LIB_SRC) $(UNIT_SRC) build/gen/migrations.c)
+	$(CC) $(SAN_FLAGS) -o $@ $^ $(LIBS)
+
+-include $(shell find build -name '*.d' 2>/dev/null)
+
+# ---- commands ----
+deps:
+	@scripts/deps.sh
+
+run: deps build/tokend
+	@scripts/run.sh
+
+# The README's test command. Unit tests, then the end-to-end suite on SQLite
+# and on a PostgreSQL that tests/with-postgres.sh starts and stops.
+test: deps $(TST)/tokend $(TST)/unit
+	tests/with-postgres.sh sh -c '$(TST)/unit && cd tests/e2e && TOKEND_BIN=$(CURDIR)/$(TST)/tokend node --test --test-concurrency=2 --test-reporter=spec'
+
+unit: $(TST)/unit
+	$(TST)/unit
+
+bench: deps build/tokend
+	bench/run.sh
+
+fuzz: deps
+	fuzz/run.sh
+
+format:
+	clang-format -i src/*.c src/*/*.c src/*/*.h tests/unit/*.c fuzz/*.c
+
+clean:
+	rm -rf build

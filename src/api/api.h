@@ -1,0 +1,50 @@
+/*
+ * api.h: the daemon. tk_serve opens the store and keyring, starts the HTTP
+ * server with the route table of this module's handlers, and runs until
+ * SIGTERM or SIGINT, then stops accepting, lets in-flight requests finish
+ * (shutdown_timeout) and exits 0.
+ *
+ * Handlers translate HTTP into calls of the domain modules and back; they
+ * hold no SQL and no crypto of their own.
+ */
+#ifndef TK_API_H
+#define TK_API_H
+
+#include "../config/config.h"
+#include "../http/http.h"
+#include "../keyring/keyring.h"
+#include "../operators/operators.h"
+#include "../store/store.h"
+
+#include <stdatomic.h>
+
+struct tk_app {
+    const struct tk_config *cfg;
+    struct tk_store *store;
+    struct tk_keyring *keyring;
+    struct tk_http *http;
+    char default_tenant[TK_UUID_LEN + 1];
+    char node[64];
+    int64_t started_ms;
+    atomic_bool stopping;
+};
+
+/* Run the daemon; returns the process exit status. */
+int tk_serve(const struct tk_config *cfg);
+
+/* The route table. */
+const struct tk_route *tk_api_routes(size_t *n);
+
+/* Helpers shared by the handler files. */
+struct tk_db *tk_api_db(struct tk_req *r); /* replies 503 and returns NULL if unreachable */
+const struct tk_principal *tk_api_principal(const struct tk_req *r);
+tk_rc tk_api_authenticate(struct tk_req *r);
+void tk_api_finish(struct tk_req *r);
+
+void tk_h_health(struct tk_req *r);
+void tk_h_ready(struct tk_req *r);
+void tk_h_metrics(struct tk_req *r);
+void tk_h_whoami(struct tk_req *r);
+void tk_h_events_list(struct tk_req *r);
+
+#endif

@@ -1,0 +1,78 @@
+/* auth.c: the authenticate hook for /v1 routes, and the per-request store
+ * connection. A refused operator token leaves an event with its reason. */
+#include "api.h"
+
+#include "../common/log.h"
+#include "../events/events.h"
+
+#include <stdio.h>
+#include <string.h>
+
+struct tk_db *tk_api_db(struct tk_req *r)
+{
+    if (r->db) return r->db;
+    struct tk_app *app = r->app;
+    struct tk_err e;
+    r->db = tk_store_get(app->store, &e);
+    if (!r->db) tk_reply_error(r, &e, NULL);
+    return r->db;
+}
+
+void tk_api_finish(struct tk_req *r)
+{
+    if (r->db) tk_store_put(r->db);
+    r->db = NULL;
+}
+
+const struct tk_principal *tk_api_principal(const struct tk_req *r)
+{
+    return r->principal;
+}
+
+tk_rc tk_api_authenticate(struct tk_req *r)
+{
+    struct tk_app *app = r->app;
+    struct tk_db *db = tk_api_db(r);
+    if (!db) return TK_EUNAVAIL;
+    struct tk_principal *p = tk_pool_alloc(r->pool, sizeof *p);
+    struct tk_err e;
+    tk_rc rc = tk_optoken_authenticate(db, app->keyring, tk_req_header(r, "Authorization"), p, &e);
+    if (rc == TK_OK) {
+        r->principal = p;
+        return TK_OK;
+    }
+    if (rc != TK_EAUTH) {
+        tk_reply_error(r, &e, NULL);
+        return rc;
+    }
+    json_t *detail = json_pack("{s:s, s:s, s:s}", "reason", e.code, "method", r->method, "route",
+                               r->route->pattern);
+    struct tk_event ev = {
+        .tenant_id = app->default_tenant,
+        .trace_id = r->request_id,
+        .kind = "operator",
+        .source = "api",
+        .action = "authenticate",
+        .outcome = "denied",
+        .subject_type = "operator_token",
+        .message = e.msg,
+        .detail = detail,
+        .latency_us = -1,
+    };
+    struct tk_err ee;
+    if (tk_event_emit(db, &ev, &ee) != TK_OK)
+        tk_warn("events: could not record an authentication failure: %s", ee.msg);
+    json_decref(detail);
+    char www[160];
+    if (!strcmp(e.code, "missing"))
+        snprintf(www, sizeof www, "Bearer realm=\"tokend\"");
+    else
+        snprintf(www, sizeof www, "Bearer realm=\"tokend\", error=\"invalid_token\"");
+    tk_reply_header(r, "WWW-Authenticate", www);
+    json_t *extra = json_pack("{s:s}", "reason", e.code);
+    struct tk_err out = e;
+    snprintf(out.code, sizeof out.code, "unauthenticated");
+    tk_reply_error(r, &out, extra);
+    json_decref(extra);
+    return TK_EAUTH;
+}

@@ -1,0 +1,94 @@
+/* events_api.c: GET /v1/events. */
+#include "api.h"
+
+#include "../events/events.h"
+
+#include <stdio.h>
+#include <string.h>
+
+/* A short text filter: at most 64 printable characters. */
+static bool text_arg(struct tk_req *r, const char *name, const char **out)
+{
+    const char *v = tk_req_query(r, name);
+    *out = NULL;
+    if (!v) return true;
+    size_t n = strlen(v);
+    bool ok = n > 0 && n <= 64;
+    for (size_t i = 0; ok && i < n; i++) ok = (unsigned char)v[i] > 0x20 && v[i] != 0x7f;
+    if (!ok) {
+        struct tk_err e;
+        tk_err_field(&e, TK_EINVAL, "invalid_parameter", name,
+                     "%s must be 1 to 64 printable characters without spaces", name);
+        tk_reply_error(r, &e, NULL);
+        return false;
+    }
+    *out = v;
+    return true;
+}
+
+static bool int_arg(struct tk_req *r, const char *name, int64_t min, int64_t max, int64_t *out)
+{
+    const char *v = tk_req_query(r, name);
+    if (!v) return true;
+    if (tk_parse_int(v, min, max, out) != TK_OK) {
+        struct tk_err e;
+        tk_err_field(&e, TK_EINVAL, "invalid_parameter", name,
+                     "%s must be an integer from %lld to %lld", name, (long long)min,
+                     (long long)max);
+        tk_reply_error(r, &e, NULL);
+        return false;
+    }
+    return true;
+}
+
+static bool time_arg(struct tk_req *r, const char *name, int64_t *out)
+{
+    const char *v = tk_req_query(r, name);
+    if (!v) return true;
+    if (tk_time_parse(v, out) != TK_OK) {
+        struct tk_err e;
+        tk_err_field(&e, TK_EINVAL, "invalid_parameter", name,
+                     "%s must be an RFC 3339 time (2026-11-25T19:00:00Z) or milliseconds since "
+                     "the epoch",
+                     name);
+        tk_reply_error(r, &e, NULL);
+        return false;
+    }
+    return true;
+}
+
+void tk_h_events_list(struct tk_req *r)
+{
+    const struct tk_principal *p = tk_api_principal(r);
+    struct tk_event_query q = {.tenant_id = p->tenant_id, .limit = 50};
+    int64_t limit = 50;
+    if (!text_arg(r, "kind", &q.kind) || !text_arg(r, "source", &q.source) ||
+        !text_arg(r, "action", &q.action) || !text_arg(r, "outcome", &q.outcome) ||
+        !text_arg(r, "subject", &q.subject) ||
+        !int_arg(r, "limit", 1, TK_EVENTS_MAX_LIMIT, &limit) ||
+        !int_arg(r, "cursor", 1, INT64_MAX, &q.before) ||
+        !int_arg(r, "after", 0, INT64_MAX, &q.after) || !time_arg(r, "since", &q.since) ||
+        !time_arg(r, "until", &q.until))
+        return;
+    if (q.before && q.after) {
+        struct tk_err e;
+        tk_err_field(&e, TK_EINVAL, "invalid_parameter", "after",
+                     "cursor (older pages) and after (newer events) cannot be combined");
+        tk_reply_error(r, &e, NULL);
+        return;
+    }
+    q.limit = (int)limit;
+    struct tk_db *db = tk_api_db(r);
+    if (!db) return;
+    json_t *events;
+    int64_t next;
+    struct tk_err e;
+    if (tk_events_list(db, &q, &events, &next, &e) != TK_OK) {
+        tk_reply_error(r, &e, NULL);
+        return;
+    }
+    json_t *o = json_object();
+    json_object_set_new(o, "events", events);
+    json_object_set_new(o, "next_cursor", next ? json_integer(next) : json_null());
+    tk_reply_json(r, 200, o);
+}

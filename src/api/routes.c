@@ -1,0 +1,16 @@
+/* routes.c: every route tokend answers, in one table. */
+#include "api.h"
+
+static const struct tk_route routes[] = {
+    {"GET", "/health", tk_h_health, 0},
+    {"GET", "/ready", tk_h_ready, 0},
+    {"GET", "/metrics", tk_h_metrics, 0},
+    {"GET", "/v1/whoami", tk_h_whoami, TK_ROUTE_AUTH},
+    {"GET", "/v1/events", tk_h_events_list, TK_ROUTE_AUTH},
+};
+
+const struct tk_route *tk_api_routes(size_t *n)
+{
+    *n = TK_NELEM(routes);
+    return routes;
+}

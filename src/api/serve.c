@@ -1,0 +1,173 @@
+/* serve.c: tokend serve, from start to a clean exit. */
+#include "api.h"
+
+#include "../common/log.h"
+#include "../events/events.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static void node_event(struct tk_app *app, const char *action, const char *msg)
+{
+    struct tk_err e;
+    struct tk_db *db = tk_store_get(app->store, &e);
+    if (!db) {
+        tk_warn("events: cannot record %s: %s", action, e.msg);
+        return;
+    }
+    json_t *d = json_pack("{s:s, s:s, s:s}", "version", TK_VERSION, "store",
+                          tk_store_backend(app->store), "listen", app->cfg->listen);
+    struct tk_event ev = {.tenant_id = app->default_tenant, .kind = "node", .source = "node",
+                          .action = action, .outcome = "ok", .subject_type = "node",
+                          .subject_id = app->node, .message = msg, .detail = d,
+                          .latency_us = -1};
+    if (tk_event_emit(db, &ev, &e) != TK_OK) tk_warn("events: cannot record %s: %s", action, e.msg);
+    json_decref(d);
+    tk_store_put(db);
+}
+
+static tk_rc make_data_dir(const char *dir, struct tk_err *e)
+{
+    if (mkdir(dir, 0700) != 0 && errno != EEXIST)
+        return tk_err_field(e, TK_EINTERNAL, "data_dir_unusable", "data_dir",
+                            "cannot create data_dir %s: %s", dir, strerror(errno));
+    struct stat st;
+    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
+        return tk_err_field(e, TK_EINTERNAL, "data_dir_unusable", "data_dir",
+                            "data_dir %s is not a directory", dir);
+    return TK_OK;
+}
+
+/* --dev on a store without operator tokens: make the root token and write
+ * it, once, to <data_dir>/root-token (0600). */
+static tk_rc dev_root_token(struct tk_app *app, struct tk_err *e)
+{
+    struct tk_db *db = tk_store_get(app->store, e);
+    if (!db) return TK_EUNAVAIL;
+    int64_t n = 0;
+    tk_rc rc = tk_optoken_count_active(db, &n, e);
+    char path[600];
+    snprintf(path, sizeof path, "%s/root-token", app->cfg->data_dir);
+    if (rc == TK_OK && n > 0) {
+        tk_store_put(db);
+        if (access(path, R_OK) == 0)
+            tk_info("dev: the root operator token is in %s", path);
+        return TK_OK;
+    }
+    char tok[TK_ISSUED_MAX], id[TK_UUID_LEN + 1];
+    if (rc == TK_OK)
+        rc = tk_optoken_create(db, app->keyring, app->default_tenant, "root", "admin", tok, id, e);
+    tk_store_put(db);
+    if (rc != TK_OK) return rc;
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    size_t len = strlen(tok);
+    bool ok = fd >= 0 && write(fd, tok, len) == (ssize_t)len && write(fd, "\n", 1) == 1;
+    if (fd >= 0) close(fd);
+    tk_wipe(tok, sizeof tok);
+    if (!ok)
+        return tk_err_set(e, TK_EINTERNAL, "root_token_unwritable", "cannot write %s: %s", path,
+                          strerror(errno));
+    tk_warn("dev: created a root operator token (id %s) and wrote it to %s (mode 0600)", id, path);
+    return TK_OK;
+}
+
+int tk_serve(const struct tk_config *cfg)
+{
+    struct tk_app app;
+    memset(&app, 0, sizeof app);
+    app.cfg = cfg;
+    app.started_ms = tk_now_ms();
+    struct tk_err e;
+    tk_err_clear(&e);
+    int status = 1;
+
+    /* Secrets live in this process's memory: no core dumps. */
+    struct rlimit nocore = {0, 0};
+    setrlimit(RLIMIT_CORE, &nocore);
+    signal(SIGPIPE, SIG_IGN);
+    /* Block the stop signals in every thread; the main thread waits for them. */
+    sigset_t stop;
+    sigemptyset(&stop);
+    sigaddset(&stop, SIGTERM);
+    sigaddset(&stop, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &stop, NULL);
+
+    if (cfg->node_name[0]) {
+        snprintf(app.node, sizeof app.node, "%s", cfg->node_name);
+    } else {
+        char host[48] = "localhost";
+        gethostname(host, sizeof host - 1);
+        snprintf(app.node, sizeof app.node, "%s:%d", host, (int)getpid());
+    }
+    tk_events_set_node(app.node);
+
+    struct tk_store_opts so = {.pool_size = cfg->store_pool, .busy_timeout_ms = 5000, .migrate = true};
+    tk_rc rc = make_data_dir(cfg->data_dir, &e);
+    if (rc == TK_OK) rc = tk_keyring_open(cfg->data_dir, &app.keyring, &e);
+    if (rc == TK_OK) rc = tk_store_open(cfg->store, &so, &app.store, &e);
+    if (rc == TK_OK) {
+        struct tk_db *db = tk_store_get(app.store, &e);
+        rc = db ? tk_tenant_default(db, app.default_tenant, &e) : TK_EUNAVAIL;
+        tk_store_put(db);
+    }
+    if (rc == TK_OK && cfg->dev) rc = dev_root_token(&app, &e);
+    if (rc == TK_OK) {
+        size_t nroutes;
+        const struct tk_route *routes = tk_api_routes(&nroutes);
+        struct tk_http_opts ho = {
+            .listen = cfg->listen,
+            .threads = cfg->threads,
+            .max_body = (size_t)cfg->max_body,
+            .max_header = (size_t)cfg->max_header,
+            .max_connections = cfg->max_connections,
+            .max_connections_per_ip = cfg->max_connections_per_ip,
+            .idle_timeout = cfg->idle_timeout,
+            .access_log = cfg->access_log,
+            .routes = routes,
+            .nroutes = nroutes,
+            .app = &app,
+            .authenticate = tk_api_authenticate,
+            .finish = tk_api_finish,
+        };
+        rc = tk_http_start(&ho, &app.http, &e);
+    }
+    if (rc != TK_OK) {
+        tk_error("cannot start: %s", e.msg);
+        goto out;
+    }
+    node_event(&app, "start", "tokend started");
+    tk_info("tokend %s listening on http://%s (port %d), store %s schema %d, node %s%s",
+            TK_VERSION, cfg->listen, tk_http_port(app.http), tk_store_backend(app.store),
+            tk_store_schema_version(app.store), app.node, cfg->dev ? ", DEV MODE" : "");
+    /* A line the tests and scripts can wait for: the port actually bound. */
+    fprintf(stdout, "tokend: listening on port %d\n", tk_http_port(app.http));
+    fflush(stdout);
+
+    int sig = 0;
+    while (sigwait(&stop, &sig) != 0) {
+    }
+    tk_info("received %s: stopping (in-flight requests get %d s)", sig == SIGTERM ? "SIGTERM" : "SIGINT",
+            cfg->shutdown_timeout);
+    atomic_store(&app.stopping, true);
+    tk_http_quiesce(app.http);
+    bool drained = tk_http_drain(app.http, cfg->shutdown_timeout * 1000);
+    if (!drained) tk_warn("requests still in flight after %d s; closing them", cfg->shutdown_timeout);
+    tk_http_stop(app.http);
+    app.http = NULL;
+    node_event(&app, "stop", drained ? "tokend stopped" : "tokend stopped; some requests were cut off");
+    tk_info("stopped");
+    status = 0;
+out:
+    tk_http_stop(app.http);
+    tk_store_close(app.store);
+    tk_keyring_close(app.keyring);
+    return status;
+}

@@ -1,0 +1,71 @@
+/* sys.c: /health, /ready, /metrics and /v1/whoami. */
+#include "api.h"
+
+#include <stdio.h>
+#include <string.h>
+
+void tk_h_health(struct tk_req *r)
+{
+    tk_reply_json(r, 200, json_pack("{s:s}", "status", "ok"));
+}
+
+void tk_h_ready(struct tk_req *r)
+{
+    struct tk_app *app = r->app;
+    struct tk_err e;
+    if (atomic_load(&app->stopping)) {
+        tk_err_set(&e, TK_EUNAVAIL, "not_ready", "tokend is shutting down");
+        json_t *x = json_pack("{s:s}", "reason", "shutting_down");
+        tk_reply_error(r, &e, x);
+        json_decref(x);
+        return;
+    }
+    if (tk_store_ping(app->store, &e) != TK_OK) {
+        json_t *x = json_pack("{s:s, s:s}", "reason", "store_unreachable", "store",
+                              tk_store_backend(app->store));
+        char why[sizeof e.msg];
+        snprintf(why, sizeof why, "%s", e.msg);
+        tk_err_set(&e, TK_EUNAVAIL, "not_ready", "the store is unreachable: %s", why);
+        tk_reply_error(r, &e, x);
+        json_decref(x);
+        return;
+    }
+    tk_reply_json(r, 200,
+                  json_pack("{s:s, s:s, s:i, s:s}", "status", "ready", "store",
+                            tk_store_backend(app->store), "schema_version",
+                            tk_store_schema_version(app->store), "node", app->node));
+}
+
+void tk_h_metrics(struct tk_req *r)
+{
+    struct tk_app *app = r->app;
+    struct tk_buf b;
+    tk_buf_init(&b, 4 << 20);
+    tk_buf_printf(&b,
+                  "# HELP tokend_build_info Build of this node.\n# TYPE tokend_build_info gauge\n"
+                  "tokend_build_info{version=\"%s\",store=\"%s\"} 1\n",
+                  TK_VERSION, tk_store_backend(app->store));
+    tk_buf_printf(&b,
+                  "# HELP tokend_start_time_seconds When this node started.\n# TYPE "
+                  "tokend_start_time_seconds gauge\ntokend_start_time_seconds %lld\n",
+                  (long long)(app->started_ms / 1000));
+    struct tk_err e;
+    int up = tk_store_ping(app->store, &e) == TK_OK;
+    tk_buf_printf(&b,
+                  "# HELP tokend_store_up Whether the store answered a ping now.\n# TYPE "
+                  "tokend_store_up gauge\ntokend_store_up{store=\"%s\"} %d\n"
+                  "# HELP tokend_store_schema_version Schema version of the store.\n# TYPE "
+                  "tokend_store_schema_version gauge\ntokend_store_schema_version %d\n",
+                  tk_store_backend(app->store), up, tk_store_schema_version(app->store));
+    tk_http_metrics(app->http, &b);
+    tk_reply_text(r, 200, "text/plain; version=0.0.4; charset=utf-8", b.data ? b.data : "", b.len);
+    tk_buf_free(&b);
+}
+
+void tk_h_whoami(struct tk_req *r)
+{
+    const struct tk_principal *p = tk_api_principal(r);
+    tk_reply_json(r, 200,
+                  json_pack("{s:s, s:s, s:s, s:s}", "tenant_id", p->tenant_id, "token_id",
+                            p->token_id, "name", p->name, "role", p->role));
+}

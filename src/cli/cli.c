@@ -1,0 +1,357 @@
+/* cli.c: see cli.h. */
+#include "cli.h"
+
+#include "../common/issued.h"
+#include "../config/config.h"
+
+#include <curl/curl.h>
+#include <jansson.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define EXIT_SERVER 1
+#define EXIT_USAGE 2
+#define EXIT_UNREACHABLE 3
+
+struct client {
+    char addr[256];
+    char token[TK_ISSUED_MAX + 8];
+    bool json;
+};
+
+static size_t on_data(char *p, size_t size, size_t n, void *ud)
+{
+    struct tk_buf *b = ud;
+    return tk_buf_add(b, p, size * n) == TK_OK ? size * n : 0;
+}
+
+static int load_token_file(const char *path, struct client *c, bool must)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        if (must) fprintf(stderr, "tokend: cannot read token file %s\n", path);
+        return must ? EXIT_USAGE : 0;
+    }
+    char buf[sizeof c->token];
+    if (!fgets(buf, sizeof buf, f)) buf[0] = '\0';
+    fclose(f);
+    buf[strcspn(buf, "\r\n")] = '\0';
+    snprintf(c->token, sizeof c->token, "%s", buf);
+    tk_wipe(buf, sizeof buf);
+    return 0;
+}
+
+static int client_init(struct client *c, const char *token_file)
+{
+    const char *a = getenv("TOKEND_ADDR");
+    snprintf(c->addr, sizeof c->addr, "%s", a && *a ? a : "http://127.0.0.1:8750");
+    size_t n = strlen(c->addr);
+    if (n && c->addr[n - 1] == '/') c->addr[n - 1] = '\0';
+    if (strncmp(c->addr, "http://", 7) != 0 && strncmp(c->addr, "https://", 8) != 0) {
+        fprintf(stderr, "tokend: TOKEND_ADDR must start with http:// or https://, not '%s'\n", c->addr);
+        return EXIT_USAGE;
+    }
+    const char *t = getenv("TOKEND_TOKEN");
+    if (token_file) return load_token_file(token_file, c, true);
+    if (t && *t) {
+        snprintf(c->token, sizeof c->token, "%s", t);
+        return 0;
+    }
+    return load_token_file("tokend-data/root-token", c, false);
+}
+
+/* GET path; on success *out is the parsed JSON body (any status). Returns
+ * the HTTP status, or -1 after printing why tokend could not be reached. */
+static long get_json(const struct client *c, const char *path, json_t **out)
+{
+    char url[2048];
+    snprintf(url, sizeof url, "%s%s", c->addr, path);
+    CURL *h = curl_easy_init();
+    if (!h) tk_fatal("curl_easy_init failed");
+    struct tk_buf b;
+    tk_buf_init(&b, 64 << 20);
+    struct curl_slist *hd = NULL;
+    char auth[sizeof c->token + 32];
+    if (c->token[0]) {
+        snprintf(auth, sizeof auth, "Authorization: Bearer %s", c->token);
+        hd = curl_slist_append(hd, auth);
+        tk_wipe(auth, sizeof auth);
+    }
+    curl_easy_setopt(h, CURLOPT_URL, url);
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, hd);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_data);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, &b);
+    curl_easy_setopt(h, CURLOPT_TIMEOUT, 30L);
+    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, 5L);
+    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+    CURLcode cc = curl_easy_perform(h);
+    long status = -1;
+    if (cc != CURLE_OK) {
+        fprintf(stderr, "tokend: cannot reach tokend at %s: %s\n  (is it running? start it with "
+                        "'make run' or 'tokend serve'; set TOKEND_ADDR if it listens elsewhere)\n",
+                c->addr, curl_easy_strerror(cc));
+    } else {
+        curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
+        json_error_t je;
+        *out = b.data ? json_loadb(b.data, b.len, 0, &je) : NULL;
+        if (!*out) *out = json_object();
+    }
+    curl_slist_free_all(hd);
+    curl_easy_cleanup(h);
+    tk_buf_free(&b);
+    return status;
+}
+
+static void print_error(const char *what, long status, json_t *body)
+{
+    const char *code = json_string_value(json_object_get(body, "error"));
+    const char *msg = json_string_value(json_object_get(body, "message"));
+    const char *reason = json_string_value(json_object_get(body, "reason"));
+    fprintf(stderr, "tokend: %s: HTTP %ld %s%s%s%s: %s\n", what, status, code ? code : "error",
+            reason ? " (" : "", reason ? reason : "", reason ? ")" : "", msg ? msg : "");
+    if (status == 401)
+        fprintf(stderr, "  set TOKEND_TOKEN or --token-file to an operator token "
+                        "(tokend serve --dev writes one to <data dir>/root-token)\n");
+}
+
+static const char *jstr(json_t *o, const char *k)
+{
+    const char *s = json_string_value(json_object_get(o, k));
+    return s ? s : "-";
+}
+
+/* ---- status ---- */
+
+int tk_cli_status(int argc, char **argv)
+{
+    struct client c = {0};
+    const char *token_file = NULL;
+    for (int i = 0; i < argc; i++) {
+        if (!strcmp(argv[i], "--json")) c.json = true;
+        else if (!strcmp(argv[i], "--token-file") && i + 1 < argc) token_file = argv[++i];
+        else {
+            fprintf(stderr, "tokend status: unknown argument '%s' (see tokend help status)\n", argv[i]);
+            return EXIT_USAGE;
+        }
+    }
+    int rc = client_init(&c, token_file);
+    if (rc) return rc;
+    json_t *health = NULL, *ready = NULL, *who = NULL;
+    long hs = get_json(&c, "/health", &health);
+    if (hs < 0) return EXIT_UNREACHABLE;
+    long rs = get_json(&c, "/ready", &ready);
+    long ws = c.token[0] ? get_json(&c, "/v1/whoami", &who) : 0;
+    int exit = (hs == 200 && rs == 200 && (ws == 200 || ws == 0)) ? 0 : EXIT_SERVER;
+    if (c.json) {
+        json_t *o = json_pack("{s:s, s:O, s:O, s:o}", "address", c.addr, "health", health, "ready",
+                              ready, "operator", who ? json_incref(who) : json_null());
+        char *s = json_dumps(o, JSON_INDENT(2));
+        printf("%s\n", s);
+        free(s);
+        json_decref(o);
+    } else {
+        printf("%-10s %s\n", "address", c.addr);
+        printf("%-10s %s\n", "health", hs == 200 ? "ok" : "FAILING");
+        if (rs == 200)
+            printf("%-10s ready (store %s, schema %lld, node %s)\n", "ready", jstr(ready, "store"),
+                   (long long)json_integer_value(json_object_get(ready, "schema_version")),
+                   jstr(ready, "node"));
+        else
+            printf("%-10s NOT READY: %s (%s)\n", "ready", jstr(ready, "message"),
+                   jstr(ready, "reason"));
+        if (ws == 200)
+            printf("%-10s %s (%s), tenant %s\n", "operator", jstr(who, "name"), jstr(who, "role"),
+                   jstr(who, "tenant_id"));
+        else if (ws == 0)
+            printf("%-10s no token (set TOKEND_TOKEN or --token-file)\n", "operator");
+        else
+            printf("%-10s REFUSED: %s (%s)\n", "operator", jstr(who, "message"),
+                   jstr(who, "reason"));
+    }
+    json_decref(health);
+    json_decref(ready);
+    json_decref(who);
+    return exit;
+}
+
+/* ---- events ---- */
+
+static volatile sig_atomic_t interrupted;
+static void on_sigint(int s)
+{
+    (void)s;
+    interrupted = 1;
+}
+
+static void print_event(json_t *ev, bool as_json)
+{
+    if (as_json) {
+        char *s = json_dumps(ev, JSON_COMPACT);
+        printf("%s\n", s);
+        free(s);
+        return;
+    }
+    char subj[80];
+    const char *st = json_string_value(json_object_get(ev, "subject_type"));
+    const char *si = json_string_value(json_object_get(ev, "subject_id"));
+    snprintf(subj, sizeof subj, "%s%s%s", st ? st : "-", si ? ":" : "", si ? si : "");
+    printf("%-24s %6lld %-9s %-10s %-14s %-8s %-28s %s\n", jstr(ev, "at"),
+           (long long)json_integer_value(json_object_get(ev, "seq")), jstr(ev, "kind"),
+           jstr(ev, "source"), jstr(ev, "action"), jstr(ev, "outcome"), subj, jstr(ev, "message"));
+}
+
+static void print_header(void)
+{
+    printf("%-24s %6s %-9s %-10s %-14s %-8s %-28s %s\n", "AT", "SEQ", "KIND", "SOURCE", "ACTION",
+           "OUTCOME", "SUBJECT", "MESSAGE");
+}
+
+static int url_arg(struct tk_buf *q, const char *name, const char *value)
+{
+    char *esc = curl_easy_escape(NULL, value, 0);
+    if (!esc) return EXIT_USAGE;
+    tk_buf_printf(q, "&%s=%s", name, esc);
+    curl_free(esc);
+    return 0;
+}
+
+int tk_cli_events(int argc, char **argv)
+{
+    struct client c = {0};
+    const char *token_file = NULL;
+    bool follow = false;
+    struct tk_buf q;
+    tk_buf_init(&q, 4096);
+    const char *limit = "50";
+    static const char *filters[] = {"kind", "source", "action", "outcome", "subject", "since", "until"};
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        bool matched = false;
+        if (!strcmp(a, "--json")) { c.json = true; continue; }
+        if (!strcmp(a, "-f") || !strcmp(a, "--follow")) { follow = true; continue; }
+        if (i + 1 < argc && !strcmp(a, "--token-file")) { token_file = argv[++i]; continue; }
+        if (i + 1 < argc && !strcmp(a, "--limit")) { limit = argv[++i]; continue; }
+        for (size_t k = 0; k < TK_NELEM(filters); k++) {
+            if (a[0] == '-' && a[1] == '-' && !strcmp(a + 2, filters[k]) && i + 1 < argc) {
+                url_arg(&q, filters[k], argv[++i]);
+                matched = true;
+            }
+        }
+        if (!matched) {
+            fprintf(stderr, "tokend events: unknown or incomplete argument '%s' (see tokend help events)\n", a);
+            tk_buf_free(&q);
+            return EXIT_USAGE;
+        }
+    }
+    int rc = client_init(&c, token_file);
+    if (rc) {
+        tk_buf_free(&q);
+        return rc;
+    }
+    char path[4600];
+    snprintf(path, sizeof path, "/v1/events?limit=%s%s", limit, q.data ? q.data : "");
+    json_t *body = NULL;
+    long st = get_json(&c, path, &body);
+    if (st < 0) {
+        tk_buf_free(&q);
+        return EXIT_UNREACHABLE;
+    }
+    if (st != 200) {
+        print_error("events", st, body);
+        json_decref(body);
+        tk_buf_free(&q);
+        return EXIT_SERVER;
+    }
+    json_t *evs = json_object_get(body, "events");
+    size_t n = json_array_size(evs);
+    if (!c.json) print_header();
+    int64_t last = 0;
+    if (follow) {
+        /* Oldest first, then what arrives. */
+        for (size_t i = n; i-- > 0;) print_event(json_array_get(evs, i), c.json);
+    } else {
+        for (size_t i = 0; i < n; i++) print_event(json_array_get(evs, i), c.json);
+    }
+    if (n) last = json_integer_value(json_object_get(json_array_get(evs, 0), "seq"));
+    json_decref(body);
+    fflush(stdout);
+    if (follow) {
+        signal(SIGINT, on_sigint);
+        signal(SIGTERM, on_sigint);
+        while (!interrupted) {
+            struct timespec ts = {0, 500 * 1000 * 1000};
+            nanosleep(&ts, NULL);
+            snprintf(path, sizeof path, "/v1/events?limit=1000&after=%lld%s", (long long)last,
+                     q.data ? q.data : "");
+            st = get_json(&c, path, &body);
+            if (st < 0) { rc = EXIT_UNREACHABLE; break; }
+            if (st != 200) {
+                print_error("events", st, body);
+                json_decref(body);
+                rc = EXIT_SERVER;
+                break;
+            }
+            evs = json_object_get(body, "events");
+            for (size_t i = 0; i < json_array_size(evs); i++) {
+                json_t *ev = json_array_get(evs, i);
+                print_event(ev, c.json);
+                last = json_integer_value(json_object_get(ev, "seq"));
+            }
+            json_decref(body);
+            fflush(stdout);
+        }
+    }
+    tk_buf_free(&q);
+    return rc;
+}
+
+/* ---- help ---- */
+
+static const struct {
+    const char *name, *usage, *text;
+} commands[] = {
+    {"serve", "tokend serve [--config FILE] [--dev] [--SETTING VALUE]...",
+     "Run the daemon in the foreground. Settings come from the INI file, then TOKEND_<SETTING>\n"
+     "environment variables, then flags (--data-dir DIR or --data-dir=DIR). With --dev, an\n"
+     "empty store gets a root operator token written to <data_dir>/root-token (mode 0600).\n"
+     "SIGTERM or SIGINT stops accepting, lets in-flight requests finish, and exits 0.\n"},
+    {"status", "tokend status [--json] [--token-file FILE]",
+     "Show whether tokend answers, is ready (store reachable), and who the token belongs to.\n"
+     "Exit 0 when healthy and ready, 1 when not, 3 when tokend cannot be reached.\n"},
+    {"events", "tokend events [-f] [--json] [--limit N] [--kind K] [--source S] [--action A]\n"
+               "              [--outcome O] [--subject ID] [--since TIME] [--until TIME]",
+     "List events newest first (at most --limit, default 50, max 1000). With -f, print the\n"
+     "latest oldest-first and keep printing new ones until interrupted. TIME is RFC 3339\n"
+     "(2026-11-25T19:00:00Z) or milliseconds since the epoch.\n"},
+    {"version", "tokend version", "Print the version of this binary.\n"},
+    {"help", "tokend help [COMMAND]", "Explain a command.\n"},
+};
+
+int tk_cli_help(const char *command)
+{
+    if (!command) {
+        printf("tokend %s: a token service that owns every token a product depends on.\n\n"
+               "Commands:\n", TK_VERSION);
+        for (size_t i = 0; i < TK_NELEM(commands); i++)
+            printf("  %s\n", commands[i].usage);
+        printf("\nClient commands reach tokend at TOKEND_ADDR (default http://127.0.0.1:8750)\n"
+               "with TOKEND_TOKEN, --token-file FILE, or ./tokend-data/root-token.\n"
+               "'tokend help COMMAND' explains one command.\n");
+        return 0;
+    }
+    for (size_t i = 0; i < TK_NELEM(commands); i++) {
+        if (strcmp(commands[i].name, command) != 0) continue;
+        printf("usage: %s\n\n%s", commands[i].usage, commands[i].text);
+        if (!strcmp(command, "serve")) {
+            printf("\n");
+            tk_config_help(stdout);
+        }
+        return 0;
+    }
+    fprintf(stderr, "tokend: no command '%s'; 'tokend help' lists them\n", command);
+    return EXIT_USAGE;
+}

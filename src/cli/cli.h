@@ -1,0 +1,17 @@
+/*
+ * cli.h: the command-line tool. Every command but serve is an HTTP client of
+ * a running tokend (libcurl), found at TOKEND_ADDR (default
+ * http://127.0.0.1:8750) and authenticated with TOKEND_TOKEN, --token-file,
+ * or ./tokend-data/root-token when that exists. Tables for people, --json
+ * for scripts; exit status 0 on success, 1 on an error the server reported,
+ * 2 on a usage error, 3 when tokend cannot be reached.
+ */
+#ifndef TK_CLI_H
+#define TK_CLI_H
+
+int tk_cli_status(int argc, char **argv);
+int tk_cli_events(int argc, char **argv);
+/* Print help for a command (NULL: overview) to stdout; 0 if known. */
+int tk_cli_help(const char *command);
+
+#endif

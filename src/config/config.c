@@ -1,0 +1,239 @@
+/* config.c: see config.h. */
+#include "config.h"
+
+#include <ctype.h>
+#include <ini.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum ctype { C_STR, C_INT, C_BOOL, C_ENUM };
+
+struct setting {
+    const char *name;
+    enum ctype type;
+    size_t off, size;   /* field in struct tk_config; size for strings */
+    const char *def;
+    int64_t min, max;   /* ints: range; strings: max length is size-1 */
+    const char *enums;  /* C_ENUM: allowed values separated by '|' */
+    const char *help;
+};
+
+#define S(f) offsetof(struct tk_config, f), sizeof(((struct tk_config *)0)->f)
+
+static const struct setting settings[] = {
+    {"listen", C_STR, S(listen), "127.0.0.1:8750", 0, 0, NULL,
+     "address and port to listen on (host:port, [v6]:port)"},
+    {"data_dir", C_STR, S(data_dir), "./tokend-data", 0, 0, NULL,
+     "directory for the SQLite file and local key files (created 0700)"},
+    {"store", C_STR, S(store), "", 0, 0, NULL,
+     "sqlite:PATH or postgres://user@host:port/db (default sqlite:<data_dir>/tokend.db)"},
+    {"threads", C_INT, S(threads), "2", 1, 64, NULL, "HTTP worker threads"},
+    {"store_pool", C_INT, S(store_pool), "8", 1, 256, NULL,
+     "database connections kept open by this node"},
+    {"max_body", C_INT, S(max_body), "1048576", 1024, 64 << 20, NULL,
+     "largest request body in bytes (413 above)"},
+    {"max_header", C_INT, S(max_header), "32768", 4096, 1 << 20, NULL,
+     "memory per connection for the request line and headers, in bytes"},
+    {"max_connections", C_INT, S(max_connections), "1024", 1, 100000, NULL,
+     "open connections accepted at once; more are closed at accept"},
+    {"max_connections_per_ip", C_INT, S(max_connections_per_ip), "256", 1, 100000, NULL,
+     "open connections accepted at once from one address"},
+    {"idle_timeout", C_INT, S(idle_timeout), "30", 1, 3600, NULL,
+     "seconds a connection may stay silent before it is closed"},
+    {"shutdown_timeout", C_INT, S(shutdown_timeout), "5", 0, 300, NULL,
+     "seconds given to in-flight requests on SIGTERM/SIGINT"},
+    {"log_level", C_ENUM, S(log_level), "info", 0, 0, "debug|info|warn|error", "least severe level logged"},
+    {"log_format", C_ENUM, S(log_format), "text", 0, 0, "text|json",
+     "text for a terminal, json for one object per line"},
+    {"access_log", C_BOOL, S(access_log), "true", 0, 0, NULL, "log one line per HTTP request"},
+    {"dev", C_BOOL, S(dev), "false", 0, 0, NULL,
+     "development mode: create a root operator token on an empty store"},
+    {"node_name", C_STR, S(node_name), "", 0, 0, NULL,
+     "this node's name in events and leases (default: hostname:pid)"},
+};
+
+static const struct setting *find(const char *name)
+{
+    for (size_t i = 0; i < TK_NELEM(settings); i++)
+        if (strcmp(settings[i].name, name) == 0) return &settings[i];
+    return NULL;
+}
+
+bool tk_config_known(const char *name, bool *is_bool)
+{
+    const struct setting *s = find(name);
+    if (s && is_bool) *is_bool = s->type == C_BOOL;
+    return s != NULL;
+}
+
+static bool enum_ok(const char *enums, const char *v)
+{
+    size_t vl = strlen(v);
+    const char *p = enums;
+    while (*p) {
+        const char *bar = strchr(p, '|');
+        size_t n = bar ? (size_t)(bar - p) : strlen(p);
+        if (n == vl && memcmp(p, v, n) == 0) return true;
+        if (!bar) break;
+        p = bar + 1;
+    }
+    return false;
+}
+
+tk_rc tk_config_set(struct tk_config *c, const char *name, const char *value, const char *origin,
+                    struct tk_err *e)
+{
+    const struct setting *s = find(name);
+    if (!s) return tk_err_field(e, TK_EINVAL, "unknown_setting", name, "%s: unknown setting '%s' (see tokend help serve)", origin, name);
+    void *f = (char *)c + s->off;
+    switch (s->type) {
+    case C_STR:
+    case C_ENUM:
+        if (strlen(value) >= s->size)
+            return tk_err_field(e, TK_EINVAL, "invalid_setting", name,
+                                "%s: %s is %zu characters long, at most %zu are allowed", origin,
+                                name, strlen(value), s->size - 1);
+        if (s->type == C_ENUM && !enum_ok(s->enums, value))
+            return tk_err_field(e, TK_EINVAL, "invalid_setting", name,
+                                "%s: %s must be one of %s, not '%.40s'", origin, name, s->enums,
+                                value);
+        snprintf(f, s->size, "%s", value);
+        return TK_OK;
+    case C_INT: {
+        int64_t v;
+        if (tk_parse_int(value, s->min, s->max, &v) != TK_OK)
+            return tk_err_field(e, TK_EINVAL, "invalid_setting", name,
+                                "%s: %s must be an integer from %lld to %lld, not '%.40s'", origin,
+                                name, (long long)s->min, (long long)s->max, value);
+        if (s->size == sizeof(int))
+            *(int *)f = (int)v;
+        else
+            *(int64_t *)f = v;
+        return TK_OK;
+    }
+    case C_BOOL:
+        if (!strcmp(value, "true") || !strcmp(value, "1") || !strcmp(value, "yes") ||
+            !strcmp(value, "on"))
+            *(bool *)f = true;
+        else if (!strcmp(value, "false") || !strcmp(value, "0") || !strcmp(value, "no") ||
+                 !strcmp(value, "off"))
+            *(bool *)f = false;
+        else
+            return tk_err_field(e, TK_EINVAL, "invalid_setting", name,
+                                "%s: %s must be true or false, not '%.40s'", origin, name, value);
+        return TK_OK;
+    }
+    return TK_EINTERNAL;
+}
+
+void tk_config_defaults(struct tk_config *c)
+{
+    memset(c, 0, sizeof *c);
+    for (size_t i = 0; i < TK_NELEM(settings); i++)
+        if (tk_config_set(c, settings[i].name, settings[i].def, "default", NULL) != TK_OK)
+            tk_fatal("bad default for %s", settings[i].name);
+}
+
+struct ini_ctx {
+    struct tk_config *c;
+    const char *path;
+    struct tk_err *e;
+    tk_rc rc;
+};
+
+static int ini_cb(void *user, const char *section, const char *name, const char *value)
+{
+    struct ini_ctx *x = user;
+    if (x->rc != TK_OK) return 0;
+    char origin[600];
+    snprintf(origin, sizeof origin, "%s", x->path);
+    if (section[0] && strcmp(section, "tokend") != 0) {
+        x->rc = tk_err_field(x->e, TK_EINVAL, "unknown_section", section,
+                             "%s: unknown section [%s]; settings go at the top or under [tokend]",
+                             origin, section);
+        return 0;
+    }
+    x->rc = tk_config_set(x->c, name, value, origin, x->e);
+    return x->rc == TK_OK;
+}
+
+tk_rc tk_config_load_file(struct tk_config *c, const char *path, struct tk_err *e)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) return tk_err_field(e, TK_EINVAL, "config_unreadable", "config", "cannot open config file %s", path);
+    struct ini_ctx x = {c, path, e, TK_OK};
+    int r = ini_parse_file(f, ini_cb, &x);
+    fclose(f);
+    if (x.rc != TK_OK) return x.rc;
+    if (r != 0)
+        return tk_err_field(e, TK_EINVAL, "config_syntax", "config",
+                            "%s line %d: not 'name = value' or '[section]'", path, r);
+    return TK_OK;
+}
+
+tk_rc tk_config_load_env(struct tk_config *c, char **envp, struct tk_err *e)
+{
+    for (char **v = envp; v && *v; v++) {
+        if (strncmp(*v, "TOKEND_", 7) != 0) continue;
+        const char *eq = strchr(*v, '=');
+        if (!eq) continue;
+        char name[64];
+        size_t n = (size_t)(eq - *v) - 7;
+        if (n == 0 || n >= sizeof name) continue;
+        for (size_t i = 0; i < n; i++) name[i] = (char)tolower((unsigned char)(*v)[7 + i]);
+        name[n] = '\0';
+        /* TOKEND_ADDR, TOKEND_TOKEN... belong to the CLI, not to serve. */
+        if (!find(name)) continue;
+        char origin[80];
+        snprintf(origin, sizeof origin, "environment %.*s", (int)(eq - *v), *v);
+        tk_rc rc = tk_config_set(c, name, eq + 1, origin, e);
+        if (rc != TK_OK) return rc;
+    }
+    return TK_OK;
+}
+
+tk_rc tk_config_validate(struct tk_config *c, struct tk_err *e)
+{
+    const char *colon = strrchr(c->listen, ':');
+    int64_t port;
+    if (!colon || colon == c->listen || tk_parse_int(colon + 1, 0, 65535, &port) != TK_OK)
+        return tk_err_field(e, TK_EINVAL, "invalid_setting", "listen",
+                            "listen must be host:port with a port from 0 to 65535, not '%s'",
+                            c->listen);
+    if (!c->data_dir[0])
+        return tk_err_field(e, TK_EINVAL, "invalid_setting", "data_dir", "data_dir must not be empty");
+    if (!c->store[0]) {
+        int n = snprintf(c->store, sizeof c->store, "sqlite:%s/tokend.db", c->data_dir);
+        if (n < 0 || (size_t)n >= sizeof c->store)
+            return tk_err_field(e, TK_EINVAL, "invalid_setting", "data_dir", "data_dir is too long");
+    }
+    if (strncmp(c->store, "sqlite:", 7) != 0 && strncmp(c->store, "postgres://", 11) != 0 &&
+        strncmp(c->store, "postgresql://", 13) != 0)
+        return tk_err_field(e, TK_EINVAL, "invalid_setting", "store",
+                            "store must start with sqlite: or postgres:// or postgresql://");
+    if (!strncmp(c->store, "sqlite:", 7) && !c->store[7])
+        return tk_err_field(e, TK_EINVAL, "invalid_setting", "store", "store sqlite: needs a file path");
+    if (c->store_pool < c->threads + 2) {
+        /* every HTTP thread may hold one connection, background work needs one more */
+        c->store_pool = c->threads + 2;
+    }
+    return TK_OK;
+}
+
+void tk_config_help(void *out)
+{
+    FILE *f = out;
+    fprintf(f, "Settings (file < TOKEND_NAME environment < --name flag):\n");
+    for (size_t i = 0; i < TK_NELEM(settings); i++) {
+        const struct setting *s = &settings[i];
+        char flag[48];
+        snprintf(flag, sizeof flag, "--%s", s->name);
+        for (char *p = flag + 2; *p; p++)
+            if (*p == '_') *p = '-';
+        fprintf(f, "  %-26s %s", flag, s->help);
+        if (s->type == C_ENUM) fprintf(f, " (%s)", s->enums);
+        if (s->type == C_INT) fprintf(f, " (%lld..%lld)", (long long)s->min, (long long)s->max);
+        fprintf(f, "\n  %-26s default: %s\n", "", s->def[0] ? s->def : "(derived)");
+    }
+}

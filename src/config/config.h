@@ -1,0 +1,50 @@
+/*
+ * config.h: tokend's settings, declared once in a table (Redis
+ * standardConfig) with type, default, limits and help. They are read from
+ * the INI file (--config), then TOKEND_<NAME> environment variables, then
+ * --name flags, later ones winning, and validated as a whole at the end: an
+ * error names the setting, where its value came from and what is allowed.
+ */
+#ifndef TK_CONFIG_H
+#define TK_CONFIG_H
+
+#include "../common/tk.h"
+
+struct tk_config {
+    char listen[128];    /* host:port */
+    char data_dir[512];
+    char store[1024];    /* sqlite:PATH | postgres://... | postgresql://... */
+    int threads;         /* HTTP worker threads */
+    int store_pool;      /* connections in the store pool */
+    int64_t max_body;    /* bytes */
+    int64_t max_header;  /* bytes of request line + headers per connection */
+    int max_connections;
+    int max_connections_per_ip;
+    int idle_timeout;    /* seconds */
+    int shutdown_timeout; /* seconds to finish in-flight requests */
+    char log_level[8];
+    char log_format[8];
+    bool access_log;
+    bool dev;
+    char node_name[64];
+};
+
+/* Fill c with defaults. */
+void tk_config_defaults(struct tk_config *c);
+
+/* Apply the INI file at path (must exist). */
+tk_rc tk_config_load_file(struct tk_config *c, const char *path, struct tk_err *e);
+/* Apply TOKEND_* variables from envp. */
+tk_rc tk_config_load_env(struct tk_config *c, char **envp, struct tk_err *e);
+/* Set one setting by name from a string, as a flag would. "origin" is shown
+ * in errors ("--listen", "TOKEND_LISTEN", "tokend.ini line 3"). */
+tk_rc tk_config_set(struct tk_config *c, const char *name, const char *value, const char *origin,
+                    struct tk_err *e);
+/* Check relations between settings and fill derived ones (store from data_dir). */
+tk_rc tk_config_validate(struct tk_config *c, struct tk_err *e);
+/* Does a setting of this name exist, and is it a boolean (flag without value)? */
+bool tk_config_known(const char *name, bool *is_bool);
+/* Print the settings table for --help. */
+void tk_config_help(void *FILE_out);
+
+#endif

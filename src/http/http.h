@@ -1,0 +1,101 @@
+/*
+ * http.h: the HTTP server: libmicrohttpd in epoll mode with an internal
+ * thread pool, a router with path parameters, JSON replies, the request
+ * limits (body, headers, connections, idle time), request ids, the access
+ * log, request metrics and graceful shutdown.
+ *
+ * A handler receives a struct tk_req whose memory comes from a pool freed
+ * when the response is done, and answers with exactly one tk_reply_* call.
+ * Handlers never see libmicrohttpd; domain modules never see a tk_req.
+ */
+#ifndef TK_HTTP_H
+#define TK_HTTP_H
+
+#include "../common/tk.h"
+
+#include <jansson.h>
+
+struct tk_req;
+struct tk_http;
+
+typedef void (*tk_handler)(struct tk_req *r);
+
+enum {
+    TK_ROUTE_AUTH = 1 << 0, /* call the authenticate hook first */
+};
+
+struct tk_route {
+    const char *method;  /* "GET", "POST", ... */
+    const char *pattern; /* "/v1/events" or "/v1/connections/{id}/token" */
+    tk_handler handler;
+    unsigned flags;
+};
+
+#define TK_REQ_MAX_PARAMS 4
+
+struct tk_req {
+    struct tk_pool *pool; /* freed with the request */
+    void *app;            /* tk_http_opts.app */
+    const char *method;
+    const char *path;     /* decoded, without the query string */
+    const struct tk_route *route;
+    const char *param_names[TK_REQ_MAX_PARAMS];
+    const char *param_values[TK_REQ_MAX_PARAMS];
+    int nparams;
+    const char *body; /* NUL-terminated; body_len bytes */
+    size_t body_len;
+    char request_id[72];
+    void *principal; /* set by the authenticate hook */
+    void *db;        /* a store connection taken by the app for this request, or NULL */
+    struct tk_req_internal *in;
+};
+
+struct tk_http_opts {
+    const char *listen; /* host:port; port 0 picks a free one */
+    int threads;
+    size_t max_body;
+    size_t max_header;
+    int max_connections;
+    int max_connections_per_ip;
+    int idle_timeout; /* seconds */
+    bool access_log;
+    const struct tk_route *routes;
+    size_t nroutes;
+    void *app;
+    /* For TK_ROUTE_AUTH routes: return TK_OK to go on; otherwise the hook
+     * has already replied. */
+    tk_rc (*authenticate)(struct tk_req *r);
+    /* Called after every request, to give back what the app took (r->db). */
+    void (*finish)(struct tk_req *r);
+};
+
+tk_rc tk_http_start(const struct tk_http_opts *o, struct tk_http **out, struct tk_err *e);
+/* The port actually bound. */
+int tk_http_port(const struct tk_http *h);
+/* Stop accepting connections; requests in flight go on. */
+void tk_http_quiesce(struct tk_http *h);
+/* Wait until no request is in flight or timeout_ms passes; true if drained. */
+bool tk_http_drain(struct tk_http *h, int timeout_ms);
+void tk_http_stop(struct tk_http *h);
+/* Append request metrics (Prometheus text) to out. */
+void tk_http_metrics(struct tk_http *h, struct tk_buf *out);
+
+/* Path parameter, query argument or header of a request; NULL if absent. */
+const char *tk_req_param(const struct tk_req *r, const char *name);
+const char *tk_req_query(const struct tk_req *r, const char *name);
+const char *tk_req_header(const struct tk_req *r, const char *name);
+/* The body as a JSON object (max depth and size enforced); on failure
+ * replies 400 naming the position and returns NULL. Caller decrefs. */
+json_t *tk_req_json(struct tk_req *r);
+
+/* Replies. Each request gets exactly one. tk_reply_json steals body. */
+void tk_reply_json(struct tk_req *r, int status, json_t *body);
+void tk_reply_text(struct tk_req *r, int status, const char *content_type, const char *text,
+                   size_t len);
+/* {"error": e->code, "message": e->msg, "field": e->field?} with the status of e->rc;
+ * extra members (borrowed, may be NULL) are merged in. */
+void tk_reply_error(struct tk_req *r, const struct tk_err *e, json_t *extra);
+/* Add a response header (copied). */
+void tk_reply_header(struct tk_req *r, const char *name, const char *value);
+
+#endif

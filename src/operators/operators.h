@@ -1,0 +1,50 @@
+/*
+ * operators.h: tenants and the operators who act on them.
+ *
+ * For now an operator is an operator token: a tko_ issued secret (see
+ * common/issued.h) stored only as a keyed hash with a preview. Every /v1
+ * request presents one as "Authorization: Bearer tko_..."; the tenant of the
+ * token becomes the tenant of every query the request makes (DESIGN.md
+ * §1.8), never a request parameter. People (users, passwords, sessions,
+ * roles) join this module with the people issue.
+ *
+ * Authentication failures are precise for operators -- missing, malformed,
+ * unknown, revoked, expired -- because the event log records them, and the
+ * reason is also safe to return: it tells nothing about any other token.
+ */
+#ifndef TK_OPERATORS_H
+#define TK_OPERATORS_H
+
+#include "../common/issued.h"
+#include "../keyring/keyring.h"
+#include "../store/store.h"
+
+struct tk_principal {
+    char tenant_id[TK_UUID_LEN + 1];
+    char token_id[TK_UUID_LEN + 1];
+    char name[64];
+    char role[16];
+};
+
+/* The id of the tenant named "default", created if missing. */
+tk_rc tk_tenant_default(struct tk_db *db, char id[TK_UUID_LEN + 1], struct tk_err *e);
+
+/* Issue an operator token. token_out receives the secret, shown once. */
+tk_rc tk_optoken_create(struct tk_db *db, const struct tk_keyring *k, const char *tenant_id,
+                        const char *name, const char *role, char token_out[TK_ISSUED_MAX],
+                        char id_out[TK_UUID_LEN + 1], struct tk_err *e);
+
+/* Tokens that are not revoked, in all tenants. */
+tk_rc tk_optoken_count_active(struct tk_db *db, int64_t *n, struct tk_err *e);
+
+/* Check an Authorization header value. On failure, e->rc is TK_EAUTH and
+ * e->code is the reason: missing, malformed, unknown, revoked or expired.
+ * The caller records the failure (tk_optoken_record_failure). */
+tk_rc tk_optoken_authenticate(struct tk_db *db, const struct tk_keyring *k, const char *header,
+                              struct tk_principal *p, struct tk_err *e);
+
+/* Revoke a token of the principal's tenant; another tenant's is TK_ENOTFOUND. */
+tk_rc tk_optoken_revoke(struct tk_db *db, const char *tenant_id, const char *token_id,
+                        struct tk_err *e);
+
+#endif
