@@ -46,5 +46,16 @@ void tk_h_ready(struct tk_req *r);
 void tk_h_metrics(struct tk_req *r);
 void tk_h_whoami(struct tk_req *r);
 void tk_h_events_list(struct tk_req *r);
+void tk_h_optokens_list(struct tk_req *r);
+void tk_h_optokens_create(struct tk_req *r);
+void tk_h_optokens_revoke(struct tk_req *r);
+
+/* Reply 403 and return false unless the principal has one of the roles
+ * allowed ("admin", or "admin,operator"). */
+bool tk_api_require_role(struct tk_req *r, const char *allowed);
+/* Record an event for the request's principal and tenant (best effort). */
+void tk_api_event(struct tk_req *r, const char *kind, const char *action, const char *outcome,
+                  const char *subject_type, const char *subject_id, const char *message,
+                  json_t *detail);
 
 #endif

@@ -76,3 +76,40 @@ tk_rc tk_api_authenticate(struct tk_req *r)
     json_decref(extra);
     return TK_EAUTH;
 }
+
+bool tk_api_require_role(struct tk_req *r, const char *allowed)
+{
+    const struct tk_principal *p = tk_api_principal(r);
+    size_t n = strlen(p->role);
+    for (const char *a = allowed; *a;) {
+        const char *comma = strchr(a, ',');
+        size_t len = comma ? (size_t)(comma - a) : strlen(a);
+        if (len == n && !memcmp(a, p->role, n)) return true;
+        if (!comma) break;
+        a = comma + 1;
+    }
+    struct tk_err e;
+    tk_err_set(&e, TK_EFORBIDDEN, "forbidden", "this needs the role %s; the token '%s' has role %s",
+               allowed, p->name, p->role);
+    tk_reply_error(r, &e, NULL);
+    return false;
+}
+
+void tk_api_event(struct tk_req *r, const char *kind, const char *action, const char *outcome,
+                  const char *subject_type, const char *subject_id, const char *message,
+                  json_t *detail)
+{
+    const struct tk_principal *p = tk_api_principal(r);
+    struct tk_db *db = r->db;
+    if (!p || !db) return;
+    json_t *d = detail ? json_incref(detail) : json_object();
+    json_object_set_new(d, "operator_token", json_string(p->token_id));
+    struct tk_event ev = {.tenant_id = p->tenant_id, .trace_id = r->request_id, .kind = kind,
+                          .source = "api", .action = action, .outcome = outcome,
+                          .subject_type = subject_type, .subject_id = subject_id,
+                          .message = message, .detail = d, .latency_us = -1};
+    struct tk_err e;
+    if (tk_event_emit(db, &ev, &e) != TK_OK)
+        tk_warn("events: could not record %s %s: %s", kind, action, e.msg);
+    json_decref(d);
+}

@@ -7,6 +7,9 @@ static const struct tk_route routes[] = {
     {"GET", "/metrics", tk_h_metrics, 0},
     {"GET", "/v1/whoami", tk_h_whoami, TK_ROUTE_AUTH},
     {"GET", "/v1/events", tk_h_events_list, TK_ROUTE_AUTH},
+    {"GET", "/v1/operator-tokens", tk_h_optokens_list, TK_ROUTE_AUTH},
+    {"POST", "/v1/operator-tokens", tk_h_optokens_create, TK_ROUTE_AUTH},
+    {"DELETE", "/v1/operator-tokens/{id}", tk_h_optokens_revoke, TK_ROUTE_AUTH},
 };
 
 const struct tk_route *tk_api_routes(size_t *n)

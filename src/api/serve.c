@@ -64,7 +64,7 @@ static tk_rc dev_root_token(struct tk_app *app, struct tk_err *e)
     }
     char tok[TK_ISSUED_MAX], id[TK_UUID_LEN + 1];
     if (rc == TK_OK)
-        rc = tk_optoken_create(db, app->keyring, app->default_tenant, "root", "admin", tok, id, e);
+        rc = tk_optoken_create(db, app->keyring, app->default_tenant, "root", "admin", 0, tok, id, e);
     tk_store_put(db);
     if (rc != TK_OK) return rc;
     int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);

@@ -24,8 +24,14 @@ tk_rc tk_tenant_default(struct tk_db *db, char id[TK_UUID_LEN + 1], struct tk_er
     return rc;
 }
 
+bool tk_role_valid(const char *role)
+{
+    return role && (!strcmp(role, "admin") || !strcmp(role, "operator") || !strcmp(role, "viewer"));
+}
+
 tk_rc tk_optoken_create(struct tk_db *db, const struct tk_keyring *k, const char *tenant_id,
-                        const char *name, const char *role, char token_out[TK_ISSUED_MAX],
+                        const char *name, const char *role, int64_t expires_at,
+                        char token_out[TK_ISSUED_MAX],
                         char id_out[TK_UUID_LEN + 1], struct tk_err *e)
 {
     char hash[TK_HASH_HEX], preview[24];
@@ -35,10 +41,11 @@ tk_rc tk_optoken_create(struct tk_db *db, const struct tk_keyring *k, const char
     tk_uuid7(id_out);
     return tk_db_exec(db,
                       "INSERT INTO operator_tokens (id, tenant_id, name, role, token_hash, "
-                      "hash_key, preview, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                      "hash_key, preview, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                       TK_ARGS(TK_TEXT(id_out), TK_TEXT(tenant_id), TK_TEXT(name), TK_TEXT(role),
                               TK_TEXT(hash), TK_TEXT(tk_keyring_hash_key_id(k)),
-                              TK_TEXT(preview), TK_INT(tk_now_ms())),
+                              TK_TEXT(preview), TK_INT(tk_now_ms()),
+                              expires_at ? TK_INT(expires_at) : TK_NULLV),
                       NULL, e);
 }
 
@@ -120,4 +127,36 @@ tk_rc tk_optoken_revoke(struct tk_db *db, const char *tenant_id, const char *tok
     if (rc == TK_OK && tk_db_changes(db) == 0)
         rc = tk_err_set(e, TK_ENOTFOUND, "not_found", "no active operator token %s", token_id);
     return rc;
+}
+
+static json_t *time_or_null(const struct tk_rows *r, int i, int c)
+{
+    if (tk_rows_null(r, i, c)) return json_null();
+    char at[32];
+    tk_time_fmt(tk_rows_int(r, i, c), at, sizeof at);
+    return json_string(at);
+}
+
+tk_rc tk_optoken_list(struct tk_db *db, const char *tenant_id, json_t **out, struct tk_err *e)
+{
+    struct tk_rows *r;
+    tk_rc rc = tk_db_exec(db,
+                          "SELECT id, name, role, preview, created_at, last_used_at, expires_at, "
+                          "revoked_at FROM operator_tokens WHERE tenant_id = ? ORDER BY id DESC",
+                          TK_ARGS(TK_TEXT(tenant_id)), &r, e);
+    if (rc != TK_OK) return rc;
+    json_t *a = json_array();
+    for (int i = 0; i < tk_rows_count(r); i++) {
+        json_t *o = json_pack("{s:s, s:s, s:s, s:s}", "id", tk_rows_text(r, i, 0), "name",
+                              tk_rows_text(r, i, 1), "role", tk_rows_text(r, i, 2), "preview",
+                              tk_rows_text(r, i, 3));
+        json_object_set_new(o, "created_at", time_or_null(r, i, 4));
+        json_object_set_new(o, "last_used_at", time_or_null(r, i, 5));
+        json_object_set_new(o, "expires_at", time_or_null(r, i, 6));
+        json_object_set_new(o, "revoked_at", time_or_null(r, i, 7));
+        json_array_append_new(a, o);
+    }
+    tk_rows_free(r);
+    *out = a;
+    return TK_OK;
 }

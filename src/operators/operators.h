@@ -19,6 +19,8 @@
 #include "../keyring/keyring.h"
 #include "../store/store.h"
 
+#include <jansson.h>
+
 struct tk_principal {
     char tenant_id[TK_UUID_LEN + 1];
     char token_id[TK_UUID_LEN + 1];
@@ -29,9 +31,14 @@ struct tk_principal {
 /* The id of the tenant named "default", created if missing. */
 tk_rc tk_tenant_default(struct tk_db *db, char id[TK_UUID_LEN + 1], struct tk_err *e);
 
-/* Issue an operator token. token_out receives the secret, shown once. */
+/* Roles, most powerful first. */
+bool tk_role_valid(const char *role);
+
+/* Issue an operator token; expires_at 0 = never. token_out receives the
+ * secret, shown once. */
 tk_rc tk_optoken_create(struct tk_db *db, const struct tk_keyring *k, const char *tenant_id,
-                        const char *name, const char *role, char token_out[TK_ISSUED_MAX],
+                        const char *name, const char *role, int64_t expires_at,
+                        char token_out[TK_ISSUED_MAX],
                         char id_out[TK_UUID_LEN + 1], struct tk_err *e);
 
 /* Tokens that are not revoked, in all tenants. */
@@ -39,9 +46,13 @@ tk_rc tk_optoken_count_active(struct tk_db *db, int64_t *n, struct tk_err *e);
 
 /* Check an Authorization header value. On failure, e->rc is TK_EAUTH and
  * e->code is the reason: missing, malformed, unknown, revoked or expired.
- * The caller records the failure (tk_optoken_record_failure). */
+ * The caller records the failure in the event log. */
 tk_rc tk_optoken_authenticate(struct tk_db *db, const struct tk_keyring *k, const char *header,
                               struct tk_principal *p, struct tk_err *e);
+
+/* The tenant's tokens, newest first, as a JSON array of {id, name, role,
+ * preview, created_at, last_used_at, expires_at, revoked_at}. */
+tk_rc tk_optoken_list(struct tk_db *db, const char *tenant_id, json_t **out, struct tk_err *e);
 
 /* Revoke a token of the principal's tenant; another tenant's is TK_ENOTFOUND. */
 tk_rc tk_optoken_revoke(struct tk_db *db, const char *tenant_id, const char *token_id,

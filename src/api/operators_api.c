@@ -1,0 +1,128 @@
+/* operators_api.c: /v1/operator-tokens: list, issue, revoke. */
+#include "api.h"
+
+#include <stdio.h>
+#include <string.h>
+
+void tk_h_optokens_list(struct tk_req *r)
+{
+    const struct tk_principal *p = tk_api_principal(r);
+    struct tk_db *db = tk_api_db(r);
+    if (!db) return;
+    json_t *a;
+    struct tk_err e;
+    if (tk_optoken_list(db, p->tenant_id, &a, &e) != TK_OK) {
+        tk_reply_error(r, &e, NULL);
+        return;
+    }
+    tk_reply_json(r, 200, json_pack("{s:o}", "tokens", a));
+}
+
+static bool printable(const char *s, size_t max)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > max) return false;
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f) return false;
+    return true;
+}
+
+void tk_h_optokens_create(struct tk_req *r)
+{
+    if (!tk_api_require_role(r, "admin")) return;
+    json_t *body = tk_req_json(r);
+    if (!body) return;
+    struct tk_err e;
+    const char *key;
+    json_t *v;
+    const char *name = NULL, *role = "operator";
+    json_int_t expires_in = 0;
+    tk_err_clear(&e);
+    json_object_foreach(body, key, v)
+    {
+        if (!strcmp(key, "name")) {
+            if (!json_is_string(v) || !printable(json_string_value(v), 64))
+                tk_err_field(&e, TK_EINVAL, "invalid_field", "name",
+                             "name must be a string of 1 to 64 printable characters");
+            else
+                name = json_string_value(v);
+        } else if (!strcmp(key, "role")) {
+            if (!json_is_string(v) || !tk_role_valid(json_string_value(v)))
+                tk_err_field(&e, TK_EINVAL, "invalid_field", "role",
+                             "role must be one of admin, operator, viewer");
+            else
+                role = json_string_value(v);
+        } else if (!strcmp(key, "expires_in")) {
+            if (!json_is_integer(v) || json_integer_value(v) < 60 ||
+                json_integer_value(v) > 10LL * 365 * 86400)
+                tk_err_field(&e, TK_EINVAL, "invalid_field", "expires_in",
+                             "expires_in must be whole seconds from 60 to 315360000 (10 years)");
+            else
+                expires_in = json_integer_value(v);
+        } else {
+            tk_err_field(&e, TK_EINVAL, "unknown_field", key,
+                         "unknown field '%.64s'; allowed: name, role, expires_in", key);
+        }
+        if (e.rc != TK_OK) break;
+    }
+    if (e.rc == TK_OK && !name)
+        tk_err_field(&e, TK_EINVAL, "missing_field", "name", "name is required");
+    if (e.rc != TK_OK) {
+        json_decref(body);
+        tk_reply_error(r, &e, NULL);
+        return;
+    }
+    struct tk_db *db = tk_api_db(r);
+    if (!db) {
+        json_decref(body);
+        return;
+    }
+    const struct tk_principal *p = tk_api_principal(r);
+    char tok[TK_ISSUED_MAX], id[TK_UUID_LEN + 1], preview[24];
+    int64_t expires_at = expires_in ? tk_now_ms() + expires_in * 1000 : 0;
+    if (tk_optoken_create(db, ((struct tk_app *)r->app)->keyring, p->tenant_id, name, role,
+                          expires_at, tok, id, &e) != TK_OK) {
+        json_decref(body);
+        tk_reply_error(r, &e, NULL);
+        return;
+    }
+    tk_issued_preview(tok, preview);
+    json_t *d = json_pack("{s:s, s:s, s:s}", "name", name, "role", role, "preview", preview);
+    tk_api_event(r, "operator", "token_create", "ok", "operator_token", id,
+                 "operator token issued", d);
+    json_decref(d);
+    json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:s}", "id", id, "token", tok, "name", name,
+                          "role", role, "preview", preview);
+    if (expires_at) {
+        char at[32];
+        tk_time_fmt(expires_at, at, sizeof at);
+        json_object_set_new(o, "expires_at", json_string(at));
+    } else {
+        json_object_set_new(o, "expires_at", json_null());
+    }
+    tk_wipe(tok, sizeof tok);
+    json_decref(body);
+    tk_reply_json(r, 201, o);
+}
+
+void tk_h_optokens_revoke(struct tk_req *r)
+{
+    if (!tk_api_require_role(r, "admin")) return;
+    const char *id = tk_req_param(r, "id");
+    struct tk_err e;
+    if (!tk_uuid_valid(id)) {
+        tk_err_field(&e, TK_ENOTFOUND, "not_found", "id", "no operator token with id %.40s", id);
+        tk_reply_error(r, &e, NULL);
+        return;
+    }
+    struct tk_db *db = tk_api_db(r);
+    if (!db) return;
+    const struct tk_principal *p = tk_api_principal(r);
+    if (tk_optoken_revoke(db, p->tenant_id, id, &e) != TK_OK) {
+        tk_reply_error(r, &e, NULL);
+        return;
+    }
+    tk_api_event(r, "operator", "token_revoke", "ok", "operator_token", id,
+                 "operator token revoked", NULL);
+    tk_reply_json(r, 200, json_pack("{s:s, s:b}", "id", id, "revoked", 1));
+}
