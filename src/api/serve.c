@@ -144,8 +144,8 @@ int tk_serve(const struct tk_config *cfg)
         goto out;
     }
     node_event(&app, "start", "tokend started");
-    tk_info("tokend %s listening on http://%s (port %d), store %s schema %d, node %s%s",
-            TK_VERSION, cfg->listen, tk_http_port(app.http), tk_store_backend(app.store),
+    tk_info("tokend %s listening on port %d (listen=%s), store %s schema %d, node %s%s",
+            TK_VERSION, tk_http_port(app.http), cfg->listen, tk_store_backend(app.store),
             tk_store_schema_version(app.store), app.node, cfg->dev ? ", DEV MODE" : "");
     /* A line the tests and scripts can wait for: the port actually bound. */
     fprintf(stdout, "tokend: listening on port %d\n", tk_http_port(app.http));
