@@ -42,21 +42,26 @@ build/gen/migrations.c: $(MIG_SQL) scripts/embed-sql.sh
 # ---- release ----
 $(REL)/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CSTD) $(WARN) $(RELEASE_FLAGS) $(PKG_CFLAGS) -MMD -MP -c $< -o $@
+	@echo "  CC      $<"
+	@$(CC) $(CSTD) $(WARN) $(RELEASE_FLAGS) $(PKG_CFLAGS) -MMD -MP -c $< -o $@
 
 build/tokend: $(call objs,$(REL),$(LIB_SRC) $(MAIN_SRC) build/gen/migrations.c)
-	$(CC) $(RELEASE_FLAGS) -o $@ $^ $(LIBS)
+	@echo "  LD      $@"
+	@$(CC) $(RELEASE_FLAGS) -o $@ $^ $(LIBS)
 
 # ---- sanitizer build for tests ----
 $(TST)/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CSTD) $(WARN) $(SAN_FLAGS) -DTK_UNITTEST $(PKG_CFLAGS) -MMD -MP -c $< -o $@
+	@echo "  CC(san) $<"
+	@$(CC) $(CSTD) $(WARN) $(SAN_FLAGS) -DTK_UNITTEST $(PKG_CFLAGS) -MMD -MP -c $< -o $@
 
 $(TST)/tokend: $(call objs,$(TST),$(LIB_SRC) $(MAIN_SRC) build/gen/migrations.c)
-	$(CC) $(SAN_FLAGS) -o $@ $^ $(LIBS)
+	@echo "  LD      $@"
+	@$(CC) $(SAN_FLAGS) -o $@ $^ $(LIBS)
 
 $(TST)/unit: $(call objs,$(TST),$(LIB_SRC) $(UNIT_SRC) build/gen/migrations.c)
-	$(CC) $(SAN_FLAGS) -o $@ $^ $(LIBS)
+	@echo "  LD      $@"
+	@$(CC) $(SAN_FLAGS) -o $@ $^ $(LIBS)
 
 -include $(shell find build -name '*.d' 2>/dev/null)
 

@@ -223,6 +223,19 @@ tk_rc tk_events_verify(struct tk_db *db, const char *tenant_id, int64_t *checked
             (*checked)++;
         }
         tk_rows_free(r);
-        if (count < 500) return TK_OK;
+        if (count < 500) break;
     }
+    /* The tenant row holds the head: events cut off the end show here. */
+    struct tk_rows *h;
+    tk_rc rc = tk_db_exec(db, "SELECT event_seq, event_head FROM tenants WHERE id = ?",
+                          TK_ARGS(TK_TEXT(tenant_id)), &h, e);
+    if (rc != TK_OK) return rc;
+    if (tk_rows_count(h) != 1 || tk_rows_int(h, 0, 0) != expect - 1 ||
+        strcmp(tk_rows_text(h, 0, 1), prev) != 0)
+        rc = tk_err_set(e, TK_ECONFLICT, "chain_broken",
+                        "the event chain ends at seq %lld but the tenant's head is seq %lld: "
+                        "newest events were removed",
+                        (long long)(expect - 1), (long long)tk_rows_int(h, 0, 0));
+    tk_rows_free(h);
+    return rc;
 }
