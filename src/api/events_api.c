@@ -70,7 +70,8 @@ void tk_h_events_list(struct tk_req *r)
         !int_arg(r, "after", 0, INT64_MAX, &q.after) || !time_arg(r, "since", &q.since) ||
         !time_arg(r, "until", &q.until))
         return;
-    if (q.before && q.after) {
+    q.follow = tk_req_query(r, "after") != NULL;
+    if (q.before && q.follow) {
         struct tk_err e;
         tk_err_field(&e, TK_EINVAL, "invalid_parameter", "after",
                      "cursor (older pages) and after (newer events) cannot be combined");

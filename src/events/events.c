@@ -169,10 +169,10 @@ tk_rc tk_events_list(struct tk_db *db, const struct tk_event_query *q, json_t **
     if (q->since) FILTER("at >= ?", TK_INT(q->since));
     if (q->until) FILTER("at < ?", TK_INT(q->until));
     if (q->before) FILTER("seq < ?", TK_INT(q->before));
-    if (q->after) FILTER("seq > ?", TK_INT(q->after));
+    if (q->follow) FILTER("seq > ?", TK_INT(q->after));
 #undef FILTER
     int limit = q->limit < 1 ? 1 : q->limit > TK_EVENTS_MAX_LIMIT ? TK_EVENTS_MAX_LIMIT : q->limit;
-    snprintf(sql + len, sizeof sql - len, " ORDER BY seq %s LIMIT ?", q->after ? "ASC" : "DESC");
+    snprintf(sql + len, sizeof sql - len, " ORDER BY seq %s LIMIT ?", q->follow ? "ASC" : "DESC");
     args[n++] = TK_INT(limit + 1);
     struct tk_rows *r;
     tk_rc rc = tk_db_exec(db, sql, args, n, &r, e);

@@ -44,7 +44,8 @@ struct tk_event_query {
     const char *kind, *source, *action, *outcome, *subject;
     int64_t since, until;  /* ms since the epoch, 0: unbounded */
     int64_t before;        /* cursor: only seq < before (0: from the newest) */
-    int64_t after;         /* only seq > after, returned oldest first (for follow) */
+    int64_t after;         /* with follow: only seq > after, oldest first */
+    bool follow;
     int limit;             /* 1..1000 */
 };
 #define TK_EVENTS_MAX_LIMIT 1000
