@@ -57,7 +57,12 @@ static int serve(int argc, char **argv)
         }
         const char *value = eq ? eq + 1 : NULL;
         if (!value) {
-            if (is_bool) value = "true";
+            static const char *bools[] = {"true", "false", "yes", "no", "on", "off", "1", "0"};
+            bool next_is_bool = false;
+            for (size_t b = 0; is_bool && i + 1 < argc && b < TK_NELEM(bools); b++)
+                if (!strcmp(argv[i + 1], bools[b])) next_is_bool = true;
+            if (next_is_bool) value = argv[++i];
+            else if (is_bool) value = "true";
             else if (i + 1 < argc) value = argv[++i];
             else {
                 fprintf(stderr, "tokend serve: %s needs a value\n", a);

@@ -325,7 +325,10 @@ tk_rc tk_time_parse(const char *s, int64_t *ms)
         digits(s + 11, 2, &h) || s[13] != ':' || digits(s + 14, 2, &m) || s[16] != ':' ||
         digits(s + 17, 2, &sec))
         return TK_EINVAL;
-    if (Y < 1970 || M < 1 || M > 12 || D < 1 || D > 31 || h > 23 || m > 59 || sec > 60)
+    static const int mdays[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    bool leap = (Y % 4 == 0 && Y % 100 != 0) || Y % 400 == 0;
+    if (Y < 1970 || M < 1 || M > 12 || D < 1 || h > 23 || m > 59 || sec > 59 ||
+        D > mdays[M - 1] + (M == 2 && leap))
         return TK_EINVAL;
     const char *p = s + 19;
     int frac = 0;
@@ -361,7 +364,11 @@ tk_rc tk_time_parse(const char *s, int64_t *ms)
     int doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
     int64_t days = (int64_t)era * 146097 + doe - 719468;
     int64_t t = ((days * 24 + h) * 60 + m) * 60 + sec - (int64_t)off * 60;
-    *ms = t * 1000 + frac;
+    t = t * 1000 + frac;
+    /* The same range as the integer form, so that every value formats and
+     * parses back. */
+    if (t < 0 || t > INT64_C(253402300799999)) return TK_EINVAL;
+    *ms = t;
     return TK_OK;
 }
 

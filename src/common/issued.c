@@ -59,8 +59,9 @@ tk_rc tk_issued_check(const char *kind, const char *s, size_t len, struct tk_err
                           "the token is %zu characters long; a %s token has %zu", len, kind,
                           want);
     size_t lead = 0, trail = 0;
-    while (lead < len && strchr(" \t\r\n\"'`", s[lead])) lead++;
-    while (trail < len - lead && strchr(" \t\r\n\"'`", s[len - 1 - trail])) trail++;
+    while (lead < len && s[lead] && strchr(" \t\r\n\"'`", s[lead])) lead++;
+    while (trail < len - lead && s[len - 1 - trail] && strchr(" \t\r\n\"'`", s[len - 1 - trail]))
+        trail++;
     if (lead || trail)
         return tk_err_set(e, TK_EINVAL, "malformed",
                           "the token has %zu leading and %zu trailing whitespace or quote "

@@ -98,11 +98,16 @@ enum tk_router_result tk_router_match(const struct tk_router *rt, const char *me
     for (size_t i = 0; i < rt->n; i++) {
         const struct proute *pr = &rt->routes[i];
         if (!matches(pr, segs, n)) continue;
-        if (strcmp(pr->r->method, method) != 0) {
+        /* HEAD is GET without a body (libmicrohttpd drops the body). */
+        bool same = !strcmp(pr->r->method, method) ||
+                    (!strcmp(method, "HEAD") && !strcmp(pr->r->method, "GET"));
+        if (!same) {
             if (m->index < 0) m->index = (int)i;
-            int w = snprintf(m->allow + alen, sizeof m->allow - alen, "%s%s", alen ? ", " : "",
-                             pr->r->method);
-            if (w > 0 && (size_t)w < sizeof m->allow - alen) alen += (size_t)w;
+            if (!strstr(m->allow, pr->r->method)) {
+                int w = snprintf(m->allow + alen, sizeof m->allow - alen, "%s%s",
+                                 alen ? ", " : "", pr->r->method);
+                if (w > 0 && (size_t)w < sizeof m->allow - alen) alen += (size_t)w;
+            }
             continue;
         }
         m->index = (int)i;

@@ -4,7 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <openssl/evp.h>
-#include <openssl/hmac.h>
+#include <openssl/core_names.h>
 #include <openssl/sha.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 struct tk_keyring {
+    EVP_MAC_CTX *hash_mac; /* keyed once; each hash works on a copy */
     unsigned char hash_key[32];
     char hash_key_id[17]; /* first 8 bytes of SHA-256(key), hex: names the key, reveals nothing */
 };
@@ -87,6 +88,17 @@ tk_rc tk_keyring_open(const char *data_dir, struct tk_keyring **out, struct tk_e
     unsigned char d[32];
     SHA256(k->hash_key, sizeof k->hash_key, d);
     tk_hex(d, 8, k->hash_key_id);
+    EVP_MAC *mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
+    k->hash_mac = mac ? EVP_MAC_CTX_new(mac) : NULL;
+    EVP_MAC_free(mac);
+    char digest[] = "SHA256";
+    OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string("digest", digest, 0),
+                           OSSL_PARAM_construct_end()};
+    if (!k->hash_mac || !EVP_MAC_init(k->hash_mac, k->hash_key, sizeof k->hash_key, params)) {
+        tk_keyring_close(k);
+        return tk_err_set(e, TK_EINTERNAL, "crypto_unavailable",
+                          "OpenSSL has no HMAC-SHA256 (FIPS provider misconfigured?)");
+    }
     *out = k;
     return TK_OK;
 }
@@ -94,6 +106,7 @@ tk_rc tk_keyring_open(const char *data_dir, struct tk_keyring **out, struct tk_e
 void tk_keyring_close(struct tk_keyring *k)
 {
     if (!k) return;
+    EVP_MAC_CTX_free(k->hash_mac);
     tk_wipe(k, sizeof *k);
     free(k);
 }
@@ -102,9 +115,12 @@ void tk_keyring_hash(const struct tk_keyring *k, const char *secret, size_t len,
                      char out[TK_HASH_HEX])
 {
     unsigned char mac[32];
-    unsigned int ml = sizeof mac;
-    HMAC(EVP_sha256(), k->hash_key, sizeof k->hash_key, (const unsigned char *)secret, len, mac,
-         &ml);
+    size_t ml = 0;
+    EVP_MAC_CTX *c = EVP_MAC_CTX_dup(k->hash_mac);
+    if (!c || !EVP_MAC_update(c, (const unsigned char *)secret, len) ||
+        !EVP_MAC_final(c, mac, &ml, sizeof mac) || ml != sizeof mac)
+        tk_fatal("HMAC-SHA256 failed");
+    EVP_MAC_CTX_free(c);
     tk_hex(mac, 32, out);
 }
 
