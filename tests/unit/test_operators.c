@@ -1,0 +1,276 @@
+/* test_operators.c: src/operators/operators.h on both backends -- operator
+ * tokens: issue, authenticate, every failure reason, tenant isolation. */
+#include "unit.h"
+
+#include "../../src/operators/operators.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct opfx {
+    struct tk_db *db;
+    struct tk_keyring *k;
+    char tenant[TK_UUID_LEN + 1];
+};
+
+static bool op_setup(struct fx *f, struct opfx *o)
+{
+    struct tk_err e;
+    memset(o, 0, sizeof *o);
+    if (!CHECK_OK(tk_keyring_open(f->dir, &o->k, &e), &e)) return false;
+    o->db = fx_db(f);
+    if (!o->db) return false;
+    return CHECK_OK(tk_tenant_default(o->db, o->tenant, &e), &e);
+}
+
+static void op_teardown(struct opfx *o)
+{
+    tk_store_put(o->db);
+    tk_keyring_close(o->k);
+}
+
+static bool create(struct opfx *o, const char *tenant, const char *name, int64_t expires,
+                   char tok[TK_ISSUED_MAX], char id[TK_UUID_LEN + 1])
+{
+    struct tk_err e;
+    return CHECK_OK(tk_optoken_create(o->db, o->k, tenant, name, "admin", expires, tok, id, &e),
+                    &e);
+}
+
+/* Authenticate header; return rc and fill e. */
+static tk_rc auth(struct opfx *o, const char *header, struct tk_principal *p, struct tk_err *e)
+{
+    tk_err_clear(e);
+    memset(p, 0, sizeof *p);
+    return tk_optoken_authenticate(o->db, o->k, header, p, e);
+}
+
+/* The failure must be TK_EAUTH with code reason, and not repeat the token. */
+static void auth_fails(struct opfx *o, const char *header, const char *reason, const char *tok,
+                       int line)
+{
+    struct tk_principal p;
+    struct tk_err e;
+    tk_rc rc = auth(o, header, &p, &e);
+    if (rc != TK_EAUTH || e.rc != TK_EAUTH || strcmp(e.code, reason) != 0)
+        unit_fail(__FILE__, line, "header '%.60s': rc %d code '%s', want TK_EAUTH '%s'",
+                  header ? header : "(null)", (int)rc, e.code, reason);
+    if (!e.msg[0]) unit_fail(__FILE__, line, "no message for %s", reason);
+    if (tok && strlen(tok) > 12 && strstr(e.msg, tok + 8))
+        unit_fail(__FILE__, line, "the %s message repeats the token: %s", reason, e.msg);
+    if (p.tenant_id[0]) unit_fail(__FILE__, line, "a principal was filled on failure");
+}
+
+void test_optoken_authenticate(struct fx *f)
+{
+    struct opfx o;
+    struct tk_err e;
+    if (!op_setup(f, &o)) goto out;
+    CHECK(tk_uuid_valid(o.tenant));
+    /* the default tenant is made once */
+    char again[TK_UUID_LEN + 1];
+    CHECK_OK(tk_tenant_default(o.db, again, &e), &e);
+    CHECK_EQ_STR(again, o.tenant);
+
+    char tok[TK_ISSUED_MAX], id[TK_UUID_LEN + 1];
+    if (!create(&o, o.tenant, "ci", 0, tok, id)) goto out;
+    CHECK_OK(tk_issued_check(TK_KIND_OPERATOR, tok, strlen(tok), &e), &e);
+    CHECK(tk_uuid_valid(id));
+
+    char header[128];
+    snprintf(header, sizeof header, "Bearer %s", tok);
+    struct tk_principal p;
+    if (CHECK_OK(auth(&o, header, &p, &e), &e)) {
+        CHECK_EQ_STR(p.tenant_id, o.tenant);
+        CHECK_EQ_STR(p.token_id, id);
+        CHECK_EQ_STR(p.name, "ci");
+        CHECK_EQ_STR(p.role, "admin");
+    }
+    /* the scheme is case-insensitive (RFC 9110 §11.1), extra spaces before the token are fine */
+    snprintf(header, sizeof header, "bearer %s", tok);
+    CHECK_OK(auth(&o, header, &p, &e), &e);
+    snprintf(header, sizeof header, "BEARER   %s", tok);
+    CHECK_OK(auth(&o, header, &p, &e), &e);
+
+    /* the store keeps a keyed hash and a preview, never the token */
+    struct tk_rows *r = NULL;
+    if (CHECK_OK(tk_db_exec(o.db,
+                            "SELECT token_hash, hash_key, preview, last_used_at, name, role "
+                            "FROM operator_tokens WHERE id = ?",
+                            TK_ARGS(TK_TEXT(id)), &r, &e),
+                 &e) &&
+        CHECK_EQ_INT(tk_rows_count(r), 1)) {
+        char h[TK_HASH_HEX];
+        tk_keyring_hash(o.k, tok, strlen(tok), h);
+        CHECK_EQ_STR(tk_rows_text(r, 0, 0), h);
+        CHECK_EQ_STR(tk_rows_text(r, 0, 1), tk_keyring_hash_key_id(o.k));
+        for (int c = 0; c < tk_rows_columns(r); c++) {
+            const char *v = tk_rows_text(r, 0, c);
+            if (v && strstr(v, tok + 8)) FAILF("column %d holds the token", c);
+        }
+        CHECK(tk_rows_text(r, 0, 2) && !strncmp(tk_rows_text(r, 0, 2), "tko_", 4));
+        CHECK(!tk_rows_null(r, 0, 3)); /* last_used_at recorded */
+    }
+    tk_rows_free(r);
+
+    json_t *list = NULL;
+    if (CHECK_OK(tk_optoken_list(o.db, o.tenant, &list, &e), &e)) {
+        CHECK_EQ_INT(json_array_size(list), 1);
+        char *dump = json_dumps(list, 0);
+        CHECK(dump && !strstr(dump, tok + 8));
+        CHECK(dump && strstr(dump, id));
+        free(dump);
+        json_t *t0 = json_array_get(list, 0);
+        CHECK(json_is_null(json_object_get(t0, "revoked_at")));
+        CHECK(json_is_null(json_object_get(t0, "expires_at")));
+        CHECK(json_is_string(json_object_get(t0, "last_used_at")));
+    }
+    json_decref(list);
+    int64_t active = -1;
+    CHECK_OK(tk_optoken_count_active(o.db, &active, &e), &e);
+    CHECK_EQ_INT(active, 1);
+
+    /* a token that expires later works now */
+    char tok2[TK_ISSUED_MAX], id2[TK_UUID_LEN + 1];
+    if (create(&o, o.tenant, "later", tk_now_ms() + 3600000, tok2, id2)) {
+        snprintf(header, sizeof header, "Bearer %s", tok2);
+        CHECK_OK(auth(&o, header, &p, &e), &e);
+        CHECK_EQ_STR(p.token_id, id2);
+    }
+    CHECK(tk_role_valid("admin") && tk_role_valid("operator") && tk_role_valid("viewer"));
+    CHECK(!tk_role_valid("root") && !tk_role_valid("") && !tk_role_valid(NULL) &&
+          !tk_role_valid("Admin"));
+out:
+    op_teardown(&o);
+}
+
+void test_optoken_reasons(struct fx *f)
+{
+    struct opfx o;
+    struct tk_err e;
+    if (!op_setup(f, &o)) goto out;
+    char tok[TK_ISSUED_MAX], id[TK_UUID_LEN + 1], header[256];
+    if (!create(&o, o.tenant, "victim", 0, tok, id)) goto out;
+
+    auth_fails(&o, NULL, "missing", NULL, __LINE__);
+    auth_fails(&o, "", "missing", NULL, __LINE__);
+
+    snprintf(header, sizeof header, "Basic %s", tok);
+    auth_fails(&o, header, "malformed", tok, __LINE__);
+    snprintf(header, sizeof header, "Token %s", tok);
+    auth_fails(&o, header, "malformed", tok, __LINE__);
+    snprintf(header, sizeof header, "%s", tok); /* scheme forgotten */
+    auth_fails(&o, header, "malformed", tok, __LINE__);
+    auth_fails(&o, "Bearer", "malformed", NULL, __LINE__);
+    auth_fails(&o, "Bearer ", "malformed", NULL, __LINE__);
+    auth_fails(&o, "Bearer tko_short", "malformed", NULL, __LINE__);
+    snprintf(header, sizeof header, "Bearer %sx", tok); /* one extra */
+    auth_fails(&o, header, "malformed", tok, __LINE__);
+    snprintf(header, sizeof header, "Bearer %.*s", (int)strlen(tok) - 1, tok); /* one short */
+    auth_fails(&o, header, "malformed", tok, __LINE__);
+    snprintf(header, sizeof header, "Bearer %s ", tok);
+    auth_fails(&o, header, "malformed", tok, __LINE__);
+    snprintf(header, sizeof header, "Bearer \"%s\"", tok);
+    auth_fails(&o, header, "malformed", tok, __LINE__);
+    snprintf(header, sizeof header, "Bearer %s\r\n", tok);
+    auth_fails(&o, header, "malformed", tok, __LINE__);
+    char typo[TK_ISSUED_MAX];
+    memcpy(typo, tok, sizeof typo);
+    typo[9] = typo[9] == 'a' ? 'b' : 'a';
+    snprintf(header, sizeof header, "Bearer %s", typo);
+    auth_fails(&o, header, "malformed", tok, __LINE__);
+    char client[TK_ISSUED_MAX];
+    tk_issued_new(TK_KIND_CLIENT, client);
+    snprintf(header, sizeof header, "Bearer %s", client);
+    auth_fails(&o, header, "malformed", client, __LINE__);
+
+    /* well-formed but never issued here */
+    char stranger[TK_ISSUED_MAX];
+    tk_issued_new(TK_KIND_OPERATOR, stranger);
+    snprintf(header, sizeof header, "Bearer %s", stranger);
+    auth_fails(&o, header, "unknown", stranger, __LINE__);
+
+    /* issued here, presented to an installation with another hash key */
+    char dir2[256];
+    if (CHECK(unit_tmpdir(dir2, sizeof dir2))) {
+        struct tk_keyring *k2 = NULL;
+        if (CHECK_OK(tk_keyring_open(dir2, &k2, &e), &e)) {
+            struct tk_principal p;
+            snprintf(header, sizeof header, "Bearer %s", tok);
+            tk_err_clear(&e);
+            CHECK_EQ_INT(tk_optoken_authenticate(o.db, k2, header, &p, &e), TK_EAUTH);
+            CHECK_EQ_STR(e.code, "unknown");
+        }
+        tk_keyring_close(k2);
+        unit_rmtree(dir2);
+    }
+
+    /* expired: expires_at in the past */
+    char old[TK_ISSUED_MAX], oldid[TK_UUID_LEN + 1];
+    if (create(&o, o.tenant, "old", tk_now_ms() - 1000, old, oldid)) {
+        snprintf(header, sizeof header, "Bearer %s", old);
+        auth_fails(&o, header, "expired", old, __LINE__);
+    }
+
+    /* revoked */
+    snprintf(header, sizeof header, "Bearer %s", tok);
+    struct tk_principal p;
+    CHECK_OK(auth(&o, header, &p, &e), &e);
+    CHECK_OK(tk_optoken_revoke(o.db, o.tenant, id, &e), &e);
+    auth_fails(&o, header, "revoked", tok, __LINE__);
+    auth(&o, header, &p, &e);
+    CHECK(strstr(e.msg, id) != NULL); /* names the token by id, for the operator */
+    /* a revoked token that has also expired still says revoked */
+    CHECK_OK(tk_optoken_revoke(o.db, o.tenant, oldid, &e), &e);
+    snprintf(header, sizeof header, "Bearer %s", old);
+    auth_fails(&o, header, "revoked", old, __LINE__);
+    int64_t active = -1;
+    CHECK_OK(tk_optoken_count_active(o.db, &active, &e), &e);
+    CHECK_EQ_INT(active, 0);
+out:
+    op_teardown(&o);
+}
+
+void test_optoken_revoke_tenant(struct fx *f)
+{
+    struct opfx o;
+    struct tk_err e;
+    if (!op_setup(f, &o)) goto out;
+    char other[TK_UUID_LEN + 1];
+    tk_uuid7(other);
+    if (!CHECK_OK(tk_db_exec(o.db, "INSERT INTO tenants (id, name, created_at) VALUES (?, ?, ?)",
+                             TK_ARGS(TK_TEXT(other), TK_TEXT("other"), TK_INT(tk_now_ms())), NULL,
+                             &e),
+                  &e))
+        goto out;
+    char tok[TK_ISSUED_MAX], id[TK_UUID_LEN + 1], mine[TK_ISSUED_MAX], mid[TK_UUID_LEN + 1];
+    if (!create(&o, other, "theirs", 0, tok, id) || !create(&o, o.tenant, "mine", 0, mine, mid))
+        goto out;
+
+    /* from the default tenant, the other tenant's token does not exist */
+    tk_err_clear(&e);
+    CHECK_EQ_INT(tk_optoken_revoke(o.db, o.tenant, id, &e), TK_ENOTFOUND);
+    CHECK_EQ_STR(e.code, "not_found");
+    char header[128];
+    struct tk_principal p;
+    snprintf(header, sizeof header, "Bearer %s", tok);
+    if (CHECK_OK(auth(&o, header, &p, &e), &e)) CHECK_EQ_STR(p.tenant_id, other);
+    json_t *list = NULL;
+    if (CHECK_OK(tk_optoken_list(o.db, o.tenant, &list, &e), &e)) {
+        CHECK_EQ_INT(json_array_size(list), 1);
+        CHECK_EQ_STR(json_string_value(json_object_get(json_array_get(list, 0), "id")), mid);
+    }
+    json_decref(list);
+
+    /* its own tenant can revoke it, once */
+    CHECK_OK(tk_optoken_revoke(o.db, other, id, &e), &e);
+    CHECK_EQ_INT(tk_optoken_revoke(o.db, other, id, &e), TK_ENOTFOUND);
+    CHECK_EQ_INT(tk_optoken_revoke(o.db, other, "not-an-id", &e), TK_ENOTFOUND);
+    CHECK_EQ_INT(tk_optoken_revoke(o.db, o.tenant, "' OR '1'='1", &e), TK_ENOTFOUND);
+    /* and the default tenant's token is untouched */
+    snprintf(header, sizeof header, "Bearer %s", mine);
+    CHECK_OK(auth(&o, header, &p, &e), &e);
+out:
+    op_teardown(&o);
+}

@@ -1,0 +1,608 @@
+/* test_store.c: src/store/store.h on SQLite and PostgreSQL -- migrations,
+ * statements, NULLs, conflicts, transactions, the connection pool, and the
+ * errors a misconfigured store gives. */
+#include "unit.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+static tk_rc exec0(struct tk_db *db, const char *sql, struct tk_err *e)
+{
+    return tk_db_exec(db, sql, NULL, 0, NULL, e);
+}
+
+/* SELECT COUNT(*) ... as an integer, -1 on error. */
+static int64_t count(struct tk_db *db, const char *sql)
+{
+    struct tk_rows *r = NULL;
+    struct tk_err e;
+    int64_t n = -1;
+    if (tk_db_exec(db, sql, NULL, 0, &r, &e) == TK_OK && tk_rows_count(r) == 1)
+        n = tk_rows_int(r, 0, 0);
+    else
+        FAILF("%s: %s", sql, e.msg);
+    tk_rows_free(r);
+    return n;
+}
+
+void test_store_migrate(struct fx *f)
+{
+    CHECK_EQ_STR(tk_store_backend(f->st), f->backend);
+    CHECK(tk_store_schema_latest() >= 1);
+    CHECK_EQ_INT(tk_store_schema_version(f->st), tk_store_schema_latest());
+    struct tk_err e;
+    CHECK_OK(tk_store_ping(f->st, &e), &e);
+    struct tk_db *db = fx_db(f);
+    if (!db) return;
+    /* every version recorded once, with its name */
+    struct tk_rows *r = NULL;
+    if (CHECK_OK(tk_db_exec(db,
+                            "SELECT version, name, applied_at FROM schema_version ORDER BY version",
+                            NULL, 0, &r, &e),
+                 &e)) {
+        CHECK_EQ_INT(tk_rows_count(r), tk_store_schema_latest());
+        for (int i = 0; i < tk_rows_count(r); i++) {
+            CHECK_EQ_INT(tk_rows_int(r, i, 0), i + 1);
+            CHECK(tk_rows_text(r, i, 1) && tk_rows_text(r, i, 1)[0]);
+            CHECK(tk_rows_int(r, i, 2) > 0);
+        }
+        CHECK_EQ_STR(tk_rows_text(r, 0, 1), "foundation");
+    }
+    tk_rows_free(r);
+    /* the tables of migration 1 exist and are empty */
+    CHECK_EQ_INT(count(db, "SELECT COUNT(*) FROM tenants"), 0);
+    CHECK_EQ_INT(count(db, "SELECT COUNT(*) FROM operator_tokens"), 0);
+    CHECK_EQ_INT(count(db, "SELECT COUNT(*) FROM events"), 0);
+    tk_store_put(db);
+}
+
+void test_store_reopen(struct fx *f)
+{
+    struct tk_err e;
+    struct tk_db *db = fx_db(f);
+    if (!db) return;
+    CHECK_OK(tk_db_exec(db, "INSERT INTO tenants (id, name, created_at) VALUES (?, ?, ?)",
+                        TK_ARGS(TK_TEXT("t-1"), TK_TEXT("kept"), TK_INT(1)), NULL, &e),
+             &e);
+    tk_store_put(db);
+    for (int round = 0; round < 3; round++) {
+        fx_close_store(f);
+        if (!CHECK_OK(fx_open_store(f, 2, &e), &e)) return;
+        CHECK_EQ_INT(tk_store_schema_version(f->st), tk_store_schema_latest());
+    }
+    db = fx_db(f);
+    if (!db) return;
+    CHECK_EQ_INT(count(db, "SELECT COUNT(*) FROM schema_version"), tk_store_schema_latest());
+    CHECK_EQ_INT(count(db, "SELECT COUNT(*) FROM tenants WHERE name = 'kept'"), 1);
+    tk_store_put(db);
+
+    /* without migrate, the version is read, not changed */
+    fx_close_store(f);
+    struct tk_store_opts o = {.pool_size = 1, .migrate = false};
+    if (CHECK_OK(tk_store_open(f->url, &o, &f->st, &e), &e))
+        CHECK_EQ_INT(tk_store_schema_version(f->st), tk_store_schema_latest());
+}
+
+void test_store_schema_too_new(struct fx *f)
+{
+    struct tk_err e;
+    struct tk_db *db = fx_db(f);
+    if (!db) return;
+    CHECK_OK(
+        tk_db_exec(db, "INSERT INTO schema_version (version, name, applied_at) VALUES (?, ?, ?)",
+                   TK_ARGS(TK_INT(999), TK_TEXT("from_the_future"), TK_INT(tk_now_ms())), NULL, &e),
+        &e);
+    tk_store_put(db);
+    fx_close_store(f);
+
+    tk_err_clear(&e);
+    struct tk_store_opts o = {.pool_size = 2, .migrate = true};
+    struct tk_store *st = NULL;
+    tk_rc rc = tk_store_open(f->url, &o, &st, &e);
+    CHECK_EQ_INT(rc, TK_ECONFLICT);
+    CHECK_EQ_STR(e.code, "schema_too_new");
+    CHECK(strstr(e.msg, "999") != NULL);
+    char latest[16];
+    snprintf(latest, sizeof latest, "%d", tk_store_schema_latest());
+    CHECK(strstr(e.msg, latest) != NULL);
+    CHECK(st == NULL);
+    if (rc == TK_OK) tk_store_close(st);
+
+    /* the refusal changed nothing: remove the row and the store opens again */
+    o.migrate = false;
+    if (!CHECK_OK(tk_store_open(f->url, &o, &f->st, &e), &e)) return;
+    db = fx_db(f);
+    if (!db) return;
+    CHECK_OK(exec0(db, "DELETE FROM schema_version WHERE version = 999", &e), &e);
+    CHECK_EQ_INT(count(db, "SELECT COUNT(*) FROM schema_version"), tk_store_schema_latest());
+    tk_store_put(db);
+    fx_close_store(f);
+    if (CHECK_OK(fx_open_store(f, 2, &e), &e))
+        CHECK_EQ_INT(tk_store_schema_version(f->st), tk_store_schema_latest());
+}
+
+void test_store_exec_args(struct fx *f)
+{
+    struct tk_err e;
+    struct tk_db *db = fx_db(f);
+    if (!db) return;
+    CHECK_OK(exec0(db, "CREATE TABLE t (id TEXT PRIMARY KEY, n BIGINT, s TEXT)", &e), &e);
+    static const char unicode[] = "h\xc3\xa9llo \xe2\x9c\x93 \xf0\x9f\x94\x91";
+    size_t bign = 100000;
+    char *big = malloc(bign + 1);
+    for (size_t i = 0; i < bign; i++)
+        big[i] = (char)('a' + i % 26);
+    big[bign] = '\0';
+    struct {
+        const char *id;
+        int64_t n;
+        const char *s;
+    } rows[] = {
+        {"max", INT64_MAX, "it's a 'quoted' ? string with $1 and ?"},
+        {"min", INT64_MIN, "; DROP TABLE t; --"},
+        {"zero", 0, ""},
+        {"neg", -42, unicode},
+        {"big", 1, big},
+    };
+    for (size_t i = 0; i < TK_NELEM(rows); i++)
+        CHECK_OK(tk_db_exec(db, "INSERT INTO t (id, n, s) VALUES (?, ?, ?)",
+                            TK_ARGS(TK_TEXT(rows[i].id), TK_INT(rows[i].n), TK_TEXT(rows[i].s)),
+                            NULL, &e),
+                 &e);
+    for (size_t i = 0; i < TK_NELEM(rows); i++) {
+        struct tk_rows *r = NULL;
+        if (!CHECK_OK(tk_db_exec(db, "SELECT id, n, s FROM t WHERE id = ?",
+                                 TK_ARGS(TK_TEXT(rows[i].id)), &r, &e),
+                      &e))
+            continue;
+        CHECK_EQ_INT(tk_rows_count(r), 1);
+        CHECK_EQ_INT(tk_rows_columns(r), 3);
+        CHECK_EQ_STR(tk_rows_text(r, 0, 0), rows[i].id);
+        CHECK_EQ_INT(tk_rows_int(r, 0, 1), rows[i].n);
+        if (!CHECK(tk_rows_text(r, 0, 2) && strcmp(tk_rows_text(r, 0, 2), rows[i].s) == 0))
+            FAILF("row %s: text came back different", rows[i].id);
+        CHECK(!tk_rows_null(r, 0, 2));
+        /* outside the result: NULL and 0, never a crash */
+        CHECK(tk_rows_text(r, 1, 0) == NULL);
+        CHECK(tk_rows_text(r, 0, 3) == NULL);
+        CHECK(tk_rows_text(r, -1, 0) == NULL);
+        CHECK(tk_rows_text(r, 0, -1) == NULL);
+        CHECK_EQ_INT(tk_rows_int(r, 5, 5), 0);
+        tk_rows_free(r);
+    }
+    free(big);
+
+    /* '?' inside a quoted literal is not a parameter */
+    struct tk_rows *r = NULL;
+    if (CHECK_OK(
+            tk_db_exec(db, "SELECT '?', ?, 'a''?''b', ?", TK_ARGS(TK_TEXT("x"), TK_INT(7)), &r, &e),
+            &e)) {
+        CHECK_EQ_INT(tk_rows_columns(r), 4);
+        CHECK_EQ_STR(tk_rows_text(r, 0, 0), "?");
+        CHECK_EQ_STR(tk_rows_text(r, 0, 1), "x");
+        CHECK_EQ_STR(tk_rows_text(r, 0, 2), "a'?'b");
+        CHECK_EQ_INT(tk_rows_int(r, 0, 3), 7);
+    }
+    tk_rows_free(r);
+
+    /* ordering and multi-row results */
+    r = NULL;
+    if (CHECK_OK(tk_db_exec(db, "SELECT id FROM t WHERE n > ? ORDER BY n", TK_ARGS(TK_INT(-100)),
+                            &r, &e),
+                 &e)) {
+        CHECK_EQ_INT(tk_rows_count(r), 4);
+        CHECK_EQ_STR(tk_rows_text(r, 0, 0), "neg");
+        CHECK_EQ_STR(tk_rows_text(r, 3, 0), "max");
+    }
+    tk_rows_free(r);
+    r = NULL;
+    CHECK_OK(tk_db_exec(db, "SELECT id FROM t WHERE id = ?", TK_ARGS(TK_TEXT("absent")), &r, &e),
+             &e);
+    CHECK_EQ_INT(tk_rows_count(r), 0);
+    CHECK_EQ_INT(tk_rows_columns(r), 1);
+    tk_rows_free(r);
+    CHECK_EQ_INT(tk_rows_count(NULL), 0);
+
+    /* mistakes are errors with a message, and the connection stays usable */
+    tk_err_clear(&e);
+    CHECK_EQ_INT(tk_db_exec(db, "SELEC 1", NULL, 0, NULL, &e), TK_EINTERNAL);
+    CHECK_EQ_STR(e.code, "store_error");
+    CHECK(e.msg[0] != '\0');
+    CHECK_EQ_INT(tk_db_exec(db, "SELECT * FROM no_such_table", NULL, 0, NULL, &e), TK_EINTERNAL);
+    CHECK_EQ_INT(count(db, "SELECT COUNT(*) FROM t"), 5);
+    tk_store_put(db);
+}
+
+/* A statement given the wrong number of arguments is a bug in the caller:
+ * store.h says it is TK_EINTERNAL ("store_error"), and the connection, which
+ * is fine, stays in the pool. */
+void test_store_arg_count(struct fx *f)
+{
+    struct tk_err e;
+    struct tk_db *db = fx_db(f);
+    if (!db) return;
+    CHECK_OK(exec0(db, "CREATE TABLE t (id TEXT PRIMARY KEY)", &e), &e);
+    tk_err_clear(&e);
+    CHECK_EQ_INT(tk_db_exec(db, "SELECT id FROM t WHERE id = ?", NULL, 0, NULL, &e), TK_EINTERNAL);
+    CHECK_EQ_STR(e.code, "store_error");
+    tk_err_clear(&e);
+    CHECK_EQ_INT(tk_db_exec(db, "SELECT id FROM t WHERE id = ?",
+                            TK_ARGS(TK_TEXT("a"), TK_TEXT("b")), NULL, &e),
+                 TK_EINTERNAL);
+    CHECK_EQ_STR(e.code, "store_error");
+    CHECK_EQ_INT(count(db, "SELECT COUNT(*) FROM t"), 0);
+    tk_store_put(db);
+}
+
+void test_store_null(struct fx *f)
+{
+    struct tk_err e;
+    struct tk_db *db = fx_db(f);
+    if (!db) return;
+    CHECK_OK(exec0(db, "CREATE TABLE t (id TEXT PRIMARY KEY, n BIGINT, s TEXT)", &e), &e);
+    CHECK_OK(tk_db_exec(db, "INSERT INTO t (id, n, s) VALUES (?, ?, ?)",
+                        TK_ARGS(TK_TEXT("a"), TK_NULLV, TK_TEXT(NULL)), NULL, &e),
+             &e);
+    CHECK_OK(tk_db_exec(db, "INSERT INTO t (id, n, s) VALUES (?, ?, ?)",
+                        TK_ARGS(TK_TEXT("b"), TK_INT(0), TK_TEXT("")), NULL, &e),
+             &e);
+    struct tk_rows *r = NULL;
+    if (CHECK_OK(tk_db_exec(db, "SELECT id, n, s FROM t ORDER BY id", NULL, 0, &r, &e), &e) &&
+        CHECK_EQ_INT(tk_rows_count(r), 2)) {
+        CHECK(tk_rows_null(r, 0, 1));
+        CHECK(tk_rows_null(r, 0, 2));
+        CHECK(tk_rows_text(r, 0, 2) == NULL);
+        CHECK_EQ_INT(tk_rows_int(r, 0, 1), 0);
+        /* zero and the empty string are values, not NULL */
+        CHECK(!tk_rows_null(r, 1, 1));
+        CHECK(!tk_rows_null(r, 1, 2));
+        CHECK_EQ_STR(tk_rows_text(r, 1, 1), "0");
+        CHECK_EQ_STR(tk_rows_text(r, 1, 2), "");
+    }
+    tk_rows_free(r);
+    CHECK_EQ_INT(count(db, "SELECT COUNT(*) FROM t WHERE s IS NULL"), 1);
+    CHECK_EQ_INT(count(db, "SELECT COUNT(*) FROM t WHERE n IS NULL"), 1);
+    /* a NULL parameter compares as SQL NULL: matches nothing with '=' */
+    r = NULL;
+    CHECK_OK(tk_db_exec(db, "SELECT id FROM t WHERE s = ?", TK_ARGS(TK_TEXT(NULL)), &r, &e), &e);
+    CHECK_EQ_INT(tk_rows_count(r), 0);
+    tk_rows_free(r);
+    r = NULL;
+    CHECK_OK(tk_db_exec(db, "SELECT COALESCE(s, 'none') FROM t WHERE id = ?", TK_ARGS(TK_TEXT("a")),
+                        &r, &e),
+             &e);
+    CHECK_EQ_STR(tk_rows_text(r, 0, 0), "none");
+    tk_rows_free(r);
+    tk_store_put(db);
+}
+
+void test_store_unique(struct fx *f)
+{
+    struct tk_err e;
+    struct tk_db *db = fx_db(f);
+    if (!db) return;
+    CHECK_OK(exec0(db, "CREATE TABLE t (id TEXT PRIMARY KEY, email TEXT NOT NULL UNIQUE)", &e), &e);
+    CHECK_OK(tk_db_exec(db, "INSERT INTO t (id, email) VALUES (?, ?)",
+                        TK_ARGS(TK_TEXT("1"), TK_TEXT("a@x")), NULL, &e),
+             &e);
+    tk_err_clear(&e);
+    CHECK_EQ_INT(tk_db_exec(db, "INSERT INTO t (id, email) VALUES (?, ?)",
+                            TK_ARGS(TK_TEXT("1"), TK_TEXT("b@x")), NULL, &e),
+                 TK_ECONFLICT);
+    CHECK_EQ_STR(e.code, "conflict");
+    tk_err_clear(&e);
+    CHECK_EQ_INT(tk_db_exec(db, "INSERT INTO t (id, email) VALUES (?, ?)",
+                            TK_ARGS(TK_TEXT("2"), TK_TEXT("a@x")), NULL, &e),
+                 TK_ECONFLICT);
+    CHECK_EQ_STR(e.code, "conflict");
+    /* other constraint failures are not conflicts */
+    CHECK_EQ_INT(tk_db_exec(db, "INSERT INTO t (id, email) VALUES (?, ?)",
+                            TK_ARGS(TK_TEXT("3"), TK_NULLV), NULL, &e),
+                 TK_EINTERNAL);
+    /* ON CONFLICT DO NOTHING is not an error */
+    CHECK_OK(tk_db_exec(db, "INSERT INTO t (id, email) VALUES (?, ?) ON CONFLICT (id) DO NOTHING",
+                        TK_ARGS(TK_TEXT("1"), TK_TEXT("c@x")), NULL, &e),
+             &e);
+    CHECK_EQ_INT(tk_db_changes(db), 0);
+    /* a conflict inside a transaction: roll back, and the connection goes on */
+    CHECK_OK(tk_db_begin(db, &e), &e);
+    CHECK_OK(tk_db_exec(db, "INSERT INTO t (id, email) VALUES (?, ?)",
+                        TK_ARGS(TK_TEXT("4"), TK_TEXT("d@x")), NULL, &e),
+             &e);
+    CHECK_EQ_INT(tk_db_exec(db, "INSERT INTO t (id, email) VALUES (?, ?)",
+                            TK_ARGS(TK_TEXT("4"), TK_TEXT("e@x")), NULL, &e),
+                 TK_ECONFLICT);
+    tk_db_rollback(db);
+    CHECK_EQ_INT(count(db, "SELECT COUNT(*) FROM t"), 1);
+    tk_store_put(db);
+}
+
+void test_store_tx(struct fx *f)
+{
+    struct tk_err e;
+    struct tk_db *a = fx_db(f);
+    struct tk_db *b = fx_db(f);
+    if (!a || !b) {
+        tk_store_put(a);
+        tk_store_put(b);
+        return;
+    }
+    CHECK(a != b);
+    CHECK_OK(exec0(a, "CREATE TABLE t (id TEXT PRIMARY KEY)", &e), &e);
+
+    CHECK_OK(tk_db_begin(a, &e), &e);
+    CHECK_OK(tk_db_exec(a, "INSERT INTO t (id) VALUES (?)", TK_ARGS(TK_TEXT("rolled")), NULL, &e),
+             &e);
+    CHECK_EQ_INT(count(a, "SELECT COUNT(*) FROM t"), 1);
+    CHECK_EQ_INT(count(b, "SELECT COUNT(*) FROM t"), 0); /* not visible before commit */
+    tk_db_rollback(a);
+    CHECK_EQ_INT(count(a, "SELECT COUNT(*) FROM t"), 0);
+
+    CHECK_OK(tk_db_begin(a, &e), &e);
+    CHECK_OK(tk_db_exec(a, "INSERT INTO t (id) VALUES (?)", TK_ARGS(TK_TEXT("kept")), NULL, &e),
+             &e);
+    CHECK_OK(tk_db_exec(a, "INSERT INTO t (id) VALUES (?)", TK_ARGS(TK_TEXT("kept2")), NULL, &e),
+             &e);
+    CHECK_OK(tk_db_commit(a, &e), &e);
+    CHECK_EQ_INT(count(b, "SELECT COUNT(*) FROM t"), 2);
+
+    /* a connection given back inside a transaction is rolled back */
+    CHECK_OK(tk_db_begin(a, &e), &e);
+    CHECK_OK(
+        tk_db_exec(a, "INSERT INTO t (id) VALUES (?)", TK_ARGS(TK_TEXT("abandoned")), NULL, &e),
+        &e);
+    tk_store_put(a);
+    CHECK_EQ_INT(count(b, "SELECT COUNT(*) FROM t"), 2);
+    a = fx_db(f);
+    if (a) {
+        CHECK_EQ_INT(count(a, "SELECT COUNT(*) FROM t WHERE id = 'abandoned'"), 0);
+        /* and the write lock went with it: b can write now */
+        CHECK_OK(tk_db_begin(b, &e), &e);
+        CHECK_OK(tk_db_exec(b, "INSERT INTO t (id) VALUES (?)", TK_ARGS(TK_TEXT("b")), NULL, &e),
+                 &e);
+        CHECK_OK(tk_db_commit(b, &e), &e);
+        CHECK_EQ_INT(count(a, "SELECT COUNT(*) FROM t"), 3);
+    }
+    tk_store_put(a);
+    tk_store_put(b);
+}
+
+void test_store_changes(struct fx *f)
+{
+    struct tk_err e;
+    struct tk_db *db = fx_db(f);
+    if (!db) return;
+    CHECK_OK(exec0(db, "CREATE TABLE t (id TEXT PRIMARY KEY, n BIGINT)", &e), &e);
+    for (int i = 0; i < 5; i++) {
+        char id[16];
+        snprintf(id, sizeof id, "r%d", i);
+        CHECK_OK(tk_db_exec(db, "INSERT INTO t (id, n) VALUES (?, ?)",
+                            TK_ARGS(TK_TEXT(id), TK_INT(i)), NULL, &e),
+                 &e);
+        CHECK_EQ_INT(tk_db_changes(db), 1);
+    }
+    CHECK_OK(tk_db_exec(db, "UPDATE t SET n = n + 10 WHERE n < ?", TK_ARGS(TK_INT(3)), NULL, &e),
+             &e);
+    CHECK_EQ_INT(tk_db_changes(db), 3);
+    CHECK_OK(tk_db_exec(db, "DELETE FROM t WHERE id = ?", TK_ARGS(TK_TEXT("nope")), NULL, &e), &e);
+    CHECK_EQ_INT(tk_db_changes(db), 0);
+    struct tk_rows *r = NULL;
+    CHECK_OK(
+        tk_db_exec(db, "UPDATE t SET n = 0 WHERE n >= ? RETURNING id", TK_ARGS(TK_INT(10)), &r, &e),
+        &e);
+    CHECK_EQ_INT(tk_rows_count(r), 3);
+    CHECK_EQ_INT(tk_db_changes(db), 3);
+    tk_rows_free(r);
+    CHECK_OK(tk_db_exec(db, "DELETE FROM t", NULL, 0, NULL, &e), &e);
+    CHECK_EQ_INT(tk_db_changes(db), 5);
+    tk_store_put(db);
+}
+
+/* store.h: "Rows changed by the last INSERT/UPDATE/DELETE on this
+ * connection" -- a SELECT in between must not change the answer. */
+void test_store_changes_after_select(struct fx *f)
+{
+    struct tk_err e;
+    struct tk_db *db = fx_db(f);
+    if (!db) return;
+    CHECK_OK(exec0(db, "CREATE TABLE t (id TEXT PRIMARY KEY, n BIGINT)", &e), &e);
+    for (int i = 0; i < 5; i++) {
+        char id[16];
+        snprintf(id, sizeof id, "r%d", i);
+        tk_db_exec(db, "INSERT INTO t (id, n) VALUES (?, ?)", TK_ARGS(TK_TEXT(id), TK_INT(i)), NULL,
+                   &e);
+    }
+    CHECK_OK(tk_db_exec(db, "UPDATE t SET n = n + 1 WHERE n < ?", TK_ARGS(TK_INT(2)), NULL, &e),
+             &e);
+    CHECK_EQ_INT(tk_db_changes(db), 2);
+    struct tk_rows *r = NULL;
+    CHECK_OK(tk_db_exec(db, "SELECT id FROM t", NULL, 0, &r, &e), &e);
+    CHECK_EQ_INT(tk_rows_count(r), 5);
+    tk_rows_free(r);
+    CHECK_EQ_INT(tk_db_changes(db), 2);
+    tk_store_put(db);
+}
+
+/* A result wider than the backends' 64-column cell buffers. */
+void test_store_wide_row(struct fx *f)
+{
+    enum { COLS = 70 };
+    char sql[2048];
+    size_t n = (size_t)snprintf(sql, sizeof sql, "SELECT ");
+    for (int i = 0; i < COLS; i++)
+        n += (size_t)snprintf(sql + n, sizeof sql - n, "%s%d AS c%d", i ? ", " : "", i * 3, i);
+    struct tk_err e;
+    struct tk_db *db = fx_db(f);
+    if (!db) return;
+    struct tk_rows *r = NULL;
+    if (CHECK_OK(tk_db_exec(db, sql, NULL, 0, &r, &e), &e)) {
+        CHECK_EQ_INT(tk_rows_count(r), 1);
+        int cols = tk_rows_columns(r);
+        CHECK(cols >= 64 && cols <= COLS);
+        for (int i = 0; i < cols; i++)
+            if (tk_rows_int(r, 0, i) != i * 3) {
+                FAILF("column %d is %s", i, tk_rows_text(r, 0, i) ? tk_rows_text(r, 0, i) : "NULL");
+                break;
+            }
+    }
+    tk_rows_free(r);
+    tk_store_put(db);
+}
+
+/* ---- the pool under threads ---- */
+
+struct pool_run {
+    struct tk_store *st;
+    pthread_mutex_t lock;
+    int held, max_held, errors, done;
+    int thread;
+};
+
+static void *pool_worker(void *arg)
+{
+    struct pool_run *p = arg;
+    pthread_mutex_lock(&p->lock);
+    int me = p->thread++;
+    pthread_mutex_unlock(&p->lock);
+    for (int i = 0; i < 40; i++) {
+        struct tk_err e;
+        struct tk_db *db = tk_store_get(p->st, &e);
+        if (!db) {
+            pthread_mutex_lock(&p->lock);
+            p->errors++;
+            pthread_mutex_unlock(&p->lock);
+            continue;
+        }
+        pthread_mutex_lock(&p->lock);
+        if (++p->held > p->max_held) p->max_held = p->held;
+        pthread_mutex_unlock(&p->lock);
+        char id[32];
+        snprintf(id, sizeof id, "w%d-%d", me, i);
+        tk_rc rc = tk_db_exec(db, "INSERT INTO t (id) VALUES (?)", TK_ARGS(TK_TEXT(id)), NULL, &e);
+        struct tk_rows *r = NULL;
+        if (rc == TK_OK) rc = tk_db_exec(db, "SELECT COUNT(*) FROM t", NULL, 0, &r, &e);
+        tk_rows_free(r);
+        usleep(200); /* hold it a little, so that others must wait */
+        pthread_mutex_lock(&p->lock);
+        p->held--;
+        if (rc != TK_OK)
+            p->errors++;
+        else
+            p->done++;
+        pthread_mutex_unlock(&p->lock);
+        tk_store_put(db);
+    }
+    return NULL;
+}
+
+void test_store_pool_threads(struct fx *f)
+{
+    enum { THREADS = 8, POOL = 3 };
+    struct tk_err e;
+    struct tk_db *db = fx_db(f);
+    if (!db) return;
+    CHECK_OK(exec0(db, "CREATE TABLE t (id TEXT PRIMARY KEY)", &e), &e);
+    tk_store_put(db);
+    fx_close_store(f);
+    if (!CHECK_OK(fx_open_store(f, POOL, &e), &e)) return;
+
+    struct pool_run p = {.st = f->st};
+    pthread_mutex_init(&p.lock, NULL);
+    pthread_t th[THREADS];
+    for (int i = 0; i < THREADS; i++)
+        pthread_create(&th[i], NULL, pool_worker, &p);
+    for (int i = 0; i < THREADS; i++)
+        pthread_join(th[i], NULL);
+    pthread_mutex_destroy(&p.lock);
+    CHECK_EQ_INT(p.errors, 0);
+    CHECK_EQ_INT(p.done, THREADS * 40);
+    CHECK(p.max_held <= POOL);
+    CHECK(p.max_held >= 2); /* the threads really overlapped */
+    db = fx_db(f);
+    if (db) CHECK_EQ_INT(count(db, "SELECT COUNT(*) FROM t"), THREADS * 40);
+    tk_store_put(db);
+    tk_store_put(NULL);
+}
+
+/* ---- misconfigured stores ---- */
+
+void test_store_bad_url(void)
+{
+    struct tk_store_opts o = {.pool_size = 1, .migrate = true};
+    struct tk_store *st = NULL;
+    struct tk_err e;
+    static const char *bad[] = {"mysql://u@h/db", "", "sqlite", "SQLITE:/x", "file:/x.db"};
+    for (size_t i = 0; i < TK_NELEM(bad); i++) {
+        tk_err_clear(&e);
+        tk_rc rc = tk_store_open(bad[i], &o, &st, &e);
+        if (rc != TK_EINVAL || strcmp(e.code, "invalid_setting") != 0) {
+            FAILF("store URL '%s': rc %d code %s", bad[i], (int)rc, e.code);
+            if (rc == TK_OK) tk_store_close(st);
+        }
+    }
+    char dir[256], url[600], path[512];
+    if (!CHECK(unit_tmpdir(dir, sizeof dir))) return;
+    /* a directory that does not exist */
+    snprintf(url, sizeof url, "sqlite:%s/no/such/dir/tokend.db", dir);
+    tk_err_clear(&e);
+    CHECK_EQ_INT(tk_store_open(url, &o, &st, &e), TK_EUNAVAIL);
+    CHECK_EQ_STR(e.code, "store_unreachable");
+    CHECK(strstr(e.msg, "no/such/dir") != NULL);
+    /* a file that is not a database */
+    snprintf(path, sizeof path, "%s/garbage.db", dir);
+    char junk[4096];
+    memset(junk, 'J', sizeof junk);
+    CHECK(unit_write_file(path, junk, sizeof junk, 0600));
+    snprintf(url, sizeof url, "sqlite:%s", path);
+    tk_err_clear(&e);
+    tk_rc rc = tk_store_open(url, &o, &st, &e);
+    CHECK(rc == TK_EUNAVAIL || rc == TK_EINTERNAL);
+    CHECK(rc != TK_OK);
+    if (rc == TK_OK) tk_store_close(st);
+    unit_rmtree(dir);
+}
+
+/* A TCP port on loopback with nothing listening. */
+static int dead_port(void)
+{
+    int s = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t l = sizeof a;
+    int port = 1;
+    if (s >= 0 && bind(s, (struct sockaddr *)&a, sizeof a) == 0 &&
+        getsockname(s, (struct sockaddr *)&a, &l) == 0)
+        port = ntohs(a.sin_port);
+    if (s >= 0) close(s);
+    return port;
+}
+
+void test_store_pg_unreachable(void)
+{
+    static const char pw[] = "Sup3rSecretPw";
+    char urls[4][256];
+    int port = dead_port();
+    snprintf(urls[0], sizeof urls[0], "postgresql://tokend:%s@127.0.0.1:%d/tokend", pw, port);
+    snprintf(urls[1], sizeof urls[1], "postgres://tokend:%s@127.0.0.1:%d/tokend?connect_timeout=2",
+             pw, port);
+    /* URLs libpq cannot parse: the error must not quote them either */
+    snprintf(urls[2], sizeof urls[2], "postgresql://tokend:%s@[::1:%d/tokend", pw, port);
+    snprintf(urls[3], sizeof urls[3], "postgresql://tokend:%s%%zz@127.0.0.1:%d/tokend", pw, port);
+    for (size_t i = 0; i < TK_NELEM(urls); i++) {
+        struct tk_store_opts o = {.pool_size = 1, .migrate = true};
+        struct tk_store *st = NULL;
+        struct tk_err e;
+        tk_err_clear(&e);
+        tk_rc rc = tk_store_open(urls[i], &o, &st, &e);
+        if (rc != TK_EUNAVAIL || strcmp(e.code, "store_unreachable") != 0)
+            FAILF("url %zu: rc %d code %s", i, (int)rc, e.code);
+        if (strstr(e.msg, pw)) FAILF("url %zu: the message repeats the password: %s", i, e.msg);
+        if (!e.msg[0]) FAILF("url %zu: no message", i);
+        if (rc == TK_OK) tk_store_close(st);
+    }
+}

@@ -1,0 +1,451 @@
+/*
+ * unit.c: the harness and the table of tests. Usage:
+ *
+ *   build/test/unit [FILTER]
+ *
+ * runs every test whose name contains FILTER (all without one) and ends with
+ * the line "N passed, N failed, N skipped", which CI parses; the exit status
+ * is 1 when a test failed. Each test has a time budget (UNIT_TIMEOUT s): a
+ * hang is reported as a failure instead of stalling CI.
+ *
+ * Tests marked isolated run in a child process, so that a crash (a
+ * sanitizer report) fails that test alone and the run goes on.
+ */
+#include "unit.h"
+
+#include "../../src/common/log.h"
+
+#include <errno.h>
+#include <ftw.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+#define UNIT_TIMEOUT 90
+#define TMP_PREFIX "tokend-unit."
+
+/* ---- checks ---- */
+
+static int cur_failed;            /* checks failed in the current test */
+static const char *cur_name = ""; /* the current test */
+
+bool unit_check(bool ok, const char *file, int line, const char *expr)
+{
+    if (!ok) {
+        cur_failed++;
+        printf("    %s:%d: CHECK(%s) failed\n", file, line, expr);
+    }
+    return ok;
+}
+
+bool unit_eq_int(long long got, long long want, const char *egot, const char *ewant,
+                 const char *file, int line)
+{
+    if (got == want) return true;
+    cur_failed++;
+    printf("    %s:%d: %s == %s failed: got %lld, want %lld\n", file, line, egot, ewant, got, want);
+    return false;
+}
+
+bool unit_eq_str(const char *got, const char *want, const char *egot, const char *ewant,
+                 const char *file, int line)
+{
+    if (got && want && strcmp(got, want) == 0) return true;
+    if (!got && !want) return true;
+    cur_failed++;
+    printf("    %s:%d: %s == %s failed: got %s%s%s, want %s%s%s\n", file, line, egot, ewant,
+           got ? "\"" : "", got ? got : "NULL", got ? "\"" : "", want ? "\"" : "",
+           want ? want : "NULL", want ? "\"" : "");
+    return false;
+}
+
+bool unit_ok(tk_rc rc, const struct tk_err *e, const char *expr, const char *file, int line)
+{
+    if (rc == TK_OK) return true;
+    cur_failed++;
+    printf("    %s:%d: %s failed: rc %d (%s)", file, line, expr, (int)rc, tk_rc_name(rc));
+    if (e) printf(" code=%s msg=%s", e->code, e->msg);
+    printf("\n");
+    return false;
+}
+
+void unit_fail(const char *file, int line, const char *fmt, ...)
+{
+    va_list ap;
+    cur_failed++;
+    printf("    %s:%d: ", file, line);
+    va_start(ap, fmt);
+    vprintf(fmt, ap);
+    va_end(ap);
+    printf("\n");
+}
+
+/* ---- temporary directories and files ---- */
+
+static const char *tmp_root(void)
+{
+    const char *t = getenv("TMPDIR");
+    return t && *t ? t : "/tmp";
+}
+
+bool unit_tmpdir(char *out, size_t n)
+{
+    int w = snprintf(out, n, "%s/" TMP_PREFIX "XXXXXX", tmp_root());
+    if (w < 0 || (size_t)w >= n) return false;
+    return mkdtemp(out) != NULL;
+}
+
+static int rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb;
+    (void)flag;
+    (void)ftw;
+    return remove(path) == 0 || errno == ENOENT ? 0 : -1;
+}
+
+void unit_rmtree(const char *dir)
+{
+    if (!dir || !*dir) return;
+    /* Only what unit_tmpdir made: a slip here must not remove anything else. */
+    const char *base = strrchr(dir, '/');
+    if (!base || strncmp(base + 1, TMP_PREFIX, strlen(TMP_PREFIX)) != 0) {
+        printf("    unit_rmtree: refusing to remove %s\n", dir);
+        return;
+    }
+    nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+bool unit_write_file(const char *path, const void *p, size_t n, int mode)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+    if (fd < 0) return false;
+    bool ok = write(fd, p, n) == (ssize_t)n && fchmod(fd, (mode_t)mode) == 0;
+    return close(fd) == 0 && ok;
+}
+
+/* ---- store fixtures ---- */
+
+const char *unit_pg_url(void)
+{
+    const char *u = getenv("TOKEND_TEST_PG");
+    return u && *u ? u : NULL;
+}
+
+bool unit_pg_url_with_db(const char *url, const char *dbname, char *out, size_t n)
+{
+    /* scheme://authority/path?query: keep scheme, authority and query. */
+    const char *auth = strstr(url, "://");
+    if (!auth) return false;
+    auth += 3;
+    const char *slash = strchr(auth, '/');
+    const char *query = strchr(auth, '?');
+    if (query && slash && slash > query) slash = NULL;
+    size_t head = slash ? (size_t)(slash - url) : query ? (size_t)(query - url) : strlen(url);
+    int w = snprintf(out, n, "%.*s/%s%s", (int)head, url, dbname, query ? query : "");
+    return w > 0 && (size_t)w < n;
+}
+
+tk_rc fx_open_store(struct fx *f, int pool, struct tk_err *e)
+{
+    struct tk_store_opts o = {.pool_size = pool, .busy_timeout_ms = 10000, .migrate = true};
+    f->pool = pool;
+    return tk_store_open(f->url, &o, &f->st, e);
+}
+
+void fx_close_store(struct fx *f)
+{
+    tk_store_close(f->st);
+    f->st = NULL;
+}
+
+struct tk_db *fx_db(struct fx *f)
+{
+    struct tk_err e;
+    tk_err_clear(&e);
+    struct tk_db *db = f->st ? tk_store_get(f->st, &e) : NULL;
+    if (!db) FAILF("tk_store_get: %s %s", e.code, e.msg);
+    return db;
+}
+
+/* Run a statement on the server's admin database (CREATE/DROP DATABASE). */
+static tk_rc pg_admin(const char *sql, struct tk_err *e)
+{
+    struct tk_store_opts o = {.pool_size = 1, .busy_timeout_ms = 5000, .migrate = false};
+    struct tk_store *st = NULL;
+    tk_rc rc = tk_store_open(unit_pg_url(), &o, &st, e);
+    if (rc != TK_OK) return rc;
+    struct tk_db *db = tk_store_get(st, e);
+    rc = db ? tk_db_exec(db, sql, NULL, 0, NULL, e) : TK_EUNAVAIL;
+    tk_store_put(db);
+    tk_store_close(st);
+    return rc;
+}
+
+enum { FX_OK, FX_SKIP, FX_FAIL };
+
+/* Make the fixture's directory and database; the store is opened by
+ * fx_start, in the process that runs the test. */
+static int fx_setup(struct fx *f, const char *backend)
+{
+    static int counter;
+    struct tk_err e;
+    tk_err_clear(&e);
+    memset(f, 0, sizeof *f);
+    f->backend = backend;
+    if (!strcmp(backend, "postgres") && !unit_pg_url()) return FX_SKIP;
+    if (!unit_tmpdir(f->dir, sizeof f->dir)) {
+        FAILF("mkdtemp: %s", strerror(errno));
+        return FX_FAIL;
+    }
+    if (!strcmp(backend, "sqlite")) {
+        snprintf(f->url, sizeof f->url, "sqlite:%s/tokend.db", f->dir);
+    } else {
+        char sql[128];
+        snprintf(f->dbname, sizeof f->dbname, "tk_unit_%d_%d", (int)getpid(), ++counter);
+        snprintf(sql, sizeof sql, "CREATE DATABASE %s", f->dbname);
+        tk_rc rc = pg_admin(sql, &e);
+        if (rc != TK_OK) {
+            FAILF("PostgreSQL at TOKEND_TEST_PG: %s: %s", e.code, e.msg);
+            f->dbname[0] = '\0';
+            return FX_FAIL;
+        }
+        if (!unit_pg_url_with_db(unit_pg_url(), f->dbname, f->url, sizeof f->url)) {
+            FAILF("cannot make a URL from TOKEND_TEST_PG");
+            return FX_FAIL;
+        }
+    }
+    return FX_OK;
+}
+
+static int fx_start(struct fx *f)
+{
+    struct tk_err e;
+    tk_err_clear(&e);
+    return CHECK_OK(fx_open_store(f, 4, &e), &e) ? FX_OK : FX_FAIL;
+}
+
+static void fx_teardown(struct fx *f)
+{
+    fx_close_store(f);
+    if (f->dbname[0]) {
+        char sql[128];
+        struct tk_err e;
+        snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS %s WITH (FORCE)", f->dbname);
+        if (pg_admin(sql, &e) != TK_OK) printf("    note: cannot drop %s: %s\n", f->dbname, e.msg);
+    }
+    if (f->dir[0]) unit_rmtree(f->dir);
+}
+
+/* ---- the table ---- */
+
+struct unit_test {
+    const char *name;
+    void (*fn)(void);
+    void (*bfn)(struct fx *);
+    const char *backend;
+    bool isolated; /* run in a child process */
+};
+
+#define T(name, fn)                                                                                \
+    {                                                                                              \
+        name, fn, NULL, NULL, false                                                                \
+    }
+#define B(name, fn)                                                                                \
+    {name "/sqlite", NULL, fn, "sqlite", false},                                                   \
+    {                                                                                              \
+        name "/postgres", NULL, fn, "postgres", false                                              \
+    }
+#define BI(name, fn)                                                                               \
+    {name "/sqlite", NULL, fn, "sqlite", true},                                                    \
+    {                                                                                              \
+        name "/postgres", NULL, fn, "postgres", true                                               \
+    }
+
+static const struct unit_test tests[] = {
+    T("common/time_parse_valid", test_time_parse_valid),
+    T("common/time_parse_invalid", test_time_parse_invalid),
+    T("common/time_parse_calendar", test_time_parse_calendar),
+    T("common/time_fmt_roundtrip", test_time_fmt_roundtrip),
+    T("common/uuid7", test_uuid7),
+    T("common/parse_int", test_parse_int),
+    T("common/buf_max", test_buf_max),
+    T("common/pool_alignment", test_pool_alignment),
+    T("common/err_and_rc", test_err_and_rc),
+
+    T("issued/new_valid", test_issued_new_valid),
+    T("issued/preview", test_issued_preview),
+    T("issued/lengths", test_issued_lengths),
+    T("issued/substitution", test_issued_substitution),
+    T("issued/surroundings", test_issued_surroundings),
+    T("issued/prefix_and_chars", test_issued_prefix_and_chars),
+    T("issued/no_echo", test_issued_no_echo),
+
+    T("config/defaults", test_config_defaults),
+    T("config/set_errors", test_config_set_errors),
+    T("config/precedence", test_config_precedence),
+    T("config/file_errors", test_config_file_errors),
+    T("config/hostile_ini", test_config_hostile_ini),
+    T("config/long_line_split", test_config_long_line_split),
+    T("config/validate", test_config_validate),
+    T("config/dir_as_file", test_config_dir_as_file),
+
+    T("router/params", test_router_params),
+    T("router/methods", test_router_methods),
+    T("router/odd_paths", test_router_odd_paths),
+    T("router/bad_patterns", test_router_bad_patterns),
+
+    B("store/migrate", test_store_migrate),
+    B("store/reopen", test_store_reopen),
+    B("store/schema_too_new", test_store_schema_too_new),
+    B("store/exec_args", test_store_exec_args),
+    B("store/null", test_store_null),
+    B("store/arg_count", test_store_arg_count),
+    B("store/unique", test_store_unique),
+    B("store/tx", test_store_tx),
+    B("store/changes", test_store_changes),
+    B("store/changes_after_select", test_store_changes_after_select),
+    BI("store/wide_row", test_store_wide_row),
+    B("store/pool_threads", test_store_pool_threads),
+    T("store/bad_url", test_store_bad_url),
+    T("store/pg_unreachable", test_store_pg_unreachable),
+
+    B("lease/processes", test_lease_processes),
+    B("lease/rules", test_lease_rules),
+    B("lease/order", test_lease_order),
+
+    B("events/list_paging", test_events_list_paging),
+    B("events/filters", test_events_filters),
+    B("events/verify_tamper", test_events_verify_tamper),
+    B("events/verify_truncated", test_events_verify_truncated),
+    B("events/concurrent", test_events_concurrent),
+
+    T("keyring/create", test_keyring_create),
+    T("keyring/damaged", test_keyring_damaged),
+    T("keyring/known_answer", test_keyring_known_answer),
+    T("keyring/aead_vectors", test_crypto_aead_vectors),
+    T("keyring/aead_tamper", test_crypto_aead_tamper),
+    T("keyring/b64url", test_crypto_b64url),
+    T("keyring/shamir", test_crypto_shamir),
+    T("keyring/share_damage", test_crypto_share_damage),
+
+    B("operators/authenticate", test_optoken_authenticate),
+    B("operators/reasons", test_optoken_reasons),
+    B("operators/revoke_tenant", test_optoken_revoke_tenant),
+};
+
+/* ---- running ---- */
+
+static int n_passed, n_failed, n_skipped;
+
+static void on_alarm(int sig)
+{
+    (void)sig;
+    char line[512];
+    int n = snprintf(line, sizeof line,
+                     "FAIL %s: no result after %d s (deadlock or hang)\n%d passed, %d failed, "
+                     "%d skipped\n",
+                     cur_name, UNIT_TIMEOUT, n_passed, n_failed + 1, n_skipped);
+    if (n > 0) (void)!write(STDOUT_FILENO, line, (size_t)n);
+    _exit(1);
+}
+
+enum { R_PASS, R_FAIL, R_SKIP };
+
+/* Run t's body with the fixture f (NULL for plain tests) in this process. */
+static void run_body(const struct unit_test *t, struct fx *f)
+{
+    if (t->fn) {
+        t->fn();
+        return;
+    }
+    if (fx_start(f) == FX_OK) t->bfn(f);
+    fx_close_store(f);
+}
+
+#define CHILD_FAILED 77
+
+/* Run t in a child process, so that a crash fails this test alone. */
+static void run_child(const struct unit_test *t, struct fx *f)
+{
+    fflush(stdout);
+    fflush(stderr);
+    pid_t pid = fork();
+    if (pid < 0) {
+        FAILF("fork: %s", strerror(errno));
+        return;
+    }
+    if (pid == 0) {
+        alarm(0);
+        run_body(t, f);
+        fflush(stdout);
+        _exit(cur_failed ? CHILD_FAILED : 0); /* not 1: that is a sanitizer's exit status */
+    }
+    int st;
+    while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {
+    }
+    if (WIFEXITED(st) && WEXITSTATUS(st) == 0) return;
+    if (WIFEXITED(st) && WEXITSTATUS(st) == CHILD_FAILED) {
+        cur_failed++;
+        return;
+    }
+    FAILF("the test's process crashed (%s %d); the sanitizer report is on stderr",
+          WIFSIGNALED(st) ? "signal" : "exit status",
+          WIFSIGNALED(st) ? WTERMSIG(st) : WEXITSTATUS(st));
+}
+
+/* R_PASS, R_FAIL or R_SKIP. The fixture is made and removed here, in the
+ * harness's process, also when an isolated test crashes. */
+static int run(const struct unit_test *t)
+{
+    cur_failed = 0;
+    struct fx f;
+    memset(&f, 0, sizeof f);
+    int s = FX_OK;
+    if (t->bfn) s = fx_setup(&f, t->backend);
+    if (s == FX_SKIP) return R_SKIP;
+    if (s == FX_OK) {
+        if (t->isolated)
+            run_child(t, &f);
+        else
+            run_body(t, &f);
+    }
+    if (t->bfn) fx_teardown(&f);
+    return cur_failed || s == FX_FAIL ? R_FAIL : R_PASS;
+}
+
+int main(int argc, char **argv)
+{
+    const char *filter = argc > 1 ? argv[1] : NULL;
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    tk_log_setup(TK_LOG_WARN, TK_LOG_TEXT);
+    signal(SIGPIPE, SIG_IGN);
+    signal(SIGALRM, on_alarm);
+    for (size_t i = 0; i < TK_NELEM(tests); i++) {
+        const struct unit_test *t = &tests[i];
+        if (filter && !strstr(t->name, filter)) continue;
+        cur_name = t->name;
+        int64_t t0 = tk_mono_us();
+        alarm(UNIT_TIMEOUT);
+        int r = run(t);
+        alarm(0);
+        long ms = (long)((tk_mono_us() - t0) / 1000);
+        if (r == R_SKIP) {
+            n_skipped++;
+            printf("skipped %s: TOKEND_TEST_PG is not set\n", t->name);
+        } else if (r == R_PASS) {
+            n_passed++;
+            printf("ok   %s (%ld ms)\n", t->name, ms);
+        } else {
+            n_failed++;
+            printf("FAIL %s (%ld ms)\n", t->name, ms);
+        }
+    }
+    printf("%d passed, %d failed, %d skipped\n", n_passed, n_failed, n_skipped);
+    return n_failed ? 1 : 0;
+}

@@ -1,0 +1,154 @@
+/*
+ * unit.h: the unit test harness (in the spirit of curl's unitcheck and
+ * Redis' test helpers) and what the test files share.
+ *
+ * A test is a function in the table of unit.c. CHECK* macros record the
+ * file, line and failing expression and let the test go on; a test with a
+ * failed check counts as failed. They return whether the check held, so a
+ * test can stop early: `if (!CHECK(db)) return;`.
+ *
+ * Store tests are written once against a struct fx (a fresh database on one
+ * backend) and listed once per backend. PostgreSQL cases need
+ * TOKEND_TEST_PG (see tests/with-postgres.sh); without it they are skipped.
+ */
+#ifndef TK_UNIT_H
+#define TK_UNIT_H
+
+#include "../../src/common/tk.h"
+#include "../../src/store/store.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+
+bool unit_check(bool ok, const char *file, int line, const char *expr);
+bool unit_eq_int(long long got, long long want, const char *egot, const char *ewant,
+                 const char *file, int line);
+bool unit_eq_str(const char *got, const char *want, const char *egot, const char *ewant,
+                 const char *file, int line);
+/* Record a failure with a printf message (for loops that count mistakes). */
+void unit_fail(const char *file, int line, const char *fmt, ...) TK_PRINTF(3, 4);
+
+#define CHECK(cond) unit_check((cond) ? true : false, __FILE__, __LINE__, #cond)
+#define CHECK_EQ_INT(got, want)                                                                    \
+    unit_eq_int((long long)(got), (long long)(want), #got, #want, __FILE__, __LINE__)
+#define CHECK_EQ_STR(got, want) unit_eq_str((got), (want), #got, #want, __FILE__, __LINE__)
+#define FAILF(...) unit_fail(__FILE__, __LINE__, __VA_ARGS__)
+/* rc must be TK_OK; on failure the error's code and message are shown. */
+#define CHECK_OK(rc, e) unit_ok((rc), (e), #rc, __FILE__, __LINE__)
+bool unit_ok(tk_rc rc, const struct tk_err *e, const char *expr, const char *file, int line);
+
+/* ---- temporary directories ---- */
+
+/* mkdtemp under $TMPDIR or /tmp into out (>= 256 bytes); false on failure. */
+bool unit_tmpdir(char *out, size_t n);
+/* rm -rf, refusing anything outside the temp directories made above. */
+void unit_rmtree(const char *dir);
+/* Write n bytes to path with mode; false on failure. */
+bool unit_write_file(const char *path, const void *p, size_t n, int mode);
+
+/* ---- store fixtures ---- */
+
+struct fx {
+    const char *backend; /* "sqlite" or "postgres" */
+    char dir[256];       /* temp dir (both backends: files, keys) */
+    char url[1024];      /* store URL of this test's own database */
+    char dbname[64];     /* PostgreSQL: the database made for this test */
+    struct tk_store *st; /* open, migrated; NULL after fx_close_store */
+    int pool;
+};
+
+/* The PostgreSQL URL from TOKEND_TEST_PG, or NULL. */
+const char *unit_pg_url(void);
+/* Open a store on the fixture's URL with migrations, pool connections. */
+tk_rc fx_open_store(struct fx *f, int pool, struct tk_err *e);
+void fx_close_store(struct fx *f);
+/* Open a connection or record a failure; NULL on failure. */
+struct tk_db *fx_db(struct fx *f);
+
+/* Replace the database of a libpq URL: out = url with path "/dbname". */
+bool unit_pg_url_with_db(const char *url, const char *dbname, char *out, size_t n);
+
+/* ---- tests ---- */
+
+/* test_common.c */
+void test_time_parse_valid(void);
+void test_time_parse_invalid(void);
+void test_time_parse_calendar(void);
+void test_time_fmt_roundtrip(void);
+void test_uuid7(void);
+void test_parse_int(void);
+void test_buf_max(void);
+void test_pool_alignment(void);
+void test_err_and_rc(void);
+
+/* test_issued.c */
+void test_issued_new_valid(void);
+void test_issued_preview(void);
+void test_issued_lengths(void);
+void test_issued_substitution(void);
+void test_issued_surroundings(void);
+void test_issued_prefix_and_chars(void);
+void test_issued_no_echo(void);
+
+/* test_config.c */
+void test_config_defaults(void);
+void test_config_set_errors(void);
+void test_config_precedence(void);
+void test_config_file_errors(void);
+void test_config_hostile_ini(void);
+void test_config_long_line_split(void);
+void test_config_validate(void);
+void test_config_dir_as_file(void);
+
+/* test_router.c */
+void test_router_params(void);
+void test_router_methods(void);
+void test_router_odd_paths(void);
+void test_router_bad_patterns(void);
+
+/* test_store.c (each runs on both backends) */
+void test_store_migrate(struct fx *f);
+void test_store_reopen(struct fx *f);
+void test_store_schema_too_new(struct fx *f);
+void test_store_exec_args(struct fx *f);
+void test_store_null(struct fx *f);
+void test_store_arg_count(struct fx *f);
+void test_store_unique(struct fx *f);
+void test_store_tx(struct fx *f);
+void test_store_changes(struct fx *f);
+void test_store_changes_after_select(struct fx *f);
+void test_store_wide_row(struct fx *f);
+void test_store_pool_threads(struct fx *f);
+void test_store_pg_unreachable(void);
+void test_store_bad_url(void);
+
+/* test_lease.c (both backends) */
+void test_lease_processes(struct fx *f);
+void test_lease_rules(struct fx *f);
+void test_lease_order(struct fx *f);
+
+/* test_events.c (both backends) */
+void test_events_list_paging(struct fx *f);
+void test_events_filters(struct fx *f);
+void test_events_verify_tamper(struct fx *f);
+void test_events_verify_truncated(struct fx *f);
+void test_events_concurrent(struct fx *f);
+
+/* test_keyring.c */
+void test_keyring_create(void);
+void test_keyring_damaged(void);
+void test_keyring_known_answer(void);
+
+/* test_crypto.c */
+void test_crypto_aead_vectors(void);
+void test_crypto_aead_tamper(void);
+void test_crypto_b64url(void);
+void test_crypto_shamir(void);
+void test_crypto_share_damage(void);
+
+/* test_operators.c (both backends) */
+void test_optoken_authenticate(struct fx *f);
+void test_optoken_reasons(struct fx *f);
+void test_optoken_revoke_tenant(struct fx *f);
+
+#endif
