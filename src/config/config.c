@@ -2,6 +2,8 @@
 #include "config.h"
 
 #include <ctype.h>
+#include <errno.h>
+#include <sys/stat.h>
 #include <ini.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -138,16 +140,35 @@ void tk_config_defaults(struct tk_config *c)
 struct ini_ctx {
     struct tk_config *c;
     const char *path;
+    FILE *f;
+    int line;       /* line being read, for messages */
+    bool too_long;  /* a line did not fit libinih's buffer */
     struct tk_err *e;
     tk_rc rc;
 };
+
+/* fgets for libinih that counts lines and refuses a line longer than its
+ * buffer (Debian builds inih with 200 bytes), which inih would otherwise
+ * split into two lines: the tail of a comment must never become a setting. */
+static char *ini_read(char *str, int num, void *stream)
+{
+    struct ini_ctx *x = stream;
+    if (!fgets(str, num, x->f)) return NULL;
+    x->line++;
+    size_t n = strlen(str);
+    if (n == (size_t)num - 1 && str[n - 1] != '\n' && !feof(x->f)) {
+        x->too_long = true;
+        return NULL;
+    }
+    return str;
+}
 
 static int ini_cb(void *user, const char *section, const char *name, const char *value)
 {
     struct ini_ctx *x = user;
     if (x->rc != TK_OK) return 0;
     char origin[600];
-    snprintf(origin, sizeof origin, "%s", x->path);
+    snprintf(origin, sizeof origin, "%s line %d", x->path, x->line);
     if (section[0] && strcmp(section, "tokend") != 0) {
         x->rc = tk_err_field(x->e, TK_EINVAL, "unknown_section", section,
                              "%s: unknown section [%s]; settings go at the top or under [tokend]",
@@ -161,11 +182,21 @@ static int ini_cb(void *user, const char *section, const char *name, const char 
 tk_rc tk_config_load_file(struct tk_config *c, const char *path, struct tk_err *e)
 {
     FILE *f = fopen(path, "r");
-    if (!f) return tk_err_field(e, TK_EINVAL, "config_unreadable", "config", "cannot open config file %s", path);
-    struct ini_ctx x = {c, path, e, TK_OK};
-    int r = ini_parse_file(f, ini_cb, &x);
+    if (!f) return tk_err_field(e, TK_EINVAL, "config_unreadable", "config", "cannot open config file %s: %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
+        fclose(f);
+        return tk_err_field(e, TK_EINVAL, "config_unreadable", "config",
+                            "config file %s is not a regular file", path);
+    }
+    struct ini_ctx x = {c, path, f, 0, false, e, TK_OK};
+    int r = ini_parse_stream(ini_read, &x, ini_cb, &x);
     fclose(f);
     if (x.rc != TK_OK) return x.rc;
+    if (x.too_long)
+        return tk_err_field(e, TK_EINVAL, "config_syntax", "config",
+                            "%s line %d: longer than %d characters", path, x.line,
+                            INI_MAX_LINE - 2);
     if (r != 0)
         return tk_err_field(e, TK_EINVAL, "config_syntax", "config",
                             "%s line %d: not 'name = value' or '[section]'", path, r);

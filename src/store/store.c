@@ -351,6 +351,14 @@ void tk_store_close(struct tk_store *s)
 
 /* ---- leases ---- */
 
+/* qsort comparator over rows of (id, tenant_id, due). */
+static int by_due(const void *a, const void *b)
+{
+    const char *const *ra = a, *const *rb = b;
+    long long da = strtoll(ra[2], NULL, 10), db = strtoll(rb[2], NULL, 10);
+    return da < db ? -1 : da > db;
+}
+
 tk_rc tk_lease_claim(struct tk_db *db, const struct tk_lease_spec *spec, const char *owner,
                      int64_t now_ms, int64_t until_ms, int limit, struct tk_rows **out,
                      struct tk_err *e)
@@ -364,12 +372,18 @@ tk_rc tk_lease_claim(struct tk_db *db, const struct tk_lease_spec *spec, const c
              "UPDATE %s SET lease_owner = ?, lease_until = ? WHERE id IN ("
              "SELECT id FROM %s WHERE %s <= ? AND (lease_until IS NULL OR lease_until <= ?) "
              "ORDER BY %s LIMIT ?%s) AND (lease_until IS NULL OR lease_until <= ?) "
-             "RETURNING id, tenant_id",
-             t, t, due, due, db->store->be->lease_lock_suffix);
-    return tk_db_exec(db, sql,
-                      TK_ARGS(TK_TEXT(owner), TK_INT(until_ms), TK_INT(now_ms), TK_INT(now_ms),
-                              TK_INT(limit), TK_INT(now_ms)),
-                      out, e);
+             "RETURNING id, tenant_id, %s",
+             t, t, due, due, db->store->be->lease_lock_suffix, due);
+    tk_rc rc = tk_db_exec(db, sql,
+                          TK_ARGS(TK_TEXT(owner), TK_INT(until_ms), TK_INT(now_ms),
+                                  TK_INT(now_ms), TK_INT(limit), TK_INT(now_ms)),
+                          out, e);
+    /* RETURNING has no order of its own: earliest due first, as promised. */
+    if (rc == TK_OK && out && *out && (*out)->nrows > 1) {
+        struct tk_rows *r = *out;
+        qsort(r->cells, (size_t)r->nrows, (size_t)r->ncols * sizeof(char *), by_due);
+    }
+    return rc;
 }
 
 tk_rc tk_lease_release(struct tk_db *db, const struct tk_lease_spec *spec, const char *id,

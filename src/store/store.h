@@ -103,7 +103,7 @@ void tk_rows_free(struct tk_rows *r);
  * on. A leasable table has columns id TEXT, tenant_id TEXT, <due column>
  * BIGINT, lease_owner TEXT, lease_until BIGINT. tk_lease_claim marks up to
  * limit rows whose due time is <= now and whose lease is free or expired as
- * held by owner until `until`, and returns them (columns id, tenant_id),
+ * held by owner until `until`, and returns them (columns id, tenant_id, due),
  * earliest due first. It is atomic across processes: SQLite by a conditional
  * UPDATE under the database write lock, PostgreSQL by FOR UPDATE SKIP
  * LOCKED. A row is never claimed by two owners for overlapping times.

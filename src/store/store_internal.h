@@ -12,6 +12,7 @@ struct tk_rows {
     struct tk_pool *pool;
 };
 
+#define TK_ROWS_MAX_COLS 64
 struct tk_rows *tk_rows_new(int ncols);
 /* Append a row; cells[i] may be NULL; len[i] is its length. */
 void tk_rows_add(struct tk_rows *r, const char *const *cells, const size_t *len);

@@ -11,6 +11,37 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* libpq's messages may quote the URL, or the part of it it could not parse,
+ * and the URL may carry a password: cut every quoted text, and any copy of
+ * the password, out of msg. */
+static void redact(char *msg, const char *url)
+{
+    char out[256];
+    size_t o = 0;
+    bool quoted = false;
+    for (const char *p = msg; *p && o + 11 < sizeof out; p++) {
+        if (*p == '"') {
+            if (!quoted) {
+                memcpy(out + o, "(redacted)", 10);
+                o += 10;
+            }
+            quoted = !quoted;
+        } else if (!quoted) {
+            out[o++] = *p;
+        }
+    }
+    out[o] = '\0';
+    const char *scheme = strstr(url, "://");
+    const char *at = scheme ? strrchr(scheme + 3, '@') : NULL;
+    const char *colon = at ? memchr(scheme + 3, ':', (size_t)(at - scheme - 3)) : NULL;
+    if (colon && at - colon >= 2) {
+        size_t pl = (size_t)(at - colon - 1);
+        char *p;
+        while ((p = memmem(out, strlen(out), colon + 1, pl)) != NULL) memset(p, '*', pl);
+    }
+    memcpy(msg, out, o + 1);
+}
+
 static tk_rc p_connect(const char *url, const struct tk_store_opts *o, void **out,
                        struct tk_err *e)
 {
@@ -21,7 +52,7 @@ static tk_rc p_connect(const char *url, const struct tk_store_opts *o, void **ou
         snprintf(msg, sizeof msg, "%s", c ? PQerrorMessage(c) : "out of memory");
         msg[strcspn(msg, "\n")] = '\0';
         PQfinish(c);
-        /* The URL may carry a password: never repeat it. */
+        redact(msg, url);
         return tk_err_set(e, TK_EUNAVAIL, "store_unreachable",
                           "cannot connect to PostgreSQL: %s", msg);
     }
@@ -67,7 +98,10 @@ static tk_rc fail(PGconn *c, PGresult *r, struct tk_err *e)
                           msg);
     if (state && !strcmp(state, "23505"))
         return tk_err_set(e, TK_ECONFLICT, "conflict", "%s", msg);
-    if (state && (!strncmp(state, "08", 2) || !strncmp(state, "57", 2)))
+    /* Connection exceptions, but not 08P01 (a protocol violation such as a
+     * wrong parameter count, on a healthy connection); operator shutdown. */
+    if (state && ((!strncmp(state, "08", 2) && strcmp(state, "08P01") != 0) ||
+                  !strncmp(state, "57P", 3)))
         return tk_err_set(e, TK_EUNAVAIL, "store_unreachable", "%s", msg);
     return tk_err_set(e, TK_EINTERNAL, "store_error", "%s", msg);
 }
@@ -103,14 +137,23 @@ static tk_rc p_exec(void *p, const char *sql, const struct tk_val *args, int nar
         PQclear(r);
         return rc;
     }
-    const char *ct = PQcmdTuples(r);
-    *changes = ct && *ct ? strtoll(ct, NULL, 10) : 0;
+    const char *cmd = PQcmdStatus(r);
+    if (cmd && (!strncmp(cmd, "INSERT", 6) || !strncmp(cmd, "UPDATE", 6) ||
+                !strncmp(cmd, "DELETE", 6))) {
+        const char *ct = PQcmdTuples(r);
+        *changes = ct && *ct ? strtoll(ct, NULL, 10) : 0;
+    }
     if (out) {
         int ncols = PQnfields(r), nrows = PQntuples(r);
-        if (ncols > 64) ncols = 64;
+        if (ncols > TK_ROWS_MAX_COLS) {
+            PQclear(r);
+            return tk_err_set(e, TK_EINTERNAL, "store_error",
+                              "a statement returns %d columns; at most %d are supported", ncols,
+                              TK_ROWS_MAX_COLS);
+        }
         struct tk_rows *rows = tk_rows_new(ncols);
-        const char *cells[64];
-        size_t lens[64];
+        const char *cells[TK_ROWS_MAX_COLS];
+        size_t lens[TK_ROWS_MAX_COLS];
         for (int i = 0; i < nrows; i++) {
             for (int j = 0; j < ncols; j++) {
                 cells[j] = PQgetisnull(r, i, j) ? NULL : PQgetvalue(r, i, j);

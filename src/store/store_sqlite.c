@@ -134,10 +134,15 @@ static tk_rc s_exec(void *p, const char *sql, const struct tk_val *args, int nar
         }
     }
     int ncols = sqlite3_column_count(st);
+    const char *cells[TK_ROWS_MAX_COLS];
+    size_t lens[TK_ROWS_MAX_COLS];
+    if (ncols > TK_ROWS_MAX_COLS) {
+        release(c, st);
+        return tk_err_set(e, TK_EINTERNAL, "store_error",
+                          "a statement returns %d columns; at most %d are supported", ncols,
+                          TK_ROWS_MAX_COLS);
+    }
     struct tk_rows *rows = out ? tk_rows_new(ncols) : NULL;
-    const char *cells[64];
-    size_t lens[64];
-    if (ncols > 64) ncols = 64;
     while ((r = sqlite3_step(st)) == SQLITE_ROW) {
         if (!rows) continue;
         for (int i = 0; i < ncols; i++) {

@@ -198,7 +198,7 @@ static int claim(struct tk_db *db, const char *owner, int64_t now, int64_t until
     int n = tk_rows_count(r);
     for (int i = 0; i < n && i < max; i++)
         snprintf(ids[i], 16, "%s", tk_rows_text(r, i, 0));
-    CHECK_EQ_INT(tk_rows_columns(r), 2);
+    CHECK_EQ_INT(tk_rows_columns(r), 3);
     tk_rows_free(r);
     return n;
 }
