@@ -6,7 +6,9 @@
 #include <stdio.h>
 #include <string.h>
 
-/* A short text filter: at most 64 printable characters. */
+/* A filter value: 1 to 64 of [A-Za-z0-9_.:-], which covers every kind,
+ * source, action, outcome and id tokend writes. Anything else (spaces,
+ * quotes, a literal %00) cannot match and is refused rather than ignored. */
 static bool text_arg(struct tk_req *r, const char *name, const char **out)
 {
     const char *v = tk_req_query(r, name);
@@ -14,11 +16,15 @@ static bool text_arg(struct tk_req *r, const char *name, const char **out)
     if (!v) return true;
     size_t n = strlen(v);
     bool ok = n > 0 && n <= 64;
-    for (size_t i = 0; ok && i < n; i++) ok = (unsigned char)v[i] > 0x20 && v[i] != 0x7f;
+    for (size_t i = 0; ok && i < n; i++) {
+        char c = v[i];
+        ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+             c == '_' || c == '.' || c == ':' || c == '-';
+    }
     if (!ok) {
         struct tk_err e;
         tk_err_field(&e, TK_EINVAL, "invalid_parameter", name,
-                     "%s must be 1 to 64 printable characters without spaces", name);
+                     "%s must be 1 to 64 of the characters A-Z a-z 0-9 _ . : -", name);
         tk_reply_error(r, &e, NULL);
         return false;
     }

@@ -55,6 +55,12 @@ static const struct setting settings[] = {
      "this node's name in events and leases (default: hostname:pid)"},
 };
 
+_Static_assert(TK_NELEM(settings) <= TK_NELEM(((struct tk_config *)0)->origins),
+               "struct tk_config.origins needs a slot per setting");
+
+static tk_rc set_value(const struct setting *s, void *f, const char *name, const char *value,
+                       const char *origin, struct tk_err *e);
+
 static const struct setting *find(const char *name)
 {
     for (size_t i = 0; i < TK_NELEM(settings); i++)
@@ -89,6 +95,20 @@ tk_rc tk_config_set(struct tk_config *c, const char *name, const char *value, co
     const struct setting *s = find(name);
     if (!s) return tk_err_field(e, TK_EINVAL, "unknown_setting", name, "%s: unknown setting '%s' (see tokend help serve)", origin, name);
     void *f = (char *)c + s->off;
+    tk_rc rc = set_value(s, f, name, value, origin, e);
+    if (rc == TK_OK) snprintf(c->origins[s - settings], sizeof c->origins[0], "%s", origin);
+    return rc;
+}
+
+const char *tk_config_origin(const struct tk_config *c, const char *name)
+{
+    const struct setting *s = find(name);
+    return s ? c->origins[s - settings] : "?";
+}
+
+static tk_rc set_value(const struct setting *s, void *f, const char *name, const char *value,
+                       const char *origin, struct tk_err *e)
+{
     switch (s->type) {
     case C_STR:
     case C_ENUM:
@@ -230,10 +250,11 @@ tk_rc tk_config_validate(struct tk_config *c, struct tk_err *e)
     int64_t port;
     if (!colon || colon == c->listen || tk_parse_int(colon + 1, 0, 65535, &port) != TK_OK)
         return tk_err_field(e, TK_EINVAL, "invalid_setting", "listen",
-                            "listen must be host:port with a port from 0 to 65535, not '%s'",
-                            c->listen);
+                            "%s: listen must be host:port with a port from 0 to 65535, not '%s'",
+                            tk_config_origin(c, "listen"), c->listen);
     if (!c->data_dir[0])
-        return tk_err_field(e, TK_EINVAL, "invalid_setting", "data_dir", "data_dir must not be empty");
+        return tk_err_field(e, TK_EINVAL, "invalid_setting", "data_dir", "%s: data_dir must not be empty",
+                            tk_config_origin(c, "data_dir"));
     if (!c->store[0]) {
         int n = snprintf(c->store, sizeof c->store, "sqlite:%s/tokend.db", c->data_dir);
         if (n < 0 || (size_t)n >= sizeof c->store)
@@ -242,9 +263,11 @@ tk_rc tk_config_validate(struct tk_config *c, struct tk_err *e)
     if (strncmp(c->store, "sqlite:", 7) != 0 && strncmp(c->store, "postgres://", 11) != 0 &&
         strncmp(c->store, "postgresql://", 13) != 0)
         return tk_err_field(e, TK_EINVAL, "invalid_setting", "store",
-                            "store must start with sqlite: or postgres:// or postgresql://");
+                            "%s: store must start with sqlite: or postgres:// or postgresql://",
+                            tk_config_origin(c, "store"));
     if (!strncmp(c->store, "sqlite:", 7) && !c->store[7])
-        return tk_err_field(e, TK_EINVAL, "invalid_setting", "store", "store sqlite: needs a file path");
+        return tk_err_field(e, TK_EINVAL, "invalid_setting", "store", "%s: store sqlite: needs a file path",
+                            tk_config_origin(c, "store"));
     if (c->store_pool < c->threads + 2) {
         /* every HTTP thread may hold one connection, background work needs one more */
         c->store_pool = c->threads + 2;

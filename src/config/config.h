@@ -27,6 +27,7 @@ struct tk_config {
     bool access_log;
     bool dev;
     char node_name[64];
+    char origins[32][80]; /* where each setting's value came from, by table index */
 };
 
 /* Fill c with defaults. */
@@ -44,6 +45,9 @@ tk_rc tk_config_set(struct tk_config *c, const char *name, const char *value, co
 tk_rc tk_config_validate(struct tk_config *c, struct tk_err *e);
 /* Does a setting of this name exist, and is it a boolean (flag without value)? */
 bool tk_config_known(const char *name, bool *is_bool);
+/* Where the value of a setting came from ("default", "flag --listen",
+ * "environment TOKEND_LISTEN", "tokend.ini line 3"). */
+const char *tk_config_origin(const struct tk_config *c, const char *name);
 /* Print the settings table for --help. */
 void tk_config_help(void *FILE_out);
 

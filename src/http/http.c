@@ -282,6 +282,11 @@ static struct tk_req *req_new(struct tk_http *h, struct MHD_Connection *c, const
     tk_buf_init(&r->in->body, h->o.max_body);
     r->app = h->o.app;
     r->method = tk_pool_strdup(pool, method);
+    /* absolute-form (RFC 9112 §3.2.2): "http://host/path" means "/path" */
+    if (!strncasecmp(url, "http://", 7) || !strncasecmp(url, "https://", 8)) {
+        const char *slash = strchr(strstr(url, "://") + 3, '/');
+        url = slash ? slash : "/";
+    }
     r->path = tk_pool_strdup(pool, url);
     const char *rid = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Request-Id");
     if (rid && request_id_ok(rid)) {
@@ -460,6 +465,35 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
     tk_pool_free(r->pool);
 }
 
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+/* Decode %HH in the path and in query arguments, except %00: a NUL byte
+ * would cut the string short, so that "/v1/x/<id>%00junk" acted on <id>.
+ * It stays the literal text "%00", which matches no route and no value. */
+static size_t unescape(void *cls, struct MHD_Connection *c, char *s)
+{
+    (void)cls;
+    (void)c;
+    char *w = s;
+    for (const char *p = s; *p; p++) {
+        int hi, lo;
+        if (*p == '%' && (hi = hexval(p[1])) >= 0 && (lo = hexval(p[2])) >= 0 && (hi | lo)) {
+            *w++ = (char)(hi << 4 | lo);
+            p += 2;
+        } else {
+            *w++ = *p;
+        }
+    }
+    *w = '\0';
+    return (size_t)(w - s);
+}
+
 static void mhd_log(void *cls, const char *fmt, va_list ap)
 {
     (void)cls;
@@ -533,6 +567,7 @@ tk_rc tk_http_start(const struct tk_http_opts *o, struct tk_http **out, struct t
         (unsigned)o->max_connections_per_ip, MHD_OPTION_CONNECTION_TIMEOUT,
         (unsigned)o->idle_timeout, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)o->max_header,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, h, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, h,
+        MHD_OPTION_UNESCAPE_CALLBACK, unescape, h,
         MHD_OPTION_END);
     if (!h->d) {
         close(h->fd);
