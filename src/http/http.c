@@ -320,6 +320,13 @@ static void dispatch(struct tk_http *h, struct tk_req *r)
         r->param_names[i] = m.names[i];
         r->param_values[i] = m.values[i];
     }
+    if (!(r->route->flags & TK_ROUTE_SEALED_OK) && h->o.gate && h->o.gate(r) != TK_OK) {
+        if (!r->in->replied) {
+            tk_err_set(&e, TK_EUNAVAIL, "unavailable", "not available now");
+            tk_reply_error(r, &e, NULL);
+        }
+        return;
+    }
     if ((r->route->flags & TK_ROUTE_AUTH) && h->o.authenticate && h->o.authenticate(r) != TK_OK) {
         if (!r->in->replied) {
             tk_err_set(&e, TK_EAUTH, "unauthenticated", "authentication failed");
