@@ -27,7 +27,7 @@ struct tk_config {
     bool access_log;
     bool dev;
     char node_name[64];
-    char unseal_key_file[512]; /* auto-unseal key file (default <data_dir>/unseal.key) */
+    char unseal_key_file[1024]; /* auto-unseal key file (default <data_dir>/unseal.key) */
 };
 
 /* Fill c with defaults. */

@@ -269,15 +269,20 @@ static tk_rc setup_mac(struct tk_keyring *k, struct tk_err *e)
 }
 
 /* With k->km->master set and the write lock held: prove the master key
- * against the check value, then open every key. */
+ * against the check value, then open every key. On failure the keys are
+ * forgotten (sealed) -- except when an unsealed node reloads and the store
+ * fails to answer: both reads come before any key is touched, so the node
+ * keeps the keys it has rather than sealing itself on a store outage. */
 static tk_rc open_with_master(struct tk_keyring *k, struct tk_db *db, struct tk_err *e)
 {
     struct tk_rows *r = NULL;
     struct tk_secret *s = NULL;
     char ad[128];
     size_t adl;
+    bool store_failed = false;
     tk_rc rc = tk_db_exec(db, "SELECT check_value, data_version FROM keyring WHERE id = 1", NULL,
                           0, &r, e);
+    store_failed = rc != TK_OK;
     if (rc != TK_OK) goto out;
     if (tk_rows_count(r) != 1) {
         rc = tk_err_set(e, TK_ECONFLICT, "uninitialized", "the keyring is not initialized");
@@ -300,6 +305,7 @@ static tk_rc open_with_master(struct tk_keyring *k, struct tk_db *db, struct tk_
     tk_rows_free(r);
     rc = tk_db_exec(db, "SELECT kind, version, sealed FROM keyring_keys ORDER BY kind, version",
                     NULL, 0, &r, e);
+    store_failed = rc != TK_OK;
     if (rc != TK_OK) goto out;
     k->km->ndata = 0;
     bool have_hmac = false;
@@ -342,7 +348,7 @@ static tk_rc open_with_master(struct tk_keyring *k, struct tk_db *db, struct tk_
 out:
     tk_secret_free(s);
     tk_rows_free(r);
-    if (rc != TK_OK) forget_keys(k);
+    if (rc != TK_OK && !(store_failed && !k->sealed)) forget_keys(k);
     return rc;
 }
 
@@ -419,9 +425,11 @@ tk_rc tk_keyring_init(struct tk_keyring *k, struct tk_db *db, int n, int t,
     bool imported = false, wrote_auto = false;
     char *check = NULL, *wrapped = NULL;
     if (k->initialized) {
-        rc = tk_err_set(e, TK_ECONFLICT, "already_initialized",
-                        "the keyring is initialized already; init runs once per installation");
-        goto out;
+        /* Refused without touching this node's keys or unseal progress:
+         * POST /v1/sys/init needs no token, and must not seal a node. */
+        pthread_rwlock_unlock(&k->lock);
+        return tk_err_set(e, TK_ECONFLICT, "already_initialized",
+                          "the keyring is initialized already; init runs once per installation");
     }
     tk_random(km->master, 32);
     rc = read_file32(legacy, km->hmac, e);
@@ -650,7 +658,8 @@ static void reload(struct tk_keyring *k, struct tk_db *db)
     struct tk_err e;
     pthread_rwlock_wrlock(&k->lock);
     if (!k->sealed && open_with_master(k, db, &e) != TK_OK)
-        tk_error("keyring: reloading keys failed, sealed: %s", e.msg);
+        tk_error("keyring: reloading keys failed%s: %s",
+                 k->sealed ? ", sealed" : " (store error; the loaded keys are kept)", e.msg);
     pthread_rwlock_unlock(&k->lock);
 }
 
