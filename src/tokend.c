@@ -91,6 +91,7 @@ int main(int argc, char **argv)
         tk_cli_help(NULL);
         return 2;
     }
+    tk_json_setup();
     const char *cmd = argv[1];
     if (!strcmp(cmd, "serve")) return serve(argc - 2, argv + 2);
     if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
