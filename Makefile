@@ -55,6 +55,10 @@ $(TST)/%.o: %.c
 	@echo "  CC(san) $<"
 	@$(CC) $(CSTD) $(WARN) $(SAN_FLAGS) -DTK_UNITTEST $(PKG_CFLAGS) -MMD -MP -c $< -o $@
 
+build/keyring-bench: $(call objs,$(REL),$(LIB_SRC) bench/keyring_bench.c build/gen/migrations.c)
+	@echo "  LD      $@"
+	@$(CC) $(RELEASE_FLAGS) -o $@ $^ $(LIBS)
+
 $(TST)/tokend: $(call objs,$(TST),$(LIB_SRC) $(MAIN_SRC) build/gen/migrations.c)
 	@echo "  LD      $@"
 	@$(CC) $(SAN_FLAGS) -o $@ $^ $(LIBS)
@@ -80,8 +84,9 @@ test: deps $(TST)/tokend $(TST)/unit
 unit: $(TST)/unit
 	$(TST)/unit
 
-bench: deps build/tokend
+bench: deps build/tokend build/keyring-bench
 	bench/run.sh
+	bench/keyring.sh
 
 fuzz: deps
 	fuzz/run.sh

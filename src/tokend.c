@@ -91,6 +91,7 @@ int main(int argc, char **argv)
         tk_cli_help(NULL);
         return 2;
     }
+    tk_json_setup();
     const char *cmd = argv[1];
     if (!strcmp(cmd, "serve")) return serve(argc - 2, argv + 2);
     if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
@@ -105,6 +106,8 @@ int main(int argc, char **argv)
         rc = tk_cli_status(argc - 2, argv + 2);
     else if (!strcmp(cmd, "events"))
         rc = tk_cli_events(argc - 2, argv + 2);
+    else if (!strcmp(cmd, "operator"))
+        rc = tk_cli_operator(argc - 2, argv + 2);
     else {
         fprintf(stderr, "tokend: unknown command '%s'; 'tokend help' lists the commands\n", cmd);
         rc = 2;

@@ -39,6 +39,11 @@ const struct tk_route *tk_api_routes(size_t *n);
 struct tk_db *tk_api_db(struct tk_req *r); /* replies 503 and returns NULL if unreachable */
 const struct tk_principal *tk_api_principal(const struct tk_req *r);
 tk_rc tk_api_authenticate(struct tk_req *r);
+/* 503 "sealed" while the keyring is sealed or not initialized. */
+tk_rc tk_api_gate(struct tk_req *r);
+/* Record a keyring event in the default tenant (best effort). */
+void tk_api_keyring_event(struct tk_app *app, struct tk_db *db, const char *action,
+                          const char *outcome, const char *message);
 void tk_api_finish(struct tk_req *r);
 
 void tk_h_health(struct tk_req *r);
@@ -46,6 +51,11 @@ void tk_h_ready(struct tk_req *r);
 void tk_h_metrics(struct tk_req *r);
 void tk_h_whoami(struct tk_req *r);
 void tk_h_events_list(struct tk_req *r);
+void tk_h_sys_init(struct tk_req *r);
+void tk_h_sys_unseal(struct tk_req *r);
+void tk_h_sys_seal(struct tk_req *r);
+void tk_h_sys_seal_status(struct tk_req *r);
+void tk_h_sys_rotate(struct tk_req *r);
 void tk_h_optokens_list(struct tk_req *r);
 void tk_h_optokens_create(struct tk_req *r);
 void tk_h_optokens_revoke(struct tk_req *r);

@@ -2,9 +2,14 @@
 #include "api.h"
 
 static const struct tk_route routes[] = {
-    {"GET", "/health", tk_h_health, 0},
-    {"GET", "/ready", tk_h_ready, 0},
-    {"GET", "/metrics", tk_h_metrics, 0},
+    {"GET", "/health", tk_h_health, TK_ROUTE_SEALED_OK},
+    {"GET", "/ready", tk_h_ready, TK_ROUTE_SEALED_OK},
+    {"GET", "/metrics", tk_h_metrics, TK_ROUTE_SEALED_OK},
+    {"POST", "/v1/sys/init", tk_h_sys_init, TK_ROUTE_SEALED_OK},
+    {"POST", "/v1/sys/unseal", tk_h_sys_unseal, TK_ROUTE_SEALED_OK},
+    {"GET", "/v1/sys/seal-status", tk_h_sys_seal_status, TK_ROUTE_SEALED_OK},
+    {"POST", "/v1/sys/seal", tk_h_sys_seal, TK_ROUTE_AUTH},
+    {"POST", "/v1/sys/rotate", tk_h_sys_rotate, TK_ROUTE_AUTH},
     {"GET", "/v1/whoami", tk_h_whoami, TK_ROUTE_AUTH},
     {"GET", "/v1/events", tk_h_events_list, TK_ROUTE_AUTH},
     {"GET", "/v1/operator-tokens", tk_h_optokens_list, TK_ROUTE_AUTH},

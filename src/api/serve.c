@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -46,37 +47,70 @@ static tk_rc make_data_dir(const char *dir, struct tk_err *e)
     return TK_OK;
 }
 
-/* --dev on a store without operator tokens: make the root token and write
- * it, once, to <data_dir>/root-token (0600). */
-static tk_rc dev_root_token(struct tk_app *app, struct tk_err *e)
+/* Write the root operator token, once, to <data_dir>/root-token (0600). */
+static tk_rc write_root_token(const struct tk_app *app, const char *tok, struct tk_err *e)
 {
-    struct tk_db *db = tk_store_get(app->store, e);
-    if (!db) return TK_EUNAVAIL;
-    int64_t n = 0;
-    tk_rc rc = tk_optoken_count_active(db, &n, e);
     char path[600];
     snprintf(path, sizeof path, "%s/root-token", app->cfg->data_dir);
-    if (rc == TK_OK && n > 0) {
-        tk_store_put(db);
-        if (access(path, R_OK) == 0)
-            tk_info("dev: the root operator token is in %s", path);
-        return TK_OK;
-    }
-    char tok[TK_ISSUED_MAX], id[TK_UUID_LEN + 1];
-    if (rc == TK_OK)
-        rc = tk_optoken_create(db, app->keyring, app->default_tenant, "root", "admin", 0, tok, id, e);
-    tk_store_put(db);
-    if (rc != TK_OK) return rc;
     int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     size_t len = strlen(tok);
     bool ok = fd >= 0 && write(fd, tok, len) == (ssize_t)len && write(fd, "\n", 1) == 1;
     if (fd >= 0) close(fd);
-    tk_wipe(tok, sizeof tok);
     if (!ok)
         return tk_err_set(e, TK_EINTERNAL, "root_token_unwritable", "cannot write %s: %s", path,
                           strerror(errno));
-    tk_warn("dev: created a root operator token (id %s) and wrote it to %s (mode 0600)", id, path);
+    tk_warn("dev: the root operator token is in %s (mode 0600)", path);
     return TK_OK;
+}
+
+/* The keyring at start: auto-unseal from the key file when the keyring has
+ * one; with --dev, initialize an empty one (1 share, auto-unseal) and make
+ * a root operator token on a store without any. */
+static tk_rc start_keyring(struct tk_app *app, struct tk_err *e)
+{
+    const struct tk_config *cfg = app->cfg;
+    struct tk_db *db = tk_store_get(app->store, e);
+    if (!db) return TK_EUNAVAIL;
+    tk_rc rc = tk_keyring_load(app->keyring, db, e);
+    struct tk_seal_status st;
+    tk_keyring_status(app->keyring, &st);
+    if (rc == TK_OK && !st.initialized && cfg->dev) {
+        char shares[1][TK_SHARE_MAX];
+        rc = tk_keyring_init(app->keyring, db, 1, 1, cfg->unseal_key_file, shares, e);
+        tk_wipe(shares, sizeof shares);
+        if (rc == TK_OK) {
+            tk_warn("DEV MODE: initialized the keyring with no unseal shares; its master key is "
+                    "wrapped by %s, and whoever reads that file reads every secret. Use "
+                    "'tokend operator init' for anything real.",
+                    cfg->unseal_key_file);
+            tk_api_keyring_event(app, db, "init", "ok", "keyring initialized (dev mode)");
+        }
+    } else if (rc == TK_OK && st.initialized && st.auto_unseal) {
+        struct tk_err ue;
+        if (tk_keyring_unseal_file(app->keyring, db, cfg->unseal_key_file, &ue) == TK_OK) {
+            tk_info("keyring: unsealed with the auto-unseal key file %s", cfg->unseal_key_file);
+            tk_api_keyring_event(app, db, "unseal", "ok", "unsealed with the auto-unseal key file");
+        } else {
+            tk_error("keyring: auto-unseal failed, staying sealed: %s", ue.msg);
+            tk_api_keyring_event(app, db, "unseal", "error", ue.msg);
+        }
+    }
+    if (rc == TK_OK && !st.initialized && !cfg->dev)
+        tk_warn("keyring: not initialized; run 'tokend operator init' (everything but /health, "
+                "/ready, /metrics and /v1/sys answers 503 until then)");
+    if (rc == TK_OK && cfg->dev && !tk_keyring_sealed(app->keyring)) {
+        int64_t n = 0;
+        rc = tk_optoken_count_active(db, &n, e);
+        if (rc == TK_OK && n == 0) {
+            char tok[TK_ISSUED_MAX], id[TK_UUID_LEN + 1];
+            rc = tk_optoken_create(db, app->keyring, app->default_tenant, "root", "admin", 0, tok,
+                                   id, e);
+            if (rc == TK_OK) rc = write_root_token(app, tok, e);
+            tk_wipe(tok, sizeof tok);
+        }
+    }
+    tk_store_put(db);
+    return rc;
 }
 
 int tk_serve(const struct tk_config *cfg)
@@ -89,9 +123,11 @@ int tk_serve(const struct tk_config *cfg)
     tk_err_clear(&e);
     int status = 1;
 
-    /* Secrets live in this process's memory: no core dumps. */
+    /* Secrets live in this process's memory: no core dumps, no ptrace by
+     * other users' processes. */
     struct rlimit nocore = {0, 0};
     setrlimit(RLIMIT_CORE, &nocore);
+    prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
     signal(SIGPIPE, SIG_IGN);
     /* Block the stop signals in every thread; the main thread waits for them. */
     sigset_t stop;
@@ -111,14 +147,14 @@ int tk_serve(const struct tk_config *cfg)
 
     struct tk_store_opts so = {.pool_size = cfg->store_pool, .busy_timeout_ms = 5000, .migrate = true};
     tk_rc rc = make_data_dir(cfg->data_dir, &e);
-    if (rc == TK_OK) rc = tk_keyring_open(cfg->data_dir, &app.keyring, &e);
+    if (rc == TK_OK) rc = tk_keyring_new(cfg->data_dir, &app.keyring, &e);
     if (rc == TK_OK) rc = tk_store_open(cfg->store, &so, &app.store, &e);
     if (rc == TK_OK) {
         struct tk_db *db = tk_store_get(app.store, &e);
         rc = db ? tk_tenant_default(db, app.default_tenant, &e) : TK_EUNAVAIL;
         tk_store_put(db);
     }
-    if (rc == TK_OK && cfg->dev) rc = dev_root_token(&app, &e);
+    if (rc == TK_OK) rc = start_keyring(&app, &e);
     if (rc == TK_OK) {
         size_t nroutes;
         const struct tk_route *routes = tk_api_routes(&nroutes);
@@ -134,6 +170,7 @@ int tk_serve(const struct tk_config *cfg)
             .routes = routes,
             .nroutes = nroutes,
             .app = &app,
+            .gate = tk_api_gate,
             .authenticate = tk_api_authenticate,
             .finish = tk_api_finish,
         };
@@ -168,6 +205,6 @@ int tk_serve(const struct tk_config *cfg)
 out:
     tk_http_stop(app.http);
     tk_store_close(app.store);
-    tk_keyring_close(app.keyring);
+    tk_keyring_free(app.keyring);
     return status;
 }

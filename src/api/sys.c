@@ -20,6 +20,19 @@ void tk_h_ready(struct tk_req *r)
         json_decref(x);
         return;
     }
+    struct tk_seal_status st;
+    tk_keyring_status(app->keyring, &st);
+    if (st.sealed) {
+        const char *why = st.initialized ? "sealed" : "uninitialized";
+        tk_err_set(&e, TK_EUNAVAIL, "not_ready",
+                   st.initialized ? "tokend is sealed (%d of %d unseal shares given to this node)"
+                                  : "tokend is not initialized: run 'tokend operator init'",
+                   st.progress, st.threshold);
+        json_t *x = json_pack("{s:s}", "reason", why);
+        tk_reply_error(r, &e, x);
+        json_decref(x);
+        return;
+    }
     if (tk_store_ping(app->store, &e) != TK_OK) {
         json_t *x = json_pack("{s:s, s:s}", "reason", "store_unreachable", "store",
                               tk_store_backend(app->store));
@@ -57,6 +70,16 @@ void tk_h_metrics(struct tk_req *r)
                   "# HELP tokend_store_schema_version Schema version of the store.\n# TYPE "
                   "tokend_store_schema_version gauge\ntokend_store_schema_version %d\n",
                   tk_store_backend(app->store), up, tk_store_schema_version(app->store));
+    struct tk_seal_status st;
+    tk_keyring_status(app->keyring, &st);
+    tk_buf_printf(&b,
+                  "# HELP tokend_sealed Whether this node's keyring is sealed.\n# TYPE "
+                  "tokend_sealed gauge\ntokend_sealed %d\n"
+                  "# HELP tokend_keyring_initialized Whether the keyring exists.\n# TYPE "
+                  "tokend_keyring_initialized gauge\ntokend_keyring_initialized %d\n"
+                  "# HELP tokend_keyring_data_version Active data key version (0 while sealed).\n"
+                  "# TYPE tokend_keyring_data_version gauge\ntokend_keyring_data_version %lld\n",
+                  st.sealed, st.initialized, (long long)st.data_version);
     tk_http_metrics(app->http, &b);
     tk_reply_text(r, 200, "text/plain; version=0.0.4; charset=utf-8", b.data ? b.data : "", b.len);
     tk_buf_free(&b);

@@ -7,6 +7,8 @@
 #include <curl/curl.h>
 #include <jansson.h>
 #include <signal.h>
+#include <stdint.h>
+#include <termios.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +18,7 @@
 #define EXIT_SERVER 1
 #define EXIT_USAGE 2
 #define EXIT_UNREACHABLE 3
+#define TK_SHARES_MAX_CLI 16
 
 struct client {
     char addr[256];
@@ -64,9 +67,11 @@ static int client_init(struct client *c, const char *token_file)
     return load_token_file("tokend-data/root-token", c, false);
 }
 
-/* GET path; on success *out is the parsed JSON body (any status). Returns
- * the HTTP status, or -1 after printing why tokend could not be reached. */
-static long get_json(const struct client *c, const char *path, json_t **out)
+/* method path with an optional JSON body; on success *out is the parsed
+ * JSON answer (any status). Returns the HTTP status, or -1 after printing
+ * why tokend could not be reached. */
+static long request_json(const struct client *c, const char *method, const char *path,
+                         json_t *body, json_t **out)
 {
     char url[2048];
     snprintf(url, sizeof url, "%s%s", c->addr, path);
@@ -81,6 +86,13 @@ static long get_json(const struct client *c, const char *path, json_t **out)
         hd = curl_slist_append(hd, auth);
         tk_wipe(auth, sizeof auth);
     }
+    char *payload = NULL;
+    if (body) {
+        payload = json_dumps(body, JSON_COMPACT);
+        hd = curl_slist_append(hd, "Content-Type: application/json");
+        curl_easy_setopt(h, CURLOPT_POSTFIELDS, payload);
+    }
+    curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
     curl_easy_setopt(h, CURLOPT_URL, url);
     curl_easy_setopt(h, CURLOPT_HTTPHEADER, hd);
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_data);
@@ -102,8 +114,15 @@ static long get_json(const struct client *c, const char *path, json_t **out)
     }
     curl_slist_free_all(hd);
     curl_easy_cleanup(h);
-    tk_buf_free(&b);
+    if (payload) tk_wipe(payload, strlen(payload));
+    free(payload);
+    tk_buf_free_wipe(&b);
     return status;
+}
+
+static long get_json(const struct client *c, const char *path, json_t **out)
+{
+    return request_json(c, "GET", path, NULL, out);
 }
 
 static void print_error(const char *what, long status, json_t *body)
@@ -144,11 +163,14 @@ int tk_cli_status(int argc, char **argv)
     long hs = get_json(&c, "/health", &health);
     if (hs < 0) return EXIT_UNREACHABLE;
     long rs = get_json(&c, "/ready", &ready);
+    json_t *seal = NULL;
+    long ss = get_json(&c, "/v1/sys/seal-status", &seal);
     long ws = c.token[0] ? get_json(&c, "/v1/whoami", &who) : 0;
     int exit = (hs == 200 && rs == 200 && (ws == 200 || ws == 0)) ? 0 : EXIT_SERVER;
     if (c.json) {
-        json_t *o = json_pack("{s:s, s:O, s:O, s:o}", "address", c.addr, "health", health, "ready",
-                              ready, "operator", who ? json_incref(who) : json_null());
+        json_t *o = json_pack("{s:s, s:O, s:O, s:o, s:o}", "address", c.addr, "health", health,
+                              "ready", ready, "keyring", seal ? json_incref(seal) : json_null(),
+                              "operator", who ? json_incref(who) : json_null());
         char *s = json_dumps(o, JSON_INDENT(2));
         printf("%s\n", s);
         free(s);
@@ -163,6 +185,15 @@ int tk_cli_status(int argc, char **argv)
         else
             printf("%-10s NOT READY: %s (%s)\n", "ready", jstr(ready, "message"),
                    jstr(ready, "reason"));
+        if (ss == 200 && !json_is_true(json_object_get(seal, "initialized")))
+            printf("%-10s NOT INITIALIZED: run 'tokend operator init'\n", "keyring");
+        else if (ss == 200 && json_is_true(json_object_get(seal, "sealed")))
+            printf("%-10s SEALED: %lld of %lld shares given; run 'tokend operator unseal'\n",
+                   "keyring", (long long)json_integer_value(json_object_get(seal, "progress")),
+                   (long long)json_integer_value(json_object_get(seal, "t")));
+        else if (ss == 200)
+            printf("%-10s unsealed (data key version %lld)\n", "keyring",
+                   (long long)json_integer_value(json_object_get(seal, "data_version")));
         if (ws == 200)
             printf("%-10s %s (%s), tenant %s\n", "operator", jstr(who, "name"), jstr(who, "role"),
                    jstr(who, "tenant_id"));
@@ -174,6 +205,7 @@ int tk_cli_status(int argc, char **argv)
     }
     json_decref(health);
     json_decref(ready);
+    json_decref(seal);
     json_decref(who);
     return exit;
 }
@@ -327,6 +359,19 @@ static const struct {
      "List events newest first (at most --limit, default 50, max 1000). With -f, print the\n"
      "latest oldest-first and keep printing new ones until interrupted. TIME is RFC 3339\n"
      "(2026-11-25T19:00:00Z) or milliseconds since the epoch.\n"},
+    {"operator", "tokend operator init [--shares N] [--threshold K] [--auto-unseal] [--json]\n"
+                 "       tokend operator unseal [SHARE|-]\n"
+                 "       tokend operator seal | rotate | status [--json]",
+     "Manage the keyring that seals every secret.\n"
+     "  init     create the master key, split into N shares (default 5) of which K (default 3)\n"
+     "           unseal; prints the shares and a root operator token ONCE. --auto-unseal also\n"
+     "           writes the server's unseal_key_file so that this node unseals itself at start.\n"
+     "  unseal   give one share; without SHARE (or with -) it is read from the terminal without\n"
+     "           echo, or from standard input. Prints progress k/K. Progress is per node.\n"
+     "  seal     forget the keys on this node (admin token); everything but /health, /ready,\n"
+     "           /metrics and /v1/sys answers 503 until unsealed again.\n"
+     "  rotate   make a new data key version for new secrets (admin token).\n"
+     "  status   initialized, sealed, progress, active data key version.\n"},
     {"version", "tokend version", "Print the version of this binary.\n"},
     {"help", "tokend help [COMMAND]", "Explain a command.\n"},
 };
@@ -354,4 +399,160 @@ int tk_cli_help(const char *command)
     }
     fprintf(stderr, "tokend: no command '%s'; 'tokend help' lists them\n", command);
     return EXIT_USAGE;
+}
+
+/* ---- operator ---- */
+
+static void print_seal_status(json_t *o)
+{
+    bool init = json_is_true(json_object_get(o, "initialized"));
+    bool sealed = json_is_true(json_object_get(o, "sealed"));
+    long long t = json_integer_value(json_object_get(o, "t"));
+    long long n = json_integer_value(json_object_get(o, "n"));
+    long long p = json_integer_value(json_object_get(o, "progress"));
+    printf("%-14s %s\n", "initialized", init ? "yes" : "no");
+    printf("%-14s %s\n", "sealed", sealed ? "yes" : "no");
+    if (init) printf("%-14s %lld of %lld shares unseal (%lld given to this node)\n", "threshold", t, n, p);
+    printf("%-14s %s\n", "auto-unseal", json_is_true(json_object_get(o, "auto_unseal")) ? "yes" : "no");
+    if (!sealed)
+        printf("%-14s %lld\n", "data key", (long long)json_integer_value(json_object_get(o, "data_version")));
+}
+
+/* Read one share: from the terminal without echo, or a line of stdin. */
+static int read_share(char *buf, size_t n)
+{
+    bool tty = isatty(STDIN_FILENO);
+    struct termios old, quiet;
+    if (tty) {
+        fprintf(stderr, "Unseal share (input hidden): ");
+        tcgetattr(STDIN_FILENO, &old);
+        quiet = old;
+        quiet.c_lflag &= ~(tcflag_t)ECHO;
+        tcsetattr(STDIN_FILENO, TCSAFLUSH, &quiet);
+    }
+    char *r = fgets(buf, (int)n, stdin);
+    if (tty) {
+        tcsetattr(STDIN_FILENO, TCSAFLUSH, &old);
+        fputc('\n', stderr);
+    }
+    if (!r) return -1;
+    buf[strcspn(buf, "\r\n")] = '\0';
+    return 0;
+}
+
+int tk_cli_operator(int argc, char **argv)
+{
+    if (argc < 1) {
+        tk_cli_help("operator");
+        return EXIT_USAGE;
+    }
+    const char *sub = argv[0];
+    struct client c = {0};
+    const char *token_file = NULL, *share_arg = NULL;
+    int shares = 5, threshold = 3;
+    bool auto_unseal = false, threshold_set = false;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        int64_t v;
+        if (!strcmp(a, "--json")) c.json = true;
+        else if (!strcmp(a, "--auto-unseal")) auto_unseal = true;
+        else if (!strcmp(a, "--token-file") && i + 1 < argc) token_file = argv[++i];
+        else if ((!strcmp(a, "--shares") || !strcmp(a, "--threshold")) && i + 1 < argc) {
+            if (tk_parse_int(argv[i + 1], 1, TK_SHARES_MAX_CLI, &v) != TK_OK) {
+                fprintf(stderr, "tokend operator: %s must be from 1 to %d\n", a, TK_SHARES_MAX_CLI);
+                return EXIT_USAGE;
+            }
+            if (!strcmp(a, "--shares")) shares = (int)v;
+            else {
+                threshold = (int)v;
+                threshold_set = true;
+            }
+            i++;
+        } else if (!strcmp(sub, "unseal") && !share_arg) share_arg = a;
+        else {
+            fprintf(stderr, "tokend operator %s: unknown argument '%s' (see tokend help operator)\n", sub, a);
+            return EXIT_USAGE;
+        }
+    }
+    if (!threshold_set && threshold > shares) threshold = shares;
+    int rc = client_init(&c, token_file);
+    if (rc) return rc;
+    json_t *out = NULL, *body = NULL;
+    long st;
+    if (!strcmp(sub, "status")) {
+        st = get_json(&c, "/v1/sys/seal-status", &out);
+    } else if (!strcmp(sub, "init")) {
+        body = json_pack("{s:i, s:i, s:b}", "shares", shares, "threshold", threshold,
+                         "auto_unseal", auto_unseal);
+        st = request_json(&c, "POST", "/v1/sys/init", body, &out);
+    } else if (!strcmp(sub, "unseal")) {
+        char buf[256];
+        if (share_arg && strcmp(share_arg, "-") != 0) {
+            snprintf(buf, sizeof buf, "%s", share_arg);
+        } else if (read_share(buf, sizeof buf) != 0) {
+            fprintf(stderr, "tokend operator unseal: no share given\n");
+            return EXIT_USAGE;
+        }
+        body = json_pack("{s:s}", "share", buf);
+        tk_wipe(buf, sizeof buf);
+        st = request_json(&c, "POST", "/v1/sys/unseal", body, &out);
+    } else if (!strcmp(sub, "seal") || !strcmp(sub, "rotate")) {
+        char path[32];
+        snprintf(path, sizeof path, "/v1/sys/%s", sub);
+        st = request_json(&c, "POST", path, NULL, &out);
+    } else {
+        fprintf(stderr, "tokend operator: no subcommand '%s' (see tokend help operator)\n", sub);
+        return EXIT_USAGE;
+    }
+    json_decref(body);
+    if (st < 0) return EXIT_UNREACHABLE;
+    if (st != 200) {
+        print_error(sub, st, out);
+        json_decref(out);
+        return EXIT_SERVER;
+    }
+    if (c.json) {
+        char *s = json_dumps(out, JSON_INDENT(2));
+        printf("%s\n", s);
+        tk_wipe(s, strlen(s));
+        free(s);
+    } else if (!strcmp(sub, "init")) {
+        json_t *sh = json_object_get(out, "shares");
+        printf("Unseal shares (%lld of %zu open the keyring). Each is shown ONCE: give one to each\n"
+               "keeper now; tokend does not keep them.\n\n",
+               (long long)json_integer_value(json_object_get(out, "threshold")), json_array_size(sh));
+        for (size_t i = 0; i < json_array_size(sh); i++)
+            printf("  share %zu: %s\n", i + 1, json_string_value(json_array_get(sh, i)));
+        const char *tok = json_string_value(json_object_get(out, "root_token"));
+        printf("\nRoot operator token (shown ONCE; store it like a password):\n  %s\n", tok ? tok : "(none)");
+        const char *af = json_string_value(json_object_get(out, "auto_unseal_file"));
+        if (af) printf("\nAuto-unseal key file: %s (mode 0600): whoever reads it can unseal.\n", af);
+        printf("\nThe keyring is unsealed on this node. After a restart, unseal with\n"
+               "'tokend operator unseal' and %lld shares.\n",
+               (long long)json_integer_value(json_object_get(out, "threshold")));
+    } else if (!strcmp(sub, "rotate")) {
+        printf("data key version %lld is now active\n",
+               (long long)json_integer_value(json_object_get(out, "data_version")));
+    } else if (!strcmp(sub, "unseal")) {
+        if (json_is_true(json_object_get(out, "sealed")))
+            printf("unseal progress %lld/%lld: give %lld more share(s)\n",
+                   (long long)json_integer_value(json_object_get(out, "progress")),
+                   (long long)json_integer_value(json_object_get(out, "t")),
+                   (long long)(json_integer_value(json_object_get(out, "t")) -
+                               json_integer_value(json_object_get(out, "progress"))));
+        else
+            printf("unsealed\n");
+    } else {
+        print_seal_status(out);
+    }
+    if (!strcmp(sub, "init")) {
+        /* the shares and the token were in this buffer */
+        json_t *sh = json_object_get(out, "shares");
+        for (size_t i = 0; i < json_array_size(sh); i++) {
+            const char *v = json_string_value(json_array_get(sh, i));
+            if (v) tk_wipe((void *)(uintptr_t)v, strlen(v));
+        }
+    }
+    json_decref(out);
+    return 0;
 }

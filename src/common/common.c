@@ -9,6 +9,8 @@
 #include <sys/random.h>
 #include <time.h>
 
+#include <jansson.h>
+#include <malloc.h>
 #include <openssl/crypto.h>
 
 /* ---- errors ---- */
@@ -471,4 +473,24 @@ tk_rc tk_parse_int(const char *s, int64_t min, int64_t max, int64_t *out)
 bool tk_ct_equal(const void *a, const void *b, size_t n)
 {
     return CRYPTO_memcmp(a, b, n) == 0;
+}
+
+/* jansson's allocator, for every JSON value: freed memory is wiped first,
+ * since request and response JSON carries secrets (tokens shown once,
+ * unseal shares). */
+static void *json_alloc(size_t n)
+{
+    return tk_malloc(n);
+}
+
+static void json_free_wiped(void *p)
+{
+    if (!p) return;
+    tk_wipe(p, malloc_usable_size(p));
+    free(p);
+}
+
+void tk_json_setup(void)
+{
+    json_set_alloc_funcs(json_alloc, json_free_wiped);
 }

@@ -71,6 +71,8 @@ void *tk_realloc(void *p, size_t n);
 char *tk_strdup(const char *s);
 char *tk_strndup(const char *s, size_t n);
 TK_NORETURN void tk_fatal(const char *fmt, ...) TK_PRINTF(1, 2);
+/* Make jansson wipe every value it frees (call once at start). */
+void tk_json_setup(void);
 /* Overwrite n bytes in a way the compiler may not elide. */
 void tk_wipe(void *p, size_t n);
 

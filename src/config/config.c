@@ -53,6 +53,9 @@ static const struct setting settings[] = {
      "development mode: create a root operator token on an empty store"},
     {"node_name", C_STR, S(node_name), "", 0, 0, NULL,
      "this node's name in events and leases (default: hostname:pid)"},
+    {"unseal_key_file", C_STR, S(unseal_key_file), "", 0, 0, NULL,
+     "auto-unseal key file, made by 'operator init --auto-unseal' and --dev "
+     "(default <data_dir>/unseal.key)"},
 };
 
 _Static_assert(TK_NELEM(settings) <= TK_NELEM(((struct tk_config *)0)->origins),
@@ -258,6 +261,12 @@ tk_rc tk_config_validate(struct tk_config *c, struct tk_err *e)
     if (!c->store[0]) {
         int n = snprintf(c->store, sizeof c->store, "sqlite:%s/tokend.db", c->data_dir);
         if (n < 0 || (size_t)n >= sizeof c->store)
+            return tk_err_field(e, TK_EINVAL, "invalid_setting", "data_dir", "data_dir is too long");
+    }
+    if (!c->unseal_key_file[0]) {
+        int n = snprintf(c->unseal_key_file, sizeof c->unseal_key_file, "%s/unseal.key",
+                         c->data_dir);
+        if (n < 0 || (size_t)n >= sizeof c->unseal_key_file)
             return tk_err_field(e, TK_EINVAL, "invalid_setting", "data_dir", "data_dir is too long");
     }
     if (strncmp(c->store, "sqlite:", 7) != 0 && strncmp(c->store, "postgres://", 11) != 0 &&

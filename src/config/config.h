@@ -27,6 +27,7 @@ struct tk_config {
     bool access_log;
     bool dev;
     char node_name[64];
+    char unseal_key_file[1024]; /* auto-unseal key file (default <data_dir>/unseal.key) */
     char origins[32][80]; /* where each setting's value came from, by table index */
 };
 

@@ -325,6 +325,13 @@ static void dispatch(struct tk_http *h, struct tk_req *r)
         r->param_names[i] = m.names[i];
         r->param_values[i] = m.values[i];
     }
+    if (!(r->route->flags & TK_ROUTE_SEALED_OK) && h->o.gate && h->o.gate(r) != TK_OK) {
+        if (!r->in->replied) {
+            tk_err_set(&e, TK_EUNAVAIL, "unavailable", "not available now");
+            tk_reply_error(r, &e, NULL);
+        }
+        return;
+    }
     if ((r->route->flags & TK_ROUTE_AUTH) && h->o.authenticate && h->o.authenticate(r) != TK_OK) {
         if (!r->in->replied) {
             tk_err_set(&e, TK_EAUTH, "unauthenticated", "authentication failed");
@@ -340,11 +347,19 @@ static void dispatch(struct tk_http *h, struct tk_req *r)
     }
 }
 
+/* Responses may carry a secret shown once (a new token, unseal shares):
+ * wipe every response body when libmicrohttpd is done with it. */
+static void free_wiped(void *p)
+{
+    if (p) tk_wipe(p, strlen(p));
+    free(p);
+}
+
 static enum MHD_Result queue(struct tk_req *r)
 {
     struct tk_req_internal *in = r->in;
     struct MHD_Response *resp =
-        MHD_create_response_from_buffer(in->resp_len, in->resp, MHD_RESPMEM_MUST_FREE);
+        MHD_create_response_from_buffer_with_free_callback(in->resp_len, in->resp, free_wiped);
     in->resp = NULL; /* owned by MHD now */
     if (!resp) return MHD_NO;
     MHD_add_response_header(resp, "Content-Type", in->ctype ? in->ctype : "application/json");
@@ -459,8 +474,8 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
     if (!r->in->replied) r->in->status = 499; /* client went away before the answer */
     count(h, r->in->route_index, r->in->status, us);
     if (h->o.access_log) access_log(h, r, us);
-    free(r->in->resp);
-    tk_buf_free(&r->in->body);
+    free_wiped(r->in->resp);
+    tk_buf_free_wipe(&r->in->body); /* bodies may carry secrets */
     atomic_fetch_sub(&h->inflight, 1);
     tk_pool_free(r->pool);
 }

@@ -21,7 +21,8 @@ struct tk_http;
 typedef void (*tk_handler)(struct tk_req *r);
 
 enum {
-    TK_ROUTE_AUTH = 1 << 0, /* call the authenticate hook first */
+    TK_ROUTE_AUTH = 1 << 0,      /* call the authenticate hook first */
+    TK_ROUTE_SEALED_OK = 1 << 1, /* answered while the gate is closed (sealed) */
 };
 
 struct tk_route {
@@ -62,6 +63,9 @@ struct tk_http_opts {
     const struct tk_route *routes;
     size_t nroutes;
     void *app;
+    /* For routes without TK_ROUTE_SEALED_OK, before anything else: return
+     * TK_OK to go on; otherwise the hook has already replied (503 sealed). */
+    tk_rc (*gate)(struct tk_req *r);
     /* For TK_ROUTE_AUTH routes: return TK_OK to go on; otherwise the hook
      * has already replied. */
     tk_rc (*authenticate)(struct tk_req *r);

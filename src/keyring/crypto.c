@@ -220,6 +220,9 @@ tk_rc tk_shamir_combine(const unsigned char *xs, const unsigned char (*ys)[32], 
                                   "share %d was given twice; each share counts once", xs[i]);
     unsigned char nrs[255], y[32];
     memcpy(nrs, xs, (size_t)k);
+    /* Debian's libgfshare leaves its random hook NULL and may call it from
+     * the decoder too: always point it at the OS CSPRNG. */
+    gfshare_fill_rand = csprng_fill;
     gfshare_ctx *g = gfshare_ctx_init_dec(nrs, (unsigned)k, 32);
     if (!g) return tk_err_set(e, TK_EINTERNAL, "shamir_failed", "cannot combine the shares");
     for (int i = 0; i < k; i++) {

@@ -1,41 +1,118 @@
 /*
  * keyring.h: the keys under every secret tokend keeps.
  *
- * For now the keyring holds one key: the HMAC-SHA256 key that turns issued
- * secrets (operator tokens today; client tokens, codes and refresh tokens
- * later) into the keyed hashes the store keeps. It lives in
- * <data_dir>/hash.key (32 random bytes, mode 0600), made on first start.
- * The keyring issue moves it under a Shamir-split master key in the store;
- * callers will not change, because they only ever see this interface.
+ * A 256-bit master key, never stored in clear, seals a keyring of versioned
+ * data keys (AES-256-GCM, for sealed values) and the HMAC key of issued
+ * secrets; the sealed keys live in the store (tables keyring and
+ * keyring_keys). The master key is split at init into Shamir shares (K of N)
+ * and, optionally, also wrapped by an auto-unseal key file (0600) so that a
+ * single node -- or --dev -- restarts without people. Until enough shares or
+ * the key file open it, the keyring is sealed: nothing secret can be read,
+ * issued secrets cannot be checked, and the API answers 503 "sealed".
  *
- * struct tk_secret is plaintext that must not leak: it is zeroed when freed
- * and never printed. Sealed values (ciphertext) get their own type with the
- * keyring issue, so that the compiler refuses to send one upstream.
+ * Unseal progress is per node (shares given to this process). Each node
+ * opens the same keyring from the store with its own shares or key file.
+ *
+ * struct tk_secret is plaintext (zeroed when freed, never printed);
+ * struct tk_sealed is ciphertext as stored. They are different types, so
+ * that code that builds an outbound request, which takes tk_secret, cannot
+ * be handed a sealed value by mistake (field report 003).
+ *
+ * All functions are thread-safe.
  */
 #ifndef TK_KEYRING_H
 #define TK_KEYRING_H
 
 #include "../common/tk.h"
+#include "../store/store.h"
 
 struct tk_secret {
-    unsigned char *p;
+    unsigned char *p; /* NUL-terminated for convenience; len excludes it */
     size_t len;
 };
 struct tk_secret *tk_secret_new(const void *p, size_t len);
 /* Zero and free; NULL is a no-op. */
 void tk_secret_free(struct tk_secret *s);
 
+/* A sealed value: "ENC:v1:<key version>:<base64url(nonce|ciphertext|tag)>". */
+struct tk_sealed {
+    char *text;
+};
+/* Wrap a value read from the store (copied); free with tk_sealed_free. */
+struct tk_sealed *tk_sealed_from_text(const char *text);
+void tk_sealed_free(struct tk_sealed *s);
+
+/* Where a sealed value lives: bound into it as additional data, so that a
+ * value copied to another tenant, table, column or row fails to open. */
+struct tk_seal_ad {
+    const char *tenant_id, *table, *column, *row_id;
+};
+
 struct tk_keyring;
 
-/* Open the keyring of a data directory, making the hash key on first use. */
-tk_rc tk_keyring_open(const char *data_dir, struct tk_keyring **out, struct tk_err *e);
-void tk_keyring_close(struct tk_keyring *k);
+#define TK_SHARES_MAX 16
+#define TK_SHARE_MAX 80
 
+struct tk_seal_status {
+    bool initialized;
+    bool sealed;
+    int threshold, shares, progress; /* progress: shares given to this node */
+    bool auto_unseal;                /* the keyring has an auto-unseal key file */
+    int64_t data_version;            /* active data key version (0 while sealed) */
+};
+
+/* A sealed, not yet loaded keyring for a node whose local files (the
+ * auto-unseal key, a foundation-era hash.key to import) are in data_dir. */
+tk_rc tk_keyring_new(const char *data_dir, struct tk_keyring **out, struct tk_err *e);
+void tk_keyring_free(struct tk_keyring *k);
+
+/* Read whether the store's keyring is initialized, and its K of N. */
+tk_rc tk_keyring_load(struct tk_keyring *k, struct tk_db *db, struct tk_err *e);
+void tk_keyring_status(struct tk_keyring *k, struct tk_seal_status *st);
+bool tk_keyring_sealed(struct tk_keyring *k);
+
+/* Initialize: a new master key split into n shares (threshold t), written
+ * to shares[0..n-1] (shown once, never stored), plus, with auto_key_path,
+ * an auto-unseal key file created there (0600; refused if it exists). A
+ * foundation-era <data_dir>/hash.key becomes the HMAC key, so operator
+ * tokens issued before keep working; the file is removed. The keyring is
+ * unsealed afterwards. TK_ECONFLICT if the store's keyring exists. */
+tk_rc tk_keyring_init(struct tk_keyring *k, struct tk_db *db, int n, int t,
+                      const char *auto_key_path, char (*shares)[TK_SHARE_MAX], struct tk_err *e);
+
+/* Give one share. st reports progress; when the threshold is reached the
+ * keyring opens (or, if the shares do not open it, progress resets and the
+ * error says so). A malformed, mistyped or repeated share is refused
+ * without counting. */
+tk_rc tk_keyring_unseal_share(struct tk_keyring *k, struct tk_db *db, const char *share,
+                              struct tk_seal_status *st, struct tk_err *e);
+/* Unseal with the auto-unseal key file at path. */
+tk_rc tk_keyring_unseal_file(struct tk_keyring *k, struct tk_db *db, const char *path,
+                             struct tk_err *e);
+/* Forget every key and the unseal progress. */
+void tk_keyring_seal(struct tk_keyring *k);
+
+/* A new data key version for new values; old versions stay for reading. */
+tk_rc tk_keyring_rotate(struct tk_keyring *k, struct tk_db *db, int64_t *version,
+                        struct tk_err *e);
+
+/* Keyed hash of an issued secret as 64 hex chars, and the id of the key
+ * that made it (17 bytes). TK_EUNAVAIL ("sealed") while sealed. */
 #define TK_HASH_HEX 65
-/* Keyed hash of an issued secret as 64 hex chars; key_id names the key
- * that made it (stored beside the hash so that keys can rotate). */
-void tk_keyring_hash(const struct tk_keyring *k, const char *secret, size_t len,
-                     char out[TK_HASH_HEX]);
-const char *tk_keyring_hash_key_id(const struct tk_keyring *k);
+tk_rc tk_keyring_hash(struct tk_keyring *k, const char *secret, size_t len,
+                      char out[TK_HASH_HEX], char key_id[17], struct tk_err *e);
+
+/* Seal plain for the place ad under the active data key. */
+tk_rc tk_keyring_seal_value(struct tk_keyring *k, const struct tk_secret *plain,
+                            const struct tk_seal_ad *ad, struct tk_sealed **out,
+                            struct tk_err *e);
+/* Open a sealed value read from the place ad. A value that does not open
+ * (malformed, unknown key version, moved, altered) is TK_EINTERNAL with code
+ * "decrypt_failed" and a message naming the row and key version -- a
+ * key/data fault, never an upstream one -- and, with db, leaves a
+ * keyring decrypt_failed event. */
+tk_rc tk_keyring_open_value(struct tk_keyring *k, struct tk_db *db, const struct tk_sealed *v,
+                            const struct tk_seal_ad *ad, struct tk_secret **out,
+                            struct tk_err *e);
 
 #endif

@@ -33,7 +33,6 @@ tk_rc tk_b64url_dec(const char *s, size_t n, unsigned char *out, size_t cap, siz
 /* Shamir shares of a 32-byte secret over GF(2^8) (libgfshare). A share is
  * text: "tks1-<x>-<base64url(32 bytes)>-<6 hex chars of CRC-32>" so that a
  * mistyped or truncated share is refused before it is combined. */
-#define TK_SHARE_MAX 80
 tk_rc tk_shamir_split(const unsigned char secret[32], int n, int k, char (*shares)[TK_SHARE_MAX],
                       struct tk_err *e);
 /* Parse one share: x coordinate and 32 bytes. */

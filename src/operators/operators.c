@@ -29,21 +29,25 @@ bool tk_role_valid(const char *role)
     return role && (!strcmp(role, "admin") || !strcmp(role, "operator") || !strcmp(role, "viewer"));
 }
 
-tk_rc tk_optoken_create(struct tk_db *db, const struct tk_keyring *k, const char *tenant_id,
+tk_rc tk_optoken_create(struct tk_db *db, struct tk_keyring *k, const char *tenant_id,
                         const char *name, const char *role, int64_t expires_at,
                         char token_out[TK_ISSUED_MAX],
                         char id_out[TK_UUID_LEN + 1], struct tk_err *e)
 {
-    char hash[TK_HASH_HEX], preview[24];
+    char hash[TK_HASH_HEX], preview[24], kid[17];
     tk_issued_new(TK_KIND_OPERATOR, token_out);
-    tk_keyring_hash(k, token_out, strlen(token_out), hash);
+    tk_rc rc = tk_keyring_hash(k, token_out, strlen(token_out), hash, kid, e);
+    if (rc != TK_OK) {
+        tk_wipe(token_out, TK_ISSUED_MAX);
+        return rc;
+    }
     tk_issued_preview(token_out, preview);
     tk_uuid7(id_out);
     return tk_db_exec(db,
                       "INSERT INTO operator_tokens (id, tenant_id, name, role, token_hash, "
                       "hash_key, preview, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                       TK_ARGS(TK_TEXT(id_out), TK_TEXT(tenant_id), TK_TEXT(name), TK_TEXT(role),
-                              TK_TEXT(hash), TK_TEXT(tk_keyring_hash_key_id(k)),
+                              TK_TEXT(hash), TK_TEXT(kid),
                               TK_TEXT(preview), TK_INT(tk_now_ms()),
                               expires_at ? TK_INT(expires_at) : TK_NULLV),
                       NULL, e);
@@ -63,7 +67,7 @@ tk_rc tk_optoken_count_active(struct tk_db *db, int64_t *n, struct tk_err *e)
  * stay reads on the hot path. */
 #define LAST_USED_GRANULARITY_MS 60000
 
-tk_rc tk_optoken_authenticate(struct tk_db *db, const struct tk_keyring *k, const char *header,
+tk_rc tk_optoken_authenticate(struct tk_db *db, struct tk_keyring *k, const char *header,
                               struct tk_principal *p, struct tk_err *e)
 {
     if (!header || !*header)
@@ -79,9 +83,10 @@ tk_rc tk_optoken_authenticate(struct tk_db *db, const struct tk_keyring *k, cons
     if (tk_issued_check(TK_KIND_OPERATOR, tok, len, &fe) != TK_OK)
         return tk_err_set(e, TK_EAUTH, "malformed", "%s", fe.msg);
     char hash[TK_HASH_HEX];
-    tk_keyring_hash(k, tok, len, hash);
+    tk_rc rc = tk_keyring_hash(k, tok, len, hash, NULL, e);
+    if (rc != TK_OK) return rc;
     struct tk_rows *r;
-    tk_rc rc = tk_db_exec(db,
+    rc = tk_db_exec(db,
                           "SELECT id, tenant_id, name, role, revoked_at, expires_at, last_used_at "
                           "FROM operator_tokens WHERE token_hash = ?",
                           TK_ARGS(TK_TEXT(hash)), &r, e);

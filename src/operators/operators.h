@@ -36,7 +36,7 @@ bool tk_role_valid(const char *role);
 
 /* Issue an operator token; expires_at 0 = never. token_out receives the
  * secret, shown once. */
-tk_rc tk_optoken_create(struct tk_db *db, const struct tk_keyring *k, const char *tenant_id,
+tk_rc tk_optoken_create(struct tk_db *db, struct tk_keyring *k, const char *tenant_id,
                         const char *name, const char *role, int64_t expires_at,
                         char token_out[TK_ISSUED_MAX],
                         char id_out[TK_UUID_LEN + 1], struct tk_err *e);
@@ -47,7 +47,7 @@ tk_rc tk_optoken_count_active(struct tk_db *db, int64_t *n, struct tk_err *e);
 /* Check an Authorization header value. On failure, e->rc is TK_EAUTH and
  * e->code is the reason: missing, malformed, unknown, revoked or expired.
  * The caller records the failure in the event log. */
-tk_rc tk_optoken_authenticate(struct tk_db *db, const struct tk_keyring *k, const char *header,
+tk_rc tk_optoken_authenticate(struct tk_db *db, struct tk_keyring *k, const char *header,
                               struct tk_principal *p, struct tk_err *e);
 
 /* The tenant's tokens, newest first, as a JSON array of {id, name, role,

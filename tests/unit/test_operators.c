@@ -14,20 +14,32 @@ struct opfx {
     char tenant[TK_UUID_LEN + 1];
 };
 
+/* An unsealed keyring (1 share) on db, as after 'tokend operator init'. */
+static bool open_keyring(const char *dir, struct tk_db *db, struct tk_keyring **k)
+{
+    struct tk_err e;
+    char shares[1][TK_SHARE_MAX];
+    *k = NULL;
+    if (!CHECK_OK(tk_keyring_new(dir, k, &e), &e)) return false;
+    bool ok = CHECK_OK(tk_keyring_init(*k, db, 1, 1, NULL, shares, &e), &e);
+    tk_wipe(shares, sizeof shares);
+    return ok && CHECK(!tk_keyring_sealed(*k));
+}
+
 static bool op_setup(struct fx *f, struct opfx *o)
 {
     struct tk_err e;
     memset(o, 0, sizeof *o);
-    if (!CHECK_OK(tk_keyring_open(f->dir, &o->k, &e), &e)) return false;
     o->db = fx_db(f);
     if (!o->db) return false;
+    if (!open_keyring(f->dir, o->db, &o->k)) return false;
     return CHECK_OK(tk_tenant_default(o->db, o->tenant, &e), &e);
 }
 
 static void op_teardown(struct opfx *o)
 {
     tk_store_put(o->db);
-    tk_keyring_close(o->k);
+    tk_keyring_free(o->k);
 }
 
 static bool create(struct opfx *o, const char *tenant, const char *name, int64_t expires,
@@ -101,10 +113,12 @@ void test_optoken_authenticate(struct fx *f)
                             TK_ARGS(TK_TEXT(id)), &r, &e),
                  &e) &&
         CHECK_EQ_INT(tk_rows_count(r), 1)) {
-        char h[TK_HASH_HEX];
-        tk_keyring_hash(o.k, tok, strlen(tok), h);
-        CHECK_EQ_STR(tk_rows_text(r, 0, 0), h);
-        CHECK_EQ_STR(tk_rows_text(r, 0, 1), tk_keyring_hash_key_id(o.k));
+        char h[TK_HASH_HEX], kid[17];
+        if (CHECK_OK(tk_keyring_hash(o.k, tok, strlen(tok), h, kid, &e), &e)) {
+            CHECK_EQ_STR(tk_rows_text(r, 0, 0), h);
+            CHECK_EQ_STR(tk_rows_text(r, 0, 1), kid);
+            CHECK_EQ_INT(strlen(kid), 16);
+        }
         for (int c = 0; c < tk_rows_columns(r); c++) {
             const char *v = tk_rows_text(r, 0, c);
             if (v && strstr(v, tok + 8)) FAILF("column %d holds the token", c);
@@ -191,19 +205,49 @@ void test_optoken_reasons(struct fx *f)
     snprintf(header, sizeof header, "Bearer %s", stranger);
     auth_fails(&o, header, "unknown", stranger, __LINE__);
 
-    /* issued here, presented to an installation with another hash key */
-    char dir2[256];
+    /* issued here, presented to an installation with another hash key: a
+     * keyring initialized on another store (a SQLite file in another dir) */
+    char dir2[256], url2[512];
     if (CHECK(unit_tmpdir(dir2, sizeof dir2))) {
+        struct tk_store_opts so = {.pool_size = 1, .busy_timeout_ms = 10000, .migrate = true};
+        struct tk_store *st2 = NULL;
+        struct tk_db *db2 = NULL;
         struct tk_keyring *k2 = NULL;
-        if (CHECK_OK(tk_keyring_open(dir2, &k2, &e), &e)) {
+        snprintf(url2, sizeof url2, "sqlite:%s/other.db", dir2);
+        if (CHECK_OK(tk_store_open(url2, &so, &st2, &e), &e) &&
+            CHECK((db2 = tk_store_get(st2, &e)) != NULL) && open_keyring(dir2, db2, &k2)) {
             struct tk_principal p;
+            memset(&p, 0, sizeof p);
             snprintf(header, sizeof header, "Bearer %s", tok);
             tk_err_clear(&e);
             CHECK_EQ_INT(tk_optoken_authenticate(o.db, k2, header, &p, &e), TK_EAUTH);
             CHECK_EQ_STR(e.code, "unknown");
         }
-        tk_keyring_close(k2);
+        tk_keyring_free(k2);
+        tk_store_put(db2);
+        tk_store_close(st2);
         unit_rmtree(dir2);
+    }
+
+    /* a sealed keyring neither issues nor checks tokens: 503 sealed, not "unknown" */
+    {
+        struct tk_keyring *ks = NULL;
+        if (CHECK_OK(tk_keyring_new(f->dir, &ks, &e), &e) &&
+            CHECK_OK(tk_keyring_load(ks, o.db, &e), &e) && CHECK(tk_keyring_sealed(ks))) {
+            struct tk_principal p;
+            memset(&p, 0, sizeof p);
+            snprintf(header, sizeof header, "Bearer %s", tok);
+            tk_err_clear(&e);
+            CHECK_EQ_INT(tk_optoken_authenticate(o.db, ks, header, &p, &e), TK_EUNAVAIL);
+            CHECK_EQ_STR(e.code, "sealed");
+            CHECK(!p.tenant_id[0]);
+            char t3[TK_ISSUED_MAX], id3[TK_UUID_LEN + 1];
+            tk_err_clear(&e);
+            CHECK_EQ_INT(tk_optoken_create(o.db, ks, o.tenant, "x", "admin", 0, t3, id3, &e),
+                         TK_EUNAVAIL);
+            CHECK_EQ_STR(e.code, "sealed");
+        }
+        tk_keyring_free(ks);
     }
 
     /* expired: expires_at in the past */

@@ -134,10 +134,22 @@ void test_events_verify_tamper(struct fx *f);
 void test_events_verify_truncated(struct fx *f);
 void test_events_concurrent(struct fx *f);
 
-/* test_keyring.c */
-void test_keyring_create(void);
-void test_keyring_damaged(void);
+/* test_keyring.c (most run on both backends) */
+void test_keyring_restart_sealed(struct fx *f);
+void test_keyring_unseal_subsets(struct fx *f);
+void test_keyring_share_errors(struct fx *f);
+void test_keyring_init_errors(struct fx *f);
+void test_keyring_auto_unseal(struct fx *f);
+void test_keyring_hash_import(struct fx *f);
+void test_keyring_hash_random(struct fx *f);
 void test_keyring_known_answer(void);
+void test_keyring_sealed_values(struct fx *f);
+void test_keyring_rotate(struct fx *f);
+void test_keyring_seal(struct fx *f);
+void test_keyring_store_scan(struct fx *f);
+void test_keyring_threads(struct fx *f);
+void test_keyring_reload_store_error(struct fx *f);
+void test_keyring_secret_types(void);
 
 /* test_crypto.c */
 void test_crypto_aead_vectors(void);
