@@ -76,7 +76,8 @@ for (const backend of backends()) {
       // Written once, for its owner only, and its path told.
       assert.equal((await stat(path.join(t.dataDir, 'root-token'))).mode & 0o777, 0o600);
       assert.equal((await stat(t.dataDir)).mode & 0o777, 0o700, 'tokend creates the data dir 0700');
-      assert.equal((await stat(path.join(t.dataDir, 'hash.key'))).mode & 0o777, 0o600);
+      // --dev keeps the keyring's auto-unseal key in the data dir, for its owner only.
+      assert.equal((await stat(path.join(t.dataDir, 'unseal.key'))).mode & 0o777, 0o600);
       assert.ok(t.stderr().includes(path.join(t.dataDir, 'root-token')), 'tokend says where the root token is');
       const r = await api(t, '/v1/whoami');
       assert.equal(r.status, 200, r.text);

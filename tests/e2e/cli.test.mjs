@@ -23,6 +23,7 @@ const SETTINGS = [
   'access-log',
   'dev',
   'node-name',
+  'unseal-key-file',
 ];
 
 /** Lines of output that are JSON objects (every line must be). */

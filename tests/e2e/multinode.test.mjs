@@ -15,10 +15,10 @@ describe('two nodes on one PostgreSQL database (postgres)', { timeout: SUITE_TIM
   before(async () => {
     const store = await createPgDatabase();
     a = await startTokend({ backend: 'postgres', store, args: ['--node-name', 'node-a'] });
-    // The second node shares the store and the hash key (in the data dir
-    // for now), not the data dir itself.
+    // The second node shares the store (and so the keyring), not the data
+    // dir; it unseals with its own copy of the auto-unseal key file.
     const dir = await freshDir('node-b');
-    await copyFile(path.join(a.dataDir, 'hash.key'), path.join(dir, 'hash.key'));
+    await copyFile(path.join(a.dataDir, 'unseal.key'), path.join(dir, 'unseal.key'));
     b = await startTokend({ backend: 'postgres', store, dataDir: dir, args: ['--node-name', 'node-b'], allowNoRootToken: true });
     assert.equal(b.token, null, 'the second node made no root token of its own');
     b.token = a.token;

@@ -1,0 +1,277 @@
+// keyring.test.mjs: init with Shamir shares, restart sealed, unseal with
+// K of N shares through the CLI, wrong and foreign shares, seal, rotate,
+// auto-unseal, and a scan that no share or token is left in clear.
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { readdir, readFile, stat } from 'node:fs/promises';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+
+import { BIN, api, backends, createPgDatabase, psql, request, runCli, scrape, metric, startTokend, SUITE_TIMEOUT_MS } from './lib/tokend.mjs';
+
+/** Run `tokend operator unseal -` with the share on standard input. */
+function unsealFromStdin(url, share) {
+  return new Promise((resolve, reject) => {
+    const p = spawn(BIN, ['operator', 'unseal', '-'], { env: { PATH: process.env.PATH, TOKEND_ADDR: url }, stdio: ['pipe', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    p.stdout.on('data', (d) => (out += d));
+    p.stderr.on('data', (d) => (err += d));
+    p.on('error', reject);
+    p.on('close', (code) => resolve({ code, stdout: out, stderr: err }));
+    p.stdin.end(`${share}\n`);
+  });
+}
+
+/** Every file under dir, recursively. */
+async function filesUnder(dir) {
+  const out = [];
+  for (const e of await readdir(dir, { withFileTypes: true })) {
+    const p = path.join(dir, e.name);
+    if (e.isDirectory()) out.push(...(await filesUnder(p)));
+    else out.push(p);
+  }
+  return out;
+}
+
+for (const backend of backends()) {
+  describe(`keyring (${backend})`, { timeout: SUITE_TIMEOUT_MS }, () => {
+    let t;
+    let store;
+    let init;
+    const secrets = [];
+    const logs = [];
+
+    async function restart() {
+      const r = await t.stop();
+      assert.equal(r.code, 0);
+      logs.push(t.stderr());
+      t = await startTokend({ backend, store, dataDir: t.dataDir, dev: false });
+    }
+
+    before(async () => {
+      store = backend === 'postgres' ? await createPgDatabase() : undefined;
+      t = await startTokend({ backend, store, dev: false });
+    });
+    after(async () => {
+      if (t) {
+        const r = await t.stop();
+        assert.equal(r.code, 0);
+        logs.push(t.stderr());
+      }
+    });
+
+    it('an uninitialized tokend says so and serves nothing but /health, /ready, /metrics and /v1/sys', async () => {
+      assert.equal((await request(t, '/health')).status, 200);
+      const ready = await request(t, '/ready');
+      assert.equal(ready.status, 503);
+      assert.equal(ready.json.reason, 'uninitialized');
+      const ev = await request(t, '/v1/events');
+      assert.equal(ev.status, 503);
+      assert.equal(ev.json.error, 'sealed');
+      assert.equal(ev.json.initialized, false);
+      assert.match(ev.json.message, /operator init/);
+      const st = await request(t, '/v1/sys/seal-status');
+      assert.equal(st.status, 200);
+      assert.equal(st.json.initialized, false);
+    });
+
+    it('operator init prints 5 shares and a root token once, and refuses to run twice', async () => {
+      const r = await runCli(['operator', 'init', '--shares', '5', '--threshold', '3', '--json'], { env: { TOKEND_ADDR: t.url } });
+      assert.equal(r.code, 0, r.stderr);
+      init = JSON.parse(r.stdout);
+      assert.equal(init.shares.length, 5);
+      assert.equal(init.threshold, 3);
+      for (const s of init.shares) assert.match(s, /^tks1-[1-5]-[A-Za-z0-9_-]{43}-[0-9a-f]{6}$/);
+      assert.equal(new Set(init.shares).size, 5);
+      assert.match(init.root_token, /^tko_/);
+      secrets.push(...init.shares, init.root_token);
+      t.token = init.root_token;
+      // Unsealed right after init.
+      assert.equal((await api(t, '/v1/whoami')).status, 200);
+      const again = await runCli(['operator', 'init'], { env: { TOKEND_ADDR: t.url } });
+      assert.equal(again.code, 1);
+      assert.match(again.stderr, /already_initialized/);
+      const apiAgain = await request(t, '/v1/sys/init', { method: 'POST', json: { shares: 1, threshold: 1 } });
+      assert.equal(apiAgain.status, 409);
+      // A refused second init does not seal the node.
+      assert.equal((await api(t, '/v1/whoami')).status, 200);
+    });
+
+    it('init refuses bad counts, naming the field', async () => {
+      // Already initialized answers first; bad input is checked on a fresh node below.
+      const fresh = await startTokend({ backend: 'sqlite', dev: false });
+      try {
+        for (const [body, field] of [
+          [{ shares: 0 }, 'shares'],
+          [{ shares: 17 }, 'shares'],
+          [{ shares: 3, threshold: 4 }, 'threshold'],
+          [{ shares: 'five' }, 'shares'],
+          [{ shares: 3, colour: 'red' }, 'colour'],
+        ]) {
+          const r = await request(fresh, '/v1/sys/init', { method: 'POST', json: body });
+          assert.equal(r.status, 400, JSON.stringify(body));
+          assert.equal(r.json.field, field, JSON.stringify(body));
+        }
+        assert.equal((await request(fresh, '/v1/sys/seal-status')).json.initialized, false, 'nothing was initialized');
+      } finally {
+        await fresh.stop();
+      }
+    });
+
+    it('after a restart it is sealed: 503 everywhere, /ready and /metrics say so', async () => {
+      await restart();
+      t.token = init.root_token;
+      const w = await api(t, '/v1/whoami');
+      assert.equal(w.status, 503);
+      assert.equal(w.json.error, 'sealed');
+      assert.equal(w.json.t, 3);
+      assert.equal(w.json.progress, 0);
+      assert.ok(w.headers['retry-after']);
+      const ready = await request(t, '/ready');
+      assert.equal(ready.status, 503);
+      assert.equal(ready.json.reason, 'sealed');
+      assert.equal(metric(await scrape(t), 'tokend_sealed'), 1);
+      const st = await runCli(['status'], { env: { TOKEND_ADDR: t.url } });
+      assert.equal(st.code, 1);
+      assert.match(st.stdout, /SEALED: 0 of 3/);
+    });
+
+    it('a mistyped, truncated or repeated share is refused and does not count', async () => {
+      const s = init.shares[0];
+      const flipped = s.slice(0, 10) + (s[10] === 'A' ? 'B' : 'A') + s.slice(11);
+      let r = await request(t, '/v1/sys/unseal', { method: 'POST', json: { share: flipped } });
+      assert.equal(r.status, 400);
+      assert.equal(r.json.error, 'corrupt_share');
+      assert.ok(!r.text.includes(flipped), 'the share is not echoed');
+      r = await request(t, '/v1/sys/unseal', { method: 'POST', json: { share: s.slice(0, -3) } });
+      assert.equal(r.json.error, 'malformed_share');
+      assert.equal(r.json.progress, 0);
+      r = await request(t, '/v1/sys/unseal', { method: 'POST', json: { share: s } });
+      assert.equal(r.status, 200);
+      assert.equal(r.json.progress, 1);
+      r = await request(t, '/v1/sys/unseal', { method: 'POST', json: { share: s } });
+      assert.equal(r.json.error, 'duplicate_share');
+      assert.equal(r.json.progress, 1);
+    });
+
+    it('three shares through the CLI (argument and standard input) unseal it', async () => {
+      const a = await runCli(['operator', 'unseal', init.shares[2]], { env: { TOKEND_ADDR: t.url } });
+      assert.equal(a.code, 0, a.stderr);
+      assert.match(a.stdout, /unseal progress 2\/3/);
+      const b = await unsealFromStdin(t.url, init.shares[4]);
+      assert.equal(b.code, 0, b.stderr);
+      assert.match(b.stdout, /unsealed/);
+      assert.equal((await request(t, '/ready')).status, 200);
+      const w = await api(t, '/v1/whoami');
+      assert.equal(w.status, 200, 'the root token issued at init still authenticates');
+      assert.equal(w.json.name, 'root');
+      assert.equal(metric(await scrape(t), 'tokend_sealed'), 0);
+    });
+
+    it('shares of another installation reset the progress and say why', async () => {
+      const other = await startTokend({ backend: 'sqlite', dev: false });
+      let foreign;
+      try {
+        const r = await request(other, '/v1/sys/init', { method: 'POST', json: { shares: 3, threshold: 3 } });
+        assert.equal(r.status, 200);
+        foreign = r.json.shares;
+        secrets.push(...foreign, r.json.root_token);
+      } finally {
+        await other.stop();
+      }
+      await restart();
+      for (const s of foreign.slice(0, 2)) assert.equal((await request(t, '/v1/sys/unseal', { method: 'POST', json: { share: s } })).status, 200);
+      const r = await request(t, '/v1/sys/unseal', { method: 'POST', json: { share: foreign[2] } });
+      assert.equal(r.status, 400);
+      assert.equal(r.json.error, 'wrong_shares');
+      assert.equal(r.json.progress, 0);
+      assert.equal(r.json.sealed, true);
+      for (const s of [init.shares[1], init.shares[3], init.shares[0]])
+        assert.equal((await request(t, '/v1/sys/unseal', { method: 'POST', json: { share: s } })).status, 200);
+      assert.equal((await request(t, '/ready')).status, 200);
+      t.token = init.root_token;
+      const ev = await api(t, '/v1/events?kind=keyring&action=unseal&outcome=denied');
+      assert.equal(ev.status, 200);
+      assert.ok(ev.json.events.some((e) => /another installation/.test(e.message)), 'the refusal is in the event log');
+    });
+
+    it('seal (admin) closes it again; rotate makes a new data key version', async () => {
+      const rot = await runCli(['operator', 'rotate'], { env: { TOKEND_ADDR: t.url, TOKEND_TOKEN: init.root_token } });
+      assert.equal(rot.code, 0, rot.stderr);
+      assert.match(rot.stdout, /data key version 2 is now active/);
+      assert.equal((await request(t, '/v1/sys/seal-status')).json.data_version, 2);
+      const viewer = await api(t, '/v1/operator-tokens', { method: 'POST', json: { name: 'v', role: 'viewer' } });
+      assert.equal(viewer.status, 201);
+      secrets.push(viewer.json.token);
+      assert.equal((await request(t, '/v1/sys/seal', { method: 'POST', token: viewer.json.token })).status, 403);
+      const s = await runCli(['operator', 'seal'], { env: { TOKEND_ADDR: t.url, TOKEND_TOKEN: init.root_token } });
+      assert.equal(s.code, 0, s.stderr);
+      assert.equal((await api(t, '/v1/whoami')).status, 503);
+      for (const sh of init.shares.slice(0, 3)) await request(t, '/v1/sys/unseal', { method: 'POST', json: { share: sh } });
+      assert.equal((await api(t, '/v1/whoami')).status, 200);
+      assert.equal((await request(t, '/v1/sys/seal-status')).json.data_version, 2, 'the rotation survived the seal');
+    });
+
+    it('--auto-unseal writes a 0600 key file and the node unseals itself at start', async () => {
+      const a = await startTokend({ backend: 'sqlite', dev: false });
+      try {
+        const r = await request(a, '/v1/sys/init', { method: 'POST', json: { shares: 3, threshold: 2, auto_unseal: true } });
+        assert.equal(r.status, 200, r.text);
+        secrets.push(...r.json.shares, r.json.root_token);
+        const keyFile = path.join(a.dataDir, 'unseal.key');
+        assert.equal(r.json.auto_unseal_file, keyFile);
+        const st = await stat(keyFile);
+        assert.equal(st.mode & 0o777, 0o600);
+        assert.equal(st.size, 32);
+        await a.stop();
+        const b = await startTokend({ backend: 'sqlite', dev: false, dataDir: a.dataDir });
+        try {
+          assert.equal((await request(b, '/ready')).status, 200);
+          assert.equal((await request(b, '/v1/whoami', { token: r.json.root_token })).status, 200);
+        } finally {
+          await b.stop();
+        }
+      } finally {
+        await a.stop();
+      }
+    });
+
+    it('no share, root token or issued token is left in clear in the data dir, the store or the logs', async () => {
+      assert.ok(secrets.length >= 10);
+      const files = await filesUnder(t.dataDir);
+      const blobs = [];
+      for (const f of files) if (!f.endsWith('root-token')) blobs.push([f, await readFile(f, 'latin1')]);
+      for (const [i, log] of [...logs, t.stderr()].entries()) blobs.push([`log ${i}`, log]);
+      if (backend === 'postgres') {
+        const dump = await psql("SELECT string_agg(t::text, ' ') FROM (SELECT * FROM operator_tokens) t", store);
+        blobs.push(['operator_tokens', String(dump)]);
+        blobs.push(['keyring', String(await psql("SELECT string_agg(k::text, ' ') FROM keyring_keys k", store))]);
+        blobs.push(['events', String(await psql("SELECT string_agg(e::text, ' ') FROM events e", store))]);
+      }
+      for (const s of secrets) {
+        // A share's secret part is the 43 characters between its number and checksum.
+        const body = s.startsWith('tks1-') ? s.slice(s.indexOf('-', 5) + 1, -7) : s;
+        assert.ok(body.length >= 40);
+        for (const [name, blob] of blobs) assert.ok(!blob.includes(body), `a secret (${s.slice(0, 8)}...) is in clear in ${name}`);
+      }
+    });
+  });
+}
+
+describe('keyring errors at start', { timeout: SUITE_TIMEOUT_MS }, () => {
+  it('a damaged auto-unseal key file leaves the node sealed with a clear log line', async () => {
+    const a = await startTokend({ backend: 'sqlite' });
+    const dir = a.dataDir;
+    await a.stop();
+    const { writeFile } = await import('node:fs/promises');
+    await writeFile(path.join(dir, 'unseal.key'), Buffer.alloc(31, 1), { mode: 0o600 });
+    const b = await startTokend({ backend: 'sqlite', dataDir: dir, allowNoRootToken: true });
+    try {
+      assert.equal((await request(b, '/ready')).json.reason, 'sealed');
+      assert.match(b.stderr(), /auto-unseal failed.*32 bytes/);
+    } finally {
+      await b.stop();
+    }
+  });
+});
