@@ -60,6 +60,13 @@ void tk_h_optokens_list(struct tk_req *r);
 void tk_h_optokens_create(struct tk_req *r);
 void tk_h_optokens_revoke(struct tk_req *r);
 
+/* Body checks that reply 400 naming the field and return false:
+ * every member of body is in allowed (NULL-terminated); name, when
+ * present, is an integer in [min, max] (def when absent). */
+bool tk_api_only_members(struct tk_req *r, json_t *body, const char *const *allowed);
+bool tk_api_int_member(struct tk_req *r, json_t *body, const char *name, int min, int max,
+                       int def, int *out);
+
 /* Reply 403 and return false unless the principal has one of the roles
  * allowed ("admin", or "admin,operator"). */
 bool tk_api_require_role(struct tk_req *r, const char *allowed);

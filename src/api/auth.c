@@ -113,3 +113,47 @@ void tk_api_event(struct tk_req *r, const char *kind, const char *action, const 
         tk_warn("events: could not record %s %s: %s", kind, action, e.msg);
     json_decref(d);
 }
+
+bool tk_api_only_members(struct tk_req *r, json_t *body, const char *const *allowed)
+{
+    const char *key;
+    json_t *v;
+    json_object_foreach(body, key, v)
+    {
+        bool ok = false;
+        for (const char *const *a = allowed; *a; a++) ok |= !strcmp(*a, key);
+        if (!ok) {
+            char list[160] = "";
+            size_t n = 0;
+            for (const char *const *a = allowed; *a && n < sizeof list; a++) {
+                int w = snprintf(list + n, sizeof list - n, "%s%s", n ? ", " : "", *a);
+                if (w > 0) n += (size_t)w;
+            }
+            struct tk_err e;
+            tk_err_field(&e, TK_EINVAL, "unknown_field", key,
+                         "unknown field '%.64s'; allowed: %s", key, list);
+            tk_reply_error(r, &e, NULL);
+            return false;
+        }
+    }
+    return true;
+}
+
+bool tk_api_int_member(struct tk_req *r, json_t *body, const char *name, int min, int max,
+                       int def, int *out)
+{
+    json_t *v = json_object_get(body, name);
+    if (!v) {
+        *out = def;
+        return true;
+    }
+    if (!json_is_integer(v) || json_integer_value(v) < min || json_integer_value(v) > max) {
+        struct tk_err e;
+        tk_err_field(&e, TK_EINVAL, "invalid_field", name, "%s must be an integer from %d to %d",
+                     name, min, max);
+        tk_reply_error(r, &e, NULL);
+        return false;
+    }
+    *out = (int)json_integer_value(v);
+    return true;
+}

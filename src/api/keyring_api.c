@@ -64,44 +64,6 @@ void tk_h_sys_seal_status(struct tk_req *r)
     tk_reply_json(r, 200, o);
 }
 
-/* Read an integer member within [min, max], default def when absent. */
-static bool int_member(struct tk_req *r, json_t *body, const char *name, int min, int max, int def,
-                       int *out)
-{
-    json_t *v = json_object_get(body, name);
-    if (!v) {
-        *out = def;
-        return true;
-    }
-    if (!json_is_integer(v) || json_integer_value(v) < min || json_integer_value(v) > max) {
-        struct tk_err e;
-        tk_err_field(&e, TK_EINVAL, "invalid_field", name, "%s must be an integer from %d to %d",
-                     name, min, max);
-        tk_reply_error(r, &e, NULL);
-        return false;
-    }
-    *out = (int)json_integer_value(v);
-    return true;
-}
-
-static bool only_members(struct tk_req *r, json_t *body, const char *const *allowed)
-{
-    const char *key;
-    json_t *v;
-    json_object_foreach(body, key, v)
-    {
-        bool ok = false;
-        for (const char *const *a = allowed; *a; a++) ok |= !strcmp(*a, key);
-        if (!ok) {
-            struct tk_err e;
-            tk_err_field(&e, TK_EINVAL, "unknown_field", key, "unknown field '%.64s'", key);
-            tk_reply_error(r, &e, NULL);
-            return false;
-        }
-    }
-    return true;
-}
-
 void tk_h_sys_init(struct tk_req *r)
 {
     struct tk_app *app = r->app;
@@ -110,9 +72,9 @@ void tk_h_sys_init(struct tk_req *r)
     static const char *const allowed[] = {"shares", "threshold", "auto_unseal", NULL};
     int n, t;
     json_t *au = json_object_get(body, "auto_unseal");
-    if (!only_members(r, body, allowed) ||
-        !int_member(r, body, "shares", 1, TK_SHARES_MAX, 5, &n) ||
-        !int_member(r, body, "threshold", 1, TK_SHARES_MAX, n < 3 ? n : 3, &t)) {
+    if (!tk_api_only_members(r, body, allowed) ||
+        !tk_api_int_member(r, body, "shares", 1, TK_SHARES_MAX, 5, &n) ||
+        !tk_api_int_member(r, body, "threshold", 1, TK_SHARES_MAX, n < 3 ? n : 3, &t)) {
         json_decref(body);
         return;
     }
@@ -164,7 +126,7 @@ void tk_h_sys_unseal(struct tk_req *r)
     json_t *body = tk_req_json(r);
     if (!body) return;
     static const char *const allowed[] = {"share", NULL};
-    if (!only_members(r, body, allowed)) {
+    if (!tk_api_only_members(r, body, allowed)) {
         json_decref(body);
         return;
     }

@@ -32,6 +32,11 @@ void tk_h_optokens_create(struct tk_req *r)
     if (!tk_api_require_role(r, "admin")) return;
     json_t *body = tk_req_json(r);
     if (!body) return;
+    static const char *const allowed[] = {"name", "role", "expires_in", NULL};
+    if (!tk_api_only_members(r, body, allowed)) {
+        json_decref(body);
+        return;
+    }
     struct tk_err e;
     const char *key;
     json_t *v;
@@ -52,16 +57,13 @@ void tk_h_optokens_create(struct tk_req *r)
                              "role must be one of admin, operator, viewer");
             else
                 role = json_string_value(v);
-        } else if (!strcmp(key, "expires_in")) {
+        } else { /* expires_in */
             if (!json_is_integer(v) || json_integer_value(v) < 60 ||
                 json_integer_value(v) > 10LL * 365 * 86400)
                 tk_err_field(&e, TK_EINVAL, "invalid_field", "expires_in",
                              "expires_in must be whole seconds from 60 to 315360000 (10 years)");
             else
                 expires_in = json_integer_value(v);
-        } else {
-            tk_err_field(&e, TK_EINVAL, "unknown_field", key,
-                         "unknown field '%.64s'; allowed: name, role, expires_in", key);
         }
         if (e.rc != TK_OK) break;
     }
