@@ -16,7 +16,7 @@ set -eu
 cd "$(dirname "$0")/.."
 
 FUZZ_SECONDS=${FUZZ_SECONDS:-20}
-FUZZ_TARGETS=${FUZZ_TARGETS:-"issued time int router config"}
+FUZZ_TARGETS=${FUZZ_TARGETS:-"issued time int router config share"}
 CC=${FUZZ_CC:-clang}
 OUT=build/fuzz
 
@@ -30,8 +30,8 @@ PKG_CFLAGS=$(pkg-config --cflags $PKGS)
 PKG_LIBS=$(pkg-config --libs $PKGS)
 CFLAGS="-std=c11 -D_GNU_SOURCE -g -O1 -fno-omit-frame-pointer -fno-sanitize-recover=undefined"
 [ "${FUZZ_STRICT:-0}" = 1 ] && CFLAGS="$CFLAGS -DTK_FUZZ_STRICT"
-# What the targets need from src/: formats, router and config, no store.
-SRCS="src/common/common.c src/common/issued.c src/http/router.c src/config/config.c"
+# What the targets need from src/: formats, router, config, keyring parsers; no store.
+SRCS="src/common/common.c src/common/issued.c src/http/router.c src/config/config.c src/keyring/crypto.c"
 
 mkdir -p "$OUT/obj" "$OUT/artifacts"
 echo "fuzz: building into $OUT with $($CC --version | head -n 1)"
@@ -45,7 +45,7 @@ done
 for t in $FUZZ_TARGETS; do
   # shellcheck disable=SC2086
   $CC $CFLAGS -fsanitize=fuzzer,address,undefined $PKG_CFLAGS \
-    -o "$OUT/${t}_fuzz" "fuzz/${t}_fuzz.c" $objs $PKG_LIBS -lpthread
+    -o "$OUT/${t}_fuzz" "fuzz/${t}_fuzz.c" $objs $PKG_LIBS -lgfshare -lpthread
 done
 
 failed=""
