@@ -87,15 +87,20 @@ void tk_h_events_list(struct tk_req *r)
     q.limit = (int)limit;
     struct tk_db *db = tk_api_db(r);
     if (!db) return;
-    json_t *events;
+    struct tk_buf b;
     int64_t next;
     struct tk_err e;
-    if (tk_events_list(db, &q, &events, &next, &e) != TK_OK) {
+    tk_buf_init(&b, 256u << 20);
+    tk_buf_addstr(&b, "{\"events\":");
+    if (tk_events_list_text(db, &q, &b, &next, &e) != TK_OK) {
+        tk_buf_free(&b);
         tk_reply_error(r, &e, NULL);
         return;
     }
-    json_t *o = json_object();
-    json_object_set_new(o, "events", events);
-    json_object_set_new(o, "next_cursor", next ? json_integer(next) : json_null());
-    tk_reply_json(r, 200, o);
+    if (next)
+        tk_buf_printf(&b, ",\"next_cursor\":%lld}\n", (long long)next);
+    else
+        tk_buf_addstr(&b, ",\"next_cursor\":null}\n");
+    tk_reply_text(r, 200, "application/json", b.data, b.len);
+    tk_buf_free(&b);
 }

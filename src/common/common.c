@@ -262,6 +262,35 @@ tk_rc tk_buf_printf(struct tk_buf *b, const char *fmt, ...)
     return rc;
 }
 
+tk_rc tk_buf_json_str(struct tk_buf *b, const char *s)
+{
+    if (!s) return tk_buf_add(b, "null", 4);
+    static const char hx[] = "0123456789abcdef";
+    tk_rc rc = tk_buf_add(b, "\"", 1);
+    const char *run = s;
+    for (const char *p = s; rc == TK_OK && *p; p++) {
+        unsigned char c = (unsigned char)*p;
+        if (c >= 0x20 && c != '"' && c != '\\') continue;
+        rc = tk_buf_add(b, run, (size_t)(p - run));
+        char esc[7] = {'\\', (char)c, 0};
+        size_t n = 2;
+        if (c == '\n') esc[1] = 'n';
+        else if (c == '\r') esc[1] = 'r';
+        else if (c == '\t') esc[1] = 't';
+        else if (c < 0x20) {
+            memcpy(esc, "\\u00", 4);
+            esc[4] = hx[c >> 4];
+            esc[5] = hx[c & 15];
+            n = 6;
+        }
+        if (rc == TK_OK) rc = tk_buf_add(b, esc, n);
+        run = p + 1;
+    }
+    if (rc == TK_OK) rc = tk_buf_addstr(b, run);
+    if (rc == TK_OK) rc = tk_buf_add(b, "\"", 1);
+    return rc;
+}
+
 void tk_buf_reset(struct tk_buf *b)
 {
     b->len = 0;

@@ -97,6 +97,9 @@ tk_rc tk_buf_add(struct tk_buf *b, const void *p, size_t n);
 tk_rc tk_buf_addstr(struct tk_buf *b, const char *s);
 tk_rc tk_buf_printf(struct tk_buf *b, const char *fmt, ...) TK_PRINTF(2, 3);
 void tk_buf_reset(struct tk_buf *b);
+/* Append s as a JSON string (quoted, escaped per RFC 8259), or null for
+ * NULL. s must be UTF-8; tokend's stored text always is. */
+tk_rc tk_buf_json_str(struct tk_buf *b, const char *s);
 void tk_buf_free(struct tk_buf *b);
 /* Wipe then free: for buffers that held a secret. */
 void tk_buf_free_wipe(struct tk_buf *b);

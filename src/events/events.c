@@ -122,34 +122,42 @@ out:
     "id, tenant_id, seq, at, trace_id, kind, source, action, outcome, subject_type, "             \
     "subject_id, message, detail, latency_us, node, prev_hash, hash"
 
-static json_t *row_json(const struct tk_rows *r, int i)
+/* One event as JSON text. detail is stored as JSON written by jansson, so
+ * it goes in as it is. */
+static void row_text(const struct tk_rows *r, int i, struct tk_buf *b)
 {
+    static const struct {
+        const char *name;
+        int col;
+    } texts[] = {{"trace_id", 4},     {"kind", 5},       {"source", 6},
+                 {"action", 7},       {"outcome", 8},    {"subject_type", 9},
+                 {"subject_id", 10},  {"message", 11}};
     char at[32];
-    json_t *o = json_object();
-    json_object_set_new(o, "id", jstr(tk_rows_text(r, i, 0)));
-    json_object_set_new(o, "seq", json_integer(tk_rows_int(r, i, 2)));
+    tk_buf_addstr(b, "{\"id\":");
+    tk_buf_json_str(b, tk_rows_text(r, i, 0));
+    tk_buf_printf(b, ",\"seq\":%lld,\"at\":", (long long)tk_rows_int(r, i, 2));
     tk_time_fmt(tk_rows_int(r, i, 3), at, sizeof at);
-    json_object_set_new(o, "at", json_string(at));
-    json_object_set_new(o, "trace_id", jstr(tk_rows_text(r, i, 4)));
-    json_object_set_new(o, "kind", jstr(tk_rows_text(r, i, 5)));
-    json_object_set_new(o, "source", jstr(tk_rows_text(r, i, 6)));
-    json_object_set_new(o, "action", jstr(tk_rows_text(r, i, 7)));
-    json_object_set_new(o, "outcome", jstr(tk_rows_text(r, i, 8)));
-    json_object_set_new(o, "subject_type", jstr(tk_rows_text(r, i, 9)));
-    json_object_set_new(o, "subject_id", jstr(tk_rows_text(r, i, 10)));
-    json_object_set_new(o, "message", jstr(tk_rows_text(r, i, 11)));
+    tk_buf_json_str(b, at);
+    for (size_t k = 0; k < TK_NELEM(texts); k++) {
+        tk_buf_printf(b, ",\"%s\":", texts[k].name);
+        tk_buf_json_str(b, tk_rows_text(r, i, texts[k].col));
+    }
     const char *d = tk_rows_text(r, i, 12);
-    json_t *dj = d ? json_loads(d, 0, NULL) : NULL;
-    json_object_set_new(o, "detail", dj ? dj : json_null());
-    json_object_set_new(o, "latency_us",
-                        tk_rows_null(r, i, 13) ? json_null() : json_integer(tk_rows_int(r, i, 13)));
-    json_object_set_new(o, "node", jstr(tk_rows_text(r, i, 14)));
-    json_object_set_new(o, "hash", jstr(tk_rows_text(r, i, 16)));
-    return o;
+    tk_buf_addstr(b, ",\"detail\":");
+    tk_buf_addstr(b, d && *d ? d : "null");
+    if (tk_rows_null(r, i, 13))
+        tk_buf_addstr(b, ",\"latency_us\":null");
+    else
+        tk_buf_printf(b, ",\"latency_us\":%lld", (long long)tk_rows_int(r, i, 13));
+    tk_buf_addstr(b, ",\"node\":");
+    tk_buf_json_str(b, tk_rows_text(r, i, 14));
+    tk_buf_addstr(b, ",\"hash\":");
+    tk_buf_json_str(b, tk_rows_text(r, i, 16));
+    tk_buf_add(b, "}", 1);
 }
 
-tk_rc tk_events_list(struct tk_db *db, const struct tk_event_query *q, json_t **out,
-                     int64_t *next, struct tk_err *e)
+tk_rc tk_events_list_text(struct tk_db *db, const struct tk_event_query *q, struct tk_buf *out,
+                          int64_t *next, struct tk_err *e)
 {
     char sql[1024];
     struct tk_val args[12];
@@ -177,13 +185,32 @@ tk_rc tk_events_list(struct tk_db *db, const struct tk_event_query *q, json_t **
     struct tk_rows *r;
     tk_rc rc = tk_db_exec(db, sql, args, n, &r, e);
     if (rc != TK_OK) return rc;
-    json_t *a = json_array();
     int count = tk_rows_count(r);
-    for (int i = 0; i < count && i < limit; i++) json_array_append_new(a, row_json(r, i));
+    tk_buf_add(out, "[", 1);
+    for (int i = 0; i < count && i < limit; i++) {
+        if (i) tk_buf_add(out, ",", 1);
+        row_text(r, i, out);
+    }
+    tk_buf_add(out, "]", 1);
     *next = count > limit ? tk_rows_int(r, limit - 1, 2) : 0;
     tk_rows_free(r);
-    *out = a;
     return TK_OK;
+}
+
+tk_rc tk_events_list(struct tk_db *db, const struct tk_event_query *q, json_t **out,
+                     int64_t *next, struct tk_err *e)
+{
+    struct tk_buf b;
+    tk_buf_init(&b, 256u << 20);
+    tk_rc rc = tk_events_list_text(db, q, &b, next, e);
+    if (rc == TK_OK) {
+        json_error_t je;
+        *out = json_loadb(b.data, b.len, 0, &je);
+        if (!*out)
+            rc = tk_err_set(e, TK_EINTERNAL, "internal", "event JSON does not parse: %s", je.text);
+    }
+    tk_buf_free(&b);
+    return rc;
 }
 
 tk_rc tk_events_verify(struct tk_db *db, const char *tenant_id, int64_t *checked,

@@ -50,8 +50,12 @@ struct tk_event_query {
 };
 #define TK_EVENTS_MAX_LIMIT 1000
 
-/* Events matching q as a JSON array (caller decrefs). *next is the cursor
- * for the next page (0 when there is none). */
+/* Events matching q as the text of a JSON array, appended to out (the
+ * API's hot path: no JSON tree is built). *next is the cursor for the next
+ * page (0 when there is none). */
+tk_rc tk_events_list_text(struct tk_db *db, const struct tk_event_query *q, struct tk_buf *out,
+                          int64_t *next, struct tk_err *e);
+/* The same as a JSON array (caller decrefs). */
 tk_rc tk_events_list(struct tk_db *db, const struct tk_event_query *q, json_t **out,
                      int64_t *next, struct tk_err *e);
 

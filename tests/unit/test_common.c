@@ -1,6 +1,7 @@
 /* test_common.c: src/common/tk.h -- time, ids, integers, buffers, pools, errors. */
 #include "unit.h"
 
+#include <jansson.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -434,4 +435,42 @@ void test_err_and_rc(void)
     char hex[9];
     tk_hex((const unsigned char *)"\x00\x9f\xff\x10", 4, hex);
     CHECK_EQ_STR(hex, "009fff10");
+}
+
+/* tk_buf_json_str: what the events API writes without jansson must be JSON
+ * that jansson reads back to the same string. */
+void test_json_str(void)
+{
+    struct tk_buf b;
+    tk_buf_init(&b, 1 << 16);
+    tk_buf_json_str(&b, NULL);
+    CHECK_EQ_STR(b.data, "null");
+    tk_buf_reset(&b);
+    tk_buf_json_str(&b, "a\"b\\c\n\r\t\x01\x1f/é");
+    CHECK_EQ_STR(b.data, "\"a\\\"b\\\\c\\n\\r\\t\\u0001\\u001f/é\"");
+    /* every byte from 1 to 127, and random strings of them, round-trip */
+    unsigned char raw[256];
+    for (int round = 0; round < 200; round++) {
+        size_t n = 0;
+        if (round == 0)
+            for (int c = 1; c < 128; c++) raw[n++] = (unsigned char)c;
+        else {
+            tk_random(raw, 64);
+            for (n = 0; n < 64; n++) raw[n] = (unsigned char)(raw[n] % 127 + 1);
+        }
+        raw[n] = 0;
+        tk_buf_reset(&b);
+        CHECK(tk_buf_json_str(&b, (const char *)raw) == TK_OK);
+        json_error_t je;
+        json_t *j = json_loadb(b.data, b.len, JSON_DECODE_ANY, &je);
+        CHECK(j != NULL && json_is_string(j));
+        if (j) CHECK_EQ_STR(json_string_value(j), (const char *)raw);
+        json_decref(j);
+    }
+    /* over the buffer's maximum: the caller is told (TK_ETOOBIG) */
+    struct tk_buf small;
+    tk_buf_init(&small, 8);
+    CHECK(tk_buf_json_str(&small, "0123456789") == TK_ETOOBIG);
+    tk_buf_free(&small);
+    tk_buf_free(&b);
 }

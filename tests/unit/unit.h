@@ -78,6 +78,7 @@ void test_time_fmt_roundtrip(void);
 void test_uuid7(void);
 void test_parse_int(void);
 void test_buf_max(void);
+void test_json_str(void);
 void test_pool_alignment(void);
 void test_err_and_rc(void);
 
