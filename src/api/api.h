@@ -16,6 +16,7 @@
 #include "../operators/operators.h"
 #include "../store/store.h"
 
+#include <pthread.h>
 #include <stdatomic.h>
 
 struct tk_app {
@@ -27,7 +28,16 @@ struct tk_app {
     char node[64];
     int64_t started_ms;
     atomic_bool stopping;
+    /* The rewrap worker (serve.c): woken by POST /v1/sys/rewrap and at stop. */
+    pthread_t rewrap_thread;
+    bool rewrap_started;
+    pthread_mutex_t rewrap_mu;
+    pthread_cond_t rewrap_cv;
+    bool rewrap_stop, rewrap_kick;
 };
+
+/* Wake the rewrap worker (a job was started). */
+void tk_api_rewrap_kick(struct tk_app *app);
 
 /* Run the daemon; returns the process exit status. */
 int tk_serve(const struct tk_config *cfg);
@@ -56,6 +66,7 @@ void tk_h_sys_unseal(struct tk_req *r);
 void tk_h_sys_seal(struct tk_req *r);
 void tk_h_sys_seal_status(struct tk_req *r);
 void tk_h_sys_rotate(struct tk_req *r);
+void tk_h_sys_rewrap(struct tk_req *r);
 void tk_h_optokens_list(struct tk_req *r);
 void tk_h_optokens_create(struct tk_req *r);
 void tk_h_optokens_revoke(struct tk_req *r);

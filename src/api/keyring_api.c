@@ -1,4 +1,4 @@
-/* keyring_api.c: /v1/sys: init, unseal, seal, seal-status, rotate; and the
+/* keyring_api.c: /v1/sys: init, unseal, seal, seal-status, rotate, rewrap; and the
  * gate that answers 503 "sealed" while the keyring is closed. */
 #include "api.h"
 
@@ -54,6 +54,19 @@ void tk_api_keyring_event(struct tk_app *app, struct tk_db *db, const char *acti
     json_decref(d);
 }
 
+static json_t *rewrap_json(const struct tk_rewrap_status *rs)
+{
+    if (!rs->exists) return json_null();
+    json_t *o = json_pack("{s:s, s:I, s:I, s:I, s:I, s:I}", "state", rs->state, "target_version",
+                          (json_int_t)rs->target_version, "done", (json_int_t)rs->done, "total",
+                          (json_int_t)rs->total, "rewrapped", (json_int_t)rs->rewrapped, "failed",
+                          (json_int_t)rs->failed);
+    json_object_set_new(o, "first_failed_row", rs->first_failed_row[0]
+                                                   ? json_string(rs->first_failed_row)
+                                                   : json_null());
+    return o;
+}
+
 void tk_h_sys_seal_status(struct tk_req *r)
 {
     struct tk_app *app = r->app;
@@ -61,6 +74,17 @@ void tk_h_sys_seal_status(struct tk_req *r)
     tk_keyring_status(app->keyring, &st);
     json_t *o = status_json(&st);
     json_object_set_new(o, "node", json_string(app->node));
+    /* The rewrap job's progress; null when there never was one (or the
+     * store does not answer: seal-status works without it). */
+    struct tk_rewrap_status rs;
+    memset(&rs, 0, sizeof rs);
+    struct tk_err e;
+    struct tk_db *db = tk_store_get(app->store, &e);
+    if (db) {
+        if (tk_keyring_rewrap_status(db, &rs, &e) != TK_OK) rs.exists = false;
+        tk_store_put(db);
+    }
+    json_object_set_new(o, "rewrap", rewrap_json(&rs));
     tk_reply_json(r, 200, o);
 }
 
@@ -156,6 +180,7 @@ void tk_h_sys_unseal(struct tk_req *r)
     }
     if (was_sealed && !st.sealed) {
         tk_info("keyring: unsealed with shares");
+        tk_api_rewrap_kick(app); /* a job paused while sealed resumes now */
         tk_api_keyring_event(app, db, "unseal", "ok", "unsealed with shares");
     } else if (was_sealed) {
         char msg[80];
@@ -193,4 +218,24 @@ void tk_h_sys_rotate(struct tk_req *r)
     snprintf(msg, sizeof msg, "data key version %lld is now active", (long long)v);
     tk_api_event(r, "keyring", "rotate", "ok", "node", app->node, msg, NULL);
     tk_reply_json(r, 200, json_pack("{s:I}", "data_version", (json_int_t)v));
+}
+
+void tk_h_sys_rewrap(struct tk_req *r)
+{
+    struct tk_app *app = r->app;
+    if (!tk_api_require_role(r, "admin")) return;
+    struct tk_db *db = tk_api_db(r);
+    if (!db) return;
+    struct tk_rewrap_status rs;
+    struct tk_err e;
+    if (tk_keyring_rewrap_start(app->keyring, db, &rs, &e) != TK_OK) {
+        tk_reply_error(r, &e, NULL);
+        return;
+    }
+    char msg[128];
+    snprintf(msg, sizeof msg, "rewrap started toward data key version %lld, %lld value(s)",
+             (long long)rs.target_version, (long long)rs.total);
+    tk_api_event(r, "keyring", "rewrap_start", "ok", "node", app->node, msg, NULL);
+    tk_api_rewrap_kick(app);
+    tk_reply_json(r, 202, rewrap_json(&rs));
 }

@@ -10,6 +10,7 @@ static const struct tk_route routes[] = {
     {"GET", "/v1/sys/seal-status", tk_h_sys_seal_status, TK_ROUTE_SEALED_OK},
     {"POST", "/v1/sys/seal", tk_h_sys_seal, TK_ROUTE_AUTH},
     {"POST", "/v1/sys/rotate", tk_h_sys_rotate, TK_ROUTE_AUTH},
+    {"POST", "/v1/sys/rewrap", tk_h_sys_rewrap, TK_ROUTE_AUTH},
     {"GET", "/v1/whoami", tk_h_whoami, TK_ROUTE_AUTH},
     {"GET", "/v1/events", tk_h_events_list, TK_ROUTE_AUTH},
     {"GET", "/v1/operator-tokens", tk_h_optokens_list, TK_ROUTE_AUTH},

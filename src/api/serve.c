@@ -14,6 +14,7 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 static void node_event(struct tk_app *app, const char *action, const char *msg)
@@ -45,6 +46,98 @@ static tk_rc make_data_dir(const char *dir, struct tk_err *e)
         return tk_err_field(e, TK_EINTERNAL, "data_dir_unusable", "data_dir",
                             "data_dir %s is not a directory", dir);
     return TK_OK;
+}
+
+/* ---- the rewrap worker ----
+ *
+ * While unsealed and a job is running, step it a batch at a time; between
+ * batches, and while there is nothing to do, wait on a condition variable
+ * (200 ms when a job runs, 5 s otherwise), so that a kick from POST
+ * /v1/sys/rewrap starts work at once and shutdown is prompt. */
+
+#define REWRAP_BATCH 200
+#define REWRAP_PAUSE_MS 200
+#define REWRAP_IDLE_MS 5000
+
+void tk_api_rewrap_kick(struct tk_app *app)
+{
+    pthread_mutex_lock(&app->rewrap_mu);
+    app->rewrap_kick = true;
+    pthread_cond_signal(&app->rewrap_cv);
+    pthread_mutex_unlock(&app->rewrap_mu);
+}
+
+/* Wait up to ms or until kicked or stopped; true while not stopping. */
+static bool rewrap_wait(struct tk_app *app, int64_t ms)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_MONOTONIC, &until);
+    until.tv_sec += ms / 1000;
+    until.tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&app->rewrap_mu);
+    while (!app->rewrap_stop && !app->rewrap_kick)
+        if (pthread_cond_timedwait(&app->rewrap_cv, &app->rewrap_mu, &until) != 0) break;
+    app->rewrap_kick = false;
+    bool go = !app->rewrap_stop;
+    pthread_mutex_unlock(&app->rewrap_mu);
+    return go;
+}
+
+static void *rewrap_worker(void *arg)
+{
+    struct tk_app *app = arg;
+    int64_t wait_ms = 0;
+    while (rewrap_wait(app, wait_ms)) {
+        wait_ms = REWRAP_IDLE_MS;
+        if (tk_keyring_sealed(app->keyring)) continue; /* paused while sealed */
+        struct tk_err e;
+        struct tk_db *db = tk_store_get(app->store, &e);
+        if (!db) continue;
+        struct tk_rewrap_progress p;
+        tk_rc rc = tk_keyring_rewrap_step(app->keyring, db, app->node, REWRAP_BATCH, &p, &e);
+        if (rc != TK_OK && rc != TK_EUNAVAIL) {
+            tk_warn("keyring: rewrap step failed (retrying): %s", e.msg);
+        } else if (rc == TK_OK && p.finished) {
+            char msg[160];
+            snprintf(msg, sizeof msg, "rewrap done: %lld value(s)", (long long)p.done);
+            tk_api_keyring_event(app, db, "rewrap_done", "ok", msg);
+        }
+        tk_store_put(db);
+        if (rc == TK_OK && p.running) wait_ms = p.held && p.processed > 0 ? 0 : REWRAP_PAUSE_MS;
+        if (rc != TK_OK && rc != TK_EUNAVAIL) wait_ms = REWRAP_PAUSE_MS * 5;
+    }
+    return NULL;
+}
+
+static void rewrap_worker_start(struct tk_app *app)
+{
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&app->rewrap_cv, &ca);
+    pthread_condattr_destroy(&ca);
+    pthread_mutex_init(&app->rewrap_mu, NULL);
+    if (pthread_create(&app->rewrap_thread, NULL, rewrap_worker, app) == 0)
+        app->rewrap_started = true;
+    else
+        tk_error("keyring: cannot start the rewrap worker thread");
+}
+
+static void rewrap_worker_stop(struct tk_app *app)
+{
+    if (!app->rewrap_started) return;
+    pthread_mutex_lock(&app->rewrap_mu);
+    app->rewrap_stop = true;
+    pthread_cond_signal(&app->rewrap_cv);
+    pthread_mutex_unlock(&app->rewrap_mu);
+    pthread_join(app->rewrap_thread, NULL);
+    app->rewrap_started = false;
+    pthread_cond_destroy(&app->rewrap_cv);
+    pthread_mutex_destroy(&app->rewrap_mu);
 }
 
 /* Write the root operator token, once, to <data_dir>/root-token (0600). */
@@ -155,6 +248,7 @@ int tk_serve(const struct tk_config *cfg)
         tk_store_put(db);
     }
     if (rc == TK_OK) rc = start_keyring(&app, &e);
+    if (rc == TK_OK) rewrap_worker_start(&app);
     if (rc == TK_OK) {
         size_t nroutes;
         const struct tk_route *routes = tk_api_routes(&nroutes);
@@ -199,11 +293,13 @@ int tk_serve(const struct tk_config *cfg)
     if (!drained) tk_warn("requests still in flight after %d s; closing them", cfg->shutdown_timeout);
     tk_http_stop(app.http);
     app.http = NULL;
+    rewrap_worker_stop(&app); /* before the store closes; a batch in hand commits first */
     node_event(&app, "stop", drained ? "tokend stopped" : "tokend stopped; some requests were cut off");
     tk_info("stopped");
     status = 0;
 out:
     tk_http_stop(app.http);
+    rewrap_worker_stop(&app);
     tk_store_close(app.store);
     tk_keyring_free(app.keyring);
     return status;

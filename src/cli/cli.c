@@ -361,7 +361,8 @@ static const struct {
      "(2026-11-25T19:00:00Z) or milliseconds since the epoch.\n"},
     {"operator", "tokend operator init [--shares N] [--threshold K] [--auto-unseal] [--json]\n"
                  "       tokend operator unseal [SHARE|-]\n"
-                 "       tokend operator seal | rotate | status [--json]",
+                 "       tokend operator seal | rotate | status [--json]\n"
+                 "       tokend operator rewrap [--no-wait]",
      "Manage the keyring that seals every secret.\n"
      "  init     create the master key, split into N shares (default 5) of which K (default 3)\n"
      "           unseal; prints the shares and a root operator token ONCE. --auto-unseal also\n"
@@ -371,6 +372,9 @@ static const struct {
      "  seal     forget the keys on this node (admin token); everything but /health, /ready,\n"
      "           /metrics and /v1/sys answers 503 until unsealed again.\n"
      "  rotate   make a new data key version for new secrets (admin token).\n"
+     "  rewrap   re-seal every stored secret under the active data key version, in the\n"
+     "           background (admin token); shows progress until done, or returns at once\n"
+     "           with --no-wait. Resumes by itself after a restart; pauses while sealed.\n"
      "  status   initialized, sealed, progress, active data key version.\n"},
     {"version", "tokend version", "Print the version of this binary.\n"},
     {"help", "tokend help [COMMAND]", "Explain a command.\n"},
@@ -418,6 +422,86 @@ static void print_seal_status(json_t *o)
         printf("%-14s %lld\n", "data key", (long long)json_integer_value(json_object_get(o, "data_version")));
 }
 
+/* Draw the rewrap progress: a bar redrawn with \r on a terminal, plain
+ * lines otherwise. */
+static void rewrap_progress(json_t *rw, bool tty, bool final)
+{
+    long long done = json_integer_value(json_object_get(rw, "done"));
+    long long total = json_integer_value(json_object_get(rw, "total"));
+    if (tty) {
+        char bar[31];
+        int fill = total > 0 ? (int)(done * 30 / total) : 30;
+        if (fill > 30) fill = 30;
+        for (int i = 0; i < 30; i++) bar[i] = i < fill ? '#' : '.';
+        bar[30] = '\0';
+        printf("\r[%s] %lld/%lld", bar, done, total);
+        if (final) printf("\n");
+    } else {
+        printf("rewrap %lld/%lld\n", done, total);
+    }
+    fflush(stdout);
+}
+
+/* tokend operator rewrap: start the job and, unless no_wait, follow it in
+ * seal-status until it is done. */
+static int operator_rewrap(struct client *c, bool no_wait)
+{
+    json_t *out = NULL;
+    long st = request_json(c, "POST", "/v1/sys/rewrap", NULL, &out);
+    if (st < 0) return EXIT_UNREACHABLE;
+    if (st != 202) {
+        print_error("rewrap", st, out);
+        json_decref(out);
+        return EXIT_SERVER;
+    }
+    printf("rewrap started toward data key version %lld: %lld value(s)\n",
+           (long long)json_integer_value(json_object_get(out, "target_version")),
+           (long long)json_integer_value(json_object_get(out, "total")));
+    fflush(stdout);
+    json_decref(out);
+    if (no_wait) return 0;
+    bool tty = isatty(STDOUT_FILENO);
+    long long last = -1;
+    for (;;) {
+        out = NULL;
+        st = get_json(c, "/v1/sys/seal-status", &out);
+        if (st < 0) return EXIT_UNREACHABLE;
+        json_t *rw = st == 200 ? json_object_get(out, "rewrap") : NULL;
+        if (!json_is_object(rw)) {
+            if (tty) printf("\n");
+            fprintf(stderr, "tokend operator rewrap: seal-status shows no rewrap (HTTP %ld)\n", st);
+            json_decref(out);
+            return EXIT_SERVER;
+        }
+        if (json_is_true(json_object_get(out, "sealed"))) {
+            if (tty) printf("\n");
+            fprintf(stderr, "tokend operator rewrap: this node is sealed; the rewrap resumes when "
+                            "it is unsealed\n");
+            json_decref(out);
+            return EXIT_SERVER;
+        }
+        const char *state = json_string_value(json_object_get(rw, "state"));
+        bool done = state && !strcmp(state, "done");
+        long long d = json_integer_value(json_object_get(rw, "done"));
+        if (tty || d != last || done) rewrap_progress(rw, tty, done);
+        last = d;
+        if (done) {
+            long long failed = json_integer_value(json_object_get(rw, "failed"));
+            const char *first = json_string_value(json_object_get(rw, "first_failed_row"));
+            if (failed)
+                printf("rewrap done: %lld value(s) did not open and were left as they were "
+                       "(first: %s); see 'tokend events --action decrypt_failed'\n",
+                       failed, first ? first : "?");
+            else
+                printf("rewrap done\n");
+            json_decref(out);
+            return failed ? EXIT_SERVER : 0;
+        }
+        json_decref(out);
+        usleep(200 * 1000);
+    }
+}
+
 /* Read one share: from the terminal without echo, or a line of stdin. */
 static int read_share(char *buf, size_t n)
 {
@@ -450,12 +534,13 @@ int tk_cli_operator(int argc, char **argv)
     struct client c = {0};
     const char *token_file = NULL, *share_arg = NULL;
     int shares = 5, threshold = 3;
-    bool auto_unseal = false, threshold_set = false;
+    bool auto_unseal = false, threshold_set = false, no_wait = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         int64_t v;
         if (!strcmp(a, "--json")) c.json = true;
         else if (!strcmp(a, "--auto-unseal")) auto_unseal = true;
+        else if (!strcmp(a, "--no-wait") && !strcmp(sub, "rewrap")) no_wait = true;
         else if (!strcmp(a, "--token-file") && i + 1 < argc) token_file = argv[++i];
         else if ((!strcmp(a, "--shares") || !strcmp(a, "--threshold")) && i + 1 < argc) {
             if (tk_parse_int(argv[i + 1], 1, TK_SHARES_MAX_CLI, &v) != TK_OK) {
@@ -479,6 +564,7 @@ int tk_cli_operator(int argc, char **argv)
     if (rc) return rc;
     json_t *out = NULL, *body = NULL;
     long st;
+    if (!strcmp(sub, "rewrap")) return operator_rewrap(&c, no_wait);
     if (!strcmp(sub, "status")) {
         st = get_json(&c, "/v1/sys/seal-status", &out);
     } else if (!strcmp(sub, "init")) {

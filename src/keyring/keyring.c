@@ -23,6 +23,7 @@
 #include <openssl/evp.h>
 #include <openssl/sha.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -56,6 +57,7 @@ struct tk_keyring {
     EVP_MAC_CTX *hash_mac; /* keyed at unseal; each hash works on a copy */
     struct keymem *km;
     size_t km_size;
+    _Atomic int64_t rewrap_lease_ms;
 };
 
 /* ---- secrets and sealed values ---- */
@@ -100,6 +102,7 @@ tk_rc tk_keyring_new(const char *data_dir, struct tk_keyring **out, struct tk_er
     pthread_rwlock_init(&k->lock, NULL);
     snprintf(k->data_dir, sizeof k->data_dir, "%s", data_dir);
     k->sealed = true;
+    k->rewrap_lease_ms = 15000;
     long page = sysconf(_SC_PAGESIZE);
     k->km_size = (sizeof(struct keymem) + (size_t)page - 1) / (size_t)page * (size_t)page;
     void *m = mmap(NULL, k->km_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -792,4 +795,67 @@ tk_rc tk_keyring_open_value(struct tk_keyring *k, struct tk_db *db, const struct
     }
     if (rc != TK_OK && unknown) decrypt_event(db, ad, ver, e ? e->msg : "unknown key version");
     return rc;
+}
+
+/* ---- for rewrap.c ---- */
+
+void tk_keyring_set_rewrap_lease(struct tk_keyring *k, int64_t ms)
+{
+    k->rewrap_lease_ms = ms > 0 ? ms : 1;
+}
+
+int64_t tk_keyring_rewrap_lease(struct tk_keyring *k)
+{
+    return k->rewrap_lease_ms;
+}
+
+bool tk_sealed_version(const char *text, int64_t *version)
+{
+    const char *body;
+    return text && parse_sealed(text, version, &body);
+}
+
+static tk_rc seal_with_version(struct tk_keyring *k, const struct tk_secret *plain,
+                               const struct tk_seal_ad *ad, int64_t version, char **text,
+                               struct tk_err *e)
+{
+    char adb[512];
+    *text = NULL;
+    pthread_rwlock_rdlock(&k->lock);
+    if (k->sealed) {
+        pthread_rwlock_unlock(&k->lock);
+        return tk_err_set(e, TK_EUNAVAIL, "sealed", "tokend is sealed");
+    }
+    const unsigned char *key = NULL;
+    for (int i = 0; i < k->km->ndata; i++)
+        if (k->km->data[i].version == version) key = k->km->data[i].key;
+    if (key) {
+        size_t adl = place_ad(ad->tenant_id, ad->table, ad->column, ad->row_id, adb, sizeof adb);
+        *text = seal_raw(key, version, adb, adl, plain->p, plain->len);
+    }
+    pthread_rwlock_unlock(&k->lock);
+    return key ? TK_OK : TK_ENOTFOUND;
+}
+
+tk_rc tk_keyring_seal_version(struct tk_keyring *k, struct tk_db *db, const struct tk_secret *plain,
+                              const struct tk_seal_ad *ad, int64_t version, struct tk_sealed **out,
+                              struct tk_err *e)
+{
+    if (plain->len > SEALED_MAX_PLAIN)
+        return tk_err_set(e, TK_ETOOBIG, "secret_too_large",
+                          "a secret may be at most %d bytes", SEALED_MAX_PLAIN);
+    char *text;
+    tk_rc rc = seal_with_version(k, plain, ad, version, &text, e);
+    if (rc == TK_ENOTFOUND && db) {
+        reload(k, db); /* a version rotated on another node */
+        rc = seal_with_version(k, plain, ad, version, &text, e);
+    }
+    if (rc == TK_ENOTFOUND)
+        return tk_err_set(e, TK_EINTERNAL, "keyring_incomplete",
+                          "data key version %lld is not in the keyring", (long long)version);
+    if (rc != TK_OK) return rc;
+    struct tk_sealed *s = tk_calloc(1, sizeof *s);
+    s->text = text;
+    *out = s;
+    return TK_OK;
 }

@@ -115,4 +115,73 @@ tk_rc tk_keyring_open_value(struct tk_keyring *k, struct tk_db *db, const struct
                             const struct tk_seal_ad *ad, struct tk_secret **out,
                             struct tk_err *e);
 
+/* ---- rewrap ----
+ *
+ * Re-seal every sealed value in the store under the active data key
+ * version, in the background, resumable after a crash or restart.
+ *
+ * Tables that hold sealed values register their columns once at start-up,
+ * in a fixed order (the job's cursor is an index into this registry):
+ * tk_keyring_register_sealed("connections", "refresh_token"). table and
+ * column are identifiers from code, never input, at most 32 characters
+ * each ([a-z0-9_]); a registered table has columns id TEXT, tenant_id TEXT
+ * and the sealed TEXT column (NULL allowed, skipped). Registering twice is
+ * a no-op. NOTE: no production table registers yet -- the foundation and the
+ * keyring keep no sealed values in tables of their own; upstream
+ * connections will be the first. Until then a rewrap finishes at once with
+ * total 0.
+ *
+ * The job's state is one row of keyring_rewrap (target version, running |
+ * done, total, done, failed, the cursor: registry index + last row id) with
+ * a lease, so that one node at a time works on it; another node takes over
+ * when the lease expires. Each step is one transaction: rows after the
+ * cursor are opened with their own place and re-sealed under the target
+ * version with a compare-and-swap UPDATE (a concurrent writer wins; the row
+ * is re-read at the next step), and the cursor and counters advance in the
+ * same transaction. A value that does not open is counted as failed (the
+ * first such row is named in the status), left as it was, and not retried.
+ */
+#define TK_SEALED_IDENT_MAX 32
+#define TK_SEALED_COLUMNS_MAX 32
+/* TK_EINVAL for a bad identifier, TK_ETOOBIG when the registry is full. */
+tk_rc tk_keyring_register_sealed(const char *table, const char *column);
+
+struct tk_rewrap_status {
+    bool exists;                 /* false: there never was a rewrap */
+    char state[16];              /* running | done */
+    int64_t target_version, total, done, rewrapped, failed;
+    char first_failed_row[200];  /* "" when none */
+    int64_t started_at, finished_at; /* ms; finished_at 0 while running */
+    char lease_owner[64];        /* "" when nobody holds the job */
+    int64_t lease_until;
+};
+
+/* Start a job toward the store's active data key version, counting the
+ * registered values. TK_ECONFLICT "rewrap_running" while one runs;
+ * TK_EUNAVAIL "sealed" while sealed. */
+tk_rc tk_keyring_rewrap_start(struct tk_keyring *k, struct tk_db *db,
+                              struct tk_rewrap_status *st, struct tk_err *e);
+
+struct tk_rewrap_progress {
+    bool running;    /* a job is running (after this step) */
+    bool held;       /* owner held the job's lease for this step */
+    bool finished;   /* this step finished the job */
+    int processed;   /* values visited in this step */
+    int rewrapped;   /* of those, re-sealed */
+    int failed;      /* of those, failed to open */
+    int64_t done, total;
+};
+
+/* One batch of the running job as owner: claim or renew the lease (for the
+ * lease length, tk_keyring_set_rewrap_lease), then visit up to batch values
+ * in one transaction. With no job running, or another owner's lease live,
+ * returns TK_OK with nothing done. While sealed: TK_EUNAVAIL "sealed" at
+ * once. */
+tk_rc tk_keyring_rewrap_step(struct tk_keyring *k, struct tk_db *db, const char *owner,
+                             int batch, struct tk_rewrap_progress *p, struct tk_err *e);
+/* The lease a step takes (default 15000 ms). */
+void tk_keyring_set_rewrap_lease(struct tk_keyring *k, int64_t ms);
+/* The latest job, if any. */
+tk_rc tk_keyring_rewrap_status(struct tk_db *db, struct tk_rewrap_status *st, struct tk_err *e);
+
 #endif

@@ -41,4 +41,14 @@ tk_rc tk_shamir_parse(const char *share, unsigned char *x, unsigned char y[32], 
 tk_rc tk_shamir_combine(const unsigned char *xs, const unsigned char (*ys)[32], int k,
                         unsigned char secret[32], struct tk_err *e);
 
+/* For rewrap.c: seal plain for ad under data key version (reloading the
+ * keyring once from db when this node does not have that version yet). */
+tk_rc tk_keyring_seal_version(struct tk_keyring *k, struct tk_db *db, const struct tk_secret *plain,
+                              const struct tk_seal_ad *ad, int64_t version, struct tk_sealed **out,
+                              struct tk_err *e);
+/* The key version of a sealed value's text; false if it is not one. */
+bool tk_sealed_version(const char *text, int64_t *version);
+/* The rewrap lease length of k, in ms. */
+int64_t tk_keyring_rewrap_lease(struct tk_keyring *k);
+
 #endif

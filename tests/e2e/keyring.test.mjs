@@ -213,6 +213,44 @@ for (const backend of backends()) {
       assert.equal((await request(t, '/v1/sys/seal-status')).json.data_version, 2, 'the rotation survived the seal');
     });
 
+    it('rewrap: admin starts it (202) and seal-status follows it to done; a viewer gets 403; the CLI waits and exits 0', async () => {
+      const before = await request(t, '/v1/sys/seal-status');
+      assert.equal(before.json.rewrap, null, 'no rewrap ever ran');
+      const viewer = await api(t, '/v1/operator-tokens', { method: 'POST', json: { name: 'rw-viewer', role: 'viewer' } });
+      assert.equal(viewer.status, 201);
+      secrets.push(viewer.json.token);
+      const denied = await request(t, '/v1/sys/rewrap', { method: 'POST', token: viewer.json.token });
+      assert.equal(denied.status, 403);
+      const r = await request(t, '/v1/sys/rewrap', { method: 'POST', token: init.root_token });
+      assert.equal(r.status, 202, r.text);
+      assert.equal(r.json.target_version, 2);
+      // No table holds sealed values yet (upstream connections will): total 0.
+      assert.equal(r.json.total, 0);
+      let st;
+      for (let i = 0; i < 100; i++) {
+        st = (await request(t, '/v1/sys/seal-status')).json.rewrap;
+        if (st && st.state === 'done') break;
+        await new Promise((res) => setTimeout(res, 100));
+      }
+      assert.deepEqual(st, { state: 'done', target_version: 2, done: 0, total: 0, rewrapped: 0, failed: 0, first_failed_row: null });
+      const cli = await runCli(['operator', 'rewrap'], { env: { TOKEND_ADDR: t.url, TOKEND_TOKEN: init.root_token } });
+      assert.equal(cli.code, 0, cli.stderr);
+      assert.match(cli.stdout, /rewrap started toward data key version 2: 0 value\(s\)/);
+      assert.match(cli.stdout, /rewrap done/);
+      const nowait = await runCli(['operator', 'rewrap', '--no-wait'], { env: { TOKEND_ADDR: t.url, TOKEND_TOKEN: init.root_token } });
+      assert.ok(nowait.code === 0 || /rewrap_running/.test(nowait.stderr), nowait.stderr);
+      t.token = init.root_token;
+      for (let i = 0; i < 50; i++) {
+        const ev = await api(t, '/v1/events?kind=keyring&action=rewrap_done');
+        if (ev.json.events.length >= 2) break;
+        await new Promise((res) => setTimeout(res, 100));
+      }
+      const started = await api(t, '/v1/events?kind=keyring&action=rewrap_start');
+      assert.ok(started.json.events.length >= 2, 'rewrap_start events');
+      const done = await api(t, '/v1/events?kind=keyring&action=rewrap_done');
+      assert.ok(done.json.events.length >= 2, 'rewrap_done events');
+    });
+
     it('--auto-unseal writes a 0600 key file and the node unseals itself at start', async () => {
       const a = await startTokend({ backend: 'sqlite', dev: false });
       try {

@@ -152,6 +152,12 @@ void test_keyring_threads(struct fx *f);
 void test_keyring_reload_store_error(struct fx *f);
 void test_keyring_secret_types(void);
 
+/* test_rewrap.c (both backends) */
+void test_rewrap_register(void);
+void test_rewrap_all(struct fx *f);
+void test_rewrap_crash(struct fx *f);
+void test_rewrap_two_processes(struct fx *f);
+
 /* test_crypto.c */
 void test_crypto_aead_vectors(void);
 void test_crypto_aead_tamper(void);
