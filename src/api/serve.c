@@ -239,7 +239,8 @@ int tk_serve(const struct tk_config *cfg)
     tk_events_set_node(app.node);
 
     struct tk_store_opts so = {.pool_size = cfg->store_pool, .busy_timeout_ms = 5000, .migrate = true};
-    tk_rc rc = make_data_dir(cfg->data_dir, &e);
+    tk_rc rc = tk_secret_heap_init(1 << 20, &e);
+    if (rc == TK_OK) rc = make_data_dir(cfg->data_dir, &e);
     if (rc == TK_OK) rc = tk_keyring_new(cfg->data_dir, &app.keyring, &e);
     if (rc == TK_OK) rc = tk_store_open(cfg->store, &so, &app.store, &e);
     if (rc == TK_OK) {

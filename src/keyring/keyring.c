@@ -20,6 +20,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <openssl/core_names.h>
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/sha.h>
 #include <pthread.h>
@@ -62,10 +63,24 @@ struct tk_keyring {
 
 /* ---- secrets and sealed values ---- */
 
+/* Plaintext goes to OpenSSL's secure heap when tk_secret_heap_init made
+ * one (locked pages, guard pages, left out of core dumps), else to the
+ * ordinary heap; either way it is wiped when freed. */
+tk_rc tk_secret_heap_init(size_t size, struct tk_err *e)
+{
+    int r = CRYPTO_secure_malloc_initialized() ? 1 : CRYPTO_secure_malloc_init(size, 16);
+    if (r == 0)
+        return tk_err_set(e, TK_EINTERNAL, "secure_heap",
+                          "cannot create a secure heap of %zu bytes for secrets", size);
+    if (r == 2) tk_warn("keyring: the secure heap for secrets could not be locked into RAM");
+    return TK_OK;
+}
+
 struct tk_secret *tk_secret_new(const void *p, size_t len)
 {
     struct tk_secret *s = tk_calloc(1, sizeof *s);
-    s->p = tk_malloc(len + 1);
+    s->p = CRYPTO_secure_malloc_initialized() ? OPENSSL_secure_malloc(len + 1) : NULL;
+    if (!s->p) s->p = tk_malloc(len + 1); /* no secure heap, or it is full */
     memcpy(s->p, p, len);
     s->p[len] = 0;
     s->len = len;
@@ -75,8 +90,12 @@ struct tk_secret *tk_secret_new(const void *p, size_t len)
 void tk_secret_free(struct tk_secret *s)
 {
     if (!s) return;
-    tk_wipe(s->p, s->len + 1);
-    free(s->p);
+    if (CRYPTO_secure_allocated(s->p)) {
+        OPENSSL_secure_clear_free(s->p, s->len + 1);
+    } else {
+        tk_wipe(s->p, s->len + 1);
+        free(s->p);
+    }
     free(s);
 }
 

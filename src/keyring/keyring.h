@@ -30,6 +30,10 @@ struct tk_secret {
     unsigned char *p; /* NUL-terminated for convenience; len excludes it */
     size_t len;
 };
+/* Give plaintext secrets a heap of locked, non-dumpable memory of size
+ * bytes (OpenSSL's secure heap); call once at start. Without it, or when
+ * it is full, secrets live on the ordinary heap. Wiped when freed, always. */
+tk_rc tk_secret_heap_init(size_t size, struct tk_err *e);
 struct tk_secret *tk_secret_new(const void *p, size_t len);
 /* Zero and free; NULL is a no-op. */
 void tk_secret_free(struct tk_secret *s);

@@ -13,6 +13,7 @@
 #include "../../src/operators/operators.h"
 
 #include <errno.h>
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <openssl/sha.h>
@@ -1692,4 +1693,25 @@ out:
     tk_keyring_free(a);
     tk_keyring_free(b);
     tk_store_put(db);
+}
+
+/* Plaintext secrets live in OpenSSL's secure heap once tokend made one,
+ * fall back to the ordinary heap when it is full, and read the same. */
+void test_keyring_secret_heap(void)
+{
+    struct tk_err e;
+    CHECK(tk_secret_heap_init(1 << 20, &e) == TK_OK);
+    struct tk_secret *s = tk_secret_new("tko_secret", 10);
+    CHECK(CRYPTO_secure_allocated(s->p));
+    CHECK(s->len == 10 && memcmp(s->p, "tko_secret", 11) == 0);
+    size_t big = 2u << 20;
+    char *buf = calloc(1, big);
+    buf[0] = 'x';
+    struct tk_secret *b = tk_secret_new(buf, big); /* more than the whole secure heap */
+    CHECK(!CRYPTO_secure_allocated(b->p));
+    CHECK(b->len == big && b->p[0] == 'x' && b->p[big] == 0);
+    tk_secret_free(b);
+    tk_secret_free(s);
+    free(buf);
+    CHECK(tk_secret_heap_init(1 << 20, &e) == TK_OK); /* twice is fine */
 }

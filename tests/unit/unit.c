@@ -341,6 +341,7 @@ static const struct unit_test tests[] = {
     B("keyring/threads", test_keyring_threads),
     B("keyring/reload_store_error", test_keyring_reload_store_error),
     T("keyring/secret_types", test_keyring_secret_types),
+    T("keyring/secret_heap", test_keyring_secret_heap),
     T("keyring/rewrap_register", test_rewrap_register),
     B("keyring/rewrap_all", test_rewrap_all),
     B("keyring/rewrap_crash", test_rewrap_crash),

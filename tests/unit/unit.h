@@ -151,6 +151,7 @@ void test_keyring_store_scan(struct fx *f);
 void test_keyring_threads(struct fx *f);
 void test_keyring_reload_store_error(struct fx *f);
 void test_keyring_secret_types(void);
+void test_keyring_secret_heap(void);
 
 /* test_rewrap.c (both backends) */
 void test_rewrap_register(void);
