@@ -81,6 +81,9 @@ bool tk_api_int_member(struct tk_req *r, json_t *body, const char *name, int min
 /* Reply 403 and return false unless the principal has one of the roles
  * allowed ("admin", or "admin,operator"). */
 bool tk_api_require_role(struct tk_req *r, const char *allowed);
+/* As tk_api_require_role(r, "admin"), and the principal's tenant must be
+ * the default tenant: for operations on the whole node (seal, rotate...). */
+bool tk_api_require_node_admin(struct tk_req *r);
 /* Record an event for the request's principal and tenant (best effort). */
 void tk_api_event(struct tk_req *r, const char *kind, const char *action, const char *outcome,
                   const char *subject_type, const char *subject_id, const char *message,

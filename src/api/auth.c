@@ -157,3 +157,17 @@ bool tk_api_int_member(struct tk_req *r, json_t *body, const char *name, int min
     *out = (int)json_integer_value(v);
     return true;
 }
+
+bool tk_api_require_node_admin(struct tk_req *r)
+{
+    if (!tk_api_require_role(r, "admin")) return false;
+    const struct tk_principal *p = tk_api_principal(r);
+    struct tk_app *app = r->app;
+    if (!strcmp(p->tenant_id, app->default_tenant)) return true;
+    struct tk_err e;
+    tk_err_set(&e, TK_EFORBIDDEN, "forbidden",
+               "this acts on the whole node, for every tenant: it needs an admin of the "
+               "default tenant");
+    tk_reply_error(r, &e, NULL);
+    return false;
+}

@@ -70,10 +70,6 @@ static json_t *rewrap_json(const struct tk_rewrap_status *rs)
 void tk_h_sys_seal_status(struct tk_req *r)
 {
     struct tk_app *app = r->app;
-    struct tk_seal_status st;
-    tk_keyring_status(app->keyring, &st);
-    json_t *o = status_json(&st);
-    json_object_set_new(o, "node", json_string(app->node));
     /* The rewrap job's progress; null when there never was one (or the
      * store does not answer: seal-status works without it). */
     struct tk_rewrap_status rs;
@@ -81,9 +77,14 @@ void tk_h_sys_seal_status(struct tk_req *r)
     struct tk_err e;
     struct tk_db *db = tk_store_get(app->store, &e);
     if (db) {
+        tk_keyring_sync(app->keyring, db, &e); /* initialized or rotated elsewhere? */
         if (tk_keyring_rewrap_status(db, &rs, &e) != TK_OK) rs.exists = false;
         tk_store_put(db);
     }
+    struct tk_seal_status st;
+    tk_keyring_status(app->keyring, &st);
+    json_t *o = status_json(&st);
+    json_object_set_new(o, "node", json_string(app->node));
     json_object_set_new(o, "rewrap", rewrap_json(&rs));
     tk_reply_json(r, 200, o);
 }
@@ -193,7 +194,7 @@ void tk_h_sys_unseal(struct tk_req *r)
 void tk_h_sys_seal(struct tk_req *r)
 {
     struct tk_app *app = r->app;
-    if (!tk_api_require_role(r, "admin")) return;
+    if (!tk_api_require_node_admin(r)) return;
     tk_keyring_seal(app->keyring);
     tk_warn("keyring: sealed by operator token %s", ((const struct tk_principal *)r->principal)->token_id);
     tk_api_event(r, "keyring", "seal", "ok", "node", app->node, "keyring sealed", NULL);
@@ -205,7 +206,7 @@ void tk_h_sys_seal(struct tk_req *r)
 void tk_h_sys_rotate(struct tk_req *r)
 {
     struct tk_app *app = r->app;
-    if (!tk_api_require_role(r, "admin")) return;
+    if (!tk_api_require_node_admin(r)) return;
     struct tk_db *db = tk_api_db(r);
     if (!db) return;
     int64_t v;
@@ -223,7 +224,7 @@ void tk_h_sys_rotate(struct tk_req *r)
 void tk_h_sys_rewrap(struct tk_req *r)
 {
     struct tk_app *app = r->app;
-    if (!tk_api_require_role(r, "admin")) return;
+    if (!tk_api_require_node_admin(r)) return;
     struct tk_db *db = tk_api_db(r);
     if (!db) return;
     struct tk_rewrap_status rs;

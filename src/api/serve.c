@@ -93,10 +93,16 @@ static void *rewrap_worker(void *arg)
     int64_t wait_ms = 0;
     while (rewrap_wait(app, wait_ms)) {
         wait_ms = REWRAP_IDLE_MS;
-        if (tk_keyring_sealed(app->keyring)) continue; /* paused while sealed */
         struct tk_err e;
         struct tk_db *db = tk_store_get(app->store, &e);
         if (!db) continue;
+        /* Follow other nodes: init elsewhere, rotations (at most REWRAP_IDLE_MS late). */
+        if (tk_keyring_sync(app->keyring, db, &e) != TK_OK)
+            tk_debug("keyring: sync failed: %s", e.msg);
+        if (tk_keyring_sealed(app->keyring)) { /* background work pauses while sealed */
+            tk_store_put(db);
+            continue;
+        }
         struct tk_rewrap_progress p;
         tk_rc rc = tk_keyring_rewrap_step(app->keyring, db, app->node, REWRAP_BATCH, &p, &e);
         if (rc != TK_OK && rc != TK_EUNAVAIL) {

@@ -225,7 +225,14 @@ tk_rc tk_buf_add(struct tk_buf *b, const void *p, size_t n)
         size_t cap = b->cap ? b->cap : 64;
         while (cap < b->len + n + 1) cap *= 2;
         if (cap > b->max + 1) cap = b->max + 1;
-        b->data = tk_realloc(b->data, cap);
+        /* not realloc: buffers carry secrets, and the old block is wiped */
+        char *d = tk_malloc(cap);
+        if (b->data) {
+            memcpy(d, b->data, b->len);
+            tk_wipe(b->data, b->cap);
+            free(b->data);
+        }
+        b->data = d;
         b->cap = cap;
     }
     if (n) memcpy(b->data + b->len, p, n);

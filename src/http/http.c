@@ -101,19 +101,53 @@ void tk_reply_text(struct tk_req *r, int status, const char *ctype, const char *
 
 void tk_reply_json(struct tk_req *r, int status, json_t *body)
 {
-    char *s = json_dumps(body, JSON_COMPACT);
+    char *s = body ? json_dumps(body, JSON_COMPACT) : NULL;
     json_decref(body);
-    if (!s) tk_fatal("out of memory serializing JSON");
+    if (!s) {
+        /* a handler built no object (json_pack refuses invalid UTF-8): a bug,
+         * answered as one rather than taking the node down */
+        tk_error("http: %s %s built a reply that is not JSON", r->method, r->path);
+        static const char err[] = "{\"error\":\"internal\",\"message\":\"the reply could not "
+                                  "be encoded as JSON\"}\n";
+        tk_reply_text(r, 500, "application/json", err, sizeof err - 1);
+        return;
+    }
     size_t n = strlen(s);
-    s = tk_realloc(s, n + 2);
-    s[n++] = '\n';
-    s[n] = '\0';
-    tk_reply_text(r, status, "application/json", s, n);
+    char *line = tk_malloc(n + 2);
+    memcpy(line, s, n);
+    line[n++] = '\n';
+    line[n] = '\0';
+    tk_wipe(s, n - 1); /* replies may show a secret once */
     free(s);
+    tk_reply_text(r, status, "application/json", line, n);
+    tk_wipe(line, n);
+    free(line);
 }
 
-void tk_reply_error(struct tk_req *r, const struct tk_err *e, json_t *extra)
+/* Replace bytes that are not UTF-8 with '?', so that a message cut in the
+ * middle of a character still goes out (jansson refuses invalid UTF-8). */
+static void utf8_clean(char *s)
 {
+    unsigned char *p = (unsigned char *)s;
+    while (*p) {
+        int n = *p < 0x80 ? 1 : (*p & 0xe0) == 0xc0 ? 2 : (*p & 0xf0) == 0xe0 ? 3
+                : (*p & 0xf8) == 0xf0 ? 4 : 0;
+        bool ok = n > 0;
+        for (int i = 1; ok && i < n; i++) ok = (p[i] & 0xc0) == 0x80;
+        if (!ok) {
+            *p++ = '?';
+            continue;
+        }
+        p += n;
+    }
+}
+
+void tk_reply_error(struct tk_req *r, const struct tk_err *in, json_t *extra)
+{
+    struct tk_err copy = *in, *e = &copy;
+    utf8_clean(e->msg);
+    utf8_clean(e->field);
+    utf8_clean(e->code);
     json_t *o = json_object();
     json_object_set_new(o, "error", json_string(e->code[0] ? e->code : tk_rc_name(e->rc)));
     json_object_set_new(o, "message", json_string(e->msg[0] ? e->msg : tk_rc_name(e->rc)));
@@ -444,7 +478,11 @@ static void access_log(struct tk_http *h, struct tk_req *r, int64_t us)
      * the query string. */
     if (r->in->route_index < (int)h->o.nroutes) {
         json_object_set_new(o, "route", json_string(h->o.routes[r->in->route_index].pattern));
-        json_object_set_new(o, "path", json_string(r->path));
+        /* {id} matches anything, a pasted token too: the path only when every
+         * parameter is an id tokend made. */
+        bool ids = true;
+        for (int i = 0; i < r->nparams; i++) ids &= tk_uuid_valid(r->param_values[i]);
+        if (ids) json_object_set_new(o, "path", json_string(r->path));
     } else {
         json_object_set_new(o, "route", json_null());
     }

@@ -537,6 +537,8 @@ tk_rc tk_keyring_unseal_share(struct tk_keyring *k, struct tk_db *db, const char
                               struct tk_seal_status *st, struct tk_err *e)
 {
     unsigned char x, y[32];
+    struct tk_err se;
+    tk_keyring_sync(k, db, &se); /* initialized through another node? */
     tk_rc rc = tk_shamir_parse(share, &x, y, e);
     pthread_rwlock_wrlock(&k->lock);
     struct keymem *km = k->km;
@@ -639,16 +641,13 @@ tk_rc tk_keyring_rotate(struct tk_keyring *k, struct tk_db *db, int64_t *version
                         struct tk_err *e)
 {
     struct tk_rows *r = NULL;
-    unsigned char key[32];
+    unsigned char key[32], master[32];
     tk_random(key, sizeof key);
-    pthread_rwlock_wrlock(&k->lock);
-    tk_rc rc = TK_OK;
-    if (k->sealed) {
-        rc = tk_err_set(e, TK_EUNAVAIL, "sealed", "tokend is sealed");
-        goto out;
-    }
-    rc = tk_db_begin(db, e);
-    if (rc != TK_OK) goto out;
+    /* The database first, then the keyring, as everywhere: a rewrap batch
+     * holds the database (SQLite's write lock) and then wants the keyring's
+     * read lock, so rotate must not hold the keyring while it waits. */
+    tk_rc rc = tk_db_begin(db, e);
+    if (rc != TK_OK) return rc;
     rc = tk_db_lock_row(db, "keyring", "1", e);
     if (rc == TK_OK)
         rc = tk_db_exec(db, "SELECT MAX(version) FROM keyring_keys WHERE kind = 'data'", NULL, 0,
@@ -657,7 +656,14 @@ tk_rc tk_keyring_rotate(struct tk_keyring *k, struct tk_db *db, int64_t *version
     if (rc == TK_OK && v > MAX_VERSIONS)
         rc = tk_err_set(e, TK_ECONFLICT, "too_many_versions",
                         "the keyring has %d data key versions, the most it holds", MAX_VERSIONS);
-    if (rc == TK_OK) rc = insert_key(db, k->km->master, "data", v, key, e);
+    if (rc == TK_OK) {
+        pthread_rwlock_rdlock(&k->lock);
+        bool sealed = k->sealed;
+        if (!sealed) memcpy(master, k->km->master, sizeof master);
+        pthread_rwlock_unlock(&k->lock);
+        if (sealed) rc = tk_err_set(e, TK_EUNAVAIL, "sealed", "tokend is sealed");
+    }
+    if (rc == TK_OK) rc = insert_key(db, master, "data", v, key, e);
     if (rc == TK_OK)
         rc = tk_db_exec(db, "UPDATE keyring SET data_version = ? WHERE id = 1",
                         TK_ARGS(TK_INT(v)), NULL, e);
@@ -665,13 +671,48 @@ tk_rc tk_keyring_rotate(struct tk_keyring *k, struct tk_db *db, int64_t *version
         rc = tk_db_commit(db, e);
     else
         tk_db_rollback(db);
-    if (rc == TK_OK) rc = open_with_master(k, db, e); /* also learns other nodes' versions */
-    if (rc == TK_OK) *version = v;
-out:
+    tk_wipe(master, sizeof master);
     tk_wipe(key, sizeof key);
     tk_rows_free(r);
+    if (rc != TK_OK) return rc;
+    *version = v;
+    /* Load the new key (and any other node's); the rotation is committed
+     * whatever this says, and a failed reload keeps the keys already held. */
+    struct tk_err le;
+    pthread_rwlock_wrlock(&k->lock);
+    if (!k->sealed && open_with_master(k, db, &le) != TK_OK)
+        tk_warn("keyring: rotated to version %lld, but reloading failed: %s", (long long)v,
+                le.msg);
     pthread_rwlock_unlock(&k->lock);
-    return rc;
+    return TK_OK;
+}
+
+tk_rc tk_keyring_sync(struct tk_keyring *k, struct tk_db *db, struct tk_err *e)
+{
+    struct tk_rows *r;
+    tk_rc rc = tk_db_exec(db,
+                          "SELECT data_version, shares, threshold, auto_wrapped FROM keyring "
+                          "WHERE id = 1",
+                          NULL, 0, &r, e);
+    if (rc != TK_OK) return rc;
+    if (tk_rows_count(r) == 1) {
+        int64_t v = tk_rows_int(r, 0, 0);
+        pthread_rwlock_wrlock(&k->lock);
+        if (!k->initialized) { /* initialized through another node */
+            k->initialized = true;
+            k->n = (int)tk_rows_int(r, 0, 1);
+            k->t = (int)tk_rows_int(r, 0, 2);
+            k->auto_unseal = !tk_rows_null(r, 0, 3);
+        }
+        if (!k->sealed && v != k->active) {
+            struct tk_err le;
+            if (open_with_master(k, db, &le) != TK_OK)
+                tk_warn("keyring: cannot follow data key version %lld: %s", (long long)v, le.msg);
+        }
+        pthread_rwlock_unlock(&k->lock);
+    }
+    tk_rows_free(r);
+    return TK_OK;
 }
 
 /* Reload the keys with the master key in memory (another node rotated). */

@@ -100,6 +100,12 @@ void tk_keyring_seal(struct tk_keyring *k);
 tk_rc tk_keyring_rotate(struct tk_keyring *k, struct tk_db *db, int64_t *version,
                         struct tk_err *e);
 
+/* Follow the store (one SELECT): learn that the keyring was initialized
+ * through another node, and load a data key version rotated on another
+ * node, so that new values are sealed under it. The daemon calls it every
+ * few seconds. */
+tk_rc tk_keyring_sync(struct tk_keyring *k, struct tk_db *db, struct tk_err *e);
+
 /* Keyed hash of an issued secret as 64 hex chars, and the id of the key
  * that made it (17 bytes). TK_EUNAVAIL ("sealed") while sealed. */
 #define TK_HASH_HEX 65

@@ -279,7 +279,13 @@ tk_rc tk_keyring_rewrap_step(struct tk_keyring *k, struct tk_db *db, const char 
                 struct tk_sealed old = {.text = (char *)text}, *nv = NULL;
                 struct tk_secret *plain = NULL;
                 struct tk_err oe;
-                if (tk_keyring_open_value(k, NULL, &old, &ad, &plain, &oe) != TK_OK) {
+                tk_rc orc = tk_keyring_open_value(k, NULL, &old, &ad, &plain, &oe);
+                if (orc == TK_EUNAVAIL) {
+                    /* sealed under our feet: not a data fault; roll the batch back */
+                    rc = tk_err_set(e, TK_EUNAVAIL, "sealed", "tokend was sealed during rewrap");
+                    break;
+                }
+                if (orc != TK_OK) {
                     p->failed++;
                     st.failed++;
                     if (!st.first_failed_row[0])

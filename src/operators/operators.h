@@ -24,7 +24,7 @@
 struct tk_principal {
     char tenant_id[TK_UUID_LEN + 1];
     char token_id[TK_UUID_LEN + 1];
-    char name[64];
+    char name[65]; /* names are at most 64 bytes */
     char role[16];
 };
 

@@ -30,6 +30,7 @@ static unsigned sql_hash(const char *s)
 static tk_rc fail(sqlite3 *h, int code, struct tk_err *e, const char *what)
 {
     int ext = h ? sqlite3_extended_errcode(h) : code;
+    code &= 0xff; /* extended result codes are on: compare primary codes */
     const char *msg = h ? sqlite3_errmsg(h) : sqlite3_errstr(code);
     if (ext == SQLITE_CONSTRAINT_UNIQUE || ext == SQLITE_CONSTRAINT_PRIMARYKEY)
         return tk_err_set(e, TK_ECONFLICT, "conflict", "%s: %s", what, msg);

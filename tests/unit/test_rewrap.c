@@ -8,6 +8,8 @@
 #include "../../src/keyring/keyring.h"
 #include "../../src/operators/operators.h"
 
+#include <pthread.h>
+#include <time.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -454,4 +456,88 @@ void test_rewrap_register(void)
     CHECK_EQ_INT(tk_keyring_register_sealed(NULL, "x"), TK_EINVAL);
     CHECK_EQ_INT(tk_keyring_register_sealed("a23456789012345678901234567890123", "x"), TK_EINVAL);
     CHECK_EQ_INT(tk_keyring_register_sealed("1abc", "x"), TK_EINVAL);
+}
+
+/* Sealing while a batch runs must not count good values as failed: the
+ * batch is rolled back and resumes after the next unseal. The sealer
+ * fires while the 5,000-row batch is (usually) in progress; whenever it
+ * lands, no value may be counted as failed. */
+static void *sealer(void *arg)
+{
+    struct timespec ts = {0, 30 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+    tk_keyring_seal(arg);
+    return NULL;
+}
+
+void test_rewrap_seal_race(struct fx *f)
+{
+    struct tk_err e;
+    struct tk_db *db = fx_db(f);
+    if (!db) return;
+    char shares[3][TK_SHARE_MAX];
+    struct tk_rewrap_status st;
+    struct tk_rewrap_progress p;
+    struct tk_keyring *k = setup(f, db, 5000, shares);
+    if (!k) {
+        tk_store_put(db);
+        return;
+    }
+    if (CHECK_OK(tk_keyring_rewrap_start(k, db, &st, &e), &e)) {
+        pthread_t t;
+        pthread_create(&t, NULL, sealer, k);
+        tk_rc rc = tk_keyring_rewrap_step(k, db, "node-a", 5000, &p, &e);
+        pthread_join(t, NULL);
+        CHECK(rc == TK_OK || rc == TK_EUNAVAIL);
+        CHECK(tk_keyring_rewrap_status(db, &st, &e) == TK_OK);
+        CHECK_EQ_INT(st.failed, 0);
+    }
+    tk_keyring_free(k);
+    tk_store_put(db);
+}
+
+/* Rotate while a batch holds the database: rotate waits for the batch
+ * instead of holding the keyring lock against it, and succeeds. */
+struct rot {
+    struct tk_keyring *k;
+    struct tk_store *st;
+    tk_rc rc;
+};
+
+static void *rotator(void *arg)
+{
+    struct rot *r = arg;
+    struct timespec ts = {0, 30 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+    struct tk_err e;
+    struct tk_db *db = tk_store_get(r->st, &e);
+    int64_t v;
+    r->rc = db ? tk_keyring_rotate(r->k, db, &v, &e) : TK_EUNAVAIL;
+    tk_store_put(db);
+    return NULL;
+}
+
+void test_rewrap_rotate_race(struct fx *f)
+{
+    struct tk_err e;
+    struct tk_db *db = fx_db(f);
+    if (!db) return;
+    char shares[3][TK_SHARE_MAX];
+    struct tk_rewrap_status st;
+    struct tk_rewrap_progress p;
+    struct tk_keyring *k = setup(f, db, 5000, shares);
+    if (!k) {
+        tk_store_put(db);
+        return;
+    }
+    if (CHECK_OK(tk_keyring_rewrap_start(k, db, &st, &e), &e)) {
+        struct rot r = {k, f->st, TK_EINTERNAL};
+        pthread_t t;
+        pthread_create(&t, NULL, rotator, &r);
+        CHECK_OK(tk_keyring_rewrap_step(k, db, "node-a", 5000, &p, &e), &e);
+        pthread_join(t, NULL);
+        CHECK_EQ_INT(r.rc, TK_OK);
+    }
+    tk_keyring_free(k);
+    tk_store_put(db);
 }

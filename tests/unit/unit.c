@@ -346,6 +346,8 @@ static const struct unit_test tests[] = {
     B("keyring/rewrap_all", test_rewrap_all),
     B("keyring/rewrap_crash", test_rewrap_crash),
     B("keyring/rewrap_two_processes", test_rewrap_two_processes),
+    B("keyring/rewrap_seal_race", test_rewrap_seal_race),
+    B("keyring/rewrap_rotate_race", test_rewrap_rotate_race),
     T("keyring/aead_vectors", test_crypto_aead_vectors),
     T("keyring/aead_tamper", test_crypto_aead_tamper),
     T("keyring/b64url", test_crypto_b64url),

@@ -158,6 +158,8 @@ void test_rewrap_register(void);
 void test_rewrap_all(struct fx *f);
 void test_rewrap_crash(struct fx *f);
 void test_rewrap_two_processes(struct fx *f);
+void test_rewrap_seal_race(struct fx *f);
+void test_rewrap_rotate_race(struct fx *f);
 
 /* test_crypto.c */
 void test_crypto_aead_vectors(void);
