@@ -128,19 +128,6 @@ struct other {
     char dbname[96];
 };
 
-static tk_rc pg_admin_exec(const char *sql, struct tk_err *e)
-{
-    struct tk_store_opts o = {.pool_size = 1, .busy_timeout_ms = 5000, .migrate = false};
-    struct tk_store *st = NULL;
-    tk_rc rc = tk_store_open(unit_pg_url(), &o, &st, e);
-    if (rc != TK_OK) return rc;
-    struct tk_db *db = tk_store_get(st, e);
-    rc = db ? tk_db_exec(db, sql, NULL, 0, NULL, e) : TK_EUNAVAIL;
-    tk_store_put(db);
-    tk_store_close(st);
-    return rc;
-}
-
 static struct tk_db *other_open(struct fx *f, struct other *o)
 {
     struct tk_err e;
@@ -152,7 +139,7 @@ static struct tk_db *other_open(struct fx *f, struct other *o)
         char sql[160];
         snprintf(o->dbname, sizeof o->dbname, "%s_b", f->dbname);
         snprintf(sql, sizeof sql, "CREATE DATABASE %s", o->dbname);
-        if (!CHECK_OK(pg_admin_exec(sql, &e), &e)) {
+        if (!CHECK_OK(unit_pg_admin(sql, &e), &e)) {
             o->dbname[0] = '\0';
             return NULL;
         }
@@ -173,7 +160,7 @@ static void other_close(struct other *o)
         char sql[160];
         struct tk_err e;
         snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS %s WITH (FORCE)", o->dbname);
-        if (pg_admin_exec(sql, &e) != TK_OK)
+        if (unit_pg_admin(sql, &e) != TK_OK)
             printf("    note: cannot drop %s: %s\n", o->dbname, e.msg);
     }
     memset(o, 0, sizeof *o);

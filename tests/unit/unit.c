@@ -174,7 +174,7 @@ struct tk_db *fx_db(struct fx *f)
 }
 
 /* Run a statement on the server's admin database (CREATE/DROP DATABASE). */
-static tk_rc pg_admin(const char *sql, struct tk_err *e)
+tk_rc unit_pg_admin(const char *sql, struct tk_err *e)
 {
     struct tk_store_opts o = {.pool_size = 1, .busy_timeout_ms = 5000, .migrate = false};
     struct tk_store *st = NULL;
@@ -209,7 +209,7 @@ static int fx_setup(struct fx *f, const char *backend)
         char sql[128];
         snprintf(f->dbname, sizeof f->dbname, "tk_unit_%d_%d", (int)getpid(), ++counter);
         snprintf(sql, sizeof sql, "CREATE DATABASE %s", f->dbname);
-        tk_rc rc = pg_admin(sql, &e);
+        tk_rc rc = unit_pg_admin(sql, &e);
         if (rc != TK_OK) {
             FAILF("PostgreSQL at TOKEND_TEST_PG: %s: %s", e.code, e.msg);
             f->dbname[0] = '\0';
@@ -237,7 +237,7 @@ static void fx_teardown(struct fx *f)
         char sql[128];
         struct tk_err e;
         snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS %s WITH (FORCE)", f->dbname);
-        if (pg_admin(sql, &e) != TK_OK) printf("    note: cannot drop %s: %s\n", f->dbname, e.msg);
+        if (unit_pg_admin(sql, &e) != TK_OK) printf("    note: cannot drop %s: %s\n", f->dbname, e.msg);
     }
     if (f->dir[0]) unit_rmtree(f->dir);
 }

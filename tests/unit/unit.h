@@ -63,6 +63,8 @@ const char *unit_pg_url(void);
 tk_rc fx_open_store(struct fx *f, int pool, struct tk_err *e);
 void fx_close_store(struct fx *f);
 /* Open a connection or record a failure; NULL on failure. */
+/* Run one statement on the PostgreSQL server's admin database. */
+tk_rc unit_pg_admin(const char *sql, struct tk_err *e);
 struct tk_db *fx_db(struct fx *f);
 
 /* Replace the database of a libpq URL: out = url with path "/dbname". */
