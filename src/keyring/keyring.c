@@ -697,6 +697,14 @@ tk_rc tk_keyring_sync(struct tk_keyring *k, struct tk_db *db, struct tk_err *e)
     if (rc != TK_OK) return rc;
     if (tk_rows_count(r) == 1) {
         int64_t v = tk_rows_int(r, 0, 0);
+        /* the usual case, nothing to learn: no write lock against hashing */
+        pthread_rwlock_rdlock(&k->lock);
+        bool current = k->initialized && (k->sealed || v == k->active);
+        pthread_rwlock_unlock(&k->lock);
+        if (current) {
+            tk_rows_free(r);
+            return TK_OK;
+        }
         pthread_rwlock_wrlock(&k->lock);
         if (!k->initialized) { /* initialized through another node */
             k->initialized = true;
