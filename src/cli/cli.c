@@ -348,8 +348,10 @@ static const struct {
 } commands[] = {
     {"serve", "tokend serve [--config FILE] [--dev] [--SETTING VALUE]...",
      "Run the daemon in the foreground. Settings come from the INI file, then TOKEND_<SETTING>\n"
-     "environment variables, then flags (--data-dir DIR or --data-dir=DIR). With --dev, an\n"
-     "empty store gets a root operator token written to <data_dir>/root-token (mode 0600).\n"
+     "environment variables, then flags (--data-dir DIR or --data-dir=DIR). With --dev, the\n"
+     "keyring initializes and unseals itself from <data_dir>/unseal.key, and an empty store\n"
+     "gets a root operator token written to <data_dir>/root-token (mode 0600). Without\n"
+     "--dev, run 'tokend operator init' once, then 'tokend operator unseal' after restarts.\n"
      "SIGTERM or SIGINT stops accepting, lets in-flight requests finish, and exits 0.\n"},
     {"status", "tokend status [--json] [--token-file FILE]",
      "Show whether tokend answers, is ready (store reachable), and who the token belongs to.\n"
@@ -385,8 +387,19 @@ int tk_cli_help(const char *command)
     if (!command) {
         printf("tokend %s: a token service that owns every token a product depends on.\n\n"
                "Commands:\n", TK_VERSION);
-        for (size_t i = 0; i < TK_NELEM(commands); i++)
-            printf("  %s\n", commands[i].usage);
+        /* the usage lines, continuation lines aligned under the first */
+        for (size_t i = 0; i < TK_NELEM(commands); i++) {
+            const char *u = commands[i].usage;
+            printf("  ");
+            for (; *u; u++) {
+                putchar(*u);
+                if (*u == '\n') {
+                    while (u[1] == ' ') u++;
+                    printf("  %s", strncmp(u + 1, "tokend", 6) ? "      " : "");
+                }
+            }
+            putchar('\n');
+        }
         printf("\nClient commands reach tokend at TOKEND_ADDR (default http://127.0.0.1:8750)\n"
                "with TOKEND_TOKEN, --token-file FILE, or ./tokend-data/root-token.\n"
                "'tokend help COMMAND' explains one command.\n");
