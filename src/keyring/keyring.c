@@ -759,34 +759,19 @@ tk_rc tk_keyring_hash(struct tk_keyring *k, const char *secret, size_t len,
 
 /* ---- sealed values ---- */
 
+/* The data key of a version, or NULL; the caller holds the lock. */
+static const unsigned char *data_key(const struct tk_keyring *k, int64_t version)
+{
+    for (int i = 0; i < k->km->ndata; i++)
+        if (k->km->data[i].version == version) return k->km->data[i].key;
+    return NULL;
+}
+
 tk_rc tk_keyring_seal_value(struct tk_keyring *k, const struct tk_secret *plain,
                             const struct tk_seal_ad *ad, struct tk_sealed **out,
                             struct tk_err *e)
 {
-    if (plain->len > SEALED_MAX_PLAIN)
-        return tk_err_set(e, TK_ETOOBIG, "secret_too_large",
-                          "a secret may be at most %d bytes", SEALED_MAX_PLAIN);
-    char adb[512];
-    pthread_rwlock_rdlock(&k->lock);
-    if (k->sealed) {
-        pthread_rwlock_unlock(&k->lock);
-        return tk_err_set(e, TK_EUNAVAIL, "sealed", "tokend is sealed");
-    }
-    const unsigned char *key = NULL;
-    for (int i = 0; i < k->km->ndata; i++)
-        if (k->km->data[i].version == k->active) key = k->km->data[i].key;
-    char vs[24];
-    snprintf(vs, sizeof vs, "%lld", (long long)k->active);
-    size_t adl = place_ad(ad->tenant_id, ad->table, ad->column, ad->row_id, adb, sizeof adb);
-    char *text = key ? seal_raw(key, k->active, adb, adl, plain->p, plain->len) : NULL;
-    pthread_rwlock_unlock(&k->lock);
-    if (!text)
-        return tk_err_set(e, TK_EINTERNAL, "keyring_incomplete",
-                          "the active data key version is not loaded");
-    struct tk_sealed *s = tk_calloc(1, sizeof *s);
-    s->text = text;
-    *out = s;
-    return TK_OK;
+    return tk_keyring_seal_version(k, NULL, plain, ad, 0, out, e);
 }
 
 static void decrypt_event(struct tk_db *db, const struct tk_seal_ad *ad, int64_t version,
@@ -826,9 +811,7 @@ static tk_rc open_value(struct tk_keyring *k, struct tk_db *db, const struct tk_
                         "ENC:v1:<version>:): the store holds plaintext or damaged data",
                         ad->table, ad->column, ad->row_id);
     } else {
-        const unsigned char *key = NULL;
-        for (int i = 0; i < k->km->ndata; i++)
-            if (k->km->data[i].version == ver) key = k->km->data[i].key;
+        const unsigned char *key = data_key(k, ver);
         size_t adl = place_ad(ad->tenant_id, ad->table, ad->column, ad->row_id, adb, sizeof adb);
         if (!key) *unknown = true;
         if (!key)
@@ -894,9 +877,8 @@ static tk_rc seal_with_version(struct tk_keyring *k, const struct tk_secret *pla
         pthread_rwlock_unlock(&k->lock);
         return tk_err_set(e, TK_EUNAVAIL, "sealed", "tokend is sealed");
     }
-    const unsigned char *key = NULL;
-    for (int i = 0; i < k->km->ndata; i++)
-        if (k->km->data[i].version == version) key = k->km->data[i].key;
+    if (version == 0) version = k->active; /* 0: the active version, read under the lock */
+    const unsigned char *key = data_key(k, version);
     if (key) {
         size_t adl = place_ad(ad->tenant_id, ad->table, ad->column, ad->row_id, adb, sizeof adb);
         *text = seal_raw(key, version, adb, adl, plain->p, plain->len);
@@ -918,6 +900,9 @@ tk_rc tk_keyring_seal_version(struct tk_keyring *k, struct tk_db *db, const stru
         reload(k, db); /* a version rotated on another node */
         rc = seal_with_version(k, plain, ad, version, &text, e);
     }
+    if (rc == TK_ENOTFOUND && version == 0)
+        return tk_err_set(e, TK_EINTERNAL, "keyring_incomplete",
+                          "the active data key version is not loaded");
     if (rc == TK_ENOTFOUND)
         return tk_err_set(e, TK_EINTERNAL, "keyring_incomplete",
                           "data key version %lld is not in the keyring", (long long)version);

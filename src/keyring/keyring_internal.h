@@ -41,8 +41,9 @@ tk_rc tk_shamir_parse(const char *share, unsigned char *x, unsigned char y[32], 
 tk_rc tk_shamir_combine(const unsigned char *xs, const unsigned char (*ys)[32], int k,
                         unsigned char secret[32], struct tk_err *e);
 
-/* For rewrap.c: seal plain for ad under data key version (reloading the
- * keyring once from db when this node does not have that version yet). */
+/* Seal plain for ad under data key version, 0 meaning the active one
+ * (tk_keyring_seal_value); with db, reload the keyring once when this node
+ * does not have that version yet (rewrap.c). */
 tk_rc tk_keyring_seal_version(struct tk_keyring *k, struct tk_db *db, const struct tk_secret *plain,
                               const struct tk_seal_ad *ad, int64_t version, struct tk_sealed **out,
                               struct tk_err *e);
