@@ -20,30 +20,8 @@ BIN=build/tokend
 [ -x "$BIN" ] || { echo "profile: $BIN not found; run 'make build/tokend'" >&2; exit 1; }
 command -v perf >/dev/null 2>&1 || { echo "profile: perf not found (apt-get install linux-perf)" >&2; exit 1; }
 
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/tokend-profile.XXXXXX")
-pid=""
-cleanup() {
-  if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
-    kill -TERM "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-  fi
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-"$BIN" serve --dev --listen 127.0.0.1:0 --data-dir "$tmp/data" --access-log=false \
-  >"$tmp/stdout" 2>"$tmp/stderr" &
-pid=$!
-port=""
-i=0
-while [ -z "$port" ] && [ $i -lt 100 ]; do
-  sleep 0.1
-  port=$(sed -n 's/^tokend: listening on port \([0-9][0-9]*\)$/\1/p' "$tmp/stdout" | head -n 1)
-  i=$((i + 1))
-done
-[ -n "$port" ] || { cat "$tmp/stderr" >&2; echo "profile: tokend did not start" >&2; exit 1; }
+. bench/lib.sh
+start_tokend profile
 url="http://127.0.0.1:$port$PROFILE_PATH"
 case "$PROFILE_PATH" in
   /v1/*) set -- -H "Authorization: Bearer $(cat "$tmp/data/root-token")" ;;

@@ -34,35 +34,10 @@ command -v curl >/dev/null 2>&1 || die "curl not found (apt-get install curl)"
 case "$BENCH_DURATION$BENCH_RUNS" in *[!0-9]*) die "BENCH_DURATION and BENCH_RUNS must be integers" ;; esac
 [ "$BENCH_RUNS" -ge 1 ] || die "BENCH_RUNS must be at least 1"
 
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/tokend-bench.XXXXXX")
-pid=""
-cleanup() {
-  if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
-    kill -TERM "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-  fi
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+. bench/lib.sh
 
 # ---- start tokend ----
-data="$tmp/data"
-SERVE_CMD="$BIN serve --dev --listen 127.0.0.1:0 --data-dir $data --access-log=false"
-# shellcheck disable=SC2086
-$SERVE_CMD >"$tmp/stdout" 2>"$tmp/stderr" &
-pid=$!
-port=""
-i=0
-while [ $i -lt 100 ]; do
-  port=$(sed -n 's/^tokend: listening on port \([0-9][0-9]*\)$/\1/p' "$tmp/stdout" | head -n 1)
-  [ -n "$port" ] && break
-  kill -0 "$pid" 2>/dev/null || { cat "$tmp/stderr" >&2; die "tokend exited at start"; }
-  sleep 0.1
-  i=$((i + 1))
-done
-[ -n "$port" ] || { cat "$tmp/stderr" >&2; die "tokend did not print its port within 10 s"; }
+start_tokend bench
 [ -s "$data/root-token" ] || die "no root token in $data/root-token"
 token=$(cat "$data/root-token")
 base="http://127.0.0.1:$port"

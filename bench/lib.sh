@@ -1,0 +1,37 @@
+# bench/lib.sh: sourced by bench/run.sh and bench/profile.sh. start_tokend
+# starts `build/tokend serve --dev` on a free loopback port in a fresh
+# temporary data dir and sets tmp, pid, port, data; it is stopped (SIGTERM)
+# and the dir removed when the script exits.
+tmp=""
+pid=""
+cleanup() {
+  if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+    kill -TERM "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  fi
+  [ -n "$tmp" ] && rm -rf "$tmp"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# start_tokend LABEL
+start_tokend() {
+  tmp=$(mktemp -d "${TMPDIR:-/tmp}/tokend-$1.XXXXXX")
+  data="$tmp/data"
+  build/tokend serve --dev --listen 127.0.0.1:0 --data-dir "$data" --access-log=false \
+    >"$tmp/stdout" 2>"$tmp/stderr" &
+  pid=$!
+  port=""
+  i=0
+  while [ $i -lt 100 ]; do
+    port=$(sed -n 's/^tokend: listening on port \([0-9][0-9]*\)$/\1/p' "$tmp/stdout" | head -n 1)
+    [ -n "$port" ] && return 0
+    kill -0 "$pid" 2>/dev/null || { cat "$tmp/stderr" >&2; echo "$1: tokend exited at start" >&2; exit 1; }
+    sleep 0.1
+    i=$((i + 1))
+  done
+  cat "$tmp/stderr" >&2
+  echo "$1: tokend did not print its port within 10 s" >&2
+  exit 1
+}
