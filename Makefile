@@ -9,8 +9,13 @@
 
 CC      ?= cc
 PKGS    := libmicrohttpd jansson libcurl sqlite3 libpq libcrypto inih
+# Evaluated when make reads this file. The top-level targets run `deps` first
+# and then build in a second make, which reads the flags of the libraries
+# deps has just installed (a fresh machine has no -dev packages at parse time).
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+PKG_OK     := $(shell pkg-config --exists $(PKGS) 2>/dev/null && echo yes)
+SUBMAKE    := $(MAKE) --no-print-directory
 WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
            -Wformat=2 -Wvla -Wpointer-arith -Wundef -Wno-format-nonliteral
 CSTD    := -std=c11 -D_GNU_SOURCE
@@ -31,8 +36,13 @@ objs = $(patsubst %.c,$(1)/%.o,$(2))
 REL := build/release
 TST := build/test
 
-.PHONY: all run test unit e2e bench fuzz deps format clean
-all: build/tokend
+.PHONY: all run test unit e2e bench fuzz deps format clean check-pkgs run-built test-built bench-built
+all: check-pkgs build/tokend
+
+# Building without the libraries' headers fails with a confusing compiler
+# error; say what to do instead.
+check-pkgs:
+	@$(if $(PKG_OK),true,echo "make: the -dev packages are missing ($(PKGS)); run 'make deps' (or make run / make test, which do)" >&2; false)
 
 # ---- generated migrations ----
 build/gen/migrations.c: $(MIG_SQL) scripts/embed-sql.sh
@@ -73,7 +83,10 @@ $(TST)/unit: $(call objs,$(TST),$(LIB_SRC) $(UNIT_SRC) build/gen/migrations.c)
 deps:
 	@scripts/deps.sh
 
-run: deps build/tokend
+run: deps
+	@$(SUBMAKE) run-built
+
+run-built: check-pkgs build/tokend
 	@scripts/run.sh
 
 # The README's test command. Unit tests, then the end-to-end suite on SQLite
@@ -81,13 +94,19 @@ run: deps build/tokend
 # Node 20.10+ runs two test files at once; Debian 12's Node 18 runs them in turn.
 NODE_TEST_FLAGS = --test-reporter=spec $(shell node -e 'const [a,b]=process.versions.node.split(".").map(Number); if (a>20||(a===20&&b>=10)) console.log("--test-concurrency=2")' 2>/dev/null)
 
-test: deps $(TST)/tokend $(TST)/unit
+test: deps
+	@$(SUBMAKE) test-built
+
+test-built: check-pkgs $(TST)/tokend $(TST)/unit
 	tests/with-postgres.sh sh -c '$(TST)/unit && cd tests/e2e && TOKEND_BIN=$(CURDIR)/$(TST)/tokend node --test $(NODE_TEST_FLAGS) *.test.mjs'
 
-unit: $(TST)/unit
+unit: check-pkgs $(TST)/unit
 	$(TST)/unit
 
-bench: deps build/tokend build/keyring-bench
+bench: deps
+	@$(SUBMAKE) bench-built
+
+bench-built: check-pkgs build/tokend build/keyring-bench
 	bench/run.sh
 	bench/keyring.sh
 
