@@ -62,6 +62,7 @@ struct tk_req_internal {
     struct tk_buf body;
     bool too_big;
     bool replied;
+    bool finished; /* the app's finish hook has run */
     int status;
     char *resp;
     size_t resp_len;
@@ -334,7 +335,26 @@ static struct tk_req *req_new(struct tk_http *h, struct MHD_Connection *c, const
     return r;
 }
 
+/* Give back what the app took for this request (its store connection) as
+ * soon as the reply is built, not when libmicrohttpd has sent it: a client
+ * that pipelines requests and never reads its responses must not hold a
+ * connection of the store's pool. */
+static void finish_once(struct tk_http *h, struct tk_req *r)
+{
+    if (r->in->finished) return;
+    r->in->finished = true;
+    if (h->o.finish) h->o.finish(r);
+}
+
+static void dispatch_route(struct tk_http *h, struct tk_req *r);
+
 static void dispatch(struct tk_http *h, struct tk_req *r)
+{
+    dispatch_route(h, r);
+    finish_once(h, r);
+}
+
+static void dispatch_route(struct tk_http *h, struct tk_req *r)
 {
     struct tk_err e;
     struct tk_route_match m;
@@ -456,17 +476,23 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     return queue(r);
 }
 
+void tk_req_remote(const struct tk_req *r, char *out, size_t n)
+{
+    if (!n) return;
+    out[0] = '\0';
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(r->in->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    if (!ci || !ci->client_addr) return;
+    socklen_t sl = ci->client_addr->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                                          : sizeof(struct sockaddr_in);
+    if (getnameinfo(ci->client_addr, sl, out, (socklen_t)n, NULL, 0, NI_NUMERICHOST) != 0)
+        out[0] = '\0';
+}
+
 static void access_log(struct tk_http *h, struct tk_req *r, int64_t us)
 {
-    const struct MHD_Connection *c = r->in->conn;
-    char addr[64] = "";
-    const union MHD_ConnectionInfo *ci =
-        MHD_get_connection_info((struct MHD_Connection *)c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
-    if (ci && ci->client_addr) {
-        socklen_t sl = ci->client_addr->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
-                                                              : sizeof(struct sockaddr_in);
-        getnameinfo(ci->client_addr, sl, addr, sizeof addr, NULL, 0, NI_NUMERICHOST);
-    }
+    char addr[64];
+    tk_req_remote(r, addr, sizeof addr);
     json_t *o = json_object();
     char at[32];
     tk_time_fmt(tk_now_ms(), at, sizeof at);
@@ -507,7 +533,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
     struct tk_req *r = *con_cls;
     if (!r) return;
     *con_cls = NULL;
-    if (h->o.finish) h->o.finish(r);
+    finish_once(h, r);
     int64_t us = tk_mono_us() - r->in->start_us;
     if (!r->in->replied) r->in->status = 499; /* client went away before the answer */
     count(h, r->in->route_index, r->in->status, us);

@@ -69,7 +69,10 @@ struct tk_http_opts {
     /* For TK_ROUTE_AUTH routes: return TK_OK to go on; otherwise the hook
      * has already replied. */
     tk_rc (*authenticate)(struct tk_req *r);
-    /* Called after every request, to give back what the app took (r->db). */
+    /* Called once per request, to give back what the app took (r->db): as
+     * soon as the reply is built (after the handler, or after the gate or
+     * authenticate hook refused), before the response is sent; for a request
+     * that never got that far, when it ends. */
     void (*finish)(struct tk_req *r);
 };
 
@@ -88,6 +91,9 @@ void tk_http_metrics(struct tk_http *h, struct tk_buf *out);
 const char *tk_req_param(const struct tk_req *r, const char *name);
 const char *tk_req_query(const struct tk_req *r, const char *name);
 const char *tk_req_header(const struct tk_req *r, const char *name);
+/* The peer's numeric address ("127.0.0.1", "::1") into out (n bytes, 64 is
+ * enough); "" if unknown. For rate limits and logs. */
+void tk_req_remote(const struct tk_req *r, char *out, size_t n);
 /* The body as a JSON object (max depth and size enforced); on failure
  * replies 400 naming the position and returns NULL. Caller decrefs. */
 json_t *tk_req_json(struct tk_req *r);
