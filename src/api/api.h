@@ -15,6 +15,7 @@
 #include "../keyring/keyring.h"
 #include "../operators/operators.h"
 #include "../store/store.h"
+#include "ratelimit.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -34,6 +35,22 @@ struct tk_app {
     pthread_mutex_t rewrap_mu;
     pthread_cond_t rewrap_cv;
     bool rewrap_stop, rewrap_kick;
+    /* Set once start-up is done (store open, keyring started): until then
+     * every route but /health, /ready and /metrics answers 503 starting. */
+    atomic_bool started;
+    /* Failed authentications and init calls per source address. */
+    struct tk_ratelimit *auth_limit;
+    /* The store probe (serve.c): a thread pings the store every second;
+     * /ready and /metrics read its last result, never the store. */
+    pthread_t probe_thread;
+    bool probe_started;
+    pthread_mutex_t probe_mu;
+    pthread_cond_t probe_cv;
+    bool probe_stop;
+    atomic_llong probe_began_ms;  /* when the ping in progress began; 0: none running */
+    atomic_llong probe_done_ms;   /* when the last ping ended */
+    atomic_bool probe_ok;         /* the last ping's result */
+    char probe_error[256];        /* its error (under probe_mu) */
 };
 
 /* Wake the rewrap worker (a job was started). */
@@ -55,6 +72,16 @@ tk_rc tk_api_gate(struct tk_req *r);
 void tk_api_keyring_event(struct tk_app *app, struct tk_db *db, const char *action,
                           const char *outcome, const char *message);
 void tk_api_finish(struct tk_req *r);
+/* Reply 503 "starting" and return false until start-up is done. */
+bool tk_api_started(struct tk_req *r);
+/* Reply 429 rate_limited + Retry-After and return false when the request's
+ * source address used up its failure budget; else count this request
+ * against it (routes that anybody may call: init). */
+bool tk_api_rate_count(struct tk_req *r);
+/* The store probe's view: 0 when the last ping succeeded and is recent,
+ * else the reason ("store_unreachable", "store_stalled", "starting") and a
+ * sentence in msg. */
+const char *tk_api_store_state(struct tk_app *app, char *msg, size_t n);
 
 void tk_h_health(struct tk_req *r);
 void tk_h_ready(struct tk_req *r);

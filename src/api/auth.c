@@ -8,13 +8,31 @@
 #include <stdio.h>
 #include <string.h>
 
+bool tk_api_started(struct tk_req *r)
+{
+    struct tk_app *app = r->app;
+    if (atomic_load(&app->started)) return true;
+    struct tk_err e;
+    tk_err_set(&e, TK_EUNAVAIL, "not_ready", "tokend is starting (opening the store and keyring)");
+    json_t *x = json_pack("{s:s}", "reason", "starting");
+    tk_reply_header(r, "Retry-After", "1");
+    tk_reply_error(r, &e, x);
+    json_decref(x);
+    return false;
+}
+
 struct tk_db *tk_api_db(struct tk_req *r)
 {
     if (r->db) return r->db;
+    if (!tk_api_started(r)) return NULL;
     struct tk_app *app = r->app;
     struct tk_err e;
     r->db = tk_store_get(app->store, &e);
-    if (!r->db) tk_reply_error(r, &e, NULL);
+    if (!r->db) {
+        /* store_busy (the pool stayed full) or unreachable: both pass */
+        tk_reply_header(r, "Retry-After", "1");
+        tk_reply_error(r, &e, NULL);
+    }
     return r->db;
 }
 
@@ -29,40 +47,113 @@ const struct tk_principal *tk_api_principal(const struct tk_req *r)
     return r->principal;
 }
 
-tk_rc tk_api_authenticate(struct tk_req *r)
+/* Failure reasons, as bits of the rate limiter's "recorded" set. */
+enum { R_MISSING, R_MALFORMED, R_UNKNOWN, R_REVOKED, R_EXPIRED, R_INIT, R_OTHER };
+
+static unsigned reason_bit(const char *code)
+{
+    static const char *const names[] = {"missing", "malformed", "unknown", "revoked", "expired"};
+    for (unsigned i = 0; i < TK_NELEM(names); i++)
+        if (!strcmp(code, names[i])) return i;
+    return R_OTHER;
+}
+
+static void reply_limited(struct tk_req *r, int retry_s, const char *what)
 {
     struct tk_app *app = r->app;
-    struct tk_db *db = tk_api_db(r);
-    if (!db) return TK_EUNAVAIL;
-    struct tk_principal *p = tk_pool_alloc(r->pool, sizeof *p);
+    char ra[16];
+    snprintf(ra, sizeof ra, "%d", retry_s);
+    tk_reply_header(r, "Retry-After", ra);
     struct tk_err e;
-    tk_rc rc = tk_optoken_authenticate(db, app->keyring, tk_req_header(r, "Authorization"), p, &e);
-    if (rc == TK_OK) {
-        r->principal = p;
-        return TK_OK;
+    tk_err_set(&e, TK_ERATE, "rate_limited",
+               "too many %s from this address (more than %d in %d s); try again in %d s", what,
+               app->cfg->auth_fail_limit, app->cfg->auth_fail_window, retry_s);
+    json_t *x = json_pack("{s:i}", "retry_after", retry_s);
+    tk_reply_error(r, &e, x);
+    json_decref(x);
+}
+
+bool tk_api_rate_count(struct tk_req *r)
+{
+    struct tk_app *app = r->app;
+    char addr[TK_ADDR_MAX];
+    tk_req_remote(r, addr, sizeof addr);
+    struct tk_ratelimit_verdict v;
+    if (tk_ratelimit_fail(app->auth_limit, addr, R_INIT, tk_now_ms(), &v)) return true;
+    reply_limited(r, v.retry_s, "calls of this route");
+    return false;
+}
+
+/* Record an authentication failure: once per reason, address and window
+ * (the limiter says which), in the token's tenant when the token is known,
+ * else the default tenant. */
+static void auth_event(struct tk_req *r, const struct tk_err *e, const struct tk_principal *p,
+                       const char *addr, int window_s)
+{
+    struct tk_app *app = r->app;
+    struct tk_err ee;
+    if (!r->db) r->db = tk_store_get(app->store, &ee);
+    if (!r->db) { /* the 401 goes out all the same */
+        tk_warn("events: could not record an authentication failure: %s", ee.msg);
+        return;
     }
-    if (rc != TK_EAUTH) {
-        tk_reply_error(r, &e, NULL);
-        return rc;
-    }
-    json_t *detail = json_pack("{s:s, s:s, s:s}", "reason", e.code, "method", r->method, "route",
-                               r->route->pattern);
+    struct tk_db *db = r->db;
+    json_t *detail = json_pack("{s:s, s:s, s:s, s:s, s:i}", "reason", e->code, "method",
+                               r->method, "route", r->route->pattern, "remote", addr,
+                               "coalesce_window_s", window_s);
     struct tk_event ev = {
-        .tenant_id = app->default_tenant,
+        .tenant_id = p->tenant_id[0] ? p->tenant_id : app->default_tenant,
         .trace_id = r->request_id,
         .kind = "operator",
         .source = "api",
         .action = "authenticate",
         .outcome = "denied",
         .subject_type = "operator_token",
-        .message = e.msg,
+        .subject_id = p->token_id[0] ? p->token_id : NULL,
+        .message = e->msg,
         .detail = detail,
         .latency_us = -1,
     };
-    struct tk_err ee;
     if (tk_event_emit(db, &ev, &ee) != TK_OK)
         tk_warn("events: could not record an authentication failure: %s", ee.msg);
     json_decref(detail);
+}
+
+tk_rc tk_api_authenticate(struct tk_req *r)
+{
+    struct tk_app *app = r->app;
+    if (!tk_api_started(r)) return TK_EUNAVAIL;
+    struct tk_principal *p = tk_pool_alloc(r->pool, sizeof *p);
+    memset(p, 0, sizeof *p);
+    struct tk_err e;
+    tk_err_clear(&e);
+    const char *tok = NULL;
+    size_t len = 0;
+    /* The form of the header is decided without the store: a client that
+     * sends nothing or garbage never takes a store connection. */
+    tk_rc rc = tk_optoken_parse(tk_req_header(r, "Authorization"), &tok, &len, &e);
+    if (rc == TK_OK) {
+        struct tk_db *db = tk_api_db(r);
+        if (!db) return TK_EUNAVAIL;
+        rc = tk_optoken_lookup(db, app->keyring, tok, len, p, &e);
+    }
+    if (rc == TK_OK) {
+        r->principal = p;
+        return TK_OK;
+    }
+    if (rc != TK_EAUTH) {
+        if (rc == TK_EUNAVAIL) tk_reply_header(r, "Retry-After", "1");
+        tk_reply_error(r, &e, NULL);
+        return rc;
+    }
+    char addr[TK_ADDR_MAX];
+    tk_req_remote(r, addr, sizeof addr);
+    struct tk_ratelimit_verdict v;
+    if (!tk_ratelimit_fail(app->auth_limit, addr, reason_bit(e.code), tk_now_ms(), &v)) {
+        reply_limited(r, v.retry_s, "failed authentications");
+        return TK_ERATE;
+    }
+    if (v.record) auth_event(r, &e, p, addr, tk_ratelimit_window_s(app->auth_limit));
     char www[160];
     if (!strcmp(e.code, "missing"))
         snprintf(www, sizeof www, "Bearer realm=\"tokend\"");

@@ -56,6 +56,14 @@ static const struct setting settings[] = {
     {"unseal_key_file", C_STR, S(unseal_key_file), "", 0, 0, NULL,
      "auto-unseal key file, made by 'operator init --auto-unseal' and --dev "
      "(default <data_dir>/unseal.key)"},
+    {"auth_fail_limit", C_INT, S(auth_fail_limit), "20", 0, 1000000, NULL,
+     "failed authentications (and init calls) one address may make per window before "
+     "answers become 429 (0: no limit)"},
+    {"auth_fail_window", C_INT, S(auth_fail_window), "10", 1, 3600, NULL,
+     "seconds of the auth_fail_limit window"},
+    {"allow_new_store", C_BOOL, S(allow_new_store), "false", 0, 0, NULL,
+     "start even though the data dir belongs to an installation whose store is now empty "
+     "or another one"},
 };
 
 _Static_assert(TK_NELEM(settings) <= TK_NELEM(((struct tk_config *)0)->origins),

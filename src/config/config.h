@@ -28,6 +28,9 @@ struct tk_config {
     bool dev;
     char node_name[64];
     char unseal_key_file[1024]; /* auto-unseal key file (default <data_dir>/unseal.key) */
+    int auth_fail_limit;  /* failed authentications per address and window; 0: no limit */
+    int auth_fail_window; /* seconds */
+    bool allow_new_store; /* start a new installation in a data dir that had another */
     char origins[32][80]; /* where each setting's value came from, by table index */
 };
 

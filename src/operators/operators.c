@@ -67,8 +67,7 @@ tk_rc tk_optoken_count_active(struct tk_db *db, int64_t *n, struct tk_err *e)
  * stay reads on the hot path. */
 #define LAST_USED_GRANULARITY_MS 60000
 
-tk_rc tk_optoken_authenticate(struct tk_db *db, struct tk_keyring *k, const char *header,
-                              struct tk_principal *p, struct tk_err *e)
+tk_rc tk_optoken_parse(const char *header, const char **tok, size_t *len, struct tk_err *e)
 {
     if (!header || !*header)
         return tk_err_set(e, TK_EAUTH, "missing",
@@ -76,22 +75,36 @@ tk_rc tk_optoken_authenticate(struct tk_db *db, struct tk_keyring *k, const char
     if (strncasecmp(header, "Bearer ", 7) != 0)
         return tk_err_set(e, TK_EAUTH, "malformed",
                           "the Authorization header must be 'Bearer <operator token>'");
-    const char *tok = header + 7;
-    while (*tok == ' ') tok++;
-    size_t len = strlen(tok);
+    const char *t = header + 7;
+    while (*t == ' ') t++;
+    size_t n = strlen(t);
     struct tk_err fe;
-    if (tk_issued_check(TK_KIND_OPERATOR, tok, len, &fe) != TK_OK)
+    if (tk_issued_check(TK_KIND_OPERATOR, t, n, &fe) != TK_OK)
         return tk_err_set(e, TK_EAUTH, "malformed", "%s", fe.msg);
+    *tok = t;
+    *len = n;
+    return TK_OK;
+}
+
+tk_rc tk_optoken_lookup(struct tk_db *db, struct tk_keyring *k, const char *tok, size_t len,
+                        struct tk_principal *p, struct tk_err *e)
+{
+    memset(p, 0, sizeof *p);
     char hash[TK_HASH_HEX];
     tk_rc rc = tk_keyring_hash(k, tok, len, hash, NULL, e);
     if (rc != TK_OK) return rc;
     struct tk_rows *r;
     rc = tk_db_exec(db,
-                          "SELECT id, tenant_id, name, role, revoked_at, expires_at, last_used_at "
-                          "FROM operator_tokens WHERE token_hash = ?",
-                          TK_ARGS(TK_TEXT(hash)), &r, e);
+                    "SELECT id, tenant_id, name, role, revoked_at, expires_at, last_used_at "
+                    "FROM operator_tokens WHERE token_hash = ?",
+                    TK_ARGS(TK_TEXT(hash)), &r, e);
     if (rc != TK_OK) return rc;
     int64_t now = tk_now_ms();
+    if (tk_rows_count(r) == 1) {
+        /* also on failure: the row's tenant gets the event */
+        snprintf(p->token_id, sizeof p->token_id, "%s", tk_rows_text(r, 0, 0));
+        snprintf(p->tenant_id, sizeof p->tenant_id, "%s", tk_rows_text(r, 0, 1));
+    }
     if (tk_rows_count(r) != 1) {
         rc = tk_err_set(e, TK_EAUTH, "unknown",
                         "the operator token is well-formed but unknown here (another "
@@ -107,8 +120,6 @@ tk_rc tk_optoken_authenticate(struct tk_db *db, struct tk_keyring *k, const char
         rc = tk_err_set(e, TK_EAUTH, "expired", "the operator token %s expired at %s",
                         tk_rows_text(r, 0, 0), at);
     } else {
-        snprintf(p->token_id, sizeof p->token_id, "%s", tk_rows_text(r, 0, 0));
-        snprintf(p->tenant_id, sizeof p->tenant_id, "%s", tk_rows_text(r, 0, 1));
         snprintf(p->name, sizeof p->name, "%s", tk_rows_text(r, 0, 2));
         snprintf(p->role, sizeof p->role, "%s", tk_rows_text(r, 0, 3));
         if (tk_rows_null(r, 0, 6) || now - tk_rows_int(r, 0, 6) > LAST_USED_GRANULARITY_MS) {
@@ -117,6 +128,29 @@ tk_rc tk_optoken_authenticate(struct tk_db *db, struct tk_keyring *k, const char
                        TK_ARGS(TK_INT(now), TK_TEXT(p->token_id)), NULL, &ignore);
         }
     }
+    tk_rows_free(r);
+    return rc;
+}
+
+tk_rc tk_optoken_authenticate(struct tk_db *db, struct tk_keyring *k, const char *header,
+                              struct tk_principal *p, struct tk_err *e)
+{
+    const char *tok = NULL;
+    size_t len = 0;
+    tk_rc rc = tk_optoken_parse(header, &tok, &len, e);
+    if (rc == TK_OK) rc = tk_optoken_lookup(db, k, tok, len, p, e);
+    return rc;
+}
+
+tk_rc tk_optoken_count_admins(struct tk_db *db, const char *tenant_id, int64_t *n,
+                              struct tk_err *e)
+{
+    struct tk_rows *r;
+    tk_rc rc = tk_db_exec(db,
+                          "SELECT COUNT(*) FROM operator_tokens WHERE tenant_id = ? AND role = "
+                          "'admin' AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > ?)",
+                          TK_ARGS(TK_TEXT(tenant_id), TK_INT(tk_now_ms())), &r, e);
+    if (rc == TK_OK) *n = tk_rows_int(r, 0, 0);
     tk_rows_free(r);
     return rc;
 }

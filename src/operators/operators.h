@@ -46,9 +46,23 @@ tk_rc tk_optoken_count_active(struct tk_db *db, int64_t *n, struct tk_err *e);
 
 /* Check an Authorization header value. On failure, e->rc is TK_EAUTH and
  * e->code is the reason: missing, malformed, unknown, revoked or expired.
- * The caller records the failure in the event log. */
+ * The caller records the failure in the event log. tk_optoken_parse and
+ * tk_optoken_lookup are its two halves. */
 tk_rc tk_optoken_authenticate(struct tk_db *db, struct tk_keyring *k, const char *header,
                               struct tk_principal *p, struct tk_err *e);
+/* The form of the header alone, without the store: missing, malformed
+ * (scheme, length, characters, checksum). On success *tok and *len are the
+ * token inside header. */
+tk_rc tk_optoken_parse(const char *header, const char **tok, size_t *len, struct tk_err *e);
+/* Look up a well-formed token: unknown, revoked, expired, or p filled. On
+ * revoked and expired, p->tenant_id and p->token_id name the token's row
+ * (for the event), but p is no principal. */
+tk_rc tk_optoken_lookup(struct tk_db *db, struct tk_keyring *k, const char *tok, size_t len,
+                        struct tk_principal *p, struct tk_err *e);
+
+/* Active (neither revoked nor expired) admin tokens of a tenant. */
+tk_rc tk_optoken_count_admins(struct tk_db *db, const char *tenant_id, int64_t *n,
+                              struct tk_err *e);
 
 /* The tenant's tokens, newest first, as a JSON array of {id, name, role,
  * preview, created_at, last_used_at, expires_at, revoked_at}. */
