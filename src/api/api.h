@@ -28,6 +28,7 @@ struct tk_app {
     char default_tenant[TK_UUID_LEN + 1];
     char node[64];
     int64_t started_ms;
+    int64_t started_mono_ms; /* when start-up was done (monotonic) */
     atomic_bool stopping;
     /* The rewrap worker (serve.c): woken by POST /v1/sys/rewrap and at stop. */
     pthread_t rewrap_thread;
@@ -50,7 +51,7 @@ struct tk_app {
     atomic_llong probe_began_ms;  /* when the ping in progress began; 0: none running */
     atomic_llong probe_done_ms;   /* when the last ping ended */
     atomic_bool probe_ok;         /* the last ping's result */
-    char probe_error[256];        /* its error (under probe_mu) */
+    char probe_error[sizeof(((struct tk_err *)0)->msg)]; /* its error (under probe_mu) */
 };
 
 /* Wake the rewrap worker (a job was started). */
@@ -78,7 +79,7 @@ bool tk_api_started(struct tk_req *r);
  * source address used up its failure budget; else count this request
  * against it (routes that anybody may call: init). */
 bool tk_api_rate_count(struct tk_req *r);
-/* The store probe's view: 0 when the last ping succeeded and is recent,
+/* The store probe's view: NULL when the last ping succeeded and is recent,
  * else the reason ("store_unreachable", "store_stalled", "starting") and a
  * sentence in msg. */
 const char *tk_api_store_state(struct tk_app *app, char *msg, size_t n);
@@ -115,5 +116,11 @@ bool tk_api_require_node_admin(struct tk_req *r);
 void tk_api_event(struct tk_req *r, const char *kind, const char *action, const char *outcome,
                   const char *subject_type, const char *subject_id, const char *message,
                   json_t *detail);
+/* The same inside the request's open transaction (r->db): the action and
+ * its event commit together; on failure the caller rolls back and replies
+ * the error. */
+tk_rc tk_api_event_in(struct tk_req *r, const char *kind, const char *action,
+                      const char *outcome, const char *subject_type, const char *subject_id,
+                      const char *message, json_t *detail, struct tk_err *e);
 
 #endif

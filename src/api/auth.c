@@ -186,23 +186,42 @@ bool tk_api_require_role(struct tk_req *r, const char *allowed)
     return false;
 }
 
-void tk_api_event(struct tk_req *r, const char *kind, const char *action, const char *outcome,
-                  const char *subject_type, const char *subject_id, const char *message,
-                  json_t *detail)
+static tk_rc api_event(struct tk_req *r, bool in_tx, const char *kind, const char *action,
+                       const char *outcome, const char *subject_type, const char *subject_id,
+                       const char *message, json_t *detail, struct tk_err *e)
 {
     const struct tk_principal *p = tk_api_principal(r);
     struct tk_db *db = r->db;
-    if (!p || !db) return;
+    if (!p || !db)
+        return tk_err_set(e, TK_EINTERNAL, "internal", "an event of %s %s had no principal",
+                          kind, action);
     json_t *d = detail ? json_incref(detail) : json_object();
     json_object_set_new(d, "operator_token", json_string(p->token_id));
     struct tk_event ev = {.tenant_id = p->tenant_id, .trace_id = r->request_id, .kind = kind,
                           .source = "api", .action = action, .outcome = outcome,
                           .subject_type = subject_type, .subject_id = subject_id,
                           .message = message, .detail = d, .latency_us = -1};
-    struct tk_err e;
-    if (tk_event_emit(db, &ev, &e) != TK_OK)
-        tk_warn("events: could not record %s %s: %s", kind, action, e.msg);
+    tk_rc rc = in_tx ? tk_event_emit_in(db, &ev, e) : tk_event_emit(db, &ev, e);
     json_decref(d);
+    return rc;
+}
+
+void tk_api_event(struct tk_req *r, const char *kind, const char *action, const char *outcome,
+                  const char *subject_type, const char *subject_id, const char *message,
+                  json_t *detail)
+{
+    struct tk_err e;
+    if (api_event(r, false, kind, action, outcome, subject_type, subject_id, message, detail,
+                  &e) != TK_OK)
+        tk_warn("events: could not record %s %s: %s", kind, action, e.msg);
+}
+
+tk_rc tk_api_event_in(struct tk_req *r, const char *kind, const char *action,
+                      const char *outcome, const char *subject_type, const char *subject_id,
+                      const char *message, json_t *detail, struct tk_err *e)
+{
+    return api_event(r, true, kind, action, outcome, subject_type, subject_id, message, detail,
+                     e);
 }
 
 bool tk_api_only_members(struct tk_req *r, json_t *body, const char *const *allowed)

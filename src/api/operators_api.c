@@ -82,17 +82,26 @@ void tk_h_optokens_create(struct tk_req *r)
     const struct tk_principal *p = tk_api_principal(r);
     char tok[TK_ISSUED_MAX], id[TK_UUID_LEN + 1], preview[24];
     int64_t expires_at = expires_in ? tk_now_ms() + expires_in * 1000 : 0;
-    if (tk_optoken_create(db, ((struct tk_app *)r->app)->keyring, p->tenant_id, name, role,
-                          expires_at, tok, id, &e) != TK_OK) {
+    /* The token and its event commit together, or neither does. */
+    tk_rc rc = tk_db_begin(db, &e);
+    if (rc == TK_OK)
+        rc = tk_optoken_create(db, ((struct tk_app *)r->app)->keyring, p->tenant_id, name, role,
+                               expires_at, tok, id, &e);
+    if (rc == TK_OK) {
+        tk_issued_preview(tok, preview);
+        json_t *d = json_pack("{s:s, s:s, s:s}", "name", name, "role", role, "preview", preview);
+        rc = tk_api_event_in(r, "operator", "token_create", "ok", "operator_token", id,
+                             "operator token issued", d, &e);
+        json_decref(d);
+    }
+    if (rc == TK_OK) rc = tk_db_commit(db, &e);
+    if (rc != TK_OK) {
+        if (tk_db_in_tx(db)) tk_db_rollback(db);
+        tk_wipe(tok, sizeof tok);
         json_decref(body);
         tk_reply_error(r, &e, NULL);
         return;
     }
-    tk_issued_preview(tok, preview);
-    json_t *d = json_pack("{s:s, s:s, s:s}", "name", name, "role", role, "preview", preview);
-    tk_api_event(r, "operator", "token_create", "ok", "operator_token", id,
-                 "operator token issued", d);
-    json_decref(d);
     json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:s}", "id", id, "token", tok, "name", name,
                           "role", role, "preview", preview);
     if (expires_at) {
@@ -120,11 +129,28 @@ void tk_h_optokens_revoke(struct tk_req *r)
     struct tk_db *db = tk_api_db(r);
     if (!db) return;
     const struct tk_principal *p = tk_api_principal(r);
-    if (tk_optoken_revoke(db, p->tenant_id, id, &e) != TK_OK) {
+    /* The revocation and its event commit together. The tenant's row is
+     * locked first, so that two admins revoking each other cannot both
+     * pass the last-admin check. */
+    tk_rc rc = tk_db_begin(db, &e);
+    if (rc == TK_OK) rc = tk_db_lock_row(db, "tenants", p->tenant_id, &e);
+    int64_t before = 0, after = 0;
+    if (rc == TK_OK) rc = tk_optoken_count_admins(db, p->tenant_id, &before, &e);
+    if (rc == TK_OK) rc = tk_optoken_revoke(db, p->tenant_id, id, &e);
+    if (rc == TK_OK) rc = tk_optoken_count_admins(db, p->tenant_id, &after, &e);
+    if (rc == TK_OK && before > 0 && after == 0)
+        rc = tk_err_set(&e, TK_ECONFLICT, "last_admin",
+                        "operator token %s is the last active admin token of this tenant; "
+                        "issue another admin token before revoking it",
+                        id);
+    if (rc == TK_OK)
+        rc = tk_api_event_in(r, "operator", "token_revoke", "ok", "operator_token", id,
+                             "operator token revoked", NULL, &e);
+    if (rc == TK_OK) rc = tk_db_commit(db, &e);
+    if (rc != TK_OK) {
+        if (tk_db_in_tx(db)) tk_db_rollback(db);
         tk_reply_error(r, &e, NULL);
         return;
     }
-    tk_api_event(r, "operator", "token_revoke", "ok", "operator_token", id,
-                 "operator token revoked", NULL);
     tk_reply_json(r, 200, json_pack("{s:s, s:b}", "id", id, "revoked", 1));
 }

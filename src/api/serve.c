@@ -36,16 +36,145 @@ static void node_event(struct tk_app *app, const char *action, const char *msg)
     tk_store_put(db);
 }
 
+/* The data dir holds the store, the root token and key files: create it
+ * 0700, and refuse one that others could write into or that belongs to
+ * another user. */
 static tk_rc make_data_dir(const char *dir, struct tk_err *e)
 {
     if (mkdir(dir, 0700) != 0 && errno != EEXIST)
-        return tk_err_field(e, TK_EINTERNAL, "data_dir_unusable", "data_dir",
+        return tk_err_field(e, TK_EINVAL, "data_dir_unusable", "data_dir",
                             "cannot create data_dir %s: %s", dir, strerror(errno));
     struct stat st;
     if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
-        return tk_err_field(e, TK_EINTERNAL, "data_dir_unusable", "data_dir",
+        return tk_err_field(e, TK_EINVAL, "data_dir_unusable", "data_dir",
                             "data_dir %s is not a directory", dir);
+    if (st.st_uid != geteuid())
+        return tk_err_field(e, TK_EINVAL, "data_dir_unsafe", "data_dir",
+                            "data_dir %s belongs to user id %d, not to the user tokend runs as "
+                            "(%d): whoever owns it can replace the store and key files; chown "
+                            "it or use another data_dir",
+                            dir, (int)st.st_uid, (int)geteuid());
+    if (st.st_mode & (S_IWGRP | S_IWOTH))
+        return tk_err_field(e, TK_EINVAL, "data_dir_unsafe", "data_dir",
+                            "data_dir %s is writable by %s (mode %03o): others could replace the "
+                            "store and key files; chmod 700 it",
+                            dir, (st.st_mode & S_IWOTH) ? "every user" : "its group",
+                            (unsigned)(st.st_mode & 0777));
     return TK_OK;
+}
+
+/* ---- the installation marker ----
+ *
+ * The first start writes <data_dir>/installation with the installation's
+ * id (the id of the store's default tenant, made once per store). Later
+ * starts compare: a data dir that shows an installation whose store is now
+ * empty, or another store's, is a lost store, not a new installation (an
+ * uninitialized node hands a root token to whoever calls init first). */
+
+#define MARKER "installation"
+
+/* The store URL without a password, for messages. */
+static void store_redacted(const char *url, char *out, size_t n)
+{
+    const char *scheme = strstr(url, "://");
+    const char *at = scheme ? strchr(scheme + 3, '@') : NULL;
+    const char *colon = scheme ? memchr(scheme + 3, ':', at ? (size_t)(at - scheme - 3) : 0) : NULL;
+    if (colon && at)
+        snprintf(out, n, "%.*s:***%s", (int)(colon - url), url, at);
+    else
+        snprintf(out, n, "%s", url);
+}
+
+/* Read the marker's id into id ("" when there is no marker). */
+static tk_rc read_marker(const char *dir, char id[TK_UUID_LEN + 1], struct tk_err *e)
+{
+    char path[600], buf[128];
+    id[0] = '\0';
+    snprintf(path, sizeof path, "%s/" MARKER, dir);
+    int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) {
+        if (errno == ENOENT) return TK_OK;
+        return tk_err_field(e, TK_EINVAL, "data_dir_unusable", "data_dir", "cannot read %s: %s",
+                            path, strerror(errno));
+    }
+    ssize_t got = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    buf[got > 0 ? got : 0] = '\0';
+    const char *p = strncmp(buf, "tokend installation ", 20) ? NULL : buf + 20;
+    if (p && strlen(p) >= TK_UUID_LEN) {
+        memcpy(id, p, TK_UUID_LEN);
+        id[TK_UUID_LEN] = '\0';
+    }
+    if (!p || !tk_uuid_valid(id)) {
+        id[0] = '\0';
+        return tk_err_field(e, TK_EINVAL, "data_dir_unusable", "data_dir",
+                            "%s is not an installation marker ('tokend installation <id>'); "
+                            "remove it only if this data dir never held an installation",
+                            path);
+    }
+    return TK_OK;
+}
+
+static tk_rc write_marker(const char *dir, const char *id, struct tk_err *e)
+{
+    char path[600], tmp[620], line[80];
+    snprintf(path, sizeof path, "%s/" MARKER, dir);
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    int n = snprintf(line, sizeof line, "tokend installation %s\n", id);
+    unlink(tmp);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    bool ok = fd >= 0 && write(fd, line, (size_t)n) == n && fsync(fd) == 0;
+    if (fd >= 0) close(fd);
+    if (ok) ok = rename(tmp, path) == 0;
+    if (!ok) {
+        int err = errno;
+        unlink(tmp);
+        return tk_err_field(e, TK_EINTERNAL, "data_dir_unusable", "data_dir",
+                            "cannot write the installation marker %s: %s", path, strerror(err));
+    }
+    return TK_OK;
+}
+
+/* The default tenant's id, or "" when the store has none (empty). */
+static tk_rc store_installation(struct tk_db *db, char id[TK_UUID_LEN + 1], struct tk_err *e)
+{
+    struct tk_rows *r = NULL;
+    id[0] = '\0';
+    tk_rc rc = tk_db_exec(db, "SELECT id FROM tenants WHERE name = 'default'", NULL, 0, &r, e);
+    if (rc == TK_OK && tk_rows_count(r) == 1)
+        snprintf(id, TK_UUID_LEN + 1, "%s", tk_rows_text(r, 0, 0));
+    tk_rows_free(r);
+    return rc;
+}
+
+static tk_rc refuse_new_store(const struct tk_config *cfg, const char *marker, const char *found,
+                              struct tk_err *e)
+{
+    char store[sizeof cfg->store];
+    store_redacted(cfg->store, store, sizeof store);
+    char what[160];
+    if (found && found[0])
+        snprintf(what, sizeof what, "belongs to another installation, %s", found);
+    else
+        snprintf(what, sizeof what, "is empty (or missing)");
+    return tk_err_field(e, TK_EINVAL, "installation_mismatch", "store",
+                        "the data dir %s belongs to installation %s (%s/" MARKER "), but the store "
+                        "%s %s; refusing to start there as a new installation, whose first "
+                        "caller of init would receive a root token. Restore the store or point "
+                        "--store at it; to begin a new installation on purpose, start with "
+                        "--allow-new-store",
+                        cfg->data_dir, marker, cfg->data_dir, store, what);
+}
+
+/* Before the store opens: a SQLite file that vanished from a data dir
+ * with a marker is refused before anything creates a new one. */
+static tk_rc check_sqlite_file(const struct tk_config *cfg, const char *marker, struct tk_err *e)
+{
+    if (!marker[0] || cfg->allow_new_store || strncmp(cfg->store, "sqlite:", 7) != 0)
+        return TK_OK;
+    struct stat st;
+    if (stat(cfg->store + 7, &st) == 0 || errno != ENOENT) return TK_OK;
+    return refuse_new_store(cfg, marker, NULL, e);
 }
 
 /* ---- the rewrap worker ----
@@ -146,18 +275,142 @@ static void rewrap_worker_stop(struct tk_app *app)
     pthread_mutex_destroy(&app->rewrap_mu);
 }
 
-/* Write the root operator token, once, to <data_dir>/root-token (0600). */
+/* ---- the store probe ----
+ *
+ * A thread pings the store every PROBE_EVERY_MS; /ready and /metrics
+ * answer from its last result, so that no request for them ever waits on
+ * the store. A ping that has not returned after PROBE_OVERDUE_MS (a
+ * stalled server, a lost network) makes the store "stalled". */
+
+#define PROBE_EVERY_MS 1000
+#define PROBE_OVERDUE_MS 3000
+
+static void timespec_in(struct timespec *ts, int64_t ms)
+{
+    clock_gettime(CLOCK_MONOTONIC, ts);
+    ts->tv_sec += ms / 1000;
+    ts->tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (ts->tv_nsec >= 1000000000L) {
+        ts->tv_sec++;
+        ts->tv_nsec -= 1000000000L;
+    }
+}
+
+static int64_t mono_ms(void)
+{
+    return tk_mono_us() / 1000;
+}
+
+static void *probe_worker(void *arg)
+{
+    struct tk_app *app = arg;
+    pthread_mutex_lock(&app->probe_mu);
+    while (!app->probe_stop) {
+        pthread_mutex_unlock(&app->probe_mu);
+        atomic_store(&app->probe_began_ms, mono_ms());
+        struct tk_err e;
+        tk_err_clear(&e);
+        bool ok = tk_store_ping(app->store, &e) == TK_OK;
+        pthread_mutex_lock(&app->probe_mu);
+        snprintf(app->probe_error, sizeof app->probe_error, "%s", ok ? "" : e.msg);
+        atomic_store(&app->probe_ok, ok);
+        atomic_store(&app->probe_done_ms, mono_ms());
+        atomic_store(&app->probe_began_ms, 0);
+        struct timespec until;
+        timespec_in(&until, PROBE_EVERY_MS);
+        while (!app->probe_stop)
+            if (pthread_cond_timedwait(&app->probe_cv, &app->probe_mu, &until) != 0) break;
+    }
+    pthread_mutex_unlock(&app->probe_mu);
+    return NULL;
+}
+
+static void probe_start(struct tk_app *app)
+{
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&app->probe_cv, &ca);
+    pthread_condattr_destroy(&ca);
+    pthread_mutex_init(&app->probe_mu, NULL);
+    if (pthread_create(&app->probe_thread, NULL, probe_worker, app) == 0)
+        app->probe_started = true;
+    else
+        tk_error("store: cannot start the probe thread; /ready will say the store is stalled");
+}
+
+/* Stop the probe; false when it is stuck in a ping (then the store must
+ * not be closed under it: it is left to the process's exit). */
+static bool probe_stop(struct tk_app *app)
+{
+    if (!app->probe_started) return true;
+    pthread_mutex_lock(&app->probe_mu);
+    app->probe_stop = true;
+    pthread_cond_signal(&app->probe_cv);
+    pthread_mutex_unlock(&app->probe_mu);
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += 2;
+    if (pthread_timedjoin_np(app->probe_thread, NULL, &until) != 0) {
+        tk_warn("store: the probe is stuck in a ping; leaving the store to the process's exit");
+        pthread_detach(app->probe_thread);
+        app->probe_started = false;
+        return false;
+    }
+    app->probe_started = false;
+    return true;
+}
+
+const char *tk_api_store_state(struct tk_app *app, char *msg, size_t n)
+{
+    if (!atomic_load(&app->started)) {
+        snprintf(msg, n, "tokend is starting (opening the store and keyring)");
+        return "starting";
+    }
+    int64_t now = mono_ms(), began = atomic_load(&app->probe_began_ms),
+            done = atomic_load(&app->probe_done_ms);
+    if (began && now - began > PROBE_OVERDUE_MS) {
+        snprintf(msg, n, "the store has not answered a ping for %lld ms",
+                 (long long)(now - began));
+        return "store_stalled";
+    }
+    if (!done || now - done > PROBE_EVERY_MS + PROBE_OVERDUE_MS) {
+        snprintf(msg, n, "the store probe has not reported for %lld ms",
+                 (long long)(done ? now - done : now - app->started_mono_ms));
+        if (!done && now - app->started_mono_ms <= PROBE_EVERY_MS + PROBE_OVERDUE_MS) {
+            snprintf(msg, n, "the first store ping is under way");
+            return "starting";
+        }
+        return "store_stalled";
+    }
+    if (!atomic_load(&app->probe_ok)) {
+        pthread_mutex_lock(&app->probe_mu);
+        snprintf(msg, n, "the store is unreachable: %s", app->probe_error);
+        pthread_mutex_unlock(&app->probe_mu);
+        return "store_unreachable";
+    }
+    return NULL;
+}
+
+/* Write the root operator token to <data_dir>/root-token, mode 0600: a
+ * file or symlink already there is removed first, and the new file is
+ * created exclusively without following links. */
 static tk_rc write_root_token(const struct tk_app *app, const char *tok, struct tk_err *e)
 {
     char path[600];
     snprintf(path, sizeof path, "%s/root-token", app->cfg->data_dir);
-    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (unlink(path) != 0 && errno != ENOENT)
+        return tk_err_set(e, TK_EINTERNAL, "root_token_unwritable", "cannot replace %s: %s", path,
+                          strerror(errno));
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
     size_t len = strlen(tok);
-    bool ok = fd >= 0 && write(fd, tok, len) == (ssize_t)len && write(fd, "\n", 1) == 1;
+    bool ok = fd >= 0 && fchmod(fd, 0600) == 0 && write(fd, tok, len) == (ssize_t)len &&
+              write(fd, "\n", 1) == 1;
+    int err = errno;
     if (fd >= 0) close(fd);
     if (!ok)
         return tk_err_set(e, TK_EINTERNAL, "root_token_unwritable", "cannot write %s: %s", path,
-                          strerror(errno));
+                          strerror(err));
     tk_warn("dev: the root operator token is in %s (mode 0600)", path);
     return TK_OK;
 }
@@ -212,6 +465,84 @@ static tk_rc start_keyring(struct tk_app *app, struct tk_err *e)
     return rc;
 }
 
+/* ---- signals ----
+ *
+ * SIGTERM, SIGINT and SIGHUP are blocked in every thread; the main thread
+ * waits for them with sigwait once the node runs. While the store opens
+ * (a connect that hangs, a migration waiting on a lock) the main thread
+ * takes SIGTERM and SIGINT with a handler that ends the process at once:
+ * nothing is acknowledged yet, and every store write is a transaction. */
+
+static void on_stop_while_starting(int sig)
+{
+    static const char msg[] = "tokend: stop signal received while starting: exiting\n";
+    ssize_t w = write(STDERR_FILENO, msg, sizeof msg - 1);
+    (void)w;
+    (void)sig;
+    _exit(1);
+}
+
+static void start_signals_interrupt(bool on)
+{
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on ? on_stop_while_starting : SIG_DFL;
+    sigemptyset(&sa.sa_mask);
+    if (on) {
+        sigaction(SIGTERM, &sa, NULL);
+        sigaction(SIGINT, &sa, NULL);
+        pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+    } else {
+        pthread_sigmask(SIG_BLOCK, &set, NULL);
+        sigaction(SIGTERM, &sa, NULL);
+        sigaction(SIGINT, &sa, NULL);
+    }
+}
+
+static tk_rc gate(struct tk_req *r)
+{
+    if (!tk_api_started(r)) return TK_EUNAVAIL;
+    return tk_api_gate(r);
+}
+
+/* Open the store and check it against the data dir's installation marker;
+ * fills app->default_tenant. */
+static tk_rc open_store(struct tk_app *app, struct tk_err *e)
+{
+    const struct tk_config *cfg = app->cfg;
+    char marker[TK_UUID_LEN + 1], found[TK_UUID_LEN + 1] = "";
+    tk_rc rc = read_marker(cfg->data_dir, marker, e);
+    if (rc == TK_OK) rc = check_sqlite_file(cfg, marker, e);
+    struct tk_store_opts so = {.pool_size = cfg->store_pool, .busy_timeout_ms = 5000,
+                               .migrate = true};
+    if (rc == TK_OK) rc = tk_store_open(cfg->store, &so, &app->store, e);
+    if (rc != TK_OK) return rc;
+    struct tk_db *db = tk_store_get(app->store, e);
+    if (!db) return TK_EUNAVAIL;
+    rc = store_installation(db, found, e);
+    if (rc == TK_OK && marker[0] && strcmp(marker, found) != 0) {
+        if (!cfg->allow_new_store) {
+            rc = refuse_new_store(cfg, marker, found, e);
+        } else {
+            char store[sizeof cfg->store];
+            store_redacted(cfg->store, store, sizeof store);
+            tk_warn("allow_new_store: the data dir %s belonged to installation %s; the store %s "
+                    "%s%s: going on as told",
+                    cfg->data_dir, marker, store, found[0] ? "is installation " : "is empty",
+                    found);
+        }
+    }
+    if (rc == TK_OK) rc = tk_tenant_default(db, app->default_tenant, e);
+    if (rc == TK_OK && strcmp(marker, app->default_tenant) != 0)
+        rc = write_marker(cfg->data_dir, app->default_tenant, e);
+    tk_store_put(db);
+    return rc;
+}
+
 int tk_serve(const struct tk_config *cfg)
 {
     struct tk_app app;
@@ -221,6 +552,7 @@ int tk_serve(const struct tk_config *cfg)
     struct tk_err e;
     tk_err_clear(&e);
     int status = 1;
+    bool store_closable = true;
 
     /* Secrets live in this process's memory: no core dumps, no ptrace by
      * other users' processes. */
@@ -228,11 +560,13 @@ int tk_serve(const struct tk_config *cfg)
     setrlimit(RLIMIT_CORE, &nocore);
     prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
     signal(SIGPIPE, SIG_IGN);
-    /* Block the stop signals in every thread; the main thread waits for them. */
+    /* Block the stop signals (and SIGHUP) in every thread; the main thread
+     * waits for them. */
     sigset_t stop;
     sigemptyset(&stop);
     sigaddset(&stop, SIGTERM);
     sigaddset(&stop, SIGINT);
+    sigaddset(&stop, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &stop, NULL);
 
     if (cfg->node_name[0]) {
@@ -243,19 +577,13 @@ int tk_serve(const struct tk_config *cfg)
         snprintf(app.node, sizeof app.node, "%s:%d", host, (int)getpid());
     }
     tk_events_set_node(app.node);
+    app.auth_limit = tk_ratelimit_new(cfg->auth_fail_limit, cfg->auth_fail_window);
 
-    struct tk_store_opts so = {.pool_size = cfg->store_pool, .busy_timeout_ms = 5000, .migrate = true};
+    /* The listen socket first: a port in use changes nothing (no data dir,
+     * no store file, no keyring, no root token). Until start-up is done,
+     * /health answers, /ready and every other route say "starting". */
     tk_rc rc = tk_secret_heap_init(1 << 20, &e);
-    if (rc == TK_OK) rc = make_data_dir(cfg->data_dir, &e);
     if (rc == TK_OK) rc = tk_keyring_new(cfg->data_dir, &app.keyring, &e);
-    if (rc == TK_OK) rc = tk_store_open(cfg->store, &so, &app.store, &e);
-    if (rc == TK_OK) {
-        struct tk_db *db = tk_store_get(app.store, &e);
-        rc = db ? tk_tenant_default(db, app.default_tenant, &e) : TK_EUNAVAIL;
-        tk_store_put(db);
-    }
-    if (rc == TK_OK) rc = start_keyring(&app, &e);
-    if (rc == TK_OK) rewrap_worker_start(&app);
     if (rc == TK_OK) {
         size_t nroutes;
         const struct tk_route *routes = tk_api_routes(&nroutes);
@@ -271,11 +599,28 @@ int tk_serve(const struct tk_config *cfg)
             .routes = routes,
             .nroutes = nroutes,
             .app = &app,
-            .gate = tk_api_gate,
+            .gate = gate,
             .authenticate = tk_api_authenticate,
             .finish = tk_api_finish,
         };
         rc = tk_http_start(&ho, &app.http, &e);
+    }
+    if (rc == TK_OK) {
+        rc = make_data_dir(cfg->data_dir, &e);
+        if (rc != TK_OK) status = 2;
+    }
+    if (rc == TK_OK) {
+        start_signals_interrupt(true);
+        rc = open_store(&app, &e);
+        start_signals_interrupt(false);
+        if (rc != TK_OK && !strcmp(e.code, "installation_mismatch")) status = 2;
+    }
+    if (rc == TK_OK) rc = start_keyring(&app, &e);
+    if (rc == TK_OK) {
+        probe_start(&app);
+        rewrap_worker_start(&app);
+        app.started_mono_ms = mono_ms();
+        atomic_store(&app.started, true);
     }
     if (rc != TK_OK) {
         tk_error("cannot start: %s", e.msg);
@@ -285,12 +630,17 @@ int tk_serve(const struct tk_config *cfg)
     tk_info("tokend %s listening on port %d (listen=%s), store %s schema %d, node %s%s",
             TK_VERSION, tk_http_port(app.http), cfg->listen, tk_store_backend(app.store),
             tk_store_schema_version(app.store), app.node, cfg->dev ? ", DEV MODE" : "");
-    /* A line the tests and scripts can wait for: the port actually bound. */
+    /* A line the tests and scripts can wait for: the port actually bound,
+     * once the node answers. */
     fprintf(stdout, "tokend: listening on port %d\n", tk_http_port(app.http));
     fflush(stdout);
 
     int sig = 0;
-    while (sigwait(&stop, &sig) != 0) {
+    for (;;) {
+        if (sigwait(&stop, &sig) != 0) continue;
+        if (sig != SIGHUP) break;
+        tk_info("received SIGHUP: ignored (tokend writes its logs to stderr and has nothing to "
+                "reopen; settings change with a restart)");
     }
     tk_info("received %s: stopping (in-flight requests get %d s)", sig == SIGTERM ? "SIGTERM" : "SIGINT",
             cfg->shutdown_timeout);
@@ -301,13 +651,17 @@ int tk_serve(const struct tk_config *cfg)
     tk_http_stop(app.http);
     app.http = NULL;
     rewrap_worker_stop(&app); /* before the store closes; a batch in hand commits first */
-    node_event(&app, "stop", drained ? "tokend stopped" : "tokend stopped; some requests were cut off");
+    store_closable = probe_stop(&app);
+    if (store_closable)
+        node_event(&app, "stop", drained ? "tokend stopped" : "tokend stopped; some requests were cut off");
     tk_info("stopped");
     status = 0;
 out:
     tk_http_stop(app.http);
     rewrap_worker_stop(&app);
-    tk_store_close(app.store);
+    if (!probe_stop(&app)) store_closable = false;
+    if (store_closable) tk_store_close(app.store);
     tk_keyring_free(app.keyring);
+    tk_ratelimit_free(app.auth_limit);
     return status;
 }
