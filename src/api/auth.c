@@ -150,6 +150,14 @@ tk_rc tk_api_authenticate(struct tk_req *r)
     tk_req_remote(r, addr, sizeof addr);
     struct tk_ratelimit_verdict v;
     if (!tk_ratelimit_fail(app->auth_limit, addr, reason_bit(e.code), tk_now_ms(), &v)) {
+        if (v.record) {
+            struct tk_err le;
+            tk_err_set(&le, TK_ERATE, "rate_limited",
+                       "more than %d failed authentications from %s in %d s: further failures "
+                       "from there answer 429 for the rest of the window, unrecorded",
+                       app->cfg->auth_fail_limit, addr, app->cfg->auth_fail_window);
+            auth_event(r, &le, p, addr, tk_ratelimit_window_s(app->auth_limit));
+        }
         reply_limited(r, v.retry_s, "failed authentications");
         return TK_ERATE;
     }

@@ -129,7 +129,8 @@ bool tk_ratelimit_fail(struct tk_ratelimit *rl, const char *addr, unsigned reaso
     if (s->fails < INT32_MAX) s->fails++;
     v->fails = s->fails;
     v->blocked = rl->limit > 0 && s->fails > rl->limit;
-    uint32_t bit = 1u << (reason & 31);
+    /* over the budget, one event says so for the rest of the window */
+    uint32_t bit = v->blocked ? 1u << 31 : 1u << (reason > 30 ? 30 : reason);
     v->record = !(s->recorded & bit);
     s->recorded |= bit;
     v->retry_s = retry_after(rl, s, now_ms);

@@ -25,10 +25,11 @@ bool tk_ratelimit_blocked(struct tk_ratelimit *rl, const char *addr, int64_t now
 struct tk_ratelimit_verdict {
     int fails;    /* failures of addr in this window, this one included */
     bool blocked; /* over the budget: answer 429 */
-    bool record;  /* the first failure of this reason in this window: leave an event */
+    bool record;  /* the first failure of this reason in this window, or the first one
+                     over the budget: leave an event */
     int retry_s;  /* seconds until the window ends */
 };
-/* Count one failure of reason (0..31) from addr. Returns !v->blocked. */
+/* Count one failure of reason (0..30) from addr. Returns !v->blocked. */
 bool tk_ratelimit_fail(struct tk_ratelimit *rl, const char *addr, unsigned reason,
                        int64_t now_ms, struct tk_ratelimit_verdict *v);
 int tk_ratelimit_window_s(const struct tk_ratelimit *rl);

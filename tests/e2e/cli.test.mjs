@@ -24,6 +24,9 @@ const SETTINGS = [
   'dev',
   'node-name',
   'unseal-key-file',
+  'auth-fail-limit',
+  'auth-fail-window',
+  'allow-new-store',
 ];
 
 /** Lines of output that are JSON objects (every line must be). */
@@ -40,8 +43,12 @@ function jsonLines(out) {
     });
 }
 
+/** A failed authentication that leaves its own event: each from its own
+ * loopback address (repeats from one address in a window are coalesced). */
+let nextFrom = 0;
 async function failedAuth(t, rid = uniqueId('cli')) {
-  const r = await request(t, '/v1/whoami', { auth: 'Bearer tko_nope', headers: { 'x-request-id': rid } });
+  const from = `127.0.3.${1 + (nextFrom++ % 250)}`;
+  const r = await request(t, '/v1/whoami', { auth: 'Bearer tko_nope', headers: { 'x-request-id': rid }, from });
   assert.equal(r.status, 401);
   return rid;
 }

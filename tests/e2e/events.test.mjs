@@ -5,12 +5,16 @@ import { after, before, describe, it } from 'node:test';
 
 import { allEvents, api, backends, request, startTokend, uniqueId, SUITE_TIMEOUT_MS } from './lib/tokend.mjs';
 
-/** Make n operator/authenticate/denied events; returns their request ids. */
+/** Make n operator/authenticate/denied events; returns their request ids.
+ * Each from its own loopback address: repeats from one address in a window
+ * are coalesced into one event. */
+let nextFrom = 0;
 async function failedAuths(t, n) {
   const ids = [];
   for (let i = 0; i < n; i++) {
     const rid = uniqueId('ev');
-    const r = await request(t, '/v1/events', { auth: 'Bearer nope', headers: { 'x-request-id': rid } });
+    const from = `127.0.${2 + Math.floor(nextFrom / 250)}.${1 + (nextFrom++ % 250)}`;
+    const r = await request(t, '/v1/events', { auth: 'Bearer nope', headers: { 'x-request-id': rid }, from });
     assert.equal(r.status, 401);
     ids.push(rid);
   }

@@ -49,7 +49,10 @@ describe('two nodes on one PostgreSQL database (postgres)', { timeout: SUITE_TIM
   it('200 concurrent failed authentications on both nodes give unique, gapless event seqs', async () => {
     const ids = Array.from({ length: 200 }, (_, i) => uniqueId(`mn${i}`));
     const res = await Promise.all(
-      ids.map((rid, i) => request(i % 2 ? b : a, '/v1/events', { auth: `Bearer tko_${'x'.repeat(i % 7)}`, headers: { 'x-request-id': rid } })),
+      // each from its own loopback address: repeats from one address are coalesced
+      ids.map((rid, i) =>
+        request(i % 2 ? b : a, '/v1/events', { auth: `Bearer tko_${'x'.repeat(i % 7)}`, headers: { 'x-request-id': rid }, from: `127.0.1.${1 + i}` }),
+      ),
     );
     for (const r of res) assert.equal(r.status, 401, r.text);
 

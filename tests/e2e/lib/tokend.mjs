@@ -435,6 +435,7 @@ export async function spawnCli(args, { env = {}, cwd } = {}) {
  *   opts.token    Bearer token; opts.auth: a raw Authorization value
  *   opts.json     a value sent as application/json
  *   opts.body     a raw string/Buffer body; opts.headers extra headers
+ *   opts.from     the source address (another loopback address, 127.0.0.2...)
  * Returns {status, headers, text, json} (json null if the body is not JSON).
  */
 export function request(target, pathname, opts = {}) {
@@ -451,7 +452,15 @@ export function request(target, pathname, opts = {}) {
   if (body !== undefined) headers['content-length'] = Buffer.byteLength(body);
   return new Promise((resolve, reject) => {
     const req = http.request(
-      { host: u.hostname, port: u.port, path: opts.rawPath || u.pathname + u.search, method: opts.method || 'GET', headers, agent: false },
+      {
+        host: u.hostname,
+        port: u.port,
+        path: opts.rawPath || u.pathname + u.search,
+        method: opts.method || 'GET',
+        headers,
+        agent: false,
+        ...(opts.from ? { localAddress: opts.from } : {}),
+      },
       (res) => {
         const chunks = [];
         res.on('data', (c) => chunks.push(c));
