@@ -67,9 +67,72 @@ static int client_init(struct client *c, const char *token_file)
     return load_token_file("tokend-data/root-token", c, false);
 }
 
+/* Replace every control character (C0, DEL, C1) in s with '?': nothing a
+ * server sends may drive the operator's terminal. */
+static char *strip_controls(const char *s)
+{
+    size_t n = strlen(s);
+    char *out = malloc(n + 1);
+    if (!out) tk_fatal("out of memory");
+    size_t j = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c < 0x20 || c == 0x7f) {
+            out[j++] = '?';
+        } else if (c == 0xc2 && i + 1 < n && (unsigned char)s[i + 1] >= 0x80 &&
+                   (unsigned char)s[i + 1] <= 0x9f) { /* U+0080..U+009F */
+            out[j++] = '?';
+            i++;
+        } else {
+            out[j++] = (char)c;
+        }
+    }
+    out[j] = '\0';
+    return out;
+}
+
+static bool has_controls(const char *s)
+{
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+        if (*p < 0x20 || *p == 0x7f || (p[0] == 0xc2 && p[1] >= 0x80 && p[1] <= 0x9f)) return true;
+    return false;
+}
+
+/* Clean every string of a parsed answer (strip_controls); keys with
+ * control characters are dropped. */
+static void clean_json(json_t *v)
+{
+    if (json_is_string(v)) {
+        const char *s = json_string_value(v);
+        if (!has_controls(s)) return;
+        char *c = strip_controls(s);
+        json_string_set(v, c);
+        free(c);
+    } else if (json_is_array(v)) {
+        for (size_t i = 0; i < json_array_size(v); i++) clean_json(json_array_get(v, i));
+    } else if (json_is_object(v)) {
+        const char *k;
+        json_t *x;
+        void *tmp;
+        json_object_foreach_safe(v, tmp, k, x)
+        {
+            if (has_controls(k))
+                json_object_del(v, k);
+            else
+                clean_json(x);
+        }
+    }
+}
+
+/* The answer that was not what the API promises: status 0 and *out an
+ * error object, after saying so on stderr. */
+#define ST_BAD_ANSWER 0L
+
 /* method path with an optional JSON body; on success *out is the parsed
- * JSON answer (any status). Returns the HTTP status, or -1 after printing
- * why tokend could not be reached. */
+ * JSON answer (any status), every string stripped of control characters.
+ * Returns the HTTP status, -1 after printing why tokend could not be
+ * reached, or ST_BAD_ANSWER after printing that a 2xx answer was not a
+ * JSON object. */
 static long request_json(const struct client *c, const char *method, const char *path,
                          json_t *body, json_t **out)
 {
@@ -87,11 +150,12 @@ static long request_json(const struct client *c, const char *method, const char 
         tk_wipe(auth, sizeof auth);
     }
     char *payload = NULL;
-    if (body) {
-        payload = json_dumps(body, JSON_COMPACT);
-        hd = curl_slist_append(hd, "Content-Type: application/json");
-        curl_easy_setopt(h, CURLOPT_POSTFIELDS, payload);
-    }
+    bool changes = strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0;
+    if (body) payload = json_dumps(body, JSON_COMPACT);
+    else if (!strcmp(method, "POST")) payload = tk_strdup("{}"); /* action routes take {} */
+    /* every request that changes something says its body is JSON */
+    if (payload || changes) hd = curl_slist_append(hd, "Content-Type: application/json");
+    if (payload) curl_easy_setopt(h, CURLOPT_POSTFIELDS, payload);
     curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
     curl_easy_setopt(h, CURLOPT_URL, url);
     curl_easy_setopt(h, CURLOPT_HTTPHEADER, hd);
@@ -110,8 +174,26 @@ static long request_json(const struct client *c, const char *method, const char 
         curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
         json_error_t je;
         *out = b.data ? json_loadb(b.data, b.len, 0, &je) : NULL;
-        if (!*out) *out = json_object();
+        if (!b.data) snprintf(je.text, sizeof je.text, "the body is empty");
+        if (*out && !json_is_object(*out)) {
+            json_decref(*out);
+            *out = NULL;
+            snprintf(je.text, sizeof je.text, "the body is JSON but not an object");
+        }
+        if (!*out && status >= 200 && status < 300) {
+            char *why = strip_controls(je.text);
+            fprintf(stderr, "tokend: %s %s answered HTTP %ld with a body that is not a JSON "
+                            "object (%s); is TOKEND_ADDR a tokend?\n",
+                    method, path, status, why);
+            free(why);
+            status = ST_BAD_ANSWER;
+        }
+        if (!*out) *out = json_pack("{s:s}", "error", "invalid_response");
+        clean_json(*out);
     }
+    /* the header list holds a copy of the bearer token */
+    for (struct curl_slist *l = hd; l; l = l->next)
+        if (l->data) tk_wipe(l->data, strlen(l->data));
     curl_slist_free_all(hd);
     curl_easy_cleanup(h);
     if (payload) tk_wipe(payload, strlen(payload));
@@ -127,6 +209,7 @@ static long get_json(const struct client *c, const char *path, json_t **out)
 
 static void print_error(const char *what, long status, json_t *body)
 {
+    if (status == ST_BAD_ANSWER) return; /* request_json said why */
     const char *code = json_string_value(json_object_get(body, "error"));
     const char *msg = json_string_value(json_object_get(body, "message"));
     const char *reason = json_string_value(json_object_get(body, "reason"));
@@ -299,6 +382,13 @@ int tk_cli_events(int argc, char **argv)
         return EXIT_SERVER;
     }
     json_t *evs = json_object_get(body, "events");
+    if (!json_is_array(evs)) {
+        fprintf(stderr, "tokend events: the answer (HTTP 200) has no \"events\" array; is "
+                        "TOKEND_ADDR a tokend?\n");
+        json_decref(body);
+        tk_buf_free(&q);
+        return EXIT_SERVER;
+    }
     size_t n = json_array_size(evs);
     if (!c.json) print_header();
     int64_t last = 0;
@@ -328,6 +418,12 @@ int tk_cli_events(int argc, char **argv)
                 break;
             }
             evs = json_object_get(body, "events");
+            if (!json_is_array(evs)) {
+                fprintf(stderr, "tokend events: the answer (HTTP 200) has no \"events\" array\n");
+                json_decref(body);
+                rc = EXIT_SERVER;
+                break;
+            }
             for (size_t i = 0; i < json_array_size(evs); i++) {
                 json_t *ev = json_array_get(evs, i);
                 print_event(ev, c.json);
