@@ -157,13 +157,12 @@ static tk_rc refuse_new_store(const struct tk_config *cfg, const char *marker, c
         snprintf(what, sizeof what, "belongs to another installation, %s", found);
     else
         snprintf(what, sizeof what, "is empty (or missing)");
+    /* the flag first: paths may fill the rest of the sentence */
     return tk_err_field(e, TK_EINVAL, "installation_mismatch", "store",
-                        "the data dir %s belongs to installation %s (%s/" MARKER "), but the store "
-                        "%s %s; refusing to start there as a new installation, whose first "
-                        "caller of init would receive a root token. Restore the store or point "
-                        "--store at it; to begin a new installation on purpose, start with "
-                        "--allow-new-store",
-                        cfg->data_dir, marker, cfg->data_dir, store, what);
+                        "refusing to start (override: --allow-new-store): the data dir %s belongs "
+                        "to installation %s, but the store %s %s; restore the store, or a new "
+                        "installation's init hands its first caller a root token",
+                        cfg->data_dir, marker, store, what);
 }
 
 /* Before the store opens: a SQLite file that vanished from a data dir
@@ -606,6 +605,7 @@ int tk_serve(const struct tk_config *cfg)
         rc = tk_http_start(&ho, &app.http, &e);
     }
     if (rc == TK_OK) {
+        tk_info("listen socket bound on port %d; opening the store", tk_http_port(app.http));
         rc = make_data_dir(cfg->data_dir, &e);
         if (rc != TK_OK) status = 2;
     }
