@@ -295,6 +295,8 @@ static const struct unit_test tests[] = {
     T("config/long_line_split", test_config_long_line_split),
     T("config/validate", test_config_validate),
     T("config/dir_as_file", test_config_dir_as_file),
+    T("ratelimit/budget", test_ratelimit_budget),
+    T("ratelimit/bounded", test_ratelimit_bounded),
 
     T("router/params", test_router_params),
     T("router/methods", test_router_methods),
@@ -360,6 +362,7 @@ static const struct unit_test tests[] = {
     B("operators/authenticate", test_optoken_authenticate),
     B("operators/reasons", test_optoken_reasons),
     B("operators/revoke_tenant", test_optoken_revoke_tenant),
+    B("operators/parse_and_admins", test_optoken_parse_and_admins),
 };
 
 /* ---- running ---- */
