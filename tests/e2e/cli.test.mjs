@@ -1,6 +1,7 @@
 // cli.test.mjs: the tokend client commands (status, events, help, version)
 // against a real tokend, configured by TOKEND_ADDR and TOKEND_TOKEN.
 import assert from 'node:assert/strict';
+import http from 'node:http';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 
@@ -218,3 +219,85 @@ for (const backend of backends()) {
     });
   });
 }
+
+/** A stand-in for tokend: answers every request with handler(req, body)
+ * -> {status, body, type}, and records what it was sent. */
+async function fakeServer(handler) {
+  const seen = [];
+  const server = http.createServer((req, res) => {
+    const chunks = [];
+    req.on('data', (c) => chunks.push(c));
+    req.on('end', () => {
+      const body = Buffer.concat(chunks).toString('utf8');
+      seen.push({ method: req.method, url: req.url, headers: req.headers, body });
+      const a = handler(req, body);
+      res.writeHead(a.status, { 'content-type': a.type || 'application/json' });
+      res.end(a.body);
+    });
+  });
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return { url: `http://127.0.0.1:${server.address().port}`, seen, close: () => new Promise((resolve) => server.close(resolve)) };
+}
+
+const ESC = '\u001b';
+const CONTROLS = /[\u0000-\u0008\u000b-\u001f\u007f\u0080-\u009f]/;
+
+describe('CLI against a server that misbehaves (a stand-in for tokend)', { timeout: SUITE_TIMEOUT_MS }, () => {
+  it('a 200 whose body is not JSON is an error (exit 1, saying so), for events and status', async (tc) => {
+    const srv = await fakeServer(() => ({ status: 200, body: '<html>hello</html>', type: 'text/html' }));
+    tc.after(() => srv.close());
+    const env = { TOKEND_ADDR: srv.url, TOKEND_TOKEN: 'tko_x' };
+    const e = await runCli(['events'], { env });
+    assert.equal(e.code, 1, e.stdout + e.stderr);
+    assert.match(e.stderr, /not a JSON object/);
+    assert.equal(e.stdout, '', 'no empty table');
+    const s = await runCli(['status'], { env });
+    assert.equal(s.code, 1, s.stdout + s.stderr);
+    assert.match(s.stderr, /not a JSON object/);
+    // JSON, but no events array: also an error.
+    const srv2 = await fakeServer(() => ({ status: 200, body: '{"events":"none"}' }));
+    tc.after(() => srv2.close());
+    const e2 = await runCli(['events'], { env: { ...env, TOKEND_ADDR: srv2.url } });
+    assert.equal(e2.code, 1);
+    assert.match(e2.stderr, /no "events" array/);
+  });
+
+  it('control characters (ESC...) in server strings never reach the terminal: events table and errors', async (tc) => {
+    const evil = `red ${ESC}[31mALERT${ESC}]0;title\u0007 \u009b2J bell\u0007 tab\tend`;
+    const event = {
+      id: '01900000-0000-7000-8000-000000000001', seq: 1, at: '2026-12-02T00:00:00.000Z', trace_id: 't', kind: `operator${ESC}[2J`,
+      source: 'api', action: 'authenticate', outcome: 'denied', subject_type: 'operator_token', subject_id: null,
+      message: evil, detail: {}, latency_us: null, node: 'n', hash: 'h',
+    };
+    const srv = await fakeServer((req) =>
+      req.url.startsWith('/v1/events')
+        ? { status: 200, body: JSON.stringify({ events: [event], next_cursor: null }) }
+        : { status: 400, body: JSON.stringify({ error: `bad${ESC}[0m`, message: evil, reason: `r${ESC}c` }) },
+    );
+    tc.after(() => srv.close());
+    const env = { TOKEND_ADDR: srv.url, TOKEND_TOKEN: 'tko_x' };
+    const e = await runCli(['events'], { env });
+    assert.equal(e.code, 0, e.stderr);
+    assert.match(e.stdout, /ALERT/);
+    assert.ok(!CONTROLS.test(e.stdout.replace(/\n/g, '')), `no control character in: ${JSON.stringify(e.stdout)}`);
+    const s = await runCli(['operator', 'seal'], { env });
+    assert.equal(s.code, 1);
+    assert.match(s.stderr, /ALERT/);
+    assert.ok(!CONTROLS.test(s.stderr.replace(/\n/g, '')), `no control character in: ${JSON.stringify(s.stderr)}`);
+  });
+
+  it('requests that change something say Content-Type: application/json', async (tc) => {
+    const srv = await fakeServer(() => ({ status: 200, body: '{"sealed":true}' }));
+    tc.after(() => srv.close());
+    const env = { TOKEND_ADDR: srv.url, TOKEND_TOKEN: 'tko_x' };
+    await runCli(['operator', 'seal'], { env });
+    await runCli(['operator', 'unseal', 'tks1-x'], { env });
+    await runCli(['events'], { env });
+    const posts = srv.seen.filter((r) => r.method !== 'GET');
+    assert.equal(posts.length, 2, JSON.stringify(srv.seen.map((r) => r.method + ' ' + r.url)));
+    for (const r of posts) {
+      assert.equal(r.headers['content-type'], 'application/json', `${r.method} ${r.url}`);
+      assert.doesNotThrow(() => JSON.parse(r.body), `${r.method} ${r.url} sends a JSON body: ${r.body}`);
+    }
+  });
+});
