@@ -134,6 +134,24 @@ for (const backend of backends()) {
       assert.equal((await t.stop()).code, 0);
     });
 
+    it('a refused token that is known leaves its event in its own tenant, not the default one', async (tc) => {
+      const t = await startTokend({ backend });
+      tc.after(() => t.stop('SIGKILL').catch(() => {}));
+      const c = await api(t, '/v1/operator-tokens', { method: 'POST', json: { name: 'elsewhere', role: 'viewer' } });
+      assert.equal(c.status, 201);
+      const other = '01900000-0000-7000-8000-0000000000aa';
+      await storeSql(t, `INSERT INTO tenants (id, name, created_at) VALUES ('${other}', 'other', 0)`);
+      await storeSql(t, `UPDATE operator_tokens SET tenant_id = '${other}', revoked_at = 1 WHERE id = '${c.json.id}'`);
+      const r = await request(t, '/v1/whoami', { token: c.json.token, from: '127.0.0.9' });
+      assert.equal(r.status, 401);
+      assert.equal(r.json.reason, 'revoked');
+      const mine = await eventsFrom(t, '127.0.0.9');
+      assert.equal(mine.length, 0, 'not in the default tenant');
+      const theirs = await storeSql(t, `SELECT count(*) FROM events WHERE tenant_id = '${other}' AND action = 'authenticate' AND subject_id = '${c.json.id}'`);
+      assert.equal(theirs.trim(), '1');
+      assert.equal((await t.stop()).code, 0);
+    });
+
     it('POST /v1/sys/init from one address is limited the same way', async (tc) => {
       const t = await startTokend({ backend, args: ['--auth-fail-limit', '5', '--auth-fail-window', '60'] });
       tc.after(() => t.stop('SIGKILL').catch(() => {}));
