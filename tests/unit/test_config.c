@@ -36,8 +36,18 @@ void test_config_defaults(void)
     CHECK(c.access_log);
     CHECK(!c.dev);
     CHECK_EQ_STR(c.node_name, "");
+    CHECK_EQ_INT(c.auth_fail_limit, 20);
+    CHECK_EQ_INT(c.auth_fail_window, 10);
+    CHECK(!c.allow_new_store);
 
     struct tk_err e;
+    /* the failure budget: 0 turns it off; a window of 0 s is no window */
+    CHECK_OK(tk_config_set(&c, "auth_fail_limit", "0", "test", &e), &e);
+    CHECK_EQ_INT(tk_config_set(&c, "auth_fail_window", "0", "test", &e), TK_EINVAL);
+    CHECK(strstr(e.msg, "auth_fail_window must be an integer from 1 to 3600") != NULL);
+    CHECK_OK(tk_config_set(&c, "allow_new_store", "true", "test", &e), &e);
+    CHECK(c.allow_new_store);
+    tk_config_defaults(&c);
     CHECK_OK(tk_config_validate(&c, &e), &e);
     CHECK_EQ_STR(c.store, "sqlite:./tokend-data/tokend.db");
 
