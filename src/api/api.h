@@ -51,6 +51,7 @@ struct tk_app {
     atomic_llong probe_began_ms;  /* when the ping in progress began; 0: none running */
     atomic_llong probe_done_ms;   /* when the last ping ended */
     atomic_bool probe_ok;         /* the last ping's result */
+    atomic_bool probe_busy;       /* it failed because every connection was in use */
     char probe_error[sizeof(((struct tk_err *)0)->msg)]; /* its error (under probe_mu) */
 };
 

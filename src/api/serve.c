@@ -312,6 +312,7 @@ static void *probe_worker(void *arg)
         bool ok = tk_store_ping(app->store, &e) == TK_OK;
         pthread_mutex_lock(&app->probe_mu);
         snprintf(app->probe_error, sizeof app->probe_error, "%s", ok ? "" : e.msg);
+        atomic_store(&app->probe_busy, !ok && !strcmp(e.code, "store_busy"));
         atomic_store(&app->probe_ok, ok);
         atomic_store(&app->probe_done_ms, mono_ms());
         atomic_store(&app->probe_began_ms, 0);
@@ -383,10 +384,13 @@ const char *tk_api_store_state(struct tk_app *app, char *msg, size_t n)
         return "store_stalled";
     }
     if (!atomic_load(&app->probe_ok)) {
+        bool busy = atomic_load(&app->probe_busy);
         pthread_mutex_lock(&app->probe_mu);
-        snprintf(msg, n, "the store is unreachable: %s", app->probe_error);
+        snprintf(msg, n, "%s: %s",
+                 busy ? "every store connection is in use" : "the store is unreachable",
+                 app->probe_error);
         pthread_mutex_unlock(&app->probe_mu);
-        return "store_unreachable";
+        return busy ? "store_busy" : "store_unreachable";
     }
     return NULL;
 }
@@ -468,9 +472,10 @@ static tk_rc start_keyring(struct tk_app *app, struct tk_err *e)
  *
  * SIGTERM, SIGINT and SIGHUP are blocked in every thread; the main thread
  * waits for them with sigwait once the node runs. While the store opens
- * (a connect that hangs, a migration waiting on a lock) the main thread
- * takes SIGTERM and SIGINT with a handler that ends the process at once:
- * nothing is acknowledged yet, and every store write is a transaction. */
+ * and the keyring starts (a connect that hangs, a migration waiting on a
+ * lock) the main thread takes SIGTERM and SIGINT with a handler that ends
+ * the process at once, as a kill -9 would: nothing is acknowledged yet,
+ * and every store write is a transaction. */
 
 static void on_stop_while_starting(int sig)
 {
@@ -610,12 +615,14 @@ int tk_serve(const struct tk_config *cfg)
         if (rc != TK_OK) status = 2;
     }
     if (rc == TK_OK) {
+        /* a store that hangs (connect, migration lock, keyring rows) must
+         * not keep a stop signal waiting */
         start_signals_interrupt(true);
         rc = open_store(&app, &e);
-        start_signals_interrupt(false);
         if (rc != TK_OK && !strcmp(e.code, "installation_mismatch")) status = 2;
+        if (rc == TK_OK) rc = start_keyring(&app, &e);
+        start_signals_interrupt(false);
     }
-    if (rc == TK_OK) rc = start_keyring(&app, &e);
     if (rc == TK_OK) {
         probe_start(&app);
         rewrap_worker_start(&app);
