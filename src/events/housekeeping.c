@@ -53,7 +53,3 @@ void tk_housekeeper_stop(struct tk_housekeeper *h)
     free(h);
 }
 
-void tk_events_use_keyring(struct tk_keyring *k)
-{
-    (void)k;
-}

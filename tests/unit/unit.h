@@ -81,6 +81,7 @@ void test_uuid7(void);
 void test_parse_int(void);
 void test_buf_max(void);
 void test_json_str(void);
+void test_json_str_hostile(void);
 void test_pool_alignment(void);
 void test_err_and_rc(void);
 
