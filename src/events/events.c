@@ -411,12 +411,14 @@ tk_rc tk_events_verify_chain(struct tk_db *db, const char *tenant_id, struct tk_
             } else {
                 st->unkeyed++;
                 if (seen_keyed && !may_be_unkeyed(tk_rows_text(r, i, 5), tk_rows_text(r, i, 7))) {
+                    char kind[40];
+                    snprintf(kind, sizeof kind, "%s", tk_rows_text(r, i, 5));
                     tk_rows_free(r);
                     return broken(st, e, seq,
                                   "the event chain breaks at seq %lld: a %s event without a MAC "
                                   "after keyed ones (only keyring, node and authentication "
                                   "events are written while sealed)",
-                                  (long long)seq, tk_rows_text(r, i, 5));
+                                  (long long)seq, kind);
                 }
             }
             snprintf(prev, sizeof prev, "%s", hh);

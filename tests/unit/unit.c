@@ -329,6 +329,8 @@ static const struct unit_test tests[] = {
     B("events/verify_truncated", test_events_verify_truncated),
     B("events/concurrent", test_events_concurrent),
     B("events/emit_in", test_events_emit_in),
+    B("events/hostile_utf8", test_events_hostile_utf8),
+    B("events/keyed_chain", test_events_keyed_chain),
 
     B("keyring/restart_sealed", test_keyring_restart_sealed),
     B("keyring/unseal_subsets", test_keyring_unseal_subsets),
