@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 static bool emit_ev(struct tk_db *db, const char *tid, const char *kind, const char *action,
                     const char *msg)
@@ -254,5 +255,186 @@ out:
     tk_events_use_keyring(NULL);
     tk_wipe(shares, sizeof shares);
     tk_keyring_free(k);
+    tk_store_put(db);
+}
+
+static int64_t n_events(struct tk_db *db, const char *tid, const char *extra)
+{
+    char sql[256];
+    snprintf(sql, sizeof sql, "SELECT COUNT(*) FROM events WHERE tenant_id = ?%s", extra);
+    struct tk_rows *r = NULL;
+    struct tk_err e;
+    int64_t n = -1;
+    if (CHECK_OK(tk_db_exec(db, sql, TK_ARGS(TK_TEXT(tid)), &r, &e), &e)) n = tk_rows_int(r, 0, 0);
+    tk_rows_free(r);
+    return n;
+}
+
+/* issue 13 #2: repeats of (tenant, kind, action, key) in a window are one
+ * event plus one summary with detail.count. */
+void test_events_coalesce(struct fx *f)
+{
+    struct tk_db *db = fx_db(f);
+    if (!db) return;
+    char tid[TK_UUID_LEN + 1];
+    struct tk_err e;
+    if (!CHECK_OK(tk_tenant_default(db, tid, &e), &e)) goto out;
+    json_t *d = json_pack("{s:s}", "reason", "malformed");
+    struct tk_event ev = {.tenant_id = tid, .kind = "operator", .source = "api",
+                          .action = "authenticate", .outcome = "denied",
+                          .message = "the token is malformed", .detail = d, .latency_us = -1};
+    bool co = true;
+    CHECK_OK(tk_event_emit_coalesced(db, &ev, "malformed 192.0.2.1", 60000, &co, &e), &e);
+    CHECK(!co);
+    for (int i = 0; i < 50; i++) {
+        CHECK_OK(tk_event_emit_coalesced(db, &ev, "malformed 192.0.2.1", 60000, &co, &e), &e);
+        CHECK(co);
+    }
+    /* another address is its own window */
+    CHECK_OK(tk_event_emit_coalesced(db, &ev, "malformed 192.0.2.2", 60000, &co, &e), &e);
+    CHECK(!co);
+    CHECK_EQ_INT(n_events(db, tid, ""), 2);
+    /* a flush before the window ends writes nothing */
+    CHECK_OK(tk_events_coalesce_flush(db, false, &e), &e);
+    CHECK_EQ_INT(n_events(db, tid, ""), 2);
+    /* forced (shutdown): one summary of the 50 repeats */
+    CHECK_OK(tk_events_coalesce_flush(db, true, &e), &e);
+    CHECK_EQ_INT(n_events(db, tid, ""), 3);
+    struct tk_rows *r = NULL;
+    if (CHECK_OK(tk_db_exec(db, "SELECT detail, action, outcome FROM events WHERE tenant_id = ? "
+                                "AND seq = 3",
+                            TK_ARGS(TK_TEXT(tid)), &r, &e),
+                 &e) &&
+        CHECK_EQ_INT(tk_rows_count(r), 1)) {
+        json_t *j = json_loads(tk_rows_text(r, 0, 0), 0, NULL);
+        CHECK_EQ_INT(json_integer_value(json_object_get(j, "count")), 50);
+        CHECK_EQ_STR(json_string_value(json_object_get(j, "reason")), "malformed");
+        CHECK(json_object_get(j, "first_at") && json_object_get(j, "last_at"));
+        json_decref(j);
+        CHECK_EQ_STR(tk_rows_text(r, 0, 1), "authenticate");
+        CHECK_EQ_STR(tk_rows_text(r, 0, 2), "denied");
+    }
+    tk_rows_free(r);
+    /* a window that has ended: the next occurrence writes the summary of
+     * the old window first, then itself */
+    int64_t t0 = tk_mono_us();
+    CHECK_OK(tk_event_emit_coalesced(db, &ev, "k", 1000, &co, &e), &e);
+    CHECK(!co);
+    CHECK_OK(tk_event_emit_coalesced(db, &ev, "k", 1000, &co, &e), &e);
+    CHECK(co);
+    CHECK_EQ_INT(n_events(db, tid, ""), 4);
+    while (tk_mono_us() - t0 < 1100 * 1000) {
+        struct timespec ts = {0, 20 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    CHECK_OK(tk_event_emit_coalesced(db, &ev, "k", 1000, &co, &e), &e);
+    CHECK(!co); /* the window had ended: a first occurrence again */
+    CHECK_EQ_INT(n_events(db, tid, ""), 6);
+    CHECK_EQ_INT(n_events(db, tid, " AND seq = 5 AND detail LIKE '%\"count\":1,%'"), 1);
+    CHECK_OK(tk_events_coalesce_flush(db, true, &e), &e);
+    CHECK_EQ_INT(n_events(db, tid, ""), 6);
+    struct tk_chain_status st;
+    CHECK(chain(db, tid, &st));
+    json_decref(d);
+out:
+    tk_store_put(db);
+}
+
+/* issue 13 #2: retention deletes the oldest events in batches and the
+ * chain verifies from the oldest kept one. */
+void test_events_prune(struct fx *f)
+{
+    struct tk_db *db = fx_db(f);
+    if (!db) return;
+    char tid[TK_UUID_LEN + 1];
+    struct tk_err e;
+    if (!CHECK_OK(tk_tenant_default(db, tid, &e), &e)) goto out;
+    for (int i = 1; i <= 20; i++) emit_ev(db, tid, "operator", "create", "event");
+    int64_t old = tk_now_ms() - 100LL * 86400000;
+    /* 1..12 are old, 13 young, 14 old again (another node's clock), 15.. young */
+    CHECK_OK(tk_db_exec(db, "UPDATE events SET at = ? WHERE tenant_id = ? AND (seq <= 12 OR seq = 14)",
+                        TK_ARGS(TK_INT(old), TK_TEXT(tid)), NULL, &e),
+             &e);
+    struct tk_chain_status st;
+    int64_t deleted = -1;
+    /* nothing older than 200 days */
+    CHECK_OK(tk_events_prune(db, tid, tk_now_ms() - 200LL * 86400000, 5, &deleted, &e), &e);
+    CHECK_EQ_INT(deleted, 0);
+    /* rechain, so that the edited "at" values are part of the chain */
+    rechain(db, tid, false);
+    CHECK(chain(db, tid, &st));
+    CHECK_OK(tk_events_prune(db, tid, tk_now_ms() - 90LL * 86400000, 5, &deleted, &e), &e);
+    CHECK_EQ_INT(deleted, 12);
+    CHECK_EQ_INT(n_events(db, tid, ""), 8);
+    if (CHECK(chain(db, tid, &st))) {
+        CHECK_EQ_INT(st.base_seq, 12);
+        CHECK_EQ_INT(st.first_seq, 13);
+        CHECK_EQ_INT(st.checked, 8);
+        CHECK_EQ_INT(st.head_seq, 20);
+    } else {
+        FAILF("%s", st.error);
+    }
+    /* deleting one more behind retention's back is still caught */
+    CHECK_OK(tk_db_exec(db, "DELETE FROM events WHERE tenant_id = ? AND seq = 13",
+                        TK_ARGS(TK_TEXT(tid)), NULL, &e),
+             &e);
+    CHECK(!chain(db, tid, &st));
+    CHECK_EQ_INT(st.broken_seq, 13);
+    /* the newest event is always kept */
+    CHECK_OK(tk_db_exec(db, "DELETE FROM events WHERE tenant_id = ?", TK_ARGS(TK_TEXT(tid)), NULL,
+                        &e),
+             &e);
+    CHECK_OK(tk_db_exec(db, "UPDATE tenants SET event_seq = 0, event_head = '', event_base_seq = 0, "
+                            "event_base_hash = '' WHERE id = ?",
+                        TK_ARGS(TK_TEXT(tid)), NULL, &e),
+             &e);
+    for (int i = 1; i <= 3; i++) emit_ev(db, tid, "operator", "create", "event");
+    CHECK_OK(tk_events_prune(db, tid, tk_now_ms() + 86400000, 100, &deleted, &e), &e);
+    CHECK_EQ_INT(deleted, 2);
+    CHECK(chain(db, tid, &st));
+    CHECK_EQ_INT(st.first_seq, 3);
+    emit_ev(db, tid, "operator", "create", "after the prune");
+    CHECK(chain(db, tid, &st));
+    CHECK_EQ_INT(st.checked, 2);
+out:
+    tk_store_put(db);
+}
+
+/* The worker prunes on its own and stops promptly. */
+void test_events_housekeeper(struct fx *f)
+{
+    struct tk_db *db = fx_db(f);
+    if (!db) return;
+    char tid[TK_UUID_LEN + 1];
+    struct tk_err e;
+    struct tk_housekeeper *h = NULL;
+    if (!CHECK_OK(tk_tenant_default(db, tid, &e), &e)) goto out;
+    for (int i = 1; i <= 5; i++) emit_ev(db, tid, "operator", "create", "event");
+    CHECK_OK(tk_db_exec(db, "UPDATE events SET at = ? WHERE tenant_id = ? AND seq <= 3",
+                        TK_ARGS(TK_INT(tk_now_ms() - 10LL * 86400000), TK_TEXT(tid)), NULL, &e),
+             &e);
+    rechain(db, tid, false);
+    tk_store_put(db);
+    db = NULL;
+    struct tk_housekeeper_opts o = {.retention_days = 7, .interval_ms = 50};
+    if (!CHECK_OK(tk_housekeeper_start(f->st, &o, &h, &e), &e)) goto out;
+    db = fx_db(f);
+    if (!db) goto out;
+    int64_t deadline = tk_mono_us() + 10 * 1000000;
+    while (n_events(db, tid, " AND seq <= 3") != 0 && tk_mono_us() < deadline) {
+        struct timespec ts = {0, 20 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    CHECK_EQ_INT(n_events(db, tid, " AND seq <= 3"), 0);
+    /* and it said so in the log it pruned */
+    CHECK_EQ_INT(n_events(db, tid, " AND action = 'prune'"), 1);
+    struct tk_chain_status st;
+    CHECK(chain(db, tid, &st));
+    int64_t t0 = tk_mono_us();
+    tk_housekeeper_stop(h);
+    h = NULL;
+    CHECK((tk_mono_us() - t0) / 1000 < 5000);
+out:
+    tk_housekeeper_stop(h);
     tk_store_put(db);
 }

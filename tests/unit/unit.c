@@ -331,6 +331,9 @@ static const struct unit_test tests[] = {
     B("events/emit_in", test_events_emit_in),
     B("events/hostile_utf8", test_events_hostile_utf8),
     B("events/keyed_chain", test_events_keyed_chain),
+    B("events/coalesce", test_events_coalesce),
+    B("events/prune", test_events_prune),
+    B("events/housekeeper", test_events_housekeeper),
 
     B("keyring/restart_sealed", test_keyring_restart_sealed),
     B("keyring/unseal_subsets", test_keyring_unseal_subsets),

@@ -144,6 +144,9 @@ void test_events_emit_in(struct fx *f);
 /* test_events_chain.c (both backends) */
 void test_events_hostile_utf8(struct fx *f);
 void test_events_keyed_chain(struct fx *f);
+void test_events_coalesce(struct fx *f);
+void test_events_prune(struct fx *f);
+void test_events_housekeeper(struct fx *f);
 
 /* test_keyring.c (most run on both backends) */
 void test_keyring_restart_sealed(struct fx *f);
