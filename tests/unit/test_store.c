@@ -712,3 +712,112 @@ void test_store_acquire_timeout(struct fx *f)
     tk_store_put(c);
     tk_store_put(a);
 }
+
+/* issue 13 #19: tk_store_created tells a fresh store from a reopened one. */
+void test_store_created(struct fx *f)
+{
+    struct tk_err e;
+    CHECK(tk_store_created(f->st)); /* the fixture's store is new */
+    fx_close_store(f);
+    if (!CHECK_OK(fx_open_store(f, 2, &e), &e)) return;
+    CHECK(!tk_store_created(f->st));
+}
+
+/* issue 13 #19: a SQLite file with a damaged inner page refuses to open
+ * with store_corrupt naming the file; store_check = off opens it. */
+void test_store_corrupt_sqlite(void)
+{
+    char dir[256], url[320], path[300];
+    struct tk_err e;
+    if (!CHECK(unit_tmpdir(dir, sizeof dir))) return;
+    snprintf(path, sizeof path, "%s/tokend.db", dir);
+    snprintf(url, sizeof url, "sqlite:%s", path);
+    struct tk_store_opts o = {.pool_size = 1, .busy_timeout_ms = 1000, .migrate = true};
+    struct tk_store *st = NULL;
+    if (!CHECK_OK(tk_store_open(url, &o, &st, &e), &e)) goto out;
+    struct tk_db *db = tk_store_get(st, &e);
+    if (!CHECK(db)) goto out;
+    CHECK_OK(tk_db_exec(db, "CREATE TABLE filler (id BIGINT PRIMARY KEY, body TEXT)", NULL, 0,
+                        NULL, &e),
+             &e);
+    CHECK_OK(tk_db_begin(db, &e), &e);
+    char body[400];
+    memset(body, 'x', sizeof body - 1);
+    body[sizeof body - 1] = '\0';
+    for (int i = 0; i < 3000; i++)
+        tk_db_exec(db, "INSERT INTO filler (id, body) VALUES (?, ?)",
+                   TK_ARGS(TK_INT(i), TK_TEXT(body)), NULL, &e);
+    CHECK_OK(tk_db_commit(db, &e), &e);
+    tk_store_put(db);
+    tk_store_close(st); /* the last connection checkpoints the WAL into the file */
+    st = NULL;
+    /* a clean file passes the check */
+    if (!CHECK_OK(tk_store_open(url, &o, &st, &e), &e)) goto out;
+    CHECK(!tk_store_created(st));
+    tk_store_close(st);
+    st = NULL;
+    /* garbage over a page in the middle */
+    FILE *fp = fopen(path, "r+b");
+    if (!CHECK(fp)) goto out;
+    fseek(fp, 0, SEEK_END);
+    long size = ftell(fp);
+    long page = (size / 4096) / 2;
+    CHECK(page > 10);
+    unsigned char junk[4096];
+    for (size_t i = 0; i < sizeof junk; i++) junk[i] = (unsigned char)(i * 37 + 11);
+    fseek(fp, page * 4096, SEEK_SET);
+    CHECK(fwrite(junk, 1, sizeof junk, fp) == sizeof junk);
+    fclose(fp);
+    tk_err_clear(&e);
+    CHECK_EQ_INT(tk_store_open(url, &o, &st, &e), TK_EUNAVAIL);
+    CHECK_EQ_STR(e.code, "store_corrupt");
+    CHECK(strstr(e.msg, path) != NULL);
+    CHECK(strstr(e.msg, "backup") != NULL);
+    CHECK(st == NULL);
+    /* full check too */
+    o.check = TK_STORE_CHECK_FULL;
+    tk_err_clear(&e);
+    CHECK_EQ_INT(tk_store_open(url, &o, &st, &e), TK_EUNAVAIL);
+    CHECK_EQ_STR(e.code, "store_corrupt");
+    /* off: opens (the operator chose to) */
+    o.check = TK_STORE_CHECK_OFF;
+    if (CHECK_OK(tk_store_open(url, &o, &st, &e), &e)) tk_store_close(st);
+    st = NULL;
+out:
+    tk_store_close(st);
+    unit_rmtree(dir);
+}
+
+/* issue 13 (low): SQLITE_BUSY is store_busy and keeps the connection. */
+void test_store_busy_kept(void)
+{
+    char dir[256], url[300];
+    struct tk_err e;
+    if (!CHECK(unit_tmpdir(dir, sizeof dir))) return;
+    snprintf(url, sizeof url, "sqlite:%s/tokend.db", dir);
+    struct tk_store_opts o = {.pool_size = 2, .busy_timeout_ms = 50, .migrate = true};
+    struct tk_store *st = NULL;
+    if (!CHECK_OK(tk_store_open(url, &o, &st, &e), &e)) goto out;
+    struct tk_db *a = tk_store_get(st, &e), *b = tk_store_get(st, &e);
+    if (!CHECK(a && b)) {
+        tk_store_put(a);
+        tk_store_put(b);
+        goto out;
+    }
+    CHECK_OK(tk_db_exec(b, "CREATE TEMP TABLE mine (x BIGINT)", NULL, 0, NULL, &e), &e);
+    CHECK_OK(tk_db_begin(a, &e), &e);
+    tk_err_clear(&e);
+    CHECK_EQ_INT(tk_db_begin(b, &e), TK_EUNAVAIL);
+    CHECK_EQ_STR(e.code, "store_busy");
+    tk_store_put(b); /* kept, not closed: the same connection comes back */
+    struct tk_db *b2 = tk_store_get(st, &e);
+    if (CHECK(b2)) {
+        CHECK_OK(tk_db_exec(b2, "INSERT INTO mine (x) VALUES (1)", NULL, 0, NULL, &e), &e);
+        tk_store_put(b2);
+    }
+    tk_db_rollback(a);
+    tk_store_put(a);
+out:
+    tk_store_close(st);
+    unit_rmtree(dir);
+}

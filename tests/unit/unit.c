@@ -318,6 +318,9 @@ static const struct unit_test tests[] = {
     T("store/pg_unreachable", test_store_pg_unreachable),
     B("store/nested_begin", test_store_nested_begin),
     B("store/acquire_timeout", test_store_acquire_timeout),
+    B("store/created", test_store_created),
+    T("store/corrupt_sqlite", test_store_corrupt_sqlite),
+    T("store/busy_kept", test_store_busy_kept),
 
     B("lease/processes", test_lease_processes),
     B("lease/rules", test_lease_rules),
