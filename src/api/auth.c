@@ -84,11 +84,13 @@ bool tk_api_rate_count(struct tk_req *r)
     return false;
 }
 
-/* Record an authentication failure: once per reason, address and window
- * (the limiter says which), in the token's tenant when the token is known,
- * else the default tenant. */
+/* Record an authentication failure in the token's tenant when the token
+ * is known, else the default tenant. With coalesce, through the event
+ * log's coalescing: the first of a reason from an address in a window is
+ * written, repeats are counted in memory and written later as one event
+ * with detail.count. */
 static void auth_event(struct tk_req *r, const struct tk_err *e, const struct tk_principal *p,
-                       const char *addr, int window_s)
+                       const char *addr, int window_s, bool coalesce)
 {
     struct tk_app *app = r->app;
     struct tk_err ee;
@@ -98,9 +100,8 @@ static void auth_event(struct tk_req *r, const struct tk_err *e, const struct tk
         return;
     }
     struct tk_db *db = r->db;
-    json_t *detail = json_pack("{s:s, s:s, s:s, s:s, s:i}", "reason", e->code, "method",
-                               r->method, "route", r->route->pattern, "remote", addr,
-                               "coalesce_window_s", window_s);
+    json_t *detail = json_pack("{s:s, s:s, s:s, s:s}", "reason", e->code, "method", r->method,
+                               "route", r->route->pattern, "remote", addr);
     struct tk_event ev = {
         .tenant_id = p->tenant_id[0] ? p->tenant_id : app->default_tenant,
         .trace_id = r->request_id,
@@ -114,8 +115,11 @@ static void auth_event(struct tk_req *r, const struct tk_err *e, const struct tk
         .detail = detail,
         .latency_us = -1,
     };
-    if (tk_event_emit(db, &ev, &ee) != TK_OK)
-        tk_warn("events: could not record an authentication failure: %s", ee.msg);
+    char key[TK_ADDR_MAX + 40];
+    snprintf(key, sizeof key, "%s %s", e->code, addr);
+    tk_rc rc = coalesce ? tk_event_emit_coalesced(db, &ev, key, (int64_t)window_s * 1000, NULL, &ee)
+                        : tk_event_emit(db, &ev, &ee);
+    if (rc != TK_OK) tk_warn("events: could not record an authentication failure: %s", ee.msg);
     json_decref(detail);
 }
 
@@ -156,12 +160,14 @@ tk_rc tk_api_authenticate(struct tk_req *r)
                        "more than %d failed authentications from %s in %d s: further failures "
                        "from there answer 429 for the rest of the window, unrecorded",
                        app->cfg->auth_fail_limit, addr, app->cfg->auth_fail_window);
-            auth_event(r, &le, p, addr, tk_ratelimit_window_s(app->auth_limit));
+            auth_event(r, &le, p, addr, tk_ratelimit_window_s(app->auth_limit), false);
         }
         reply_limited(r, v.retry_s, "failed authentications");
         return TK_ERATE;
     }
-    if (v.record) auth_event(r, &e, p, addr, tk_ratelimit_window_s(app->auth_limit));
+    /* Within the budget: every failure goes to the event log's coalescing
+     * (a store connection, no write for a repeat). Beyond it, nothing. */
+    auth_event(r, &e, p, addr, tk_ratelimit_window_s(app->auth_limit), true);
     char www[160];
     if (!strcmp(e.code, "missing"))
         snprintf(www, sizeof www, "Bearer realm=\"tokend\"");

@@ -522,7 +522,10 @@ static tk_rc open_store(struct tk_app *app, struct tk_err *e)
     tk_rc rc = read_marker(cfg->data_dir, marker, e);
     if (rc == TK_OK) rc = check_sqlite_file(cfg, marker, e);
     struct tk_store_opts so = {.pool_size = cfg->store_pool, .busy_timeout_ms = 5000,
-                               .migrate = true};
+                               .migrate = true,
+                               .check = !strcmp(cfg->store_check, "full")  ? TK_STORE_CHECK_FULL
+                                        : !strcmp(cfg->store_check, "off") ? TK_STORE_CHECK_OFF
+                                                                           : TK_STORE_CHECK_QUICK};
     if (rc == TK_OK) rc = tk_store_open(cfg->store, &so, &app->store, e);
     if (rc != TK_OK) return rc;
     struct tk_db *db = tk_store_get(app->store, e);
@@ -586,8 +589,10 @@ int tk_serve(const struct tk_config *cfg)
     /* The listen socket first: a port in use changes nothing (no data dir,
      * no store file, no keyring, no root token). Until start-up is done,
      * /health answers, /ready and every other route say "starting". */
+    struct tk_housekeeper *housekeeper = NULL;
     tk_rc rc = tk_secret_heap_init(1 << 20, &e);
     if (rc == TK_OK) rc = tk_keyring_new(cfg->data_dir, &app.keyring, &e);
+    if (rc == TK_OK) tk_events_use_keyring(app.keyring); /* key the event chain */
     if (rc == TK_OK) {
         size_t nroutes;
         const struct tk_route *routes = tk_api_routes(&nroutes);
@@ -622,6 +627,10 @@ int tk_serve(const struct tk_config *cfg)
         if (rc != TK_OK && !strcmp(e.code, "installation_mismatch")) status = 2;
         if (rc == TK_OK) rc = start_keyring(&app, &e);
         start_signals_interrupt(false);
+    }
+    if (rc == TK_OK) {
+        struct tk_housekeeper_opts hk = {.retention_days = cfg->events_retention_days};
+        rc = tk_housekeeper_start(app.store, &hk, &housekeeper, &e);
     }
     if (rc == TK_OK) {
         probe_start(&app);
@@ -659,15 +668,22 @@ int tk_serve(const struct tk_config *cfg)
     app.http = NULL;
     rewrap_worker_stop(&app); /* before the store closes; a batch in hand commits first */
     store_closable = probe_stop(&app);
-    if (store_closable)
+    if (store_closable) { /* else the store hangs: nothing more can be written */
+        tk_housekeeper_stop(housekeeper); /* writes what it counted */
+        housekeeper = NULL;
         node_event(&app, "stop", drained ? "tokend stopped" : "tokend stopped; some requests were cut off");
+    }
     tk_info("stopped");
     status = 0;
 out:
     tk_http_stop(app.http);
     rewrap_worker_stop(&app);
     if (!probe_stop(&app)) store_closable = false;
-    if (store_closable) tk_store_close(app.store);
+    if (store_closable) {
+        tk_housekeeper_stop(housekeeper);
+        tk_store_close(app.store);
+    }
+    tk_events_use_keyring(NULL);
     tk_keyring_free(app.keyring);
     tk_ratelimit_free(app.auth_limit);
     return status;

@@ -182,8 +182,12 @@ tk_rc tk_db_exec(struct tk_db *db, const char *sql, const struct tk_val *args, i
                  struct tk_rows **out, struct tk_err *e)
 {
     if (out) *out = NULL;
+    struct tk_err local;
+    if (!e) e = &local;
     tk_rc rc = db->store->be->exec(db->conn, sql, args, nargs, out, &db->changes, e);
-    if (rc == TK_EUNAVAIL) db->broken = true;
+    /* A busy database (SQLite's lock held past busy_timeout) is transient:
+     * the connection stays in the pool. */
+    if (rc == TK_EUNAVAIL && strcmp(e->code, "store_busy") != 0) db->broken = true;
     return rc;
 }
 
@@ -360,6 +364,7 @@ tk_rc tk_store_open(const char *url, const struct tk_store_opts *o, struct tk_st
     pthread_condattr_destroy(&ca);
     struct tk_db *db = tk_store_get(s, e);
     tk_rc rc = db ? TK_OK : TK_EUNAVAIL;
+    if (rc == TK_OK && s->be->check) rc = s->be->check(db->conn, s->url, s->opts.check, e);
     if (rc == TK_OK && o->migrate) rc = migrate(s, db, e);
     if (rc == TK_OK && !o->migrate) {
         if (read_version(db, &s->schema_version, e) != TK_OK) s->schema_version = 0;
