@@ -11,6 +11,8 @@ const SETTINGS = [
   'listen',
   'data-dir',
   'store',
+  'store-check',
+  'events-retention-days',
   'threads',
   'store-pool',
   'max-body',
