@@ -1,7 +1,7 @@
 /*
  * ratelimit.h: a budget of failures per source address and window, in
- * memory of a fixed size (see ratelimit.c), and the coalescing of their
- * events: at most one event per (reason, address, window).
+ * memory of a fixed size (see ratelimit.c), and which of them are the first
+ * of their reason, address and window.
  */
 #ifndef TK_RATELIMIT_H
 #define TK_RATELIMIT_H
@@ -26,7 +26,8 @@ struct tk_ratelimit_verdict {
     int fails;    /* failures of addr in this window, this one included */
     bool blocked; /* over the budget: answer 429 */
     bool record;  /* the first failure of this reason in this window, or the first one
-                     over the budget: leave an event */
+                     over the budget (auth.c records that one; failures within the
+                     budget go to the event log's own coalescing) */
     int retry_s;  /* seconds until the window ends */
 };
 /* Count one failure of reason (0..30) from addr. Returns !v->blocked. */

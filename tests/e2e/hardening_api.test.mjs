@@ -132,6 +132,17 @@ for (const backend of backends()) {
       assert.deepEqual([...new Set(evs.map((e) => e.detail.reason))].sort(), ['malformed', 'rate_limited']);
       assert.equal((await request(t, '/health')).status, 200);
       assert.equal((await t.stop()).code, 0);
+      // The repeats within the budget were counted, and written as one event
+      // at stop: 20 failures = the first + a count of 19.
+      const again = await startTokend({ backend, dataDir: t.dataDir, store: t.store });
+      tc.after(() => again.stop('SIGKILL').catch(() => {}));
+      const after = await eventsFrom(again, from);
+      const counted = after.filter((e) => e.detail.count !== undefined);
+      assert.equal(counted.length, 1, JSON.stringify(after.map((e) => e.detail)));
+      assert.equal(counted[0].detail.count, 19);
+      assert.equal(counted[0].detail.reason, 'malformed');
+      assert.ok(after.length < 10);
+      assert.equal((await again.stop()).code, 0);
     });
 
     it('a refused token that is known leaves its event in its own tenant, not the default one', async (tc) => {
