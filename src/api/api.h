@@ -28,7 +28,6 @@ struct tk_app {
     char default_tenant[TK_UUID_LEN + 1];
     char node[64];
     int64_t started_ms;
-    int64_t started_mono_ms; /* when start-up was done (monotonic) */
     atomic_bool stopping;
     /* The rewrap worker (serve.c): woken by POST /v1/sys/rewrap and at stop. */
     pthread_t rewrap_thread;

@@ -300,26 +300,35 @@ static int64_t mono_ms(void)
     return tk_mono_us() / 1000;
 }
 
+/* One ping; its result for /ready and /metrics. */
+static void probe_once(struct tk_app *app)
+{
+    atomic_store(&app->probe_began_ms, mono_ms());
+    struct tk_err e;
+    tk_err_clear(&e);
+    bool ok = tk_store_ping(app->store, &e) == TK_OK;
+    pthread_mutex_lock(&app->probe_mu);
+    snprintf(app->probe_error, sizeof app->probe_error, "%s", ok ? "" : e.msg);
+    atomic_store(&app->probe_busy, !ok && !strcmp(e.code, "store_busy"));
+    atomic_store(&app->probe_ok, ok);
+    atomic_store(&app->probe_done_ms, mono_ms());
+    atomic_store(&app->probe_began_ms, 0);
+    pthread_mutex_unlock(&app->probe_mu);
+}
+
 static void *probe_worker(void *arg)
 {
     struct tk_app *app = arg;
     pthread_mutex_lock(&app->probe_mu);
     while (!app->probe_stop) {
-        pthread_mutex_unlock(&app->probe_mu);
-        atomic_store(&app->probe_began_ms, mono_ms());
-        struct tk_err e;
-        tk_err_clear(&e);
-        bool ok = tk_store_ping(app->store, &e) == TK_OK;
-        pthread_mutex_lock(&app->probe_mu);
-        snprintf(app->probe_error, sizeof app->probe_error, "%s", ok ? "" : e.msg);
-        atomic_store(&app->probe_busy, !ok && !strcmp(e.code, "store_busy"));
-        atomic_store(&app->probe_ok, ok);
-        atomic_store(&app->probe_done_ms, mono_ms());
-        atomic_store(&app->probe_began_ms, 0);
         struct timespec until;
         timespec_in(&until, PROBE_EVERY_MS);
         while (!app->probe_stop)
             if (pthread_cond_timedwait(&app->probe_cv, &app->probe_mu, &until) != 0) break;
+        if (app->probe_stop) break;
+        pthread_mutex_unlock(&app->probe_mu);
+        probe_once(app);
+        pthread_mutex_lock(&app->probe_mu);
     }
     pthread_mutex_unlock(&app->probe_mu);
     return NULL;
@@ -333,6 +342,7 @@ static void probe_start(struct tk_app *app)
     pthread_cond_init(&app->probe_cv, &ca);
     pthread_condattr_destroy(&ca);
     pthread_mutex_init(&app->probe_mu, NULL);
+    probe_once(app); /* /ready has a result from the moment the node answers */
     if (pthread_create(&app->probe_thread, NULL, probe_worker, app) == 0)
         app->probe_started = true;
     else
@@ -350,7 +360,7 @@ static bool probe_stop(struct tk_app *app)
     pthread_mutex_unlock(&app->probe_mu);
     struct timespec until;
     clock_gettime(CLOCK_REALTIME, &until);
-    until.tv_sec += 2;
+    until.tv_sec += 5; /* a stalled store fails a statement in about 3 s */
     if (pthread_timedjoin_np(app->probe_thread, NULL, &until) != 0) {
         tk_warn("store: the probe is stuck in a ping; leaving the store to the process's exit");
         pthread_detach(app->probe_thread);
@@ -374,13 +384,8 @@ const char *tk_api_store_state(struct tk_app *app, char *msg, size_t n)
                  (long long)(now - began));
         return "store_stalled";
     }
-    if (!done || now - done > PROBE_EVERY_MS + PROBE_OVERDUE_MS) {
-        snprintf(msg, n, "the store probe has not reported for %lld ms",
-                 (long long)(done ? now - done : now - app->started_mono_ms));
-        if (!done && now - app->started_mono_ms <= PROBE_EVERY_MS + PROBE_OVERDUE_MS) {
-            snprintf(msg, n, "the first store ping is under way");
-            return "starting";
-        }
+    if (now - done > PROBE_EVERY_MS + PROBE_OVERDUE_MS) { /* the probe thread is gone */
+        snprintf(msg, n, "the store probe has not reported for %lld ms", (long long)(now - done));
         return "store_stalled";
     }
     if (!atomic_load(&app->probe_ok)) {
@@ -635,7 +640,6 @@ int tk_serve(const struct tk_config *cfg)
     if (rc == TK_OK) {
         probe_start(&app);
         rewrap_worker_start(&app);
-        app.started_mono_ms = mono_ms();
         atomic_store(&app.started, true);
     }
     if (rc != TK_OK) {
