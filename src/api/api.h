@@ -65,6 +65,8 @@ const struct tk_route *tk_api_routes(size_t *n);
 
 /* Helpers shared by the handler files. */
 struct tk_db *tk_api_db(struct tk_req *r); /* replies 503 and returns NULL if unreachable */
+/* tk_reply_error, with Retry-After on a 503 (store_busy, store_unreachable). */
+void tk_api_reply_error(struct tk_req *r, const struct tk_err *e, json_t *extra);
 const struct tk_principal *tk_api_principal(const struct tk_req *r);
 tk_rc tk_api_authenticate(struct tk_req *r);
 /* 503 "sealed" while the keyring is sealed or not initialized. */

@@ -21,6 +21,13 @@ bool tk_api_started(struct tk_req *r)
     return false;
 }
 
+void tk_api_reply_error(struct tk_req *r, const struct tk_err *e, json_t *extra)
+{
+    /* store_busy, store_unreachable: worth another try in a moment */
+    if (e->rc == TK_EUNAVAIL) tk_reply_header(r, "Retry-After", "1");
+    tk_reply_error(r, e, extra);
+}
+
 struct tk_db *tk_api_db(struct tk_req *r)
 {
     if (r->db) return r->db;
@@ -28,11 +35,7 @@ struct tk_db *tk_api_db(struct tk_req *r)
     struct tk_app *app = r->app;
     struct tk_err e;
     r->db = tk_store_get(app->store, &e);
-    if (!r->db) {
-        /* store_busy (the pool stayed full) or unreachable: both pass */
-        tk_reply_header(r, "Retry-After", "1");
-        tk_reply_error(r, &e, NULL);
-    }
+    if (!r->db) tk_api_reply_error(r, &e, NULL); /* store_busy or unreachable */
     return r->db;
 }
 
@@ -146,8 +149,7 @@ tk_rc tk_api_authenticate(struct tk_req *r)
         return TK_OK;
     }
     if (rc != TK_EAUTH) {
-        if (rc == TK_EUNAVAIL) tk_reply_header(r, "Retry-After", "1");
-        tk_reply_error(r, &e, NULL);
+        tk_api_reply_error(r, &e, NULL);
         return rc;
     }
     char addr[TK_ADDR_MAX];

@@ -12,7 +12,7 @@ void tk_h_optokens_list(struct tk_req *r)
     json_t *a;
     struct tk_err e;
     if (tk_optoken_list(db, p->tenant_id, &a, &e) != TK_OK) {
-        tk_reply_error(r, &e, NULL);
+        tk_api_reply_error(r, &e, NULL);
         return;
     }
     tk_reply_json(r, 200, json_pack("{s:o}", "tokens", a));
@@ -71,7 +71,7 @@ void tk_h_optokens_create(struct tk_req *r)
         tk_err_field(&e, TK_EINVAL, "missing_field", "name", "name is required");
     if (e.rc != TK_OK) {
         json_decref(body);
-        tk_reply_error(r, &e, NULL);
+        tk_api_reply_error(r, &e, NULL);
         return;
     }
     struct tk_db *db = tk_api_db(r);
@@ -99,7 +99,7 @@ void tk_h_optokens_create(struct tk_req *r)
         if (tk_db_in_tx(db)) tk_db_rollback(db);
         tk_wipe(tok, sizeof tok);
         json_decref(body);
-        tk_reply_error(r, &e, NULL);
+        tk_api_reply_error(r, &e, NULL);
         return;
     }
     json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:s}", "id", id, "token", tok, "name", name,
@@ -123,7 +123,7 @@ void tk_h_optokens_revoke(struct tk_req *r)
     struct tk_err e;
     if (!tk_uuid_valid(id)) {
         tk_err_field(&e, TK_ENOTFOUND, "not_found", "id", "no operator token with id %.40s", id);
-        tk_reply_error(r, &e, NULL);
+        tk_api_reply_error(r, &e, NULL);
         return;
     }
     struct tk_db *db = tk_api_db(r);
@@ -149,7 +149,7 @@ void tk_h_optokens_revoke(struct tk_req *r)
     if (rc == TK_OK) rc = tk_db_commit(db, &e);
     if (rc != TK_OK) {
         if (tk_db_in_tx(db)) tk_db_rollback(db);
-        tk_reply_error(r, &e, NULL);
+        tk_api_reply_error(r, &e, NULL);
         return;
     }
     tk_reply_json(r, 200, json_pack("{s:s, s:b}", "id", id, "revoked", 1));
