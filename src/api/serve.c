@@ -629,7 +629,9 @@ int tk_serve(const struct tk_config *cfg)
          * not keep a stop signal waiting */
         start_signals_interrupt(true);
         rc = open_store(&app, &e);
-        if (rc != TK_OK && !strcmp(e.code, "installation_mismatch")) status = 2;
+        if (rc != TK_OK && (!strcmp(e.code, "installation_mismatch") ||
+                            !strcmp(e.code, "data_dir_unusable")))
+            status = 2; /* a local fix */
         if (rc == TK_OK) rc = start_keyring(&app, &e);
         start_signals_interrupt(false);
     }
