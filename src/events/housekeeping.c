@@ -275,6 +275,19 @@ tk_rc tk_events_prune(struct tk_db *db, const char *tenant_id, int64_t before_ms
             rc = tk_db_exec(db,
                             "UPDATE tenants SET event_base_seq = ?, event_base_hash = ? WHERE id = ?",
                             TK_ARGS(TK_INT(cut), TK_TEXT(cut_hash), TK_TEXT(tenant_id)), NULL, e);
+        /* The new base is recorded in the chain itself, in the same
+         * transaction: tk_events_verify_chain accepts a base only when the
+         * newest prune event names it (and that event is keyed). */
+        if (rc == TK_OK && n > 0) {
+            json_t *d = json_pack("{s:i, s:I, s:s}", "deleted", n, "through_seq", (json_int_t)cut,
+                                  "base_hash", cut_hash);
+            struct tk_event ev = {.tenant_id = tenant_id, .kind = "node", .source = "retention",
+                                  .action = "prune", .outcome = "ok",
+                                  .message = "events older than the retention were deleted",
+                                  .detail = d, .latency_us = -1};
+            rc = tk_event_emit_in(db, &ev, e);
+            json_decref(d);
+        }
         if (rc == TK_OK)
             rc = tk_db_commit(db, e);
         else
@@ -315,19 +328,9 @@ static void prune_all(struct tk_housekeeper *h, struct tk_db *db)
             tk_warn("events: retention: cannot prune tenant %s: %s", tid, e.msg);
             continue;
         }
-        if (n > 0) {
+        if (n > 0)
             tk_info("events: retention: deleted %lld events older than %d days in tenant %s",
                     (long long)n, h->o.retention_days, tid);
-            json_t *d = json_pack("{s:I, s:i}", "deleted", (json_int_t)n, "retention_days",
-                                  h->o.retention_days);
-            struct tk_event ev = {.tenant_id = tid, .kind = "node", .source = "housekeeping",
-                                  .action = "prune", .outcome = "ok",
-                                  .message = "events older than the retention were deleted",
-                                  .detail = d, .latency_us = -1};
-            if (tk_event_emit(db, &ev, &e) != TK_OK)
-                tk_warn("events: cannot record the prune: %s", e.msg);
-            json_decref(d);
-        }
     }
     tk_rows_free(t);
 }
@@ -343,7 +346,9 @@ static void tick(struct tk_housekeeper *h)
     if (tk_events_coalesce_flush(db, false, &e) != TK_OK)
         tk_warn("events: flushing coalesced events: %s", e.msg);
     int64_t now = mono_ms();
-    if (h->o.retention_days > 0 &&
+    /* Not while sealed: prune events must be keyed (they move the chain's
+     * base), so retention waits for the key. */
+    if (h->o.retention_days > 0 && tk_events_keyed_now() &&
         (h->last_prune_ms == 0 || now - h->last_prune_ms >= PRUNE_EVERY_MS)) {
         h->last_prune_ms = now;
         prune_all(h, db);

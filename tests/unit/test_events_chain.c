@@ -365,21 +365,36 @@ void test_events_prune(struct fx *f)
     CHECK(chain(db, tid, &st));
     CHECK_OK(tk_events_prune(db, tid, tk_now_ms() - 90LL * 86400000, 5, &deleted, &e), &e);
     CHECK_EQ_INT(deleted, 12);
-    CHECK_EQ_INT(n_events(db, tid, ""), 8);
+    /* 8 kept, and one prune event per batch (5, 5, 2) naming the new base */
+    CHECK_EQ_INT(n_events(db, tid, ""), 8 + 3);
+    CHECK_EQ_INT(n_events(db, tid, " AND kind = 'node' AND action = 'prune'"), 3);
     if (CHECK(chain(db, tid, &st))) {
         CHECK_EQ_INT(st.base_seq, 12);
         CHECK_EQ_INT(st.first_seq, 13);
-        CHECK_EQ_INT(st.checked, 8);
-        CHECK_EQ_INT(st.head_seq, 20);
+        CHECK_EQ_INT(st.checked, 11);
+        CHECK_EQ_INT(st.head_seq, 23);
     } else {
         FAILF("%s", st.error);
     }
-    /* deleting one more behind retention's back is still caught */
+    /* deleting one more behind retention's back is caught: without moving
+     * the base, at that seq; moving the base too, because no prune event
+     * names the new base */
     CHECK_OK(tk_db_exec(db, "DELETE FROM events WHERE tenant_id = ? AND seq = 13",
                         TK_ARGS(TK_TEXT(tid)), NULL, &e),
              &e);
     CHECK(!chain(db, tid, &st));
     CHECK_EQ_INT(st.broken_seq, 13);
+    struct tk_rows *h13 = NULL;
+    CHECK_OK(tk_db_exec(db, "SELECT prev_hash FROM events WHERE tenant_id = ? AND seq = 14",
+                        TK_ARGS(TK_TEXT(tid)), &h13, &e),
+             &e);
+    CHECK_OK(tk_db_exec(db, "UPDATE tenants SET event_base_seq = 13, event_base_hash = ? WHERE id = ?",
+                        TK_ARGS(TK_TEXT(tk_rows_text(h13, 0, 0)), TK_TEXT(tid)), NULL, &e),
+             &e);
+    tk_rows_free(h13);
+    CHECK(!chain(db, tid, &st));
+    CHECK_EQ_INT(st.broken_seq, 14);
+    CHECK(strstr(st.error, "retention") != NULL);
     /* the newest event is always kept */
     CHECK_OK(tk_db_exec(db, "DELETE FROM events WHERE tenant_id = ?", TK_ARGS(TK_TEXT(tid)), NULL,
                         &e),
@@ -395,7 +410,7 @@ void test_events_prune(struct fx *f)
     CHECK_EQ_INT(st.first_seq, 3);
     emit_ev(db, tid, "operator", "create", "after the prune");
     CHECK(chain(db, tid, &st));
-    CHECK_EQ_INT(st.checked, 2);
+    CHECK_EQ_INT(st.checked, 3); /* seq 3, the prune event, seq 5 */
 out:
     tk_store_put(db);
 }
