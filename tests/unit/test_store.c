@@ -908,6 +908,11 @@ void test_store_pg_stalled(void)
           strstr(e.msg, "role postgres"));
     CHECK(ms < 8000);
     printf("    a statement failed after %lld ms: %s\n", (long long)ms, e.msg);
+    /* the dead connection is not waited on again (a rollback, a retry) */
+    t0 = tk_mono_us();
+    CHECK_EQ_INT(tk_db_exec(db, "SELECT 1", NULL, 0, NULL, &e), TK_EUNAVAIL);
+    tk_db_rollback(db);
+    CHECK((tk_mono_us() - t0) / 1000 < 500);
     tk_store_put(db); /* broken: closed */
     db = NULL;
     /* a new connection: connect_timeout */
