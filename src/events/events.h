@@ -57,6 +57,12 @@ tk_rc tk_event_emit_in(struct tk_db *db, const struct tk_event *ev, struct tk_er
  * this occurrence was only counted. */
 tk_rc tk_event_emit_coalesced(struct tk_db *db, const struct tk_event *ev, const char *key,
                               int64_t window_ms, bool *coalesced, struct tk_err *e);
+/* The same without a store connection, for paths that decide a failure
+ * before any lookup: true when ev was counted as a repeat (nothing to
+ * write); false when it is a first occurrence, which the caller writes
+ * (tk_event_emit or tk_event_emit_in). Summaries of ended windows are then
+ * written by the next tk_event_emit_coalesced or flush. */
+bool tk_event_coalesce(const struct tk_event *ev, const char *key, int64_t window_ms);
 /* Write the counted repeats of every window that has ended (all of them
  * with force). The housekeeping worker calls it; so does shutdown. */
 tk_rc tk_events_coalesce_flush(struct tk_db *db, bool force, struct tk_err *e);

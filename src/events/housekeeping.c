@@ -155,14 +155,30 @@ static unsigned key_hash(const struct tk_event *ev, const char *key)
     return h;
 }
 
-tk_rc tk_event_emit_coalesced(struct tk_db *db, const struct tk_event *ev, const char *key,
-                              int64_t window_ms, bool *coalesced, struct tk_err *e)
+/* Summaries of ended windows not yet written, oldest first (a window
+ * ended by an occurrence on a path without a store connection). */
+static struct pending *co_pending, **co_pending_tail = &co_pending;
+
+static void pend(struct pending *p)
 {
-    if (coalesced) *coalesced = false;
-    if (window_ms <= 0) return tk_event_emit(db, ev, e);
+    p->next = NULL;
+    *co_pending_tail = p;
+    co_pending_tail = &p->next;
+}
+
+static struct pending *take_pending(void)
+{
+    struct pending *l = co_pending;
+    co_pending = NULL;
+    co_pending_tail = &co_pending;
+    return l;
+}
+
+bool tk_event_coalesce(const struct tk_event *ev, const char *key, int64_t window_ms)
+{
+    if (window_ms <= 0) return false;
     int64_t now = mono_ms();
     unsigned h = key_hash(ev, key);
-    struct pending *closed = NULL;
     pthread_mutex_lock(&co_lock);
     struct window *free_slot = NULL;
     for (int i = 0; i < COALESCE_MAX; i++) {
@@ -179,15 +195,16 @@ tk_rc tk_event_emit_coalesced(struct tk_db *db, const struct tk_event *ev, const
             if (w->count++ == 0) w->first_at = at;
             w->last_at = at;
             pthread_mutex_unlock(&co_lock);
-            if (coalesced) *coalesced = true;
-            return TK_OK;
+            return true;
         }
-        /* The window has ended: its count is written first, so that the
-         * summary comes before the new first occurrence. */
+        /* The window has ended: its summary is queued, to be written
+         * before the new first occurrence when the caller has a store
+         * connection, else by the next flush. */
         if (w->count > 0) {
-            closed = tk_calloc(1, sizeof *closed);
-            closed->w = *w;
+            struct pending *p = tk_calloc(1, sizeof *p);
+            p->w = *w;
             memset(w, 0, sizeof *w);
+            pend(p);
         } else {
             window_free(w);
         }
@@ -214,6 +231,18 @@ tk_rc tk_event_emit_coalesced(struct tk_db *db, const struct tk_event *ev, const
         co_used++;
     }
     pthread_mutex_unlock(&co_lock);
+    return false;
+}
+
+tk_rc tk_event_emit_coalesced(struct tk_db *db, const struct tk_event *ev, const char *key,
+                              int64_t window_ms, bool *coalesced, struct tk_err *e)
+{
+    bool counted = tk_event_coalesce(ev, key, window_ms);
+    if (coalesced) *coalesced = counted;
+    if (counted) return TK_OK;
+    pthread_mutex_lock(&co_lock);
+    struct pending *closed = take_pending();
+    pthread_mutex_unlock(&co_lock);
     tk_rc rc = write_pending(db, closed, e);
     tk_rc r2 = tk_event_emit(db, ev, e);
     return r2 != TK_OK ? r2 : rc;
@@ -223,6 +252,12 @@ tk_rc tk_events_coalesce_flush(struct tk_db *db, bool force, struct tk_err *e)
 {
     pthread_mutex_lock(&co_lock);
     struct pending *closed = take_closed(force);
+    while (closed) {
+        struct pending *n = closed->next;
+        pend(closed);
+        closed = n;
+    }
+    closed = take_pending();
     pthread_mutex_unlock(&co_lock);
     return write_pending(db, closed, e);
 }

@@ -333,6 +333,15 @@ void test_events_coalesce(struct fx *f)
     CHECK_EQ_INT(n_events(db, tid, " AND seq = 5 AND detail LIKE '%\"count\":1,%'"), 1);
     CHECK_OK(tk_events_coalesce_flush(db, true, &e), &e);
     CHECK_EQ_INT(n_events(db, tid, ""), 6);
+    /* without a store connection: the caller writes first occurrences */
+    int64_t n0 = n_events(db, tid, "");
+    CHECK(!tk_event_coalesce(&ev, "missing 192.0.2.9", 60000));
+    CHECK_OK(tk_event_emit(db, &ev, &e), &e);
+    for (int i = 0; i < 7; i++) CHECK(tk_event_coalesce(&ev, "missing 192.0.2.9", 60000));
+    CHECK_EQ_INT(n_events(db, tid, ""), n0 + 1);
+    CHECK_OK(tk_events_coalesce_flush(db, true, &e), &e);
+    CHECK_EQ_INT(n_events(db, tid, ""), n0 + 2);
+    CHECK_EQ_INT(n_events(db, tid, " AND detail LIKE '%\"count\":7,%'"), 1);
     struct tk_chain_status st;
     CHECK(chain(db, tid, &st));
     json_decref(d);
