@@ -338,6 +338,7 @@ static const struct unit_test tests[] = {
     B("events/coalesce", test_events_coalesce),
     B("events/prune", test_events_prune),
     B("events/housekeeper", test_events_housekeeper),
+    B("events/filter_indexes", test_events_filter_indexes),
 
     B("keyring/restart_sealed", test_keyring_restart_sealed),
     B("keyring/unseal_subsets", test_keyring_unseal_subsets),

@@ -151,6 +151,7 @@ void test_events_keyed_chain(struct fx *f);
 void test_events_coalesce(struct fx *f);
 void test_events_prune(struct fx *f);
 void test_events_housekeeper(struct fx *f);
+void test_events_filter_indexes(struct fx *f);
 
 /* test_keyring.c (most run on both backends) */
 void test_keyring_restart_sealed(struct fx *f);
