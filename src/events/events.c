@@ -185,6 +185,12 @@ tk_rc tk_event_emit_in(struct tk_db *db, const struct tk_event *ev, struct tk_er
     if (rc == TK_OK)
         rc = tk_db_exec(db, "UPDATE tenants SET event_head = ? WHERE id = ?",
                         TK_ARGS(TK_TEXT(hash), TK_TEXT(ev->tenant_id)), NULL, e);
+    /* Keyring actions and operator token changes (not the refusals, which
+     * an attacker can make at will) are synced at commit on SQLite. */
+    if (rc == TK_OK && f[F_KIND] &&
+        (!strcmp(f[F_KIND], "keyring") ||
+         (!strcmp(f[F_KIND], "operator") && f[F_ACTION] && strcmp(f[F_ACTION], "authenticate") != 0)))
+        tk_db_durable(db);
 out:
     tk_rows_free(r);
     free(detail);

@@ -217,6 +217,11 @@ tk_rc tk_db_begin(struct tk_db *db, struct tk_err *e)
     return rc;
 }
 
+void tk_db_durable(struct tk_db *db)
+{
+    if (db->in_tx) db->durable = true;
+}
+
 tk_rc tk_db_commit(struct tk_db *db, struct tk_err *e)
 {
     tk_rc rc = tk_db_exec(db, "COMMIT", NULL, 0, NULL, e);
@@ -225,11 +230,22 @@ tk_rc tk_db_commit(struct tk_db *db, struct tk_err *e)
         return rc;
     }
     db->in_tx = false;
+    bool durable = db->durable;
+    db->durable = false;
+    if (durable && db->store->be->sync) {
+        /* Committed already: a failed sync is logged, not reported as a
+         * failed commit (the data is there, only its durability is not
+         * known). */
+        struct tk_err se;
+        if (db->store->be->sync(db->conn, db->store->url, &se) != TK_OK)
+            tk_warn("store: %s", se.msg);
+    }
     return TK_OK;
 }
 
 void tk_db_rollback(struct tk_db *db)
 {
+    db->durable = false;
     struct tk_err e;
     if (tk_db_exec(db, "ROLLBACK", NULL, 0, NULL, &e) != TK_OK) db->broken = true;
     db->in_tx = false;

@@ -322,6 +322,7 @@ static const struct unit_test tests[] = {
     T("store/corrupt_sqlite", test_store_corrupt_sqlite),
     T("store/busy_kept", test_store_busy_kept),
     T("store/pg_stalled", test_store_pg_stalled),
+    B("store/durable_commit", test_store_durable_commit),
 
     B("lease/processes", test_lease_processes),
     B("lease/rules", test_lease_rules),
