@@ -97,8 +97,15 @@ static json_t *hashed_object(const char *id, const char *tenant, int64_t seq, in
  * chain's first keyed one is a break (a stripped MAC). */
 static bool may_be_unkeyed(const char *kind, const char *action)
 {
-    return (kind && (!strcmp(kind, "keyring") || !strcmp(kind, "node"))) ||
+    bool prune = action && !strcmp(action, "prune"); /* moves the base: always keyed */
+    return (kind && !strcmp(kind, "keyring")) || (kind && !strcmp(kind, "node") && !prune) ||
            (action && !strcmp(action, "authenticate"));
+}
+
+bool tk_events_keyed_now(void)
+{
+    struct tk_keyring *k = atomic_load(&chain_keyring);
+    return !k || !tk_keyring_sealed(k);
 }
 
 /* MAC of a link; TK_EUNAVAIL when there is no keyring or it is sealed. */
@@ -178,6 +185,12 @@ tk_rc tk_event_emit_in(struct tk_db *db, const struct tk_event *ev, struct tk_er
     if (rc == TK_OK)
         rc = tk_db_exec(db, "UPDATE tenants SET event_head = ? WHERE id = ?",
                         TK_ARGS(TK_TEXT(hash), TK_TEXT(ev->tenant_id)), NULL, e);
+    /* Keyring actions and operator token changes (not the refusals, which
+     * an attacker can make at will) are synced at commit on SQLite. */
+    if (rc == TK_OK && f[F_KIND] &&
+        (!strcmp(f[F_KIND], "keyring") ||
+         (!strcmp(f[F_KIND], "operator") && f[F_ACTION] && strcmp(f[F_ACTION], "authenticate") != 0)))
+        tk_db_durable(db);
 out:
     tk_rows_free(r);
     free(detail);
@@ -359,6 +372,8 @@ tk_rc tk_events_verify_chain(struct tk_db *db, const char *tenant_id, struct tk_
     snprintf(prev, sizeof prev, "%s", st->base_hash);
     int64_t after = st->base_seq, expect = st->base_seq + 1;
     bool seen_keyed = false;
+    int64_t prune_seq = 0; /* what the newest prune event says the base is */
+    char prune_hash[65] = "";
     for (;;) {
         struct tk_rows *r;
         rc = tk_db_exec(db,
@@ -387,6 +402,13 @@ tk_rc tk_events_verify_chain(struct tk_db *db, const char *tenant_id, struct tk_
                               "the event chain breaks at seq %lld (expected seq %lld): an "
                               "event was removed or edited",
                               (long long)seq, (long long)expect);
+            }
+            if (!strcmp(tk_rows_text(r, i, 5), "node") && !strcmp(tk_rows_text(r, i, 7), "prune")) {
+                json_t *d = json_loads(tk_rows_text(r, i, 12) ? tk_rows_text(r, i, 12) : "", 0, NULL);
+                const char *bh = json_string_value(json_object_get(d, "base_hash"));
+                prune_seq = json_integer_value(json_object_get(d, "through_seq"));
+                snprintf(prune_hash, sizeof prune_hash, "%s", bh ? bh : "");
+                json_decref(d);
             }
             if (mac) {
                 seen_keyed = true;
@@ -431,6 +453,15 @@ tk_rc tk_events_verify_chain(struct tk_db *db, const char *tenant_id, struct tk_
     }
     st->head_seq = expect - 1;
     snprintf(st->head_hash, sizeof st->head_hash, "%s", prev);
+    /* A chain that starts after seq 0 must say so itself: the newest prune
+     * event names the base (an attacker who deletes the oldest events and
+     * moves the base would have to forge a keyed event). */
+    if (st->base_seq > 0 && (prune_seq != st->base_seq || strcmp(prune_hash, st->base_hash) != 0))
+        return broken(st, e, st->base_seq + 1,
+                      "the event chain starts after seq %lld but no prune event records that "
+                      "base (the newest says %lld): the oldest events were removed behind "
+                      "retention's back",
+                      (long long)st->base_seq, (long long)prune_seq);
     /* The tenant row holds the head: events cut off the end show here. */
     if (head_seq != expect - 1 || strcmp(head_hash, prev) != 0)
         return broken(st, e, expect,

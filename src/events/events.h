@@ -57,15 +57,23 @@ tk_rc tk_event_emit_in(struct tk_db *db, const struct tk_event *ev, struct tk_er
  * this occurrence was only counted. */
 tk_rc tk_event_emit_coalesced(struct tk_db *db, const struct tk_event *ev, const char *key,
                               int64_t window_ms, bool *coalesced, struct tk_err *e);
+/* The same without a store connection, for paths that decide a failure
+ * before any lookup: true when ev was counted as a repeat (nothing to
+ * write); false when it is a first occurrence, which the caller writes
+ * (tk_event_emit or tk_event_emit_in). Summaries of ended windows are then
+ * written by the next tk_event_emit_coalesced or flush. */
+bool tk_event_coalesce(const struct tk_event *ev, const char *key, int64_t window_ms);
 /* Write the counted repeats of every window that has ended (all of them
  * with force). The housekeeping worker calls it; so does shutdown. */
 tk_rc tk_events_coalesce_flush(struct tk_db *db, bool force, struct tk_err *e);
 
 /* Delete a tenant's events older than before_ms, oldest first, at most
  * batch per transaction, keeping the newest event always. The tenant's row
- * records the seq and hash the oldest kept event chains from, so that
- * tk_events_verify still checks the whole kept chain. *deleted (may be
- * NULL) counts the events removed. */
+ * records the seq and hash the oldest kept event chains from, and each
+ * batch writes, in its transaction, a node/prune event naming that base
+ * (detail.through_seq, base_hash, deleted), so that tk_events_verify
+ * checks the whole kept chain and that its base was moved by retention.
+ * *deleted (may be NULL) counts the events removed. */
 tk_rc tk_events_prune(struct tk_db *db, const char *tenant_id, int64_t before_ms, int batch,
                       int64_t *deleted, struct tk_err *e);
 
@@ -90,6 +98,8 @@ void tk_housekeeper_stop(struct tk_housekeeper *h);
  * README's "Event chain"). NULL: unkeyed. */
 struct tk_keyring;
 void tk_events_use_keyring(struct tk_keyring *k);
+/* Would an event written now be keyed (or is there no keyring at all)? */
+bool tk_events_keyed_now(void);
 
 struct tk_event_query {
     const char *tenant_id; /* required */

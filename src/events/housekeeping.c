@@ -155,14 +155,30 @@ static unsigned key_hash(const struct tk_event *ev, const char *key)
     return h;
 }
 
-tk_rc tk_event_emit_coalesced(struct tk_db *db, const struct tk_event *ev, const char *key,
-                              int64_t window_ms, bool *coalesced, struct tk_err *e)
+/* Summaries of ended windows not yet written, oldest first (a window
+ * ended by an occurrence on a path without a store connection). */
+static struct pending *co_pending, **co_pending_tail = &co_pending;
+
+static void pend(struct pending *p)
 {
-    if (coalesced) *coalesced = false;
-    if (window_ms <= 0) return tk_event_emit(db, ev, e);
+    p->next = NULL;
+    *co_pending_tail = p;
+    co_pending_tail = &p->next;
+}
+
+static struct pending *take_pending(void)
+{
+    struct pending *l = co_pending;
+    co_pending = NULL;
+    co_pending_tail = &co_pending;
+    return l;
+}
+
+bool tk_event_coalesce(const struct tk_event *ev, const char *key, int64_t window_ms)
+{
+    if (window_ms <= 0) return false;
     int64_t now = mono_ms();
     unsigned h = key_hash(ev, key);
-    struct pending *closed = NULL;
     pthread_mutex_lock(&co_lock);
     struct window *free_slot = NULL;
     for (int i = 0; i < COALESCE_MAX; i++) {
@@ -179,15 +195,16 @@ tk_rc tk_event_emit_coalesced(struct tk_db *db, const struct tk_event *ev, const
             if (w->count++ == 0) w->first_at = at;
             w->last_at = at;
             pthread_mutex_unlock(&co_lock);
-            if (coalesced) *coalesced = true;
-            return TK_OK;
+            return true;
         }
-        /* The window has ended: its count is written first, so that the
-         * summary comes before the new first occurrence. */
+        /* The window has ended: its summary is queued, to be written
+         * before the new first occurrence when the caller has a store
+         * connection, else by the next flush. */
         if (w->count > 0) {
-            closed = tk_calloc(1, sizeof *closed);
-            closed->w = *w;
+            struct pending *p = tk_calloc(1, sizeof *p);
+            p->w = *w;
             memset(w, 0, sizeof *w);
+            pend(p);
         } else {
             window_free(w);
         }
@@ -214,6 +231,18 @@ tk_rc tk_event_emit_coalesced(struct tk_db *db, const struct tk_event *ev, const
         co_used++;
     }
     pthread_mutex_unlock(&co_lock);
+    return false;
+}
+
+tk_rc tk_event_emit_coalesced(struct tk_db *db, const struct tk_event *ev, const char *key,
+                              int64_t window_ms, bool *coalesced, struct tk_err *e)
+{
+    bool counted = tk_event_coalesce(ev, key, window_ms);
+    if (coalesced) *coalesced = counted;
+    if (counted) return TK_OK;
+    pthread_mutex_lock(&co_lock);
+    struct pending *closed = take_pending();
+    pthread_mutex_unlock(&co_lock);
     tk_rc rc = write_pending(db, closed, e);
     tk_rc r2 = tk_event_emit(db, ev, e);
     return r2 != TK_OK ? r2 : rc;
@@ -223,6 +252,12 @@ tk_rc tk_events_coalesce_flush(struct tk_db *db, bool force, struct tk_err *e)
 {
     pthread_mutex_lock(&co_lock);
     struct pending *closed = take_closed(force);
+    while (closed) {
+        struct pending *n = closed->next;
+        pend(closed);
+        closed = n;
+    }
+    closed = take_pending();
     pthread_mutex_unlock(&co_lock);
     return write_pending(db, closed, e);
 }
@@ -275,6 +310,19 @@ tk_rc tk_events_prune(struct tk_db *db, const char *tenant_id, int64_t before_ms
             rc = tk_db_exec(db,
                             "UPDATE tenants SET event_base_seq = ?, event_base_hash = ? WHERE id = ?",
                             TK_ARGS(TK_INT(cut), TK_TEXT(cut_hash), TK_TEXT(tenant_id)), NULL, e);
+        /* The new base is recorded in the chain itself, in the same
+         * transaction: tk_events_verify_chain accepts a base only when the
+         * newest prune event names it (and that event is keyed). */
+        if (rc == TK_OK && n > 0) {
+            json_t *d = json_pack("{s:i, s:I, s:s}", "deleted", n, "through_seq", (json_int_t)cut,
+                                  "base_hash", cut_hash);
+            struct tk_event ev = {.tenant_id = tenant_id, .kind = "node", .source = "retention",
+                                  .action = "prune", .outcome = "ok",
+                                  .message = "events older than the retention were deleted",
+                                  .detail = d, .latency_us = -1};
+            rc = tk_event_emit_in(db, &ev, e);
+            json_decref(d);
+        }
         if (rc == TK_OK)
             rc = tk_db_commit(db, e);
         else
@@ -315,19 +363,9 @@ static void prune_all(struct tk_housekeeper *h, struct tk_db *db)
             tk_warn("events: retention: cannot prune tenant %s: %s", tid, e.msg);
             continue;
         }
-        if (n > 0) {
+        if (n > 0)
             tk_info("events: retention: deleted %lld events older than %d days in tenant %s",
                     (long long)n, h->o.retention_days, tid);
-            json_t *d = json_pack("{s:I, s:i}", "deleted", (json_int_t)n, "retention_days",
-                                  h->o.retention_days);
-            struct tk_event ev = {.tenant_id = tid, .kind = "node", .source = "housekeeping",
-                                  .action = "prune", .outcome = "ok",
-                                  .message = "events older than the retention were deleted",
-                                  .detail = d, .latency_us = -1};
-            if (tk_event_emit(db, &ev, &e) != TK_OK)
-                tk_warn("events: cannot record the prune: %s", e.msg);
-            json_decref(d);
-        }
     }
     tk_rows_free(t);
 }
@@ -343,7 +381,9 @@ static void tick(struct tk_housekeeper *h)
     if (tk_events_coalesce_flush(db, false, &e) != TK_OK)
         tk_warn("events: flushing coalesced events: %s", e.msg);
     int64_t now = mono_ms();
-    if (h->o.retention_days > 0 &&
+    /* Not while sealed: prune events must be keyed (they move the chain's
+     * base), so retention waits for the key. */
+    if (h->o.retention_days > 0 && tk_events_keyed_now() &&
         (h->last_prune_ms == 0 || now - h->last_prune_ms >= PRUNE_EVERY_MS)) {
         h->last_prune_ms = now;
         prune_all(h, db);

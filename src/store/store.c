@@ -184,6 +184,11 @@ tk_rc tk_db_exec(struct tk_db *db, const char *sql, const struct tk_val *args, i
     if (out) *out = NULL;
     struct tk_err local;
     if (!e) e = &local;
+    /* A connection found dead (a timed-out round trip, a lost socket) is
+     * not tried again: it could only wait again. tk_store_put closes it. */
+    if (db->broken)
+        return tk_err_set(e, TK_EUNAVAIL, "store_unreachable",
+                          "this store connection was lost earlier in the request");
     tk_rc rc = db->store->be->exec(db->conn, sql, args, nargs, out, &db->changes, e);
     /* A busy database (SQLite's lock held past busy_timeout) is transient:
      * the connection stays in the pool. */
@@ -212,6 +217,11 @@ tk_rc tk_db_begin(struct tk_db *db, struct tk_err *e)
     return rc;
 }
 
+void tk_db_durable(struct tk_db *db)
+{
+    if (db->in_tx) db->durable = true;
+}
+
 tk_rc tk_db_commit(struct tk_db *db, struct tk_err *e)
 {
     tk_rc rc = tk_db_exec(db, "COMMIT", NULL, 0, NULL, e);
@@ -220,11 +230,22 @@ tk_rc tk_db_commit(struct tk_db *db, struct tk_err *e)
         return rc;
     }
     db->in_tx = false;
+    bool durable = db->durable;
+    db->durable = false;
+    if (durable && db->store->be->sync) {
+        /* Committed already: a failed sync is logged, not reported as a
+         * failed commit (the data is there, only its durability is not
+         * known). */
+        struct tk_err se;
+        if (db->store->be->sync(db->conn, db->store->url, &se) != TK_OK)
+            tk_warn("store: %s", se.msg);
+    }
     return TK_OK;
 }
 
 void tk_db_rollback(struct tk_db *db)
 {
+    db->durable = false;
     struct tk_err e;
     if (tk_db_exec(db, "ROLLBACK", NULL, 0, NULL, &e) != TK_OK) db->broken = true;
     db->in_tx = false;
@@ -235,7 +256,9 @@ tk_rc tk_db_lock_row(struct tk_db *db, const char *table, const char *id, struct
     const char *fmt = db->store->be->lock_row_fmt;
     if (!fmt) return TK_OK;
     char sql[160];
-    snprintf(sql, sizeof sql, fmt, table);
+    int n = snprintf(sql, sizeof sql, fmt, table);
+    if (n < 0 || (size_t)n >= sizeof sql)
+        return tk_err_set(e, TK_EINTERNAL, "store_error", "table name too long: %.40s", table);
     return tk_db_exec(db, sql, TK_ARGS(TK_TEXT(id)), NULL, e);
 }
 
@@ -412,12 +435,14 @@ tk_rc tk_lease_claim(struct tk_db *db, const struct tk_lease_spec *spec, const c
     /* The outer WHERE repeats the condition: under PostgreSQL's READ
      * COMMITTED a row freed and re-taken between the sub-select and the
      * update must not be taken twice. */
-    snprintf(sql, sizeof sql,
+    int n = snprintf(sql, sizeof sql,
              "UPDATE %s SET lease_owner = ?, lease_until = ? WHERE id IN ("
              "SELECT id FROM %s WHERE %s <= ? AND (lease_until IS NULL OR lease_until <= ?) "
              "ORDER BY %s LIMIT ?%s) AND (lease_until IS NULL OR lease_until <= ?) "
              "RETURNING id, tenant_id, %s",
              t, t, due, due, db->store->be->lease_lock_suffix, due);
+    if (n < 0 || (size_t)n >= sizeof sql)
+        return tk_err_set(e, TK_EINTERNAL, "store_error", "lease table or column name too long");
     tk_rc rc = tk_db_exec(db, sql,
                           TK_ARGS(TK_TEXT(owner), TK_INT(until_ms), TK_INT(now_ms),
                                   TK_INT(now_ms), TK_INT(limit), TK_INT(now_ms)),
@@ -434,8 +459,11 @@ tk_rc tk_lease_release(struct tk_db *db, const struct tk_lease_spec *spec, const
                        const char *owner, struct tk_err *e)
 {
     char sql[256];
-    snprintf(sql, sizeof sql,
-             "UPDATE %s SET lease_owner = NULL, lease_until = NULL WHERE id = ? AND lease_owner = ?",
-             spec->table);
+    int n = snprintf(sql, sizeof sql,
+                     "UPDATE %s SET lease_owner = NULL, lease_until = NULL WHERE id = ? AND "
+                     "lease_owner = ?",
+                     spec->table);
+    if (n < 0 || (size_t)n >= sizeof sql)
+        return tk_err_set(e, TK_EINTERNAL, "store_error", "lease table name too long");
     return tk_db_exec(db, sql, TK_ARGS(TK_TEXT(id), TK_TEXT(owner)), NULL, e);
 }

@@ -110,6 +110,12 @@ int64_t tk_db_changes(struct tk_db *db);
 tk_rc tk_db_begin(struct tk_db *db, struct tk_err *e);
 /* Is db inside a transaction begun with tk_db_begin? */
 bool tk_db_in_tx(struct tk_db *db);
+/* Make the open transaction's commit durable against power loss at once.
+ * SQLite runs synchronous=NORMAL (a power loss can roll back the newest
+ * commits); for this one commit, tk_db_commit also fsyncs the WAL.
+ * tk_event_emit_in calls it for security-relevant events (keyring,
+ * operator token changes). PostgreSQL: a no-op (synchronous_commit). */
+void tk_db_durable(struct tk_db *db);
 tk_rc tk_db_commit(struct tk_db *db, struct tk_err *e);
 void tk_db_rollback(struct tk_db *db);
 /* Lock a row of a table for the rest of the transaction (PostgreSQL:

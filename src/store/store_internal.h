@@ -27,6 +27,9 @@ struct tk_backend {
     /* Run a script of several statements without parameters (migrations). */
     tk_rc (*script)(void *conn, const char *sql, struct tk_err *e);
     bool (*broken)(void *conn);
+    /* NULL or: make the last commit durable now (SQLite in WAL mode with
+     * synchronous=NORMAL: fsync the WAL). */
+    tk_rc (*sync)(void *conn, const char *url, struct tk_err *e);
     /* NULL or the check of the database at open (TK_EUNAVAIL "store_corrupt"). */
     tk_rc (*check)(void *conn, const char *url, enum tk_store_check mode, struct tk_err *e);
     const char *begin_sql;          /* BEGIN IMMEDIATE | BEGIN */
@@ -43,6 +46,7 @@ struct tk_db {
     void *conn;
     int64_t changes;
     bool in_tx;
+    bool durable; /* this transaction's commit is synced to disk (tk_db_durable) */
     bool broken;
     struct tk_db *next;
 };

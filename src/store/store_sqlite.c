@@ -11,7 +11,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #define STMT_CACHE 64
 
@@ -243,6 +245,30 @@ static tk_rc s_check(void *p, const char *url, enum tk_store_check mode, struct 
     return rc;
 }
 
+static tk_rc s_sync(void *p, const char *url, struct tk_err *e)
+{
+    (void)p;
+    char wal[4096];
+    int n = snprintf(wal, sizeof wal, "%s-wal", url + 7);
+    if (n < 0 || (size_t)n >= sizeof wal)
+        return tk_err_set(e, TK_EINTERNAL, "store_error", "the store's path is too long");
+    int fd = open(wal, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        /* no WAL file: the commit went to the database file by a
+         * checkpoint, which syncs */
+        if (errno == ENOENT) return TK_OK;
+        return tk_err_set(e, TK_EINTERNAL, "store_error", "cannot open %s to sync it: %s", wal,
+                          strerror(errno));
+    }
+    int r = fsync(fd);
+    int err = errno;
+    close(fd);
+    if (r != 0)
+        return tk_err_set(e, TK_EINTERNAL, "store_error", "cannot sync %s: %s", wal,
+                          strerror(err));
+    return TK_OK;
+}
+
 static bool s_broken(void *p)
 {
     (void)p;
@@ -257,6 +283,7 @@ const struct tk_backend tk_backend_sqlite = {
     .script = s_script,
     .broken = s_broken,
     .check = s_check,
+    .sync = s_sync,
     .begin_sql = "BEGIN IMMEDIATE",
     .migration_lock_sql = NULL,
     .lease_lock_suffix = "",

@@ -5,11 +5,11 @@
 // GET /v1/events valid JSON whatever bytes the store holds (#3).
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { writeFile } from 'node:fs/promises';
+import { open, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 
-import { allEvents, api, backends, freshDir, request, runCli, startTokend, storeSql, waitFor, SUITE_TIMEOUT_MS } from './lib/tokend.mjs';
+import { allEvents, api, backends, freshDir, request, runCli, serveExpectingExit, startTokend, storeSql, waitFor, SUITE_TIMEOUT_MS } from './lib/tokend.mjs';
 
 /** JSON with sorted keys, compact (what jansson writes with JSON_SORT_KEYS). */
 function canon(v) {
@@ -172,3 +172,29 @@ for (const backend of backends()) {
     });
   });
 }
+
+describe('a damaged SQLite store (issue 13 #19)', { timeout: SUITE_TIMEOUT_MS }, () => {
+  it('refuses to start with store_corrupt naming the file; store_check=off starts', async () => {
+    const t = await startTokend({ backend: 'sqlite' });
+    // Enough events for an inner page to hit.
+    const filler = 'x'.repeat(300);
+    await storeSql(t, `WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 3000)
+      INSERT INTO events (id, tenant_id, seq, at, trace_id, kind, source, action, outcome, message, node, prev_hash, hash)
+      SELECT 'f' || i, 'filler', i, 0, 't', 'k', 's', 'a', 'o', '${filler}', 'n', '', '' FROM n`);
+    assert.equal((await t.stop()).code, 0);
+    const file = path.join(t.dataDir, 'tokend.db');
+    const size = (await stat(file)).size;
+    const page = Math.floor(size / 4096 / 2);
+    assert.ok(page > 10, `${size} bytes`);
+    const fh = await open(file, 'r+');
+    await fh.write(Buffer.alloc(4096, 0xa5), 0, 4096, page * 4096);
+    await fh.close();
+    const r = await serveExpectingExit({ backend: 'sqlite', dataDir: t.dataDir });
+    assert.notEqual(r.code, 0);
+    assert.match(r.stderr, /store_corrupt|is damaged/);
+    assert.ok(r.stderr.includes(file), `names ${file}: ${r.stderr}`);
+    assert.match(r.stderr, /backup/);
+    const off = await startTokend({ backend: 'sqlite', dataDir: t.dataDir, args: ['--store-check', 'off'] });
+    assert.equal((await off.stop()).code, 0);
+  });
+});

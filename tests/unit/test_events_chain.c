@@ -333,6 +333,15 @@ void test_events_coalesce(struct fx *f)
     CHECK_EQ_INT(n_events(db, tid, " AND seq = 5 AND detail LIKE '%\"count\":1,%'"), 1);
     CHECK_OK(tk_events_coalesce_flush(db, true, &e), &e);
     CHECK_EQ_INT(n_events(db, tid, ""), 6);
+    /* without a store connection: the caller writes first occurrences */
+    int64_t n0 = n_events(db, tid, "");
+    CHECK(!tk_event_coalesce(&ev, "missing 192.0.2.9", 60000));
+    CHECK_OK(tk_event_emit(db, &ev, &e), &e);
+    for (int i = 0; i < 7; i++) CHECK(tk_event_coalesce(&ev, "missing 192.0.2.9", 60000));
+    CHECK_EQ_INT(n_events(db, tid, ""), n0 + 1);
+    CHECK_OK(tk_events_coalesce_flush(db, true, &e), &e);
+    CHECK_EQ_INT(n_events(db, tid, ""), n0 + 2);
+    CHECK_EQ_INT(n_events(db, tid, " AND detail LIKE '%\"count\":7,%'"), 1);
     struct tk_chain_status st;
     CHECK(chain(db, tid, &st));
     json_decref(d);
@@ -365,21 +374,36 @@ void test_events_prune(struct fx *f)
     CHECK(chain(db, tid, &st));
     CHECK_OK(tk_events_prune(db, tid, tk_now_ms() - 90LL * 86400000, 5, &deleted, &e), &e);
     CHECK_EQ_INT(deleted, 12);
-    CHECK_EQ_INT(n_events(db, tid, ""), 8);
+    /* 8 kept, and one prune event per batch (5, 5, 2) naming the new base */
+    CHECK_EQ_INT(n_events(db, tid, ""), 8 + 3);
+    CHECK_EQ_INT(n_events(db, tid, " AND kind = 'node' AND action = 'prune'"), 3);
     if (CHECK(chain(db, tid, &st))) {
         CHECK_EQ_INT(st.base_seq, 12);
         CHECK_EQ_INT(st.first_seq, 13);
-        CHECK_EQ_INT(st.checked, 8);
-        CHECK_EQ_INT(st.head_seq, 20);
+        CHECK_EQ_INT(st.checked, 11);
+        CHECK_EQ_INT(st.head_seq, 23);
     } else {
         FAILF("%s", st.error);
     }
-    /* deleting one more behind retention's back is still caught */
+    /* deleting one more behind retention's back is caught: without moving
+     * the base, at that seq; moving the base too, because no prune event
+     * names the new base */
     CHECK_OK(tk_db_exec(db, "DELETE FROM events WHERE tenant_id = ? AND seq = 13",
                         TK_ARGS(TK_TEXT(tid)), NULL, &e),
              &e);
     CHECK(!chain(db, tid, &st));
     CHECK_EQ_INT(st.broken_seq, 13);
+    struct tk_rows *h13 = NULL;
+    CHECK_OK(tk_db_exec(db, "SELECT prev_hash FROM events WHERE tenant_id = ? AND seq = 14",
+                        TK_ARGS(TK_TEXT(tid)), &h13, &e),
+             &e);
+    CHECK_OK(tk_db_exec(db, "UPDATE tenants SET event_base_seq = 13, event_base_hash = ? WHERE id = ?",
+                        TK_ARGS(TK_TEXT(tk_rows_text(h13, 0, 0)), TK_TEXT(tid)), NULL, &e),
+             &e);
+    tk_rows_free(h13);
+    CHECK(!chain(db, tid, &st));
+    CHECK_EQ_INT(st.broken_seq, 14);
+    CHECK(strstr(st.error, "retention") != NULL);
     /* the newest event is always kept */
     CHECK_OK(tk_db_exec(db, "DELETE FROM events WHERE tenant_id = ?", TK_ARGS(TK_TEXT(tid)), NULL,
                         &e),
@@ -395,7 +419,7 @@ void test_events_prune(struct fx *f)
     CHECK_EQ_INT(st.first_seq, 3);
     emit_ev(db, tid, "operator", "create", "after the prune");
     CHECK(chain(db, tid, &st));
-    CHECK_EQ_INT(st.checked, 2);
+    CHECK_EQ_INT(st.checked, 3); /* seq 3, the prune event, seq 5 */
 out:
     tk_store_put(db);
 }
@@ -436,5 +460,53 @@ void test_events_housekeeper(struct fx *f)
     CHECK((tk_mono_us() - t0) / 1000 < 5000);
 out:
     tk_housekeeper_stop(h);
+    tk_store_put(db);
+}
+
+/* issue 13 #2: every filter of GET /v1/events has an index (migration
+ * 0004); on SQLite, the planner uses it for the list's own statement. */
+void test_events_filter_indexes(struct fx *f)
+{
+    struct tk_db *db = fx_db(f);
+    if (!db) return;
+    struct tk_err e;
+    static const char *names[] = {"events_action", "events_outcome", "events_source",
+                                  "events_at_seq", "events_kind", "events_subject"};
+    const char *sql = !strcmp(f->backend, "sqlite")
+                          ? "SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND name = ?"
+                          : "SELECT COUNT(*) FROM pg_indexes WHERE indexname = ?";
+    for (size_t i = 0; i < TK_NELEM(names); i++) {
+        struct tk_rows *r = NULL;
+        if (CHECK_OK(tk_db_exec(db, sql, TK_ARGS(TK_TEXT(names[i])), &r, &e), &e) &&
+            tk_rows_int(r, 0, 0) != 1)
+            FAILF("index %s is missing", names[i]);
+        tk_rows_free(r);
+    }
+    if (!strcmp(f->backend, "sqlite")) {
+        static const struct {
+            const char *where, *index;
+        } plans[] = {
+            {"action = ?", "events_action"},
+            {"outcome = ?", "events_outcome"},
+            {"source = ?", "events_source"},
+        };
+        for (size_t i = 0; i < TK_NELEM(plans); i++) {
+            char q[300];
+            snprintf(q, sizeof q,
+                     "EXPLAIN QUERY PLAN SELECT id FROM events WHERE tenant_id = ? AND %s ORDER "
+                     "BY seq DESC LIMIT ?",
+                     plans[i].where);
+            struct tk_rows *r = NULL;
+            bool used = false;
+            if (CHECK_OK(tk_db_exec(db, q, TK_ARGS(TK_TEXT("t"), TK_TEXT("x"), TK_INT(10)), &r, &e),
+                         &e))
+                for (int k = 0; k < tk_rows_count(r); k++)
+                    for (int c = 0; c < tk_rows_columns(r); c++)
+                        if (tk_rows_text(r, k, c) && strstr(tk_rows_text(r, k, c), plans[i].index))
+                            used = true;
+            if (!used) FAILF("the %s filter does not use %s", plans[i].where, plans[i].index);
+            tk_rows_free(r);
+        }
+    }
     tk_store_put(db);
 }

@@ -324,6 +324,7 @@ static const struct unit_test tests[] = {
     T("store/corrupt_sqlite", test_store_corrupt_sqlite),
     T("store/busy_kept", test_store_busy_kept),
     T("store/pg_stalled", test_store_pg_stalled),
+    B("store/durable_commit", test_store_durable_commit),
 
     B("lease/processes", test_lease_processes),
     B("lease/rules", test_lease_rules),
@@ -340,6 +341,7 @@ static const struct unit_test tests[] = {
     B("events/coalesce", test_events_coalesce),
     B("events/prune", test_events_prune),
     B("events/housekeeper", test_events_housekeeper),
+    B("events/filter_indexes", test_events_filter_indexes),
 
     B("keyring/restart_sealed", test_keyring_restart_sealed),
     B("keyring/unseal_subsets", test_keyring_unseal_subsets),

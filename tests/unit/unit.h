@@ -130,6 +130,7 @@ void test_store_created(struct fx *f);
 void test_store_corrupt_sqlite(void);
 void test_store_busy_kept(void);
 void test_store_pg_stalled(void);
+void test_store_durable_commit(struct fx *f);
 void test_store_bad_url(void);
 
 /* test_lease.c (both backends) */
@@ -151,6 +152,7 @@ void test_events_keyed_chain(struct fx *f);
 void test_events_coalesce(struct fx *f);
 void test_events_prune(struct fx *f);
 void test_events_housekeeper(struct fx *f);
+void test_events_filter_indexes(struct fx *f);
 
 /* test_keyring.c (most run on both backends) */
 void test_keyring_restart_sealed(struct fx *f);
