@@ -96,13 +96,6 @@ static void auth_event(struct tk_req *r, const struct tk_err *e, const struct tk
                        const char *addr, int window_s, bool coalesce)
 {
     struct tk_app *app = r->app;
-    struct tk_err ee;
-    if (!r->db) r->db = tk_store_get(app->store, &ee);
-    if (!r->db) { /* the 401 goes out all the same */
-        tk_warn("events: could not record an authentication failure: %s", ee.msg);
-        return;
-    }
-    struct tk_db *db = r->db;
     json_t *detail = json_pack("{s:s, s:s, s:s, s:s}", "reason", e->code, "method", r->method,
                                "route", r->route->pattern, "remote", addr);
     struct tk_event ev = {
@@ -120,9 +113,15 @@ static void auth_event(struct tk_req *r, const struct tk_err *e, const struct tk
     };
     char key[TK_ADDR_MAX + 40];
     snprintf(key, sizeof key, "%s %s", e->code, addr);
-    tk_rc rc = coalesce ? tk_event_emit_coalesced(db, &ev, key, (int64_t)window_s * 1000, NULL, &ee)
-                        : tk_event_emit(db, &ev, &ee);
-    if (rc != TK_OK) tk_warn("events: could not record an authentication failure: %s", ee.msg);
+    /* A repeat is only counted, in memory: no store connection for it. */
+    if (coalesce && tk_event_coalesce(&ev, key, (int64_t)window_s * 1000)) {
+        json_decref(detail);
+        return;
+    }
+    struct tk_err ee;
+    if (!r->db) r->db = tk_store_get(app->store, &ee);
+    if (!r->db || tk_event_emit(r->db, &ev, &ee) != TK_OK) /* the 401 goes out all the same */
+        tk_warn("events: could not record an authentication failure: %s", ee.msg);
     json_decref(detail);
 }
 
@@ -168,7 +167,8 @@ tk_rc tk_api_authenticate(struct tk_req *r)
         return TK_ERATE;
     }
     /* Within the budget: every failure goes to the event log's coalescing
-     * (a store connection, no write for a repeat). Beyond it, nothing. */
+     * (the first of a window is written, repeats are counted without a
+     * store connection). Beyond it, nothing. */
     auth_event(r, &e, p, addr, tk_ratelimit_window_s(app->auth_limit), true);
     char www[160];
     if (!strcmp(e.code, "missing"))
