@@ -60,8 +60,11 @@ static json_t *hashed_object(const char *id, const char *tenant, int64_t seq, in
     return o;
 }
 
-tk_rc tk_event_emit(struct tk_db *db, const struct tk_event *ev, struct tk_err *e)
+tk_rc tk_event_emit_in(struct tk_db *db, const struct tk_event *ev, struct tk_err *e)
 {
+    if (!tk_db_in_tx(db))
+        return tk_err_set(e, TK_EINTERNAL, "not_in_transaction",
+                          "tk_event_emit_in needs the caller's open transaction");
     char id[TK_UUID_LEN + 1], trace[TK_UUID_LEN + 1], hash[65];
     tk_uuid7(id);
     const char *tr = ev->trace_id;
@@ -73,20 +76,15 @@ tk_rc tk_event_emit(struct tk_db *db, const struct tk_event *ev, struct tk_err *
     int64_t at = tk_now_ms();
     int64_t lat = ev->latency_us;
     struct tk_rows *r = NULL;
-    tk_rc rc = tk_db_begin(db, e);
-    if (rc != TK_OK) goto out;
     /* Takes the tenant row's lock until commit: the chain stays a chain. */
-    rc = tk_db_exec(db,
-                    "UPDATE tenants SET event_seq = event_seq + 1 WHERE id = ? "
-                    "RETURNING event_seq, event_head",
-                    TK_ARGS(TK_TEXT(ev->tenant_id)), &r, e);
+    tk_rc rc = tk_db_exec(db,
+                          "UPDATE tenants SET event_seq = event_seq + 1 WHERE id = ? "
+                          "RETURNING event_seq, event_head",
+                          TK_ARGS(TK_TEXT(ev->tenant_id)), &r, e);
     if (rc == TK_OK && tk_rows_count(r) != 1)
         rc = tk_err_field(e, TK_ENOTFOUND, "unknown_tenant", "tenant_id",
                           "event for unknown tenant %s", ev->tenant_id);
-    if (rc != TK_OK) {
-        tk_db_rollback(db);
-        goto out;
-    }
+    if (rc != TK_OK) goto out;
     int64_t seq = tk_rows_int(r, 0, 0);
     const char *prev = tk_rows_text(r, 0, 1);
     json_t *o = hashed_object(id, ev->tenant_id, seq, at, tr, ev->kind, ev->source, ev->action,
@@ -108,13 +106,21 @@ tk_rc tk_event_emit(struct tk_db *db, const struct tk_event *ev, struct tk_err *
     if (rc == TK_OK)
         rc = tk_db_exec(db, "UPDATE tenants SET event_head = ? WHERE id = ?",
                         TK_ARGS(TK_TEXT(hash), TK_TEXT(ev->tenant_id)), NULL, e);
+out:
+    tk_rows_free(r);
+    free(detail);
+    return rc;
+}
+
+tk_rc tk_event_emit(struct tk_db *db, const struct tk_event *ev, struct tk_err *e)
+{
+    tk_rc rc = tk_db_begin(db, e);
+    if (rc != TK_OK) return rc;
+    rc = tk_event_emit_in(db, ev, e);
     if (rc == TK_OK)
         rc = tk_db_commit(db, e);
     else
         tk_db_rollback(db);
-out:
-    tk_rows_free(r);
-    free(detail);
     return rc;
 }
 

@@ -36,8 +36,60 @@ struct tk_event {
 /* This node's name, recorded in every event. Call once at start. */
 void tk_events_set_node(const char *node);
 
-/* Append ev in its own transaction (db must not be in one). */
+/* Append ev in its own transaction (db must not be in one): begin,
+ * tk_event_emit_in, commit. Text fields that are not valid UTF-8 are
+ * stored (and hashed) with U+FFFD in place of each invalid sequence. */
 tk_rc tk_event_emit(struct tk_db *db, const struct tk_event *ev, struct tk_err *e);
+/* Append ev inside the caller's open transaction, so that an action and
+ * its event commit or roll back together (the outbox of an action). db
+ * must be in a transaction (tk_db_begin): otherwise TK_EINTERNAL, code
+ * "not_in_transaction". The tenant's row stays locked until the caller's
+ * commit. On failure the caller rolls back. */
+tk_rc tk_event_emit_in(struct tk_db *db, const struct tk_event *ev, struct tk_err *e);
+
+/* Coalesce repeats (failed authentications and the like): the first
+ * occurrence of (tenant, kind, action, key) in a window of window_ms is
+ * emitted at once; repeats inside the window are counted in memory and
+ * written later as one event with detail.count (the repeats) and
+ * detail.first_at / detail.last_at, by tk_events_coalesce_flush or by the
+ * next occurrence after the window. key is the caller's discriminator,
+ * e.g. "<reason> <source address>". *coalesced (may be NULL) says whether
+ * this occurrence was only counted. */
+tk_rc tk_event_emit_coalesced(struct tk_db *db, const struct tk_event *ev, const char *key,
+                              int64_t window_ms, bool *coalesced, struct tk_err *e);
+/* Write the counted repeats of every window that has ended (all of them
+ * with force). The housekeeping worker calls it; so does shutdown. */
+tk_rc tk_events_coalesce_flush(struct tk_db *db, bool force, struct tk_err *e);
+
+/* Delete a tenant's events older than before_ms, oldest first, at most
+ * batch per transaction, keeping the newest event always. The tenant's row
+ * records the seq and hash the oldest kept event chains from, so that
+ * tk_events_verify still checks the whole kept chain. *deleted (may be
+ * NULL) counts the events removed. */
+tk_rc tk_events_prune(struct tk_db *db, const char *tenant_id, int64_t before_ms, int batch,
+                      int64_t *deleted, struct tk_err *e);
+
+/* The housekeeping worker: a thread that, every interval, flushes
+ * coalesced repeats and prunes events older than retention_days (0: keep
+ * forever) in every tenant. Start after the store opens; stop (which
+ * flushes what is counted) before it closes. */
+struct tk_housekeeper;
+struct tk_housekeeper_opts {
+    int retention_days;  /* events_retention_days; 0 keeps events forever */
+    int interval_ms;     /* 0: 10000 */
+    int prune_batch;     /* 0: 1000 */
+};
+tk_rc tk_housekeeper_start(struct tk_store *s, const struct tk_housekeeper_opts *o,
+                           struct tk_housekeeper **out, struct tk_err *e);
+/* Stop and join; NULL is a no-op. */
+void tk_housekeeper_stop(struct tk_housekeeper *h);
+
+/* Key the chain (tamper evidence): with a keyring set, each event also
+ * carries a MAC of its hash under a key derived from the keyring's HMAC
+ * key; while the keyring is sealed, events are written unkeyed (see the
+ * README's "Event chain"). NULL: unkeyed. */
+struct tk_keyring;
+void tk_events_use_keyring(struct tk_keyring *k);
 
 struct tk_event_query {
     const char *tenant_id; /* required */

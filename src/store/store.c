@@ -6,9 +6,11 @@
 
 #include "../common/log.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 struct tk_store {
     const struct tk_backend *be;
@@ -19,6 +21,7 @@ struct tk_store {
     struct tk_db *idle;
     int open; /* connections open, idle or in use */
     int schema_version;
+    bool created; /* this open created the schema */
 };
 
 /* ---- rows ---- */
@@ -105,6 +108,11 @@ static void db_close(struct tk_db *db)
 
 struct tk_db *tk_store_get(struct tk_store *s, struct tk_err *e)
 {
+    struct timespec deadline;
+    clock_gettime(CLOCK_MONOTONIC, &deadline);
+    int64_t ns = (int64_t)deadline.tv_nsec + (int64_t)s->opts.acquire_timeout_ms * 1000000;
+    deadline.tv_sec += (time_t)(ns / 1000000000);
+    deadline.tv_nsec = (long)(ns % 1000000000);
     pthread_mutex_lock(&s->lock);
     for (;;) {
         if (s->idle) {
@@ -115,7 +123,16 @@ struct tk_db *tk_store_get(struct tk_store *s, struct tk_err *e)
             return db;
         }
         if (s->open < s->opts.pool_size) break;
-        pthread_cond_wait(&s->cond, &s->lock);
+        int w = pthread_cond_timedwait(&s->cond, &s->lock, &deadline);
+        if (w == ETIMEDOUT && !s->idle && s->open >= s->opts.pool_size) {
+            int size = s->opts.pool_size;
+            pthread_mutex_unlock(&s->lock);
+            tk_err_set(e, TK_EUNAVAIL, "store_busy",
+                       "no store connection became free within %d ms: all %d of the pool "
+                       "(store_pool = %d) are in use; retry, or raise store_pool",
+                       s->opts.acquire_timeout_ms, size, size);
+            return NULL;
+        }
     }
     s->open++;
     pthread_mutex_unlock(&s->lock);
@@ -175,8 +192,17 @@ int64_t tk_db_changes(struct tk_db *db)
     return db->changes;
 }
 
+bool tk_db_in_tx(struct tk_db *db)
+{
+    return db && db->in_tx;
+}
+
 tk_rc tk_db_begin(struct tk_db *db, struct tk_err *e)
 {
+    if (db->in_tx)
+        return tk_err_set(e, TK_EINTERNAL, "nested_transaction",
+                          "a transaction was begun on a connection already in one (there is "
+                          "no nesting; the open transaction is left as it was)");
     tk_rc rc = tk_db_exec(db, db->store->be->begin_sql, NULL, 0, NULL, e);
     if (rc == TK_OK) db->in_tx = true;
     return rc;
@@ -224,6 +250,11 @@ int tk_store_schema_version(struct tk_store *s)
     return s->schema_version;
 }
 
+bool tk_store_created(const struct tk_store *s)
+{
+    return s->created;
+}
+
 static const struct tk_migration *migration_for(const struct tk_backend *be, int version)
 {
     const struct tk_migration *common = NULL;
@@ -263,6 +294,7 @@ static tk_rc migrate(struct tk_store *s, struct tk_db *db, struct tk_err *e)
                             "KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)",
                             NULL, 0, NULL, e);
         if (rc == TK_OK) rc = read_version(db, &v, e);
+        if (rc == TK_OK && v == 0) s->created = true;
         if (rc == TK_OK && v > latest) {
             rc = tk_err_set(e, TK_ECONFLICT, "schema_too_new",
                             "the database schema is version %d but this tokend (%s) knows "
@@ -317,8 +349,15 @@ tk_rc tk_store_open(const char *url, const struct tk_store_opts *o, struct tk_st
     s->opts = *o;
     if (s->opts.pool_size < 1) s->opts.pool_size = 1;
     if (s->opts.busy_timeout_ms <= 0) s->opts.busy_timeout_ms = 5000;
+    if (s->opts.acquire_timeout_ms <= 0) s->opts.acquire_timeout_ms = TK_STORE_ACQUIRE_TIMEOUT_MS;
+    if (s->opts.statement_timeout_ms <= 0) s->opts.statement_timeout_ms = 10000;
+    if (s->opts.connect_timeout_s <= 0) s->opts.connect_timeout_s = 5;
     pthread_mutex_init(&s->lock, NULL);
-    pthread_cond_init(&s->cond, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&s->cond, &ca);
+    pthread_condattr_destroy(&ca);
     struct tk_db *db = tk_store_get(s, e);
     tk_rc rc = db ? TK_OK : TK_EUNAVAIL;
     if (rc == TK_OK && o->migrate) rc = migrate(s, db, e);

@@ -46,15 +46,30 @@ static inline struct tk_val tk_val_text(const char *s)
     (const struct tk_val[]){__VA_ARGS__},                                                         \
         (int)(sizeof((const struct tk_val[]){__VA_ARGS__}) / sizeof(struct tk_val))
 
-struct tk_store_opts {
-    int pool_size;        /* connections at most */
-    int busy_timeout_ms;  /* SQLite: wait this long for a writer's lock */
-    bool migrate;         /* apply pending migrations at open */
+/* What tk_store_open checks of a SQLite file before using it. */
+enum tk_store_check {
+    TK_STORE_CHECK_QUICK = 0, /* default: PRAGMA quick_check on small files, a
+                                 header/schema/freelist check above the limit */
+    TK_STORE_CHECK_FULL,      /* PRAGMA integrity_check, whatever the size */
+    TK_STORE_CHECK_OFF,
 };
+
+struct tk_store_opts {
+    int pool_size;          /* connections at most */
+    int busy_timeout_ms;    /* SQLite: wait this long for a writer's lock */
+    bool migrate;           /* apply pending migrations at open */
+    int acquire_timeout_ms; /* tk_store_get waits at most this long; 0: 2000 */
+    enum tk_store_check check; /* SQLite: the check at open (PostgreSQL: none) */
+    int statement_timeout_ms;  /* PostgreSQL: statement_timeout; 0: 10000 */
+    int connect_timeout_s;     /* PostgreSQL: connect_timeout unless the URL sets one; 0: 5 */
+};
+#define TK_STORE_ACQUIRE_TIMEOUT_MS 2000
 
 /* Open a store from a URL: "sqlite:PATH" or "postgres://...". With
  * o->migrate, apply pending migrations; refuse a schema newer than this
- * build knows (TK_ECONFLICT, code "schema_too_new"). */
+ * build knows (TK_ECONFLICT, code "schema_too_new"). A SQLite file that
+ * fails the check of o->check is refused with TK_EUNAVAIL, code
+ * "store_corrupt", naming the file. */
 tk_rc tk_store_open(const char *url, const struct tk_store_opts *o, struct tk_store **out,
                     struct tk_err *e);
 void tk_store_close(struct tk_store *s);
@@ -63,9 +78,15 @@ const char *tk_store_backend(const struct tk_store *s);
 /* Schema version now in the database, and the newest this build knows. */
 int tk_store_schema_version(struct tk_store *s);
 int tk_store_schema_latest(void);
+/* Did this open create the schema (the database had no tokend tables
+ * before)? A fresh store in a data dir that shows an earlier installation
+ * is a lost store, not a new installation. */
+bool tk_store_created(const struct tk_store *s);
 
-/* Take a connection, waiting for one if all are in use. Returns NULL and
- * fills e (TK_EUNAVAIL, "store_unreachable") when none can be opened. */
+/* Take a connection, waiting for one if all are in use, at most
+ * acquire_timeout_ms: then NULL with TK_EUNAVAIL, code "store_busy". Returns
+ * NULL and fills e (TK_EUNAVAIL, "store_unreachable") when none can be
+ * opened. */
 struct tk_db *tk_store_get(struct tk_store *s, struct tk_err *e);
 /* Give a connection back; a broken one is closed instead. NULL is a no-op. */
 void tk_store_put(struct tk_db *db);
@@ -82,8 +103,13 @@ tk_rc tk_db_exec(struct tk_db *db, const char *sql, const struct tk_val *args, i
 int64_t tk_db_changes(struct tk_db *db);
 
 /* Transactions for read-modify-write. begin takes the write lock at once
- * (SQLite BEGIN IMMEDIATE), so two writers never deadlock on upgrade. */
+ * (SQLite BEGIN IMMEDIATE), so two writers never deadlock on upgrade.
+ * There is no nesting: begin on a connection already in a transaction is
+ * refused (TK_EINTERNAL, code "nested_transaction") and the open
+ * transaction is left as it was. */
 tk_rc tk_db_begin(struct tk_db *db, struct tk_err *e);
+/* Is db inside a transaction begun with tk_db_begin? */
+bool tk_db_in_tx(struct tk_db *db);
 tk_rc tk_db_commit(struct tk_db *db, struct tk_err *e);
 void tk_db_rollback(struct tk_db *db);
 /* Lock a row of a table for the rest of the transaction (PostgreSQL:

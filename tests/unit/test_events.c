@@ -489,3 +489,66 @@ void test_events_concurrent(struct fx *f)
     verify(db, tid, TK_OK, THREADS * EACH, NULL, __LINE__);
     tk_store_put(db);
 }
+
+static int64_t count_events(struct tk_db *db, const char *tid)
+{
+    struct tk_rows *r = NULL;
+    struct tk_err e;
+    int64_t n = -1;
+    if (CHECK_OK(tk_db_exec(db, "SELECT COUNT(*) FROM events WHERE tenant_id = ?",
+                            TK_ARGS(TK_TEXT(tid)), &r, &e),
+                 &e))
+        n = tk_rows_int(r, 0, 0);
+    tk_rows_free(r);
+    return n;
+}
+
+/* issue 13 #9/#18: tk_event_emit_in writes in the caller's transaction
+ * (rolled back with it, committed with it), refuses without one, and
+ * tk_event_emit inside a transaction is refused instead of committing the
+ * caller's work. */
+void test_events_emit_in(struct fx *f)
+{
+    struct tk_db *db = fx_db(f);
+    if (!db) return;
+    char tid[TK_UUID_LEN + 1];
+    struct tk_err e;
+    if (!tenant(db, tid)) goto out;
+    struct tk_event ev = {.tenant_id = tid, .kind = "operator", .source = "test",
+                          .action = "create", .outcome = "ok", .message = "in tx",
+                          .latency_us = -1};
+    /* outside a transaction: refused */
+    tk_err_clear(&e);
+    CHECK_EQ_INT(tk_event_emit_in(db, &ev, &e), TK_EINTERNAL);
+    CHECK_EQ_STR(e.code, "not_in_transaction");
+    CHECK_EQ_INT(count_events(db, tid), 0);
+
+    /* rolled back with the caller's work */
+    CHECK_OK(tk_db_begin(db, &e), &e);
+    CHECK_OK(tk_db_exec(db, "INSERT INTO tenants (id, name, created_at) VALUES ('t2', 't2', 1)",
+                        NULL, 0, NULL, &e),
+             &e);
+    CHECK_OK(tk_event_emit_in(db, &ev, &e), &e);
+    /* tk_event_emit inside the transaction is refused, nothing committed */
+    tk_err_clear(&e);
+    CHECK_EQ_INT(tk_event_emit(db, &ev, &e), TK_EINTERNAL);
+    CHECK_EQ_STR(e.code, "nested_transaction");
+    CHECK(tk_db_in_tx(db));
+    tk_db_rollback(db);
+    CHECK_EQ_INT(count_events(db, tid), 0);
+    verify(db, tid, TK_OK, 0, NULL, __LINE__);
+
+    /* committed with it: two events in one transaction chain in order */
+    CHECK_OK(tk_db_begin(db, &e), &e);
+    CHECK_OK(tk_event_emit_in(db, &ev, &e), &e);
+    ev.action = "revoke";
+    CHECK_OK(tk_event_emit_in(db, &ev, &e), &e);
+    CHECK_OK(tk_db_commit(db, &e), &e);
+    CHECK_EQ_INT(count_events(db, tid), 2);
+    verify(db, tid, TK_OK, 2, NULL, __LINE__);
+    /* and tk_event_emit keeps working after */
+    CHECK_OK(tk_event_emit(db, &ev, &e), &e);
+    verify(db, tid, TK_OK, 3, NULL, __LINE__);
+out:
+    tk_store_put(db);
+}

@@ -603,3 +603,112 @@ void test_store_pg_unreachable(void)
         if (rc == TK_OK) tk_store_close(st);
     }
 }
+
+/* issue 13 #9: a nested begin is refused and leaves the open transaction
+ * as it was (PostgreSQL used to commit the caller's work silently). */
+void test_store_nested_begin(struct fx *f)
+{
+    struct tk_err e;
+    struct tk_db *a = fx_db(f);
+    struct tk_db *b = fx_db(f);
+    if (!a || !b) {
+        tk_store_put(a);
+        tk_store_put(b);
+        return;
+    }
+    CHECK_OK(exec0(a, "CREATE TABLE t (id TEXT PRIMARY KEY)", &e), &e);
+    CHECK(!tk_db_in_tx(a));
+    CHECK_OK(tk_db_begin(a, &e), &e);
+    CHECK(tk_db_in_tx(a));
+    CHECK_OK(tk_db_exec(a, "INSERT INTO t (id) VALUES (?)", TK_ARGS(TK_TEXT("inner")), NULL, &e),
+             &e);
+    tk_err_clear(&e);
+    CHECK_EQ_INT(tk_db_begin(a, &e), TK_EINTERNAL);
+    CHECK_EQ_STR(e.code, "nested_transaction");
+    /* still in the first transaction, and nothing was committed */
+    CHECK(tk_db_in_tx(a));
+    CHECK_EQ_INT(count(b, "SELECT COUNT(*) FROM t"), 0);
+    tk_db_rollback(a);
+    CHECK(!tk_db_in_tx(a));
+    CHECK_EQ_INT(count(a, "SELECT COUNT(*) FROM t"), 0);
+    CHECK_EQ_INT(count(b, "SELECT COUNT(*) FROM t"), 0);
+    /* and begin works again afterwards */
+    CHECK_OK(tk_db_begin(a, &e), &e);
+    CHECK_OK(tk_db_commit(a, &e), &e);
+    CHECK(!tk_db_in_tx(a));
+    tk_store_put(a);
+    tk_store_put(b);
+}
+
+struct getter {
+    struct tk_store *st;
+    struct tk_db *got;
+    struct tk_err e;
+    int64_t waited_ms;
+};
+
+static void *late_getter(void *arg)
+{
+    struct getter *g = arg;
+    int64_t t0 = tk_mono_us();
+    g->got = tk_store_get(g->st, &g->e);
+    g->waited_ms = (tk_mono_us() - t0) / 1000;
+    return NULL;
+}
+
+/* issue 13 #1: tk_store_get waits at most acquire_timeout_ms, then fails
+ * store_busy naming the pool size; a connection given back in time is
+ * handed to the waiter. */
+void test_store_acquire_timeout(struct fx *f)
+{
+    struct tk_err e;
+    fx_close_store(f);
+    struct tk_store_opts o = {.pool_size = 2, .busy_timeout_ms = 1000, .migrate = true,
+                              .acquire_timeout_ms = 300};
+    if (!CHECK_OK(tk_store_open(f->url, &o, &f->st, &e), &e)) return;
+    struct tk_db *a = fx_db(f), *b = fx_db(f);
+    if (!a || !b) {
+        tk_store_put(a);
+        tk_store_put(b);
+        return;
+    }
+    int64_t t0 = tk_mono_us();
+    tk_err_clear(&e);
+    struct tk_db *c = tk_store_get(f->st, &e);
+    int64_t waited = (tk_mono_us() - t0) / 1000;
+    CHECK(c == NULL);
+    CHECK_EQ_STR(e.code, "store_busy");
+    CHECK_EQ_INT(e.rc, TK_EUNAVAIL);
+    CHECK(strstr(e.msg, "store_pool = 2") != NULL);
+    CHECK(waited >= 250);
+    tk_store_put(c);
+
+    /* a waiter gets the connection given back while it waits */
+    struct getter g = {.st = f->st};
+    pthread_t th;
+    if (!CHECK(pthread_create(&th, NULL, late_getter, &g) == 0)) {
+        tk_store_put(a);
+        tk_store_put(b);
+        return;
+    }
+    tk_store_put(a);
+    pthread_join(th, NULL);
+    CHECK(g.got != NULL);
+    tk_store_put(g.got);
+    tk_store_put(b);
+
+    /* the default is 2000 ms */
+    fx_close_store(f);
+    o.acquire_timeout_ms = 0;
+    o.pool_size = 1;
+    if (!CHECK_OK(tk_store_open(f->url, &o, &f->st, &e), &e)) return;
+    a = fx_db(f);
+    t0 = tk_mono_us();
+    c = tk_store_get(f->st, &e);
+    waited = (tk_mono_us() - t0) / 1000;
+    CHECK(c == NULL);
+    CHECK(waited >= 1900);
+    CHECK(strstr(e.msg, "2000 ms") != NULL);
+    tk_store_put(c);
+    tk_store_put(a);
+}

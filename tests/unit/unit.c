@@ -315,6 +315,8 @@ static const struct unit_test tests[] = {
     B("store/pool_threads", test_store_pool_threads),
     T("store/bad_url", test_store_bad_url),
     T("store/pg_unreachable", test_store_pg_unreachable),
+    B("store/nested_begin", test_store_nested_begin),
+    B("store/acquire_timeout", test_store_acquire_timeout),
 
     B("lease/processes", test_lease_processes),
     B("lease/rules", test_lease_rules),
@@ -325,6 +327,7 @@ static const struct unit_test tests[] = {
     B("events/verify_tamper", test_events_verify_tamper),
     B("events/verify_truncated", test_events_verify_truncated),
     B("events/concurrent", test_events_concurrent),
+    B("events/emit_in", test_events_emit_in),
 
     B("keyring/restart_sealed", test_keyring_restart_sealed),
     B("keyring/unseal_subsets", test_keyring_unseal_subsets),

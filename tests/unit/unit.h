@@ -123,6 +123,8 @@ void test_store_changes_after_select(struct fx *f);
 void test_store_wide_row(struct fx *f);
 void test_store_pool_threads(struct fx *f);
 void test_store_pg_unreachable(void);
+void test_store_nested_begin(struct fx *f);
+void test_store_acquire_timeout(struct fx *f);
 void test_store_bad_url(void);
 
 /* test_lease.c (both backends) */
@@ -136,6 +138,7 @@ void test_events_filters(struct fx *f);
 void test_events_verify_tamper(struct fx *f);
 void test_events_verify_truncated(struct fx *f);
 void test_events_concurrent(struct fx *f);
+void test_events_emit_in(struct fx *f);
 
 /* test_keyring.c (most run on both backends) */
 void test_keyring_restart_sealed(struct fx *f);
