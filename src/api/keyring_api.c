@@ -132,14 +132,17 @@ struct tk_keyring_hook tk_api_keyring_hook(struct tk_api_keyring_ctx *ctx)
     return h;
 }
 
-/* The hook failed: the action did not happen; the store cannot record events. */
-static void event_refusal(struct tk_err *e, const char *action, const char *what)
+/* The hook failed: the action did not happen, because the store cannot
+ * record its event (503 event_unrecorded, with Retry-After). */
+static void event_refusal(struct tk_req *r, struct tk_err *e, const char *action,
+                          const char *what)
 {
     char why[sizeof e->msg];
     snprintf(why, sizeof why, "%s", e->msg);
     tk_err_set(e, TK_EUNAVAIL, "event_unrecorded",
                "%s was not done because its event could not be recorded (%s); %s", action, why,
                what);
+    tk_reply_header(r, "Retry-After", "5");
 }
 
 /* ---- failed unseal attempts, limited per source address ----
@@ -277,7 +280,7 @@ void tk_h_sys_init(struct tk_req *r)
                                auto_unseal ? app->cfg->unseal_key_file : NULL, shares, &hook, &e);
     if (rc != TK_OK) {
         if (ctx.hook_failed)
-            event_refusal(&e, "init", "nothing was changed; make the store writable and retry");
+            event_refusal(r, &e, "init", "nothing was changed; make the store writable and retry");
         else
             tk_api_keyring_event(app, db, "init", "denied", e.msg);
         tk_reply_error(r, &e, NULL);
@@ -384,7 +387,7 @@ void tk_h_sys_unseal(struct tk_req *r)
     json_decref(body);
     if (rc != TK_OK) {
         if (ctx.hook_failed)
-            event_refusal(&e, "unseal",
+            event_refusal(r, &e, "unseal",
                           "the node stays sealed: make the store writable and give the shares "
                           "again");
         else if (rc != TK_EUNAVAIL && rc != TK_EINTERNAL)
@@ -418,8 +421,11 @@ void tk_h_sys_seal(struct tk_req *r)
     tk_keyring_seal(app->keyring);
     tk_warn("keyring: sealed by operator token %s", p->token_id);
     struct tk_err e;
+    tk_err_clear(&e);
     tk_rc rc = TK_EUNAVAIL;
-    struct tk_db *db = tk_store_get(app->store, &e);
+    /* the connection authentication took, else one of our own (never a 503 reply) */
+    struct tk_db *db = r->db, *own = db ? NULL : tk_store_get(app->store, &e);
+    if (!db) db = own;
     if (db) {
         json_t *d = json_pack("{s:s}", "operator_token", p->token_id);
         struct tk_event ev = {.tenant_id = p->tenant_id, .trace_id = r->request_id,
@@ -428,8 +434,8 @@ void tk_h_sys_seal(struct tk_req *r)
                               .message = "keyring sealed", .detail = d, .latency_us = -1};
         rc = tk_event_emit(db, &ev, &e);
         json_decref(d);
-        tk_store_put(db);
     }
+    if (own) tk_store_put(own);
     struct tk_seal_status st;
     tk_keyring_status(app->keyring, &st);
     json_t *o = status_json(&st);
@@ -456,7 +462,7 @@ void tk_h_sys_rotate(struct tk_req *r)
     struct tk_keyring_hook hook = tk_api_keyring_hook(&ctx);
     if (tk_keyring_rotate(app->keyring, db, &v, &hook, &e) != TK_OK) {
         if (ctx.hook_failed)
-            event_refusal(&e, "rotate", "nothing was changed; make the store writable and retry");
+            event_refusal(r, &e, "rotate", "nothing was changed; make the store writable and retry");
         tk_reply_error(r, &e, NULL);
         return;
     }

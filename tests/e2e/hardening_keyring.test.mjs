@@ -224,6 +224,31 @@ for (const backend of backends()) {
       assert.equal(ev.json.events.length, 1);
     });
 
+    it('a keyring row that lies (threshold 200) keeps the node sealed and says keyring_corrupt; forged shares do not crash it', async () => {
+      await storeSql(t, 'UPDATE keyring SET threshold = 200 WHERE id = 1');
+      try {
+        await restart();
+        const st = await request(t, '/v1/sys/seal-status');
+        assert.equal(st.json.sealed, true);
+        assert.equal(st.json.keyring_corrupt, true);
+        for (let x = 1; x <= 20; x++) {
+          const r = await unseal(t, { share: forgeShare(x) });
+          assert.equal(r.status, 500, r.text);
+          assert.equal(r.json.error, 'keyring_corrupt');
+        }
+        const w = await api(t, '/v1/whoami');
+        assert.equal(w.status, 503);
+        assert.match(w.json.message, /damaged/);
+        assert.match(t.stderr(), /keyring_corrupt|damaged or was altered/);
+      } finally {
+        await storeSql(t, 'UPDATE keyring SET threshold = 3 WHERE id = 1');
+      }
+      // the row is good again: the running node follows and takes shares
+      const r = await unsealAttempt(t, init.shares.slice(0, 3));
+      assert.equal(r.status, 200, r.text);
+      assert.equal(r.json.sealed, false);
+    });
+
     it('init does not happen without its event: nothing initialized, and a retry works', async () => {
       const fresh = await startTokend({ backend, dev: false, store: backend === 'postgres' ? await createPgDatabase() : undefined });
       try {

@@ -665,6 +665,14 @@ void test_keyring_key_file_mode(struct fx *f)
         CHECK(tk_keyring_sealed(k2));
     }
     chmod(keyfile, 0600);
+    /* owned by another user (root can make one): refused */
+    if (geteuid() == 0 && CHECK(chown(keyfile, 12345, (gid_t)-1) == 0)) {
+        rc = tk_keyring_unseal_file(k2, db, keyfile, NULL, &e);
+        CHECK(rc != TK_OK);
+        CHECK_EQ_STR(e.code, "key_file_insecure");
+        CHECK(strstr(e.msg, "owned by uid 12345") != NULL);
+        CHECK(chown(keyfile, 0, (gid_t)-1) == 0);
+    }
     /* a symlink to the right file: not followed */
     CHECK(symlink(keyfile, link) == 0);
     rc = tk_keyring_unseal_file(k2, db, link, NULL, &e);
