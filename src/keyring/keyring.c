@@ -126,7 +126,8 @@ static struct keymem *km_alloc(size_t *size)
     *size = (sizeof(struct keymem) + (size_t)page - 1) / (size_t)page * (size_t)page;
     void *m = mmap(NULL, *size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (m == MAP_FAILED) return NULL;
-    if (mlock(m, *size) != 0)
+    static atomic_bool warned;
+    if (mlock(m, *size) != 0 && !atomic_exchange(&warned, true))
         tk_warn("keyring: cannot lock key memory (%s); keys may reach swap", strerror(errno));
     madvise(m, *size, MADV_DONTDUMP);
     return m;

@@ -400,12 +400,72 @@ out:
     tk_store_put(db);
 }
 
-/* ---- #11: no store round trip under the keyring's lock ---- */
+/* ---- #11: no store round trip under the keyring's lock ----
+ *
+ * An operation is stalled where it works with the store -- in its hook
+ * (inside init's transaction, or between opening the keys and unsealing),
+ * or, on PostgreSQL, on a table lock another connection holds -- and, once
+ * it is known to be stalled there, hashing, status, sealing and opening on
+ * other threads must finish within a bound while it stays stalled. */
+
+struct gate {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool entered, released;
+};
+
+static void gate_init(struct gate *g)
+{
+    memset(g, 0, sizeof *g);
+    pthread_mutex_init(&g->mu, NULL);
+    pthread_cond_init(&g->cv, NULL);
+}
+
+static void gate_destroy(struct gate *g)
+{
+    pthread_mutex_destroy(&g->mu);
+    pthread_cond_destroy(&g->cv);
+}
+
+/* Wait (at most secs) until flag is set; true if it was. */
+static bool gate_wait(struct gate *g, bool *flag, int secs)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += secs;
+    pthread_mutex_lock(&g->mu);
+    while (!*flag)
+        if (pthread_cond_timedwait(&g->cv, &g->mu, &until) != 0) break;
+    bool ok = *flag;
+    pthread_mutex_unlock(&g->mu);
+    return ok;
+}
+
+static void gate_set(struct gate *g, bool *flag)
+{
+    pthread_mutex_lock(&g->mu);
+    *flag = true;
+    pthread_cond_broadcast(&g->cv);
+    pthread_mutex_unlock(&g->mu);
+}
+
+/* A hook that stalls: says it has entered, then waits to be released. */
+static tk_rc stalling_change(void *arg, struct tk_db *db, const struct tk_keyring_change *c,
+                             struct tk_err *e)
+{
+    (void)db, (void)c, (void)e;
+    struct gate *g = arg;
+    gate_set(g, &g->entered);
+    gate_wait(g, &g->released, 30);
+    return TK_OK;
+}
 
 struct stall_op {
     struct tk_keyring *k;
     struct tk_db *db;
-    int what; /* 0 init, 1 sync */
+    int what; /* 0 init, 1 sync, 2 give the last share */
+    const struct tk_keyring_hook *hook;
+    const char *share, *nonce;
     tk_rc rc;
     char shares[3][TK_SHARE_MAX];
 };
@@ -414,19 +474,21 @@ static void *stalled(void *arg)
 {
     struct stall_op *o = arg;
     struct tk_err e;
+    struct tk_seal_status st;
     if (o->what == 0)
-        o->rc = tk_keyring_init(o->k, o->db, 3, 2, NULL, o->shares, NULL, &e);
-    else
+        o->rc = tk_keyring_init(o->k, o->db, 3, 2, NULL, o->shares, o->hook, &e);
+    else if (o->what == 1)
         o->rc = tk_keyring_sync(o->k, o->db, &e);
+    else
+        o->rc = tk_keyring_unseal_share(o->k, o->db, o->share, o->nonce, NULL, o->hook, &st, &e);
     return NULL;
 }
 
 struct prober {
     struct tk_keyring *k;
     bool unsealed; /* also seal and open a value */
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    bool done, ok;
+    struct gate g;
+    bool ok;
 };
 
 static void *probe(void *arg)
@@ -449,71 +511,103 @@ static void *probe(void *arg)
         tk_secret_free(back);
         tk_sealed_free(v);
     }
-    pthread_mutex_lock(&p->mu);
-    p->done = true;
     p->ok = ok;
-    pthread_cond_signal(&p->cv);
-    pthread_mutex_unlock(&p->mu);
+    gate_set(&p->g, &p->g.entered); /* entered: done */
     return NULL;
 }
 
-/* Run the probe while o stalls in the store; true when it finished within
- * a bound (3 s: the store stall lasts until we end it). */
-static bool probe_during_stall(struct tk_keyring *k, bool unsealed, struct stall_op *o,
-                               struct tk_db *holder, const char *what)
+/* PostgreSQL: true once a backend waits for a lock (the stalled operation). */
+static bool pg_someone_waits(struct tk_db *watch)
+{
+    for (int i = 0; i < 500; i++) { /* up to 10 s */
+        struct tk_rows *r = NULL;
+        struct tk_err e;
+        int64_t n = 0;
+        if (tk_db_exec(watch, "SELECT COUNT(*) FROM pg_locks WHERE NOT granted AND database = (SELECT "
+                       "oid FROM pg_database WHERE datname = current_database())",
+                       NULL, 0, &r,
+                       &e) == TK_OK)
+            n = tk_rows_int(r, 0, 0);
+        tk_rows_free(r);
+        if (n > 0) return true;
+        struct timespec nap = {0, 20 * 1000000L};
+        nanosleep(&nap, NULL);
+    }
+    return false;
+}
+
+/* Start o; once it is stalled (its hook entered, or a PostgreSQL backend
+ * waits on holder's lock), the probe must finish within 3 s; then the
+ * stall ends (release the hook, or roll holder back). */
+static void probe_during_stall(struct tk_keyring *k, bool unsealed, struct stall_op *o,
+                               struct gate *hook_gate, struct tk_db *holder, struct tk_db *watch,
+                               const char *what)
 {
     pthread_t ts, tp;
     struct prober p = {.k = k, .unsealed = unsealed};
-    pthread_mutex_init(&p.mu, NULL);
-    pthread_cond_init(&p.cv, NULL);
+    gate_init(&p.g);
     pthread_create(&ts, NULL, stalled, o);
-    /* let the stalled operation reach the store: it blocks there */
-    struct timespec nap = {0, 300 * 1000000L};
-    nanosleep(&nap, NULL);
+    bool stalled_now = hook_gate ? gate_wait(hook_gate, &hook_gate->entered, 10)
+                                 : pg_someone_waits(watch);
+    if (!stalled_now) FAILF("%s: the operation never reached its stall", what);
     pthread_create(&tp, NULL, probe, &p);
-    struct timespec until;
-    clock_gettime(CLOCK_REALTIME, &until);
-    until.tv_sec += 3;
-    pthread_mutex_lock(&p.mu);
-    while (!p.done)
-        if (pthread_cond_timedwait(&p.cv, &p.mu, &until) != 0) break;
-    bool done = p.done, ok = p.ok;
-    pthread_mutex_unlock(&p.mu);
+    bool done = gate_wait(&p.g, &p.g.entered, 3);
     if (!done) FAILF("%s: hashing/sealing waited for a stalled store (keyring lock held)", what);
-    else if (!ok) FAILF("%s: the probe got a wrong answer", what);
-    struct tk_err e;
-    tk_db_rollback(holder); /* the store answers again */
-    (void)e;
+    else if (!p.ok) FAILF("%s: the probe got a wrong answer", what);
+    if (hook_gate) gate_set(hook_gate, &hook_gate->released);
+    if (holder) tk_db_rollback(holder); /* the store answers again */
     pthread_join(ts, NULL);
     pthread_join(tp, NULL);
-    pthread_mutex_destroy(&p.mu);
-    pthread_cond_destroy(&p.cv);
-    return done && ok;
+    gate_destroy(&p.g);
 }
 
 void test_keyring_lock_store_stall(struct fx *f)
 {
     bool pg = !strcmp(f->backend, "postgres");
-    struct tk_db *db = fx_db(f), *db2 = fx_db(f), *holder = fx_db(f);
+    struct tk_db *db = fx_db(f), *db2 = fx_db(f), *holder = fx_db(f), *watch = fx_db(f);
     struct tk_err e;
-    struct tk_keyring *k = NULL, *a = NULL;
+    struct tk_keyring *k = NULL, *a = NULL, *b = NULL;
     char shares[3][TK_SHARE_MAX];
-    if (!db || !db2 || !holder) goto out;
+    struct gate g;
+    gate_init(&g);
+    struct tk_keyring_hook hook = {.change = stalling_change, .arg = &g};
+    if (!db || !db2 || !holder || !watch) goto out;
 
-    /* init stalls on the store's write lock: hash/status elsewhere do not wait */
+    /* init, stalled inside its transaction */
     if (!CHECK((k = kr_new(f->dir, db)) != NULL)) goto out;
-    if (!CHECK_OK(tk_db_begin(holder, &e), &e)) goto out;
-    if (pg)
-        exec_ok(holder, "LOCK TABLE keyring IN ACCESS EXCLUSIVE MODE");
-    else /* SQLite: an open write transaction holds the database's write lock */
-        exec_ok(holder, "UPDATE keyring SET shares = shares WHERE 1 = 0");
-    struct stall_op o = {.k = k, .db = db2, .what = 0};
-    probe_during_stall(k, false, &o, holder, "init");
-    CHECK_OK(o.rc, NULL);
-    if (!CHECK(!tk_keyring_sealed(k))) goto out;
+    struct stall_op o = {.k = k, .db = db2, .what = 0, .hook = &hook};
+    probe_during_stall(k, false, &o, &g, NULL, NULL, "init (in its transaction)");
+    if (!CHECK_OK(o.rc, NULL) || !CHECK(!tk_keyring_sealed(k))) goto out;
     memcpy(shares, o.shares, sizeof shares);
 
+    /* the last share, stalled between opening the keys and unsealing */
+    b = kr_new(f->dir, db);
+    char nonce[TK_UNSEAL_NONCE];
+    struct tk_seal_status st;
+    if (!CHECK(b != NULL) ||
+        !CHECK_OK(tk_keyring_unseal_share(b, db, shares[0], NULL, nonce, NULL, &st, &e), &e))
+        goto out;
+    gate_destroy(&g);
+    gate_init(&g);
+    struct stall_op u = {.k = b, .db = db2, .what = 2, .hook = &hook, .share = shares[1],
+                         .nonce = nonce};
+    probe_during_stall(b, false, &u, &g, NULL, NULL, "unseal");
+    CHECK_OK(u.rc, NULL);
+    CHECK(!tk_keyring_sealed(b));
+
     if (pg) {
+        /* init stalled on a table lock another connection holds */
+        tk_keyring_free(k);
+        k = NULL;
+        exec_ok(db, "DELETE FROM keyring_keys");
+        exec_ok(db, "DELETE FROM keyring");
+        k = kr_new(f->dir, db);
+        if (!CHECK(k != NULL) || !CHECK_OK(tk_db_begin(holder, &e), &e)) goto out;
+        exec_ok(holder, "LOCK TABLE keyring IN ACCESS EXCLUSIVE MODE");
+        struct stall_op s0 = {.k = k, .db = db2, .what = 0};
+        probe_during_stall(k, false, &s0, NULL, holder, watch, "init (table lock)");
+        CHECK_OK(s0.rc, NULL);
+        memcpy(shares, s0.shares, sizeof shares);
         /* a node behind a rotation reloads while keyring_keys is locked:
          * hashing, sealing and opening go on with the keys it has */
         a = kr_new(f->dir, db);
@@ -523,19 +617,21 @@ void test_keyring_lock_store_stall(struct fx *f)
         CHECK_OK(tk_keyring_rotate(a, db, &v, NULL, &e), &e);
         if (!CHECK_OK(tk_db_begin(holder, &e), &e)) goto out;
         exec_ok(holder, "LOCK TABLE keyring_keys IN ACCESS EXCLUSIVE MODE");
-        struct stall_op s = {.k = k, .db = db2, .what = 1};
-        probe_during_stall(k, true, &s, holder, "sync/reload");
-        CHECK_OK(s.rc, NULL);
-        struct tk_seal_status st;
+        struct stall_op s1 = {.k = k, .db = db2, .what = 1};
+        probe_during_stall(k, true, &s1, NULL, holder, watch, "sync/reload (table lock)");
+        CHECK_OK(s1.rc, NULL);
         tk_keyring_status(k, &st);
         CHECK_EQ_INT(st.data_version, 2);
     }
 out:
+    gate_destroy(&g);
     tk_keyring_free(k);
     tk_keyring_free(a);
+    tk_keyring_free(b);
     if (db) tk_store_put(db);
     if (db2) tk_store_put(db2);
     if (holder) tk_store_put(holder);
+    if (watch) tk_store_put(watch);
 }
 
 /* ---- #18: no init, unseal or rotate without its event ---- */
