@@ -221,7 +221,8 @@ void test_keyring_restart_sealed(struct fx *f)
             CHECK(st.sealed);
             CHECK_EQ_INT(st.progress, 0);
         }
-        CHECK_EQ_INT(tk_keyring_unseal_file(u, db, "/nonexistent/unseal.key", NULL, &e), TK_ENOTFOUND);
+        CHECK_EQ_INT(tk_keyring_unseal_file(u, db, "/nonexistent/unseal.key", NULL, &e),
+                     TK_ENOTFOUND);
     }
     tk_keyring_free(u);
     u = NULL;
@@ -1305,7 +1306,8 @@ void test_keyring_rotate(struct fx *f)
         CHECK_EQ_INT(st.data_version, 3);
         const struct tk_sealed *all[] = {v1, v2, bv};
         for (int i = 0; i < 3; i++) {
-            if (all[i] && CHECK_OK(tk_keyring_open_value(c, NULL, all[i], &ad, &back, NULL, &e), &e))
+            if (all[i] &&
+                CHECK_OK(tk_keyring_open_value(c, NULL, all[i], &ad, &back, NULL, &e), &e))
                 CHECK(back->len == 14);
             tk_secret_free(back);
             back = NULL;
@@ -1388,7 +1390,8 @@ void test_keyring_seal(struct fx *f)
     CHECK_EQ_INT(st.progress, 1);
     /* and the key file opens it too */
     tk_keyring_seal(k);
-    if (CHECK_OK(tk_keyring_unseal_file(k, db, path, NULL, &e), &e) && hash_of(k, "tko_seal", h2, NULL))
+    if (CHECK_OK(tk_keyring_unseal_file(k, db, path, NULL, &e), &e) &&
+        hash_of(k, "tko_seal", h2, NULL))
         CHECK_EQ_STR(h2, h);
 out:
     tk_secret_free(plain);

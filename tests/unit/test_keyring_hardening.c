@@ -56,7 +56,8 @@ static uint32_t crc32_of(const unsigned char *p, size_t n)
     uint32_t c = 0xffffffffu;
     for (size_t i = 0; i < n; i++) {
         c ^= p[i];
-        for (int k = 0; k < 8; k++) c = (c >> 1) ^ (0xedb88320u & (0u - (c & 1)));
+        for (int k = 0; k < 8; k++)
+            c = (c >> 1) ^ (0xedb88320u & (0u - (c & 1)));
     }
     return c ^ 0xffffffffu;
 }
@@ -109,8 +110,8 @@ static void expect_corrupt(struct tk_keyring *k, struct tk_db *db, const char *w
         forge_share(x, s);
         tk_rc rc = give(k, db, s, NULL, NULL, &st, &e);
         if (rc == TK_OK || strcmp(e.code, "keyring_corrupt") != 0) {
-            unit_fail(__FILE__, line, "%s: share %u: rc %d code '%s', want keyring_corrupt",
-                      what, x, (int)rc, e.code);
+            unit_fail(__FILE__, line, "%s: share %u: rc %d code '%s', want keyring_corrupt", what,
+                      x, (int)rc, e.code);
             break;
         }
     }
@@ -523,10 +524,10 @@ static bool pg_someone_waits(struct tk_db *watch)
         struct tk_rows *r = NULL;
         struct tk_err e;
         int64_t n = 0;
-        if (tk_db_exec(watch, "SELECT COUNT(*) FROM pg_locks WHERE NOT granted AND database = (SELECT "
+        if (tk_db_exec(watch,
+                       "SELECT COUNT(*) FROM pg_locks WHERE NOT granted AND database = (SELECT "
                        "oid FROM pg_database WHERE datname = current_database())",
-                       NULL, 0, &r,
-                       &e) == TK_OK)
+                       NULL, 0, &r, &e) == TK_OK)
             n = tk_rows_int(r, 0, 0);
         tk_rows_free(r);
         if (n > 0) return true;
@@ -547,13 +548,15 @@ static void probe_during_stall(struct tk_keyring *k, bool unsealed, struct stall
     struct prober p = {.k = k, .unsealed = unsealed};
     gate_init(&p.g);
     pthread_create(&ts, NULL, stalled, o);
-    bool stalled_now = hook_gate ? gate_wait(hook_gate, &hook_gate->entered, 10)
-                                 : pg_someone_waits(watch);
+    bool stalled_now =
+        hook_gate ? gate_wait(hook_gate, &hook_gate->entered, 10) : pg_someone_waits(watch);
     if (!stalled_now) FAILF("%s: the operation never reached its stall", what);
     pthread_create(&tp, NULL, probe, &p);
     bool done = gate_wait(&p.g, &p.g.entered, 3);
-    if (!done) FAILF("%s: hashing/sealing waited for a stalled store (keyring lock held)", what);
-    else if (!p.ok) FAILF("%s: the probe got a wrong answer", what);
+    if (!done)
+        FAILF("%s: hashing/sealing waited for a stalled store (keyring lock held)", what);
+    else if (!p.ok)
+        FAILF("%s: the probe got a wrong answer", what);
     if (hook_gate) gate_set(hook_gate, &hook_gate->released);
     if (holder) tk_db_rollback(holder); /* the store answers again */
     pthread_join(ts, NULL);
@@ -589,8 +592,8 @@ void test_keyring_lock_store_stall(struct fx *f)
         goto out;
     gate_destroy(&g);
     gate_init(&g);
-    struct stall_op u = {.k = b, .db = db2, .what = 2, .hook = &hook, .share = shares[1],
-                         .nonce = nonce};
+    struct stall_op u = {
+        .k = b, .db = db2, .what = 2, .hook = &hook, .share = shares[1], .nonce = nonce};
     probe_during_stall(b, false, &u, &g, NULL, NULL, "unseal");
     CHECK_OK(u.rc, NULL);
     CHECK(!tk_keyring_sealed(b));
