@@ -84,9 +84,18 @@ for (const backend of backends()) {
         assert.equal(r.code, 0);
         logs.push(t.stderr());
       }
+      // the secret scan: no share or token in clear in the logs, the data dir or the store
+      const blobs = logs.map((log, i) => [`log ${i}`, log]);
+      for (const f of await readdir(t.dataDir)) {
+        if (f === 'root-token') continue;
+        const st = await stat(path.join(t.dataDir, f));
+        if (st.isFile()) blobs.push([f, await readFile(path.join(t.dataDir, f), 'latin1')]);
+      }
+      for (const table of ['events', 'keyring', 'keyring_keys', 'operator_tokens'])
+        blobs.push([table, String(await storeSql(t, `SELECT * FROM ${table}`))]);
       for (const s of secrets) {
         const body = s.startsWith('tks1-') ? s.slice(s.indexOf('-', 5) + 1, -7) : s;
-        for (const [i, log] of logs.entries()) assert.ok(!log.includes(body), `a secret is in clear in log ${i}`);
+        for (const [name, blob] of blobs) assert.ok(!blob.includes(body), `a secret (${s.slice(0, 8)}...) is in clear in ${name}`);
       }
     });
 
