@@ -73,6 +73,7 @@ void tk_h_ready(struct tk_req *r);
 void tk_h_metrics(struct tk_req *r);
 void tk_h_whoami(struct tk_req *r);
 void tk_h_events_list(struct tk_req *r);
+void tk_h_events_verify(struct tk_req *r);
 void tk_h_sys_init(struct tk_req *r);
 void tk_h_sys_unseal(struct tk_req *r);
 void tk_h_sys_seal(struct tk_req *r);

@@ -104,3 +104,123 @@ void tk_h_events_list(struct tk_req *r)
     tk_reply_text(r, 200, "application/json", b.data, b.len);
     tk_buf_free(&b);
 }
+
+/* A checkpoint given back to GET /v1/events/verify: checkpoint_seq,
+ * checkpoint_hash, checkpoint_at and checkpoint_mac, all or none. */
+static bool checkpoint_args(struct tk_req *r, const char *tenant, struct tk_checkpoint *cp,
+                            bool *given)
+{
+    const char *hash = tk_req_query(r, "checkpoint_hash");
+    const char *mac = tk_req_query(r, "checkpoint_mac");
+    memset(cp, 0, sizeof *cp);
+    *given = tk_req_query(r, "checkpoint_seq") || hash || mac || tk_req_query(r, "checkpoint_at");
+    if (!*given) return true;
+    if (!int_arg(r, "checkpoint_seq", 0, INT64_MAX, &cp->seq) ||
+        !int_arg(r, "checkpoint_at", 0, INT64_MAX, &cp->at))
+        return false;
+    static const char *hex = "0123456789abcdef";
+    const char *bad = NULL;
+    if (!hash || (strlen(hash) != 64 && strlen(hash) != 0) || strspn(hash, hex) != strlen(hash))
+        bad = "checkpoint_hash";
+    else if (!mac || strlen(mac) != 64 || strspn(mac, hex) != 64)
+        bad = "checkpoint_mac";
+    else if (!tk_req_query(r, "checkpoint_seq") || !tk_req_query(r, "checkpoint_at"))
+        bad = !tk_req_query(r, "checkpoint_seq") ? "checkpoint_seq" : "checkpoint_at";
+    if (bad) {
+        struct tk_err e;
+        tk_err_field(&e, TK_EINVAL, "invalid_parameter", bad,
+                     "a checkpoint is checkpoint_seq, checkpoint_hash (64 hex digits, or empty "
+                     "for seq 0), checkpoint_at and checkpoint_mac (64 hex digits), as "
+                     "'tokend events verify --json' prints them; %s is missing or malformed",
+                     bad);
+        tk_reply_error(r, &e, NULL);
+        return false;
+    }
+    snprintf(cp->tenant_id, sizeof cp->tenant_id, "%s", tenant);
+    snprintf(cp->hash, sizeof cp->hash, "%s", hash);
+    snprintf(cp->mac, sizeof cp->mac, "%s", mac);
+    return true;
+}
+
+static json_t *jint_or_null(int64_t v)
+{
+    return v ? json_integer(v) : json_null();
+}
+
+/* GET /v1/events/verify: recompute the caller's tenant's chain; any role. */
+void tk_h_events_verify(struct tk_req *r)
+{
+    const struct tk_principal *p = tk_api_principal(r);
+    struct tk_checkpoint given;
+    bool has_given = false;
+    if (!checkpoint_args(r, p->tenant_id, &given, &has_given)) return;
+    struct tk_db *db = tk_api_db(r);
+    if (!db) return;
+    struct tk_chain_status st;
+    struct tk_err e;
+    tk_rc rc = tk_events_verify_chain(db, p->tenant_id, &st, &e);
+    if (rc != TK_OK && rc != TK_ECONFLICT) {
+        tk_reply_error(r, &e, NULL);
+        return;
+    }
+    json_t *o = json_object();
+    json_object_set_new(o, "valid", json_boolean(st.valid));
+    json_object_set_new(o, "tenant_id", json_string(st.tenant_id));
+    json_object_set_new(o, "checked", json_integer(st.checked));
+    json_object_set_new(o, "first_seq", jint_or_null(st.first_seq));
+    json_object_set_new(o, "head_seq", json_integer(st.head_seq));
+    json_object_set_new(o, "head_hash", json_string(st.head_hash));
+    json_object_set_new(o, "base_seq", json_integer(st.base_seq));
+    json_object_set_new(o, "base_hash", json_string(st.base_hash));
+    json_object_set_new(o, "macs_checked", json_boolean(st.macs_checked));
+    json_object_set_new(o, "keyed", json_integer(st.keyed));
+    json_object_set_new(o, "unkeyed", json_integer(st.unkeyed));
+    json_object_set_new(o, "attested_seq", json_integer(st.attested_seq));
+    json_object_set_new(o, "broken_seq", jint_or_null(st.broken_seq));
+    json_object_set_new(o, "error", st.valid ? json_null() : json_string(st.error));
+    json_object_set_new(
+        o, "canonical",
+        json_pack("{s:s, s:s, s:s, s:s}", "hash",
+                  "hash(n) = hex(SHA-256(hash(n-1) + \"\\n\" + JSON(n))); hash(base_seq) = "
+                  "base_hash (\"\" when nothing was pruned)",
+                  "json",
+                  "the event's id, tenant_id, seq, at (at_ms: ms since the epoch), trace_id, "
+                  "kind, source, action, outcome, subject_type, subject_id, message, detail "
+                  "(the stored text: compact JSON with sorted keys, or null), latency_us and "
+                  "node, as one compact JSON object with sorted keys, UTF-8, absent values "
+                  "null (GET /v1/events shows every one, and prev_hash)",
+                  "mac",
+                  "hex(HMAC-SHA256(K, \"tokend-event-chain-v1\\n\" + tenant_id + \"\\n\" + seq "
+                  "+ \"\\n\" + hash)), K the keyring's HMAC key; null for events written while "
+                  "sealed (keyring, node and authentication events only)",
+                  "checkpoint",
+                  "mac = hex(HMAC-SHA256(K, \"tokend-event-checkpoint-v1\\n\" + tenant_id + "
+                  "\"\\n\" + seq + \"\\n\" + hash + \"\\n\" + at)); give it back as "
+                  "checkpoint_seq, checkpoint_hash, checkpoint_at, checkpoint_mac"));
+    if (st.valid) {
+        struct tk_checkpoint cp;
+        tk_events_checkpoint(&st, &cp);
+        json_object_set_new(o, "checkpoint",
+                            json_pack("{s:s, s:I, s:s, s:I, s:o}", "tenant_id", cp.tenant_id,
+                                      "seq", (json_int_t)cp.seq, "hash", cp.hash, "at",
+                                      (json_int_t)cp.at, "mac",
+                                      cp.mac[0] ? json_string(cp.mac) : json_null()));
+    } else {
+        json_object_set_new(o, "checkpoint", json_null());
+    }
+    if (has_given) {
+        tk_err_clear(&e);
+        rc = tk_events_checkpoint_check(db, &given, &e);
+        if (rc != TK_OK && rc != TK_ECONFLICT) {
+            json_decref(o);
+            tk_reply_error(r, &e, NULL);
+            return;
+        }
+        json_object_set_new(o, "checkpoint_check",
+                            json_pack("{s:b, s:I, s:s, s:o}", "ok", rc == TK_OK, "seq",
+                                      (json_int_t)given.seq, "hash", given.hash, "error",
+                                      rc == TK_OK ? json_null() : json_string(e.msg)));
+        if (rc != TK_OK) json_object_set_new(o, "valid", json_false());
+    }
+    tk_reply_json(r, 200, o);
+}

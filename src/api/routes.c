@@ -13,6 +13,7 @@ static const struct tk_route routes[] = {
     {"POST", "/v1/sys/rewrap", tk_h_sys_rewrap, TK_ROUTE_AUTH},
     {"GET", "/v1/whoami", tk_h_whoami, TK_ROUTE_AUTH},
     {"GET", "/v1/events", tk_h_events_list, TK_ROUTE_AUTH},
+    {"GET", "/v1/events/verify", tk_h_events_verify, TK_ROUTE_AUTH},
     {"GET", "/v1/operator-tokens", tk_h_optokens_list, TK_ROUTE_AUTH},
     {"POST", "/v1/operator-tokens", tk_h_optokens_create, TK_ROUTE_AUTH},
     {"DELETE", "/v1/operator-tokens/{id}", tk_h_optokens_revoke, TK_ROUTE_AUTH},

@@ -267,10 +267,15 @@ int tk_serve(const struct tk_config *cfg)
     }
     tk_events_set_node(app.node);
 
-    struct tk_store_opts so = {.pool_size = cfg->store_pool, .busy_timeout_ms = 5000, .migrate = true};
+    struct tk_store_opts so = {.pool_size = cfg->store_pool, .busy_timeout_ms = 5000, .migrate = true,
+                               .check = !strcmp(cfg->store_check, "full")  ? TK_STORE_CHECK_FULL
+                                        : !strcmp(cfg->store_check, "off") ? TK_STORE_CHECK_OFF
+                                                                           : TK_STORE_CHECK_QUICK};
+    struct tk_housekeeper *housekeeper = NULL;
     tk_rc rc = tk_secret_heap_init(1 << 20, &e);
     if (rc == TK_OK) rc = make_data_dir(cfg->data_dir, &e);
     if (rc == TK_OK) rc = tk_keyring_new(cfg->data_dir, &app.keyring, &e);
+    if (rc == TK_OK) tk_events_use_keyring(app.keyring); /* key the event chain */
     if (rc == TK_OK) rc = tk_store_open(cfg->store, &so, &app.store, &e);
     if (rc == TK_OK) {
         struct tk_db *db = tk_store_get(app.store, &e);
@@ -282,6 +287,10 @@ int tk_serve(const struct tk_config *cfg)
         if (rc != TK_OK && !strcmp(e.code, "key_file_unusable")) status = 2; /* a local fix */
     }
     if (rc == TK_OK) rewrap_worker_start(&app);
+    if (rc == TK_OK) {
+        struct tk_housekeeper_opts hk = {.retention_days = cfg->events_retention_days};
+        rc = tk_housekeeper_start(app.store, &hk, &housekeeper, &e);
+    }
     if (rc == TK_OK) {
         size_t nroutes;
         const struct tk_route *routes = tk_api_routes(&nroutes);
@@ -327,12 +336,16 @@ int tk_serve(const struct tk_config *cfg)
     tk_http_stop(app.http);
     app.http = NULL;
     rewrap_worker_stop(&app); /* before the store closes; a batch in hand commits first */
+    tk_housekeeper_stop(housekeeper); /* writes what it counted */
+    housekeeper = NULL;
     node_event(&app, "stop", drained ? "tokend stopped" : "tokend stopped; some requests were cut off");
     tk_info("stopped");
     status = 0;
 out:
     tk_http_stop(app.http);
     rewrap_worker_stop(&app);
+    tk_housekeeper_stop(housekeeper);
+    tk_events_use_keyring(NULL);
     tk_store_close(app.store);
     tk_keyring_free(app.keyring);
     return status;

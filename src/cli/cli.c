@@ -254,8 +254,11 @@ static int url_arg(struct tk_buf *q, const char *name, const char *value)
     return 0;
 }
 
+static int events_verify(int argc, char **argv);
+
 int tk_cli_events(int argc, char **argv)
 {
+    if (argc > 0 && !strcmp(argv[0], "verify")) return events_verify(argc - 1, argv + 1);
     struct client c = {0};
     const char *token_file = NULL;
     bool follow = false;
@@ -344,6 +347,95 @@ int tk_cli_events(int argc, char **argv)
     return rc;
 }
 
+/* tokend events verify [--json] [--checkpoint FILE]: GET /v1/events/verify,
+ * giving back the checkpoint of FILE (the output of --json, or just its
+ * "checkpoint" object). Exit 0 when the chain holds (and passes through the
+ * checkpoint), 1 naming the first broken seq. */
+static int events_verify(int argc, char **argv)
+{
+    struct client c = {0};
+    const char *token_file = NULL, *cp_file = NULL;
+    for (int i = 0; i < argc; i++) {
+        if (!strcmp(argv[i], "--json")) c.json = true;
+        else if (i + 1 < argc && !strcmp(argv[i], "--token-file")) token_file = argv[++i];
+        else if (i + 1 < argc && !strcmp(argv[i], "--checkpoint")) cp_file = argv[++i];
+        else {
+            fprintf(stderr, "tokend events verify: unknown or incomplete argument '%s' (see "
+                            "tokend help events)\n", argv[i]);
+            return EXIT_USAGE;
+        }
+    }
+    struct tk_buf q;
+    tk_buf_init(&q, 4096);
+    tk_buf_addstr(&q, "/v1/events/verify");
+    if (cp_file) {
+        json_error_t je;
+        json_t *f = json_load_file(cp_file, 0, &je);
+        json_t *cp = json_object_get(f, "checkpoint");
+        if (!cp) cp = f;
+        json_t *seq = json_object_get(cp, "seq"), *at = json_object_get(cp, "at");
+        const char *hash = json_string_value(json_object_get(cp, "hash"));
+        const char *mac = json_string_value(json_object_get(cp, "mac"));
+        if (!f || !json_is_integer(seq) || !json_is_integer(at) || !hash || !mac) {
+            fprintf(stderr, "tokend events verify: %s is not a checkpoint (%s): keep the output "
+                            "of 'tokend events verify --json'\n",
+                    cp_file, f ? "seq, hash, at or mac missing" : je.text);
+            json_decref(f);
+            tk_buf_free(&q);
+            return EXIT_USAGE;
+        }
+        tk_buf_printf(&q, "?checkpoint_seq=%lld&checkpoint_at=%lld",
+                      (long long)json_integer_value(seq), (long long)json_integer_value(at));
+        url_arg(&q, "checkpoint_hash", hash);
+        url_arg(&q, "checkpoint_mac", mac);
+        json_decref(f);
+    }
+    int rc = client_init(&c, token_file);
+    if (rc) {
+        tk_buf_free(&q);
+        return rc;
+    }
+    json_t *body = NULL;
+    long st = get_json(&c, q.data, &body);
+    tk_buf_free(&q);
+    if (st < 0) return EXIT_UNREACHABLE;
+    if (st != 200 || !json_is_boolean(json_object_get(body, "valid"))) {
+        print_error("events verify", st, body);
+        json_decref(body);
+        return EXIT_SERVER;
+    }
+    bool valid = json_is_true(json_object_get(body, "valid"));
+    json_t *cc = json_object_get(body, "checkpoint_check");
+    if (c.json) {
+        char *s = json_dumps(body, JSON_INDENT(2) | JSON_ENSURE_ASCII);
+        printf("%s\n", s ? s : "{}");
+        free(s);
+    } else if (valid) {
+        json_t *fs = json_object_get(body, "first_seq");
+        printf("the event chain holds: %lld events checked, seq %lld to %lld; %lld keyed, newest "
+               "attested seq %lld%s\n",
+               (long long)json_integer_value(json_object_get(body, "checked")),
+               json_is_integer(fs) ? (long long)json_integer_value(fs) : 0LL,
+               (long long)json_integer_value(json_object_get(body, "head_seq")),
+               (long long)json_integer_value(json_object_get(body, "keyed")),
+               (long long)json_integer_value(json_object_get(body, "attested_seq")),
+               cc ? "; it passes through the checkpoint" : "");
+    }
+    if (!valid) {
+        json_t *b = json_object_get(body, "broken_seq");
+        const char *err = json_string_value(json_object_get(body, "error"));
+        if (json_is_integer(b))
+            fprintf(stderr, "tokend: the event chain is broken at seq %lld: %s\n",
+                    (long long)json_integer_value(b), err ? err : "");
+        if (cc && !json_is_true(json_object_get(cc, "ok")))
+            fprintf(stderr, "tokend: the checkpoint at seq %lld does not hold: %s\n",
+                    (long long)json_integer_value(json_object_get(cc, "seq")),
+                    jstr(cc, "error"));
+    }
+    json_decref(body);
+    return valid ? 0 : EXIT_SERVER;
+}
+
 /* ---- help ---- */
 
 static const struct {
@@ -363,7 +455,10 @@ static const struct {
                "              [--outcome O] [--subject ID] [--since TIME] [--until TIME]",
      "List events newest first (at most --limit, default 50, max 1000). With -f, print the\n"
      "latest oldest-first and keep printing new ones until interrupted. TIME is RFC 3339\n"
-     "(2026-11-25T19:00:00Z) or milliseconds since the epoch.\n"},
+     "(2026-11-25T19:00:00Z) or milliseconds since the epoch.\n"
+     "tokend events verify [--json] [--checkpoint FILE] recomputes the chain (exit 1 naming\n"
+     "the first broken seq); --json prints the result with a signed checkpoint to keep\n"
+     "outside the store, and --checkpoint FILE also checks the chain still passes through it.\n"},
     {"operator", "tokend operator init [--shares N] [--threshold K] [--auto-unseal] [--json]\n"
                  "       tokend operator unseal [SHARE|-] [--nonce N] | --reset\n"
                  "       tokend operator seal | rotate | status [--json]\n"

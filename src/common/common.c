@@ -269,31 +269,112 @@ tk_rc tk_buf_printf(struct tk_buf *b, const char *fmt, ...)
     return rc;
 }
 
+/* ---- UTF-8 ---- */
+
+/* The length of the well-formed UTF-8 sequence at p (n bytes available;
+ * RFC 3629: no overlong forms, no surrogates, nothing above U+10FFFF), or
+ * minus the length of the maximal ill-formed subpart there (at least 1),
+ * which the caller replaces with one U+FFFD (Unicode's "best practice"). */
+static int utf8_seq(const unsigned char *p, size_t n)
+{
+    unsigned char c = p[0];
+    if (c < 0x80) return 1;
+    int need;
+    unsigned char lo = 0x80, hi = 0xbf; /* the range of the second byte */
+    if (c >= 0xc2 && c <= 0xdf) need = 1;
+    else if (c == 0xe0) need = 2, lo = 0xa0;
+    else if (c >= 0xe1 && c <= 0xec) need = 2;
+    else if (c == 0xed) need = 2, hi = 0x9f; /* no surrogates */
+    else if (c >= 0xee && c <= 0xef) need = 2;
+    else if (c == 0xf0) need = 3, lo = 0x90;
+    else if (c >= 0xf1 && c <= 0xf3) need = 3;
+    else if (c == 0xf4) need = 3, hi = 0x8f;
+    else return -1; /* 0x80..0xc1 (continuation, overlong lead), 0xf5..0xff */
+    for (int i = 1; i <= need; i++) {
+        if ((size_t)i >= n) return -i;
+        unsigned char d = p[i];
+        if (i == 1 ? (d < lo || d > hi) : (d < 0x80 || d > 0xbf)) return -i;
+    }
+    return need + 1;
+}
+
+bool tk_utf8_valid(const char *s, size_t n)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    for (size_t i = 0; i < n;) {
+        int k = utf8_seq(p + i, n - i);
+        if (k < 0) return false;
+        i += (size_t)k;
+    }
+    return true;
+}
+
+char *tk_utf8_fix(const char *s)
+{
+    if (!s) return NULL;
+    size_t n = strlen(s);
+    /* each bad byte becomes at most 3 bytes */
+    char *out = tk_malloc(n * 3 + 1);
+    const unsigned char *p = (const unsigned char *)s;
+    size_t o = 0;
+    for (size_t i = 0; i < n;) {
+        int k = utf8_seq(p + i, n - i);
+        if (k > 0) {
+            memcpy(out + o, p + i, (size_t)k);
+            o += (size_t)k;
+            i += (size_t)k;
+        } else {
+            memcpy(out + o, "\xef\xbf\xbd", 3);
+            o += 3;
+            i += (size_t)-k;
+        }
+    }
+    out[o] = '\0';
+    return out;
+}
+
 tk_rc tk_buf_json_str(struct tk_buf *b, const char *s)
 {
     if (!s) return tk_buf_add(b, "null", 4);
     static const char hx[] = "0123456789abcdef";
     tk_rc rc = tk_buf_add(b, "\"", 1);
-    const char *run = s;
-    for (const char *p = s; rc == TK_OK && *p; p++) {
-        unsigned char c = (unsigned char)*p;
-        if (c >= 0x20 && c != '"' && c != '\\') continue;
-        rc = tk_buf_add(b, run, (size_t)(p - run));
-        char esc[7] = {'\\', (char)c, 0};
-        size_t n = 2;
-        if (c == '\n') esc[1] = 'n';
+    const unsigned char *u = (const unsigned char *)s;
+    size_t n = strlen(s), run = 0, i = 0;
+    while (rc == TK_OK && i < n) {
+        unsigned char c = u[i];
+        if (c >= 0x20 && c < 0x7f && c != '"' && c != '\\') {
+            i++;
+            continue;
+        }
+        int k = c < 0x80 ? 1 : utf8_seq(u + i, n - i);
+        /* valid multi-byte characters pass, but C1 controls (U+0080..U+009F,
+         * 0xc2 0x80..0x9f) are escaped like C0 ones: a terminal may act on them */
+        if (k > 1 && !(c == 0xc2 && u[i + 1] < 0xa0)) {
+            i += (size_t)k;
+            continue;
+        }
+        rc = tk_buf_add(b, s + run, i - run);
+        char esc[8] = {'\\', (char)c, 0};
+        size_t en = 2;
+        unsigned cp = c;
+        if (k == 2) cp = u[i + 1]; /* a C1 control: its code point is the second byte */
+        if (k < 0) {
+            memcpy(esc, "\xef\xbf\xbd", 3); /* U+FFFD for an ill-formed subpart */
+            en = 3;
+        } else if (c == '\n') esc[1] = 'n';
         else if (c == '\r') esc[1] = 'r';
         else if (c == '\t') esc[1] = 't';
-        else if (c < 0x20) {
+        else if (cp < 0x20 || cp >= 0x7f) {
             memcpy(esc, "\\u00", 4);
-            esc[4] = hx[c >> 4];
-            esc[5] = hx[c & 15];
-            n = 6;
+            esc[4] = hx[cp >> 4];
+            esc[5] = hx[cp & 15];
+            en = 6;
         }
-        if (rc == TK_OK) rc = tk_buf_add(b, esc, n);
-        run = p + 1;
+        if (rc == TK_OK) rc = tk_buf_add(b, esc, en);
+        i += (size_t)(k < 0 ? -k : k);
+        run = i;
     }
-    if (rc == TK_OK) rc = tk_buf_addstr(b, run);
+    if (rc == TK_OK) rc = tk_buf_add(b, s + run, n - run);
     if (rc == TK_OK) rc = tk_buf_add(b, "\"", 1);
     return rc;
 }

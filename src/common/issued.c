@@ -67,14 +67,13 @@ tk_rc tk_issued_check(const char *kind, const char *s, size_t len, struct tk_err
                           "the token has %zu leading and %zu trailing whitespace or quote "
                           "characters (copy-paste damage?)",
                           lead, trail);
-    if (len < kl + 1 || memcmp(s, kind, kl) != 0 || s[kl] != '_') {
-        const char *us = memchr(s, '_', len < 8 ? len : 8);
-        if (us && us > s)
-            return tk_err_set(e, TK_EINVAL, "malformed",
-                              "the token has prefix '%.*s_' but a '%s_' token is expected",
-                              (int)(us - s) < 6 ? (int)(us - s) : 6, s, kind);
-        return tk_err_set(e, TK_EINVAL, "malformed", "the token does not start with '%s_'", kind);
-    }
+    /* Never repeat what was presented, not even its prefix: it is part of a
+     * credential, and this message goes to logs and the event log. */
+    if (len < kl + 1 || memcmp(s, kind, kl) != 0 || s[kl] != '_')
+        return tk_err_set(e, TK_EINVAL, "malformed",
+                          "the token does not start with '%s_' (wrong prefix: is it another "
+                          "kind of token?)",
+                          kind);
     for (size_t i = kl + 1; i < len; i++)
         if (!is_b62(s[i]))
             return tk_err_set(e, TK_EINVAL, "malformed",

@@ -98,11 +98,19 @@ tk_rc tk_buf_addstr(struct tk_buf *b, const char *s);
 tk_rc tk_buf_printf(struct tk_buf *b, const char *fmt, ...) TK_PRINTF(2, 3);
 void tk_buf_reset(struct tk_buf *b);
 /* Append s as a JSON string (quoted, escaped per RFC 8259), or null for
- * NULL. s must be UTF-8; tokend's stored text always is. */
+ * NULL. The output is always valid JSON: each ill-formed UTF-8 sequence
+ * becomes U+FFFD, and every control character (U+0000..U+001F, U+007F,
+ * U+0080..U+009F) is escaped. */
 tk_rc tk_buf_json_str(struct tk_buf *b, const char *s);
 void tk_buf_free(struct tk_buf *b);
 /* Wipe then free: for buffers that held a secret. */
 void tk_buf_free_wipe(struct tk_buf *b);
+
+/* UTF-8 (RFC 3629: no overlong forms, no surrogates, nothing above
+ * U+10FFFF). tk_utf8_fix returns a malloc'd copy of s with each ill-formed
+ * sequence replaced by U+FFFD (NULL for NULL). */
+bool tk_utf8_valid(const char *s, size_t n);
+char *tk_utf8_fix(const char *s);
 
 /* Time. */
 int64_t tk_now_ms(void);   /* wall clock, ms since the epoch */

@@ -30,6 +30,11 @@ static const struct setting settings[] = {
      "directory for the SQLite file and local key files (created 0700)"},
     {"store", C_STR, S(store), "", 0, 0, NULL,
      "sqlite:PATH or postgres://user@host:port/db (default sqlite:<data_dir>/tokend.db)"},
+    {"store_check", C_ENUM, S(store_check), "quick", 0, 0, "quick|full|off",
+     "SQLite check at start: quick (quick_check on files up to 256 MiB, header and schema "
+     "above), full (integrity_check), off"},
+    {"events_retention_days", C_INT, S(events_retention_days), "90", 0, 36500, NULL,
+     "delete events older than this many days (0: keep them forever)"},
     {"threads", C_INT, S(threads), "2", 1, 64, NULL, "HTTP worker threads"},
     {"store_pool", C_INT, S(store_pool), "8", 1, 256, NULL,
      "database connections kept open by this node"},

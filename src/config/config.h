@@ -14,6 +14,8 @@ struct tk_config {
     char listen[128];    /* host:port */
     char data_dir[512];
     char store[1024];    /* sqlite:PATH | postgres://... | postgresql://... */
+    char store_check[8]; /* quick | full | off */
+    int events_retention_days; /* 0: keep events forever */
     int threads;         /* HTTP worker threads */
     int store_pool;      /* connections in the store pool */
     int64_t max_body;    /* bytes */

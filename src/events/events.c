@@ -1,16 +1,38 @@
-/* events.c: see events.h. */
+/* events.c: see events.h. The chain's rules are in the README ("Event
+ * chain"); in short:
+ *
+ *   hash_n = hex(SHA-256(hash_{n-1} "\n" canonical_n))
+ *   mac_n  = hex(HMAC-SHA256(K, "tokend-event-chain-v1\n" tenant "\n" n "\n" hash_n))
+ *
+ * canonical_n is the event's stored columns but the hash (id, tenant_id,
+ * seq, at, trace_id, kind, source, action, outcome, subject_type,
+ * subject_id, message, detail, latency_us, node) as compact JSON with
+ * sorted keys, absent values as null; hash_0 is the tenant's base hash ("" or,
+ * after retention, the hash of the last deleted event). K is the
+ * keyring's HMAC key; the input's prefix keeps it apart from the hashes of
+ * issued secrets, which never start with "tokend-". */
 #include "events.h"
 
+#include "../keyring/keyring.h"
+
 #include <openssl/sha.h>
+#include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 static char node_name[64] = "tokend";
+static _Atomic(struct tk_keyring *) chain_keyring;
 
 void tk_events_set_node(const char *node)
 {
     snprintf(node_name, sizeof node_name, "%s", node);
+}
+
+void tk_events_use_keyring(struct tk_keyring *k)
+{
+    atomic_store(&chain_keyring, k);
 }
 
 /* The hashed form of an event: every column but the hash, in a fixed order,
@@ -30,9 +52,14 @@ static void event_hash(const char *prev, json_t *o, char out[65])
     tk_hex(d, 32, out);
 }
 
+/* Stored text is valid UTF-8 (tk_event_emit_in makes it so); text that is
+ * not -- an edit behind tokend's back -- is hashed as a marker that no
+ * real value equals, so the link breaks instead of the field dropping out. */
 static json_t *jstr(const char *s)
 {
-    return s ? json_string(s) : json_null();
+    if (!s) return json_null();
+    json_t *j = json_string(s);
+    return j ? j : json_pack("{s:s}", "invalid_utf8", "\xef\xbf\xbd");
 }
 
 static json_t *hashed_object(const char *id, const char *tenant, int64_t seq, int64_t at,
@@ -60,6 +87,44 @@ static json_t *hashed_object(const char *id, const char *tenant, int64_t seq, in
     return o;
 }
 
+/* ---- keyed links ---- */
+
+#define CHAIN_DOMAIN "tokend-event-chain-v1\n"
+#define CHECKPOINT_DOMAIN "tokend-event-checkpoint-v1\n"
+
+/* Events a sealed node writes (it refuses everything else with 503): they
+ * may be unkeyed anywhere in a chain. Any other unkeyed event after the
+ * chain's first keyed one is a break (a stripped MAC). */
+static bool may_be_unkeyed(const char *kind, const char *action)
+{
+    bool prune = action && !strcmp(action, "prune"); /* moves the base: always keyed */
+    return (kind && !strcmp(kind, "keyring")) || (kind && !strcmp(kind, "node") && !prune) ||
+           (action && !strcmp(action, "authenticate"));
+}
+
+bool tk_events_keyed_now(void)
+{
+    struct tk_keyring *k = atomic_load(&chain_keyring);
+    return !k || !tk_keyring_sealed(k);
+}
+
+/* MAC of a link; TK_EUNAVAIL when there is no keyring or it is sealed. */
+static tk_rc keyed(const char *domain, const char *tenant, int64_t seq, const char *hash,
+                   int64_t at, char out[TK_HASH_HEX], char kid[17])
+{
+    struct tk_keyring *k = atomic_load(&chain_keyring);
+    if (!k) return TK_EUNAVAIL;
+    char in[512];
+    int n = at >= 0 ? snprintf(in, sizeof in, "%s%s\n%lld\n%s\n%lld", domain, tenant,
+                               (long long)seq, hash, (long long)at)
+                    : snprintf(in, sizeof in, "%s%s\n%lld\n%s", domain, tenant, (long long)seq,
+                               hash);
+    if (n < 0 || (size_t)n >= sizeof in) return TK_EINTERNAL;
+    return tk_keyring_hash(k, in, (size_t)n, out, kid, NULL);
+}
+
+/* ---- emit ---- */
+
 tk_rc tk_event_emit_in(struct tk_db *db, const struct tk_event *ev, struct tk_err *e)
 {
     if (!tk_db_in_tx(db))
@@ -67,10 +132,17 @@ tk_rc tk_event_emit_in(struct tk_db *db, const struct tk_event *ev, struct tk_er
                           "tk_event_emit_in needs the caller's open transaction");
     char id[TK_UUID_LEN + 1], trace[TK_UUID_LEN + 1], hash[65];
     tk_uuid7(id);
-    const char *tr = ev->trace_id;
-    if (!tr || !*tr) {
+    /* Every text field as valid UTF-8 before it is hashed: what is stored
+     * is what the chain covers (issue 13 #3). */
+    enum { F_TRACE, F_KIND, F_SOURCE, F_ACTION, F_OUTCOME, F_STYPE, F_SID, F_MSG, F_N };
+    const char *in[F_N] = {ev->trace_id, ev->kind,         ev->source,     ev->action,
+                           ev->outcome,  ev->subject_type, ev->subject_id, ev->message};
+    char *f[F_N];
+    for (int i = 0; i < F_N; i++) f[i] = tk_utf8_fix(in[i]);
+    if (!f[F_TRACE] || !*f[F_TRACE]) {
+        free(f[F_TRACE]);
         tk_uuid7(trace);
-        tr = trace;
+        f[F_TRACE] = tk_strdup(trace);
     }
     char *detail = ev->detail ? json_dumps(ev->detail, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
     int64_t at = tk_now_ms();
@@ -87,21 +159,28 @@ tk_rc tk_event_emit_in(struct tk_db *db, const struct tk_event *ev, struct tk_er
     if (rc != TK_OK) goto out;
     int64_t seq = tk_rows_int(r, 0, 0);
     const char *prev = tk_rows_text(r, 0, 1);
-    json_t *o = hashed_object(id, ev->tenant_id, seq, at, tr, ev->kind, ev->source, ev->action,
-                              ev->outcome, ev->subject_type, ev->subject_id, ev->message, detail,
+    json_t *o = hashed_object(id, ev->tenant_id, seq, at, f[F_TRACE], f[F_KIND], f[F_SOURCE],
+                              f[F_ACTION], f[F_OUTCOME], f[F_STYPE], f[F_SID], f[F_MSG], detail,
                               lat, node_name);
     event_hash(prev, o, hash);
     json_decref(o);
+    /* Keyring events are never keyed here: they are written by the keyring
+     * itself, maybe under its lock; the next keyed event attests them. */
+    char mac[TK_HASH_HEX], kid[17];
+    bool has_mac = !(f[F_KIND] && !strcmp(f[F_KIND], "keyring")) &&
+                   keyed(CHAIN_DOMAIN, ev->tenant_id, seq, hash, -1, mac, kid) == TK_OK;
     rc = tk_db_exec(db,
                     "INSERT INTO events (id, tenant_id, seq, at, trace_id, kind, source, action, "
                     "outcome, subject_type, subject_id, message, detail, latency_us, node, "
-                    "prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "prev_hash, hash, mac, mac_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
+                    "?, ?, ?, ?, ?, ?, ?)",
                     TK_ARGS(TK_TEXT(id), TK_TEXT(ev->tenant_id), TK_INT(seq), TK_INT(at),
-                            TK_TEXT(tr), TK_TEXT(ev->kind), TK_TEXT(ev->source),
-                            TK_TEXT(ev->action), TK_TEXT(ev->outcome), TK_TEXT(ev->subject_type),
-                            TK_TEXT(ev->subject_id), TK_TEXT(ev->message), TK_TEXT(detail),
+                            TK_TEXT(f[F_TRACE]), TK_TEXT(f[F_KIND]), TK_TEXT(f[F_SOURCE]),
+                            TK_TEXT(f[F_ACTION]), TK_TEXT(f[F_OUTCOME]), TK_TEXT(f[F_STYPE]),
+                            TK_TEXT(f[F_SID]), TK_TEXT(f[F_MSG]), TK_TEXT(detail),
                             lat >= 0 ? TK_INT(lat) : TK_NULLV, TK_TEXT(node_name), TK_TEXT(prev),
-                            TK_TEXT(hash)),
+                            TK_TEXT(hash), TK_TEXT(has_mac ? mac : NULL),
+                            TK_TEXT(has_mac ? kid : NULL)),
                     NULL, e);
     if (rc == TK_OK)
         rc = tk_db_exec(db, "UPDATE tenants SET event_head = ? WHERE id = ?",
@@ -109,6 +188,7 @@ tk_rc tk_event_emit_in(struct tk_db *db, const struct tk_event *ev, struct tk_er
 out:
     tk_rows_free(r);
     free(detail);
+    for (int i = 0; i < F_N; i++) free(f[i]);
     return rc;
 }
 
@@ -124,12 +204,15 @@ tk_rc tk_event_emit(struct tk_db *db, const struct tk_event *ev, struct tk_err *
     return rc;
 }
 
+/* ---- list ---- */
+
 #define EVENT_COLS                                                                                \
     "id, tenant_id, seq, at, trace_id, kind, source, action, outcome, subject_type, "             \
-    "subject_id, message, detail, latency_us, node, prev_hash, hash"
+    "subject_id, message, detail, latency_us, node, prev_hash, hash, mac, mac_key"
 
-/* One event as JSON text. detail is stored as JSON written by jansson, so
- * it goes in as it is. */
+/* One event as JSON text. detail is stored as JSON written by jansson and
+ * goes in as it is -- unless it is not valid UTF-8 (an edit behind
+ * tokend's back), then as a string, so the reply stays valid JSON. */
 static void row_text(const struct tk_rows *r, int i, struct tk_buf *b)
 {
     static const struct {
@@ -144,35 +227,48 @@ static void row_text(const struct tk_rows *r, int i, struct tk_buf *b)
     tk_buf_printf(b, ",\"seq\":%lld,\"at\":", (long long)tk_rows_int(r, i, 2));
     tk_time_fmt(tk_rows_int(r, i, 3), at, sizeof at);
     tk_buf_json_str(b, at);
+    tk_buf_printf(b, ",\"at_ms\":%lld", (long long)tk_rows_int(r, i, 3));
     for (size_t k = 0; k < TK_NELEM(texts); k++) {
         tk_buf_printf(b, ",\"%s\":", texts[k].name);
         tk_buf_json_str(b, tk_rows_text(r, i, texts[k].col));
     }
     const char *d = tk_rows_text(r, i, 12);
     tk_buf_addstr(b, ",\"detail\":");
-    tk_buf_addstr(b, d && *d ? d : "null");
+    if (!d || !*d)
+        tk_buf_addstr(b, "null");
+    else if (*d == '{' && tk_utf8_valid(d, strlen(d)))
+        tk_buf_addstr(b, d);
+    else
+        tk_buf_json_str(b, d);
     if (tk_rows_null(r, i, 13))
         tk_buf_addstr(b, ",\"latency_us\":null");
     else
         tk_buf_printf(b, ",\"latency_us\":%lld", (long long)tk_rows_int(r, i, 13));
     tk_buf_addstr(b, ",\"node\":");
     tk_buf_json_str(b, tk_rows_text(r, i, 14));
+    tk_buf_addstr(b, ",\"prev_hash\":");
+    tk_buf_json_str(b, tk_rows_text(r, i, 15));
     tk_buf_addstr(b, ",\"hash\":");
     tk_buf_json_str(b, tk_rows_text(r, i, 16));
+    tk_buf_addstr(b, ",\"mac\":");
+    tk_buf_json_str(b, tk_rows_text(r, i, 17));
     tk_buf_add(b, "}", 1);
 }
 
 tk_rc tk_events_list_text(struct tk_db *db, const struct tk_event_query *q, struct tk_buf *out,
                           int64_t *next, struct tk_err *e)
 {
-    char sql[1024];
+    struct tk_buf sql;
     struct tk_val args[12];
     int n = 0;
-    size_t len = (size_t)snprintf(sql, sizeof sql, "SELECT " EVENT_COLS " FROM events WHERE tenant_id = ?");
+    /* The statement is built from constant pieces only (values are bound):
+     * its length is bounded by them, and tk_buf refuses past its maximum. */
+    tk_buf_init(&sql, 2048);
+    tk_rc rc = tk_buf_addstr(&sql, "SELECT " EVENT_COLS " FROM events WHERE tenant_id = ?");
     args[n++] = TK_TEXT(q->tenant_id);
 #define FILTER(cond, val)                                                                         \
     do {                                                                                          \
-        len += (size_t)snprintf(sql + len, sizeof sql - len, " AND " cond);                        \
+        if (rc == TK_OK) rc = tk_buf_addstr(&sql, " AND " cond);                                  \
         args[n++] = (val);                                                                        \
     } while (0)
     if (q->kind) FILTER("kind = ?", TK_TEXT(q->kind));
@@ -186,10 +282,16 @@ tk_rc tk_events_list_text(struct tk_db *db, const struct tk_event_query *q, stru
     if (q->follow) FILTER("seq > ?", TK_INT(q->after));
 #undef FILTER
     int limit = q->limit < 1 ? 1 : q->limit > TK_EVENTS_MAX_LIMIT ? TK_EVENTS_MAX_LIMIT : q->limit;
-    snprintf(sql + len, sizeof sql - len, " ORDER BY seq %s LIMIT ?", q->follow ? "ASC" : "DESC");
+    if (rc == TK_OK)
+        rc = tk_buf_addstr(&sql, q->follow ? " ORDER BY seq ASC LIMIT ?" : " ORDER BY seq DESC LIMIT ?");
     args[n++] = TK_INT(limit + 1);
+    if (rc != TK_OK) {
+        tk_buf_free(&sql);
+        return tk_err_set(e, TK_EINTERNAL, "internal", "the event query is too long");
+    }
     struct tk_rows *r;
-    tk_rc rc = tk_db_exec(db, sql, args, n, &r, e);
+    rc = tk_db_exec(db, sql.data, args, n, &r, e);
+    tk_buf_free(&sql);
     if (rc != TK_OK) return rc;
     int count = tk_rows_count(r);
     tk_buf_add(out, "[", 1);
@@ -219,56 +321,202 @@ tk_rc tk_events_list(struct tk_db *db, const struct tk_event_query *q, json_t **
     return rc;
 }
 
-tk_rc tk_events_verify(struct tk_db *db, const char *tenant_id, int64_t *checked,
-                       struct tk_err *e)
+/* ---- verify ---- */
+
+static tk_rc broken(struct tk_chain_status *st, struct tk_err *e, int64_t seq, const char *fmt,
+                    ...) TK_PRINTF(4, 5);
+static tk_rc broken(struct tk_chain_status *st, struct tk_err *e, int64_t seq, const char *fmt,
+                    ...)
 {
-    char prev[65] = "";
-    int64_t after = 0, expect = 1;
-    *checked = 0;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(st->error, sizeof st->error, fmt, ap);
+    va_end(ap);
+    st->valid = false;
+    st->broken_seq = seq;
+    return tk_err_set(e, TK_ECONFLICT, "chain_broken", "%s", st->error);
+}
+
+tk_rc tk_events_verify_chain(struct tk_db *db, const char *tenant_id, struct tk_chain_status *st,
+                             struct tk_err *e)
+{
+    memset(st, 0, sizeof *st);
+    snprintf(st->tenant_id, sizeof st->tenant_id, "%s", tenant_id);
+    struct tk_rows *h;
+    tk_rc rc = tk_db_exec(db,
+                          "SELECT event_seq, event_head, event_base_seq, event_base_hash FROM "
+                          "tenants WHERE id = ?",
+                          TK_ARGS(TK_TEXT(tenant_id)), &h, e);
+    if (rc != TK_OK) return rc;
+    if (tk_rows_count(h) != 1) {
+        tk_rows_free(h);
+        return tk_err_field(e, TK_ENOTFOUND, "unknown_tenant", "tenant_id", "unknown tenant %s",
+                            tenant_id);
+    }
+    int64_t head_seq = tk_rows_int(h, 0, 0);
+    char head_hash[65];
+    snprintf(head_hash, sizeof head_hash, "%s", tk_rows_text(h, 0, 1));
+    st->base_seq = tk_rows_int(h, 0, 2);
+    snprintf(st->base_hash, sizeof st->base_hash, "%s", tk_rows_text(h, 0, 3));
+    tk_rows_free(h);
+    st->valid = true;
+    st->macs_checked = atomic_load(&chain_keyring) != NULL &&
+                       !tk_keyring_sealed(atomic_load(&chain_keyring));
+    char prev[65];
+    snprintf(prev, sizeof prev, "%s", st->base_hash);
+    int64_t after = st->base_seq, expect = st->base_seq + 1;
+    bool seen_keyed = false;
+    int64_t prune_seq = 0; /* what the newest prune event says the base is */
+    char prune_hash[65] = "";
     for (;;) {
         struct tk_rows *r;
-        tk_rc rc = tk_db_exec(db, "SELECT " EVENT_COLS " FROM events WHERE tenant_id = ? AND seq > ? ORDER BY seq LIMIT 500",
-                              TK_ARGS(TK_TEXT(tenant_id), TK_INT(after)), &r, e);
+        rc = tk_db_exec(db,
+                        "SELECT " EVENT_COLS " FROM events WHERE tenant_id = ? AND seq > ? "
+                        "ORDER BY seq LIMIT 500",
+                        TK_ARGS(TK_TEXT(tenant_id), TK_INT(after)), &r, e);
         if (rc != TK_OK) return rc;
         int count = tk_rows_count(r);
         for (int i = 0; i < count; i++) {
             int64_t seq = tk_rows_int(r, i, 2);
-            char h[65];
+            char hh[65];
             json_t *o = hashed_object(
                 tk_rows_text(r, i, 0), tk_rows_text(r, i, 1), seq, tk_rows_int(r, i, 3),
                 tk_rows_text(r, i, 4), tk_rows_text(r, i, 5), tk_rows_text(r, i, 6),
                 tk_rows_text(r, i, 7), tk_rows_text(r, i, 8), tk_rows_text(r, i, 9),
                 tk_rows_text(r, i, 10), tk_rows_text(r, i, 11), tk_rows_text(r, i, 12),
                 tk_rows_null(r, i, 13) ? -1 : tk_rows_int(r, i, 13), tk_rows_text(r, i, 14));
-            event_hash(prev, o, h);
+            event_hash(prev, o, hh);
             json_decref(o);
             const char *stored_prev = tk_rows_text(r, i, 15), *stored = tk_rows_text(r, i, 16);
-            if (seq != expect || strcmp(stored_prev, prev) != 0 || strcmp(stored, h) != 0) {
+            const char *mac = tk_rows_text(r, i, 17), *mkey = tk_rows_text(r, i, 18);
+            if (st->first_seq == 0) st->first_seq = seq;
+            if (seq != expect || strcmp(stored_prev, prev) != 0 || strcmp(stored, hh) != 0) {
                 tk_rows_free(r);
-                return tk_err_set(e, TK_ECONFLICT, "chain_broken",
-                                  "the event chain breaks at seq %lld (expected seq %lld): an "
-                                  "event was removed or edited",
-                                  (long long)seq, (long long)expect);
+                return broken(st, e, seq < expect ? seq : expect,
+                              "the event chain breaks at seq %lld (expected seq %lld): an "
+                              "event was removed or edited",
+                              (long long)seq, (long long)expect);
             }
-            snprintf(prev, sizeof prev, "%s", h);
+            if (!strcmp(tk_rows_text(r, i, 5), "node") && !strcmp(tk_rows_text(r, i, 7), "prune")) {
+                json_t *d = json_loads(tk_rows_text(r, i, 12) ? tk_rows_text(r, i, 12) : "", 0, NULL);
+                const char *bh = json_string_value(json_object_get(d, "base_hash"));
+                prune_seq = json_integer_value(json_object_get(d, "through_seq"));
+                snprintf(prune_hash, sizeof prune_hash, "%s", bh ? bh : "");
+                json_decref(d);
+            }
+            if (mac) {
+                seen_keyed = true;
+                st->keyed++;
+                if (st->macs_checked) {
+                    char want[TK_HASH_HEX], kid[17];
+                    if (keyed(CHAIN_DOMAIN, tenant_id, seq, hh, -1, want, kid) == TK_OK) {
+                        if (mkey && strcmp(mkey, kid) != 0) {
+                            st->other_key++;
+                        } else if (strlen(mac) != 64 || !tk_ct_equal(mac, want, 64)) {
+                            tk_rows_free(r);
+                            return broken(st, e, seq,
+                                          "the event chain breaks at seq %lld: its MAC does not "
+                                          "match (the event, or one before it, was rewritten "
+                                          "without the key)",
+                                          (long long)seq);
+                        } else {
+                            st->attested_seq = seq;
+                        }
+                    }
+                }
+            } else {
+                st->unkeyed++;
+                if (seen_keyed && !may_be_unkeyed(tk_rows_text(r, i, 5), tk_rows_text(r, i, 7))) {
+                    char kind[40];
+                    snprintf(kind, sizeof kind, "%s", tk_rows_text(r, i, 5));
+                    tk_rows_free(r);
+                    return broken(st, e, seq,
+                                  "the event chain breaks at seq %lld: a %s event without a MAC "
+                                  "after keyed ones (only keyring, node and authentication "
+                                  "events are written while sealed)",
+                                  (long long)seq, kind);
+                }
+            }
+            snprintf(prev, sizeof prev, "%s", hh);
             after = seq;
             expect++;
-            (*checked)++;
+            st->checked++;
         }
         tk_rows_free(r);
         if (count < 500) break;
     }
+    st->head_seq = expect - 1;
+    snprintf(st->head_hash, sizeof st->head_hash, "%s", prev);
+    /* A chain that starts after seq 0 must say so itself: the newest prune
+     * event names the base (an attacker who deletes the oldest events and
+     * moves the base would have to forge a keyed event). */
+    if (st->base_seq > 0 && (prune_seq != st->base_seq || strcmp(prune_hash, st->base_hash) != 0))
+        return broken(st, e, st->base_seq + 1,
+                      "the event chain starts after seq %lld but no prune event records that "
+                      "base (the newest says %lld): the oldest events were removed behind "
+                      "retention's back",
+                      (long long)st->base_seq, (long long)prune_seq);
     /* The tenant row holds the head: events cut off the end show here. */
-    struct tk_rows *h;
-    tk_rc rc = tk_db_exec(db, "SELECT event_seq, event_head FROM tenants WHERE id = ?",
-                          TK_ARGS(TK_TEXT(tenant_id)), &h, e);
+    if (head_seq != expect - 1 || strcmp(head_hash, prev) != 0)
+        return broken(st, e, expect,
+                      "the event chain ends at seq %lld but the tenant's head is seq %lld: "
+                      "newest events were removed",
+                      (long long)(expect - 1), (long long)head_seq);
+    return TK_OK;
+}
+
+tk_rc tk_events_verify(struct tk_db *db, const char *tenant_id, int64_t *checked,
+                       struct tk_err *e)
+{
+    struct tk_chain_status st;
+    tk_rc rc = tk_events_verify_chain(db, tenant_id, &st, e);
+    *checked = st.checked;
+    return rc;
+}
+
+tk_rc tk_events_checkpoint(const struct tk_chain_status *st, struct tk_checkpoint *cp)
+{
+    memset(cp, 0, sizeof *cp);
+    snprintf(cp->tenant_id, sizeof cp->tenant_id, "%s", st->tenant_id);
+    cp->seq = st->head_seq;
+    snprintf(cp->hash, sizeof cp->hash, "%s", st->head_hash);
+    cp->at = tk_now_ms();
+    char kid[17];
+    if (keyed(CHECKPOINT_DOMAIN, cp->tenant_id, cp->seq, cp->hash, cp->at, cp->mac, kid) != TK_OK)
+        cp->mac[0] = '\0';
+    return cp->mac[0] ? TK_OK : TK_EUNAVAIL;
+}
+
+tk_rc tk_events_checkpoint_check(struct tk_db *db, const struct tk_checkpoint *cp,
+                                 struct tk_err *e)
+{
+    char want[TK_HASH_HEX], kid[17];
+    tk_rc k = keyed(CHECKPOINT_DOMAIN, cp->tenant_id, cp->seq, cp->hash, cp->at, want, kid);
+    if (k == TK_OK && (strlen(cp->mac) != 64 || !tk_ct_equal(cp->mac, want, 64)))
+        return tk_err_field(e, TK_ECONFLICT, "checkpoint_invalid", "checkpoint",
+                            "the checkpoint's MAC does not match: it was not made by this "
+                            "keyring, or it was edited");
+    struct tk_rows *r;
+    tk_rc rc = tk_db_exec(db,
+                          "SELECT hash FROM events WHERE tenant_id = ? AND seq = ? UNION ALL "
+                          "SELECT event_base_hash FROM tenants WHERE id = ? AND event_base_seq = ?",
+                          TK_ARGS(TK_TEXT(cp->tenant_id), TK_INT(cp->seq), TK_TEXT(cp->tenant_id),
+                                  TK_INT(cp->seq)),
+                          &r, e);
     if (rc != TK_OK) return rc;
-    if (tk_rows_count(h) != 1 || tk_rows_int(h, 0, 0) != expect - 1 ||
-        strcmp(tk_rows_text(h, 0, 1), prev) != 0)
-        rc = tk_err_set(e, TK_ECONFLICT, "chain_broken",
-                        "the event chain ends at seq %lld but the tenant's head is seq %lld: "
-                        "newest events were removed",
-                        (long long)(expect - 1), (long long)tk_rows_int(h, 0, 0));
-    tk_rows_free(h);
+    if (cp->seq == 0 && !cp->hash[0]) {
+        /* a checkpoint of an empty chain holds trivially */
+    } else if (tk_rows_count(r) == 0) {
+        rc = tk_err_field(e, TK_ECONFLICT, "chain_broken", "checkpoint",
+                          "the chain no longer has the checkpoint's seq %lld (removed, or "
+                          "pruned by retention)",
+                          (long long)cp->seq);
+    } else if (strcmp(tk_rows_text(r, 0, 0), cp->hash) != 0) {
+        rc = tk_err_field(e, TK_ECONFLICT, "chain_broken", "checkpoint",
+                          "the chain no longer passes through the checkpoint: seq %lld has "
+                          "another hash now (history was rewritten)",
+                          (long long)cp->seq);
+    }
+    tk_rows_free(r);
     return rc;
 }

@@ -63,9 +63,11 @@ tk_rc tk_events_coalesce_flush(struct tk_db *db, bool force, struct tk_err *e);
 
 /* Delete a tenant's events older than before_ms, oldest first, at most
  * batch per transaction, keeping the newest event always. The tenant's row
- * records the seq and hash the oldest kept event chains from, so that
- * tk_events_verify still checks the whole kept chain. *deleted (may be
- * NULL) counts the events removed. */
+ * records the seq and hash the oldest kept event chains from, and each
+ * batch writes, in its transaction, a node/prune event naming that base
+ * (detail.through_seq, base_hash, deleted), so that tk_events_verify
+ * checks the whole kept chain and that its base was moved by retention.
+ * *deleted (may be NULL) counts the events removed. */
 tk_rc tk_events_prune(struct tk_db *db, const char *tenant_id, int64_t before_ms, int batch,
                       int64_t *deleted, struct tk_err *e);
 
@@ -90,6 +92,8 @@ void tk_housekeeper_stop(struct tk_housekeeper *h);
  * README's "Event chain"). NULL: unkeyed. */
 struct tk_keyring;
 void tk_events_use_keyring(struct tk_keyring *k);
+/* Would an event written now be keyed (or is there no keyring at all)? */
+bool tk_events_keyed_now(void);
 
 struct tk_event_query {
     const char *tenant_id; /* required */
@@ -114,5 +118,43 @@ tk_rc tk_events_list(struct tk_db *db, const struct tk_event_query *q, json_t **
 /* Recompute a tenant's chain; TK_ECONFLICT names the first broken seq. */
 tk_rc tk_events_verify(struct tk_db *db, const char *tenant_id, int64_t *checked,
                        struct tk_err *e);
+
+/* The same with everything GET /v1/events/verify reports. st is filled
+ * also on TK_ECONFLICT (valid false, broken_seq, error). */
+struct tk_chain_status {
+    char tenant_id[TK_UUID_LEN + 1];
+    bool valid;
+    int64_t checked;        /* events recomputed */
+    int64_t first_seq;      /* oldest kept event (0: none) */
+    int64_t head_seq;       /* newest event that chains (0: none) */
+    char head_hash[65];
+    int64_t base_seq;       /* the chain starts after this seq (retention) */
+    char base_hash[65];     /* ... from this hash ("" when nothing was pruned) */
+    bool macs_checked;      /* the keyring was there and unsealed */
+    int64_t keyed, unkeyed; /* events with and without a MAC */
+    int64_t other_key;      /* MACs made by a key this node does not hold */
+    int64_t attested_seq;   /* newest seq whose MAC verified: attests it and all before */
+    int64_t broken_seq;     /* first broken seq (0 when valid) */
+    char error[320];
+};
+tk_rc tk_events_verify_chain(struct tk_db *db, const char *tenant_id,
+                             struct tk_chain_status *st, struct tk_err *e);
+
+/* A signed checkpoint of a chain's head, to keep outside the store:
+ * mac = HMAC-SHA256 under the keyring's HMAC key of
+ * "tokend-event-checkpoint-v1\n" tenant "\n" seq "\n" hash "\n" at. */
+struct tk_checkpoint {
+    char tenant_id[TK_UUID_LEN + 1];
+    int64_t seq;
+    char hash[65];
+    int64_t at;   /* ms since the epoch */
+    char mac[65]; /* "" when the keyring is sealed or absent */
+};
+/* The checkpoint of st's head; TK_EUNAVAIL (cp filled, mac "") unsigned. */
+tk_rc tk_events_checkpoint(const struct tk_chain_status *st, struct tk_checkpoint *cp);
+/* Does the chain still pass through cp (and, when the keyring can tell, is
+ * its MAC ours)? TK_ECONFLICT "chain_broken" / "checkpoint_invalid". */
+tk_rc tk_events_checkpoint_check(struct tk_db *db, const struct tk_checkpoint *cp,
+                                 struct tk_err *e);
 
 #endif

@@ -182,8 +182,17 @@ tk_rc tk_db_exec(struct tk_db *db, const char *sql, const struct tk_val *args, i
                  struct tk_rows **out, struct tk_err *e)
 {
     if (out) *out = NULL;
+    struct tk_err local;
+    if (!e) e = &local;
+    /* A connection found dead (a timed-out round trip, a lost socket) is
+     * not tried again: it could only wait again. tk_store_put closes it. */
+    if (db->broken)
+        return tk_err_set(e, TK_EUNAVAIL, "store_unreachable",
+                          "this store connection was lost earlier in the request");
     tk_rc rc = db->store->be->exec(db->conn, sql, args, nargs, out, &db->changes, e);
-    if (rc == TK_EUNAVAIL) db->broken = true;
+    /* A busy database (SQLite's lock held past busy_timeout) is transient:
+     * the connection stays in the pool. */
+    if (rc == TK_EUNAVAIL && strcmp(e->code, "store_busy") != 0) db->broken = true;
     return rc;
 }
 
@@ -231,7 +240,9 @@ tk_rc tk_db_lock_row(struct tk_db *db, const char *table, const char *id, struct
     const char *fmt = db->store->be->lock_row_fmt;
     if (!fmt) return TK_OK;
     char sql[160];
-    snprintf(sql, sizeof sql, fmt, table);
+    int n = snprintf(sql, sizeof sql, fmt, table);
+    if (n < 0 || (size_t)n >= sizeof sql)
+        return tk_err_set(e, TK_EINTERNAL, "store_error", "table name too long: %.40s", table);
     return tk_db_exec(db, sql, TK_ARGS(TK_TEXT(id)), NULL, e);
 }
 
@@ -360,6 +371,7 @@ tk_rc tk_store_open(const char *url, const struct tk_store_opts *o, struct tk_st
     pthread_condattr_destroy(&ca);
     struct tk_db *db = tk_store_get(s, e);
     tk_rc rc = db ? TK_OK : TK_EUNAVAIL;
+    if (rc == TK_OK && s->be->check) rc = s->be->check(db->conn, s->url, s->opts.check, e);
     if (rc == TK_OK && o->migrate) rc = migrate(s, db, e);
     if (rc == TK_OK && !o->migrate) {
         if (read_version(db, &s->schema_version, e) != TK_OK) s->schema_version = 0;
@@ -407,12 +419,14 @@ tk_rc tk_lease_claim(struct tk_db *db, const struct tk_lease_spec *spec, const c
     /* The outer WHERE repeats the condition: under PostgreSQL's READ
      * COMMITTED a row freed and re-taken between the sub-select and the
      * update must not be taken twice. */
-    snprintf(sql, sizeof sql,
+    int n = snprintf(sql, sizeof sql,
              "UPDATE %s SET lease_owner = ?, lease_until = ? WHERE id IN ("
              "SELECT id FROM %s WHERE %s <= ? AND (lease_until IS NULL OR lease_until <= ?) "
              "ORDER BY %s LIMIT ?%s) AND (lease_until IS NULL OR lease_until <= ?) "
              "RETURNING id, tenant_id, %s",
              t, t, due, due, db->store->be->lease_lock_suffix, due);
+    if (n < 0 || (size_t)n >= sizeof sql)
+        return tk_err_set(e, TK_EINTERNAL, "store_error", "lease table or column name too long");
     tk_rc rc = tk_db_exec(db, sql,
                           TK_ARGS(TK_TEXT(owner), TK_INT(until_ms), TK_INT(now_ms),
                                   TK_INT(now_ms), TK_INT(limit), TK_INT(now_ms)),
@@ -429,8 +443,11 @@ tk_rc tk_lease_release(struct tk_db *db, const struct tk_lease_spec *spec, const
                        const char *owner, struct tk_err *e)
 {
     char sql[256];
-    snprintf(sql, sizeof sql,
-             "UPDATE %s SET lease_owner = NULL, lease_until = NULL WHERE id = ? AND lease_owner = ?",
-             spec->table);
+    int n = snprintf(sql, sizeof sql,
+                     "UPDATE %s SET lease_owner = NULL, lease_until = NULL WHERE id = ? AND "
+                     "lease_owner = ?",
+                     spec->table);
+    if (n < 0 || (size_t)n >= sizeof sql)
+        return tk_err_set(e, TK_EINTERNAL, "store_error", "lease table name too long");
     return tk_db_exec(db, sql, TK_ARGS(TK_TEXT(id), TK_TEXT(owner)), NULL, e);
 }

@@ -27,6 +27,8 @@ struct tk_backend {
     /* Run a script of several statements without parameters (migrations). */
     tk_rc (*script)(void *conn, const char *sql, struct tk_err *e);
     bool (*broken)(void *conn);
+    /* NULL or the check of the database at open (TK_EUNAVAIL "store_corrupt"). */
+    tk_rc (*check)(void *conn, const char *url, enum tk_store_check mode, struct tk_err *e);
     const char *begin_sql;          /* BEGIN IMMEDIATE | BEGIN */
     const char *migration_lock_sql; /* NULL or a statement that serializes migrators */
     const char *lease_lock_suffix;  /* appended to the lease sub-select */

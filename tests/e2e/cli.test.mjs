@@ -10,6 +10,8 @@ const SETTINGS = [
   'listen',
   'data-dir',
   'store',
+  'store-check',
+  'events-retention-days',
   'threads',
   'store-pool',
   'max-body',

@@ -72,4 +72,20 @@ describe('two nodes on one PostgreSQL database (postgres)', { timeout: SUITE_TIM
     assert.deepEqual(fromB.map((e) => e.id), evs.map((e) => e.id));
     assert.deepEqual(fromB.map((e) => e.hash), evs.map((e) => e.hash));
   });
+
+  it('the chain verifies on both nodes: each node checks the MACs of the other (one keyring)', async () => {
+    await request(b, '/v1/whoami', { auth: 'Bearer from-b' });
+    await request(a, '/v1/whoami', { auth: 'Bearer from-a' });
+    const va = (await api(a, '/v1/events/verify')).json;
+    const vb = (await api(b, '/v1/events/verify')).json;
+    for (const v of [va, vb]) {
+      assert.equal(v.valid, true, v.error);
+      assert.equal(v.macs_checked, true);
+      assert.equal(v.attested_seq, v.head_seq);
+    }
+    assert.equal(va.head_hash, vb.head_hash);
+    const evs = await allEvents(a, '', { limit: 1000 });
+    assert.ok(evs.some((e) => e.node === 'node-b' && e.mac), 'node-b wrote keyed events');
+    assert.ok(evs.some((e) => e.node === 'node-a' && e.mac), 'node-a wrote keyed events');
+  });
 });

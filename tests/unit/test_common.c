@@ -474,3 +474,83 @@ void test_json_str(void)
     tk_buf_free(&small);
     tk_buf_free(&b);
 }
+
+/* issue 13 #3: whatever the bytes, tk_buf_json_str writes valid JSON with
+ * no raw control character, and tk_utf8_fix makes valid UTF-8. */
+void test_json_str_hostile(void)
+{
+    struct tk_buf b;
+    tk_buf_init(&b, 1 << 16);
+    static const struct {
+        const char *in, *want; /* want: the decoded string */
+    } cases[] = {
+        {"\x80", "\xef\xbf\xbd"},
+        {"a\xff" "b", "a\xef\xbf\xbd" "b"},
+        {"\xc0\xaf", "\xef\xbf\xbd\xef\xbf\xbd"},                 /* overlong '/' */
+        {"\xe0\x80\xaf", "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd"}, /* overlong, 3 bytes */
+        {"\xed\xa0\x80", "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd"}, /* surrogate D800 */
+        {"\xed\xbf\xbf", "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd"}, /* surrogate DFFF */
+        {"\xf4\x90\x80\x80", "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd"}, /* > U+10FFFF */
+        {"\xe2\x82", "\xef\xbf\xbd"},                  /* truncated: one replacement */
+        {"\xf0\x9f\x98", "\xef\xbf\xbd"},              /* truncated 4-byte */
+        {"\xf0\x9f\x98\x80", "\xf0\x9f\x98\x80"},      /* U+1F600 stays */
+        {"\xed\x9f\xbf", "\xed\x9f\xbf"},              /* U+D7FF stays */
+        {"\xef\xbf\xbf", "\xef\xbf\xbf"},              /* U+FFFF stays */
+        {"\x1b[31mred\x1b[0m", "\x1b[31mred\x1b[0m"},  /* escaped, decodes back */
+        {"\x7f", "\x7f"},
+        {"\xc2\x9b" "2J", "\xc2\x9b" "2J"},            /* C1 CSI: escaped */
+        {"caf\xc3\xa9", "caf\xc3\xa9"},
+    };
+    for (size_t i = 0; i < TK_NELEM(cases); i++) {
+        tk_buf_reset(&b);
+        CHECK(tk_buf_json_str(&b, cases[i].in) == TK_OK);
+        for (size_t k = 0; k < b.len; k++) {
+            unsigned char c = (unsigned char)b.data[k];
+            if (c < 0x20 || c == 0x7f || (c == 0xc2 && k + 1 < b.len &&
+                                          (unsigned char)b.data[k + 1] < 0xa0)) {
+                FAILF("case %zu: raw control byte 0x%02x in %s", i, c, b.data);
+                break;
+            }
+        }
+        json_error_t je;
+        json_t *j = json_loadb(b.data, b.len, JSON_DECODE_ANY, &je);
+        if (!CHECK(j != NULL && json_is_string(j))) {
+            FAILF("case %zu: %s does not parse: %s", i, b.data, je.text);
+            json_decref(j);
+            continue;
+        }
+        CHECK_EQ_STR(json_string_value(j), cases[i].want);
+        json_decref(j);
+        char *fixed = tk_utf8_fix(cases[i].in);
+        CHECK_EQ_STR(fixed, cases[i].want);
+        CHECK(tk_utf8_valid(fixed, strlen(fixed)));
+        CHECK_EQ_INT(tk_utf8_valid(cases[i].in, strlen(cases[i].in)),
+                     strcmp(cases[i].in, cases[i].want) == 0);
+        free(fixed);
+    }
+    tk_buf_reset(&b);
+    tk_buf_json_str(&b, "\x7f\xc2\x85");
+    CHECK_EQ_STR(b.data, "\"\\u007f\\u0085\"");
+    /* random bytes 1..255: always a JSON string, always valid UTF-8 out */
+    unsigned char raw[65];
+    int bad = 0;
+    for (int round = 0; round < 2000; round++) {
+        tk_random(raw, 64);
+        for (int k = 0; k < 64; k++) raw[k] = raw[k] ? raw[k] : 0x80;
+        raw[64] = 0;
+        tk_buf_reset(&b);
+        tk_buf_json_str(&b, (const char *)raw);
+        json_error_t je;
+        json_t *j = json_loadb(b.data, b.len, JSON_DECODE_ANY, &je);
+        char *fixed = tk_utf8_fix((const char *)raw);
+        if ((!j || !json_is_string(j) || strcmp(json_string_value(j), fixed) != 0 ||
+             !tk_utf8_valid(fixed, strlen(fixed))) &&
+            bad++ < 3)
+            FAILF("random bytes round %d: %s", round, b.data);
+        json_decref(j);
+        free(fixed);
+    }
+    CHECK_EQ_INT(bad, 0);
+    CHECK(tk_utf8_fix(NULL) == NULL);
+    tk_buf_free(&b);
+}

@@ -225,9 +225,32 @@ void test_issued_prefix_and_chars(void)
 {
     char t[TK_ISSUED_MAX], s[TK_ISSUED_MAX];
     tk_issued_new(TK_KIND_CLIENT, t);
-    /* a client token presented where an operator token is expected */
-    CHECK(REFUSED(t, TOKLEN, "'tkc_'"));
+    /* a client token presented where an operator token is expected: the
+     * message says what is expected and never repeats the presented prefix
+     * (issue 13 #3: it went into the event log raw) */
     CHECK(REFUSED(t, TOKLEN, "'tko_'"));
+    CHECK(REFUSED(t, TOKLEN, "wrong prefix"));
+    {
+        struct tk_err e;
+        tk_issued_check(TK_KIND_OPERATOR, t, TOKLEN, &e);
+        CHECK(strstr(e.msg, "tkc") == NULL);
+        static const char *hostile[] = {"\x1b[2J_abcdef", "\xff\xfe_abc", "ghp_abc", "a\x80" "b_x",
+                                        "ABCDE_xyz", "\xc0\xaf_abc"};
+        for (size_t i = 0; i < TK_NELEM(hostile); i++) {
+            tk_err_clear(&e);
+            CHECK_EQ_INT(tk_issued_check(TK_KIND_OPERATOR, hostile[i], strlen(hostile[i]), &e),
+                         TK_EINVAL);
+            size_t us = strcspn(hostile[i], "_");
+            char pre[16];
+            snprintf(pre, sizeof pre, "%.*s", (int)us, hostile[i]);
+            if (strstr(e.msg, pre)) FAILF("message \"%s\" repeats the prefix of case %zu", e.msg, i);
+            for (const char *p = e.msg; *p; p++)
+                if ((unsigned char)*p < 0x20 || (unsigned char)*p >= 0x7f) {
+                    FAILF("message of case %zu has byte 0x%02x", i, (unsigned char)*p);
+                    break;
+                }
+        }
+    }
     /* prefix case and separator */
     tk_issued_new(TK_KIND_OPERATOR, t);
     memcpy(s, t, sizeof t);

@@ -4,6 +4,8 @@
 #include "unit.h"
 
 #include <arpa/inet.h>
+#include <dirent.h>
+#include <signal.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -600,6 +602,10 @@ void test_store_pg_unreachable(void)
             FAILF("url %zu: rc %d code %s", i, (int)rc, e.code);
         if (strstr(e.msg, pw)) FAILF("url %zu: the message repeats the password: %s", i, e.msg);
         if (!e.msg[0]) FAILF("url %zu: no message", i);
+        /* issue 13 #20: a URL that parses is named: host, database, role */
+        if (i < 2 && (!strstr(e.msg, "host 127.0.0.1") || !strstr(e.msg, "database tokend") ||
+                      !strstr(e.msg, "role tokend")))
+            FAILF("url %zu: the message does not name host, database and role: %s", i, e.msg);
         if (rc == TK_OK) tk_store_close(st);
     }
 }
@@ -711,4 +717,226 @@ void test_store_acquire_timeout(struct fx *f)
     CHECK(strstr(e.msg, "2000 ms") != NULL);
     tk_store_put(c);
     tk_store_put(a);
+}
+
+/* issue 13 #19: tk_store_created tells a fresh store from a reopened one. */
+void test_store_created(struct fx *f)
+{
+    struct tk_err e;
+    CHECK(tk_store_created(f->st)); /* the fixture's store is new */
+    fx_close_store(f);
+    if (!CHECK_OK(fx_open_store(f, 2, &e), &e)) return;
+    CHECK(!tk_store_created(f->st));
+}
+
+/* issue 13 #19: a SQLite file with a damaged inner page refuses to open
+ * with store_corrupt naming the file; store_check = off opens it. */
+void test_store_corrupt_sqlite(void)
+{
+    char dir[256], url[320], path[300];
+    struct tk_err e;
+    if (!CHECK(unit_tmpdir(dir, sizeof dir))) return;
+    snprintf(path, sizeof path, "%s/tokend.db", dir);
+    snprintf(url, sizeof url, "sqlite:%s", path);
+    struct tk_store_opts o = {.pool_size = 1, .busy_timeout_ms = 1000, .migrate = true};
+    struct tk_store *st = NULL;
+    if (!CHECK_OK(tk_store_open(url, &o, &st, &e), &e)) goto out;
+    struct tk_db *db = tk_store_get(st, &e);
+    if (!CHECK(db)) goto out;
+    CHECK_OK(tk_db_exec(db, "CREATE TABLE filler (id BIGINT PRIMARY KEY, body TEXT)", NULL, 0,
+                        NULL, &e),
+             &e);
+    CHECK_OK(tk_db_begin(db, &e), &e);
+    char body[400];
+    memset(body, 'x', sizeof body - 1);
+    body[sizeof body - 1] = '\0';
+    for (int i = 0; i < 3000; i++)
+        tk_db_exec(db, "INSERT INTO filler (id, body) VALUES (?, ?)",
+                   TK_ARGS(TK_INT(i), TK_TEXT(body)), NULL, &e);
+    CHECK_OK(tk_db_commit(db, &e), &e);
+    tk_store_put(db);
+    tk_store_close(st); /* the last connection checkpoints the WAL into the file */
+    st = NULL;
+    /* a clean file passes the check */
+    if (!CHECK_OK(tk_store_open(url, &o, &st, &e), &e)) goto out;
+    CHECK(!tk_store_created(st));
+    tk_store_close(st);
+    st = NULL;
+    /* garbage over a page in the middle */
+    FILE *fp = fopen(path, "r+b");
+    if (!CHECK(fp)) goto out;
+    fseek(fp, 0, SEEK_END);
+    long size = ftell(fp);
+    long page = (size / 4096) / 2;
+    CHECK(page > 10);
+    unsigned char junk[4096];
+    for (size_t i = 0; i < sizeof junk; i++) junk[i] = (unsigned char)(i * 37 + 11);
+    fseek(fp, page * 4096, SEEK_SET);
+    CHECK(fwrite(junk, 1, sizeof junk, fp) == sizeof junk);
+    fclose(fp);
+    tk_err_clear(&e);
+    CHECK_EQ_INT(tk_store_open(url, &o, &st, &e), TK_EUNAVAIL);
+    CHECK_EQ_STR(e.code, "store_corrupt");
+    CHECK(strstr(e.msg, path) != NULL);
+    CHECK(strstr(e.msg, "backup") != NULL);
+    CHECK(st == NULL);
+    /* full check too */
+    o.check = TK_STORE_CHECK_FULL;
+    tk_err_clear(&e);
+    CHECK_EQ_INT(tk_store_open(url, &o, &st, &e), TK_EUNAVAIL);
+    CHECK_EQ_STR(e.code, "store_corrupt");
+    /* off: opens (the operator chose to) */
+    o.check = TK_STORE_CHECK_OFF;
+    if (CHECK_OK(tk_store_open(url, &o, &st, &e), &e)) tk_store_close(st);
+    st = NULL;
+out:
+    tk_store_close(st);
+    unit_rmtree(dir);
+}
+
+/* issue 13 (low): SQLITE_BUSY is store_busy and keeps the connection. */
+void test_store_busy_kept(void)
+{
+    char dir[256], url[300];
+    struct tk_err e;
+    if (!CHECK(unit_tmpdir(dir, sizeof dir))) return;
+    snprintf(url, sizeof url, "sqlite:%s/tokend.db", dir);
+    struct tk_store_opts o = {.pool_size = 2, .busy_timeout_ms = 50, .migrate = true};
+    struct tk_store *st = NULL;
+    if (!CHECK_OK(tk_store_open(url, &o, &st, &e), &e)) goto out;
+    struct tk_db *a = tk_store_get(st, &e), *b = tk_store_get(st, &e);
+    if (!CHECK(a && b)) {
+        tk_store_put(a);
+        tk_store_put(b);
+        goto out;
+    }
+    CHECK_OK(tk_db_exec(b, "CREATE TEMP TABLE mine (x BIGINT)", NULL, 0, NULL, &e), &e);
+    CHECK_OK(tk_db_begin(a, &e), &e);
+    tk_err_clear(&e);
+    CHECK_EQ_INT(tk_db_begin(b, &e), TK_EUNAVAIL);
+    CHECK_EQ_STR(e.code, "store_busy");
+    tk_store_put(b); /* kept, not closed: the same connection comes back */
+    struct tk_db *b2 = tk_store_get(st, &e);
+    if (CHECK(b2)) {
+        CHECK_OK(tk_db_exec(b2, "INSERT INTO mine (x) VALUES (1)", NULL, 0, NULL, &e), &e);
+        tk_store_put(b2);
+    }
+    tk_db_rollback(a);
+    tk_store_put(a);
+out:
+    tk_store_close(st);
+    unit_rmtree(dir);
+}
+
+/* Every process of the cluster whose postmaster is pid: itself and its
+ * children (from /proc), signalled with sig. Returns how many. */
+static int signal_cluster(pid_t pm, int sig)
+{
+    int n = kill(pm, sig) == 0;
+    DIR *d = opendir("/proc");
+    if (!d) return n;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        char path[300], buf[512];
+        if (de->d_name[0] < '1' || de->d_name[0] > '9') continue;
+        snprintf(path, sizeof path, "/proc/%s/stat", de->d_name);
+        FILE *fp = fopen(path, "r");
+        if (!fp) continue;
+        size_t len = fread(buf, 1, sizeof buf - 1, fp);
+        fclose(fp);
+        buf[len] = '\0';
+        /* pid (comm) state ppid ...: comm may hold spaces; parse after ')' */
+        char *rp = strrchr(buf, ')');
+        char state;
+        long ppid;
+        if (rp && sscanf(rp + 1, " %c %ld", &state, &ppid) == 2 && ppid == (long)pm)
+            n += kill((pid_t)strtol(de->d_name, NULL, 10), sig) == 0;
+    }
+    closedir(d);
+    return n;
+}
+
+/* issue 13 #14: with every process of the PostgreSQL server stopped
+ * (SIGSTOP: the kernel still accepts and acknowledges, nothing answers),
+ * a statement and a new connection fail within a bounded time instead of
+ * hanging. A throwaway cluster of this test's own is stopped, never the
+ * shared one. */
+void test_store_pg_stalled(void)
+{
+    if (!unit_pg_url()) {
+        printf("    note: TOKEND_TEST_PG is not set; pg_stalled needs PostgreSQL binaries\n");
+        return;
+    }
+    char dir[256], cmd[600], url[256] = "", pidfile[300];
+    struct tk_err e;
+    struct tk_store *st = NULL;
+    struct tk_db *db = NULL;
+    pid_t pm = 0;
+    if (!CHECK(unit_tmpdir(dir, sizeof dir))) return;
+    snprintf(cmd, sizeof cmd, "tests/pg-throwaway.sh start %s", dir);
+    FILE *p = popen(cmd, "r");
+    if (!CHECK(p)) goto out;
+    if (!fgets(url, sizeof url, p)) url[0] = '\0';
+    int ps = pclose(p);
+    url[strcspn(url, "\n")] = '\0';
+    if (!CHECK(ps == 0 && url[0])) goto out;
+    snprintf(pidfile, sizeof pidfile, "%s/data/postmaster.pid", dir);
+    FILE *pf = fopen(pidfile, "r");
+    if (!CHECK(pf)) goto out;
+    long pml = 0;
+    if (fscanf(pf, "%ld", &pml) != 1) pml = 0;
+    fclose(pf);
+    pm = (pid_t)pml;
+    if (!CHECK(pm > 1)) goto out;
+
+    struct tk_store_opts o = {.pool_size = 2, .migrate = true, .statement_timeout_ms = 1000,
+                              .connect_timeout_s = 2, .acquire_timeout_ms = 1000};
+    if (!CHECK_OK(tk_store_open(url, &o, &st, &e), &e)) goto out;
+    db = tk_store_get(st, &e);
+    if (!CHECK(db)) goto out;
+    CHECK_OK(tk_db_exec(db, "SELECT 1", NULL, 0, NULL, &e), &e);
+
+    CHECK(signal_cluster(pm, SIGSTOP) >= 2);
+    /* a statement on an open connection: the client's deadline */
+    int64_t t0 = tk_mono_us();
+    tk_err_clear(&e);
+    tk_rc rc = tk_db_exec(db, "SELECT 1", NULL, 0, NULL, &e);
+    int64_t ms = (tk_mono_us() - t0) / 1000;
+    CHECK_EQ_INT(rc, TK_EUNAVAIL);
+    CHECK_EQ_STR(e.code, "store_unreachable");
+    CHECK(strstr(e.msg, "127.0.0.1") && strstr(e.msg, "database postgres") &&
+          strstr(e.msg, "role postgres"));
+    CHECK(ms < 8000);
+    printf("    a statement failed after %lld ms: %s\n", (long long)ms, e.msg);
+    /* the dead connection is not waited on again (a rollback, a retry) */
+    t0 = tk_mono_us();
+    CHECK_EQ_INT(tk_db_exec(db, "SELECT 1", NULL, 0, NULL, &e), TK_EUNAVAIL);
+    tk_db_rollback(db);
+    CHECK((tk_mono_us() - t0) / 1000 < 500);
+    tk_store_put(db); /* broken: closed */
+    db = NULL;
+    /* a new connection: connect_timeout */
+    t0 = tk_mono_us();
+    tk_err_clear(&e);
+    db = tk_store_get(st, &e);
+    ms = (tk_mono_us() - t0) / 1000;
+    CHECK(db == NULL);
+    CHECK_EQ_STR(e.code, "store_unreachable");
+    CHECK(ms < 8000);
+    printf("    a new connection failed after %lld ms: %s\n", (long long)ms, e.msg);
+    tk_store_put(db);
+    db = NULL;
+
+    signal_cluster(pm, SIGCONT);
+    pm = 0;
+    /* and the store works again once the server does */
+    db = tk_store_get(st, &e);
+    if (CHECK(db)) CHECK_OK(tk_db_exec(db, "SELECT 1", NULL, 0, NULL, &e), &e);
+out:
+    if (pm > 1) signal_cluster(pm, SIGCONT);
+    tk_store_put(db);
+    tk_store_close(st);
+    snprintf(cmd, sizeof cmd, "tests/pg-throwaway.sh stop %s", dir);
+    if (system(cmd) != 0) printf("    note: could not stop the throwaway cluster in %s\n", dir);
+    unit_rmtree(dir);
 }

@@ -276,6 +276,7 @@ static const struct unit_test tests[] = {
     T("common/parse_int", test_parse_int),
     T("common/buf_max", test_buf_max),
     T("common/json_str", test_json_str),
+    T("common/json_str_hostile", test_json_str_hostile),
     T("common/pool_alignment", test_pool_alignment),
     T("common/err_and_rc", test_err_and_rc),
 
@@ -317,6 +318,10 @@ static const struct unit_test tests[] = {
     T("store/pg_unreachable", test_store_pg_unreachable),
     B("store/nested_begin", test_store_nested_begin),
     B("store/acquire_timeout", test_store_acquire_timeout),
+    B("store/created", test_store_created),
+    T("store/corrupt_sqlite", test_store_corrupt_sqlite),
+    T("store/busy_kept", test_store_busy_kept),
+    T("store/pg_stalled", test_store_pg_stalled),
 
     B("lease/processes", test_lease_processes),
     B("lease/rules", test_lease_rules),
@@ -328,6 +333,11 @@ static const struct unit_test tests[] = {
     B("events/verify_truncated", test_events_verify_truncated),
     B("events/concurrent", test_events_concurrent),
     B("events/emit_in", test_events_emit_in),
+    B("events/hostile_utf8", test_events_hostile_utf8),
+    B("events/keyed_chain", test_events_keyed_chain),
+    B("events/coalesce", test_events_coalesce),
+    B("events/prune", test_events_prune),
+    B("events/housekeeper", test_events_housekeeper),
 
     B("keyring/restart_sealed", test_keyring_restart_sealed),
     B("keyring/unseal_subsets", test_keyring_unseal_subsets),

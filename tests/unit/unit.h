@@ -81,6 +81,7 @@ void test_uuid7(void);
 void test_parse_int(void);
 void test_buf_max(void);
 void test_json_str(void);
+void test_json_str_hostile(void);
 void test_pool_alignment(void);
 void test_err_and_rc(void);
 
@@ -125,6 +126,10 @@ void test_store_pool_threads(struct fx *f);
 void test_store_pg_unreachable(void);
 void test_store_nested_begin(struct fx *f);
 void test_store_acquire_timeout(struct fx *f);
+void test_store_created(struct fx *f);
+void test_store_corrupt_sqlite(void);
+void test_store_busy_kept(void);
+void test_store_pg_stalled(void);
 void test_store_bad_url(void);
 
 /* test_lease.c (both backends) */
@@ -139,6 +144,13 @@ void test_events_verify_tamper(struct fx *f);
 void test_events_verify_truncated(struct fx *f);
 void test_events_concurrent(struct fx *f);
 void test_events_emit_in(struct fx *f);
+
+/* test_events_chain.c (both backends) */
+void test_events_hostile_utf8(struct fx *f);
+void test_events_keyed_chain(struct fx *f);
+void test_events_coalesce(struct fx *f);
+void test_events_prune(struct fx *f);
+void test_events_housekeeper(struct fx *f);
 
 /* test_keyring.c (most run on both backends) */
 void test_keyring_restart_sealed(struct fx *f);
