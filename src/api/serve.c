@@ -282,10 +282,7 @@ int tk_serve(const struct tk_config *cfg)
         rc = db ? tk_tenant_default(db, app.default_tenant, &e) : TK_EUNAVAIL;
         tk_store_put(db);
     }
-    if (rc == TK_OK) {
-        rc = start_keyring(&app, &e);
-        if (rc != TK_OK && !strcmp(e.code, "key_file_unusable")) status = 2; /* a local fix */
-    }
+    if (rc == TK_OK) rc = start_keyring(&app, &e);
     if (rc == TK_OK) rewrap_worker_start(&app);
     if (rc == TK_OK) {
         struct tk_housekeeper_opts hk = {.retention_days = cfg->events_retention_days};
@@ -314,6 +311,7 @@ int tk_serve(const struct tk_config *cfg)
     }
     if (rc != TK_OK) {
         tk_error("cannot start: %s", e.msg);
+        if (!strcmp(e.code, "key_file_unusable")) status = 2; /* unseal.key: a local fix */
         goto out;
     }
     node_event(&app, "start", "tokend started");
