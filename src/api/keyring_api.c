@@ -65,6 +65,28 @@ void tk_api_keyring_event(struct tk_app *app, struct tk_db *db, const char *acti
     json_decref(d);
 }
 
+/* A refused init or unseal (no token needed): repeats of one reason from one
+ * address within a minute are coalesced into one event with a count. */
+static void denied_event(struct tk_app *app, struct tk_db *db, const char *action,
+                         const struct tk_err *e, const char *addr)
+{
+    struct tk_seal_status st;
+    tk_keyring_status(app->keyring, &st);
+    json_t *d = status_json(&st);
+    json_object_set_new(d, "reason", json_string(e->code));
+    json_object_set_new(d, "remote", json_string(addr));
+    struct tk_event ev = {.tenant_id = app->default_tenant, .kind = "keyring", .source = "api",
+                          .action = action, .outcome = "denied", .subject_type = "node",
+                          .subject_id = app->node, .message = e->msg, .detail = d,
+                          .latency_us = -1};
+    char key[128];
+    snprintf(key, sizeof key, "%s %s", e->code, addr);
+    struct tk_err ee;
+    if (tk_event_emit_coalesced(db, &ev, key, 60000, NULL, &ee) != TK_OK)
+        tk_warn("events: could not record keyring %s denied: %s", action, ee.msg);
+    json_decref(d);
+}
+
 /* ---- the keyring's hooks: its actions do not take effect without their event ---- */
 
 static tk_rc change_hook(void *arg, struct tk_db *db, const struct tk_keyring_change *c,
@@ -282,7 +304,7 @@ void tk_h_sys_init(struct tk_req *r)
         if (ctx.hook_failed)
             event_refusal(r, &e, "init", "nothing was changed; make the store writable and retry");
         else
-            tk_api_keyring_event(app, db, "init", "denied", e.msg);
+            denied_event(app, db, "init", &e, ctx.remote);
         tk_reply_error(r, &e, NULL);
         return;
     }
@@ -392,7 +414,7 @@ void tk_h_sys_unseal(struct tk_req *r)
                           "again");
         else if (rc != TK_EUNAVAIL && rc != TK_EINTERNAL)
             limit_count(addr);
-        if (!ctx.hook_failed) tk_api_keyring_event(app, db, "unseal", "denied", e.msg);
+        if (!ctx.hook_failed) denied_event(app, db, "unseal", &e, addr);
         json_t *x = status_json(&st);
         tk_reply_error(r, &e, x);
         json_decref(x);

@@ -125,6 +125,12 @@ for (const backend of backends()) {
       assert.equal(r.status, 200, r.text);
       assert.equal(r.json.sealed, false);
       assert.equal((await api(t, '/v1/whoami')).status, 200);
+      // the four refusals from one address and for one reason: one event (repeats coalesced)
+      const ev = await api(t, '/v1/events?kind=keyring&action=unseal&outcome=denied&limit=1000');
+      assert.equal(ev.status, 200);
+      const mismatch = ev.json.events.filter((e) => /unseal attempt is in progress/.test(e.message));
+      assert.equal(mismatch.length, 1, JSON.stringify(ev.json.events.map((e) => e.message)));
+      assert.equal(mismatch[0].detail.reason, 'unseal_nonce_mismatch');
     });
 
     it('reset ends an attempt (pre-filled by a stranger), and the operator starts again', async () => {
