@@ -42,7 +42,7 @@ int main(int argc, char **argv)
         return 1;
     }
     struct tk_db *db = tk_store_get(st, &e);
-    if (!db || tk_keyring_init(k, db, 1, 1, NULL, shares, &e) != TK_OK) {
+    if (!db || tk_keyring_init(k, db, 1, 1, NULL, shares, NULL, &e) != TK_OK) {
         fprintf(stderr, "keyring-bench: %s\n", e.msg);
         return 1;
     }
@@ -72,7 +72,7 @@ int main(int argc, char **argv)
         while (now_s() - t0 < secs) {
             for (int i = 0; i < 1000; i++) {
                 struct tk_secret *o;
-                if (tk_keyring_open_value(k, NULL, v, &ad, &o, &e) != TK_OK) return 1;
+                if (tk_keyring_open_value(k, NULL, v, &ad, &o, NULL, &e) != TK_OK) return 1;
                 tk_secret_free(o);
             }
             n += 1000;

@@ -71,6 +71,18 @@ const struct tk_principal *tk_api_principal(const struct tk_req *r);
 tk_rc tk_api_authenticate(struct tk_req *r);
 /* 503 "sealed" while the keyring is sealed or not initialized. */
 tk_rc tk_api_gate(struct tk_req *r);
+/* The hooks through which the keyring's init, unseal and rotate record
+ * their events (in the action's own transaction, or before the node
+ * unseals) and a rewrap step its decrypt_failed events (keyring_api.c).
+ * r may be NULL (at start); hook_failed tells that the event could not be
+ * recorded, and so the action was not done. */
+struct tk_api_keyring_ctx {
+    struct tk_app *app;
+    struct tk_req *r;
+    char remote[64];
+    bool hook_failed;
+};
+struct tk_keyring_hook tk_api_keyring_hook(struct tk_api_keyring_ctx *ctx);
 /* Record a keyring event in the default tenant (best effort). */
 void tk_api_keyring_event(struct tk_app *app, struct tk_db *db, const char *action,
                           const char *outcome, const char *message);

@@ -1,19 +1,26 @@
-/* keyring_api.c: /v1/sys: init, unseal, seal, seal-status, rotate, rewrap; and the
- * gate that answers 503 "sealed" while the keyring is closed. */
+/* keyring_api.c: /v1/sys: init, unseal, seal, seal-status, rotate, rewrap; the
+ * gate that answers 503 "sealed" while the keyring is closed; and the hooks
+ * through which the keyring's actions record their events. */
 #include "api.h"
 
 #include "../common/log.h"
 #include "../events/events.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 
 static json_t *status_json(const struct tk_seal_status *st)
 {
-    return json_pack("{s:b, s:b, s:i, s:i, s:i, s:b, s:I}", "initialized", st->initialized,
-                     "sealed", st->sealed, "t", st->threshold, "n", st->shares, "progress",
-                     st->progress, "auto_unseal", st->auto_unseal, "data_version",
-                     (json_int_t)st->data_version);
+    json_t *held = json_array();
+    for (int i = 0; i < st->progress && i < TK_SHARES_MAX; i++)
+        json_array_append_new(held, json_integer(st->held[i]));
+    json_t *o = json_pack("{s:b, s:b, s:i, s:i, s:i, s:o, s:b, s:I}", "initialized",
+                          st->initialized, "sealed", st->sealed, "t", st->threshold, "n",
+                          st->shares, "progress", st->progress, "shares_held", held, "auto_unseal",
+                          st->auto_unseal, "data_version", (json_int_t)st->data_version);
+    if (st->corrupt) json_object_set_new(o, "keyring_corrupt", json_true());
+    return o;
 }
 
 tk_rc tk_api_gate(struct tk_req *r)
@@ -26,6 +33,10 @@ tk_rc tk_api_gate(struct tk_req *r)
     if (!st.initialized)
         tk_err_set(&e, TK_EUNAVAIL, "sealed",
                    "tokend is not initialized: run 'tokend operator init'");
+    else if (st.corrupt)
+        tk_err_set(&e, TK_EUNAVAIL, "sealed",
+                   "tokend is sealed: the keyring in the store is damaged or was altered "
+                   "(keyring_corrupt); restore the keyring tables from a backup");
     else
         tk_err_set(&e, TK_EUNAVAIL, "sealed",
                    "tokend is sealed: unseal it with 'tokend operator unseal' (%d of %d shares "
@@ -52,6 +63,169 @@ void tk_api_keyring_event(struct tk_app *app, struct tk_db *db, const char *acti
     if (tk_event_emit(db, &ev, &e) != TK_OK)
         tk_warn("events: could not record keyring %s: %s", action, e.msg);
     json_decref(d);
+}
+
+/* A refused init or unseal (no token needed): repeats of one reason from one
+ * address within a minute are coalesced into one event with a count. */
+static void denied_event(struct tk_app *app, struct tk_db *db, const char *action,
+                         const struct tk_err *e, const char *addr)
+{
+    struct tk_seal_status st;
+    tk_keyring_status(app->keyring, &st);
+    json_t *d = status_json(&st);
+    json_object_set_new(d, "reason", json_string(e->code));
+    json_object_set_new(d, "remote", json_string(addr));
+    struct tk_event ev = {.tenant_id = app->default_tenant, .kind = "keyring", .source = "api",
+                          .action = action, .outcome = "denied", .subject_type = "node",
+                          .subject_id = app->node, .message = e->msg, .detail = d,
+                          .latency_us = -1};
+    char key[128];
+    snprintf(key, sizeof key, "%s %s", e->code, addr);
+    struct tk_err ee;
+    if (tk_event_emit_coalesced(db, &ev, key, 60000, NULL, &ee) != TK_OK)
+        tk_warn("events: could not record keyring %s denied: %s", action, ee.msg);
+    json_decref(d);
+}
+
+/* ---- the keyring's hooks: its actions do not take effect without their event ---- */
+
+static tk_rc change_hook(void *arg, struct tk_db *db, const struct tk_keyring_change *c,
+                         struct tk_err *e)
+{
+    struct tk_api_keyring_ctx *x = arg;
+    struct tk_app *app = x->app;
+    char msg[160];
+    if (!strcmp(c->action, "init"))
+        snprintf(msg, sizeof msg, "keyring initialized with %d shares, threshold %d%s%s",
+                 c->shares, c->threshold, c->auto_unseal ? ", auto-unseal key file" : "",
+                 app->cfg && app->cfg->dev ? " (dev mode)" : "");
+    else if (!strcmp(c->action, "unseal"))
+        snprintf(msg, sizeof msg, "unsealed with %s",
+                 c->how && !strcmp(c->how, "key_file") ? "the auto-unseal key file" : "shares");
+    else
+        snprintf(msg, sizeof msg, "data key version %lld is now active",
+                 (long long)c->data_version);
+    json_t *d = json_pack("{s:i, s:i, s:b, s:I}", "n", c->shares, "t", c->threshold,
+                          "auto_unseal", c->auto_unseal, "data_version",
+                          (json_int_t)c->data_version);
+    if (c->how) json_object_set_new(d, "how", json_string(c->how));
+    const struct tk_principal *p = x->r ? tk_api_principal(x->r) : NULL;
+    if (p) json_object_set_new(d, "operator_token", json_string(p->token_id));
+    if (x->remote[0]) json_object_set_new(d, "remote", json_string(x->remote));
+    struct tk_event ev = {.tenant_id = app->default_tenant,
+                          .trace_id = x->r ? x->r->request_id : NULL, .kind = "keyring",
+                          .source = x->r ? "api" : "node", .action = c->action, .outcome = "ok",
+                          .subject_type = "node", .subject_id = app->node, .message = msg,
+                          .detail = d, .latency_us = -1};
+    /* init and rotate: in the action's own transaction; unseal (in memory):
+     * committed before the node unseals */
+    tk_rc rc = c->in_tx ? tk_event_emit_in(db, &ev, e) : tk_event_emit(db, &ev, e);
+    json_decref(d);
+    if (rc != TK_OK) {
+        x->hook_failed = true;
+        tk_error("keyring: %s refused: its event could not be recorded: %s", c->action,
+                 e ? e->msg : "");
+    }
+    return rc;
+}
+
+static tk_rc open_failed_hook(void *arg, struct tk_db *db, const struct tk_seal_ad *ad,
+                              const struct tk_open_failure *f, const char *message,
+                              struct tk_err *e)
+{
+    (void)arg;
+    if (!ad->tenant_id || !ad->tenant_id[0]) return TK_OK;
+    json_t *d = json_pack("{s:s, s:s, s:s, s:I}", "table", ad->table ? ad->table : "", "column",
+                          ad->column ? ad->column : "", "row_id", ad->row_id ? ad->row_id : "",
+                          "key_version", (json_int_t)f->key_version);
+    struct tk_event ev = {.tenant_id = ad->tenant_id, .kind = "keyring", .source = "keyring",
+                          .action = "decrypt_failed", .outcome = "error",
+                          .subject_type = ad->table, .subject_id = ad->row_id,
+                          .message = message, .detail = d, .latency_us = -1};
+    tk_rc rc = tk_event_emit_in(db, &ev, e);
+    json_decref(d);
+    return rc;
+}
+
+struct tk_keyring_hook tk_api_keyring_hook(struct tk_api_keyring_ctx *ctx)
+{
+    struct tk_keyring_hook h = {.change = change_hook, .open_failed = open_failed_hook,
+                                .arg = ctx};
+    return h;
+}
+
+/* The hook failed: the action did not happen, because the store cannot
+ * record its event (503 event_unrecorded, with Retry-After). */
+static void event_refusal(struct tk_req *r, struct tk_err *e, const char *action,
+                          const char *what)
+{
+    char why[sizeof e->msg];
+    snprintf(why, sizeof why, "%s", e->msg);
+    tk_err_set(e, TK_EUNAVAIL, "event_unrecorded",
+               "%s was not done because its event could not be recorded (%s); %s", action, why,
+               what);
+    tk_reply_header(r, "Retry-After", "5");
+}
+
+/* ---- failed unseal attempts, limited per source address ----
+ *
+ * Each refused share, each attempt that the shares did not open, and each
+ * reset without the attempt's nonce counts; past UNSEAL_FAILS_MAX in a
+ * window of UNSEAL_WINDOW_MS, the address gets 429 rate_limited until the
+ * window ends. A small table: when it is full the oldest window goes. */
+
+#define UNSEAL_FAILS_MAX 10
+#define UNSEAL_WINDOW_MS 60000
+#define LIMIT_SLOTS 256
+
+static struct {
+    char addr[64];
+    int64_t start;
+    int count;
+} limits[LIMIT_SLOTS];
+static pthread_mutex_t limits_mu = PTHREAD_MUTEX_INITIALIZER;
+
+/* The slot of addr (made when absent); the caller holds limits_mu. */
+static int limit_slot(const char *addr, int64_t now)
+{
+    int oldest = 0;
+    for (int i = 0; i < LIMIT_SLOTS; i++) {
+        if (limits[i].addr[0] && !strcmp(limits[i].addr, addr)) {
+            if (now - limits[i].start >= UNSEAL_WINDOW_MS) {
+                limits[i].start = now;
+                limits[i].count = 0;
+            }
+            return i;
+        }
+        if (!limits[i].addr[0] || now - limits[i].start >= UNSEAL_WINDOW_MS ||
+            limits[i].start < limits[oldest].start)
+            oldest = !limits[oldest].addr[0] ? oldest : i;
+    }
+    snprintf(limits[oldest].addr, sizeof limits[oldest].addr, "%s", addr);
+    limits[oldest].start = now;
+    limits[oldest].count = 0;
+    return oldest;
+}
+
+/* Seconds until addr may try again; 0 when it may now. */
+static int limit_wait(const char *addr)
+{
+    int64_t now = tk_now_ms();
+    pthread_mutex_lock(&limits_mu);
+    int i = limit_slot(addr, now);
+    int wait = limits[i].count >= UNSEAL_FAILS_MAX
+                   ? (int)((limits[i].start + UNSEAL_WINDOW_MS - now + 999) / 1000)
+                   : 0;
+    pthread_mutex_unlock(&limits_mu);
+    return wait;
+}
+
+static void limit_count(const char *addr)
+{
+    int64_t now = tk_now_ms();
+    pthread_mutex_lock(&limits_mu);
+    limits[limit_slot(addr, now)].count++;
+    pthread_mutex_unlock(&limits_mu);
 }
 
 static json_t *rewrap_json(const struct tk_rewrap_status *rs)
@@ -121,16 +295,21 @@ void tk_h_sys_init(struct tk_req *r)
     struct tk_db *db = tk_api_db(r);
     if (!db) return;
     char shares[TK_SHARES_MAX][TK_SHARE_MAX];
+    struct tk_api_keyring_ctx ctx = {.app = app, .r = r};
+    tk_req_remote(r, ctx.remote, sizeof ctx.remote);
+    struct tk_keyring_hook hook = tk_api_keyring_hook(&ctx);
     tk_rc rc = tk_keyring_init(app->keyring, db, n, t,
-                               auto_unseal ? app->cfg->unseal_key_file : NULL, shares, &e);
+                               auto_unseal ? app->cfg->unseal_key_file : NULL, shares, &hook, &e);
     if (rc != TK_OK) {
-        tk_api_keyring_event(app, db, "init", "denied", e.msg);
+        if (ctx.hook_failed)
+            event_refusal(r, &e, "init", "nothing was changed; make the store writable and retry");
+        else
+            denied_event(app, db, "init", &e, ctx.remote);
         tk_reply_error(r, &e, NULL);
         return;
     }
     char tok[TK_ISSUED_MAX], id[TK_UUID_LEN + 1];
     rc = tk_optoken_create(db, app->keyring, app->default_tenant, "root", "admin", 0, tok, id, &e);
-    tk_api_keyring_event(app, db, "init", "ok", "keyring initialized");
     json_t *sh = json_array();
     for (int i = 0; i < n; i++) json_array_append_new(sh, json_string(shares[i]));
     tk_wipe(shares, sizeof shares);
@@ -145,22 +324,72 @@ void tk_h_sys_init(struct tk_req *r)
     tk_reply_json(r, 200, o);
 }
 
+/* Reply 429 when the caller's address is over its budget of failures. */
+static bool unseal_limited(struct tk_req *r, const char *addr)
+{
+    int wait = limit_wait(addr);
+    if (wait <= 0) return false;
+    struct tk_err e;
+    tk_err_set(&e, TK_ERATE, "rate_limited",
+               "too many failed unseal attempts from this address (%d per %d s); retry in %d s",
+               UNSEAL_FAILS_MAX, UNSEAL_WINDOW_MS / 1000, wait);
+    char ra[16];
+    snprintf(ra, sizeof ra, "%d", wait);
+    tk_reply_header(r, "Retry-After", ra);
+    tk_reply_error(r, &e, NULL);
+    return true;
+}
+
 void tk_h_sys_unseal(struct tk_req *r)
 {
     struct tk_app *app = r->app;
+    char addr[64];
+    tk_req_remote(r, addr, sizeof addr);
+    if (unseal_limited(r, addr)) return;
     json_t *body = tk_req_json(r);
     if (!body) return;
-    static const char *const allowed[] = {"share", NULL};
+    static const char *const allowed[] = {"share", "nonce", "reset", NULL};
     if (!tk_api_only_members(r, body, allowed)) {
         json_decref(body);
         return;
     }
-    json_t *sv = json_object_get(body, "share");
+    json_t *sv = json_object_get(body, "share"), *nv = json_object_get(body, "nonce"),
+           *rv = json_object_get(body, "reset");
     struct tk_err e;
-    if (!json_is_string(sv)) {
+    const char *bad = NULL;
+    if (rv && !json_is_boolean(rv))
+        bad = "reset must be true or false";
+    else if (nv && !json_is_string(nv))
+        bad = "nonce must be a string (the one the first share of the attempt returned)";
+    else if (json_is_true(rv) && sv)
+        bad = "give either reset or a share, not both";
+    else if (!json_is_true(rv) && !json_is_string(sv))
+        bad = "share (a string tks1-...) is required";
+    if (bad) {
+        const char *field = rv && !json_is_boolean(rv) ? "reset"
+                            : nv && !json_is_string(nv) ? "nonce"
+                                                        : "share";
+        tk_err_field(&e, TK_EINVAL, sv || !strcmp(field, "reset") || !strcmp(field, "nonce")
+                                        ? "invalid_field"
+                                        : "missing_field",
+                     field, "%s", bad);
         json_decref(body);
-        tk_err_field(&e, TK_EINVAL, "missing_field", "share", "share (a string tks1-...) is required");
         tk_reply_error(r, &e, NULL);
+        return;
+    }
+    const char *nonce = json_string_value(nv);
+    struct tk_seal_status st;
+    if (json_is_true(rv)) {
+        bool nonce_ok = false;
+        bool had = tk_keyring_unseal_reset(app->keyring, nonce, &nonce_ok);
+        json_decref(body);
+        if (had && !nonce_ok) limit_count(addr); /* a reset by a stranger costs */
+        if (had) tk_warn("keyring: unseal attempt reset from %s%s", addr,
+                         nonce_ok ? "" : " (without its nonce)");
+        tk_keyring_status(app->keyring, &st);
+        json_t *o = status_json(&st);
+        json_object_set_new(o, "reset", json_boolean(had));
+        tk_reply_json(r, 200, o);
         return;
     }
     struct tk_db *db = tk_api_db(r);
@@ -168,12 +397,24 @@ void tk_h_sys_unseal(struct tk_req *r)
         json_decref(body);
         return;
     }
-    struct tk_seal_status st;
     bool was_sealed = tk_keyring_sealed(app->keyring);
-    tk_rc rc = tk_keyring_unseal_share(app->keyring, db, json_string_value(sv), &st, &e);
-    json_decref(body); /* the share is wiped with the JSON: jansson frees, not wipes; short-lived */
+    struct tk_api_keyring_ctx ctx = {.app = app, .r = r};
+    snprintf(ctx.remote, sizeof ctx.remote, "%s", addr);
+    struct tk_keyring_hook hook = tk_api_keyring_hook(&ctx);
+    char started[TK_UNSEAL_NONCE];
+    tk_rc rc = tk_keyring_unseal_share(app->keyring, db, json_string_value(sv), nonce, started,
+                                       &hook, &st, &e);
+    /* jansson frees without wiping: wipe the share in place first */
+    tk_wipe((void *)(uintptr_t)json_string_value(sv), json_string_length(sv));
+    json_decref(body);
     if (rc != TK_OK) {
-        tk_api_keyring_event(app, db, "unseal", "denied", e.msg);
+        if (ctx.hook_failed)
+            event_refusal(r, &e, "unseal",
+                          "the node stays sealed: make the store writable and give the shares "
+                          "again");
+        else if (rc != TK_EUNAVAIL && rc != TK_EINTERNAL)
+            limit_count(addr);
+        if (!ctx.hook_failed) denied_event(app, db, "unseal", &e, addr);
         json_t *x = status_json(&st);
         tk_reply_error(r, &e, x);
         json_decref(x);
@@ -182,25 +423,53 @@ void tk_h_sys_unseal(struct tk_req *r)
     if (was_sealed && !st.sealed) {
         tk_info("keyring: unsealed with shares");
         tk_api_rewrap_kick(app); /* a job paused while sealed resumes now */
-        tk_api_keyring_event(app, db, "unseal", "ok", "unsealed with shares");
     } else if (was_sealed) {
         char msg[80];
         snprintf(msg, sizeof msg, "unseal progress %d/%d", st.progress, st.threshold);
         tk_api_keyring_event(app, db, "unseal", "progress", msg);
     }
-    tk_reply_json(r, 200, status_json(&st));
+    json_t *o = status_json(&st);
+    if (started[0]) json_object_set_new(o, "nonce", json_string(started));
+    tk_wipe(started, sizeof started);
+    tk_reply_json(r, 200, o);
 }
 
 void tk_h_sys_seal(struct tk_req *r)
 {
     struct tk_app *app = r->app;
     if (!tk_api_require_node_admin(r)) return;
+    const struct tk_principal *p = tk_api_principal(r);
+    /* Sealing never waits for the store: seal first (fail closed), then record. */
     tk_keyring_seal(app->keyring);
-    tk_warn("keyring: sealed by operator token %s", ((const struct tk_principal *)r->principal)->token_id);
-    tk_api_event(r, "keyring", "seal", "ok", "node", app->node, "keyring sealed", NULL);
+    tk_warn("keyring: sealed by operator token %s", p->token_id);
+    struct tk_err e;
+    tk_err_clear(&e);
+    tk_rc rc = TK_EUNAVAIL;
+    /* the connection authentication took, else one of our own (never a 503 reply) */
+    struct tk_db *db = r->db, *own = db ? NULL : tk_store_get(app->store, &e);
+    if (!db) db = own;
+    if (db) {
+        json_t *d = json_pack("{s:s}", "operator_token", p->token_id);
+        struct tk_event ev = {.tenant_id = p->tenant_id, .trace_id = r->request_id,
+                              .kind = "keyring", .source = "api", .action = "seal",
+                              .outcome = "ok", .subject_type = "node", .subject_id = app->node,
+                              .message = "keyring sealed", .detail = d, .latency_us = -1};
+        rc = tk_event_emit(db, &ev, &e);
+        json_decref(d);
+    }
+    if (own) tk_store_put(own);
     struct tk_seal_status st;
     tk_keyring_status(app->keyring, &st);
-    tk_reply_json(r, 200, status_json(&st));
+    json_t *o = status_json(&st);
+    json_object_set_new(o, "event_recorded", json_boolean(rc == TK_OK));
+    if (rc != TK_OK) {
+        tk_error("keyring: sealed, but the seal event could not be recorded: %s", e.msg);
+        char w[sizeof e.msg + 80];
+        snprintf(w, sizeof w, "the node is sealed, but the event could not be recorded: %s",
+                 e.msg);
+        json_object_set_new(o, "warning", json_string(w));
+    }
+    tk_reply_json(r, 200, o);
 }
 
 void tk_h_sys_rotate(struct tk_req *r)
@@ -211,13 +480,14 @@ void tk_h_sys_rotate(struct tk_req *r)
     if (!db) return;
     int64_t v;
     struct tk_err e;
-    if (tk_keyring_rotate(app->keyring, db, &v, &e) != TK_OK) {
+    struct tk_api_keyring_ctx ctx = {.app = app, .r = r};
+    struct tk_keyring_hook hook = tk_api_keyring_hook(&ctx);
+    if (tk_keyring_rotate(app->keyring, db, &v, &hook, &e) != TK_OK) {
+        if (ctx.hook_failed)
+            event_refusal(r, &e, "rotate", "nothing was changed; make the store writable and retry");
         tk_reply_error(r, &e, NULL);
         return;
     }
-    char msg[64];
-    snprintf(msg, sizeof msg, "data key version %lld is now active", (long long)v);
-    tk_api_event(r, "keyring", "rotate", "ok", "node", app->node, msg, NULL);
     tk_reply_json(r, 200, json_pack("{s:I}", "data_version", (json_int_t)v));
 }
 

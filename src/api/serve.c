@@ -232,7 +232,10 @@ static void *rewrap_worker(void *arg)
             continue;
         }
         struct tk_rewrap_progress p;
-        tk_rc rc = tk_keyring_rewrap_step(app->keyring, db, app->node, REWRAP_BATCH, &p, &e);
+        struct tk_api_keyring_ctx ctx = {.app = app};
+        struct tk_keyring_hook hook = tk_api_keyring_hook(&ctx);
+        tk_rc rc =
+            tk_keyring_rewrap_step(app->keyring, db, app->node, REWRAP_BATCH, &hook, &p, &e);
         if (rc != TK_OK && rc != TK_EUNAVAIL) {
             tk_warn("keyring: rewrap step failed (retrying): %s", e.msg);
         } else if (rc == TK_OK && p.finished) {
@@ -425,34 +428,54 @@ static tk_rc write_root_token(const struct tk_app *app, const char *tok, struct 
 
 /* The keyring at start: auto-unseal from the key file when the keyring has
  * one; with --dev, initialize an empty one (1 share, auto-unseal) and make
- * a root operator token on a store without any. */
+ * a root operator token on a store without any. An auto-unseal key file
+ * that is there but unusable (damaged, another installation's, readable by
+ * others, not ours, a symlink) stops the start with "key_file_*", which
+ * tk_serve turns into exit status 2: the operator learns it now, not from a
+ * node that runs sealed. A missing key file starts sealed (moving the file
+ * away is the way to start sealed and unseal with shares). A keyring row
+ * that is not valid ("keyring_corrupt") also starts sealed, and says so. */
 static tk_rc start_keyring(struct tk_app *app, struct tk_err *e)
 {
     const struct tk_config *cfg = app->cfg;
     struct tk_db *db = tk_store_get(app->store, e);
     if (!db) return TK_EUNAVAIL;
+    struct tk_api_keyring_ctx ctx = {.app = app};
+    struct tk_keyring_hook hook = tk_api_keyring_hook(&ctx);
     tk_rc rc = tk_keyring_load(app->keyring, db, e);
+    if (rc != TK_OK && !strcmp(e->code, "keyring_corrupt")) {
+        tk_error("keyring: %s", e->msg);
+        tk_store_put(db);
+        return TK_OK; /* sealed; seal-status and the 503s say why */
+    }
     struct tk_seal_status st;
     tk_keyring_status(app->keyring, &st);
     if (rc == TK_OK && !st.initialized && cfg->dev) {
         char shares[1][TK_SHARE_MAX];
-        rc = tk_keyring_init(app->keyring, db, 1, 1, cfg->unseal_key_file, shares, e);
+        rc = tk_keyring_init(app->keyring, db, 1, 1, cfg->unseal_key_file, shares, &hook, e);
         tk_wipe(shares, sizeof shares);
-        if (rc == TK_OK) {
+        if (rc == TK_OK)
             tk_warn("DEV MODE: initialized the keyring with no unseal shares; its master key is "
                     "wrapped by %s, and whoever reads that file reads every secret. Use "
                     "'tokend operator init' for anything real.",
                     cfg->unseal_key_file);
-            tk_api_keyring_event(app, db, "init", "ok", "keyring initialized (dev mode)");
-        }
     } else if (rc == TK_OK && st.initialized && st.auto_unseal) {
         struct tk_err ue;
-        if (tk_keyring_unseal_file(app->keyring, db, cfg->unseal_key_file, &ue) == TK_OK) {
+        tk_rc urc = tk_keyring_unseal_file(app->keyring, db, cfg->unseal_key_file, &hook, &ue);
+        if (urc == TK_OK) {
             tk_info("keyring: unsealed with the auto-unseal key file %s", cfg->unseal_key_file);
-            tk_api_keyring_event(app, db, "unseal", "ok", "unsealed with the auto-unseal key file");
+        } else if (!strcmp(ue.code, "key_file_missing")) {
+            tk_warn("keyring: the auto-unseal key file %s is not there: starting sealed; unseal "
+                    "with 'tokend operator unseal' and the shares",
+                    cfg->unseal_key_file);
+        } else if (!strncmp(ue.code, "key_file", 8) || !strcmp(ue.code, "wrong_key_file")) {
+            rc = tk_err_set(e, TK_EINVAL, "key_file_unusable",
+                            "%s. To start sealed and unseal with shares instead, move the file "
+                            "away (mv %s %s.bad)",
+                            ue.msg, cfg->unseal_key_file, cfg->unseal_key_file);
         } else {
             tk_error("keyring: auto-unseal failed, staying sealed: %s", ue.msg);
-            tk_api_keyring_event(app, db, "unseal", "error", ue.msg);
+            if (!ctx.hook_failed) tk_api_keyring_event(app, db, "unseal", "error", ue.msg);
         }
     }
     if (rc == TK_OK && !st.initialized && !cfg->dev)
@@ -646,6 +669,7 @@ int tk_serve(const struct tk_config *cfg)
     }
     if (rc != TK_OK) {
         tk_error("cannot start: %s", e.msg);
+        if (!strcmp(e.code, "key_file_unusable")) status = 2; /* unseal.key: a local fix */
         goto out;
     }
     node_event(&app, "start", "tokend started");

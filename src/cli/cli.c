@@ -5,8 +5,11 @@
 #include "../config/config.h"
 
 #include <curl/curl.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <jansson.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <stdint.h>
 #include <termios.h>
 #include <stdio.h>
@@ -556,7 +559,7 @@ static const struct {
      "the first broken seq); --json prints the result with a signed checkpoint to keep\n"
      "outside the store, and --checkpoint FILE also checks the chain still passes through it.\n"},
     {"operator", "tokend operator init [--shares N] [--threshold K] [--auto-unseal] [--json]\n"
-                 "       tokend operator unseal [SHARE|-]\n"
+                 "       tokend operator unseal [SHARE|-] [--nonce N] | --reset\n"
                  "       tokend operator seal | rotate | status [--json]\n"
                  "       tokend operator rewrap [--no-wait]",
      "Manage the keyring that seals every secret.\n"
@@ -565,6 +568,11 @@ static const struct {
      "           writes the server's unseal_key_file so that this node unseals itself at start.\n"
      "  unseal   give one share; without SHARE (or with -) it is read from the terminal without\n"
      "           echo, or from standard input. Prints progress k/K. Progress is per node.\n"
+     "           The first share starts an attempt and gets its nonce; the next shares must\n"
+     "           carry it (a stranger's share cannot disturb the attempt). The nonce is kept\n"
+     "           in $XDG_RUNTIME_DIR/tokend (else ~/.cache/tokend), mode 0600, and used by\n"
+     "           the next 'unseal' from this account; keepers elsewhere pass --nonce N.\n"
+     "           --reset ends the attempt in progress (its shares are forgotten).\n"
      "  seal     forget the keys on this node (admin token); everything but /health, /ready,\n"
      "           /metrics and /v1/sys answers 503 until unsealed again.\n"
      "  rotate   make a new data key version for new secrets (admin token).\n"
@@ -624,6 +632,15 @@ static void print_seal_status(json_t *o)
     printf("%-14s %s\n", "initialized", init ? "yes" : "no");
     printf("%-14s %s\n", "sealed", sealed ? "yes" : "no");
     if (init) printf("%-14s %lld of %lld shares unseal (%lld given to this node)\n", "threshold", t, n, p);
+    json_t *held = json_object_get(o, "shares_held");
+    if (json_array_size(held) > 0) {
+        printf("%-14s", "shares held");
+        for (size_t i = 0; i < json_array_size(held); i++)
+            printf("%s%lld", i ? ", " : " ", (long long)json_integer_value(json_array_get(held, i)));
+        printf("\n");
+    }
+    if (json_is_true(json_object_get(o, "keyring_corrupt")))
+        printf("%-14s the keyring in the store is DAMAGED (keyring_corrupt)\n", "keyring");
     printf("%-14s %s\n", "auto-unseal", json_is_true(json_object_get(o, "auto_unseal")) ? "yes" : "no");
     if (!sealed)
         printf("%-14s %lld\n", "data key", (long long)json_integer_value(json_object_get(o, "data_version")));
@@ -731,6 +748,189 @@ static int read_share(char *buf, size_t n)
     return 0;
 }
 
+/* ---- the unseal attempt's nonce, kept between invocations ----
+ *
+ * In $XDG_RUNTIME_DIR/tokend (a per-login tmpfs, gone at logout or reboot)
+ * or else ~/.cache/tokend, one file per TOKEND_ADDR, mode 0600 in a 0700
+ * folder, never through a symlink. */
+
+static bool nonce_path(const struct client *c, char *out, size_t n)
+{
+    const char *run = getenv("XDG_RUNTIME_DIR"), *home = getenv("HOME");
+    char dir[512];
+    if (run && *run) {
+        snprintf(dir, sizeof dir, "%s/tokend", run);
+    } else if (home && *home) {
+        char cache[480];
+        snprintf(cache, sizeof cache, "%s/.cache", home);
+        if (mkdir(cache, 0700) != 0 && errno != EEXIST) return false;
+        snprintf(dir, sizeof dir, "%s/tokend", cache);
+    } else {
+        return false;
+    }
+    if (mkdir(dir, 0700) != 0 && errno != EEXIST) return false;
+    struct stat sb;
+    if (lstat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode) || sb.st_uid != geteuid() ||
+        (sb.st_mode & 077) != 0)
+        return false;
+    uint64_t h = 1469598103934665603ULL; /* FNV-1a of the address: one file per node */
+    for (const char *p = c->addr; *p; p++) h = (h ^ (unsigned char)*p) * 1099511628211ULL;
+    int w = snprintf(out, n, "%s/unseal-nonce-%016llx", dir, (unsigned long long)h);
+    return w > 0 && (size_t)w < n;
+}
+
+static bool nonce_load(const struct client *c, char *out, size_t n)
+{
+    char path[600];
+    out[0] = '\0';
+    if (!nonce_path(c, path, sizeof path)) return false;
+    int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) return false;
+    struct stat sb;
+    ssize_t got = -1;
+    if (fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode) && sb.st_uid == geteuid() &&
+        (sb.st_mode & 077) == 0)
+        got = read(fd, out, n - 1);
+    close(fd);
+    if (got <= 0) {
+        out[0] = '\0';
+        return false;
+    }
+    out[got] = '\0';
+    out[strcspn(out, "\r\n")] = '\0';
+    return out[0] != '\0';
+}
+
+static void nonce_forget(const struct client *c)
+{
+    char path[600];
+    if (nonce_path(c, path, sizeof path)) unlink(path);
+}
+
+/* Returns the file written, or NULL. */
+static const char *nonce_save(const struct client *c, const char *nonce, char *path, size_t n)
+{
+    if (!nonce_path(c, path, n)) return NULL;
+    unlink(path);
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0) return NULL;
+    size_t len = strlen(nonce);
+    bool ok = write(fd, nonce, len) == (ssize_t)len && write(fd, "\n", 1) == 1;
+    close(fd);
+    if (!ok) unlink(path);
+    return ok ? path : NULL;
+}
+
+static void print_held(json_t *o)
+{
+    json_t *held = json_object_get(o, "shares_held");
+    for (size_t i = 0; i < json_array_size(held); i++)
+        fprintf(stderr, "%s%lld", i ? ", " : "", (long long)json_integer_value(json_array_get(held, i)));
+}
+
+/* tokend operator unseal: one share (or --reset), with the attempt's nonce. */
+static int operator_unseal(struct client *c, const char *share_arg, const char *nonce_arg,
+                           bool reset)
+{
+    char nonce[80] = "";
+    bool from_file = false;
+    if (nonce_arg) snprintf(nonce, sizeof nonce, "%s", nonce_arg);
+    else from_file = nonce_load(c, nonce, sizeof nonce);
+    json_t *out = NULL, *body;
+    long st;
+    if (reset) {
+        body = json_pack("{s:b}", "reset", 1);
+        if (nonce[0]) json_object_set_new(body, "nonce", json_string(nonce));
+        st = request_json(c, "POST", "/v1/sys/unseal", body, &out);
+        json_decref(body);
+        if (st < 0) return EXIT_UNREACHABLE;
+        if (st != 200) {
+            print_error("unseal --reset", st, out);
+            json_decref(out);
+            return EXIT_SERVER;
+        }
+        nonce_forget(c);
+        printf("%s\n", json_is_true(json_object_get(out, "reset"))
+                           ? "unseal attempt ended: its shares are forgotten; start again"
+                           : "no unseal attempt was in progress");
+        json_decref(out);
+        return 0;
+    }
+    char buf[256];
+    if (share_arg && strcmp(share_arg, "-") != 0) {
+        snprintf(buf, sizeof buf, "%s", share_arg);
+    } else if (read_share(buf, sizeof buf) != 0) {
+        fprintf(stderr, "tokend operator unseal: no share given\n");
+        return EXIT_USAGE;
+    }
+    for (int attempt = 0; attempt < 2; attempt++) {
+        body = json_pack("{s:s}", "share", buf);
+        if (nonce[0]) json_object_set_new(body, "nonce", json_string(nonce));
+        out = NULL;
+        st = request_json(c, "POST", "/v1/sys/unseal", body, &out);
+        json_decref(body);
+        const char *code = json_string_value(json_object_get(out, "error"));
+        if (st == 409 && code && !strcmp(code, "unseal_nonce_mismatch") && nonce[0] &&
+            from_file && json_integer_value(json_object_get(out, "progress")) == 0 &&
+            attempt == 0) {
+            /* our kept nonce is of an attempt that was completed or reset */
+            fprintf(stderr, "tokend operator unseal: the earlier attempt was completed or reset; "
+                            "this share starts a new one\n");
+            nonce_forget(c);
+            nonce[0] = '\0';
+            json_decref(out);
+            continue;
+        }
+        break;
+    }
+    tk_wipe(buf, sizeof buf);
+    if (st < 0) return EXIT_UNREACHABLE;
+    const char *code = json_string_value(json_object_get(out, "error"));
+    if (st != 200) {
+        print_error("unseal", st, out);
+        if (code && !strcmp(code, "unseal_nonce_mismatch") &&
+            json_integer_value(json_object_get(out, "progress")) > 0) {
+            fprintf(stderr, "  an attempt is in progress on this node (shares held: ");
+            print_held(out);
+            fprintf(stderr, "). If it is yours, pass --nonce with the nonce its first share\n"
+                            "  printed; if not (or it is lost), end it with 'tokend operator "
+                            "unseal --reset' and start again.\n");
+        }
+        if (code && !strcmp(code, "wrong_shares")) nonce_forget(c);
+        if (code && !strcmp(code, "rate_limited"))
+            fprintf(stderr, "  wait before trying again (Retry-After)\n");
+        json_decref(out);
+        return EXIT_SERVER;
+    }
+    const char *started = json_string_value(json_object_get(out, "nonce"));
+    char path[600];
+    const char *saved = started ? nonce_save(c, started, path, sizeof path) : NULL;
+    if (c->json) {
+        char *s = json_dumps(out, JSON_INDENT(2));
+        printf("%s\n", s);
+        free(s);
+    } else if (json_is_true(json_object_get(out, "sealed"))) {
+        long long t = json_integer_value(json_object_get(out, "t"));
+        long long p = json_integer_value(json_object_get(out, "progress"));
+        printf("unseal progress %lld/%lld: give %lld more share(s)\n", p, t, t - p);
+        if (started) {
+            printf("attempt nonce: %s\n", started);
+            if (saved)
+                printf("  (kept in %s: the next 'tokend operator unseal' from this account uses "
+                       "it;\n   a keeper elsewhere passes --nonce %s)\n",
+                       saved, started);
+            else
+                printf("  (could not keep it in a file: pass --nonce %s with the next shares)\n",
+                       started);
+        }
+    } else {
+        printf("unsealed\n");
+    }
+    if (!json_is_true(json_object_get(out, "sealed"))) nonce_forget(c);
+    json_decref(out);
+    return 0;
+}
+
 int tk_cli_operator(int argc, char **argv)
 {
     if (argc < 1) {
@@ -739,15 +939,17 @@ int tk_cli_operator(int argc, char **argv)
     }
     const char *sub = argv[0];
     struct client c = {0};
-    const char *token_file = NULL, *share_arg = NULL;
+    const char *token_file = NULL, *share_arg = NULL, *nonce_arg = NULL;
     int shares = 5, threshold = 3;
-    bool auto_unseal = false, threshold_set = false, no_wait = false;
+    bool auto_unseal = false, threshold_set = false, no_wait = false, reset = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         int64_t v;
         if (!strcmp(a, "--json")) c.json = true;
         else if (!strcmp(a, "--auto-unseal")) auto_unseal = true;
         else if (!strcmp(a, "--no-wait") && !strcmp(sub, "rewrap")) no_wait = true;
+        else if (!strcmp(a, "--reset") && !strcmp(sub, "unseal")) reset = true;
+        else if (!strcmp(a, "--nonce") && !strcmp(sub, "unseal") && i + 1 < argc) nonce_arg = argv[++i];
         else if (!strcmp(a, "--token-file") && i + 1 < argc) token_file = argv[++i];
         else if ((!strcmp(a, "--shares") || !strcmp(a, "--threshold")) && i + 1 < argc) {
             if (tk_parse_int(argv[i + 1], 1, TK_SHARES_MAX_CLI, &v) != TK_OK) {
@@ -772,23 +974,13 @@ int tk_cli_operator(int argc, char **argv)
     json_t *out = NULL, *body = NULL;
     long st;
     if (!strcmp(sub, "rewrap")) return operator_rewrap(&c, no_wait);
+    if (!strcmp(sub, "unseal")) return operator_unseal(&c, share_arg, nonce_arg, reset);
     if (!strcmp(sub, "status")) {
         st = get_json(&c, "/v1/sys/seal-status", &out);
     } else if (!strcmp(sub, "init")) {
         body = json_pack("{s:i, s:i, s:b}", "shares", shares, "threshold", threshold,
                          "auto_unseal", auto_unseal);
         st = request_json(&c, "POST", "/v1/sys/init", body, &out);
-    } else if (!strcmp(sub, "unseal")) {
-        char buf[256];
-        if (share_arg && strcmp(share_arg, "-") != 0) {
-            snprintf(buf, sizeof buf, "%s", share_arg);
-        } else if (read_share(buf, sizeof buf) != 0) {
-            fprintf(stderr, "tokend operator unseal: no share given\n");
-            return EXIT_USAGE;
-        }
-        body = json_pack("{s:s}", "share", buf);
-        tk_wipe(buf, sizeof buf);
-        st = request_json(&c, "POST", "/v1/sys/unseal", body, &out);
     } else if (!strcmp(sub, "seal") || !strcmp(sub, "rotate")) {
         char path[32];
         snprintf(path, sizeof path, "/v1/sys/%s", sub);
@@ -826,17 +1018,14 @@ int tk_cli_operator(int argc, char **argv)
     } else if (!strcmp(sub, "rotate")) {
         printf("data key version %lld is now active\n",
                (long long)json_integer_value(json_object_get(out, "data_version")));
-    } else if (!strcmp(sub, "unseal")) {
-        if (json_is_true(json_object_get(out, "sealed")))
-            printf("unseal progress %lld/%lld: give %lld more share(s)\n",
-                   (long long)json_integer_value(json_object_get(out, "progress")),
-                   (long long)json_integer_value(json_object_get(out, "t")),
-                   (long long)(json_integer_value(json_object_get(out, "t")) -
-                               json_integer_value(json_object_get(out, "progress"))));
-        else
-            printf("unsealed\n");
     } else {
         print_seal_status(out);
+    }
+    const char *warning = json_string_value(json_object_get(out, "warning"));
+    int status = 0;
+    if (warning) { /* seal: done, but its event is missing */
+        fprintf(stderr, "tokend operator %s: %s\n", sub, warning);
+        status = EXIT_SERVER;
     }
     if (!strcmp(sub, "init")) {
         /* the shares and the token were in this buffer */
@@ -847,5 +1036,5 @@ int tk_cli_operator(int argc, char **argv)
         }
     }
     json_decref(out);
-    return 0;
+    return status;
 }

@@ -75,23 +75,49 @@ static bool registered(int i, char *table, char *column)
     "state, target_version, total, done, rewrapped, failed, first_failed_row, started_at, "      \
     "finished_at, lease_owner, lease_until, pos_table, pos_id"
 
-static void status_from_row(const struct tk_rows *r, struct tk_rewrap_status *st)
+/* Cell as an integer in [min, max]; NULL is null_value when null_ok. */
+static bool cell(const struct tk_rows *r, int col, int64_t min, int64_t max, bool null_ok,
+                 int64_t *out)
+{
+    const char *s = tk_rows_text(r, 0, col);
+    if (!s) {
+        *out = 0;
+        return null_ok;
+    }
+    return tk_parse_int(s, min, max, out) == TK_OK;
+}
+
+/* The job's row, checked: it comes from the store, untrusted. */
+static tk_rc status_from_row(const struct tk_rows *r, struct tk_rewrap_status *st,
+                             struct tk_err *e)
 {
     memset(st, 0, sizeof *st);
     st->exists = true;
-    snprintf(st->state, sizeof st->state, "%s", tk_rows_text(r, 0, 0));
-    st->target_version = tk_rows_int(r, 0, 1);
-    st->total = tk_rows_int(r, 0, 2);
-    st->done = tk_rows_int(r, 0, 3);
-    st->rewrapped = tk_rows_int(r, 0, 4);
-    st->failed = tk_rows_int(r, 0, 5);
-    if (!tk_rows_null(r, 0, 6))
-        snprintf(st->first_failed_row, sizeof st->first_failed_row, "%s", tk_rows_text(r, 0, 6));
-    st->started_at = tk_rows_int(r, 0, 7);
-    st->finished_at = tk_rows_null(r, 0, 8) ? 0 : tk_rows_int(r, 0, 8);
-    if (!tk_rows_null(r, 0, 9))
-        snprintf(st->lease_owner, sizeof st->lease_owner, "%s", tk_rows_text(r, 0, 9));
-    st->lease_until = tk_rows_null(r, 0, 10) ? 0 : tk_rows_int(r, 0, 10);
+    const char *state = tk_rows_text(r, 0, 0), *ffr = tk_rows_text(r, 0, 6),
+               *owner = tk_rows_text(r, 0, 9), *pos = tk_rows_text(r, 0, 12);
+    int64_t pt;
+    bool ok = state && (!strcmp(state, "running") || !strcmp(state, "done")) &&
+              cell(r, 1, 1, 256, false, &st->target_version) &&
+              cell(r, 2, 0, INT64_MAX, false, &st->total) &&
+              cell(r, 3, 0, INT64_MAX, false, &st->done) &&
+              cell(r, 4, 0, INT64_MAX, false, &st->rewrapped) &&
+              cell(r, 5, 0, INT64_MAX, false, &st->failed) &&
+              (!ffr || strlen(ffr) < sizeof st->first_failed_row) &&
+              cell(r, 7, 0, INT64_MAX, false, &st->started_at) &&
+              cell(r, 8, 0, INT64_MAX, true, &st->finished_at) &&
+              (!owner || strlen(owner) < sizeof st->lease_owner) &&
+              cell(r, 10, 0, INT64_MAX, true, &st->lease_until) &&
+              cell(r, 11, 0, TK_SEALED_COLUMNS_MAX, false, &pt) && pos && strlen(pos) <= 200;
+    if (!ok) {
+        memset(st, 0, sizeof *st);
+        return tk_err_set(e, TK_EINTERNAL, "keyring_corrupt",
+                          "the keyring_rewrap row is damaged or was altered (a value out of "
+                          "range); start a new rewrap to replace it");
+    }
+    snprintf(st->state, sizeof st->state, "%s", state);
+    if (ffr) snprintf(st->first_failed_row, sizeof st->first_failed_row, "%s", ffr);
+    if (owner) snprintf(st->lease_owner, sizeof st->lease_owner, "%s", owner);
+    return TK_OK;
 }
 
 tk_rc tk_keyring_rewrap_status(struct tk_db *db, struct tk_rewrap_status *st, struct tk_err *e)
@@ -100,7 +126,7 @@ tk_rc tk_keyring_rewrap_status(struct tk_db *db, struct tk_rewrap_status *st, st
     memset(st, 0, sizeof *st);
     tk_rc rc = tk_db_exec(db, "SELECT " STATUS_COLS " FROM keyring_rewrap WHERE id = ?",
                           TK_ARGS(TK_TEXT(JOB_ID)), &r, e);
-    if (rc == TK_OK && tk_rows_count(r) == 1) status_from_row(r, st);
+    if (rc == TK_OK && tk_rows_count(r) == 1) rc = status_from_row(r, st, e);
     tk_rows_free(r);
     return rc;
 }
@@ -121,7 +147,7 @@ tk_rc tk_keyring_rewrap_start(struct tk_keyring *k, struct tk_db *db,
         rc = tk_db_exec(db, "SELECT state FROM keyring_rewrap WHERE id = ?",
                         TK_ARGS(TK_TEXT(JOB_ID)), &r, e);
     bool exists = rc == TK_OK && tk_rows_count(r) == 1;
-    if (exists && !strcmp(tk_rows_text(r, 0, 0), "running"))
+    if (exists && !tk_rows_null(r, 0, 0) && !strcmp(tk_rows_text(r, 0, 0), "running"))
         rc = tk_err_set(e, TK_ECONFLICT, "rewrap_running",
                         "a rewrap is running already; see seal-status for its progress");
     tk_rows_free(r);
@@ -130,14 +156,18 @@ tk_rc tk_keyring_rewrap_start(struct tk_keyring *k, struct tk_db *db,
         rc = tk_db_exec(db, "SELECT data_version FROM keyring WHERE id = 1", NULL, 0, &r, e);
     if (rc == TK_OK && tk_rows_count(r) != 1)
         rc = tk_err_set(e, TK_ECONFLICT, "uninitialized", "the keyring is not initialized");
-    if (rc == TK_OK) target = tk_rows_int(r, 0, 0);
+    if (rc == TK_OK && (tk_rows_null(r, 0, 0) ||
+                        tk_parse_int(tk_rows_text(r, 0, 0), 1, 256, &target) != TK_OK))
+        rc = tk_err_set(e, TK_EINTERNAL, "keyring_corrupt",
+                        "keyring.data_version is not a number from 1 to 256: the keyring row is "
+                        "damaged or was altered");
     tk_rows_free(r);
     r = NULL;
     for (int i = 0; rc == TK_OK && registered(i, table, column); i++) {
         char sql[160];
         snprintf(sql, sizeof sql, "SELECT COUNT(*) FROM %s WHERE %s IS NOT NULL", table, column);
         rc = tk_db_exec(db, sql, NULL, 0, &r, e);
-        if (rc == TK_OK) total += tk_rows_int(r, 0, 0);
+        if (rc == TK_OK && tk_rows_int(r, 0, 0) > 0) total += tk_rows_int(r, 0, 0);
         tk_rows_free(r);
         r = NULL;
     }
@@ -175,11 +205,6 @@ tk_rc tk_keyring_rewrap_start(struct tk_keyring *k, struct tk_db *db,
 
 /* ---- step ---- */
 
-struct failed_row {
-    char table[TK_SEALED_IDENT_MAX + 1], column[TK_SEALED_IDENT_MAX + 1];
-    char *tenant, *id, *text;
-};
-
 static void fill_progress(struct tk_db *db, struct tk_rewrap_progress *p)
 {
     struct tk_rewrap_status st;
@@ -214,7 +239,8 @@ static tk_rc take_lease(struct tk_keyring *k, struct tk_db *db, const char *owne
 }
 
 tk_rc tk_keyring_rewrap_step(struct tk_keyring *k, struct tk_db *db, const char *owner,
-                             int batch, struct tk_rewrap_progress *p, struct tk_err *e)
+                             int batch, const struct tk_keyring_hook *hook,
+                             struct tk_rewrap_progress *p, struct tk_err *e)
 {
     memset(p, 0, sizeof *p);
     if (tk_keyring_sealed(k)) return tk_err_set(e, TK_EUNAVAIL, "sealed", "tokend is sealed");
@@ -228,8 +254,6 @@ tk_rc tk_keyring_rewrap_step(struct tk_keyring *k, struct tk_db *db, const char 
     }
 
     struct tk_rows *r = NULL;
-    struct failed_row *fails = NULL;
-    int nfails = 0;
     rc = tk_db_begin(db, e);
     if (rc != TK_OK) return rc;
     rc = tk_db_lock_row(db, "keyring_rewrap", JOB_ID, e);
@@ -242,7 +266,13 @@ tk_rc tk_keyring_rewrap_step(struct tk_keyring *k, struct tk_db *db, const char 
         return rc;
     }
     struct tk_rewrap_status st;
-    if (tk_rows_count(r) == 1) status_from_row(r, &st);
+    memset(&st, 0, sizeof st);
+    if (tk_rows_count(r) == 1) rc = status_from_row(r, &st, e);
+    if (rc != TK_OK) {
+        tk_rows_free(r);
+        tk_db_rollback(db);
+        return rc;
+    }
     /* Under the row lock: is the lease still ours? (It may have run out
      * between claim and now, and another node taken it.) */
     if (tk_rows_count(r) != 1 || strcmp(st.state, "running") != 0 ||
@@ -252,7 +282,7 @@ tk_rc tk_keyring_rewrap_step(struct tk_keyring *k, struct tk_db *db, const char 
         fill_progress(db, p);
         return TK_OK;
     }
-    int ti = (int)tk_rows_int(r, 0, 11);
+    int ti = (int)tk_rows_int(r, 0, 11); /* checked by status_from_row */
     char *pos = tk_strdup(tk_rows_text(r, 0, 12));
     tk_rows_free(r);
     r = NULL;
@@ -273,13 +303,16 @@ tk_rc tk_keyring_rewrap_step(struct tk_keyring *k, struct tk_db *db, const char 
         for (int i = 0; i < n && rc == TK_OK; i++) {
             const char *id = tk_rows_text(r, i, 0), *tenant = tk_rows_text(r, i, 1),
                        *text = tk_rows_text(r, i, 2);
+            if (!id || !text) continue; /* the WHERE excludes both; a lying store skips */
             int64_t ver;
             if (!(tk_sealed_version(text, &ver) && ver >= st.target_version)) {
                 struct tk_seal_ad ad = {tenant, table, column, id};
                 struct tk_sealed old = {.text = (char *)text}, *nv = NULL;
                 struct tk_secret *plain = NULL;
                 struct tk_err oe;
-                tk_rc orc = tk_keyring_open_value(k, NULL, &old, &ad, &plain, &oe);
+                struct tk_open_failure of;
+                /* with db: a version rotated on another node reloads the keyring */
+                tk_rc orc = tk_keyring_open_value(k, db, &old, &ad, &plain, &of, &oe);
                 if (orc == TK_EUNAVAIL) {
                     /* sealed under our feet: not a data fault; roll the batch back */
                     rc = tk_err_set(e, TK_EUNAVAIL, "sealed", "tokend was sealed during rewrap");
@@ -291,13 +324,11 @@ tk_rc tk_keyring_rewrap_step(struct tk_keyring *k, struct tk_db *db, const char 
                     if (!st.first_failed_row[0])
                         snprintf(st.first_failed_row, sizeof st.first_failed_row, "%s.%s:%s",
                                  table, column, id);
-                    fails = tk_realloc(fails, (size_t)(nfails + 1) * sizeof *fails);
-                    struct failed_row *fr = &fails[nfails++];
-                    memcpy(fr->table, table, sizeof table);
-                    memcpy(fr->column, column, sizeof column);
-                    fr->tenant = tk_strdup(tenant ? tenant : "");
-                    fr->id = tk_strdup(id);
-                    fr->text = tk_strdup(text);
+                    tk_warn("keyring: rewrap: %s", oe.msg);
+                    if (hook && hook->open_failed) {
+                        rc = hook->open_failed(hook->arg, db, &ad, &of, oe.msg, e);
+                        if (rc != TK_OK) break;
+                    }
                 } else {
                     rc = tk_keyring_seal_version(k, db, plain, &ad, st.target_version, &nv, e);
                     tk_secret_free(plain);
@@ -372,23 +403,5 @@ tk_rc tk_keyring_rewrap_step(struct tk_keyring *k, struct tk_db *db, const char 
                     (long long)st.target_version, (long long)st.done, (long long)st.rewrapped,
                     (long long)st.failed);
     }
-    /* After the commit (events take a transaction of their own): each value
-     * that failed leaves its keyring decrypt_failed event, as any open does. */
-    for (int i = 0; i < nfails; i++) {
-        if (rc == TK_OK) {
-            struct tk_seal_ad ad = {fails[i].tenant, fails[i].table, fails[i].column, fails[i].id};
-            struct tk_sealed old = {.text = fails[i].text};
-            struct tk_secret *plain = NULL;
-            struct tk_err oe;
-            if (tk_keyring_open_value(k, db, &old, &ad, &plain, &oe) == TK_OK)
-                tk_secret_free(plain); /* opened after a reload: next job rewraps it */
-            else
-                tk_warn("keyring: rewrap: %s", oe.msg);
-        }
-        free(fails[i].tenant);
-        free(fails[i].id);
-        free(fails[i].text);
-    }
-    free(fails);
     return rc;
 }

@@ -7,12 +7,12 @@ import { readdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 
-import { BIN, api, backends, createPgDatabase, psql, request, runCli, scrape, metric, startTokend, SUITE_TIMEOUT_MS } from './lib/tokend.mjs';
+import { BIN, api, backends, createPgDatabase, psql, request, runCli, scrape, metric, serveExpectingExit, startTokend, SUITE_TIMEOUT_MS } from './lib/tokend.mjs';
 
 /** Run `tokend operator unseal -` with the share on standard input. */
-function unsealFromStdin(url, share) {
+function unsealFromStdin(url, share, extra = []) {
   return new Promise((resolve, reject) => {
-    const p = spawn(BIN, ['operator', 'unseal', '-'], { env: { PATH: process.env.PATH, TOKEND_ADDR: url }, stdio: ['pipe', 'pipe', 'pipe'] });
+    const p = spawn(BIN, ['operator', 'unseal', '-', ...extra], { env: { PATH: process.env.PATH, TOKEND_ADDR: url }, stdio: ['pipe', 'pipe', 'pipe'] });
     let out = '';
     let err = '';
     p.stdout.on('data', (d) => (out += d));
@@ -21,6 +21,18 @@ function unsealFromStdin(url, share) {
     p.on('close', (code) => resolve({ code, stdout: out, stderr: err }));
     p.stdin.end(`${share}\n`);
   });
+}
+
+/** Give shares as one unseal attempt (the first starts it, the others
+ * carry its nonce); returns the last reply. */
+async function unsealAttempt(t, shares) {
+  let nonce;
+  let r;
+  for (const share of shares) {
+    r = await request(t, '/v1/sys/unseal', { method: 'POST', json: nonce ? { share, nonce } : { share } });
+    if (r.json && r.json.nonce) nonce = r.json.nonce;
+  }
+  return r;
 }
 
 /** Every file under dir, recursively. */
@@ -39,6 +51,7 @@ for (const backend of backends()) {
     let t;
     let store;
     let init;
+    let attemptNonce;
     const secrets = [];
     const logs = [];
 
@@ -150,16 +163,19 @@ for (const backend of backends()) {
       r = await request(t, '/v1/sys/unseal', { method: 'POST', json: { share: s } });
       assert.equal(r.status, 200);
       assert.equal(r.json.progress, 1);
-      r = await request(t, '/v1/sys/unseal', { method: 'POST', json: { share: s } });
+      assert.match(r.json.nonce, /^[0-9a-f]{32}$/, 'the first share starts an attempt and returns its nonce');
+      attemptNonce = r.json.nonce;
+      r = await request(t, '/v1/sys/unseal', { method: 'POST', json: { share: s, nonce: attemptNonce } });
       assert.equal(r.json.error, 'duplicate_share');
       assert.equal(r.json.progress, 1);
+      assert.deepEqual(r.json.shares_held, [1]);
     });
 
     it('three shares through the CLI (argument and standard input) unseal it', async () => {
-      const a = await runCli(['operator', 'unseal', init.shares[2]], { env: { TOKEND_ADDR: t.url } });
+      const a = await runCli(['operator', 'unseal', init.shares[2], '--nonce', attemptNonce], { env: { TOKEND_ADDR: t.url } });
       assert.equal(a.code, 0, a.stderr);
       assert.match(a.stdout, /unseal progress 2\/3/);
-      const b = await unsealFromStdin(t.url, init.shares[4]);
+      const b = await unsealFromStdin(t.url, init.shares[4], ['--nonce', attemptNonce]);
       assert.equal(b.code, 0, b.stderr);
       assert.match(b.stdout, /unsealed/);
       assert.equal((await request(t, '/ready')).status, 200);
@@ -181,14 +197,12 @@ for (const backend of backends()) {
         await other.stop();
       }
       await restart();
-      for (const s of foreign.slice(0, 2)) assert.equal((await request(t, '/v1/sys/unseal', { method: 'POST', json: { share: s } })).status, 200);
-      const r = await request(t, '/v1/sys/unseal', { method: 'POST', json: { share: foreign[2] } });
+      const r = await unsealAttempt(t, foreign);
       assert.equal(r.status, 400);
       assert.equal(r.json.error, 'wrong_shares');
       assert.equal(r.json.progress, 0);
       assert.equal(r.json.sealed, true);
-      for (const s of [init.shares[1], init.shares[3], init.shares[0]])
-        assert.equal((await request(t, '/v1/sys/unseal', { method: 'POST', json: { share: s } })).status, 200);
+      assert.equal((await unsealAttempt(t, [init.shares[1], init.shares[3], init.shares[0]])).status, 200);
       assert.equal((await request(t, '/ready')).status, 200);
       t.token = init.root_token;
       const ev = await api(t, '/v1/events?kind=keyring&action=unseal&outcome=denied');
@@ -208,7 +222,7 @@ for (const backend of backends()) {
       const s = await runCli(['operator', 'seal'], { env: { TOKEND_ADDR: t.url, TOKEND_TOKEN: init.root_token } });
       assert.equal(s.code, 0, s.stderr);
       assert.equal((await api(t, '/v1/whoami')).status, 503);
-      for (const sh of init.shares.slice(0, 3)) await request(t, '/v1/sys/unseal', { method: 'POST', json: { share: sh } });
+      await unsealAttempt(t, init.shares.slice(0, 3));
       assert.equal((await api(t, '/v1/whoami')).status, 200);
       assert.equal((await request(t, '/v1/sys/seal-status')).json.data_version, 2, 'the rotation survived the seal');
     });
@@ -298,18 +312,48 @@ for (const backend of backends()) {
 }
 
 describe('keyring errors at start', { timeout: SUITE_TIMEOUT_MS }, () => {
-  it('a damaged auto-unseal key file leaves the node sealed with a clear log line', async () => {
+  it('a damaged auto-unseal key file stops the start (exit 2), naming the file and what to do', async () => {
     const a = await startTokend({ backend: 'sqlite' });
     const dir = a.dataDir;
     await a.stop();
     const { writeFile } = await import('node:fs/promises');
-    await writeFile(path.join(dir, 'unseal.key'), Buffer.alloc(31, 1), { mode: 0o600 });
+    const keyFile = path.join(dir, 'unseal.key');
+    await writeFile(keyFile, Buffer.alloc(31, 1), { mode: 0o600 });
+    const r = await serveExpectingExit({ backend: 'sqlite', dataDir: dir });
+    assert.equal(r.code, 2, r.stderr);
+    assert.ok(r.stderr.includes(keyFile), 'names the file');
+    assert.match(r.stderr, /32 bytes/);
+    assert.match(r.stderr, /move the file away/);
+    // moved away as told: the node starts sealed, and says how to unseal
+    const { rename } = await import('node:fs/promises');
+    await rename(keyFile, `${keyFile}.bad`);
     const b = await startTokend({ backend: 'sqlite', dataDir: dir, allowNoRootToken: true });
     try {
       assert.equal((await request(b, '/ready')).json.reason, 'sealed');
-      assert.match(b.stderr(), /auto-unseal failed.*32 bytes/);
+      assert.match(b.stderr(), /not there: starting sealed/);
     } finally {
       await b.stop();
     }
+  });
+
+  it('a group- or world-readable key file, or a symlink, is refused at start (exit 2)', async () => {
+    const a = await startTokend({ backend: 'sqlite' });
+    const dir = a.dataDir;
+    await a.stop();
+    const { chmod, rename, symlink } = await import('node:fs/promises');
+    const keyFile = path.join(dir, 'unseal.key');
+    for (const mode of [0o644, 0o640]) {
+      await chmod(keyFile, mode);
+      const r = await serveExpectingExit({ backend: 'sqlite', dataDir: dir });
+      assert.equal(r.code, 2, r.stderr);
+      assert.ok(r.stderr.includes(keyFile));
+      assert.match(r.stderr, /chmod 600/);
+    }
+    await chmod(keyFile, 0o600);
+    await rename(keyFile, `${keyFile}.real`);
+    await symlink(`${keyFile}.real`, keyFile);
+    const r = await serveExpectingExit({ backend: 'sqlite', dataDir: dir });
+    assert.equal(r.code, 2, r.stderr);
+    assert.match(r.stderr, /symbolic link/);
   });
 });

@@ -62,9 +62,11 @@ describe('two nodes, one initialized through the other (sqlite file shared)', { 
       const st = await request(b, '/v1/sys/seal-status');
       assert.equal(st.json.initialized, true);
       assert.equal(st.json.sealed, true);
+      let nonce;
       for (const s of init.json.shares.slice(0, 2)) {
-        const r = await request(b, '/v1/sys/unseal', { method: 'POST', json: { share: s } });
+        const r = await request(b, '/v1/sys/unseal', { method: 'POST', json: nonce ? { share: s, nonce } : { share: s } });
         assert.equal(r.status, 200, r.text);
+        nonce = nonce || r.json.nonce;
       }
       assert.equal((await request(b, '/v1/whoami', { token: init.json.root_token })).status, 200);
     } finally {

@@ -175,7 +175,7 @@ void test_events_keyed_chain(struct fx *f)
     char shares[1][TK_SHARE_MAX];
     if (!CHECK_OK(tk_tenant_default(db, tid, &e), &e)) goto out;
     if (!CHECK_OK(tk_keyring_new(f->dir, &k, &e), &e)) goto out;
-    if (!CHECK_OK(tk_keyring_init(k, db, 1, 1, NULL, shares, &e), &e)) goto out;
+    if (!CHECK_OK(tk_keyring_init(k, db, 1, 1, NULL, shares, NULL, &e), &e)) goto out;
     /* two legacy events (before any key), then keyed ones */
     emit_ev(db, tid, "operator", "create", "legacy 1");
     emit_ev(db, tid, "operator", "create", "legacy 2");
@@ -219,7 +219,7 @@ void test_events_keyed_chain(struct fx *f)
     const int idx[1] = {0};
     (void)idx;
     struct tk_seal_status ss;
-    CHECK_OK(tk_keyring_unseal_share(k, db, shares[0], &ss, &e), &e);
+    CHECK_OK(tk_keyring_unseal_share(k, db, shares[0], NULL, NULL, NULL, &ss, &e), &e);
     CHECK_OK(tk_db_exec(db, "UPDATE events SET message = 'nothing to see' WHERE tenant_id = ? "
                             "AND seq = 5",
                         TK_ARGS(TK_TEXT(tid)), NULL, &e),

@@ -21,7 +21,7 @@ static bool open_keyring(const char *dir, struct tk_db *db, struct tk_keyring **
     char shares[1][TK_SHARE_MAX];
     *k = NULL;
     if (!CHECK_OK(tk_keyring_new(dir, k, &e), &e)) return false;
-    bool ok = CHECK_OK(tk_keyring_init(*k, db, 1, 1, NULL, shares, &e), &e);
+    bool ok = CHECK_OK(tk_keyring_init(*k, db, 1, 1, NULL, shares, NULL, &e), &e);
     tk_wipe(shares, sizeof shares);
     return ok && CHECK(!tk_keyring_sealed(*k));
 }

@@ -179,6 +179,13 @@ void test_rewrap_crash(struct fx *f);
 void test_rewrap_two_processes(struct fx *f);
 void test_rewrap_seal_race(struct fx *f);
 void test_rewrap_rotate_race(struct fx *f);
+/* test_keyring_hardening.c */
+void test_keyring_corrupt_rows(struct fx *f);
+void test_keyring_unseal_nonce(struct fx *f);
+void test_keyring_rewrap_behind(struct fx *f);
+void test_keyring_lock_store_stall(struct fx *f);
+void test_keyring_event_or_nothing(struct fx *f);
+void test_keyring_key_file_mode(struct fx *f);
 
 /* test_crypto.c */
 void test_crypto_aead_vectors(void);
