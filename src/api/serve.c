@@ -410,15 +410,21 @@ static tk_rc write_root_token(const struct tk_app *app, const char *tok, struct 
 {
     char path[600];
     snprintf(path, sizeof path, "%s/root-token", app->cfg->data_dir);
-    if (unlink(path) != 0 && errno != ENOENT)
-        return tk_err_set(e, TK_EINTERNAL, "root_token_unwritable", "cannot replace %s: %s", path,
-                          strerror(errno));
-    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    /* a stop signal during start waits until the file is whole */
+    sigset_t stop, old;
+    sigemptyset(&stop);
+    sigaddset(&stop, SIGTERM);
+    sigaddset(&stop, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &stop, &old);
+    int fd = -1;
+    bool ok = unlink(path) == 0 || errno == ENOENT;
+    if (ok) fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
     size_t len = strlen(tok);
-    bool ok = fd >= 0 && fchmod(fd, 0600) == 0 && write(fd, tok, len) == (ssize_t)len &&
-              write(fd, "\n", 1) == 1;
+    ok = fd >= 0 && fchmod(fd, 0600) == 0 && write(fd, tok, len) == (ssize_t)len &&
+         write(fd, "\n", 1) == 1 && fsync(fd) == 0;
     int err = errno;
     if (fd >= 0) close(fd);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (!ok)
         return tk_err_set(e, TK_EINTERNAL, "root_token_unwritable", "cannot write %s: %s", path,
                           strerror(err));
