@@ -87,9 +87,12 @@ static long request_json(const struct client *c, const char *method, const char 
         tk_wipe(auth, sizeof auth);
     }
     char *payload = NULL;
+    /* tokend refuses a state-changing API request without this header,
+     * body or not (it forces a browser's CORS preflight) */
+    if (body || strcmp(method, "GET") != 0)
+        hd = curl_slist_append(hd, "Content-Type: application/json");
     if (body) {
         payload = json_dumps(body, JSON_COMPACT);
-        hd = curl_slist_append(hd, "Content-Type: application/json");
         curl_easy_setopt(h, CURLOPT_POSTFIELDS, payload);
     }
     curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
