@@ -39,7 +39,7 @@ bool tk_host_parse(const char *v, struct tk_hostport *out)
         hl = (size_t)(close - host);
         rest = close + 1;
         if (hl == 0 || hl >= sizeof out->host) return false;
-        memcpy(out->host, host, hl);
+        for (size_t i = 0; i < hl; i++) out->host[i] = (char)tolower((unsigned char)host[i]);
         out->host[hl] = '\0';
         struct in6_addr a6;
         if (inet_pton(AF_INET6, out->host, &a6) != 1) return false;
