@@ -42,6 +42,8 @@ function jsonLines(out) {
 
 async function failedAuth(t, rid = uniqueId('cli')) {
   const r = await request(t, '/v1/whoami', { auth: 'Bearer tko_nope', headers: { 'x-request-id': rid } });
+  // the event's trace id: tokend's own id for the request (the client's is echoed)
+  rid = r.json.request_id;
   assert.equal(r.status, 401);
   return rid;
 }
