@@ -675,7 +675,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
             atomic_store(&cs->body_start_us, tk_mono_us());
             atomic_store(&cs->body_bytes, 0);
         }
-        if (!phase_move(cs, PH_HEAD, PH_BODY)) return MHD_NO; /* cut by the sweeper */
+        /* from PH_HEAD (or PH_BUSY, should a completion never have come) */
+        int ph = cs ? atomic_load(&cs->phase) : PH_HEAD;
+        while (cs && ph != PH_CUT && !atomic_compare_exchange_weak(&cs->phase, &ph, PH_BODY)) {
+        }
+        if (ph == PH_CUT) return MHD_NO; /* cut by the sweeper */
         r = req_new(h, c, url, method);
         r->in->cs = cs;
         *con_cls = r;
