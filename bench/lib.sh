@@ -1,7 +1,9 @@
 # bench/lib.sh: sourced by bench/run.sh and bench/profile.sh. start_tokend
 # starts `build/tokend serve --dev` on a free loopback port in a fresh
 # temporary data dir and sets tmp, pid, port, data; it is stopped (SIGTERM)
-# and the dir removed when the script exits.
+# and the dir removed when the script exits. The configuration is the
+# default one, as a user runs it: the access log on, written to a file
+# ($tmp/stderr; BENCH_LOG=/dev/null to leave the disk out).
 tmp=""
 pid=""
 cleanup() {
@@ -19,8 +21,8 @@ trap 'exit 143' TERM
 start_tokend() {
   tmp=$(mktemp -d "${TMPDIR:-/tmp}/tokend-$1.XXXXXX")
   data="$tmp/data"
-  build/tokend serve --dev --listen 127.0.0.1:0 --data-dir "$data" --access-log=false \
-    >"$tmp/stdout" 2>"$tmp/stderr" &
+  build/tokend serve --dev --listen 127.0.0.1:0 --data-dir "$data" \
+    >"$tmp/stdout" 2>"${BENCH_LOG:-$tmp/stderr}" &
   pid=$!
   port=""
   i=0

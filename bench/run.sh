@@ -177,7 +177,7 @@ fi
   echo
   echo "- Machine: $(nproc) CPUs, ${cpu_model:-unknown CPU}, $(uname -sr)"
   echo "- Versions: $("$BIN" version | head -n 1); libmicrohttpd $(ver libmicrohttpd12), SQLite $(ver libsqlite3-0), wrk $(ver wrk)"
-  echo "- tokend: \`$BIN serve --dev --listen 127.0.0.1:0 --data-dir <tmpdir> --access-log=false\` (defaults otherwise: 2 HTTP threads, SQLite store)"
+  echo "- tokend: \`$BIN serve --dev --listen 127.0.0.1:0 --data-dir <tmpdir>\`, the default configuration (2 HTTP threads, SQLite store, access log on, to ${BENCH_LOG:-a file})"
   echo "- Load: \`$WRK_BASE http://127.0.0.1:<port>/health\` and"
   echo "  \`$WRK_BASE -H '$AUTH_HDR' 'http://127.0.0.1:<port>/v1/events?limit=1'\`,"
   echo "  $BENCH_RUNS runs each after a ${BENCH_WARMUP} s warm-up"

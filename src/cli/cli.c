@@ -156,7 +156,8 @@ static long request_json(const struct client *c, const char *method, const char 
     bool changes = strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0;
     if (body) payload = json_dumps(body, JSON_COMPACT);
     else if (!strcmp(method, "POST")) payload = tk_strdup("{}"); /* action routes take {} */
-    /* every request that changes something says its body is JSON */
+    /* tokend refuses a state-changing API request without this header,
+     * body or not (it forces a browser's CORS preflight) */
     if (payload || changes) hd = curl_slist_append(hd, "Content-Type: application/json");
     if (payload) curl_easy_setopt(h, CURLOPT_POSTFIELDS, payload);
     curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);

@@ -48,6 +48,13 @@ static const struct setting settings[] = {
      "open connections accepted at once from one address"},
     {"idle_timeout", C_INT, S(idle_timeout), "30", 1, 3600, NULL,
      "seconds a connection may stay silent before it is closed"},
+    {"header_timeout", C_INT, S(header_timeout), "10", 1, 3600, NULL,
+     "seconds a client has to send a whole request head (408 and closed after)"},
+    {"min_body_rate", C_INT, S(min_body_rate), "1024", 0, 1 << 30, NULL,
+     "bytes/s a request body must average after header_timeout seconds (0: no minimum)"},
+    {"allowed_hosts", C_STR, S(allowed_hosts), "", 0, 0, NULL,
+     "Host values answered besides localhost, 127.0.0.0/8 and [::1]: host[:port],... "
+     "(a non-loopback listener answers any Host while this is empty)"},
     {"shutdown_timeout", C_INT, S(shutdown_timeout), "5", 0, 300, NULL,
      "seconds given to in-flight requests on SIGTERM/SIGINT"},
     {"log_level", C_ENUM, S(log_level), "info", 0, 0, "debug|info|warn|error", "least severe level logged"},

@@ -23,6 +23,9 @@ struct tk_config {
     int max_connections;
     int max_connections_per_ip;
     int idle_timeout;    /* seconds */
+    int header_timeout;  /* seconds for a whole request head */
+    int min_body_rate;   /* bytes/s a body must keep up after header_timeout of grace */
+    char allowed_hosts[1024]; /* Host values answered besides loopback (comma-separated) */
     int shutdown_timeout; /* seconds to finish in-flight requests */
     char log_level[8];
     char log_format[8];

@@ -9,8 +9,29 @@
  * keep-alive working (queuing on the first makes MHD close the connection).
  * The completion callback writes the access log line, counts the metrics and
  * frees the request's pool.
+ *
+ * What libmicrohttpd 0.9.75 does not do is done above it, on the first call
+ * (headers in): duplicate framing or identity headers, Content-Length with
+ * Transfer-Encoding, and a Host this listener does not serve are refused
+ * with the connection closed (RFC 9112 §6.1, §6.3); a chunked body over
+ * max_body is answered 413 by hand on the socket and the connection closed,
+ * without reading the rest.
+ *
+ * Its timeout is inactivity only, so a client sending one byte per
+ * idle_timeout - 1 seconds would hold a connection forever. Every connection
+ * is registered (MHD_OPTION_NOTIFY_CONNECTION) with the phase it is in:
+ * waiting for a request head, reading a body, or busy (handler, response).
+ * A sweeper thread cuts a connection whose head is late (header_timeout) or
+ * whose body is too slow (min_body_rate): it writes a 408 and shuts the
+ * socket down, so that libmicrohttpd closes it. The sweeper holds the
+ * registry's lock while it does, and libmicrohttpd notifies CLOSED (which
+ * takes that lock) before it closes the socket (daemon.c, 0.9.75: both
+ * cleanup paths), so the descriptor is never one reused by another
+ * connection. Phase changes are compare-and-swap, so that a connection
+ * moving on and the sweeper cutting it agree on which happened.
  */
 #include "http.h"
+#include "hostcheck.h"
 #include "router.h"
 
 #include "../common/log.h"
@@ -19,16 +40,19 @@
 #include <errno.h>
 #include <microhttpd.h>
 #include <netdb.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
-static const int status_slots[] = {200, 201, 202, 204, 304, 400, 401, 403, 404, 405,
-                                   409, 413, 415, 429, 431, 500, 502, 503, 0 /* other */};
+static const int status_slots[] = {200, 201, 202, 204, 304, 400, 401, 403, 404, 405, 408,
+                                   409, 413, 415, 421, 429, 431, 500, 502, 503, 0 /* other */};
 #define NSTATUS ((int)TK_NELEM(status_slots))
 static const double buckets[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
                                  0.025,  0.05,    0.1,    0.25,  0.5,    1,     2.5};
@@ -41,14 +65,35 @@ struct route_metrics {
     atomic_uint_fast64_t count;
 };
 
+/* Where a connection is; see the comment at the top. */
+enum phase { PH_HEAD, PH_BODY, PH_BUSY, PH_CUT };
+
+struct conn {
+    struct conn *prev, *next; /* the registry, under tk_http.mu */
+    int fd;
+    atomic_int phase;
+    atomic_int_fast64_t head_deadline_us; /* PH_HEAD: the head must be in by then */
+    atomic_int_fast64_t body_start_us;    /* PH_BODY: when the head was in */
+    atomic_uint_fast64_t body_bytes;      /* PH_BODY: received so far */
+};
+
 struct tk_http {
     struct MHD_Daemon *d;
     struct tk_http_opts o;
     struct tk_router *router;
+    struct tk_hostpolicy hosts;
     int fd;
     int port;
     atomic_int inflight;
     struct route_metrics *metrics; /* nroutes + 1: the last is "no route" */
+    atomic_uint_fast64_t cut_head, cut_body;
+    /* the connection registry and its sweeper */
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    struct conn *conns;
+    bool stopping;
+    bool sweeper_running;
+    pthread_t sweeper;
 };
 
 struct hdr {
@@ -59,8 +104,8 @@ struct hdr {
 struct tk_req_internal {
     struct tk_http *h;
     struct MHD_Connection *conn;
+    struct conn *cs; /* the registry entry of the connection, or NULL */
     struct tk_buf body;
-    bool too_big;
     bool replied;
     bool finished; /* the app's finish hook has run */
     int status;
@@ -125,37 +170,45 @@ void tk_reply_json(struct tk_req *r, int status, json_t *body)
     free(line);
 }
 
-/* Replace bytes that are not UTF-8 with '?', so that a message cut in the
- * middle of a character still goes out (jansson refuses invalid UTF-8). */
-static void utf8_clean(char *s)
+/* Replace bytes that are not UTF-8 (tk_utf8_char: truncated, overlong,
+ * surrogates, above U+10FFFF) with '?', so that a message cut in the middle
+ * of a character still goes out (jansson refuses invalid UTF-8). */
+void tk_http_utf8_clean(char *s)
 {
     unsigned char *p = (unsigned char *)s;
-    while (*p) {
-        int n = *p < 0x80 ? 1 : (*p & 0xe0) == 0xc0 ? 2 : (*p & 0xf0) == 0xe0 ? 3
-                : (*p & 0xf8) == 0xf0 ? 4 : 0;
-        bool ok = n > 0;
-        for (int i = 1; ok && i < n; i++) ok = (p[i] & 0xc0) == 0x80;
-        if (!ok) {
-            *p++ = '?';
-            continue;
+    size_t left = strlen(s);
+    while (left) {
+        size_t n = tk_utf8_char(p, left);
+        if (n == 0) {
+            *p = '?';
+            n = 1;
         }
         p += n;
+        left -= n;
     }
 }
 
-void tk_reply_error(struct tk_req *r, const struct tk_err *in, json_t *extra)
+static void reply_error_status(struct tk_req *r, int status, const struct tk_err *in,
+                               json_t *extra)
 {
     struct tk_err copy = *in, *e = &copy;
-    utf8_clean(e->msg);
-    utf8_clean(e->field);
-    utf8_clean(e->code);
+    tk_http_utf8_clean(e->msg);
+    tk_http_utf8_clean(e->field);
+    tk_http_utf8_clean(e->code);
     json_t *o = json_object();
     json_object_set_new(o, "error", json_string(e->code[0] ? e->code : tk_rc_name(e->rc)));
     json_object_set_new(o, "message", json_string(e->msg[0] ? e->msg : tk_rc_name(e->rc)));
     if (e->field[0]) json_object_set_new(o, "field", json_string(e->field));
     if (extra) json_object_update(o, extra);
     json_object_set_new(o, "request_id", json_string(r->request_id));
-    tk_reply_json(r, tk_rc_status(e->rc), o);
+    if (r->client_request_id[0])
+        json_object_set_new(o, "client_request_id", json_string(r->client_request_id));
+    tk_reply_json(r, status, o);
+}
+
+void tk_reply_error(struct tk_req *r, const struct tk_err *e, json_t *extra)
+{
+    reply_error_status(r, tk_rc_status(e->rc), e, extra);
 }
 
 /* ---- request accessors ---- */
@@ -181,10 +234,11 @@ json_t *tk_req_json(struct tk_req *r)
 {
     struct tk_err e;
     const char *ct = tk_req_header(r, "Content-Type");
-    if (ct && strncasecmp(ct, "application/json", 16) != 0) {
+    if (!tk_media_is_json(ct)) {
         tk_err_field(&e, TK_EINVAL, "unsupported_media_type", "Content-Type",
-                     "the body must be application/json, not %.60s", ct);
-        tk_reply_error(r, &e, NULL);
+                     "the body must be sent with Content-Type: application/json, not %.60s",
+                     ct ? ct : "none");
+        reply_error_status(r, 415, &e, NULL);
         return NULL;
     }
     if (r->body_len == 0) {
@@ -281,6 +335,14 @@ void tk_http_metrics(struct tk_http *h, struct tk_buf *out)
                       (unsigned long long)total);
     }
     tk_buf_printf(out,
+                  "# HELP tokend_http_connections_cut_total Connections closed as too slow: "
+                  "a late request head (header_timeout) or a slow body (min_body_rate).\n"
+                  "# TYPE tokend_http_connections_cut_total counter\n"
+                  "tokend_http_connections_cut_total{reason=\"header_timeout\"} %llu\n"
+                  "tokend_http_connections_cut_total{reason=\"min_body_rate\"} %llu\n",
+                  (unsigned long long)atomic_load(&h->cut_head),
+                  (unsigned long long)atomic_load(&h->cut_body));
+    tk_buf_printf(out,
                   "# HELP tokend_http_inflight Requests being handled now.\n# TYPE "
                   "tokend_http_inflight gauge\ntokend_http_inflight %d\n",
                   atomic_load(&h->inflight));
@@ -299,6 +361,18 @@ static bool request_id_ok(const char *s)
             return false;
     }
     return true;
+}
+
+static struct conn *conn_of(struct MHD_Connection *c)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    return ci ? ci->socket_context : NULL;
+}
+
+static bool phase_move(struct conn *cs, int from, int to)
+{
+    return !cs || atomic_compare_exchange_strong(&cs->phase, &from, to);
 }
 
 static struct tk_req *req_new(struct tk_http *h, struct MHD_Connection *c, const char *url,
@@ -323,14 +397,15 @@ static struct tk_req *req_new(struct tk_http *h, struct MHD_Connection *c, const
         url = slash ? slash : "/";
     }
     r->path = tk_pool_strdup(pool, url);
+    /* The id recorded for the request (events' trace id, the access log) is
+     * always ours, so that no client can make two requests share one; the
+     * client's own id is echoed and kept beside it. */
+    char u[TK_UUID_LEN + 1];
+    tk_uuid7(u);
+    snprintf(r->request_id, sizeof r->request_id, "%s", u);
     const char *rid = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Request-Id");
-    if (rid && request_id_ok(rid)) {
-        snprintf(r->request_id, sizeof r->request_id, "%s", rid);
-    } else {
-        char u[TK_UUID_LEN + 1];
-        tk_uuid7(u);
-        snprintf(r->request_id, sizeof r->request_id, "%s", u);
-    }
+    if (rid && request_id_ok(rid))
+        snprintf(r->client_request_id, sizeof r->client_request_id, "%s", rid);
     atomic_fetch_add(&h->inflight, 1);
     return r;
 }
@@ -346,12 +421,32 @@ static void finish_once(struct tk_http *h, struct tk_req *r)
     if (h->o.finish) h->o.finish(r);
 }
 
-static void dispatch_route(struct tk_http *h, struct tk_req *r);
-
-static void dispatch(struct tk_http *h, struct tk_req *r)
+static bool state_changing(const char *m)
 {
-    dispatch_route(h, r);
-    finish_once(h, r);
+    return !strcmp(m, "POST") || !strcmp(m, "PUT") || !strcmp(m, "PATCH") || !strcmp(m, "DELETE");
+}
+
+/* The API's cross-site checks (see hostcheck.h); true if it replied. */
+static bool refuse_cross_site(struct tk_req *r)
+{
+    struct tk_err e;
+    const char *origin = tk_req_header(r, "Origin");
+    if (origin && !tk_origin_same(origin, tk_req_header(r, "Host"))) {
+        tk_err_field(&e, TK_EFORBIDDEN, "forbidden_origin", "Origin",
+                     "requests from another origin (%.80s) are not accepted by the API", origin);
+        reply_error_status(r, 403, &e, NULL);
+        return true;
+    }
+    const char *ct = tk_req_header(r, "Content-Type");
+    if (state_changing(r->method) && !tk_media_is_json(ct)) {
+        tk_err_field(&e, TK_EINVAL, "unsupported_media_type", "Content-Type",
+                     "%s on the API needs Content-Type: application/json (even with no body), "
+                     "not %.60s",
+                     r->method, ct ? ct : "none");
+        reply_error_status(r, 415, &e, NULL);
+        return true;
+    }
+    return false;
 }
 
 static void dispatch_route(struct tk_http *h, struct tk_req *r)
@@ -360,14 +455,14 @@ static void dispatch_route(struct tk_http *h, struct tk_req *r)
     struct tk_route_match m;
     enum tk_router_result rr = tk_router_match(h->router, r->method, r->path, r->pool, &m);
     if (rr == TK_ROUTE_NOT_FOUND) {
-        tk_err_set(&e, TK_ENOTFOUND, "not_found", "no route for %s %.200s", r->method, r->path);
+        tk_err_set(&e, TK_ENOTFOUND, "not_found", "no route for %.20s %.200s", r->method, r->path);
         tk_reply_error(r, &e, NULL);
         return;
     }
     if (rr == TK_ROUTE_BAD_METHOD) {
         r->in->route_index = m.index;
         tk_reply_header(r, "Allow", m.allow);
-        tk_err_set(&e, TK_EMETHOD, "method_not_allowed", "%s is not allowed on %s; allowed: %s",
+        tk_err_set(&e, TK_EMETHOD, "method_not_allowed", "%.20s is not allowed on %s; allowed: %s",
                    r->method, h->o.routes[m.index].pattern, m.allow);
         tk_reply_error(r, &e, NULL);
         return;
@@ -379,6 +474,7 @@ static void dispatch_route(struct tk_http *h, struct tk_req *r)
         r->param_names[i] = m.names[i];
         r->param_values[i] = m.values[i];
     }
+    if (!strncmp(r->path, "/v1/", 4) && refuse_cross_site(r)) return;
     if (!(r->route->flags & TK_ROUTE_SEALED_OK) && h->o.gate && h->o.gate(r) != TK_OK) {
         if (!r->in->replied) {
             tk_err_set(&e, TK_EUNAVAIL, "unavailable", "not available now");
@@ -401,12 +497,23 @@ static void dispatch_route(struct tk_http *h, struct tk_req *r)
     }
 }
 
+static void dispatch(struct tk_http *h, struct tk_req *r)
+{
+    dispatch_route(h, r);
+    finish_once(h, r);
+}
+
 /* Responses may carry a secret shown once (a new token, unseal shares):
  * wipe every response body when libmicrohttpd is done with it. */
 static void free_wiped(void *p)
 {
     if (p) tk_wipe(p, strlen(p));
     free(p);
+}
+
+static const char *echoed_id(const struct tk_req *r)
+{
+    return r->client_request_id[0] ? r->client_request_id : r->request_id;
 }
 
 static enum MHD_Result queue(struct tk_req *r)
@@ -417,7 +524,7 @@ static enum MHD_Result queue(struct tk_req *r)
     in->resp = NULL; /* owned by MHD now */
     if (!resp) return MHD_NO;
     MHD_add_response_header(resp, "Content-Type", in->ctype ? in->ctype : "application/json");
-    MHD_add_response_header(resp, "X-Request-Id", r->request_id);
+    MHD_add_response_header(resp, "X-Request-Id", echoed_id(r));
     MHD_add_response_header(resp, "Cache-Control", "no-store");
     MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
     for (struct hdr *hd = in->headers; hd; hd = hd->next)
@@ -427,52 +534,184 @@ static enum MHD_Result queue(struct tk_req *r)
     return ret;
 }
 
-static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
-                                  const char *method, const char *version, const char *data,
-                                  size_t *data_size, void **con_cls)
+/* Write a complete JSON error response on the socket by hand and say the
+ * connection closes: for the moments libmicrohttpd cannot queue one (in the
+ * middle of a body) and for the sweeper. Best effort, never blocks. */
+static size_t send_raw_error(int fd, int status, const char *reason, const char *code,
+                             const char *msg, const char *request_id)
 {
-    (void)version;
-    struct tk_http *h = cls;
-    struct tk_req *r = *con_cls;
-    if (!r) {
-        r = req_new(h, c, url, method);
-        *con_cls = r;
-        const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
+    char body[512], head[512];
+    struct tk_jline j;
+    tk_jline_begin(&j, body, sizeof body - 1);
+    tk_jline_str(&j, "error", code, SIZE_MAX);
+    tk_jline_str(&j, "message", msg, SIZE_MAX);
+    tk_jline_str(&j, "request_id", request_id, SIZE_MAX);
+    size_t bl = tk_jline_end(&j);
+    body[bl++] = '\n';
+    int hl = snprintf(head, sizeof head,
+                      "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n"
+                      "Connection: close\r\nX-Request-Id: %s\r\nCache-Control: no-store\r\n"
+                      "X-Content-Type-Options: nosniff\r\n\r\n",
+                      status, reason, bl, request_id);
+    if (hl <= 0 || (size_t)hl >= sizeof head) return 0;
+    struct iovec iov[2] = {{head, (size_t)hl}, {body, bl}};
+    struct msghdr mh = {.msg_iov = iov, .msg_iovlen = 2};
+    ssize_t w = sendmsg(fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+    return w > (ssize_t)hl ? (size_t)w - (size_t)hl : 0;
+}
+
+struct hdr_scan {
+    const char *dup;   /* the first header seen twice, among those checked */
+    bool cl_differ;    /* two Content-Length values that differ */
+    const char *cl;
+    int n[7];
+};
+
+static const char *const single_headers[] = {"Authorization", "Content-Type", "Content-Length",
+                                             "Host", "Origin", "X-Request-Id",
+                                             "Transfer-Encoding"};
+
+static enum MHD_Result scan_header(void *cls, enum MHD_ValueKind kind, const char *key,
+                                   const char *value)
+{
+    (void)kind;
+    struct hdr_scan *s = cls;
+    for (size_t i = 0; i < TK_NELEM(single_headers); i++) {
+        if (strcasecmp(key, single_headers[i]) != 0) continue;
+        if (i == 2) {
+            if (s->cl && value && strcmp(s->cl, value) != 0) s->cl_differ = true;
+            if (!s->cl) s->cl = value;
+        }
+        if (++s->n[i] == 2 && !s->dup) s->dup = single_headers[i];
+    }
+    return MHD_YES;
+}
+
+/* The checks of the first call, when the headers are in: refuse what
+ * libmicrohttpd accepts and a request must not be. True if it replied;
+ * *close says the connection must close after the reply. */
+static bool refuse_head(struct tk_http *h, struct tk_req *r, struct MHD_Connection *c,
+                        const char *url, const char *version, bool *close)
+{
+    struct tk_err e;
+    struct hdr_scan s;
+    memset(&s, 0, sizeof s);
+    MHD_get_connection_values(c, MHD_HEADER_KIND, scan_header, &s);
+    const char *te = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Transfer-Encoding");
+    *close = true;
+    if (s.cl_differ) {
+        tk_err_field(&e, TK_EINVAL, "bad_framing", "Content-Length",
+                     "two different Content-Length headers: the body's length is ambiguous");
+    } else if (s.dup) {
+        tk_err_field(&e, TK_EINVAL, "duplicate_header", s.dup,
+                     "the %s header is sent more than once; it may appear once", s.dup);
+    } else if (te && s.cl) {
+        tk_err_field(&e, TK_EINVAL, "bad_framing", "Transfer-Encoding",
+                     "Content-Length and Transfer-Encoding together: the body's length is "
+                     "ambiguous");
+    } else if (te && (strcasecmp(te, "chunked") != 0 || strcmp(version, "HTTP/1.1") != 0)) {
+        tk_err_field(&e, TK_EINVAL, "bad_framing", "Transfer-Encoding",
+                     "Transfer-Encoding must be chunked (HTTP/1.1), not %.40s", te);
+    } else {
         int64_t n;
-        if (cl && tk_parse_int(cl, 0, INT64_MAX, &n) == TK_OK && (uint64_t)n > h->o.max_body) {
+        if (s.cl && tk_parse_int(s.cl, 0, INT64_MAX, &n) == TK_OK && (uint64_t)n > h->o.max_body) {
             /* Answer before reading the body; MHD closes the connection after. */
-            struct tk_err e;
             tk_err_set(&e, TK_ETOOBIG, "body_too_large",
                        "the request body is %lld bytes; at most %zu are accepted", (long long)n,
                        h->o.max_body);
             tk_reply_error(r, &e, NULL);
+            return true;
+        }
+        const char *host = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Host");
+        char authority[TK_HOST_MAX + 8] = "";
+        if (!strncasecmp(url, "http://", 7) || !strncasecmp(url, "https://", 8)) {
+            const char *a = strstr(url, "://") + 3;
+            size_t al = strcspn(a, "/?#");
+            snprintf(authority, sizeof authority, "%.*s", (int)(al < sizeof authority ? al : 0), a);
+        }
+        if (!tk_host_allowed(&h->hosts, host) ||
+            (authority[0] && !tk_host_allowed(&h->hosts, authority))) {
+            *close = false;
+            tk_err_field(&e, TK_EINVAL, "invalid_host", "Host",
+                         "this node does not answer for the host %.80s (see allowed_hosts)",
+                         authority[0] ? authority : host);
+            reply_error_status(r, 421, &e, NULL);
+            return true;
+        }
+        return false;
+    }
+    reply_error_status(r, 400, &e, NULL);
+    return true;
+}
+
+/* A chunked body went over max_body: answer 413 on the socket now and let
+ * libmicrohttpd close the connection (it cannot queue a reply in the middle
+ * of a body), so that the rest is never read. */
+static void refuse_body_mid_way(struct tk_http *h, struct tk_req *r)
+{
+    struct tk_err e;
+    tk_err_set(&e, TK_ETOOBIG, "body_too_large",
+               "the request body is over %zu bytes, the most accepted", h->o.max_body);
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(r->in->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    if (ci) {
+        r->in->resp_len = send_raw_error(ci->connect_fd, 413, "Content Too Large", e.code, e.msg,
+                                         r->request_id);
+        shutdown(ci->connect_fd, SHUT_WR);
+    }
+    r->in->replied = true;
+    r->in->status = 413;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
+                                  const char *method, const char *version, const char *data,
+                                  size_t *data_size, void **con_cls)
+{
+    struct tk_http *h = cls;
+    struct tk_req *r = *con_cls;
+    if (!r) {
+        struct conn *cs = conn_of(c);
+        if (cs) {
+            atomic_store(&cs->body_start_us, tk_mono_us());
+            atomic_store(&cs->body_bytes, 0);
+        }
+        /* from PH_HEAD (or PH_BUSY, should a completion never have come) */
+        int ph = cs ? atomic_load(&cs->phase) : PH_HEAD;
+        while (cs && ph != PH_CUT && !atomic_compare_exchange_weak(&cs->phase, &ph, PH_BODY)) {
+        }
+        if (ph == PH_CUT) return MHD_NO; /* cut by the sweeper */
+        r = req_new(h, c, url, method);
+        r->in->cs = cs;
+        *con_cls = r;
+        bool close;
+        if (refuse_head(h, r, c, url, version, &close)) {
+            phase_move(cs, PH_BODY, PH_BUSY);
+            if (close) tk_reply_header(r, "Connection", "close");
             return queue(r);
         }
         return MHD_YES;
     }
-    if (r->in->replied) { /* 413 already queued: discard the rest */
+    struct conn *cs = r->in->cs;
+    if (r->in->replied) { /* a reply is queued already: discard the rest */
         *data_size = 0;
         return MHD_YES;
     }
     if (*data_size) {
+        if (cs && atomic_load(&cs->phase) == PH_CUT) return MHD_NO;
         r->in->bytes_in += *data_size;
-        if (!r->in->too_big && tk_buf_add(&r->in->body, data, *data_size) != TK_OK) {
-            r->in->too_big = true;
-            tk_buf_free(&r->in->body);
+        if (cs) atomic_fetch_add(&cs->body_bytes, *data_size);
+        if (tk_buf_add(&r->in->body, data, *data_size) != TK_OK) {
+            tk_buf_free_wipe(&r->in->body); /* bodies may carry secrets */
+            refuse_body_mid_way(h, r);
+            return MHD_NO;
         }
         *data_size = 0;
         return MHD_YES;
     }
-    if (r->in->too_big) {
-        struct tk_err e;
-        tk_err_set(&e, TK_ETOOBIG, "body_too_large",
-                   "the request body is over %zu bytes, the most accepted", h->o.max_body);
-        tk_reply_error(r, &e, NULL);
-    } else {
-        r->body = r->in->body.data ? r->in->body.data : "";
-        r->body_len = r->in->body.len;
-        dispatch(h, r);
-    }
+    if (!phase_move(cs, PH_BODY, PH_BUSY)) return MHD_NO;
+    r->body = r->in->body.data ? r->in->body.data : "";
+    r->body_len = r->in->body.len;
+    dispatch(h, r);
     return queue(r);
 }
 
@@ -489,39 +728,43 @@ void tk_req_remote(const struct tk_req *r, char *out, size_t n)
         out[0] = '\0';
 }
 
+/* The access log line, written by hand into a per-thread buffer (no
+ * allocation, no JSON library: it is on every request's path). Every field
+ * is bounded, so a line always fits. */
 static void access_log(struct tk_http *h, struct tk_req *r, int64_t us)
 {
+    static _Thread_local char line[1024];
     char addr[64];
     tk_req_remote(r, addr, sizeof addr);
-    json_t *o = json_object();
     char at[32];
     tk_time_fmt(tk_now_ms(), at, sizeof at);
-    json_object_set_new(o, "at", json_string(at));
-    json_object_set_new(o, "msg", json_string("request"));
-    json_object_set_new(o, "method", json_string(r->method));
-    /* The route pattern always; the path only when a route matched, since
-     * an unmatched path may be anything, including a pasted secret. Never
+    struct tk_jline j;
+    tk_jline_begin(&j, line, sizeof line);
+    tk_jline_str(&j, "at", at, SIZE_MAX);
+    tk_jline_str(&j, "msg", "request", SIZE_MAX);
+    tk_jline_str(&j, "method", r->method, 16);
+    /* The route pattern always; the path only when a route matched and
+     * every parameter is an id tokend made ({id} matches anything, a pasted
+     * token too; a 405 has no parameters but its path may hold one). Never
      * the query string. */
     if (r->in->route_index < (int)h->o.nroutes) {
-        json_object_set_new(o, "route", json_string(h->o.routes[r->in->route_index].pattern));
-        /* {id} matches anything, a pasted token too: the path only when every
-         * parameter is an id tokend made. */
-        bool ids = true;
-        for (int i = 0; i < r->nparams; i++) ids &= tk_uuid_valid(r->param_values[i]);
-        if (ids) json_object_set_new(o, "path", json_string(r->path));
+        const struct tk_route *rt = &h->o.routes[r->in->route_index];
+        tk_jline_str(&j, "route", rt->pattern, SIZE_MAX);
+        bool ids = r->route == rt; /* matched, method too */
+        for (int i = 0; ids && i < r->nparams; i++) ids = tk_uuid_valid(r->param_values[i]);
+        if (ids) tk_jline_str(&j, "path", r->path, 256);
     } else {
-        json_object_set_new(o, "route", json_null());
+        tk_jline_null(&j, "route");
     }
-    json_object_set_new(o, "status", json_integer(r->in->status));
-    json_object_set_new(o, "us", json_integer(us));
-    json_object_set_new(o, "bytes_in", json_integer((json_int_t)r->in->bytes_in));
-    json_object_set_new(o, "bytes_out", json_integer((json_int_t)r->in->resp_len));
-    json_object_set_new(o, "remote", json_string(addr));
-    json_object_set_new(o, "request_id", json_string(r->request_id));
-    char *s = json_dumps(o, JSON_COMPACT);
-    if (s) tk_log_json_line(s);
-    free(s);
-    json_decref(o);
+    tk_jline_int(&j, "status", r->in->status);
+    tk_jline_int(&j, "us", us);
+    tk_jline_int(&j, "bytes_in", (long long)r->in->bytes_in);
+    tk_jline_int(&j, "bytes_out", (long long)r->in->resp_len);
+    tk_jline_str(&j, "remote", addr, SIZE_MAX);
+    tk_jline_str(&j, "request_id", r->request_id, SIZE_MAX);
+    if (r->client_request_id[0]) tk_jline_str(&j, "client_request_id", r->client_request_id, SIZE_MAX);
+    size_t n = tk_jline_end(&j);
+    tk_log_json_line(line, n);
 }
 
 static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
@@ -534,8 +777,19 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
     if (!r) return;
     *con_cls = NULL;
     finish_once(h, r);
+    struct conn *cs = r->in->cs;
+    bool cut = cs && atomic_load(&cs->phase) == PH_CUT;
+    if (cs && !cut) {
+        /* a kept-alive connection may wait idle_timeout for its next request,
+         * whose head then has header_timeout */
+        int64_t wait = (int64_t)h->o.idle_timeout + h->o.header_timeout;
+        atomic_store(&cs->head_deadline_us, tk_mono_us() + wait * 1000000);
+        int ph = atomic_load(&cs->phase);
+        if (ph != PH_CUT) atomic_compare_exchange_strong(&cs->phase, &ph, PH_HEAD);
+    }
     int64_t us = tk_mono_us() - r->in->start_us;
-    if (!r->in->replied) r->in->status = 499; /* client went away before the answer */
+    /* 499: the client went away before the answer; 408: cut as too slow */
+    if (!r->in->replied) r->in->status = cut ? 408 : 499;
     count(h, r->in->route_index, r->in->status, us);
     if (h->o.access_log) access_log(h, r, us);
     free_wiped(r->in->resp);
@@ -544,6 +798,102 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
     tk_pool_free(r->pool);
 }
 
+/* ---- the connection registry and the sweeper ---- */
+
+static void on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code)
+{
+    struct tk_http *h = cls;
+    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+        if (!ci) return;
+        struct conn *cs = tk_calloc(1, sizeof *cs);
+        cs->fd = ci->connect_fd;
+        atomic_init(&cs->phase, PH_HEAD);
+        atomic_init(&cs->head_deadline_us,
+                    tk_mono_us() + (int64_t)h->o.header_timeout * 1000000);
+        atomic_init(&cs->body_start_us, 0);
+        atomic_init(&cs->body_bytes, 0);
+        pthread_mutex_lock(&h->mu);
+        cs->next = h->conns;
+        if (h->conns) h->conns->prev = cs;
+        h->conns = cs;
+        pthread_mutex_unlock(&h->mu);
+        *socket_context = cs;
+    } else if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
+        struct conn *cs = *socket_context;
+        if (!cs) return;
+        *socket_context = NULL;
+        pthread_mutex_lock(&h->mu);
+        if (cs->prev) cs->prev->next = cs->next;
+        else h->conns = cs->next;
+        if (cs->next) cs->next->prev = cs->prev;
+        pthread_mutex_unlock(&h->mu);
+        free(cs);
+    }
+}
+
+/* Under h->mu: the socket is still open (CLOSED takes the lock first). */
+static void cut(struct tk_http *h, struct conn *cs, bool head)
+{
+    char msg[160], id[TK_UUID_LEN + 1];
+    tk_uuid7(id);
+    if (head)
+        snprintf(msg, sizeof msg,
+                 "the request head did not arrive within %d s (header_timeout); the connection "
+                 "is closed",
+                 h->o.header_timeout);
+    else
+        snprintf(msg, sizeof msg,
+                 "the request body arrives slower than %d bytes/s (min_body_rate); the "
+                 "connection is closed",
+                 h->o.min_body_rate);
+    (void)send_raw_error(cs->fd, 408, "Request Timeout", "request_timeout", msg, id);
+    shutdown(cs->fd, SHUT_RDWR);
+    atomic_fetch_add(head ? &h->cut_head : &h->cut_body, 1);
+    tk_debug("http: connection cut: %s (request id %s)", head ? "header_timeout" : "min_body_rate",
+             id);
+}
+
+static void sweep(struct tk_http *h, int64_t now)
+{
+    int64_t grace = (int64_t)h->o.header_timeout * 1000000;
+    for (struct conn *cs = h->conns; cs; cs = cs->next) {
+        int ph = atomic_load(&cs->phase);
+        if (ph == PH_HEAD && h->o.header_timeout > 0 && now > atomic_load(&cs->head_deadline_us)) {
+            if (phase_move(cs, PH_HEAD, PH_CUT)) cut(h, cs, true);
+        } else if (ph == PH_BODY && h->o.min_body_rate > 0) {
+            int64_t el = now - atomic_load(&cs->body_start_us) - grace;
+            if (el <= 0) continue;
+            uint64_t need = (uint64_t)((double)h->o.min_body_rate * (double)el / 1e6);
+            if (atomic_load(&cs->body_bytes) < need && phase_move(cs, PH_BODY, PH_CUT))
+                cut(h, cs, false);
+        }
+    }
+}
+
+static void *sweeper_main(void *arg)
+{
+    struct tk_http *h = arg;
+    pthread_mutex_lock(&h->mu);
+    while (!h->stopping) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        ts.tv_nsec += 250 * 1000 * 1000;
+        if (ts.tv_nsec >= 1000000000) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000;
+        }
+        pthread_cond_timedwait(&h->cv, &h->mu, &ts);
+        if (!h->stopping) sweep(h, tk_mono_us());
+    }
+    pthread_mutex_unlock(&h->mu);
+    return NULL;
+}
+
+/* ---- odds and ends ---- */
+
 static int hexval(char c)
 {
     if (c >= '0' && c <= '9') return c - '0';
@@ -551,7 +901,6 @@ static int hexval(char c)
     if (c >= 'A' && c <= 'F') return c - 'A' + 10;
     return -1;
 }
-
 /* Decode %HH in the path and in query arguments, except %00: a NUL byte
  * would cut the string short, so that "/v1/x/<id>%00junk" acted on <id>.
  * It stays the literal text "%00", which matches no route and no value. */
@@ -625,19 +974,41 @@ static tk_rc bind_listen(const char *listen_at, int *fd_out, int *port_out, stru
     return TK_OK;
 }
 
+static void http_free(struct tk_http *h)
+{
+    if (h->fd >= 0) close(h->fd);
+    tk_router_free(h->router);
+    free(h->metrics);
+    pthread_cond_destroy(&h->cv);
+    pthread_mutex_destroy(&h->mu);
+    free(h);
+}
+
 tk_rc tk_http_start(const struct tk_http_opts *o, struct tk_http **out, struct tk_err *e)
 {
     struct tk_http *h = tk_calloc(1, sizeof *h);
     h->o = *o;
+    h->o.allowed_hosts = NULL; /* parsed into h->hosts; the caller's string may go */
     h->fd = -1;
+    pthread_mutex_init(&h->mu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&h->cv, &ca);
+    pthread_condattr_destroy(&ca);
     tk_rc rc = tk_router_new(o->routes, o->nroutes, &h->router, e);
     if (rc == TK_OK) rc = bind_listen(o->listen, &h->fd, &h->port, e);
-    if (rc != TK_OK) {
-        tk_router_free(h->router);
-        free(h);
-        return rc;
+    if (rc == TK_OK) {
+        struct sockaddr_storage ss;
+        socklen_t sl = sizeof ss;
+        getsockname(h->fd, (struct sockaddr *)&ss, &sl);
+        rc = tk_hostpolicy_init(&h->hosts, (struct sockaddr *)&ss, o->allowed_hosts, e);
     }
     h->metrics = tk_calloc(o->nroutes + 1, sizeof *h->metrics);
+    if (rc != TK_OK) {
+        http_free(h);
+        return rc;
+    }
     unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG;
     h->d = MHD_start_daemon(
         flags, 0, NULL, NULL, on_request, h, MHD_OPTION_LISTEN_SOCKET, h->fd,
@@ -645,17 +1016,22 @@ tk_rc tk_http_start(const struct tk_http_opts *o, struct tk_http **out, struct t
         (unsigned)o->max_connections, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
         (unsigned)o->max_connections_per_ip, MHD_OPTION_CONNECTION_TIMEOUT,
         (unsigned)o->idle_timeout, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)o->max_header,
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, h, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, h,
-        MHD_OPTION_UNESCAPE_CALLBACK, unescape, h,
-        MHD_OPTION_END);
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, h, MHD_OPTION_NOTIFY_CONNECTION,
+        on_connection, h, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, h,
+        MHD_OPTION_UNESCAPE_CALLBACK, unescape, h, MHD_OPTION_END);
     if (!h->d) {
-        close(h->fd);
-        tk_router_free(h->router);
-        free(h->metrics);
-        free(h);
+        http_free(h);
         return tk_err_set(e, TK_EINTERNAL, "http_start_failed",
                           "libmicrohttpd refused to start (threads=%d, max_connections=%d)",
                           o->threads, o->max_connections);
+    }
+    if (pthread_create(&h->sweeper, NULL, sweeper_main, h) == 0) {
+        h->sweeper_running = true;
+    } else {
+        MHD_stop_daemon(h->d);
+        http_free(h);
+        return tk_err_set(e, TK_EINTERNAL, "http_start_failed",
+                          "cannot start the connection sweeper thread");
     }
     *out = h;
     return TK_OK;
@@ -687,9 +1063,15 @@ bool tk_http_drain(struct tk_http *h, int timeout_ms)
 void tk_http_stop(struct tk_http *h)
 {
     if (!h) return;
+    if (h->sweeper_running) {
+        pthread_mutex_lock(&h->mu);
+        h->stopping = true;
+        pthread_cond_signal(&h->cv);
+        pthread_mutex_unlock(&h->mu);
+        pthread_join(h->sweeper, NULL);
+    }
+    /* Closes every connection, whatever its client does: sockets are
+     * non-blocking, and no handler waits without a deadline. */
     MHD_stop_daemon(h->d);
-    if (h->fd >= 0) close(h->fd);
-    tk_router_free(h->router);
-    free(h->metrics);
-    free(h);
+    http_free(h);
 }

@@ -2,7 +2,9 @@
  * http.h: the HTTP server: libmicrohttpd in epoll mode with an internal
  * thread pool, a router with path parameters, JSON replies, the request
  * limits (body, headers, connections, idle time), request ids, the access
- * log, request metrics and graceful shutdown.
+ * log, request metrics and graceful shutdown; the checks above the library:
+ * framing, duplicate headers, Host/Origin/Content-Type (hostcheck.h), the
+ * head deadline and minimum body rate.
  *
  * A handler receives a struct tk_req whose memory comes from a pool freed
  * when the response is done, and answers with exactly one tk_reply_* call.
@@ -45,7 +47,8 @@ struct tk_req {
     int nparams;
     const char *body; /* NUL-terminated; body_len bytes */
     size_t body_len;
-    char request_id[72];
+    char request_id[72];        /* ours, unique (UUIDv7): events' trace id, logs */
+    char client_request_id[72]; /* the client's X-Request-Id if valid, else "" */
     void *principal; /* set by the authenticate hook */
     void *db;        /* a store connection taken by the app for this request, or NULL */
     struct tk_req_internal *in;
@@ -58,7 +61,10 @@ struct tk_http_opts {
     size_t max_header;
     int max_connections;
     int max_connections_per_ip;
-    int idle_timeout; /* seconds */
+    int idle_timeout;   /* seconds */
+    int header_timeout; /* seconds for a request head (0: none) */
+    int min_body_rate;  /* bytes/s after header_timeout of grace (0: none) */
+    const char *allowed_hosts; /* comma-separated host[:port], may be NULL */
     bool access_log;
     const struct tk_route *routes;
     size_t nroutes;
@@ -97,6 +103,9 @@ void tk_req_remote(const struct tk_req *r, char *out, size_t n);
 /* The body as a JSON object (max depth and size enforced); on failure
  * replies 400 naming the position and returns NULL. Caller decrefs. */
 json_t *tk_req_json(struct tk_req *r);
+
+/* Replace bytes of s that are not well-formed UTF-8 with '?', in place. */
+void tk_http_utf8_clean(char *s);
 
 /* Replies. Each request gets exactly one. tk_reply_json steals body. */
 void tk_reply_json(struct tk_req *r, int status, json_t *body);

@@ -20,6 +20,9 @@ const SETTINGS = [
   'max-connections',
   'max-connections-per-ip',
   'idle-timeout',
+  'header-timeout',
+  'min-body-rate',
+  'allowed-hosts',
   'shutdown-timeout',
   'log-level',
   'log-format',
@@ -52,6 +55,8 @@ let nextFrom = 0;
 async function failedAuth(t, rid = uniqueId('cli')) {
   const from = `127.0.3.${1 + (nextFrom++ % 250)}`;
   const r = await request(t, '/v1/whoami', { auth: 'Bearer tko_nope', headers: { 'x-request-id': rid }, from });
+  // the event's trace id: tokend's own id for the request (the client's is echoed)
+  rid = r.json.request_id;
   assert.equal(r.status, 401);
   return rid;
 }

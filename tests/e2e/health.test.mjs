@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 
-import { api, backends, metric, parseMetrics, psql, request, scrape, startTokend, waitFor, SUITE_TIMEOUT_MS } from './lib/tokend.mjs';
+import { api, backends, connect, metric, parseMetrics, psql, request, scrape, startTokend, waitFor, watch, SUITE_TIMEOUT_MS } from './lib/tokend.mjs';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
@@ -110,14 +110,26 @@ for (const backend of backends()) {
       await waitFor(async () => (await api(t, '/v1/events?limit=1')).status === 200, { message: '/v1/events to work again' });
     });
 
-    it('echoes a valid X-Request-Id, in the header and in error bodies', async () => {
+    it('echoes a valid X-Request-Id, and records an id of its own beside it', async () => {
       const id = 'req-Abc_123.x:y';
       const r = await request(t, '/health', { headers: { 'x-request-id': id } });
       assert.equal(r.headers['x-request-id'], id);
       const e = await request(t, '/v1/events', { headers: { 'x-request-id': id } });
       assert.equal(e.status, 401);
       assert.equal(e.headers['x-request-id'], id);
-      assert.equal(e.json.request_id, id);
+      assert.equal(e.json.client_request_id, id);
+      // The id recorded for the request (the event's trace id, the access
+      // log) is tokend's, new each time: a client cannot make two requests
+      // share one.
+      assert.match(e.json.request_id, UUID);
+      const e2 = await request(t, '/v1/events', { headers: { 'x-request-id': id } });
+      assert.match(e2.json.request_id, UUID);
+      assert.notEqual(e2.json.request_id, e.json.request_id);
+      assert.equal(e2.json.client_request_id, id);
+      // Without one, the header carries tokend's id, the one in the body.
+      const n = await request(t, '/v1/events');
+      assert.equal(n.headers['x-request-id'], n.json.request_id);
+      assert.equal(n.json.client_request_id, undefined);
     });
 
     it('generates a request id when none or an invalid one is sent', async () => {
@@ -149,14 +161,19 @@ for (const backend of backends()) {
       assert.equal(m.status, 405);
     });
 
+    /** The access log line of the request whose client id is rid. */
+    function logLine(rid) {
+      const l = t.stderr().split('\n').find((x) => x.includes(`"client_request_id":"${rid}"`));
+      return l && JSON.parse(l.slice(l.indexOf('{')));
+    }
+
     it('writes one JSON access log line per request, never the query string', async () => {
       const rid = 'access-log-check-1';
       const r = await request(t, '/v1/events?kind=query-marker-7f3a&limit=3', { headers: { 'x-request-id': rid } });
       assert.equal(r.status, 401);
       const rid2 = 'access-log-check-2';
       await request(t, '/no-such-path-marker-9c1e', { headers: { 'x-request-id': rid2 } });
-      const line = await waitFor(() => t.stderr().split('\n').find((l) => l.includes(`"request_id":"${rid}"`)), { message: 'the access log line' });
-      const entry = JSON.parse(line.slice(line.indexOf('{')));
+      const entry = await waitFor(() => logLine(rid), { message: 'the access log line' });
       assert.equal(entry.msg, 'request');
       assert.equal(entry.method, 'GET');
       assert.equal(entry.route, '/v1/events');
@@ -164,11 +181,51 @@ for (const backend of backends()) {
       assert.equal(entry.status, 401);
       assert.equal(typeof entry.us, 'number');
       assert.equal(entry.remote, '127.0.0.1');
+      assert.equal(entry.request_id, r.json.request_id, 'the recorded id, as in the error body');
       assert.ok(!t.stderr().includes('query-marker-7f3a'), 'the query string is not logged');
       // An unmatched path is not logged either (it may be anything).
-      const line2 = await waitFor(() => t.stderr().split('\n').find((l) => l.includes(`"request_id":"${rid2}"`)), { message: 'the 404 access log line' });
-      assert.equal(JSON.parse(line2.slice(line2.indexOf('{'))).route, null);
+      const e2 = await waitFor(() => logLine(rid2), { message: 'the 404 access log line' });
+      assert.equal(e2.route, null);
       assert.ok(!t.stderr().includes('no-such-path-marker-9c1e'), 'an unmatched path is not logged');
+    });
+
+    it('the access log leaves out the path of a 405 and of a route whose parameter is not an id', async () => {
+      // A token pasted where an id goes, with a method the route does not
+      // take (405: no parameters were matched) and with the right one.
+      const pasted = 'tko_PastedSecretMarker0123456789abcdefghij';
+      const cases = [
+        ['PUT', 'al-405', 405],
+        ['GET', 'al-405-get', 405],
+        ['DELETE', 'al-404-param', 404],
+      ];
+      for (const [method, rid, status] of cases) {
+        const r = await api(t, `/v1/operator-tokens/${pasted}`, { method, headers: { 'x-request-id': rid } });
+        assert.equal(r.status, status, `${method}: ${r.text}`);
+        const e = await waitFor(() => logLine(rid), { message: `the access log line of ${method}` });
+        assert.equal(e.route, '/v1/operator-tokens/{id}');
+        assert.equal(e.path, undefined, `${method}: no path`);
+      }
+      assert.ok(!t.stderr().includes('PastedSecretMarker'), 'the pasted value is nowhere in the log');
+      // An id tokend made is logged.
+      const id = '01a21426-b63d-7000-8342-2ce63af06004';
+      await api(t, `/v1/operator-tokens/${id}`, { method: 'DELETE', headers: { 'x-request-id': 'al-id' } });
+      const e = await waitFor(() => logLine('al-id'), { message: 'the access log line with an id' });
+      assert.equal(e.path, `/v1/operator-tokens/${id}`);
+    });
+
+    it('access log lines stay valid JSON whatever the request holds', async () => {
+      // A method with a quote, a backslash, control characters and bytes
+      // that are not UTF-8 (libmicrohttpd passes the method through).
+      const method = Buffer.concat([Buffer.from('GE"T\\'), Buffer.from([0x01, 0x1b, 0xff, 0xc0, 0xed, 0xa0, 0x80]), Buffer.from('x'.repeat(100))]);
+      const sock = await connect(t);
+      const w = watch(sock);
+      sock.write(Buffer.concat([method, Buffer.from(' /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Request-Id: al-odd\r\nConnection: close\r\n\r\n')]));
+      await w.closed;
+      const raw = await waitFor(() => t.stderr().split('\n').find((x) => x.includes('"client_request_id":"al-odd"')), { message: 'the odd line' });
+      assert.ok(!/[\x00-\x1f]/.test(raw), 'no raw control character');
+      const e = JSON.parse(raw.slice(raw.indexOf('{')));
+      assert.ok(e.method.startsWith('GE"T\\\u0001\u001b\ufffd'), JSON.stringify(e.method));
+      assert.ok(e.method.length < 40, 'the method is cut short');
     });
 
     it('answers an unknown route with 404 and the JSON error object', async () => {

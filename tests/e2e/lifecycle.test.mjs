@@ -31,7 +31,7 @@ async function halfPost(t, body) {
   const w = watch(sock);
   const half = Math.floor(body.length / 2);
   sock.write(
-    `POST /v1/operator-tokens HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer ${t.token}\r\n` +
+    `POST /v1/operator-tokens HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${t.token}\r\n` +
       `Content-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body.slice(0, half)}`,
   );
   // In flight for tokend: its headers are in (the /metrics request that

@@ -5,12 +5,16 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 
-import { api, backends, connect, delay, rawExchange, request, startTokend, waitFor, watch, withTimeout, SUITE_TIMEOUT_MS } from './lib/tokend.mjs';
+import { api, backends, connect, delay, metric, rawExchange, request, scrape, startTokend, waitFor, watch, withTimeout, SUITE_TIMEOUT_MS } from './lib/tokend.mjs';
 
 const MAX_BODY = 2048;
 const IDLE_TIMEOUT = 2;
 const MAX_CONNECTIONS = 8;
-const LIMIT_ARGS = ['--max-body', String(MAX_BODY), '--idle-timeout', String(IDLE_TIMEOUT), '--max-connections', String(MAX_CONNECTIONS), '--threads', '2'];
+const HEADER_TIMEOUT = 6;
+const LIMIT_ARGS = [
+  '--max-body', String(MAX_BODY), '--idle-timeout', String(IDLE_TIMEOUT), '--header-timeout', String(HEADER_TIMEOUT),
+  '--max-connections', String(MAX_CONNECTIONS), '--threads', '2',
+];
 
 for (const backend of backends()) {
   describe(`limits and hostile input (${backend})`, { timeout: SUITE_TIMEOUT_MS }, () => {
@@ -64,7 +68,7 @@ for (const backend of backends()) {
         // answer: the server closes with the body unread, the write fails
         // with EPIPE, and Node drops the socket before reading what came.)
         sock.write(
-          `POST /v1/operator-tokens HTTP/1.1\r\nHost: t\r\n${auth}Content-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n`,
+          `POST /v1/operator-tokens HTTP/1.1\r\nHost: 127.0.0.1\r\n${auth}Content-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n`,
         );
         sock.write(body.subarray(0, Math.min(body.length, 16 * 1024)));
         await waitFor(() => w.response() || w.ended, { message: `an answer to a ${size}-byte body` });
@@ -90,19 +94,44 @@ for (const backend of backends()) {
       chunked += '0\r\n\r\n';
       const res = await rawExchange(
         t,
-        `POST /v1/operator-tokens HTTP/1.1\r\nHost: t\r\n${auth}Content-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n${chunked}`,
+        `POST /v1/operator-tokens HTTP/1.1\r\nHost: 127.0.0.1\r\n${auth}Content-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n${chunked}`,
       );
       assert.ok(res.response, `a response (got: ${res.raw.slice(0, 200)})`);
       assert.equal(res.response.status, 413, res.response.body);
       assert.equal(res.response.json.error, 'body_too_large');
+      assert.equal(res.response.headers.connection, 'close');
       assert.ok(!(await tokenNames()).includes('chunky'), 'nothing was created');
       // A small chunked body is fine.
       const small = JSON.stringify({ name: 'chunked-ok' });
       const ok = await rawExchange(
         t,
-        `POST /v1/operator-tokens HTTP/1.1\r\nHost: t\r\n${auth}Content-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n${small.length.toString(16)}\r\n${small}\r\n0\r\n\r\n`,
+        `POST /v1/operator-tokens HTTP/1.1\r\nHost: 127.0.0.1\r\n${auth}Content-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n${small.length.toString(16)}\r\n${small}\r\n0\r\n\r\n`,
       );
       assert.equal(ok.response?.status, 201, ok.raw.slice(0, 300));
+    });
+
+    it('a chunked body over max_body is not read on: 413 and the connection closed long before 64 MiB', async () => {
+      const sock = await connect(t);
+      const w = watch(sock);
+      sock.write(`POST /v1/operator-tokens HTTP/1.1\r\nHost: 127.0.0.1\r\n${auth}Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n`);
+      const chunk = Buffer.from(`10000\r\n${'z'.repeat(0x10000)}\r\n`);
+      const TOTAL = 64 * 1024 * 1024;
+      let written = 0;
+      // Send as fast as tokend takes it, until it closes (or all of it is out).
+      while (!w.ended && !sock.destroyed && written < TOTAL) {
+        const more = sock.write(chunk, () => {});
+        written += 0x10000;
+        if (!more) await Promise.race([new Promise((r) => sock.once('drain', r)), w.closed]);
+      }
+      await withTimeout(w.closed, 15000, 'tokend to close the connection');
+      assert.ok(written < TOTAL / 2, `tokend read on: ${written} bytes were taken before the close`);
+      // tokend wrote a 413 before closing, but a Node client that is still
+      // writing loses it (the write fails, Node destroys the socket before
+      // reading what came); a client that stops sending reads it (the test
+      // above). Here: if it was read, it is the 413.
+      const res = w.response();
+      if (res) assert.equal(res.status, 413, res.body);
+      await assertAlive();
     });
 
     it('rejects bodies that are not one JSON object with the allowed fields', async () => {
@@ -169,7 +198,7 @@ for (const backend of backends()) {
         '/%zz',
       ];
       for (const p of paths) {
-        const res = await rawExchange(t, `GET ${p} HTTP/1.1\r\nHost: t\r\n${auth}Connection: close\r\n\r\n`);
+        const res = await rawExchange(t, `GET ${p} HTTP/1.1\r\nHost: 127.0.0.1\r\n${auth}Connection: close\r\n\r\n`);
         const label = JSON.stringify(p.length > 40 ? `${p.slice(0, 40)}...(${p.length})` : p);
         assert.ok(res.response, `${label}: a response (got ${JSON.stringify(res.raw.slice(0, 100))})`);
         assert.ok(res.response.status >= 400 && res.response.status < 500, `${label}: ${res.response.status} ${res.response.body.slice(0, 200)}`);
@@ -186,13 +215,13 @@ for (const backend of backends()) {
       // "/health", nor ".../{id}%00x" the id alone (a proxy in front would
       // see one path and tokend act on another).
       for (const p of ['/health%00', '/health%00.json', '/ready%00/../x']) {
-        const res = await rawExchange(t, `GET ${p} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n`);
+        const res = await rawExchange(t, `GET ${p} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n`);
         assert.ok(res.response, p);
         assert.ok(res.response.status >= 400 && res.response.status < 500, `GET ${p}: ${res.response.status} ${res.response.body}`);
       }
       const c = await api(t, '/v1/operator-tokens', { method: 'POST', json: { name: 'nul-target' } });
       assert.equal(c.status, 201, c.text);
-      const d = await rawExchange(t, `DELETE /v1/operator-tokens/${c.json.id}%00x HTTP/1.1\r\nHost: t\r\n${auth}Connection: close\r\n\r\n`);
+      const d = await rawExchange(t, `DELETE /v1/operator-tokens/${c.json.id}%00x HTTP/1.1\r\nHost: 127.0.0.1\r\n${auth}Connection: close\r\n\r\n`);
       assert.ok(d.response);
       const after = (await api(t, '/v1/operator-tokens')).json.tokens.find((x) => x.id === c.json.id);
       assert.equal(after.revoked_at, null, `DELETE .../${c.json.id}%00x revoked ${c.json.id} (answer ${d.response.status} ${d.response.body})`);
@@ -209,7 +238,7 @@ for (const backend of backends()) {
 
     it('a header over max_header gets a 4xx or a closed connection, and tokend goes on', async () => {
       for (const size of [40 * 1024, 100 * 1024]) {
-        const res = await rawExchange(t, `GET /health HTTP/1.1\r\nHost: t\r\nX-Big: ${'h'.repeat(size)}\r\n\r\n`);
+        const res = await rawExchange(t, `GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: ${'h'.repeat(size)}\r\n\r\n`);
         if (res.response) assert.ok(res.response.status >= 400 && res.response.status < 500, `${size}: ${res.response.status}`);
         else assert.ok(res.closed, 'closed without a response');
         await assertAlive();
@@ -217,14 +246,14 @@ for (const backend of backends()) {
       // So many small headers that together they are over the limit.
       let many = '';
       for (let i = 0; i < 3000; i++) many += `X-H${i}: ${'v'.repeat(20)}\r\n`;
-      const res = await rawExchange(t, `GET /health HTTP/1.1\r\nHost: t\r\n${many}\r\n`);
+      const res = await rawExchange(t, `GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n${many}\r\n`);
       if (res.response) assert.ok(res.response.status >= 400 && res.response.status < 500, `many headers: ${res.response.status}`);
       else assert.ok(res.closed);
       await assertAlive();
     });
 
-    it('slow clients sending one byte a second do not stop others from being served', async () => {
-      const line = 'GET /health HTTP/1.1\r\nHost: slow\r\nConnection: close\r\n\r\n';
+    it('slow clients sending one byte a second do not stop others, and are answered if their head is in within header_timeout', async () => {
+      const line = 'GET /health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n';
       const socks = await Promise.all(Array.from({ length: 6 }, () => connect(t)));
       const watched = socks.map(watch);
       let sent = 0;
@@ -253,19 +282,75 @@ for (const backend of backends()) {
         })();
         const first = await Promise.race([others, trickle]);
         assert.equal(first, 'others', 'the other requests completed while the slow clients were still trickling');
-        for (const w of watched) {
-          assert.equal(w.ended, false, 'a slow client (not idle) is not cut off');
-          assert.equal(w.data.length, 0, 'nor answered before its request is complete');
-        }
+        for (const w of watched) assert.equal(w.data.length, 0, 'a slow client is not answered before its request is complete');
       } finally {
         stop = true;
         await trickle;
       }
-      // Finish the slow requests: each is answered.
+      // Finish the slow requests (well within header_timeout): each is answered.
       for (const s of socks) s.write(line.slice(sent));
       await waitFor(() => watched.every((w) => w.response()), { timeoutMs: 10000, message: 'answers to the slow clients' });
       for (const w of watched) assert.equal(w.response().status, 200);
       for (const s of socks) s.destroy();
+    });
+
+    it('a client trickling its head one byte per idle_timeout - 1 seconds is cut off at header_timeout with a 408', async () => {
+      const before = metric(await scrape(t), 'tokend_http_connections_cut_total', { reason: 'header_timeout' });
+      // Long enough that trickling all of it would take 4 x header_timeout.
+      const line = `GET /health?${'p'.repeat(HEADER_TIMEOUT * 4 / (IDLE_TIMEOUT - 1))} HTTP/1.1\r\nHost: localhost\r\n\r\n`;
+      const sock = await connect(t);
+      const w = watch(sock);
+      const t0 = Date.now();
+      let sent = 0;
+      const trickle = (async () => {
+        while (!w.ended && sent < line.length) {
+          sock.write(line[sent++], () => {});
+          await delay((IDLE_TIMEOUT - 1) * 1000);
+        }
+      })();
+      await withTimeout(w.closed, HEADER_TIMEOUT * 4 * 1000, 'tokend to cut the trickling client');
+      await trickle;
+      assert.ok(sent < line.length, `cut before the head was complete (${sent} of ${line.length} bytes)`);
+      // Not for being idle: it sent a byte every idle_timeout - 1 seconds.
+      assert.ok(Date.now() - t0 >= (HEADER_TIMEOUT - 1) * 1000, `cut after ${Date.now() - t0} ms, before header_timeout`);
+      const res = w.response();
+      assert.ok(res, `a reply before the close (got ${JSON.stringify(w.text().slice(0, 200))})`);
+      assert.equal(res.status, 408);
+      assert.equal(res.json.error, 'request_timeout');
+      assert.match(res.json.message, /header_timeout/);
+      assert.equal(metric(await scrape(t), 'tokend_http_connections_cut_total', { reason: 'header_timeout' }), before + 1);
+      await assertAlive();
+    });
+
+    it('a body slower than min_body_rate is cut off after header_timeout; a small slow body is fine', async () => {
+      const body = JSON.stringify({ name: 'slow-body', pad: 'x'.repeat(1500) });
+      const sock = await connect(t);
+      const w = watch(sock);
+      sock.write(`POST /v1/operator-tokens HTTP/1.1\r\nHost: 127.0.0.1\r\n${auth}Content-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n`);
+      let sent = 0;
+      const t0 = Date.now();
+      while (!w.ended && sent < body.length) {
+        sock.write(body.slice(sent, sent + 2), () => {});
+        sent += 2;
+        await delay((IDLE_TIMEOUT - 1) * 1000);
+      }
+      assert.ok(w.ended && sent < body.length, `cut before the body was complete (${sent} of ${body.length})`);
+      assert.ok(Date.now() - t0 >= (HEADER_TIMEOUT - 1) * 1000, 'not before the grace of header_timeout');
+      assert.equal(w.response()?.status, 408, w.text().slice(0, 300));
+      assert.match(w.response().json.message, /min_body_rate/);
+      assert.ok(!(await tokenNames()).includes('slow-body'), 'nothing was created');
+      // A small body sent slowly within the grace is fine.
+      const small = JSON.stringify({ name: 'slow-small' });
+      const s2 = await connect(t);
+      const w2 = watch(s2);
+      s2.write(`POST /v1/operator-tokens HTTP/1.1\r\nHost: 127.0.0.1\r\n${auth}Content-Type: application/json\r\nContent-Length: ${small.length}\r\nConnection: close\r\n\r\n`);
+      for (let i = 0; i < small.length; i += 8) {
+        s2.write(small.slice(i, i + 8));
+        await delay(300);
+      }
+      await waitFor(() => w2.response(), { message: 'the answer to the small slow body' });
+      assert.equal(w2.response().status, 201, w2.response().body);
+      s2.destroy();
     });
 
     it('a silent connection, and an idle keep-alive one, are closed after idle_timeout', async () => {
@@ -273,7 +358,7 @@ for (const backend of backends()) {
       const silent = watch(await connect(t));
       const keep = await connect(t);
       const kw = watch(keep);
-      keep.write('GET /health HTTP/1.1\r\nHost: t\r\n\r\n');
+      keep.write('GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n');
       await waitFor(() => kw.response(), { timeoutMs: 5000, message: 'the keep-alive answer' });
       assert.equal(kw.response().status, 200);
       await withTimeout(Promise.all([silent.closed, kw.closed]), (IDLE_TIMEOUT + 15) * 1000, 'tokend to close the idle connections');
@@ -292,12 +377,12 @@ for (const backend of backends()) {
         for (let i = 0; i < MAX_CONNECTIONS; i++) {
           const s = await connect(t);
           const w = watch(s);
-          s.write('GET /health HTTP/1.1\r\nHost: held\r\n\r\n');
+          s.write('GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n');
           held.push({ s, w });
         }
         await waitFor(() => held.every((h) => h.w.response()), { timeoutMs: 15000, message: 'an answer on every held connection' });
         for (const h of held) assert.equal(h.w.response().status, 200);
-        const partial = 'GET /health HTTP/1.1\r\nHost: held\r\n';
+        const partial = 'GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n';
         let k = 0;
         const busy = setInterval(() => {
           for (const h of held) if (!h.s.destroyed) h.s.write(partial[k % partial.length] === '\r' ? 'x' : partial[k % partial.length]);
@@ -308,7 +393,7 @@ for (const backend of backends()) {
           const extra = await connect(t).catch((e) => e);
           if (extra instanceof Error) return; // refused outright: also a cap
           const ew = watch(extra);
-          extra.write('GET /health HTTP/1.1\r\nHost: extra\r\nConnection: close\r\n\r\n');
+          extra.write('GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n');
           await delay(1000);
           assert.equal(ew.response(), null, 'no answer over the cap');
           if (ew.ended) {

@@ -55,6 +55,8 @@ describe('two nodes on one PostgreSQL database (postgres)', { timeout: SUITE_TIM
       ),
     );
     for (const r of res) assert.equal(r.status, 401, r.text);
+    // the trace id of each event is tokend's own id for the request
+    for (const [i, r] of res.entries()) ids[i] = r.json.request_id;
 
     const evs = await allEvents(a, '', { limit: 50 });
     const seqs = evs.map((e) => e.seq);

@@ -304,6 +304,13 @@ static const struct unit_test tests[] = {
     T("router/odd_paths", test_router_odd_paths),
     T("router/bad_patterns", test_router_bad_patterns),
 
+    T("http/utf8", test_http_utf8),
+    T("http/jline", test_http_jline),
+    T("http/log_lines", test_http_log_lines),
+    T("http/host_parse", test_http_host_parse),
+    T("http/host_policy", test_http_host_policy),
+    T("http/origin_media", test_http_origin_media),
+
     B("store/migrate", test_store_migrate),
     B("store/reopen", test_store_reopen),
     B("store/schema_too_new", test_store_schema_too_new),

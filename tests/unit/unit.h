@@ -110,6 +110,14 @@ void test_router_methods(void);
 void test_router_odd_paths(void);
 void test_router_bad_patterns(void);
 
+/* test_http.c */
+void test_http_utf8(void);
+void test_http_jline(void);
+void test_http_log_lines(void);
+void test_http_host_parse(void);
+void test_http_host_policy(void);
+void test_http_origin_media(void);
+
 /* test_store.c (each runs on both backends) */
 void test_store_migrate(struct fx *f);
 void test_store_reopen(struct fx *f);

@@ -449,6 +449,12 @@ export function request(target, pathname, opts = {}) {
     body = JSON.stringify(opts.json);
     if (!Object.keys(headers).some((h) => h.toLowerCase() === 'content-type')) headers['content-type'] = 'application/json';
   }
+  // tokend wants Content-Type: application/json on every state-changing
+  // API request, body or not; a test that checks otherwise sets the header
+  // itself (null: send none).
+  const hasCt = Object.keys(headers).some((h) => h.toLowerCase() === 'content-type');
+  if (!hasCt && ['POST', 'PUT', 'PATCH', 'DELETE'].includes((opts.method || 'GET').toUpperCase())) headers['content-type'] = 'application/json';
+  for (const k of Object.keys(headers)) if (headers[k] === null) delete headers[k];
   if (body !== undefined) headers['content-length'] = Buffer.byteLength(body);
   return new Promise((resolve, reject) => {
     const req = http.request(
