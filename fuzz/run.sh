@@ -16,7 +16,7 @@ set -eu
 cd "$(dirname "$0")/.."
 
 FUZZ_SECONDS=${FUZZ_SECONDS:-20}
-FUZZ_TARGETS=${FUZZ_TARGETS:-"issued time int router config share host"}
+FUZZ_TARGETS=${FUZZ_TARGETS:-"issued time int router config share host json_str"}
 CC=${FUZZ_CC:-clang}
 OUT=build/fuzz
 

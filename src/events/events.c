@@ -169,6 +169,15 @@ tk_rc tk_event_emit_in(struct tk_db *db, const struct tk_event *ev, struct tk_er
     char mac[TK_HASH_HEX], kid[17];
     bool has_mac = !(f[F_KIND] && !strcmp(f[F_KIND], "keyring")) &&
                    keyed(CHAIN_DOMAIN, ev->tenant_id, seq, hash, -1, mac, kid) == TK_OK;
+    /* An event that must carry a MAC and cannot (the keyring was sealed
+     * meanwhile) is refused, and the action with it: verify would rightly
+     * take it for a stripped MAC. */
+    if (!has_mac && atomic_load(&chain_keyring) && !may_be_unkeyed(f[F_KIND], f[F_ACTION])) {
+        rc = tk_err_set(e, TK_EUNAVAIL, "sealed",
+                        "tokend was sealed while recording a %s %s event; nothing was done",
+                        f[F_KIND] ? f[F_KIND] : "", f[F_ACTION] ? f[F_ACTION] : "");
+        goto out;
+    }
     rc = tk_db_exec(db,
                     "INSERT INTO events (id, tenant_id, seq, at, trace_id, kind, source, action, "
                     "outcome, subject_type, subject_id, message, detail, latency_us, node, "

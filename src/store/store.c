@@ -305,7 +305,25 @@ static tk_rc read_version(struct tk_db *db, int *v, struct tk_err *e)
     return rc;
 }
 
+static tk_rc migrate_steps(struct tk_store *s, struct tk_db *db, struct tk_err *e);
+
+/* Migrations may build indexes over large tables, and a second node waits
+ * on the migration lock while the first migrates: the statement and lock
+ * timeouts of ordinary work do not apply while they run. */
 static tk_rc migrate(struct tk_store *s, struct tk_db *db, struct tk_err *e)
+{
+    if (s->be->long_running) {
+        tk_rc rc = s->be->long_running(db->conn, true, e);
+        if (rc != TK_OK) return rc;
+    }
+    tk_rc rc = migrate_steps(s, db, e);
+    struct tk_err le;
+    if (s->be->long_running && !db->broken && s->be->long_running(db->conn, false, &le) != TK_OK)
+        db->broken = true; /* not back to the ordinary timeouts: not reused */
+    return rc;
+}
+
+static tk_rc migrate_steps(struct tk_store *s, struct tk_db *db, struct tk_err *e)
 {
     tk_rc rc;
     int latest = tk_store_schema_latest();

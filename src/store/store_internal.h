@@ -27,6 +27,9 @@ struct tk_backend {
     /* Run a script of several statements without parameters (migrations). */
     tk_rc (*script)(void *conn, const char *sql, struct tk_err *e);
     bool (*broken)(void *conn);
+    /* NULL or: lift (on) or restore (off) the connection's statement and
+     * lock timeouts, for migrations. */
+    tk_rc (*long_running)(void *conn, bool on, struct tk_err *e);
     /* NULL or: make the last commit durable now (SQLite in WAL mode with
      * synchronous=NORMAL: fsync the WAL). */
     tk_rc (*sync)(void *conn, const char *url, struct tk_err *e);

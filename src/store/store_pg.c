@@ -55,6 +55,7 @@ static void redact(char *msg, const char *url)
 struct pconn {
     PGconn *c;
     int64_t timeout_ms; /* a round trip's client-side deadline */
+    int stmt_ms;        /* statement_timeout on the server */
     unsigned next_id;
     struct {
         char *sql; /* as the caller wrote it */
@@ -217,6 +218,7 @@ static tk_rc p_connect(const char *url, const struct tk_store_opts *o, void **ou
     pc->c = c;
     int stmt_ms = o->statement_timeout_ms > 0 ? o->statement_timeout_ms : 10000;
     pc->timeout_ms = stmt_ms + CLIENT_MARGIN_MS;
+    pc->stmt_ms = stmt_ms;
     describe(c, pc->where, sizeof pc->where);
     if (PQsetnonblocking(c, 1) != 0) {
         PQfinish(c);
@@ -238,6 +240,25 @@ static tk_rc p_connect(const char *url, const struct tk_store_opts *o, void **ou
     }
     *out = pc;
     return TK_OK;
+}
+
+/* Migrations: no server timeouts, and an hour before the client gives up. */
+#define MIGRATION_DEADLINE_MS (3600LL * 1000)
+
+static tk_rc p_long_running(void *p, bool on, struct tk_err *e)
+{
+    struct pconn *pc = p;
+    char set[120];
+    if (on) {
+        snprintf(set, sizeof set, "SET statement_timeout = 0; SET lock_timeout = 0");
+        tk_rc rc = simple(pc, set, e);
+        if (rc == TK_OK) pc->timeout_ms = MIGRATION_DEADLINE_MS;
+        return rc;
+    }
+    snprintf(set, sizeof set, "SET statement_timeout = %d; SET lock_timeout = %d", pc->stmt_ms,
+             pc->stmt_ms / 2);
+    pc->timeout_ms = pc->stmt_ms + CLIENT_MARGIN_MS;
+    return simple(pc, set, e);
 }
 
 static void p_disconnect(void *p)
@@ -396,6 +417,7 @@ const struct tk_backend tk_backend_pg = {
     .exec = p_exec,
     .script = p_script,
     .broken = p_broken,
+    .long_running = p_long_running,
     .begin_sql = "BEGIN",
     .migration_lock_sql = "SELECT pg_advisory_xact_lock(8750001)",
     .lease_lock_suffix = " FOR UPDATE SKIP LOCKED",

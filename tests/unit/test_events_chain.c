@@ -206,9 +206,19 @@ void test_events_keyed_chain(struct fx *f)
     CHECK_EQ_INT(tk_events_checkpoint_check(db, &forged, &e), TK_ECONFLICT);
     CHECK_EQ_STR(e.code, "checkpoint_invalid");
 
-    /* while sealed: node events are written unkeyed and still verify */
+    /* while sealed: node events are written unkeyed and still verify; an
+     * event that must be keyed is refused (sealed), not written unkeyed */
     tk_keyring_seal(k);
     emit_ev(db, tid, "node", "start", "sealed start");
+    {
+        struct tk_event op = {.tenant_id = tid, .kind = "operator", .source = "test",
+                              .action = "create", .outcome = "ok", .message = "while sealed",
+                              .latency_us = -1};
+        tk_err_clear(&e);
+        CHECK_EQ_INT(tk_event_emit(db, &op, &e), TK_EUNAVAIL);
+        CHECK_EQ_STR(e.code, "sealed");
+        CHECK(!tk_db_in_tx(db));
+    }
     tk_events_use_keyring(NULL);
     CHECK(chain(db, tid, &st));
     CHECK(!st.macs_checked);

@@ -963,3 +963,58 @@ void test_store_durable_commit(struct fx *f)
     CHECK_EQ_INT(count(db, "SELECT COUNT(*) FROM d"), 3);
     tk_store_put(db);
 }
+
+struct opener {
+    const char *url;
+    tk_rc rc;
+    struct tk_err e;
+    int64_t ms;
+};
+
+static void *open_short_timeouts(void *arg)
+{
+    struct opener *o = arg;
+    struct tk_store_opts so = {.pool_size = 1, .migrate = true, .statement_timeout_ms = 300};
+    struct tk_store *st = NULL;
+    int64_t t0 = tk_mono_us();
+    o->rc = tk_store_open(o->url, &so, &st, &o->e);
+    o->ms = (tk_mono_us() - t0) / 1000;
+    if (o->rc == TK_OK) {
+        /* and the ordinary timeouts are back after the migration */
+        struct tk_db *db = tk_store_get(st, &o->e);
+        if (db && tk_db_exec(db, "SELECT pg_sleep(1)", NULL, 0, NULL, &o->e) == TK_OK)
+            o->rc = TK_EINTERNAL; /* should have been cut at 300 ms */
+        else if (db && strcmp(o->e.code, "store_busy") != 0)
+            o->rc = TK_EINTERNAL;
+        tk_store_put(db);
+    }
+    tk_store_close(st);
+    return NULL;
+}
+
+/* Migrations are not cut by the statement and lock timeouts: a node that
+ * waits on another's migration lock longer than statement_timeout still
+ * starts (PostgreSQL). */
+void test_store_migration_timeouts(struct fx *f)
+{
+    if (strcmp(f->backend, "postgres") != 0) return;
+    struct tk_err e;
+    struct tk_db *holder = fx_db(f);
+    if (!holder) return;
+    CHECK_OK(tk_db_begin(holder, &e), &e);
+    CHECK_OK(tk_db_exec(holder, "SELECT pg_advisory_xact_lock(8750001)", NULL, 0, NULL, &e), &e);
+    struct opener o = {.url = f->url};
+    pthread_t th;
+    if (!CHECK(pthread_create(&th, NULL, open_short_timeouts, &o) == 0)) {
+        tk_store_put(holder);
+        return;
+    }
+    /* hold the migration lock for 1.5 s, five times the statement timeout */
+    struct timespec ts = {1, 500 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+    CHECK_OK(tk_db_commit(holder, &e), &e);
+    pthread_join(th, NULL);
+    if (!CHECK_EQ_INT(o.rc, TK_OK)) FAILF("%s: %s", o.e.code, o.e.msg);
+    CHECK(o.ms >= 1000);
+    tk_store_put(holder);
+}

@@ -332,6 +332,7 @@ static const struct unit_test tests[] = {
     T("store/busy_kept", test_store_busy_kept),
     T("store/pg_stalled", test_store_pg_stalled),
     B("store/durable_commit", test_store_durable_commit),
+    B("store/migration_timeouts", test_store_migration_timeouts),
 
     B("lease/processes", test_lease_processes),
     B("lease/rules", test_lease_rules),

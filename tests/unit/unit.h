@@ -139,6 +139,7 @@ void test_store_corrupt_sqlite(void);
 void test_store_busy_kept(void);
 void test_store_pg_stalled(void);
 void test_store_durable_commit(struct fx *f);
+void test_store_migration_timeouts(struct fx *f);
 void test_store_bad_url(void);
 
 /* test_lease.c (both backends) */
