@@ -623,14 +623,23 @@ static bool refuse_head(struct tk_http *h, struct tk_req *r, struct MHD_Connecti
             return true;
         }
         const char *host = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Host");
+        /* an absolute-form target names the host too (RFC 9112 §3.2.2) */
         char authority[TK_HOST_MAX + 8] = "";
-        if (!strncasecmp(url, "http://", 7) || !strncasecmp(url, "https://", 8)) {
+        bool absolute = !strncasecmp(url, "http://", 7) || !strncasecmp(url, "https://", 8);
+        bool authority_ok = true;
+        if (absolute) {
             const char *a = strstr(url, "://") + 3;
             size_t al = strcspn(a, "/?#");
-            snprintf(authority, sizeof authority, "%.*s", (int)(al < sizeof authority ? al : 0), a);
+            authority_ok = al > 0 && al < sizeof authority;
+            if (authority_ok) {
+                memcpy(authority, a, al);
+                authority[al] = '\0';
+                authority_ok = tk_host_allowed(&h->hosts, authority);
+            } else {
+                snprintf(authority, sizeof authority, "(a long or empty name)");
+            }
         }
-        if (!tk_host_allowed(&h->hosts, host) ||
-            (authority[0] && !tk_host_allowed(&h->hosts, authority))) {
+        if (!tk_host_allowed(&h->hosts, host) || !authority_ok) {
             *close = false;
             tk_err_field(&e, TK_EINVAL, "invalid_host", "Host",
                          "this node does not answer for the host %.80s (see allowed_hosts)",
