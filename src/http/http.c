@@ -731,9 +731,14 @@ void tk_req_remote(const struct tk_req *r, char *out, size_t n)
     const union MHD_ConnectionInfo *ci =
         MHD_get_connection_info(r->in->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
     if (!ci || !ci->client_addr) return;
-    socklen_t sl = ci->client_addr->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
-                                                          : sizeof(struct sockaddr_in);
-    if (getnameinfo(ci->client_addr, sl, out, (socklen_t)n, NULL, 0, NI_NUMERICHOST) != 0)
+    /* inet_ntop, not getnameinfo: this is on every request's path (the
+     * access log) */
+    const struct sockaddr *sa = ci->client_addr;
+    const void *a = sa->sa_family == AF_INET6
+                        ? (const void *)&((const struct sockaddr_in6 *)sa)->sin6_addr
+                        : (const void *)&((const struct sockaddr_in *)sa)->sin_addr;
+    if ((sa->sa_family != AF_INET && sa->sa_family != AF_INET6) ||
+        !inet_ntop(sa->sa_family, a, out, (socklen_t)n))
         out[0] = '\0';
 }
 
