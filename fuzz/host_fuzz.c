@@ -42,7 +42,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (tk_host_parse(in, &hp)) {
         check(hp.host[0] != '\0', "non-empty host", in);
         check(hp.port >= -1 && hp.port <= 65535, "port in range", in);
-        for (const char *p = hp.host; *p; p++) check(!isupper((unsigned char)*p), "lower case", in);
+        for (const char *p = hp.host; *p; p++)
+            check(!isupper((unsigned char)*p), "lower case", in);
     }
 
     struct sockaddr_in lo = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(0x7f000001)};

@@ -39,7 +39,8 @@ bool tk_host_parse(const char *v, struct tk_hostport *out)
         hl = (size_t)(close - host);
         rest = close + 1;
         if (hl == 0 || hl >= sizeof out->host) return false;
-        for (size_t i = 0; i < hl; i++) out->host[i] = (char)tolower((unsigned char)host[i]);
+        for (size_t i = 0; i < hl; i++)
+            out->host[i] = (char)tolower((unsigned char)host[i]);
         out->host[hl] = '\0';
         struct in6_addr a6;
         if (inet_pton(AF_INET6, out->host, &a6) != 1) return false;
@@ -88,17 +89,19 @@ static bool addr_is_loopback(const struct sockaddr *sa)
     return false;
 }
 
-tk_rc tk_hostpolicy_init(struct tk_hostpolicy *p, const struct sockaddr *bound,
-                         const char *allowed, struct tk_err *e)
+tk_rc tk_hostpolicy_init(struct tk_hostpolicy *p, const struct sockaddr *bound, const char *allowed,
+                         struct tk_err *e)
 {
     memset(p, 0, sizeof *p);
     p->loopback_listener = bound && addr_is_loopback(bound);
     const char *s = allowed ? allowed : "";
     while (*s) {
-        while (*s == ' ' || *s == ',') s++;
+        while (*s == ' ' || *s == ',')
+            s++;
         if (!*s) break;
         size_t n = strcspn(s, ",");
-        while (n && s[n - 1] == ' ') n--;
+        while (n && s[n - 1] == ' ')
+            n--;
         char entry[TK_HOST_MAX + 8];
         if (n >= sizeof entry)
             return tk_err_field(e, TK_EINVAL, "invalid_setting", "allowed_hosts",
@@ -150,7 +153,8 @@ bool tk_origin_same(const char *origin, const char *host)
 bool tk_media_is_json(const char *ct)
 {
     if (!ct) return false;
-    while (*ct == ' ' || *ct == '\t') ct++;
+    while (*ct == ' ' || *ct == '\t')
+        ct++;
     if (strncasecmp(ct, "application/json", 16) != 0) return false;
     char c = ct[16];
     return c == '\0' || c == ';' || c == ' ' || c == '\t';

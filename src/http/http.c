@@ -623,14 +623,23 @@ static bool refuse_head(struct tk_http *h, struct tk_req *r, struct MHD_Connecti
             return true;
         }
         const char *host = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Host");
+        /* an absolute-form target names the host too (RFC 9112 §3.2.2) */
         char authority[TK_HOST_MAX + 8] = "";
-        if (!strncasecmp(url, "http://", 7) || !strncasecmp(url, "https://", 8)) {
+        bool absolute = !strncasecmp(url, "http://", 7) || !strncasecmp(url, "https://", 8);
+        bool authority_ok = true;
+        if (absolute) {
             const char *a = strstr(url, "://") + 3;
             size_t al = strcspn(a, "/?#");
-            snprintf(authority, sizeof authority, "%.*s", (int)(al < sizeof authority ? al : 0), a);
+            authority_ok = al > 0 && al < sizeof authority;
+            if (authority_ok) {
+                memcpy(authority, a, al);
+                authority[al] = '\0';
+                authority_ok = tk_host_allowed(&h->hosts, authority);
+            } else {
+                snprintf(authority, sizeof authority, "(a long or empty name)");
+            }
         }
-        if (!tk_host_allowed(&h->hosts, host) ||
-            (authority[0] && !tk_host_allowed(&h->hosts, authority))) {
+        if (!tk_host_allowed(&h->hosts, host) || !authority_ok) {
             *close = false;
             tk_err_field(&e, TK_EINVAL, "invalid_host", "Host",
                          "this node does not answer for the host %.80s (see allowed_hosts)",
@@ -722,9 +731,14 @@ void tk_req_remote(const struct tk_req *r, char *out, size_t n)
     const union MHD_ConnectionInfo *ci =
         MHD_get_connection_info(r->in->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
     if (!ci || !ci->client_addr) return;
-    socklen_t sl = ci->client_addr->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
-                                                          : sizeof(struct sockaddr_in);
-    if (getnameinfo(ci->client_addr, sl, out, (socklen_t)n, NULL, 0, NI_NUMERICHOST) != 0)
+    /* inet_ntop, not getnameinfo: this is on every request's path (the
+     * access log) */
+    const struct sockaddr *sa = ci->client_addr;
+    const void *a = sa->sa_family == AF_INET6
+                        ? (const void *)&((const struct sockaddr_in6 *)sa)->sin6_addr
+                        : (const void *)&((const struct sockaddr_in *)sa)->sin_addr;
+    if ((sa->sa_family != AF_INET && sa->sa_family != AF_INET6) ||
+        !inet_ntop(sa->sa_family, a, out, (socklen_t)n))
         out[0] = '\0';
 }
 

@@ -147,6 +147,10 @@ for (const backend of backends()) {
       // An absolute-form target names the host too.
       const abs = await rawExchange(t, `GET http://attacker.example/health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n`);
       assert.equal(abs.response?.status, 421, abs.raw.slice(0, 200));
+      const long = await rawExchange(t, `GET http://${'a'.repeat(300)}.example/health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n`);
+      assert.equal(long.response?.status, 421, long.raw.slice(0, 200));
+      const own = await rawExchange(t, `GET http://localhost:${t.port}/health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n`);
+      assert.equal(own.response?.status, 200, own.raw.slice(0, 200));
     });
 
     it('the API refuses a foreign Origin with 403 forbidden_origin; its own origin is fine', async () => {

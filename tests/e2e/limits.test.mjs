@@ -10,7 +10,7 @@ import { api, backends, connect, delay, metric, rawExchange, request, scrape, st
 const MAX_BODY = 2048;
 const IDLE_TIMEOUT = 2;
 const MAX_CONNECTIONS = 8;
-const HEADER_TIMEOUT = 6;
+const HEADER_TIMEOUT = 8;
 const LIMIT_ARGS = [
   '--max-body', String(MAX_BODY), '--idle-timeout', String(IDLE_TIMEOUT), '--header-timeout', String(HEADER_TIMEOUT),
   '--max-connections', String(MAX_CONNECTIONS), '--threads', '2',

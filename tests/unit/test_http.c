@@ -26,21 +26,36 @@ void test_http_utf8(void)
     /* well-formed, at the edges of each length */
     CHECK_EQ_INT(u8("a"), 1);
     CHECK_EQ_INT(u8("\x7f"), 1);
-    CHECK_EQ_INT(u8("\xc2\x80"), 2);             /* U+0080 */
-    CHECK_EQ_INT(u8("\xdf\xbf"), 2);             /* U+07FF */
-    CHECK_EQ_INT(u8("\xe0\xa0\x80"), 3);         /* U+0800 */
-    CHECK_EQ_INT(u8("\xed\x9f\xbf"), 3);         /* U+D7FF */
-    CHECK_EQ_INT(u8("\xee\x80\x80"), 3);         /* U+E000 */
-    CHECK_EQ_INT(u8("\xef\xbf\xbd"), 3);         /* U+FFFD */
-    CHECK_EQ_INT(u8("\xf0\x90\x80\x80"), 4);     /* U+10000 */
-    CHECK_EQ_INT(u8("\xf4\x8f\xbf\xbf"), 4);     /* U+10FFFF */
+    CHECK_EQ_INT(u8("\xc2\x80"), 2);         /* U+0080 */
+    CHECK_EQ_INT(u8("\xdf\xbf"), 2);         /* U+07FF */
+    CHECK_EQ_INT(u8("\xe0\xa0\x80"), 3);     /* U+0800 */
+    CHECK_EQ_INT(u8("\xed\x9f\xbf"), 3);     /* U+D7FF */
+    CHECK_EQ_INT(u8("\xee\x80\x80"), 3);     /* U+E000 */
+    CHECK_EQ_INT(u8("\xef\xbf\xbd"), 3);     /* U+FFFD */
+    CHECK_EQ_INT(u8("\xf0\x90\x80\x80"), 4); /* U+10000 */
+    CHECK_EQ_INT(u8("\xf4\x8f\xbf\xbf"), 4); /* U+10FFFF */
     /* not: overlong forms, surrogates, above U+10FFFF, stray and truncated */
     static const char *const bad[] = {
-        "\xc0\x80",         "\xc0\xaf",         "\xc1\xbf",         "\xe0\x80\x80",
-        "\xe0\x9f\xbf",     "\xed\xa0\x80",     "\xed\xaf\xbf",     "\xed\xbf\xbf",
-        "\xf0\x80\x80\x80", "\xf0\x8f\xbf\xbf", "\xf4\x90\x80\x80", "\xf5\x80\x80\x80",
-        "\xf8\x88\x80\x80", "\xfe",             "\xff",             "\x80",
-        "\xbf",             "\xe2\x82",         "\xc2",             "\xe2\x28\xa1",
+        "\xc0\x80",
+        "\xc0\xaf",
+        "\xc1\xbf",
+        "\xe0\x80\x80",
+        "\xe0\x9f\xbf",
+        "\xed\xa0\x80",
+        "\xed\xaf\xbf",
+        "\xed\xbf\xbf",
+        "\xf0\x80\x80\x80",
+        "\xf0\x8f\xbf\xbf",
+        "\xf4\x90\x80\x80",
+        "\xf5\x80\x80\x80",
+        "\xf8\x88\x80\x80",
+        "\xfe",
+        "\xff",
+        "\x80",
+        "\xbf",
+        "\xe2\x82",
+        "\xc2",
+        "\xe2\x28\xa1",
         "\xf0\x9f\x98",
     };
     for (size_t i = 0; i < TK_NELEM(bad); i++)
@@ -54,12 +69,13 @@ void test_http_utf8(void)
     } clean[] = {
         {"plain", "plain"},
         {"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80", "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80"},
-        {"a\xed\xa0\x80z", "a???z"},           /* a surrogate */
-        {"\xc0\xaf", "??"},                    /* overlong '/' */
-        {"\xe0\x80\xaf!", "??" "?!"},         /* overlong '/' in 3 bytes */
-        {"\xf0\x80\x80\xaf", "????"},          /* overlong in 4 bytes */
-        {"\xf4\x90\x80\x80", "????"},          /* above U+10FFFF */
-        {"cut \xe2\x82", "cut ??"},            /* cut in the middle of a character */
+        {"a\xed\xa0\x80z", "a???z"}, /* a surrogate */
+        {"\xc0\xaf", "??"},          /* overlong '/' */
+        {"\xe0\x80\xaf!", "??"
+                          "?!"},      /* overlong '/' in 3 bytes */
+        {"\xf0\x80\x80\xaf", "????"}, /* overlong in 4 bytes */
+        {"\xf4\x90\x80\x80", "????"}, /* above U+10FFFF */
+        {"cut \xe2\x82", "cut ??"},   /* cut in the middle of a character */
         {"\xff\xfe", "??"},
     };
     for (size_t i = 0; i < TK_NELEM(clean); i++) {
@@ -80,7 +96,10 @@ void test_http_jline(void)
     tk_jline_begin(&j, buf, sizeof buf);
     tk_jline_str(&j, "q", "a\"b\\c\n\t\x01\x1b[31m\x7f", SIZE_MAX);
     tk_jline_str(&j, "bad", "x\xff\xed\xa0\x80y", SIZE_MAX);
-    tk_jline_str(&j, "c1", "\xc2\x9b" "2J", SIZE_MAX); /* U+009B, a terminal's CSI */
+    tk_jline_str(&j, "c1",
+                 "\xc2\x9b"
+                 "2J",
+                 SIZE_MAX); /* U+009B, a terminal's CSI */
     tk_jline_str(&j, "cut", "abcdef", 3);
     tk_jline_int(&j, "n", -42);
     tk_jline_null(&j, "z");
@@ -97,7 +116,8 @@ void test_http_jline(void)
     CHECK_EQ_STR(json_string_value(json_object_get(o, "q")), "a\"b\\c\n\t\x01\x1b[31m\x7f");
     CHECK_EQ_STR(json_string_value(json_object_get(o, "bad")),
                  "x\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbdy");
-    CHECK_EQ_STR(json_string_value(json_object_get(o, "c1")), "\xc2\x9b" "2J");
+    CHECK_EQ_STR(json_string_value(json_object_get(o, "c1")), "\xc2\x9b"
+                                                              "2J");
     CHECK_EQ_STR(json_string_value(json_object_get(o, "cut")), "abc...");
     CHECK_EQ_INT(json_integer_value(json_object_get(o, "n")), -42);
     CHECK(json_is_null(json_object_get(o, "z")));
@@ -108,9 +128,11 @@ void test_http_jline(void)
     for (size_t cap = 64; cap < 200; cap += 7) {
         char small[200];
         tk_jline_begin(&j, small, cap);
-        tk_jline_str(&j, "first", "\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"", SIZE_MAX);
-        tk_jline_str(&j, "second", "\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac"
-                                   "\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac",
+        tk_jline_str(&j, "first", "\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"",
+                     SIZE_MAX);
+        tk_jline_str(&j, "second",
+                     "\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac"
+                     "\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac",
                      SIZE_MAX);
         tk_jline_int(&j, "third", 1234567890123LL);
         tk_jline_str(&j, "fourth", "\x01\x02\x03\x04\x05\x06\x07\x08\x0b\x0c\x0e\x0f", SIZE_MAX);
@@ -168,7 +190,8 @@ void test_http_log_lines(void)
 
     /* Multibyte characters at the cut, and bytes that are not UTF-8. */
     char mb[1100] = "";
-    for (size_t i = 0; i + 4 < sizeof mb; i += 3) memcpy(mb + i, "\xe2\x82\xac", 3);
+    for (size_t i = 0; i + 4 < sizeof mb; i += 3)
+        memcpy(mb + i, "\xe2\x82\xac", 3);
     mb[sizeof mb - 5] = '\xff';
     out = capture_log(TK_LOG_JSON, mb);
     if (CHECK(out)) {
@@ -203,26 +226,30 @@ void test_http_host_parse(void)
     CHECK(tk_host_parse("LocalHost", &hp) && !strcmp(hp.host, "localhost") && hp.port == -1);
     CHECK(tk_host_parse("localhost:8750", &hp) && hp.port == 8750 && !hp.ip);
     CHECK(tk_host_parse("127.0.0.1:0", &hp) && hp.ip && hp.port == 0);
-    CHECK(tk_host_parse("[::1]:65535", &hp) && hp.ip && !strcmp(hp.host, "::1") && hp.port == 65535);
+    CHECK(tk_host_parse("[::1]:65535", &hp) && hp.ip && !strcmp(hp.host, "::1") &&
+          hp.port == 65535);
     CHECK(tk_host_parse("[::1]", &hp) && hp.port == -1);
-    CHECK(tk_host_parse("[::FFFF:7F00:1]", &hp) && !strcmp(hp.host, "::ffff:7f00:1")); /* found by fuzz */
+    CHECK(tk_host_parse("[::FFFF:7F00:1]", &hp) &&
+          !strcmp(hp.host, "::ffff:7f00:1")); /* found by fuzz */
     CHECK(tk_host_parse("example.com:", &hp) && hp.port == -1);
     CHECK(tk_host_parse("a_b-c.example", &hp));
     static const char *const bad[] = {
-        "",           ":80",        "a b",        "a:65536",    "a:-1",       "a:8x",
-        "a:123456",   "[::1",       "[::1]x",     "[]:80",      "[nope]:80",  "a@b",
-        "a/b",        "[::1]:80:1", "a:80:80",    "%61",        "a\xc3\xa9",  "[fe80::1%lo]",
+        "",         ":80",        "a b",     "a:65536", "a:-1",      "a:8x",
+        "a:123456", "[::1",       "[::1]x",  "[]:80",   "[nope]:80", "a@b",
+        "a/b",      "[::1]:80:1", "a:80:80", "%61",     "a\xc3\xa9", "[fe80::1%lo]",
     };
     for (size_t i = 0; i < TK_NELEM(bad); i++)
         if (tk_host_parse(bad[i], &hp)) FAILF("'%s' parsed as a host", bad[i]);
-    static const char *const loop[] = {"localhost", "127.0.0.1", "127.255.0.9", "[::1]",
-                                       "[0:0:0:0:0:0:0:1]", "[::ffff:127.0.0.1]"};
+    static const char *const loop[] = {"localhost", "127.0.0.1",         "127.255.0.9",
+                                       "[::1]",     "[0:0:0:0:0:0:0:1]", "[::ffff:127.0.0.1]"};
     for (size_t i = 0; i < TK_NELEM(loop); i++)
-        if (!tk_host_parse(loop[i], &hp) || !tk_host_is_loopback(&hp)) FAILF("%s not loopback", loop[i]);
-    static const char *const notloop[] = {"localhost.attacker.example", "128.0.0.1", "[::2]",
-                                          "127.0.0.1.nip.io", "0177.0.0.1", "2130706433"};
+        if (!tk_host_parse(loop[i], &hp) || !tk_host_is_loopback(&hp))
+            FAILF("%s not loopback", loop[i]);
+    static const char *const notloop[] = {"localhost.attacker.example", "128.0.0.1",  "[::2]",
+                                          "127.0.0.1.nip.io",           "0177.0.0.1", "2130706433"};
     for (size_t i = 0; i < TK_NELEM(notloop); i++)
-        if (tk_host_parse(notloop[i], &hp) && tk_host_is_loopback(&hp)) FAILF("%s loopback", notloop[i]);
+        if (tk_host_parse(notloop[i], &hp) && tk_host_is_loopback(&hp))
+            FAILF("%s loopback", notloop[i]);
 }
 
 void test_http_host_policy(void)
@@ -241,7 +268,9 @@ void test_http_host_policy(void)
     CHECK(!tk_host_allowed(&p, "10.0.0.1"));
     CHECK(!tk_host_allowed(&p, "bad host"));
 
-    CHECK_OK(tk_hostpolicy_init(&p, (struct sockaddr *)&lo, " tokend.example , api.example:8750,", &e), &e);
+    CHECK_OK(
+        tk_hostpolicy_init(&p, (struct sockaddr *)&lo, " tokend.example , api.example:8750,", &e),
+        &e);
     CHECK_EQ_INT(p.n, 2);
     CHECK(tk_host_allowed(&p, "tokend.example:9"));
     CHECK(tk_host_allowed(&p, "API.example:8750"));
