@@ -40,6 +40,9 @@ struct tk_app {
     atomic_bool started;
     /* Failed authentications and init calls per source address. */
     struct tk_ratelimit *auth_limit;
+    /* Failed unseal attempts per source address (keyring_api.c): its own
+     * budget, TK_API_UNSEAL_FAILS_MAX per TK_API_UNSEAL_WINDOW_S. */
+    struct tk_ratelimit *unseal_limit;
     /* The store probe (serve.c): a thread pings the store every second;
      * /ready and /metrics read its last result, never the store. */
     pthread_t probe_thread;
@@ -53,6 +56,11 @@ struct tk_app {
     atomic_bool probe_busy;       /* it failed because every connection was in use */
     char probe_error[sizeof(((struct tk_err *)0)->msg)]; /* its error (under probe_mu) */
 };
+
+/* The budget of failed unseal attempts per source address: past it, 429
+ * rate_limited until the window ends (even for a good share). */
+#define TK_API_UNSEAL_FAILS_MAX 10
+#define TK_API_UNSEAL_WINDOW_S 60
 
 /* Wake the rewrap worker (a job was started). */
 void tk_api_rewrap_kick(struct tk_app *app);

@@ -619,6 +619,7 @@ int tk_serve(const struct tk_config *cfg)
     }
     tk_events_set_node(app.node);
     app.auth_limit = tk_ratelimit_new(cfg->auth_fail_limit, cfg->auth_fail_window);
+    app.unseal_limit = tk_ratelimit_new(TK_API_UNSEAL_FAILS_MAX, TK_API_UNSEAL_WINDOW_S);
 
     /* The listen socket first: a port in use changes nothing (no data dir,
      * no store file, no keyring, no root token). Until start-up is done,
@@ -725,5 +726,6 @@ out:
     tk_events_use_keyring(NULL);
     tk_keyring_free(app.keyring);
     tk_ratelimit_free(app.auth_limit);
+    tk_ratelimit_free(app.unseal_limit);
     return status;
 }
