@@ -243,15 +243,10 @@ static void rewrap_worker_start(struct tk_app *app)
 #define PROBE_EVERY_MS 1000
 #define PROBE_OVERDUE_MS 3000
 
-static int64_t mono_ms(void)
-{
-    return tk_mono_us() / 1000;
-}
-
 /* One ping; its result for /ready and /metrics. */
 static void probe_once(struct tk_app *app)
 {
-    atomic_store(&app->probe_began_ms, mono_ms());
+    atomic_store(&app->probe_began_ms, tk_mono_ms());
     struct tk_err e;
     tk_err_clear(&e);
     bool ok = tk_store_ping(app->store, &e) == TK_OK;
@@ -259,7 +254,7 @@ static void probe_once(struct tk_app *app)
     snprintf(app->probe_error, sizeof app->probe_error, "%s", ok ? "" : e.msg);
     atomic_store(&app->probe_busy, !ok && !strcmp(e.code, "store_busy"));
     atomic_store(&app->probe_ok, ok);
-    atomic_store(&app->probe_done_ms, mono_ms());
+    atomic_store(&app->probe_done_ms, tk_mono_ms());
     atomic_store(&app->probe_began_ms, 0);
     pthread_mutex_unlock(&app->probe_mu);
 }
@@ -294,7 +289,7 @@ const char *tk_api_store_state(struct tk_app *app, char *msg, size_t n)
         snprintf(msg, n, "tokend is starting (opening the store and keyring)");
         return "starting";
     }
-    int64_t now = mono_ms(), began = atomic_load(&app->probe_began_ms),
+    int64_t now = tk_mono_ms(), began = atomic_load(&app->probe_began_ms),
             done = atomic_load(&app->probe_done_ms);
     if (began && now - began > PROBE_OVERDUE_MS) {
         snprintf(msg, n, "the store has not answered a ping for %lld ms",

@@ -35,11 +35,6 @@ static pthread_mutex_t co_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct window co[COALESCE_MAX];
 static int co_used;
 
-static int64_t mono_ms(void)
-{
-    return tk_mono_us() / 1000;
-}
-
 static bool same(const char *a, const char *b)
 {
     return (!a && !b) || (a && b && !strcmp(a, b));
@@ -98,7 +93,7 @@ struct pending {
 static struct pending *take_closed(bool force)
 {
     struct pending *list = NULL;
-    int64_t now = mono_ms();
+    int64_t now = tk_mono_ms();
     for (int i = 0; i < COALESCE_MAX; i++) {
         struct window *w = &co[i];
         if (!w->used) continue;
@@ -177,7 +172,7 @@ static struct pending *take_pending(void)
 bool tk_event_coalesce(const struct tk_event *ev, const char *key, int64_t window_ms)
 {
     if (window_ms <= 0) return false;
-    int64_t now = mono_ms();
+    int64_t now = tk_mono_ms();
     unsigned h = key_hash(ev, key);
     pthread_mutex_lock(&co_lock);
     struct window *free_slot = NULL;
@@ -377,7 +372,7 @@ static void tick(struct tk_housekeeper *h)
     }
     if (tk_events_coalesce_flush(db, false, &e) != TK_OK)
         tk_warn("events: flushing coalesced events: %s", e.msg);
-    int64_t now = mono_ms();
+    int64_t now = tk_mono_ms();
     /* Not while sealed: prune events must be keyed (they move the chain's
      * base), so retention waits for the key. */
     if (h->o.retention_days > 0 && tk_events_keyed_now() &&

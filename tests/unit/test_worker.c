@@ -12,17 +12,12 @@
 
 #define LONG_WAIT_MS 600000 /* ten minutes: "never" within a test */
 
-static int64_t mono_ms(void)
-{
-    return tk_mono_us() / 1000;
-}
-
 /* Poll *v until it equals want or 10 s pass. */
 static bool wait_for(atomic_int *v, int want)
 {
-    int64_t end = mono_ms() + 10000;
+    int64_t end = tk_mono_ms() + 10000;
     while (atomic_load(v) != want) {
-        if (mono_ms() > end) return false;
+        if (tk_mono_ms() > end) return false;
         struct timespec ts = {0, 1000000};
         nanosleep(&ts, NULL);
     }
@@ -47,7 +42,7 @@ void test_worker_deadline(void)
     pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
     pthread_cond_t cv;
     tk_cond_init_mono(&cv);
-    int64_t t0 = mono_ms();
+    int64_t t0 = tk_mono_ms();
     tk_mono_deadline(&d, 50);
     pthread_mutex_lock(&mu);
     int r = 0;
@@ -55,7 +50,7 @@ void test_worker_deadline(void)
         r = pthread_cond_timedwait(&cv, &mu, &d);
     pthread_mutex_unlock(&mu);
     CHECK_EQ_INT(r, ETIMEDOUT);
-    CHECK(mono_ms() - t0 >= 50);
+    CHECK(tk_mono_ms() - t0 >= 50);
     pthread_cond_destroy(&cv);
 }
 
@@ -94,9 +89,9 @@ void test_worker_wait_kick_stop(void)
     CHECK(wait_for(&c.rounds, 1));
     tk_worker_kick(&w);
     CHECK(wait_for(&c.rounds, 2));
-    int64_t t0 = mono_ms();
+    int64_t t0 = tk_mono_ms();
     CHECK(tk_worker_stop(&w, 0));
-    CHECK(mono_ms() - t0 < LONG_WAIT_MS / 2);
+    CHECK(tk_mono_ms() - t0 < LONG_WAIT_MS / 2);
     CHECK_EQ_INT(atomic_load(&c.returned), 1);
     CHECK_EQ_INT(atomic_load(&c.rounds), 2);
     CHECK(tk_worker_stop(&w, 0));
@@ -107,16 +102,16 @@ void test_worker_wait_kick_stop(void)
      * a kick made before the wait is kept and taken back by it. */
     struct tk_worker v = {0};
     if (!CHECK_OK(tk_worker_start(&v, "test", returns_at_once, NULL, &e), &e)) return;
-    t0 = mono_ms();
+    t0 = tk_mono_ms();
     CHECK(tk_worker_wait(&v, 50));
-    CHECK(mono_ms() - t0 >= 50);
+    CHECK(tk_mono_ms() - t0 >= 50);
     tk_worker_kick(&v);
-    t0 = mono_ms();
+    t0 = tk_mono_ms();
     CHECK(tk_worker_wait(&v, LONG_WAIT_MS));
-    CHECK(mono_ms() - t0 < LONG_WAIT_MS / 2);
-    t0 = mono_ms();
+    CHECK(tk_mono_ms() - t0 < LONG_WAIT_MS / 2);
+    t0 = tk_mono_ms();
     CHECK(tk_worker_wait(&v, 50)); /* the kick was taken */
-    CHECK(mono_ms() - t0 >= 50);
+    CHECK(tk_mono_ms() - t0 >= 50);
     CHECK(tk_worker_wait(&v, 0)); /* 0 ms: "am I stopping?" */
     CHECK(tk_worker_stop(&v, 0));
 }
