@@ -10,6 +10,7 @@
 #ifndef TK_API_H
 #define TK_API_H
 
+#include "../common/worker.h"
 #include "../config/config.h"
 #include "../http/http.h"
 #include "../keyring/keyring.h"
@@ -29,30 +30,31 @@ struct tk_app {
     char node[64];
     int64_t started_ms;
     atomic_bool stopping;
-    /* The rewrap worker (serve.c): woken by POST /v1/sys/rewrap and at stop. */
-    pthread_t rewrap_thread;
-    bool rewrap_started;
-    pthread_mutex_t rewrap_mu;
-    pthread_cond_t rewrap_cv;
-    bool rewrap_stop, rewrap_kick;
+    /* The rewrap worker (serve.c): kicked by POST /v1/sys/rewrap and unseal. */
+    struct tk_worker rewrap;
     /* Set once start-up is done (store open, keyring started): until then
      * every route but /health, /ready and /metrics answers 503 starting. */
     atomic_bool started;
     /* Failed authentications and init calls per source address. */
     struct tk_ratelimit *auth_limit;
+    /* Failed unseal attempts per source address (keyring_api.c): its own
+     * budget, TK_API_UNSEAL_FAILS_MAX per TK_API_UNSEAL_WINDOW_S. */
+    struct tk_ratelimit *unseal_limit;
     /* The store probe (serve.c): a thread pings the store every second;
      * /ready and /metrics read its last result, never the store. */
-    pthread_t probe_thread;
-    bool probe_started;
-    pthread_mutex_t probe_mu;
-    pthread_cond_t probe_cv;
-    bool probe_stop;
+    struct tk_worker probe;
+    pthread_mutex_t probe_mu;     /* guards probe_error */
     atomic_llong probe_began_ms;  /* when the ping in progress began; 0: none running */
     atomic_llong probe_done_ms;   /* when the last ping ended */
     atomic_bool probe_ok;         /* the last ping's result */
     atomic_bool probe_busy;       /* it failed because every connection was in use */
     char probe_error[sizeof(((struct tk_err *)0)->msg)]; /* its error (under probe_mu) */
 };
+
+/* The budget of failed unseal attempts per source address: past it, 429
+ * rate_limited until the window ends (even for a good share). */
+#define TK_API_UNSEAL_FAILS_MAX 10
+#define TK_API_UNSEAL_WINDOW_S 60
 
 /* Wake the rewrap worker (a job was started). */
 void tk_api_rewrap_kick(struct tk_app *app);

@@ -6,7 +6,6 @@
 #include "../common/log.h"
 #include "../events/events.h"
 
-#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -170,62 +169,15 @@ static void event_refusal(struct tk_req *r, struct tk_err *e, const char *action
 /* ---- failed unseal attempts, limited per source address ----
  *
  * Each refused share, each attempt that the shares did not open, and each
- * reset without the attempt's nonce counts; past UNSEAL_FAILS_MAX in a
- * window of UNSEAL_WINDOW_MS, the address gets 429 rate_limited until the
- * window ends. A small table: when it is full the oldest window goes. */
+ * reset without the attempt's nonce counts as one failure in
+ * app->unseal_limit (a ratelimit.h table of its own); past
+ * TK_API_UNSEAL_FAILS_MAX in a window of TK_API_UNSEAL_WINDOW_S, the
+ * address gets 429 rate_limited until the window ends. */
 
-#define UNSEAL_FAILS_MAX 10
-#define UNSEAL_WINDOW_MS 60000
-#define LIMIT_SLOTS 256
-
-static struct {
-    char addr[64];
-    int64_t start;
-    int count;
-} limits[LIMIT_SLOTS];
-static pthread_mutex_t limits_mu = PTHREAD_MUTEX_INITIALIZER;
-
-/* The slot of addr (made when absent); the caller holds limits_mu. */
-static int limit_slot(const char *addr, int64_t now)
+static void unseal_failed(struct tk_app *app, const char *addr)
 {
-    int oldest = 0;
-    for (int i = 0; i < LIMIT_SLOTS; i++) {
-        if (limits[i].addr[0] && !strcmp(limits[i].addr, addr)) {
-            if (now - limits[i].start >= UNSEAL_WINDOW_MS) {
-                limits[i].start = now;
-                limits[i].count = 0;
-            }
-            return i;
-        }
-        if (!limits[i].addr[0] || now - limits[i].start >= UNSEAL_WINDOW_MS ||
-            limits[i].start < limits[oldest].start)
-            oldest = !limits[oldest].addr[0] ? oldest : i;
-    }
-    snprintf(limits[oldest].addr, sizeof limits[oldest].addr, "%s", addr);
-    limits[oldest].start = now;
-    limits[oldest].count = 0;
-    return oldest;
-}
-
-/* Seconds until addr may try again; 0 when it may now. */
-static int limit_wait(const char *addr)
-{
-    int64_t now = tk_now_ms();
-    pthread_mutex_lock(&limits_mu);
-    int i = limit_slot(addr, now);
-    int wait = limits[i].count >= UNSEAL_FAILS_MAX
-                   ? (int)((limits[i].start + UNSEAL_WINDOW_MS - now + 999) / 1000)
-                   : 0;
-    pthread_mutex_unlock(&limits_mu);
-    return wait;
-}
-
-static void limit_count(const char *addr)
-{
-    int64_t now = tk_now_ms();
-    pthread_mutex_lock(&limits_mu);
-    limits[limit_slot(addr, now)].count++;
-    pthread_mutex_unlock(&limits_mu);
+    struct tk_ratelimit_verdict v; /* the refusal comes at the next attempt */
+    (void)tk_ratelimit_fail(app->unseal_limit, addr, 0, tk_now_ms(), &v);
 }
 
 static json_t *rewrap_json(const struct tk_rewrap_status *rs)
@@ -327,12 +279,13 @@ void tk_h_sys_init(struct tk_req *r)
 /* Reply 429 when the caller's address is over its budget of failures. */
 static bool unseal_limited(struct tk_req *r, const char *addr)
 {
-    int wait = limit_wait(addr);
-    if (wait <= 0) return false;
+    struct tk_app *app = r->app;
+    int wait = 0;
+    if (!tk_ratelimit_blocked(app->unseal_limit, addr, tk_now_ms(), &wait)) return false;
     struct tk_err e;
     tk_err_set(&e, TK_ERATE, "rate_limited",
                "too many failed unseal attempts from this address (%d per %d s); retry in %d s",
-               UNSEAL_FAILS_MAX, UNSEAL_WINDOW_MS / 1000, wait);
+               TK_API_UNSEAL_FAILS_MAX, TK_API_UNSEAL_WINDOW_S, wait);
     char ra[16];
     snprintf(ra, sizeof ra, "%d", wait);
     tk_reply_header(r, "Retry-After", ra);
@@ -343,7 +296,7 @@ static bool unseal_limited(struct tk_req *r, const char *addr)
 void tk_h_sys_unseal(struct tk_req *r)
 {
     struct tk_app *app = r->app;
-    char addr[64];
+    char addr[TK_ADDR_MAX];
     tk_req_remote(r, addr, sizeof addr);
     if (unseal_limited(r, addr)) return;
     json_t *body = tk_req_json(r);
@@ -383,7 +336,7 @@ void tk_h_sys_unseal(struct tk_req *r)
         bool nonce_ok = false;
         bool had = tk_keyring_unseal_reset(app->keyring, nonce, &nonce_ok);
         json_decref(body);
-        if (had && !nonce_ok) limit_count(addr); /* a reset by a stranger costs */
+        if (had && !nonce_ok) unseal_failed(app, addr); /* a reset by a stranger costs */
         if (had) tk_warn("keyring: unseal attempt reset from %s%s", addr,
                          nonce_ok ? "" : " (without its nonce)");
         tk_keyring_status(app->keyring, &st);
@@ -413,7 +366,7 @@ void tk_h_sys_unseal(struct tk_req *r)
                           "the node stays sealed: make the store writable and give the shares "
                           "again");
         else if (rc != TK_EUNAVAIL && rc != TK_EINTERNAL)
-            limit_count(addr);
+            unseal_failed(app, addr);
         if (!ctx.hook_failed) denied_event(app, db, "unseal", &e, addr);
         json_t *x = status_json(&st);
         tk_reply_error(r, &e, x);

@@ -179,9 +179,9 @@ static tk_rc check_sqlite_file(const struct tk_config *cfg, const char *marker, 
 /* ---- the rewrap worker ----
  *
  * While unsealed and a job is running, step it a batch at a time; between
- * batches, and while there is nothing to do, wait on a condition variable
- * (200 ms when a job runs, 5 s otherwise), so that a kick from POST
- * /v1/sys/rewrap starts work at once and shutdown is prompt. */
+ * batches, and while there is nothing to do, wait (worker.h: 200 ms when a
+ * job runs, 5 s otherwise), so that a kick from POST /v1/sys/rewrap starts
+ * work at once and shutdown is prompt. */
 
 #define REWRAP_BATCH 200
 #define REWRAP_PAUSE_MS 200
@@ -189,37 +189,14 @@ static tk_rc check_sqlite_file(const struct tk_config *cfg, const char *marker, 
 
 void tk_api_rewrap_kick(struct tk_app *app)
 {
-    pthread_mutex_lock(&app->rewrap_mu);
-    app->rewrap_kick = true;
-    pthread_cond_signal(&app->rewrap_cv);
-    pthread_mutex_unlock(&app->rewrap_mu);
+    tk_worker_kick(&app->rewrap);
 }
 
-/* Wait up to ms or until kicked or stopped; true while not stopping. */
-static bool rewrap_wait(struct tk_app *app, int64_t ms)
-{
-    struct timespec until;
-    clock_gettime(CLOCK_MONOTONIC, &until);
-    until.tv_sec += ms / 1000;
-    until.tv_nsec += (long)(ms % 1000) * 1000000L;
-    if (until.tv_nsec >= 1000000000L) {
-        until.tv_sec++;
-        until.tv_nsec -= 1000000000L;
-    }
-    pthread_mutex_lock(&app->rewrap_mu);
-    while (!app->rewrap_stop && !app->rewrap_kick)
-        if (pthread_cond_timedwait(&app->rewrap_cv, &app->rewrap_mu, &until) != 0) break;
-    app->rewrap_kick = false;
-    bool go = !app->rewrap_stop;
-    pthread_mutex_unlock(&app->rewrap_mu);
-    return go;
-}
-
-static void *rewrap_worker(void *arg)
+static void rewrap_worker(struct tk_worker *w, void *arg)
 {
     struct tk_app *app = arg;
     int64_t wait_ms = 0;
-    while (rewrap_wait(app, wait_ms)) {
+    while (tk_worker_wait(w, wait_ms)) {
         wait_ms = REWRAP_IDLE_MS;
         struct tk_err e;
         struct tk_db *db = tk_store_get(app->store, &e);
@@ -247,39 +224,18 @@ static void *rewrap_worker(void *arg)
         if (rc == TK_OK && p.running) wait_ms = p.held && p.processed > 0 ? 0 : REWRAP_PAUSE_MS;
         if (rc != TK_OK && rc != TK_EUNAVAIL) wait_ms = REWRAP_PAUSE_MS * 5;
     }
-    return NULL;
 }
 
 static void rewrap_worker_start(struct tk_app *app)
 {
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&app->rewrap_cv, &ca);
-    pthread_condattr_destroy(&ca);
-    pthread_mutex_init(&app->rewrap_mu, NULL);
-    if (pthread_create(&app->rewrap_thread, NULL, rewrap_worker, app) == 0)
-        app->rewrap_started = true;
-    else
-        tk_error("keyring: cannot start the rewrap worker thread");
-}
-
-static void rewrap_worker_stop(struct tk_app *app)
-{
-    if (!app->rewrap_started) return;
-    pthread_mutex_lock(&app->rewrap_mu);
-    app->rewrap_stop = true;
-    pthread_cond_signal(&app->rewrap_cv);
-    pthread_mutex_unlock(&app->rewrap_mu);
-    pthread_join(app->rewrap_thread, NULL);
-    app->rewrap_started = false;
-    pthread_cond_destroy(&app->rewrap_cv);
-    pthread_mutex_destroy(&app->rewrap_mu);
+    struct tk_err e;
+    if (tk_worker_start(&app->rewrap, "rewrap worker", rewrap_worker, app, &e) != TK_OK)
+        tk_error("keyring: %s", e.msg);
 }
 
 /* ---- the store probe ----
  *
- * A thread pings the store every PROBE_EVERY_MS; /ready and /metrics
+ * A worker pings the store every PROBE_EVERY_MS; /ready and /metrics
  * answer from its last result, so that no request for them ever waits on
  * the store. A ping that has not returned after PROBE_OVERDUE_MS (a
  * stalled server, a lost network) makes the store "stalled". */
@@ -287,26 +243,10 @@ static void rewrap_worker_stop(struct tk_app *app)
 #define PROBE_EVERY_MS 1000
 #define PROBE_OVERDUE_MS 3000
 
-static void timespec_in(struct timespec *ts, int64_t ms)
-{
-    clock_gettime(CLOCK_MONOTONIC, ts);
-    ts->tv_sec += ms / 1000;
-    ts->tv_nsec += (long)(ms % 1000) * 1000000L;
-    if (ts->tv_nsec >= 1000000000L) {
-        ts->tv_sec++;
-        ts->tv_nsec -= 1000000000L;
-    }
-}
-
-static int64_t mono_ms(void)
-{
-    return tk_mono_us() / 1000;
-}
-
 /* One ping; its result for /ready and /metrics. */
 static void probe_once(struct tk_app *app)
 {
-    atomic_store(&app->probe_began_ms, mono_ms());
+    atomic_store(&app->probe_began_ms, tk_mono_ms());
     struct tk_err e;
     tk_err_clear(&e);
     bool ok = tk_store_ping(app->store, &e) == TK_OK;
@@ -314,64 +254,33 @@ static void probe_once(struct tk_app *app)
     snprintf(app->probe_error, sizeof app->probe_error, "%s", ok ? "" : e.msg);
     atomic_store(&app->probe_busy, !ok && !strcmp(e.code, "store_busy"));
     atomic_store(&app->probe_ok, ok);
-    atomic_store(&app->probe_done_ms, mono_ms());
+    atomic_store(&app->probe_done_ms, tk_mono_ms());
     atomic_store(&app->probe_began_ms, 0);
     pthread_mutex_unlock(&app->probe_mu);
 }
 
-static void *probe_worker(void *arg)
+static void probe_worker(struct tk_worker *w, void *arg)
 {
-    struct tk_app *app = arg;
-    pthread_mutex_lock(&app->probe_mu);
-    while (!app->probe_stop) {
-        struct timespec until;
-        timespec_in(&until, PROBE_EVERY_MS);
-        while (!app->probe_stop)
-            if (pthread_cond_timedwait(&app->probe_cv, &app->probe_mu, &until) != 0) break;
-        if (app->probe_stop) break;
-        pthread_mutex_unlock(&app->probe_mu);
-        probe_once(app);
-        pthread_mutex_lock(&app->probe_mu);
-    }
-    pthread_mutex_unlock(&app->probe_mu);
-    return NULL;
+    while (tk_worker_wait(w, PROBE_EVERY_MS)) probe_once(arg);
 }
 
 static void probe_start(struct tk_app *app)
 {
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&app->probe_cv, &ca);
-    pthread_condattr_destroy(&ca);
     pthread_mutex_init(&app->probe_mu, NULL);
     probe_once(app); /* /ready has a result from the moment the node answers */
-    if (pthread_create(&app->probe_thread, NULL, probe_worker, app) == 0)
-        app->probe_started = true;
-    else
-        tk_error("store: cannot start the probe thread; /ready will say the store is stalled");
+    struct tk_err e;
+    if (tk_worker_start(&app->probe, "store probe", probe_worker, app, &e) != TK_OK)
+        tk_error("store: %s; /ready will say the store is stalled", e.msg);
 }
 
 /* Stop the probe; false when it is stuck in a ping (then the store must
- * not be closed under it: it is left to the process's exit). */
+ * not be closed under it: it is left to the process's exit). A stalled
+ * store fails a statement in about 3 s. */
 static bool probe_stop(struct tk_app *app)
 {
-    if (!app->probe_started) return true;
-    pthread_mutex_lock(&app->probe_mu);
-    app->probe_stop = true;
-    pthread_cond_signal(&app->probe_cv);
-    pthread_mutex_unlock(&app->probe_mu);
-    struct timespec until;
-    clock_gettime(CLOCK_REALTIME, &until);
-    until.tv_sec += 5; /* a stalled store fails a statement in about 3 s */
-    if (pthread_timedjoin_np(app->probe_thread, NULL, &until) != 0) {
-        tk_warn("store: the probe is stuck in a ping; leaving the store to the process's exit");
-        pthread_detach(app->probe_thread);
-        app->probe_started = false;
-        return false;
-    }
-    app->probe_started = false;
-    return true;
+    if (tk_worker_stop(&app->probe, 5000)) return true;
+    tk_warn("store: the probe is stuck in a ping; leaving the store to the process's exit");
+    return false;
 }
 
 const char *tk_api_store_state(struct tk_app *app, char *msg, size_t n)
@@ -380,7 +289,7 @@ const char *tk_api_store_state(struct tk_app *app, char *msg, size_t n)
         snprintf(msg, n, "tokend is starting (opening the store and keyring)");
         return "starting";
     }
-    int64_t now = mono_ms(), began = atomic_load(&app->probe_began_ms),
+    int64_t now = tk_mono_ms(), began = atomic_load(&app->probe_began_ms),
             done = atomic_load(&app->probe_done_ms);
     if (began && now - began > PROBE_OVERDUE_MS) {
         snprintf(msg, n, "the store has not answered a ping for %lld ms",
@@ -619,6 +528,7 @@ int tk_serve(const struct tk_config *cfg)
     }
     tk_events_set_node(app.node);
     app.auth_limit = tk_ratelimit_new(cfg->auth_fail_limit, cfg->auth_fail_window);
+    app.unseal_limit = tk_ratelimit_new(TK_API_UNSEAL_FAILS_MAX, TK_API_UNSEAL_WINDOW_S);
 
     /* The listen socket first: a port in use changes nothing (no data dir,
      * no store file, no keyring, no root token). Until start-up is done,
@@ -705,7 +615,7 @@ int tk_serve(const struct tk_config *cfg)
     if (!drained) tk_warn("requests still in flight after %d s; closing them", cfg->shutdown_timeout);
     tk_http_stop(app.http);
     app.http = NULL;
-    rewrap_worker_stop(&app); /* before the store closes; a batch in hand commits first */
+    tk_worker_stop(&app.rewrap, 0); /* before the store closes; a batch in hand commits first */
     store_closable = probe_stop(&app);
     if (store_closable) { /* else the store hangs: nothing more can be written */
         tk_housekeeper_stop(housekeeper); /* writes what it counted */
@@ -716,7 +626,7 @@ int tk_serve(const struct tk_config *cfg)
     status = 0;
 out:
     tk_http_stop(app.http);
-    rewrap_worker_stop(&app);
+    tk_worker_stop(&app.rewrap, 0);
     if (!probe_stop(&app)) store_closable = false;
     if (store_closable) {
         tk_housekeeper_stop(housekeeper);
@@ -725,5 +635,6 @@ out:
     tk_events_use_keyring(NULL);
     tk_keyring_free(app.keyring);
     tk_ratelimit_free(app.auth_limit);
+    tk_ratelimit_free(app.unseal_limit);
     return status;
 }

@@ -414,6 +414,11 @@ int64_t tk_mono_us(void)
     return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
+int64_t tk_mono_ms(void)
+{
+    return tk_mono_us() / 1000;
+}
+
 void tk_time_fmt(int64_t ms, char *out, size_t n)
 {
     time_t s = (time_t)(ms / 1000);

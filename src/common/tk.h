@@ -115,6 +115,7 @@ char *tk_utf8_fix(const char *s);
 /* Time. */
 int64_t tk_now_ms(void);   /* wall clock, ms since the epoch */
 int64_t tk_mono_us(void);  /* monotonic, µs */
+int64_t tk_mono_ms(void);  /* monotonic, ms */
 /* Format ms since the epoch as RFC 3339 UTC with milliseconds into out (>= 25 bytes). */
 void tk_time_fmt(int64_t ms, char *out, size_t n);
 /* Parse RFC 3339 ("2026-11-25T19:08:00Z", fraction and offset allowed) or

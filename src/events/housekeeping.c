@@ -12,11 +12,11 @@
 #include "events.h"
 
 #include "../common/log.h"
+#include "../common/worker.h"
 
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #define COALESCE_MAX 4096
 
@@ -34,11 +34,6 @@ struct window {
 static pthread_mutex_t co_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct window co[COALESCE_MAX];
 static int co_used;
-
-static int64_t mono_ms(void)
-{
-    return tk_mono_us() / 1000;
-}
 
 static bool same(const char *a, const char *b)
 {
@@ -98,7 +93,7 @@ struct pending {
 static struct pending *take_closed(bool force)
 {
     struct pending *list = NULL;
-    int64_t now = mono_ms();
+    int64_t now = tk_mono_ms();
     for (int i = 0; i < COALESCE_MAX; i++) {
         struct window *w = &co[i];
         if (!w->used) continue;
@@ -177,7 +172,7 @@ static struct pending *take_pending(void)
 bool tk_event_coalesce(const struct tk_event *ev, const char *key, int64_t window_ms)
 {
     if (window_ms <= 0) return false;
-    int64_t now = mono_ms();
+    int64_t now = tk_mono_ms();
     unsigned h = key_hash(ev, key);
     pthread_mutex_lock(&co_lock);
     struct window *free_slot = NULL;
@@ -340,10 +335,7 @@ tk_rc tk_events_prune(struct tk_db *db, const char *tenant_id, int64_t before_ms
 struct tk_housekeeper {
     struct tk_store *store;
     struct tk_housekeeper_opts o;
-    pthread_t thread;
-    pthread_mutex_t lock;
-    pthread_cond_t cond;
-    bool stop;
+    struct tk_worker w;
     int64_t last_prune_ms; /* monotonic; 0: never */
 };
 
@@ -380,7 +372,7 @@ static void tick(struct tk_housekeeper *h)
     }
     if (tk_events_coalesce_flush(db, false, &e) != TK_OK)
         tk_warn("events: flushing coalesced events: %s", e.msg);
-    int64_t now = mono_ms();
+    int64_t now = tk_mono_ms();
     /* Not while sealed: prune events must be keyed (they move the chain's
      * base), so retention waits for the key. */
     if (h->o.retention_days > 0 && tk_events_keyed_now() &&
@@ -391,24 +383,14 @@ static void tick(struct tk_housekeeper *h)
     tk_store_put(db);
 }
 
-static void *run(void *arg)
+static void run(struct tk_worker *w, void *arg)
 {
     struct tk_housekeeper *h = arg;
-    pthread_mutex_lock(&h->lock);
-    while (!h->stop) {
-        pthread_mutex_unlock(&h->lock);
+    int64_t ms = 0; /* the first round at once */
+    while (tk_worker_wait(w, ms)) {
         tick(h);
-        pthread_mutex_lock(&h->lock);
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        int64_t ns = (int64_t)ts.tv_nsec + (int64_t)h->o.interval_ms * 1000000;
-        ts.tv_sec += (time_t)(ns / 1000000000);
-        ts.tv_nsec = (long)(ns % 1000000000);
-        while (!h->stop && pthread_cond_timedwait(&h->cond, &h->lock, &ts) == 0) {
-        }
+        ms = h->o.interval_ms;
     }
-    pthread_mutex_unlock(&h->lock);
-    return NULL;
 }
 
 tk_rc tk_housekeeper_start(struct tk_store *s, const struct tk_housekeeper_opts *o,
@@ -420,19 +402,10 @@ tk_rc tk_housekeeper_start(struct tk_store *s, const struct tk_housekeeper_opts 
     if (h->o.interval_ms <= 0) h->o.interval_ms = 10000;
     if (h->o.prune_batch <= 0) h->o.prune_batch = 1000;
     if (h->o.retention_days < 0) h->o.retention_days = 0;
-    pthread_mutex_init(&h->lock, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&h->cond, &ca);
-    pthread_condattr_destroy(&ca);
-    int r = pthread_create(&h->thread, NULL, run, h);
-    if (r != 0) {
-        pthread_mutex_destroy(&h->lock);
-        pthread_cond_destroy(&h->cond);
+    tk_rc rc = tk_worker_start(&h->w, "housekeeping", run, h, e);
+    if (rc != TK_OK) {
         free(h);
-        return tk_err_set(e, TK_EINTERNAL, "internal", "cannot start the housekeeping thread (%d)",
-                          r);
+        return rc;
     }
     *out = h;
     return TK_OK;
@@ -441,11 +414,7 @@ tk_rc tk_housekeeper_start(struct tk_store *s, const struct tk_housekeeper_opts 
 void tk_housekeeper_stop(struct tk_housekeeper *h)
 {
     if (!h) return;
-    pthread_mutex_lock(&h->lock);
-    h->stop = true;
-    pthread_cond_signal(&h->cond);
-    pthread_mutex_unlock(&h->lock);
-    pthread_join(h->thread, NULL);
+    tk_worker_stop(&h->w, 0);
     /* What was counted is written before the store closes. */
     struct tk_err e;
     struct tk_db *db = tk_store_get(h->store, &e);
@@ -454,7 +423,5 @@ void tk_housekeeper_stop(struct tk_housekeeper *h)
             tk_warn("events: flushing coalesced events at stop: %s", e.msg);
         tk_store_put(db);
     }
-    pthread_mutex_destroy(&h->lock);
-    pthread_cond_destroy(&h->cond);
     free(h);
 }

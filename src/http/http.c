@@ -21,9 +21,9 @@
  * idle_timeout - 1 seconds would hold a connection forever. Every connection
  * is registered (MHD_OPTION_NOTIFY_CONNECTION) with the phase it is in:
  * waiting for a request head, reading a body, or busy (handler, response).
- * A sweeper thread cuts a connection whose head is late (header_timeout) or
- * whose body is too slow (min_body_rate): it writes a 408 and shuts the
- * socket down, so that libmicrohttpd closes it. The sweeper holds the
+ * A sweeper (a worker.h worker, every SWEEP_EVERY_MS) cuts a connection
+ * whose head is late (header_timeout) or whose body is too slow
+ * (min_body_rate): it writes a 408 and shuts the socket down, so that libmicrohttpd closes it. The sweeper holds the
  * registry's lock while it does, and libmicrohttpd notifies CLOSED (which
  * takes that lock) before it closes the socket (daemon.c, 0.9.75: both
  * cleanup paths), so the descriptor is never one reused by another
@@ -35,6 +35,7 @@
 #include "router.h"
 
 #include "../common/log.h"
+#include "../common/worker.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -87,13 +88,10 @@ struct tk_http {
     atomic_int inflight;
     struct route_metrics *metrics; /* nroutes + 1: the last is "no route" */
     atomic_uint_fast64_t cut_head, cut_body;
-    /* the connection registry and its sweeper */
+    /* the connection registry (under mu) and its sweeper */
     pthread_mutex_t mu;
-    pthread_cond_t cv;
     struct conn *conns;
-    bool stopping;
-    bool sweeper_running;
-    pthread_t sweeper;
+    struct tk_worker sweeper;
 };
 
 struct hdr {
@@ -870,6 +868,8 @@ static void cut(struct tk_http *h, struct conn *cs, bool head)
              id);
 }
 
+#define SWEEP_EVERY_MS 250
+
 static void sweep(struct tk_http *h, int64_t now)
 {
     int64_t grace = (int64_t)h->o.header_timeout * 1000000;
@@ -887,23 +887,14 @@ static void sweep(struct tk_http *h, int64_t now)
     }
 }
 
-static void *sweeper_main(void *arg)
+static void sweeper_main(struct tk_worker *w, void *arg)
 {
     struct tk_http *h = arg;
-    pthread_mutex_lock(&h->mu);
-    while (!h->stopping) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        ts.tv_nsec += 250 * 1000 * 1000;
-        if (ts.tv_nsec >= 1000000000) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000;
-        }
-        pthread_cond_timedwait(&h->cv, &h->mu, &ts);
-        if (!h->stopping) sweep(h, tk_mono_us());
+    while (tk_worker_wait(w, SWEEP_EVERY_MS)) {
+        pthread_mutex_lock(&h->mu);
+        sweep(h, tk_mono_us());
+        pthread_mutex_unlock(&h->mu);
     }
-    pthread_mutex_unlock(&h->mu);
-    return NULL;
 }
 
 /* ---- odds and ends ---- */
@@ -993,7 +984,6 @@ static void http_free(struct tk_http *h)
     if (h->fd >= 0) close(h->fd);
     tk_router_free(h->router);
     free(h->metrics);
-    pthread_cond_destroy(&h->cv);
     pthread_mutex_destroy(&h->mu);
     free(h);
 }
@@ -1005,11 +995,6 @@ tk_rc tk_http_start(const struct tk_http_opts *o, struct tk_http **out, struct t
     h->o.allowed_hosts = NULL; /* parsed into h->hosts; the caller's string may go */
     h->fd = -1;
     pthread_mutex_init(&h->mu, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&h->cv, &ca);
-    pthread_condattr_destroy(&ca);
     tk_rc rc = tk_router_new(o->routes, o->nroutes, &h->router, e);
     if (rc == TK_OK) rc = bind_listen(o->listen, &h->fd, &h->port, e);
     if (rc == TK_OK) {
@@ -1039,13 +1024,11 @@ tk_rc tk_http_start(const struct tk_http_opts *o, struct tk_http **out, struct t
                           "libmicrohttpd refused to start (threads=%d, max_connections=%d)",
                           o->threads, o->max_connections);
     }
-    if (pthread_create(&h->sweeper, NULL, sweeper_main, h) == 0) {
-        h->sweeper_running = true;
-    } else {
+    struct tk_err we;
+    if (tk_worker_start(&h->sweeper, "connection sweeper", sweeper_main, h, &we) != TK_OK) {
         MHD_stop_daemon(h->d);
         http_free(h);
-        return tk_err_set(e, TK_EINTERNAL, "http_start_failed",
-                          "cannot start the connection sweeper thread");
+        return tk_err_set(e, TK_EINTERNAL, "http_start_failed", "%s", we.msg);
     }
     *out = h;
     return TK_OK;
@@ -1077,13 +1060,7 @@ bool tk_http_drain(struct tk_http *h, int timeout_ms)
 void tk_http_stop(struct tk_http *h)
 {
     if (!h) return;
-    if (h->sweeper_running) {
-        pthread_mutex_lock(&h->mu);
-        h->stopping = true;
-        pthread_cond_signal(&h->cv);
-        pthread_mutex_unlock(&h->mu);
-        pthread_join(h->sweeper, NULL);
-    }
+    tk_worker_stop(&h->sweeper, 0);
     /* Closes every connection, whatever its client does: sockets are
      * non-blocking, and no handler waits without a deadline. */
     MHD_stop_daemon(h->d);

@@ -353,15 +353,26 @@ static void take_head(struct tk_keyring *k, bool exists, const struct head *h, t
     }
 }
 
+/* read_head for load and sync: the error in *le (and *e, when given);
+ * *corrupt when the row lies (keyring_corrupt), which the keyring takes in
+ * (take_head) as it takes a good row; any other failure is only returned. */
+static tk_rc read_head_to_take(struct tk_db *db, struct head *h, bool *exists, bool *corrupt,
+                               struct tk_err *le, struct tk_err *e)
+{
+    tk_err_clear(le);
+    tk_rc rc = read_head(db, h, exists, le);
+    if (e && rc != TK_OK) *e = *le;
+    *corrupt = rc != TK_OK && !strcmp(le->code, "keyring_corrupt");
+    return rc;
+}
+
 tk_rc tk_keyring_load(struct tk_keyring *k, struct tk_db *db, struct tk_err *e)
 {
     struct head h;
-    bool exists;
+    bool exists, bad;
     struct tk_err le;
-    tk_err_clear(&le);
-    tk_rc rc = read_head(db, &h, &exists, &le);
-    if (e && rc != TK_OK) *e = le;
-    if (rc != TK_OK && strcmp(le.code, "keyring_corrupt") != 0) return rc;
+    tk_rc rc = read_head_to_take(db, &h, &exists, &bad, &le, e);
+    if (rc != TK_OK && !bad) return rc;
     pthread_rwlock_wrlock(&k->lock);
     take_head(k, exists, &h, rc, &le);
     pthread_rwlock_unlock(&k->lock);
@@ -1057,12 +1068,9 @@ tk_rc tk_keyring_rotate(struct tk_keyring *k, struct tk_db *db, int64_t *version
 tk_rc tk_keyring_sync(struct tk_keyring *k, struct tk_db *db, struct tk_err *e)
 {
     struct head h;
-    bool exists;
+    bool exists, bad;
     struct tk_err le;
-    tk_err_clear(&le);
-    tk_rc rc = read_head(db, &h, &exists, &le);
-    if (e && rc != TK_OK) *e = le;
-    bool bad = rc != TK_OK && !strcmp(le.code, "keyring_corrupt");
+    tk_rc rc = read_head_to_take(db, &h, &exists, &bad, &le, e);
     if (rc != TK_OK && !bad) return rc;
     /* the usual case, nothing to learn: no write lock against hashing */
     pthread_rwlock_rdlock(&k->lock);

@@ -5,6 +5,7 @@
 #include "store_internal.h"
 
 #include "../common/log.h"
+#include "../common/worker.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -109,10 +110,7 @@ static void db_close(struct tk_db *db)
 struct tk_db *tk_store_get(struct tk_store *s, struct tk_err *e)
 {
     struct timespec deadline;
-    clock_gettime(CLOCK_MONOTONIC, &deadline);
-    int64_t ns = (int64_t)deadline.tv_nsec + (int64_t)s->opts.acquire_timeout_ms * 1000000;
-    deadline.tv_sec += (time_t)(ns / 1000000000);
-    deadline.tv_nsec = (long)(ns % 1000000000);
+    tk_mono_deadline(&deadline, s->opts.acquire_timeout_ms);
     pthread_mutex_lock(&s->lock);
     for (;;) {
         if (s->idle) {
@@ -398,11 +396,7 @@ tk_rc tk_store_open(const char *url, const struct tk_store_opts *o, struct tk_st
     if (s->opts.statement_timeout_ms <= 0) s->opts.statement_timeout_ms = 10000;
     if (s->opts.connect_timeout_s <= 0) s->opts.connect_timeout_s = 5;
     pthread_mutex_init(&s->lock, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&s->cond, &ca);
-    pthread_condattr_destroy(&ca);
+    tk_cond_init_mono(&s->cond);
     struct tk_db *db = tk_store_get(s, e);
     tk_rc rc = db ? TK_OK : TK_EUNAVAIL;
     if (rc == TK_OK && s->be->check) rc = s->be->check(db->conn, s->url, s->opts.check, e);

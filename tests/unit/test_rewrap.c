@@ -5,6 +5,7 @@
  * and two processes stepping at once never visiting the same values. */
 #include "unit.h"
 
+#include "../../src/api/api.h"
 #include "../../src/events/events.h"
 #include "../../src/keyring/keyring.h"
 #include "../../src/operators/operators.h"
@@ -107,32 +108,22 @@ static int verify_all(struct tk_keyring *k, struct tk_db *db, int n, const char 
     return wrong;
 }
 
-/* Step as owner until the job is no longer running; the number of steps. */
-/* The daemon's hook, as keyring_api.c has it: a value that does not open
- * leaves a keyring decrypt_failed event in the step's own transaction. */
-static tk_rc record_failure(void *arg, struct tk_db *db, const struct tk_seal_ad *ad,
-                            const struct tk_open_failure *f, const char *message,
-                            struct tk_err *e)
+/* The daemon's hook (keyring_api.c): a value that does not open leaves a
+ * keyring decrypt_failed event in the step's own transaction. */
+static struct tk_keyring_hook events_hook(void)
 {
-    (void)arg;
-    json_t *d = json_pack("{s:s, s:I}", "row_id", ad->row_id, "key_version",
-                          (json_int_t)f->key_version);
-    struct tk_event ev = {.tenant_id = ad->tenant_id, .kind = "keyring", .source = "keyring",
-                          .action = "decrypt_failed", .outcome = "error",
-                          .subject_type = ad->table, .subject_id = ad->row_id,
-                          .message = message, .detail = d, .latency_us = -1};
-    tk_rc rc = tk_event_emit_in(db, &ev, e);
-    json_decref(d);
-    return rc;
+    static struct tk_api_keyring_ctx ctx; /* the rewrap worker's: no app, no request */
+    return tk_api_keyring_hook(&ctx);
 }
-static const struct tk_keyring_hook events_hook = {.open_failed = record_failure};
 
+/* Step as owner until the job is no longer running; the number of steps. */
 static int run_to_end(struct tk_keyring *k, struct tk_db *db, const char *owner, int batch)
 {
     struct tk_rewrap_progress p;
     struct tk_err e;
+    struct tk_keyring_hook hook = events_hook();
     for (int steps = 1; steps < 100000; steps++) {
-        if (!CHECK_OK(tk_keyring_rewrap_step(k, db, owner, batch, &events_hook, &p, &e), &e))
+        if (!CHECK_OK(tk_keyring_rewrap_step(k, db, owner, batch, &hook, &p, &e), &e))
             return -1;
         if (p.processed > batch) FAILF("a step of %d visited %d values", batch, p.processed);
         if (!p.running) return steps;
@@ -152,12 +143,13 @@ void test_rewrap_all(struct fx *f)
     char shares[3][TK_SHARE_MAX];
     struct tk_rewrap_status st;
     struct tk_rewrap_progress p;
+    struct tk_keyring_hook hook = events_hook();
 
     /* before any job: no status, a step does nothing */
     if (CHECK_OK(tk_keyring_rewrap_status(db, &st, &e), &e)) CHECK(!st.exists);
     struct tk_keyring *k = setup(f, db, N_ALL, shares);
     if (!k) goto out;
-    CHECK_OK(tk_keyring_rewrap_step(k, db, "node-a", 200, &events_hook, &p, &e), &e);
+    CHECK_OK(tk_keyring_rewrap_step(k, db, "node-a", 200, &hook, &p, &e), &e);
     CHECK(!p.running && !p.held && p.processed == 0);
 
     /* damage one value: row-00042 gets row-00041's (moved) value */

@@ -298,6 +298,9 @@ static const struct unit_test tests[] = {
     T("config/dir_as_file", test_config_dir_as_file),
     T("ratelimit/budget", test_ratelimit_budget),
     T("ratelimit/bounded", test_ratelimit_bounded),
+    T("worker/deadline", test_worker_deadline),
+    T("worker/wait_kick_stop", test_worker_wait_kick_stop),
+    T("worker/stop_stuck", test_worker_stop_stuck),
 
     T("router/params", test_router_params),
     T("router/methods", test_router_methods),

@@ -211,5 +211,9 @@ void test_optoken_parse_and_admins(struct fx *f);
 /* test_ratelimit.c */
 void test_ratelimit_budget(void);
 void test_ratelimit_bounded(void);
+/* test_worker.c */
+void test_worker_deadline(void);
+void test_worker_wait_kick_stop(void);
+void test_worker_stop_stuck(void);
 
 #endif
