@@ -609,6 +609,15 @@ static bool refuse_head(struct tk_http *h, struct tk_req *r, struct MHD_Connecti
         tk_err_field(&e, TK_EINVAL, "bad_framing", "Transfer-Encoding",
                      "Content-Length and Transfer-Encoding together: the body's length is "
                      "ambiguous");
+    } else if (!MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Host") &&
+               strcmp(version, "HTTP/1.0") != 0) {
+        /* RFC 9112 §3.2: an HTTP/1.1 request without Host is refused. This
+         * also catches "Host : name" (a space before the colon), which
+         * libmicrohttpd files under another name and which would otherwise
+         * skip the Host check as if no Host had been sent. */
+        tk_err_field(&e, TK_EINVAL, "missing_host", "Host",
+                     "an HTTP/1.1 request needs exactly one Host header (\"Host:\" with no "
+                     "space before the colon)");
     } else if (te && (strcasecmp(te, "chunked") != 0 || strcmp(version, "HTTP/1.1") != 0)) {
         tk_err_field(&e, TK_EINVAL, "bad_framing", "Transfer-Encoding",
                      "Transfer-Encoding must be chunked (HTTP/1.1), not %.40s", te);
