@@ -1,9 +1,67 @@
 // attack.test.mjs: regressions found by attacking the merged result of
 // issue 13 (limits combined, hostile headers, stalled stores, crashes).
 import assert from 'node:assert/strict';
+import net from 'node:net';
 import { after, before, describe, it } from 'node:test';
 
-import { api, rawExchange, startTokend, SUITE_TIMEOUT_MS } from './lib/tokend.mjs';
+import { api, backends, createPgDatabase, rawExchange, request, startTokend, waitFor, SUITE_TIMEOUT_MS } from './lib/tokend.mjs';
+
+/** A TCP proxy to PostgreSQL that can stop passing bytes (a stalled server
+ * without stopping the shared one). */
+async function stallableProxy(host, port) {
+  const pairs = new Set();
+  let stalled = false;
+  const server = net.createServer((client) => {
+    const up = net.connect({ host, port });
+    const pair = { client, up };
+    pairs.add(pair);
+    if (stalled) {
+      client.pause();
+      up.pause();
+    } else {
+      client.pipe(up);
+      up.pipe(client);
+    }
+    const end = () => {
+      client.destroy();
+      up.destroy();
+      pairs.delete(pair);
+    };
+    for (const s of [client, up]) {
+      s.on('error', end);
+      s.on('close', end);
+    }
+  });
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    port: server.address().port,
+    stall() {
+      stalled = true;
+      for (const p of pairs) {
+        p.client.unpipe(p.up);
+        p.up.unpipe(p.client);
+        p.client.pause();
+        p.up.pause();
+      }
+    },
+    resume() {
+      stalled = false;
+      for (const p of pairs) {
+        p.client.pipe(p.up);
+        p.up.pipe(p.client);
+        p.client.resume();
+        p.up.resume();
+      }
+    },
+    close() {
+      for (const p of pairs) {
+        p.client.destroy();
+        p.up.destroy();
+      }
+      return new Promise((resolve) => server.close(resolve));
+    },
+  };
+}
 
 describe('attack: the Host check cannot be skipped', { timeout: SUITE_TIMEOUT_MS }, () => {
   let t;
@@ -48,3 +106,40 @@ describe('attack: the Host check cannot be skipped', { timeout: SUITE_TIMEOUT_MS
     assert.equal(w.status, 200, w.text);
   });
 });
+
+if (backends().includes('postgres')) {
+  describe('attack: a stalled PostgreSQL does not hold the HTTP workers', { timeout: SUITE_TIMEOUT_MS }, () => {
+    it('once /ready says store_stalled, store requests answer 503 without trying the store, and /health keeps answering', async (tc) => {
+      const pg = new URL(process.env.TOKEND_TEST_PG);
+      const proxy = await stallableProxy(pg.hostname, Number(pg.port));
+      tc.after(() => proxy.close());
+      const db = new URL(await createPgDatabase());
+      db.host = `127.0.0.1:${proxy.port}`;
+      const t = await startTokend({ backend: 'postgres', store: db.toString() });
+      tc.after(() => t.stop('SIGKILL').catch(() => {}));
+      await waitFor(async () => (await request(t, '/ready')).status === 200, { message: '/ready 200 through the proxy' });
+      proxy.stall();
+      // Before the fix every authenticated request (and every first failure
+      // of an address, for its event) waited out the store's whole deadline
+      // (12 s) in one of the two HTTP workers, which /health shares: with
+      // four of them in flight /health took 21 s.
+      await waitFor(async () => {
+        const x = await request(t, '/ready', { timeoutMs: 30000 });
+        return x.status === 503 && ['store_stalled', 'store_unreachable'].includes(x.json.reason);
+      }, { timeoutMs: 60000, message: '/ready to see the stall' });
+      const who = await api(t, '/v1/whoami', { timeoutMs: 30000 });
+      assert.equal(who.status, 503, who.text);
+      assert.ok(['store_stalled', 'store_unreachable'].includes(who.json.error), who.text);
+      assert.match(who.json.message, /not trying it for this request/, who.text);
+      assert.match(who.headers['retry-after'] || '', /^[1-9][0-9]*$/);
+      // an unknown but well-formed token: no store lookup either
+      const unknown = await request(t, '/v1/whoami', { auth: `Bearer tko_${'A'.repeat(36)}`, from: '127.0.0.9', timeoutMs: 30000 });
+      assert.ok([401, 503].includes(unknown.status), unknown.text);
+      if (unknown.status === 503) assert.match(unknown.json.message, /not trying it/, unknown.text);
+      assert.equal((await request(t, '/health', { timeoutMs: 30000 })).status, 200);
+      proxy.resume();
+      await waitFor(async () => (await api(t, '/v1/whoami', { timeoutMs: 30000 })).status === 200, { timeoutMs: 60000, message: 'whoami once the store answers again' });
+      assert.equal((await t.stop()).code, 0);
+    });
+  });
+}
