@@ -46,6 +46,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <time.h>
@@ -707,6 +708,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
             if (close) tk_reply_header(r, "Connection", "close");
             return queue(r);
         }
+        /* No body to come: the wait until libmicrohttpd calls again is the
+         * server's (a worker busy with another connection's handler), not a
+         * slow client's, so min_body_rate does not apply to it. */
+        const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
+        if (!MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Transfer-Encoding") &&
+            (!cl || !strcmp(cl, "0")))
+            phase_move(cs, PH_BODY, PH_BUSY);
         return MHD_YES;
     }
     struct conn *cs = r->in->cs;
@@ -726,7 +734,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         *data_size = 0;
         return MHD_YES;
     }
-    if (!phase_move(cs, PH_BODY, PH_BUSY)) return MHD_NO;
+    if (cs) {
+        int ph = PH_BODY;
+        if (!atomic_compare_exchange_strong(&cs->phase, &ph, PH_BUSY) && ph != PH_BUSY)
+            return MHD_NO; /* cut by the sweeper */
+    }
     r->body = r->in->body.data ? r->in->body.data : "";
     r->body_len = r->in->body.len;
     dispatch(h, r);
@@ -879,11 +891,21 @@ static void cut(struct tk_http *h, struct conn *cs, bool head)
              id);
 }
 
+/* Bytes the client sent that no worker has read yet: a connection with
+ * some is waiting on the server (its worker is busy with another
+ * connection's handler, e.g. a store call), not the other way round. */
+static bool unread_input(int fd)
+{
+    int n = 0;
+    return ioctl(fd, FIONREAD, &n) == 0 && n > 0;
+}
+
 static void sweep(struct tk_http *h, int64_t now)
 {
     int64_t grace = (int64_t)h->o.header_timeout * 1000000;
     for (struct conn *cs = h->conns; cs; cs = cs->next) {
         int ph = atomic_load(&cs->phase);
+        if ((ph == PH_HEAD || ph == PH_BODY) && unread_input(cs->fd)) continue;
         if (ph == PH_HEAD && h->o.header_timeout > 0 && now > atomic_load(&cs->head_deadline_us)) {
             if (phase_move(cs, PH_HEAD, PH_CUT)) cut(h, cs, true);
         } else if (ph == PH_BODY && h->o.min_body_rate > 0) {

@@ -1,10 +1,12 @@
 // attack.test.mjs: regressions found by attacking the merged result of
 // issue 13 (limits combined, hostile headers, stalled stores, crashes).
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import net from 'node:net';
+import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 
-import { api, backends, createPgDatabase, rawExchange, request, startTokend, waitFor, SUITE_TIMEOUT_MS } from './lib/tokend.mjs';
+import { api, backends, connect, createPgDatabase, metric, rawExchange, request, scrape, startTokend, waitFor, watch, withTimeout, SUITE_TIMEOUT_MS } from './lib/tokend.mjs';
 
 /** A TCP proxy to PostgreSQL that can stop passing bytes (a stalled server
  * without stopping the shared one). */
@@ -139,6 +141,91 @@ if (backends().includes('postgres')) {
       assert.equal((await request(t, '/health', { timeoutMs: 30000 })).status, 200);
       proxy.resume();
       await waitFor(async () => (await api(t, '/v1/whoami', { timeoutMs: 30000 })).status === 200, { timeoutMs: 60000, message: 'whoami once the store answers again' });
+      assert.equal((await t.stop()).code, 0);
+    });
+  });
+}
+
+/** Hold the store's write lock from another process until release():
+ * sqlite3 BEGIN EXCLUSIVE, or a PostgreSQL session locking operator_tokens.
+ * Resolves once the lock is held. */
+async function holdWriteLock(t) {
+  const [cmd, args, begin, check] =
+    t.backend === 'postgres'
+      ? ['psql', [t.store, '-X', '-q', '-At'], "BEGIN; LOCK TABLE operator_tokens IN ACCESS EXCLUSIVE MODE; SELECT 'locked';\n", 'locked']
+      : ['sqlite3', [path.join(t.dataDir, 'tokend.db')], "BEGIN EXCLUSIVE; SELECT 'locked';\n", 'locked'];
+  const p = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'inherit'] });
+  let out = '';
+  p.stdout.on('data', (d) => (out += d));
+  const exited = new Promise((resolve) => p.once('exit', resolve));
+  p.stdin.write(begin);
+  await waitFor(() => out.includes(check), { timeoutMs: 15000, message: `${cmd} to hold the lock` });
+  return {
+    async release() {
+      p.stdin.end('COMMIT;\n');
+      await withTimeout(exited, 15000, `${cmd} to exit`);
+    },
+    kill() {
+      if (p.exitCode === null) p.kill('SIGKILL');
+    },
+  };
+}
+
+for (const backend of backends()) {
+  describe(`attack: a worker waiting on the store is not the client's delay (${backend})`, { timeout: SUITE_TIMEOUT_MS }, () => {
+    it('complete requests queued behind a handler that waits on a locked store are answered, not cut as slow (408)', async (tc) => {
+      // One HTTP worker and a header_timeout of 1 s, shorter than the store's
+      // own waits (SQLite busy timeout, PostgreSQL lock_timeout: 5 s).
+      const t = await startTokend({ backend, args: ['--threads', '1', '--header_timeout', '1'] });
+      tc.after(() => t.stop('SIGKILL').catch(() => {}));
+      const lock = await holdWriteLock(t);
+      tc.after(() => lock.kill());
+      const body = JSON.stringify({ name: 'queued', role: 'viewer' });
+      const post = `POST /v1/operator-tokens HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${t.token}\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`;
+      const get = 'GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n';
+      const socks = [];
+      for (let i = 0; i < 4; i++) socks.push(await connect(t));
+      const ws = socks.map((s, i) => {
+        const w = watch(s);
+        s.write(i % 2 ? get : post, () => {});
+        return w;
+      });
+      // The lock stays held until every connection has its answer: each POST
+      // waits out the store's own timeout (5 s, longer than header_timeout)
+      // and gets 503; the GETs queued behind it on the one worker must get
+      // 200. Before the fix they were cut after 1 s with 408 "the request
+      // head did not arrive within 1 s" (the head had arrived; the worker
+      // was waiting on the store), or, once the head was read, as a body
+      // slower than min_body_rate (a GET has no body).
+      await Promise.all(ws.map((w) => withTimeout(w.closed, 120000, 'the answers')));
+      await lock.release();
+      for (const [i, w] of ws.entries()) {
+        const res = w.response();
+        assert.ok(res, `connection ${i}: no response: ${w.text().slice(0, 300)}`);
+        if (i % 2) assert.equal(res.status, 200, `connection ${i}: ${w.text().slice(0, 300)}`);
+        else assert.equal(res.status, 503, `connection ${i}: ${w.text().slice(0, 300)}`);
+      }
+      const m = await scrape(t);
+      assert.equal(metric(m, 'tokend_http_connections_cut_total', { reason: 'header_timeout' }), 0);
+      assert.equal(metric(m, 'tokend_http_connections_cut_total', { reason: 'min_body_rate' }), 0);
+      assert.equal((await t.stop()).code, 0);
+    });
+
+    it('a client that trickles its head is still cut after header_timeout', async (tc) => {
+      const t = await startTokend({ backend, args: ['--header_timeout', '1'] });
+      tc.after(() => t.stop('SIGKILL').catch(() => {}));
+      const s = await connect(t);
+      const w = watch(s);
+      const head = 'GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ' + 'a'.repeat(200);
+      let i = 0;
+      const timer = setInterval(() => {
+        if (!w.ended && i < head.length) s.write(head[i++]);
+      }, 100);
+      tc.after(() => clearInterval(timer));
+      await withTimeout(w.closed, 30000, 'the trickling connection to be cut');
+      clearInterval(timer);
+      assert.equal(w.response()?.status, 408, w.text());
+      assert.equal(metric(await scrape(t), 'tokend_http_connections_cut_total', { reason: 'header_timeout' }), 1);
       assert.equal((await t.stop()).code, 0);
     });
   });
