@@ -331,7 +331,8 @@ static bool unseal_limited(struct tk_req *r, const char *addr)
     if (wait <= 0) return false;
     struct tk_err e;
     tk_err_set(&e, TK_ERATE, "rate_limited",
-               "too many failed unseal attempts from this address (%d per %d s); retry in %d s",
+               "too many unseal attempts started or failed from this address (%d per %d s); "
+               "retry in %d s",
                UNSEAL_FAILS_MAX, UNSEAL_WINDOW_MS / 1000, wait);
     char ra[16];
     snprintf(ra, sizeof ra, "%d", wait);
@@ -428,6 +429,10 @@ void tk_h_sys_unseal(struct tk_req *r)
         snprintf(msg, sizeof msg, "unseal progress %d/%d", st.progress, st.threshold);
         tk_api_keyring_event(app, db, "unseal", "progress", msg);
     }
+    /* Starting an attempt costs too: it is free to undo (a reset with its
+     * nonce) and records an event, so a loop of start and reset from one
+     * address was an unlimited, unauthenticated stream of writes. */
+    if (started[0]) limit_count(addr);
     json_t *o = status_json(&st);
     if (started[0]) json_object_set_new(o, "nonce", json_string(started));
     tk_wipe(started, sizeof started);

@@ -6,7 +6,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 
-import { api, backends, connect, createPgDatabase, metric, rawExchange, request, scrape, startTokend, waitFor, watch, withTimeout, SUITE_TIMEOUT_MS } from './lib/tokend.mjs';
+import { allEvents, api, backends, connect, createPgDatabase, metric, rawExchange, request, scrape, startTokend, waitFor, watch, withTimeout, SUITE_TIMEOUT_MS } from './lib/tokend.mjs';
 
 /** A TCP proxy to PostgreSQL that can stop passing bytes (a stalled server
  * without stopping the shared one). */
@@ -226,6 +226,58 @@ for (const backend of backends()) {
       clearInterval(timer);
       assert.equal(w.response()?.status, 408, w.text());
       assert.equal(metric(await scrape(t), 'tokend_http_connections_cut_total', { reason: 'header_timeout' }), 1);
+      assert.equal((await t.stop()).code, 0);
+    });
+  });
+}
+
+for (const backend of backends()) {
+  describe(`attack: the unseal flow from a stranger (${backend})`, { timeout: SUITE_TIMEOUT_MS }, () => {
+    it('starting attempts and resetting them with their own nonce is rate-limited, so it cannot stream events', async (tc) => {
+      const t = await startTokend({ backend, dev: false });
+      tc.after(() => t.stop('SIGKILL').catch(() => {}));
+      const init = await request(t, '/v1/sys/init', { method: 'POST', json: { shares: 3, threshold: 2 } });
+      assert.equal(init.status, 200, init.text);
+      t.token = init.json.root_token;
+      const sealed = await api(t, '/v1/sys/seal', { method: 'POST' });
+      assert.equal(sealed.status, 200, sealed.text);
+      const unseal = (json) => request(t, '/v1/sys/unseal', { method: 'POST', json, from: '127.0.0.23' });
+      // Before the fix: 300 start/reset rounds in 0.6 s, all 200, and 300
+      // "unseal progress" events (a write each), without a token.
+      let limited = null;
+      let starts = 0;
+      for (let i = 0; i < 30 && !limited; i++) {
+        const r = await unseal({ share: init.json.shares[0] });
+        if (r.status === 429) {
+          limited = r;
+          break;
+        }
+        assert.equal(r.status, 200, r.text);
+        assert.equal(typeof r.json.nonce, 'string', r.text);
+        starts++;
+        const reset = await unseal({ reset: true, nonce: r.json.nonce });
+        if (reset.status === 429) {
+          limited = reset;
+          break;
+        }
+        assert.equal(reset.status, 200, reset.text);
+        assert.equal(reset.json.reset, true);
+      }
+      assert.ok(limited, `no 429 after ${starts} attempts started and reset`);
+      assert.equal(limited.json.error, 'rate_limited');
+      assert.match(limited.headers['retry-after'] || '', /^[1-9][0-9]*$/);
+      assert.ok(starts <= 10, `${starts} attempts started before the 429`);
+      // another address (the operator's) is not limited: it ends the
+      // stranger's attempt and unseals
+      const reset = await request(t, '/v1/sys/unseal', { method: 'POST', json: { reset: true }, from: '127.0.0.24' });
+      assert.equal(reset.status, 200, reset.text);
+      const a = await request(t, '/v1/sys/unseal', { method: 'POST', json: { share: init.json.shares[1] }, from: '127.0.0.24' });
+      assert.equal(a.status, 200, a.text);
+      const b = await request(t, '/v1/sys/unseal', { method: 'POST', json: { share: init.json.shares[2], nonce: a.json.nonce }, from: '127.0.0.24' });
+      assert.equal(b.status, 200, b.text);
+      assert.equal(b.json.sealed, false, b.text);
+      const progress = (await allEvents(t, 'action=unseal')).filter((e) => e.outcome === 'progress');
+      assert.ok(progress.length <= 11, `${progress.length} unseal progress events`);
       assert.equal((await t.stop()).code, 0);
     });
   });
