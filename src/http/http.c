@@ -1048,6 +1048,12 @@ tk_rc tk_http_start(const struct tk_http_opts *o, struct tk_http **out, struct t
         socklen_t sl = sizeof ss;
         getsockname(h->fd, (struct sockaddr *)&ss, &sl);
         rc = tk_hostpolicy_init(&h->hosts, (struct sockaddr *)&ss, o->allowed_hosts, e);
+        if (rc == TK_OK && !h->hosts.loopback_listener && h->hosts.n == 0)
+            tk_warn("http: listening on %s, not a loopback address, with allowed_hosts empty: "
+                    "any Host is answered, so a web page whose name resolves to this node (DNS "
+                    "rebinding) can call the API from a browser here, /v1/sys/init included; "
+                    "set allowed_hosts to the names clients use",
+                    o->listen);
     }
     h->metrics = tk_calloc(o->nroutes + 1, sizeof *h->metrics);
     if (rc != TK_OK) {

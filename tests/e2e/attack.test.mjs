@@ -282,3 +282,28 @@ for (const backend of backends()) {
     });
   });
 }
+
+describe('attack: DNS rebinding against a listener on every address', { timeout: SUITE_TIMEOUT_MS }, () => {
+  it('says at start that any Host is answered while allowed_hosts is empty; with allowed_hosts a foreign name gets 421', async (tc) => {
+    // Reproduced: --listen 0.0.0.0:0, no allowed_hosts, an uninitialized
+    // node: POST /v1/sys/init with Host and Origin attacker.example:PORT
+    // answered 200 with the root token (documented, but silent at start).
+    const open = await startTokend({ dev: false, listen: '0.0.0.0:0' });
+    tc.after(() => open.stop('SIGKILL').catch(() => {}));
+    assert.match(open.stderr(), /allowed_hosts empty: any Host is answered[^\n]*DNS rebinding/);
+    assert.equal((await open.stop()).code, 0);
+    const closed = await startTokend({ dev: false, listen: '0.0.0.0:0', args: ['--allowed-hosts', 'tokend.internal'] });
+    tc.after(() => closed.stop('SIGKILL').catch(() => {}));
+    assert.doesNotMatch(closed.stderr(), /DNS rebinding/);
+    const r = await request(closed, '/v1/sys/init', {
+      method: 'POST',
+      json: { shares: 1, threshold: 1 },
+      headers: { host: `attacker.example:${closed.port}`, origin: `http://attacker.example:${closed.port}` },
+    });
+    assert.equal(r.status, 421, r.text);
+    assert.equal(r.json.error, 'invalid_host');
+    const ok = await request(closed, '/v1/sys/seal-status', { headers: { host: `tokend.internal:${closed.port}` } });
+    assert.equal(ok.status, 200, ok.text);
+    assert.equal((await closed.stop()).code, 0);
+  });
+});
