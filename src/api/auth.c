@@ -28,12 +28,30 @@ void tk_api_reply_error(struct tk_req *r, const struct tk_err *e, json_t *extra)
     tk_reply_error(r, e, extra);
 }
 
+/* True if the store probe says the store hangs (a ping unanswered for
+ * seconds) or cannot be reached: then a request does not try it, so that it
+ * does not hold one of the few HTTP workers (which /health, /ready and
+ * /metrics share) for the store's whole deadline. */
+static bool store_down(struct tk_app *app, struct tk_err *e)
+{
+    char why[200];
+    const char *state = tk_api_store_state(app, why, sizeof why);
+    if (!state || (strcmp(state, "store_stalled") != 0 && strcmp(state, "store_unreachable") != 0))
+        return false;
+    tk_err_set(e, TK_EUNAVAIL, state, "%s; not trying it for this request (see /ready)", why);
+    return true;
+}
+
 struct tk_db *tk_api_db(struct tk_req *r)
 {
     if (r->db) return r->db;
     if (!tk_api_started(r)) return NULL;
     struct tk_app *app = r->app;
     struct tk_err e;
+    if (store_down(app, &e)) {
+        tk_api_reply_error(r, &e, NULL);
+        return NULL;
+    }
     r->db = tk_store_get(app->store, &e);
     if (!r->db) tk_api_reply_error(r, &e, NULL); /* store_busy or unreachable */
     return r->db;
@@ -119,7 +137,7 @@ static void auth_event(struct tk_req *r, const struct tk_err *e, const struct tk
         return;
     }
     struct tk_err ee;
-    if (!r->db) r->db = tk_store_get(app->store, &ee);
+    if (!r->db && !store_down(app, &ee)) r->db = tk_store_get(app->store, &ee);
     if (!r->db || tk_event_emit(r->db, &ev, &ee) != TK_OK) /* the 401 goes out all the same */
         tk_warn("events: could not record an authentication failure: %s", ee.msg);
     json_decref(detail);

@@ -168,7 +168,7 @@ static void event_refusal(struct tk_req *r, struct tk_err *e, const char *action
 
 /* ---- failed unseal attempts, limited per source address ----
  *
- * Each refused share, each attempt that the shares did not open, and each
+ * Each attempt started, each refused share, each attempt that the shares did not open, and each
  * reset without the attempt's nonce counts as one failure in
  * app->unseal_limit (a ratelimit.h table of its own); past
  * TK_API_UNSEAL_FAILS_MAX in a window of TK_API_UNSEAL_WINDOW_S, the
@@ -284,7 +284,8 @@ static bool unseal_limited(struct tk_req *r, const char *addr)
     if (!tk_ratelimit_blocked(app->unseal_limit, addr, tk_now_ms(), &wait)) return false;
     struct tk_err e;
     tk_err_set(&e, TK_ERATE, "rate_limited",
-               "too many failed unseal attempts from this address (%d per %d s); retry in %d s",
+               "too many unseal attempts started or failed from this address (%d per %d s); "
+               "retry in %d s",
                TK_API_UNSEAL_FAILS_MAX, TK_API_UNSEAL_WINDOW_S, wait);
     char ra[16];
     snprintf(ra, sizeof ra, "%d", wait);
@@ -381,6 +382,10 @@ void tk_h_sys_unseal(struct tk_req *r)
         snprintf(msg, sizeof msg, "unseal progress %d/%d", st.progress, st.threshold);
         tk_api_keyring_event(app, db, "unseal", "progress", msg);
     }
+    /* Starting an attempt costs too: it is free to undo (a reset with its
+     * nonce) and records an event, so a loop of start and reset from one
+     * address was an unlimited, unauthenticated stream of writes. */
+    if (started[0]) unseal_failed(app, addr);
     json_t *o = status_json(&st);
     if (started[0]) json_object_set_new(o, "nonce", json_string(started));
     tk_wipe(started, sizeof started);

@@ -47,6 +47,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <time.h>
@@ -607,6 +608,15 @@ static bool refuse_head(struct tk_http *h, struct tk_req *r, struct MHD_Connecti
         tk_err_field(&e, TK_EINVAL, "bad_framing", "Transfer-Encoding",
                      "Content-Length and Transfer-Encoding together: the body's length is "
                      "ambiguous");
+    } else if (!MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Host") &&
+               strcmp(version, "HTTP/1.0") != 0) {
+        /* RFC 9112 §3.2: an HTTP/1.1 request without Host is refused. This
+         * also catches "Host : name" (a space before the colon), which
+         * libmicrohttpd files under another name and which would otherwise
+         * skip the Host check as if no Host had been sent. */
+        tk_err_field(&e, TK_EINVAL, "missing_host", "Host",
+                     "an HTTP/1.1 request needs exactly one Host header (\"Host:\" with no "
+                     "space before the colon)");
     } else if (te && (strcasecmp(te, "chunked") != 0 || strcmp(version, "HTTP/1.1") != 0)) {
         tk_err_field(&e, TK_EINVAL, "bad_framing", "Transfer-Encoding",
                      "Transfer-Encoding must be chunked (HTTP/1.1), not %.40s", te);
@@ -696,6 +706,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
             if (close) tk_reply_header(r, "Connection", "close");
             return queue(r);
         }
+        /* No body to come: the wait until libmicrohttpd calls again is the
+         * server's (a worker busy with another connection's handler), not a
+         * slow client's, so min_body_rate does not apply to it. */
+        const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
+        if (!MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Transfer-Encoding") &&
+            (!cl || !strcmp(cl, "0")))
+            phase_move(cs, PH_BODY, PH_BUSY);
         return MHD_YES;
     }
     struct conn *cs = r->in->cs;
@@ -715,7 +732,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         *data_size = 0;
         return MHD_YES;
     }
-    if (!phase_move(cs, PH_BODY, PH_BUSY)) return MHD_NO;
+    if (cs) {
+        int ph = PH_BODY;
+        if (!atomic_compare_exchange_strong(&cs->phase, &ph, PH_BUSY) && ph != PH_BUSY)
+            return MHD_NO; /* cut by the sweeper */
+    }
     r->body = r->in->body.data ? r->in->body.data : "";
     r->body_len = r->in->body.len;
     dispatch(h, r);
@@ -870,11 +891,21 @@ static void cut(struct tk_http *h, struct conn *cs, bool head)
 
 #define SWEEP_EVERY_MS 250
 
+/* Bytes the client sent that no worker has read yet: a connection with
+ * some is waiting on the server (its worker is busy with another
+ * connection's handler, e.g. a store call), not the other way round. */
+static bool unread_input(int fd)
+{
+    int n = 0;
+    return ioctl(fd, FIONREAD, &n) == 0 && n > 0;
+}
+
 static void sweep(struct tk_http *h, int64_t now)
 {
     int64_t grace = (int64_t)h->o.header_timeout * 1000000;
     for (struct conn *cs = h->conns; cs; cs = cs->next) {
         int ph = atomic_load(&cs->phase);
+        if ((ph == PH_HEAD || ph == PH_BODY) && unread_input(cs->fd)) continue;
         if (ph == PH_HEAD && h->o.header_timeout > 0 && now > atomic_load(&cs->head_deadline_us)) {
             if (phase_move(cs, PH_HEAD, PH_CUT)) cut(h, cs, true);
         } else if (ph == PH_BODY && h->o.min_body_rate > 0) {
@@ -1002,6 +1033,12 @@ tk_rc tk_http_start(const struct tk_http_opts *o, struct tk_http **out, struct t
         socklen_t sl = sizeof ss;
         getsockname(h->fd, (struct sockaddr *)&ss, &sl);
         rc = tk_hostpolicy_init(&h->hosts, (struct sockaddr *)&ss, o->allowed_hosts, e);
+        if (rc == TK_OK && !h->hosts.loopback_listener && h->hosts.n == 0)
+            tk_warn("http: listening on %s, not a loopback address, with allowed_hosts empty: "
+                    "any Host is answered, so a web page whose name resolves to this node (DNS "
+                    "rebinding) can call the API from a browser here, /v1/sys/init included; "
+                    "set allowed_hosts to the names clients use",
+                    o->listen);
     }
     h->metrics = tk_calloc(o->nroutes + 1, sizeof *h->metrics);
     if (rc != TK_OK) {
