@@ -40,6 +40,10 @@ struct tk_app {
     /* Failed unseal attempts per source address (keyring_api.c): its own
      * budget, TK_API_UNSEAL_FAILS_MAX per TK_API_UNSEAL_WINDOW_S. */
     struct tk_ratelimit *unseal_limit;
+    /* Operator token uses noted by authentication (no store write on that
+     * path); the last-used worker (serve.c) writes them as last_used_at. */
+    struct tk_optoken_uses *uses;
+    struct tk_worker last_used;
     /* The store probe (serve.c): a thread pings the store every second;
      * /ready and /metrics read its last result, never the store. */
     struct tk_worker probe;

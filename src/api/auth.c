@@ -162,6 +162,8 @@ tk_rc tk_api_authenticate(struct tk_req *r)
         rc = tk_optoken_lookup(db, app->keyring, tok, len, p, &e);
     }
     if (rc == TK_OK) {
+        /* in memory; the last-used worker writes last_used_at (serve.c) */
+        tk_optoken_use(app->uses, p->token_id, tk_now_ms());
         r->principal = p;
         return TK_OK;
     }

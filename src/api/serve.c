@@ -233,6 +233,41 @@ static void rewrap_worker_start(struct tk_app *app)
         tk_error("keyring: %s", e.msg);
 }
 
+/* ---- the last-used worker ----
+ *
+ * Authentication notes token uses in memory (app->uses); this worker
+ * writes them as last_used_at every LAST_USED_EVERY_MS (a token at most
+ * once per TK_OPTOKEN_LAST_USED_MS), and everything pending once more when
+ * it stops. A held write lock delays this thread, never a request. */
+
+#define LAST_USED_EVERY_MS 5000
+
+static void last_used_flush(struct tk_app *app, bool all)
+{
+    struct tk_err e;
+    struct tk_db *db = tk_store_get(app->store, &e);
+    if (db && tk_optoken_uses_flush(app->uses, db, tk_now_ms(), all, NULL, &e) == TK_OK) {
+        tk_store_put(db);
+        return;
+    }
+    tk_store_put(db);
+    tk_debug("operators: last_used_at not written yet (next try in %d s): %s",
+             LAST_USED_EVERY_MS / 1000, e.msg);
+}
+
+static void last_used_worker(struct tk_worker *w, void *arg)
+{
+    while (tk_worker_wait(w, LAST_USED_EVERY_MS)) last_used_flush(arg, false);
+    last_used_flush(arg, true); /* stopping: what is pending */
+}
+
+static void last_used_start(struct tk_app *app)
+{
+    struct tk_err e;
+    if (tk_worker_start(&app->last_used, "last-used worker", last_used_worker, app, &e) != TK_OK)
+        tk_error("operators: %s; last_used_at will not be updated", e.msg);
+}
+
 /* ---- the store probe ----
  *
  * A worker pings the store every PROBE_EVERY_MS; /ready and /metrics
@@ -529,6 +564,7 @@ int tk_serve(const struct tk_config *cfg)
     tk_events_set_node(app.node);
     app.auth_limit = tk_ratelimit_new(cfg->auth_fail_limit, cfg->auth_fail_window);
     app.unseal_limit = tk_ratelimit_new(TK_API_UNSEAL_FAILS_MAX, TK_API_UNSEAL_WINDOW_S);
+    app.uses = tk_optoken_uses_new();
 
     /* The listen socket first: a port in use changes nothing (no data dir,
      * no store file, no keyring, no root token). Until start-up is done,
@@ -584,6 +620,7 @@ int tk_serve(const struct tk_config *cfg)
     if (rc == TK_OK) {
         probe_start(&app);
         rewrap_worker_start(&app);
+        last_used_start(&app);
         atomic_store(&app.started, true);
     }
     if (rc != TK_OK) {
@@ -616,6 +653,7 @@ int tk_serve(const struct tk_config *cfg)
     tk_http_stop(app.http);
     app.http = NULL;
     tk_worker_stop(&app.rewrap, 0); /* before the store closes; a batch in hand commits first */
+    tk_worker_stop(&app.last_used, 0); /* after the HTTP server (no more uses); writes the rest */
     store_closable = probe_stop(&app);
     if (store_closable) { /* else the store hangs: nothing more can be written */
         tk_housekeeper_stop(housekeeper); /* writes what it counted */
@@ -627,6 +665,7 @@ int tk_serve(const struct tk_config *cfg)
 out:
     tk_http_stop(app.http);
     tk_worker_stop(&app.rewrap, 0);
+    tk_worker_stop(&app.last_used, 0);
     if (!probe_stop(&app)) store_closable = false;
     if (store_closable) {
         tk_housekeeper_stop(housekeeper);
@@ -636,5 +675,6 @@ out:
     tk_keyring_free(app.keyring);
     tk_ratelimit_free(app.auth_limit);
     tk_ratelimit_free(app.unseal_limit);
+    tk_optoken_uses_free(app.uses);
     return status;
 }

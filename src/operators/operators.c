@@ -1,7 +1,9 @@
 /* operators.c: see operators.h. */
 #include "operators.h"
 
+#include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -63,10 +65,6 @@ tk_rc tk_optoken_count_active(struct tk_db *db, int64_t *n, struct tk_err *e)
     return rc;
 }
 
-/* last_used_at is written at most once a minute per token, so that reads
- * stay reads on the hot path. */
-#define LAST_USED_GRANULARITY_MS 60000
-
 tk_rc tk_optoken_parse(const char *header, const char **tok, size_t *len, struct tk_err *e)
 {
     if (!header || !*header)
@@ -95,7 +93,7 @@ tk_rc tk_optoken_lookup(struct tk_db *db, struct tk_keyring *k, const char *tok,
     if (rc != TK_OK) return rc;
     struct tk_rows *r;
     rc = tk_db_exec(db,
-                    "SELECT id, tenant_id, name, role, revoked_at, expires_at, last_used_at "
+                    "SELECT id, tenant_id, name, role, revoked_at, expires_at "
                     "FROM operator_tokens WHERE token_hash = ?",
                     TK_ARGS(TK_TEXT(hash)), &r, e);
     if (rc != TK_OK) return rc;
@@ -122,11 +120,6 @@ tk_rc tk_optoken_lookup(struct tk_db *db, struct tk_keyring *k, const char *tok,
     } else {
         snprintf(p->name, sizeof p->name, "%s", tk_rows_text(r, 0, 2));
         snprintf(p->role, sizeof p->role, "%s", tk_rows_text(r, 0, 3));
-        if (tk_rows_null(r, 0, 6) || now - tk_rows_int(r, 0, 6) > LAST_USED_GRANULARITY_MS) {
-            struct tk_err ignore;
-            tk_db_exec(db, "UPDATE operator_tokens SET last_used_at = ? WHERE id = ?",
-                       TK_ARGS(TK_INT(now), TK_TEXT(p->token_id)), NULL, &ignore);
-        }
     }
     tk_rows_free(r);
     return rc;
@@ -198,4 +191,151 @@ tk_rc tk_optoken_list(struct tk_db *db, const char *tenant_id, json_t **out, str
     tk_rows_free(r);
     *out = a;
     return TK_OK;
+}
+
+/* ---- uses of tokens, for last_used_at ----
+ *
+ * An open-addressing table (linear probing) of TK_OPTOKEN_USES_MAX entries
+ * in twice as many slots; entries leave only when a flush rebuilds it, so
+ * there are no tombstones. An entry is pending while its last use is newer
+ * than what was written; it is due when pending and this table never wrote
+ * it, or wrote it TK_OPTOKEN_LAST_USED_MS ago; it leaves once nothing is
+ * pending and that time has passed. */
+
+#define USES_SLOTS (2 * TK_OPTOKEN_USES_MAX)
+
+struct use {
+    char id[TK_UUID_LEN + 1]; /* "" = free slot */
+    int64_t used;             /* last use noted */
+    int64_t stored;           /* the use last written (0: none) */
+    int64_t wrote_at;         /* when it was written (0: never) */
+};
+
+struct tk_optoken_uses {
+    pthread_mutex_t mu;
+    int count;
+    struct use slot[USES_SLOTS];
+};
+
+static size_t use_hash(const char *id)
+{
+    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
+    for (const unsigned char *p = (const unsigned char *)id; *p; p++) h = (h ^ *p) * 1099511628211ULL;
+    return (size_t)(h % USES_SLOTS);
+}
+
+/* The slot of id, or the free slot where it would go. */
+static struct use *use_find(struct use *slot, const char *id)
+{
+    for (size_t i = use_hash(id), n = 0; n < USES_SLOTS; i = (i + 1) % USES_SLOTS, n++)
+        if (!slot[i].id[0] || !strcmp(slot[i].id, id)) return &slot[i];
+    return NULL; /* not reached: at most half the slots are used */
+}
+
+struct tk_optoken_uses *tk_optoken_uses_new(void)
+{
+    struct tk_optoken_uses *u = tk_calloc(1, sizeof *u);
+    pthread_mutex_init(&u->mu, NULL);
+    return u;
+}
+
+void tk_optoken_uses_free(struct tk_optoken_uses *u)
+{
+    if (!u) return;
+    pthread_mutex_destroy(&u->mu);
+    free(u);
+}
+
+bool tk_optoken_use(struct tk_optoken_uses *u, const char *token_id, int64_t now_ms)
+{
+    if (!u || strlen(token_id) != TK_UUID_LEN) return false;
+    bool ok = true;
+    pthread_mutex_lock(&u->mu);
+    struct use *s = use_find(u->slot, token_id);
+    if (s && s->id[0]) {
+        if (now_ms > s->used) s->used = now_ms;
+    } else if (s && u->count < TK_OPTOKEN_USES_MAX) {
+        memcpy(s->id, token_id, TK_UUID_LEN + 1);
+        s->used = now_ms;
+        s->stored = 0;
+        s->wrote_at = 0;
+        u->count++;
+    } else {
+        ok = false;
+    }
+    pthread_mutex_unlock(&u->mu);
+    return ok;
+}
+
+static bool use_due(const struct use *s, int64_t now, bool all)
+{
+    if (!s->id[0] || s->used <= s->stored) return false;
+    /* a wall clock set back counts as time passed */
+    return all || !s->wrote_at || now - s->wrote_at >= TK_OPTOKEN_LAST_USED_MS ||
+           now < s->wrote_at;
+}
+
+/* Drop entries with nothing pending whose throttle has passed (under mu). */
+static void uses_prune(struct tk_optoken_uses *u, int64_t now)
+{
+    int gone = 0;
+    for (size_t i = 0; i < USES_SLOTS; i++) {
+        const struct use *s = &u->slot[i];
+        if (s->id[0] && s->used <= s->stored && now - s->wrote_at >= TK_OPTOKEN_LAST_USED_MS)
+            gone++;
+    }
+    if (!gone) return;
+    struct use *old = tk_malloc(sizeof u->slot);
+    memcpy(old, u->slot, sizeof u->slot);
+    memset(u->slot, 0, sizeof u->slot);
+    u->count = 0;
+    for (size_t i = 0; i < USES_SLOTS; i++) {
+        const struct use *s = &old[i];
+        if (!s->id[0] || (s->used <= s->stored && now - s->wrote_at >= TK_OPTOKEN_LAST_USED_MS))
+            continue;
+        *use_find(u->slot, s->id) = *s;
+        u->count++;
+    }
+    free(old);
+}
+
+tk_rc tk_optoken_uses_flush(struct tk_optoken_uses *u, struct tk_db *db, int64_t now_ms, bool all,
+                            int *written, struct tk_err *e)
+{
+    if (written) *written = 0;
+    if (!u) return TK_OK;
+    /* Copy what is due, write it without the lock (authentication goes on),
+     * then mark it written. */
+    struct use *due = tk_malloc(sizeof(struct use) * TK_OPTOKEN_USES_MAX);
+    int n = 0;
+    pthread_mutex_lock(&u->mu);
+    for (size_t i = 0; i < USES_SLOTS && n < TK_OPTOKEN_USES_MAX; i++)
+        if (use_due(&u->slot[i], now_ms, all)) due[n++] = u->slot[i];
+    pthread_mutex_unlock(&u->mu);
+    tk_rc rc = TK_OK;
+    if (n > 0) {
+        rc = tk_db_begin(db, e);
+        for (int i = 0; rc == TK_OK && i < n; i++)
+            rc = tk_db_exec(db,
+                            "UPDATE operator_tokens SET last_used_at = ? WHERE id = ? AND "
+                            "(last_used_at IS NULL OR last_used_at < ?)",
+                            TK_ARGS(TK_INT(due[i].used), TK_TEXT(due[i].id), TK_INT(due[i].used)),
+                            NULL, e);
+        if (rc == TK_OK) rc = tk_db_commit(db, e);
+        if (rc != TK_OK && tk_db_in_tx(db)) tk_db_rollback(db);
+    }
+    pthread_mutex_lock(&u->mu);
+    if (rc == TK_OK) {
+        for (int i = 0; i < n; i++) {
+            struct use *s = use_find(u->slot, due[i].id);
+            if (!s || !s->id[0]) continue;
+            s->stored = due[i].used;
+            s->wrote_at = now_ms;
+        }
+        if (written) *written = n;
+    }
+    uses_prune(u, now_ms);
+    pthread_mutex_unlock(&u->mu);
+    free(due);
+    return rc;
 }

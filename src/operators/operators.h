@@ -56,7 +56,9 @@ tk_rc tk_optoken_authenticate(struct tk_db *db, struct tk_keyring *k, const char
 tk_rc tk_optoken_parse(const char *header, const char **tok, size_t *len, struct tk_err *e);
 /* Look up a well-formed token: unknown, revoked, expired, or p filled. On
  * revoked and expired, p->tenant_id and p->token_id name the token's row
- * (for the event), but p is no principal. */
+ * (for the event), but p is no principal. A read only: it never writes to
+ * the store (last_used_at goes through struct tk_optoken_uses below), so a
+ * held write lock never delays an authentication. */
 tk_rc tk_optoken_lookup(struct tk_db *db, struct tk_keyring *k, const char *tok, size_t len,
                         struct tk_principal *p, struct tk_err *e);
 
@@ -71,5 +73,29 @@ tk_rc tk_optoken_list(struct tk_db *db, const char *tenant_id, json_t **out, str
 /* Revoke a token of the principal's tenant; another tenant's is TK_ENOTFOUND. */
 tk_rc tk_optoken_revoke(struct tk_db *db, const char *tenant_id, const char *token_id,
                         struct tk_err *e);
+
+/*
+ * Uses of operator tokens, for last_used_at. Authentication only notes a
+ * use in memory (tk_optoken_use: a short lock, no store); a background
+ * flush writes last_used_at coarsely: a token this table has not written
+ * yet at the next flush, then at most once per TK_OPTOKEN_LAST_USED_MS;
+ * tk_optoken_uses_flush(..., all=true) at stop writes whatever is pending.
+ * The table is bounded (TK_OPTOKEN_USES_MAX tokens with a pending or recent
+ * write); a use that finds it full is not noted (that token's last_used_at
+ * waits for a later use). Writes never move last_used_at back (several
+ * nodes). Thread-safe.
+ */
+#define TK_OPTOKEN_LAST_USED_MS 60000
+#define TK_OPTOKEN_USES_MAX 768
+struct tk_optoken_uses;
+struct tk_optoken_uses *tk_optoken_uses_new(void);
+void tk_optoken_uses_free(struct tk_optoken_uses *u); /* NULL: no-op */
+/* Note that token_id authenticated at now_ms; false when the table is full. */
+bool tk_optoken_use(struct tk_optoken_uses *u, const char *token_id, int64_t now_ms);
+/* Write the due uses (all: every pending one) in one transaction; *written
+ * (may be NULL) counts the tokens written. On failure nothing is marked
+ * written: the next flush tries again. */
+tk_rc tk_optoken_uses_flush(struct tk_optoken_uses *u, struct tk_db *db, int64_t now_ms, bool all,
+                            int *written, struct tk_err *e);
 
 #endif

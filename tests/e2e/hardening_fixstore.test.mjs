@@ -1,0 +1,91 @@
+// hardening_fixstore.test.mjs: problems found after issue 13 -- an
+// authentication that waited on a held write lock (last_used_at written on
+// the read path), a refused start that created the store, names with
+// bidirectional or control characters. Both backends where a store is
+// involved.
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { readdir, rm } from 'node:fs/promises';
+import path from 'node:path';
+import { describe, it } from 'node:test';
+
+import { allEvents, api, backends, serveExpectingExit, startTokend, storeSql, waitFor, SUITE_TIMEOUT_MS } from './lib/tokend.mjs';
+
+/** Hold the store's write lock from another connection until release():
+ * SQLite, an sqlite3 process in BEGIN EXCLUSIVE; PostgreSQL, a psql
+ * session holding operator_tokens in EXCLUSIVE mode (reads go on, writes
+ * wait). Held at most holdMs, then the holder is killed. */
+async function holdWriteLock(t, holdMs = 30000) {
+  const [cmd, args, sql] =
+    t.backend === 'postgres'
+      ? ['psql', [t.store, '-X', '-q', '-At', '-v', 'ON_ERROR_STOP=1'], 'BEGIN;\nLOCK TABLE operator_tokens IN EXCLUSIVE MODE;\n']
+      : ['sqlite3', [path.join(t.dataDir, 'tokend.db')], 'BEGIN EXCLUSIVE;\n'];
+  const p = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'] });
+  let out = '';
+  let err = '';
+  p.stdout.on('data', (d) => (out += d));
+  p.stderr.on('data', (d) => (err += d));
+  const exited = new Promise((resolve) => p.once('exit', resolve));
+  const timer = setTimeout(() => p.kill('SIGKILL'), holdMs);
+  p.stdin.write(`${sql}SELECT 'locked';\n`);
+  await waitFor(() => out.includes('locked') || p.exitCode !== null, { message: `${cmd} to take the write lock` });
+  assert.ok(out.includes('locked'), `${cmd} did not take the lock: ${err}`);
+  let released = null;
+  return {
+    release() {
+      if (!released) {
+        clearTimeout(timer);
+        p.stdin.end('ROLLBACK;\n');
+        released = exited;
+      }
+      return released;
+    },
+  };
+}
+
+/** The row of GET /v1/operator-tokens for the token named name. */
+async function tokenRow(t, name) {
+  const r = await api(t, '/v1/operator-tokens');
+  assert.equal(r.status, 200, r.text);
+  return r.json.tokens.find((x) => x.name === name);
+}
+
+for (const backend of backends()) {
+  describe(`authentication never writes to the store (${backend})`, { timeout: SUITE_TIMEOUT_MS }, () => {
+    it('authenticated reads answer while another connection holds the write lock; last_used_at is written later', async (tc) => {
+      const t = await startTokend({ backend });
+      tc.after(() => t.stop('SIGKILL').catch(() => {}));
+      assert.equal((await tokenRow(t, 'root')).last_used_at, null, 'no use recorded before the first flush');
+      const lock = await holdWriteLock(t);
+      tc.after(() => lock.release());
+      // The busy timeout (SQLite) and lock_timeout (PostgreSQL) are 5 s: a
+      // read that waited for the lock would take that long each. These do
+      // not wait at all; 4 s for all of them is a wide margin, not a speed
+      // figure.
+      const t0 = Date.now();
+      for (let i = 0; i < 5; i++) {
+        const r = await api(t, '/v1/whoami');
+        assert.equal(r.status, 200, r.text);
+      }
+      const took = Date.now() - t0;
+      assert.ok(took < 4000, `5 authenticated reads took ${took} ms while the write lock was held`);
+      await lock.release();
+      // The flush writes last_used_at once the lock is gone.
+      const row = await waitFor(async () => {
+        const x = await tokenRow(t, 'root');
+        return x.last_used_at ? x : null;
+      }, { timeoutMs: 30000, message: 'last_used_at of the root token' });
+      assert.ok(Date.parse(row.last_used_at) >= Date.now() - 120000, row.last_used_at);
+      // Coarse: within a minute another use is kept in memory, and the stop
+      // writes it (the final flush).
+      const first = Number((await storeSql(t, "SELECT last_used_at FROM operator_tokens WHERE name = 'root'")).trim());
+      assert.ok(first > 0);
+      assert.equal((await api(t, '/v1/whoami')).status, 200);
+      const again = Number((await storeSql(t, "SELECT last_used_at FROM operator_tokens WHERE name = 'root'")).trim());
+      assert.equal(again, first, 'a use within the minute is not written at once');
+      assert.equal((await t.stop()).code, 0);
+      const last = Number((await storeSql(t, "SELECT last_used_at FROM operator_tokens WHERE name = 'root'")).trim());
+      assert.ok(last > first, `the stop wrote the pending use (${last} > ${first})`);
+    });
+  });
+}
