@@ -127,7 +127,7 @@ void test_optoken_authenticate(struct fx *f)
             if (v && strstr(v, tok + 8)) FAILF("column %d holds the token", c);
         }
         CHECK(tk_rows_text(r, 0, 2) && !strncmp(tk_rows_text(r, 0, 2), "tko_", 4));
-        CHECK(!tk_rows_null(r, 0, 3)); /* last_used_at recorded */
+        CHECK(tk_rows_null(r, 0, 3)); /* authentication wrote nothing (test_optoken_last_used) */
     }
     tk_rows_free(r);
 
@@ -141,7 +141,7 @@ void test_optoken_authenticate(struct fx *f)
         json_t *t0 = json_array_get(list, 0);
         CHECK(json_is_null(json_object_get(t0, "revoked_at")));
         CHECK(json_is_null(json_object_get(t0, "expires_at")));
-        CHECK(json_is_string(json_object_get(t0, "last_used_at")));
+        CHECK(json_is_null(json_object_get(t0, "last_used_at"))); /* not flushed yet */
     }
     json_decref(list);
     int64_t active = -1;
@@ -365,5 +365,100 @@ void test_optoken_parse_and_admins(struct fx *f)
     CHECK_OK(tk_optoken_count_admins(o.db, o.tenant, &n, &e), &e);
     CHECK_EQ_INT(n, 1);
 out:
+    op_teardown(&o);
+}
+
+/* last_used_at: authentication never writes; uses noted in memory are
+ * written by a flush, a token at most once per TK_OPTOKEN_LAST_USED_MS, all
+ * that is pending with all=true; the table is bounded and frees room. */
+static int64_t last_used(struct opfx *o, const char *id)
+{
+    struct tk_err e;
+    struct tk_rows *r = NULL;
+    int64_t v = -1;
+    if (CHECK_OK(tk_db_exec(o->db, "SELECT last_used_at FROM operator_tokens WHERE id = ?",
+                            TK_ARGS(TK_TEXT(id)), &r, &e),
+                 &e) &&
+        CHECK_EQ_INT(tk_rows_count(r), 1))
+        v = tk_rows_null(r, 0, 0) ? 0 : tk_rows_int(r, 0, 0);
+    tk_rows_free(r);
+    return v;
+}
+
+void test_optoken_last_used(struct fx *f)
+{
+    struct opfx o;
+    struct tk_err e;
+    struct tk_optoken_uses *u = tk_optoken_uses_new();
+    if (!op_setup(f, &o)) goto out;
+    char tok[TK_ISSUED_MAX], id[TK_UUID_LEN + 1], header[128];
+    if (!create(&o, o.tenant, "ci", 0, tok, id)) goto out;
+    snprintf(header, sizeof header, "Bearer %s", tok);
+    struct tk_principal p;
+
+    /* With another connection holding the write lock, authentication
+     * succeeds and writes nothing (it used to write last_used_at there,
+     * waiting out the busy timeout on SQLite, the lock on PostgreSQL). */
+    struct tk_db *other = tk_store_get(f->st, &e);
+    if (CHECK(other != NULL) && CHECK_OK(tk_db_begin(other, &e), &e)) {
+        CHECK_OK(tk_db_exec(other, "UPDATE operator_tokens SET name = name WHERE id = ?",
+                            TK_ARGS(TK_TEXT(id)), NULL, &e),
+                 &e);
+        CHECK_OK(auth(&o, header, &p, &e), &e);
+        tk_db_rollback(other);
+    }
+    tk_store_put(other);
+    CHECK_EQ_INT(last_used(&o, id), 0);
+
+    int64_t t0 = 1800000000000LL;
+    int n = -1;
+    CHECK(tk_optoken_use(u, id, t0));
+    CHECK_OK(tk_optoken_uses_flush(u, o.db, t0, false, &n, &e), &e);
+    CHECK_EQ_INT(n, 1); /* never written by this table: at once */
+    CHECK_EQ_INT(last_used(&o, id), t0);
+    /* within the minute: noted, not written */
+    CHECK(tk_optoken_use(u, id, t0 + 1000));
+    CHECK_OK(tk_optoken_uses_flush(u, o.db, t0 + 1000, false, &n, &e), &e);
+    CHECK_EQ_INT(n, 0);
+    CHECK_EQ_INT(last_used(&o, id), t0);
+    /* a minute after the write: written */
+    CHECK_OK(tk_optoken_uses_flush(u, o.db, t0 + TK_OPTOKEN_LAST_USED_MS, false, &n, &e), &e);
+    CHECK_EQ_INT(n, 1);
+    CHECK_EQ_INT(last_used(&o, id), t0 + 1000);
+    /* at stop (all): whatever is pending, at once */
+    CHECK(tk_optoken_use(u, id, t0 + TK_OPTOKEN_LAST_USED_MS + 5));
+    CHECK_OK(tk_optoken_uses_flush(u, o.db, t0 + TK_OPTOKEN_LAST_USED_MS + 5, true, &n, &e), &e);
+    CHECK_EQ_INT(n, 1);
+    CHECK_EQ_INT(last_used(&o, id), t0 + TK_OPTOKEN_LAST_USED_MS + 5);
+    /* never backwards (another node wrote a later use) */
+    CHECK_OK(tk_db_exec(o.db, "UPDATE operator_tokens SET last_used_at = ? WHERE id = ?",
+                        TK_ARGS(TK_INT(t0 + 10 * TK_OPTOKEN_LAST_USED_MS), TK_TEXT(id)), NULL,
+                        &e),
+             &e);
+    CHECK(tk_optoken_use(u, id, t0 + 3 * TK_OPTOKEN_LAST_USED_MS));
+    CHECK_OK(tk_optoken_uses_flush(u, o.db, t0 + 3 * TK_OPTOKEN_LAST_USED_MS, true, NULL, &e), &e);
+    CHECK_EQ_INT(last_used(&o, id), t0 + 10 * TK_OPTOKEN_LAST_USED_MS);
+
+    /* bounded: TK_OPTOKEN_USES_MAX tokens, then a use is not noted; a
+     * flush and a quiet minute free the room */
+    struct tk_optoken_uses *b = tk_optoken_uses_new();
+    int64_t t1 = t0 + 100 * TK_OPTOKEN_LAST_USED_MS;
+    char fake[TK_UUID_LEN + 1];
+    int noted = 0;
+    for (int i = 0; i < TK_OPTOKEN_USES_MAX + 10; i++) {
+        tk_uuid7(fake);
+        noted += tk_optoken_use(b, fake, t1);
+    }
+    CHECK_EQ_INT(noted, TK_OPTOKEN_USES_MAX);
+    CHECK(!tk_optoken_use(b, id, t1));
+    CHECK_OK(tk_optoken_uses_flush(b, o.db, t1, false, &n, &e), &e); /* unknown ids: no rows */
+    CHECK_EQ_INT(n, TK_OPTOKEN_USES_MAX);
+    CHECK(!tk_optoken_use(b, id, t1 + 1)); /* written a moment ago: still held */
+    CHECK_OK(tk_optoken_uses_flush(b, o.db, t1 + TK_OPTOKEN_LAST_USED_MS, false, &n, &e), &e);
+    CHECK(tk_optoken_use(b, id, t1 + TK_OPTOKEN_LAST_USED_MS));
+    tk_optoken_uses_free(b);
+    CHECK(!tk_optoken_use(u, "not-an-id", t1));
+out:
+    tk_optoken_uses_free(u);
     op_teardown(&o);
 }

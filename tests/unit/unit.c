@@ -392,6 +392,7 @@ static const struct unit_test tests[] = {
     B("operators/reasons", test_optoken_reasons),
     B("operators/revoke_tenant", test_optoken_revoke_tenant),
     B("operators/parse_and_admins", test_optoken_parse_and_admins),
+    B("operators/last_used", test_optoken_last_used),
 };
 
 /* ---- running ---- */
