@@ -1,6 +1,8 @@
 /* operators_api.c: /v1/operator-tokens: list, issue, revoke. */
 #include "api.h"
 
+#include "../common/text.h"
+
 #include <stdio.h>
 #include <string.h>
 
@@ -16,15 +18,6 @@ void tk_h_optokens_list(struct tk_req *r)
         return;
     }
     tk_reply_json(r, 200, json_pack("{s:o}", "tokens", a));
-}
-
-static bool printable(const char *s, size_t max)
-{
-    size_t n = strlen(s);
-    if (n == 0 || n > max) return false;
-    for (size_t i = 0; i < n; i++)
-        if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f) return false;
-    return true;
 }
 
 void tk_h_optokens_create(struct tk_req *r)
@@ -46,10 +39,13 @@ void tk_h_optokens_create(struct tk_req *r)
     json_object_foreach(body, key, v)
     {
         if (!strcmp(key, "name")) {
-            if (!json_is_string(v) || !printable(json_string_value(v), 64))
+            if (!json_is_string(v))
                 tk_err_field(&e, TK_EINVAL, "invalid_field", "name",
-                             "name must be a string of 1 to 64 printable characters");
-            else
+                             "name must be a string of 1 to 64 bytes");
+            else if (json_string_length(v) != strlen(json_string_value(v)))
+                tk_err_field(&e, TK_EINVAL, "invalid_field", "name",
+                             "name contains U+0000 (a control character)");
+            else if (tk_text_check_name("name", json_string_value(v), 64, &e) == TK_OK)
                 name = json_string_value(v);
         } else if (!strcmp(key, "role")) {
             if (!json_is_string(v) || !tk_role_valid(json_string_value(v)))

@@ -89,4 +89,37 @@ for (const backend of backends()) {
       assert.ok(last > first, `the stop wrote the pending use (${last} > ${first})`);
     });
   });
+
+  describe(`names with bidirectional or control characters are refused (${backend})`, { timeout: SUITE_TIMEOUT_MS }, () => {
+    it('POST /v1/operator-tokens: 400 invalid_field naming the code point; nothing issued', async (tc) => {
+      const t = await startTokend({ backend });
+      tc.after(() => t.stop('SIGKILL').catch(() => {}));
+      const cases = [
+        ['invoice\u202Etxt.exe', 'U+202E'],
+        ['a\u202Ab', 'U+202A'],
+        ['a\u2066b', 'U+2066'],
+        ['a\u2069b', 'U+2069'],
+        ['a\u200Eb', 'U+200E'],
+        ['a\u200Fb', 'U+200F'],
+        ['a\u001b[2Jb', 'U+001B'],
+        ['a\u009bb', 'U+009B'],
+        ['a\u007fb', 'U+007F'],
+      ];
+      for (const [name, cp] of cases) {
+        const r = await api(t, '/v1/operator-tokens', { method: 'POST', json: { name, role: 'viewer' } });
+        assert.equal(r.status, 400, `${cp}: ${r.text}`);
+        assert.equal(r.json.error, 'invalid_field');
+        assert.equal(r.json.field, 'name');
+        assert.ok(r.json.message.includes(cp), `${cp}: ${r.json.message}`);
+        assert.ok(!r.json.message.includes(name), 'the name is not repeated');
+      }
+      const ok = await api(t, '/v1/operator-tokens', { method: 'POST', json: { name: 'équipe 运维 👩‍💻', role: 'viewer' } });
+      assert.equal(ok.status, 201, ok.text);
+      const names = (await api(t, '/v1/operator-tokens')).json.tokens.map((x) => x.name).sort();
+      assert.deepEqual(names, ['root', 'équipe 运维 👩‍💻'].sort());
+      const issued = await allEvents(t, 'kind=operator&action=token_create');
+      assert.equal(issued.length, 1);
+      assert.equal((await t.stop()).code, 0);
+    });
+  });
 }

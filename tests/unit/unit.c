@@ -277,6 +277,7 @@ static const struct unit_test tests[] = {
     T("common/buf_max", test_buf_max),
     T("common/json_str", test_json_str),
     T("common/json_str_hostile", test_json_str_hostile),
+    T("common/text_check_name", test_text_check_name),
     T("common/pool_alignment", test_pool_alignment),
     T("common/err_and_rc", test_err_and_rc),
 

@@ -85,6 +85,9 @@ void test_json_str_hostile(void);
 void test_pool_alignment(void);
 void test_err_and_rc(void);
 
+/* test_text.c */
+void test_text_check_name(void);
+
 /* test_issued.c */
 void test_issued_new_valid(void);
 void test_issued_preview(void);
