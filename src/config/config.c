@@ -29,7 +29,7 @@ static const struct setting settings[] = {
     {"data_dir", C_STR, S(data_dir), "./tokend-data", 0, 0, NULL,
      "directory for the SQLite file and local key files (created 0700)"},
     {"store", C_STR, S(store), "", 0, 0, NULL,
-     "sqlite:PATH or postgres://user@host:port/db (default sqlite:<data_dir>/tokend.db)"},
+     "sqlite:PATH or postgres://user@host:port/db"},
     {"store_check", C_ENUM, S(store_check), "quick", 0, 0, "quick|full|off",
      "SQLite check at start: quick (quick_check on files up to 256 MiB, header and schema "
      "above), full (integrity_check), off"},
@@ -53,8 +53,7 @@ static const struct setting settings[] = {
     {"min_body_rate", C_INT, S(min_body_rate), "1024", 0, 1 << 30, NULL,
      "bytes/s a request body must average after header_timeout seconds (0: no minimum)"},
     {"allowed_hosts", C_STR, S(allowed_hosts), "", 0, 0, NULL,
-     "Host values answered besides localhost, 127.0.0.0/8 and [::1]: host[:port],... "
-     "(a non-loopback listener answers any Host while this is empty)"},
+     "Host values answered besides localhost, 127.0.0.0/8 and [::1]: host[:port],..."},
     {"shutdown_timeout", C_INT, S(shutdown_timeout), "5", 0, 300, NULL,
      "seconds given to in-flight requests on SIGTERM/SIGINT"},
     {"log_level", C_ENUM, S(log_level), "info", 0, 0, "debug|info|warn|error", "least severe level logged"},
@@ -64,10 +63,9 @@ static const struct setting settings[] = {
     {"dev", C_BOOL, S(dev), "false", 0, 0, NULL,
      "development mode: create a root operator token on an empty store"},
     {"node_name", C_STR, S(node_name), "", 0, 0, NULL,
-     "this node's name in events and leases (default: hostname:pid)"},
+     "this node's name in events and leases"},
     {"unseal_key_file", C_STR, S(unseal_key_file), "", 0, 0, NULL,
-     "auto-unseal key file, made by 'operator init --auto-unseal' and --dev "
-     "(default <data_dir>/unseal.key)"},
+     "auto-unseal key file, made by 'operator init --auto-unseal' and --dev"},
     {"auth_fail_limit", C_INT, S(auth_fail_limit), "20", 0, 1000000, NULL,
      "failed authentications (and init calls) one address may make per window before "
      "answers become 429 (0: no limit)"},
@@ -304,6 +302,22 @@ tk_rc tk_config_validate(struct tk_config *c, struct tk_err *e)
     return TK_OK;
 }
 
+/* What an empty default means, for help. */
+static const char *empty_default(const char *name)
+{
+    static const char *const says[][2] = {
+        {"store", "sqlite:<data_dir>/tokend.db"},
+        {"allowed_hosts", "empty: a loopback listener answers only loopback names (localhost, "
+                          "127.0.0.0/8, [::1]); any other listener answers any Host, with a "
+                          "warning at start"},
+        {"node_name", "<hostname>:<pid>"},
+        {"unseal_key_file", "<data_dir>/unseal.key"},
+    };
+    for (size_t i = 0; i < TK_NELEM(says); i++)
+        if (!strcmp(says[i][0], name)) return says[i][1];
+    return "empty";
+}
+
 void tk_config_help(void *out)
 {
     FILE *f = out;
@@ -317,6 +331,6 @@ void tk_config_help(void *out)
         fprintf(f, "  %-26s %s", flag, s->help);
         if (s->type == C_ENUM) fprintf(f, " (%s)", s->enums);
         if (s->type == C_INT) fprintf(f, " (%lld..%lld)", (long long)s->min, (long long)s->max);
-        fprintf(f, "\n  %-26s default: %s\n", "", s->def[0] ? s->def : "(derived)");
+        fprintf(f, "\n  %-26s default: %s\n", "", s->def[0] ? s->def : empty_default(s->name));
     }
 }

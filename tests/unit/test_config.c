@@ -438,3 +438,31 @@ void test_config_validate(void)
     CHECK_OK(tk_config_validate(&c, &e), &e);
     CHECK_EQ_INT(c.store_pool, 50);
 }
+
+/* tokend help serve: every default says what it is; an empty one says
+ * what empty means (allowed_hosts: the loopback rule, any Host elsewhere
+ * with a warning), never "(derived)". */
+void test_config_help(void)
+{
+    char *text = NULL;
+    size_t n = 0;
+    FILE *f = open_memstream(&text, &n);
+    if (!CHECK(f != NULL)) return;
+    tk_config_help(f);
+    fclose(f);
+    CHECK(strstr(text, "(derived)") == NULL);
+    const char *ah = strstr(text, "--allowed-hosts");
+    const char *def = ah ? strstr(ah, "default: ") : NULL;
+    const char *eol = def ? strchr(def, '\n') : NULL;
+    if (CHECK(def && eol)) {
+        char line[400];
+        snprintf(line, sizeof line, "%.*s", (int)(eol - def), def);
+        CHECK(strstr(line, "default: empty") != NULL);
+        CHECK(strstr(line, "loopback listener answers only loopback names") != NULL);
+        CHECK(strstr(line, "any Host") != NULL);
+        CHECK(strstr(line, "warning at start") != NULL);
+    }
+    const char *st = strstr(text, "--store ");
+    CHECK(st && strstr(st, "default: sqlite:<data_dir>/tokend.db"));
+    free(text);
+}

@@ -297,6 +297,7 @@ static const struct unit_test tests[] = {
     T("config/long_line_split", test_config_long_line_split),
     T("config/validate", test_config_validate),
     T("config/dir_as_file", test_config_dir_as_file),
+    T("config/help", test_config_help),
     T("ratelimit/budget", test_ratelimit_budget),
     T("ratelimit/bounded", test_ratelimit_bounded),
     T("worker/deadline", test_worker_deadline),

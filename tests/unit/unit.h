@@ -106,6 +106,7 @@ void test_config_hostile_ini(void);
 void test_config_long_line_split(void);
 void test_config_validate(void);
 void test_config_dir_as_file(void);
+void test_config_help(void);
 
 /* test_router.c */
 void test_router_params(void);
