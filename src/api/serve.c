@@ -166,14 +166,44 @@ static tk_rc refuse_new_store(const struct tk_config *cfg, const char *marker, c
 }
 
 /* Before the store opens: a SQLite file that vanished from a data dir
- * with a marker is refused before anything creates a new one. */
+ * with a marker, or was emptied (0 bytes, no WAL beside it), is refused
+ * before anything creates a new one. */
 static tk_rc check_sqlite_file(const struct tk_config *cfg, const char *marker, struct tk_err *e)
 {
     if (!marker[0] || cfg->allow_new_store || strncmp(cfg->store, "sqlite:", 7) != 0)
         return TK_OK;
-    struct stat st;
-    if (stat(cfg->store + 7, &st) == 0 || errno != ENOENT) return TK_OK;
-    return refuse_new_store(cfg, marker, NULL, e);
+    struct stat st, wal;
+    if (stat(cfg->store + 7, &st) != 0)
+        return errno == ENOENT ? refuse_new_store(cfg, marker, NULL, e) : TK_OK;
+    char walpath[sizeof cfg->store + 8];
+    snprintf(walpath, sizeof walpath, "%s-wal", cfg->store + 7);
+    if (S_ISREG(st.st_mode) && st.st_size == 0 && (stat(walpath, &wal) != 0 || wal.st_size == 0))
+        return refuse_new_store(cfg, marker, NULL, e);
+    return TK_OK;
+}
+
+/* Before the migrations: with a marker, look at the store as it is (no
+ * migration, no check) and refuse one without tokend's schema (an empty
+ * PostgreSQL database, a SQLite file without tables) or another
+ * installation's, so that a refused start leaves the store untouched. */
+static tk_rc check_store_before_migrating(const struct tk_config *cfg, const char *marker,
+                                          struct tk_err *e)
+{
+    if (!marker[0] || cfg->allow_new_store) return TK_OK;
+    struct tk_store_opts so = {.pool_size = 1, .busy_timeout_ms = 5000, .migrate = false,
+                               .check = TK_STORE_CHECK_OFF};
+    struct tk_store *st = NULL;
+    tk_rc rc = tk_store_open(cfg->store, &so, &st, e);
+    if (rc != TK_OK) return rc;
+    char found[TK_UUID_LEN + 1] = "";
+    if (tk_store_schema_version(st) > 0) {
+        struct tk_db *db = tk_store_get(st, e);
+        rc = db ? store_installation(db, found, e) : TK_EUNAVAIL;
+        tk_store_put(db);
+    }
+    tk_store_close(st);
+    if (rc == TK_OK && strcmp(marker, found) != 0) rc = refuse_new_store(cfg, marker, found, e);
+    return rc;
 }
 
 /* ---- the rewrap worker ----
@@ -499,6 +529,7 @@ static tk_rc open_store(struct tk_app *app, struct tk_err *e)
     char marker[TK_UUID_LEN + 1], found[TK_UUID_LEN + 1] = "";
     tk_rc rc = read_marker(cfg->data_dir, marker, e);
     if (rc == TK_OK) rc = check_sqlite_file(cfg, marker, e);
+    if (rc == TK_OK) rc = check_store_before_migrating(cfg, marker, e);
     struct tk_store_opts so = {.pool_size = cfg->store_pool, .busy_timeout_ms = 5000,
                                .migrate = true,
                                .check = !strcmp(cfg->store_check, "full")  ? TK_STORE_CHECK_FULL

@@ -5,11 +5,11 @@
 // involved.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { readdir, rm } from 'node:fs/promises';
+import { readdir, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 
-import { allEvents, api, backends, serveExpectingExit, startTokend, storeSql, waitFor, SUITE_TIMEOUT_MS } from './lib/tokend.mjs';
+import { allEvents, api, backends, createPgDatabase, psql, serveExpectingExit, sqlite, startTokend, storeSql, waitFor, SUITE_TIMEOUT_MS } from './lib/tokend.mjs';
 
 /** Hold the store's write lock from another connection until release():
  * SQLite, an sqlite3 process in BEGIN EXCLUSIVE; PostgreSQL, a psql
@@ -120,6 +120,40 @@ for (const backend of backends()) {
       const issued = await allEvents(t, 'kind=operator&action=token_create');
       assert.equal(issued.length, 1);
       assert.equal((await t.stop()).code, 0);
+    });
+  });
+
+  describe(`a refused start leaves the store as it was (${backend})`, { timeout: SUITE_TIMEOUT_MS }, () => {
+    it('with the installation marker, a missing, emptied or foreign store is refused (exit 2) before anything is created or migrated', async (tc) => {
+      const t = await startTokend({ backend });
+      tc.after(() => t.stop('SIGKILL').catch(() => {}));
+      assert.equal((await t.stop()).code, 0);
+      const refused = async (store, what) => {
+        const r = await serveExpectingExit({ backend, dataDir: t.dataDir, store });
+        assert.equal(r.code, 2, `${what}: ${r.stderr}`);
+        assert.match(r.stderr, /--allow-new-store/, what);
+        assert.doesNotMatch(r.stdout, /listening/, what);
+      };
+      if (backend === 'sqlite') {
+        const db = path.join(t.dataDir, 'tokend.db');
+        const files = async () => (await readdir(t.dataDir)).filter((f) => f.startsWith('tokend.db')).sort();
+        for (const f of ['tokend.db', 'tokend.db-wal', 'tokend.db-shm']) await rm(path.join(t.dataDir, f), { force: true });
+        await refused(undefined, 'deleted');
+        assert.deepEqual(await files(), [], 'no store file after the refusal');
+        await writeFile(db, '');
+        await refused(undefined, 'emptied (0 bytes)');
+        assert.deepEqual(await files(), ['tokend.db']);
+        assert.equal((await stat(db)).size, 0, 'the emptied file is left empty');
+        await rm(db);
+        await sqlite(db, 'CREATE TABLE unrelated (a TEXT)');
+        await refused(undefined, 'a SQLite file without tokend tables');
+        assert.equal((await sqlite(db, "SELECT group_concat(name) FROM sqlite_master WHERE type = 'table'")).trim(), 'unrelated', 'no migration applied');
+      } else {
+        const empty = await createPgDatabase();
+        await refused(empty, 'an empty database');
+        const tables = await psql("SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'", empty);
+        assert.equal(tables.trim(), '0', 'no migration applied');
+      }
     });
   });
 }
