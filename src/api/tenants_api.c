@@ -21,8 +21,10 @@
  *    the default tenant (no caller token id): the tenant's admins see how
  *    their tenant and its first token came to be, and its chain starts at
  *    seq 1 with its genesis.
- * Lock order: the default tenant's row (the first event), then the new row,
- * which no other transaction can see before the commit. */
+ * Locks: the new row and its name (unique index) first, then the default
+ * tenant's row (its event); the new row is seen by no other transaction
+ * before the commit, so two creations cannot wait on each other in a cycle:
+ * the same name twice waits on the index and then fails with 409. */
 void tk_h_tenants_create(struct tk_req *r)
 {
     if (!tk_api_require_node_admin(r)) return;

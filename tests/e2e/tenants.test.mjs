@@ -281,6 +281,19 @@ for (const backend of backends()) {
       assert.equal(String(await storeSql(t, 'SELECT count(*) FROM operator_tokens')).trim(), tokensBefore);
     });
 
+    it('the same name created five times at once: one 201, four 409', async () => {
+      const name = slug('race');
+      const rs = await Promise.all(
+        Array.from({ length: 5 }, () => request(t, '/v1/tenants', { method: 'POST', token: t.token, json: { name } })),
+      );
+      const statuses = rs.map((r) => r.status).sort();
+      assert.deepEqual(statuses, [201, 409, 409, 409, 409], rs.map((r) => r.text).join('\n'));
+      for (const r of rs) if (r.status === 201) secrets.push(r.json.token);
+      assert.equal(String(await storeSql(t, `SELECT count(*) FROM tenants WHERE name = '${name}'`)).trim(), '1');
+      const evs = (await allEvents(t, 'kind=tenant')).filter((e) => e.detail.name === name);
+      assert.equal(evs.length, 1);
+    });
+
     it('if the events cannot be written, neither the tenant nor its token is created', async () => {
       // Refuse the genesis event of a new tenant's chain: the caller's event
       // was already written in the same transaction and must go too.
