@@ -40,7 +40,8 @@ void tk_h_tenants_create(struct tk_req *r)
     json_t *v = json_object_get(body, "name");
     if (!v)
         tk_err_field(&e, TK_EINVAL, "missing_field", "name", "name is required");
-    else if (!json_is_string(v) || !tk_tenant_name_valid(json_string_value(v), json_string_length(v)))
+    else if (!json_is_string(v) ||
+             !tk_tenant_name_valid(json_string_value(v), json_string_length(v)))
         tk_err_field(&e, TK_EINVAL, "invalid_field", "name",
                      "name must be a string of 1 to %d of the characters a-z 0-9 and -, starting "
                      "with a letter or a digit",
@@ -62,8 +63,8 @@ void tk_h_tenants_create(struct tk_req *r)
     tk_rc rc = tk_db_begin(db, &e);
     if (rc == TK_OK) rc = tk_tenant_create(db, name, id, &created_at, &e);
     if (rc == TK_OK)
-        rc = tk_optoken_create(db, ((struct tk_app *)r->app)->keyring, id, "admin", "admin", 0,
-                               tok, tok_id, &e);
+        rc = tk_optoken_create(db, ((struct tk_app *)r->app)->keyring, id, "admin", "admin", 0, tok,
+                               tok_id, &e);
     if (rc == TK_OK) {
         tk_issued_preview(tok, preview);
         /* tk_api_event_in adds the caller's token id to the detail it is
@@ -77,12 +78,18 @@ void tk_h_tenants_create(struct tk_req *r)
     if (rc == TK_OK) {
         json_t *d = json_pack("{s:s, s:s, s:s}", "name", name, "admin_token_id", tok_id,
                               "admin_token_preview", preview);
-        struct tk_event ev = {.tenant_id = id, .trace_id = r->request_id, .kind = "tenant",
-                              .source = "api", .action = "create", .outcome = "ok",
-                              .subject_type = "tenant", .subject_id = id,
+        struct tk_event ev = {.tenant_id = id,
+                              .trace_id = r->request_id,
+                              .kind = "tenant",
+                              .source = "api",
+                              .action = "create",
+                              .outcome = "ok",
+                              .subject_type = "tenant",
+                              .subject_id = id,
                               .message = "tenant created by a node admin with its first admin "
                                          "operator token",
-                              .detail = d, .latency_us = -1};
+                              .detail = d,
+                              .latency_us = -1};
         rc = tk_event_emit_in(db, &ev, &e);
         json_decref(d);
     }
@@ -127,8 +134,9 @@ void tk_h_tenants_list(struct tk_req *r)
         tk_api_reply_error(r, &e, NULL);
         return;
     }
-    tk_reply_json(r, 200, json_pack("{s:o, s:o}", "tenants", a, "next_cursor",
-                                    next[0] ? json_string(next) : json_null()));
+    tk_reply_json(r, 200,
+                  json_pack("{s:o, s:o}", "tenants", a, "next_cursor",
+                            next[0] ? json_string(next) : json_null()));
 }
 
 /* GET /v1/tenants/{id} -> the tenant. */

@@ -9,8 +9,8 @@
 
 static int usage(const char *why, const char *arg)
 {
-    fprintf(stderr, "tokend tenants: %s%s%s%s (see tokend help tenants)\n", why,
-            arg ? " '" : "", arg ? arg : "", arg ? "'" : "");
+    fprintf(stderr, "tokend tenants: %s%s%s%s (see tokend help tenants)\n", why, arg ? " '" : "",
+            arg ? arg : "", arg ? "'" : "");
     return EXIT_USAGE;
 }
 
@@ -28,10 +28,14 @@ static int tenants_create(int argc, char **argv)
     struct tk_cli_client c = {0};
     const char *token_file = NULL, *name = NULL;
     for (int i = 0; i < argc; i++) {
-        if (!strcmp(argv[i], "--json")) c.json = true;
-        else if (i + 1 < argc && !strcmp(argv[i], "--token-file")) token_file = argv[++i];
-        else if (argv[i][0] != '-' && !name) name = argv[i];
-        else return usage("unknown or incomplete argument", argv[i]);
+        if (!strcmp(argv[i], "--json"))
+            c.json = true;
+        else if (i + 1 < argc && !strcmp(argv[i], "--token-file"))
+            token_file = argv[++i];
+        else if (argv[i][0] != '-' && !name)
+            name = argv[i];
+        else
+            return usage("unknown or incomplete argument", argv[i]);
     }
     if (!name) return usage("create needs the tenant's NAME", NULL);
     int rc = tk_cli_client_init(&c, token_file);
@@ -83,14 +87,17 @@ static int tenants_list(int argc, char **argv)
     const char *token_file = NULL;
     long long limit = 0;
     for (int i = 0; i < argc; i++) {
-        if (!strcmp(argv[i], "--json")) c.json = true;
-        else if (i + 1 < argc && !strcmp(argv[i], "--token-file")) token_file = argv[++i];
+        if (!strcmp(argv[i], "--json"))
+            c.json = true;
+        else if (i + 1 < argc && !strcmp(argv[i], "--token-file"))
+            token_file = argv[++i];
         else if (i + 1 < argc && !strcmp(argv[i], "--limit")) {
             int64_t v;
             if (tk_parse_int(argv[++i], 1, 1000, &v) != TK_OK)
                 return usage("--limit must be an integer from 1 to 1000, not", argv[i]);
             limit = v;
-        } else return usage("unknown or incomplete argument", argv[i]);
+        } else
+            return usage("unknown or incomplete argument", argv[i]);
     }
     int rc = tk_cli_client_init(&c, token_file);
     if (rc) return rc;
@@ -102,7 +109,8 @@ static int tenants_list(int argc, char **argv)
                  cursor[0] ? "&cursor=" : "", cursor);
         json_t *body = NULL;
         long st = tk_cli_get(&c, path, &body);
-        if (st < 0) rc = EXIT_UNREACHABLE;
+        if (st < 0)
+            rc = EXIT_UNREACHABLE;
         else if (st != 200) {
             tk_cli_print_error("tenants list", st, body);
             rc = EXIT_SERVER;

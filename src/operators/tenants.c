@@ -45,8 +45,7 @@ tk_rc tk_tenant_get(struct tk_db *db, const char *id, json_t **out, struct tk_er
     if (tk_rows_count(r) != 1)
         rc = tk_err_field(e, TK_ENOTFOUND, "not_found", "id", "no tenant with id %s", id);
     else
-        *out = tk_tenant_json(tk_rows_text(r, 0, 0), tk_rows_text(r, 0, 1),
-                              tk_rows_int(r, 0, 2));
+        *out = tk_tenant_json(tk_rows_text(r, 0, 0), tk_rows_text(r, 0, 1), tk_rows_int(r, 0, 2));
     tk_rows_free(r);
     return rc;
 }
@@ -68,8 +67,8 @@ tk_rc tk_tenant_list(struct tk_db *db, const char *before, int limit, json_t **o
     int n = tk_rows_count(r);
     json_t *a = json_array();
     for (int i = 0; i < n && i < limit; i++)
-        json_array_append_new(a, tk_tenant_json(tk_rows_text(r, i, 0), tk_rows_text(r, i, 1),
-                                                tk_rows_int(r, i, 2)));
+        json_array_append_new(
+            a, tk_tenant_json(tk_rows_text(r, i, 0), tk_rows_text(r, i, 1), tk_rows_int(r, i, 2)));
     next_out[0] = '\0';
     if (n > limit) snprintf(next_out, TK_UUID_LEN + 1, "%s", tk_rows_text(r, limit - 1, 0));
     tk_rows_free(r);
