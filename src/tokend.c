@@ -108,6 +108,8 @@ int main(int argc, char **argv)
         rc = tk_cli_events(argc - 2, argv + 2);
     else if (!strcmp(cmd, "operator"))
         rc = tk_cli_operator(argc - 2, argv + 2);
+    else if (!strcmp(cmd, "tenants"))
+        rc = tk_cli_tenants(argc - 2, argv + 2);
     else {
         fprintf(stderr, "tokend: unknown command '%s'; 'tokend help' lists the commands\n", cmd);
         rc = 2;

@@ -34,6 +34,9 @@ static const struct tk_route routes[] = {
     {"GET", "/v1/operator-tokens", tk_h_optokens_list, TK_ROUTE_AUTH},
     {"POST", "/v1/operator-tokens", tk_h_optokens_create, TK_ROUTE_AUTH},
     {"DELETE", "/v1/operator-tokens/{id}", tk_h_optokens_revoke, TK_ROUTE_AUTH},
+    {"GET", "/v1/tenants", tk_h_tenants_list, TK_ROUTE_AUTH},
+    {"POST", "/v1/tenants", tk_h_tenants_create, TK_ROUTE_AUTH},
+    {"GET", "/v1/tenants/{id}", tk_h_tenants_get, TK_ROUTE_AUTH},
 };
 
 const struct tk_route *tk_api_routes(size_t *n)

@@ -1,5 +1,6 @@
 /* cli.c: see cli.h. */
 #include "cli.h"
+#include "cli_internal.h"
 
 #include "../common/issued.h"
 #include "../config/config.h"
@@ -18,16 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define EXIT_SERVER 1
-#define EXIT_USAGE 2
-#define EXIT_UNREACHABLE 3
 #define TK_SHARES_MAX_CLI 16
-
-struct client {
-    char addr[256];
-    char token[TK_ISSUED_MAX + 8];
-    bool json;
-};
 
 static size_t on_data(char *p, size_t size, size_t n, void *ud)
 {
@@ -35,7 +27,7 @@ static size_t on_data(char *p, size_t size, size_t n, void *ud)
     return tk_buf_add(b, p, size * n) == TK_OK ? size * n : 0;
 }
 
-static int load_token_file(const char *path, struct client *c, bool must)
+static int load_token_file(const char *path, struct tk_cli_client *c, bool must)
 {
     FILE *f = fopen(path, "r");
     if (!f) {
@@ -51,7 +43,7 @@ static int load_token_file(const char *path, struct client *c, bool must)
     return 0;
 }
 
-static int client_init(struct client *c, const char *token_file)
+int tk_cli_client_init(struct tk_cli_client *c, const char *token_file)
 {
     const char *a = getenv("TOKEND_ADDR");
     snprintf(c->addr, sizeof c->addr, "%s", a && *a ? a : "http://127.0.0.1:8750");
@@ -127,17 +119,13 @@ static void clean_json(json_t *v)
     }
 }
 
-/* The answer that was not what the API promises: status 0 and *out an
- * error object, after saying so on stderr. */
-#define ST_BAD_ANSWER 0L
-
 /* method path with an optional JSON body; on success *out is the parsed
  * JSON answer (any status), every string stripped of control characters.
  * Returns the HTTP status, -1 after printing why tokend could not be
  * reached, or ST_BAD_ANSWER after printing that a 2xx answer was not a
  * JSON object. */
-static long request_json(const struct client *c, const char *method, const char *path,
-                         json_t *body, json_t **out)
+long tk_cli_request(const struct tk_cli_client *c, const char *method, const char *path,
+                    json_t *body, json_t **out)
 {
     char url[2048];
     snprintf(url, sizeof url, "%s%s", c->addr, path);
@@ -206,14 +194,14 @@ static long request_json(const struct client *c, const char *method, const char 
     return status;
 }
 
-static long get_json(const struct client *c, const char *path, json_t **out)
+long tk_cli_get(const struct tk_cli_client *c, const char *path, json_t **out)
 {
-    return request_json(c, "GET", path, NULL, out);
+    return tk_cli_request(c, "GET", path, NULL, out);
 }
 
-static void print_error(const char *what, long status, json_t *body)
+void tk_cli_print_error(const char *what, long status, json_t *body)
 {
-    if (status == ST_BAD_ANSWER) return; /* request_json said why */
+    if (status == ST_BAD_ANSWER) return; /* tk_cli_request said why */
     const char *code = json_string_value(json_object_get(body, "error"));
     const char *msg = json_string_value(json_object_get(body, "message"));
     const char *reason = json_string_value(json_object_get(body, "reason"));
@@ -224,7 +212,7 @@ static void print_error(const char *what, long status, json_t *body)
                         "(tokend serve --dev writes one to <data dir>/root-token)\n");
 }
 
-static const char *jstr(json_t *o, const char *k)
+const char *tk_cli_jstr(json_t *o, const char *k)
 {
     const char *s = json_string_value(json_object_get(o, k));
     return s ? s : "-";
@@ -234,7 +222,7 @@ static const char *jstr(json_t *o, const char *k)
 
 int tk_cli_status(int argc, char **argv)
 {
-    struct client c = {0};
+    struct tk_cli_client c = {0};
     const char *token_file = NULL;
     for (int i = 0; i < argc; i++) {
         if (!strcmp(argv[i], "--json")) c.json = true;
@@ -244,15 +232,15 @@ int tk_cli_status(int argc, char **argv)
             return EXIT_USAGE;
         }
     }
-    int rc = client_init(&c, token_file);
+    int rc = tk_cli_client_init(&c, token_file);
     if (rc) return rc;
     json_t *health = NULL, *ready = NULL, *who = NULL;
-    long hs = get_json(&c, "/health", &health);
+    long hs = tk_cli_get(&c, "/health", &health);
     if (hs < 0) return EXIT_UNREACHABLE;
-    long rs = get_json(&c, "/ready", &ready);
+    long rs = tk_cli_get(&c, "/ready", &ready);
     json_t *seal = NULL;
-    long ss = get_json(&c, "/v1/sys/seal-status", &seal);
-    long ws = c.token[0] ? get_json(&c, "/v1/whoami", &who) : 0;
+    long ss = tk_cli_get(&c, "/v1/sys/seal-status", &seal);
+    long ws = c.token[0] ? tk_cli_get(&c, "/v1/whoami", &who) : 0;
     int exit = (hs == 200 && rs == 200 && (ws == 200 || ws == 0)) ? 0 : EXIT_SERVER;
     if (c.json) {
         json_t *o = json_pack("{s:s, s:O, s:O, s:o, s:o}", "address", c.addr, "health", health,
@@ -266,12 +254,12 @@ int tk_cli_status(int argc, char **argv)
         printf("%-10s %s\n", "address", c.addr);
         printf("%-10s %s\n", "health", hs == 200 ? "ok" : "FAILING");
         if (rs == 200)
-            printf("%-10s ready (store %s, schema %lld, node %s)\n", "ready", jstr(ready, "store"),
+            printf("%-10s ready (store %s, schema %lld, node %s)\n", "ready", tk_cli_jstr(ready, "store"),
                    (long long)json_integer_value(json_object_get(ready, "schema_version")),
-                   jstr(ready, "node"));
+                   tk_cli_jstr(ready, "node"));
         else
-            printf("%-10s NOT READY: %s (%s)\n", "ready", jstr(ready, "message"),
-                   jstr(ready, "reason"));
+            printf("%-10s NOT READY: %s (%s)\n", "ready", tk_cli_jstr(ready, "message"),
+                   tk_cli_jstr(ready, "reason"));
         if (ss == 200 && !json_is_true(json_object_get(seal, "initialized")))
             printf("%-10s NOT INITIALIZED: run 'tokend operator init'\n", "keyring");
         else if (ss == 200 && json_is_true(json_object_get(seal, "sealed")))
@@ -282,13 +270,13 @@ int tk_cli_status(int argc, char **argv)
             printf("%-10s unsealed (data key version %lld)\n", "keyring",
                    (long long)json_integer_value(json_object_get(seal, "data_version")));
         if (ws == 200)
-            printf("%-10s %s (%s), tenant %s\n", "operator", jstr(who, "name"), jstr(who, "role"),
-                   jstr(who, "tenant_id"));
+            printf("%-10s %s (%s), tenant %s\n", "operator", tk_cli_jstr(who, "name"), tk_cli_jstr(who, "role"),
+                   tk_cli_jstr(who, "tenant_id"));
         else if (ws == 0)
             printf("%-10s no token (set TOKEND_TOKEN or --token-file)\n", "operator");
         else
-            printf("%-10s REFUSED: %s (%s)\n", "operator", jstr(who, "message"),
-                   jstr(who, "reason"));
+            printf("%-10s REFUSED: %s (%s)\n", "operator", tk_cli_jstr(who, "message"),
+                   tk_cli_jstr(who, "reason"));
     }
     json_decref(health);
     json_decref(ready);
@@ -318,9 +306,9 @@ static void print_event(json_t *ev, bool as_json)
     const char *st = json_string_value(json_object_get(ev, "subject_type"));
     const char *si = json_string_value(json_object_get(ev, "subject_id"));
     snprintf(subj, sizeof subj, "%s%s%s", st ? st : "-", si ? ":" : "", si ? si : "");
-    printf("%-24s %6lld %-9s %-10s %-14s %-8s %-28s %s\n", jstr(ev, "at"),
-           (long long)json_integer_value(json_object_get(ev, "seq")), jstr(ev, "kind"),
-           jstr(ev, "source"), jstr(ev, "action"), jstr(ev, "outcome"), subj, jstr(ev, "message"));
+    printf("%-24s %6lld %-9s %-10s %-14s %-8s %-28s %s\n", tk_cli_jstr(ev, "at"),
+           (long long)json_integer_value(json_object_get(ev, "seq")), tk_cli_jstr(ev, "kind"),
+           tk_cli_jstr(ev, "source"), tk_cli_jstr(ev, "action"), tk_cli_jstr(ev, "outcome"), subj, tk_cli_jstr(ev, "message"));
 }
 
 static void print_header(void)
@@ -343,7 +331,7 @@ static int events_verify(int argc, char **argv);
 int tk_cli_events(int argc, char **argv)
 {
     if (argc > 0 && !strcmp(argv[0], "verify")) return events_verify(argc - 1, argv + 1);
-    struct client c = {0};
+    struct tk_cli_client c = {0};
     const char *token_file = NULL;
     bool follow = false;
     struct tk_buf q;
@@ -369,7 +357,7 @@ int tk_cli_events(int argc, char **argv)
             return EXIT_USAGE;
         }
     }
-    int rc = client_init(&c, token_file);
+    int rc = tk_cli_client_init(&c, token_file);
     if (rc) {
         tk_buf_free(&q);
         return rc;
@@ -377,13 +365,13 @@ int tk_cli_events(int argc, char **argv)
     char path[4600];
     snprintf(path, sizeof path, "/v1/events?limit=%s%s", limit, q.data ? q.data : "");
     json_t *body = NULL;
-    long st = get_json(&c, path, &body);
+    long st = tk_cli_get(&c, path, &body);
     if (st < 0) {
         tk_buf_free(&q);
         return EXIT_UNREACHABLE;
     }
     if (st != 200) {
-        print_error("events", st, body);
+        tk_cli_print_error("events", st, body);
         json_decref(body);
         tk_buf_free(&q);
         return EXIT_SERVER;
@@ -416,10 +404,10 @@ int tk_cli_events(int argc, char **argv)
             nanosleep(&ts, NULL);
             snprintf(path, sizeof path, "/v1/events?limit=1000&after=%lld%s", (long long)last,
                      q.data ? q.data : "");
-            st = get_json(&c, path, &body);
+            st = tk_cli_get(&c, path, &body);
             if (st < 0) { rc = EXIT_UNREACHABLE; break; }
             if (st != 200) {
-                print_error("events", st, body);
+                tk_cli_print_error("events", st, body);
                 json_decref(body);
                 rc = EXIT_SERVER;
                 break;
@@ -450,7 +438,7 @@ int tk_cli_events(int argc, char **argv)
  * checkpoint), 1 naming the first broken seq. */
 static int events_verify(int argc, char **argv)
 {
-    struct client c = {0};
+    struct tk_cli_client c = {0};
     const char *token_file = NULL, *cp_file = NULL;
     for (int i = 0; i < argc; i++) {
         if (!strcmp(argv[i], "--json")) c.json = true;
@@ -487,17 +475,17 @@ static int events_verify(int argc, char **argv)
         url_arg(&q, "checkpoint_mac", mac);
         json_decref(f);
     }
-    int rc = client_init(&c, token_file);
+    int rc = tk_cli_client_init(&c, token_file);
     if (rc) {
         tk_buf_free(&q);
         return rc;
     }
     json_t *body = NULL;
-    long st = get_json(&c, q.data, &body);
+    long st = tk_cli_get(&c, q.data, &body);
     tk_buf_free(&q);
     if (st < 0) return EXIT_UNREACHABLE;
     if (st != 200 || !json_is_boolean(json_object_get(body, "valid"))) {
-        print_error("events verify", st, body);
+        tk_cli_print_error("events verify", st, body);
         json_decref(body);
         return EXIT_SERVER;
     }
@@ -527,7 +515,7 @@ static int events_verify(int argc, char **argv)
         if (cc && !json_is_true(json_object_get(cc, "ok")))
             fprintf(stderr, "tokend: the checkpoint at seq %lld does not hold: %s\n",
                     (long long)json_integer_value(json_object_get(cc, "seq")),
-                    jstr(cc, "error"));
+                    tk_cli_jstr(cc, "error"));
     }
     json_decref(body);
     return valid ? 0 : EXIT_SERVER;
@@ -581,6 +569,13 @@ static const struct {
      "           background (admin token); shows progress until done, or returns at once\n"
      "           with --no-wait. Resumes by itself after a restart; pauses while sealed.\n"
      "  status   initialized, sealed, progress, active data key version.\n"},
+    {"tenants", "tokend tenants create NAME [--json]\n"
+                "       tokend tenants list [--limit N] [--json]",
+     "Manage the tenants of the node (an admin token of the default tenant).\n"
+     "  create   make the tenant NAME (1 to 63 of a-z 0-9 -, starting with a letter or a\n"
+     "           digit) and its first admin operator token, printed ONCE: keep it, tokend\n"
+     "           stores only its hash. Give it to the tenant's administrator.\n"
+     "  list     every tenant, newest first (at most --limit with it).\n"},
     {"version", "tokend version", "Print the version of this binary.\n"},
     {"help", "tokend help [COMMAND]", "Explain a command.\n"},
 };
@@ -669,13 +664,13 @@ static void rewrap_progress(json_t *rw, bool tty, bool final)
 
 /* tokend operator rewrap: start the job and, unless no_wait, follow it in
  * seal-status until it is done. */
-static int operator_rewrap(struct client *c, bool no_wait)
+static int operator_rewrap(struct tk_cli_client *c, bool no_wait)
 {
     json_t *out = NULL;
-    long st = request_json(c, "POST", "/v1/sys/rewrap", NULL, &out);
+    long st = tk_cli_request(c, "POST", "/v1/sys/rewrap", NULL, &out);
     if (st < 0) return EXIT_UNREACHABLE;
     if (st != 202) {
-        print_error("rewrap", st, out);
+        tk_cli_print_error("rewrap", st, out);
         json_decref(out);
         return EXIT_SERVER;
     }
@@ -689,7 +684,7 @@ static int operator_rewrap(struct client *c, bool no_wait)
     long long last = -1;
     for (;;) {
         out = NULL;
-        st = get_json(c, "/v1/sys/seal-status", &out);
+        st = tk_cli_get(c, "/v1/sys/seal-status", &out);
         if (st < 0) return EXIT_UNREACHABLE;
         json_t *rw = st == 200 ? json_object_get(out, "rewrap") : NULL;
         if (!json_is_object(rw)) {
@@ -755,7 +750,7 @@ static int read_share(char *buf, size_t n)
  * or else ~/.cache/tokend, one file per TOKEND_ADDR, mode 0600 in a 0700
  * folder, never through a symlink. */
 
-static bool nonce_path(const struct client *c, char *out, size_t n)
+static bool nonce_path(const struct tk_cli_client *c, char *out, size_t n)
 {
     const char *run = getenv("XDG_RUNTIME_DIR"), *home = getenv("HOME");
     char dir[512];
@@ -780,7 +775,7 @@ static bool nonce_path(const struct client *c, char *out, size_t n)
     return w > 0 && (size_t)w < n;
 }
 
-static bool nonce_load(const struct client *c, char *out, size_t n)
+static bool nonce_load(const struct tk_cli_client *c, char *out, size_t n)
 {
     char path[600];
     out[0] = '\0';
@@ -802,14 +797,14 @@ static bool nonce_load(const struct client *c, char *out, size_t n)
     return out[0] != '\0';
 }
 
-static void nonce_forget(const struct client *c)
+static void nonce_forget(const struct tk_cli_client *c)
 {
     char path[600];
     if (nonce_path(c, path, sizeof path)) unlink(path);
 }
 
 /* Returns the file written, or NULL. */
-static const char *nonce_save(const struct client *c, const char *nonce, char *path, size_t n)
+static const char *nonce_save(const struct tk_cli_client *c, const char *nonce, char *path, size_t n)
 {
     if (!nonce_path(c, path, n)) return NULL;
     unlink(path);
@@ -830,7 +825,7 @@ static void print_held(json_t *o)
 }
 
 /* tokend operator unseal: one share (or --reset), with the attempt's nonce. */
-static int operator_unseal(struct client *c, const char *share_arg, const char *nonce_arg,
+static int operator_unseal(struct tk_cli_client *c, const char *share_arg, const char *nonce_arg,
                            bool reset)
 {
     char nonce[80] = "";
@@ -842,11 +837,11 @@ static int operator_unseal(struct client *c, const char *share_arg, const char *
     if (reset) {
         body = json_pack("{s:b}", "reset", 1);
         if (nonce[0]) json_object_set_new(body, "nonce", json_string(nonce));
-        st = request_json(c, "POST", "/v1/sys/unseal", body, &out);
+        st = tk_cli_request(c, "POST", "/v1/sys/unseal", body, &out);
         json_decref(body);
         if (st < 0) return EXIT_UNREACHABLE;
         if (st != 200) {
-            print_error("unseal --reset", st, out);
+            tk_cli_print_error("unseal --reset", st, out);
             json_decref(out);
             return EXIT_SERVER;
         }
@@ -868,7 +863,7 @@ static int operator_unseal(struct client *c, const char *share_arg, const char *
         body = json_pack("{s:s}", "share", buf);
         if (nonce[0]) json_object_set_new(body, "nonce", json_string(nonce));
         out = NULL;
-        st = request_json(c, "POST", "/v1/sys/unseal", body, &out);
+        st = tk_cli_request(c, "POST", "/v1/sys/unseal", body, &out);
         json_decref(body);
         const char *code = json_string_value(json_object_get(out, "error"));
         if (st == 409 && code && !strcmp(code, "unseal_nonce_mismatch") && nonce[0] &&
@@ -888,7 +883,7 @@ static int operator_unseal(struct client *c, const char *share_arg, const char *
     if (st < 0) return EXIT_UNREACHABLE;
     const char *code = json_string_value(json_object_get(out, "error"));
     if (st != 200) {
-        print_error("unseal", st, out);
+        tk_cli_print_error("unseal", st, out);
         if (code && !strcmp(code, "unseal_nonce_mismatch") &&
             json_integer_value(json_object_get(out, "progress")) > 0) {
             fprintf(stderr, "  an attempt is in progress on this node (shares held: ");
@@ -939,7 +934,7 @@ int tk_cli_operator(int argc, char **argv)
         return EXIT_USAGE;
     }
     const char *sub = argv[0];
-    struct client c = {0};
+    struct tk_cli_client c = {0};
     const char *token_file = NULL, *share_arg = NULL, *nonce_arg = NULL;
     int shares = 5, threshold = 3;
     bool auto_unseal = false, threshold_set = false, no_wait = false, reset = false;
@@ -970,22 +965,22 @@ int tk_cli_operator(int argc, char **argv)
         }
     }
     if (!threshold_set && threshold > shares) threshold = shares;
-    int rc = client_init(&c, token_file);
+    int rc = tk_cli_client_init(&c, token_file);
     if (rc) return rc;
     json_t *out = NULL, *body = NULL;
     long st;
     if (!strcmp(sub, "rewrap")) return operator_rewrap(&c, no_wait);
     if (!strcmp(sub, "unseal")) return operator_unseal(&c, share_arg, nonce_arg, reset);
     if (!strcmp(sub, "status")) {
-        st = get_json(&c, "/v1/sys/seal-status", &out);
+        st = tk_cli_get(&c, "/v1/sys/seal-status", &out);
     } else if (!strcmp(sub, "init")) {
         body = json_pack("{s:i, s:i, s:b}", "shares", shares, "threshold", threshold,
                          "auto_unseal", auto_unseal);
-        st = request_json(&c, "POST", "/v1/sys/init", body, &out);
+        st = tk_cli_request(&c, "POST", "/v1/sys/init", body, &out);
     } else if (!strcmp(sub, "seal") || !strcmp(sub, "rotate")) {
         char path[32];
         snprintf(path, sizeof path, "/v1/sys/%s", sub);
-        st = request_json(&c, "POST", path, NULL, &out);
+        st = tk_cli_request(&c, "POST", path, NULL, &out);
     } else {
         fprintf(stderr, "tokend operator: no subcommand '%s' (see tokend help operator)\n", sub);
         return EXIT_USAGE;
@@ -993,7 +988,7 @@ int tk_cli_operator(int argc, char **argv)
     json_decref(body);
     if (st < 0) return EXIT_UNREACHABLE;
     if (st != 200) {
-        print_error(sub, st, out);
+        tk_cli_print_error(sub, st, out);
         json_decref(out);
         return EXIT_SERVER;
     }

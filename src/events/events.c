@@ -197,7 +197,7 @@ tk_rc tk_event_emit_in(struct tk_db *db, const struct tk_event *ev, struct tk_er
     /* Keyring actions and operator token changes (not the refusals, which
      * an attacker can make at will) are synced at commit on SQLite. */
     if (rc == TK_OK && f[F_KIND] &&
-        (!strcmp(f[F_KIND], "keyring") ||
+        (!strcmp(f[F_KIND], "keyring") || !strcmp(f[F_KIND], "tenant") ||
          (!strcmp(f[F_KIND], "operator") && f[F_ACTION] && strcmp(f[F_ACTION], "authenticate") != 0)))
         tk_db_durable(db);
 out:

@@ -98,4 +98,29 @@ bool tk_optoken_use(struct tk_optoken_uses *u, const char *token_id, int64_t now
 tk_rc tk_optoken_uses_flush(struct tk_optoken_uses *u, struct tk_db *db, int64_t now_ms, bool all,
                             int *written, struct tk_err *e);
 
+/* ---- tenants (tenants.c) ---- */
+
+#define TK_TENANT_NAME_MAX 63
+
+/* A tenant name is a slug: 1 to 63 of [a-z0-9-], the first a letter or a
+ * digit. len is the length of the value (a JSON string may hold a NUL). */
+bool tk_tenant_name_valid(const char *name, size_t len);
+
+/* Insert a tenant in the caller's transaction; a taken name is
+ * TK_ECONFLICT "conflict" naming it. */
+tk_rc tk_tenant_create(struct tk_db *db, const char *name, char id_out[TK_UUID_LEN + 1],
+                       int64_t *created_at, struct tk_err *e);
+
+/* The tenant {id, name, created_at}; an unknown id is TK_ENOTFOUND. */
+tk_rc tk_tenant_get(struct tk_db *db, const char *id, json_t **out, struct tk_err *e);
+
+/* Tenants newest first (by id), at most limit, older than the id before
+ * (NULL: from the newest). next_out receives the id to pass as before for
+ * the next page, or "" when this page is the last. */
+tk_rc tk_tenant_list(struct tk_db *db, const char *before, int limit, json_t **out,
+                     char next_out[TK_UUID_LEN + 1], struct tk_err *e);
+
+/* The JSON form of a tenant. */
+json_t *tk_tenant_json(const char *id, const char *name, int64_t created_at);
+
 #endif

@@ -495,6 +495,18 @@ export function api(inst, pathname, opts = {}) {
   return request(inst, pathname, { token: inst.token, ...opts });
 }
 
+/**
+ * Create a tenant on node (POST /v1/tenants with the node's root token, an
+ * admin of the default tenant) for cross-tenant checks. Returns
+ * {id, name, created_at, token, tokenId}: token is the new tenant's first
+ * admin operator token. name defaults to a fresh unique slug.
+ */
+export async function createTenant(node, name = uniqueId('t').toLowerCase().replace(/[^a-z0-9-]/g, '-')) {
+  const r = await request(node, '/v1/tenants', { method: 'POST', token: node.token, json: { name } });
+  assert.equal(r.status, 201, `POST /v1/tenants ${name}: ${r.text}`);
+  return { ...r.json.tenant, token: r.json.token, tokenId: r.json.token_id };
+}
+
 /** Every event the query matches, walking next_cursor pages of `limit`. */
 export async function allEvents(inst, query = '', { limit = 1000, token } = {}) {
   const seen = [];

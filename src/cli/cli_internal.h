@@ -1,0 +1,44 @@
+/*
+ * cli_internal.h: what the command files of src/cli/ share (cli.c defines
+ * it): the client of a running tokend, its requests, and error printing.
+ * Not an interface of tokend outside src/cli/.
+ */
+#ifndef TK_CLI_INTERNAL_H
+#define TK_CLI_INTERNAL_H
+
+#include "../common/issued.h"
+
+#include <jansson.h>
+#include <stdbool.h>
+
+#define EXIT_SERVER 1
+#define EXIT_USAGE 2
+#define EXIT_UNREACHABLE 3
+
+struct tk_cli_client {
+    char addr[256];
+    char token[TK_ISSUED_MAX + 8];
+    bool json;
+};
+
+/* The answer that was not what the API promises: status 0 and *out an
+ * error object, after saying so on stderr. */
+#define ST_BAD_ANSWER 0L
+
+/* TOKEND_ADDR and the token (token_file, TOKEND_TOKEN, or
+ * ./tokend-data/root-token); 0 or an exit status after saying why. */
+int tk_cli_client_init(struct tk_cli_client *c, const char *token_file);
+/* method path with an optional JSON body; on success *out is the parsed
+ * JSON answer (any status), every string stripped of control characters.
+ * Returns the HTTP status, -1 after printing why tokend could not be
+ * reached, or ST_BAD_ANSWER after printing that a 2xx answer was not a
+ * JSON object. */
+long tk_cli_request(const struct tk_cli_client *c, const char *method, const char *path,
+                    json_t *body, json_t **out);
+long tk_cli_get(const struct tk_cli_client *c, const char *path, json_t **out);
+/* "tokend: what: HTTP status code (reason): message" on stderr. */
+void tk_cli_print_error(const char *what, long status, json_t *body);
+/* The string member k of o, or "-". */
+const char *tk_cli_jstr(json_t *o, const char *k);
+
+#endif
