@@ -29,6 +29,11 @@
  * cleanup paths), so the descriptor is never one reused by another
  * connection. Phase changes are compare-and-swap, so that a connection
  * moving on and the sweeper cutting it agree on which happened.
+ *
+ * Those deadlines alone let a few addresses hold every slot with silent
+ * connections for header_timeout, again and again; so under pressure (more
+ * than 3/4 of max_connections open) the sweeper also cuts, oldest first,
+ * the connections that hold a slot without using it (sweep_pressure).
  */
 #include "http.h"
 #include "hostcheck.h"
@@ -67,6 +72,10 @@ struct route_metrics {
     atomic_uint_fast64_t count;
 };
 
+/* Under pressure (see sweep_pressure), how long a connection may wait for
+ * a complete request head, or lag behind min_body_rate, before it is cut. */
+#define PRESSURE_GRACE_MS 1000
+
 /* Where a connection is; see the comment at the top. */
 enum phase { PH_HEAD, PH_BODY, PH_BUSY, PH_CUT };
 
@@ -75,6 +84,7 @@ struct conn {
     int fd;
     atomic_int phase;
     atomic_int_fast64_t head_deadline_us; /* PH_HEAD: the head must be in by then */
+    atomic_int_fast64_t head_since_us;    /* PH_HEAD: since when it waits for a head */
     atomic_int_fast64_t body_start_us;    /* PH_BODY: when the head was in */
     atomic_uint_fast64_t body_bytes;      /* PH_BODY: received so far */
 };
@@ -88,7 +98,7 @@ struct tk_http {
     int port;
     atomic_int inflight;
     struct route_metrics *metrics; /* nroutes + 1: the last is "no route" */
-    atomic_uint_fast64_t cut_head, cut_body;
+    atomic_uint_fast64_t cut_head, cut_body, cut_pressure;
     /* the connection registry (under mu) and its sweeper */
     pthread_mutex_t mu;
     struct conn *conns;
@@ -335,12 +345,15 @@ void tk_http_metrics(struct tk_http *h, struct tk_buf *out)
     }
     tk_buf_printf(out,
                   "# HELP tokend_http_connections_cut_total Connections closed as too slow: "
-                  "a late request head (header_timeout) or a slow body (min_body_rate).\n"
+                  "a late request head (header_timeout), a slow body (min_body_rate), or no "
+                  "complete request within a second while near max_connections (pressure).\n"
                   "# TYPE tokend_http_connections_cut_total counter\n"
                   "tokend_http_connections_cut_total{reason=\"header_timeout\"} %llu\n"
-                  "tokend_http_connections_cut_total{reason=\"min_body_rate\"} %llu\n",
+                  "tokend_http_connections_cut_total{reason=\"min_body_rate\"} %llu\n"
+                  "tokend_http_connections_cut_total{reason=\"pressure\"} %llu\n",
                   (unsigned long long)atomic_load(&h->cut_head),
-                  (unsigned long long)atomic_load(&h->cut_body));
+                  (unsigned long long)atomic_load(&h->cut_body),
+                  (unsigned long long)atomic_load(&h->cut_pressure));
     tk_buf_printf(out,
                   "# HELP tokend_http_inflight Requests being handled now.\n# TYPE "
                   "tokend_http_inflight gauge\ntokend_http_inflight %d\n",
@@ -815,8 +828,9 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
     if (cs && !cut) {
         /* a kept-alive connection may wait idle_timeout for its next request,
          * whose head then has header_timeout */
-        int64_t wait = (int64_t)h->o.idle_timeout + h->o.header_timeout;
-        atomic_store(&cs->head_deadline_us, tk_mono_us() + wait * 1000000);
+        int64_t wait = (int64_t)h->o.idle_timeout + h->o.header_timeout, now = tk_mono_us();
+        atomic_store(&cs->head_deadline_us, now + wait * 1000000);
+        atomic_store(&cs->head_since_us, now);
         int ph = atomic_load(&cs->phase);
         if (ph != PH_CUT) atomic_compare_exchange_strong(&cs->phase, &ph, PH_HEAD);
     }
@@ -844,8 +858,9 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
         struct conn *cs = tk_calloc(1, sizeof *cs);
         cs->fd = ci->connect_fd;
         atomic_init(&cs->phase, PH_HEAD);
-        atomic_init(&cs->head_deadline_us,
-                    tk_mono_us() + (int64_t)h->o.header_timeout * 1000000);
+        int64_t now = tk_mono_us();
+        atomic_init(&cs->head_deadline_us, now + (int64_t)h->o.header_timeout * 1000000);
+        atomic_init(&cs->head_since_us, now);
         atomic_init(&cs->body_start_us, 0);
         atomic_init(&cs->body_bytes, 0);
         pthread_mutex_lock(&h->mu);
@@ -867,26 +882,37 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
     }
 }
 
+enum cut_reason { CUT_HEAD, CUT_BODY, CUT_PRESSURE };
+static const char *const cut_names[] = {"header_timeout", "min_body_rate", "pressure"};
+
 /* Under h->mu: the socket is still open (CLOSED takes the lock first). */
-static void cut(struct tk_http *h, struct conn *cs, bool head)
+static void cut(struct tk_http *h, struct conn *cs, enum cut_reason why)
 {
-    char msg[160], id[TK_UUID_LEN + 1];
+    char msg[224], id[TK_UUID_LEN + 1];
     tk_uuid7(id);
-    if (head)
+    if (why == CUT_HEAD)
         snprintf(msg, sizeof msg,
                  "the request head did not arrive within %d s (header_timeout); the connection "
                  "is closed",
                  h->o.header_timeout);
-    else
+    else if (why == CUT_BODY)
         snprintf(msg, sizeof msg,
                  "the request body arrives slower than %d bytes/s (min_body_rate); the "
                  "connection is closed",
                  h->o.min_body_rate);
+    else
+        snprintf(msg, sizeof msg,
+                 "the server is near max_connections (%d) and this connection had no complete "
+                 "request within %d ms (or sat idle between requests); it is closed to make "
+                 "room, retry",
+                 h->o.max_connections, PRESSURE_GRACE_MS);
     (void)send_raw_error(cs->fd, 408, "Request Timeout", "request_timeout", msg, id);
     shutdown(cs->fd, SHUT_RDWR);
-    atomic_fetch_add(head ? &h->cut_head : &h->cut_body, 1);
-    tk_debug("http: connection cut: %s (request id %s)", head ? "header_timeout" : "min_body_rate",
-             id);
+    atomic_fetch_add(why == CUT_HEAD ? &h->cut_head
+                     : why == CUT_BODY ? &h->cut_body
+                                       : &h->cut_pressure,
+                     1);
+    tk_debug("http: connection cut: %s (request id %s)", cut_names[why], id);
 }
 
 #define SWEEP_EVERY_MS 250
@@ -900,22 +926,96 @@ static bool unread_input(int fd)
     return ioctl(fd, FIONREAD, &n) == 0 && n > 0;
 }
 
+/* A body behind min_body_rate once grace_us have passed since its head. */
+static bool body_too_slow(struct tk_http *h, struct conn *cs, int64_t now, int64_t grace_us)
+{
+    if (h->o.min_body_rate <= 0) return false;
+    int64_t el = now - atomic_load(&cs->body_start_us) - grace_us;
+    if (el <= 0) return false;
+    uint64_t need = (uint64_t)((double)h->o.min_body_rate * (double)el / 1e6);
+    return atomic_load(&cs->body_bytes) < need;
+}
+
+/* Above this many open connections the server is under pressure. */
+static int pressure_mark(const struct tk_http *h)
+{
+    return h->o.max_connections - h->o.max_connections / 4;
+}
+
+struct victim {
+    struct conn *cs;
+    int ph;
+    int64_t since;
+};
+
+static int victim_cmp(const void *a, const void *b)
+{
+    int64_t x = ((const struct victim *)a)->since, y = ((const struct victim *)b)->since;
+    return (x > y) - (x < y);
+}
+
+/* Under pressure (more than 3/4 of max_connections open), the connections
+ * that hold a slot without using it are cut, oldest first, until the count
+ * is back at the mark: those with no complete request head PRESSURE_GRACE_MS
+ * after they started or after their previous answer (silent, trickling, or
+ * idle kept-alive ones), and bodies behind min_body_rate once
+ * PRESSURE_GRACE_MS have passed since their head. Otherwise a few addresses
+ * holding max_connections idle connections keep every new client waiting
+ * until header_timeout, and can do it again at once. */
+static void sweep_pressure(struct tk_http *h, int64_t now, int open)
+{
+    int over = open - pressure_mark(h);
+    if (over <= 0) return;
+    int64_t grace = (int64_t)PRESSURE_GRACE_MS * 1000;
+    struct victim *v = tk_malloc((size_t)open * sizeof *v);
+    int nv = 0;
+    for (struct conn *cs = h->conns; cs && nv < open; cs = cs->next) {
+        int ph = atomic_load(&cs->phase);
+        int64_t since;
+        if (ph == PH_HEAD)
+            since = atomic_load(&cs->head_since_us);
+        else if (ph == PH_BODY && body_too_slow(h, cs, now, grace))
+            since = atomic_load(&cs->body_start_us);
+        else
+            continue;
+        if (now - since < grace || unread_input(cs->fd)) continue;
+        v[nv].cs = cs;
+        v[nv].ph = ph;
+        v[nv].since = since;
+        nv++;
+    }
+    qsort(v, (size_t)nv, sizeof *v, victim_cmp);
+    for (int i = 0; i < nv && over > 0; i++) {
+        if (phase_move(v[i].cs, v[i].ph, PH_CUT)) {
+            cut(h, v[i].cs, CUT_PRESSURE);
+            over--;
+        }
+    }
+    free(v);
+}
+
 static void sweep(struct tk_http *h, int64_t now)
 {
     int64_t grace = (int64_t)h->o.header_timeout * 1000000;
+    int open = 0;
     for (struct conn *cs = h->conns; cs; cs = cs->next) {
         int ph = atomic_load(&cs->phase);
+        if (ph == PH_CUT) continue;
+        open++;
         if ((ph == PH_HEAD || ph == PH_BODY) && unread_input(cs->fd)) continue;
         if (ph == PH_HEAD && h->o.header_timeout > 0 && now > atomic_load(&cs->head_deadline_us)) {
-            if (phase_move(cs, PH_HEAD, PH_CUT)) cut(h, cs, true);
-        } else if (ph == PH_BODY && h->o.min_body_rate > 0) {
-            int64_t el = now - atomic_load(&cs->body_start_us) - grace;
-            if (el <= 0) continue;
-            uint64_t need = (uint64_t)((double)h->o.min_body_rate * (double)el / 1e6);
-            if (atomic_load(&cs->body_bytes) < need && phase_move(cs, PH_BODY, PH_CUT))
-                cut(h, cs, false);
+            if (phase_move(cs, PH_HEAD, PH_CUT)) {
+                cut(h, cs, CUT_HEAD);
+                open--;
+            }
+        } else if (ph == PH_BODY && body_too_slow(h, cs, now, grace)) {
+            if (phase_move(cs, PH_BODY, PH_CUT)) {
+                cut(h, cs, CUT_BODY);
+                open--;
+            }
         }
     }
+    sweep_pressure(h, now, open);
 }
 
 static void sweeper_main(struct tk_worker *w, void *arg)
