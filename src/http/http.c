@@ -59,7 +59,7 @@
 #include <unistd.h>
 
 static const int status_slots[] = {200, 201, 202, 204, 304, 400, 401, 403, 404, 405, 408,
-                                   409, 413, 415, 421, 429, 431, 500, 502, 503, 0 /* other */};
+                                   409, 413, 415, 421, 429, 431, 499, 500, 502, 503, 0 /* other */};
 #define NSTATUS ((int)TK_NELEM(status_slots))
 static const double buckets[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
                                  0.025,  0.05,    0.1,    0.25,  0.5,    1,     2.5};
@@ -103,6 +103,13 @@ struct tk_http {
     pthread_mutex_t mu;
     struct conn *conns;
     struct tk_worker sweeper;
+    /* the access log's budget for refusals (under logmu): lines written in
+     * the current second, and those left out, by status slot */
+    pthread_mutex_t logmu;
+    int64_t log_second;
+    int log_used;
+    uint64_t log_left_out[NSTATUS];
+    atomic_uint_fast64_t log_suppressed[NSTATUS]; /* since start, for /metrics */
 };
 
 struct hdr {
@@ -117,6 +124,7 @@ struct tk_req_internal {
     struct tk_buf body;
     bool replied;
     bool finished; /* the app's finish hook has run */
+    bool refused;  /* answered by a rule before any handler work (access log budget) */
     int status;
     char *resp;
     size_t resp_len;
@@ -281,6 +289,14 @@ static int status_slot(int status)
     return NSTATUS - 1;
 }
 
+static void status_name(int slot, char *out, size_t n)
+{
+    if (status_slots[slot])
+        snprintf(out, n, "%d", status_slots[slot]);
+    else
+        snprintf(out, n, "other");
+}
+
 static void count(struct tk_http *h, int route, int status, int64_t us)
 {
     struct route_metrics *m = &h->metrics[route];
@@ -354,6 +370,17 @@ void tk_http_metrics(struct tk_http *h, struct tk_buf *out)
                   (unsigned long long)atomic_load(&h->cut_head),
                   (unsigned long long)atomic_load(&h->cut_body),
                   (unsigned long long)atomic_load(&h->cut_pressure));
+    tk_buf_addstr(out, "# HELP tokend_http_access_log_suppressed_total Access log lines left out "
+                       "for refusals over access_log_refusals_per_s, by status.\n"
+                       "# TYPE tokend_http_access_log_suppressed_total counter\n");
+    for (int s = 0; s < NSTATUS; s++) {
+        uint64_t n = atomic_load(&h->log_suppressed[s]);
+        if (!n) continue;
+        char st[8];
+        status_name(s, st, sizeof st);
+        tk_buf_printf(out, "tokend_http_access_log_suppressed_total{status=\"%s\"} %llu\n", st,
+                      (unsigned long long)n);
+    }
     tk_buf_printf(out,
                   "# HELP tokend_http_inflight Requests being handled now.\n# TYPE "
                   "tokend_http_inflight gauge\ntokend_http_inflight %d\n",
@@ -467,11 +494,13 @@ static void dispatch_route(struct tk_http *h, struct tk_req *r)
     struct tk_route_match m;
     enum tk_router_result rr = tk_router_match(h->router, r->method, r->path, r->pool, &m);
     if (rr == TK_ROUTE_NOT_FOUND) {
+        r->in->refused = true;
         tk_err_set(&e, TK_ENOTFOUND, "not_found", "no route for %.20s %.200s", r->method, r->path);
         tk_reply_error(r, &e, NULL);
         return;
     }
     if (rr == TK_ROUTE_BAD_METHOD) {
+        r->in->refused = true;
         r->in->route_index = m.index;
         tk_reply_header(r, "Allow", m.allow);
         tk_err_set(&e, TK_EMETHOD, "method_not_allowed", "%.20s is not allowed on %s; allowed: %s",
@@ -486,7 +515,10 @@ static void dispatch_route(struct tk_http *h, struct tk_req *r)
         r->param_names[i] = m.names[i];
         r->param_values[i] = m.values[i];
     }
-    if (!strncmp(r->path, "/v1/", 4) && refuse_cross_site(r)) return;
+    if (!strncmp(r->path, "/v1/", 4) && refuse_cross_site(r)) {
+        r->in->refused = true;
+        return;
+    }
     if (!(r->route->flags & TK_ROUTE_SEALED_OK) && h->o.gate && h->o.gate(r) != TK_OK) {
         if (!r->in->replied) {
             tk_err_set(&e, TK_EUNAVAIL, "unavailable", "not available now");
@@ -495,6 +527,7 @@ static void dispatch_route(struct tk_http *h, struct tk_req *r)
         return;
     }
     if ((r->route->flags & TK_ROUTE_AUTH) && h->o.authenticate && h->o.authenticate(r) != TK_OK) {
+        r->in->refused = true; /* 401, 429; a 5xx (store busy) stays logged */
         if (!r->in->replied) {
             tk_err_set(&e, TK_EAUTH, "unauthenticated", "authentication failed");
             tk_reply_error(r, &e, NULL);
@@ -690,6 +723,7 @@ static void refuse_body_mid_way(struct tk_http *h, struct tk_req *r)
         shutdown(ci->connect_fd, SHUT_WR);
     }
     r->in->replied = true;
+    r->in->refused = true;
     r->in->status = 413;
 }
 
@@ -715,6 +749,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         *con_cls = r;
         bool close;
         if (refuse_head(h, r, c, url, version, &close)) {
+            r->in->refused = true;
             phase_move(cs, PH_BODY, PH_BUSY);
             if (close) tk_reply_header(r, "Connection", "close");
             return queue(r);
@@ -772,6 +807,75 @@ void tk_req_remote(const struct tk_req *r, char *out, size_t n)
     if ((sa->sa_family != AF_INET && sa->sa_family != AF_INET6) ||
         !inet_ntop(sa->sa_family, a, out, (socklen_t)n))
         out[0] = '\0';
+}
+
+/* ---- the access log's budget for refusals ----
+ *
+ * A refusal is a request answered by a rule before any handler work: the
+ * hostile-client rules (400, 413, 421, 403/415 cross-site, 408 cut), no
+ * route (404, 405), the authenticate hook's 401 and 429, and a request the
+ * client left before its body was in (499). A flood of them costs the
+ * client next to nothing, so their lines go through a budget of
+ * access_log_refusals_per_s per second of the monotonic clock; those over
+ * it are counted by status, and one summary line per second says how many
+ * were left out. Every other request is always logged. */
+
+/* Under logmu: end the current second if `second` is another (or if force),
+ * writing its summary line if something was left out. */
+static void log_budget_roll_locked(struct tk_http *h, int64_t second, bool force)
+{
+    if (!force && second == h->log_second) return;
+    uint64_t total = 0;
+    for (int i = 0; i < NSTATUS; i++) total += h->log_left_out[i];
+    if (total) {
+        char line[1024], at[32], key[24];
+        tk_time_fmt(tk_now_ms(), at, sizeof at);
+        struct tk_jline j;
+        tk_jline_begin(&j, line, sizeof line);
+        tk_jline_str(&j, "at", at, SIZE_MAX);
+        tk_jline_str(&j, "msg", "access log: refusals over access_log_refusals_per_s not logged",
+                     SIZE_MAX);
+        tk_jline_int(&j, "suppressed", (long long)total);
+        for (int i = 0; i < NSTATUS; i++) {
+            if (!h->log_left_out[i]) continue;
+            char st[8];
+            status_name(i, st, sizeof st);
+            snprintf(key, sizeof key, "status_%s", st);
+            tk_jline_int(&j, key, (long long)h->log_left_out[i]);
+        }
+        size_t n = tk_jline_end(&j);
+        tk_log_json_line(line, n);
+    }
+    memset(h->log_left_out, 0, sizeof h->log_left_out);
+    h->log_used = 0;
+    h->log_second = second;
+}
+
+/* The sweeper's call (every SWEEP_EVERY_MS) and the last one at stop, so
+ * that a flood's last second is summed up even when nothing follows it. */
+static void log_budget_roll(struct tk_http *h, bool force)
+{
+    pthread_mutex_lock(&h->logmu);
+    log_budget_roll_locked(h, tk_mono_us() / 1000000, force);
+    pthread_mutex_unlock(&h->logmu);
+}
+
+/* Whether the line of this refusal may be written (and counts it). */
+static bool log_budget_take(struct tk_http *h, int status)
+{
+    int per_s = h->o.access_log_refusals_per_s;
+    if (per_s <= 0) return true;
+    int slot = status_slot(status);
+    pthread_mutex_lock(&h->logmu);
+    log_budget_roll_locked(h, tk_mono_us() / 1000000, false);
+    bool ok = h->log_used < per_s;
+    if (ok)
+        h->log_used++;
+    else
+        h->log_left_out[slot]++;
+    pthread_mutex_unlock(&h->logmu);
+    if (!ok) atomic_fetch_add(&h->log_suppressed[slot], 1);
+    return ok;
 }
 
 /* The access log line, written by hand into a per-thread buffer (no
@@ -836,9 +940,13 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
     }
     int64_t us = tk_mono_us() - r->in->start_us;
     /* 499: the client went away before the answer; 408: cut as too slow */
-    if (!r->in->replied) r->in->status = cut ? 408 : 499;
+    if (!r->in->replied) {
+        r->in->status = cut ? 408 : 499;
+        r->in->refused = true; /* no handler ran: it would have replied */
+    }
     count(h, r->in->route_index, r->in->status, us);
-    if (h->o.access_log) access_log(h, r, us);
+    bool refusal = r->in->refused && r->in->status >= 400 && r->in->status < 500;
+    if (h->o.access_log && (!refusal || log_budget_take(h, r->in->status))) access_log(h, r, us);
     free_wiped(r->in->resp);
     tk_buf_free_wipe(&r->in->body); /* bodies may carry secrets */
     atomic_fetch_sub(&h->inflight, 1);
@@ -1025,6 +1133,7 @@ static void sweeper_main(struct tk_worker *w, void *arg)
         pthread_mutex_lock(&h->mu);
         sweep(h, tk_mono_us());
         pthread_mutex_unlock(&h->mu);
+        log_budget_roll(h, false);
     }
 }
 
@@ -1116,6 +1225,7 @@ static void http_free(struct tk_http *h)
     tk_router_free(h->router);
     free(h->metrics);
     pthread_mutex_destroy(&h->mu);
+    pthread_mutex_destroy(&h->logmu);
     free(h);
 }
 
@@ -1126,6 +1236,8 @@ tk_rc tk_http_start(const struct tk_http_opts *o, struct tk_http **out, struct t
     h->o.allowed_hosts = NULL; /* parsed into h->hosts; the caller's string may go */
     h->fd = -1;
     pthread_mutex_init(&h->mu, NULL);
+    pthread_mutex_init(&h->logmu, NULL);
+    h->log_second = tk_mono_us() / 1000000;
     tk_rc rc = tk_router_new(o->routes, o->nroutes, &h->router, e);
     if (rc == TK_OK) rc = bind_listen(o->listen, &h->fd, &h->port, e);
     if (rc == TK_OK) {
@@ -1201,5 +1313,6 @@ void tk_http_stop(struct tk_http *h)
     /* Closes every connection, whatever its client does: sockets are
      * non-blocking, and no handler waits without a deadline. */
     MHD_stop_daemon(h->d);
+    log_budget_roll(h, true); /* the last second's summary */
     http_free(h);
 }
