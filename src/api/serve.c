@@ -619,6 +619,7 @@ int tk_serve(const struct tk_config *cfg)
             .min_body_rate = cfg->min_body_rate,
             .allowed_hosts = cfg->allowed_hosts,
             .access_log = cfg->access_log,
+            .access_log_refusals_per_s = cfg->access_log_refusals_per_s,
             .routes = routes,
             .nroutes = nroutes,
             .app = &app,

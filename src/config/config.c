@@ -60,6 +60,9 @@ static const struct setting settings[] = {
     {"log_format", C_ENUM, S(log_format), "text", 0, 0, "text|json",
      "text for a terminal, json for one object per line"},
     {"access_log", C_BOOL, S(access_log), "true", 0, 0, NULL, "log one line per HTTP request"},
+    {"access_log_refusals_per_s", C_INT, S(access_log_refusals_per_s), "50", 0, 1000000, NULL,
+     "access log lines per second for requests refused before any handler work (400, 401, "
+     "404, 429, ...); more are counted, one summary line a second (0: log them all)"},
     {"dev", C_BOOL, S(dev), "false", 0, 0, NULL,
      "development mode: create a root operator token on an empty store"},
     {"node_name", C_STR, S(node_name), "", 0, 0, NULL,

@@ -30,6 +30,7 @@ struct tk_config {
     char log_level[8];
     char log_format[8];
     bool access_log;
+    int access_log_refusals_per_s; /* refusal lines per second in the access log; 0: all */
     bool dev;
     char node_name[64];
     char unseal_key_file[1024]; /* auto-unseal key file (default <data_dir>/unseal.key) */

@@ -29,6 +29,11 @@
  * cleanup paths), so the descriptor is never one reused by another
  * connection. Phase changes are compare-and-swap, so that a connection
  * moving on and the sweeper cutting it agree on which happened.
+ *
+ * Those deadlines alone let a few addresses hold every slot with silent
+ * connections for header_timeout, again and again; so under pressure (more
+ * than 3/4 of max_connections open) the sweeper also cuts, oldest first,
+ * the connections that hold a slot without using it (sweep_pressure).
  */
 #include "http.h"
 #include "hostcheck.h"
@@ -54,7 +59,7 @@
 #include <unistd.h>
 
 static const int status_slots[] = {200, 201, 202, 204, 304, 400, 401, 403, 404, 405, 408,
-                                   409, 413, 415, 421, 429, 431, 500, 502, 503, 0 /* other */};
+                                   409, 413, 415, 421, 429, 431, 499, 500, 502, 503, 0 /* other */};
 #define NSTATUS ((int)TK_NELEM(status_slots))
 static const double buckets[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
                                  0.025,  0.05,    0.1,    0.25,  0.5,    1,     2.5};
@@ -67,6 +72,10 @@ struct route_metrics {
     atomic_uint_fast64_t count;
 };
 
+/* Under pressure (see sweep_pressure), how long a connection may wait for
+ * a complete request head, or lag behind min_body_rate, before it is cut. */
+#define PRESSURE_GRACE_MS 1000
+
 /* Where a connection is; see the comment at the top. */
 enum phase { PH_HEAD, PH_BODY, PH_BUSY, PH_CUT };
 
@@ -75,6 +84,7 @@ struct conn {
     int fd;
     atomic_int phase;
     atomic_int_fast64_t head_deadline_us; /* PH_HEAD: the head must be in by then */
+    atomic_int_fast64_t head_since_us;    /* PH_HEAD: since when it waits for a head */
     atomic_int_fast64_t body_start_us;    /* PH_BODY: when the head was in */
     atomic_uint_fast64_t body_bytes;      /* PH_BODY: received so far */
 };
@@ -88,11 +98,18 @@ struct tk_http {
     int port;
     atomic_int inflight;
     struct route_metrics *metrics; /* nroutes + 1: the last is "no route" */
-    atomic_uint_fast64_t cut_head, cut_body;
+    atomic_uint_fast64_t cut_head, cut_body, cut_pressure;
     /* the connection registry (under mu) and its sweeper */
     pthread_mutex_t mu;
     struct conn *conns;
     struct tk_worker sweeper;
+    /* the access log's budget for refusals (under logmu): lines written in
+     * the current second, and those left out, by status slot */
+    pthread_mutex_t logmu;
+    int64_t log_second;
+    int log_used;
+    uint64_t log_left_out[NSTATUS];
+    atomic_uint_fast64_t log_suppressed[NSTATUS]; /* since start, for /metrics */
 };
 
 struct hdr {
@@ -107,6 +124,7 @@ struct tk_req_internal {
     struct tk_buf body;
     bool replied;
     bool finished; /* the app's finish hook has run */
+    bool refused;  /* answered by a rule before any handler work (access log budget) */
     int status;
     char *resp;
     size_t resp_len;
@@ -271,6 +289,14 @@ static int status_slot(int status)
     return NSTATUS - 1;
 }
 
+static void status_name(int slot, char *out, size_t n)
+{
+    if (status_slots[slot])
+        snprintf(out, n, "%d", status_slots[slot]);
+    else
+        snprintf(out, n, "other");
+}
+
 static void count(struct tk_http *h, int route, int status, int64_t us)
 {
     struct route_metrics *m = &h->metrics[route];
@@ -335,12 +361,26 @@ void tk_http_metrics(struct tk_http *h, struct tk_buf *out)
     }
     tk_buf_printf(out,
                   "# HELP tokend_http_connections_cut_total Connections closed as too slow: "
-                  "a late request head (header_timeout) or a slow body (min_body_rate).\n"
+                  "a late request head (header_timeout), a slow body (min_body_rate), or no "
+                  "complete request within a second while near max_connections (pressure).\n"
                   "# TYPE tokend_http_connections_cut_total counter\n"
                   "tokend_http_connections_cut_total{reason=\"header_timeout\"} %llu\n"
-                  "tokend_http_connections_cut_total{reason=\"min_body_rate\"} %llu\n",
+                  "tokend_http_connections_cut_total{reason=\"min_body_rate\"} %llu\n"
+                  "tokend_http_connections_cut_total{reason=\"pressure\"} %llu\n",
                   (unsigned long long)atomic_load(&h->cut_head),
-                  (unsigned long long)atomic_load(&h->cut_body));
+                  (unsigned long long)atomic_load(&h->cut_body),
+                  (unsigned long long)atomic_load(&h->cut_pressure));
+    tk_buf_addstr(out, "# HELP tokend_http_access_log_suppressed_total Access log lines left out "
+                       "for refusals over access_log_refusals_per_s, by status.\n"
+                       "# TYPE tokend_http_access_log_suppressed_total counter\n");
+    for (int s = 0; s < NSTATUS; s++) {
+        uint64_t n = atomic_load(&h->log_suppressed[s]);
+        if (!n) continue;
+        char st[8];
+        status_name(s, st, sizeof st);
+        tk_buf_printf(out, "tokend_http_access_log_suppressed_total{status=\"%s\"} %llu\n", st,
+                      (unsigned long long)n);
+    }
     tk_buf_printf(out,
                   "# HELP tokend_http_inflight Requests being handled now.\n# TYPE "
                   "tokend_http_inflight gauge\ntokend_http_inflight %d\n",
@@ -454,11 +494,13 @@ static void dispatch_route(struct tk_http *h, struct tk_req *r)
     struct tk_route_match m;
     enum tk_router_result rr = tk_router_match(h->router, r->method, r->path, r->pool, &m);
     if (rr == TK_ROUTE_NOT_FOUND) {
+        r->in->refused = true;
         tk_err_set(&e, TK_ENOTFOUND, "not_found", "no route for %.20s %.200s", r->method, r->path);
         tk_reply_error(r, &e, NULL);
         return;
     }
     if (rr == TK_ROUTE_BAD_METHOD) {
+        r->in->refused = true;
         r->in->route_index = m.index;
         tk_reply_header(r, "Allow", m.allow);
         tk_err_set(&e, TK_EMETHOD, "method_not_allowed", "%.20s is not allowed on %s; allowed: %s",
@@ -473,7 +515,10 @@ static void dispatch_route(struct tk_http *h, struct tk_req *r)
         r->param_names[i] = m.names[i];
         r->param_values[i] = m.values[i];
     }
-    if (!strncmp(r->path, "/v1/", 4) && refuse_cross_site(r)) return;
+    if (!strncmp(r->path, "/v1/", 4) && refuse_cross_site(r)) {
+        r->in->refused = true;
+        return;
+    }
     if (!(r->route->flags & TK_ROUTE_SEALED_OK) && h->o.gate && h->o.gate(r) != TK_OK) {
         if (!r->in->replied) {
             tk_err_set(&e, TK_EUNAVAIL, "unavailable", "not available now");
@@ -482,6 +527,7 @@ static void dispatch_route(struct tk_http *h, struct tk_req *r)
         return;
     }
     if ((r->route->flags & TK_ROUTE_AUTH) && h->o.authenticate && h->o.authenticate(r) != TK_OK) {
+        r->in->refused = true; /* 401, 429; a 5xx (store busy) stays logged */
         if (!r->in->replied) {
             tk_err_set(&e, TK_EAUTH, "unauthenticated", "authentication failed");
             tk_reply_error(r, &e, NULL);
@@ -677,6 +723,7 @@ static void refuse_body_mid_way(struct tk_http *h, struct tk_req *r)
         shutdown(ci->connect_fd, SHUT_WR);
     }
     r->in->replied = true;
+    r->in->refused = true;
     r->in->status = 413;
 }
 
@@ -702,6 +749,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         *con_cls = r;
         bool close;
         if (refuse_head(h, r, c, url, version, &close)) {
+            r->in->refused = true;
             phase_move(cs, PH_BODY, PH_BUSY);
             if (close) tk_reply_header(r, "Connection", "close");
             return queue(r);
@@ -761,6 +809,75 @@ void tk_req_remote(const struct tk_req *r, char *out, size_t n)
         out[0] = '\0';
 }
 
+/* ---- the access log's budget for refusals ----
+ *
+ * A refusal is a request answered by a rule before any handler work: the
+ * hostile-client rules (400, 413, 421, 403/415 cross-site, 408 cut), no
+ * route (404, 405), the authenticate hook's 401 and 429, and a request the
+ * client left before its body was in (499). A flood of them costs the
+ * client next to nothing, so their lines go through a budget of
+ * access_log_refusals_per_s per second of the monotonic clock; those over
+ * it are counted by status, and one summary line per second says how many
+ * were left out. Every other request is always logged. */
+
+/* Under logmu: end the current second if `second` is another (or if force),
+ * writing its summary line if something was left out. */
+static void log_budget_roll_locked(struct tk_http *h, int64_t second, bool force)
+{
+    if (!force && second == h->log_second) return;
+    uint64_t total = 0;
+    for (int i = 0; i < NSTATUS; i++) total += h->log_left_out[i];
+    if (total) {
+        char line[1024], at[32], key[24];
+        tk_time_fmt(tk_now_ms(), at, sizeof at);
+        struct tk_jline j;
+        tk_jline_begin(&j, line, sizeof line);
+        tk_jline_str(&j, "at", at, SIZE_MAX);
+        tk_jline_str(&j, "msg", "access log: refusals over access_log_refusals_per_s not logged",
+                     SIZE_MAX);
+        tk_jline_int(&j, "suppressed", (long long)total);
+        for (int i = 0; i < NSTATUS; i++) {
+            if (!h->log_left_out[i]) continue;
+            char st[8];
+            status_name(i, st, sizeof st);
+            snprintf(key, sizeof key, "status_%s", st);
+            tk_jline_int(&j, key, (long long)h->log_left_out[i]);
+        }
+        size_t n = tk_jline_end(&j);
+        tk_log_json_line(line, n);
+    }
+    memset(h->log_left_out, 0, sizeof h->log_left_out);
+    h->log_used = 0;
+    h->log_second = second;
+}
+
+/* The sweeper's call (every SWEEP_EVERY_MS) and the last one at stop, so
+ * that a flood's last second is summed up even when nothing follows it. */
+static void log_budget_roll(struct tk_http *h, bool force)
+{
+    pthread_mutex_lock(&h->logmu);
+    log_budget_roll_locked(h, tk_mono_us() / 1000000, force);
+    pthread_mutex_unlock(&h->logmu);
+}
+
+/* Whether the line of this refusal may be written (and counts it). */
+static bool log_budget_take(struct tk_http *h, int status)
+{
+    int per_s = h->o.access_log_refusals_per_s;
+    if (per_s <= 0) return true;
+    int slot = status_slot(status);
+    pthread_mutex_lock(&h->logmu);
+    log_budget_roll_locked(h, tk_mono_us() / 1000000, false);
+    bool ok = h->log_used < per_s;
+    if (ok)
+        h->log_used++;
+    else
+        h->log_left_out[slot]++;
+    pthread_mutex_unlock(&h->logmu);
+    if (!ok) atomic_fetch_add(&h->log_suppressed[slot], 1);
+    return ok;
+}
+
 /* The access log line, written by hand into a per-thread buffer (no
  * allocation, no JSON library: it is on every request's path). Every field
  * is bounded, so a line always fits. */
@@ -815,16 +932,21 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
     if (cs && !cut) {
         /* a kept-alive connection may wait idle_timeout for its next request,
          * whose head then has header_timeout */
-        int64_t wait = (int64_t)h->o.idle_timeout + h->o.header_timeout;
-        atomic_store(&cs->head_deadline_us, tk_mono_us() + wait * 1000000);
+        int64_t wait = (int64_t)h->o.idle_timeout + h->o.header_timeout, now = tk_mono_us();
+        atomic_store(&cs->head_deadline_us, now + wait * 1000000);
+        atomic_store(&cs->head_since_us, now);
         int ph = atomic_load(&cs->phase);
         if (ph != PH_CUT) atomic_compare_exchange_strong(&cs->phase, &ph, PH_HEAD);
     }
     int64_t us = tk_mono_us() - r->in->start_us;
     /* 499: the client went away before the answer; 408: cut as too slow */
-    if (!r->in->replied) r->in->status = cut ? 408 : 499;
+    if (!r->in->replied) {
+        r->in->status = cut ? 408 : 499;
+        r->in->refused = true; /* no handler ran: it would have replied */
+    }
     count(h, r->in->route_index, r->in->status, us);
-    if (h->o.access_log) access_log(h, r, us);
+    bool refusal = r->in->refused && r->in->status >= 400 && r->in->status < 500;
+    if (h->o.access_log && (!refusal || log_budget_take(h, r->in->status))) access_log(h, r, us);
     free_wiped(r->in->resp);
     tk_buf_free_wipe(&r->in->body); /* bodies may carry secrets */
     atomic_fetch_sub(&h->inflight, 1);
@@ -844,8 +966,9 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
         struct conn *cs = tk_calloc(1, sizeof *cs);
         cs->fd = ci->connect_fd;
         atomic_init(&cs->phase, PH_HEAD);
-        atomic_init(&cs->head_deadline_us,
-                    tk_mono_us() + (int64_t)h->o.header_timeout * 1000000);
+        int64_t now = tk_mono_us();
+        atomic_init(&cs->head_deadline_us, now + (int64_t)h->o.header_timeout * 1000000);
+        atomic_init(&cs->head_since_us, now);
         atomic_init(&cs->body_start_us, 0);
         atomic_init(&cs->body_bytes, 0);
         pthread_mutex_lock(&h->mu);
@@ -867,26 +990,37 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
     }
 }
 
+enum cut_reason { CUT_HEAD, CUT_BODY, CUT_PRESSURE };
+static const char *const cut_names[] = {"header_timeout", "min_body_rate", "pressure"};
+
 /* Under h->mu: the socket is still open (CLOSED takes the lock first). */
-static void cut(struct tk_http *h, struct conn *cs, bool head)
+static void cut(struct tk_http *h, struct conn *cs, enum cut_reason why)
 {
-    char msg[160], id[TK_UUID_LEN + 1];
+    char msg[224], id[TK_UUID_LEN + 1];
     tk_uuid7(id);
-    if (head)
+    if (why == CUT_HEAD)
         snprintf(msg, sizeof msg,
                  "the request head did not arrive within %d s (header_timeout); the connection "
                  "is closed",
                  h->o.header_timeout);
-    else
+    else if (why == CUT_BODY)
         snprintf(msg, sizeof msg,
                  "the request body arrives slower than %d bytes/s (min_body_rate); the "
                  "connection is closed",
                  h->o.min_body_rate);
+    else
+        snprintf(msg, sizeof msg,
+                 "the server is near max_connections (%d) and this connection had no complete "
+                 "request within %d ms (or sat idle between requests); it is closed to make "
+                 "room, retry",
+                 h->o.max_connections, PRESSURE_GRACE_MS);
     (void)send_raw_error(cs->fd, 408, "Request Timeout", "request_timeout", msg, id);
     shutdown(cs->fd, SHUT_RDWR);
-    atomic_fetch_add(head ? &h->cut_head : &h->cut_body, 1);
-    tk_debug("http: connection cut: %s (request id %s)", head ? "header_timeout" : "min_body_rate",
-             id);
+    atomic_fetch_add(why == CUT_HEAD ? &h->cut_head
+                     : why == CUT_BODY ? &h->cut_body
+                                       : &h->cut_pressure,
+                     1);
+    tk_debug("http: connection cut: %s (request id %s)", cut_names[why], id);
 }
 
 #define SWEEP_EVERY_MS 250
@@ -900,22 +1034,96 @@ static bool unread_input(int fd)
     return ioctl(fd, FIONREAD, &n) == 0 && n > 0;
 }
 
+/* A body behind min_body_rate once grace_us have passed since its head. */
+static bool body_too_slow(struct tk_http *h, struct conn *cs, int64_t now, int64_t grace_us)
+{
+    if (h->o.min_body_rate <= 0) return false;
+    int64_t el = now - atomic_load(&cs->body_start_us) - grace_us;
+    if (el <= 0) return false;
+    uint64_t need = (uint64_t)((double)h->o.min_body_rate * (double)el / 1e6);
+    return atomic_load(&cs->body_bytes) < need;
+}
+
+/* Above this many open connections the server is under pressure. */
+static int pressure_mark(const struct tk_http *h)
+{
+    return h->o.max_connections - h->o.max_connections / 4;
+}
+
+struct victim {
+    struct conn *cs;
+    int ph;
+    int64_t since;
+};
+
+static int victim_cmp(const void *a, const void *b)
+{
+    int64_t x = ((const struct victim *)a)->since, y = ((const struct victim *)b)->since;
+    return (x > y) - (x < y);
+}
+
+/* Under pressure (more than 3/4 of max_connections open), the connections
+ * that hold a slot without using it are cut, oldest first, until the count
+ * is back at the mark: those with no complete request head PRESSURE_GRACE_MS
+ * after they started or after their previous answer (silent, trickling, or
+ * idle kept-alive ones), and bodies behind min_body_rate once
+ * PRESSURE_GRACE_MS have passed since their head. Otherwise a few addresses
+ * holding max_connections idle connections keep every new client waiting
+ * until header_timeout, and can do it again at once. */
+static void sweep_pressure(struct tk_http *h, int64_t now, int open)
+{
+    int over = open - pressure_mark(h);
+    if (over <= 0) return;
+    int64_t grace = (int64_t)PRESSURE_GRACE_MS * 1000;
+    struct victim *v = tk_malloc((size_t)open * sizeof *v);
+    int nv = 0;
+    for (struct conn *cs = h->conns; cs && nv < open; cs = cs->next) {
+        int ph = atomic_load(&cs->phase);
+        int64_t since;
+        if (ph == PH_HEAD)
+            since = atomic_load(&cs->head_since_us);
+        else if (ph == PH_BODY && body_too_slow(h, cs, now, grace))
+            since = atomic_load(&cs->body_start_us);
+        else
+            continue;
+        if (now - since < grace || unread_input(cs->fd)) continue;
+        v[nv].cs = cs;
+        v[nv].ph = ph;
+        v[nv].since = since;
+        nv++;
+    }
+    qsort(v, (size_t)nv, sizeof *v, victim_cmp);
+    for (int i = 0; i < nv && over > 0; i++) {
+        if (phase_move(v[i].cs, v[i].ph, PH_CUT)) {
+            cut(h, v[i].cs, CUT_PRESSURE);
+            over--;
+        }
+    }
+    free(v);
+}
+
 static void sweep(struct tk_http *h, int64_t now)
 {
     int64_t grace = (int64_t)h->o.header_timeout * 1000000;
+    int open = 0;
     for (struct conn *cs = h->conns; cs; cs = cs->next) {
         int ph = atomic_load(&cs->phase);
+        if (ph == PH_CUT) continue;
+        open++;
         if ((ph == PH_HEAD || ph == PH_BODY) && unread_input(cs->fd)) continue;
         if (ph == PH_HEAD && h->o.header_timeout > 0 && now > atomic_load(&cs->head_deadline_us)) {
-            if (phase_move(cs, PH_HEAD, PH_CUT)) cut(h, cs, true);
-        } else if (ph == PH_BODY && h->o.min_body_rate > 0) {
-            int64_t el = now - atomic_load(&cs->body_start_us) - grace;
-            if (el <= 0) continue;
-            uint64_t need = (uint64_t)((double)h->o.min_body_rate * (double)el / 1e6);
-            if (atomic_load(&cs->body_bytes) < need && phase_move(cs, PH_BODY, PH_CUT))
-                cut(h, cs, false);
+            if (phase_move(cs, PH_HEAD, PH_CUT)) {
+                cut(h, cs, CUT_HEAD);
+                open--;
+            }
+        } else if (ph == PH_BODY && body_too_slow(h, cs, now, grace)) {
+            if (phase_move(cs, PH_BODY, PH_CUT)) {
+                cut(h, cs, CUT_BODY);
+                open--;
+            }
         }
     }
+    sweep_pressure(h, now, open);
 }
 
 static void sweeper_main(struct tk_worker *w, void *arg)
@@ -925,6 +1133,7 @@ static void sweeper_main(struct tk_worker *w, void *arg)
         pthread_mutex_lock(&h->mu);
         sweep(h, tk_mono_us());
         pthread_mutex_unlock(&h->mu);
+        log_budget_roll(h, false);
     }
 }
 
@@ -1016,6 +1225,7 @@ static void http_free(struct tk_http *h)
     tk_router_free(h->router);
     free(h->metrics);
     pthread_mutex_destroy(&h->mu);
+    pthread_mutex_destroy(&h->logmu);
     free(h);
 }
 
@@ -1026,6 +1236,8 @@ tk_rc tk_http_start(const struct tk_http_opts *o, struct tk_http **out, struct t
     h->o.allowed_hosts = NULL; /* parsed into h->hosts; the caller's string may go */
     h->fd = -1;
     pthread_mutex_init(&h->mu, NULL);
+    pthread_mutex_init(&h->logmu, NULL);
+    h->log_second = tk_mono_us() / 1000000;
     tk_rc rc = tk_router_new(o->routes, o->nroutes, &h->router, e);
     if (rc == TK_OK) rc = bind_listen(o->listen, &h->fd, &h->port, e);
     if (rc == TK_OK) {
@@ -1101,5 +1313,6 @@ void tk_http_stop(struct tk_http *h)
     /* Closes every connection, whatever its client does: sockets are
      * non-blocking, and no handler waits without a deadline. */
     MHD_stop_daemon(h->d);
+    log_budget_roll(h, true); /* the last second's summary */
     http_free(h);
 }

@@ -66,6 +66,9 @@ struct tk_http_opts {
     int min_body_rate;  /* bytes/s after header_timeout of grace (0: none) */
     const char *allowed_hosts; /* comma-separated host[:port], may be NULL */
     bool access_log;
+    /* access log lines per second for refusals (4xx decided before any
+     * handler work); more are counted and summed up once a second (0: all) */
+    int access_log_refusals_per_s;
     const struct tk_route *routes;
     size_t nroutes;
     void *app;

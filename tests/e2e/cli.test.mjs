@@ -27,6 +27,7 @@ const SETTINGS = [
   'log-level',
   'log-format',
   'access-log',
+  'access-log-refusals-per-s',
   'dev',
   'node-name',
   'unseal-key-file',

@@ -254,7 +254,10 @@ for (const backend of backends()) {
 
     it('slow clients sending one byte a second do not stop others, and are answered if their head is in within header_timeout', async () => {
       const line = 'GET /health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n';
-      const socks = await Promise.all(Array.from({ length: 6 }, () => connect(t)));
+      // Four: with the other requests' connection, below 3/4 of
+      // max_connections, where no pressure cut applies (above it, heads that
+      // are not in within a second are cut: http_pressure.test.mjs).
+      const socks = await Promise.all(Array.from({ length: 4 }, () => connect(t)));
       const watched = socks.map(watch);
       let sent = 0;
       let stop = false;
@@ -368,53 +371,60 @@ for (const backend of backends()) {
       await assertAlive();
     });
 
-    it('the connection cap: a connection over max_connections waits until one closes', async () => {
+    it('the connection cap: a connection over max_connections waits until one in use closes', async (tc) => {
+      // Its own node, with room for bodies: the held connections are in use
+      // (a body arriving at a good rate), so no pressure cut frees a slot;
+      // idle ones would be cut (http_pressure.test.mjs).
+      const c = await startTokend({ backend, args: ['--max-connections', String(MAX_CONNECTIONS), '--threads', '2', '--header-timeout', String(HEADER_TIMEOUT)] });
+      tc.after(async () => {
+        if (c.proc.exitCode === null) assert.equal((await c.stop()).code, 0);
+      });
       // Hold max_connections connections, each answered once (so each is
-      // surely accepted), then kept busy so that the idle timeout does not
-      // free them.
+      // surely accepted), then at once sending a large body at 4 KB/s.
       const held = [];
+      const timers = [];
+      const post = 'POST /v1/operator-tokens HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 1000000\r\n\r\n';
       try {
         for (let i = 0; i < MAX_CONNECTIONS; i++) {
-          const s = await connect(t);
+          const s = await connect(c);
           const w = watch(s);
+          const h = { s, w, posting: false };
+          s.on('data', () => {
+            if (h.posting || !w.response()) return;
+            h.posting = true;
+            s.write(post);
+            timers.push(setInterval(() => s.destroyed || s.write(' '.repeat(400)), 100));
+          });
           s.write('GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n');
-          held.push({ s, w });
+          held.push(h);
         }
-        await waitFor(() => held.every((h) => h.w.response()), { timeoutMs: 15000, message: 'an answer on every held connection' });
+        await waitFor(() => held.every((h) => h.posting), { timeoutMs: 15000, message: 'an answer on every held connection' });
         for (const h of held) assert.equal(h.w.response().status, 200);
-        const partial = 'GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n';
-        let k = 0;
-        const busy = setInterval(() => {
-          for (const h of held) if (!h.s.destroyed) h.s.write(partial[k % partial.length] === '\r' ? 'x' : partial[k % partial.length]);
-          k++;
-        }, 400);
-        try {
-          // One more connection: it is not served while the cap is reached.
-          const extra = await connect(t).catch((e) => e);
-          if (extra instanceof Error) return; // refused outright: also a cap
-          const ew = watch(extra);
-          extra.write('GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n');
-          await delay(1000);
-          assert.equal(ew.response(), null, 'no answer over the cap');
-          if (ew.ended) {
-            // Closed at accept: the other way to refuse.
-            extra.destroy();
-          } else {
-            // Freeing one slot lets it in.
-            held[0].s.destroy();
-            await waitFor(() => ew.response() || ew.ended, { timeoutMs: 10000, message: 'the waiting connection to be served once a slot is free' });
-            assert.equal(ew.response()?.status, 200, ew.text().slice(0, 200));
-            extra.destroy();
-          }
-        } finally {
-          clearInterval(busy);
+        // One more connection: it is not served while the cap is reached.
+        const extra = await connect(c).catch((e) => e);
+        if (extra instanceof Error) return; // refused outright: also a cap
+        const ew = watch(extra);
+        extra.write('GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n');
+        await delay(1500);
+        assert.equal(ew.response(), null, 'no answer over the cap');
+        assert.ok(held.every((h) => !h.w.ended), 'no connection in use was cut');
+        if (ew.ended) {
+          // Closed at accept: the other way to refuse.
+          extra.destroy();
+        } else {
+          // Freeing one slot lets it in.
+          held[0].s.destroy();
+          await waitFor(() => ew.response() || ew.ended, { timeoutMs: 10000, message: 'the waiting connection to be served once a slot is free' });
+          assert.equal(ew.response()?.status, 200, ew.text().slice(0, 200));
+          extra.destroy();
         }
       } finally {
+        for (const x of timers) clearInterval(x);
         for (const h of held) h.s.destroy();
       }
       // Everything closed: served again.
-      await waitFor(async () => (await request(t, '/health', { timeoutMs: 5000 })).status === 200, { timeoutMs: 15000, message: '/health after the cap test' });
-      await assertAlive();
+      await waitFor(async () => (await request(c, '/health', { timeoutMs: 5000 })).status === 200, { timeoutMs: 15000, message: '/health after the cap test' });
+      assert.equal(metric(await scrape(c), 'tokend_http_connections_cut_total', { reason: 'pressure' }), 0);
     });
   });
 }
