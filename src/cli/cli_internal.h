@@ -1,7 +1,9 @@
 /*
  * cli_internal.h: what the command files of src/cli/ share (cli.c defines
  * it): the client of a running tokend, its requests, and error printing.
- * Not an interface of tokend outside src/cli/.
+ * One file per noun: cli_status.c, cli_events.c, cli_operator.c (the
+ * keyring's), cli_tenants.c, cli_help.c. Not an interface of tokend outside
+ * src/cli/.
  */
 #ifndef TK_CLI_INTERNAL_H
 #define TK_CLI_INTERNAL_H

@@ -1,0 +1,113 @@
+/* cli_help.c: tokend help [COMMAND]: the usage and text of every command (see cli.h). */
+#include "cli.h"
+#include "cli_internal.h"
+
+#include "../common/issued.h"
+#include "../config/config.h"
+
+#include <curl/curl.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <stdint.h>
+#include <termios.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static const struct {
+    const char *name, *usage, *text;
+} commands[] = {
+    {"serve", "tokend serve [--config FILE] [--dev] [--SETTING VALUE]...",
+     "Run the daemon in the foreground. Settings come from the INI file, then TOKEND_<SETTING>\n"
+     "environment variables, then flags (--data-dir DIR or --data-dir=DIR). With --dev, the\n"
+     "keyring initializes and unseals itself from <data_dir>/unseal.key, and an empty store\n"
+     "gets a root operator token written to <data_dir>/root-token (mode 0600). Without\n"
+     "--dev, run 'tokend operator init' once, then 'tokend operator unseal' after restarts.\n"
+     "SIGTERM or SIGINT stops accepting, lets in-flight requests finish, and exits 0 (while\n"
+     "still starting, it exits 1 at once); SIGHUP is logged and ignored. A data dir that\n"
+     "belonged to an installation whose store is now empty or another one is refused (exit\n"
+     "2) unless --allow-new-store.\n"},
+    {"status", "tokend status [--json] [--token-file FILE]",
+     "Show whether tokend answers, is ready (store reachable), and who the token belongs to.\n"
+     "Exit 0 when healthy and ready, 1 when not, 3 when tokend cannot be reached.\n"},
+    {"events", "tokend events [-f] [--json] [--limit N] [--kind K] [--source S] [--action A]\n"
+               "              [--outcome O] [--subject ID] [--since TIME] [--until TIME]",
+     "List events newest first (at most --limit, default 50, max 1000). With -f, print the\n"
+     "latest oldest-first and keep printing new ones until interrupted. TIME is RFC 3339\n"
+     "(2026-11-25T19:00:00Z) or milliseconds since the epoch.\n"
+     "tokend events verify [--json] [--checkpoint FILE] recomputes the chain (exit 1 naming\n"
+     "the first broken seq); --json prints the result with a signed checkpoint to keep\n"
+     "outside the store, and --checkpoint FILE also checks the chain still passes through it.\n"},
+    {"operator", "tokend operator init [--shares N] [--threshold K] [--auto-unseal] [--json]\n"
+                 "       tokend operator unseal [SHARE|-] [--nonce N] | --reset\n"
+                 "       tokend operator seal | rotate | status [--json]\n"
+                 "       tokend operator rewrap [--no-wait]",
+     "Manage the keyring that seals every secret.\n"
+     "  init     create the master key, split into N shares (default 5) of which K (default 3)\n"
+     "           unseal; prints the shares and a root operator token ONCE. --auto-unseal also\n"
+     "           writes the server's unseal_key_file so that this node unseals itself at start.\n"
+     "  unseal   give one share; without SHARE (or with -) it is read from the terminal without\n"
+     "           echo, or from standard input. Prints progress k/K. Progress is per node.\n"
+     "           The first share starts an attempt and gets its nonce; the next shares must\n"
+     "           carry it (a stranger's share cannot disturb the attempt). The nonce is kept\n"
+     "           in $XDG_RUNTIME_DIR/tokend (else ~/.cache/tokend), mode 0600, and used by\n"
+     "           the next 'unseal' from this account; keepers elsewhere pass --nonce N.\n"
+     "           --reset ends the attempt in progress (its shares are forgotten).\n"
+     "  seal     forget the keys on this node (admin token); everything but /health, /ready,\n"
+     "           /metrics and /v1/sys answers 503 until unsealed again.\n"
+     "  rotate   make a new data key version for new secrets (admin token).\n"
+     "  rewrap   re-seal every stored secret under the active data key version, in the\n"
+     "           background (admin token); shows progress until done, or returns at once\n"
+     "           with --no-wait. Resumes by itself after a restart; pauses while sealed.\n"
+     "  status   initialized, sealed, progress, active data key version.\n"},
+    {"tenants", "tokend tenants create NAME [--json]\n"
+                "       tokend tenants list [--limit N] [--json]",
+     "Manage the tenants of the node (an admin token of the default tenant).\n"
+     "  create   make the tenant NAME (1 to 63 of a-z 0-9 -, starting with a letter or a\n"
+     "           digit) and its first admin operator token, printed ONCE: keep it, tokend\n"
+     "           stores only its hash. Give it to the tenant's administrator.\n"
+     "  list     every tenant, newest first (at most --limit with it).\n"},
+    {"version", "tokend version", "Print the version of this binary.\n"},
+    {"help", "tokend help [COMMAND]", "Explain a command.\n"},
+};
+
+int tk_cli_help(const char *command)
+{
+    if (!command) {
+        printf("tokend %s: a token service that owns every token a product depends on.\n\n"
+               "Commands:\n", TK_VERSION);
+        /* the usage lines, continuation lines aligned under the first */
+        for (size_t i = 0; i < TK_NELEM(commands); i++) {
+            const char *u = commands[i].usage;
+            printf("  ");
+            for (; *u; u++) {
+                putchar(*u);
+                if (*u == '\n') {
+                    while (u[1] == ' ') u++;
+                    printf("  %s", strncmp(u + 1, "tokend", 6) ? "      " : "");
+                }
+            }
+            putchar('\n');
+        }
+        printf("\nClient commands reach tokend at TOKEND_ADDR (default http://127.0.0.1:8750)\n"
+               "with TOKEND_TOKEN, --token-file FILE, or ./tokend-data/root-token.\n"
+               "'tokend help COMMAND' explains one command.\n");
+        return 0;
+    }
+    for (size_t i = 0; i < TK_NELEM(commands); i++) {
+        if (strcmp(commands[i].name, command) != 0) continue;
+        printf("usage: %s\n\n%s", commands[i].usage, commands[i].text);
+        if (!strcmp(command, "serve")) {
+            printf("\n");
+            tk_config_help(stdout);
+        }
+        return 0;
+    }
+    fprintf(stderr, "tokend: no command '%s'; 'tokend help' lists them\n", command);
+    return EXIT_USAGE;
+}
