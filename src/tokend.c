@@ -110,6 +110,8 @@ int main(int argc, char **argv)
         rc = tk_cli_operator(argc - 2, argv + 2);
     else if (!strcmp(cmd, "tenants"))
         rc = tk_cli_tenants(argc - 2, argv + 2);
+    else if (!strcmp(cmd, "doctor"))
+        rc = tk_cli_doctor(argc - 2, argv + 2);
     else {
         fprintf(stderr, "tokend: unknown command '%s'; 'tokend help' lists the commands\n", cmd);
         rc = 2;

@@ -122,6 +122,7 @@ void tk_h_optokens_revoke(struct tk_req *r);
 void tk_h_tenants_list(struct tk_req *r);
 void tk_h_tenants_create(struct tk_req *r);
 void tk_h_tenants_get(struct tk_req *r);
+void tk_h_sys_doctor(struct tk_req *r);
 
 /* Body checks that reply 400 naming the field and return false:
  * every member of body is in allowed (NULL-terminated); name, when

@@ -25,6 +25,7 @@ static const struct tk_route routes[] = {
     {"POST", "/v1/sys/init", limited_init, TK_ROUTE_SEALED_OK},
     {"POST", "/v1/sys/unseal", started_tk_h_sys_unseal, TK_ROUTE_SEALED_OK},
     {"GET", "/v1/sys/seal-status", started_tk_h_sys_seal_status, TK_ROUTE_SEALED_OK},
+    {"GET", "/v1/sys/doctor", tk_h_sys_doctor, TK_ROUTE_AUTH},
     {"POST", "/v1/sys/seal", tk_h_sys_seal, TK_ROUTE_AUTH},
     {"POST", "/v1/sys/rotate", tk_h_sys_rotate, TK_ROUTE_AUTH},
     {"POST", "/v1/sys/rewrap", tk_h_sys_rewrap, TK_ROUTE_AUTH},

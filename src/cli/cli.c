@@ -157,7 +157,9 @@ long tk_cli_request(const struct tk_cli_client *c, const char *method, const cha
     curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
     CURLcode cc = curl_easy_perform(h);
     long status = -1;
-    if (cc != CURLE_OK) {
+    if (cc != CURLE_OK && c->conn_error) {
+        snprintf(c->conn_error, 256, "%s", curl_easy_strerror(cc));
+    } else if (cc != CURLE_OK) {
         fprintf(stderr, "tokend: cannot reach tokend at %s: %s\n  (is it running? start it with "
                         "'make run' or 'tokend serve'; set TOKEND_ADDR if it listens elsewhere)\n",
                 c->addr, curl_easy_strerror(cc));

@@ -72,6 +72,15 @@ static const struct {
      "           digit) and its first admin operator token, printed ONCE: keep it, tokend\n"
      "           stores only its hash. Give it to the tenant's administrator.\n"
      "  list     every tenant, newest first (at most --limit with it).\n"},
+    {"doctor", "tokend doctor [--json] [--token-file FILE]",
+     "Check the node and say what is wrong, one finding a line with the next step: reachable,\n"
+     "store (from /ready), schema version against this binary's, keyring (sealed, not\n"
+     "initialized, corrupt), and with an admin token of the default tenant: clock skew against\n"
+     "the store, dev mode, the auto-unseal key file's mode, TLS, the event chain, refused\n"
+     "requests and other nodes seen in the last hour. Without a token it runs the checks that\n"
+     "need none and says which it skipped. --json prints [{check, status, message, next_step}]\n"
+     "(status ok, info, skip, warn or fail). Exit 0 when nothing fails, 1 when something does,\n"
+     "3 when tokend cannot be reached.\n"},
     {"version", "tokend version", "Print the version of this binary.\n"},
     {"help", "tokend help [COMMAND]", "Explain a command.\n"},
 };

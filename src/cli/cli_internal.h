@@ -21,6 +21,9 @@ struct tk_cli_client {
     char addr[256];
     char token[TK_ISSUED_MAX + 8];
     bool json;
+    /* With conn_error set (256 bytes), tk_cli_request writes there why
+     * tokend could not be reached instead of printing it (doctor). */
+    char *conn_error;
 };
 
 /* The answer that was not what the API promises: status 0 and *out an

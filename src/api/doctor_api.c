@@ -1,0 +1,59 @@
+/* doctor_api.c: GET /v1/sys/doctor, the node's own facts that `tokend
+ * doctor` needs and no other route gives: the store's clock next to the
+ * node's, dev mode, the auto-unseal key file's mode, the listen address and
+ * the schema versions. Read-only; an admin of the default tenant (node facts
+ * such as file paths are the node administrator's, not a tenant's). */
+#include "api.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+void tk_h_sys_doctor(struct tk_req *r)
+{
+    struct tk_app *app = r->app;
+    if (!tk_api_require_node_admin(r)) return;
+    struct tk_db *db = tk_api_db(r);
+    if (!db) return;
+    bool pg = !strcmp(tk_store_backend(app->store), "postgres");
+    const char *sql = pg ? "SELECT CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)"
+                         : "SELECT CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)";
+    struct tk_rows *rows = NULL;
+    struct tk_err e;
+    int64_t before = tk_now_ms();
+    if (tk_db_exec(db, sql, NULL, 0, &rows, &e) != TK_OK) {
+        tk_api_reply_error(r, &e, NULL);
+        return;
+    }
+    int64_t after = tk_now_ms();
+    int64_t store_ms = tk_rows_count(rows) == 1 ? tk_rows_int(rows, 0, 0) : 0;
+    tk_rows_free(rows);
+    /* the node's clock at the middle of the round trip */
+    int64_t node_ms = before + (after - before) / 2;
+
+    const struct tk_config *cfg = app->cfg;
+    json_t *key = json_object();
+    json_object_set_new(key, "path", json_string(cfg->unseal_key_file));
+    struct stat sb;
+    if (stat(cfg->unseal_key_file, &sb) == 0) {
+        char mode[8];
+        snprintf(mode, sizeof mode, "%04o", (unsigned)(sb.st_mode & 07777));
+        json_object_set_new(key, "exists", json_true());
+        json_object_set_new(key, "mode", json_string(mode));
+        json_object_set_new(key, "private", json_boolean((sb.st_mode & 077) == 0));
+    } else {
+        json_object_set_new(key, "exists", json_false());
+        json_object_set_new(key, "mode", json_null());
+        json_object_set_new(key, "private", json_null());
+        if (errno != ENOENT) json_object_set_new(key, "error", json_string(strerror(errno)));
+    }
+    tk_reply_json(r, 200,
+                  json_pack("{s:s, s:b, s:s, s:s, s:I, s:I, s:I, s:i, s:i, s:o}", "node", app->node,
+                            "dev", cfg->dev, "listen", cfg->listen, "store",
+                            tk_store_backend(app->store), "node_time_ms", (json_int_t)node_ms,
+                            "store_time_ms", (json_int_t)store_ms, "round_trip_ms",
+                            (json_int_t)(after - before), "schema_version",
+                            tk_store_schema_version(app->store), "schema_latest",
+                            tk_store_schema_latest(), "unseal_key_file", key));
+}
