@@ -1,10 +1,13 @@
 // doctor.test.mjs: `tokend doctor` against real nodes: a healthy dev node,
 // an uninitialized and a sealed node, an unreachable address, a broken event
-// chain, a node without a token, and the --json shape.
+// chain, a node without a token, the --json shape, GET /v1/sys/doctor, and
+// (PostgreSQL) a second node on the same store.
 import assert from 'node:assert/strict';
+import { copyFile } from 'node:fs/promises';
+import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 
-import { backends, createTenant, freePort, request, runCli, startTokend, storeSql, SUITE_TIMEOUT_MS } from './lib/tokend.mjs';
+import { backends, createPgDatabase, createTenant, freePort, freshDir, request, runCli, startTokend, storeSql, SUITE_TIMEOUT_MS } from './lib/tokend.mjs';
 
 const STATUSES = new Set(['ok', 'info', 'skip', 'warn', 'fail']);
 
@@ -158,5 +161,29 @@ describe('tokend doctor on an unreachable address', () => {
     assert.equal(list.length, 1);
     assert.equal(list[0].check, 'reachable');
     assert.equal(list[0].status, 'fail');
+  });
+});
+
+const hasPg = backends().includes('postgres');
+describe('tokend doctor names the other nodes on the store (postgres)', { timeout: SUITE_TIMEOUT_MS, skip: hasPg ? false : 'needs TOKEND_TEST_PG (tests/with-postgres.sh)' }, () => {
+  let a;
+  let b;
+  before(async () => {
+    const store = await createPgDatabase();
+    a = await startTokend({ backend: 'postgres', store, args: ['--node-name', 'doctor-a'] });
+    const dir = await freshDir('doctor-b');
+    await copyFile(path.join(a.dataDir, 'unseal.key'), path.join(dir, 'unseal.key'));
+    b = await startTokend({ backend: 'postgres', store, dataDir: dir, args: ['--node-name', 'doctor-b'], allowNoRootToken: true });
+  });
+  after(async () => {
+    await Promise.all([a?.stop(), b?.stop()]);
+  });
+
+  it('node a sees node b started in the last hour, and not itself', async () => {
+    const r = await runCli(['doctor', '--json'], { env: { TOKEND_ADDR: a.url, TOKEND_TOKEN: a.token } });
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    const f = byCheck(findings(r.stdout), 'nodes');
+    assert.equal(f.status, 'info');
+    assert.equal(f.message, 'Other nodes started on this store in the last hour: doctor-b.');
   });
 });
