@@ -3,7 +3,7 @@
 // chain, a node without a token, the --json shape, GET /v1/sys/doctor, and
 // (PostgreSQL) a second node on the same store.
 import assert from 'node:assert/strict';
-import { copyFile } from 'node:fs/promises';
+import { chmod, copyFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 
@@ -45,6 +45,21 @@ for (const backend of backends()) {
         assert.match(r.stdout, new RegExp(`^ok +${c} `, 'm'), `${c} ok:\n${r.stdout}`);
       assert.match(r.stdout, /^warn +dev +Dev mode is on: the unseal key is on disk at .*unseal\.key/m);
       assert.doesNotMatch(r.stdout, new RegExp(t.token));
+    });
+
+    it('an unseal key file made readable by others after start is a warning with the chmod', async () => {
+      const key = path.join(t.dataDir, 'unseal.key');
+      await chmod(key, 0o644);
+      try {
+        const r = await runCli(['doctor', '--json'], { env: { TOKEND_ADDR: t.url, TOKEND_TOKEN: t.token } });
+        assert.equal(r.code, 0, r.stdout + r.stderr);
+        const f = byCheck(findings(r.stdout), 'unseal-key');
+        assert.equal(f.status, 'warn');
+        assert.match(f.message, /has mode 0644: others can read it\.$/);
+        assert.equal(f.next_step, `chmod 600 ${key}`);
+      } finally {
+        await chmod(key, 0o600);
+      }
     });
 
     it('--json: an array of {check, status, message, next_step}', async () => {
