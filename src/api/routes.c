@@ -18,30 +18,63 @@ static void limited_init(struct tk_req *r)
     if (tk_api_started(r) && tk_api_rate_count(r)) tk_h_sys_init(r);
 }
 
+/* A route that authenticates: the principal kinds it accepts and the role
+ * it needs (api.h); the authenticate hook checks both, handlers do not. */
+#define AUTH(k, role_) TK_ROUTE_AUTH, .kinds = (k), .role = (role_)
+#define OPERATOR(role_) AUTH(TK_P_OPERATOR, role_)
+/* A route anybody may call: no principal, no role. */
+#define PUBLIC(flags) (flags), .kinds = 0, .role = TK_ROLE_UNSET
+
 static const struct tk_route routes[] = {
-    {"GET", "/health", tk_h_health, TK_ROUTE_SEALED_OK},
-    {"GET", "/ready", tk_h_ready, TK_ROUTE_SEALED_OK},
-    {"GET", "/metrics", tk_h_metrics, TK_ROUTE_SEALED_OK},
-    {"POST", "/v1/sys/init", limited_init, TK_ROUTE_SEALED_OK},
-    {"POST", "/v1/sys/unseal", started_tk_h_sys_unseal, TK_ROUTE_SEALED_OK},
-    {"GET", "/v1/sys/seal-status", started_tk_h_sys_seal_status, TK_ROUTE_SEALED_OK},
-    {"GET", "/v1/sys/doctor", tk_h_sys_doctor, TK_ROUTE_AUTH},
-    {"POST", "/v1/sys/seal", tk_h_sys_seal, TK_ROUTE_AUTH},
-    {"POST", "/v1/sys/rotate", tk_h_sys_rotate, TK_ROUTE_AUTH},
-    {"POST", "/v1/sys/rewrap", tk_h_sys_rewrap, TK_ROUTE_AUTH},
-    {"GET", "/v1/whoami", tk_h_whoami, TK_ROUTE_AUTH},
-    {"GET", "/v1/events", tk_h_events_list, TK_ROUTE_AUTH},
-    {"GET", "/v1/events/verify", tk_h_events_verify, TK_ROUTE_AUTH},
-    {"GET", "/v1/operator-tokens", tk_h_optokens_list, TK_ROUTE_AUTH},
-    {"POST", "/v1/operator-tokens", tk_h_optokens_create, TK_ROUTE_AUTH},
-    {"DELETE", "/v1/operator-tokens/{id}", tk_h_optokens_revoke, TK_ROUTE_AUTH},
-    {"GET", "/v1/tenants", tk_h_tenants_list, TK_ROUTE_AUTH},
-    {"POST", "/v1/tenants", tk_h_tenants_create, TK_ROUTE_AUTH},
-    {"GET", "/v1/tenants/{id}", tk_h_tenants_get, TK_ROUTE_AUTH},
+    {"GET", "/health", tk_h_health, PUBLIC(TK_ROUTE_SEALED_OK)},
+    {"GET", "/ready", tk_h_ready, PUBLIC(TK_ROUTE_SEALED_OK)},
+    {"GET", "/metrics", tk_h_metrics, PUBLIC(TK_ROUTE_SEALED_OK)},
+    {"POST", "/v1/sys/init", limited_init, PUBLIC(TK_ROUTE_SEALED_OK)},
+    {"POST", "/v1/sys/unseal", started_tk_h_sys_unseal, PUBLIC(TK_ROUTE_SEALED_OK)},
+    {"GET", "/v1/sys/seal-status", started_tk_h_sys_seal_status, PUBLIC(TK_ROUTE_SEALED_OK)},
+    {"GET", "/v1/sys/doctor", tk_h_sys_doctor, OPERATOR(TK_ROLE_NODE_ADMIN)},
+    {"POST", "/v1/sys/seal", tk_h_sys_seal, OPERATOR(TK_ROLE_NODE_ADMIN)},
+    {"POST", "/v1/sys/rotate", tk_h_sys_rotate, OPERATOR(TK_ROLE_NODE_ADMIN)},
+    {"POST", "/v1/sys/rewrap", tk_h_sys_rewrap, OPERATOR(TK_ROLE_NODE_ADMIN)},
+    {"GET", "/v1/sys/routes", tk_h_sys_routes, OPERATOR(TK_ROLE_NODE_ADMIN)},
+    {"GET", "/v1/whoami", tk_h_whoami, OPERATOR(TK_ROLE_ANY)},
+    {"GET", "/v1/events", tk_h_events_list, OPERATOR(TK_ROLE_ANY)},
+    {"GET", "/v1/events/verify", tk_h_events_verify, OPERATOR(TK_ROLE_ANY)},
+    {"GET", "/v1/operator-tokens", tk_h_optokens_list, OPERATOR(TK_ROLE_ANY)},
+    {"POST", "/v1/operator-tokens", tk_h_optokens_create, OPERATOR(TK_ROLE_ADMIN)},
+    {"DELETE", "/v1/operator-tokens/{id}", tk_h_optokens_revoke, OPERATOR(TK_ROLE_ADMIN)},
+    {"GET", "/v1/tenants", tk_h_tenants_list, OPERATOR(TK_ROLE_NODE_ADMIN)},
+    {"POST", "/v1/tenants", tk_h_tenants_create, OPERATOR(TK_ROLE_NODE_ADMIN)},
+    {"GET", "/v1/tenants/{id}", tk_h_tenants_get, OPERATOR(TK_ROLE_NODE_ADMIN)},
 };
 
 const struct tk_route *tk_api_routes(size_t *n)
 {
     *n = TK_NELEM(routes);
     return routes;
+}
+
+/* GET /v1/sys/routes: the table as declared, so that a client (and the
+ * e2e route walk) sees which principal kinds and role each route takes. */
+void tk_h_sys_routes(struct tk_req *r)
+{
+    static const char *const kind_code[TK_PRINCIPAL_KINDS] = {
+        [TK_PRINCIPAL_OPERATOR_TOKEN] = "operator_token",
+        [TK_PRINCIPAL_CLIENT_TOKEN] = "client_token",
+        [TK_PRINCIPAL_SESSION] = "session",
+        [TK_PRINCIPAL_OAUTH_CLIENT] = "oauth_client",
+    };
+    json_t *a = json_array();
+    for (size_t i = 0; i < TK_NELEM(routes); i++) {
+        const struct tk_route *rt = &routes[i];
+        json_t *kinds = json_array();
+        for (int k = 1; k < TK_PRINCIPAL_KINDS; k++)
+            if (rt->kinds & TK_P_KIND(k)) json_array_append_new(kinds, json_string(kind_code[k]));
+        json_array_append_new(
+            a, json_pack("{s:s, s:s, s:o, s:s, s:b}", "method", rt->method, "path", rt->pattern,
+                         "principals", kinds, "role",
+                         (rt->flags & TK_ROUTE_AUTH) ? tk_api_role_name(rt->role) : "public",
+                         "sealed_ok", (rt->flags & TK_ROUTE_SEALED_OK) != 0));
+    }
+    tk_reply_json(r, 200, json_pack("{s:o}", "routes", a));
 }

@@ -102,6 +102,6 @@ void tk_h_whoami(struct tk_req *r)
 {
     const struct tk_principal *p = tk_api_principal(r);
     tk_reply_json(r, 200,
-                  json_pack("{s:s, s:s, s:s, s:s}", "tenant_id", p->tenant_id, "token_id",
-                            p->token_id, "name", p->name, "role", p->role));
+                  json_pack("{s:s, s:s, s:s, s:s}", "tenant_id", p->tenant_id, "token_id", p->id,
+                            "name", p->name, "role", p->role));
 }

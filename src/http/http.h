@@ -32,6 +32,11 @@ struct tk_route {
     const char *pattern; /* "/v1/events" or "/v1/connections/{id}/token" */
     tk_handler handler;
     unsigned flags;
+    /* For TK_ROUTE_AUTH routes, read by the app's authenticate hook (the
+     * HTTP layer does not interpret them): the principal kinds the route
+     * accepts (a bit set) and the role it needs (src/api/api.h). */
+    unsigned kinds;
+    unsigned role;
 };
 
 #define TK_REQ_MAX_PARAMS 4

@@ -26,6 +26,22 @@ tk_rc tk_tenant_default(struct tk_db *db, char id[TK_UUID_LEN + 1], struct tk_er
     return rc;
 }
 
+const char *tk_principal_kind_name(enum tk_principal_kind k)
+{
+    switch (k) {
+    case TK_PRINCIPAL_OPERATOR_TOKEN:
+        return "operator token";
+    case TK_PRINCIPAL_CLIENT_TOKEN:
+        return "client token";
+    case TK_PRINCIPAL_SESSION:
+        return "session";
+    case TK_PRINCIPAL_OAUTH_CLIENT:
+        return "OAuth client";
+    default:
+        return "none";
+    }
+}
+
 bool tk_role_valid(const char *role)
 {
     return role && (!strcmp(role, "admin") || !strcmp(role, "operator") || !strcmp(role, "viewer"));
@@ -100,7 +116,7 @@ tk_rc tk_optoken_lookup(struct tk_db *db, struct tk_keyring *k, const char *tok,
     int64_t now = tk_now_ms();
     if (tk_rows_count(r) == 1) {
         /* also on failure: the row's tenant gets the event */
-        snprintf(p->token_id, sizeof p->token_id, "%s", tk_rows_text(r, 0, 0));
+        snprintf(p->id, sizeof p->id, "%s", tk_rows_text(r, 0, 0));
         snprintf(p->tenant_id, sizeof p->tenant_id, "%s", tk_rows_text(r, 0, 1));
     }
     if (tk_rows_count(r) != 1) {
@@ -118,6 +134,7 @@ tk_rc tk_optoken_lookup(struct tk_db *db, struct tk_keyring *k, const char *tok,
         rc = tk_err_set(e, TK_EAUTH, "expired", "the operator token %s expired at %s",
                         tk_rows_text(r, 0, 0), at);
     } else {
+        p->kind = TK_PRINCIPAL_OPERATOR_TOKEN;
         snprintf(p->name, sizeof p->name, "%s", tk_rows_text(r, 0, 2));
         snprintf(p->role, sizeof p->role, "%s", tk_rows_text(r, 0, 3));
     }

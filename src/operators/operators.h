@@ -21,11 +21,34 @@
 
 #include <jansson.h>
 
+/* Who a request acts as. Only operator tokens exist today; the other kinds
+ * are declared for the issues that bring them (client tokens tkc_, operator
+ * or user sessions, OAuth clients on /oauth2/ only). */
+enum tk_principal_kind {
+    TK_PRINCIPAL_NONE = 0,       /* nobody authenticated (public routes) */
+    TK_PRINCIPAL_OPERATOR_TOKEN, /* Authorization: Bearer tko_... */
+    TK_PRINCIPAL_CLIENT_TOKEN,   /* Authorization: Bearer tkc_... (to come) */
+    TK_PRINCIPAL_SESSION,        /* an operator or user session (to come) */
+    TK_PRINCIPAL_OAUTH_CLIENT,   /* an OAuth client, /oauth2/ only (to come) */
+    TK_PRINCIPAL_KINDS           /* how many kinds */
+};
+
+/* Sets of kinds, as a route declares them (struct tk_route.kinds). */
+#define TK_P_KIND(k) (1u << (k))
+#define TK_P_OPERATOR TK_P_KIND(TK_PRINCIPAL_OPERATOR_TOKEN)
+#define TK_P_CLIENT TK_P_KIND(TK_PRINCIPAL_CLIENT_TOKEN)
+#define TK_P_SESSION TK_P_KIND(TK_PRINCIPAL_SESSION)
+#define TK_P_OAUTH_CLIENT TK_P_KIND(TK_PRINCIPAL_OAUTH_CLIENT)
+
+/* "operator token", "client token", "session", "OAuth client", "none". */
+const char *tk_principal_kind_name(enum tk_principal_kind k);
+
 struct tk_principal {
+    enum tk_principal_kind kind;
+    char id[TK_UUID_LEN + 1]; /* the operator token's id (later: client, session...) */
     char tenant_id[TK_UUID_LEN + 1];
-    char token_id[TK_UUID_LEN + 1];
-    char name[65]; /* names are at most 64 bytes */
-    char role[16];
+    char name[255]; /* long enough for an email (254 bytes) */
+    char role[16];  /* admin | operator | viewer */
 };
 
 /* The id of the tenant named "default", created if missing. */
@@ -55,7 +78,7 @@ tk_rc tk_optoken_authenticate(struct tk_db *db, struct tk_keyring *k, const char
  * token inside header. */
 tk_rc tk_optoken_parse(const char *header, const char **tok, size_t *len, struct tk_err *e);
 /* Look up a well-formed token: unknown, revoked, expired, or p filled. On
- * revoked and expired, p->tenant_id and p->token_id name the token's row
+ * revoked and expired, p->tenant_id and p->id name the token's row
  * (for the event), but p is no principal. A read only: it never writes to
  * the store (last_used_at goes through struct tk_optoken_uses below), so a
  * held write lock never delays an authentication. */

@@ -194,6 +194,20 @@ tk_rc tk_db_exec(struct tk_db *db, const char *sql, const struct tk_val *args, i
     return rc;
 }
 
+tk_rc tk_db_clock_ms(struct tk_db *db, int64_t *ms, struct tk_err *e)
+{
+    bool pg = !strcmp(db->store->be->name, "postgres");
+    const char *sql = pg ? "SELECT CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)"
+                         : "SELECT CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)";
+    struct tk_rows *rows = NULL;
+    tk_rc rc = tk_db_exec(db, sql, NULL, 0, &rows, e);
+    if (rc == TK_OK && tk_rows_count(rows) != 1)
+        rc = tk_err_set(e, TK_EINTERNAL, "store_error", "the store did not tell its time");
+    if (rc == TK_OK) *ms = tk_rows_int(rows, 0, 0);
+    tk_rows_free(rows);
+    return rc;
+}
+
 int64_t tk_db_changes(struct tk_db *db)
 {
     return db->changes;

@@ -99,6 +99,10 @@ tk_rc tk_store_ping(struct tk_store *s, struct tk_err *e);
  * TK_EINTERNAL ("store_error") or TK_EUNAVAIL when the connection is gone. */
 tk_rc tk_db_exec(struct tk_db *db, const char *sql, const struct tk_val *args, int nargs,
                  struct tk_rows **out, struct tk_err *e);
+/* The database server's own clock, ms since the epoch (for clock-skew
+ * checks: on PostgreSQL the server's, on SQLite this host's). */
+tk_rc tk_db_clock_ms(struct tk_db *db, int64_t *ms, struct tk_err *e);
+
 /* Rows changed by the last INSERT/UPDATE/DELETE on this connection. */
 int64_t tk_db_changes(struct tk_db *db);
 

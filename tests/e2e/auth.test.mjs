@@ -97,8 +97,9 @@ for (const backend of backends()) {
       await refused('', 'missing', 'empty header');
     });
 
-    it('another scheme is malformed', async () => {
-      await refused('Basic dXNlcjpwYXNz', 'malformed', 'Basic');
+    it('another scheme is malformed; HTTP Basic (an OAuth client, not built yet) is unsupported', async () => {
+      const b = await refused('Basic dXNlcjpwYXNz', 'unsupported', 'Basic');
+      assert.match(b.json.message, /this route accepts operator tokens/);
       await refused(`Token ${t.token}`, 'malformed', 'Token scheme');
       await refused('Bearer', 'malformed', 'Bearer without a token');
     });
@@ -113,7 +114,6 @@ for (const backend of backends()) {
         [tok.slice(0, 20), 'truncated to half'],
         [changeChar(tok, 12), 'one character changed'],
         [changeChar(tok, tok.length - 1), 'checksum character changed'],
-        [`tkc_${tok.slice(4)}`, 'another kind of token'],
         [`${tok}x`, 'one character too many'],
         [`${tok.slice(0, 10)}-${tok.slice(11)}`, 'a character outside base62'],
       ];
@@ -122,6 +122,10 @@ for (const backend of backends()) {
         assertNoSecret(r.text, [tok], `the 401 body for ${label}`);
         assert.equal(r.headers['www-authenticate'], 'Bearer realm="tokend", error="invalid_token"');
       }
+      // a client token (tkc_): a kind this version does not authenticate yet
+      const c = await refused(`Bearer tkc_${tok.slice(4)}`, 'unsupported', 'another kind of token');
+      assertNoSecret(c.text, [tok], 'the 401 body for a client token');
+      assert.match(c.json.message, /client tokens are not supported/);
     });
 
     it("a well-formed token of another tokend is unknown", async () => {
@@ -201,7 +205,7 @@ for (const backend of backends()) {
       const byTrace = new Map(events.map((e) => [e.trace_id, e]));
       const firsts = new Map();
       for (const f of refusals) if (!firsts.has(f.reason)) firsts.set(f.reason, f);
-      assert.deepEqual([...firsts.keys()].sort(), ['expired', 'malformed', 'missing', 'revoked', 'unknown']);
+      assert.deepEqual([...firsts.keys()].sort(), ['expired', 'malformed', 'missing', 'revoked', 'unknown', 'unsupported']);
       for (const { rid, reason, label } of firsts.values()) {
         const ev = byTrace.get(rid);
         assert.ok(ev, `an event for the refusal "${label}" (request id ${rid})`);

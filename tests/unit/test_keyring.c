@@ -835,8 +835,7 @@ void test_keyring_hash_import(struct fx *f)
     char header[128];
     struct tk_principal p;
     snprintf(header, sizeof header, "Bearer %s", oldtok);
-    if (CHECK_OK(tk_optoken_authenticate(db, k, header, &p, &e), &e))
-        CHECK_EQ_STR(p.token_id, oldid);
+    if (CHECK_OK(tk_optoken_authenticate(db, k, header, &p, &e), &e)) CHECK_EQ_STR(p.id, oldid);
 
     /* a restart unsealed with shares hashes identically */
     n = fresh(f->dir, db);
@@ -850,8 +849,7 @@ void test_keyring_hash_import(struct fx *f)
             }
         }
         memset(&p, 0, sizeof p);
-        if (CHECK_OK(tk_optoken_authenticate(db, n, header, &p, &e), &e))
-            CHECK_EQ_STR(p.token_id, oldid);
+        if (CHECK_OK(tk_optoken_authenticate(db, n, header, &p, &e), &e)) CHECK_EQ_STR(p.id, oldid);
         /* and rotating data keys leaves the HMAC key alone */
         int64_t v = 0;
         CHECK_OK(tk_keyring_rotate(n, db, &v, NULL, &e), &e);

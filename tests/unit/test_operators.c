@@ -98,7 +98,7 @@ void test_optoken_authenticate(struct fx *f)
     struct tk_principal p;
     if (CHECK_OK(auth(&o, header, &p, &e), &e)) {
         CHECK_EQ_STR(p.tenant_id, o.tenant);
-        CHECK_EQ_STR(p.token_id, id);
+        CHECK_EQ_STR(p.id, id);
         CHECK_EQ_STR(p.name, "ci");
         CHECK_EQ_STR(p.role, "admin");
     }
@@ -153,7 +153,7 @@ void test_optoken_authenticate(struct fx *f)
     if (create(&o, o.tenant, "later", tk_now_ms() + 3600000, tok2, id2)) {
         snprintf(header, sizeof header, "Bearer %s", tok2);
         CHECK_OK(auth(&o, header, &p, &e), &e);
-        CHECK_EQ_STR(p.token_id, id2);
+        CHECK_EQ_STR(p.id, id2);
     }
     CHECK(tk_role_valid("admin") && tk_role_valid("operator") && tk_role_valid("viewer"));
     CHECK(!tk_role_valid("root") && !tk_role_valid("") && !tk_role_valid(NULL) &&
@@ -318,7 +318,7 @@ void test_optoken_revoke_tenant(struct fx *f)
     CHECK_EQ_INT(auth(&o, header, &p, &e), TK_EAUTH);
     CHECK_EQ_STR(e.code, "revoked");
     CHECK_EQ_STR(p.tenant_id, other);
-    CHECK_EQ_STR(p.token_id, id);
+    CHECK_EQ_STR(p.id, id);
     CHECK_EQ_STR(p.role, "");
     CHECK_EQ_INT(tk_optoken_revoke(o.db, other, id, &e), TK_ENOTFOUND);
     CHECK_EQ_INT(tk_optoken_revoke(o.db, other, "not-an-id", &e), TK_ENOTFOUND);

@@ -13,20 +13,20 @@ static void h(struct tk_req *r)
 }
 
 static const struct tk_route routes[] = {
-    {"GET", "/v1/events", h, 0},                        /* 0 */
-    {"POST", "/v1/operators/tokens", h, TK_ROUTE_AUTH}, /* 1 */
-    {"GET", "/v1/operators/tokens", h, TK_ROUTE_AUTH},  /* 2 */
-    {"DELETE", "/v1/operators/tokens/{id}", h, 0},      /* 3 */
-    {"GET", "/v1/connections/{id}/token", h, 0},        /* 4 */
-    {"GET", "/{tenant}/a/{b}/c/{d}", h, 0},             /* 5 */
-    {"PUT", "/v1/x/{a}/{b}/{c}/{d}", h, 0},             /* 6 */
-    {"GET", "/v1/operators/tokens/self", h, 0},         /* 7: beside {id}, which is DELETE only */
-    {"GET", "/1/2/3/4/5/6/7/8/9/10/11/12/13/14/15/16", h, 0}, /* 8: the most segments */
-    {"GET", "/healthz", h, 0},                                /* 9 */
-    {"PUT", "/healthz", h, 0},                                /* 10 */
-    {"PATCH", "/healthz", h, 0},                              /* 11 */
-    {"DELETE", "/healthz", h, 0},                             /* 12 */
-    {"POST", "/healthz", h, 0},                               /* 13 */
+    {"GET", "/v1/events", h, .flags = 0},                        /* 0 */
+    {"POST", "/v1/operators/tokens", h, .flags = TK_ROUTE_AUTH}, /* 1 */
+    {"GET", "/v1/operators/tokens", h, .flags = TK_ROUTE_AUTH},  /* 2 */
+    {"DELETE", "/v1/operators/tokens/{id}", h, .flags = 0},      /* 3 */
+    {"GET", "/v1/connections/{id}/token", h, .flags = 0},        /* 4 */
+    {"GET", "/{tenant}/a/{b}/c/{d}", h, .flags = 0},             /* 5 */
+    {"PUT", "/v1/x/{a}/{b}/{c}/{d}", h, .flags = 0},             /* 6 */
+    {"GET", "/v1/operators/tokens/self", h, .flags = 0}, /* 7: beside {id}, which is DELETE only */
+    {"GET", "/1/2/3/4/5/6/7/8/9/10/11/12/13/14/15/16", h, .flags = 0}, /* 8: the most segments */
+    {"GET", "/healthz", h, .flags = 0},                                /* 9 */
+    {"PUT", "/healthz", h, .flags = 0},                                /* 10 */
+    {"PATCH", "/healthz", h, .flags = 0},                              /* 11 */
+    {"DELETE", "/healthz", h, .flags = 0},                             /* 12 */
+    {"POST", "/healthz", h, .flags = 0},                               /* 13 */
 };
 
 static struct tk_router *make(void)
@@ -162,7 +162,7 @@ void test_router_methods(void)
     char names[12][24];
     for (int i = 0; i < 12; i++) {
         snprintf(names[i], sizeof names[i], "METHOD%02d", i);
-        many[i] = (struct tk_route){names[i], "/busy", h, 0};
+        many[i] = (struct tk_route){names[i], "/busy", h, .flags = 0};
     }
     struct tk_router *rt2 = NULL;
     struct tk_err e;
@@ -244,7 +244,7 @@ void test_router_odd_paths(void)
     CHECK_EQ_INT(tk_router_match(rt, "GET", path, pool, &m), TK_ROUTE_NOT_FOUND);
 
     /* "/" matches only a route for "/" */
-    static const struct tk_route root[] = {{"GET", "/", h, 0}};
+    static const struct tk_route root[] = {{"GET", "/", h, .flags = 0}};
     struct tk_router *rt2 = NULL;
     struct tk_err e;
     if (CHECK_OK(tk_router_new(root, 1, &rt2, &e), &e)) {
@@ -276,7 +276,7 @@ void test_router_bad_patterns(void)
         "/1/2/3/4/5/6/7/8/9/10/11/12/13/14/15/16/17", /* 17 segments */
     };
     for (size_t i = 0; i < TK_NELEM(bad); i++) {
-        struct tk_route r[2] = {{"GET", "/ok", h, 0}, {"GET", bad[i], h, 0}};
+        struct tk_route r[2] = {{"GET", "/ok", h, .flags = 0}, {"GET", bad[i], h, .flags = 0}};
         struct tk_router *rt = NULL;
         struct tk_err e;
         tk_err_clear(&e);

@@ -213,6 +213,10 @@ void test_optoken_reasons(struct fx *f);
 void test_optoken_revoke_tenant(struct fx *f);
 void test_optoken_parse_and_admins(struct fx *f);
 void test_optoken_last_used(struct fx *f);
+/* test_routes.c */
+void test_routes_declared(void);
+void test_routes_walk(void);
+void test_routes_dispatch(void);
 /* test_ratelimit.c */
 void test_ratelimit_budget(void);
 void test_ratelimit_bounded(void);
