@@ -312,6 +312,7 @@ static const struct unit_test tests[] = {
     T("http/form", test_http_form),
     T("http/cookie", test_http_cookie),
     T("http/xff", test_http_xff),
+    T("http/server_additions", test_http_server_additions),
 
     T("http/utf8", test_http_utf8),
     T("http/jline", test_http_jline),

@@ -120,6 +120,9 @@ void test_http_form(void);
 void test_http_cookie(void);
 void test_http_xff(void);
 
+/* test_http_server.c */
+void test_http_server_additions(void);
+
 /* test_http.c */
 void test_http_utf8(void);
 void test_http_jline(void);
