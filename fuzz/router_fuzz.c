@@ -5,7 +5,10 @@
  * newline: a method is picked by the first byte and the rest is the path),
  * matched with a fresh tk_pool. A match must agree with its pattern: same
  * method, the literal segments equal, each parameter one non-empty segment,
- * and the pattern with the values substituted gives the path back. */
+ * and the pattern with the values substituted gives the path back. A tail
+ * parameter {name+} takes 1..TK_ROUTER_MAX_TAIL segments, none empty, "."
+ * or ".."; TK_ROUTE_BAD_PATH names a segment of the path that is one of
+ * those. */
 #include "../src/http/router.h"
 
 #include <stdio.h>
@@ -37,6 +40,10 @@ static const struct tk_route routes[] = {
     {"GET", "/v1/{}/literal", h, 0},
     {"GET", "/", h, 0},
     {"PATCH", "/a/b/c/d/e/f/g/h/i/j/k/l/m/n/o/{p}", h, 0},
+    {"GET", "/files/{path+}", h, 0},
+    {"PUT", "/files/{path+}", h, 0},
+    {"GET", "/kv/{mount}/{rest+}", h, 0},
+    {"GET", "/files", h, 0},
 };
 
 static const char *const methods[] = {"GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"};
@@ -68,6 +75,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
         {{"GET", "/v1/trailing/", h, 0}},
         {{"GET", "/{a}/{b}/{c}/{d}/{e}", h, 0}},
         {{"GET", "/1/2/3/4/5/6/7/8/9/10/11/12/13/14/15/16/17", h, 0}},
+        {{"GET", "/files/{p+}/x", h, 0}},
     };
     for (size_t i = 0; i < TK_NELEM(bad); i++) {
         struct tk_router *r2 = NULL;
@@ -102,7 +110,32 @@ static void verify_ok(const struct tk_route_match *m, const char *method, const 
         const char *end = strchr(p, '/');
         size_t len = end ? (size_t)(end - p) : strlen(p);
         rebuilt[o++] = '/';
-        if (len >= 3 && p[0] == '{' && p[len - 1] == '}') {
+        bool tail = len >= 4 && p[0] == '{' && p[len - 2] == '+' && p[len - 1] == '}';
+        if (tail) {
+            check(pi < m->nparams, "enough parameters", method, path);
+            check(strlen(m->names[pi]) == len - 3 && !memcmp(m->names[pi], p + 1, len - 3),
+                  "tail name from the pattern", method, path);
+            const char *v = m->values[pi];
+            size_t vl = strlen(v);
+            check(vl > 0, "tail non-empty", method, path);
+            int nseg = 0;
+            const char *q = v;
+            for (;;) {
+                const char *sl = strchr(q, '/');
+                size_t sln = sl ? (size_t)(sl - q) : strlen(q);
+                check(sln > 0, "no empty tail segment", method, path);
+                check(!(sln == 1 && q[0] == '.') && !(sln == 2 && q[0] == '.' && q[1] == '.'),
+                      "no '.' or '..' tail segment", method, path);
+                nseg++;
+                if (!sl) break;
+                q = sl + 1;
+            }
+            check(nseg <= TK_ROUTER_MAX_TAIL, "tail segments bounded", method, path);
+            check(o + vl < sizeof rebuilt, "rebuilt path fits", method, path);
+            memcpy(rebuilt + o, v, vl);
+            o += vl;
+            pi++;
+        } else if (len >= 3 && p[0] == '{' && p[len - 1] == '}') {
             check(pi < m->nparams, "enough parameters", method, path);
             check(strlen(m->names[pi]) == len - 2 && !memcmp(m->names[pi], p + 1, len - 2),
                   "parameter name from the pattern", method, path);
@@ -161,6 +194,23 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         check(strcmp(routes[m.index].method, method) != 0, "405 but the method matches", method,
               path);
         break;
+    case TK_ROUTE_BAD_PATH: {
+        check(m.index >= 0 && (size_t)m.index < TK_NELEM(routes), "bad path index", method, path);
+        check(strstr(routes[m.index].pattern, "+}") != NULL, "bad path only for a tail route",
+              method, path);
+        check(m.bad_segment >= 1, "bad path names a segment", method, path);
+        /* find segment bad_segment of the path: it is empty, "." or ".." */
+        const char *q = path + 1;
+        for (int i = 1; i < m.bad_segment; i++) {
+            q = strchr(q, '/');
+            check(q != NULL, "bad segment inside the path", method, path);
+            q++;
+        }
+        size_t sl = strcspn(q, "/");
+        check(sl == 0 || (sl == 1 && q[0] == '.') || (sl == 2 && q[0] == '.' && q[1] == '.'),
+              "the named segment is empty, '.' or '..'", method, path);
+        break;
+    }
     case TK_ROUTE_NOT_FOUND:
         check(m.index == -1, "index -1 when not found", method, path);
         break;

@@ -6,11 +6,15 @@
 #include <stdio.h>
 #include <string.h>
 
-/* A filter value: 1 to 64 of [A-Za-z0-9_.:-], which covers every kind,
+/* Each parameter is given at most once: "kind=a&kind=b" is refused rather
+ * than read as one of them.
+ *
+ * A filter value: 1 to 64 of [A-Za-z0-9_.:-], which covers every kind,
  * source, action, outcome and id tokend writes. Anything else (spaces,
  * quotes, a literal %00) cannot match and is refused rather than ignored. */
 static bool text_arg(struct tk_req *r, const char *name, const char **out)
 {
+    if (!tk_req_query_unique(r, name)) return false; /* 400 duplicate_parameter */
     const char *v = tk_req_query(r, name);
     *out = NULL;
     if (!v) return true;
@@ -34,6 +38,7 @@ static bool text_arg(struct tk_req *r, const char *name, const char **out)
 
 static bool int_arg(struct tk_req *r, const char *name, int64_t min, int64_t max, int64_t *out)
 {
+    if (!tk_req_query_unique(r, name)) return false; /* 400 duplicate_parameter */
     const char *v = tk_req_query(r, name);
     if (!v) return true;
     if (tk_parse_int(v, min, max, out) != TK_OK) {
@@ -49,6 +54,7 @@ static bool int_arg(struct tk_req *r, const char *name, int64_t min, int64_t max
 
 static bool time_arg(struct tk_req *r, const char *name, int64_t *out)
 {
+    if (!tk_req_query_unique(r, name)) return false; /* 400 duplicate_parameter */
     const char *v = tk_req_query(r, name);
     if (!v) return true;
     if (tk_time_parse(v, out) != TK_OK) {

@@ -618,6 +618,7 @@ int tk_serve(const struct tk_config *cfg)
             .header_timeout = cfg->header_timeout,
             .min_body_rate = cfg->min_body_rate,
             .allowed_hosts = cfg->allowed_hosts,
+            .trusted_proxies = cfg->trusted_proxies,
             .access_log = cfg->access_log,
             .access_log_refusals_per_s = cfg->access_log_refusals_per_s,
             .routes = routes,

@@ -54,6 +54,8 @@ static const struct setting settings[] = {
      "bytes/s a request body must average after header_timeout seconds (0: no minimum)"},
     {"allowed_hosts", C_STR, S(allowed_hosts), "", 0, 0, NULL,
      "Host values answered besides localhost, 127.0.0.0/8 and [::1]: host[:port],..."},
+    {"trusted_proxies", C_STR, S(trusted_proxies), "", 0, 0, NULL,
+     "proxies (IP or CIDR, comma-separated) whose X-Forwarded-For gives the client address"},
     {"shutdown_timeout", C_INT, S(shutdown_timeout), "5", 0, 300, NULL,
      "seconds given to in-flight requests on SIGTERM/SIGINT"},
     {"log_level", C_ENUM, S(log_level), "info", 0, 0, "debug|info|warn|error", "least severe level logged"},
@@ -314,6 +316,7 @@ static const char *empty_default(const char *name)
                           "127.0.0.0/8, [::1]); any other listener answers any Host, with a "
                           "warning at start"},
         {"node_name", "<hostname>:<pid>"},
+        {"trusted_proxies", "empty: X-Forwarded-For is ignored, the client is the peer"},
         {"unseal_key_file", "<data_dir>/unseal.key"},
     };
     for (size_t i = 0; i < TK_NELEM(says); i++)

@@ -26,6 +26,7 @@ struct tk_config {
     int header_timeout;  /* seconds for a whole request head */
     int min_body_rate;   /* bytes/s a body must keep up after header_timeout of grace */
     char allowed_hosts[1024]; /* Host values answered besides loopback (comma-separated) */
+    char trusted_proxies[1024]; /* IPs/CIDRs whose X-Forwarded-For is believed */
     int shutdown_timeout; /* seconds to finish in-flight requests */
     char log_level[8];
     char log_format[8];

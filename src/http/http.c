@@ -36,6 +36,7 @@
  * the connections that hold a slot without using it (sweep_pressure).
  */
 #include "http.h"
+#include "parse.h"
 #include "hostcheck.h"
 #include "router.h"
 
@@ -58,7 +59,7 @@
 #include <time.h>
 #include <unistd.h>
 
-static const int status_slots[] = {200, 201, 202, 204, 304, 400, 401, 403, 404, 405, 408,
+static const int status_slots[] = {200, 201, 202, 204, 302, 303, 304, 400, 401, 403, 404, 405, 408,
                                    409, 413, 415, 421, 429, 431, 499, 500, 502, 503, 0 /* other */};
 #define NSTATUS ((int)TK_NELEM(status_slots))
 static const double buckets[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
@@ -94,6 +95,7 @@ struct tk_http {
     struct tk_http_opts o;
     struct tk_router *router;
     struct tk_hostpolicy hosts;
+    struct tk_proxies proxies; /* trusted_proxies */
     int fd;
     int port;
     atomic_int inflight;
@@ -228,6 +230,60 @@ void tk_reply_error(struct tk_req *r, const struct tk_err *e, json_t *extra)
     reply_error_status(r, tk_rc_status(e->rc), e, extra);
 }
 
+static bool media_is_form(const char *ct)
+{
+    if (!ct) return false;
+    while (*ct == ' ' || *ct == '\t') ct++;
+    static const char f[] = "application/x-www-form-urlencoded";
+    if (strncasecmp(ct, f, sizeof f - 1) != 0) return false;
+    char c = ct[sizeof f - 1];
+    return c == '\0' || c == ';' || c == ' ' || c == '\t';
+}
+
+static bool header_value_ok(const char *s)
+{
+    for (; *s; s++)
+        if ((unsigned char)*s < 0x20 || *s == 0x7f) return false;
+    return true;
+}
+
+tk_rc tk_reply_cookie(struct tk_req *r, const char *name, const char *value,
+                      const struct tk_cookie_opts *o)
+{
+    static const struct tk_cookie_opts defaults = {NULL, -1, true, true, TK_SAMESITE_STRICT};
+    if (!o) o = &defaults;
+    const char *path = o->path ? o->path : "/";
+    if (!tk_cookie_name_ok(name) || !tk_cookie_value_ok(value) || path[0] != '/' ||
+        strchr(path, ';') || !header_value_ok(path)) {
+        tk_error("http: %s %s: refused to set a cookie with an invalid name, value or path",
+                 r->method, r->path);
+        return TK_EINVAL;
+    }
+    char age[40] = "";
+    if (o->max_age >= 0) snprintf(age, sizeof age, "; Max-Age=%ld", o->max_age);
+    char *v = tk_pool_printf(r->pool, "%s=%s; Path=%s%s%s%s; SameSite=%s", name, value, path,
+                             age, o->http_only ? "; HttpOnly" : "", o->secure ? "; Secure" : "",
+                             o->same_site == TK_SAMESITE_LAX ? "Lax" : "Strict");
+    tk_reply_header(r, "Set-Cookie", v);
+    return TK_OK;
+}
+
+void tk_reply_redirect(struct tk_req *r, int status, const char *location)
+{
+    struct tk_err e;
+    if (!location || !*location || !header_value_ok(location) ||
+        (status != 301 && status != 302 && status != 303 && status != 307 && status != 308)) {
+        tk_error("http: %s %s: refused a redirect (status %d) to an empty location or one with "
+                 "control characters",
+                 r->method, r->path, status);
+        tk_err_set(&e, TK_EINTERNAL, "internal", "the redirect could not be built");
+        tk_reply_error(r, &e, NULL);
+        return;
+    }
+    tk_reply_header(r, "Location", location);
+    tk_reply_text(r, status, "text/plain", "", 0);
+}
+
 /* ---- request accessors ---- */
 
 const char *tk_req_param(const struct tk_req *r, const char *name)
@@ -245,6 +301,74 @@ const char *tk_req_query(const struct tk_req *r, const char *name)
 const char *tk_req_header(const struct tk_req *r, const char *name)
 {
     return MHD_lookup_connection_value(r->in->conn, MHD_HEADER_KIND, name);
+}
+
+struct count_ctx {
+    const char *name;
+    bool nocase; /* header names are case-insensitive, query names are not */
+    int n;
+};
+
+static enum MHD_Result count_value(void *cls, enum MHD_ValueKind kind, const char *key,
+                                   const char *value)
+{
+    (void)kind;
+    (void)value;
+    struct count_ctx *c = cls;
+    if (key && (c->nocase ? !strcasecmp(key, c->name) : !strcmp(key, c->name))) c->n++;
+    return MHD_YES;
+}
+
+static int count_values(const struct tk_req *r, enum MHD_ValueKind kind, const char *name,
+                        bool nocase)
+{
+    struct count_ctx c = {name, nocase, 0};
+    MHD_get_connection_values(r->in->conn, kind, count_value, &c);
+    return c.n;
+}
+
+int tk_req_query_count(const struct tk_req *r, const char *name)
+{
+    return count_values(r, MHD_GET_ARGUMENT_KIND, name, false);
+}
+
+bool tk_req_query_unique(struct tk_req *r, const char *name)
+{
+    if (tk_req_query_count(r, name) <= 1) return true;
+    struct tk_err e;
+    tk_err_field(&e, TK_EINVAL, "duplicate_parameter", name,
+                 "the query parameter %.60s is given more than once", name);
+    tk_reply_error(r, &e, NULL);
+    return false;
+}
+
+const char *tk_req_cookie(struct tk_req *r, const char *name)
+{
+    if (count_values(r, MHD_HEADER_KIND, "Cookie", true) > 1) return NULL;
+    const char *h = tk_req_header(r, "Cookie");
+    if (!h) return NULL;
+    char *out = tk_pool_alloc(r->pool, 4097);
+    return tk_cookie_find(h, name, out, 4097) == TK_COOKIE_FOUND ? out : NULL;
+}
+
+struct tk_form *tk_req_form(struct tk_req *r)
+{
+    struct tk_err e;
+    const char *ct = tk_req_header(r, "Content-Type");
+    if (!media_is_form(ct)) {
+        tk_err_field(&e, TK_EINVAL, "unsupported_media_type", "Content-Type",
+                     "the body must be sent with Content-Type: "
+                     "application/x-www-form-urlencoded, not %.60s",
+                     ct ? ct : "none");
+        reply_error_status(r, 415, &e, NULL);
+        return NULL;
+    }
+    struct tk_form *f = tk_pool_alloc(r->pool, sizeof *f);
+    if (tk_form_parse(r->body, r->body_len, r->pool, f, &e) != TK_OK) {
+        tk_reply_error(r, &e, NULL);
+        return NULL;
+    }
+    return f;
 }
 
 json_t *tk_req_json(struct tk_req *r)
@@ -477,6 +601,14 @@ static bool refuse_cross_site(struct tk_req *r)
         return true;
     }
     const char *ct = tk_req_header(r, "Content-Type");
+    if (state_changing(r->method) && (r->route->flags & TK_ROUTE_FORM)) {
+        if (media_is_form(ct)) return false;
+        tk_err_field(&e, TK_EINVAL, "unsupported_media_type", "Content-Type",
+                     "%s here needs Content-Type: application/x-www-form-urlencoded, not %.60s",
+                     r->method, ct ? ct : "none");
+        reply_error_status(r, 415, &e, NULL);
+        return true;
+    }
     if (state_changing(r->method) && !tk_media_is_json(ct)) {
         tk_err_field(&e, TK_EINVAL, "unsupported_media_type", "Content-Type",
                      "%s on the API needs Content-Type: application/json (even with no body), "
@@ -497,6 +629,17 @@ static void dispatch_route(struct tk_http *h, struct tk_req *r)
         r->in->refused = true;
         tk_err_set(&e, TK_ENOTFOUND, "not_found", "no route for %.20s %.200s", r->method, r->path);
         tk_reply_error(r, &e, NULL);
+        return;
+    }
+    if (rr == TK_ROUTE_BAD_PATH) {
+        r->in->refused = true;
+        r->in->route_index = m.index;
+        tk_err_field(&e, TK_EINVAL, "invalid_path", "path",
+                     "segment %d of the path %s; empty, '.' and '..' segments are not accepted",
+                     m.bad_segment, m.bad_why);
+        json_t *extra = json_pack("{s:i}", "segment", m.bad_segment);
+        tk_reply_error(r, &e, extra);
+        json_decref(extra);
         return;
     }
     if (rr == TK_ROUTE_BAD_METHOD) {
@@ -792,6 +935,18 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 }
 
 void tk_req_remote(const struct tk_req *r, char *out, size_t n)
+{
+    tk_req_peer(r, out, n);
+    const struct tk_proxies *p = &r->in->h->proxies;
+    if (!n || !out[0] || p->n == 0 || !tk_proxies_has(p, out)) return;
+    const char *xff = tk_req_header(r, "X-Forwarded-For");
+    if (!xff || count_values(r, MHD_HEADER_KIND, "X-Forwarded-For", true) != 1) return;
+    char peer[64];
+    snprintf(peer, sizeof peer, "%s", out);
+    tk_xff_pick(p, peer, xff, out, n);
+}
+
+void tk_req_peer(const struct tk_req *r, char *out, size_t n)
 {
     if (!n) return;
     out[0] = '\0';
@@ -1238,7 +1393,9 @@ tk_rc tk_http_start(const struct tk_http_opts *o, struct tk_http **out, struct t
     pthread_mutex_init(&h->mu, NULL);
     pthread_mutex_init(&h->logmu, NULL);
     h->log_second = tk_mono_us() / 1000000;
-    tk_rc rc = tk_router_new(o->routes, o->nroutes, &h->router, e);
+    h->o.trusted_proxies = NULL; /* parsed into h->proxies */
+    tk_rc rc = tk_proxies_parse(o->trusted_proxies, &h->proxies, e);
+    if (rc == TK_OK) rc = tk_router_new(o->routes, o->nroutes, &h->router, e);
     if (rc == TK_OK) rc = bind_listen(o->listen, &h->fd, &h->port, e);
     if (rc == TK_OK) {
         struct sockaddr_storage ss;

@@ -25,6 +25,9 @@ typedef void (*tk_handler)(struct tk_req *r);
 enum {
     TK_ROUTE_AUTH = 1 << 0,      /* call the authenticate hook first */
     TK_ROUTE_SEALED_OK = 1 << 1, /* answered while the gate is closed (sealed) */
+    /* the body is application/x-www-form-urlencoded (tk_req_form), not JSON:
+     * the Content-Type rule for state-changing requests asks for that instead */
+    TK_ROUTE_FORM = 1 << 2,
 };
 
 struct tk_route {
@@ -88,6 +91,9 @@ struct tk_http_opts {
      * authenticate hook refused), before the response is sent; for a request
      * that never got that far, when it ends. */
     void (*finish)(struct tk_req *r);
+    /* comma-separated IPs/CIDRs whose X-Forwarded-For is believed (see
+     * tk_req_remote); NULL or "" for none */
+    const char *trusted_proxies;
 };
 
 tk_rc tk_http_start(const struct tk_http_opts *o, struct tk_http **out, struct tk_err *e);
@@ -105,9 +111,33 @@ void tk_http_metrics(struct tk_http *h, struct tk_buf *out);
 const char *tk_req_param(const struct tk_req *r, const char *name);
 const char *tk_req_query(const struct tk_req *r, const char *name);
 const char *tk_req_header(const struct tk_req *r, const char *name);
-/* The peer's numeric address ("127.0.0.1", "::1") into out (n bytes, 64 is
- * enough); "" if unknown. For rate limits and logs. */
+/* How many times the query argument name is given (0 if absent). */
+int tk_req_query_count(const struct tk_req *r, const char *name);
+/* true if name is given at most once; otherwise replies 400
+ * duplicate_parameter naming it and returns false. */
+bool tk_req_query_unique(struct tk_req *r, const char *name);
+/* The client's numeric address ("127.0.0.1", "::1") into out (n bytes, 64
+ * is enough); "" if unknown. For rate limits and logs. It is the peer's
+ * address, unless the peer is one of trusted_proxies: then the right-most
+ * address of X-Forwarded-For that is not itself trusted (never the
+ * left-most, which the client writes); the peer's if X-Forwarded-For is
+ * absent, given twice or has an element that is not a bare IP address. */
 void tk_req_remote(const struct tk_req *r, char *out, size_t n);
+/* The peer's own address, whatever X-Forwarded-For says. */
+void tk_req_peer(const struct tk_req *r, char *out, size_t n);
+/* The value of cookie name from the Cookie header, from the pool; NULL if
+ * absent, longer than 4096 bytes, or sent more than once. A name sent twice
+ * is not "first wins": a sibling subdomain or a path can plant a second
+ * cookie of the same name (cookie tossing) and the order browsers send them
+ * in is not something to rely on (RFC 6265 §5.4), so neither is believed
+ * and the request is treated as without it. */
+const char *tk_req_cookie(struct tk_req *r, const char *name);
+struct tk_form;
+/* The body as application/x-www-form-urlencoded (see parse.h for the
+ * rules); on failure replies 415 or 400 naming the pair and returns NULL.
+ * Read values with tk_form_get (parse.h). Memory from the request's pool. */
+struct tk_form *tk_req_form(struct tk_req *r);
+const char *tk_form_get(const struct tk_form *f, const char *name);
 /* The body as a JSON object (max depth and size enforced); on failure
  * replies 400 naming the position and returns NULL. Caller decrefs. */
 json_t *tk_req_json(struct tk_req *r);
@@ -124,5 +154,24 @@ void tk_reply_text(struct tk_req *r, int status, const char *content_type, const
 void tk_reply_error(struct tk_req *r, const struct tk_err *e, json_t *extra);
 /* Add a response header (copied). */
 void tk_reply_header(struct tk_req *r, const char *name, const char *value);
+
+enum tk_samesite { TK_SAMESITE_STRICT = 0, TK_SAMESITE_LAX };
+struct tk_cookie_opts {
+    const char *path; /* NULL: "/" */
+    long max_age;     /* seconds; < 0: a session cookie (no Max-Age); 0 deletes */
+    bool http_only;
+    bool secure;
+    enum tk_samesite same_site;
+};
+/* Add a Set-Cookie header. name must be a token and value cookie-octets
+ * (no ';', ',', '"', '\\', whitespace or control characters), path likewise
+ * without ';' or control characters; otherwise nothing is added and
+ * TK_EINVAL is returned (a bug in the caller, not the client's fault). */
+tk_rc tk_reply_cookie(struct tk_req *r, const char *name, const char *value,
+                      const struct tk_cookie_opts *o);
+/* Reply status (301, 302, 303, 307 or 308) with Location and no body;
+ * a location with CR, LF or another control character, or empty, is
+ * refused: 500 internal, nothing sent to the client's browser. */
+void tk_reply_redirect(struct tk_req *r, int status, const char *location);
 
 #endif

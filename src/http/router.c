@@ -10,6 +10,7 @@ struct seg {
     const char *text; /* literal, or the parameter name */
     size_t len;
     bool param;
+    bool tail; /* {name+}: the rest of the path (last segment only) */
 };
 
 struct proute {
@@ -23,8 +24,14 @@ struct tk_router {
     size_t n;
 };
 
-/* Split "/a/b/c" into segments; returns -1 if too many or malformed. */
-static int split(const char *path, struct seg *segs, int max)
+/* The most segments a request path is split into. */
+#define MAX_PATH_SEGS (TK_ROUTER_MAX_SEGMENTS + TK_ROUTER_MAX_TAIL)
+
+/* Split "/a/b/c" into segments; returns -1 if too many or not starting with
+ * '/'. Empty segments ("//", a trailing "/") are refused when !allow_empty
+ * and kept (length 0) otherwise: a non-tail segment never matches one, and a
+ * tail refuses it by position. */
+static int split(const char *path, struct seg *segs, int max, bool allow_empty)
 {
     if (path[0] != '/') return -1;
     int n = 0;
@@ -33,10 +40,11 @@ static int split(const char *path, struct seg *segs, int max)
     for (;;) {
         const char *slash = strchr(p, '/');
         size_t len = slash ? (size_t)(slash - p) : strlen(p);
-        if (len == 0 || n == max) return -1; /* "//" or trailing "/" */
+        if ((len == 0 && !allow_empty) || n == max) return -1;
         segs[n].text = p;
         segs[n].len = len;
         segs[n].param = false;
+        segs[n].tail = false;
         n++;
         if (!slash) return n;
         p = slash + 1;
@@ -52,18 +60,26 @@ tk_rc tk_router_new(const struct tk_route *routes, size_t n, struct tk_router **
     for (size_t i = 0; i < n; i++) {
         struct proute *pr = &rt->routes[i];
         pr->r = &routes[i];
-        pr->nsegs = split(routes[i].pattern, pr->segs, TK_ROUTER_MAX_SEGMENTS);
+        pr->nsegs = split(routes[i].pattern, pr->segs, TK_ROUTER_MAX_SEGMENTS, false);
         int nparams = 0;
+        bool bad = false;
         for (int s = 0; s < pr->nsegs; s++) {
             struct seg *sg = &pr->segs[s];
-            if (sg->len >= 3 && sg->text[0] == '{' && sg->text[sg->len - 1] == '}') {
+            if (sg->len >= 4 && sg->text[0] == '{' && sg->text[sg->len - 2] == '+' &&
+                sg->text[sg->len - 1] == '}') {
+                sg->param = sg->tail = true;
+                sg->text++;
+                sg->len -= 3;
+                nparams++;
+                if (s != pr->nsegs - 1) bad = true; /* a tail is the last segment */
+            } else if (sg->len >= 3 && sg->text[0] == '{' && sg->text[sg->len - 1] == '}') {
                 sg->param = true;
                 sg->text++;
                 sg->len -= 2;
                 nparams++;
             }
         }
-        if (pr->nsegs < 0 || nparams > TK_REQ_MAX_PARAMS) {
+        if (pr->nsegs < 0 || bad || nparams > TK_REQ_MAX_PARAMS) {
             tk_router_free(rt);
             return tk_err_set(e, TK_EINTERNAL, "bad_route", "route pattern %s is malformed",
                               routes[i].pattern);
@@ -73,15 +89,38 @@ tk_rc tk_router_new(const struct tk_route *routes, size_t n, struct tk_router **
     return TK_OK;
 }
 
-static bool matches(const struct proute *pr, const struct seg *segs, int n)
+/* 1: matches; 0: does not; -1: the pattern's tail takes the rest of the path
+ * but a segment of it is refused (m->bad_segment, m->bad_why set if unset). */
+static int matches(const struct proute *pr, const struct seg *segs, int n,
+                   struct tk_route_match *m)
 {
-    if (pr->nsegs != n) return false;
-    for (int i = 0; i < n; i++) {
+    bool tail = pr->nsegs > 0 && pr->segs[pr->nsegs - 1].tail;
+    int fixed = tail ? pr->nsegs - 1 : pr->nsegs;
+    if (tail ? (n <= fixed || n - fixed > TK_ROUTER_MAX_TAIL) : pr->nsegs != n) return 0;
+    for (int i = 0; i < fixed; i++) {
+        if (segs[i].len == 0) return 0;
         if (pr->segs[i].param) continue;
         if (pr->segs[i].len != segs[i].len || memcmp(pr->segs[i].text, segs[i].text, segs[i].len))
-            return false;
+            return 0;
     }
-    return true;
+    if (!tail) return 1;
+    for (int i = fixed; i < n; i++) {
+        const char *why = NULL;
+        if (segs[i].len == 0)
+            why = "is empty";
+        else if (segs[i].len == 1 && segs[i].text[0] == '.')
+            why = "is '.'";
+        else if (segs[i].len == 2 && segs[i].text[0] == '.' && segs[i].text[1] == '.')
+            why = "is '..'";
+        if (why) {
+            if (!m->bad_segment) {
+                m->bad_segment = i + 1;
+                snprintf(m->bad_why, sizeof m->bad_why, "%s", why);
+            }
+            return -1;
+        }
+    }
+    return 1;
 }
 
 enum tk_router_result tk_router_match(const struct tk_router *rt, const char *method,
@@ -91,13 +130,19 @@ enum tk_router_result tk_router_match(const struct tk_router *rt, const char *me
     memset(m, 0, sizeof *m);
     m->index = -1;
     if (strlen(path) > TK_ROUTER_MAX_PATH) return TK_ROUTE_NOT_FOUND;
-    struct seg segs[TK_ROUTER_MAX_SEGMENTS];
-    int n = split(path, segs, TK_ROUTER_MAX_SEGMENTS);
+    struct seg segs[MAX_PATH_SEGS];
+    int n = split(path, segs, MAX_PATH_SEGS, true);
     if (n < 0) return TK_ROUTE_NOT_FOUND;
     size_t alen = 0;
+    int bad_index = -1;
     for (size_t i = 0; i < rt->n; i++) {
         const struct proute *pr = &rt->routes[i];
-        if (!matches(pr, segs, n)) continue;
+        int mr = matches(pr, segs, n, m);
+        if (mr == 0) continue;
+        if (mr < 0) {
+            if (bad_index < 0) bad_index = (int)i;
+            continue;
+        }
         /* HEAD is GET without a body (libmicrohttpd drops the body). */
         bool same = !strcmp(pr->r->method, method) ||
                     (!strcmp(method, "HEAD") && !strcmp(pr->r->method, "GET"));
@@ -111,15 +156,29 @@ enum tk_router_result tk_router_match(const struct tk_router *rt, const char *me
             continue;
         }
         m->index = (int)i;
-        for (int s = 0; s < n; s++) {
+        m->bad_segment = 0;
+        m->bad_why[0] = '\0';
+        for (int s = 0; s < pr->nsegs; s++) {
             if (!pr->segs[s].param) continue;
             m->names[m->nparams] = tk_pool_strndup(pool, pr->segs[s].text, pr->segs[s].len);
-            m->values[m->nparams] = tk_pool_strndup(pool, segs[s].text, segs[s].len);
+            if (pr->segs[s].tail) /* the rest of the path, from this segment on */
+                m->values[m->nparams] = tk_pool_strdup(pool, segs[s].text);
+            else
+                m->values[m->nparams] = tk_pool_strndup(pool, segs[s].text, segs[s].len);
             m->nparams++;
         }
         return TK_ROUTE_OK;
     }
-    return m->index >= 0 ? TK_ROUTE_BAD_METHOD : TK_ROUTE_NOT_FOUND;
+    if (m->index >= 0) {
+        m->bad_segment = 0;
+        m->bad_why[0] = '\0';
+        return TK_ROUTE_BAD_METHOD;
+    }
+    if (bad_index >= 0) {
+        m->index = bad_index;
+        return TK_ROUTE_BAD_PATH;
+    }
+    return TK_ROUTE_NOT_FOUND;
 }
 
 void tk_router_free(struct tk_router *rt)

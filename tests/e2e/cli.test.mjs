@@ -23,6 +23,7 @@ const SETTINGS = [
   'header-timeout',
   'min-body-rate',
   'allowed-hosts',
+  'trusted-proxies',
   'shutdown-timeout',
   'log-level',
   'log-format',

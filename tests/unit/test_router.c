@@ -274,6 +274,8 @@ void test_router_bad_patterns(void)
         "",                                           /* empty */
         "/{a}/{b}/{c}/{d}/{e}",                       /* 5 parameters */
         "/1/2/3/4/5/6/7/8/9/10/11/12/13/14/15/16/17", /* 17 segments */
+        "/files/{p+}/x",                              /* a tail not last */
+        "/{a+}/{b+}",                                 /* two tails */
     };
     for (size_t i = 0; i < TK_NELEM(bad); i++) {
         struct tk_route r[2] = {{"GET", "/ok", h, .flags = 0}, {"GET", bad[i], h, .flags = 0}};
@@ -291,4 +293,88 @@ void test_router_bad_patterns(void)
         CHECK(rt == NULL);
     }
     tk_router_free(NULL);
+}
+
+void test_router_tail(void)
+{
+    static const struct tk_route t[] = {
+        {"GET", "/v1/secrets/{path+}", h, 0},        /* 0 */
+        {"PUT", "/v1/secrets/{path+}", h, 0},        /* 1 */
+        {"GET", "/v1/secrets", h, 0},                /* 2 */
+        {"GET", "/v1/kv/{mount}/{rest+}", h, 0},     /* 3 */
+        {"GET", "/v1/secrets-meta/{p+}", h, 0},      /* 4 */
+    };
+    struct tk_router *rt = NULL;
+    struct tk_err e;
+    if (!CHECK_OK(tk_router_new(t, TK_NELEM(t), &rt, &e), &e)) return;
+    struct tk_pool *pool = tk_pool_new();
+    struct tk_route_match m;
+
+    CHECK_EQ_INT(tk_router_match(rt, "GET", "/v1/secrets/a", pool, &m), TK_ROUTE_OK);
+    CHECK_EQ_INT(m.index, 0);
+    CHECK_EQ_STR(param(&m, "path"), "a");
+    CHECK_EQ_INT(tk_router_match(rt, "PUT", "/v1/secrets/a/b/c.txt", pool, &m), TK_ROUTE_OK);
+    CHECK_EQ_INT(m.index, 1);
+    CHECK_EQ_STR(param(&m, "path"), "a/b/c.txt");
+    /* the literal route beside the tail; a tail takes at least one segment */
+    CHECK_EQ_INT(tk_router_match(rt, "GET", "/v1/secrets", pool, &m), TK_ROUTE_OK);
+    CHECK_EQ_INT(m.index, 2);
+    CHECK_EQ_INT(tk_router_match(rt, "DELETE", "/v1/secrets/x/y", pool, &m), TK_ROUTE_BAD_METHOD);
+    CHECK_EQ_STR(m.allow, "GET, PUT");
+    CHECK_EQ_INT(tk_router_match(rt, "GET", "/v1/kv/m1/x/y", pool, &m), TK_ROUTE_OK);
+    CHECK_EQ_STR(param(&m, "mount"), "m1");
+    CHECK_EQ_STR(param(&m, "rest"), "x/y");
+    CHECK_EQ_INT(tk_router_match(rt, "GET", "/v1/kv/m1", pool, &m), TK_ROUTE_NOT_FOUND);
+    CHECK_EQ_INT(tk_router_match(rt, "GET", "/v1/kv//x", pool, &m), TK_ROUTE_NOT_FOUND);
+    /* dots inside a segment are fine */
+    CHECK_EQ_INT(tk_router_match(rt, "GET", "/v1/secrets/.a/..b/c..", pool, &m), TK_ROUTE_OK);
+    CHECK_EQ_STR(param(&m, "path"), ".a/..b/c..");
+
+    /* ".", ".." and empty segments in the tail: refused, by position */
+    static const struct {
+        const char *path;
+        int seg;
+        const char *why;
+    } bad[] = {
+        {"/v1/secrets/..", 3, "is '..'"},
+        {"/v1/secrets/.", 3, "is '.'"},
+        {"/v1/secrets/a/../b", 4, "is '..'"},
+        {"/v1/secrets/a/./b", 4, "is '.'"},
+        {"/v1/secrets/a//b", 4, "is empty"},
+        {"/v1/secrets//a", 3, "is empty"},
+        {"/v1/secrets/a/", 4, "is empty"},
+        {"/v1/secrets/a/b/..", 5, "is '..'"},
+        {"/v1/kv/m/x/../..", 5, "is '..'"},
+    };
+    for (size_t i = 0; i < TK_NELEM(bad); i++) {
+        enum tk_router_result r = tk_router_match(rt, "GET", bad[i].path, pool, &m);
+        if (r != TK_ROUTE_BAD_PATH) {
+            FAILF("GET '%s' gave %d, want bad path", bad[i].path, r);
+            continue;
+        }
+        CHECK_EQ_INT(m.bad_segment, bad[i].seg);
+        CHECK_EQ_STR(m.bad_why, bad[i].why);
+        /* whatever the method: the path is refused before the 405 check */
+        CHECK_EQ_INT(tk_router_match(rt, "DELETE", bad[i].path, pool, &m), TK_ROUTE_BAD_PATH);
+    }
+
+    /* bounds: 32 segments in the tail, not 33; 2048 bytes in the path */
+    char path[4200];
+    size_t n = (size_t)snprintf(path, sizeof path, "/v1/secrets");
+    for (int i = 0; i < TK_ROUTER_MAX_TAIL; i++)
+        n += (size_t)snprintf(path + n, sizeof path - n, "/s%d", i);
+    CHECK_EQ_INT(tk_router_match(rt, "GET", path, pool, &m), TK_ROUTE_OK);
+    CHECK(!strncmp(param(&m, "path"), "s0/s1/", 6));
+    snprintf(path + n, sizeof path - n, "/x");
+    CHECK_EQ_INT(tk_router_match(rt, "GET", path, pool, &m), TK_ROUTE_NOT_FOUND);
+    n = (size_t)snprintf(path, sizeof path, "/v1/secrets/");
+    memset(path + n, 'z', TK_ROUTER_MAX_PATH - n);
+    path[TK_ROUTER_MAX_PATH] = '\0';
+    CHECK_EQ_INT(tk_router_match(rt, "GET", path, pool, &m), TK_ROUTE_OK);
+    path[TK_ROUTER_MAX_PATH] = 'z';
+    path[TK_ROUTER_MAX_PATH + 1] = '\0';
+    CHECK_EQ_INT(tk_router_match(rt, "GET", path, pool, &m), TK_ROUTE_NOT_FOUND);
+
+    tk_pool_free(pool);
+    tk_router_free(rt);
 }

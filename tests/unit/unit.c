@@ -311,6 +311,11 @@ static const struct unit_test tests[] = {
     T("router/methods", test_router_methods),
     T("router/odd_paths", test_router_odd_paths),
     T("router/bad_patterns", test_router_bad_patterns),
+    T("router/tail", test_router_tail),
+    T("http/form", test_http_form),
+    T("http/cookie", test_http_cookie),
+    T("http/xff", test_http_xff),
+    T("http/server_additions", test_http_server_additions),
 
     T("http/utf8", test_http_utf8),
     T("http/jline", test_http_jline),

@@ -113,6 +113,15 @@ void test_router_params(void);
 void test_router_methods(void);
 void test_router_odd_paths(void);
 void test_router_bad_patterns(void);
+void test_router_tail(void);
+
+/* test_http_parse.c */
+void test_http_form(void);
+void test_http_cookie(void);
+void test_http_xff(void);
+
+/* test_http_server.c */
+void test_http_server_additions(void);
 
 /* test_http.c */
 void test_http_utf8(void);
