@@ -24,26 +24,26 @@ static void h(struct tk_req *r)
 }
 
 static const struct tk_route routes[] = {
-    {"GET", "/health", h, 0},
-    {"GET", "/ready", h, 0},
-    {"GET", "/metrics", h, 0},
-    {"GET", "/v1/whoami", h, TK_ROUTE_AUTH},
-    {"GET", "/v1/events", h, TK_ROUTE_AUTH},
-    {"GET", "/v1/operator-tokens", h, TK_ROUTE_AUTH},
-    {"POST", "/v1/operator-tokens", h, TK_ROUTE_AUTH},
-    {"DELETE", "/v1/operator-tokens/{id}", h, TK_ROUTE_AUTH},
-    {"GET", "/v1/connections/{id}/token", h, TK_ROUTE_AUTH},
-    {"POST", "/v1/connections/{id}/token", h, TK_ROUTE_AUTH},
-    {"PUT", "/v1/connections/{id}/token", h, TK_ROUTE_AUTH},
-    {"GET", "/v1/a/{x}/b/{y}", h, TK_ROUTE_AUTH},
-    {"GET", "/v1/{a}/{b}/{c}/{d}", h, TK_ROUTE_AUTH},
-    {"GET", "/v1/{}/literal", h, 0},
-    {"GET", "/", h, 0},
-    {"PATCH", "/a/b/c/d/e/f/g/h/i/j/k/l/m/n/o/{p}", h, 0},
-    {"GET", "/files/{path+}", h, 0},
-    {"PUT", "/files/{path+}", h, 0},
-    {"GET", "/kv/{mount}/{rest+}", h, 0},
-    {"GET", "/files", h, 0},
+    {"GET", "/health", h, .flags = 0},
+    {"GET", "/ready", h, .flags = 0},
+    {"GET", "/metrics", h, .flags = 0},
+    {"GET", "/v1/whoami", h, .flags = TK_ROUTE_AUTH},
+    {"GET", "/v1/events", h, .flags = TK_ROUTE_AUTH},
+    {"GET", "/v1/operator-tokens", h, .flags = TK_ROUTE_AUTH},
+    {"POST", "/v1/operator-tokens", h, .flags = TK_ROUTE_AUTH},
+    {"DELETE", "/v1/operator-tokens/{id}", h, .flags = TK_ROUTE_AUTH},
+    {"GET", "/v1/connections/{id}/token", h, .flags = TK_ROUTE_AUTH},
+    {"POST", "/v1/connections/{id}/token", h, .flags = TK_ROUTE_AUTH},
+    {"PUT", "/v1/connections/{id}/token", h, .flags = TK_ROUTE_AUTH},
+    {"GET", "/v1/a/{x}/b/{y}", h, .flags = TK_ROUTE_AUTH},
+    {"GET", "/v1/{a}/{b}/{c}/{d}", h, .flags = TK_ROUTE_AUTH},
+    {"GET", "/v1/{}/literal", h, .flags = 0},
+    {"GET", "/", h, .flags = 0},
+    {"PATCH", "/a/b/c/d/e/f/g/h/i/j/k/l/m/n/o/{p}", h, .flags = 0},
+    {"GET", "/files/{path+}", h, .flags = 0},
+    {"PUT", "/files/{path+}", h, .flags = 0},
+    {"GET", "/kv/{mount}/{rest+}", h, .flags = 0},
+    {"GET", "/files", h, .flags = 0},
 };
 
 static const char *const methods[] = {"GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"};
@@ -70,12 +70,12 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     }
     /* Patterns tokend must refuse at start. */
     static const struct tk_route bad[][1] = {
-        {{"GET", "v1/no-slash", h, 0}},
-        {{"GET", "/v1//double", h, 0}},
-        {{"GET", "/v1/trailing/", h, 0}},
-        {{"GET", "/{a}/{b}/{c}/{d}/{e}", h, 0}},
-        {{"GET", "/1/2/3/4/5/6/7/8/9/10/11/12/13/14/15/16/17", h, 0}},
-        {{"GET", "/files/{p+}/x", h, 0}},
+        {{"GET", "v1/no-slash", h, .flags = 0}},
+        {{"GET", "/v1//double", h, .flags = 0}},
+        {{"GET", "/v1/trailing/", h, .flags = 0}},
+        {{"GET", "/{a}/{b}/{c}/{d}/{e}", h, .flags = 0}},
+        {{"GET", "/1/2/3/4/5/6/7/8/9/10/11/12/13/14/15/16/17", h, .flags = 0}},
+        {{"GET", "/files/{p+}/x", h, .flags = 0}},
     };
     for (size_t i = 0; i < TK_NELEM(bad); i++) {
         struct tk_router *r2 = NULL;

@@ -75,14 +75,14 @@ static void h_remote(struct tk_req *r)
 }
 
 static const struct tk_route routes[] = {
-    {"GET", "/files/{path+}", h_tail, 0},
-    {"GET", "/q", h_query, 0},
-    {"POST", "/v1/form", h_form, TK_ROUTE_FORM},
-    {"POST", "/v1/json", h_json, 0},
-    {"POST", "/oauth2/form", h_form, TK_ROUTE_FORM},
-    {"GET", "/cookie", h_cookie, 0},
-    {"GET", "/redirect", h_redirect, 0},
-    {"GET", "/remote", h_remote, 0},
+    {"GET", "/files/{path+}", h_tail, .flags = 0},
+    {"GET", "/q", h_query, .flags = 0},
+    {"POST", "/v1/form", h_form, .flags = TK_ROUTE_FORM},
+    {"POST", "/v1/json", h_json, .flags = 0},
+    {"POST", "/oauth2/form", h_form, .flags = TK_ROUTE_FORM},
+    {"GET", "/cookie", h_cookie, .flags = 0},
+    {"GET", "/redirect", h_redirect, .flags = 0},
+    {"GET", "/remote", h_remote, .flags = 0},
 };
 
 static struct tk_http *start(const char *trusted)

@@ -298,11 +298,11 @@ void test_router_bad_patterns(void)
 void test_router_tail(void)
 {
     static const struct tk_route t[] = {
-        {"GET", "/v1/secrets/{path+}", h, 0},        /* 0 */
-        {"PUT", "/v1/secrets/{path+}", h, 0},        /* 1 */
-        {"GET", "/v1/secrets", h, 0},                /* 2 */
-        {"GET", "/v1/kv/{mount}/{rest+}", h, 0},     /* 3 */
-        {"GET", "/v1/secrets-meta/{p+}", h, 0},      /* 4 */
+        {"GET", "/v1/secrets/{path+}", h, .flags = 0},        /* 0 */
+        {"PUT", "/v1/secrets/{path+}", h, .flags = 0},        /* 1 */
+        {"GET", "/v1/secrets", h, .flags = 0},                /* 2 */
+        {"GET", "/v1/kv/{mount}/{rest+}", h, .flags = 0},     /* 3 */
+        {"GET", "/v1/secrets-meta/{p+}", h, .flags = 0},      /* 4 */
     };
     struct tk_router *rt = NULL;
     struct tk_err e;
