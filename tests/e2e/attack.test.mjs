@@ -6,64 +6,8 @@ import net from 'node:net';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 
-import { allEvents, api, backends, connect, createPgDatabase, metric, rawExchange, request, scrape, startTokend, waitFor, watch, withTimeout, SUITE_TIMEOUT_MS } from './lib/tokend.mjs';
+import { allEvents, api, backends, stallableProxy, connect, createPgDatabase, metric, rawExchange, request, scrape, startTokend, waitFor, watch, withTimeout, SUITE_TIMEOUT_MS } from './lib/tokend.mjs';
 
-/** A TCP proxy to PostgreSQL that can stop passing bytes (a stalled server
- * without stopping the shared one). */
-async function stallableProxy(host, port) {
-  const pairs = new Set();
-  let stalled = false;
-  const server = net.createServer((client) => {
-    const up = net.connect({ host, port });
-    const pair = { client, up };
-    pairs.add(pair);
-    if (stalled) {
-      client.pause();
-      up.pause();
-    } else {
-      client.pipe(up);
-      up.pipe(client);
-    }
-    const end = () => {
-      client.destroy();
-      up.destroy();
-      pairs.delete(pair);
-    };
-    for (const s of [client, up]) {
-      s.on('error', end);
-      s.on('close', end);
-    }
-  });
-  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return {
-    port: server.address().port,
-    stall() {
-      stalled = true;
-      for (const p of pairs) {
-        p.client.unpipe(p.up);
-        p.up.unpipe(p.client);
-        p.client.pause();
-        p.up.pause();
-      }
-    },
-    resume() {
-      stalled = false;
-      for (const p of pairs) {
-        p.client.pipe(p.up);
-        p.up.pipe(p.client);
-        p.client.resume();
-        p.up.resume();
-      }
-    },
-    close() {
-      for (const p of pairs) {
-        p.client.destroy();
-        p.up.destroy();
-      }
-      return new Promise((resolve) => server.close(resolve));
-    },
-  };
-}
 
 describe('attack: the Host check cannot be skipped', { timeout: SUITE_TIMEOUT_MS }, () => {
   let t;

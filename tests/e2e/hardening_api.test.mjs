@@ -24,6 +24,7 @@ import {
   request,
   serveExpectingExit,
   spawnServe,
+  stallableProxy,
   startTokend,
   storeSql,
   waitFor,
@@ -39,61 +40,6 @@ async function eventsFrom(t, from) {
   return evs.filter((e) => e.detail && e.detail.remote === from);
 }
 
-/** A TCP proxy in front of host:port whose forwarding can be stalled (both
- * directions stop being read) and resumed. */
-async function stallableProxy(host, port) {
-  const pairs = new Set();
-  let stalled = false;
-  const server = net.createServer((client) => {
-    const up = net.connect({ host, port });
-    const pair = { client, up };
-    pairs.add(pair);
-    client.pipe(up);
-    up.pipe(client);
-    if (stalled) {
-      client.pause();
-      up.pause();
-    }
-    const end = () => {
-      client.destroy();
-      up.destroy();
-      pairs.delete(pair);
-    };
-    client.on('error', end);
-    up.on('error', end);
-    client.on('close', end);
-    up.on('close', end);
-  });
-  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return {
-    port: server.address().port,
-    stall() {
-      stalled = true;
-      for (const p of pairs) {
-        p.client.unpipe(p.up);
-        p.up.unpipe(p.client);
-        p.client.pause();
-        p.up.pause();
-      }
-    },
-    resume() {
-      stalled = false;
-      for (const p of pairs) {
-        p.client.pipe(p.up);
-        p.up.pipe(p.client);
-        p.client.resume();
-        p.up.resume();
-      }
-    },
-    close() {
-      for (const p of pairs) {
-        p.client.destroy();
-        p.up.destroy();
-      }
-      return new Promise((resolve) => server.close(resolve));
-    },
-  };
-}
 
 for (const backend of backends()) {
   describe(`hardening: the API layer (${backend})`, { timeout: SUITE_TIMEOUT_MS }, () => {

@@ -629,3 +629,63 @@ export async function scrape(inst) {
   assert.equal(r.status, 200, r.text);
   return parseMetrics(r.text);
 }
+
+// ---------------------------------------------------------------- faults
+
+/** A TCP proxy in front of host:port (e.g. the shared PostgreSQL) whose
+ * forwarding can be stalled (both directions stop being read) and resumed:
+ * a stalled server without stopping the shared one. */
+export async function stallableProxy(host, port) {
+  const pairs = new Set();
+  let stalled = false;
+  const server = net.createServer((client) => {
+    const up = net.connect({ host, port });
+    const pair = { client, up };
+    pairs.add(pair);
+    if (stalled) {
+      client.pause();
+      up.pause();
+    } else {
+      client.pipe(up);
+      up.pipe(client);
+    }
+    const end = () => {
+      client.destroy();
+      up.destroy();
+      pairs.delete(pair);
+    };
+    for (const s of [client, up]) {
+      s.on('error', end);
+      s.on('close', end);
+    }
+  });
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    port: server.address().port,
+    stall() {
+      stalled = true;
+      for (const p of pairs) {
+        p.client.unpipe(p.up);
+        p.up.unpipe(p.client);
+        p.client.pause();
+        p.up.pause();
+      }
+    },
+    resume() {
+      stalled = false;
+      for (const p of pairs) {
+        p.client.pipe(p.up);
+        p.up.pipe(p.client);
+        p.client.resume();
+        p.up.resume();
+      }
+    },
+    close() {
+      for (const p of pairs) {
+        p.client.destroy();
+        p.up.destroy();
+      }
+      return new Promise((resolve) => server.close(resolve));
+    },
+  };
+}
