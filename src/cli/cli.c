@@ -218,3 +218,18 @@ const char *tk_cli_jstr(json_t *o, const char *k)
     const char *s = json_string_value(json_object_get(o, k));
     return s ? s : "-";
 }
+
+int tk_cli_client_args(struct tk_cli_client *c, const char *cmd, int argc, char **argv)
+{
+    const char *token_file = NULL;
+    for (int i = 0; i < argc; i++) {
+        if (!strcmp(argv[i], "--json")) c->json = true;
+        else if (!strcmp(argv[i], "--token-file") && i + 1 < argc) token_file = argv[++i];
+        else {
+            fprintf(stderr, "tokend %s: unknown argument '%s' (see tokend help %s)\n", cmd, argv[i],
+                    cmd);
+            return EXIT_USAGE;
+        }
+    }
+    return tk_cli_client_init(c, token_file);
+}

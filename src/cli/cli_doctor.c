@@ -241,16 +241,7 @@ static void check_recent(struct doctor *d, const struct tk_cli_client *c, const 
 int tk_cli_doctor(int argc, char **argv)
 {
     struct tk_cli_client c = {0};
-    const char *token_file = NULL;
-    for (int i = 0; i < argc; i++) {
-        if (!strcmp(argv[i], "--json")) c.json = true;
-        else if (!strcmp(argv[i], "--token-file") && i + 1 < argc) token_file = argv[++i];
-        else {
-            fprintf(stderr, "tokend doctor: unknown argument '%s' (see tokend help doctor)\n", argv[i]);
-            return EXIT_USAGE;
-        }
-    }
-    int rc = tk_cli_client_init(&c, token_file);
+    int rc = tk_cli_client_args(&c, "doctor", argc, argv);
     if (rc) return rc;
     char conn[256] = "";
     c.conn_error = conn;

@@ -33,6 +33,10 @@ struct tk_cli_client {
 /* TOKEND_ADDR and the token (token_file, TOKEND_TOKEN, or
  * ./tokend-data/root-token); 0 or an exit status after saying why. */
 int tk_cli_client_init(struct tk_cli_client *c, const char *token_file);
+/* For commands whose only arguments are --json and --token-file FILE:
+ * parse them (an unknown one is a usage error naming `tokend help cmd`)
+ * and set up the client; 0 or an exit status after saying why. */
+int tk_cli_client_args(struct tk_cli_client *c, const char *cmd, int argc, char **argv);
 /* method path with an optional JSON body; on success *out is the parsed
  * JSON answer (any status), every string stripped of control characters.
  * Returns the HTTP status, -1 after printing why tokend could not be

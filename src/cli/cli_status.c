@@ -22,16 +22,7 @@
 int tk_cli_status(int argc, char **argv)
 {
     struct tk_cli_client c = {0};
-    const char *token_file = NULL;
-    for (int i = 0; i < argc; i++) {
-        if (!strcmp(argv[i], "--json")) c.json = true;
-        else if (!strcmp(argv[i], "--token-file") && i + 1 < argc) token_file = argv[++i];
-        else {
-            fprintf(stderr, "tokend status: unknown argument '%s' (see tokend help status)\n", argv[i]);
-            return EXIT_USAGE;
-        }
-    }
-    int rc = tk_cli_client_init(&c, token_file);
+    int rc = tk_cli_client_args(&c, "status", argc, argv);
     if (rc) return rc;
     json_t *health = NULL, *ready = NULL, *who = NULL;
     long hs = tk_cli_get(&c, "/health", &health);
