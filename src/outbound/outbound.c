@@ -696,6 +696,21 @@ static void *run(void *arg)
 
 /* ---- the interface ---- */
 
+/* Does the file hold a PEM certificate (within its first 4 MiB)? */
+static bool has_pem_cert(const char *path)
+{
+    FILE *f = fopen(path, "rbe");
+    if (!f) return false;
+    size_t cap = 4u << 20;
+    char *buf = tk_malloc(cap + 1);
+    size_t n = fread(buf, 1, cap, f);
+    fclose(f);
+    buf[n] = '\0';
+    bool ok = memmem(buf, n, "-----BEGIN CERTIFICATE-----", 27) != NULL;
+    free(buf);
+    return ok;
+}
+
 tk_rc tk_out_start(const struct tk_out_opts *o, struct tk_out **outp, struct tk_err *e)
 {
     *outp = NULL;
@@ -704,6 +719,11 @@ tk_rc tk_out_start(const struct tk_out_opts *o, struct tk_out **outp, struct tk_
         if (stat(o->ca_file, &st) != 0 || !S_ISREG(st.st_mode) || access(o->ca_file, R_OK) != 0)
             return tk_err_field(e, TK_EINVAL, "invalid_setting", "outbound_ca_file",
                                 "outbound_ca_file %s is not a readable file", o->ca_file);
+        if (!has_pem_cert(o->ca_file))
+            return tk_err_field(e, TK_EINVAL, "invalid_setting", "outbound_ca_file",
+                                "outbound_ca_file %s holds no PEM certificate (-----BEGIN "
+                                "CERTIFICATE-----) in its first 4 MiB",
+                                o->ca_file);
     }
     if (o->proxy && o->proxy[0]) {
         CURLU *u = curl_url();

@@ -997,6 +997,9 @@ void test_outbound_settings(void)
     CHECK_EQ_INT(tk_out_start(&o, &out, &e), TK_EINVAL);
     CHECK_EQ_STR(e.field, "outbound_ca_file");
     CHECK(out == NULL);
+    struct tk_out_opts nopem = {.ca_file = "/etc/hostname"};
+    CHECK_EQ_INT(tk_out_start(&nopem, &out, &e), TK_EINVAL);
+    CHECK(strstr(e.msg, "no PEM certificate") != NULL);
     struct tk_out_opts p = {.proxy = "not a proxy"};
     CHECK_EQ_INT(tk_out_start(&p, &out, &e), TK_EINVAL);
     CHECK_EQ_STR(e.field, "outbound_proxy");
