@@ -2,14 +2,20 @@
  * that this file runs in a thread (no traffic leaves the machine): answers,
  * timeouts, a slowloris upstream, bodies past the cap, redirects not
  * followed, refused connections, public_only, cancel, stop with requests in
- * flight, the concurrency cap, and the masked record. */
+ * flight, the concurrency cap, the masked record, and TLS verification
+ * against a libmicrohttpd server with a certificate made here. */
 #include "unit.h"
 
 #include "../../src/outbound/outbound.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <microhttpd.h>
 #include <netinet/in.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -27,7 +33,7 @@ struct srv {
     int fd, port;
     pthread_t thread;
     atomic_bool stop;
-    atomic_int hits, hits_ok, open_now, open_max;
+    atomic_int accepted, hits, hits_ok, open_now, open_max;
     atomic_llong bytes_sent; /* by /bigstream */
     pthread_mutex_t mu;
     pthread_cond_t cv;
@@ -87,8 +93,10 @@ static void *conn_main(void *arg)
     int fd = c->fd;
     free(c);
     char buf[16384];
+    for (int round = 0; round < 100; round++) { /* more than one only for /keep */
     size_t len = 0;
     char *end = NULL;
+    bool keep = false;
     int64_t deadline = tk_mono_ms() + 5000;
     while (!end && len < sizeof buf - 1 && tk_mono_ms() < deadline) {
         struct pollfd p = {fd, POLLIN, 0};
@@ -121,7 +129,10 @@ static void *conn_main(void *arg)
     pthread_mutex_unlock(&s->mu);
     char path[256] = "";
     sscanf(buf, "%*s %255s", path);
-    if (!strcmp(path, "/ok")) {
+    if (!strcmp(path, "/keep")) {
+        const char *k = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 4\r\n\r\nkept";
+        keep = send_all(fd, k, strlen(k));
+    } else if (!strcmp(path, "/ok")) {
         atomic_fetch_add(&s->hits_ok, 1);
         reply(fd, "200 OK", "application/json", NULL, "{\"ok\":true}");
     } else if (!strcmp(path, "/echo") || !strncmp(path, "/echo?", 6)) {
@@ -179,6 +190,8 @@ static void *conn_main(void *arg)
     } else {
         reply(fd, "404 Not Found", "text/plain", NULL, "no such path");
     }
+    if (!keep) break;
+    }
 out:
     shutdown(fd, SHUT_WR);
     close(fd);
@@ -193,6 +206,7 @@ static void *srv_main(void *arg)
         if (poll(&p, 1, 20) <= 0) continue;
         int fd = accept(s->fd, NULL, NULL);
         if (fd < 0) continue;
+        atomic_fetch_add(&s->accepted, 1);
         pthread_mutex_lock(&s->mu);
         bool room = s->nconns < SRV_CONNS;
         pthread_mutex_unlock(&s->mu);
@@ -619,6 +633,25 @@ void test_outbound_public_only(void)
     CHECK_EQ_INT(r.status, 200);
     tk_out_result_free(&r);
 
+    /* a connection kept alive by a request without public_only is not
+     * reused by one with it: the address is checked on every request */
+    url(u, sizeof u, &s, "/keep");
+    int before = atomic_load(&s.accepted);
+    CHECK_OK(send1(out, u, 3000, false, &r), NULL);
+    CHECK_EQ_STR(r.body, "kept");
+    tk_out_result_free(&r);
+    CHECK_OK(send1(out, u, 3000, false, &r), NULL);
+    tk_out_result_free(&r);
+    int accepted = atomic_load(&s.accepted);
+    CHECK_EQ_INT(accepted, before + 1); /* the second one reused the connection */
+    int hits = atomic_load(&s.hits);
+    CHECK_EQ_INT(send1(out, u, 3000, true, &r), TK_EUPSTREAM);
+    CHECK_EQ_INT(r.error, TK_OUT_FORBIDDEN_ADDRESS);
+    CHECK(strstr(r.message, "127.0.0.1") != NULL);
+    tk_out_result_free(&r);
+    CHECK_EQ_INT(atomic_load(&s.hits), hits); /* no request sent on it */
+    CHECK_EQ_INT(atomic_load(&s.accepted), accepted); /* nor a new connection made */
+
     /* the classification, without traffic */
     static const char *const forbidden[] = {
         "127.0.0.1",   "10.1.2.3",      "172.16.0.1",     "172.31.255.255",  "192.168.1.1",
@@ -1040,4 +1073,111 @@ void test_outbound_settings(void)
         tk_out_free(out);
     }
     srv_stop(&s);
+}
+
+/* ---- TLS: a libmicrohttpd server with a certificate made here ---- */
+
+static char *bio_text(BIO *b)
+{
+    char *p;
+    long n = BIO_get_mem_data(b, &p);
+    char *s = tk_strndup(p, (size_t)n);
+    BIO_free(b);
+    return s;
+}
+
+/* A self-signed certificate for DNS:localhost (not for 127.0.0.1). */
+static bool make_cert(char **cert_pem, char **key_pem)
+{
+    EVP_PKEY *k = EVP_EC_gen("P-256");
+    X509 *x = X509_new();
+    if (!k || !x) return false;
+    X509_set_version(x, 2);
+    ASN1_INTEGER_set(X509_get_serialNumber(x), 1);
+    X509_gmtime_adj(X509_getm_notBefore(x), -60);
+    X509_gmtime_adj(X509_getm_notAfter(x), 3600);
+    X509_set_pubkey(x, k);
+    X509_NAME *n = X509_get_subject_name(x);
+    X509_NAME_add_entry_by_txt(n, "CN", MBSTRING_ASC, (const unsigned char *)"tokend test", -1, -1, 0);
+    X509_set_issuer_name(x, n);
+    X509V3_CTX ctx;
+    X509V3_set_ctx_nodb(&ctx);
+    X509V3_set_ctx(&ctx, x, x, NULL, NULL, 0);
+    const char *exts[][2] = {{"subjectAltName", "DNS:localhost"}, {"basicConstraints", "critical,CA:TRUE"}};
+    for (size_t i = 0; i < 2; i++) {
+        X509_EXTENSION *ext = X509V3_EXT_nconf(NULL, &ctx, exts[i][0], exts[i][1]);
+        if (!ext) return false;
+        X509_add_ext(x, ext, -1);
+        X509_EXTENSION_free(ext);
+    }
+    bool ok = X509_sign(x, k, EVP_sha256()) > 0;
+    BIO *cb = BIO_new(BIO_s_mem()), *kb = BIO_new(BIO_s_mem());
+    ok = ok && PEM_write_bio_X509(cb, x) && PEM_write_bio_PrivateKey(kb, k, NULL, NULL, 0, NULL, NULL);
+    *cert_pem = bio_text(cb);
+    *key_pem = bio_text(kb);
+    X509_free(x);
+    EVP_PKEY_free(k);
+    return ok;
+}
+
+static enum MHD_Result tls_handler(void *cls, struct MHD_Connection *c, const char *url,
+                                   const char *method, const char *version, const char *data,
+                                   size_t *size, void **state)
+{
+    (void)cls, (void)url, (void)method, (void)version, (void)data, (void)size, (void)state;
+    static const char body[] = "{\"tls\":true}";
+    struct MHD_Response *r =
+        MHD_create_response_from_buffer(sizeof body - 1, (void *)body, MHD_RESPMEM_PERSISTENT);
+    MHD_add_response_header(r, "Content-Type", "application/json");
+    enum MHD_Result ret = MHD_queue_response(c, 200, r);
+    MHD_destroy_response(r);
+    return ret;
+}
+
+void test_outbound_tls(void)
+{
+    char *cert = NULL, *key = NULL, dir[256] = "", ca[300];
+    struct MHD_Daemon *d = NULL;
+    struct tk_out *out = NULL, *trusting = NULL;
+    if (!CHECK(make_cert(&cert, &key))) goto done;
+    if (!CHECK(unit_tmpdir(dir, sizeof dir))) goto done;
+    snprintf(ca, sizeof ca, "%s/ca.pem", dir);
+    if (!CHECK(unit_write_file(ca, cert, strlen(cert), 0600))) goto done;
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_TLS, 0, NULL,
+                         NULL, tls_handler, NULL, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&a,
+                         MHD_OPTION_HTTPS_MEM_KEY, key, MHD_OPTION_HTTPS_MEM_CERT, cert,
+                         MHD_OPTION_END);
+    if (!CHECK(d)) goto done;
+    int port = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT)->port;
+    char u[128], u_ip[128];
+    snprintf(u, sizeof u, "https://localhost:%d/", port);
+    snprintf(u_ip, sizeof u_ip, "https://127.0.0.1:%d/", port);
+    struct tk_out_result r;
+    /* verification is on: a certificate nobody vouches for is refused */
+    out = start_out(NULL);
+    if (!out) goto done;
+    CHECK_EQ_INT(send1(out, u, 5000, false, &r), TK_EUPSTREAM);
+    CHECK_EQ_INT(r.error, TK_OUT_TLS_FAILED);
+    CHECK_EQ_STR(tk_out_error_name(r.error), "tls_failed");
+    tk_out_result_free(&r);
+    /* trusted through outbound_ca_file */
+    struct tk_out_opts o = {.ca_file = ca};
+    trusting = start_out(&o);
+    if (!trusting) goto done;
+    CHECK_OK(send1(trusting, u, 5000, false, &r), NULL);
+    CHECK_EQ_INT(r.status, 200);
+    CHECK_EQ_STR(r.body, "{\"tls\":true}");
+    tk_out_result_free(&r);
+    /* trusted, but not for this name: the host name is verified too */
+    CHECK_EQ_INT(send1(trusting, u_ip, 5000, false, &r), TK_EUPSTREAM);
+    CHECK_EQ_INT(r.error, TK_OUT_TLS_FAILED);
+    tk_out_result_free(&r);
+done:
+    tk_out_free(out);
+    tk_out_free(trusting);
+    if (d) MHD_stop_daemon(d);
+    if (dir[0]) unit_rmtree(dir);
+    free(cert);
+    free(key);
 }

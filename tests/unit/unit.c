@@ -320,6 +320,7 @@ static const struct unit_test tests[] = {
     T("outbound/done_submits", test_outbound_done_submits),
     T("outbound/record_masks", test_outbound_record_masks),
     T("outbound/settings", test_outbound_settings),
+    T("outbound/tls", test_outbound_tls),
     T("worker/deadline", test_worker_deadline),
     T("worker/wait_kick_stop", test_worker_wait_kick_stop),
     T("worker/stop_stuck", test_worker_stop_stuck),

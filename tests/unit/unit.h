@@ -246,6 +246,7 @@ void test_outbound_queue_timeout(void);
 void test_outbound_done_submits(void);
 void test_outbound_record_masks(void);
 void test_outbound_settings(void);
+void test_outbound_tls(void);
 
 /* test_worker.c */
 void test_worker_deadline(void);
