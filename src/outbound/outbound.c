@@ -1035,22 +1035,46 @@ static bool sensitive_name(const char *name, size_t n)
     return false;
 }
 
-/* Decode a form/query name (for comparing only; short). */
-static void form_name(const char *p, size_t n, char *out, size_t cap)
+static int hexval(char c)
 {
-    size_t o = 0;
-    for (size_t i = 0; i < n && o + 1 < cap; i++) {
-        if (p[i] == '+') out[o++] = ' ';
-        else if (p[i] == '%' && i + 2 < n + 0 && sscanf(p + i + 1, "%2hhx", (unsigned char *)&out[o]) == 1) {
-            o++;
-            i += 2;
-        } else out[o++] = p[i];
-    }
-    out[o] = '\0';
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
 }
 
-/* name=value&... with the values of sensitive names replaced by ***. */
-static char *mask_form(const char *s, size_t len)
+/* Decode p[0..n) by form rules (%XX, + for space) into a malloc'd string
+ * (NULs decoded from %00 cut it there: for comparing only). */
+static char *form_decode(const char *p, size_t n)
+{
+    char *out = tk_malloc(n + 1);
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        int h, l;
+        if (p[i] == '+') {
+            out[o++] = ' ';
+        } else if (p[i] == '%' && i + 2 < n && (h = hexval(p[i + 1])) >= 0 &&
+                   (l = hexval(p[i + 2])) >= 0) {
+            out[o++] = (char)(h << 4 | l);
+            i += 2;
+        } else {
+            out[o++] = p[i];
+        }
+    }
+    out[o] = '\0';
+    return out;
+}
+
+static bool holds_secret(const char *s, const char *const *mask, size_t nmask)
+{
+    for (size_t i = 0; mask && i < nmask; i++)
+        if (mask[i] && mask[i][0] && strstr(s, mask[i])) return true;
+    return false;
+}
+
+/* name=value&... with a value replaced by *** when its name is sensitive
+ * or, decoded, it holds one of the secrets (whatever its encoding). */
+static char *mask_form(const char *s, size_t len, const char *const *mask, size_t nmask)
 {
     struct tk_buf b;
     tk_buf_init(&b, SIZE_MAX / 2);
@@ -1059,21 +1083,28 @@ static char *mask_form(const char *s, size_t len)
         const char *amp = memchr(p, '&', (size_t)(end - p));
         const char *pe = amp ? amp : end;
         const char *eq = memchr(p, '=', (size_t)(pe - p));
-        char name[64];
-        form_name(p, (size_t)((eq ? eq : pe) - p), name, sizeof name);
-        if (eq && sensitive_name(name, strlen(name))) {
+        char *name = form_decode(p, (size_t)((eq ? eq : pe) - p));
+        char *value = eq ? form_decode(eq + 1, (size_t)(pe - eq - 1)) : NULL;
+        if (holds_secret(name, mask, nmask)) {
+            tk_buf_add(&b, "***", 3);
+        } else if (eq && (sensitive_name(name, strlen(name)) || holds_secret(value, mask, nmask))) {
             tk_buf_add(&b, p, (size_t)(eq - p) + 1);
             tk_buf_add(&b, "***", 3);
         } else {
             tk_buf_add(&b, p, (size_t)(pe - p));
         }
+        if (value) {
+            tk_wipe(value, strlen(value));
+            free(value);
+        }
+        free(name);
         if (amp) tk_buf_add(&b, "&", 1);
         p = amp ? amp + 1 : end;
     }
     return b.data ? b.data : tk_strdup("");
 }
 
-static char *mask_url(const char *url)
+static char *mask_url(const char *url, const char *const *mask, size_t nmask)
 {
     /* user:password@ in the authority */
     const char *sch = strstr(url, "://");
@@ -1096,7 +1127,7 @@ static char *mask_url(const char *url)
     const char *q = memchr(rest, '?', before);
     if (q) {
         tk_buf_add(&b, rest, (size_t)(q + 1 - rest));
-        char *m = mask_form(q + 1, before - (size_t)(q + 1 - rest));
+        char *m = mask_form(q + 1, before - (size_t)(q + 1 - rest), mask, nmask);
         tk_buf_addstr(&b, m);
         free(m);
     } else {
@@ -1107,7 +1138,9 @@ static char *mask_url(const char *url)
     return b.data;
 }
 
-static void mask_json(json_t *v)
+/* Members with sensitive names become "***"; strings that hold a secret
+ * have it replaced (compared decoded, whatever the JSON escapes were). */
+static void mask_json(json_t *v, const char *const *mask, size_t nmask)
 {
     if (json_is_object(v)) {
         const char *k;
@@ -1119,12 +1152,16 @@ static void mask_json(json_t *v)
                 sensitive_name(k, strlen(k)))
                 json_object_set_new(v, k, json_string("***"));
             else
-                mask_json(x);
+                mask_json(x, mask, nmask);
         }
     } else if (json_is_array(v)) {
         size_t i;
         json_t *x;
-        json_array_foreach(v, i, x) mask_json(x);
+        json_array_foreach(v, i, x) mask_json(x, mask, nmask);
+    } else if (json_is_string(v) && holds_secret(json_string_value(v), mask, nmask)) {
+        char *m = tk_out_mask(json_string_value(v), mask, nmask);
+        if (json_string_set(v, m) != 0) json_string_set(v, "***"); /* not UTF-8 any more */
+        free(m);
     }
 }
 
@@ -1173,13 +1210,13 @@ static char *mask_body(const char *body, size_t len, const char *ct, bool form_d
         json_error_t je;
         json_t *j = json_loadb(body, len, JSON_DECODE_ANY, &je);
         if (j) {
-            mask_json(j);
+            mask_json(j, mask, nmask);
             m = json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_ENCODE_ANY);
             json_decref(j);
         }
     }
     if (!m && (ct_is(ct, "application/x-www-form-urlencoded") || (!ct[0] && form_default)))
-        m = mask_form(body, len);
+        m = mask_form(body, len, mask, nmask);
     if (!m) {
         m = tk_malloc(len + 1);
         for (size_t i = 0; i < len; i++) m[i] = body[i] ? body[i] : '?';
@@ -1230,7 +1267,7 @@ json_t *tk_out_record(const struct tk_out_req *req, const struct tk_out_result *
     const char *ct_req = "";
     if (req) {
         set_text(o, "method", req->method ? req->method : req->body ? "POST" : "GET", 32, mask, nmask);
-        char *u = mask_url(req->url ? req->url : "");
+        char *u = mask_url(req->url ? req->url : "", mask, nmask);
         set_text(o, "url", u, 2048, mask, nmask);
         free(u);
         json_t *hs = json_array();
@@ -1265,7 +1302,7 @@ json_t *tk_out_record(const struct tk_out_req *req, const struct tk_out_result *
             set_text(o, "www_authenticate", res->www_authenticate, 512, mask, nmask);
         if (res->retry_after[0]) set_text(o, "retry_after", res->retry_after, 64, mask, nmask);
         if (res->location[0]) {
-            char *l = mask_url(res->location);
+            char *l = mask_url(res->location, mask, nmask);
             set_text(o, "location", l, 1024, mask, nmask);
             free(l);
         }

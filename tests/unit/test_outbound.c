@@ -1011,6 +1011,21 @@ void test_outbound_record_masks(void)
     }
     free(txt);
     json_decref(rec);
+    /* a secret however it is encoded in a query or form, or escaped in JSON */
+    const char *m3[] = {"AbC-secret"};
+    const char *fb = "x=%41bC%2dsecret&y=pre%41bC-secret+post";
+    const char *jb = "{\"n\":\"\\u0041bC-secret\",\"a\":[\"x AbC\\u002dsecret\"]}";
+    struct tk_out_req f = {.url = "http://h/p?q=%41%62%43-secret", .body = fb, .body_len = strlen(fb),
+                           .mask = m3, .nmask = 1};
+    struct tk_out_result fr = {.status = 200, .body = jb, .body_len = strlen(jb)};
+    rec = tk_out_record(&f, &fr);
+    txt = json_dumps(rec, JSON_COMPACT);
+    if (CHECK(txt)) {
+        CHECK(!strcasestr(txt, "secret"));
+        CHECK(strstr(txt, "q=***") && strstr(txt, "x=***&y=***"));
+    }
+    free(txt);
+    json_decref(rec);
     /* tk_out_mask alone */
     char *m = tk_out_mask("a CUSTOM/SECRET 7 b CUSTOM%2FSECRET%207 c CUSTOM%2FSECRET+7", mask, 4);
     CHECK_EQ_STR(m, "a *** b *** c ***");
