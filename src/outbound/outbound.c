@@ -401,13 +401,14 @@ static struct job *job_new(struct tk_out *out, const struct tk_out_req *req)
     j->url = req->url ? tk_strdup(req->url) : NULL;
     j->req.method = j->method;
     j->req.url = j->url;
-    if (req->body) {
+    if (req->body && req->body_len <= REQ_BODY_MAX) { /* a larger one is refused below */
         j->body = tk_malloc(req->body_len + 1);
         memcpy(j->body, req->body, req->body_len);
         j->body[req->body_len] = '\0';
     }
     j->req.body = j->body;
-    j->req.body_len = req->body ? req->body_len : 0;
+    j->req.body_len = j->body ? req->body_len : 0;
+    if (j->req.max_redirects > 10) j->req.max_redirects = 10;
     size_t nh = req->headers ? req->nheaders : 0;
     j->req.nheaders = nh;
     j->headers = tk_calloc(nh + 1, sizeof *j->headers);
@@ -439,9 +440,9 @@ static struct job *job_new(struct tk_out *out, const struct tk_out_req *req)
                      "without CR or LF",
                      i + 1, HEADER_MAX);
     }
-    if (j->req.body_len > REQ_BODY_MAX)
+    if (req->body && req->body_len > REQ_BODY_MAX)
         pre_fail(j, TK_OUT_TOO_LARGE, "the request body is %zu bytes; at most %u are allowed",
-                 j->req.body_len, REQ_BODY_MAX);
+                 req->body_len, REQ_BODY_MAX);
     check_url(out, j);
     return j;
 }
@@ -678,6 +679,7 @@ static void *run(void *arg)
         curl_multi_perform(out->multi, &running);
         CURLMsg *m;
         int left;
+        bool ended = false;
         while ((m = curl_multi_info_read(out->multi, &left))) {
             if (m->msg != CURLMSG_DONE) continue;
             CURL *h = m->easy_handle;
@@ -686,8 +688,10 @@ static void *run(void *arg)
             curl_easy_getinfo(h, CURLINFO_PRIVATE, (char **)&j);
             curl_multi_remove_handle(out->multi, h);
             finish_transfer(out, j, c);
+            ended = true;
         }
-        int wait_ms = nqueued ? 50 : 1000;
+        if (ended && nqueued) continue; /* a slot is free: start the next one now */
+        int wait_ms = nqueued ? 50 : 1000; /* queued requests' deadlines are checked */
         curl_multi_poll(out->multi, NULL, 0, wait_ms, NULL);
     }
     on_thread = NULL;

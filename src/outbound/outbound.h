@@ -78,10 +78,10 @@ struct tk_out_req {
     const char *url;     /* http:// or https://, at most 8 KiB */
     const char *const *headers; /* "Name: value" lines, no CR or LF */
     size_t nheaders;
-    const char *body;    /* may hold NULs; NULL: none */
+    const char *body;    /* may hold NULs; NULL: none; at most 8 MiB (else too_large) */
     size_t body_len;
     int timeout_ms;      /* total, queueing included; 0: the default */
-    int max_redirects;   /* 0: a 3xx is the answer (the default); else follow that many */
+    int max_redirects;   /* 0: a 3xx is the answer (the default); else follow that many (<= 10) */
     bool public_only;    /* refuse non-public addresses (above) */
     /* Secrets that tk_out_record must mask wherever they appear (client
      * secret, refresh token, ...). Not used to send anything. */

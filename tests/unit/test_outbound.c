@@ -1196,3 +1196,67 @@ done:
     free(cert);
     free(key);
 }
+
+/* Submits from three threads, cancels, answers and a stop racing: every
+ * accepted request has its done called exactly once. */
+struct stress {
+    struct tk_out *out;
+    struct box *b;
+    const char *urls[2];
+    atomic_int accepted;
+};
+
+static void *stress_thread(void *arg)
+{
+    struct stress *x = arg;
+    for (int i = 0; i < 20; i++) {
+        struct tk_out_req q = {.url = x->urls[i % 2], .timeout_ms = 20000};
+        struct tk_err e;
+        uint64_t id;
+        if (tk_out_submit(x->out, &q, on_done, x->b, &id, &e) == TK_OK) {
+            atomic_fetch_add(&x->accepted, 1);
+            if (i % 3 == 0) tk_out_cancel(x->out, id);
+        }
+        if (i % 5 == 0) usleep(1000);
+    }
+    return NULL;
+}
+
+void test_outbound_stress(void)
+{
+    struct srv s;
+    if (!CHECK(srv_start(&s))) return;
+    struct tk_out_opts o = {.max_concurrent = 5};
+    struct tk_out *out = start_out(&o);
+    if (!out) goto done;
+    struct box b;
+    box_init(&b);
+    char u1[128], u2[128];
+    url(u1, sizeof u1, &s, "/ok");
+    url(u2, sizeof u2, &s, "/hold");
+    struct stress x = {.out = out, .b = &b, .urls = {u1, u2}};
+    pthread_t t[3];
+    for (int i = 0; i < 3; i++) CHECK(pthread_create(&t[i], NULL, stress_thread, &x) == 0);
+    for (int i = 0; i < 3; i++) pthread_join(t[i], NULL);
+    CHECK_EQ_INT(atomic_load(&x.accepted), 60);
+    CHECK(wait_int(&s.open_now, 5, 20000)); /* every slot held by a /hold, the rest queued */
+    tk_out_stop(out);
+    CHECK_EQ_INT(b.calls, 60);
+    int kinds[TK_OUT_NERRORS] = {0};
+    for (int i = 1; i <= 60; i++) {
+        if (b.per[i] != 1) FAILF("job %d: done called %d times", i, b.per[i]);
+        else kinds[b.last[i].error]++;
+    }
+    CHECK(kinds[TK_OUT_STOPPING] >= 5);
+    CHECK(kinds[TK_OUT_CANCELLED] + kinds[TK_OUT_STOPPING] + kinds[TK_OUT_OK] == 60);
+    struct tk_out_stats st;
+    tk_out_stats(out, &st);
+    uint64_t total = 0;
+    for (int k = 0; k < TK_OUT_NERRORS; k++) total += st.done[k];
+    CHECK_EQ_INT(total, 60);
+    tk_out_free(out);
+    box_free(&b);
+done:
+    srv_release(&s);
+    srv_stop(&s);
+}

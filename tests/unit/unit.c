@@ -321,6 +321,7 @@ static const struct unit_test tests[] = {
     T("outbound/record_masks", test_outbound_record_masks),
     T("outbound/settings", test_outbound_settings),
     T("outbound/tls", test_outbound_tls),
+    T("outbound/stress", test_outbound_stress),
     T("worker/deadline", test_worker_deadline),
     T("worker/wait_kick_stop", test_worker_wait_kick_stop),
     T("worker/stop_stuck", test_worker_stop_stuck),

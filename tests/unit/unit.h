@@ -247,6 +247,7 @@ void test_outbound_done_submits(void);
 void test_outbound_record_masks(void);
 void test_outbound_settings(void);
 void test_outbound_tls(void);
+void test_outbound_stress(void);
 
 /* test_worker.c */
 void test_worker_deadline(void);
