@@ -456,7 +456,7 @@ void test_outbound_timeout(void)
         CHECK_EQ_INT(r.error, TK_OUT_TIMEOUT);
         CHECK_EQ_STR(tk_out_error_name(r.error), "timeout");
         CHECK(strstr(r.message, "127.0.0.1:") != NULL);
-        CHECK(took >= 250 && took < 3000);
+        CHECK(took >= 250 && took < 4500); /* the server would answer at 5 s */
         CHECK(r.body == NULL);
         tk_out_result_free(&r);
     }
@@ -480,7 +480,7 @@ void test_outbound_slowloris(void)
     CHECK_EQ_INT(send1(out, u, 500, false, &r), TK_EUPSTREAM);
     int64_t took = tk_mono_ms() - t0;
     CHECK_EQ_INT(r.error, TK_OUT_TIMEOUT);
-    CHECK(took >= 400 && took < 3000);
+    CHECK(took >= 400 && took < 8000); /* the trickle would last 10 s */
     tk_out_result_free(&r);
     tk_out_free(out);
 done:
@@ -702,7 +702,7 @@ void test_outbound_cancel(void)
     CHECK(tk_out_cancel(out, running)); /* in the multi */
     CHECK(!tk_out_cancel(out, 999));    /* unknown */
     CHECK(box_wait(&b, 2, 10000));
-    CHECK(tk_mono_ms() - t0 < 2000);
+    CHECK(tk_mono_ms() - t0 < 10000); /* the server holds for 20 s */
     CHECK_EQ_INT(b.per[running], 1);
     CHECK_EQ_INT(b.per[queued], 1);
     CHECK_EQ_INT(b.last[running].error, TK_OUT_CANCELLED);
@@ -758,7 +758,7 @@ void test_outbound_stop(void)
     CHECK_EQ_INT(st.in_flight, 4);
     int64_t t0 = tk_mono_ms();
     tk_out_stop(out);
-    CHECK(tk_mono_ms() - t0 < 3000);
+    CHECK(tk_mono_ms() - t0 < 10000); /* the server holds for 20 s */
     pthread_join(t, NULL);
     /* every done called once, before stop returned, with stopping (the
      * sender's job has one of the ids 1..13 too, with its own done) */
