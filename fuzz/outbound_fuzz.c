@@ -66,7 +66,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         char *nl = i < 5 ? memchr(p, '\n', (size_t)(end - p)) : NULL;
         if (!nl) {
             plen[i] = (size_t)(end - p);
-            for (int k = i + 1; k < 6; k++) part[k] = end;
+            for (int k = i + 1; k < 6; k++)
+                part[k] = end;
             break;
         }
         *nl = '\0';
@@ -76,8 +77,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     /* secret, URL, header and content type stop at a NUL; the bodies may hold NULs */
     const char *mask[] = {part[0]};
     const char *hs[] = {part[2]};
-    struct tk_out_req q = {.method = "POST", .url = part[1], .headers = hs, .nheaders = 1,
-                           .body = part[3], .body_len = plen[3], .mask = mask, .nmask = 1};
+    struct tk_out_req q = {.method = "POST",
+                           .url = part[1],
+                           .headers = hs,
+                           .nheaders = 1,
+                           .body = part[3],
+                           .body_len = plen[3],
+                           .mask = mask,
+                           .nmask = 1};
     struct tk_out_result r = {.status = 200, .body = part[5], .body_len = plen[5]};
     snprintf(r.content_type, sizeof r.content_type, "%s", part[4]);
     snprintf(r.location, sizeof r.location, "%s", part[1]);

@@ -40,7 +40,7 @@ struct jlist {
 struct job {
     struct job *prev, *next;
     struct job *chain; /* the outbound thread's own lists of jobs to end or start */
-    struct jlist *on; /* the list it is on (under mu); NULL once taken off */
+    struct jlist *on;  /* the list it is on (under mu); NULL once taken off */
     uint64_t id;
     bool cancel; /* under mu */
     struct tk_out *out;
@@ -82,8 +82,8 @@ struct tk_out {
 static _Thread_local struct tk_out *on_thread;
 
 static const char *const error_names[TK_OUT_NERRORS] = {
-    "ok",         "timeout", "connect_failed", "tls_failed", "too_large", "forbidden_address",
-    "bad_url",    "stopping", "cancelled",     "busy",       "failed",
+    "ok",      "timeout",  "connect_failed", "tls_failed", "too_large", "forbidden_address",
+    "bad_url", "stopping", "cancelled",      "busy",       "failed",
 };
 
 const char *tk_out_error_name(enum tk_out_error err)
@@ -97,8 +97,10 @@ static void jl_push(struct jlist *l, struct job *j)
 {
     j->prev = l->tail;
     j->next = NULL;
-    if (l->tail) l->tail->next = j;
-    else l->head = j;
+    if (l->tail)
+        l->tail->next = j;
+    else
+        l->head = j;
     l->tail = j;
     l->n++;
     j->on = l;
@@ -108,10 +110,14 @@ static void jl_unlink(struct job *j)
 {
     struct jlist *l = j->on;
     if (!l) return;
-    if (j->prev) j->prev->next = j->next;
-    else l->head = j->next;
-    if (j->next) j->next->prev = j->prev;
-    else l->tail = j->prev;
+    if (j->prev)
+        j->prev->next = j->next;
+    else
+        l->head = j->next;
+    if (j->next)
+        j->next->prev = j->prev;
+    else
+        l->tail = j->prev;
     l->n--;
     j->prev = j->next = NULL;
     j->on = NULL;
@@ -158,13 +164,13 @@ static bool v6_forbidden(const unsigned char a[16])
     /* NAT64 64:ff9b::/96 and 64:ff9b:1::/48 */
     if (a[0] == 0x00 && a[1] == 0x64 && a[2] == 0xff && a[3] == 0x9b) return v4_forbidden(a + 12);
     if (a[0] == 0x20 && a[1] == 0x02) return v4_forbidden(a + 2); /* 6to4 */
-    if ((a[0] & 0xfe) == 0xfc) return true;                     /* ULA fc00::/7 */
-    if (a[0] == 0xfe && (a[1] & 0xc0) == 0x80) return true;     /* link-local fe80::/10 */
-    if (a[0] == 0xfe && (a[1] & 0xc0) == 0xc0) return true;     /* site-local fec0::/10 */
-    if (a[0] == 0xff) return true;                              /* multicast */
+    if ((a[0] & 0xfe) == 0xfc) return true;                       /* ULA fc00::/7 */
+    if (a[0] == 0xfe && (a[1] & 0xc0) == 0x80) return true;       /* link-local fe80::/10 */
+    if (a[0] == 0xfe && (a[1] & 0xc0) == 0xc0) return true;       /* site-local fec0::/10 */
+    if (a[0] == 0xff) return true;                                /* multicast */
     if (a[0] == 0x20 && a[1] == 0x01 && a[2] == 0x0d && a[3] == 0xb8) return true; /* doc */
-    if (a[0] == 0x01 && a[1] == 0x00 && !memcmp(a + 2, zero, 6)) return true;   /* discard */
-    if (a[0] == 0x20 && a[1] == 0x01 && a[2] == 0 && a[3] == 0) return true;    /* Teredo */
+    if (a[0] == 0x01 && a[1] == 0x00 && !memcmp(a + 2, zero, 6)) return true;      /* discard */
+    if (a[0] == 0x20 && a[1] == 0x01 && a[2] == 0 && a[3] == 0) return true;       /* Teredo */
     return false;
 }
 
@@ -259,16 +265,20 @@ static size_t on_header(char *p, size_t size, size_t nitems, void *userdata)
     if (!colon) return n;
     size_t nl = (size_t)(colon - p);
     const char *v = colon + 1, *end = p + n;
-    while (v < end && (*v == ' ' || *v == '\t')) v++;
+    while (v < end && (*v == ' ' || *v == '\t'))
+        v++;
     while (end > v && (end[-1] == '\r' || end[-1] == '\n' || end[-1] == ' ' || end[-1] == '\t'))
         end--;
     size_t vl = (size_t)(end - v);
 #define IS(name) (nl == sizeof(name) - 1 && !strncasecmp(p, name, nl))
-    if (IS("content-type")) keep_header(j->content_type, sizeof j->content_type, v, vl, false);
+    if (IS("content-type"))
+        keep_header(j->content_type, sizeof j->content_type, v, vl, false);
     else if (IS("www-authenticate"))
         keep_header(j->www_authenticate, sizeof j->www_authenticate, v, vl, true);
-    else if (IS("retry-after")) keep_header(j->retry_after, sizeof j->retry_after, v, vl, false);
-    else if (IS("location")) keep_header(j->location, sizeof j->location, v, vl, false);
+    else if (IS("retry-after"))
+        keep_header(j->retry_after, sizeof j->retry_after, v, vl, false);
+    else if (IS("location"))
+        keep_header(j->location, sizeof j->location, v, vl, false);
 #undef IS
     return n;
 }
@@ -344,8 +354,8 @@ static void check_url(struct tk_out *out, struct job *j)
     }
     for (size_t i = 0; i < n; i++)
         if ((unsigned char)j->url[i] <= 32 || j->url[i] == 127) {
-            pre_fail(j, TK_OUT_BAD_URL,
-                     "the URL holds a space or control character at byte %zu", i + 1);
+            pre_fail(j, TK_OUT_BAD_URL, "the URL holds a space or control character at byte %zu",
+                     i + 1);
             return;
         }
     CURLU *u = curl_url();
@@ -375,8 +385,8 @@ static void check_url(struct tk_out *out, struct job *j)
             bool is_ip;
             if (text_forbidden(ip, &is_ip)) {
                 snprintf(j->forbidden_addr, sizeof j->forbidden_addr, "%.45s", ip);
-                pre_fail(j, TK_OUT_FORBIDDEN_ADDRESS,
-                         "%s is not a public address (public_only)", j->forbidden_addr);
+                pre_fail(j, TK_OUT_FORBIDDEN_ADDRESS, "%s is not a public address (public_only)",
+                         j->forbidden_addr);
             }
         }
     }
@@ -412,13 +422,15 @@ static struct job *job_new(struct tk_out *out, const struct tk_out_req *req)
     size_t nh = req->headers ? req->nheaders : 0;
     j->req.nheaders = nh;
     j->headers = tk_calloc(nh + 1, sizeof *j->headers);
-    for (size_t i = 0; i < nh; i++) j->headers[i] = tk_strdup(req->headers[i] ? req->headers[i] : "");
+    for (size_t i = 0; i < nh; i++)
+        j->headers[i] = tk_strdup(req->headers[i] ? req->headers[i] : "");
     j->req.headers = (const char *const *)j->headers;
     size_t nm = req->mask ? req->nmask : 0;
     if (nm > MASK_MAX) nm = MASK_MAX;
     j->req.nmask = nm;
     j->mask = tk_calloc(nm + 1, sizeof *j->mask);
-    for (size_t i = 0; i < nm; i++) j->mask[i] = tk_strdup(req->mask[i] ? req->mask[i] : "");
+    for (size_t i = 0; i < nm; i++)
+        j->mask[i] = tk_strdup(req->mask[i] ? req->mask[i] : "");
     j->req.mask = (const char *const *)j->mask;
     tk_buf_init(&j->resp, out->max_response);
     j->check_sockets = req->public_only && !out->proxy;
@@ -456,9 +468,9 @@ static bool job_setup(struct tk_out *out, struct job *j)
     if (left_ms < 1) left_ms = 1;
     long connect_ms = out->connect_timeout_ms < left_ms ? out->connect_timeout_ms : (long)left_ms;
     CURLcode c = CURLE_OK;
-#define SET(opt, val)                                                                             \
-    do {                                                                                          \
-        if (c == CURLE_OK) c = curl_easy_setopt(h, opt, val);                                     \
+#define SET(opt, val)                                                                              \
+    do {                                                                                           \
+        if (c == CURLE_OK) c = curl_easy_setopt(h, opt, val);                                      \
     } while (0)
     SET(CURLOPT_PRIVATE, j);
     SET(CURLOPT_ERRORBUFFER, j->errbuf);
@@ -509,7 +521,8 @@ static bool job_setup(struct tk_out *out, struct job *j)
     SET(CURLOPT_HTTPHEADER, j->hl);
 #undef SET
     if (c != CURLE_OK) {
-        pre_fail(j, TK_OUT_BAD_URL, "the request was refused by libcurl: %s", curl_easy_strerror(c));
+        pre_fail(j, TK_OUT_BAD_URL, "the request was refused by libcurl: %s",
+                 curl_easy_strerror(c));
         return false;
     }
     return true;
@@ -583,8 +596,9 @@ static void finish_transfer(struct tk_out *out, struct job *j, CURLcode c)
 {
     const char *why = j->errbuf[0] ? j->errbuf : curl_easy_strerror(c);
     if (j->too_large || c == CURLE_FILESIZE_EXCEEDED)
-        finish(out, j, TK_OUT_TOO_LARGE, "the answer of %s was cut: its body is larger than %zu bytes",
-               j->host, out->max_response);
+        finish(out, j, TK_OUT_TOO_LARGE,
+               "the answer of %s was cut: its body is larger than %zu bytes", j->host,
+               out->max_response);
     else if (j->headers_too_large)
         finish(out, j, TK_OUT_TOO_LARGE,
                "the answer of %s was cut: its headers are larger than %u bytes", j->host,
@@ -654,7 +668,8 @@ static void *run(void *arg)
             end = j->chain;
             if (j->h) curl_multi_remove_handle(out->multi, j->h);
             if (stopping)
-                finish(out, j, TK_OUT_STOPPING, "the node is stopping; the request to %s was not finished",
+                finish(out, j, TK_OUT_STOPPING,
+                       "the node is stopping; the request to %s was not finished",
                        j->host[0] ? j->host : "its host");
             else if (j->pre_err)
                 finish(out, j, j->pre_err, "%s", j->pre_msg);
@@ -690,7 +705,7 @@ static void *run(void *arg)
             finish_transfer(out, j, c);
             ended = true;
         }
-        if (ended && nqueued) continue; /* a slot is free: start the next one now */
+        if (ended && nqueued) continue;    /* a slot is free: start the next one now */
         int wait_ms = nqueued ? 50 : 1000; /* queued requests' deadlines are checked */
         curl_multi_poll(out->multi, NULL, 0, wait_ms, NULL);
     }
@@ -757,8 +772,11 @@ tk_rc tk_out_start(const struct tk_out_opts *o, struct tk_out **outp, struct tk_
         struct stat st;
         if (!capath && stat("/etc/ssl/certs", &st) == 0 && S_ISDIR(st.st_mode))
             capath = "/etc/ssl/certs";
-        if (capath) out->capath = tk_strdup(capath);
-        else tk_warn("outbound_ca_file: no system CA directory found; only %s is trusted", o->ca_file);
+        if (capath)
+            out->capath = tk_strdup(capath);
+        else
+            tk_warn("outbound_ca_file: no system CA directory found; only %s is trusted",
+                    o->ca_file);
         if (t) curl_easy_cleanup(t);
     }
     if (o->proxy && o->proxy[0]) out->proxy = tk_strdup(o->proxy);
@@ -819,11 +837,13 @@ tk_rc tk_out_submit(struct tk_out *out, const struct tk_out_req *req,
     if (full && !stopping) out->done[TK_OUT_BUSY]++;
     pthread_mutex_unlock(&out->mu);
     if (stopping)
-        return tk_err_set(e, TK_EUNAVAIL, "stopping", "the node is stopping: no outbound request is started");
+        return tk_err_set(e, TK_EUNAVAIL, "stopping",
+                          "the node is stopping: no outbound request is started");
     if (full)
-        return tk_err_set(e, TK_EUNAVAIL, "busy",
-                          "%d outbound requests are already waiting for one of %d slots; try again later",
-                          out->max_queue, out->max_concurrent);
+        return tk_err_set(
+            e, TK_EUNAVAIL, "busy",
+            "%d outbound requests are already waiting for one of %d slots; try again later",
+            out->max_queue, out->max_concurrent);
     struct job *j = job_new(out, req);
     j->done = done;
     j->arg = arg;
@@ -831,7 +851,8 @@ tk_rc tk_out_submit(struct tk_out *out, const struct tk_out_req *req,
     if (out->stopping) { /* stop began meanwhile: it will not see this job */
         pthread_mutex_unlock(&out->mu);
         job_free(j);
-        return tk_err_set(e, TK_EUNAVAIL, "stopping", "the node is stopping: no outbound request is started");
+        return tk_err_set(e, TK_EUNAVAIL, "stopping",
+                          "the node is stopping: no outbound request is started");
     }
     j->id = out->next_id++;
     if (id) *id = j->id;
@@ -928,7 +949,8 @@ tk_rc tk_out_send(struct tk_out *out, const struct tk_out_req *req, struct tk_ou
         snprintf(res->message, sizeof res->message, "%s", e.msg);
     } else {
         pthread_mutex_lock(&w.mu);
-        while (!w.done) pthread_cond_wait(&w.cv, &w.mu);
+        while (!w.done)
+            pthread_cond_wait(&w.cv, &w.mu);
         pthread_mutex_unlock(&w.mu);
     }
     pthread_cond_destroy(&w.cv);
@@ -1001,8 +1023,10 @@ char *tk_out_mask(const char *s, const char *const *mask, size_t nmask)
             struct tk_buf sl;
             tk_buf_init(&sl, SIZE_MAX / 2);
             for (const char *q = js.data + 1; *q; q++) {
-                if (*q == '/') tk_buf_add(&sl, "\\/", 2);
-                else tk_buf_add(&sl, q, 1);
+                if (*q == '/')
+                    tk_buf_add(&sl, "\\/", 2);
+                else
+                    tk_buf_add(&sl, q, 1);
             }
             if (sl.data && strcmp(sl.data, js.data + 1)) replace_all(&r, sl.data, sl.len);
             tk_buf_free_wipe(&sl);
@@ -1018,22 +1042,24 @@ static bool sensitive_name(const char *name, size_t n)
     char low[64];
     if (n >= sizeof low) n = sizeof low - 1;
     for (size_t i = 0; i < n; i++) /* lower case, and header-style names as member names */
-        low[i] = name[i] == '-' ? '_' : (char)((name[i] >= 'A' && name[i] <= 'Z') ? name[i] + 32 : name[i]);
+        low[i] = name[i] == '-'
+                     ? '_'
+                     : (char)((name[i] >= 'A' && name[i] <= 'Z') ? name[i] + 32 : name[i]);
     low[n] = '\0';
     static const char *const exact[] = {"code", "key", "sig", "pass", "pwd", "otp", "pin"};
     for (size_t i = 0; i < TK_NELEM(exact); i++)
         if (!strcmp(low, exact[i])) return true;
-    static const char *const harmless_ends[] = {"_endpoint", "_supported", "_type", "_uri", "_url",
-                                                "_method", "_methods", "_in", "_at", "_alg",
-                                                "_hint", "_values"};
+    static const char *const harmless_ends[] = {"_endpoint", "_supported", "_type",    "_uri",
+                                                "_url",      "_method",    "_methods", "_in",
+                                                "_at",       "_alg",       "_hint",    "_values"};
     for (size_t i = 0; i < TK_NELEM(harmless_ends); i++) {
         size_t el = strlen(harmless_ends[i]);
         if (n > el && !strcmp(low + n - el, harmless_ends[i])) return false;
     }
-    static const char *const parts[] = {"secret", "token", "password", "passwd", "assertion",
-                                        "verifier", "private", "api_key", "apikey", "credential",
-                                        "signature", "session", "cookie", "auth", "_code",
-                                        "access_key"};
+    static const char *const parts[] = {"secret",    "token",      "password",  "passwd",
+                                        "assertion", "verifier",   "private",   "api_key",
+                                        "apikey",    "credential", "signature", "session",
+                                        "cookie",    "auth",       "_code",     "access_key"};
     for (size_t i = 0; i < TK_NELEM(parts); i++)
         if (strstr(low, parts[i])) return true;
     return false;
@@ -1175,7 +1201,8 @@ static json_t *record_text(const char *p, size_t n, size_t max, bool *cut)
     *cut = n > max;
     if (n > max) n = max;
     char *c = tk_malloc(n + 1);
-    for (size_t i = 0; i < n; i++) c[i] = p[i] ? p[i] : '?';
+    for (size_t i = 0; i < n; i++)
+        c[i] = p[i] ? p[i] : '?';
     c[n] = '\0';
     char *fixed = tk_utf8_fix(c);
     json_t *s = json_string(fixed);
@@ -1187,7 +1214,8 @@ static json_t *record_text(const char *p, size_t n, size_t max, bool *cut)
 static bool ct_is(const char *ct, const char *what)
 {
     size_t n = strlen(what);
-    while (*ct == ' ') ct++;
+    while (*ct == ' ')
+        ct++;
     return !strncasecmp(ct, what, n) && (ct[n] == '\0' || ct[n] == ';' || ct[n] == ' ');
 }
 
@@ -1223,7 +1251,8 @@ static char *mask_body(const char *body, size_t len, const char *ct, bool form_d
         m = mask_form(body, len, mask, nmask);
     if (!m) {
         m = tk_malloc(len + 1);
-        for (size_t i = 0; i < len; i++) m[i] = body[i] ? body[i] : '?';
+        for (size_t i = 0; i < len; i++)
+            m[i] = body[i] ? body[i] : '?';
         m[len] = '\0';
     }
     char *r = tk_out_mask(m, mask, nmask);
@@ -1238,7 +1267,8 @@ static char *mask_header(const char *h, const char *const *mask, size_t nmask)
     size_t nl = colon ? (size_t)(colon - h) : strlen(h);
     if (colon && sensitive_name(h, nl)) {
         const char *v = colon + 1;
-        while (*v == ' ') v++;
+        while (*v == ' ')
+            v++;
         /* keep the scheme of Authorization: Basic ***, Bearer *** */
         size_t sl = strcspn(v, " ");
         bool scheme = (nl == 13 && !strncasecmp(h, "authorization", 13)) ||
@@ -1270,7 +1300,11 @@ json_t *tk_out_record(const struct tk_out_req *req, const struct tk_out_result *
     json_t *o = json_object();
     const char *ct_req = "";
     if (req) {
-        set_text(o, "method", req->method ? req->method : req->body ? "POST" : "GET", 32, mask, nmask);
+        set_text(o, "method",
+                 req->method ? req->method
+                 : req->body ? "POST"
+                             : "GET",
+                 32, mask, nmask);
         char *u = mask_url(req->url ? req->url : "", mask, nmask);
         set_text(o, "url", u, 2048, mask, nmask);
         free(u);
@@ -1279,7 +1313,8 @@ json_t *tk_out_record(const struct tk_out_req *req, const struct tk_out_result *
             const char *h = req->headers[i] ? req->headers[i] : "";
             if (!strncasecmp(h, "content-type:", 13)) {
                 ct_req = h + 13;
-                while (*ct_req == ' ') ct_req++;
+                while (*ct_req == ' ')
+                    ct_req++;
             }
             char *m = mask_header(h, mask, nmask);
             bool cut;
@@ -1291,14 +1326,16 @@ json_t *tk_out_record(const struct tk_out_req *req, const struct tk_out_result *
         if (req->body) {
             char *b = mask_body(req->body, req->body_len, ct_req, true, mask, nmask);
             bool cut;
-            json_object_set_new(o, "request_body", record_text(b, strlen(b), RECORD_BODY_MAX, &cut));
+            json_object_set_new(o, "request_body",
+                                record_text(b, strlen(b), RECORD_BODY_MAX, &cut));
             if (cut) json_object_set_new(o, "request_body_truncated", json_true());
             tk_wipe(b, strlen(b));
             free(b);
         }
     }
     if (res) {
-        json_object_set_new(o, "error", res->error ? json_string(tk_out_error_name(res->error)) : json_null());
+        json_object_set_new(o, "error",
+                            res->error ? json_string(tk_out_error_name(res->error)) : json_null());
         if (res->message[0]) set_text(o, "message", res->message, 512, mask, nmask);
         json_object_set_new(o, "status", res->status ? json_integer(res->status) : json_null());
         if (res->content_type[0]) set_text(o, "content_type", res->content_type, 128, mask, nmask);
@@ -1313,7 +1350,8 @@ json_t *tk_out_record(const struct tk_out_req *req, const struct tk_out_result *
         if (res->body) {
             char *b = mask_body(res->body, res->body_len, res->content_type, false, mask, nmask);
             bool cut;
-            json_object_set_new(o, "response_body", record_text(b, strlen(b), RECORD_BODY_MAX, &cut));
+            json_object_set_new(o, "response_body",
+                                record_text(b, strlen(b), RECORD_BODY_MAX, &cut));
             json_object_set_new(o, "response_bytes", json_integer((json_int_t)res->body_len));
             if (cut) json_object_set_new(o, "response_body_truncated", json_true());
             tk_wipe(b, strlen(b));

@@ -74,15 +74,15 @@ void tk_out_free(struct tk_out *out);
 
 /* A request. Everything is copied by tk_out_submit. */
 struct tk_out_req {
-    const char *method;  /* "GET", "POST", ... (NULL: GET, or POST with a body) */
-    const char *url;     /* http:// or https://, at most 8 KiB */
+    const char *method;         /* "GET", "POST", ... (NULL: GET, or POST with a body) */
+    const char *url;            /* http:// or https://, at most 8 KiB */
     const char *const *headers; /* "Name: value" lines, no CR or LF */
     size_t nheaders;
-    const char *body;    /* may hold NULs; NULL: none; at most 8 MiB (else too_large) */
+    const char *body; /* may hold NULs; NULL: none; at most 8 MiB (else too_large) */
     size_t body_len;
-    int timeout_ms;      /* total, queueing included; 0: the default */
-    int max_redirects;   /* 0: a 3xx is the answer (the default); else follow that many (<= 10) */
-    bool public_only;    /* refuse non-public addresses (above) */
+    int timeout_ms;    /* total, queueing included; 0: the default */
+    int max_redirects; /* 0: a 3xx is the answer (the default); else follow that many (<= 10) */
+    bool public_only;  /* refuse non-public addresses (above) */
     /* Secrets that tk_out_record must mask wherever they appear (client
      * secret, refresh token, ...). Not used to send anything. */
     const char *const *mask;
@@ -110,15 +110,15 @@ const char *tk_out_error_name(enum tk_out_error err);
 struct tk_out_result {
     uint64_t id;
     enum tk_out_error error;
-    char message[320];       /* one sentence naming the host, never the query */
-    long status;             /* HTTP status; 0 when no answer */
-    char content_type[128];  /* "" when absent; cut at the buffer */
+    char message[320];      /* one sentence naming the host, never the query */
+    long status;            /* HTTP status; 0 when no answer */
+    char content_type[128]; /* "" when absent; cut at the buffer */
     char www_authenticate[512];
     char retry_after[64];
-    char location[1024];     /* of a 3xx not followed */
-    const char *body;        /* NUL-terminated (may hold NULs before); NULL when none */
+    char location[1024]; /* of a 3xx not followed */
+    const char *body;    /* NUL-terminated (may hold NULs before); NULL when none */
     size_t body_len;
-    int64_t total_us;        /* from submit to the end */
+    int64_t total_us;             /* from submit to the end */
     const struct tk_out_req *req; /* the request as copied (for tk_out_record) */
 };
 
@@ -159,8 +159,8 @@ char *tk_out_mask(const char *s, const char *const *mask, size_t nmask);
 
 /* Counters since start, a consistent snapshot. */
 struct tk_out_stats {
-    uint64_t in_flight; /* in the multi handle */
-    uint64_t queued;    /* waiting for a slot */
+    uint64_t in_flight;            /* in the multi handle */
+    uint64_t queued;               /* waiting for a slot */
     uint64_t done[TK_OUT_NERRORS]; /* ended, by result (busy: refused at submit) */
 };
 void tk_out_stats(struct tk_out *out, struct tk_out_stats *st);

@@ -37,7 +37,7 @@ struct srv {
     atomic_llong bytes_sent; /* by /bigstream */
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    bool release; /* /hold and /slow answer when set (or at stop) */
+    bool release;     /* /hold and /slow answer when set (or at stop) */
     char last[16384]; /* the last request head and body (under mu) */
     pthread_t conns[SRV_CONNS];
     int nconns;
@@ -94,103 +94,108 @@ static void *conn_main(void *arg)
     free(c);
     char buf[16384];
     for (int round = 0; round < 100; round++) { /* more than one only for /keep */
-    size_t len = 0;
-    char *end = NULL;
-    bool keep = false;
-    int64_t deadline = tk_mono_ms() + 5000;
-    while (!end && len < sizeof buf - 1 && tk_mono_ms() < deadline) {
-        struct pollfd p = {fd, POLLIN, 0};
-        if (poll(&p, 1, 50) <= 0) continue;
-        ssize_t r = recv(fd, buf + len, sizeof buf - 1 - len, 0);
-        if (r <= 0) break;
-        len += (size_t)r;
-        buf[len] = '\0';
-        if ((unsigned char)buf[0] == 0x16) break; /* TLS */
-        end = strstr(buf, "\r\n\r\n");
-    }
-    if (len && (unsigned char)buf[0] == 0x16) { /* a TLS ClientHello: answer in plain HTTP */
-        send_all(fd, "HTTP/1.1 400 Bad Request\r\n\r\n", 28);
-        goto out;
-    }
-    if (!end) goto out;
-    const char *cl = strcasestr(buf, "\r\nContent-Length:");
-    size_t want = (size_t)(end + 4 - buf) + (cl && cl < end ? (size_t)strtoul(cl + 17, NULL, 10) : 0);
-    while (len < want && len < sizeof buf - 1 && tk_mono_ms() < deadline) {
-        struct pollfd p = {fd, POLLIN, 0};
-        if (poll(&p, 1, 50) <= 0) continue;
-        ssize_t r = recv(fd, buf + len, sizeof buf - 1 - len, 0);
-        if (r <= 0) break;
-        len += (size_t)r;
-    }
-    buf[len] = '\0';
-    atomic_fetch_add(&s->hits, 1);
-    pthread_mutex_lock(&s->mu);
-    snprintf(s->last, sizeof s->last, "%s", buf);
-    pthread_mutex_unlock(&s->mu);
-    char path[256] = "";
-    sscanf(buf, "%*s %255s", path);
-    if (!strcmp(path, "/keep")) {
-        const char *k = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 4\r\n\r\nkept";
-        keep = send_all(fd, k, strlen(k));
-    } else if (!strcmp(path, "/ok")) {
-        atomic_fetch_add(&s->hits_ok, 1);
-        reply(fd, "200 OK", "application/json", NULL, "{\"ok\":true}");
-    } else if (!strcmp(path, "/echo") || !strncmp(path, "/echo?", 6)) {
-        reply(fd, "200 OK", "text/plain", NULL, buf);
-    } else if (!strcmp(path, "/html")) {
-        reply(fd, "502 Bad Gateway", "text/html; charset=utf-8", NULL,
-              "<html><body><h1>502 Bad Gateway</h1>\x01\xff</body></html>");
-    } else if (!strcmp(path, "/unauthorized")) {
-        reply(fd, "401 Unauthorized", "application/json",
-              "WWW-Authenticate: Bearer error=\"invalid_token\"\r\nRetry-After: 7\r\n",
-              "{\"error\":\"invalid_token\"}");
-    } else if (!strncmp(path, "/tokens", 7)) {
-        reply(fd, "200 OK", "application/json", NULL,
-              "{\"access_token\":\"AT-SECRET-1\",\"token_type\":\"Bearer\",\"expires_in\":3600,"
-              "\"refresh_token\":\"RT-SECRET-2\",\"note\":\"issued for NOTE-SECRET-3\","
-              "\"nested\":{\"id_token\":\"ID-SECRET-4\"}}");
-    } else if (!strcmp(path, "/redirect")) {
-        reply(fd, "302 Found", "text/plain", "Location: /ok\r\n", "moved");
-    } else if (!strcmp(path, "/slow")) {
-        hold(s, 5000);
-        reply(fd, "200 OK", "text/plain", NULL, "late");
-    } else if (!strcmp(path, "/silent")) {
-        hold(s, 5000); /* never answers */
-    } else if (!strcmp(path, "/trickle")) {
-        const char *h = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 100000\r\n\r\n";
-        if (send_all(fd, h, strlen(h)))
-            for (int i = 0; i < 200 && !atomic_load(&s->stop); i++) {
-                if (!send_all(fd, "x", 1)) break;
-                usleep(50000);
-            }
-    } else if (!strcmp(path, "/big")) {
-        const char *h = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2097152\r\n\r\n";
-        static char chunk[65536];
-        memset(chunk, 'b', sizeof chunk);
-        if (send_all(fd, h, strlen(h)))
-            for (int i = 0; i < 32 && send_all(fd, chunk, sizeof chunk); i++) {
-            }
-    } else if (!strcmp(path, "/bigstream")) { /* no length: the body runs until closed */
-        const char *h = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n";
-        static char chunk[65536];
-        memset(chunk, 's', sizeof chunk);
-        if (send_all(fd, h, strlen(h)))
-            for (int i = 0; i < 1024 && !atomic_load(&s->stop); i++) { /* up to 64 MiB */
-                if (!send_all(fd, chunk, sizeof chunk)) break;
-                atomic_fetch_add(&s->bytes_sent, (long long)sizeof chunk);
-            }
-    } else if (!strcmp(path, "/hold")) {
-        int now = atomic_fetch_add(&s->open_now, 1) + 1;
-        int m = atomic_load(&s->open_max);
-        while (now > m && !atomic_compare_exchange_weak(&s->open_max, &m, now)) {
+        size_t len = 0;
+        char *end = NULL;
+        bool keep = false;
+        int64_t deadline = tk_mono_ms() + 5000;
+        while (!end && len < sizeof buf - 1 && tk_mono_ms() < deadline) {
+            struct pollfd p = {fd, POLLIN, 0};
+            if (poll(&p, 1, 50) <= 0) continue;
+            ssize_t r = recv(fd, buf + len, sizeof buf - 1 - len, 0);
+            if (r <= 0) break;
+            len += (size_t)r;
+            buf[len] = '\0';
+            if ((unsigned char)buf[0] == 0x16) break; /* TLS */
+            end = strstr(buf, "\r\n\r\n");
         }
-        hold(s, 20000);
-        atomic_fetch_sub(&s->open_now, 1);
-        reply(fd, "200 OK", "text/plain", NULL, "held");
-    } else {
-        reply(fd, "404 Not Found", "text/plain", NULL, "no such path");
-    }
-    if (!keep) break;
+        if (len && (unsigned char)buf[0] == 0x16) { /* a TLS ClientHello: answer in plain HTTP */
+            send_all(fd, "HTTP/1.1 400 Bad Request\r\n\r\n", 28);
+            goto out;
+        }
+        if (!end) goto out;
+        const char *cl = strcasestr(buf, "\r\nContent-Length:");
+        size_t want =
+            (size_t)(end + 4 - buf) + (cl && cl < end ? (size_t)strtoul(cl + 17, NULL, 10) : 0);
+        while (len < want && len < sizeof buf - 1 && tk_mono_ms() < deadline) {
+            struct pollfd p = {fd, POLLIN, 0};
+            if (poll(&p, 1, 50) <= 0) continue;
+            ssize_t r = recv(fd, buf + len, sizeof buf - 1 - len, 0);
+            if (r <= 0) break;
+            len += (size_t)r;
+        }
+        buf[len] = '\0';
+        atomic_fetch_add(&s->hits, 1);
+        pthread_mutex_lock(&s->mu);
+        snprintf(s->last, sizeof s->last, "%s", buf);
+        pthread_mutex_unlock(&s->mu);
+        char path[256] = "";
+        sscanf(buf, "%*s %255s", path);
+        if (!strcmp(path, "/keep")) {
+            const char *k =
+                "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 4\r\n\r\nkept";
+            keep = send_all(fd, k, strlen(k));
+        } else if (!strcmp(path, "/ok")) {
+            atomic_fetch_add(&s->hits_ok, 1);
+            reply(fd, "200 OK", "application/json", NULL, "{\"ok\":true}");
+        } else if (!strcmp(path, "/echo") || !strncmp(path, "/echo?", 6)) {
+            reply(fd, "200 OK", "text/plain", NULL, buf);
+        } else if (!strcmp(path, "/html")) {
+            reply(fd, "502 Bad Gateway", "text/html; charset=utf-8", NULL,
+                  "<html><body><h1>502 Bad Gateway</h1>\x01\xff</body></html>");
+        } else if (!strcmp(path, "/unauthorized")) {
+            reply(fd, "401 Unauthorized", "application/json",
+                  "WWW-Authenticate: Bearer error=\"invalid_token\"\r\nRetry-After: 7\r\n",
+                  "{\"error\":\"invalid_token\"}");
+        } else if (!strncmp(path, "/tokens", 7)) {
+            reply(fd, "200 OK", "application/json", NULL,
+                  "{\"access_token\":\"AT-SECRET-1\",\"token_type\":\"Bearer\",\"expires_in\":3600,"
+                  "\"refresh_token\":\"RT-SECRET-2\",\"note\":\"issued for NOTE-SECRET-3\","
+                  "\"nested\":{\"id_token\":\"ID-SECRET-4\"}}");
+        } else if (!strcmp(path, "/redirect")) {
+            reply(fd, "302 Found", "text/plain", "Location: /ok\r\n", "moved");
+        } else if (!strcmp(path, "/slow")) {
+            hold(s, 5000);
+            reply(fd, "200 OK", "text/plain", NULL, "late");
+        } else if (!strcmp(path, "/silent")) {
+            hold(s, 5000); /* never answers */
+        } else if (!strcmp(path, "/trickle")) {
+            const char *h =
+                "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 100000\r\n\r\n";
+            if (send_all(fd, h, strlen(h)))
+                for (int i = 0; i < 200 && !atomic_load(&s->stop); i++) {
+                    if (!send_all(fd, "x", 1)) break;
+                    usleep(50000);
+                }
+        } else if (!strcmp(path, "/big")) {
+            const char *h =
+                "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2097152\r\n\r\n";
+            static char chunk[65536];
+            memset(chunk, 'b', sizeof chunk);
+            if (send_all(fd, h, strlen(h)))
+                for (int i = 0; i < 32 && send_all(fd, chunk, sizeof chunk); i++) {
+                }
+        } else if (!strcmp(path, "/bigstream")) { /* no length: the body runs until closed */
+            const char *h =
+                "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n";
+            static char chunk[65536];
+            memset(chunk, 's', sizeof chunk);
+            if (send_all(fd, h, strlen(h)))
+                for (int i = 0; i < 1024 && !atomic_load(&s->stop); i++) { /* up to 64 MiB */
+                    if (!send_all(fd, chunk, sizeof chunk)) break;
+                    atomic_fetch_add(&s->bytes_sent, (long long)sizeof chunk);
+                }
+        } else if (!strcmp(path, "/hold")) {
+            int now = atomic_fetch_add(&s->open_now, 1) + 1;
+            int m = atomic_load(&s->open_max);
+            while (now > m && !atomic_compare_exchange_weak(&s->open_max, &m, now)) {
+            }
+            hold(s, 20000);
+            atomic_fetch_sub(&s->open_now, 1);
+            reply(fd, "200 OK", "text/plain", NULL, "held");
+        } else {
+            reply(fd, "404 Not Found", "text/plain", NULL, "no such path");
+        }
+        if (!keep) break;
     }
 out:
     shutdown(fd, SHUT_WR);
@@ -259,7 +264,8 @@ static void srv_stop(struct srv *s)
 {
     atomic_store(&s->stop, true);
     pthread_join(s->thread, NULL);
-    for (int i = 0; i < s->nconns; i++) pthread_join(s->conns[i], NULL);
+    for (int i = 0; i < s->nconns; i++)
+        pthread_join(s->conns[i], NULL);
     close(s->fd);
     pthread_mutex_destroy(&s->mu);
 }
@@ -275,8 +281,8 @@ static void url(char *out, size_t n, const struct srv *s, const char *path)
 
 struct box {
     pthread_mutex_t mu;
-    int calls; /* done calls in all */
-    int per[MAXJOBS + 1]; /* by id */
+    int calls;                              /* done calls in all */
+    int per[MAXJOBS + 1];                   /* by id */
     struct tk_out_result last[MAXJOBS + 1]; /* copies, by id */
 };
 
@@ -288,7 +294,8 @@ static void box_init(struct box *b)
 
 static void box_free(struct box *b)
 {
-    for (int i = 0; i <= MAXJOBS; i++) tk_out_result_free(&b->last[i]);
+    for (int i = 0; i <= MAXJOBS; i++)
+        tk_out_result_free(&b->last[i]);
     pthread_mutex_destroy(&b->mu);
 }
 
@@ -317,14 +324,16 @@ static int box_calls(struct box *b)
 static bool box_wait(struct box *b, int n, int ms)
 {
     int64_t end = tk_mono_ms() + ms;
-    while (box_calls(b) < n && tk_mono_ms() < end) usleep(2000);
+    while (box_calls(b) < n && tk_mono_ms() < end)
+        usleep(2000);
     return box_calls(b) >= n;
 }
 
 static bool wait_int(atomic_int *v, int want, int ms)
 {
     int64_t end = tk_mono_ms() + ms;
-    while (atomic_load(v) != want && tk_mono_ms() < end) usleep(2000);
+    while (atomic_load(v) != want && tk_mono_ms() < end)
+        usleep(2000);
     return atomic_load(v) == want;
 }
 
@@ -368,8 +377,12 @@ void test_outbound_basic(void)
     /* a POST: method, headers and body arrive as given; no Expect, our agent */
     url(u, sizeof u, &s, "/echo");
     const char *hs[] = {"Content-Type: application/json", "X-Trace: abc"};
-    struct tk_out_req q = {.method = "POST", .url = u, .headers = hs, .nheaders = 2,
-                           .body = "{\"a\":1}", .body_len = 7};
+    struct tk_out_req q = {.method = "POST",
+                           .url = u,
+                           .headers = hs,
+                           .nheaders = 2,
+                           .body = "{\"a\":1}",
+                           .body_len = 7};
     CHECK_OK(tk_out_send(out, &q, &r), NULL);
     CHECK_EQ_INT(r.status, 200);
     CHECK(r.body && !strncmp(r.body, "POST /echo HTTP/1.1\r\n", 21));
@@ -427,7 +440,7 @@ void test_outbound_html(void)
     json_t *rec = tk_out_record(&q, &r);
     char *txt = json_dumps(rec, JSON_COMPACT);
     CHECK(txt && strstr(txt, "\"status\":502"));
-    CHECK(txt && strstr(txt, "\\u0001")); /* control characters escaped */
+    CHECK(txt && strstr(txt, "\\u0001"));      /* control characters escaped */
     CHECK(txt && strstr(txt, "\xef\xbf\xbd")); /* a stray byte became U+FFFD */
     free(txt);
     json_decref(rec);
@@ -583,8 +596,13 @@ void test_outbound_bad_input(void)
     struct tk_out *out = start_out(NULL);
     if (!out) return;
     struct tk_out_result r;
-    const char *bad[] = {"ftp://127.0.0.1/x", "file:///etc/passwd", "gopher://127.0.0.1/",
-                         "http://", "not a url", "", "http://127.0.0.1/a b",
+    const char *bad[] = {"ftp://127.0.0.1/x",
+                         "file:///etc/passwd",
+                         "gopher://127.0.0.1/",
+                         "http://",
+                         "not a url",
+                         "",
+                         "http://127.0.0.1/a b",
                          "dict://127.0.0.1:11211/stat"};
     for (size_t i = 0; i < TK_NELEM(bad); i++) {
         CHECK_EQ_INT(send1(out, bad[i], 0, false, &r), TK_EUPSTREAM);
@@ -617,8 +635,8 @@ void test_outbound_public_only(void)
     if (!out) goto done;
     char u[128];
     struct tk_out_result r;
-    const char *hosts[] = {"127.0.0.1", "localhost", "[::1]", "127.1", "0x7f000001",
-                           "[::ffff:127.0.0.1]", "0.0.0.0"};
+    const char *hosts[] = {"127.0.0.1",  "localhost",          "[::1]",  "127.1",
+                           "0x7f000001", "[::ffff:127.0.0.1]", "0.0.0.0"};
     for (size_t i = 0; i < TK_NELEM(hosts); i++) {
         snprintf(u, sizeof u, "http://%s:%d/ok", hosts[i], s.port);
         CHECK_EQ_INT(send1(out, u, 3000, true, &r), TK_EUPSTREAM);
@@ -649,20 +667,40 @@ void test_outbound_public_only(void)
     CHECK_EQ_INT(r.error, TK_OUT_FORBIDDEN_ADDRESS);
     CHECK(strstr(r.message, "127.0.0.1") != NULL);
     tk_out_result_free(&r);
-    CHECK_EQ_INT(atomic_load(&s.hits), hits); /* no request sent on it */
+    CHECK_EQ_INT(atomic_load(&s.hits), hits);         /* no request sent on it */
     CHECK_EQ_INT(atomic_load(&s.accepted), accepted); /* nor a new connection made */
 
     /* the classification, without traffic */
-    static const char *const forbidden[] = {
-        "127.0.0.1",   "10.1.2.3",      "172.16.0.1",     "172.31.255.255",  "192.168.1.1",
-        "100.64.0.1",  "100.127.1.1",   "169.254.169.254", "169.254.0.1",    "224.0.0.1",
-        "239.1.1.1",   "0.0.0.0",       "255.255.255.255", "192.0.2.1",      "198.18.0.1",
-        "::1",         "::",            "::ffff:127.0.0.1", "::ffff:10.0.0.1", "fe80::1",
-        "fc00::1",     "fd00:ec2::254", "ff02::1",        "64:ff9b::a9fe:a9fe", "2002:7f00:1::",
-        "2001:db8::1", "::ffff:169.254.169.254"};
-    static const char *const allowed[] = {"8.8.8.8", "1.1.1.1", "100.63.255.255", "100.128.0.1",
-                                          "172.32.0.1", "192.169.0.1", "2606:4700::1111",
-                                          "2a00:1450::1", "::ffff:8.8.8.8"};
+    static const char *const forbidden[] = {"127.0.0.1",
+                                            "10.1.2.3",
+                                            "172.16.0.1",
+                                            "172.31.255.255",
+                                            "192.168.1.1",
+                                            "100.64.0.1",
+                                            "100.127.1.1",
+                                            "169.254.169.254",
+                                            "169.254.0.1",
+                                            "224.0.0.1",
+                                            "239.1.1.1",
+                                            "0.0.0.0",
+                                            "255.255.255.255",
+                                            "192.0.2.1",
+                                            "198.18.0.1",
+                                            "::1",
+                                            "::",
+                                            "::ffff:127.0.0.1",
+                                            "::ffff:10.0.0.1",
+                                            "fe80::1",
+                                            "fc00::1",
+                                            "fd00:ec2::254",
+                                            "ff02::1",
+                                            "64:ff9b::a9fe:a9fe",
+                                            "2002:7f00:1::",
+                                            "2001:db8::1",
+                                            "::ffff:169.254.169.254"};
+    static const char *const allowed[] = {"8.8.8.8",         "1.1.1.1",      "100.63.255.255",
+                                          "100.128.0.1",     "172.32.0.1",   "192.169.0.1",
+                                          "2606:4700::1111", "2a00:1450::1", "::ffff:8.8.8.8"};
     for (size_t i = 0; i < TK_NELEM(forbidden) + TK_NELEM(allowed); i++) {
         bool want = i < TK_NELEM(forbidden);
         const char *ip = want ? forbidden[i] : allowed[i - TK_NELEM(forbidden)];
@@ -747,7 +785,8 @@ void test_outbound_stop(void)
     url(u, sizeof u, &s, "/hold");
     struct tk_out_req q = {.url = u};
     struct tk_err e;
-    for (int i = 0; i < 12; i++) CHECK_OK(tk_out_submit(out, &q, on_done, &b, NULL, &e), &e);
+    for (int i = 0; i < 12; i++)
+        CHECK_OK(tk_out_submit(out, &q, on_done, &b, NULL, &e), &e);
     /* and a worker blocked in tk_out_send */
     struct sender x = {.out = out, .url = u};
     pthread_t t;
@@ -805,9 +844,11 @@ void test_outbound_concurrency(void)
     url(u, sizeof u, &s, "/hold");
     struct tk_out_req q = {.url = u, .timeout_ms = 30000};
     struct tk_err e;
-    for (int i = 0; i < 3; i++) CHECK_OK(tk_out_submit(out, &q, on_done, &b, NULL, &e), &e);
+    for (int i = 0; i < 3; i++)
+        CHECK_OK(tk_out_submit(out, &q, on_done, &b, NULL, &e), &e);
     CHECK(wait_int(&s.open_now, 3, 10000));
-    for (int i = 0; i < 7; i++) CHECK_OK(tk_out_submit(out, &q, on_done, &b, NULL, &e), &e);
+    for (int i = 0; i < 7; i++)
+        CHECK_OK(tk_out_submit(out, &q, on_done, &b, NULL, &e), &e);
     usleep(200000); /* time for a fourth to arrive, if the cap did not hold */
     CHECK_EQ_INT(atomic_load(&s.open_now), 3);
     struct tk_out_stats st;
@@ -933,15 +974,22 @@ void test_outbound_record_masks(void)
     const char *hs[] = {auth, "Content-Type: application/x-www-form-urlencoded",
                         "X-Api-Key: KEY-SECRET-5", "Accept: application/json"};
     char u[256];
-    snprintf(u, sizeof u,
-             "http://127.0.0.1:%d/tokens?client_id=app&client_secret=QS-SECRET-6&other=CUSTOM%%2FSECRET"
-             "%%207",
-             s.port);
+    snprintf(
+        u, sizeof u,
+        "http://127.0.0.1:%d/tokens?client_id=app&client_secret=QS-SECRET-6&other=CUSTOM%%2FSECRET"
+        "%%207",
+        s.port);
     const char *body = "grant_type=refresh_token&refresh_token=RT-OLD-8&client_assertion=CA-9"
                        "&scope=read&free=CUSTOM/SECRET 7";
     const char *mask[] = {"B@sic/pw+1", "CUSTOM/SECRET 7", "NOTE-SECRET-3", "RT-OLD-8"};
-    struct tk_out_req q = {.method = "POST", .url = u, .headers = hs, .nheaders = 4,
-                           .body = body, .body_len = strlen(body), .mask = mask, .nmask = 4};
+    struct tk_out_req q = {.method = "POST",
+                           .url = u,
+                           .headers = hs,
+                           .nheaders = 4,
+                           .body = body,
+                           .body_len = strlen(body),
+                           .mask = mask,
+                           .nmask = 4};
     struct tk_out_result r;
     CHECK_OK(tk_out_send(out, &q, &r), NULL);
     CHECK_EQ_INT(r.status, 200);
@@ -952,10 +1000,20 @@ void test_outbound_record_masks(void)
     json_t *rec = tk_out_record(&q, &r);
     char *txt = json_dumps(rec, JSON_COMPACT);
     if (!CHECK(txt)) goto out;
-    static const char *const secrets[] = {
-        "Y2xpZW50OkJAc2ljL3B3KzE", "B@sic", "KEY-SECRET-5", "QS-SECRET-6", "CUSTOM%2FSECRET",
-        "CUSTOM/SECRET", "CUSTOM\\/SECRET", "RT-OLD-8", "CA-9", "AT-SECRET-1", "RT-SECRET-2",
-        "NOTE-SECRET-3", "ID-SECRET-4", "SECRET"};
+    static const char *const secrets[] = {"Y2xpZW50OkJAc2ljL3B3KzE",
+                                          "B@sic",
+                                          "KEY-SECRET-5",
+                                          "QS-SECRET-6",
+                                          "CUSTOM%2FSECRET",
+                                          "CUSTOM/SECRET",
+                                          "CUSTOM\\/SECRET",
+                                          "RT-OLD-8",
+                                          "CA-9",
+                                          "AT-SECRET-1",
+                                          "RT-SECRET-2",
+                                          "NOTE-SECRET-3",
+                                          "ID-SECRET-4",
+                                          "SECRET"};
     check_clean(txt, secrets, TK_NELEM(secrets));
     /* what is useful stays */
     CHECK(strstr(txt, "\"method\":\"POST\""));
@@ -987,8 +1045,12 @@ void test_outbound_record_masks(void)
     const char *jbody = "{\"client_secret\":\"JS-SECRET-10\",\"list\":[{\"password\":\"PW-11\"}],"
                         "\"token_endpoint\":\"https://as.example/token\"}";
     const char *jh[] = {"Content-Type: application/json", "Cookie: sid=CK-12"};
-    struct tk_out_req j = {.method = "POST", .url = "https://user:UP-13@as.example/x#access_token=FR-14",
-                           .headers = jh, .nheaders = 2, .body = jbody, .body_len = strlen(jbody)};
+    struct tk_out_req j = {.method = "POST",
+                           .url = "https://user:UP-13@as.example/x#access_token=FR-14",
+                           .headers = jh,
+                           .nheaders = 2,
+                           .body = jbody,
+                           .body_len = strlen(jbody)};
     char big[8000];
     memset(big, 'x', sizeof big);
     memcpy(big + 2040, "LONGSECRET-15", 13); /* across the record's cut at 2048 */
@@ -996,13 +1058,13 @@ void test_outbound_record_masks(void)
     const char *m2[] = {"LONGSECRET-15"};
     j.mask = m2;
     j.nmask = 1;
-    struct tk_out_result fake = {.error = TK_OUT_OK, .status = 400, .body = big,
-                                 .body_len = strlen(big)};
+    struct tk_out_result fake = {
+        .error = TK_OUT_OK, .status = 400, .body = big, .body_len = strlen(big)};
     snprintf(fake.message, sizeof fake.message, "x");
     rec = tk_out_record(&j, &fake);
     txt = json_dumps(rec, JSON_COMPACT);
-    static const char *const s2[] = {"JS-SECRET-10", "PW-11", "CK-12", "UP-13", "FR-14",
-                                     "LONGSECRET", "LONGSEC", "LONG"};
+    static const char *const s2[] = {"JS-SECRET-10", "PW-11",      "CK-12",   "UP-13",
+                                     "FR-14",        "LONGSECRET", "LONGSEC", "LONG"};
     if (CHECK(txt)) {
         check_clean(txt, s2, TK_NELEM(s2));
         CHECK(strstr(txt, "as.example/token")); /* metadata stays readable */
@@ -1015,8 +1077,11 @@ void test_outbound_record_masks(void)
     const char *m3[] = {"AbC-secret"};
     const char *fb = "x=%41bC%2dsecret&y=pre%41bC-secret+post";
     const char *jb = "{\"n\":\"\\u0041bC-secret\",\"a\":[\"x AbC\\u002dsecret\"]}";
-    struct tk_out_req f = {.url = "http://h/p?q=%41%62%43-secret", .body = fb, .body_len = strlen(fb),
-                           .mask = m3, .nmask = 1};
+    struct tk_out_req f = {.url = "http://h/p?q=%41%62%43-secret",
+                           .body = fb,
+                           .body_len = strlen(fb),
+                           .mask = m3,
+                           .nmask = 1};
     struct tk_out_result fr = {.status = 200, .body = jb, .body_len = strlen(jb)};
     rec = tk_out_record(&f, &fr);
     txt = json_dumps(rec, JSON_COMPACT);
@@ -1113,12 +1178,14 @@ static bool make_cert(char **cert_pem, char **key_pem)
     X509_gmtime_adj(X509_getm_notAfter(x), 3600);
     X509_set_pubkey(x, k);
     X509_NAME *n = X509_get_subject_name(x);
-    X509_NAME_add_entry_by_txt(n, "CN", MBSTRING_ASC, (const unsigned char *)"tokend test", -1, -1, 0);
+    X509_NAME_add_entry_by_txt(n, "CN", MBSTRING_ASC, (const unsigned char *)"tokend test", -1, -1,
+                               0);
     X509_set_issuer_name(x, n);
     X509V3_CTX ctx;
     X509V3_set_ctx_nodb(&ctx);
     X509V3_set_ctx(&ctx, x, x, NULL, NULL, 0);
-    const char *exts[][2] = {{"subjectAltName", "DNS:localhost"}, {"basicConstraints", "critical,CA:TRUE"}};
+    const char *exts[][2] = {{"subjectAltName", "DNS:localhost"},
+                             {"basicConstraints", "critical,CA:TRUE"}};
     for (size_t i = 0; i < 2; i++) {
         X509_EXTENSION *ext = X509V3_EXT_nconf(NULL, &ctx, exts[i][0], exts[i][1]);
         if (!ext) return false;
@@ -1127,7 +1194,8 @@ static bool make_cert(char **cert_pem, char **key_pem)
     }
     bool ok = X509_sign(x, k, EVP_sha256()) > 0;
     BIO *cb = BIO_new(BIO_s_mem()), *kb = BIO_new(BIO_s_mem());
-    ok = ok && PEM_write_bio_X509(cb, x) && PEM_write_bio_PrivateKey(kb, k, NULL, NULL, 0, NULL, NULL);
+    ok = ok && PEM_write_bio_X509(cb, x) &&
+         PEM_write_bio_PrivateKey(kb, k, NULL, NULL, 0, NULL, NULL);
     *cert_pem = bio_text(cb);
     *key_pem = bio_text(kb);
     X509_free(x);
@@ -1159,8 +1227,8 @@ void test_outbound_tls(void)
     snprintf(ca, sizeof ca, "%s/ca.pem", dir);
     if (!CHECK(unit_write_file(ca, cert, strlen(cert), 0600))) goto done;
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_TLS, 0, NULL,
-                         NULL, tls_handler, NULL, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&a,
+    d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_TLS, 0, NULL, NULL, tls_handler,
+                         NULL, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&a,
                          MHD_OPTION_HTTPS_MEM_KEY, key, MHD_OPTION_HTTPS_MEM_CERT, cert,
                          MHD_OPTION_END);
     if (!CHECK(d)) goto done;
@@ -1236,23 +1304,28 @@ void test_outbound_stress(void)
     url(u2, sizeof u2, &s, "/hold");
     struct stress x = {.out = out, .b = &b, .urls = {u1, u2}};
     pthread_t t[3];
-    for (int i = 0; i < 3; i++) CHECK(pthread_create(&t[i], NULL, stress_thread, &x) == 0);
-    for (int i = 0; i < 3; i++) pthread_join(t[i], NULL);
+    for (int i = 0; i < 3; i++)
+        CHECK(pthread_create(&t[i], NULL, stress_thread, &x) == 0);
+    for (int i = 0; i < 3; i++)
+        pthread_join(t[i], NULL);
     CHECK_EQ_INT(atomic_load(&x.accepted), 60);
     CHECK(wait_int(&s.open_now, 5, 20000)); /* every slot held by a /hold, the rest queued */
     tk_out_stop(out);
     CHECK_EQ_INT(b.calls, 60);
     int kinds[TK_OUT_NERRORS] = {0};
     for (int i = 1; i <= 60; i++) {
-        if (b.per[i] != 1) FAILF("job %d: done called %d times", i, b.per[i]);
-        else kinds[b.last[i].error]++;
+        if (b.per[i] != 1)
+            FAILF("job %d: done called %d times", i, b.per[i]);
+        else
+            kinds[b.last[i].error]++;
     }
     CHECK(kinds[TK_OUT_STOPPING] >= 5);
     CHECK(kinds[TK_OUT_CANCELLED] + kinds[TK_OUT_STOPPING] + kinds[TK_OUT_OK] == 60);
     struct tk_out_stats st;
     tk_out_stats(out, &st);
     uint64_t total = 0;
-    for (int k = 0; k < TK_OUT_NERRORS; k++) total += st.done[k];
+    for (int k = 0; k < TK_OUT_NERRORS; k++)
+        total += st.done[k];
     CHECK_EQ_INT(total, 60);
     tk_out_free(out);
     box_free(&b);
