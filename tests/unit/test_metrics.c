@@ -1,10 +1,16 @@
 /* test_metrics.c: src/common/metrics.c -- registration rules, hostile
  * names and values refused, label bounds (and the abort of a strict
  * registry, in a child process), several threads counting to exact sums,
- * histogram bucket edges, and the rendered text parsed back strictly. */
+ * histogram bucket edges, the rendered text parsed back strictly, and the
+ * HTTP layer's series on a shared registry (504 counted as such). */
 #include "unit.h"
 
 #include "../../src/common/metrics.h"
+#include "../../src/http/http.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 
 #include <fcntl.h>
 #include <math.h>
@@ -720,5 +726,115 @@ void test_metrics_render_format(void)
     CHECK_EQ_INT(tk_metrics_render(m, &b), TK_ETOOBIG);
     tk_buf_free(&b);
     free(p);
+    tk_metrics_free(m);
+}
+
+/* ---- the HTTP layer's series on a shared registry ---- */
+
+static void h_ok(struct tk_req *r)
+{
+    tk_reply_json(r, 200, json_object());
+}
+
+static void h_gone(struct tk_req *r)
+{
+    tk_reply_json(r, 504, json_pack("{s:s}", "error", "timeout"));
+}
+
+static const struct tk_route http_routes[] = {
+    {"GET", "/ok", h_ok, .flags = 0},
+    {"GET", "/gone", h_gone, .flags = 0},
+};
+
+static int http_get(int port, const char *path)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0) return -1;
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    struct timeval tv = {10, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    int status = -1;
+    char req[256], resp[4096];
+    snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
+             path);
+    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0 &&
+        write(fd, req, strlen(req)) == (ssize_t)strlen(req)) {
+        size_t n = 0;
+        ssize_t k;
+        while (n < sizeof resp - 1 && (k = read(fd, resp + n, sizeof resp - 1 - n)) > 0) n += (size_t)k;
+        resp[n] = 0;
+        if (sscanf(resp, "HTTP/1.1 %d", &status) != 1) status = -1;
+    }
+    close(fd);
+    return status;
+}
+
+static double sample_value(const struct parsed *p, const char *name, const char *route,
+                           const char *status)
+{
+    for (int i = 0; i < p->n; i++) {
+        const struct sample *s = &p->s[i];
+        if (strcmp(s->name, name)) continue;
+        const char *rt = label(s, "route"), *st = label(s, "status");
+        if (route && (!rt || strcmp(rt, route))) continue;
+        if (status && (!st || strcmp(st, status))) continue;
+        return s->value;
+    }
+    return -1;
+}
+
+void test_metrics_http_series(void)
+{
+    struct tk_metrics *m = tk_metrics_new();
+    struct tk_http_opts o = {
+        .listen = "127.0.0.1:0",
+        .threads = 2,
+        .max_body = 65536,
+        .max_header = 16384,
+        .max_connections = 32,
+        .max_connections_per_ip = 32,
+        .idle_timeout = 10,
+        .header_timeout = 10,
+        .routes = http_routes,
+        .nroutes = TK_NELEM(http_routes),
+        .metrics = m,
+    };
+    struct tk_http *h = NULL;
+    struct tk_err e;
+    if (!CHECK_OK(tk_http_start(&o, &h, &e), &e)) {
+        tk_metrics_free(m);
+        return;
+    }
+    /* the same registry cannot take a second server's series */
+    tk_metrics_set_strict(m, false);
+    struct tk_http *h2 = NULL;
+    CHECK(tk_http_start(&o, &h2, &e) != TK_OK);
+    CHECK_EQ_STR(e.code, "metric_invalid");
+    tk_metrics_set_strict(m, true);
+
+    CHECK_EQ_INT(http_get(tk_http_port(h), "/gone"), 504);
+    CHECK_EQ_INT(http_get(tk_http_port(h), "/gone"), 504);
+    CHECK_EQ_INT(http_get(tk_http_port(h), "/ok"), 200);
+    CHECK_EQ_INT(http_get(tk_http_port(h), "/nope"), 404);
+    /* counted when the response is done, which may be just after the client has it */
+    struct parsed *p = calloc(1, sizeof *p);
+    int64_t end = tk_mono_ms() + 10000;
+    bool done = false;
+    while (!done && tk_mono_ms() < end) {
+        if (!render_parse(m, p)) break;
+        done = sample_value(p, "tokend_http_requests_total", "none", "404") == 1 &&
+               sample_value(p, "tokend_http_inflight", NULL, NULL) == 0;
+        if (!done) usleep(10000);
+    }
+    CHECK(done);
+    CHECK(sample_value(p, "tokend_http_requests_total", "/gone", "504") == 2);
+    CHECK(sample_value(p, "tokend_http_requests_total", "/ok", "200") == 1);
+    CHECK(sample_value(p, "tokend_http_request_duration_seconds_count", "/gone", NULL) == 2);
+    CHECK(sample_value(p, "tokend_http_request_duration_seconds_count", "/ok", NULL) == 1);
+    CHECK(sample_value(p, "tokend_http_connections_cut_total", NULL, NULL) == 0);
+    free(p);
+    CHECK(tk_http_drain(h, 1000));
+    tk_http_stop(h);
     tk_metrics_free(m);
 }

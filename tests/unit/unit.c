@@ -310,6 +310,7 @@ static const struct unit_test tests[] = {
     T("metrics/threads", test_metrics_threads),
     T("metrics/histogram_edges", test_metrics_histogram_edges),
     T("metrics/render_format", test_metrics_render_format),
+    T("metrics/http_series", test_metrics_http_series),
     T("worker/deadline", test_worker_deadline),
     T("worker/wait_kick_stop", test_worker_wait_kick_stop),
     T("worker/stop_stuck", test_worker_stop_stuck),

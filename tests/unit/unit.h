@@ -237,6 +237,7 @@ void test_metrics_strict_aborts(void);
 void test_metrics_threads(void);
 void test_metrics_histogram_edges(void);
 void test_metrics_render_format(void);
+void test_metrics_http_series(void);
 /* test_worker.c */
 void test_worker_deadline(void);
 void test_worker_wait_kick_stop(void);
