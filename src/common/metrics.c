@@ -91,7 +91,8 @@ static void series_free(struct tk_metric *s)
 void tk_metrics_free(struct tk_metrics *m)
 {
     if (!m) return;
-    for (size_t i = 0; i < m->n; i++) series_free(m->series[i]);
+    for (size_t i = 0; i < m->n; i++)
+        series_free(m->series[i]);
     free(m->series);
     pthread_mutex_destroy(&m->mu);
     free(m);
@@ -197,8 +198,8 @@ static bool label_value_ok(const char *v)
 }
 
 /* Check the dimensions; the message in why. */
-static bool dims_ok(const struct tk_dim *dims, size_t ndims, enum kind k, size_t *combos,
-                    char *why, size_t n)
+static bool dims_ok(const struct tk_dim *dims, size_t ndims, enum kind k, size_t *combos, char *why,
+                    size_t n)
 {
     if (ndims > TK_METRIC_MAX_DIMS) {
         snprintf(why, n, "%zu label dimensions, at most %d", ndims, TK_METRIC_MAX_DIMS);
@@ -223,8 +224,10 @@ static bool dims_ok(const struct tk_dim *dims, size_t ndims, enum kind k, size_t
                 break;
             }
             if (!ln || !lower_snake(ln, 64) || !strncmp(ln, "__", 2)) {
-                snprintf(why, n, "label name of dimension %zu is not snake_case (a-z, 0-9, _; "
-                                 "at most 64 bytes; not starting with __)", d);
+                snprintf(why, n,
+                         "label name of dimension %zu is not snake_case (a-z, 0-9, _; "
+                         "at most 64 bytes; not starting with __)",
+                         d);
                 return false;
             }
             if (k == K_HISTOGRAM && !strcmp(ln, "le")) {
@@ -243,14 +246,16 @@ static bool dims_ok(const struct tk_dim *dims, size_t ndims, enum kind k, size_t
             return false;
         }
         if (!dm->values || dm->n == 0 || dm->n > TK_METRIC_MAX_COMBOS) {
-            snprintf(why, n, "label %s must have 1 to %d values", dm->name,
-                     TK_METRIC_MAX_COMBOS);
+            snprintf(why, n, "label %s must have 1 to %d values", dm->name, TK_METRIC_MAX_COMBOS);
             return false;
         }
         for (size_t i = 0; i < dm->n; i++) {
-            if (!label_value_ok(dm->values[i]) || (dm->values2 && !label_value_ok(dm->values2[i]))) {
-                snprintf(why, n, "value %zu of label %s is missing, longer than %d bytes or not "
-                                 "UTF-8", i, dm->name, TK_METRIC_MAX_VALUE);
+            if (!label_value_ok(dm->values[i]) ||
+                (dm->values2 && !label_value_ok(dm->values2[i]))) {
+                snprintf(why, n,
+                         "value %zu of label %s is missing, longer than %d bytes or not "
+                         "UTF-8",
+                         i, dm->name, TK_METRIC_MAX_VALUE);
                 return false;
             }
             for (size_t j = 0; j < i; j++)
@@ -273,14 +278,15 @@ static bool dims_ok(const struct tk_dim *dims, size_t ndims, enum kind k, size_t
 static char **copy_values(const char *const *v, size_t n)
 {
     char **out = tk_calloc(n, sizeof *out);
-    for (size_t i = 0; i < n; i++) out[i] = tk_strdup(v[i]);
+    for (size_t i = 0; i < n; i++)
+        out[i] = tk_strdup(v[i]);
     return out;
 }
 
-static struct tk_metric *reg(struct tk_metrics *m, enum kind k, const char *name,
-                             const char *help, const struct tk_dim *dims, size_t ndims,
-                             const double *bounds, size_t nbounds, unsigned flags,
-                             tk_metric_read fn, void *arg, struct tk_err *e)
+static struct tk_metric *reg(struct tk_metrics *m, enum kind k, const char *name, const char *help,
+                             const struct tk_dim *dims, size_t ndims, const double *bounds,
+                             size_t nbounds, unsigned flags, tk_metric_read fn, void *arg,
+                             struct tk_err *e)
 {
     if (!m) return refuse(m, e, name, "no registry");
     if (!name || !lower_snake(name, TK_METRIC_MAX_NAME) || strncmp(name, "tokend_", 7) != 0 ||
@@ -289,8 +295,9 @@ static struct tk_metric *reg(struct tk_metrics *m, enum kind k, const char *name
                       TK_METRIC_MAX_NAME);
     bool counter = k == K_COUNTER || k == K_COUNTER_FN;
     if (counter != ends_with(name, "_total"))
-        return refuse(m, e, name, counter ? "a counter's name ends in _total"
-                                          : "only a counter's name ends in _total");
+        return refuse(m, e, name,
+                      counter ? "a counter's name ends in _total"
+                              : "only a counter's name ends in _total");
     if (!help || !help[0] || strnlen(help, TK_METRIC_MAX_HELP + 1) > TK_METRIC_MAX_HELP ||
         !tk_utf8_valid(help, strlen(help)))
         return refuse(m, e, name, "help must be UTF-8, 1 to %d bytes", TK_METRIC_MAX_HELP);
@@ -303,8 +310,10 @@ static struct tk_metric *reg(struct tk_metrics *m, enum kind k, const char *name
                           TK_METRIC_MAX_BOUNDS);
         for (size_t i = 0; i < nbounds; i++)
             if (!isfinite(bounds[i]) || (i && !(bounds[i] > bounds[i - 1])))
-                return refuse(m, e, name, "bucket bound %zu is not finite or not above the one "
-                                          "before", i);
+                return refuse(m, e, name,
+                              "bucket bound %zu is not finite or not above the one "
+                              "before",
+                              i);
     }
     char why[200];
     size_t combos = 1;
@@ -372,9 +381,8 @@ struct tk_metric *tk_metric_gauge(struct tk_metrics *m, const char *name, const 
 }
 
 struct tk_metric *tk_metric_histogram(struct tk_metrics *m, const char *name, const char *help,
-                                      const struct tk_dim *dims, size_t ndims,
-                                      const double *bounds, size_t nbounds, unsigned flags,
-                                      struct tk_err *e)
+                                      const struct tk_dim *dims, size_t ndims, const double *bounds,
+                                      size_t nbounds, unsigned flags, struct tk_err *e)
 {
     return reg(m, K_HISTOGRAM, name, help, dims, ndims, bounds, nbounds, flags, NULL, NULL, e);
 }
@@ -387,8 +395,8 @@ struct tk_metric *tk_metric_gauge_fn(struct tk_metrics *m, const char *name, con
 }
 
 struct tk_metric *tk_metric_counter_fn(struct tk_metrics *m, const char *name, const char *help,
-                                       const struct tk_dim *dims, size_t ndims,
-                                       tk_metric_read fn, void *arg, struct tk_err *e)
+                                       const struct tk_dim *dims, size_t ndims, tk_metric_read fn,
+                                       void *arg, struct tk_err *e)
 {
     return reg(m, K_COUNTER_FN, name, help, dims, ndims, NULL, 0, 0, fn, arg, e);
 }
@@ -416,7 +424,8 @@ size_t tk_metric_lookup(const struct tk_metric *s, const char *const *values)
     for (size_t d = 0; d < s->ndims; d++) {
         const struct dim *dm = &s->dims[d];
         size_t i = 0;
-        while (i < dm->n && !(values && values[d] && !strcmp(dm->values[i], values[d]))) i++;
+        while (i < dm->n && !(values && values[d] && !strcmp(dm->values[i], values[d])))
+            i++;
         if (i == dm->n) {
             misuse(s, "a label value outside the declared set", d);
             return TK_METRIC_NOIDX;
@@ -480,7 +489,8 @@ void tk_metric_observe(struct tk_metric *s, size_t idx, double v)
 {
     if (!usable(s, idx, K_HISTOGRAM) || isnan(v)) return;
     size_t b = 0;
-    while (b < s->nbounds && v > s->bounds[b]) b++;
+    while (b < s->nbounds && v > s->bounds[b])
+        b++;
     atomic_uint_fast64_t *c = &s->u[idx * (s->nbounds + 2)];
     atomic_fetch_add_explicit(&c[b], 1, memory_order_relaxed);
     atomic_uint_fast64_t *sum = &c[s->nbounds + 1];
@@ -508,7 +518,8 @@ uint64_t tk_metric_histogram_count(const struct tk_metric *s, size_t idx, double
     if (!usable(s, idx, K_HISTOGRAM)) return 0;
     atomic_uint_fast64_t *c = &s->u[idx * (s->nbounds + 2)];
     uint64_t n = 0;
-    for (size_t b = 0; b <= s->nbounds; b++) n += atomic_load_explicit(&c[b], memory_order_relaxed);
+    for (size_t b = 0; b <= s->nbounds; b++)
+        n += atomic_load_explicit(&c[b], memory_order_relaxed);
     if (sum) *sum = bits_double(atomic_load_explicit(&c[s->nbounds + 1], memory_order_relaxed));
     return n;
 }
@@ -544,7 +555,10 @@ static tk_rc add_escaped(struct tk_buf *b, const char *s, bool help)
     tk_rc rc = TK_OK;
     const char *run = s;
     for (const char *p = s; *p && rc == TK_OK; p++) {
-        const char *esc = *p == '\\' ? "\\\\" : *p == '\n' ? "\\n" : (*p == '"' && !help) ? "\\\"" : NULL;
+        const char *esc = *p == '\\'             ? "\\\\"
+                          : *p == '\n'           ? "\\n"
+                          : (*p == '"' && !help) ? "\\\""
+                                                 : NULL;
         if (!esc) continue;
         rc = tk_buf_add(b, run, (size_t)(p - run));
         if (rc == TK_OK) rc = tk_buf_addstr(b, esc);
@@ -586,9 +600,12 @@ static const char *type_name(enum kind k)
 {
     switch (k) {
     case K_COUNTER:
-    case K_COUNTER_FN: return "counter";
-    case K_HISTOGRAM: return "histogram";
-    default: return "gauge";
+    case K_COUNTER_FN:
+        return "counter";
+    case K_HISTOGRAM:
+        return "histogram";
+    default:
+        return "gauge";
     }
 }
 
@@ -659,6 +676,7 @@ tk_rc tk_metrics_render(struct tk_metrics *m, struct tk_buf *out)
 {
     tk_metrics_freeze(m);
     tk_rc rc = TK_OK;
-    for (size_t i = 0; i < m->n && rc == TK_OK; i++) rc = render_one(m->series[i], out);
+    for (size_t i = 0; i < m->n && rc == TK_OK; i++)
+        rc = render_one(m->series[i], out);
     return rc;
 }

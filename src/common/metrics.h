@@ -82,7 +82,7 @@ struct tk_dim {
 #define TK_METRIC_MAX_NAME 128
 #define TK_METRIC_MAX_HELP 512
 #define TK_METRIC_MAX_DIMS 4
-#define TK_METRIC_MAX_VALUE 128 /* bytes of a label value */
+#define TK_METRIC_MAX_VALUE 128   /* bytes of a label value */
 #define TK_METRIC_MAX_COMBOS 8192 /* label combinations of one series */
 #define TK_METRIC_MAX_BOUNDS 64
 
@@ -121,15 +121,14 @@ struct tk_metric *tk_metric_gauge(struct tk_metrics *m, const char *name, const 
 /* bounds: the upper bounds (le) of the buckets, finite and strictly
  * increasing; a +Inf bucket is added. */
 struct tk_metric *tk_metric_histogram(struct tk_metrics *m, const char *name, const char *help,
-                                      const struct tk_dim *dims, size_t ndims,
-                                      const double *bounds, size_t nbounds, unsigned flags,
-                                      struct tk_err *e);
+                                      const struct tk_dim *dims, size_t ndims, const double *bounds,
+                                      size_t nbounds, unsigned flags, struct tk_err *e);
 struct tk_metric *tk_metric_gauge_fn(struct tk_metrics *m, const char *name, const char *help,
                                      const struct tk_dim *dims, size_t ndims, tk_metric_read fn,
                                      void *arg, struct tk_err *e);
 struct tk_metric *tk_metric_counter_fn(struct tk_metrics *m, const char *name, const char *help,
-                                       const struct tk_dim *dims, size_t ndims,
-                                       tk_metric_read fn, void *arg, struct tk_err *e);
+                                       const struct tk_dim *dims, size_t ndims, tk_metric_read fn,
+                                       void *arg, struct tk_err *e);
 
 /* The combination's index from each dimension's position (pos[ndims]), or
  * from each dimension's (first) label value (values[ndims], by string: for
@@ -138,9 +137,9 @@ size_t tk_metric_index(const struct tk_metric *s, const size_t *pos);
 size_t tk_metric_lookup(const struct tk_metric *s, const char *const *values);
 
 /* The hot path: lock-free, no allocation. s may be NULL (nothing done). */
-void tk_metric_add(struct tk_metric *s, size_t idx, uint64_t n); /* counter */
-void tk_metric_inc(struct tk_metric *s, size_t idx);             /* counter, +1 */
-void tk_metric_set(struct tk_metric *s, size_t idx, int64_t v);  /* gauge */
+void tk_metric_add(struct tk_metric *s, size_t idx, uint64_t n);      /* counter */
+void tk_metric_inc(struct tk_metric *s, size_t idx);                  /* counter, +1 */
+void tk_metric_set(struct tk_metric *s, size_t idx, int64_t v);       /* gauge */
 void tk_metric_gauge_add(struct tk_metric *s, size_t idx, int64_t d); /* gauge, d may be < 0 */
 /* Histogram: v counts in the first bucket whose bound is >= v (NaN is
  * ignored). */

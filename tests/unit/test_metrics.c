@@ -45,7 +45,7 @@ struct sample {
 struct parsed {
     int n;
     struct sample s[MAX_SAMPLES];
-    char help[32][160];  /* name of each HELP, in order */
+    char help[32][160]; /* name of each HELP, in order */
     char helptext[32][600];
     char type[32][16];
     int nfam;
@@ -102,8 +102,10 @@ static bool parse(const char *text, struct parsed *p, char *why, size_t wn)
                 for (const char *c = sp + 1; *c; c++) {
                     if (*c == '\\') {
                         c++;
-                        if (*c == '\\') o[k++] = '\\';
-                        else if (*c == 'n') o[k++] = '\n';
+                        if (*c == '\\')
+                            o[k++] = '\\';
+                        else if (*c == 'n')
+                            o[k++] = '\n';
                         else {
                             snprintf(why, wn, "line %d: bad escape in HELP", lineno);
                             return false;
@@ -141,7 +143,8 @@ static bool parse(const char *text, struct parsed *p, char *why, size_t wn)
         struct sample *s = &p->s[p->n];
         const char *c = buf;
         size_t k = 0;
-        while (name_char(*c, c == buf) && k < sizeof s->name - 1) s->name[k++] = *c++;
+        while (name_char(*c, c == buf) && k < sizeof s->name - 1)
+            s->name[k++] = *c++;
         s->name[k] = 0;
         if (!k) {
             snprintf(why, wn, "line %d: no name", lineno);
@@ -164,7 +167,8 @@ static bool parse(const char *text, struct parsed *p, char *why, size_t wn)
             while (*c != '}') {
                 if (s->nlabels >= 8) return false;
                 size_t q = 0;
-                while (name_char(*c, q == 0) && *c != ':' && q < 63) s->lname[s->nlabels][q++] = *c++;
+                while (name_char(*c, q == 0) && *c != ':' && q < 63)
+                    s->lname[s->nlabels][q++] = *c++;
                 s->lname[s->nlabels][q] = 0;
                 if (!q || c[0] != '=' || c[1] != '"') {
                     snprintf(why, wn, "line %d: bad label", lineno);
@@ -180,8 +184,10 @@ static bool parse(const char *text, struct parsed *p, char *why, size_t wn)
                     }
                     if (*c == '\\') {
                         c++;
-                        if (*c == '\\' || *c == '"') v[q++] = *c;
-                        else if (*c == 'n') v[q++] = '\n';
+                        if (*c == '\\' || *c == '"')
+                            v[q++] = *c;
+                        else if (*c == 'n')
+                            v[q++] = '\n';
                         else {
                             snprintf(why, wn, "line %d: bad escape", lineno);
                             return false;
@@ -194,7 +200,8 @@ static bool parse(const char *text, struct parsed *p, char *why, size_t wn)
                 v[q] = 0;
                 c++;
                 s->nlabels++;
-                if (*c == ',') c++;
+                if (*c == ',')
+                    c++;
                 else if (*c != '}') {
                     snprintf(why, wn, "line %d: bad label separator", lineno);
                     return false;
@@ -298,8 +305,8 @@ void test_metrics_register_rules(void)
     REFUSED(tk_metric_counter(m, "tokend_t_b_total", "Dup label.", twice, 2, 0, &e));
     struct tk_dim le = {"le", colors, 3, NULL, NULL};
     REFUSED(tk_metric_histogram(m, "tokend_t_h", "le.", &le, 1, bounds, 2, 0, &e));
-    CHECK(tk_metric_counter(m, "tokend_t_le_total", "le is fine outside histograms.", &le, 1, 0,
-                            &e));
+    CHECK(
+        tk_metric_counter(m, "tokend_t_le_total", "le is fine outside histograms.", &le, 1, 0, &e));
     struct tk_dim five[5] = {color, color, color, color, color};
     REFUSED(tk_metric_counter(m, "tokend_t_b_total", "Five.", five, 5, 0, &e));
     REFUSED(tk_metric_counter(m, "tokend_t_b_total", "No dims.", NULL, 1, 0, &e));
@@ -355,9 +362,25 @@ void test_metrics_hostile_names(void)
     memcpy(longname, "tokend_", 7);
     longname[sizeof longname - 1] = 0;
     const char *bad_names[] = {
-        NULL, "", "tokend_", "tokend", "Tokend_x", "TOKEND_X", "x_tokend", "tokend_x y",
-        "tokend_x\n", "tokend_x{a=\"b\"}", "tokend_x\"", "tokend_x-y", "tokend_\xc3\xa9",
-        "tokend_x\\", "tokend_x\t", "tokend_x:y", "9tokend", longname, "tokend_x\xff",
+        NULL,
+        "",
+        "tokend_",
+        "tokend",
+        "Tokend_x",
+        "TOKEND_X",
+        "x_tokend",
+        "tokend_x y",
+        "tokend_x\n",
+        "tokend_x{a=\"b\"}",
+        "tokend_x\"",
+        "tokend_x-y",
+        "tokend_\xc3\xa9",
+        "tokend_x\\",
+        "tokend_x\t",
+        "tokend_x:y",
+        "9tokend",
+        longname,
+        "tokend_x\xff",
         "tokend_a\0hidden" /* the NUL ends it: "tokend_a" is fine, registered once below */};
     for (size_t i = 0; i + 1 < TK_NELEM(bad_names); i++) {
         tk_err_clear(&e);
@@ -401,7 +424,8 @@ void test_metrics_hostile_names(void)
     struct tk_dim d = {"v", odd, TK_NELEM(odd), NULL, NULL};
     struct tk_metric *s = tk_metric_counter(m, "tokend_l_total", "Odd values.", &d, 1, 0, &e);
     CHECK(s != NULL);
-    for (size_t i = 0; i < TK_NELEM(odd); i++) tk_metric_add(s, i, i + 1);
+    for (size_t i = 0; i < TK_NELEM(odd); i++)
+        tk_metric_add(s, i, i + 1);
     struct parsed *p = calloc(1, sizeof *p);
     if (render_parse(m, p)) {
         int seen = 0;
@@ -450,7 +474,8 @@ void test_metrics_label_bounds(void)
     tk_metric_inc(NULL, 0);
     tk_metric_set(NULL, 0, 1);
     tk_metric_observe(NULL, 0, 1);
-    for (size_t i = 0; i < 6; i++) CHECK_EQ_INT(tk_metric_counter_get(c, i), 0);
+    for (size_t i = 0; i < 6; i++)
+        CHECK_EQ_INT(tk_metric_counter_get(c, i), 0);
     CHECK_EQ_INT(tk_metric_gauge_get(g, 0), 0);
     tk_metric_add(c, 5, 7);
     tk_metric_set(g, 5, -3);
@@ -473,16 +498,27 @@ static bool aborts(int what)
         struct tk_dim d = {"color", colors, 3, NULL, NULL};
         struct tk_metric *c = tk_metric_counter(m, "tokend_s_total", "S.", &d, 1, 0, NULL);
         switch (what) {
-        case 0: tk_metric_inc(c, 3); break;
-        case 1: tk_metric_lookup(c, (const char *const[]){"purple"}); break;
-        case 2: tk_metric_counter(m, "tokend_s_total", "Dup.", NULL, 0, 0, NULL); break;
-        case 3: tk_metric_gauge(m, "bad name", "Bad.", NULL, 0, 0, NULL); break;
+        case 0:
+            tk_metric_inc(c, 3);
+            break;
+        case 1:
+            tk_metric_lookup(c, (const char *const[]){"purple"});
+            break;
+        case 2:
+            tk_metric_counter(m, "tokend_s_total", "Dup.", NULL, 0, 0, NULL);
+            break;
+        case 3:
+            tk_metric_gauge(m, "bad name", "Bad.", NULL, 0, 0, NULL);
+            break;
         case 4:
             tk_metrics_freeze(m);
             tk_metric_gauge(m, "tokend_s_late", "Late.", NULL, 0, 0, NULL);
             break;
-        case 5: tk_metric_observe(c, 0, 1); break;
-        default: break; /* no misuse: exits 0 */
+        case 5:
+            tk_metric_observe(c, 0, 1);
+            break;
+        default:
+            break; /* no misuse: exits 0 */
         }
         _exit(0);
     }
@@ -556,14 +592,16 @@ void test_metrics_threads(void)
     struct hammer hm[THREADS];
     struct tk_metric *c = tk_metric_counter(m, "tokend_h_total", "H.", &d, 1, 0, NULL);
     struct tk_metric *g = tk_metric_gauge(m, "tokend_h_level", "H.", &d, 1, 0, NULL);
-    struct tk_metric *h = tk_metric_histogram(m, "tokend_h_seconds", "H.", &d, 1, bounds, 3, 0, NULL);
+    struct tk_metric *h =
+        tk_metric_histogram(m, "tokend_h_seconds", "H.", &d, 1, bounds, 3, 0, NULL);
     pthread_t t[THREADS + 1];
     for (int i = 0; i < THREADS; i++) {
         hm[i] = (struct hammer){c, g, h, i};
         pthread_create(&t[i], NULL, hammer_main, &hm[i]);
     }
     pthread_create(&t[THREADS], NULL, render_main, m); /* renders while they count */
-    for (int i = 0; i <= THREADS; i++) pthread_join(t[i], NULL);
+    for (int i = 0; i <= THREADS; i++)
+        pthread_join(t[i], NULL);
     uint64_t total = 0;
     double sum_all = 0;
     for (size_t i = 0; i < 3; i++) {
@@ -577,7 +615,8 @@ void test_metrics_threads(void)
     }
     CHECK_EQ_INT(total, (uint64_t)THREADS * ROUNDS);
     double want_sum = 0;
-    for (int i = 0; i < ROUNDS; i++) want_sum += i % 7;
+    for (int i = 0; i < ROUNDS; i++)
+        want_sum += i % 7;
     CHECK(sum_all == want_sum * THREADS);
     CHECK_EQ_INT(tk_metric_gauge_get(g, 0), 0);
     CHECK_EQ_INT(tk_metric_gauge_get(g, 1), (int64_t)THREADS * ROUNDS);
@@ -590,11 +629,12 @@ void test_metrics_histogram_edges(void)
 {
     struct tk_metrics *m = tk_metrics_new();
     double bounds[] = {0.001, 1, 2.5};
-    struct tk_metric *h = tk_metric_histogram(m, "tokend_e_seconds", "Edges.", NULL, 0, bounds, 3,
-                                              0, NULL);
+    struct tk_metric *h =
+        tk_metric_histogram(m, "tokend_e_seconds", "Edges.", NULL, 0, bounds, 3, 0, NULL);
     /* le is "less than or equal": a value on a bound counts in that bucket */
     double obs[] = {-1, 0, 0.001, 0.0010000001, 1, 1.0000001, 2.5, 2.5000001, 1e9, INFINITY, NAN};
-    for (size_t i = 0; i < TK_NELEM(obs); i++) tk_metric_observe(h, 0, obs[i]);
+    for (size_t i = 0; i < TK_NELEM(obs); i++)
+        tk_metric_observe(h, 0, obs[i]);
     double sum;
     CHECK_EQ_INT(tk_metric_histogram_count(h, 0, &sum), 10); /* NaN is ignored */
     CHECK(isinf(sum));
@@ -649,7 +689,8 @@ void test_metrics_render_format(void)
     struct tk_metric *c = tk_metric_counter(m, "tokend_r_requests_total",
                                             "Requests \\ with a backslash\nand a newline.", rs, 2,
                                             TK_METRIC_SPARSE, NULL);
-    struct tk_metric *dense = tk_metric_counter(m, "tokend_r_cut_total", "Dense.", &color, 1, 0, NULL);
+    struct tk_metric *dense =
+        tk_metric_counter(m, "tokend_r_cut_total", "Dense.", &color, 1, 0, NULL);
     struct tk_metric *h = tk_metric_histogram(m, "tokend_r_duration_seconds", "Durations.", &route,
                                               1, bounds, 4, TK_METRIC_SPARSE, NULL);
     CHECK(tk_metric_gauge_fn(m, "tokend_r_level", "Level.", &color, 1, read_level, NULL, NULL));
@@ -666,9 +707,9 @@ void test_metrics_render_format(void)
         return;
     }
     /* families in registration order, with their types */
-    const char *fams[] = {"tokend_r_requests_total", "tokend_r_cut_total",
-                          "tokend_r_duration_seconds", "tokend_r_level", "tokend_r_big_total",
-                          "tokend_r_inflight"};
+    const char *fams[] = {"tokend_r_requests_total",   "tokend_r_cut_total",
+                          "tokend_r_duration_seconds", "tokend_r_level",
+                          "tokend_r_big_total",        "tokend_r_inflight"};
     const char *types[] = {"counter", "counter", "histogram", "gauge", "counter", "gauge"};
     CHECK_EQ_INT(p->nfam, 6);
     for (int i = 0; i < p->nfam && i < 6; i++) {
@@ -762,7 +803,8 @@ static int http_get(int port, const char *path)
         write(fd, req, strlen(req)) == (ssize_t)strlen(req)) {
         size_t n = 0;
         ssize_t k;
-        while (n < sizeof resp - 1 && (k = read(fd, resp + n, sizeof resp - 1 - n)) > 0) n += (size_t)k;
+        while (n < sizeof resp - 1 && (k = read(fd, resp + n, sizeof resp - 1 - n)) > 0)
+            n += (size_t)k;
         resp[n] = 0;
         if (sscanf(resp, "HTTP/1.1 %d", &status) != 1) status = -1;
     }
