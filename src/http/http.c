@@ -430,7 +430,8 @@ static const char *const cut_names[] = {"header_timeout", "min_body_rate", "pres
 static tk_rc metrics_register(struct tk_http *h, struct tk_metrics *reg, struct tk_err *e)
 {
     size_t nr = h->o.nroutes + 1;
-    const char **methods = tk_calloc(nr, sizeof *methods), **patterns = tk_calloc(nr, sizeof *patterns);
+    const char **methods = tk_calloc(nr, sizeof *methods);
+    const char **patterns = tk_calloc(nr, sizeof *patterns);
     for (size_t i = 0; i < h->o.nroutes; i++) {
         methods[i] = h->o.routes[i].method;
         patterns[i] = h->o.routes[i].pattern;
