@@ -427,7 +427,9 @@ size_t tk_metric_lookup(const struct tk_metric *s, const char *const *values)
         while (i < dm->n && !(values && values[d] && !strcmp(dm->values[i], values[d])))
             i++;
         if (i == dm->n) {
-            misuse(s, "a label value outside the declared set", d);
+            char what[TK_METRIC_MAX_NAME];
+            snprintf(what, sizeof what, "a value of label %s outside the declared set", dm->name);
+            misuse(s, what, d);
             return TK_METRIC_NOIDX;
         }
         idx = idx * dm->n + i;

@@ -96,7 +96,9 @@ struct tk_dim {
 #define TK_METRIC_NOIDX ((size_t)-1)
 
 /* A callback series' value for the combination idx, read at render time;
- * NAN leaves that sample out. Called from the thread serving /metrics. */
+ * NAN leaves that sample out. Called from the thread serving /metrics, so
+ * it must be quick and never wait (no store call, no lock held for long:
+ * /metrics never waits on the store); read atomics or a snapshot. */
 typedef double (*tk_metric_read)(void *arg, size_t idx);
 
 /* The registry. Strict (abort on misuse) when built with TK_UNITTEST. */
