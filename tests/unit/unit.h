@@ -249,6 +249,15 @@ void test_outbound_settings(void);
 void test_outbound_tls(void);
 void test_outbound_stress(void);
 
+/* test_metrics.c */
+void test_metrics_register_rules(void);
+void test_metrics_hostile_names(void);
+void test_metrics_label_bounds(void);
+void test_metrics_strict_aborts(void);
+void test_metrics_threads(void);
+void test_metrics_histogram_edges(void);
+void test_metrics_render_format(void);
+void test_metrics_http_series(void);
 /* test_worker.c */
 void test_worker_deadline(void);
 void test_worker_wait_kick_stop(void);
