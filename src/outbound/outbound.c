@@ -9,9 +9,11 @@
 #include "outbound.h"
 
 #include "../common/log.h"
+#include "../common/metrics.h"
 
 #include <arpa/inet.h>
 #include <curl/curl.h>
+#include <math.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -887,6 +889,59 @@ void tk_out_stats(struct tk_out *out, struct tk_out_stats *st)
     st->queued = out->queued.n;
     memcpy(st->done, out->done, sizeof st->done);
     pthread_mutex_unlock(&out->mu);
+}
+
+/* ---- metrics ---- */
+
+static struct tk_out *slot_get(void *arg)
+{
+    return __atomic_load_n((struct tk_out *const *)arg, __ATOMIC_ACQUIRE);
+}
+
+static double m_inflight(void *arg, size_t idx)
+{
+    (void)idx;
+    struct tk_out *out = slot_get(arg);
+    if (!out) return NAN;
+    struct tk_out_stats st;
+    tk_out_stats(out, &st);
+    return (double)st.in_flight;
+}
+
+static double m_queued(void *arg, size_t idx)
+{
+    (void)idx;
+    struct tk_out *out = slot_get(arg);
+    if (!out) return NAN;
+    struct tk_out_stats st;
+    tk_out_stats(out, &st);
+    return (double)st.queued;
+}
+
+static double m_done(void *arg, size_t idx)
+{
+    struct tk_out *out = slot_get(arg);
+    if (!out || idx >= TK_OUT_NERRORS) return NAN;
+    pthread_mutex_lock(&out->mu);
+    uint64_t n = out->done[idx];
+    pthread_mutex_unlock(&out->mu);
+    return (double)n;
+}
+
+tk_rc tk_out_metrics_register(struct tk_metrics *m, struct tk_out *const *slot, struct tk_err *e)
+{
+    static const struct tk_dim result = {"result", error_names, TK_OUT_NERRORS, NULL, NULL};
+    void *arg = (void *)slot;
+    bool ok =
+        tk_metric_gauge_fn(m, "tokend_outbound_inflight", "Outbound HTTP requests running now.",
+                           NULL, 0, m_inflight, arg, e) &&
+        tk_metric_gauge_fn(m, "tokend_outbound_queued",
+                           "Outbound HTTP requests waiting for a slot.", NULL, 0, m_queued, arg,
+                           e) &&
+        tk_metric_counter_fn(m, "tokend_outbound_requests_total",
+                             "Outbound HTTP requests ended, by result (busy: refused).", &result, 1,
+                             m_done, arg, e);
+    return ok ? TK_OK : TK_EINTERNAL;
 }
 
 void tk_out_result_copy(struct tk_out_result *dst, const struct tk_out_result *src)

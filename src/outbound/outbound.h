@@ -165,6 +165,14 @@ struct tk_out_stats {
 };
 void tk_out_stats(struct tk_out *out, struct tk_out_stats *st);
 
+/* Register the client's series on the metrics registry (in serve, before
+ * the HTTP server starts): tokend_outbound_inflight, tokend_outbound_queued
+ * and tokend_outbound_requests_total{result} (result: tk_out_error_name).
+ * They read *slot at render time (NULL, before start: no sample), so slot
+ * (&app->outbound) must outlive the registry's renders. */
+struct tk_metrics;
+tk_rc tk_out_metrics_register(struct tk_metrics *m, struct tk_out *const *slot, struct tk_err *e);
+
 /* For tests and callers that check an address themselves: is this
  * address (struct sockaddr_in or sockaddr_in6) one public_only refuses? */
 bool tk_out_address_forbidden(const void *sockaddr);

@@ -6,6 +6,7 @@
  * against a libmicrohttpd server with a certificate made here. */
 #include "unit.h"
 
+#include "../../src/common/metrics.h"
 #include "../../src/outbound/outbound.h"
 
 #include <arpa/inet.h>
@@ -1331,5 +1332,42 @@ void test_outbound_stress(void)
     box_free(&b);
 done:
     srv_release(&s);
+    srv_stop(&s);
+}
+
+/* The series on the registry: no sample before start, counts after. */
+void test_outbound_metrics(void)
+{
+    struct srv s;
+    if (!CHECK(srv_start(&s))) return;
+    struct tk_metrics *m = tk_metrics_new();
+    struct tk_out *slot = NULL;
+    struct tk_err e;
+    CHECK_OK(tk_out_metrics_register(m, &slot, &e), &e);
+    struct tk_buf b;
+    tk_buf_init(&b, 1 << 20);
+    CHECK_OK(tk_metrics_render(m, &b), NULL);
+    CHECK(b.data && strstr(b.data, "# TYPE tokend_outbound_requests_total counter"));
+    CHECK(b.data && !strstr(b.data, "\ntokend_outbound_inflight ")); /* no sample */
+    tk_buf_free(&b);
+    slot = start_out(NULL);
+    if (slot) {
+        char u[128];
+        struct tk_out_result r;
+        url(u, sizeof u, &s, "/ok");
+        CHECK_OK(send1(slot, u, 0, false, &r), NULL);
+        tk_out_result_free(&r);
+        send1(slot, "ftp://x/", 0, false, &r);
+        tk_buf_init(&b, 1 << 20);
+        CHECK_OK(tk_metrics_render(m, &b), NULL);
+        CHECK(b.data && strstr(b.data, "tokend_outbound_requests_total{result=\"ok\"} 1\n"));
+        CHECK(b.data && strstr(b.data, "tokend_outbound_requests_total{result=\"bad_url\"} 1\n"));
+        CHECK(b.data && strstr(b.data, "tokend_outbound_requests_total{result=\"timeout\"} 0\n"));
+        CHECK(b.data && strstr(b.data, "tokend_outbound_inflight 0\n"));
+        CHECK(b.data && strstr(b.data, "tokend_outbound_queued 0\n"));
+        tk_buf_free(&b);
+        tk_out_free(slot);
+    }
+    tk_metrics_free(m);
     srv_stop(&s);
 }

@@ -322,6 +322,7 @@ static const struct unit_test tests[] = {
     T("outbound/settings", test_outbound_settings),
     T("outbound/tls", test_outbound_tls),
     T("outbound/stress", test_outbound_stress),
+    T("outbound/metrics", test_outbound_metrics),
     T("metrics/register_rules", test_metrics_register_rules),
     T("metrics/hostile_names", test_metrics_hostile_names),
     T("metrics/label_bounds", test_metrics_label_bounds),

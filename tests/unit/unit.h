@@ -248,6 +248,7 @@ void test_outbound_record_masks(void);
 void test_outbound_settings(void);
 void test_outbound_tls(void);
 void test_outbound_stress(void);
+void test_outbound_metrics(void);
 
 /* test_metrics.c */
 void test_metrics_register_rules(void);
