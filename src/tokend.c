@@ -93,7 +93,12 @@ int main(int argc, char **argv)
     }
     tk_json_setup();
     const char *cmd = argv[1];
-    if (!strcmp(cmd, "serve")) return serve(argc - 2, argv + 2);
+    if (!strcmp(cmd, "serve")) {
+        curl_global_init(CURL_GLOBAL_DEFAULT); /* before any thread: the outbound client */
+        int rc = serve(argc - 2, argv + 2);
+        curl_global_cleanup();
+        return rc;
+    }
     if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
         printf("tokend %s (libcurl %s)\n", TK_VERSION, curl_version_info(CURLVERSION_NOW)->version);
         return 0;

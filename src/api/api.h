@@ -16,6 +16,7 @@
 #include "../http/http.h"
 #include "../keyring/keyring.h"
 #include "../operators/operators.h"
+#include "../outbound/outbound.h"
 #include "../store/store.h"
 #include "ratelimit.h"
 
@@ -50,6 +51,10 @@ struct tk_app {
     struct tk_worker last_used;
     /* The store probe (serve.c): a thread pings the store every second;
      * /ready and /metrics read its last result, never the store. */
+    /* The outbound HTTP client (src/outbound): started after the store,
+     * stopped after the HTTP drain and before the HTTP server stops (its
+     * done callbacks may resume parked requests), freed at the end. */
+    struct tk_out *outbound;
     struct tk_worker probe;
     pthread_mutex_t probe_mu;     /* guards probe_error */
     atomic_llong probe_began_ms;  /* when the ping in progress began; 0: none running */

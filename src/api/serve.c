@@ -657,6 +657,16 @@ int tk_serve(const struct tk_config *cfg)
         rc = tk_housekeeper_start(app.store, &hk, &housekeeper, &e);
     }
     if (rc == TK_OK) {
+        struct tk_out_opts oo = {.connect_timeout_ms = cfg->outbound_connect_timeout * 1000,
+                                 .timeout_ms = cfg->outbound_timeout * 1000,
+                                 .max_response = (size_t)cfg->outbound_max_response,
+                                 .max_concurrent = cfg->outbound_max_concurrent,
+                                 .ca_file = cfg->outbound_ca_file,
+                                 .proxy = cfg->outbound_proxy};
+        rc = tk_out_start(&oo, &app.outbound, &e);
+        if (rc != TK_OK) status = 2; /* a setting to fix */
+    }
+    if (rc == TK_OK) {
         probe_start(&app);
         rewrap_worker_start(&app);
         last_used_start(&app);
@@ -689,6 +699,7 @@ int tk_serve(const struct tk_config *cfg)
     tk_http_quiesce(app.http);
     bool drained = tk_http_drain(app.http, cfg->shutdown_timeout * 1000);
     if (!drained) tk_warn("requests still in flight after %d s; closing them", cfg->shutdown_timeout);
+    tk_out_stop(app.outbound); /* what is still out ends "stopping" while HTTP can answer */
     tk_http_stop(app.http);
     app.http = NULL;
     tk_worker_stop(&app.rewrap, 0); /* before the store closes; a batch in hand commits first */
@@ -702,9 +713,12 @@ int tk_serve(const struct tk_config *cfg)
     tk_info("stopped");
     status = 0;
 out:
+    tk_out_stop(app.outbound);
     tk_http_stop(app.http);
     tk_worker_stop(&app.rewrap, 0);
     tk_worker_stop(&app.last_used, 0);
+    tk_out_free(app.outbound); /* after everything that may submit */
+    app.outbound = NULL;
     if (!probe_stop(&app)) store_closable = false;
     if (store_closable) {
         tk_housekeeper_stop(housekeeper);

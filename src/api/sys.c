@@ -145,7 +145,8 @@ tk_rc tk_api_metrics_register(struct tk_app *app, struct tk_err *e)
                                  NULL, 0, m_initialized, app, e) &&
               tk_metric_gauge_fn(m, "tokend_keyring_data_version",
                                  "Active data key version (0 while sealed).", NULL, 0,
-                                 m_data_version, app, e);
+                                 m_data_version, app, e) &&
+              tk_out_metrics_register(m, &app->outbound, e) == TK_OK;
     return ok ? TK_OK : TK_EINTERNAL;
 }
 

@@ -79,6 +79,18 @@ static const struct setting settings[] = {
     {"allow_new_store", C_BOOL, S(allow_new_store), "false", 0, 0, NULL,
      "start even though the data dir belongs to an installation whose store is now empty "
      "or another one"},
+    {"outbound_connect_timeout", C_INT, S(outbound_connect_timeout), "5", 1, 300, NULL,
+     "seconds an outbound HTTP request (token endpoints, metadata) may take to connect"},
+    {"outbound_timeout", C_INT, S(outbound_timeout), "15", 1, 3600, NULL,
+     "seconds an outbound HTTP request may take in all, queueing included"},
+    {"outbound_max_response", C_INT, S(outbound_max_response), "1048576", 1024, 64 << 20, NULL,
+     "largest outbound answer body in bytes (cut and failed above)"},
+    {"outbound_max_concurrent", C_INT, S(outbound_max_concurrent), "64", 1, 10000, NULL,
+     "outbound HTTP requests running at once; 16 times as many wait, more are refused"},
+    {"outbound_ca_file", C_STR, S(outbound_ca_file), "", 0, 0, NULL,
+     "PEM file of CAs trusted for outbound HTTPS besides the system's"},
+    {"outbound_proxy", C_STR, S(outbound_proxy), "", 0, 0, NULL,
+     "proxy for outbound HTTP (scheme://host:port)"},
 };
 
 _Static_assert(TK_NELEM(settings) <= TK_NELEM(((struct tk_config *)0)->origins),
@@ -318,6 +330,8 @@ static const char *empty_default(const char *name)
         {"node_name", "<hostname>:<pid>"},
         {"trusted_proxies", "empty: X-Forwarded-For is ignored, the client is the peer"},
         {"unseal_key_file", "<data_dir>/unseal.key"},
+        {"outbound_ca_file", "empty: the system's CAs only"},
+        {"outbound_proxy", "empty: no proxy (http_proxy, HTTPS_PROXY, ... are ignored)"},
     };
     for (size_t i = 0; i < TK_NELEM(says); i++)
         if (!strcmp(says[i][0], name)) return says[i][1];

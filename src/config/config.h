@@ -38,6 +38,12 @@ struct tk_config {
     int auth_fail_limit;  /* failed authentications per address and window; 0: no limit */
     int auth_fail_window; /* seconds */
     bool allow_new_store; /* start a new installation in a data dir that had another */
+    int outbound_connect_timeout; /* seconds */
+    int outbound_timeout;         /* seconds, total */
+    int outbound_max_response;    /* bytes */
+    int outbound_max_concurrent;
+    char outbound_ca_file[1024];  /* extra CAs; "" none */
+    char outbound_proxy[512];     /* "" no proxy */
     char origins[64][80]; /* where each setting's value came from, by table index */
 };
 

@@ -35,6 +35,12 @@ const SETTINGS = [
   'auth-fail-limit',
   'auth-fail-window',
   'allow-new-store',
+  'outbound-connect-timeout',
+  'outbound-timeout',
+  'outbound-max-response',
+  'outbound-max-concurrent',
+  'outbound-ca-file',
+  'outbound-proxy',
 ];
 
 /** Lines of output that are JSON objects (every line must be). */

@@ -15,6 +15,7 @@
 
 #include "../../src/common/log.h"
 
+#include <curl/curl.h>
 #include <errno.h>
 #include <ftw.h>
 #include <signal.h>
@@ -303,6 +304,25 @@ static const struct unit_test tests[] = {
     T("routes/dispatch", test_routes_dispatch),
     T("ratelimit/budget", test_ratelimit_budget),
     T("ratelimit/bounded", test_ratelimit_bounded),
+    T("outbound/basic", test_outbound_basic),
+    T("outbound/html", test_outbound_html),
+    T("outbound/timeout", test_outbound_timeout),
+    T("outbound/slowloris", test_outbound_slowloris),
+    T("outbound/too_large", test_outbound_too_large),
+    T("outbound/redirect", test_outbound_redirect),
+    T("outbound/connect_failed", test_outbound_connect_failed),
+    T("outbound/bad_input", test_outbound_bad_input),
+    T("outbound/public_only", test_outbound_public_only),
+    T("outbound/cancel", test_outbound_cancel),
+    T("outbound/stop", test_outbound_stop),
+    T("outbound/concurrency", test_outbound_concurrency),
+    T("outbound/queue_timeout", test_outbound_queue_timeout),
+    T("outbound/done_submits", test_outbound_done_submits),
+    T("outbound/record_masks", test_outbound_record_masks),
+    T("outbound/settings", test_outbound_settings),
+    T("outbound/tls", test_outbound_tls),
+    T("outbound/stress", test_outbound_stress),
+    T("outbound/metrics", test_outbound_metrics),
     T("metrics/register_rules", test_metrics_register_rules),
     T("metrics/hostile_names", test_metrics_hostile_names),
     T("metrics/label_bounds", test_metrics_label_bounds),
@@ -498,6 +518,7 @@ int main(int argc, char **argv)
     const char *filter = argc > 1 ? argv[1] : NULL;
     setvbuf(stdout, NULL, _IOLBF, 0);
     tk_log_setup(TK_LOG_WARN, TK_LOG_TEXT);
+    curl_global_init(CURL_GLOBAL_DEFAULT); /* before any thread (outbound tests) */
     signal(SIGPIPE, SIG_IGN);
     signal(SIGALRM, on_alarm);
     for (size_t i = 0; i < TK_NELEM(tests); i++) {

@@ -229,6 +229,27 @@ void test_routes_dispatch(void);
 /* test_ratelimit.c */
 void test_ratelimit_budget(void);
 void test_ratelimit_bounded(void);
+/* test_outbound.c */
+void test_outbound_basic(void);
+void test_outbound_html(void);
+void test_outbound_timeout(void);
+void test_outbound_slowloris(void);
+void test_outbound_too_large(void);
+void test_outbound_redirect(void);
+void test_outbound_connect_failed(void);
+void test_outbound_bad_input(void);
+void test_outbound_public_only(void);
+void test_outbound_cancel(void);
+void test_outbound_stop(void);
+void test_outbound_concurrency(void);
+void test_outbound_queue_timeout(void);
+void test_outbound_done_submits(void);
+void test_outbound_record_masks(void);
+void test_outbound_settings(void);
+void test_outbound_tls(void);
+void test_outbound_stress(void);
+void test_outbound_metrics(void);
+
 /* test_metrics.c */
 void test_metrics_register_rules(void);
 void test_metrics_hostile_names(void);
