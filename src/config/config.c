@@ -79,6 +79,9 @@ static const struct setting settings[] = {
     {"allow_new_store", C_BOOL, S(allow_new_store), "false", 0, 0, NULL,
      "start even though the data dir belongs to an installation whose store is now empty "
      "or another one"},
+    {"providers_dir", C_STR, S(providers_dir), "", 0, 0, NULL,
+     "directory of provider catalogue files (NAME.json) that replace or add to the built-in "
+     "providers; a bad file stops start-up"},
 };
 
 _Static_assert(TK_NELEM(settings) <= TK_NELEM(((struct tk_config *)0)->origins),
@@ -317,6 +320,7 @@ static const char *empty_default(const char *name)
                           "warning at start"},
         {"node_name", "<hostname>:<pid>"},
         {"trusted_proxies", "empty: X-Forwarded-For is ignored, the client is the peer"},
+        {"providers_dir", "empty: the built-in catalogue only"},
         {"unseal_key_file", "<data_dir>/unseal.key"},
     };
     for (size_t i = 0; i < TK_NELEM(says); i++)

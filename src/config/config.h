@@ -38,6 +38,7 @@ struct tk_config {
     int auth_fail_limit;  /* failed authentications per address and window; 0: no limit */
     int auth_fail_window; /* seconds */
     bool allow_new_store; /* start a new installation in a data dir that had another */
+    char providers_dir[1024]; /* *.json catalogue entries that override or add providers */
     char origins[64][80]; /* where each setting's value came from, by table index */
 };
 
