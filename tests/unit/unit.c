@@ -278,6 +278,11 @@ static const struct unit_test tests[] = {
     T("common/json_str", test_json_str),
     T("common/json_str_hostile", test_json_str_hostile),
     T("common/text_check_name", test_text_check_name),
+    T("catalog/builtin", test_catalog_builtin),
+    T("catalog/urls", test_catalog_urls),
+    T("catalog/hostile", test_catalog_hostile),
+    T("catalog/dir", test_catalog_dir),
+    T("catalog/effective", test_catalog_effective),
     T("common/pool_alignment", test_pool_alignment),
     T("common/err_and_rc", test_err_and_rc),
 
