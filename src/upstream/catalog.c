@@ -231,8 +231,13 @@ static tk_rc only(json_t *o, const char *const *allowed, const char *file, const
         bool ok = false;
         for (size_t i = 0; allowed[i] && !ok; i++) ok = !strcmp(k, allowed[i]);
         if (!ok) {
-            char f[64];
-            snprintf(f, sizeof f, "%s%s%.40s", where, where[0] ? "." : "", k);
+            /* the member's name as given, printable (it is shown in a log) */
+            char name[41], f[64];
+            size_t n = 0;
+            for (; k[n] && n < sizeof name - 1; n++)
+                name[n] = (unsigned char)k[n] > 0x20 && (unsigned char)k[n] < 0x7f ? k[n] : '?';
+            name[n] = '\0';
+            snprintf(f, sizeof f, "%s%s%s", where, where[0] ? "." : "", n ? name : "\"\"");
             return bad(e, file, f, "unknown member (allowed: see the README's catalogue section)");
         }
     }
@@ -339,8 +344,9 @@ static tk_rc parse_params(json_t *o, struct tk_provider *p, const char *file, st
     json_object_foreach(v, k, d)
     {
         char path[64];
-        snprintf(path, sizeof path, "params.%.40s", k);
-        if (!slug_valid(k, strlen(k), TK_PROVIDER_PARAM_NAME_MAX))
+        bool named = slug_valid(k, strlen(k), TK_PROVIDER_PARAM_NAME_MAX);
+        snprintf(path, sizeof path, "params.%.40s", named ? k : "(name)");
+        if (!named)
             return bad(e, file, path,
                        "a param's name is 1 to %d of a-z 0-9 - _, starting with a letter or a "
                        "digit",

@@ -177,6 +177,8 @@ void test_catalog_hostile(void)
         {"!", "(file)"},
         {"!{\"name\": \"acme\", \"name\": \"acme\"}", "(file)"},
         {"\"extra\": 1", "extra"},
+        {"\"\": 1", "\"\""},
+        {"\"a\\u0001b\": 1", "a?b"},
         {"\"sandbox\": {\"authorize_url\": \"https://a.test/\", \"token_url\": \"https://a.test/\", \"x\": 1}", "sandbox.x"},
         {"\"sandbox\": 3", "sandbox"},
         {"\"sandbox\": {\"authorize_url\": \"https://a.test/\"}", "sandbox.token_url"},
@@ -265,7 +267,7 @@ void test_catalog_hostile(void)
          "\"hostname\"}}}", "params.a.description"},
         {"{\"name\": \"acme\", \"display_name\": \"A\", \"params\": {\"a\": {\"type\": "
          "\"hostname\", \"description\": \"d\", \"default\": \"x\"}}}", "params.a.default"},
-        {"{\"name\": \"acme\", \"display_name\": \"A\", \"params\": {\"A B\": {}}}", "params.A B"},
+        {"{\"name\": \"acme\", \"display_name\": \"A\", \"params\": {\"A B\": {}}}", "params.(name)"},
         {"{\"name\": \"acme\", \"display_name\": \"A\", \"params\": {\"a\": \"hostname\"}}", "params.a"},
         {"{\"name\": \"acme\", \"display_name\": \"A\", \"params\": []}", "params"},
         {"{\"name\": \"acme\", \"display_name\": \"A\", \"params\": {\"a\": {}, \"b\": {}, \"c\": {}, "
