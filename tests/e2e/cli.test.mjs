@@ -35,6 +35,7 @@ const SETTINGS = [
   'auth-fail-limit',
   'auth-fail-window',
   'allow-new-store',
+  'providers-dir',
 ];
 
 /** Lines of output that are JSON objects (every line must be). */
