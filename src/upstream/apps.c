@@ -17,7 +17,7 @@ static const char *const override_names[] = {"token_url", "authorize_url", "clie
                                              "rotates_refresh_tokens", "default_lifetime", NULL};
 
 #define COLS                                                                                       \
-    "id, provider, name, client_id, client_secret IS NOT NULL, scopes, environment, params, "     \
+    "id, provider, name, client_id, CASE WHEN client_secret IS NULL THEN 0 ELSE 1 END, scopes, environment, params, "     \
     "overrides, created_at, updated_at"
 
 tk_rc tk_app_register_sealed(void)
@@ -310,7 +310,8 @@ tk_rc tk_app_list(struct tk_db *db, const struct tk_catalog *cat, const char *te
     /* one more than asked: whether another page follows */
     tk_rc rc = tk_db_exec(db,
                           "SELECT " COLS " FROM provider_apps WHERE tenant_id = ? "
-                          "AND (? IS NULL OR provider = ?) AND (? IS NULL OR id < ?) "
+                          "AND (CAST(? AS TEXT) IS NULL OR provider = ?) "
+                          "AND (CAST(? AS TEXT) IS NULL OR id < ?) "
                           "ORDER BY id DESC LIMIT ?",
                           TK_ARGS(TK_TEXT(tenant_id), TK_TEXT(provider), TK_TEXT(provider),
                                   TK_TEXT(before), TK_TEXT(before), TK_INT(limit + 1)),
