@@ -458,6 +458,35 @@ for (const backend of backends()) {
       assert.match(missing.stderr, /providers_dir/);
     });
 
+    it('client secrets are rewrapped after a rotation; a secret copied to another row does not open there', async () => {
+      const a = await post(bitrix({ client_secret: (secrets.push(newSecret()), secrets.at(-1)) }));
+      const b = await post(bitrix({ client_secret: (secrets.push(newSecret()), secrets.at(-1)) }));
+      assert.equal(a.status, 201, a.text);
+      assert.equal(b.status, 201, b.text);
+      const col = async (id) => String(await storeSql(t, `SELECT client_secret FROM provider_apps WHERE id = '${id}'`)).trim();
+      const v0 = Number(/^ENC:v1:(\d+):/.exec(await col(a.json.id))[1]);
+      // b's row gets a's sealed value: bound to a's row, it must not open as b's
+      await storeSql(t, `UPDATE provider_apps SET client_secret = '${await col(a.json.id)}' WHERE id = '${b.json.id}'`);
+      const rot = await request(t, '/v1/sys/rotate', { method: 'POST', token: t.token });
+      assert.equal(rot.status, 200, rot.text);
+      const rw = await request(t, '/v1/sys/rewrap', { method: 'POST', token: t.token });
+      assert.equal(rw.status, 202, rw.text);
+      assert.ok(rw.json.total >= 2, rw.text);
+      let st;
+      for (let i = 0; i < 300; i++) {
+        st = (await request(t, '/v1/sys/seal-status')).json.rewrap;
+        if (st && st.state === 'done') break;
+        await new Promise((res) => setTimeout(res, 100));
+      }
+      assert.equal(st.state, 'done', JSON.stringify(st));
+      assert.equal(st.failed, 1, JSON.stringify(st));
+      assert.equal(st.first_failed_row, `provider_apps.client_secret:${b.json.id}`);
+      assert.ok(st.rewrapped >= 1);
+      const v1 = Number(/^ENC:v1:(\d+):/.exec(await col(a.json.id))[1]);
+      assert.ok(v1 > v0, `a's secret is sealed under the new key version (${v0} -> ${v1})`);
+      assert.equal((await api(t, `/v1/provider-apps/${a.json.id}`)).json.client_secret_set, true);
+    });
+
     it('no client secret is left in clear in the data dir, the store, the events or the logs', async () => {
       assert.ok(secrets.length >= 6);
       const blobs = [];
