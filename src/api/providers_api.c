@@ -42,10 +42,19 @@ void tk_h_providers_get(struct tk_req *r)
     tk_reply_json(r, 200, tk_provider_json(p));
 }
 
-static const char *const app_members[] = {
-    "provider",    "name",      "client_id",     "client_secret", "scopes",
-    "environment", "params",    "token_url",     "authorize_url", "client_auth",
-    "rotates_refresh_tokens",   "default_lifetime", NULL};
+static const char *const app_members[] = {"provider",
+                                          "name",
+                                          "client_id",
+                                          "client_secret",
+                                          "scopes",
+                                          "environment",
+                                          "params",
+                                          "token_url",
+                                          "authorize_url",
+                                          "client_auth",
+                                          "rotates_refresh_tokens",
+                                          "default_lifetime",
+                                          NULL};
 
 /* The body's client_secret, moved out of it into *secret (NULL when
  * absent). false after replying 400. */
@@ -215,14 +224,13 @@ void tk_h_apps_update(struct tk_req *r)
     json_t *o = NULL;
     tk_rc rc = tk_db_begin(db, &e);
     if (rc == TK_OK)
-        rc = tk_app_update(db, app->keyring, app->catalog, tk_api_principal(r)->tenant_id, id,
-                           body, secret, &o, &e);
+        rc = tk_app_update(db, app->keyring, app->catalog, tk_api_principal(r)->tenant_id, id, body,
+                           secret, &o, &e);
     if (rc == TK_OK) {
         json_t *d = event_detail(o, body, secret != NULL);
-        rc = tk_api_event_in(r, "provider_app", "update", "ok", "provider_app", id,
-                             secret ? "provider app updated (new client secret)"
-                                    : "provider app updated",
-                             d, &e);
+        rc = tk_api_event_in(
+            r, "provider_app", "update", "ok", "provider_app", id,
+            secret ? "provider app updated (new client secret)" : "provider app updated", d, &e);
         json_decref(d);
     }
     if (rc == TK_OK) rc = tk_db_commit(db, &e);

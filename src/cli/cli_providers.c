@@ -183,8 +183,7 @@ static int app_options(int argc, char **argv, json_t *body, struct tk_cli_client
             bool ovr = !strcmp(str_opts[k][1], "token_url") ||
                        !strcmp(str_opts[k][1], "authorize_url") ||
                        !strcmp(str_opts[k][1], "client_auth");
-            json_object_set_new(body, str_opts[k][1],
-                                ovr && !v[0] ? json_null() : json_string(v));
+            json_object_set_new(body, str_opts[k][1], ovr && !v[0] ? json_null() : json_string(v));
             done = true;
         }
         if (done) continue;
@@ -211,11 +210,13 @@ static int app_options(int argc, char **argv, json_t *body, struct tk_cli_client
         } else if (has_val && !strcmp(a, "--rotates-refresh-tokens")) {
             const char *v = argv[++i];
             if (!strcmp(v, "true") || !strcmp(v, "false"))
-                json_object_set_new(body, "rotates_refresh_tokens", json_boolean(!strcmp(v, "true")));
+                json_object_set_new(body, "rotates_refresh_tokens",
+                                    json_boolean(!strcmp(v, "true")));
             else if (!v[0])
                 json_object_set_new(body, "rotates_refresh_tokens", json_null());
             else
-                return usage("provider-apps", "--rotates-refresh-tokens takes true or false, not", v);
+                return usage("provider-apps", "--rotates-refresh-tokens takes true or false, not",
+                             v);
         } else if (has_val && !strcmp(a, "--default-lifetime")) {
             const char *v = argv[++i];
             int64_t n;
@@ -224,7 +225,8 @@ static int app_options(int argc, char **argv, json_t *body, struct tk_cli_client
             else if (tk_parse_int(v, 60, 31536000, &n) == TK_OK)
                 json_object_set_new(body, "default_lifetime", json_integer(n));
             else
-                return usage("provider-apps", "--default-lifetime takes seconds from 60 to 31536000, not", v);
+                return usage("provider-apps",
+                             "--default-lifetime takes seconds from 60 to 31536000, not", v);
         } else if (!strcmp(a, "--client-secret")) {
             return usage("provider-apps",
                          "the client secret is never taken from the command line (other users "

@@ -13,11 +13,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *const override_names[] = {"token_url", "authorize_url", "client_auth",
-                                             "rotates_refresh_tokens", "default_lifetime", NULL};
+static const char *const override_names[] = {"token_url",        "authorize_url",
+                                             "client_auth",      "rotates_refresh_tokens",
+                                             "default_lifetime", NULL};
 
 #define COLS                                                                                       \
-    "id, provider, name, client_id, CASE WHEN client_secret IS NULL THEN 0 ELSE 1 END, scopes, environment, params, "     \
+    "id, provider, name, client_id, CASE WHEN client_secret IS NULL THEN 0 ELSE 1 END, scopes, "   \
+    "environment, params, "                                                                        \
     "overrides, created_at, updated_at"
 
 tk_rc tk_app_register_sealed(void)
@@ -69,7 +71,8 @@ static tk_rc check_state(const struct tk_catalog *cat, json_t *st, const struct 
 {
     json_t *v = json_object_get(st, "provider");
     if (!v) return tk_err_field(e, TK_EINVAL, "missing_field", "provider", "provider is required");
-    const struct tk_provider *p = json_is_string(v) ? tk_catalog_find(cat, json_string_value(v)) : NULL;
+    const struct tk_provider *p =
+        json_is_string(v) ? tk_catalog_find(cat, json_string_value(v)) : NULL;
     if (!p)
         return invalid(e, "provider",
                        "provider must be the name of a provider of the catalogue (GET "
@@ -95,8 +98,7 @@ static tk_rc check_state(const struct tk_catalog *cat, json_t *st, const struct 
                        TK_APP_CLIENT_ID_MAX);
 
     v = json_object_get(st, "scopes");
-    if (!json_is_array(v))
-        return invalid(e, "scopes", "scopes must be an array of strings");
+    if (!json_is_array(v)) return invalid(e, "scopes", "scopes must be an array of strings");
     if (json_array_size(v) > TK_APP_SCOPES_MAX)
         return invalid(e, "scopes", "scopes holds at most %d scopes", TK_APP_SCOPES_MAX);
     for (size_t i = 0; i < json_array_size(v); i++) {
@@ -122,8 +124,7 @@ static tk_rc check_state(const struct tk_catalog *cat, json_t *st, const struct 
         return invalid(e, "environment", "environment must be production or sandbox");
 
     json_t *params = json_object_get(st, "params");
-    if (!json_is_object(params))
-        return invalid(e, "params", "params must be an object of strings");
+    if (!json_is_object(params)) return invalid(e, "params", "params must be an object of strings");
     const char *k;
     json_t *pv;
     json_object_foreach(params, k, pv)
@@ -147,8 +148,8 @@ static tk_rc check_state(const struct tk_catalog *cat, json_t *st, const struct 
         if (!json_object_get(params, p->params[i].name)) {
             char f[64];
             snprintf(f, sizeof f, "params.%s", p->params[i].name);
-            return tk_err_field(e, TK_EINVAL, "missing_field", f,
-                                "provider %s needs %s: %s", p->name, f, p->params[i].description);
+            return tk_err_field(e, TK_EINVAL, "missing_field", f, "provider %s needs %s: %s",
+                                p->name, f, p->params[i].description);
         }
 
     json_t *ov = json_object_get(st, "overrides");
@@ -168,11 +169,13 @@ static tk_rc check_state(const struct tk_catalog *cat, json_t *st, const struct 
                                "client_auth must be client_secret_basic, client_secret_post or "
                                "query");
         } else if (!strcmp(k, "rotates_refresh_tokens")) {
-            if (!json_is_boolean(pv)) return invalid(e, k, "rotates_refresh_tokens must be true or false");
+            if (!json_is_boolean(pv))
+                return invalid(e, k, "rotates_refresh_tokens must be true or false");
         } else if (!strcmp(k, "default_lifetime")) {
             if (!json_is_integer(pv) || json_integer_value(pv) < 60 ||
                 json_integer_value(pv) > 31536000)
-                return invalid(e, k, "default_lifetime must be an integer from 60 to 31536000 (seconds)");
+                return invalid(e, k,
+                               "default_lifetime must be an integer from 60 to 31536000 (seconds)");
         } else {
             return invalid(e, k, "%.40s is not an override", k);
         }
@@ -225,12 +228,14 @@ json_t *tk_app_effective(const struct tk_provider *p, const char *environment, j
 {
     bool sandbox = environment && !strcmp(environment, "sandbox") && p->has_sandbox;
     json_t *tok = json_object_get(ov, "token_url"), *auth = json_object_get(ov, "authorize_url");
-    json_t *ca = json_object_get(ov, "client_auth"), *rot = json_object_get(ov, "rotates_refresh_tokens");
+    json_t *ca = json_object_get(ov, "client_auth"),
+           *rot = json_object_get(ov, "rotates_refresh_tokens");
     json_t *life = json_object_get(ov, "default_lifetime");
     char sep[2] = {p->scope_separator, '\0'};
-    json_t *authorize = json_is_string(auth)
-                            ? json_copy(auth)
-                            : resolve(sandbox ? p->sandbox_authorize_url : p->authorize_url, params);
+    json_t *authorize =
+        json_is_string(auth)
+            ? json_copy(auth)
+            : resolve(sandbox ? p->sandbox_authorize_url : p->authorize_url, params);
     return json_pack(
         "{s:s, s:s, s:o, s:o, s:s, s:s, s:b, s:I, s:o, s:{s:s, s:b}, s:b, s:{s:i, s:o}}",
         "provider", p->name, "environment", environment ? environment : "production",
@@ -239,13 +244,13 @@ json_t *tk_app_effective(const struct tk_provider *p, const char *environment, j
                             : resolve(sandbox ? p->sandbox_token_url : p->token_url, params),
         "token_method", p->token_get ? "GET" : "POST", "client_auth",
         json_is_string(ca) ? json_string_value(ca) : tk_client_auth_name(p->client_auth),
-        "rotates_refresh_tokens", json_is_boolean(rot) ? json_is_true(rot) : p->rotates_refresh_tokens,
-        "default_lifetime",
+        "rotates_refresh_tokens",
+        json_is_boolean(rot) ? json_is_true(rot) : p->rotates_refresh_tokens, "default_lifetime",
         (json_int_t)(json_is_integer(life) ? json_integer_value(life) : p->default_lifetime),
         "refresh_token_lifetime",
-        p->refresh_token_lifetime ? json_integer(p->refresh_token_lifetime) : json_null(),
-        "scopes", "separator", sep, "sent_on_refresh", p->scopes_on_refresh, "pkce", p->pkce,
-        "expired_token", "status", p->expired_status, "body_contains",
+        p->refresh_token_lifetime ? json_integer(p->refresh_token_lifetime) : json_null(), "scopes",
+        "separator", sep, "sent_on_refresh", p->scopes_on_refresh, "pkce", p->pkce, "expired_token",
+        "status", p->expired_status, "body_contains",
         p->expired_body[0] ? json_string(p->expired_body) : json_null());
 }
 
@@ -270,13 +275,13 @@ static json_t *row_json(const struct tk_catalog *cat, const struct tk_rows *r, i
     json_t *ov = parse_col(tk_rows_text(r, i, 8), false);
     const char *env = tk_rows_text(r, i, 6);
     const struct tk_provider *p = tk_catalog_find(cat, tk_rows_text(r, i, 1));
-    json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:b, s:O, s:s, s:O, s:o, s:s, s:s}", "id",
-                          tk_rows_text(r, i, 0), "provider", tk_rows_text(r, i, 1), "name",
-                          tk_rows_text(r, i, 2), "client_id", tk_rows_text(r, i, 3),
-                          "client_secret_set", tk_rows_int(r, i, 4) != 0, "scopes", scopes,
-                          "environment", env, "params", params, "effective",
-                          p ? tk_app_effective(p, env, ov, params) : json_null(), "created_at",
-                          created, "updated_at", updated);
+    json_t *o =
+        json_pack("{s:s, s:s, s:s, s:s, s:b, s:O, s:s, s:O, s:o, s:s, s:s}", "id",
+                  tk_rows_text(r, i, 0), "provider", tk_rows_text(r, i, 1), "name",
+                  tk_rows_text(r, i, 2), "client_id", tk_rows_text(r, i, 3), "client_secret_set",
+                  tk_rows_int(r, i, 4) != 0, "scopes", scopes, "environment", env, "params", params,
+                  "effective", p ? tk_app_effective(p, env, ov, params) : json_null(), "created_at",
+                  created, "updated_at", updated);
     for (size_t k = 0; override_names[k]; k++) {
         json_t *v = json_object_get(ov, override_names[k]);
         json_object_set_new(o, override_names[k], v ? json_copy(v) : json_null());
@@ -319,7 +324,8 @@ tk_rc tk_app_list(struct tk_db *db, const struct tk_catalog *cat, const char *te
     if (rc != TK_OK) return rc;
     int n = tk_rows_count(r);
     json_t *a = json_array();
-    for (int i = 0; i < n && i < limit; i++) json_array_append_new(a, row_json(cat, r, i));
+    for (int i = 0; i < n && i < limit; i++)
+        json_array_append_new(a, row_json(cat, r, i));
     next_out[0] = '\0';
     if (n > limit) snprintf(next_out, TK_UUID_LEN + 1, "%s", tk_rows_text(r, limit - 1, 0));
     tk_rows_free(r);
@@ -374,18 +380,18 @@ static tk_rc write_row(struct tk_db *db, bool insert, const char *tenant_id, con
                         "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                         TK_ARGS(TK_TEXT(id), TK_TEXT(tenant_id),
                                 TK_TEXT(json_string_value(json_object_get(st, "provider"))),
-                                TK_TEXT(name), TK_TEXT(client_id), TK_TEXT(sealed),
-                                TK_TEXT(scopes), TK_TEXT(env), TK_TEXT(params), TK_TEXT(ov),
-                                TK_INT(now), TK_INT(now)),
+                                TK_TEXT(name), TK_TEXT(client_id), TK_TEXT(sealed), TK_TEXT(scopes),
+                                TK_TEXT(env), TK_TEXT(params), TK_TEXT(ov), TK_INT(now),
+                                TK_INT(now)),
                         NULL, e);
     else if (set_secret)
         rc = tk_db_exec(db,
                         "UPDATE provider_apps SET name = ?, client_id = ?, client_secret = ?, "
                         "scopes = ?, environment = ?, params = ?, overrides = ?, updated_at = ? "
                         "WHERE tenant_id = ? AND id = ?",
-                        TK_ARGS(TK_TEXT(name), TK_TEXT(client_id), TK_TEXT(sealed),
-                                TK_TEXT(scopes), TK_TEXT(env), TK_TEXT(params), TK_TEXT(ov),
-                                TK_INT(now), TK_TEXT(tenant_id), TK_TEXT(id)),
+                        TK_ARGS(TK_TEXT(name), TK_TEXT(client_id), TK_TEXT(sealed), TK_TEXT(scopes),
+                                TK_TEXT(env), TK_TEXT(params), TK_TEXT(ov), TK_INT(now),
+                                TK_TEXT(tenant_id), TK_TEXT(id)),
                         NULL, e);
     else
         rc = tk_db_exec(db,
@@ -405,7 +411,7 @@ static tk_rc write_row(struct tk_db *db, bool insert, const char *tenant_id, con
 /* Apply attrs to the state st (create: an empty one). */
 static tk_rc merge(json_t *st, json_t *attrs, bool creating, struct tk_err *e)
 {
-    static const char *const plain[] = {"provider", "name", "client_id", "scopes",
+    static const char *const plain[] = {"provider",    "name",   "client_id", "scopes",
                                         "environment", "params", NULL};
     for (size_t i = 0; plain[i]; i++) {
         json_t *v = json_object_get(attrs, plain[i]);
@@ -416,8 +422,7 @@ static tk_rc merge(json_t *st, json_t *attrs, bool creating, struct tk_err *e)
                                "provider cannot change: create another app for another provider");
             continue;
         }
-        if (json_is_null(v))
-            return invalid(e, plain[i], "%s cannot be null", plain[i]);
+        if (json_is_null(v)) return invalid(e, plain[i], "%s cannot be null", plain[i]);
         json_object_set(st, plain[i], v);
     }
     json_t *ov = json_object_get(st, "overrides");
@@ -478,7 +483,8 @@ tk_rc tk_app_update(struct tk_db *db, struct tk_keyring *k, const struct tk_cata
     rc = merge(st, attrs, false, e);
     if (rc == TK_OK) rc = check_state(cat, st, &p, e);
     if (rc == TK_OK && secret) rc = seal(k, tenant_id, id, secret, &sealed, e);
-    if (rc == TK_OK) rc = write_row(db, false, tenant_id, id, st, sealed, secret != NULL, tk_now_ms(), e);
+    if (rc == TK_OK)
+        rc = write_row(db, false, tenant_id, id, st, sealed, secret != NULL, tk_now_ms(), e);
     if (rc == TK_OK) rc = tk_app_get(db, cat, tenant_id, id, out, e);
     free(sealed);
     json_decref(st);
@@ -502,9 +508,9 @@ tk_rc tk_app_client_secret(struct tk_db *db, struct tk_keyring *k, const char *t
                            struct tk_err *e)
 {
     struct tk_rows *r;
-    tk_rc rc = tk_db_exec(db,
-                          "SELECT client_secret FROM provider_apps WHERE tenant_id = ? AND id = ?",
-                          TK_ARGS(TK_TEXT(tenant_id), TK_TEXT(id)), &r, e);
+    tk_rc rc =
+        tk_db_exec(db, "SELECT client_secret FROM provider_apps WHERE tenant_id = ? AND id = ?",
+                   TK_ARGS(TK_TEXT(tenant_id), TK_TEXT(id)), &r, e);
     if (rc != TK_OK) return rc;
     if (tk_rows_count(r) != 1)
         rc = tk_err_field(e, TK_ENOTFOUND, "not_found", "id", "no provider app with id %s", id);

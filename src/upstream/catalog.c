@@ -58,10 +58,11 @@ static bool ipv4_valid(const char *s, size_t len, int *first)
 tk_rc tk_upstream_url_check(const char *field, const char *url, struct tk_err *e)
 {
     size_t n = url ? strlen(url) : 0;
-    if (n == 0) return tk_err_field(e, TK_EINVAL, "invalid_field", field, "%s must not be empty", field);
+    if (n == 0)
+        return tk_err_field(e, TK_EINVAL, "invalid_field", field, "%s must not be empty", field);
     if (n > TK_URL_MAX)
-        return tk_err_field(e, TK_EINVAL, "invalid_field", field,
-                            "%s is longer than %d bytes", field, TK_URL_MAX);
+        return tk_err_field(e, TK_EINVAL, "invalid_field", field, "%s is longer than %d bytes",
+                            field, TK_URL_MAX);
     for (size_t i = 0; i < n; i++)
         if ((unsigned char)url[i] <= 0x20 || (unsigned char)url[i] >= 0x7f)
             return tk_err_field(e, TK_EINVAL, "invalid_field", field,
@@ -73,8 +74,8 @@ tk_rc tk_upstream_url_check(const char *field, const char *url, struct tk_err *e
         return tk_err_field(e, TK_EINVAL, "invalid_field", field,
                             "%s must be an absolute URL starting with https://", field);
     if (strchr(url, '#'))
-        return tk_err_field(e, TK_EINVAL, "invalid_field", field,
-                            "%s must not have a fragment (#)", field);
+        return tk_err_field(e, TK_EINVAL, "invalid_field", field, "%s must not have a fragment (#)",
+                            field);
     const char *a = url + (https ? 8 : 7);
     size_t alen = strcspn(a, "/?");
     if (memchr(a, '@', alen))
@@ -105,8 +106,8 @@ tk_rc tk_upstream_url_check(const char *field, const char *url, struct tk_err *e
                                     "%s has an IPv6 host that is not an address", field);
         }
         if (hlen < 2)
-            return tk_err_field(e, TK_EINVAL, "invalid_field", field,
-                                "%s has an empty IPv6 host", field);
+            return tk_err_field(e, TK_EINVAL, "invalid_field", field, "%s has an empty IPv6 host",
+                                field);
     } else {
         const char *colon = memchr(a, ':', alen);
         hlen = colon ? (size_t)(colon - a) : alen;
@@ -193,8 +194,8 @@ static bool slug_valid(const char *s, size_t len, size_t max)
 /* ---- one file ---- */
 
 /* Fill e: "FILE: MEMBER: why" (the member also in e->field). */
-static tk_rc TK_PRINTF(4, 5) bad(struct tk_err *e, const char *file, const char *field,
-                                 const char *fmt, ...)
+static tk_rc TK_PRINTF(4, 5)
+    bad(struct tk_err *e, const char *file, const char *field, const char *fmt, ...)
 {
     char why[256];
     va_list ap;
@@ -208,15 +209,24 @@ static tk_rc TK_PRINTF(4, 5) bad(struct tk_err *e, const char *file, const char 
 static const char *json_reason(const json_error_t *je)
 {
     switch (json_error_code(je)) {
-    case json_error_invalid_utf8: return "invalid UTF-8";
-    case json_error_premature_end_of_input: return "unexpected end of input";
-    case json_error_end_of_input_expected: return "extra data after the value";
-    case json_error_null_character: return "a NUL character";
-    case json_error_null_byte_in_key: return "a NUL byte in a member name";
-    case json_error_duplicate_key: return "a duplicate member name";
-    case json_error_numeric_overflow: return "a number out of range";
-    case json_error_stack_overflow: return "nesting too deep";
-    default: return "a syntax error";
+    case json_error_invalid_utf8:
+        return "invalid UTF-8";
+    case json_error_premature_end_of_input:
+        return "unexpected end of input";
+    case json_error_end_of_input_expected:
+        return "extra data after the value";
+    case json_error_null_character:
+        return "a NUL character";
+    case json_error_null_byte_in_key:
+        return "a NUL byte in a member name";
+    case json_error_duplicate_key:
+        return "a duplicate member name";
+    case json_error_numeric_overflow:
+        return "a number out of range";
+    case json_error_stack_overflow:
+        return "nesting too deep";
+    default:
+        return "a syntax error";
     }
 }
 
@@ -229,7 +239,8 @@ static tk_rc only(json_t *o, const char *const *allowed, const char *file, const
     json_object_foreach(o, k, v)
     {
         bool ok = false;
-        for (size_t i = 0; allowed[i] && !ok; i++) ok = !strcmp(k, allowed[i]);
+        for (size_t i = 0; allowed[i] && !ok; i++)
+            ok = !strcmp(k, allowed[i]);
         if (!ok) {
             /* the member's name as given, printable (it is shown in a log) */
             char name[41], f[64];
@@ -252,8 +263,7 @@ static tk_rc get_str(json_t *o, const char *k, const char *path, bool required, 
     out[0] = '\0';
     json_t *v = json_object_get(o, k);
     if (!v) return required ? bad(e, file, path, "required member missing") : TK_OK;
-    if (json_is_null(v))
-        return nullable ? TK_OK : bad(e, file, path, "must be a string, not null");
+    if (json_is_null(v)) return nullable ? TK_OK : bad(e, file, path, "must be a string, not null");
     if (!json_is_string(v)) return bad(e, file, path, "must be a string");
     size_t len = json_string_length(v);
     const char *s = json_string_value(v);
@@ -317,8 +327,7 @@ static tk_rc check_template(const struct tk_provider *p, const char *tmpl, const
         const char *close = strchr(s, '}');
         if (!close) return bad(e, file, path, "has a { without its }");
         const struct tk_provider_param *pp = param_find(p, s + 1, (size_t)(close - s - 1));
-        if (!pp)
-            return bad(e, file, path, "names a {param} that is not declared under params");
+        if (!pp) return bad(e, file, path, "names a {param} that is not declared under params");
         const char *sample = pp->type == TK_PARAM_HOSTNAME ? "example.com" : "x";
         size_t sl = strlen(sample);
         if (n + sl >= sizeof url) return bad(e, file, path, "is too long");
@@ -397,18 +406,30 @@ tk_rc tk_provider_parse(const char *file, const char *text, size_t len, struct t
         rc = bad(e, file, "(file)", "must hold one JSON object");
         goto out;
     }
-    static const char *const allowed[] = {
-        "name",          "display_name",  "documentation_url",      "authorize_url",
-        "token_url",     "sandbox",       "token_method",           "client_auth",
-        "rotates_refresh_tokens", "default_lifetime", "refresh_token_lifetime", "scopes",
-        "pkce",          "expired_token", "params",                 NULL};
+    static const char *const allowed[] = {"name",
+                                          "display_name",
+                                          "documentation_url",
+                                          "authorize_url",
+                                          "token_url",
+                                          "sandbox",
+                                          "token_method",
+                                          "client_auth",
+                                          "rotates_refresh_tokens",
+                                          "default_lifetime",
+                                          "refresh_token_lifetime",
+                                          "scopes",
+                                          "pkce",
+                                          "expired_token",
+                                          "params",
+                                          NULL};
     rc = only(o, allowed, file, "", e);
     /* name: the file's base name */
     if (rc == TK_OK)
-        rc = get_str(o, "name", "name", true, false, TK_PROVIDER_NAME_MAX, p->name,
-                     sizeof p->name, file, e);
+        rc = get_str(o, "name", "name", true, false, TK_PROVIDER_NAME_MAX, p->name, sizeof p->name,
+                     file, e);
     if (rc == TK_OK && !slug_valid(p->name, strlen(p->name), TK_PROVIDER_NAME_MAX))
-        rc = bad(e, file, "name", "must be 1 to %d of a-z 0-9 - _, starting with a letter or a digit",
+        rc = bad(e, file, "name",
+                 "must be 1 to %d of a-z 0-9 - _, starting with a letter or a digit",
                  TK_PROVIDER_NAME_MAX);
     if (rc == TK_OK) {
         const char *base = strrchr(file, '/');
@@ -421,7 +442,8 @@ tk_rc tk_provider_parse(const char *file, const char *text, size_t len, struct t
     if (rc == TK_OK)
         rc = get_str(o, "display_name", "display_name", true, false, TK_PROVIDER_TEXT_MAX,
                      p->display_name, sizeof p->display_name, file, e);
-    if (rc == TK_OK && tk_text_check_name("display_name", p->display_name, TK_PROVIDER_TEXT_MAX, &te))
+    if (rc == TK_OK &&
+        tk_text_check_name("display_name", p->display_name, TK_PROVIDER_TEXT_MAX, &te))
         rc = bad(e, file, "display_name", "%s", te.msg);
     if (rc == TK_OK)
         rc = get_str(o, "documentation_url", "documentation_url", false, true, TK_URL_MAX,
@@ -440,8 +462,9 @@ tk_rc tk_provider_parse(const char *file, const char *text, size_t len, struct t
                      sizeof p->token_url, file, e);
     if (rc == TK_OK) rc = check_template(p, p->token_url, "token_url", file, e);
     if (rc == TK_OK && !p->token_url[0] && p->authorize_url[0])
-        rc = bad(e, file, "token_url", "must be set when authorize_url is (null only for URLs "
-                                       "set per app)");
+        rc = bad(e, file, "token_url",
+                 "must be set when authorize_url is (null only for URLs "
+                 "set per app)");
     json_t *sb = json_object_get(o, "sandbox");
     if (rc == TK_OK && sb && !json_is_null(sb)) {
         static const char *const sb_allowed[] = {"authorize_url", "token_url", NULL};
@@ -473,7 +496,8 @@ tk_rc tk_provider_parse(const char *file, const char *text, size_t len, struct t
     if (rc == TK_OK)
         rc = get_str(o, "client_auth", "client_auth", true, false, 24, buf, sizeof buf, file, e);
     if (rc == TK_OK && !tk_client_auth_parse(buf, &p->client_auth))
-        rc = bad(e, file, "client_auth", "must be client_secret_basic, client_secret_post or query");
+        rc =
+            bad(e, file, "client_auth", "must be client_secret_basic, client_secret_post or query");
     if (rc == TK_OK)
         rc = get_bool(o, "rotates_refresh_tokens", "rotates_refresh_tokens", true, false,
                       &p->rotates_refresh_tokens, file, e);
@@ -487,7 +511,8 @@ tk_rc tk_provider_parse(const char *file, const char *text, size_t len, struct t
     json_t *sc = json_object_get(o, "scopes");
     if (rc == TK_OK && sc) {
         static const char *const sc_allowed[] = {"separator", "sent_on_refresh", NULL};
-        if (!json_is_object(sc)) rc = bad(e, file, "scopes", "must be an object {separator, sent_on_refresh}");
+        if (!json_is_object(sc))
+            rc = bad(e, file, "scopes", "must be an object {separator, sent_on_refresh}");
         if (rc == TK_OK) rc = only(sc, sc_allowed, file, "scopes", e);
         if (rc == TK_OK)
             rc = get_str(sc, "separator", "scopes.separator", false, false, 1, buf, sizeof buf,
@@ -556,10 +581,10 @@ json_t *tk_provider_json(const struct tk_provider *p)
         tk_client_auth_name(p->client_auth), "rotates_refresh_tokens", p->rotates_refresh_tokens,
         "default_lifetime", (json_int_t)p->default_lifetime, "refresh_token_lifetime",
         p->refresh_token_lifetime ? json_integer(p->refresh_token_lifetime) : json_null(), "scopes",
-        "separator", sep, "sent_on_refresh", p->scopes_on_refresh, "pkce", p->pkce,
-        "expired_token", "status", p->expired_status, "body_contains",
-        str_or_null(p->expired_body), "params", params, "urls_per_app", !p->token_url[0],
-        "source", p->from_dir ? "providers_dir" : "builtin");
+        "separator", sep, "sent_on_refresh", p->scopes_on_refresh, "pkce", p->pkce, "expired_token",
+        "status", p->expired_status, "body_contains", str_or_null(p->expired_body), "params",
+        params, "urls_per_app", !p->token_url[0], "source",
+        p->from_dir ? "providers_dir" : "builtin");
 }
 
 /* ---- the catalogue ---- */
@@ -624,8 +649,7 @@ static tk_rc read_file(int dfd, const char *name, const char *path, char **out, 
                        struct tk_err *e)
 {
     int fd = openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
-    if (fd < 0)
-        return bad(e, path, "(file)", "cannot be opened: %s", strerror(errno));
+    if (fd < 0) return bad(e, path, "(file)", "cannot be opened: %s", strerror(errno));
     struct stat st;
     tk_rc rc = TK_OK;
     char *buf = NULL;

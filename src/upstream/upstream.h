@@ -43,7 +43,7 @@ bool tk_hostname_valid(const char *s, size_t len);
 /* ---- the catalogue (catalog.c) ---- */
 
 #define TK_PROVIDER_NAME_MAX 63
-#define TK_PROVIDER_TEXT_MAX 256   /* display_name, a param's description */
+#define TK_PROVIDER_TEXT_MAX 256 /* display_name, a param's description */
 #define TK_PROVIDER_PARAMS_MAX 8
 #define TK_PROVIDER_PARAM_NAME_MAX 32
 #define TK_PROVIDER_PARAM_VALUE_MAX 253
@@ -86,12 +86,12 @@ struct tk_provider {
     bool token_get; /* the refresh is a GET with its parameters in the query */
     enum tk_client_auth client_auth;
     bool rotates_refresh_tokens;
-    int64_t default_lifetime;       /* seconds, when an answer has no expires_in */
-    int64_t refresh_token_lifetime; /* seconds; 0: unknown or unlimited */
-    char scope_separator;           /* ' ' or ',' */
-    bool scopes_on_refresh;         /* send the app's scopes with a refresh */
-    bool pkce;                      /* S256 in the connect flow */
-    int expired_status;             /* an expired access token answers this status */
+    int64_t default_lifetime;                     /* seconds, when an answer has no expires_in */
+    int64_t refresh_token_lifetime;               /* seconds; 0: unknown or unlimited */
+    char scope_separator;                         /* ' ' or ',' */
+    bool scopes_on_refresh;                       /* send the app's scopes with a refresh */
+    bool pkce;                                    /* S256 in the connect flow */
+    int expired_status;                           /* an expired access token answers this status */
     char expired_body[TK_PROVIDER_MATCH_MAX + 1]; /* ... with this in the body; "": any */
     int nparams;
     struct tk_provider_param params[TK_PROVIDER_PARAMS_MAX];
@@ -169,7 +169,7 @@ tk_rc tk_app_register_sealed(void);
  * and params (substituted into the URLs). A JSON object in the same shape
  * as tk_provider_json's, with urls resolved; authorize_url null when
  * neither the entry nor the app gives one. */
-json_t *tk_app_effective(const struct tk_provider *p, const char *environment,
-                         json_t *overrides, json_t *params);
+json_t *tk_app_effective(const struct tk_provider *p, const char *environment, json_t *overrides,
+                         json_t *params);
 
 #endif

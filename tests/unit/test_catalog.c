@@ -17,8 +17,8 @@ void test_catalog_builtin(void)
     struct tk_catalog *c = NULL;
     struct tk_err e;
     if (!CHECK_OK(tk_catalog_load(NULL, &c, &e), &e)) return;
-    static const char *const names[] = {"bitrix24", "ebay",       "ebay-sandbox", "generic-oauth2",
-                                        "github",   "google",     "hubspot",      "microsoft",
+    static const char *const names[] = {"bitrix24",   "ebay",   "ebay-sandbox", "generic-oauth2",
+                                        "github",     "google", "hubspot",      "microsoft",
                                         "salesforce", "slack"};
     CHECK_EQ_INT(tk_catalog_count(c), TK_NELEM(names));
     for (size_t i = 0; i < TK_NELEM(names); i++) {
@@ -60,15 +60,9 @@ void test_catalog_builtin(void)
 void test_catalog_urls(void)
 {
     static const char *const good[] = {
-        "https://example.com/token",
-        "https://example.com",
-        "https://a.b.example.com:8443/x?y=1",
-        "http://127.0.0.1:9999/token",
-        "http://127.5.6.7/t",
-        "http://localhost:1/t",
-        "http://LOCALHOST/t",
-        "http://[::1]:8080/t",
-        "https://[2001:db8::1]/t",
+        "https://example.com/token",   "https://example.com", "https://a.b.example.com:8443/x?y=1",
+        "http://127.0.0.1:9999/token", "http://127.5.6.7/t",  "http://localhost:1/t",
+        "http://LOCALHOST/t",          "http://[::1]:8080/t", "https://[2001:db8::1]/t",
         "https://10.0.0.1/t",
     };
     static const char *const bad[] = {
@@ -78,12 +72,12 @@ void test_catalog_urls(void)
         "example.com/token",
         "https://",
         "https:///path",
-        "http://example.com/token",        /* plain http off loopback */
+        "http://example.com/token", /* plain http off loopback */
         "http://128.0.0.1/t",
-        "http://127.0.0.1.evil.com/t",     /* a DNS name, not loopback */
+        "http://127.0.0.1.evil.com/t", /* a DNS name, not loopback */
         "http://localhost.evil.com/t",
         "http://[::2]/t",
-        "https://user:pw@example.com/t",  /* user info */
+        "https://user:pw@example.com/t", /* user info */
         "https://example.com@evil.com/t",
         "https://example.com/t#frag",
         "https://exa mple.com/t",
@@ -100,7 +94,7 @@ void test_catalog_urls(void)
         "https://-bad.example.com/t",
         "https://bad-.example.com/t",
         "https://a..b/t",
-        "https://01.2.3.4/t",              /* not an IPv4 address, not a DNS name? digits are */
+        "https://01.2.3.4/t", /* not an IPv4 address, not a DNS name? digits are */
         "HTTPS://example.com/t",
     };
     struct tk_err e;
@@ -179,10 +173,13 @@ void test_catalog_hostile(void)
         {"\"extra\": 1", "extra"},
         {"\"\": 1", "\"\""},
         {"\"a\\u0001b\": 1", "a?b"},
-        {"\"sandbox\": {\"authorize_url\": \"https://a.test/\", \"token_url\": \"https://a.test/\", \"x\": 1}", "sandbox.x"},
+        {"\"sandbox\": {\"authorize_url\": \"https://a.test/\", \"token_url\": "
+         "\"https://a.test/\", \"x\": 1}",
+         "sandbox.x"},
         {"\"sandbox\": 3", "sandbox"},
         {"\"sandbox\": {\"authorize_url\": \"https://a.test/\"}", "sandbox.token_url"},
-        {"\"sandbox\": {\"authorize_url\": \"http://a.test/\", \"token_url\": \"https://a.test/\"}", "sandbox.authorize_url"},
+        {"\"sandbox\": {\"authorize_url\": \"http://a.test/\", \"token_url\": \"https://a.test/\"}",
+         "sandbox.authorize_url"},
         {"\"token_method\": \"PUT\"", "token_method"},
         {"\"token_method\": 1", "token_method"},
         {"\"refresh_token_lifetime\": 1", "refresh_token_lifetime"},
@@ -195,8 +192,10 @@ void test_catalog_hostile(void)
         {"\"scopes\": []", "scopes"},
         {"\"pkce\": \"S256\"", "pkce"},
         {"\"expired_token\": {\"status\": 100}", "expired_token.status"},
-        {"\"expired_token\": {\"status\": 401, \"body_contains\": \"\"}", "expired_token.body_contains"},
-        {"\"expired_token\": {\"status\": 401, \"body_contains\": \"a\\u0007b\"}", "expired_token.body_contains"},
+        {"\"expired_token\": {\"status\": 401, \"body_contains\": \"\"}",
+         "expired_token.body_contains"},
+        {"\"expired_token\": {\"status\": 401, \"body_contains\": \"a\\u0007b\"}",
+         "expired_token.body_contains"},
         {"\"expired_token\": {\"body_contains\": \"x\"}", "expired_token.status"},
         {"\"expired_token\": {\"status\": 401, \"regex\": \".*\"}", "expired_token.regex"},
         {"\"documentation_url\": \"javascript:alert(1)\"", "documentation_url"},
@@ -234,21 +233,29 @@ void test_catalog_hostile(void)
         {"{\"name\": \"acme\", \"display_name\": \"A\\u202eB\"}", "display_name"},
         {"{\"name\": \"acme\", \"display_name\": \"A\", \"authorize_url\": null}", "token_url"},
         {"{\"name\": \"acme\", \"display_name\": \"A\", \"authorize_url\": \"https://{tenant}/a\", "
-         "\"token_url\": null}", "authorize_url"},
+         "\"token_url\": null}",
+         "authorize_url"},
         {"{\"name\": \"acme\", \"display_name\": \"A\", \"authorize_url\": \"https://a.test/{x\", "
-         "\"token_url\": null}", "authorize_url"},
+         "\"token_url\": null}",
+         "authorize_url"},
         {"{\"name\": \"acme\", \"display_name\": \"A\", \"authorize_url\": \"https://a.test/x}\", "
-         "\"token_url\": null}", "authorize_url"},
+         "\"token_url\": null}",
+         "authorize_url"},
         {"{\"name\": \"acme\", \"display_name\": \"A\", \"authorize_url\": \"https://a.test/\", "
-         "\"token_url\": null}", "token_url"},
+         "\"token_url\": null}",
+         "token_url"},
         {"{\"name\": \"acme\", \"display_name\": \"A\", \"authorize_url\": null, \"token_url\": "
-         "\"http://evil.test/t\"}", "token_url"},
+         "\"http://evil.test/t\"}",
+         "token_url"},
         {"{\"name\": \"acme\", \"display_name\": \"A\", \"authorize_url\": null, \"token_url\": "
-         "\"https://t.test/\"}", "client_auth"},
+         "\"https://t.test/\"}",
+         "client_auth"},
         {"{\"name\": \"acme\", \"display_name\": \"A\", \"authorize_url\": null, \"token_url\": "
-         "\"https://t.test/\", \"client_auth\": \"private_key_jwt\"}", "client_auth"},
+         "\"https://t.test/\", \"client_auth\": \"private_key_jwt\"}",
+         "client_auth"},
         {"{\"name\": \"acme\", \"display_name\": \"A\", \"authorize_url\": null, \"token_url\": "
-         "\"https://t.test/\", \"client_auth\": \"query\"}", "rotates_refresh_tokens"},
+         "\"https://t.test/\", \"client_auth\": \"query\"}",
+         "rotates_refresh_tokens"},
         {"{\"name\": \"acme\", \"display_name\": \"A\", \"authorize_url\": null, \"token_url\": "
          "\"https://t.test/\", \"client_auth\": \"query\", \"rotates_refresh_tokens\": 1}",
          "rotates_refresh_tokens"},
@@ -257,21 +264,30 @@ void test_catalog_hostile(void)
          "default_lifetime"},
         {"{\"name\": \"acme\", \"display_name\": \"A\", \"authorize_url\": null, \"token_url\": "
          "\"https://t.test/\", \"client_auth\": \"query\", \"rotates_refresh_tokens\": true, "
-         "\"default_lifetime\": 59}", "default_lifetime"},
+         "\"default_lifetime\": 59}",
+         "default_lifetime"},
         {"{\"name\": \"acme\", \"display_name\": \"A\", \"authorize_url\": null, \"token_url\": "
          "\"https://t.test/\", \"client_auth\": \"query\", \"rotates_refresh_tokens\": true, "
-         "\"default_lifetime\": 99999999999999999999}", "(file)"},
+         "\"default_lifetime\": 99999999999999999999}",
+         "(file)"},
         {"{\"name\": \"acme\", \"display_name\": \"A\", \"params\": {\"a\": {\"type\": \"int\", "
-         "\"description\": \"d\"}}}", "params.a.type"},
+         "\"description\": \"d\"}}}",
+         "params.a.type"},
         {"{\"name\": \"acme\", \"display_name\": \"A\", \"params\": {\"a\": {\"type\": "
-         "\"hostname\"}}}", "params.a.description"},
+         "\"hostname\"}}}",
+         "params.a.description"},
         {"{\"name\": \"acme\", \"display_name\": \"A\", \"params\": {\"a\": {\"type\": "
-         "\"hostname\", \"description\": \"d\", \"default\": \"x\"}}}", "params.a.default"},
-        {"{\"name\": \"acme\", \"display_name\": \"A\", \"params\": {\"A B\": {}}}", "params.(name)"},
-        {"{\"name\": \"acme\", \"display_name\": \"A\", \"params\": {\"a\": \"hostname\"}}", "params.a"},
+         "\"hostname\", \"description\": \"d\", \"default\": \"x\"}}}",
+         "params.a.default"},
+        {"{\"name\": \"acme\", \"display_name\": \"A\", \"params\": {\"A B\": {}}}",
+         "params.(name)"},
+        {"{\"name\": \"acme\", \"display_name\": \"A\", \"params\": {\"a\": \"hostname\"}}",
+         "params.a"},
         {"{\"name\": \"acme\", \"display_name\": \"A\", \"params\": []}", "params"},
-        {"{\"name\": \"acme\", \"display_name\": \"A\", \"params\": {\"a\": {}, \"b\": {}, \"c\": {}, "
-         "\"d\": {}, \"e\": {}, \"f\": {}, \"g\": {}, \"h\": {}, \"i\": {}}}", "params"},
+        {"{\"name\": \"acme\", \"display_name\": \"A\", \"params\": {\"a\": {}, \"b\": {}, \"c\": "
+         "{}, "
+         "\"d\": {}, \"e\": {}, \"f\": {}, \"g\": {}, \"h\": {}, \"i\": {}}}",
+         "params"},
     };
     for (size_t i = 0; i < TK_NELEM(whole); i++) {
         tk_err_clear(&e);
@@ -294,14 +310,16 @@ void test_catalog_hostile(void)
     CHECK_EQ_INT(tk_provider_parse("acme.json", big, strlen(big), &p, &e), TK_EINVAL);
     CHECK_EQ_STR(e.field, "(file)");
     CHECK(strstr(e.msg, "larger than") != NULL);
-    int n = snprintf(big, TK_PROVIDER_FILE_MAX, "{\"name\": \"acme\", \"display_name\": \"A\", "
-                                                "\"authorize_url\": null, \"token_url\": \"https://t.test/");
+    int n = snprintf(big, TK_PROVIDER_FILE_MAX,
+                     "{\"name\": \"acme\", \"display_name\": \"A\", "
+                     "\"authorize_url\": null, \"token_url\": \"https://t.test/");
     memset(big + n, 'a', 3000);
     snprintf(big + n + 3000, 100, "\"}");
     CHECK_EQ_INT(tk_provider_parse("acme.json", big, strlen(big), &p, &e), TK_EINVAL);
     CHECK_EQ_STR(e.field, "token_url");
     n = 0;
-    for (int i = 0; i < 5000; i++) big[n++] = '[';
+    for (int i = 0; i < 5000; i++)
+        big[n++] = '[';
     big[n] = '\0';
     CHECK_EQ_INT(tk_provider_parse("acme.json", big, (size_t)n, &p, &e), TK_EINVAL);
     CHECK_EQ_STR(e.field, "(file)");
