@@ -4,6 +4,7 @@
  * effective entry of an app. */
 #include "unit.h"
 
+#include "../../src/operators/operators.h"
 #include "../../src/upstream/catalog_internal.h"
 
 #include <stdio.h>
@@ -454,4 +455,134 @@ void test_catalog_effective(void)
     json_decref(ov);
     json_decref(params);
     tk_catalog_free(c);
+}
+
+/* The provider_apps table through apps.c on a real store and keyring: the
+ * secret sealed under the row's place (never in clear in the row), opened
+ * back, replaced by an update; another tenant's app unknown to every call;
+ * a sealed value copied to another row fails as a key/data fault. */
+void test_apps_store(struct fx *f)
+{
+    struct tk_db *db = fx_db(f);
+    if (!db) return;
+    struct tk_err e;
+    struct tk_keyring *k = NULL;
+    struct tk_catalog *cat = NULL;
+    char shares[3][TK_SHARE_MAX], t1[TK_UUID_LEN + 1], t2[TK_UUID_LEN + 1];
+    char id[TK_UUID_LEN + 1], id2[TK_UUID_LEN + 1], next[TK_UUID_LEN + 1];
+    int64_t at;
+    json_t *o = NULL, *attrs = NULL;
+    struct tk_secret *s = NULL, *got = NULL;
+    struct tk_rows *r = NULL;
+    if (!CHECK_OK(tk_keyring_new(f->dir, &k, &e), &e)) goto out;
+    if (!CHECK_OK(tk_keyring_init(k, db, 3, 2, NULL, shares, NULL, &e), &e)) goto out;
+    if (!CHECK_OK(tk_catalog_load(NULL, &cat, &e), &e)) goto out;
+    if (!CHECK_OK(tk_tenant_default(db, t1, &e), &e)) goto out;
+    if (!CHECK_OK(tk_tenant_create(db, "other", t2, &at, &e), &e)) goto out;
+
+    attrs =
+        json_pack("{s:s, s:s, s:s, s:[s], s:{s:s}}", "provider", "bitrix24", "name", "portal",
+                  "client_id", "local.1", "scopes", "crm", "params", "domain", "acme.bitrix24.com");
+    s = tk_secret_new("s3cr3t-first-value", 18);
+    if (!CHECK_OK(tk_app_create(db, k, cat, t1, attrs, s, id, &o, &e), &e)) goto out;
+    CHECK(json_is_true(json_object_get(o, "client_secret_set")));
+    CHECK(json_object_get(o, "client_secret") == NULL);
+    CHECK_EQ_STR(
+        json_string_value(json_object_get(json_object_get(o, "effective"), "authorize_url")),
+        "https://acme.bitrix24.com/oauth/authorize/");
+    json_decref(o);
+    o = NULL;
+    if (CHECK_OK(tk_db_exec(db, "SELECT client_secret FROM provider_apps WHERE id = ?",
+                            TK_ARGS(TK_TEXT(id)), &r, &e),
+                 &e)) {
+        CHECK(!strncmp(tk_rows_text(r, 0, 0), "ENC:v1:", 7));
+        CHECK(!strstr(tk_rows_text(r, 0, 0), "s3cr3t"));
+        tk_rows_free(r);
+        r = NULL;
+    }
+    if (CHECK_OK(tk_app_client_secret(db, k, t1, id, &got, NULL, &e), &e)) {
+        CHECK_EQ_INT(got->len, 18);
+        CHECK(!memcmp(got->p, "s3cr3t-first-value", 18));
+        tk_secret_free(got);
+        got = NULL;
+    }
+    /* the name is unique in the tenant, free in another */
+    CHECK_EQ_INT(tk_app_create(db, k, cat, t1, attrs, NULL, id2, &o, &e), TK_ECONFLICT);
+    CHECK_EQ_STR(e.field, "name");
+    if (CHECK_OK(tk_app_create(db, k, cat, t2, attrs, NULL, id2, &o, &e), &e)) {
+        CHECK(json_is_false(json_object_get(o, "client_secret_set")));
+        json_decref(o);
+        o = NULL;
+        CHECK_EQ_INT(tk_app_client_secret(db, k, t2, id2, &got, NULL, &e), TK_ENOTFOUND);
+        CHECK_EQ_STR(e.code, "no_client_secret");
+    }
+
+    /* another tenant sees nothing */
+    CHECK_EQ_INT(tk_app_get(db, cat, t2, id, &o, &e), TK_ENOTFOUND);
+    CHECK_EQ_INT(tk_app_client_secret(db, k, t2, id, &got, NULL, &e), TK_ENOTFOUND);
+    CHECK_EQ_INT(tk_app_delete(db, t2, id, &e), TK_ENOTFOUND);
+    json_t *ren = json_pack("{s:s}", "name", "stolen");
+    CHECK_OK(tk_db_begin(db, &e), &e);
+    CHECK_EQ_INT(tk_app_update(db, k, cat, t2, id, ren, NULL, &o, &e), TK_ENOTFOUND);
+    tk_db_rollback(db);
+    json_decref(ren);
+    if (CHECK_OK(tk_app_list(db, cat, t2, NULL, NULL, 50, &o, next, &e), &e)) {
+        CHECK_EQ_INT(json_array_size(o), 1); /* its own only */
+        json_decref(o);
+        o = NULL;
+    }
+    if (CHECK_OK(tk_app_list(db, cat, t1, "ebay", NULL, 50, &o, next, &e), &e)) {
+        CHECK_EQ_INT(json_array_size(o), 0);
+        json_decref(o);
+        o = NULL;
+    }
+
+    /* update: an override and a new secret */
+    json_t *up = json_pack("{s:s, s:s}", "token_url", "http://127.0.0.1:9/t", "name", "portal-2");
+    tk_secret_free(s);
+    s = tk_secret_new("s3cr3t-second", 13);
+    CHECK_OK(tk_db_begin(db, &e), &e);
+    if (CHECK_OK(tk_app_update(db, k, cat, t1, id, up, s, &o, &e), &e)) {
+        CHECK_EQ_STR(json_string_value(json_object_get(o, "name")), "portal-2");
+        CHECK_EQ_STR(
+            json_string_value(json_object_get(json_object_get(o, "effective"), "token_url")),
+            "http://127.0.0.1:9/t");
+        json_decref(o);
+        o = NULL;
+    }
+    CHECK_OK(tk_db_commit(db, &e), &e);
+    json_decref(up);
+    if (CHECK_OK(tk_app_client_secret(db, k, t1, id, &got, NULL, &e), &e)) {
+        CHECK(got->len == 13 && !memcmp(got->p, "s3cr3t-second", 13));
+        tk_secret_free(got);
+        got = NULL;
+    }
+
+    /* a sealed value copied to another row does not open there */
+    json_object_set_new(attrs, "name", json_string("portal-copy"));
+    if (CHECK_OK(tk_app_create(db, k, cat, t1, attrs, s, id2, &o, &e), &e)) {
+        json_decref(o);
+        o = NULL;
+        CHECK_OK(tk_db_exec(db,
+                            "UPDATE provider_apps SET client_secret = (SELECT client_secret FROM "
+                            "provider_apps WHERE id = ?) WHERE id = ?",
+                            TK_ARGS(TK_TEXT(id), TK_TEXT(id2)), NULL, &e),
+                 &e);
+        struct tk_open_failure fl;
+        CHECK_EQ_INT(tk_app_client_secret(db, k, t1, id2, &got, &fl, &e), TK_EINTERNAL);
+        CHECK_EQ_STR(e.code, "decrypt_failed");
+        CHECK(strstr(fl.row, id2) != NULL);
+        CHECK(got == NULL);
+    }
+
+    CHECK_OK(tk_app_delete(db, t1, id, &e), &e);
+    CHECK_EQ_INT(tk_app_get(db, cat, t1, id, &o, &e), TK_ENOTFOUND);
+    CHECK_EQ_INT(tk_app_delete(db, t1, id, &e), TK_ENOTFOUND);
+    CHECK(!tk_provider_app_in_use(db, t1, id2));
+out:
+    json_decref(attrs);
+    tk_secret_free(s);
+    tk_catalog_free(cat);
+    tk_keyring_free(k);
+    tk_store_put(db);
 }

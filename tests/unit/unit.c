@@ -329,6 +329,7 @@ static const struct unit_test tests[] = {
     T("http/host_policy", test_http_host_policy),
     T("http/origin_media", test_http_origin_media),
 
+    B("upstream/apps_store", test_apps_store),
     B("store/migrate", test_store_migrate),
     B("store/reopen", test_store_reopen),
     B("store/schema_too_new", test_store_schema_too_new),

@@ -91,6 +91,7 @@ void test_catalog_urls(void);
 void test_catalog_hostile(void);
 void test_catalog_dir(void);
 void test_catalog_effective(void);
+void test_apps_store(struct fx *f);
 
 /* test_text.c */
 void test_text_check_name(void);
