@@ -87,7 +87,11 @@ static int path_with(char *out, size_t n, const char *prefix, const char *seg)
     return w > 0 && (size_t)w < n;
 }
 
-static int show_one(const char *noun, const char *what, const char *prefix, int argc, char **argv)
+static void print_app(json_t *o);
+
+/* GET prefix + NAME|ID: JSON, or with printer (when given) a table unless --json. */
+static int show_one(const char *noun, const char *what, const char *prefix,
+                    void (*printer)(json_t *), int argc, char **argv)
 {
     struct tk_cli_client c = {0};
     const char *token_file = NULL, *key = NULL;
@@ -109,7 +113,10 @@ static int show_one(const char *noun, const char *what, const char *prefix, int 
     json_t *body = NULL;
     rc = get_ok(&c, what, path, &body);
     if (rc) return rc;
-    print_json(body);
+    if (printer && !c.json)
+        printer(body);
+    else
+        print_json(body);
     json_decref(body);
     return 0;
 }
@@ -119,7 +126,7 @@ int tk_cli_providers(int argc, char **argv)
     if (argc < 1) return usage("providers", "which one: list or show", NULL);
     if (!strcmp(argv[0], "list")) return providers_list(argc - 1, argv + 1);
     if (!strcmp(argv[0], "show"))
-        return show_one("providers", "providers show", "/v1/providers/", argc - 1, argv + 1);
+        return show_one("providers", "providers show", "/v1/providers/", NULL, argc - 1, argv + 1);
     return usage("providers", "unknown verb", argv[0]);
 }
 
@@ -424,7 +431,7 @@ int tk_cli_provider_apps(int argc, char **argv)
     if (!strcmp(v, "list")) return apps_list(argc - 1, argv + 1);
     if (!strcmp(v, "delete")) return apps_delete(argc - 1, argv + 1);
     if (!strcmp(v, "show"))
-        return show_one("provider-apps", "provider-apps show", "/v1/provider-apps/", argc - 1,
-                        argv + 1);
+        return show_one("provider-apps", "provider-apps show", "/v1/provider-apps/", print_app,
+                        argc - 1, argv + 1);
     return usage("provider-apps", "unknown verb", v);
 }

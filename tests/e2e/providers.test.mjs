@@ -385,8 +385,11 @@ for (const backend of backends()) {
       cliLogs.push(u.stdout, u.stderr);
       assert.equal(u.code, 0, u.stderr);
       assert.match(u.stdout, /client_secret\s+yes/);
-      const sh = await runCli(['provider-apps', 'show', app.id], { env });
+      const sh = await runCli(['provider-apps', 'show', app.id, '--json'], { env });
       assert.equal(JSON.parse(sh.stdout).effective.default_lifetime, 900);
+      const st = await runCli(['provider-apps', 'show', app.id], { env });
+      assert.match(st.stdout, /^client_secret\s+yes$/m);
+      assert.match(st.stdout, /^authorize_url\s+https:\/\/cli\.bitrix24\.com\/oauth\/authorize\/$/m);
       const li = await runCli(['provider-apps', 'list', '--provider', 'bitrix24'], { env });
       assert.equal(li.code, 0, li.stderr);
       assert.ok(li.stdout.includes(app.id));
