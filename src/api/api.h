@@ -23,8 +23,13 @@
 #include <pthread.h>
 #include <stdatomic.h>
 
+struct tk_catalog;
+
 struct tk_app {
     const struct tk_config *cfg;
+    /* The provider catalogue (upstream.h), loaded before anything else at
+     * start; immutable. */
+    struct tk_catalog *catalog;
     struct tk_store *store;
     struct tk_keyring *keyring;
     struct tk_http *http;
@@ -136,6 +141,13 @@ void tk_h_tenants_list(struct tk_req *r);
 void tk_h_tenants_create(struct tk_req *r);
 void tk_h_tenants_get(struct tk_req *r);
 void tk_h_sys_doctor(struct tk_req *r);
+void tk_h_providers_list(struct tk_req *r);
+void tk_h_providers_get(struct tk_req *r);
+void tk_h_apps_create(struct tk_req *r);
+void tk_h_apps_list(struct tk_req *r);
+void tk_h_apps_get(struct tk_req *r);
+void tk_h_apps_update(struct tk_req *r);
+void tk_h_apps_delete(struct tk_req *r);
 
 /* Body checks that reply 400 naming the field and return false:
  * every member of body is in allowed (NULL-terminated); name, when

@@ -3,6 +3,7 @@
 
 #include "../common/log.h"
 #include "../events/events.h"
+#include "../upstream/upstream.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -601,7 +602,13 @@ int tk_serve(const struct tk_config *cfg)
      * no store file, no keyring, no root token). Until start-up is done,
      * /health answers, /ready and every other route say "starting". */
     struct tk_housekeeper *housekeeper = NULL;
-    tk_rc rc = tk_secret_heap_init(1 << 20, &e);
+    /* The catalogue first: a bad providers_dir file is a local fix (exit 2),
+     * told before anything else happens. */
+    tk_rc rc = tk_catalog_load(cfg->providers_dir, &app.catalog, &e);
+    if (rc != TK_OK) status = 2;
+    if (rc == TK_OK && tk_app_register_sealed() != TK_OK)
+        rc = tk_err_set(&e, TK_EINTERNAL, "internal", "cannot register the sealed columns");
+    if (rc == TK_OK) rc = tk_secret_heap_init(1 << 20, &e);
     if (rc == TK_OK) rc = tk_keyring_new(cfg->data_dir, &app.keyring, &e);
     if (rc == TK_OK) tk_events_use_keyring(app.keyring); /* key the event chain */
     /* Every series is registered here, before the HTTP server answers
@@ -730,5 +737,6 @@ out:
     tk_ratelimit_free(app.unseal_limit);
     tk_optoken_uses_free(app.uses);
     tk_metrics_free(app.metrics); /* after the HTTP server: nothing renders any more */
+    tk_catalog_free(app.catalog);
     return status;
 }

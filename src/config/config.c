@@ -91,6 +91,9 @@ static const struct setting settings[] = {
      "PEM file of CAs trusted for outbound HTTPS besides the system's"},
     {"outbound_proxy", C_STR, S(outbound_proxy), "", 0, 0, NULL,
      "proxy for outbound HTTP (scheme://host:port)"},
+    {"providers_dir", C_STR, S(providers_dir), "", 0, 0, NULL,
+     "directory of provider catalogue files (NAME.json) that replace or add to the built-in "
+     "providers; a bad file stops start-up"},
 };
 
 _Static_assert(TK_NELEM(settings) <= TK_NELEM(((struct tk_config *)0)->origins),
@@ -329,6 +332,7 @@ static const char *empty_default(const char *name)
                           "warning at start"},
         {"node_name", "<hostname>:<pid>"},
         {"trusted_proxies", "empty: X-Forwarded-For is ignored, the client is the peer"},
+        {"providers_dir", "empty: the built-in catalogue only"},
         {"unseal_key_file", "<data_dir>/unseal.key"},
         {"outbound_ca_file", "empty: the system's CAs only"},
         {"outbound_proxy", "empty: no proxy (http_proxy, HTTPS_PROXY, ... are ignored)"},

@@ -44,6 +44,7 @@ struct tk_config {
     int outbound_max_concurrent;
     char outbound_ca_file[1024];  /* extra CAs; "" none */
     char outbound_proxy[512];     /* "" no proxy */
+    char providers_dir[1024]; /* *.json catalogue entries that override or add providers */
     char origins[64][80]; /* where each setting's value came from, by table index */
 };
 

@@ -374,6 +374,22 @@ struct tk_form *tk_req_form(struct tk_req *r)
     return f;
 }
 
+/* A generic reason for a JSON parse error, from jansson's error code. */
+static const char *json_reason(const json_error_t *je)
+{
+    switch (json_error_code(je)) {
+    case json_error_invalid_utf8: return "invalid UTF-8";
+    case json_error_premature_end_of_input: return "unexpected end of input";
+    case json_error_end_of_input_expected: return "extra data after the value";
+    case json_error_null_character: return "a NUL character";
+    case json_error_null_byte_in_key: return "a NUL byte in a member name";
+    case json_error_duplicate_key: return "a duplicate member name";
+    case json_error_numeric_overflow: return "a number out of range";
+    case json_error_stack_overflow: return "nesting too deep";
+    default: return "a syntax error";
+    }
+}
+
 json_t *tk_req_json(struct tk_req *r)
 {
     struct tk_err e;
@@ -393,8 +409,11 @@ json_t *tk_req_json(struct tk_req *r)
     json_error_t je;
     json_t *j = json_loadb(r->body, r->body_len, JSON_REJECT_DUPLICATES, &je);
     if (!j) {
-        tk_err_set(&e, TK_EINVAL, "invalid_json", "the body is not valid JSON: %s at line %d column %d",
-                   je.text, je.line, je.column);
+        /* never je.text: jansson quotes the input near the error ("near
+         * '...'"), which may be a secret of the body */
+        tk_err_set(&e, TK_EINVAL, "invalid_json",
+                   "the body is not valid JSON: %s at line %d column %d (byte %d)",
+                   json_reason(&je), je.line, je.column, je.position);
         tk_reply_error(r, &e, NULL);
         return NULL;
     }

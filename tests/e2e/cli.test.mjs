@@ -41,6 +41,7 @@ const SETTINGS = [
   'outbound-max-concurrent',
   'outbound-ca-file',
   'outbound-proxy',
+  'providers-dir',
 ];
 
 /** Lines of output that are JSON objects (every line must be). */

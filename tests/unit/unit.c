@@ -279,6 +279,11 @@ static const struct unit_test tests[] = {
     T("common/json_str", test_json_str),
     T("common/json_str_hostile", test_json_str_hostile),
     T("common/text_check_name", test_text_check_name),
+    T("catalog/builtin", test_catalog_builtin),
+    T("catalog/urls", test_catalog_urls),
+    T("catalog/hostile", test_catalog_hostile),
+    T("catalog/dir", test_catalog_dir),
+    T("catalog/effective", test_catalog_effective),
     T("common/pool_alignment", test_pool_alignment),
     T("common/err_and_rc", test_err_and_rc),
 
@@ -352,6 +357,7 @@ static const struct unit_test tests[] = {
     T("http/host_policy", test_http_host_policy),
     T("http/origin_media", test_http_origin_media),
 
+    B("upstream/apps_store", test_apps_store),
     B("store/migrate", test_store_migrate),
     B("store/reopen", test_store_reopen),
     B("store/schema_too_new", test_store_schema_too_new),

@@ -85,6 +85,14 @@ void test_json_str_hostile(void);
 void test_pool_alignment(void);
 void test_err_and_rc(void);
 
+/* test_catalog.c */
+void test_catalog_builtin(void);
+void test_catalog_urls(void);
+void test_catalog_hostile(void);
+void test_catalog_dir(void);
+void test_catalog_effective(void);
+void test_apps_store(struct fx *f);
+
 /* test_text.c */
 void test_text_check_name(void);
 
