@@ -19,6 +19,7 @@
 
 struct tk_req;
 struct tk_http;
+struct tk_tls;
 
 typedef void (*tk_handler)(struct tk_req *r);
 
@@ -94,6 +95,12 @@ struct tk_http_opts {
     /* comma-separated IPs/CIDRs whose X-Forwarded-For is believed (see
      * tk_req_remote); NULL or "" for none */
     const char *trusted_proxies;
+    /* HTTPS with this certificate and key (src/tls/tls.h: each handshake
+     * takes the pair current then, so a reload needs no restart); NULL:
+     * plain HTTP. Borrowed: it must outlive the server. Under TLS the
+     * 408/413 a cut connection gets on plain HTTP are not written (they
+     * would break the TLS stream): the connection is closed. */
+    struct tk_tls *tls;
 };
 
 tk_rc tk_http_start(const struct tk_http_opts *o, struct tk_http **out, struct tk_err *e);
