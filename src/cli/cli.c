@@ -118,6 +118,32 @@ static void clean_json(json_t *v)
     }
 }
 
+void tk_cli_curl_tls(void *curl)
+{
+    CURL *h = curl;
+    curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 1L);
+    curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 2L);
+    const char *ca = getenv("TOKEND_CACERT");
+    if (ca && *ca) curl_easy_setopt(h, CURLOPT_CAINFO, ca);
+}
+
+/* Why a connection failed, and what to do, for TLS failures. */
+static const char *tls_hint(CURLcode cc, const char *addr)
+{
+    if (cc == CURLE_GOT_NOTHING && !strncmp(addr, "http://", 7))
+        return " (if tokend listens with TLS there, TOKEND_ADDR must start with https://)";
+    const char *ca = getenv("TOKEND_CACERT");
+    if (cc == CURLE_PEER_FAILED_VERIFICATION)
+        return ca && *ca ? " (the certificate tokend presents is not signed by the CA in "
+                           "TOKEND_CACERT, or does not name the host of TOKEND_ADDR)"
+                         : " (tokend's certificate is not signed by a CA this system trusts: "
+                           "set TOKEND_CACERT to the PEM file of its CA)";
+    if (cc == CURLE_SSL_CACERT_BADFILE) return " (TOKEND_CACERT must name a readable PEM file)";
+    if (cc == CURLE_SSL_CONNECT_ERROR)
+        return " (the TLS handshake failed: does tokend listen with TLS at this address?)";
+    return "";
+}
+
 /* method path with an optional JSON body; on success *out is the parsed
  * JSON answer (any status), every string stripped of control characters.
  * Returns the HTTP status, -1 after printing why tokend could not be
@@ -155,14 +181,15 @@ long tk_cli_request(const struct tk_cli_client *c, const char *method, const cha
     curl_easy_setopt(h, CURLOPT_TIMEOUT, 30L);
     curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, 5L);
     curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+    tk_cli_curl_tls(h);
     CURLcode cc = curl_easy_perform(h);
     long status = -1;
     if (cc != CURLE_OK && c->conn_error) {
-        snprintf(c->conn_error, 256, "%s", curl_easy_strerror(cc));
+        snprintf(c->conn_error, 256, "%s%s", curl_easy_strerror(cc), tls_hint(cc, c->addr));
     } else if (cc != CURLE_OK) {
-        fprintf(stderr, "tokend: cannot reach tokend at %s: %s\n  (is it running? start it with "
+        fprintf(stderr, "tokend: cannot reach tokend at %s: %s%s\n  (is it running? start it with "
                         "'make run' or 'tokend serve'; set TOKEND_ADDR if it listens elsewhere)\n",
-                c->addr, curl_easy_strerror(cc));
+                c->addr, curl_easy_strerror(cc), tls_hint(cc, c->addr));
     } else {
         curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
         json_error_t je;

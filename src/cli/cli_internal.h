@@ -45,6 +45,10 @@ int tk_cli_client_args(struct tk_cli_client *c, const char *cmd, int argc, char 
 long tk_cli_request(const struct tk_cli_client *c, const char *method, const char *path,
                     json_t *body, json_t **out);
 long tk_cli_get(const struct tk_cli_client *c, const char *path, json_t **out);
+/* TLS settings of a libcurl easy handle (a CURL *) for tokend's address:
+ * verification on, with TOKEND_CACERT as the CA file when set. Every
+ * command's handle goes through it. */
+void tk_cli_curl_tls(void *curl);
 /* "tokend: what: HTTP status code (reason): message" on stderr. */
 void tk_cli_print_error(const char *what, long status, json_t *body);
 /* The string member k of o, or "-". */
