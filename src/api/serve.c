@@ -761,7 +761,10 @@ int tk_serve(const struct tk_config *cfg)
         atomic_store(&app.started, true);
     }
     if (rc != TK_OK) {
-        tk_error("cannot start: %s", e.msg);
+        if (!strncmp(e.code, "tls_", 4)) /* the code names which file is wrong */
+            tk_error("cannot start: %s: %s", e.code, e.msg);
+        else
+            tk_error("cannot start: %s", e.msg);
         if (!strcmp(e.code, "key_file_unusable")) status = 2; /* unseal.key: a local fix */
         goto out;
     }
