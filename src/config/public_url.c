@@ -2,6 +2,7 @@
  * config.h, tk_config_public_url). */
 #include "config.h"
 
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <stdio.h>
 #include <string.h>
@@ -69,10 +70,15 @@ tk_rc tk_config_public_url(const char *in, char *out, size_t n, char *why, size_
         if (!close || close == p + 1) {
             return fail(why, whyn, "%s", "has an IPv6 host without its closing ']'");
         }
-        for (const char *q = p + 1; q < close; q++)
-            if (!isxdigit((unsigned char)*q) && *q != ':' && *q != '.') {
-                return fail(why, whyn, "%s", "has an IPv6 host with characters other than hex digits, ':' and '.'");
-            }
+        char v6[64];
+        struct in6_addr a6;
+        size_t v6len = (size_t)(close - p) - 1;
+        if (v6len >= sizeof v6)
+            return fail(why, whyn, "%s", "has an IPv6 host that is not an IPv6 address");
+        memcpy(v6, p + 1, v6len);
+        v6[v6len] = '\0';
+        if (inet_pton(AF_INET6, v6, &a6) != 1)
+            return fail(why, whyn, "%s", "has an IPv6 host that is not an IPv6 address");
         hlen = (size_t)(close - p) + 1;
         if (close + 1 < p + alen) {
             if (close[1] != ':') {

@@ -35,6 +35,9 @@ const SETTINGS = [
   'auth-fail-limit',
   'auth-fail-window',
   'allow-new-store',
+  'tls-cert-file',
+  'tls-key-file',
+  'public-url',
 ];
 
 /** Lines of output that are JSON objects (every line must be). */

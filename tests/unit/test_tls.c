@@ -599,6 +599,8 @@ void test_tls_public_url(void)
         {"https://[::1", "closing"},
         {"https://[::1]x", ":port"},
         {"https://[zz::1]", "IPv6"},
+        {"https://[441]:4/", "not an IPv6 address"},
+        {"https://[1.2.3.4]", "not an IPv6 address"},
         {"https://example.com/a/../b", "'..'"},
         {"https://example.com/./b", "'.'"},
         {"https://example.com/a//b", "empty"},
