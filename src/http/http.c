@@ -89,7 +89,8 @@ struct conn {
     atomic_int_fast64_t head_since_us;    /* PH_HEAD: since when it waits for a head */
     atomic_int_fast64_t body_start_us;    /* PH_BODY: when the head was in */
     atomic_uint_fast64_t body_bytes;      /* PH_BODY: received so far */
-    struct tk_tls *tls;                   /* HTTPS: the server's pair, else NULL */
+    struct tk_tls *tls;                   /* HTTPS: the server's certificate, else NULL */
+    struct tk_tls_pair *tls_pair;         /* HTTPS: the pair this session was given */
     atomic_bool tls_done;                 /* HTTPS: the handshake completed */
 };
 
@@ -1135,8 +1136,10 @@ static int tls_cert_cb(gnutls_session_t s, const struct gnutls_cert_retr_st *inf
     (void)info;
     *ocsp = NULL;
     *nocsp = 0;
+    *flags = 0; /* the pair stays ours: released when the connection is CLOSED */
     struct conn *cs = conn_of_session(s);
-    return tk_tls_select(cs ? cs->tls : NULL, certs, ncerts, key, flags);
+    if (!cs || !cs->tls) return GNUTLS_E_INTERNAL_ERROR;
+    return tk_tls_select(cs->tls, &cs->tls_pair, certs, ncerts, key);
 }
 
 /* The client's Finished is the last message of a handshake it accepted
@@ -1199,6 +1202,10 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
         if (cs->next) cs->next->prev = cs->prev;
         pthread_mutex_unlock(&h->mu);
         if (cs->tls && !atomic_load(&cs->tls_done)) tk_tls_count_handshake(cs->tls, false);
+        /* libmicrohttpd has deinitialized the TLS session before it
+         * notifies CLOSED (daemon.c, MHD_cleanup_connections, 0.9.75 to
+         * 1.0): nothing uses the pair any more */
+        tk_tls_release(cs->tls_pair);
         free(cs);
     }
 }

@@ -15,17 +15,23 @@
 #include <time.h>
 #include <unistd.h>
 
-/* One loaded pair: the chain as DER (leaf first) and the key. Immutable
- * once made; replaced whole by a reload. */
-struct pair {
+/* One loaded pair: the chain (DER, and parsed for GnuTLS, leaf first) and
+ * the key. Immutable once made; replaced whole by a reload; freed when the
+ * last holder lets go (struct tk_tls holds the current one, each TLS
+ * session the one it was given). */
+struct tk_tls_pair {
+    atomic_int refs;
     gnutls_datum_t der[TK_TLS_CHAIN_MAX];
-    unsigned n;
-    gnutls_x509_privkey_t key;
+    gnutls_pcert_st pcert[TK_TLS_CHAIN_MAX];
+    unsigned n, npcert;
+    gnutls_x509_privkey_t key; /* as read; owned by pk once pk is made */
+    gnutls_privkey_t pk;
     struct tk_tls_info info;
 };
+#define pair tk_tls_pair
 
 struct tk_tls {
-    pthread_rwlock_t lock; /* readers: handshakes copying the pair; writer: the swap */
+    pthread_rwlock_t lock; /* readers: handshakes taking the pair; writer: the swap */
     struct pair *cur;
     char cert_file[1024], key_file[1024];
     atomic_uint_fast64_t hs_ok, hs_failed, reloads_ok, reloads_failed;
@@ -35,8 +41,15 @@ static void pair_free(struct pair *p)
 {
     if (!p) return;
     for (unsigned i = 0; i < p->n; i++) gnutls_free(p->der[i].data);
-    if (p->key) gnutls_x509_privkey_deinit(p->key);
+    for (unsigned i = 0; i < p->npcert; i++) gnutls_pcert_deinit(&p->pcert[i]);
+    if (p->pk) gnutls_privkey_deinit(p->pk); /* and p->key, which it owns */
+    else if (p->key) gnutls_x509_privkey_deinit(p->key);
     free(p);
+}
+
+static void pair_unref(struct pair *p)
+{
+    if (p && atomic_fetch_sub(&p->refs, 1) == 1) pair_free(p);
 }
 
 /* Read a whole file of at most TK_TLS_FILE_MAX bytes into *d (malloc'd,
@@ -222,9 +235,30 @@ static tk_rc load_pair(const char *cert_file, const char *key_file, struct pair 
     struct pair *p = tk_calloc(1, sizeof *p);
     snprintf(p->info.cert_file, sizeof p->info.cert_file, "%s", cert_file);
     snprintf(p->info.key_file, sizeof p->info.key_file, "%s", key_file);
+    atomic_init(&p->refs, 1);
     tk_rc rc = load_chain(cert_file, p, e);
     if (rc == TK_OK) rc = load_key(key_file, p, e);
     if (rc == TK_OK) rc = check_match(cert_file, key_file, p, e);
+    /* what handshakes get: parsed once here (a parse per handshake would
+     * cost about half of the handshake's own signature) */
+    int g = 0;
+    for (unsigned i = 0; rc == TK_OK && g >= 0 && i < p->n; i++) {
+        g = gnutls_pcert_import_x509_raw(&p->pcert[i], &p->der[i], GNUTLS_X509_FMT_DER, 0);
+        if (g >= 0) p->npcert = i + 1;
+    }
+    if (rc == TK_OK && g >= 0) g = gnutls_privkey_init(&p->pk);
+    if (rc == TK_OK && g >= 0) {
+        g = gnutls_privkey_import_x509(p->pk, p->key, GNUTLS_PRIVKEY_IMPORT_AUTO_RELEASE);
+        if (g < 0) { /* p->key is still ours */
+            gnutls_privkey_deinit(p->pk);
+            p->pk = NULL;
+        }
+    }
+    if (rc == TK_OK && g < 0) {
+        rc = tk_err_field(e, TK_EINVAL, "tls_key_unusable", "tls_key_file",
+                          "tls_key_file %s cannot be used with tls_cert_file %s: %s", key_file,
+                          cert_file, gnutls_strerror(g));
+    }
     if (rc != TK_OK) {
         pair_free(p);
         return rc;
@@ -273,8 +307,7 @@ tk_rc tk_tls_reload(struct tk_tls *t, struct tk_err *e)
     struct pair *old = t->cur;
     t->cur = p;
     pthread_rwlock_unlock(&t->lock);
-    /* no session holds it: each was given its own copy */
-    pair_free(old);
+    pair_unref(old); /* freed when the last session given it ends */
     atomic_fetch_add(&t->reloads_ok, 1);
     return TK_OK;
 }
@@ -282,7 +315,7 @@ tk_rc tk_tls_reload(struct tk_tls *t, struct tk_err *e)
 void tk_tls_free(struct tk_tls *t)
 {
     if (!t) return;
-    pair_free(t->cur);
+    pair_unref(t->cur);
     pthread_rwlock_destroy(&t->lock);
     free(t);
 }
@@ -315,36 +348,28 @@ void tk_tls_count_handshake(struct tk_tls *t, bool ok)
     if (t) atomic_fetch_add(ok ? &t->hs_ok : &t->hs_failed, 1);
 }
 
-int tk_tls_select(struct tk_tls *t, gnutls_pcert_st **certs, unsigned int *ncerts,
-                  gnutls_privkey_t *key, unsigned int *flags)
+int tk_tls_select(struct tk_tls *t, struct tk_tls_pair **held, gnutls_pcert_st **certs,
+                  unsigned int *ncerts, gnutls_privkey_t *key)
 {
     *certs = NULL;
     *ncerts = 0;
     *key = NULL;
-    if (!t) return GNUTLS_E_INTERNAL_ERROR;
-    pthread_rwlock_rdlock(&t->lock);
-    const struct pair *p = t->cur;
-    gnutls_pcert_st *pc = gnutls_malloc(p->n * sizeof *pc);
-    unsigned done = 0;
-    int g = pc ? 0 : GNUTLS_E_MEMORY_ERROR;
-    for (; g >= 0 && done < p->n; done++) {
-        g = gnutls_pcert_import_x509_raw(&pc[done], &p->der[done], GNUTLS_X509_FMT_DER, 0);
-        if (g < 0) break;
+    struct pair *p = *held;
+    if (!p) {
+        if (!t) return GNUTLS_E_INTERNAL_ERROR;
+        pthread_rwlock_rdlock(&t->lock);
+        p = t->cur;
+        atomic_fetch_add(&p->refs, 1);
+        pthread_rwlock_unlock(&t->lock);
+        *held = p;
     }
-    gnutls_privkey_t k = NULL;
-    if (g >= 0) g = gnutls_privkey_init(&k);
-    if (g >= 0) g = gnutls_privkey_import_x509(k, p->key, GNUTLS_PRIVKEY_IMPORT_COPY);
-    unsigned n = p->n;
-    pthread_rwlock_unlock(&t->lock);
-    if (g < 0) {
-        for (unsigned i = 0; i < done; i++) gnutls_pcert_deinit(&pc[i]);
-        gnutls_free(pc);
-        if (k) gnutls_privkey_deinit(k);
-        return g;
-    }
-    *certs = pc;
-    *ncerts = n;
-    *key = k;
-    *flags |= GNUTLS_CERT_RETR_DEINIT_ALL;
+    *certs = p->pcert;
+    *ncerts = p->npcert;
+    *key = p->pk;
     return 0;
+}
+
+void tk_tls_release(struct tk_tls_pair *held)
+{
+    pair_unref(held);
 }

@@ -2,16 +2,17 @@
  * tls.h: the node's TLS certificate and key (tls_cert_file, tls_key_file),
  * for libmicrohttpd over GnuTLS.
  *
- * A struct tk_tls owns the pair it loaded: the certificate chain (DER, leaf
+ * A struct tk_tls owns the pair it loaded: the certificate chain (leaf
  * first) and the private key, checked when loaded (every certificate
- * parses, the key parses and is the leaf's, the leaf is valid now). The
- * HTTP server does not get the pair once at start: each handshake asks
- * tk_tls_select (GnuTLS's certificate retrieve callback, through
- * MHD_OPTION_HTTPS_CERT_CALLBACK2) for a copy of the current pair, which
- * GnuTLS frees with the session. So tk_tls_reload (SIGHUP) can load new
- * files and swap them in under a short write lock while old connections go
- * on with the copy they were given, and a pair that does not load keeps the
- * old one serving.
+ * parses, the key parses and is the leaf's, the leaf is valid now) and
+ * parsed once for GnuTLS. The HTTP server does not hand the pair to
+ * libmicrohttpd at start: each TLS session asks tk_tls_select (GnuTLS's
+ * certificate retrieve callback, through MHD_OPTION_HTTPS_CERT_CALLBACK2)
+ * and holds a reference to the pair current then until the session is
+ * gone (tk_tls_release). So tk_tls_reload (SIGHUP) can load new files and
+ * swap them in under a short write lock while old connections go on with
+ * the pair they were given (freed with the last of them), and a pair that
+ * does not load keeps the old one serving.
  *
  * TK_TLS_PRIORITIES limits handshakes to TLS 1.2 and 1.3, ECDHE key
  * exchange and AEAD ciphers (AES-GCM, ChaCha20-Poly1305).
@@ -77,10 +78,17 @@ void tk_tls_stats(struct tk_tls *t, struct tk_tls_stats *out);
 /* The HTTP server counts each TLS connection once: handshake done, or
  * closed without one. */
 void tk_tls_count_handshake(struct tk_tls *t, bool ok);
-/* GnuTLS retrieve-function body: a copy of the current chain and key, for
- * GnuTLS to free with the session (*flags gets GNUTLS_CERT_RETR_DEINIT_ALL).
- * Returns 0, or a negative GnuTLS error. */
-int tk_tls_select(struct tk_tls *t, gnutls_pcert_st **certs, unsigned int *ncerts,
-                  gnutls_privkey_t *key, unsigned int *flags);
+/* A pair held by one TLS session. */
+struct tk_tls_pair;
+/* GnuTLS retrieve-function body for one session: the first call takes a
+ * reference to the current pair into *held (NULL before), later calls of
+ * the same session give the same pair. *certs and *key belong to the pair:
+ * GnuTLS must not free them (no GNUTLS_CERT_RETR_DEINIT_ALL). Returns 0, or
+ * a negative GnuTLS error (t NULL). Thread-safe. */
+int tk_tls_select(struct tk_tls *t, struct tk_tls_pair **held, gnutls_pcert_st **certs,
+                  unsigned int *ncerts, gnutls_privkey_t *key);
+/* Let go of a session's pair once the session is deinitialized (may free
+ * it: nothing of it may be used after). NULL: nothing. */
+void tk_tls_release(struct tk_tls_pair *held);
 
 #endif

@@ -11,6 +11,8 @@
 #include "../../src/tls/tls.h"
 
 #include <arpa/inet.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <gnutls/x509.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -126,22 +128,35 @@ void test_tls_open(void)
     tk_tls_stats(t, &st);
     CHECK_EQ_INT(st.handshakes_ok, 1);
     CHECK_EQ_INT(st.handshakes_failed, 2);
-    /* what a handshake gets: its own copy of the chain and key */
+    /* what a session gets: a reference to the pair, the same on a second call */
     gnutls_pcert_st *pc = NULL;
-    unsigned n = 0, flags = 0;
+    unsigned n = 0;
     gnutls_privkey_t k = NULL;
-    CHECK_EQ_INT(tk_tls_select(t, &pc, &n, &k, &flags), 0);
+    struct tk_tls_pair *held = NULL;
+    CHECK_EQ_INT(tk_tls_select(t, &held, &pc, &n, &k), 0);
     CHECK_EQ_INT(n, 1);
-    CHECK(k != NULL);
-    CHECK(flags & GNUTLS_CERT_RETR_DEINIT_ALL);
-    for (unsigned i = 0; i < n; i++) gnutls_pcert_deinit(&pc[i]);
-    gnutls_free(pc);
-    gnutls_privkey_deinit(k);
-    tk_tls_free(t);
+    CHECK(k != NULL && held != NULL);
+    struct tk_tls_pair *was = held;
+    gnutls_pcert_st *pc2 = NULL;
+    CHECK_EQ_INT(tk_tls_select(t, &held, &pc2, &n, &k), 0);
+    CHECK(held == was && pc2 == pc);
+    /* a reload while held: the session keeps its pair, a new one gets the new */
+    CHECK_OK(tk_tls_reload(t, &e), &e);
+    struct tk_tls_pair *fresh = NULL;
+    gnutls_pcert_st *pc3 = NULL;
+    CHECK_EQ_INT(tk_tls_select(t, &fresh, &pc3, &n, &k), 0);
+    CHECK(fresh != held && pc3 != pc);
+    CHECK_EQ_INT(pc[0].cert.size > 0, 1); /* still readable (ASan would tell) */
+    tk_tls_free(t);                         /* sessions outlive it: the pairs stay */
+    CHECK_EQ_INT(pc3[0].cert.size > 0, 1);
+    tk_tls_release(held);
+    tk_tls_release(fresh);
+    tk_tls_release(NULL);
     /* TLS off */
     tk_tls_stats(NULL, &st);
     CHECK(!st.enabled);
-    CHECK_EQ_INT(tk_tls_select(NULL, &pc, &n, &k, &flags) < 0, 1);
+    held = NULL;
+    CHECK_EQ_INT(tk_tls_select(NULL, &held, &pc, &n, &k) < 0, 1);
     /* a certificate that expires soon loads (with a warning in the log) */
     if (make_pair(dir, "soon", "unit-soon", -60, 3 * DAY)) {
         CHECK_OK(open_pair(dir, "soon", "soon", &t, &e), &e);
@@ -471,6 +486,30 @@ static const char *const P11 = "NORMAL:-VERS-ALL:+VERS-TLS1.1:+VERS-TLS1.0";
 static const char *const P12_CBC = "NORMAL:-VERS-ALL:+VERS-TLS1.2:-CIPHER-ALL:+AES-128-CBC:+AES-256-CBC";
 static const char *const P12_RSA_KX = "NORMAL:-VERS-ALL:+VERS-TLS1.2:-KX-ALL:+RSA:+DHE-RSA";
 
+struct reloader {
+    struct tk_tls *t;
+    const char *dir;
+    atomic_bool stop;
+    int reloads;
+};
+
+/* Swap the live files between a and b and reload, until told to stop. */
+static void *reload_loop(void *arg)
+{
+    struct reloader *rl = arg;
+    for (int i = 0; !atomic_load(&rl->stop) && i < 400; i++) {
+        const char *n = i % 2 ? "a" : "b";
+        char from[16], fromk[16];
+        snprintf(from, sizeof from, "%s.pem", n);
+        snprintf(fromk, sizeof fromk, "%s.key", n);
+        copy_file(rl->dir, from, "live.pem");
+        copy_file(rl->dir, fromk, "live.key");
+        struct tk_err e;
+        if (tk_tls_reload(rl->t, &e) == TK_OK) rl->reloads++;
+    }
+    return NULL;
+}
+
 /* Wait (bounded) until the server has counted want handshakes in all. */
 static void wait_counted(struct tk_tls *t, uint64_t want)
 {
@@ -552,6 +591,24 @@ void test_tls_https(void)
     CHECK_EQ_INT(client(port, P12, &status, fp), 0);
     CHECK_EQ_INT(status, 200);
     CHECK_EQ_STR(fp, fb);
+    /* handshakes while another thread reloads again and again: each gets a
+     * whole pair, a or b, and nothing is freed under a session (ASan) */
+    {
+        struct reloader rl = {.t = t, .dir = dir};
+        atomic_init(&rl.stop, false);
+        pthread_t th;
+        if (CHECK(pthread_create(&th, NULL, reload_loop, &rl) == 0)) {
+            for (int i = 0; i < 20; i++) {
+                int g = client(port, i % 2 ? P13 : P12, &status, fp);
+                if (g != 0 || status != 200 || (strcmp(fp, fa) && strcmp(fp, fb)))
+                    FAILF("handshake %d during reloads: %s, status %d, certificate %.16s", i,
+                          gnutls_strerror(g), status, fp);
+            }
+            atomic_store(&rl.stop, true);
+            pthread_join(th, NULL);
+            CHECK(rl.reloads > 0);
+        }
+    }
 out:
     tk_http_stop(h);
     tk_tls_free(t);
