@@ -127,6 +127,44 @@ void tk_cli_curl_tls(void *curl)
     if (ca && *ca) curl_easy_setopt(h, CURLOPT_CAINFO, ca);
 }
 
+bool tk_cli_peer_cert(const struct tk_cli_client *c, char *subject, size_t n,
+                      long long *not_after_ms)
+{
+    subject[0] = '\0';
+    *not_after_ms = 0;
+    if (strncmp(c->addr, "https://", 8) != 0) return false;
+    CURL *h = curl_easy_init();
+    if (!h) tk_fatal("curl_easy_init failed");
+    curl_easy_setopt(h, CURLOPT_URL, c->addr);
+    curl_easy_setopt(h, CURLOPT_CONNECT_ONLY, 1L); /* no request: no token on this connection */
+    curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 0L);
+    curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 0L);
+    curl_easy_setopt(h, CURLOPT_CERTINFO, 1L);
+    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, 5L);
+    curl_easy_setopt(h, CURLOPT_TIMEOUT, 10L);
+    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+    bool found = false;
+    struct curl_certinfo *ci = NULL;
+    if (curl_easy_perform(h) == CURLE_OK && curl_easy_getinfo(h, CURLINFO_CERTINFO, &ci) == CURLE_OK &&
+        ci && ci->num_of_certs > 0) {
+        for (struct curl_slist *l = ci->certinfo[0]; l; l = l->next) {
+            if (!strncmp(l->data, "Subject:", 8)) {
+                snprintf(subject, n, "%s", l->data + 8);
+            } else if (!strncmp(l->data, "Expire date:", 12)) {
+                struct tm tm;
+                memset(&tm, 0, sizeof tm);
+                const char *end = strptime(l->data + 12, "%b %d %H:%M:%S %Y GMT", &tm);
+                if (end) {
+                    *not_after_ms = (long long)timegm(&tm) * 1000;
+                    found = true;
+                }
+            }
+        }
+    }
+    curl_easy_cleanup(h);
+    return found;
+}
+
 /* Why a connection failed, and what to do, for TLS failures. */
 static const char *tls_hint(CURLcode cc, const char *addr)
 {

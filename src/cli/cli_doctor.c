@@ -135,6 +135,26 @@ static void check_tls(struct doctor *d, json_t *tls)
             failed);
 }
 
+/* tokend does not answer at an https address: when it is the certificate
+ * (looked at over a connection that sends nothing), say which and why. */
+static void check_tls_unreachable(struct doctor *d, const struct tk_cli_client *c)
+{
+    char subject[256], when[40];
+    long long after = 0;
+    if (!tk_cli_peer_cert(c, subject, sizeof subject, &after)) return;
+    tk_time_fmt(after, when, sizeof when);
+    long long left = (after - (long long)time(NULL) * 1000) / 1000;
+    const char *next = "put a renewed certificate and its key in the files of tls_cert_file and "
+                       "tls_key_file, then send SIGHUP to tokend (it reloads them without a "
+                       "restart)";
+    if (left <= 0)
+        add(d, "tls", "fail", next,
+            "The TLS certificate tokend presents (%s) expired at %s: clients refuse the node's HTTPS.",
+            subject, when);
+    else if (left < TK_TLS_EXPIRY_WARN_S)
+        add(d, "tls", "warn", next, "The TLS certificate tokend presents (%s) expires at %s.", subject, when);
+}
+
 /* GET /v1/sys/doctor: clock skew, dev mode, unseal key file, TLS. */
 static void check_node(struct doctor *d, const struct tk_cli_client *c, bool *tls_done)
 {
@@ -285,6 +305,7 @@ int tk_cli_doctor(int argc, char **argv)
 
     long hs = tk_cli_get(&c, "/health", &health);
     if (hs < 0) {
+        check_tls_unreachable(&d, &c);
         add(&d, "reachable", "fail", "is tokend running? start it with 'tokend serve'; set TOKEND_ADDR if it listens elsewhere",
             "tokend does not answer at %s: %s.", c.addr, conn);
         exit = EXIT_UNREACHABLE;
