@@ -1461,6 +1461,13 @@ tk_rc tk_http_start(const struct tk_http_opts *o, struct tk_http **out, struct t
     h->log_second = tk_mono_us() / 1000000;
     h->o.trusted_proxies = NULL; /* parsed into h->proxies */
     tk_rc rc = tk_proxies_parse(o->trusted_proxies, &h->proxies, e);
+    if (rc == TK_OK && o->tls &&
+        (MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES ||
+         MHD_is_feature_supported(MHD_FEATURE_HTTPS_CERT_CALLBACK2) != MHD_YES))
+        rc = tk_err_field(e, TK_EINVAL, "tls_unsupported", "tls_cert_file",
+                          "this libmicrohttpd is built without TLS (GnuTLS 3.6.3 or later, for a "
+                          "certificate that reloads): HTTPS is not available; install a "
+                          "libmicrohttpd with HTTPS support, or leave tls_cert_file unset");
     if (rc == TK_OK) rc = tk_router_new(o->routes, o->nroutes, &h->router, e);
     if (rc == TK_OK) rc = bind_listen(o->listen, &h->fd, &h->port, e);
     if (rc == TK_OK) {
