@@ -702,10 +702,8 @@ int tk_serve(const struct tk_config *cfg)
     tk_rc rc = tk_secret_heap_init(1 << 20, &e);
     if (rc == TK_OK) rc = tk_keyring_new(cfg->data_dir, &app.keyring, &e);
     if (rc == TK_OK) tk_events_use_keyring(app.keyring); /* key the event chain */
-    if (rc == TK_OK && cfg->tls_cert_file[0]) {
+    if (rc == TK_OK && cfg->tls_cert_file[0])
         rc = tk_tls_open(cfg->tls_cert_file, cfg->tls_key_file, &app.tls, &e);
-        if (rc != TK_OK) status = 2; /* the files: a local fix */
-    }
     if (rc == TK_OK) {
         size_t nroutes;
         const struct tk_route *routes = tk_api_routes(&nroutes);
@@ -761,10 +759,12 @@ int tk_serve(const struct tk_config *cfg)
         atomic_store(&app.started, true);
     }
     if (rc != TK_OK) {
-        if (!strncmp(e.code, "tls_", 4)) /* the code names which file is wrong */
+        if (!strncmp(e.code, "tls_", 4)) { /* the code names which file is wrong */
             tk_error("cannot start: %s: %s", e.code, e.msg);
-        else
+            status = 2; /* a local fix */
+        } else {
             tk_error("cannot start: %s", e.msg);
+        }
         if (!strcmp(e.code, "key_file_unusable")) status = 2; /* unseal.key: a local fix */
         goto out;
     }
