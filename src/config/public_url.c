@@ -39,7 +39,9 @@ tk_rc tk_config_public_url(const char *in, char *out, size_t n, char *why, size_
     for (size_t i = 0; i < len; i++) {
         unsigned char c = (unsigned char)in[i];
         if (c <= 0x20 || c >= 0x7f) {
-            return fail(why, whyn, "%s", "must not contain spaces, control or non-ASCII characters (percent-encode them)");
+            return fail(
+                why, whyn, "%s",
+                "must not contain spaces, control or non-ASCII characters (percent-encode them)");
         }
     }
     const char *p;
@@ -95,13 +97,15 @@ tk_rc tk_config_public_url(const char *in, char *out, size_t n, char *why, size_
         }
         for (size_t i = 0; i < hlen; i++)
             if (!isalnum((unsigned char)p[i]) && p[i] != '-' && p[i] != '.') {
-                return fail(why, whyn, "%s", "has a host with characters other than letters, digits, '-' and '.'");
+                return fail(why, whyn, "%s",
+                            "has a host with characters other than letters, digits, '-' and '.'");
             }
     }
     if (hlen >= sizeof host) {
         return fail(why, whyn, "%s", "has a host longer than 253 characters");
     }
-    for (size_t i = 0; i < hlen; i++) host[i] = (char)tolower((unsigned char)p[i]);
+    for (size_t i = 0; i < hlen; i++)
+        host[i] = (char)tolower((unsigned char)p[i]);
     host[hlen] = '\0';
     long portnum = -1;
     if (port) {
@@ -121,7 +125,8 @@ tk_rc tk_config_public_url(const char *in, char *out, size_t n, char *why, size_
     }
     /* path: segments of pchar, no empty, "." or ".." segment; trailing '/' dropped */
     size_t plen = strlen(path);
-    while (plen > 0 && path[plen - 1] == '/') plen--;
+    while (plen > 0 && path[plen - 1] == '/')
+        plen--;
     for (size_t i = 0; i < plen;) {
         if (path[i] != '/') break; /* cannot happen: the path starts with '/' */
         size_t j = i + 1;
@@ -129,7 +134,8 @@ tk_rc tk_config_public_url(const char *in, char *out, size_t n, char *why, size_
             unsigned char c = (unsigned char)path[j];
             if (c == '%') {
                 if (j + 2 >= plen || !hexdig(path[j + 1]) || !hexdig(path[j + 2])) {
-                    return fail(why, whyn, "%s", "has a '%' in its path that is not followed by two hex digits");
+                    return fail(why, whyn, "%s",
+                                "has a '%' in its path that is not followed by two hex digits");
                 }
                 j += 3;
                 continue;
@@ -146,10 +152,10 @@ tk_rc tk_config_public_url(const char *in, char *out, size_t n, char *why, size_
         }
         i = j;
     }
-    int w = portnum > 0 ? snprintf(out, n, "%s://%s:%ld%.*s", https ? "https" : "http", host,
-                                   portnum, (int)plen, path)
-                        : snprintf(out, n, "%s://%s%.*s", https ? "https" : "http", host,
-                                   (int)plen, path);
+    int w = portnum > 0
+                ? snprintf(out, n, "%s://%s:%ld%.*s", https ? "https" : "http", host, portnum,
+                           (int)plen, path)
+                : snprintf(out, n, "%s://%s%.*s", https ? "https" : "http", host, (int)plen, path);
     if (w < 0 || (size_t)w >= n) {
         return fail(why, whyn, "%s", "is too long");
     }

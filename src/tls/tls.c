@@ -40,10 +40,14 @@ struct tk_tls {
 static void pair_free(struct pair *p)
 {
     if (!p) return;
-    for (unsigned i = 0; i < p->n; i++) gnutls_free(p->der[i].data);
-    for (unsigned i = 0; i < p->npcert; i++) gnutls_pcert_deinit(&p->pcert[i]);
-    if (p->pk) gnutls_privkey_deinit(p->pk); /* and p->key, which it owns */
-    else if (p->key) gnutls_x509_privkey_deinit(p->key);
+    for (unsigned i = 0; i < p->n; i++)
+        gnutls_free(p->der[i].data);
+    for (unsigned i = 0; i < p->npcert; i++)
+        gnutls_pcert_deinit(&p->pcert[i]);
+    if (p->pk)
+        gnutls_privkey_deinit(p->pk); /* and p->key, which it owns */
+    else if (p->key)
+        gnutls_x509_privkey_deinit(p->key);
     free(p);
 }
 
@@ -54,8 +58,8 @@ static void pair_unref(struct pair *p)
 
 /* Read a whole file of at most TK_TLS_FILE_MAX bytes into *d (malloc'd,
  * NUL-terminated, wipe and free it). */
-static tk_rc read_file(const char *path, const char *field, const char *code,
-                       gnutls_datum_t *d, struct tk_err *e)
+static tk_rc read_file(const char *path, const char *field, const char *code, gnutls_datum_t *d,
+                       struct tk_err *e)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
@@ -85,8 +89,8 @@ static tk_rc read_file(const char *path, const char *field, const char *code,
     if (len > TK_TLS_FILE_MAX) {
         tk_wipe(buf, TK_TLS_FILE_MAX + 1);
         free(buf);
-        return tk_err_field(e, TK_EINVAL, code, field, "%s %s grew past %d bytes while read",
-                            field, path, TK_TLS_FILE_MAX);
+        return tk_err_field(e, TK_EINVAL, code, field, "%s %s grew past %d bytes while read", field,
+                            path, TK_TLS_FILE_MAX);
     }
     buf[len] = '\0';
     d->data = buf;
@@ -130,7 +134,8 @@ static tk_rc load_chain(const char *path, struct pair *p, struct tk_err *e)
                                 : gnutls_strerror(g));
     }
     if (n > TK_TLS_CHAIN_MAX) {
-        for (unsigned i = 0; i < n; i++) gnutls_x509_crt_deinit(crts[i]);
+        for (unsigned i = 0; i < n; i++)
+            gnutls_x509_crt_deinit(crts[i]);
         gnutls_free(crts);
         return tk_err_field(e, TK_EINVAL, "tls_cert_unusable", "tls_cert_file",
                             "tls_cert_file %s: %u certificates, at most %d are sent", path, n,
@@ -174,7 +179,8 @@ static tk_rc load_chain(const char *path, struct pair *p, struct tk_err *e)
                               path, t);
         }
     }
-    for (unsigned i = 0; i < n; i++) gnutls_x509_crt_deinit(crts[i]);
+    for (unsigned i = 0; i < n; i++)
+        gnutls_x509_crt_deinit(crts[i]);
     gnutls_free(crts);
     return rc;
 }
@@ -193,8 +199,9 @@ static tk_rc load_key(const char *path, struct pair *p, struct tk_err *e)
         why = "no PEM private key (-----BEGIN ... PRIVATE KEY-----) in it";
     if (!why) {
         g = gnutls_x509_privkey_init(&p->key);
-        if (g >= 0) g = gnutls_x509_privkey_import2(p->key, &pem, GNUTLS_X509_FMT_PEM, NULL,
-                                                    GNUTLS_PKCS_PLAIN);
+        if (g >= 0)
+            g = gnutls_x509_privkey_import2(p->key, &pem, GNUTLS_X509_FMT_PEM, NULL,
+                                            GNUTLS_PKCS_PLAIN);
         if (g < 0) why = gnutls_strerror(g);
     }
     datum_wipe_free(&pem);

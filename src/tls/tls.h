@@ -27,7 +27,7 @@
 
 #define TK_TLS_PRIORITIES                                                                          \
     "SECURE256:+SECURE128:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2:-KX-ALL:+ECDHE-ECDSA:+ECDHE-RSA:"    \
-    "-CIPHER-ALL:+AES-256-GCM:+AES-128-GCM:+CHACHA20-POLY1305:-MAC-ALL:+AEAD:-GROUP-ALL:"        \
+    "-CIPHER-ALL:+AES-256-GCM:+AES-128-GCM:+CHACHA20-POLY1305:-MAC-ALL:+AEAD:-GROUP-ALL:"          \
     "+GROUP-X25519:+GROUP-SECP256R1:+GROUP-SECP384R1:%SERVER_PRECEDENCE"
 
 /* A certificate that expires sooner than this is a warning (log, doctor). */
@@ -41,17 +41,17 @@ struct tk_tls;
 /* What the pair in use is. */
 struct tk_tls_info {
     char cert_file[1024], key_file[1024];
-    char subject[256];      /* the leaf's subject DN */
-    char fingerprint[65];   /* SHA-256 of the leaf (DER), hex */
+    char subject[256];    /* the leaf's subject DN */
+    char fingerprint[65]; /* SHA-256 of the leaf (DER), hex */
     int64_t not_before_ms, not_after_ms;
     int chain_len;
 };
 
 /* Counters since start, for metrics (tokend_tls_*). */
 struct tk_tls_stats {
-    bool enabled;                /* false: TLS is off (t was NULL) */
-    uint64_t handshakes_ok;      /* completed handshakes */
-    uint64_t handshakes_failed;  /* connections closed before a handshake completed */
+    bool enabled;               /* false: TLS is off (t was NULL) */
+    uint64_t handshakes_ok;     /* completed handshakes */
+    uint64_t handshakes_failed; /* connections closed before a handshake completed */
     uint64_t reloads_ok, reloads_failed;
     int64_t cert_not_after_ms;   /* the pair in use */
     int64_t cert_expiry_seconds; /* from now until it expires (negative: expired) */

@@ -48,8 +48,9 @@ static bool make_pair(const char *dir, const char *name, const char *cn, long fr
     if (g >= 0) g = gnutls_x509_crt_set_activation_time(crt, now + from_s);
     if (g >= 0) g = gnutls_x509_crt_set_expiration_time(crt, now + to_s);
     if (g >= 0) g = gnutls_x509_crt_set_dn(crt, dn, NULL);
-    if (g >= 0) g = gnutls_x509_crt_set_subject_alt_name(crt, GNUTLS_SAN_DNSNAME, "localhost", 9,
-                                                         GNUTLS_FSAN_SET);
+    if (g >= 0)
+        g = gnutls_x509_crt_set_subject_alt_name(crt, GNUTLS_SAN_DNSNAME, "localhost", 9,
+                                                 GNUTLS_FSAN_SET);
     if (g >= 0) g = gnutls_x509_crt_set_key(crt, key);
     if (g >= 0) g = gnutls_x509_crt_sign2(crt, crt, key, GNUTLS_DIG_SHA256, 0);
     if (g >= 0) g = gnutls_x509_crt_export2(crt, GNUTLS_X509_FMT_PEM, &c);
@@ -147,7 +148,7 @@ void test_tls_open(void)
     CHECK_EQ_INT(tk_tls_select(t, &fresh, &pc3, &n, &k), 0);
     CHECK(fresh != held && pc3 != pc);
     CHECK_EQ_INT(pc[0].cert.size > 0, 1); /* still readable (ASan would tell) */
-    tk_tls_free(t);                         /* sessions outlive it: the pairs stay */
+    tk_tls_free(t);                       /* sessions outlive it: the pairs stay */
     CHECK_EQ_INT(pc3[0].cert.size > 0, 1);
     tk_tls_release(held);
     tk_tls_release(fresh);
@@ -170,7 +171,8 @@ void test_tls_mismatch(void)
 {
     char dir[256];
     if (!CHECK(unit_tmpdir(dir, sizeof dir))) return;
-    if (!make_pair(dir, "a", "unit-a", -60, 90 * DAY) || !make_pair(dir, "b", "unit-b", -60, 90 * DAY))
+    if (!make_pair(dir, "a", "unit-a", -60, 90 * DAY) ||
+        !make_pair(dir, "b", "unit-b", -60, 90 * DAY))
         goto out;
     struct tk_tls *t;
     struct tk_err e;
@@ -253,8 +255,8 @@ void test_tls_garbage(void)
         struct tk_err e;
         tk_rc rc = open_pair(dir, "x", "x", &t, &e);
         if (rc == TK_OK || strcmp(e.code, cases[i].code) != 0 || !strstr(e.msg, "x.")) {
-            FAILF("case %zu: rc %d code %s (want %s): %s", i, rc, rc ? e.code : "-",
-                  cases[i].code, rc ? e.msg : "");
+            FAILF("case %zu: rc %d code %s (want %s): %s", i, rc, rc ? e.code : "-", cases[i].code,
+                  rc ? e.msg : "");
             tk_tls_free(t);
         }
     }
@@ -294,7 +296,8 @@ void test_tls_garbage(void)
         write_text(dir, "x.pem", buf);
         write_text(dir, "x.key", akey);
         tk_rc rc = open_pair(dir, "x", "x", &t, &e);
-        if (rc == TK_OK) tk_tls_free(t);
+        if (rc == TK_OK)
+            tk_tls_free(t);
         else if (strcmp(e.code, "tls_cert_unusable") && strcmp(e.code, "tls_key_mismatch"))
             FAILF("damaged at %zu: code %s", at, e.code);
         else
@@ -316,7 +319,8 @@ void test_tls_reload(void)
 {
     char dir[256];
     if (!CHECK(unit_tmpdir(dir, sizeof dir))) return;
-    if (!make_pair(dir, "a", "unit-a", -60, 90 * DAY) || !make_pair(dir, "b", "unit-b", -60, 90 * DAY) ||
+    if (!make_pair(dir, "a", "unit-a", -60, 90 * DAY) ||
+        !make_pair(dir, "b", "unit-b", -60, 90 * DAY) ||
         !make_pair(dir, "old", "unit-old", -30 * DAY, -DAY))
         goto out;
     copy_file(dir, "a.pem", "live.pem");
@@ -483,7 +487,8 @@ static int client(int port, const char *prio, int *status, char fp[65])
 static const char *const P13 = "NORMAL:-VERS-ALL:+VERS-TLS1.3";
 static const char *const P12 = "NORMAL:-VERS-ALL:+VERS-TLS1.2";
 static const char *const P11 = "NORMAL:-VERS-ALL:+VERS-TLS1.1:+VERS-TLS1.0";
-static const char *const P12_CBC = "NORMAL:-VERS-ALL:+VERS-TLS1.2:-CIPHER-ALL:+AES-128-CBC:+AES-256-CBC";
+static const char *const P12_CBC =
+    "NORMAL:-VERS-ALL:+VERS-TLS1.2:-CIPHER-ALL:+AES-128-CBC:+AES-256-CBC";
 static const char *const P12_RSA_KX = "NORMAL:-VERS-ALL:+VERS-TLS1.2:-KX-ALL:+RSA:+DHE-RSA";
 
 struct reloader {
@@ -528,16 +533,25 @@ void test_tls_https(void)
     if (!CHECK(unit_tmpdir(dir, sizeof dir))) return;
     struct tk_http *h = NULL;
     struct tk_tls *t = NULL;
-    if (!make_pair(dir, "a", "unit-a", -60, 90 * DAY) || !make_pair(dir, "b", "unit-b", -60, 90 * DAY))
+    if (!make_pair(dir, "a", "unit-a", -60, 90 * DAY) ||
+        !make_pair(dir, "b", "unit-b", -60, 90 * DAY))
         goto out;
     copy_file(dir, "a.pem", "live.pem");
     copy_file(dir, "a.key", "live.key");
     struct tk_err e;
     if (!CHECK_OK(open_pair(dir, "live", "live", &t, &e), &e)) goto out;
     struct tk_http_opts o = {
-        .listen = "127.0.0.1:0", .threads = 2, .max_body = 65536, .max_header = 16384,
-        .max_connections = 32, .max_connections_per_ip = 32, .idle_timeout = 10,
-        .header_timeout = 10, .routes = tls_routes, .nroutes = TK_NELEM(tls_routes), .tls = t,
+        .listen = "127.0.0.1:0",
+        .threads = 2,
+        .max_body = 65536,
+        .max_header = 16384,
+        .max_connections = 32,
+        .max_connections_per_ip = 32,
+        .idle_timeout = 10,
+        .header_timeout = 10,
+        .routes = tls_routes,
+        .nroutes = TK_NELEM(tls_routes),
+        .tls = t,
     };
     if (!CHECK_OK(tk_http_start(&o, &h, &e), &e)) goto out;
     int port = tk_http_port(h), status;
@@ -633,8 +647,10 @@ void test_tls_public_url(void)
     for (size_t i = 0; i < TK_NELEM(good); i++) {
         char out[512], why[160];
         tk_rc rc = tk_config_public_url(good[i][0], out, sizeof out, why, sizeof why);
-        if (rc != TK_OK) FAILF("%s refused: %s", good[i][0], why);
-        else if (strcmp(out, good[i][1]) != 0) FAILF("%s -> %s, want %s", good[i][0], out, good[i][1]);
+        if (rc != TK_OK)
+            FAILF("%s refused: %s", good[i][0], why);
+        else if (strcmp(out, good[i][1]) != 0)
+            FAILF("%s -> %s, want %s", good[i][0], out, good[i][1]);
     }
     static const char *const bad[][2] = {
         {"", "absolute URL"},
@@ -669,8 +685,10 @@ void test_tls_public_url(void)
     for (size_t i = 0; i < TK_NELEM(bad); i++) {
         char out[512], why[160];
         tk_rc rc = tk_config_public_url(bad[i][0], out, sizeof out, why, sizeof why);
-        if (rc == TK_OK) FAILF("%s accepted as %s", bad[i][0], out);
-        else if (!strstr(why, bad[i][1])) FAILF("%s: '%s' does not say %s", bad[i][0], why, bad[i][1]);
+        if (rc == TK_OK)
+            FAILF("%s accepted as %s", bad[i][0], out);
+        else if (!strstr(why, bad[i][1]))
+            FAILF("%s: '%s' does not say %s", bad[i][0], why, bad[i][1]);
     }
     /* too long, and hostile bytes: refused or normalized, never overflowing */
     char longu[600];
@@ -685,7 +703,8 @@ void test_tls_public_url(void)
         unsigned char r[48];
         tk_random(r, sizeof r);
         char in[64] = "https://";
-        for (size_t j = 0; j < sizeof r; j++) in[8 + j % 40] = (char)(r[j] % 2 ? "a.-:/[]%9@?#"[r[j] % 12] : (r[j] | 1));
+        for (size_t j = 0; j < sizeof r; j++)
+            in[8 + j % 40] = (char)(r[j] % 2 ? "a.-:/[]%9@?#"[r[j] % 12] : (r[j] | 1));
         in[48] = '\0';
         if (tk_config_public_url(in, out, sizeof out, why, sizeof why) == TK_OK) {
             char again[512];
@@ -704,15 +723,18 @@ void test_tls_public_url(void)
     CHECK_EQ_STR(e.field, "tls_key_file");
     CHECK(strstr(e.msg, "flag --tls_cert_file: tls_cert_file is set but tls_key_file is not"));
     tk_config_defaults(&c);
-    CHECK_OK(tk_config_set(&c, "tls_key_file", "/x/key.pem", "environment TOKEND_TLS_KEY_FILE", &e), &e);
+    CHECK_OK(tk_config_set(&c, "tls_key_file", "/x/key.pem", "environment TOKEND_TLS_KEY_FILE", &e),
+             &e);
     CHECK_EQ_INT(tk_config_validate(&c, &e), TK_EINVAL);
     CHECK_EQ_STR(e.field, "tls_cert_file");
     tk_config_defaults(&c);
-    CHECK_OK(tk_config_set(&c, "public_url", "https://Example.com/t/", "flag --public_url", &e), &e);
+    CHECK_OK(tk_config_set(&c, "public_url", "https://Example.com/t/", "flag --public_url", &e),
+             &e);
     CHECK_OK(tk_config_validate(&c, &e), &e);
     CHECK_EQ_STR(c.public_url, "https://example.com/t");
     tk_config_defaults(&c);
-    CHECK_OK(tk_config_set(&c, "public_url", "https://example.com/?a", "flag --public_url", &e), &e);
+    CHECK_OK(tk_config_set(&c, "public_url", "https://example.com/?a", "flag --public_url", &e),
+             &e);
     CHECK_EQ_INT(tk_config_validate(&c, &e), TK_EINVAL);
     CHECK_EQ_STR(e.field, "public_url");
     CHECK(strstr(e.msg, "flag --public_url: public_url must not have a query"));
