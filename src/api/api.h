@@ -67,12 +67,23 @@ struct tk_app {
     atomic_bool probe_ok;         /* the last ping's result */
     atomic_bool probe_busy;       /* it failed because every connection was in use */
     char probe_error[sizeof(((struct tk_err *)0)->msg)]; /* its error (under probe_mu) */
+    /* HTTPS: the certificate and key (reloaded on SIGHUP); NULL: plain HTTP */
+    struct tk_tls *tls;
+    /* public_url, or the one derived at start from the listen address, the
+     * port bound and the scheme (tk_api_public_url) */
+    char public_url[512];
 };
 
 /* The budget of failed unseal attempts per source address: past it, 429
  * rate_limited until the window ends (even for a good share). */
 #define TK_API_UNSEAL_FAILS_MAX 10
 #define TK_API_UNSEAL_WINDOW_S 60
+
+/* The node's external base URL, normalized, without a trailing slash
+ * ("https://tokend.example.com", "https://example.com/tokend"): the
+ * public_url setting, else derived at start. For redirects, OAuth metadata
+ * and iss: append a path that starts with '/'. */
+const char *tk_api_public_url(const struct tk_app *app);
 
 /* Wake the rewrap worker (a job was started). */
 void tk_api_rewrap_kick(struct tk_app *app);

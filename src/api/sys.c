@@ -55,9 +55,10 @@ void tk_h_ready(struct tk_req *r)
         return;
     }
     tk_reply_json(r, 200,
-                  json_pack("{s:s, s:s, s:i, s:s}", "status", "ready", "store",
+                  json_pack("{s:s, s:s, s:i, s:s, s:s}", "status", "ready", "store",
                             tk_store_backend(app->store), "schema_version",
-                            tk_store_schema_version(app->store), "node", app->node));
+                            tk_store_schema_version(app->store), "node", app->node, "public_url",
+                            tk_api_public_url(app)));
 }
 
 /* ---- the node's series (registered by serve, read at render time) ---- */

@@ -128,6 +128,8 @@ int tk_cli_help(const char *command)
         }
         printf("\nClient commands reach tokend at TOKEND_ADDR (default http://127.0.0.1:8750)\n"
                "with TOKEND_TOKEN, --token-file FILE, or ./tokend-data/root-token.\n"
+               "An https:// TOKEND_ADDR is verified against the system's CAs, or against\n"
+               "the PEM file TOKEND_CACERT names (a private CA, a self-signed certificate).\n"
                "'tokend help COMMAND' explains one command.\n");
         return 0;
     }

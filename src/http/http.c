@@ -43,6 +43,7 @@
 #include "../common/log.h"
 #include "../common/metrics.h"
 #include "../common/worker.h"
+#include "../tls/tls.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -88,6 +89,9 @@ struct conn {
     atomic_int_fast64_t head_since_us;    /* PH_HEAD: since when it waits for a head */
     atomic_int_fast64_t body_start_us;    /* PH_BODY: when the head was in */
     atomic_uint_fast64_t body_bytes;      /* PH_BODY: received so far */
+    struct tk_tls *tls;                   /* HTTPS: the server's certificate, else NULL */
+    struct tk_tls_pair *tls_pair;         /* HTTPS: the pair this session was given */
+    atomic_bool tls_done;                 /* HTTPS: the handshake completed */
 };
 
 struct tk_http {
@@ -843,8 +847,9 @@ static void refuse_body_mid_way(struct tk_http *h, struct tk_req *r)
     const union MHD_ConnectionInfo *ci =
         MHD_get_connection_info(r->in->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
     if (ci) {
-        r->in->resp_len = send_raw_error(ci->connect_fd, 413, "Content Too Large", e.code, e.msg,
-                                         r->request_id);
+        if (!h->o.tls) /* raw bytes would break a TLS stream: there, only the close */
+            r->in->resp_len = send_raw_error(ci->connect_fd, 413, "Content Too Large", e.code,
+                                             e.msg, r->request_id);
         shutdown(ci->connect_fd, SHUT_WR);
     }
     r->in->replied = true;
@@ -1088,6 +1093,59 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
     tk_pool_free(r->pool);
 }
 
+/* ---- TLS ----
+ *
+ * GnuTLS calls its callbacks with the session only; libmicrohttpd makes the
+ * session's pointer its connection (daemon.c, gnutls_session_set_ptr, for
+ * the PSK handler), whose socket context is our registry entry, set when
+ * the connection STARTED, before any byte of the handshake is read. */
+
+static struct conn *conn_of_session(gnutls_session_t s)
+{
+    struct MHD_Connection *c = gnutls_session_get_ptr(s);
+    if (!c) return NULL;
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    return ci ? ci->socket_context : NULL;
+}
+
+static int tls_cert_cb(gnutls_session_t s, const struct gnutls_cert_retr_st *info,
+                       gnutls_pcert_st **certs, unsigned int *ncerts, gnutls_ocsp_data_st **ocsp,
+                       unsigned int *nocsp, gnutls_privkey_t *key, unsigned int *flags)
+{
+    (void)info;
+    *ocsp = NULL;
+    *nocsp = 0;
+    *flags = 0; /* the pair stays ours: released when the connection is CLOSED */
+    struct conn *cs = conn_of_session(s);
+    if (!cs || !cs->tls) return GNUTLS_E_INTERNAL_ERROR;
+    return tk_tls_select(cs->tls, &cs->tls_pair, certs, ncerts, key);
+}
+
+/* The client's Finished is the last message of a handshake it accepted
+ * (TLS 1.3, and TLS 1.2 resumed) or the one before ours (TLS 1.2 full):
+ * the client has checked our certificate by then. */
+static int tls_finished(gnutls_session_t s, unsigned htype, unsigned when, unsigned incoming,
+                        const gnutls_datum_t *msg)
+{
+    (void)htype;
+    (void)when;
+    (void)msg;
+    struct conn *cs = incoming ? conn_of_session(s) : NULL;
+    if (cs && !atomic_exchange(&cs->tls_done, true)) tk_tls_count_handshake(cs->tls, true);
+    return 0;
+}
+
+static void tls_watch(struct tk_http *h, struct MHD_Connection *c, struct conn *cs)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_GNUTLS_SESSION);
+    if (!ci || !ci->tls_session) return;
+    cs->tls = h->o.tls;
+    gnutls_handshake_set_hook_function(ci->tls_session, GNUTLS_HANDSHAKE_FINISHED,
+                                       GNUTLS_HOOK_POST, tls_finished);
+}
+
 /* ---- the connection registry and the sweeper ---- */
 
 static void on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
@@ -1106,6 +1164,8 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
         atomic_init(&cs->head_since_us, now);
         atomic_init(&cs->body_start_us, 0);
         atomic_init(&cs->body_bytes, 0);
+        atomic_init(&cs->tls_done, false);
+        if (h->o.tls) tls_watch(h, c, cs);
         pthread_mutex_lock(&h->mu);
         cs->next = h->conns;
         if (h->conns) h->conns->prev = cs;
@@ -1121,6 +1181,11 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
         else h->conns = cs->next;
         if (cs->next) cs->next->prev = cs->prev;
         pthread_mutex_unlock(&h->mu);
+        if (cs->tls && !atomic_load(&cs->tls_done)) tk_tls_count_handshake(cs->tls, false);
+        /* libmicrohttpd has deinitialized the TLS session before it
+         * notifies CLOSED (daemon.c, MHD_cleanup_connections, 0.9.75 to
+         * 1.0): nothing uses the pair any more */
+        tk_tls_release(cs->tls_pair);
         free(cs);
     }
 }
@@ -1148,7 +1213,8 @@ static void cut(struct tk_http *h, struct conn *cs, enum cut_reason why)
                  "request within %d ms (or sat idle between requests); it is closed to make "
                  "room, retry",
                  h->o.max_connections, PRESSURE_GRACE_MS);
-    (void)send_raw_error(cs->fd, 408, "Request Timeout", "request_timeout", msg, id);
+    if (!cs->tls) /* raw bytes would break a TLS stream: there, only the close */
+        (void)send_raw_error(cs->fd, 408, "Request Timeout", "request_timeout", msg, id);
     shutdown(cs->fd, SHUT_RDWR);
     tk_metric_inc(h->m_cut, (size_t)why);
     tk_debug("http: connection cut: %s (request id %s)", cut_names[why], id);
@@ -1371,6 +1437,13 @@ tk_rc tk_http_start(const struct tk_http_opts *o, struct tk_http **out, struct t
     h->log_second = tk_mono_us() / 1000000;
     h->o.trusted_proxies = NULL; /* parsed into h->proxies */
     tk_rc rc = tk_proxies_parse(o->trusted_proxies, &h->proxies, e);
+    if (rc == TK_OK && o->tls &&
+        (MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES ||
+         MHD_is_feature_supported(MHD_FEATURE_HTTPS_CERT_CALLBACK2) != MHD_YES))
+        rc = tk_err_field(e, TK_EINVAL, "tls_unsupported", "tls_cert_file",
+                          "this libmicrohttpd is built without TLS (GnuTLS 3.6.3 or later, for a "
+                          "certificate that reloads): HTTPS is not available; install a "
+                          "libmicrohttpd with HTTPS support, or leave tls_cert_file unset");
     if (rc == TK_OK) rc = tk_router_new(o->routes, o->nroutes, &h->router, e);
     if (rc == TK_OK) rc = bind_listen(o->listen, &h->fd, &h->port, e);
     if (rc == TK_OK) {
@@ -1384,6 +1457,12 @@ tk_rc tk_http_start(const struct tk_http_opts *o, struct tk_http **out, struct t
                     "rebinding) can call the API from a browser here, /v1/sys/init included; "
                     "set allowed_hosts to the names clients use",
                     o->listen);
+        if (rc == TK_OK && !h->hosts.loopback_listener && !o->tls)
+            tk_warn("SECURITY WARNING: listening on %s, not a loopback address, WITHOUT TLS: "
+                    "operator tokens, client tokens and every secret the API hands out cross "
+                    "the network in clear text; set tls_cert_file and tls_key_file, or listen "
+                    "on loopback behind a TLS-terminating proxy",
+                    o->listen);
     }
     if (rc == TK_OK) {
         if (!o->metrics) h->own_metrics = tk_metrics_new();
@@ -1394,6 +1473,13 @@ tk_rc tk_http_start(const struct tk_http_opts *o, struct tk_http **out, struct t
         return rc;
     }
     unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG;
+    struct MHD_OptionItem tls_opts[] = {
+        {MHD_OPTION_HTTPS_PRIORITIES, 0, (void *)TK_TLS_PRIORITIES},
+        {MHD_OPTION_HTTPS_CERT_CALLBACK2, 0, (void *)tls_cert_cb},
+        {MHD_OPTION_END, 0, NULL},
+    };
+    if (o->tls) flags |= MHD_USE_TLS;
+    else tls_opts[0].option = MHD_OPTION_END;
     h->d = MHD_start_daemon(
         flags, 0, NULL, NULL, on_request, h, MHD_OPTION_LISTEN_SOCKET, h->fd,
         MHD_OPTION_THREAD_POOL_SIZE, (unsigned)o->threads, MHD_OPTION_CONNECTION_LIMIT,
@@ -1402,12 +1488,13 @@ tk_rc tk_http_start(const struct tk_http_opts *o, struct tk_http **out, struct t
         (unsigned)o->idle_timeout, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)o->max_header,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, h, MHD_OPTION_NOTIFY_CONNECTION,
         on_connection, h, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, h,
-        MHD_OPTION_UNESCAPE_CALLBACK, unescape, h, MHD_OPTION_END);
+        MHD_OPTION_UNESCAPE_CALLBACK, unescape, h, MHD_OPTION_ARRAY, tls_opts, MHD_OPTION_END);
     if (!h->d) {
         http_free(h);
         return tk_err_set(e, TK_EINTERNAL, "http_start_failed",
-                          "libmicrohttpd refused to start (threads=%d, max_connections=%d)",
-                          o->threads, o->max_connections);
+                          "libmicrohttpd refused to start (threads=%d, max_connections=%d%s)",
+                          o->threads, o->max_connections,
+                          o->tls ? ", TLS: is libmicrohttpd built with GnuTLS?" : "");
     }
     struct tk_err we;
     if (tk_worker_start(&h->sweeper, "connection sweeper", sweeper_main, h, &we) != TK_OK) {

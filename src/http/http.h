@@ -20,6 +20,7 @@
 struct tk_req;
 struct tk_http;
 struct tk_metrics;
+struct tk_tls;
 
 typedef void (*tk_handler)(struct tk_req *r);
 
@@ -99,6 +100,12 @@ struct tk_http_opts {
      * (tokend_http_*; registered before the server answers); NULL: one of
      * the server's own, rendered by tk_http_metrics */
     struct tk_metrics *metrics;
+    /* HTTPS with this certificate and key (src/tls/tls.h: each handshake
+     * takes the pair current then, so a reload needs no restart); NULL:
+     * plain HTTP. Borrowed: it must outlive the server. Under TLS the
+     * 408/413 a cut connection gets on plain HTTP are not written (they
+     * would break the TLS stream): the connection is closed. */
+    struct tk_tls *tls;
 };
 
 tk_rc tk_http_start(const struct tk_http_opts *o, struct tk_http **out, struct tk_err *e);

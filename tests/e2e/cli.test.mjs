@@ -42,6 +42,9 @@ const SETTINGS = [
   'outbound-ca-file',
   'outbound-proxy',
   'providers-dir',
+  'tls-cert-file',
+  'tls-key-file',
+  'public-url',
 ];
 
 /** Lines of output that are JSON objects (every line must be). */

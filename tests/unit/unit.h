@@ -267,6 +267,15 @@ void test_metrics_threads(void);
 void test_metrics_histogram_edges(void);
 void test_metrics_render_format(void);
 void test_metrics_http_series(void);
+/* test_tls.c */
+void test_tls_open(void);
+void test_tls_mismatch(void);
+void test_tls_validity(void);
+void test_tls_garbage(void);
+void test_tls_reload(void);
+void test_tls_priorities(void);
+void test_tls_https(void);
+void test_tls_public_url(void);
 /* test_worker.c */
 void test_worker_deadline(void);
 void test_worker_wait_kick_stop(void);
