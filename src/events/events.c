@@ -11,7 +11,7 @@
  * after retention, the hash of the last deleted event). K is the
  * keyring's HMAC key; the input's prefix keeps it apart from the hashes of
  * issued secrets, which never start with "tokend-". */
-#include "events.h"
+#include "events_internal.h"
 
 #include "../keyring/keyring.h"
 
@@ -125,89 +125,135 @@ static tk_rc keyed(const char *domain, const char *tenant, int64_t seq, const ch
 
 /* ---- emit ---- */
 
+void tk_ev_rec_fill(struct tk_ev_rec *r, const struct tk_event *ev)
+{
+    tk_uuid7(r->id);
+    r->tenant = ev->tenant_id ? tk_strdup(ev->tenant_id) : NULL;
+    /* Every text field as valid UTF-8 before it is hashed: what is stored
+     * is what the chain covers (issue 13 #3). */
+    const char *in[EV_NF] = {ev->trace_id, ev->kind,         ev->source,     ev->action,
+                             ev->outcome,  ev->subject_type, ev->subject_id, ev->message};
+    for (int i = 0; i < EV_NF; i++) r->f[i] = tk_utf8_fix(in[i]);
+    if (!r->f[EV_TRACE] || !*r->f[EV_TRACE]) {
+        char trace[TK_UUID_LEN + 1];
+        free(r->f[EV_TRACE]);
+        tk_uuid7(trace);
+        r->f[EV_TRACE] = tk_strdup(trace);
+    }
+    r->detail = ev->detail ? json_dumps(ev->detail, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+    r->at = tk_now_ms();
+    r->latency_us = ev->latency_us;
+    /* Keyring actions and operator token changes (not the refusals, which
+     * an attacker can make at will) are synced at commit on SQLite. */
+    const char *k = r->f[EV_KIND], *a = r->f[EV_ACTION];
+    r->durable = k && (!strcmp(k, "keyring") || !strcmp(k, "tenant") ||
+                       (!strcmp(k, "operator") && a && strcmp(a, "authenticate") != 0));
+    r->rc = TK_OK;
+    r->seq = 0;
+}
+
+void tk_ev_rec_clear(struct tk_ev_rec *r)
+{
+    free(r->tenant);
+    for (int i = 0; i < EV_NF; i++) free(r->f[i]);
+    free(r->detail);
+    memset(r, 0, sizeof *r);
+}
+
+tk_rc tk_ev_append(struct tk_db *db, struct tk_ev_rec *const *recs, int n, struct tk_err *e)
+{
+    if (n <= 0) return TK_OK;
+    const char *tenant = recs[0]->tenant;
+    for (int i = 0; i < n; i++) recs[i]->rc = TK_OK;
+    struct tk_rows *r = NULL;
+    /* Takes the tenant row's lock until commit (PostgreSQL: a row lock, on
+     * every node; SQLite: begin's write lock): the chain stays a chain. */
+    tk_rc rc = tk_db_exec(db,
+                          "UPDATE tenants SET event_seq = event_seq WHERE id = ? "
+                          "RETURNING event_seq, event_head",
+                          TK_ARGS(TK_TEXT(tenant)), &r, e);
+    if (rc != TK_OK) return rc;
+    if (tk_rows_count(r) != 1) {
+        for (int i = 0; i < n; i++)
+            recs[i]->rc = tk_err_field(&recs[i]->err, TK_ENOTFOUND, "unknown_tenant", "tenant_id",
+                                       "event for unknown tenant %s", tenant ? tenant : "(none)");
+        tk_rows_free(r);
+        return TK_OK;
+    }
+    int64_t seq = tk_rows_int(r, 0, 0);
+    char prev[65];
+    snprintf(prev, sizeof prev, "%s", tk_rows_text(r, 0, 1) ? tk_rows_text(r, 0, 1) : "");
+    tk_rows_free(r);
+    int64_t first = seq;
+    for (int i = 0; i < n && rc == TK_OK; i++) {
+        struct tk_ev_rec *v = recs[i];
+        char **f = v->f, hash[65];
+        int64_t s = seq + 1;
+        json_t *o = hashed_object(v->id, tenant, s, v->at, f[EV_TRACE], f[EV_KIND], f[EV_SOURCE],
+                                  f[EV_ACTION], f[EV_OUTCOME], f[EV_STYPE], f[EV_SID], f[EV_MSG],
+                                  v->detail, v->latency_us, node_name);
+        event_hash(prev, o, hash);
+        json_decref(o);
+        /* Keyring events are never keyed here: they are written by the
+         * keyring itself, maybe under its lock; the next keyed event attests
+         * them. */
+        char mac[TK_HASH_HEX], kid[17];
+        bool has_mac = !(f[EV_KIND] && !strcmp(f[EV_KIND], "keyring")) &&
+                       keyed(CHAIN_DOMAIN, tenant, s, hash, -1, mac, kid) == TK_OK;
+        /* An event that must carry a MAC and cannot (the keyring was sealed
+         * meanwhile) is refused, and the action with it: verify would
+         * rightly take it for a stripped MAC. */
+        if (!has_mac && atomic_load(&chain_keyring) && !may_be_unkeyed(f[EV_KIND], f[EV_ACTION])) {
+            v->rc = tk_err_set(&v->err, TK_EUNAVAIL, "sealed",
+                               "tokend was sealed while recording a %s %s event; nothing was done",
+                               f[EV_KIND] ? f[EV_KIND] : "", f[EV_ACTION] ? f[EV_ACTION] : "");
+            continue;
+        }
+        rc = tk_db_exec(db,
+                        "INSERT INTO events (id, tenant_id, seq, at, trace_id, kind, source, "
+                        "action, outcome, subject_type, subject_id, message, detail, latency_us, "
+                        "node, prev_hash, hash, mac, mac_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, "
+                        "?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        TK_ARGS(TK_TEXT(v->id), TK_TEXT(tenant), TK_INT(s), TK_INT(v->at),
+                                TK_TEXT(f[EV_TRACE]), TK_TEXT(f[EV_KIND]), TK_TEXT(f[EV_SOURCE]),
+                                TK_TEXT(f[EV_ACTION]), TK_TEXT(f[EV_OUTCOME]),
+                                TK_TEXT(f[EV_STYPE]), TK_TEXT(f[EV_SID]), TK_TEXT(f[EV_MSG]),
+                                TK_TEXT(v->detail),
+                                v->latency_us >= 0 ? TK_INT(v->latency_us) : TK_NULLV,
+                                TK_TEXT(node_name), TK_TEXT(prev), TK_TEXT(hash),
+                                TK_TEXT(has_mac ? mac : NULL), TK_TEXT(has_mac ? kid : NULL)),
+                        NULL, e);
+        if (rc != TK_OK) break;
+        v->seq = s;
+        seq = s;
+        snprintf(prev, sizeof prev, "%s", hash);
+    }
+    if (rc == TK_OK && seq != first)
+        rc = tk_db_exec(db, "UPDATE tenants SET event_seq = ?, event_head = ? WHERE id = ?",
+                        TK_ARGS(TK_INT(seq), TK_TEXT(prev), TK_TEXT(tenant)), NULL, e);
+    return rc;
+}
+
 tk_rc tk_event_emit_in(struct tk_db *db, const struct tk_event *ev, struct tk_err *e)
 {
     if (!tk_db_in_tx(db))
         return tk_err_set(e, TK_EINTERNAL, "not_in_transaction",
                           "tk_event_emit_in needs the caller's open transaction");
-    char id[TK_UUID_LEN + 1], trace[TK_UUID_LEN + 1], hash[65];
-    tk_uuid7(id);
-    /* Every text field as valid UTF-8 before it is hashed: what is stored
-     * is what the chain covers (issue 13 #3). */
-    enum { F_TRACE, F_KIND, F_SOURCE, F_ACTION, F_OUTCOME, F_STYPE, F_SID, F_MSG, F_N };
-    const char *in[F_N] = {ev->trace_id, ev->kind,         ev->source,     ev->action,
-                           ev->outcome,  ev->subject_type, ev->subject_id, ev->message};
-    char *f[F_N];
-    for (int i = 0; i < F_N; i++) f[i] = tk_utf8_fix(in[i]);
-    if (!f[F_TRACE] || !*f[F_TRACE]) {
-        free(f[F_TRACE]);
-        tk_uuid7(trace);
-        f[F_TRACE] = tk_strdup(trace);
+    struct tk_ev_rec rec;
+    memset(&rec, 0, sizeof rec);
+    tk_ev_rec_fill(&rec, ev);
+    struct tk_ev_rec *one = &rec;
+    tk_rc rc = tk_ev_append(db, &one, 1, e);
+    if (rc == TK_OK && rec.rc != TK_OK) {
+        rc = rec.rc;
+        if (e) *e = rec.err;
     }
-    char *detail = ev->detail ? json_dumps(ev->detail, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
-    int64_t at = tk_now_ms();
-    int64_t lat = ev->latency_us;
-    struct tk_rows *r = NULL;
-    /* Takes the tenant row's lock until commit: the chain stays a chain. */
-    tk_rc rc = tk_db_exec(db,
-                          "UPDATE tenants SET event_seq = event_seq + 1 WHERE id = ? "
-                          "RETURNING event_seq, event_head",
-                          TK_ARGS(TK_TEXT(ev->tenant_id)), &r, e);
-    if (rc == TK_OK && tk_rows_count(r) != 1)
-        rc = tk_err_field(e, TK_ENOTFOUND, "unknown_tenant", "tenant_id",
-                          "event for unknown tenant %s", ev->tenant_id);
-    if (rc != TK_OK) goto out;
-    int64_t seq = tk_rows_int(r, 0, 0);
-    const char *prev = tk_rows_text(r, 0, 1);
-    json_t *o = hashed_object(id, ev->tenant_id, seq, at, f[F_TRACE], f[F_KIND], f[F_SOURCE],
-                              f[F_ACTION], f[F_OUTCOME], f[F_STYPE], f[F_SID], f[F_MSG], detail,
-                              lat, node_name);
-    event_hash(prev, o, hash);
-    json_decref(o);
-    /* Keyring events are never keyed here: they are written by the keyring
-     * itself, maybe under its lock; the next keyed event attests them. */
-    char mac[TK_HASH_HEX], kid[17];
-    bool has_mac = !(f[F_KIND] && !strcmp(f[F_KIND], "keyring")) &&
-                   keyed(CHAIN_DOMAIN, ev->tenant_id, seq, hash, -1, mac, kid) == TK_OK;
-    /* An event that must carry a MAC and cannot (the keyring was sealed
-     * meanwhile) is refused, and the action with it: verify would rightly
-     * take it for a stripped MAC. */
-    if (!has_mac && atomic_load(&chain_keyring) && !may_be_unkeyed(f[F_KIND], f[F_ACTION])) {
-        rc = tk_err_set(e, TK_EUNAVAIL, "sealed",
-                        "tokend was sealed while recording a %s %s event; nothing was done",
-                        f[F_KIND] ? f[F_KIND] : "", f[F_ACTION] ? f[F_ACTION] : "");
-        goto out;
-    }
-    rc = tk_db_exec(db,
-                    "INSERT INTO events (id, tenant_id, seq, at, trace_id, kind, source, action, "
-                    "outcome, subject_type, subject_id, message, detail, latency_us, node, "
-                    "prev_hash, hash, mac, mac_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
-                    "?, ?, ?, ?, ?, ?, ?)",
-                    TK_ARGS(TK_TEXT(id), TK_TEXT(ev->tenant_id), TK_INT(seq), TK_INT(at),
-                            TK_TEXT(f[F_TRACE]), TK_TEXT(f[F_KIND]), TK_TEXT(f[F_SOURCE]),
-                            TK_TEXT(f[F_ACTION]), TK_TEXT(f[F_OUTCOME]), TK_TEXT(f[F_STYPE]),
-                            TK_TEXT(f[F_SID]), TK_TEXT(f[F_MSG]), TK_TEXT(detail),
-                            lat >= 0 ? TK_INT(lat) : TK_NULLV, TK_TEXT(node_name), TK_TEXT(prev),
-                            TK_TEXT(hash), TK_TEXT(has_mac ? mac : NULL),
-                            TK_TEXT(has_mac ? kid : NULL)),
-                    NULL, e);
-    if (rc == TK_OK)
-        rc = tk_db_exec(db, "UPDATE tenants SET event_head = ? WHERE id = ?",
-                        TK_ARGS(TK_TEXT(hash), TK_TEXT(ev->tenant_id)), NULL, e);
-    /* Keyring actions and operator token changes (not the refusals, which
-     * an attacker can make at will) are synced at commit on SQLite. */
-    if (rc == TK_OK && f[F_KIND] &&
-        (!strcmp(f[F_KIND], "keyring") || !strcmp(f[F_KIND], "tenant") ||
-         (!strcmp(f[F_KIND], "operator") && f[F_ACTION] && strcmp(f[F_ACTION], "authenticate") != 0)))
-        tk_db_durable(db);
-out:
-    tk_rows_free(r);
-    free(detail);
-    for (int i = 0; i < F_N; i++) free(f[i]);
+    if (rc == TK_OK && rec.durable) tk_db_durable(db);
+    tk_ev_rec_clear(&rec);
     return rc;
 }
 
-tk_rc tk_event_emit(struct tk_db *db, const struct tk_event *ev, struct tk_err *e)
+tk_rc tk_event_emit_now(struct tk_db *db, const struct tk_event *ev, struct tk_err *e)
 {
     tk_rc rc = tk_db_begin(db, e);
     if (rc != TK_OK) return rc;
