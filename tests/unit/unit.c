@@ -363,6 +363,12 @@ static const struct unit_test tests[] = {
     B("events/prune", test_events_prune),
     B("events/housekeeper", test_events_housekeeper),
     B("events/filter_indexes", test_events_filter_indexes),
+    B("events/writer_batches", test_events_writer_batches),
+    B("events/writer_emit", test_events_writer_emit),
+    B("events/writer_queue_full", test_events_writer_queue_full),
+    B("events/writer_timeout", test_events_writer_timeout),
+    B("events/writer_stop_drains", test_events_writer_stop_drains),
+    B("events/writer_threads", test_events_writer_threads),
 
     B("keyring/restart_sealed", test_keyring_restart_sealed),
     B("keyring/unseal_subsets", test_keyring_unseal_subsets),
