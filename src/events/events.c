@@ -87,6 +87,88 @@ static json_t *hashed_object(const char *id, const char *tenant, int64_t seq, in
     return o;
 }
 
+/* The same text as json_dumps(hashed_object(...), JSON_COMPACT |
+ * JSON_SORT_KEYS), built without a JSON tree: the writer's hot path.
+ * Keys in strcmp order, strings escaped as jansson does (\\, \", \b \f
+ * \n \r \t, \u00XX for other control characters, nothing else), text
+ * that is not valid UTF-8 as jstr's marker. tk_events_verify_chain hashes
+ * with hashed_object, so every verified chain the writer made checks that
+ * the two agree; the unit tests feed them every control character. */
+static void canon_str(struct tk_buf *b, const char *s)
+{
+    if (!s) {
+        tk_buf_add(b, "null", 4);
+        return;
+    }
+    size_t n = strlen(s);
+    if (!tk_utf8_valid(s, n)) {
+        tk_buf_addstr(b, "{\"invalid_utf8\":\"\xef\xbf\xbd\"}");
+        return;
+    }
+    tk_buf_add(b, "\"", 1);
+    const char *run = s;
+    for (const char *p = s; *p; p++) {
+        unsigned char c = (unsigned char)*p;
+        if (c >= 0x20 && c != '"' && c != '\\') continue;
+        tk_buf_add(b, run, (size_t)(p - run));
+        run = p + 1;
+        switch (c) {
+        case '"': tk_buf_add(b, "\\\"", 2); break;
+        case '\\': tk_buf_add(b, "\\\\", 2); break;
+        case '\b': tk_buf_add(b, "\\b", 2); break;
+        case '\f': tk_buf_add(b, "\\f", 2); break;
+        case '\n': tk_buf_add(b, "\\n", 2); break;
+        case '\r': tk_buf_add(b, "\\r", 2); break;
+        case '\t': tk_buf_add(b, "\\t", 2); break;
+        default: tk_buf_printf(b, "\\u%04X", (unsigned)c); break;
+        }
+    }
+    tk_buf_add(b, run, (size_t)(s + n - run));
+    tk_buf_add(b, "\"", 1);
+}
+
+/* hash = hex(SHA-256(prev "\n" canonical)) of a record at seq; b is
+ * scratch space the caller keeps between calls. */
+static void rec_hash(struct tk_buf *b, const char *prev, const struct tk_ev_rec *v,
+                     const char *tenant, int64_t seq, char out[65])
+{
+    char *const *f = v->f;
+    unsigned char d[32];
+    tk_buf_reset(b);
+    tk_buf_addstr(b, prev);
+    tk_buf_addstr(b, "\n{\"action\":");
+    canon_str(b, f[EV_ACTION]);
+    tk_buf_printf(b, ",\"at\":%lld,\"detail\":", (long long)v->at);
+    canon_str(b, v->detail);
+    tk_buf_addstr(b, ",\"id\":");
+    canon_str(b, v->id);
+    tk_buf_addstr(b, ",\"kind\":");
+    canon_str(b, f[EV_KIND]);
+    if (v->latency_us >= 0)
+        tk_buf_printf(b, ",\"latency_us\":%lld", (long long)v->latency_us);
+    else
+        tk_buf_addstr(b, ",\"latency_us\":null");
+    tk_buf_addstr(b, ",\"message\":");
+    canon_str(b, f[EV_MSG]);
+    tk_buf_addstr(b, ",\"node\":");
+    canon_str(b, node_name);
+    tk_buf_addstr(b, ",\"outcome\":");
+    canon_str(b, f[EV_OUTCOME]);
+    tk_buf_printf(b, ",\"seq\":%lld,\"source\":", (long long)seq);
+    canon_str(b, f[EV_SOURCE]);
+    tk_buf_addstr(b, ",\"subject_id\":");
+    canon_str(b, f[EV_SID]);
+    tk_buf_addstr(b, ",\"subject_type\":");
+    canon_str(b, f[EV_STYPE]);
+    tk_buf_addstr(b, ",\"tenant_id\":");
+    canon_str(b, tenant);
+    tk_buf_addstr(b, ",\"trace_id\":");
+    canon_str(b, f[EV_TRACE]);
+    tk_buf_add(b, "}", 1);
+    SHA256((const unsigned char *)b->data, b->len, d);
+    tk_hex(d, 32, out);
+}
+
 /* ---- keyed links ---- */
 
 #define CHAIN_DOMAIN "tokend-event-chain-v1\n"
@@ -185,15 +267,13 @@ tk_rc tk_ev_append(struct tk_db *db, struct tk_ev_rec *const *recs, int n, struc
     snprintf(prev, sizeof prev, "%s", tk_rows_text(r, 0, 1) ? tk_rows_text(r, 0, 1) : "");
     tk_rows_free(r);
     int64_t first = seq;
+    struct tk_buf scratch;
+    tk_buf_init(&scratch, SIZE_MAX / 2);
     for (int i = 0; i < n && rc == TK_OK; i++) {
         struct tk_ev_rec *v = recs[i];
         char **f = v->f, hash[65];
         int64_t s = seq + 1;
-        json_t *o = hashed_object(v->id, tenant, s, v->at, f[EV_TRACE], f[EV_KIND], f[EV_SOURCE],
-                                  f[EV_ACTION], f[EV_OUTCOME], f[EV_STYPE], f[EV_SID], f[EV_MSG],
-                                  v->detail, v->latency_us, node_name);
-        event_hash(prev, o, hash);
-        json_decref(o);
+        rec_hash(&scratch, prev, v, tenant, s, hash);
         /* Keyring events are never keyed here: they are written by the
          * keyring itself, maybe under its lock; the next keyed event attests
          * them. */
@@ -228,6 +308,7 @@ tk_rc tk_ev_append(struct tk_db *db, struct tk_ev_rec *const *recs, int n, struc
         seq = s;
         snprintf(prev, sizeof prev, "%s", hash);
     }
+    tk_buf_free(&scratch);
     if (rc == TK_OK && seq != first)
         rc = tk_db_exec(db, "UPDATE tenants SET event_seq = ?, event_head = ? WHERE id = ?",
                         TK_ARGS(TK_INT(seq), TK_TEXT(prev), TK_TEXT(tenant)), NULL, e);

@@ -369,6 +369,7 @@ static const struct unit_test tests[] = {
     B("events/writer_timeout", test_events_writer_timeout),
     B("events/writer_stop_drains", test_events_writer_stop_drains),
     B("events/writer_threads", test_events_writer_threads),
+    B("events/writer_canonical", test_events_writer_canonical),
 
     B("keyring/restart_sealed", test_keyring_restart_sealed),
     B("keyring/unseal_subsets", test_keyring_unseal_subsets),

@@ -183,6 +183,7 @@ void test_events_writer_queue_full(struct fx *f);
 void test_events_writer_timeout(struct fx *f);
 void test_events_writer_stop_drains(struct fx *f);
 void test_events_writer_threads(struct fx *f);
+void test_events_writer_canonical(struct fx *f);
 
 /* test_keyring.c (most run on both backends) */
 void test_keyring_restart_sealed(struct fx *f);
