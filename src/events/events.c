@@ -242,7 +242,78 @@ void tk_ev_rec_clear(struct tk_ev_rec *r)
     memset(r, 0, sizeof *r);
 }
 
-tk_rc tk_ev_append(struct tk_db *db, struct tk_ev_rec *const *recs, int n, struct tk_err *e)
+#define BULK_ROWS 500
+
+/* Rows as a JSON array for json_to_recordset (PostgreSQL): one statement
+ * and one round trip per BULK_ROWS events instead of one per event. */
+static void bulk_row(struct tk_buf *b, const struct tk_ev_rec *v, const char *tenant)
+{
+    char *const *f = v->f;
+    const char *names[] = {"id",      "tenant_id",    "trace_id",   "kind",    "source",
+                           "action",  "outcome",      "subject_type", "subject_id", "message",
+                           "detail",  "node",         "prev_hash",  "hash",    "mac",
+                           "mac_key"};
+    const char *vals[] = {v->id,         tenant,       f[EV_TRACE],  f[EV_KIND], f[EV_SOURCE],
+                          f[EV_ACTION],  f[EV_OUTCOME], f[EV_STYPE], f[EV_SID],  f[EV_MSG],
+                          v->detail,     node_name,    v->prev,      v->hash,
+                          v->has_mac ? v->mac : NULL, v->has_mac ? v->kid : NULL};
+    tk_buf_printf(b, "%s{\"seq\":%lld,\"at\":%lld,\"latency_us\":", b->len > 1 ? "," : "",
+                  (long long)v->seq, (long long)v->at);
+    if (v->latency_us >= 0)
+        tk_buf_printf(b, "%lld", (long long)v->latency_us);
+    else
+        tk_buf_add(b, "null", 4);
+    for (size_t i = 0; i < TK_NELEM(names); i++) {
+        tk_buf_add(b, ",\"", 2);
+        tk_buf_addstr(b, names[i]);
+        tk_buf_add(b, "\":", 2);
+        tk_buf_json_str(b, vals[i]);
+    }
+    tk_buf_add(b, "}", 1);
+}
+
+static tk_rc insert_bulk(struct tk_db *db, struct tk_buf *rows, struct tk_err *e)
+{
+    tk_buf_add(rows, "]", 1);
+    tk_rc rc = tk_db_exec(
+        db,
+        "INSERT INTO events (id, tenant_id, seq, at, trace_id, kind, source, action, outcome, "
+        "subject_type, subject_id, message, detail, latency_us, node, prev_hash, hash, mac, "
+        "mac_key) SELECT id, tenant_id, seq, at, trace_id, kind, source, action, outcome, "
+        "subject_type, subject_id, message, detail, latency_us, node, prev_hash, hash, mac, "
+        "mac_key FROM json_to_recordset(CAST(? AS json)) AS x(id TEXT, tenant_id TEXT, seq "
+        "BIGINT, at BIGINT, trace_id TEXT, kind TEXT, source TEXT, action TEXT, outcome TEXT, "
+        "subject_type TEXT, subject_id TEXT, message TEXT, detail TEXT, latency_us BIGINT, node "
+        "TEXT, prev_hash TEXT, hash TEXT, mac TEXT, mac_key TEXT)",
+        TK_ARGS(TK_TEXT(rows->data)), NULL, e);
+    tk_buf_reset(rows);
+    tk_buf_add(rows, "[", 1);
+    return rc;
+}
+
+static tk_rc insert_one(struct tk_db *db, const struct tk_ev_rec *v, const char *tenant,
+                        struct tk_err *e)
+{
+    char *const *f = v->f;
+    return tk_db_exec(db,
+                      "INSERT INTO events (id, tenant_id, seq, at, trace_id, kind, source, "
+                      "action, outcome, subject_type, subject_id, message, detail, latency_us, "
+                      "node, prev_hash, hash, mac, mac_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, "
+                      "?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                      TK_ARGS(TK_TEXT(v->id), TK_TEXT(tenant), TK_INT(v->seq), TK_INT(v->at),
+                              TK_TEXT(f[EV_TRACE]), TK_TEXT(f[EV_KIND]), TK_TEXT(f[EV_SOURCE]),
+                              TK_TEXT(f[EV_ACTION]), TK_TEXT(f[EV_OUTCOME]),
+                              TK_TEXT(f[EV_STYPE]), TK_TEXT(f[EV_SID]), TK_TEXT(f[EV_MSG]),
+                              TK_TEXT(v->detail),
+                              v->latency_us >= 0 ? TK_INT(v->latency_us) : TK_NULLV,
+                              TK_TEXT(node_name), TK_TEXT(v->prev), TK_TEXT(v->hash),
+                              TK_TEXT(v->has_mac ? v->mac : NULL),
+                              TK_TEXT(v->has_mac ? v->kid : NULL)),
+                      NULL, e);
+}
+
+tk_rc tk_ev_append(struct tk_db *db, struct tk_ev_rec *const *recs, int n, bool bulk,
+                   struct tk_err *e)
 {
     if (n <= 0) return TK_OK;
     const char *tenant = recs[0]->tenant;
@@ -267,48 +338,48 @@ tk_rc tk_ev_append(struct tk_db *db, struct tk_ev_rec *const *recs, int n, struc
     snprintf(prev, sizeof prev, "%s", tk_rows_text(r, 0, 1) ? tk_rows_text(r, 0, 1) : "");
     tk_rows_free(r);
     int64_t first = seq;
-    struct tk_buf scratch;
+    struct tk_buf scratch, rows;
     tk_buf_init(&scratch, SIZE_MAX / 2);
+    tk_buf_init(&rows, SIZE_MAX / 2);
+    tk_buf_add(&rows, "[", 1);
+    int pending = 0;
     for (int i = 0; i < n && rc == TK_OK; i++) {
         struct tk_ev_rec *v = recs[i];
-        char **f = v->f, hash[65];
+        char **f = v->f;
         int64_t s = seq + 1;
-        rec_hash(&scratch, prev, v, tenant, s, hash);
+        rec_hash(&scratch, prev, v, tenant, s, v->hash);
         /* Keyring events are never keyed here: they are written by the
          * keyring itself, maybe under its lock; the next keyed event attests
          * them. */
-        char mac[TK_HASH_HEX], kid[17];
-        bool has_mac = !(f[EV_KIND] && !strcmp(f[EV_KIND], "keyring")) &&
-                       keyed(CHAIN_DOMAIN, tenant, s, hash, -1, mac, kid) == TK_OK;
+        v->has_mac = !(f[EV_KIND] && !strcmp(f[EV_KIND], "keyring")) &&
+                     keyed(CHAIN_DOMAIN, tenant, s, v->hash, -1, v->mac, v->kid) == TK_OK;
         /* An event that must carry a MAC and cannot (the keyring was sealed
          * meanwhile) is refused, and the action with it: verify would
          * rightly take it for a stripped MAC. */
-        if (!has_mac && atomic_load(&chain_keyring) && !may_be_unkeyed(f[EV_KIND], f[EV_ACTION])) {
+        if (!v->has_mac && atomic_load(&chain_keyring) &&
+            !may_be_unkeyed(f[EV_KIND], f[EV_ACTION])) {
             v->rc = tk_err_set(&v->err, TK_EUNAVAIL, "sealed",
                                "tokend was sealed while recording a %s %s event; nothing was done",
                                f[EV_KIND] ? f[EV_KIND] : "", f[EV_ACTION] ? f[EV_ACTION] : "");
             continue;
         }
-        rc = tk_db_exec(db,
-                        "INSERT INTO events (id, tenant_id, seq, at, trace_id, kind, source, "
-                        "action, outcome, subject_type, subject_id, message, detail, latency_us, "
-                        "node, prev_hash, hash, mac, mac_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, "
-                        "?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                        TK_ARGS(TK_TEXT(v->id), TK_TEXT(tenant), TK_INT(s), TK_INT(v->at),
-                                TK_TEXT(f[EV_TRACE]), TK_TEXT(f[EV_KIND]), TK_TEXT(f[EV_SOURCE]),
-                                TK_TEXT(f[EV_ACTION]), TK_TEXT(f[EV_OUTCOME]),
-                                TK_TEXT(f[EV_STYPE]), TK_TEXT(f[EV_SID]), TK_TEXT(f[EV_MSG]),
-                                TK_TEXT(v->detail),
-                                v->latency_us >= 0 ? TK_INT(v->latency_us) : TK_NULLV,
-                                TK_TEXT(node_name), TK_TEXT(prev), TK_TEXT(hash),
-                                TK_TEXT(has_mac ? mac : NULL), TK_TEXT(has_mac ? kid : NULL)),
-                        NULL, e);
-        if (rc != TK_OK) break;
         v->seq = s;
+        snprintf(v->prev, sizeof v->prev, "%s", prev);
+        if (bulk) {
+            bulk_row(&rows, v, tenant);
+            if (++pending == BULK_ROWS) {
+                rc = insert_bulk(db, &rows, e);
+                pending = 0;
+            }
+        } else {
+            rc = insert_one(db, v, tenant, e);
+        }
         seq = s;
-        snprintf(prev, sizeof prev, "%s", hash);
+        snprintf(prev, sizeof prev, "%s", v->hash);
     }
+    if (rc == TK_OK && pending) rc = insert_bulk(db, &rows, e);
     tk_buf_free(&scratch);
+    tk_buf_free(&rows);
     if (rc == TK_OK && seq != first)
         rc = tk_db_exec(db, "UPDATE tenants SET event_seq = ?, event_head = ? WHERE id = ?",
                         TK_ARGS(TK_INT(seq), TK_TEXT(prev), TK_TEXT(tenant)), NULL, e);
@@ -324,7 +395,7 @@ tk_rc tk_event_emit_in(struct tk_db *db, const struct tk_event *ev, struct tk_er
     memset(&rec, 0, sizeof rec);
     tk_ev_rec_fill(&rec, ev);
     struct tk_ev_rec *one = &rec;
-    tk_rc rc = tk_ev_append(db, &one, 1, e);
+    tk_rc rc = tk_ev_append(db, &one, 1, false, e);
     if (rc == TK_OK && rec.rc != TK_OK) {
         rc = rec.rc;
         if (e) *e = rec.err;

@@ -26,6 +26,9 @@ struct tk_ev_rec {
     tk_rc rc;              /* TK_OK: chained; else refused (err says why) */
     struct tk_err err;
     int64_t seq;
+    char prev[65], hash[65];
+    bool has_mac;
+    char mac[65], kid[17];
 };
 
 /* Copy ev into r (r zeroed or cleared before); at is now. */
@@ -39,7 +42,10 @@ void tk_ev_rec_clear(struct tk_ev_rec *r);
  * head is written once. Each rec's rc says whether it was chained: an
  * unknown tenant refuses all of them, a sealed keyring an event that must
  * carry a MAC; refused events take no seq. The return value is a store
- * failure only (the transaction must then be rolled back). */
-tk_rc tk_ev_append(struct tk_db *db, struct tk_ev_rec *const *recs, int n, struct tk_err *e);
+ * failure only (the transaction must then be rolled back). bulk (the
+ * writer on PostgreSQL): insert up to 500 events per statement, through
+ * json_to_recordset, instead of one statement (one round trip) each. */
+tk_rc tk_ev_append(struct tk_db *db, struct tk_ev_rec *const *recs, int n, bool bulk,
+                   struct tk_err *e);
 
 #endif

@@ -58,6 +58,7 @@ static struct {
     uint64_t enq_no;  /* the last number given */
     uint64_t done_no; /* every entry up to this number is written or refused */
     struct tk_store *store;
+    bool bulk; /* PostgreSQL: many rows per INSERT (a round trip each) */
     struct tk_worker w;
 } W = {.mu = PTHREAD_MUTEX_INITIALIZER};
 
@@ -160,10 +161,14 @@ static tk_rc enqueue(struct entry *en, struct tk_err *e)
 
 static tk_rc check_event(const struct tk_event *ev, struct tk_err *e)
 {
-    if (!ev->tenant_id || !*ev->tenant_id)
-        return tk_err_field(e, TK_EINVAL, "invalid_event", "tenant_id",
-                            "an event needs a tenant (%s %s)", ev->kind ? ev->kind : "",
-                            ev->action ? ev->action : "");
+    const char *need[][2] = {{"tenant_id", ev->tenant_id}, {"kind", ev->kind},
+                             {"source", ev->source},       {"action", ev->action},
+                             {"outcome", ev->outcome},     {"message", ev->message}};
+    for (size_t i = 0; i < TK_NELEM(need); i++)
+        if (!need[i][1] || (i == 0 && !*need[i][1]))
+            return tk_err_field(e, TK_EINVAL, "invalid_event", need[i][0],
+                                "an event needs %s (%s %s)", need[i][0], ev->kind ? ev->kind : "",
+                                ev->action ? ev->action : "");
     return TK_OK;
 }
 
@@ -330,7 +335,7 @@ static tk_rc write_batch(struct tk_db *db, struct entry **a, int n, struct tk_er
             durable |= a[j]->rec.durable;
             j++;
         }
-        rc = tk_ev_append(db, recs, j - i, e);
+        rc = tk_ev_append(db, recs, j - i, W.bulk, e);
         i = j;
     }
     free(recs);
@@ -496,6 +501,7 @@ tk_rc tk_events_writer_start(struct tk_store *s, const struct tk_events_writer_o
         W.cv_ready = true;
     }
     W.store = s;
+    W.bulk = !strcmp(tk_store_backend(s), "postgres");
     W.cap = o && o->queue > 0 ? o->queue : 10000;
     W.timeout_ms = o && o->timeout_ms > 0 ? o->timeout_ms : 5000;
     W.state = W_RUNNING;
