@@ -243,6 +243,7 @@ void tk_ev_rec_clear(struct tk_ev_rec *r)
 }
 
 #define BULK_ROWS 500
+#define BULK_BYTES ((size_t)4 << 20) /* or fewer rows when they are large */
 
 /* Rows as a JSON array for json_to_recordset (PostgreSQL): one statement
  * and one round trip per BULK_ROWS events instead of one per event. */
@@ -367,7 +368,7 @@ tk_rc tk_ev_append(struct tk_db *db, struct tk_ev_rec *const *recs, int n, bool 
         snprintf(v->prev, sizeof v->prev, "%s", prev);
         if (bulk) {
             bulk_row(&rows, v, tenant);
-            if (++pending == BULK_ROWS) {
+            if (++pending == BULK_ROWS || rows.len > BULK_BYTES) {
                 rc = insert_bulk(db, &rows, e);
                 pending = 0;
             }

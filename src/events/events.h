@@ -138,6 +138,7 @@ void tk_housekeeper_stop(struct tk_housekeeper *h);
 struct tk_events_writer_opts {
     int queue;      /* events_queue: events waiting at most; 0: 10000 */
     int timeout_ms; /* events_timeout: how long tk_event_emit waits; 0: 5000 */
+    size_t queue_bytes; /* and at most this much event text queued; 0: 64 MiB */
 };
 tk_rc tk_events_writer_start(struct tk_store *s, const struct tk_events_writer_opts *o,
                              struct tk_err *e);

@@ -34,11 +34,16 @@
 #define RETRY_MS_MAX 1000
 #define RETRY_DIRECT 3
 #define IDLE_MS 1000
+/* Besides events_queue events, the queue holds at most this many bytes of
+ * event text by default: a run of large details cannot take the node's
+ * memory. */
+#define QUEUE_BYTES_MAX ((size_t)64 << 20)
 
 struct entry {
     struct tk_ev_rec rec; /* first: recs point into entries */
     struct entry *next;
     uint64_t no;          /* queue number, from 1 */
+    size_t bytes;         /* the text it holds, for QUEUE_BYTES_MAX */
     bool waiter;          /* an emit waits for it */
     bool abandoned;       /* the emitter gave up: the writer frees it */
     bool taken;           /* the writer has it in a batch */
@@ -53,6 +58,7 @@ static struct {
     bool cv_ready;
     struct entry *head, *tail;
     int64_t count, cap;
+    size_t bytes, bytes_cap; /* sum of the queued entries' bytes, and its bound */
     int timeout_ms;
     enum wstate state;
     uint64_t enq_no;  /* the last number given */
@@ -111,6 +117,8 @@ static struct entry *entry_new(const struct tk_event *ev, bool waiter)
     struct entry *en = tk_calloc(1, sizeof *en);
     tk_ev_rec_fill(&en->rec, ev);
     en->waiter = waiter;
+    en->bytes = sizeof *en + (en->rec.detail ? strlen(en->rec.detail) : 0);
+    for (int i = 0; i < EV_NF; i++) en->bytes += en->rec.f[i] ? strlen(en->rec.f[i]) : 0;
     return en;
 }
 
@@ -133,14 +141,16 @@ static tk_rc enqueue(struct entry *en, struct tk_err *e)
                           en->rec.f[EV_KIND] ? en->rec.f[EV_KIND] : "",
                           en->rec.f[EV_ACTION] ? en->rec.f[EV_ACTION] : "");
     }
-    if (W.count >= W.cap) {
+    if (W.count >= W.cap || W.bytes + en->bytes > W.bytes_cap) {
         int64_t cap = W.cap;
+        size_t bytes_cap = W.bytes_cap;
         pthread_mutex_unlock(&W.mu);
         atomic_fetch_add(&S.dropped, 1);
         return tk_err_set(e, TK_EUNAVAIL, "events_queue_full",
-                          "the event queue is full (events_queue = %lld waiting for the store): "
+                          "the event queue is full (events_queue = %lld events, or %zu KiB, "
+                          "waiting for the store): "
                           "the %s %s event was not recorded",
-                          (long long)cap, en->rec.f[EV_KIND] ? en->rec.f[EV_KIND] : "",
+                          (long long)cap, bytes_cap >> 10, en->rec.f[EV_KIND] ? en->rec.f[EV_KIND] : "",
                           en->rec.f[EV_ACTION] ? en->rec.f[EV_ACTION] : "");
     }
     en->no = ++W.enq_no;
@@ -150,6 +160,7 @@ static tk_rc enqueue(struct entry *en, struct tk_err *e)
     else
         W.head = en;
     W.tail = en;
+    W.bytes += en->bytes;
     bool was_empty = W.count++ == 0;
     atomic_store(&S.queued, W.count);
     pthread_mutex_unlock(&W.mu);
@@ -283,6 +294,7 @@ static struct entry **take(int *n, uint64_t *last_no)
         W.head = en->next;
         if (!W.head) W.tail = NULL;
         W.count--;
+        W.bytes -= en->bytes;
         en->next = NULL;
         *last_no = en->no;
         if (en->abandoned) {
@@ -504,6 +516,7 @@ tk_rc tk_events_writer_start(struct tk_store *s, const struct tk_events_writer_o
     W.bulk = !strcmp(tk_store_backend(s), "postgres");
     W.cap = o && o->queue > 0 ? o->queue : 10000;
     W.timeout_ms = o && o->timeout_ms > 0 ? o->timeout_ms : 5000;
+    W.bytes_cap = o && o->queue_bytes > 0 ? o->queue_bytes : QUEUE_BYTES_MAX;
     W.state = W_RUNNING;
     atomic_store(&S.queue_max, W.cap);
     atomic_store(&stopping, false);

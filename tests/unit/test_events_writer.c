@@ -253,6 +253,53 @@ out:
     CHECK(tk_events_writer_stop(0));
 }
 
+/* Large events fill the queue by bytes (queue_bytes) before events_queue. */
+void test_events_writer_queue_bytes(struct fx *f)
+{
+    struct tk_db *db = fx_db(f);
+    if (!db) return;
+    char ta[TK_UUID_LEN + 1], tb[TK_UUID_LEN + 1];
+    bool ok = tenants(db, ta, tb);
+    tk_store_put(db);
+    struct tk_err e;
+    struct tk_events_writer_opts o = {.queue = 100000, .timeout_ms = 5000,
+                                      .queue_bytes = 4 << 20};
+    if (!ok || !CHECK_OK(tk_events_writer_start(f->st, &o, &e), &e)) return;
+    struct tk_db *held = stall(f, ta);
+    if (!held) goto out;
+    enum { BIG = 256 << 10 };
+    char *big = malloc(BIG + 1);
+    memset(big, 'x', BIG);
+    big[BIG] = '\0';
+    json_t *d = json_pack("{s:s}", "blob", big);
+    free(big);
+    int accepted = 0, full = 0;
+    for (int i = 0; i < 40; i++) {
+        struct tk_event ev = ev_of(ta, "big", NULL, NULL);
+        ev.detail = d;
+        if (tk_event_post(&ev, &e) == TK_OK) {
+            accepted++;
+        } else {
+            full++;
+            CHECK_EQ_STR(e.code, "events_queue_full");
+        }
+    }
+    json_decref(d);
+    /* 15 fit in 4 MiB, and the writer may hold a batch of them, stuck */
+    CHECK(accepted >= 15 && accepted <= 31);
+    CHECK(full >= 9);
+    unstall(held);
+    CHECK(tk_events_writer_sync(30000));
+    db = fx_db(f);
+    if (db) {
+        CHECK_EQ_INT(count_events(db, ta), accepted);
+        chain_ok(db, ta, accepted, __LINE__);
+        tk_store_put(db);
+    }
+out:
+    CHECK(tk_events_writer_stop(0));
+}
+
 void test_events_writer_timeout(struct fx *f)
 {
     struct tk_db *db = fx_db(f);

@@ -366,6 +366,7 @@ static const struct unit_test tests[] = {
     B("events/writer_batches", test_events_writer_batches),
     B("events/writer_emit", test_events_writer_emit),
     B("events/writer_queue_full", test_events_writer_queue_full),
+    B("events/writer_queue_bytes", test_events_writer_queue_bytes),
     B("events/writer_timeout", test_events_writer_timeout),
     B("events/writer_stop_drains", test_events_writer_stop_drains),
     B("events/writer_threads", test_events_writer_threads),

@@ -180,6 +180,7 @@ void test_events_filter_indexes(struct fx *f);
 void test_events_writer_batches(struct fx *f);
 void test_events_writer_emit(struct fx *f);
 void test_events_writer_queue_full(struct fx *f);
+void test_events_writer_queue_bytes(struct fx *f);
 void test_events_writer_timeout(struct fx *f);
 void test_events_writer_stop_drains(struct fx *f);
 void test_events_writer_threads(struct fx *f);
