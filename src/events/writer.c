@@ -222,11 +222,13 @@ tk_rc tk_event_emit(struct tk_db *db, const struct tk_event *ev, struct tk_err *
     tk_rc rc = check_event(ev, e);
     if (rc != TK_OK) return rc;
     struct entry *en = entry_new(ev, true);
-    rc = enqueue(en, e);
+    struct tk_err qe;
+    rc = enqueue(en, &qe);
     if (rc != TK_OK) {
         entry_free(en);
         /* the writer stopped between the check and the queue */
-        if (db && !strcmp(e->code, "events_stopping")) return tk_event_emit_now(db, ev, e);
+        if (db && !strcmp(qe.code, "events_stopping")) return tk_event_emit_now(db, ev, e);
+        if (e) *e = qe;
         return rc;
     }
     atomic_fetch_add(&S.emitted, 1);

@@ -232,6 +232,26 @@ void test_events_writer_queue_full(struct fx *f)
     /* the queue holds 8; the writer may hold one batch more, stuck */
     CHECK(accepted >= 8 && accepted <= 16);
     CHECK_EQ_INT(full, 50 - accepted);
+    /* once the writer holds its batch (stuck on the lock), fill the queue
+     * again: nothing can leave it now */
+    struct tk_events_writer_stats sq;
+    for (int64_t until = tk_mono_ms() + 10000; tk_mono_ms() < until;) {
+        tk_events_writer_stats(&sq);
+        if (sq.queued < accepted) break; /* the writer took some */
+        struct timespec ts = {0, 5000000};
+        nanosleep(&ts, NULL);
+    }
+    CHECK(sq.queued < accepted);
+    for (int i = 0; i < 20; i++) {
+        struct tk_event ev = ev_of(ta, "post", NULL, NULL);
+        if (tk_event_post(&ev, &e) == TK_OK) {
+            accepted++;
+        } else {
+            full++;
+            break;
+        }
+    }
+    CHECK(accepted <= 16);
     /* an emit is refused at once as well */
     struct tk_event ev = ev_of(ta, "emit", NULL, NULL);
     int64_t t0 = tk_mono_ms();
