@@ -75,6 +75,10 @@ build/keyring-bench: $(call objs,$(REL),$(LIB_SRC) bench/keyring_bench.c build/g
 	@echo "  LD      $@"
 	@$(CC) $(RELEASE_FLAGS) -o $@ $^ $(LIBS)
 
+build/events-bench: $(call objs,$(REL),$(LIB_SRC) bench/events_bench.c build/gen/migrations.c build/gen/providers.c)
+	@echo "  LD      $@"
+	@$(CC) $(RELEASE_FLAGS) -o $@ $^ $(LIBS)
+
 $(TST)/tokend: $(call objs,$(TST),$(LIB_SRC) $(MAIN_SRC) build/gen/migrations.c build/gen/providers.c)
 	@echo "  LD      $@"
 	@$(CC) $(SAN_FLAGS) -o $@ $^ $(LIBS)
@@ -112,9 +116,10 @@ unit: check-pkgs $(TST)/unit
 bench: deps
 	@$(SUBMAKE) bench-built
 
-bench-built: check-pkgs build/tokend build/keyring-bench
+bench-built: check-pkgs build/tokend build/keyring-bench build/events-bench
 	bench/run.sh
 	bench/keyring.sh
+	bench/events.sh
 
 fuzz: deps
 	fuzz/run.sh

@@ -6,6 +6,7 @@
 # port with its socket in that directory, exports TOKEND_TEST_PG (a libpq URL
 # for the superuser) and TOKEND_TEST_PG_ADMIN (psql arguments), runs CMD, and
 # stops and removes the cluster when CMD ends, also on failure or Ctrl-C.
+# The server runs with fsync=off unless TOKEND_PG_FSYNC=on (benchmarks).
 set -eu
 PGBIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
 if [ -z "$PGBIN" ] || [ ! -x "$PGBIN/initdb" ]; then
@@ -28,7 +29,7 @@ trap cleanup EXIT INT TERM
 as_pg "$PGBIN/initdb" -D "$dir/data" -U postgres -A trust --no-sync -E UTF8 >"$dir/initdb.log" 2>&1 \
   || { cat "$dir/initdb.log" >&2; exit 1; }
 as_pg "$PGBIN/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
-  -o "-k $dir -p $port -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=300" start >/dev/null \
+  -o "-k $dir -p $port -c listen_addresses=127.0.0.1 -c fsync=${TOKEND_PG_FSYNC:-off} -c max_connections=300" start >/dev/null \
   || { cat "$dir/server.log" >&2; exit 1; }
 export TOKEND_TEST_PG="postgresql://postgres@127.0.0.1:$port/postgres"
 export TOKEND_TEST_PG_HOST=127.0.0.1 TOKEND_TEST_PG_PORT=$port

@@ -137,9 +137,10 @@ static void auth_event(struct tk_req *r, const struct tk_err *e, const struct tk
         json_decref(detail);
         return;
     }
+    /* Posted: a refusal never waits for the store (the 401 goes out all the
+     * same, and an attacker's storm costs queue slots, not connections). */
     struct tk_err ee;
-    if (!r->db && !store_down(app, &ee)) r->db = tk_store_get(app->store, &ee);
-    if (!r->db || tk_event_emit(r->db, &ev, &ee) != TK_OK) /* the 401 goes out all the same */
+    if (tk_event_post(&ev, &ee) != TK_OK)
         tk_warn("events: could not record an authentication failure: %s", ee.msg);
     json_decref(detail);
 }
@@ -338,7 +339,8 @@ static tk_rc api_event(struct tk_req *r, bool in_tx, const char *kind, const cha
                           .source = "api", .action = action, .outcome = outcome,
                           .subject_type = subject_type, .subject_id = subject_id,
                           .message = message, .detail = d, .latency_us = -1};
-    tk_rc rc = in_tx ? tk_event_emit_in(db, &ev, e) : tk_event_emit(db, &ev, e);
+    /* in the request's transaction, or posted (best effort, log-like) */
+    tk_rc rc = in_tx ? tk_event_emit_in(db, &ev, e) : tk_event_post(&ev, e);
     json_decref(d);
     return rc;
 }

@@ -6,6 +6,10 @@
 #include <stdio.h>
 #include <string.h>
 
+/* GET /v1/events and verify first wait this long at most for the events
+ * this node queued before the request (the event writer's group commit). */
+#define TK_API_EVENTS_SYNC_MS 2000
+
 /* Each parameter is given at most once: "kind=a&kind=b" is refused rather
  * than read as one of them.
  *
@@ -91,6 +95,7 @@ void tk_h_events_list(struct tk_req *r)
         return;
     }
     q.limit = (int)limit;
+    tk_events_writer_sync(TK_API_EVENTS_SYNC_MS); /* what this node posted before, too */
     struct tk_db *db = tk_api_db(r);
     if (!db) return;
     struct tk_buf b;
@@ -160,6 +165,7 @@ void tk_h_events_verify(struct tk_req *r)
     struct tk_checkpoint given;
     bool has_given = false;
     if (!checkpoint_args(r, p->tenant_id, &given, &has_given)) return;
+    tk_events_writer_sync(TK_API_EVENTS_SYNC_MS);
     struct tk_db *db = tk_api_db(r);
     if (!db) return;
     struct tk_chain_status st;

@@ -476,6 +476,16 @@ const char *tk_api_store_state(struct tk_app *app, char *msg, size_t n)
     return NULL;
 }
 
+/* Stop the event writer (it drains the queue); false when it is stuck in
+ * the store, which must then be left to the process's exit. */
+static bool events_writer_stop(struct tk_app *app)
+{
+    if (tk_events_writer_stop((app->cfg->events_timeout + 15) * 1000)) return true;
+    tk_warn("events: the event writer is stuck in the store; leaving the store to the process's "
+            "exit");
+    return false;
+}
+
 /* Write the root operator token to <data_dir>/root-token, mode 0600: a
  * file or symlink already there is removed first, and the new file is
  * created exclusively without following links. */
@@ -758,6 +768,11 @@ int tk_serve(const struct tk_config *cfg)
         if (rc != TK_OK && (!strcmp(e.code, "installation_mismatch") ||
                             !strcmp(e.code, "data_dir_unusable")))
             status = 2; /* a local fix */
+        if (rc == TK_OK) { /* the event writer: group commits (events.h) */
+            struct tk_events_writer_opts wo = {.queue = cfg->events_queue,
+                                               .timeout_ms = cfg->events_timeout * 1000};
+            rc = tk_events_writer_start(app.store, &wo, &e);
+        }
         if (rc == TK_OK) rc = start_keyring(&app, &e);
         start_signals_interrupt(false);
     }
@@ -829,6 +844,8 @@ int tk_serve(const struct tk_config *cfg)
         tk_housekeeper_stop(housekeeper); /* writes what it counted */
         housekeeper = NULL;
         node_event(&app, "stop", drained ? "tokend stopped" : "tokend stopped; some requests were cut off");
+        /* after everything that records events, before the store closes */
+        store_closable = events_writer_stop(&app);
     }
     tk_info("stopped");
     status = 0;
@@ -842,7 +859,7 @@ out:
     if (!probe_stop(&app)) store_closable = false;
     if (store_closable) {
         tk_housekeeper_stop(housekeeper);
-        tk_store_close(app.store);
+        if (events_writer_stop(&app)) tk_store_close(app.store);
     }
     tk_events_use_keyring(NULL);
     tk_keyring_free(app.keyring);

@@ -35,6 +35,11 @@ static const struct setting settings[] = {
      "above), full (integrity_check), off"},
     {"events_retention_days", C_INT, S(events_retention_days), "90", 0, 36500, NULL,
      "delete events older than this many days (0: keep them forever)"},
+    {"events_queue", C_INT, S(events_queue), "10000", 1, 1000000, NULL,
+     "events waiting for the event writer at most; past it, posted events are refused and "
+     "counted as dropped"},
+    {"events_timeout", C_INT, S(events_timeout), "5", 1, 300, NULL,
+     "seconds a request waits for its audit event's group commit (503 events_timeout after)"},
     {"threads", C_INT, S(threads), "2", 1, 64, NULL, "HTTP worker threads"},
     {"store_pool", C_INT, S(store_pool), "8", 1, 256, NULL,
      "database connections kept open by this node"},

@@ -16,6 +16,8 @@ struct tk_config {
     char store[1024];    /* sqlite:PATH | postgres://... | postgresql://... */
     char store_check[8]; /* quick | full | off */
     int events_retention_days; /* 0: keep events forever */
+    int events_queue;    /* events waiting for the event writer at most */
+    int events_timeout;  /* seconds tk_event_emit waits for its batch's commit */
     int threads;         /* HTTP worker threads */
     int store_pool;      /* connections in the store pool */
     int64_t max_body;    /* bytes */

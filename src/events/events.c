@@ -11,7 +11,7 @@
  * after retention, the hash of the last deleted event). K is the
  * keyring's HMAC key; the input's prefix keeps it apart from the hashes of
  * issued secrets, which never start with "tokend-". */
-#include "events.h"
+#include "events_internal.h"
 
 #include "../keyring/keyring.h"
 
@@ -87,6 +87,88 @@ static json_t *hashed_object(const char *id, const char *tenant, int64_t seq, in
     return o;
 }
 
+/* The same text as json_dumps(hashed_object(...), JSON_COMPACT |
+ * JSON_SORT_KEYS), built without a JSON tree: the writer's hot path.
+ * Keys in strcmp order, strings escaped as jansson does (\\, \", \b \f
+ * \n \r \t, \u00XX for other control characters, nothing else), text
+ * that is not valid UTF-8 as jstr's marker. tk_events_verify_chain hashes
+ * with hashed_object, so every verified chain the writer made checks that
+ * the two agree; the unit tests feed them every control character. */
+static void canon_str(struct tk_buf *b, const char *s)
+{
+    if (!s) {
+        tk_buf_add(b, "null", 4);
+        return;
+    }
+    size_t n = strlen(s);
+    if (!tk_utf8_valid(s, n)) {
+        tk_buf_addstr(b, "{\"invalid_utf8\":\"\xef\xbf\xbd\"}");
+        return;
+    }
+    tk_buf_add(b, "\"", 1);
+    const char *run = s;
+    for (const char *p = s; *p; p++) {
+        unsigned char c = (unsigned char)*p;
+        if (c >= 0x20 && c != '"' && c != '\\') continue;
+        tk_buf_add(b, run, (size_t)(p - run));
+        run = p + 1;
+        switch (c) {
+        case '"': tk_buf_add(b, "\\\"", 2); break;
+        case '\\': tk_buf_add(b, "\\\\", 2); break;
+        case '\b': tk_buf_add(b, "\\b", 2); break;
+        case '\f': tk_buf_add(b, "\\f", 2); break;
+        case '\n': tk_buf_add(b, "\\n", 2); break;
+        case '\r': tk_buf_add(b, "\\r", 2); break;
+        case '\t': tk_buf_add(b, "\\t", 2); break;
+        default: tk_buf_printf(b, "\\u%04X", (unsigned)c); break;
+        }
+    }
+    tk_buf_add(b, run, (size_t)(s + n - run));
+    tk_buf_add(b, "\"", 1);
+}
+
+/* hash = hex(SHA-256(prev "\n" canonical)) of a record at seq; b is
+ * scratch space the caller keeps between calls. */
+static void rec_hash(struct tk_buf *b, const char *prev, const struct tk_ev_rec *v,
+                     const char *tenant, int64_t seq, char out[65])
+{
+    char *const *f = v->f;
+    unsigned char d[32];
+    tk_buf_reset(b);
+    tk_buf_addstr(b, prev);
+    tk_buf_addstr(b, "\n{\"action\":");
+    canon_str(b, f[EV_ACTION]);
+    tk_buf_printf(b, ",\"at\":%lld,\"detail\":", (long long)v->at);
+    canon_str(b, v->detail);
+    tk_buf_addstr(b, ",\"id\":");
+    canon_str(b, v->id);
+    tk_buf_addstr(b, ",\"kind\":");
+    canon_str(b, f[EV_KIND]);
+    if (v->latency_us >= 0)
+        tk_buf_printf(b, ",\"latency_us\":%lld", (long long)v->latency_us);
+    else
+        tk_buf_addstr(b, ",\"latency_us\":null");
+    tk_buf_addstr(b, ",\"message\":");
+    canon_str(b, f[EV_MSG]);
+    tk_buf_addstr(b, ",\"node\":");
+    canon_str(b, node_name);
+    tk_buf_addstr(b, ",\"outcome\":");
+    canon_str(b, f[EV_OUTCOME]);
+    tk_buf_printf(b, ",\"seq\":%lld,\"source\":", (long long)seq);
+    canon_str(b, f[EV_SOURCE]);
+    tk_buf_addstr(b, ",\"subject_id\":");
+    canon_str(b, f[EV_SID]);
+    tk_buf_addstr(b, ",\"subject_type\":");
+    canon_str(b, f[EV_STYPE]);
+    tk_buf_addstr(b, ",\"tenant_id\":");
+    canon_str(b, tenant);
+    tk_buf_addstr(b, ",\"trace_id\":");
+    canon_str(b, f[EV_TRACE]);
+    tk_buf_add(b, "}", 1);
+    SHA256((const unsigned char *)b->data, b->len, d);
+    tk_hex(d, 32, out);
+}
+
 /* ---- keyed links ---- */
 
 #define CHAIN_DOMAIN "tokend-event-chain-v1\n"
@@ -125,89 +207,206 @@ static tk_rc keyed(const char *domain, const char *tenant, int64_t seq, const ch
 
 /* ---- emit ---- */
 
+void tk_ev_rec_fill(struct tk_ev_rec *r, const struct tk_event *ev)
+{
+    tk_uuid7(r->id);
+    r->tenant = ev->tenant_id ? tk_strdup(ev->tenant_id) : NULL;
+    /* Every text field as valid UTF-8 before it is hashed: what is stored
+     * is what the chain covers (issue 13 #3). */
+    const char *in[EV_NF] = {ev->trace_id, ev->kind,         ev->source,     ev->action,
+                             ev->outcome,  ev->subject_type, ev->subject_id, ev->message};
+    for (int i = 0; i < EV_NF; i++) r->f[i] = tk_utf8_fix(in[i]);
+    if (!r->f[EV_TRACE] || !*r->f[EV_TRACE]) {
+        char trace[TK_UUID_LEN + 1];
+        free(r->f[EV_TRACE]);
+        tk_uuid7(trace);
+        r->f[EV_TRACE] = tk_strdup(trace);
+    }
+    r->detail = ev->detail ? json_dumps(ev->detail, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+    r->at = tk_now_ms();
+    r->latency_us = ev->latency_us;
+    /* Keyring actions and operator token changes (not the refusals, which
+     * an attacker can make at will) are synced at commit on SQLite. */
+    const char *k = r->f[EV_KIND], *a = r->f[EV_ACTION];
+    r->durable = k && (!strcmp(k, "keyring") || !strcmp(k, "tenant") ||
+                       (!strcmp(k, "operator") && a && strcmp(a, "authenticate") != 0));
+    r->rc = TK_OK;
+    r->seq = 0;
+}
+
+void tk_ev_rec_clear(struct tk_ev_rec *r)
+{
+    free(r->tenant);
+    for (int i = 0; i < EV_NF; i++) free(r->f[i]);
+    free(r->detail);
+    memset(r, 0, sizeof *r);
+}
+
+#define BULK_ROWS 500
+#define BULK_BYTES ((size_t)4 << 20) /* or fewer rows when they are large */
+
+/* Rows as a JSON array for json_to_recordset (PostgreSQL): one statement
+ * and one round trip per BULK_ROWS events instead of one per event. */
+static void bulk_row(struct tk_buf *b, const struct tk_ev_rec *v, const char *tenant)
+{
+    char *const *f = v->f;
+    const char *names[] = {"id",      "tenant_id",    "trace_id",   "kind",    "source",
+                           "action",  "outcome",      "subject_type", "subject_id", "message",
+                           "detail",  "node",         "prev_hash",  "hash",    "mac",
+                           "mac_key"};
+    const char *vals[] = {v->id,         tenant,       f[EV_TRACE],  f[EV_KIND], f[EV_SOURCE],
+                          f[EV_ACTION],  f[EV_OUTCOME], f[EV_STYPE], f[EV_SID],  f[EV_MSG],
+                          v->detail,     node_name,    v->prev,      v->hash,
+                          v->has_mac ? v->mac : NULL, v->has_mac ? v->kid : NULL};
+    tk_buf_printf(b, "%s{\"seq\":%lld,\"at\":%lld,\"latency_us\":", b->len > 1 ? "," : "",
+                  (long long)v->seq, (long long)v->at);
+    if (v->latency_us >= 0)
+        tk_buf_printf(b, "%lld", (long long)v->latency_us);
+    else
+        tk_buf_add(b, "null", 4);
+    for (size_t i = 0; i < TK_NELEM(names); i++) {
+        tk_buf_add(b, ",\"", 2);
+        tk_buf_addstr(b, names[i]);
+        tk_buf_add(b, "\":", 2);
+        tk_buf_json_str(b, vals[i]);
+    }
+    tk_buf_add(b, "}", 1);
+}
+
+static tk_rc insert_bulk(struct tk_db *db, struct tk_buf *rows, struct tk_err *e)
+{
+    tk_buf_add(rows, "]", 1);
+    tk_rc rc = tk_db_exec(
+        db,
+        "INSERT INTO events (id, tenant_id, seq, at, trace_id, kind, source, action, outcome, "
+        "subject_type, subject_id, message, detail, latency_us, node, prev_hash, hash, mac, "
+        "mac_key) SELECT id, tenant_id, seq, at, trace_id, kind, source, action, outcome, "
+        "subject_type, subject_id, message, detail, latency_us, node, prev_hash, hash, mac, "
+        "mac_key FROM json_to_recordset(CAST(? AS json)) AS x(id TEXT, tenant_id TEXT, seq "
+        "BIGINT, at BIGINT, trace_id TEXT, kind TEXT, source TEXT, action TEXT, outcome TEXT, "
+        "subject_type TEXT, subject_id TEXT, message TEXT, detail TEXT, latency_us BIGINT, node "
+        "TEXT, prev_hash TEXT, hash TEXT, mac TEXT, mac_key TEXT)",
+        TK_ARGS(TK_TEXT(rows->data)), NULL, e);
+    tk_buf_reset(rows);
+    tk_buf_add(rows, "[", 1);
+    return rc;
+}
+
+static tk_rc insert_one(struct tk_db *db, const struct tk_ev_rec *v, const char *tenant,
+                        struct tk_err *e)
+{
+    char *const *f = v->f;
+    return tk_db_exec(db,
+                      "INSERT INTO events (id, tenant_id, seq, at, trace_id, kind, source, "
+                      "action, outcome, subject_type, subject_id, message, detail, latency_us, "
+                      "node, prev_hash, hash, mac, mac_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, "
+                      "?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                      TK_ARGS(TK_TEXT(v->id), TK_TEXT(tenant), TK_INT(v->seq), TK_INT(v->at),
+                              TK_TEXT(f[EV_TRACE]), TK_TEXT(f[EV_KIND]), TK_TEXT(f[EV_SOURCE]),
+                              TK_TEXT(f[EV_ACTION]), TK_TEXT(f[EV_OUTCOME]),
+                              TK_TEXT(f[EV_STYPE]), TK_TEXT(f[EV_SID]), TK_TEXT(f[EV_MSG]),
+                              TK_TEXT(v->detail),
+                              v->latency_us >= 0 ? TK_INT(v->latency_us) : TK_NULLV,
+                              TK_TEXT(node_name), TK_TEXT(v->prev), TK_TEXT(v->hash),
+                              TK_TEXT(v->has_mac ? v->mac : NULL),
+                              TK_TEXT(v->has_mac ? v->kid : NULL)),
+                      NULL, e);
+}
+
+tk_rc tk_ev_append(struct tk_db *db, struct tk_ev_rec *const *recs, int n, bool bulk,
+                   struct tk_err *e)
+{
+    if (n <= 0) return TK_OK;
+    const char *tenant = recs[0]->tenant;
+    for (int i = 0; i < n; i++) recs[i]->rc = TK_OK;
+    struct tk_rows *r = NULL;
+    /* Takes the tenant row's lock until commit (PostgreSQL: a row lock, on
+     * every node; SQLite: begin's write lock): the chain stays a chain. */
+    tk_rc rc = tk_db_exec(db,
+                          "UPDATE tenants SET event_seq = event_seq WHERE id = ? "
+                          "RETURNING event_seq, event_head",
+                          TK_ARGS(TK_TEXT(tenant)), &r, e);
+    if (rc != TK_OK) return rc;
+    if (tk_rows_count(r) != 1) {
+        for (int i = 0; i < n; i++)
+            recs[i]->rc = tk_err_field(&recs[i]->err, TK_ENOTFOUND, "unknown_tenant", "tenant_id",
+                                       "event for unknown tenant %s", tenant ? tenant : "(none)");
+        tk_rows_free(r);
+        return TK_OK;
+    }
+    int64_t seq = tk_rows_int(r, 0, 0);
+    char prev[65];
+    snprintf(prev, sizeof prev, "%s", tk_rows_text(r, 0, 1) ? tk_rows_text(r, 0, 1) : "");
+    tk_rows_free(r);
+    int64_t first = seq;
+    struct tk_buf scratch, rows;
+    tk_buf_init(&scratch, SIZE_MAX / 2);
+    tk_buf_init(&rows, SIZE_MAX / 2);
+    tk_buf_add(&rows, "[", 1);
+    int pending = 0;
+    for (int i = 0; i < n && rc == TK_OK; i++) {
+        struct tk_ev_rec *v = recs[i];
+        char **f = v->f;
+        int64_t s = seq + 1;
+        rec_hash(&scratch, prev, v, tenant, s, v->hash);
+        /* Keyring events are never keyed here: they are written by the
+         * keyring itself, maybe under its lock; the next keyed event attests
+         * them. */
+        v->has_mac = !(f[EV_KIND] && !strcmp(f[EV_KIND], "keyring")) &&
+                     keyed(CHAIN_DOMAIN, tenant, s, v->hash, -1, v->mac, v->kid) == TK_OK;
+        /* An event that must carry a MAC and cannot (the keyring was sealed
+         * meanwhile) is refused, and the action with it: verify would
+         * rightly take it for a stripped MAC. */
+        if (!v->has_mac && atomic_load(&chain_keyring) &&
+            !may_be_unkeyed(f[EV_KIND], f[EV_ACTION])) {
+            v->rc = tk_err_set(&v->err, TK_EUNAVAIL, "sealed",
+                               "tokend was sealed while recording a %s %s event; nothing was done",
+                               f[EV_KIND] ? f[EV_KIND] : "", f[EV_ACTION] ? f[EV_ACTION] : "");
+            continue;
+        }
+        v->seq = s;
+        snprintf(v->prev, sizeof v->prev, "%s", prev);
+        if (bulk) {
+            bulk_row(&rows, v, tenant);
+            if (++pending == BULK_ROWS || rows.len > BULK_BYTES) {
+                rc = insert_bulk(db, &rows, e);
+                pending = 0;
+            }
+        } else {
+            rc = insert_one(db, v, tenant, e);
+        }
+        seq = s;
+        snprintf(prev, sizeof prev, "%s", v->hash);
+    }
+    if (rc == TK_OK && pending) rc = insert_bulk(db, &rows, e);
+    tk_buf_free(&scratch);
+    tk_buf_free(&rows);
+    if (rc == TK_OK && seq != first)
+        rc = tk_db_exec(db, "UPDATE tenants SET event_seq = ?, event_head = ? WHERE id = ?",
+                        TK_ARGS(TK_INT(seq), TK_TEXT(prev), TK_TEXT(tenant)), NULL, e);
+    return rc;
+}
+
 tk_rc tk_event_emit_in(struct tk_db *db, const struct tk_event *ev, struct tk_err *e)
 {
     if (!tk_db_in_tx(db))
         return tk_err_set(e, TK_EINTERNAL, "not_in_transaction",
                           "tk_event_emit_in needs the caller's open transaction");
-    char id[TK_UUID_LEN + 1], trace[TK_UUID_LEN + 1], hash[65];
-    tk_uuid7(id);
-    /* Every text field as valid UTF-8 before it is hashed: what is stored
-     * is what the chain covers (issue 13 #3). */
-    enum { F_TRACE, F_KIND, F_SOURCE, F_ACTION, F_OUTCOME, F_STYPE, F_SID, F_MSG, F_N };
-    const char *in[F_N] = {ev->trace_id, ev->kind,         ev->source,     ev->action,
-                           ev->outcome,  ev->subject_type, ev->subject_id, ev->message};
-    char *f[F_N];
-    for (int i = 0; i < F_N; i++) f[i] = tk_utf8_fix(in[i]);
-    if (!f[F_TRACE] || !*f[F_TRACE]) {
-        free(f[F_TRACE]);
-        tk_uuid7(trace);
-        f[F_TRACE] = tk_strdup(trace);
+    struct tk_ev_rec rec;
+    memset(&rec, 0, sizeof rec);
+    tk_ev_rec_fill(&rec, ev);
+    struct tk_ev_rec *one = &rec;
+    tk_rc rc = tk_ev_append(db, &one, 1, false, e);
+    if (rc == TK_OK && rec.rc != TK_OK) {
+        rc = rec.rc;
+        if (e) *e = rec.err;
     }
-    char *detail = ev->detail ? json_dumps(ev->detail, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
-    int64_t at = tk_now_ms();
-    int64_t lat = ev->latency_us;
-    struct tk_rows *r = NULL;
-    /* Takes the tenant row's lock until commit: the chain stays a chain. */
-    tk_rc rc = tk_db_exec(db,
-                          "UPDATE tenants SET event_seq = event_seq + 1 WHERE id = ? "
-                          "RETURNING event_seq, event_head",
-                          TK_ARGS(TK_TEXT(ev->tenant_id)), &r, e);
-    if (rc == TK_OK && tk_rows_count(r) != 1)
-        rc = tk_err_field(e, TK_ENOTFOUND, "unknown_tenant", "tenant_id",
-                          "event for unknown tenant %s", ev->tenant_id);
-    if (rc != TK_OK) goto out;
-    int64_t seq = tk_rows_int(r, 0, 0);
-    const char *prev = tk_rows_text(r, 0, 1);
-    json_t *o = hashed_object(id, ev->tenant_id, seq, at, f[F_TRACE], f[F_KIND], f[F_SOURCE],
-                              f[F_ACTION], f[F_OUTCOME], f[F_STYPE], f[F_SID], f[F_MSG], detail,
-                              lat, node_name);
-    event_hash(prev, o, hash);
-    json_decref(o);
-    /* Keyring events are never keyed here: they are written by the keyring
-     * itself, maybe under its lock; the next keyed event attests them. */
-    char mac[TK_HASH_HEX], kid[17];
-    bool has_mac = !(f[F_KIND] && !strcmp(f[F_KIND], "keyring")) &&
-                   keyed(CHAIN_DOMAIN, ev->tenant_id, seq, hash, -1, mac, kid) == TK_OK;
-    /* An event that must carry a MAC and cannot (the keyring was sealed
-     * meanwhile) is refused, and the action with it: verify would rightly
-     * take it for a stripped MAC. */
-    if (!has_mac && atomic_load(&chain_keyring) && !may_be_unkeyed(f[F_KIND], f[F_ACTION])) {
-        rc = tk_err_set(e, TK_EUNAVAIL, "sealed",
-                        "tokend was sealed while recording a %s %s event; nothing was done",
-                        f[F_KIND] ? f[F_KIND] : "", f[F_ACTION] ? f[F_ACTION] : "");
-        goto out;
-    }
-    rc = tk_db_exec(db,
-                    "INSERT INTO events (id, tenant_id, seq, at, trace_id, kind, source, action, "
-                    "outcome, subject_type, subject_id, message, detail, latency_us, node, "
-                    "prev_hash, hash, mac, mac_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
-                    "?, ?, ?, ?, ?, ?, ?)",
-                    TK_ARGS(TK_TEXT(id), TK_TEXT(ev->tenant_id), TK_INT(seq), TK_INT(at),
-                            TK_TEXT(f[F_TRACE]), TK_TEXT(f[F_KIND]), TK_TEXT(f[F_SOURCE]),
-                            TK_TEXT(f[F_ACTION]), TK_TEXT(f[F_OUTCOME]), TK_TEXT(f[F_STYPE]),
-                            TK_TEXT(f[F_SID]), TK_TEXT(f[F_MSG]), TK_TEXT(detail),
-                            lat >= 0 ? TK_INT(lat) : TK_NULLV, TK_TEXT(node_name), TK_TEXT(prev),
-                            TK_TEXT(hash), TK_TEXT(has_mac ? mac : NULL),
-                            TK_TEXT(has_mac ? kid : NULL)),
-                    NULL, e);
-    if (rc == TK_OK)
-        rc = tk_db_exec(db, "UPDATE tenants SET event_head = ? WHERE id = ?",
-                        TK_ARGS(TK_TEXT(hash), TK_TEXT(ev->tenant_id)), NULL, e);
-    /* Keyring actions and operator token changes (not the refusals, which
-     * an attacker can make at will) are synced at commit on SQLite. */
-    if (rc == TK_OK && f[F_KIND] &&
-        (!strcmp(f[F_KIND], "keyring") || !strcmp(f[F_KIND], "tenant") ||
-         (!strcmp(f[F_KIND], "operator") && f[F_ACTION] && strcmp(f[F_ACTION], "authenticate") != 0)))
-        tk_db_durable(db);
-out:
-    tk_rows_free(r);
-    free(detail);
-    for (int i = 0; i < F_N; i++) free(f[i]);
+    if (rc == TK_OK && rec.durable) tk_db_durable(db);
+    tk_ev_rec_clear(&rec);
     return rc;
 }
 
-tk_rc tk_event_emit(struct tk_db *db, const struct tk_event *ev, struct tk_err *e)
+tk_rc tk_event_emit_now(struct tk_db *db, const struct tk_event *ev, struct tk_err *e)
 {
     tk_rc rc = tk_db_begin(db, e);
     if (rc != TK_OK) return rc;

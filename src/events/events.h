@@ -6,8 +6,9 @@
  * Events of a tenant form a hash chain: each carries a gapless per-tenant
  * sequence number, the previous event's hash and its own, so that a deleted
  * or edited event is detectable (tk_events_verify). The chain head lives in
- * the tenant's row, which the emitting transaction locks: events of one
- * tenant are written one at a time, on every node.
+ * the tenant's row, which the writing transaction locks: events of one
+ * tenant are appended one transaction at a time, on every node; the event
+ * writer appends many in one transaction (group commit).
  *
  * The log is read newest first with a cursor (the sequence number), filtered
  * by kind, source, action, outcome, subject and time.
@@ -36,10 +37,49 @@ struct tk_event {
 /* This node's name, recorded in every event. Call once at start. */
 void tk_events_set_node(const char *node);
 
-/* Append ev in its own transaction (db must not be in one): begin,
- * tk_event_emit_in, commit. Text fields that are not valid UTF-8 are
- * stored (and hashed) with U+FFFD in place of each invalid sequence. */
+/*
+ * Recording an event. Three ways, from the cheapest for the caller:
+ *
+ * - tk_event_post: fire and forget. The event is queued for the event
+ *   writer (below) and the call returns at once; it never waits for the
+ *   store. For log-like events: refusals, progress, best-effort records.
+ * - tk_event_emit: queued like a post, then waits until the writer's
+ *   transaction holding it has committed (at most events_timeout). For
+ *   events a reply depends on: when it returns TK_OK the event is durable.
+ * - tk_event_emit_in: inside the caller's own transaction, so that an
+ *   action and its event commit or roll back together (fail-closed paths).
+ *
+ * The writer is one thread that takes everything queued and writes it in
+ * ONE transaction (group commit), tenant by tenant in tenant-id order
+ * (the lock order, so two nodes' batches never deadlock), each tenant's
+ * events in the order they were queued, extending its chain exactly as
+ * tk_event_emit_in would: the tenant's row is locked for the batch, so on
+ * PostgreSQL the chain head stays consistent across nodes, one batch at a
+ * time. Without a running writer (the CLI, unit tests, before serve starts
+ * it and after it stopped), tk_event_emit writes at once in its own
+ * transaction on db, as tk_event_emit_now does, and tk_event_post refuses.
+ */
+
+/* Queue ev for the writer and return. Refusals (nothing is queued; the
+ * caller decides whether to log): TK_EUNAVAIL "events_queue_full" when
+ * events_queue events wait already (counted in the stats as dropped),
+ * "events_stopping" when no writer runs (not started, or stopping);
+ * TK_EINVAL "invalid_event" without a tenant. An event the writer later
+ * cannot write (an unknown tenant, a store that stays down past the
+ * drain at stop) is counted as failed and logged, never dropped silently. */
+tk_rc tk_event_post(const struct tk_event *ev, struct tk_err *e);
+/* Queue ev and wait for its batch's commit, at most events_timeout: then
+ * TK_EUNAVAIL "events_timeout" (the message says whether the event may
+ * still be written, or was withdrawn before the writer took it). Refused
+ * at once like tk_event_post when the queue is full. db must not be in a
+ * transaction (TK_EINTERNAL "in_transaction": the writer would wait for
+ * the caller's locks). Without a running writer: tk_event_emit_now(db).
+ * Text fields that are not valid UTF-8 are stored (and hashed) with
+ * U+FFFD in place of each invalid sequence. */
 tk_rc tk_event_emit(struct tk_db *db, const struct tk_event *ev, struct tk_err *e);
+/* Append ev in its own transaction on db, now (db must not be in one):
+ * begin, tk_event_emit_in, commit. For a process without a writer. */
+tk_rc tk_event_emit_now(struct tk_db *db, const struct tk_event *ev, struct tk_err *e);
 /* Append ev inside the caller's open transaction, so that an action and
  * its event commit or roll back together (the outbox of an action). db
  * must be in a transaction (tk_db_begin): otherwise TK_EINTERNAL, code
@@ -91,6 +131,50 @@ tk_rc tk_housekeeper_start(struct tk_store *s, const struct tk_housekeeper_opts 
                            struct tk_housekeeper **out, struct tk_err *e);
 /* Stop and join; NULL is a no-op. */
 void tk_housekeeper_stop(struct tk_housekeeper *h);
+
+/* The event writer, one per process. Start after the store opens; stop
+ * after everything that posts or emits (the HTTP server, the workers) has
+ * stopped and before the store closes. */
+struct tk_events_writer_opts {
+    int queue;      /* events_queue: events waiting at most; 0: 10000 */
+    int timeout_ms; /* events_timeout: how long tk_event_emit waits; 0: 5000 */
+    size_t queue_bytes; /* and at most this much event text queued; 0: 64 MiB */
+};
+tk_rc tk_events_writer_start(struct tk_store *s, const struct tk_events_writer_opts *o,
+                             struct tk_err *e);
+/* Refuse new posts (events_stopping), write everything queued (retrying a
+ * failing store for up to events_timeout, then counting and logging what
+ * is lost), and join the thread, at most timeout_ms (<= 0: for good).
+ * False when the thread is stuck in the store: leave the store to the
+ * process's exit then. A writer that does not run returns true. */
+bool tk_events_writer_stop(int timeout_ms);
+/* Is a writer running (accepting posts)? */
+bool tk_events_writer_running(void);
+/* Wait until every event queued before this call has been written (or
+ * refused), at most timeout_ms; true when it was. Lets a reader on this
+ * node see the events posted before its request (GET /v1/events). */
+bool tk_events_writer_sync(int timeout_ms);
+
+/* Counters since the process started (the metrics registry reads them). */
+struct tk_events_writer_stats {
+    int64_t queued;        /* waiting in the queue now */
+    int64_t queue_max;     /* events_queue */
+    int64_t posted;        /* accepted by tk_event_post */
+    int64_t emitted;       /* accepted by tk_event_emit (through the writer) */
+    int64_t written;       /* committed by the writer */
+    int64_t failed;        /* taken by the writer but refused or lost (see the log) */
+    int64_t withdrawn;     /* emits that timed out before the writer took them */
+    int64_t dropped;       /* refused at the door: queue full */
+    int64_t refused_stopping; /* posts refused because no writer ran */
+    int64_t timeouts;      /* tk_event_emit calls that answered events_timeout */
+    int64_t batches;       /* committed transactions */
+    int64_t batch_max;     /* the largest batch, in events */
+    int64_t retries;       /* batch attempts that failed and were retried */
+    int64_t wait_count;    /* tk_event_emit waits that ended (committed or not) */
+    int64_t wait_us_total; /* their total time, us */
+    int64_t wait_us_max;   /* the longest, us */
+};
+void tk_events_writer_stats(struct tk_events_writer_stats *out);
 
 /* Key the chain (tamper evidence): with a keyring set, each event also
  * carries a MAC of its hash under a key derived from the keyring's HMAC

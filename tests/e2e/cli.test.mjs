@@ -13,6 +13,8 @@ const SETTINGS = [
   'store',
   'store-check',
   'events-retention-days',
+  'events-queue',
+  'events-timeout',
   'threads',
   'store-pool',
   'max-body',

@@ -81,6 +81,10 @@ describe('two nodes on one PostgreSQL database (postgres)', { timeout: SUITE_TIM
   it('the chain verifies on both nodes: each node checks the MACs of the other (one keyring)', async () => {
     await request(b, '/v1/whoami', { auth: 'Bearer from-b' });
     await request(a, '/v1/whoami', { auth: 'Bearer from-a' });
+    // Refusals are posted to each node's event writer: a read on a node
+    // waits for what that node queued, not for the other node's queue.
+    await api(b, '/v1/events?limit=1');
+    await api(a, '/v1/events?limit=1');
     const va = (await api(a, '/v1/events/verify')).json;
     const vb = (await api(b, '/v1/events/verify')).json;
     for (const v of [va, vb]) {

@@ -184,6 +184,16 @@ void test_events_prune(struct fx *f);
 void test_events_housekeeper(struct fx *f);
 void test_events_filter_indexes(struct fx *f);
 
+/* test_events_writer.c (both backends) */
+void test_events_writer_batches(struct fx *f);
+void test_events_writer_emit(struct fx *f);
+void test_events_writer_queue_full(struct fx *f);
+void test_events_writer_queue_bytes(struct fx *f);
+void test_events_writer_timeout(struct fx *f);
+void test_events_writer_stop_drains(struct fx *f);
+void test_events_writer_threads(struct fx *f);
+void test_events_writer_canonical(struct fx *f);
+
 /* test_keyring.c (most run on both backends) */
 void test_keyring_restart_sealed(struct fx *f);
 void test_keyring_unseal_subsets(struct fx *f);
