@@ -229,6 +229,11 @@ void test_routes_dispatch(void);
 /* test_ratelimit.c */
 void test_ratelimit_budget(void);
 void test_ratelimit_bounded(void);
+/* test_http_park.c */
+void test_http_park_resume(void);
+void test_http_park_many_and_stop(void);
+void test_http_park_race(void);
+void test_http_streams(void);
 /* test_worker.c */
 void test_worker_deadline(void);
 void test_worker_wait_kick_stop(void);
