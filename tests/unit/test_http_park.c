@@ -426,8 +426,9 @@ void test_http_streams(void)
     /* max_streams = 2: the third is refused */
     int a = connect_to(h), b = connect_to(h);
     send_get(a, "/stream");
+    struct tk_stream *sa = wait_stream(1);
     send_get(b, "/stream");
-    struct tk_stream *sa = wait_stream(1), *sb = wait_stream(2);
+    struct tk_stream *sb = wait_stream(2);
     CHECK(sa && sb);
     struct client c;
     client_start(&c, h, "/stream");
