@@ -627,6 +627,8 @@ int tk_serve(const struct tk_config *cfg)
             .gate = gate,
             .authenticate = tk_api_authenticate,
             .finish = tk_api_finish,
+            .stream_buffer = (size_t)cfg->stream_buffer,
+            .max_streams = cfg->max_streams,
         };
         rc = tk_http_start(&ho, &app.http, &e);
     }
@@ -654,6 +656,7 @@ int tk_serve(const struct tk_config *cfg)
         probe_start(&app);
         rewrap_worker_start(&app);
         last_used_start(&app);
+        if (tk_evpump_start(&app, &app.evpump, &e) != TK_OK) rc = TK_EINTERNAL;
         atomic_store(&app.started, true);
     }
     if (rc != TK_OK) {
@@ -685,6 +688,8 @@ int tk_serve(const struct tk_config *cfg)
     if (!drained) tk_warn("requests still in flight after %d s; closing them", cfg->shutdown_timeout);
     tk_http_stop(app.http);
     app.http = NULL;
+    tk_evpump_stop(app.evpump); /* the HTTP server has ended its streams */
+    app.evpump = NULL;
     tk_worker_stop(&app.rewrap, 0); /* before the store closes; a batch in hand commits first */
     tk_worker_stop(&app.last_used, 0); /* after the HTTP server (no more uses); writes the rest */
     store_closable = probe_stop(&app);
@@ -697,6 +702,7 @@ int tk_serve(const struct tk_config *cfg)
     status = 0;
 out:
     tk_http_stop(app.http);
+    tk_evpump_stop(app.evpump);
     tk_worker_stop(&app.rewrap, 0);
     tk_worker_stop(&app.last_used, 0);
     if (!probe_stop(&app)) store_closable = false;

@@ -37,7 +37,9 @@ struct tk_config {
     char unseal_key_file[1024]; /* auto-unseal key file (default <data_dir>/unseal.key) */
     int auth_fail_limit;  /* failed authentications per address and window; 0: no limit */
     int auth_fail_window; /* seconds */
-    bool allow_new_store; /* start a new installation in a data dir that had another */
+    bool allow_new_store;
+    int stream_buffer;    /* bytes buffered per event stream before a slow reader is cut */
+    int max_streams;      /* event streams open at once */ /* start a new installation in a data dir that had another */
     char origins[64][80]; /* where each setting's value came from, by table index */
 };
 

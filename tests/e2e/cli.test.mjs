@@ -35,6 +35,8 @@ const SETTINGS = [
   'auth-fail-limit',
   'auth-fail-window',
   'allow-new-store',
+  'stream-buffer',
+  'max-streams',
 ];
 
 /** Lines of output that are JSON objects (every line must be). */
