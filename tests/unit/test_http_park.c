@@ -465,3 +465,76 @@ void test_http_streams(void)
     close(a);
     tk_http_stop(h);
 }
+
+/* ---- the event-stream parser (src/http/sse.h) ---- */
+#include "../../src/http/sse.h"
+
+struct got {
+    char all[2048];
+    int n;
+};
+
+static bool on_ev(const struct tk_sse_event *ev, void *arg)
+{
+    struct got *g = arg;
+    size_t l = strlen(g->all);
+    snprintf(g->all + l, sizeof g->all - l, "[%s|%s|%s]", ev->event, ev->id, ev->data);
+    g->n++;
+    return true;
+}
+
+static tk_rc feed_bytewise(struct tk_sse *p, const char *s, struct got *g, struct tk_err *e)
+{
+    tk_rc rc = TK_OK;
+    for (size_t i = 0; s[i] && rc == TK_OK; i++) rc = tk_sse_feed(p, s + i, 1, on_ev, g, e);
+    return rc;
+}
+
+void test_http_sse_parse(void)
+{
+    struct tk_sse p;
+    struct tk_err e;
+    struct got g = {{0}, 0};
+    static const char text[] = "\xEF\xBB\xBFretry: 2000\n: events after seq 0\n\n"
+                               "id: 7\ndata: {\"seq\":7}\n\n: heartbeat\n\n"
+                               "data:a\r\ndata: b\r\rdata\n\nid\nevent: end\ndata: x\n\n"
+                               "data: no blank line at the end";
+    tk_sse_init(&p, 256, 1024);
+    CHECK_OK(tk_sse_feed(&p, text, sizeof text - 1, on_ev, &g, &e), &e);
+    CHECK_EQ_STR(g.all, "[message|7|{\"seq\":7}][message|7|a\nb][message|7|][end||x]");
+    CHECK_EQ_INT(p.retry_ms, 2000);
+    tk_sse_free(&p);
+    /* the same, a byte at a time */
+    struct got g2 = {{0}, 0};
+    tk_sse_init(&p, 256, 1024);
+    CHECK_OK(feed_bytewise(&p, text, &g2, &e), &e);
+    CHECK_EQ_STR(g2.all, g.all);
+    tk_sse_free(&p);
+    /* hostile: a line with no end, data over the limit, a long id */
+    char big[600];
+    memset(big, 'a', sizeof big);
+    big[sizeof big - 1] = '\0';
+    tk_sse_init(&p, 256, 1024);
+    CHECK_EQ_INT(tk_sse_feed(&p, big, strlen(big), on_ev, &g, &e), TK_ETOOBIG);
+    CHECK_EQ_STR(e.code, "sse_too_large");
+    CHECK_EQ_INT(tk_sse_feed(&p, "\n\n", 2, on_ev, &g, &e), TK_OK); /* takes nothing more */
+    tk_sse_free(&p);
+    tk_sse_init(&p, 256, 1024);
+    tk_rc rc = TK_OK;
+    for (int i = 0; i < 20 && rc == TK_OK; i++) {
+        static const char line[] = "data: 0123456789012345678901234567890123456789"
+                                   "01234567890123456789\n";
+        rc = tk_sse_feed(&p, line, sizeof line - 1, on_ev, &g, &e);
+    }
+    CHECK_EQ_INT(rc, TK_ETOOBIG);
+    CHECK_EQ_STR(e.field, "data");
+    tk_sse_free(&p);
+    char idl[200] = "id: ";
+    memset(idl + 4, '9', 150);
+    idl[154] = '\n';
+    idl[155] = '\0';
+    tk_sse_init(&p, 256, 1024);
+    CHECK_EQ_INT(tk_sse_feed(&p, idl, strlen(idl), on_ev, &g, &e), TK_ETOOBIG);
+    CHECK_EQ_STR(e.field, "id");
+    tk_sse_free(&p);
+}

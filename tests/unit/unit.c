@@ -307,6 +307,7 @@ static const struct unit_test tests[] = {
     T("http_park/many_and_stop", test_http_park_many_and_stop),
     T("http_park/race", test_http_park_race),
     T("http_park/streams", test_http_streams),
+    T("http_park/sse_parse", test_http_sse_parse),
     T("worker/deadline", test_worker_deadline),
     T("worker/wait_kick_stop", test_worker_wait_kick_stop),
     T("worker/stop_stuck", test_worker_stop_stuck),

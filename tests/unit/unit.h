@@ -234,6 +234,7 @@ void test_http_park_resume(void);
 void test_http_park_many_and_stop(void);
 void test_http_park_race(void);
 void test_http_streams(void);
+void test_http_sse_parse(void);
 /* test_worker.c */
 void test_worker_deadline(void);
 void test_worker_wait_kick_stop(void);
