@@ -8,7 +8,7 @@
  * PUMP_PAGE events, not one query per stream), and fans them out, each
  * stream taking those past its own seq that match its filters. A stream
  * that starts behind (Last-Event-ID, after) catches up PUMP_PAGE events a
- * round. Lines: "id: <seq>" and "data: <the event as GET /v1/events shows
+ * round (paced by its buffer, see pump_tenant). Lines: "id: <seq>" and "data: <the event as GET /v1/events shows
  * it>"; a comment line every heartbeat (below idle_timeout) so that proxies
  * and the client see the stream alive and a client gone is noticed; and
  * "event: end" with data {"reason": ...} when the stream ends: "revoked"
@@ -43,6 +43,7 @@ struct sub {
     int64_t last;         /* seq of the last event handled */
     int64_t next_check_ms, last_write_ms;
     bool done;
+    bool stalled; /* its buffer is half full: skipped this round */
 };
 
 struct tk_evpump {
@@ -51,6 +52,7 @@ struct tk_evpump {
     pthread_mutex_t mu;
     struct sub *pending; /* added by handlers, taken by the pump */
     int heartbeat_ms;
+    size_t high_water; /* stream_buffer / 2 */
 };
 
 static void copy_filter(char *dst, const char *src)
@@ -94,12 +96,21 @@ static void sub_write(struct sub *x, const char *data, size_t n, int64_t now)
     x->last_write_ms = now;
 }
 
-/* One tenant's round: read past the lowest seq of its streams, fan out. */
-static void pump_tenant(struct tk_db *db, struct sub *subs, const char *tenant, int64_t now)
+/* One tenant's round: read past the lowest seq of its streams, fan out.
+ * A stream whose buffer is over the high-water mark is skipped (its seq
+ * stays) until its reader catches up: a reader that is behind but reading
+ * is paced, not cut, and does not hold back the tenant's other streams; a
+ * reader that stops reading is closed by the HTTP server once idle_timeout
+ * passes without a byte sent, or cut when a write overflows its buffer. */
+static void pump_tenant(struct tk_evpump *pp, struct tk_db *db, struct sub *subs,
+                        const char *tenant, int64_t now)
 {
     int64_t min = INT64_MAX;
-    for (struct sub *x = subs; x; x = x->next)
-        if (!x->done && !strcmp(x->p.tenant_id, tenant) && x->last < min) min = x->last;
+    for (struct sub *x = subs; x; x = x->next) {
+        if (x->done || strcmp(x->p.tenant_id, tenant) != 0) continue;
+        x->stalled = tk_stream_pending(x->s) > pp->high_water;
+        if (!x->stalled && x->last < min) min = x->last;
+    }
     if (min == INT64_MAX) return;
     struct tk_event_query q = {.tenant_id = tenant, .follow = true, .after = min,
                                .limit = PUMP_PAGE};
@@ -118,7 +129,12 @@ static void pump_tenant(struct tk_db *db, struct sub *subs, const char *tenant, 
         int64_t seq = json_integer_value(json_object_get(ev, "seq"));
         b.len = 0;
         for (struct sub *x = subs; x; x = x->next) {
-            if (x->done || strcmp(x->p.tenant_id, tenant) != 0 || seq <= x->last) continue;
+            if (x->done || x->stalled || strcmp(x->p.tenant_id, tenant) != 0 || seq <= x->last)
+                continue;
+            if (tk_stream_pending(x->s) > pp->high_water) {
+                x->stalled = true;
+                continue;
+            }
             x->last = seq;
             if (!matches(x, ev)) continue;
             if (!b.len) {
@@ -165,7 +181,7 @@ static void pump_round(struct tk_evpump *pp, struct sub **subs)
             bool seen = false;
             for (struct sub *y = *subs; y != x && !seen; y = y->next)
                 seen = !y->done && !strcmp(y->p.tenant_id, x->p.tenant_id);
-            if (!seen) pump_tenant(db, *subs, x->p.tenant_id, now);
+            if (!seen) pump_tenant(pp, db, *subs, x->p.tenant_id, now);
         }
         tk_store_put(db);
     }
@@ -224,6 +240,7 @@ tk_rc tk_evpump_start(struct tk_app *app, struct tk_evpump **out, struct tk_err 
     int idle_ms = app->cfg->idle_timeout * 1000;
     pp->heartbeat_ms = idle_ms / 2 < 15000 ? idle_ms / 2 : 15000;
     if (pp->heartbeat_ms < 500) pp->heartbeat_ms = 500;
+    pp->high_water = (size_t)app->cfg->stream_buffer / 2;
     tk_rc rc = tk_worker_start(&pp->w, "event stream pump", pump_main, pp, e);
     if (rc != TK_OK) {
         pthread_mutex_destroy(&pp->mu);

@@ -1982,6 +1982,16 @@ struct tk_stream *tk_reply_stream(struct tk_req *r)
     hub->streams_open++;
     atomic_fetch_add(&hub->streams_total, 1);
     pthread_mutex_unlock(&hub->smu);
+    /* The kernel's send buffer is part of what a stream buffers for its
+     * reader: keep it small too (events are small; 64 KiB in flight is
+     * plenty), so that a reader that stops is seen stopping. */
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(in->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    if (ci) {
+        int sb = hub->stream_buffer < (64u << 10) ? (int)hub->stream_buffer : 64 << 10;
+        if (sb < 8192) sb = 8192;
+        setsockopt(ci->connect_fd, SOL_SOCKET, SO_SNDBUF, &sb, sizeof sb);
+    }
     in->stream = s;
     in->replied = true;
     in->status = 200;
