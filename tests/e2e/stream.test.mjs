@@ -236,7 +236,7 @@ for (const backend of backends()) {
     before(async () => {
       t = await startTokend({
         backend,
-        args: ['--max-streams', '1', '--stream-buffer', '65536', '--idle-timeout', '3', '--auth-fail-limit', '0'],
+        args: ['--max-streams', '1', '--stream-buffer', '16384', '--idle-timeout', '3', '--auth-fail-limit', '0'],
       });
     });
     after(async () => {
@@ -244,7 +244,7 @@ for (const backend of backends()) {
     });
 
     it('max_streams: over it, 503 too_many_streams; a reader that stops reading is cut', async () => {
-      await failedAuths(t, 400, 16); // ~300 KB of events to send
+      await failedAuths(t, 700, 16); // ~500 KB of events, more than the socket buffers hold
       // a reader that reads nothing, from seq 0
       const sock = net.connect({ host: '127.0.0.1', port: t.port });
       await new Promise((r) => sock.once('connect', r));
