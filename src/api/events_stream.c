@@ -44,6 +44,8 @@ struct sub {
     int64_t next_check_ms, last_write_ms;
     bool done;
     bool stalled; /* its buffer is half full: skipped this round */
+    int64_t checked_ms; /* when its token was last looked up, and the answer */
+    bool active;
 };
 
 struct tk_evpump {
@@ -167,10 +169,18 @@ static void pump_round(struct tk_evpump *pp, struct sub **subs)
         } else if (sealed) {
             sub_end(x, "sealed");
         } else if (db && x->p.kind == TK_PRINCIPAL_OPERATOR_TOKEN && now >= x->next_check_ms) {
+            /* one lookup per token and round, however many streams it has */
+            struct sub *same = NULL;
+            for (struct sub *y = *subs; y != x && !same; y = y->next)
+                if (y->checked_ms == now && !strcmp(y->p.id, x->p.id)) same = y;
             bool active = true;
-            if (tk_optoken_active(db, x->p.tenant_id, x->p.id, now, &active, &e) == TK_OK &&
-                !active)
-                sub_end(x, "revoked");
+            if (same)
+                active = same->active;
+            else if (tk_optoken_active(db, x->p.tenant_id, x->p.id, now, &active, &e) != TK_OK)
+                active = true; /* a store hiccup: check again next time */
+            x->checked_ms = now;
+            x->active = active;
+            if (!active) sub_end(x, "revoked");
             x->next_check_ms = now + REVOKE_CHECK_MS;
         }
     }
