@@ -45,6 +45,18 @@ static void h_park(struct tk_req *r)
     pthread_mutex_unlock(&slot_mu);
 }
 
+/* GET /park_late: waits until late_go, then parks (the node stopping meanwhile). */
+static atomic_int late_in, late_go;
+static void h_park_late(struct tk_req *r)
+{
+    atomic_store(&late_in, 1);
+    for (int k = 0; k < 4000 && !atomic_load(&late_go); k++) sleep_ms(5);
+    struct tk_parked *p = tk_req_park(r, 60000);
+    if (!CHECK(p)) return;
+    CHECK(tk_parked_answered(p)); /* answered 503 at once */
+    CHECK(!tk_parked_resume(p, 200, json_object()));
+}
+
 static void h_hello(struct tk_req *r)
 {
     tk_reply_json(r, 200, json_pack("{s:s}", "hello", "world"));
@@ -62,6 +74,7 @@ static void h_stream(struct tk_req *r)
 static const struct tk_route routes[] = {
     {"GET", "/park", h_park, .flags = 0},
     {"GET", "/hello", h_hello, .flags = 0},
+    {"GET", "/park_late", h_park_late, .flags = 0},
     {"GET", "/stream", h_stream, .flags = 0},
 };
 
@@ -296,7 +309,16 @@ void test_http_park_many_and_stop(void)
     CHECK((tk_mono_us() - t0) < 5000000);
     struct tk_parked *ps[N];
     for (int i = 0; i < N; i++) ps[i] = take_slot(i);
+    struct client late;
+    atomic_store(&late_in, 0);
+    atomic_store(&late_go, 0);
+    client_start(&late, h, "/park_late");
+    for (int k = 0; k < 2000 && !atomic_load(&late_in); k++) sleep_ms(5);
     tk_http_quiesce(h);
+    atomic_store(&late_go, 1); /* parks after the stop began */
+    pthread_join(late.t, NULL);
+    CHECK_EQ_INT(late.status, 503);
+    CHECK(strstr(late.resp, "\"error\":\"node_stopping\"") != NULL);
     int stopped = 0;
     for (int i = 0; i < N; i++) {
         pthread_join(cs[i].t, NULL);
@@ -310,7 +332,7 @@ void test_http_park_many_and_stop(void)
         if (ps[i]) CHECK(!tk_parked_resume(ps[i], 200, NULL));
     struct tk_http_park_stats st;
     tk_http_park_stats(h, &st);
-    CHECK_EQ_INT(st.parked_stopped, N);
+    CHECK_EQ_INT(st.parked_stopped, N + 1);
     CHECK(tk_http_drain(h, 5000));
     tk_http_stop(h);
     free(cs);
