@@ -215,19 +215,32 @@ for (const backend of backends()) {
       assert.deepEqual(s.ends, [{ reason: 'sealed' }]);
     });
 
-    it('ends with event: end (node_stopping) at SIGTERM, without holding the stop', async () => {
-      // sealed now: start a fresh node on the same data dir and store
+    it('ends with event: end (node_stopping) at SIGTERM, without holding the stop; `events -f` resumes after a restart', async () => {
+      // sealed now: start a fresh node on the same data dir, store and port
       await t.stop();
-      t = await startTokend({ backend, dataDir: t.dataDir, store: t.store, args: ['--idle-timeout', '3', '--shutdown-timeout', '10'] });
+      const opts = { backend, dataDir: t.dataDir, store: t.store, listen: `127.0.0.1:${t.port}`, args: ['--idle-timeout', '3', '--shutdown-timeout', '10'] };
+      t = await startTokend(opts);
       const s = await openStream(t);
       assert.equal(s.status, 200);
+      const cli = await spawnCli(['events', '-f', '--json', '--limit', '1'], { env: { TOKEND_ADDR: t.url, TOKEND_TOKEN: t.token } });
+      await waitFor(() => cli.stdout().includes('"action":"start"'), { message: 'the first page' });
       const t0 = Date.now();
       const res = await t.stop();
       assert.equal(res.code, 0, t.stderr());
       assert.ok(Date.now() - t0 < 5000, `stopped in ${Date.now() - t0} ms (shutdown_timeout is 10 s)`);
       await s.closed;
       assert.deepEqual(s.ends, [{ reason: 'node_stopping' }]);
-      t = null;
+      await waitFor(() => cli.stderr().includes('reconnecting'), { message: 'the CLI to notice' });
+      t = await startTokend(opts);
+      const ids = await failedAuths(t, 2);
+      await waitFor(() => ids.every((id) => cli.stdout().includes(id)), { timeoutMs: 20000, message: 'events after the restart' });
+      const evs = cli.stdout().split('\n').filter(Boolean).map((l) => JSON.parse(l));
+      const seqs = evs.map((e) => e.seq);
+      assert.equal(new Set(seqs).size, seqs.length, 'none twice');
+      assert.deepEqual(seqs, [...seqs].sort((a, b) => a - b), 'in order');
+      assert.ok(evs.some((e) => e.kind === 'node' && e.action === 'stop'), 'the stop event, written after the stream ended, is not missed');
+      assert.equal((await cli.stop('SIGINT')).code, 0, cli.stderr());
+      assert.ok(!cli.stderr().includes(t.token) && !t.stderr().includes(t.token), 'no token in the output');
     });
   });
 
