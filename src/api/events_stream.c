@@ -8,14 +8,13 @@
  * PUMP_PAGE events, not one query per stream), and fans them out, each
  * stream taking those past its own seq that match its filters. A stream
  * that starts behind (Last-Event-ID, after) catches up PUMP_PAGE events a
- * round (paced by its buffer, see pump_tenant). Lines: "id: <seq>" and "data: <the event as GET /v1/events shows
- * it>"; a comment line every heartbeat (below idle_timeout) so that proxies
- * and the client see the stream alive and a client gone is noticed; and
- * "event: end" with data {"reason": ...} when the stream ends: "revoked"
- * (the principal's token, re-checked every REVOKE_CHECK_MS, is revoked or
- * expired), "sealed" (the node sealed) or "node_stopping" (written by the
- * HTTP server at quiesce). A stream whose reader does not keep up is cut by
- * the HTTP server (stream_buffer) and dropped here.
+ * round (paced by its buffer, see pump_tenant). Lines: "id: <seq>" and "data: <the event as GET
+ * /v1/events shows it>"; a comment line every heartbeat (below idle_timeout) so that proxies and
+ * the client see the stream alive and a client gone is noticed; and "event: end" with data
+ * {"reason": ...} when the stream ends: "revoked" (the principal's token, re-checked every
+ * REVOKE_CHECK_MS, is revoked or expired), "sealed" (the node sealed) or "node_stopping" (written
+ * by the HTTP server at quiesce). A stream whose reader does not keep up is cut by the HTTP server
+ * (stream_buffer) and dropped here.
  *
  * The handler holds its store connection only to read the start seq; the
  * stream itself holds none (the pump takes one per round).
@@ -43,7 +42,7 @@ struct sub {
     int64_t last;         /* seq of the last event handled */
     int64_t next_check_ms, last_write_ms;
     bool done;
-    bool stalled; /* its buffer is half full: skipped this round */
+    bool stalled;       /* its buffer is half full: skipped this round */
     int64_t checked_ms; /* when its token was last looked up, and the answer */
     bool active;
 };
@@ -114,8 +113,8 @@ static void pump_tenant(struct tk_evpump *pp, struct tk_db *db, struct sub *subs
         if (!x->stalled && x->last < min) min = x->last;
     }
     if (min == INT64_MAX) return;
-    struct tk_event_query q = {.tenant_id = tenant, .follow = true, .after = min,
-                               .limit = PUMP_PAGE};
+    struct tk_event_query q = {
+        .tenant_id = tenant, .follow = true, .after = min, .limit = PUMP_PAGE};
     json_t *evs = NULL;
     int64_t next;
     struct tk_err e;
@@ -127,7 +126,8 @@ static void pump_tenant(struct tk_evpump *pp, struct tk_db *db, struct sub *subs
     json_t *ev;
     struct tk_buf b;
     tk_buf_init(&b, 64u << 20);
-    json_array_foreach(evs, i, ev) {
+    json_array_foreach(evs, i, ev)
+    {
         int64_t seq = json_integer_value(json_object_get(ev, "seq"));
         b.len = 0;
         for (struct sub *x = subs; x; x = x->next) {

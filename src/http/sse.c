@@ -24,8 +24,8 @@ static tk_rc dispatch(struct tk_sse *p, tk_sse_fn fn, void *arg)
     if (p->has_data) {
         size_t n = p->data.len;
         if (n && p->data.data[n - 1] == '\n') n--; /* the data's last LF */
-        struct tk_sse_event ev = {p->event[0] ? p->event : "message",
-                                  n ? p->data.data : "", n, p->id};
+        struct tk_sse_event ev = {p->event[0] ? p->event : "message", n ? p->data.data : "", n,
+                                  p->id};
         if (n) p->data.data[n] = '\0';
         if (!fn(&ev, arg)) p->stopped = true;
     }

@@ -50,7 +50,8 @@ static atomic_int late_in, late_go;
 static void h_park_late(struct tk_req *r)
 {
     atomic_store(&late_in, 1);
-    for (int k = 0; k < 4000 && !atomic_load(&late_go); k++) sleep_ms(5);
+    for (int k = 0; k < 4000 && !atomic_load(&late_go); k++)
+        sleep_ms(5);
     struct tk_parked *p = tk_req_park(r, 60000);
     if (!CHECK(p)) return;
     CHECK(tk_parked_answered(p)); /* answered 503 at once */
@@ -67,8 +68,10 @@ static void h_stream(struct tk_req *r)
     struct tk_stream *s = tk_reply_stream(r);
     if (!s) return;
     int n = atomic_fetch_add(&nstreams, 1);
-    if (n < 8) streams[n] = s;
-    else tk_stream_close(s);
+    if (n < 8)
+        streams[n] = s;
+    else
+        tk_stream_close(s);
 }
 
 static const struct tk_route routes[] = {
@@ -150,7 +153,8 @@ static int status_of(const char *resp)
 static int count_of(const char *hay, const char *needle)
 {
     int n = 0;
-    for (const char *p = hay; (p = strstr(p, needle)); p++) n++;
+    for (const char *p = hay; (p = strstr(p, needle)); p++)
+        n++;
     return n;
 }
 
@@ -308,12 +312,14 @@ void test_http_park_many_and_stop(void)
     CHECK_EQ_INT(c.status, 200);
     CHECK((tk_mono_us() - t0) < 5000000);
     struct tk_parked *ps[N];
-    for (int i = 0; i < N; i++) ps[i] = take_slot(i);
+    for (int i = 0; i < N; i++)
+        ps[i] = take_slot(i);
     struct client late;
     atomic_store(&late_in, 0);
     atomic_store(&late_go, 0);
     client_start(&late, h, "/park_late");
-    for (int k = 0; k < 2000 && !atomic_load(&late_in); k++) sleep_ms(5);
+    for (int k = 0; k < 2000 && !atomic_load(&late_in); k++)
+        sleep_ms(5);
     tk_http_quiesce(h);
     atomic_store(&late_go, 1); /* parks after the stop began */
     pthread_join(late.t, NULL);
@@ -367,7 +373,8 @@ void test_http_park_race(void)
         ok200 += cs[i].status == 200;
         t504 += cs[i].status == 504;
         CHECK_EQ_INT(cs[i].answers, 1);
-        if (xs[i].won != (cs[i].status == 200)) FAILF("request %d: resume %d, status %d", i, xs[i].won, cs[i].status);
+        if (xs[i].won != (cs[i].status == 200))
+            FAILF("request %d: resume %d, status %d", i, xs[i].won, cs[i].status);
     }
     CHECK_EQ_INT(ok200 + t504, N);
     CHECK_EQ_INT(won, ok200);
@@ -405,7 +412,8 @@ void test_http_park_race(void)
 
 static struct tk_stream *wait_stream(int i)
 {
-    for (int k = 0; k < 2000 && atomic_load(&nstreams) <= i; k++) sleep_ms(5);
+    for (int k = 0; k < 2000 && atomic_load(&nstreams) <= i; k++)
+        sleep_ms(5);
     return atomic_load(&nstreams) > i ? streams[i] : NULL;
 }
 
@@ -508,7 +516,8 @@ static bool on_ev(const struct tk_sse_event *ev, void *arg)
 static tk_rc feed_bytewise(struct tk_sse *p, const char *s, struct got *g, struct tk_err *e)
 {
     tk_rc rc = TK_OK;
-    for (size_t i = 0; s[i] && rc == TK_OK; i++) rc = tk_sse_feed(p, s + i, 1, on_ev, g, e);
+    for (size_t i = 0; s[i] && rc == TK_OK; i++)
+        rc = tk_sse_feed(p, s + i, 1, on_ev, g, e);
     return rc;
 }
 
