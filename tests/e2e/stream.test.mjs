@@ -9,7 +9,7 @@ import http from 'node:http';
 import net from 'node:net';
 import { after, before, describe, it } from 'node:test';
 
-import { api, backends, createTenant, request, spawnCli, startTokend, uniqueId, waitFor, SUITE_TIMEOUT_MS } from './lib/tokend.mjs';
+import { api, backends, createTenant, request, spawnCli, startTokend, waitFor, withTimeout, SUITE_TIMEOUT_MS } from './lib/tokend.mjs';
 
 /** Failed authentications, each from its own loopback address (repeats
  * from one address are coalesced): n operator/authenticate/denied events.
@@ -187,10 +187,18 @@ for (const backend of backends()) {
       assert.equal(c.status, 201, c.text);
       const s = await openStream(t, '', { token: c.json.token });
       assert.equal(s.status, 200);
+      const cli = await spawnCli(['events', '-f', '--json'], { env: { TOKEND_ADDR: t.url, TOKEND_TOKEN: c.json.token } });
+      await waitFor(() => cli.stdout().includes('"seq"'), { message: 'the CLI following' });
+      await new Promise((r) => setTimeout(r, 300)); // its stream is open
       const d = await api(t, `/v1/operator-tokens/${c.json.id}`, { method: 'DELETE' });
       assert.equal(d.status, 200, d.text);
       await waitFor(() => s.ended, { timeoutMs: 10000, message: 'the stream to end' });
       assert.deepEqual(s.ends, [{ reason: 'revoked' }]);
+      // the CLI stops, exit 1, saying why
+      const res = await withTimeout(cli.exited, 15000, 'tokend events -f to exit');
+      assert.equal(res.code, 1, cli.stderr());
+      assert.match(cli.stderr(), /revoked/);
+      assert.ok(!cli.stderr().includes(c.json.token) && !t.stderr().includes(c.json.token), 'the token is in no output');
     });
 
     it('`tokend events -f` prints new events from the stream', async () => {
