@@ -158,6 +158,21 @@ static int count_of(const char *hay, const char *needle)
     return n;
 }
 
+/* Read from fd until needle shows up (or timeout); true if seen. */
+static bool read_until(int fd, const char *needle, char *buf, size_t n)
+{
+    size_t got = 0;
+    buf[0] = '\0';
+    while (got < n - 1) {
+        ssize_t rd = recv(fd, buf + got, n - 1 - got, 0);
+        if (rd <= 0) break;
+        got += (size_t)rd;
+        buf[got] = '\0';
+        if (strstr(buf, needle)) return true;
+    }
+    return false;
+}
+
 struct client {
     pthread_t t;
     struct tk_http *h;
@@ -273,6 +288,23 @@ void test_http_park_resume(void)
         CHECK(tk_parked_answered(p));
         CHECK(!tk_parked_resume(p, 200, json_object()));
     }
+    /* keep-alive: after a resumed answer, the connection serves the next request */
+    {
+        int kfd = connect_to(h);
+        static const char req[] = "GET /park?i=4 HTTP/1.1\r\nHost: localhost\r\n\r\n";
+        (void)!send(kfd, req, sizeof req - 1, MSG_NOSIGNAL);
+        p = take_slot(4);
+        if (CHECK(p)) CHECK(tk_parked_resume(p, 200, json_pack("{s:i}", "n", 1)));
+        char kb[4096];
+        CHECK(read_until(kfd, "{\"n\":1}", kb, sizeof kb));
+        static const char req2[] =
+            "GET /hello HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+        (void)!send(kfd, req2, sizeof req2 - 1, MSG_NOSIGNAL);
+        read_all(kfd, kb, sizeof kb);
+        CHECK_EQ_INT(status_of(kb), 200);
+        CHECK(strstr(kb, "\"hello\":\"world\"") != NULL);
+        close(kfd);
+    }
     /* a client gone before the resume: safe, and the server goes on */
     int fd = connect_to(h);
     send_get(fd, "/park?i=3");
@@ -286,7 +318,7 @@ void test_http_park_resume(void)
     struct tk_http_park_stats st;
     tk_http_park_stats(h, &st);
     CHECK_EQ_INT(st.parked_now, 0);
-    CHECK_EQ_INT(st.parked_total, 4);
+    CHECK_EQ_INT(st.parked_total, 5);
     CHECK_EQ_INT(st.parked_timeouts, 1);
     tk_http_stop(h);
 }
@@ -415,21 +447,6 @@ static struct tk_stream *wait_stream(int i)
     for (int k = 0; k < 2000 && atomic_load(&nstreams) <= i; k++)
         sleep_ms(5);
     return atomic_load(&nstreams) > i ? streams[i] : NULL;
-}
-
-/* Read from fd until needle shows up (or timeout); true if seen. */
-static bool read_until(int fd, const char *needle, char *buf, size_t n)
-{
-    size_t got = 0;
-    buf[0] = '\0';
-    while (got < n - 1) {
-        ssize_t rd = recv(fd, buf + got, n - 1 - got, 0);
-        if (rd <= 0) break;
-        got += (size_t)rd;
-        buf[got] = '\0';
-        if (strstr(buf, needle)) return true;
-    }
-    return false;
 }
 
 void test_http_streams(void)
