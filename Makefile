@@ -8,7 +8,7 @@
 #   make format     clang-format the C sources
 
 CC      ?= cc
-PKGS    := libmicrohttpd jansson libcurl sqlite3 libpq libcrypto inih
+PKGS    := libmicrohttpd jansson libcurl sqlite3 libpq libcrypto inih gnutls
 # Evaluated when make reads this file. The top-level targets run `deps` first
 # and then build in a second make, which reads the flags of the libraries
 # deps has just installed (a fresh machine has no -dev packages at parse time).
@@ -27,6 +27,7 @@ SAN_FLAGS     := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
 
 LIB_SRC  := $(sort $(wildcard src/*/*.c))
 MIG_SQL  := $(sort $(wildcard src/store/migrations/*.sql))
+PROV_JSON := $(sort $(wildcard src/upstream/providers/*.json))
 MAIN_SRC := src/tokend.c
 UNIT_SRC := $(sort $(wildcard tests/unit/*.c))
 
@@ -49,13 +50,18 @@ build/gen/migrations.c: $(MIG_SQL) scripts/embed-sql.sh
 	@mkdir -p $(dir $@)
 	scripts/embed-sql.sh $@ $(MIG_SQL)
 
+# ---- generated provider catalogue ----
+build/gen/providers.c: $(PROV_JSON) scripts/embed-providers.sh
+	@mkdir -p $(dir $@)
+	scripts/embed-providers.sh $@ $(PROV_JSON)
+
 # ---- release ----
 $(REL)/%.o: %.c
 	@mkdir -p $(dir $@)
 	@echo "  CC      $<"
 	@$(CC) $(CSTD) $(WARN) $(RELEASE_FLAGS) $(PKG_CFLAGS) -MMD -MP -c $< -o $@
 
-build/tokend: $(call objs,$(REL),$(LIB_SRC) $(MAIN_SRC) build/gen/migrations.c)
+build/tokend: $(call objs,$(REL),$(LIB_SRC) $(MAIN_SRC) build/gen/migrations.c build/gen/providers.c)
 	@echo "  LD      $@"
 	@$(CC) $(RELEASE_FLAGS) -o $@ $^ $(LIBS)
 
@@ -65,15 +71,15 @@ $(TST)/%.o: %.c
 	@echo "  CC(san) $<"
 	@$(CC) $(CSTD) $(WARN) $(SAN_FLAGS) -DTK_UNITTEST $(PKG_CFLAGS) -MMD -MP -c $< -o $@
 
-build/keyring-bench: $(call objs,$(REL),$(LIB_SRC) bench/keyring_bench.c build/gen/migrations.c)
+build/keyring-bench: $(call objs,$(REL),$(LIB_SRC) bench/keyring_bench.c build/gen/migrations.c build/gen/providers.c)
 	@echo "  LD      $@"
 	@$(CC) $(RELEASE_FLAGS) -o $@ $^ $(LIBS)
 
-$(TST)/tokend: $(call objs,$(TST),$(LIB_SRC) $(MAIN_SRC) build/gen/migrations.c)
+$(TST)/tokend: $(call objs,$(TST),$(LIB_SRC) $(MAIN_SRC) build/gen/migrations.c build/gen/providers.c)
 	@echo "  LD      $@"
 	@$(CC) $(SAN_FLAGS) -o $@ $^ $(LIBS)
 
-$(TST)/unit: $(call objs,$(TST),$(LIB_SRC) $(UNIT_SRC) build/gen/migrations.c)
+$(TST)/unit: $(call objs,$(TST),$(LIB_SRC) $(UNIT_SRC) build/gen/migrations.c build/gen/providers.c)
 	@echo "  LD      $@"
 	@$(CC) $(SAN_FLAGS) -o $@ $^ $(LIBS)
 

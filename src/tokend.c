@@ -93,7 +93,12 @@ int main(int argc, char **argv)
     }
     tk_json_setup();
     const char *cmd = argv[1];
-    if (!strcmp(cmd, "serve")) return serve(argc - 2, argv + 2);
+    if (!strcmp(cmd, "serve")) {
+        curl_global_init(CURL_GLOBAL_DEFAULT); /* before any thread: the outbound client */
+        int rc = serve(argc - 2, argv + 2);
+        curl_global_cleanup();
+        return rc;
+    }
     if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
         printf("tokend %s (libcurl %s)\n", TK_VERSION, curl_version_info(CURLVERSION_NOW)->version);
         return 0;
@@ -112,6 +117,10 @@ int main(int argc, char **argv)
         rc = tk_cli_tenants(argc - 2, argv + 2);
     else if (!strcmp(cmd, "doctor"))
         rc = tk_cli_doctor(argc - 2, argv + 2);
+    else if (!strcmp(cmd, "providers"))
+        rc = tk_cli_providers(argc - 2, argv + 2);
+    else if (!strcmp(cmd, "provider-apps"))
+        rc = tk_cli_provider_apps(argc - 2, argv + 2);
     else {
         fprintf(stderr, "tokend: unknown command '%s'; 'tokend help' lists the commands\n", cmd);
         rc = 2;

@@ -10,22 +10,32 @@
 #ifndef TK_API_H
 #define TK_API_H
 
+#include "../common/metrics.h"
 #include "../common/worker.h"
 #include "../config/config.h"
 #include "../http/http.h"
 #include "../keyring/keyring.h"
 #include "../operators/operators.h"
+#include "../outbound/outbound.h"
 #include "../store/store.h"
 #include "ratelimit.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
 
+struct tk_catalog;
+
 struct tk_app {
     const struct tk_config *cfg;
+    /* The provider catalogue (upstream.h), loaded before anything else at
+     * start; immutable. */
+    struct tk_catalog *catalog;
     struct tk_store *store;
     struct tk_keyring *keyring;
     struct tk_http *http;
+    /* The metrics registry (metrics.h): made in serve, every series
+     * registered before the HTTP server starts, freed after it stops. */
+    struct tk_metrics *metrics;
     char default_tenant[TK_UUID_LEN + 1];
     char node[64];
     int64_t started_ms;
@@ -46,6 +56,10 @@ struct tk_app {
     struct tk_worker last_used;
     /* The store probe (serve.c): a thread pings the store every second;
      * /ready and /metrics read its last result, never the store. */
+    /* The outbound HTTP client (src/outbound): started after the store,
+     * stopped after the HTTP drain and before the HTTP server stops (its
+     * done callbacks may resume parked requests), freed at the end. */
+    struct tk_out *outbound;
     struct tk_worker probe;
     pthread_mutex_t probe_mu;     /* guards probe_error */
     atomic_llong probe_began_ms;  /* when the ping in progress began; 0: none running */
@@ -53,6 +67,11 @@ struct tk_app {
     atomic_bool probe_ok;         /* the last ping's result */
     atomic_bool probe_busy;       /* it failed because every connection was in use */
     char probe_error[sizeof(((struct tk_err *)0)->msg)]; /* its error (under probe_mu) */
+    /* HTTPS: the certificate and key (reloaded on SIGHUP); NULL: plain HTTP */
+    struct tk_tls *tls;
+    /* public_url, or the one derived at start from the listen address, the
+     * port bound and the scheme (tk_api_public_url) */
+    char public_url[512];
     /* The event stream pump (events_stream.c): one thread for every
      * GET /v1/events/stream of this node. */
     struct tk_evpump *evpump;
@@ -62,6 +81,12 @@ struct tk_app {
  * rate_limited until the window ends (even for a good share). */
 #define TK_API_UNSEAL_FAILS_MAX 10
 #define TK_API_UNSEAL_WINDOW_S 60
+
+/* The node's external base URL, normalized, without a trailing slash
+ * ("https://tokend.example.com", "https://example.com/tokend"): the
+ * public_url setting, else derived at start. For redirects, OAuth metadata
+ * and iss: append a path that starts with '/'. */
+const char *tk_api_public_url(const struct tk_app *app);
 
 /* Wake the rewrap worker (a job was started). */
 void tk_api_rewrap_kick(struct tk_app *app);
@@ -107,6 +132,10 @@ bool tk_api_rate_count(struct tk_req *r);
  * sentence in msg. */
 const char *tk_api_store_state(struct tk_app *app, char *msg, size_t n);
 
+/* Register the node's own series (build, store, keyring) on app->metrics;
+ * their values are read when /metrics is rendered (sys.c). */
+tk_rc tk_api_metrics_register(struct tk_app *app, struct tk_err *e);
+
 void tk_h_health(struct tk_req *r);
 void tk_h_ready(struct tk_req *r);
 void tk_h_metrics(struct tk_req *r);
@@ -137,6 +166,13 @@ void tk_h_tenants_list(struct tk_req *r);
 void tk_h_tenants_create(struct tk_req *r);
 void tk_h_tenants_get(struct tk_req *r);
 void tk_h_sys_doctor(struct tk_req *r);
+void tk_h_providers_list(struct tk_req *r);
+void tk_h_providers_get(struct tk_req *r);
+void tk_h_apps_create(struct tk_req *r);
+void tk_h_apps_list(struct tk_req *r);
+void tk_h_apps_get(struct tk_req *r);
+void tk_h_apps_update(struct tk_req *r);
+void tk_h_apps_delete(struct tk_req *r);
 
 /* Body checks that reply 400 naming the field and return false:
  * every member of body is in allowed (NULL-terminated); name, when

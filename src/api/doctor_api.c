@@ -5,6 +5,8 @@
  * such as file paths are the node administrator's, not a tenant's). */
 #include "api.h"
 
+#include "../tls/tls.h"
+
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
@@ -41,12 +43,32 @@ void tk_h_sys_doctor(struct tk_req *r)
         json_object_set_new(key, "private", json_null());
         if (errno != ENOENT) json_object_set_new(key, "error", json_string(strerror(errno)));
     }
+    /* TLS: whether it is on and, if so, the certificate in use and the counters */
+    json_t *tls = json_pack("{s:b, s:s}", "enabled", app->tls != NULL, "public_url",
+                            tk_api_public_url(app));
+    if (app->tls) {
+        struct tk_tls_info in;
+        struct tk_tls_stats ts;
+        tk_tls_info(app->tls, &in);
+        tk_tls_stats(app->tls, &ts);
+        char not_after[40];
+        tk_time_fmt(in.not_after_ms, not_after, sizeof not_after);
+        json_t *x = json_pack(
+            "{s:s, s:s, s:s, s:s, s:s, s:I, s:i, s:I, s:I, s:I, s:I}", "cert_file", in.cert_file,
+            "key_file", in.key_file, "subject", in.subject, "fingerprint_sha256", in.fingerprint,
+            "not_after", not_after, "expires_in", (json_int_t)ts.cert_expiry_seconds, "chain_length",
+            in.chain_len, "handshakes_ok", (json_int_t)ts.handshakes_ok, "handshakes_failed",
+            (json_int_t)ts.handshakes_failed, "reloads_ok", (json_int_t)ts.reloads_ok,
+            "reloads_failed", (json_int_t)ts.reloads_failed);
+        json_object_update(tls, x);
+        json_decref(x);
+    }
     tk_reply_json(r, 200,
-                  json_pack("{s:s, s:b, s:s, s:s, s:I, s:I, s:I, s:i, s:i, s:o}", "node", app->node,
+                  json_pack("{s:s, s:b, s:s, s:s, s:I, s:I, s:I, s:i, s:i, s:o, s:o}", "node", app->node,
                             "dev", cfg->dev, "listen", cfg->listen, "store",
                             tk_store_backend(app->store), "node_time_ms", (json_int_t)node_ms,
                             "store_time_ms", (json_int_t)store_ms, "round_trip_ms",
                             (json_int_t)(after - before), "schema_version",
                             tk_store_schema_version(app->store), "schema_latest",
-                            tk_store_schema_latest(), "unseal_key_file", key));
+                            tk_store_schema_latest(), "unseal_key_file", key, "tls", tls));
 }

@@ -47,6 +47,13 @@ static const struct tk_route routes[] = {
     {"GET", "/v1/tenants", tk_h_tenants_list, OPERATOR(TK_ROLE_NODE_ADMIN)},
     {"POST", "/v1/tenants", tk_h_tenants_create, OPERATOR(TK_ROLE_NODE_ADMIN)},
     {"GET", "/v1/tenants/{id}", tk_h_tenants_get, OPERATOR(TK_ROLE_NODE_ADMIN)},
+    {"GET", "/v1/providers", tk_h_providers_list, OPERATOR(TK_ROLE_ANY)},
+    {"GET", "/v1/providers/{name}", tk_h_providers_get, OPERATOR(TK_ROLE_ANY)},
+    {"GET", "/v1/provider-apps", tk_h_apps_list, OPERATOR(TK_ROLE_ANY)},
+    {"POST", "/v1/provider-apps", tk_h_apps_create, OPERATOR(TK_ROLE_WRITE)},
+    {"GET", "/v1/provider-apps/{id}", tk_h_apps_get, OPERATOR(TK_ROLE_ANY)},
+    {"PATCH", "/v1/provider-apps/{id}", tk_h_apps_update, OPERATOR(TK_ROLE_WRITE)},
+    {"DELETE", "/v1/provider-apps/{id}", tk_h_apps_delete, OPERATOR(TK_ROLE_WRITE)},
 };
 
 const struct tk_route *tk_api_routes(size_t *n)

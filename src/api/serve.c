@@ -3,6 +3,8 @@
 
 #include "../common/log.h"
 #include "../events/events.h"
+#include "../upstream/upstream.h"
+#include "../tls/tls.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -32,6 +34,103 @@ static void node_event(struct tk_app *app, const char *action, const char *msg)
                           .subject_id = app->node, .message = msg, .detail = d,
                           .latency_us = -1};
     if (tk_event_emit(db, &ev, &e) != TK_OK) tk_warn("events: cannot record %s: %s", action, e.msg);
+    json_decref(d);
+    tk_store_put(db);
+}
+
+/* ---- TLS and the public address ---- */
+
+const char *tk_api_public_url(const struct tk_app *app)
+{
+    return app->public_url;
+}
+
+/* public_url as set (validated and normalized by the config), else
+ * scheme://<listen host>:<port bound>; a wildcard listen host (0.0.0.0,
+ * ::) says nothing about the name clients use: localhost, with a warning. */
+static void derive_public_url(struct tk_app *app)
+{
+    const struct tk_config *cfg = app->cfg;
+    if (cfg->public_url[0]) {
+        snprintf(app->public_url, sizeof app->public_url, "%s", cfg->public_url);
+        return;
+    }
+    char host[128];
+    const char *colon = strrchr(cfg->listen, ':');
+    size_t hl = colon ? (size_t)(colon - cfg->listen) : 0;
+    if (hl >= sizeof host) hl = sizeof host - 1;
+    memcpy(host, cfg->listen, hl);
+    host[hl] = '\0';
+    bool wildcard = !host[0] || !strcmp(host, "0.0.0.0") || !strcmp(host, "[::]") ||
+                    !strcmp(host, "::") || !strcmp(host, "*");
+    if (wildcard) snprintf(host, sizeof host, "localhost");
+    const char *scheme = app->tls ? "https" : "http";
+    int port = tk_http_port(app->http);
+    char url[sizeof app->public_url], why[160];
+    snprintf(url, sizeof url, "%s://%s:%d", scheme, host, port);
+    if (tk_config_public_url(url, app->public_url, sizeof app->public_url, why, sizeof why) !=
+        TK_OK)
+        snprintf(app->public_url, sizeof app->public_url, "%s://localhost:%d", scheme, port);
+    if (wildcard)
+        tk_warn("public_url is not set and listen %s names no host: using %s in redirects, OAuth "
+                "metadata and iss; set public_url to the URL clients use",
+                cfg->listen, app->public_url);
+}
+
+/* The detail of a tls_reload event: which files and, when one is in use,
+ * which certificate (never the key). */
+static json_t *tls_detail(struct tk_app *app, const struct tk_err *err)
+{
+    struct tk_tls_info in;
+    tk_tls_info(app->tls, &in);
+    char after[40];
+    tk_time_fmt(in.not_after_ms, after, sizeof after);
+    json_t *d = json_pack("{s:s, s:s, s:s, s:s, s:s}", "cert_file", in.cert_file, "key_file",
+                          in.key_file, "subject", in.subject, "fingerprint_sha256", in.fingerprint,
+                          "not_after", after);
+    if (err) {
+        json_object_set_new(d, "error", json_string(err->code));
+        json_object_set_new(d, "reason", json_string(err->msg));
+    }
+    return d;
+}
+
+/* SIGHUP: load the certificate and key files again; a pair that does not
+ * pass keeps the old one serving. Logged and recorded as node/tls_reload. */
+static void tls_reload(struct tk_app *app)
+{
+    struct tk_err e;
+    tk_err_clear(&e);
+    tk_rc rc = tk_tls_reload(app->tls, &e);
+    struct tk_tls_info in;
+    tk_tls_info(app->tls, &in);
+    char msg[480];
+    if (rc == TK_OK) {
+        char after[40];
+        tk_time_fmt(in.not_after_ms, after, sizeof after);
+        snprintf(msg, sizeof msg, "TLS certificate reloaded: %.160s, valid until %s", in.subject,
+                 after);
+        tk_info("tls: reloaded %s and %s: %s (sha256 %.16s...), valid until %s", in.cert_file,
+                in.key_file, in.subject, in.fingerprint, after);
+    } else {
+        snprintf(msg, sizeof msg, "TLS reload failed, the previous certificate still serves: %s",
+                 e.msg);
+        tk_error("tls: reload failed; still serving the previous certificate (sha256 %.16s...): "
+                 "%s",
+                 in.fingerprint, e.msg);
+    }
+    struct tk_err ee;
+    struct tk_db *db = tk_store_get(app->store, &ee);
+    if (!db) {
+        tk_warn("events: cannot record tls_reload: %s", ee.msg);
+        return;
+    }
+    json_t *d = tls_detail(app, rc == TK_OK ? NULL : &e);
+    struct tk_event ev = {.tenant_id = app->default_tenant, .kind = "node", .source = "signal",
+                          .action = "tls_reload", .outcome = rc == TK_OK ? "ok" : "error",
+                          .subject_type = "node", .subject_id = app->node, .message = msg,
+                          .detail = d, .latency_us = -1};
+    if (tk_event_emit(db, &ev, &ee) != TK_OK) tk_warn("events: cannot record tls_reload: %s", ee.msg);
     json_decref(d);
     tk_store_put(db);
 }
@@ -601,9 +700,21 @@ int tk_serve(const struct tk_config *cfg)
      * no store file, no keyring, no root token). Until start-up is done,
      * /health answers, /ready and every other route say "starting". */
     struct tk_housekeeper *housekeeper = NULL;
-    tk_rc rc = tk_secret_heap_init(1 << 20, &e);
+    /* The catalogue first: a bad providers_dir file is a local fix (exit 2),
+     * told before anything else happens. */
+    tk_rc rc = tk_catalog_load(cfg->providers_dir, &app.catalog, &e);
+    if (rc != TK_OK) status = 2;
+    if (rc == TK_OK && tk_app_register_sealed() != TK_OK)
+        rc = tk_err_set(&e, TK_EINTERNAL, "internal", "cannot register the sealed columns");
+    if (rc == TK_OK) rc = tk_secret_heap_init(1 << 20, &e);
     if (rc == TK_OK) rc = tk_keyring_new(cfg->data_dir, &app.keyring, &e);
     if (rc == TK_OK) tk_events_use_keyring(app.keyring); /* key the event chain */
+    /* Every series is registered here, before the HTTP server answers
+     * /metrics; the registry is frozen once it does (metrics.h). */
+    app.metrics = tk_metrics_new();
+    if (rc == TK_OK) rc = tk_api_metrics_register(&app, &e);
+    if (rc == TK_OK && cfg->tls_cert_file[0])
+        rc = tk_tls_open(cfg->tls_cert_file, cfg->tls_key_file, &app.tls, &e);
     if (rc == TK_OK) {
         size_t nroutes;
         const struct tk_route *routes = tk_api_routes(&nroutes);
@@ -627,13 +738,17 @@ int tk_serve(const struct tk_config *cfg)
             .gate = gate,
             .authenticate = tk_api_authenticate,
             .finish = tk_api_finish,
+            .metrics = app.metrics,
+            .tls = app.tls,
             .stream_buffer = (size_t)cfg->stream_buffer,
             .max_streams = cfg->max_streams,
         };
         rc = tk_http_start(&ho, &app.http, &e);
+        tk_metrics_freeze(app.metrics);
     }
     if (rc == TK_OK) {
         tk_info("listen socket bound on port %d; opening the store", tk_http_port(app.http));
+        derive_public_url(&app);
         rc = make_data_dir(cfg->data_dir, &e);
         if (rc != TK_OK) status = 2;
     }
@@ -653,6 +768,16 @@ int tk_serve(const struct tk_config *cfg)
         rc = tk_housekeeper_start(app.store, &hk, &housekeeper, &e);
     }
     if (rc == TK_OK) {
+        struct tk_out_opts oo = {.connect_timeout_ms = cfg->outbound_connect_timeout * 1000,
+                                 .timeout_ms = cfg->outbound_timeout * 1000,
+                                 .max_response = (size_t)cfg->outbound_max_response,
+                                 .max_concurrent = cfg->outbound_max_concurrent,
+                                 .ca_file = cfg->outbound_ca_file,
+                                 .proxy = cfg->outbound_proxy};
+        rc = tk_out_start(&oo, &app.outbound, &e);
+        if (rc != TK_OK) status = 2; /* a setting to fix */
+    }
+    if (rc == TK_OK) {
         probe_start(&app);
         rewrap_worker_start(&app);
         last_used_start(&app);
@@ -660,14 +785,21 @@ int tk_serve(const struct tk_config *cfg)
         atomic_store(&app.started, true);
     }
     if (rc != TK_OK) {
-        tk_error("cannot start: %s", e.msg);
+        if (!strncmp(e.code, "tls_", 4)) { /* the code names which file is wrong */
+            tk_error("cannot start: %s: %s", e.code, e.msg);
+            status = 2; /* a local fix */
+        } else {
+            tk_error("cannot start: %s", e.msg);
+        }
         if (!strcmp(e.code, "key_file_unusable")) status = 2; /* unseal.key: a local fix */
         goto out;
     }
     node_event(&app, "start", "tokend started");
-    tk_info("tokend %s listening on port %d (listen=%s), store %s schema %d, node %s%s",
-            TK_VERSION, tk_http_port(app.http), cfg->listen, tk_store_backend(app.store),
-            tk_store_schema_version(app.store), app.node, cfg->dev ? ", DEV MODE" : "");
+    tk_info("tokend %s listening on port %d (listen=%s, %s, public_url %s), store %s schema %d, "
+            "node %s%s",
+            TK_VERSION, tk_http_port(app.http), cfg->listen, app.tls ? "HTTPS" : "plain HTTP",
+            app.public_url, tk_store_backend(app.store), tk_store_schema_version(app.store),
+            app.node, cfg->dev ? ", DEV MODE" : "");
     /* A line the tests and scripts can wait for: the port actually bound,
      * once the node answers. */
     fprintf(stdout, "tokend: listening on port %d\n", tk_http_port(app.http));
@@ -677,6 +809,10 @@ int tk_serve(const struct tk_config *cfg)
     for (;;) {
         if (sigwait(&stop, &sig) != 0) continue;
         if (sig != SIGHUP) break;
+        if (app.tls) {
+            tls_reload(&app);
+            continue;
+        }
         tk_info("received SIGHUP: ignored (tokend writes its logs to stderr and has nothing to "
                 "reopen; settings change with a restart)");
     }
@@ -686,6 +822,7 @@ int tk_serve(const struct tk_config *cfg)
     tk_http_quiesce(app.http);
     bool drained = tk_http_drain(app.http, cfg->shutdown_timeout * 1000);
     if (!drained) tk_warn("requests still in flight after %d s; closing them", cfg->shutdown_timeout);
+    tk_out_stop(app.outbound); /* what is still out ends "stopping" while HTTP can answer */
     tk_http_stop(app.http);
     app.http = NULL;
     tk_evpump_stop(app.evpump); /* the HTTP server has ended its streams */
@@ -701,10 +838,13 @@ int tk_serve(const struct tk_config *cfg)
     tk_info("stopped");
     status = 0;
 out:
+    tk_out_stop(app.outbound);
     tk_http_stop(app.http);
     tk_evpump_stop(app.evpump);
     tk_worker_stop(&app.rewrap, 0);
     tk_worker_stop(&app.last_used, 0);
+    tk_out_free(app.outbound); /* after everything that may submit */
+    app.outbound = NULL;
     if (!probe_stop(&app)) store_closable = false;
     if (store_closable) {
         tk_housekeeper_stop(housekeeper);
@@ -715,5 +855,8 @@ out:
     tk_ratelimit_free(app.auth_limit);
     tk_ratelimit_free(app.unseal_limit);
     tk_optoken_uses_free(app.uses);
+    tk_metrics_free(app.metrics); /* after the HTTP server: nothing renders any more */
+    tk_catalog_free(app.catalog);
+    tk_tls_free(app.tls); /* after the HTTP server: handshakes use it */
     return status;
 }

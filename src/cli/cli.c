@@ -118,6 +118,70 @@ static void clean_json(json_t *v)
     }
 }
 
+void tk_cli_curl_tls(void *curl)
+{
+    CURL *h = curl;
+    curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 1L);
+    curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 2L);
+    const char *ca = getenv("TOKEND_CACERT");
+    if (ca && *ca) curl_easy_setopt(h, CURLOPT_CAINFO, ca);
+}
+
+bool tk_cli_peer_cert(const struct tk_cli_client *c, char *subject, size_t n,
+                      long long *not_after_ms)
+{
+    subject[0] = '\0';
+    *not_after_ms = 0;
+    if (strncmp(c->addr, "https://", 8) != 0) return false;
+    CURL *h = curl_easy_init();
+    if (!h) tk_fatal("curl_easy_init failed");
+    curl_easy_setopt(h, CURLOPT_URL, c->addr);
+    curl_easy_setopt(h, CURLOPT_CONNECT_ONLY, 1L); /* no request: no token on this connection */
+    curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 0L);
+    curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 0L);
+    curl_easy_setopt(h, CURLOPT_CERTINFO, 1L);
+    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, 5L);
+    curl_easy_setopt(h, CURLOPT_TIMEOUT, 10L);
+    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+    bool found = false;
+    struct curl_certinfo *ci = NULL;
+    if (curl_easy_perform(h) == CURLE_OK && curl_easy_getinfo(h, CURLINFO_CERTINFO, &ci) == CURLE_OK &&
+        ci && ci->num_of_certs > 0) {
+        for (struct curl_slist *l = ci->certinfo[0]; l; l = l->next) {
+            if (!strncmp(l->data, "Subject:", 8)) {
+                snprintf(subject, n, "%s", l->data + 8);
+            } else if (!strncmp(l->data, "Expire date:", 12)) {
+                struct tm tm;
+                memset(&tm, 0, sizeof tm);
+                const char *end = strptime(l->data + 12, "%b %d %H:%M:%S %Y GMT", &tm);
+                if (end) {
+                    *not_after_ms = (long long)timegm(&tm) * 1000;
+                    found = true;
+                }
+            }
+        }
+    }
+    curl_easy_cleanup(h);
+    return found;
+}
+
+/* Why a connection failed, and what to do, for TLS failures. */
+static const char *tls_hint(CURLcode cc, const char *addr)
+{
+    if (cc == CURLE_GOT_NOTHING && !strncmp(addr, "http://", 7))
+        return " (if tokend listens with TLS there, TOKEND_ADDR must start with https://)";
+    const char *ca = getenv("TOKEND_CACERT");
+    if (cc == CURLE_PEER_FAILED_VERIFICATION)
+        return ca && *ca ? " (the certificate tokend presents is not signed by the CA in "
+                           "TOKEND_CACERT, or does not name the host of TOKEND_ADDR)"
+                         : " (tokend's certificate is not signed by a CA this system trusts: "
+                           "set TOKEND_CACERT to the PEM file of its CA)";
+    if (cc == CURLE_SSL_CACERT_BADFILE) return " (TOKEND_CACERT must name a readable PEM file)";
+    if (cc == CURLE_SSL_CONNECT_ERROR)
+        return " (the TLS handshake failed: does tokend listen with TLS at this address?)";
+    return "";
+}
+
 void tk_cli_clean_json(json_t *v)
 {
     clean_json(v);
@@ -160,14 +224,15 @@ long tk_cli_request(const struct tk_cli_client *c, const char *method, const cha
     curl_easy_setopt(h, CURLOPT_TIMEOUT, 30L);
     curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, 5L);
     curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+    tk_cli_curl_tls(h);
     CURLcode cc = curl_easy_perform(h);
     long status = -1;
     if (cc != CURLE_OK && c->conn_error) {
-        snprintf(c->conn_error, 256, "%s", curl_easy_strerror(cc));
+        snprintf(c->conn_error, 256, "%s%s", curl_easy_strerror(cc), tls_hint(cc, c->addr));
     } else if (cc != CURLE_OK) {
-        fprintf(stderr, "tokend: cannot reach tokend at %s: %s\n  (is it running? start it with "
+        fprintf(stderr, "tokend: cannot reach tokend at %s: %s%s\n  (is it running? start it with "
                         "'make run' or 'tokend serve'; set TOKEND_ADDR if it listens elsewhere)\n",
-                c->addr, curl_easy_strerror(cc));
+                c->addr, curl_easy_strerror(cc), tls_hint(cc, c->addr));
     } else {
         curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
         json_error_t je;

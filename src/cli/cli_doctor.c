@@ -4,6 +4,7 @@
 #include "cli_internal.h"
 
 #include "../store/store.h"
+#include "../tls/tls.h"
 
 #include <curl/curl.h>
 #include <stdarg.h>
@@ -104,6 +105,56 @@ static void check_schema(struct doctor *d, json_t *ready)
             (long long)have, known);
 }
 
+/* The certificate the node serves: expired is a failure, expiring within
+ * TK_TLS_EXPIRY_WARN_S a warning. */
+static void check_tls(struct doctor *d, json_t *tls)
+{
+    long long left = (long long)json_integer_value(json_object_get(tls, "expires_in"));
+    const char *file = tk_cli_jstr(tls, "cert_file"), *subject = tk_cli_jstr(tls, "subject"),
+               *after = tk_cli_jstr(tls, "not_after");
+    char next[1200];
+    snprintf(next, sizeof next,
+             "put a renewed certificate and its key in %s and %s, then send SIGHUP to tokend "
+             "(it reloads them without a restart)",
+             file, tk_cli_jstr(tls, "key_file"));
+    if (left <= 0)
+        add(d, "tls", "fail", next,
+            "The TLS certificate %s (%s) expired at %s: clients refuse the node's HTTPS.", file,
+            subject, after);
+    else if (left < TK_TLS_EXPIRY_WARN_S)
+        add(d, "tls", "warn", next, "The TLS certificate %s (%s) expires at %s, in %lld days and %lld hours.",
+            file, subject, after, left / 86400, (left % 86400) / 3600);
+    else
+        add(d, "tls", "ok", NULL, "The TLS certificate %s (%s) is valid until %s (%lld days).", file,
+            subject, after, left / 86400);
+    long long failed = (long long)json_integer_value(json_object_get(tls, "reloads_failed"));
+    if (failed > 0)
+        add(d, "tls-reload", "warn",
+            "'tokend events --kind node --action tls_reload' shows why; fix the files and send SIGHUP again",
+            "%lld TLS reload(s) failed since the node started; it serves the last certificate that loaded.",
+            failed);
+}
+
+/* tokend does not answer at an https address: when it is the certificate
+ * (looked at over a connection that sends nothing), say which and why. */
+static void check_tls_unreachable(struct doctor *d, const struct tk_cli_client *c)
+{
+    char subject[256], when[40];
+    long long after = 0;
+    if (!tk_cli_peer_cert(c, subject, sizeof subject, &after)) return;
+    tk_time_fmt(after, when, sizeof when);
+    long long left = (after - (long long)time(NULL) * 1000) / 1000;
+    const char *next = "put a renewed certificate and its key in the files of tls_cert_file and "
+                       "tls_key_file, then send SIGHUP to tokend (it reloads them without a "
+                       "restart)";
+    if (left <= 0)
+        add(d, "tls", "fail", next,
+            "The TLS certificate tokend presents (%s) expired at %s: clients refuse the node's HTTPS.",
+            subject, when);
+    else if (left < TK_TLS_EXPIRY_WARN_S)
+        add(d, "tls", "warn", next, "The TLS certificate tokend presents (%s) expires at %s.", subject, when);
+}
+
 /* GET /v1/sys/doctor: clock skew, dev mode, unseal key file, TLS. */
 static void check_node(struct doctor *d, const struct tk_cli_client *c, bool *tls_done)
 {
@@ -148,7 +199,10 @@ static void check_node(struct doctor *d, const struct tk_cli_client *c, bool *tl
         const char *listen = tk_cli_jstr(o, "listen");
         char host[256];
         addr_host(listen, host, sizeof host);
-        if (!is_loopback(host))
+        json_t *tls = json_object_get(o, "tls");
+        if (json_is_true(json_object_get(tls, "enabled")))
+            check_tls(d, tls);
+        else if (!is_loopback(host))
             add(d, "tls", "info", NULL, "TLS: not configured (plain HTTP) on %s.", listen);
         *tls_done = true;
     }
@@ -251,6 +305,7 @@ int tk_cli_doctor(int argc, char **argv)
 
     long hs = tk_cli_get(&c, "/health", &health);
     if (hs < 0) {
+        check_tls_unreachable(&d, &c);
         add(&d, "reachable", "fail", "is tokend running? start it with 'tokend serve'; set TOKEND_ADDR if it listens elsewhere",
             "tokend does not answer at %s: %s.", c.addr, conn);
         exit = EXIT_UNREACHABLE;

@@ -73,6 +73,29 @@ static const struct {
      "           digit) and its first admin operator token, printed ONCE: keep it, tokend\n"
      "           stores only its hash. Give it to the tenant's administrator.\n"
      "  list     every tenant, newest first (at most --limit with it).\n"},
+    {"providers", "tokend providers list [--json]\n"
+                  "       tokend providers show NAME [--json]",
+     "The provider catalogue: the built-in entries and those of providers_dir.\n"
+     "  list     every provider: name, client authentication, whether refresh tokens rotate,\n"
+     "           where the entry comes from (builtin or providers_dir), token URL.\n"
+     "  show     one entry as JSON (URLs, client_auth, lifetimes, scope rules, PKCE, how an\n"
+     "           expired token looks, the params an app must give).\n"},
+    {"provider-apps", "tokend provider-apps create --provider P --name N --client-id ID\n"
+                      "           [--client-secret-file FILE|-] [--scope S]... [--param K=V]...\n"
+                      "           [--environment production|sandbox] [--token-url U]\n"
+                      "           [--authorize-url U] [--client-auth A]\n"
+                      "           [--rotates-refresh-tokens true|false] [--default-lifetime S]\n"
+                      "       tokend provider-apps list [--provider P] [--limit N] [--json]\n"
+                      "       tokend provider-apps show ID [--json]\n"
+                      "       tokend provider-apps update ID [the options of create] [--no-scopes]\n"
+                      "       tokend provider-apps delete ID",
+     "A tenant's apps registered with the providers of the catalogue (admin or operator\n"
+     "token to write, any role to read).\n"
+     "The client secret is read from FILE (- for stdin, one trailing newline removed), never\n"
+     "from the command line; tokend seals it and never shows it again (client_secret_set).\n"
+     "--param K=V gives a param the provider needs (bitrix24: --param domain=acme.bitrix24.com).\n"
+     "In update, an empty --token-url, --authorize-url, --client-auth,\n"
+     "--rotates-refresh-tokens or --default-lifetime removes that override.\n"},
     {"doctor", "tokend doctor [--json] [--token-file FILE]",
      "Check the node and say what is wrong, one finding a line with the next step: reachable,\n"
      "store (from /ready), schema version against this binary's, keyring (sealed, not\n"
@@ -106,6 +129,8 @@ int tk_cli_help(const char *command)
         }
         printf("\nClient commands reach tokend at TOKEND_ADDR (default http://127.0.0.1:8750)\n"
                "with TOKEND_TOKEN, --token-file FILE, or ./tokend-data/root-token.\n"
+               "An https:// TOKEND_ADDR is verified against the system's CAs, or against\n"
+               "the PEM file TOKEND_CACERT names (a private CA, a self-signed certificate).\n"
                "'tokend help COMMAND' explains one command.\n");
         return 0;
     }

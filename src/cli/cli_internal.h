@@ -45,6 +45,17 @@ int tk_cli_client_args(struct tk_cli_client *c, const char *cmd, int argc, char 
 long tk_cli_request(const struct tk_cli_client *c, const char *method, const char *path,
                     json_t *body, json_t **out);
 long tk_cli_get(const struct tk_cli_client *c, const char *path, json_t **out);
+/* TLS settings of a libcurl easy handle (a CURL *) for tokend's address:
+ * verification on, with TOKEND_CACERT as the CA file when set. Every
+ * command's handle goes through it. */
+void tk_cli_curl_tls(void *curl);
+/* For diagnosis only (doctor): handshake with tokend's https address
+ * WITHOUT verifying its certificate, send nothing, and read the leaf
+ * certificate it presents: subject (n bytes) and expiry (ms since the
+ * epoch). false when there is no https address, no handshake or no
+ * certificate information. */
+bool tk_cli_peer_cert(const struct tk_cli_client *c, char *subject, size_t n,
+                      long long *not_after_ms);
 /* "tokend: what: HTTP status code (reason): message" on stderr. */
 void tk_cli_print_error(const char *what, long status, json_t *body);
 /* Strip control characters from every string of v (keys with some are

@@ -83,6 +83,28 @@ static const struct setting settings[] = {
     {"allow_new_store", C_BOOL, S(allow_new_store), "false", 0, 0, NULL,
      "start even though the data dir belongs to an installation whose store is now empty "
      "or another one"},
+    {"outbound_connect_timeout", C_INT, S(outbound_connect_timeout), "5", 1, 300, NULL,
+     "seconds an outbound HTTP request (token endpoints, metadata) may take to connect"},
+    {"outbound_timeout", C_INT, S(outbound_timeout), "15", 1, 3600, NULL,
+     "seconds an outbound HTTP request may take in all, queueing included"},
+    {"outbound_max_response", C_INT, S(outbound_max_response), "1048576", 1024, 64 << 20, NULL,
+     "largest outbound answer body in bytes (cut and failed above)"},
+    {"outbound_max_concurrent", C_INT, S(outbound_max_concurrent), "64", 1, 10000, NULL,
+     "outbound HTTP requests running at once; 16 times as many wait, more are refused"},
+    {"outbound_ca_file", C_STR, S(outbound_ca_file), "", 0, 0, NULL,
+     "PEM file of CAs trusted for outbound HTTPS besides the system's"},
+    {"outbound_proxy", C_STR, S(outbound_proxy), "", 0, 0, NULL,
+     "proxy for outbound HTTP (scheme://host:port)"},
+    {"providers_dir", C_STR, S(providers_dir), "", 0, 0, NULL,
+     "directory of provider catalogue files (NAME.json) that replace or add to the built-in "
+     "providers; a bad file stops start-up"},
+    {"tls_cert_file", C_STR, S(tls_cert_file), "", 0, 0, NULL,
+     "PEM certificate chain (the node's own first) for HTTPS; reloaded on SIGHUP"},
+    {"tls_key_file", C_STR, S(tls_key_file), "", 0, 0, NULL,
+     "PEM private key of tls_cert_file (unencrypted, mode 0600); reloaded on SIGHUP"},
+    {"public_url", C_STR, S(public_url), "", 0, 0, NULL,
+     "the node's external base URL (https://host[:port][/path]) used in redirects, OAuth "
+     "metadata and iss"},
 };
 
 _Static_assert(TK_NELEM(settings) <= TK_NELEM(((struct tk_config *)0)->origins),
@@ -304,6 +326,21 @@ tk_rc tk_config_validate(struct tk_config *c, struct tk_err *e)
     if (!strncmp(c->store, "sqlite:", 7) && !c->store[7])
         return tk_err_field(e, TK_EINVAL, "invalid_setting", "store", "%s: store sqlite: needs a file path",
                             tk_config_origin(c, "store"));
+    if (!c->tls_cert_file[0] != !c->tls_key_file[0]) {
+        const char *set = c->tls_cert_file[0] ? "tls_cert_file" : "tls_key_file";
+        const char *missing = c->tls_cert_file[0] ? "tls_key_file" : "tls_cert_file";
+        return tk_err_field(e, TK_EINVAL, "invalid_setting", missing,
+                            "%s: %s is set but %s is not: set both (HTTPS) or neither (plain HTTP)",
+                            tk_config_origin(c, set), set, missing);
+    }
+    if (c->public_url[0]) {
+        char norm[sizeof c->public_url], why[160];
+        if (tk_config_public_url(c->public_url, norm, sizeof norm, why, sizeof why) != TK_OK)
+            return tk_err_field(e, TK_EINVAL, "invalid_setting", "public_url",
+                                "%s: public_url %s (https://host[:port][/path]), not '%.80s'",
+                                tk_config_origin(c, "public_url"), why, c->public_url);
+        snprintf(c->public_url, sizeof c->public_url, "%s", norm);
+    }
     if (c->store_pool < c->threads + 2) {
         /* every HTTP thread may hold one connection, background work needs one more */
         c->store_pool = c->threads + 2;
@@ -321,7 +358,13 @@ static const char *empty_default(const char *name)
                           "warning at start"},
         {"node_name", "<hostname>:<pid>"},
         {"trusted_proxies", "empty: X-Forwarded-For is ignored, the client is the peer"},
+        {"providers_dir", "empty: the built-in catalogue only"},
         {"unseal_key_file", "<data_dir>/unseal.key"},
+        {"outbound_ca_file", "empty: the system's CAs only"},
+        {"outbound_proxy", "empty: no proxy (http_proxy, HTTPS_PROXY, ... are ignored)"},
+        {"tls_cert_file", "empty: plain HTTP (a warning at start on a non-loopback listen address)"},
+        {"tls_key_file", "empty: plain HTTP"},
+        {"public_url", "http(s)://<listen host>:<port bound>, https with TLS settings"},
     };
     for (size_t i = 0; i < TK_NELEM(says); i++)
         if (!strcmp(says[i][0], name)) return says[i][1];

@@ -37,9 +37,19 @@ struct tk_config {
     char unseal_key_file[1024]; /* auto-unseal key file (default <data_dir>/unseal.key) */
     int auth_fail_limit;  /* failed authentications per address and window; 0: no limit */
     int auth_fail_window; /* seconds */
-    bool allow_new_store;
+    bool allow_new_store; /* start a new installation in a data dir that had another */
+    int outbound_connect_timeout; /* seconds */
+    int outbound_timeout;         /* seconds, total */
+    int outbound_max_response;    /* bytes */
+    int outbound_max_concurrent;
+    char outbound_ca_file[1024];  /* extra CAs; "" none */
+    char outbound_proxy[512];     /* "" no proxy */
+    char providers_dir[1024]; /* *.json catalogue entries that override or add providers */
+    char tls_cert_file[1024]; /* PEM chain, leaf first; "" (with tls_key_file ""): plain HTTP */
+    char tls_key_file[1024];  /* PEM private key of the leaf */
+    char public_url[512];     /* external base URL, normalized; "": derived at start */
     int stream_buffer;    /* bytes buffered per event stream before a slow reader is cut */
-    int max_streams;      /* event streams open at once */ /* start a new installation in a data dir that had another */
+    int max_streams;      /* event streams open at once */
     char origins[64][80]; /* where each setting's value came from, by table index */
 };
 
@@ -61,6 +71,11 @@ bool tk_config_known(const char *name, bool *is_bool);
 /* Where the value of a setting came from ("default", "flag --listen",
  * "environment TOKEND_LISTEN", "tokend.ini line 3"). */
 const char *tk_config_origin(const struct tk_config *c, const char *name);
+/* Check an absolute http(s) URL without query, fragment or user info and
+ * write its normal form to out (n bytes): scheme and host lowercased, the
+ * default port and trailing slashes left out. On TK_EINVAL why (whyn bytes)
+ * says what is wrong ("must start with https:// or http://"). */
+tk_rc tk_config_public_url(const char *in, char *out, size_t n, char *why, size_t whyn);
 /* Print the settings table for --help. */
 void tk_config_help(void *FILE_out);
 

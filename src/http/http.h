@@ -19,6 +19,8 @@
 
 struct tk_req;
 struct tk_http;
+struct tk_metrics;
+struct tk_tls;
 
 typedef void (*tk_handler)(struct tk_req *r);
 
@@ -94,6 +96,16 @@ struct tk_http_opts {
     /* comma-separated IPs/CIDRs whose X-Forwarded-For is believed (see
      * tk_req_remote); NULL or "" for none */
     const char *trusted_proxies;
+    /* the registry tk_http_start registers the request metrics on
+     * (tokend_http_*; registered before the server answers); NULL: one of
+     * the server's own, rendered by tk_http_metrics */
+    struct tk_metrics *metrics;
+    /* HTTPS with this certificate and key (src/tls/tls.h: each handshake
+     * takes the pair current then, so a reload needs no restart); NULL:
+     * plain HTTP. Borrowed: it must outlive the server. Under TLS the
+     * 408/413 a cut connection gets on plain HTTP are not written (they
+     * would break the TLS stream): the connection is closed. */
+    struct tk_tls *tls;
     /* Streams (tk_reply_stream): bytes buffered per stream before a reader
      * that does not keep up is cut (0: 1 MiB), and how many may be open at
      * once (0: 64; more are answered 503 too_many_streams). */
@@ -109,7 +121,8 @@ void tk_http_quiesce(struct tk_http *h);
 /* Wait until no request is in flight or timeout_ms passes; true if drained. */
 bool tk_http_drain(struct tk_http *h, int timeout_ms);
 void tk_http_stop(struct tk_http *h);
-/* Append request metrics (Prometheus text) to out. */
+/* Append the metrics of the registry the server registered on (opts.metrics
+ * or its own) as Prometheus text to out. */
 void tk_http_metrics(struct tk_http *h, struct tk_buf *out);
 
 /* Path parameter, query argument or header of a request; NULL if absent. */

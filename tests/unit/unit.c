@@ -15,6 +15,7 @@
 
 #include "../../src/common/log.h"
 
+#include <curl/curl.h>
 #include <errno.h>
 #include <ftw.h>
 #include <signal.h>
@@ -278,6 +279,11 @@ static const struct unit_test tests[] = {
     T("common/json_str", test_json_str),
     T("common/json_str_hostile", test_json_str_hostile),
     T("common/text_check_name", test_text_check_name),
+    T("catalog/builtin", test_catalog_builtin),
+    T("catalog/urls", test_catalog_urls),
+    T("catalog/hostile", test_catalog_hostile),
+    T("catalog/dir", test_catalog_dir),
+    T("catalog/effective", test_catalog_effective),
     T("common/pool_alignment", test_pool_alignment),
     T("common/err_and_rc", test_err_and_rc),
 
@@ -303,6 +309,41 @@ static const struct unit_test tests[] = {
     T("routes/dispatch", test_routes_dispatch),
     T("ratelimit/budget", test_ratelimit_budget),
     T("ratelimit/bounded", test_ratelimit_bounded),
+    T("outbound/basic", test_outbound_basic),
+    T("outbound/html", test_outbound_html),
+    T("outbound/timeout", test_outbound_timeout),
+    T("outbound/slowloris", test_outbound_slowloris),
+    T("outbound/too_large", test_outbound_too_large),
+    T("outbound/redirect", test_outbound_redirect),
+    T("outbound/connect_failed", test_outbound_connect_failed),
+    T("outbound/bad_input", test_outbound_bad_input),
+    T("outbound/public_only", test_outbound_public_only),
+    T("outbound/cancel", test_outbound_cancel),
+    T("outbound/stop", test_outbound_stop),
+    T("outbound/concurrency", test_outbound_concurrency),
+    T("outbound/queue_timeout", test_outbound_queue_timeout),
+    T("outbound/done_submits", test_outbound_done_submits),
+    T("outbound/record_masks", test_outbound_record_masks),
+    T("outbound/settings", test_outbound_settings),
+    T("outbound/tls", test_outbound_tls),
+    T("outbound/stress", test_outbound_stress),
+    T("outbound/metrics", test_outbound_metrics),
+    T("metrics/register_rules", test_metrics_register_rules),
+    T("metrics/hostile_names", test_metrics_hostile_names),
+    T("metrics/label_bounds", test_metrics_label_bounds),
+    T("metrics/strict_aborts", test_metrics_strict_aborts),
+    T("metrics/threads", test_metrics_threads),
+    T("metrics/histogram_edges", test_metrics_histogram_edges),
+    T("metrics/render_format", test_metrics_render_format),
+    T("metrics/http_series", test_metrics_http_series),
+    T("tls/open", test_tls_open),
+    T("tls/mismatch", test_tls_mismatch),
+    T("tls/validity", test_tls_validity),
+    T("tls/garbage", test_tls_garbage),
+    T("tls/reload", test_tls_reload),
+    T("tls/priorities", test_tls_priorities),
+    T("tls/https", test_tls_https),
+    T("tls/public_url", test_tls_public_url),
     T("http_park/resume", test_http_park_resume),
     T("http_park/many_and_stop", test_http_park_many_and_stop),
     T("http_park/race", test_http_park_race),
@@ -329,6 +370,7 @@ static const struct unit_test tests[] = {
     T("http/host_policy", test_http_host_policy),
     T("http/origin_media", test_http_origin_media),
 
+    B("upstream/apps_store", test_apps_store),
     B("store/migrate", test_store_migrate),
     B("store/reopen", test_store_reopen),
     B("store/schema_too_new", test_store_schema_too_new),
@@ -495,6 +537,7 @@ int main(int argc, char **argv)
     const char *filter = argc > 1 ? argv[1] : NULL;
     setvbuf(stdout, NULL, _IOLBF, 0);
     tk_log_setup(TK_LOG_WARN, TK_LOG_TEXT);
+    curl_global_init(CURL_GLOBAL_DEFAULT); /* before any thread (outbound tests) */
     signal(SIGPIPE, SIG_IGN);
     signal(SIGALRM, on_alarm);
     for (size_t i = 0; i < TK_NELEM(tests); i++) {

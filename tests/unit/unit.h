@@ -85,6 +85,14 @@ void test_json_str_hostile(void);
 void test_pool_alignment(void);
 void test_err_and_rc(void);
 
+/* test_catalog.c */
+void test_catalog_builtin(void);
+void test_catalog_urls(void);
+void test_catalog_hostile(void);
+void test_catalog_dir(void);
+void test_catalog_effective(void);
+void test_apps_store(struct fx *f);
+
 /* test_text.c */
 void test_text_check_name(void);
 
@@ -229,6 +237,45 @@ void test_routes_dispatch(void);
 /* test_ratelimit.c */
 void test_ratelimit_budget(void);
 void test_ratelimit_bounded(void);
+/* test_outbound.c */
+void test_outbound_basic(void);
+void test_outbound_html(void);
+void test_outbound_timeout(void);
+void test_outbound_slowloris(void);
+void test_outbound_too_large(void);
+void test_outbound_redirect(void);
+void test_outbound_connect_failed(void);
+void test_outbound_bad_input(void);
+void test_outbound_public_only(void);
+void test_outbound_cancel(void);
+void test_outbound_stop(void);
+void test_outbound_concurrency(void);
+void test_outbound_queue_timeout(void);
+void test_outbound_done_submits(void);
+void test_outbound_record_masks(void);
+void test_outbound_settings(void);
+void test_outbound_tls(void);
+void test_outbound_stress(void);
+void test_outbound_metrics(void);
+
+/* test_metrics.c */
+void test_metrics_register_rules(void);
+void test_metrics_hostile_names(void);
+void test_metrics_label_bounds(void);
+void test_metrics_strict_aborts(void);
+void test_metrics_threads(void);
+void test_metrics_histogram_edges(void);
+void test_metrics_render_format(void);
+void test_metrics_http_series(void);
+/* test_tls.c */
+void test_tls_open(void);
+void test_tls_mismatch(void);
+void test_tls_validity(void);
+void test_tls_garbage(void);
+void test_tls_reload(void);
+void test_tls_priorities(void);
+void test_tls_https(void);
+void test_tls_public_url(void);
 /* test_http_park.c */
 void test_http_park_resume(void);
 void test_http_park_many_and_stop(void);
