@@ -161,6 +161,7 @@ static long stream_once(struct follow *f, const char *filters, char *why, size_t
     f->parse_failed = false;
     tk_sse_init(&f->sse, SSE_MAX_LINE, SSE_MAX_DATA);
     tk_buf_init(&f->err, 64 << 10);
+    tk_cli_curl_tls(f->h); /* https:// TOKEND_ADDR: verified, TOKEND_CACERT */
     curl_easy_setopt(f->h, CURLOPT_URL, url);
     curl_easy_setopt(f->h, CURLOPT_HTTPHEADER, hd);
     curl_easy_setopt(f->h, CURLOPT_WRITEFUNCTION, on_stream_data);
