@@ -72,6 +72,9 @@ struct tk_app {
     /* public_url, or the one derived at start from the listen address, the
      * port bound and the scheme (tk_api_public_url) */
     char public_url[512];
+    /* The event stream pump (events_stream.c): one thread for every
+     * GET /v1/events/stream of this node. */
+    struct tk_evpump *evpump;
 };
 
 /* The budget of failed unseal attempts per source address: past it, 429
@@ -139,6 +142,17 @@ void tk_h_metrics(struct tk_req *r);
 void tk_h_whoami(struct tk_req *r);
 void tk_h_events_list(struct tk_req *r);
 void tk_h_events_verify(struct tk_req *r);
+void tk_h_events_stream(struct tk_req *r);
+/* The event stream pump (events_stream.c). Started once the store is
+ * open; stopped after the HTTP server (which ends the streams) and before
+ * the store closes. tk_evpump_add hands it a stream of principal p with
+ * the filters of q (copied; q->tenant_id is p's), from seq after. */
+struct tk_evpump;
+struct tk_event_query;
+tk_rc tk_evpump_start(struct tk_app *app, struct tk_evpump **out, struct tk_err *e);
+void tk_evpump_stop(struct tk_evpump *pp);
+void tk_evpump_add(struct tk_evpump *pp, struct tk_stream *s, const struct tk_principal *p,
+                   const struct tk_event_query *q, int64_t after);
 void tk_h_sys_init(struct tk_req *r);
 void tk_h_sys_unseal(struct tk_req *r);
 void tk_h_sys_seal(struct tk_req *r);

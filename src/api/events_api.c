@@ -116,6 +116,59 @@ void tk_h_events_list(struct tk_req *r)
     tk_buf_free(&b);
 }
 
+/* GET /v1/events/stream: the filters of GET /v1/events (kind, source,
+ * action, outcome, subject, since, until), from the seq in Last-Event-ID
+ * (a reconnecting client) or the after parameter, else from now. The
+ * stream is served by the pump (events_stream.c). */
+void tk_h_events_stream(struct tk_req *r)
+{
+    const struct tk_principal *p = tk_api_principal(r);
+    struct tk_app *app = r->app;
+    struct tk_event_query q = {.tenant_id = p->tenant_id, .limit = 1};
+    int64_t after = -1;
+    if (!text_arg(r, "kind", &q.kind) || !text_arg(r, "source", &q.source) ||
+        !text_arg(r, "action", &q.action) || !text_arg(r, "outcome", &q.outcome) ||
+        !text_arg(r, "subject", &q.subject) || !int_arg(r, "after", 0, INT64_MAX, &after) ||
+        !time_arg(r, "since", &q.since) || !time_arg(r, "until", &q.until))
+        return;
+    const char *leid = tk_req_header(r, "Last-Event-ID");
+    if (leid && tk_parse_int(leid, 0, INT64_MAX, &after) != TK_OK) {
+        struct tk_err e;
+        tk_err_field(&e, TK_EINVAL, "invalid_parameter", "Last-Event-ID",
+                     "Last-Event-ID must be the seq of an event (an integer from 0), as the "
+                     "stream's id: lines give it");
+        tk_reply_error(r, &e, NULL);
+        return;
+    }
+    if (!app->evpump) {
+        struct tk_err e;
+        tk_err_set(&e, TK_EUNAVAIL, "starting", "the node is starting; retry in a moment");
+        tk_api_reply_error(r, &e, NULL);
+        return;
+    }
+    if (after < 0) { /* from now: the tenant's newest seq */
+        struct tk_db *db = tk_api_db(r);
+        if (!db) return;
+        struct tk_event_query head = {.tenant_id = p->tenant_id, .limit = 1};
+        json_t *evs = NULL;
+        int64_t next;
+        struct tk_err e;
+        if (tk_events_list(db, &head, &evs, &next, &e) != TK_OK) {
+            tk_api_reply_error(r, &e, NULL);
+            return;
+        }
+        after = json_integer_value(json_object_get(json_array_get(evs, 0), "seq"));
+        json_decref(evs);
+    }
+    struct tk_stream *s = tk_reply_stream(r);
+    if (!s) return; /* 503 too_many_streams */
+    char first[96];
+    int n = snprintf(first, sizeof first, "retry: 2000\n: events after seq %lld\n\n",
+                     (long long)after);
+    tk_stream_write(s, first, (size_t)n);
+    tk_evpump_add(app->evpump, s, p, &q, after);
+}
+
 /* A checkpoint given back to GET /v1/events/verify: checkpoint_seq,
  * checkpoint_hash, checkpoint_at and checkpoint_mac, all or none. */
 static bool checkpoint_args(struct tk_req *r, const char *tenant, struct tk_checkpoint *cp,

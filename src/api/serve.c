@@ -750,6 +750,8 @@ int tk_serve(const struct tk_config *cfg)
             .finish = tk_api_finish,
             .metrics = app.metrics,
             .tls = app.tls,
+            .stream_buffer = (size_t)cfg->stream_buffer,
+            .max_streams = cfg->max_streams,
         };
         rc = tk_http_start(&ho, &app.http, &e);
         tk_metrics_freeze(app.metrics);
@@ -794,6 +796,7 @@ int tk_serve(const struct tk_config *cfg)
         probe_start(&app);
         rewrap_worker_start(&app);
         last_used_start(&app);
+        if (tk_evpump_start(&app, &app.evpump, &e) != TK_OK) rc = TK_EINTERNAL;
         atomic_store(&app.started, true);
     }
     if (rc != TK_OK) {
@@ -837,6 +840,8 @@ int tk_serve(const struct tk_config *cfg)
     tk_out_stop(app.outbound); /* what is still out ends "stopping" while HTTP can answer */
     tk_http_stop(app.http);
     app.http = NULL;
+    tk_evpump_stop(app.evpump); /* the HTTP server has ended its streams */
+    app.evpump = NULL;
     tk_worker_stop(&app.rewrap, 0); /* before the store closes; a batch in hand commits first */
     tk_worker_stop(&app.last_used, 0); /* after the HTTP server (no more uses); writes the rest */
     store_closable = probe_stop(&app);
@@ -852,6 +857,7 @@ int tk_serve(const struct tk_config *cfg)
 out:
     tk_out_stop(app.outbound);
     tk_http_stop(app.http);
+    tk_evpump_stop(app.evpump);
     tk_worker_stop(&app.rewrap, 0);
     tk_worker_stop(&app.last_used, 0);
     tk_out_free(app.outbound); /* after everything that may submit */

@@ -182,6 +182,11 @@ static const char *tls_hint(CURLcode cc, const char *addr)
     return "";
 }
 
+void tk_cli_clean_json(json_t *v)
+{
+    clean_json(v);
+}
+
 /* method path with an optional JSON body; on success *out is the parsed
  * JSON answer (any status), every string stripped of control characters.
  * Returns the HTTP status, -1 after printing why tokend could not be

@@ -4,6 +4,7 @@
 
 #include "../common/issued.h"
 #include "../config/config.h"
+#include "../http/sse.h"
 
 #include <curl/curl.h>
 #include <errno.h>
@@ -59,6 +60,173 @@ static int url_arg(struct tk_buf *q, const char *name, const char *value)
 }
 
 static int events_verify(int argc, char **argv);
+
+/* ---- tokend events -f: GET /v1/events/stream ----
+ *
+ * One streaming request at a time through libcurl, its body fed to the SSE
+ * parser (src/http/sse.h) as it arrives; each event printed as it comes.
+ * When the stream breaks (the node stops, the network drops, no byte for
+ * STALL_S although the server sends a heartbeat well within that), it
+ * reconnects with Last-Event-ID set to the last seq printed, so that
+ * nothing is missed or printed twice; waits grow to 5 s between attempts.
+ * "event: end" with reason revoked ends the command (exit 1); sealed and
+ * node_stopping reconnect. */
+
+#define STALL_S 60L
+#define SSE_MAX_LINE (1u << 20)
+#define SSE_MAX_DATA (4u << 20)
+
+struct follow {
+    const struct tk_cli_client *c;
+    CURL *h;
+    struct tk_sse sse;
+    struct tk_buf err;  /* the body of an answer that is not 200 */
+    long status;
+    int64_t last;
+    bool as_json;
+    char end_reason[32];
+    bool parse_failed;
+    struct tk_err pe;
+};
+
+static bool on_sse(const struct tk_sse_event *ev, void *arg)
+{
+    struct follow *f = arg;
+    if (!strcmp(ev->event, "end")) {
+        json_t *d = json_loadb(ev->data, ev->data_len, 0, NULL);
+        const char *r = json_string_value(json_object_get(d, "reason"));
+        snprintf(f->end_reason, sizeof f->end_reason, "%s", r ? r : "unknown");
+        json_decref(d);
+        return false;
+    }
+    if (strcmp(ev->event, "message") != 0) return true;
+    json_t *e = json_loadb(ev->data, ev->data_len, 0, NULL);
+    if (!json_is_object(e)) {
+        json_decref(e);
+        return true;
+    }
+    tk_cli_clean_json(e);
+    int64_t seq = json_integer_value(json_object_get(e, "seq"));
+    if (seq > f->last) {
+        print_event(e, f->as_json);
+        fflush(stdout);
+        f->last = seq;
+    }
+    json_decref(e);
+    return true;
+}
+
+static size_t on_stream_data(char *p, size_t size, size_t n, void *arg)
+{
+    struct follow *f = arg;
+    size_t len = size * n;
+    if (!f->status) curl_easy_getinfo(f->h, CURLINFO_RESPONSE_CODE, &f->status);
+    if (f->status != 200) {
+        (void)tk_buf_add(&f->err, p, len); /* bounded; the rest is not needed */
+        return len;
+    }
+    if (f->end_reason[0] || f->parse_failed) return 0; /* done: abort the transfer */
+    if (tk_sse_feed(&f->sse, p, len, on_sse, f, &f->pe) != TK_OK) {
+        f->parse_failed = true;
+        return 0;
+    }
+    return f->end_reason[0] ? 0 : len;
+}
+
+static int on_progress(void *arg, curl_off_t a, curl_off_t b, curl_off_t c, curl_off_t d)
+{
+    (void)arg, (void)a, (void)b, (void)c, (void)d;
+    return interrupted ? 1 : 0;
+}
+
+/* One connection. Returns the HTTP status (0 when it could not connect). */
+static long stream_once(struct follow *f, const char *filters, char *why, size_t whyn)
+{
+    char url[4800], leid[64], auth[sizeof f->c->token + 32];
+    snprintf(url, sizeof url, "%s/v1/events/stream?after=%lld%s", f->c->addr, (long long)f->last,
+             filters);
+    struct curl_slist *hd = NULL;
+    if (f->c->token[0]) {
+        snprintf(auth, sizeof auth, "Authorization: Bearer %s", f->c->token);
+        hd = curl_slist_append(hd, auth);
+        tk_wipe(auth, sizeof auth);
+    }
+    snprintf(leid, sizeof leid, "Last-Event-ID: %lld", (long long)f->last);
+    hd = curl_slist_append(hd, leid);
+    hd = curl_slist_append(hd, "Accept: text/event-stream");
+    f->h = curl_easy_init();
+    if (!f->h) tk_fatal("curl_easy_init failed");
+    f->status = 0;
+    f->end_reason[0] = '\0';
+    f->parse_failed = false;
+    tk_sse_init(&f->sse, SSE_MAX_LINE, SSE_MAX_DATA);
+    tk_buf_init(&f->err, 64 << 10);
+    tk_cli_curl_tls(f->h); /* https:// TOKEND_ADDR: verified, TOKEND_CACERT */
+    curl_easy_setopt(f->h, CURLOPT_URL, url);
+    curl_easy_setopt(f->h, CURLOPT_HTTPHEADER, hd);
+    curl_easy_setopt(f->h, CURLOPT_WRITEFUNCTION, on_stream_data);
+    curl_easy_setopt(f->h, CURLOPT_WRITEDATA, f);
+    curl_easy_setopt(f->h, CURLOPT_NOPROGRESS, 0L);
+    curl_easy_setopt(f->h, CURLOPT_XFERINFOFUNCTION, on_progress);
+    curl_easy_setopt(f->h, CURLOPT_CONNECTTIMEOUT, 5L);
+    curl_easy_setopt(f->h, CURLOPT_LOW_SPEED_LIMIT, 1L);
+    curl_easy_setopt(f->h, CURLOPT_LOW_SPEED_TIME, STALL_S);
+    curl_easy_setopt(f->h, CURLOPT_NOSIGNAL, 1L);
+    CURLcode cc = curl_easy_perform(f->h);
+    if (!f->status) curl_easy_getinfo(f->h, CURLINFO_RESPONSE_CODE, &f->status);
+    snprintf(why, whyn, "%.200s", f->parse_failed ? f->pe.msg : curl_easy_strerror(cc));
+    for (struct curl_slist *l = hd; l; l = l->next)
+        if (l->data) tk_wipe(l->data, strlen(l->data));
+    curl_slist_free_all(hd);
+    curl_easy_cleanup(f->h);
+    f->h = NULL;
+    tk_sse_free(&f->sse);
+    return f->status;
+}
+
+static int follow_stream(const struct tk_cli_client *c, const char *filters, int64_t last)
+{
+    struct follow f;
+    memset(&f, 0, sizeof f);
+    f.c = c;
+    f.last = last;
+    f.as_json = c->json;
+    int wait_ms = 0, rc = 0;
+    bool said = false;
+    while (!interrupted) {
+        char why[256];
+        long st = stream_once(&f, filters, why, sizeof why);
+        if (interrupted) break;
+        if (f.end_reason[0] && !strcmp(f.end_reason, "revoked")) {
+            fprintf(stderr, "tokend events: the stream ended: the token was revoked or expired\n");
+            rc = EXIT_SERVER;
+        } else if (st != 0 && st != 200 && st != 503) {
+            json_t *body = f.err.data ? json_loadb(f.err.data, f.err.len, 0, NULL) : NULL;
+            tk_cli_clean_json(body);
+            tk_cli_print_error("events", st, body);
+            json_decref(body);
+            rc = EXIT_SERVER;
+        }
+        tk_buf_free(&f.err);
+        if (rc) break;
+        if (st == 200 && !f.end_reason[0] && !f.parse_failed) wait_ms = 0; /* it was flowing */
+        if (!said && (st != 200 || f.end_reason[0] || f.parse_failed)) {
+            fprintf(stderr, "tokend events: the stream ended (%s); reconnecting from seq %lld\n",
+                    f.end_reason[0] ? f.end_reason
+                    : st == 503     ? "HTTP 503"
+                                    : why,
+                    (long long)f.last);
+            said = true;
+        }
+        if (st == 200 && !f.end_reason[0]) said = false;
+        for (int slept = 0; slept < wait_ms && !interrupted; slept += 100) {
+            struct timespec ts = {0, 100 * 1000 * 1000};
+            nanosleep(&ts, NULL);
+        }
+        wait_ms = wait_ms ? (wait_ms * 2 > 5000 ? 5000 : wait_ms * 2) : 250;
+    }
+    return rc;
+}
 
 int tk_cli_events(int argc, char **argv)
 {
@@ -131,34 +299,7 @@ int tk_cli_events(int argc, char **argv)
     if (follow) {
         signal(SIGINT, on_sigint);
         signal(SIGTERM, on_sigint);
-        while (!interrupted) {
-            struct timespec ts = {0, 500 * 1000 * 1000};
-            nanosleep(&ts, NULL);
-            snprintf(path, sizeof path, "/v1/events?limit=1000&after=%lld%s", (long long)last,
-                     q.data ? q.data : "");
-            st = tk_cli_get(&c, path, &body);
-            if (st < 0) { rc = EXIT_UNREACHABLE; break; }
-            if (st != 200) {
-                tk_cli_print_error("events", st, body);
-                json_decref(body);
-                rc = EXIT_SERVER;
-                break;
-            }
-            evs = json_object_get(body, "events");
-            if (!json_is_array(evs)) {
-                fprintf(stderr, "tokend events: the answer (HTTP 200) has no \"events\" array\n");
-                json_decref(body);
-                rc = EXIT_SERVER;
-                break;
-            }
-            for (size_t i = 0; i < json_array_size(evs); i++) {
-                json_t *ev = json_array_get(evs, i);
-                print_event(ev, c.json);
-                last = json_integer_value(json_object_get(ev, "seq"));
-            }
-            json_decref(body);
-            fflush(stdout);
-        }
+        rc = follow_stream(&c, q.data ? q.data : "", last);
     }
     tk_buf_free(&q);
     return rc;

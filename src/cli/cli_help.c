@@ -38,7 +38,8 @@ static const struct {
     {"events", "tokend events [-f] [--json] [--limit N] [--kind K] [--source S] [--action A]\n"
                "              [--outcome O] [--subject ID] [--since TIME] [--until TIME]",
      "List events newest first (at most --limit, default 50, max 1000). With -f, print the\n"
-     "latest oldest-first and keep printing new ones until interrupted. TIME is RFC 3339\n"
+     "latest oldest-first and keep printing new ones from the event stream until interrupted\n"
+     "(reconnecting after a break, resuming after the last seq printed). TIME is RFC 3339\n"
      "(2026-11-25T19:00:00Z) or milliseconds since the epoch.\n"
      "tokend events verify [--json] [--checkpoint FILE] recomputes the chain (exit 1 naming\n"
      "the first broken seq); --json prints the result with a signed checkpoint to keep\n"

@@ -58,6 +58,9 @@ bool tk_cli_peer_cert(const struct tk_cli_client *c, char *subject, size_t n,
                       long long *not_after_ms);
 /* "tokend: what: HTTP status code (reason): message" on stderr. */
 void tk_cli_print_error(const char *what, long status, json_t *body);
+/* Strip control characters from every string of v (keys with some are
+ * dropped): what a server sent is never printed raw to a terminal. */
+void tk_cli_clean_json(json_t *v);
 /* The string member k of o, or "-". */
 const char *tk_cli_jstr(json_t *o, const char *k);
 

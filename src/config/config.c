@@ -81,6 +81,10 @@ static const struct setting settings[] = {
      "answers become 429 (0: no limit)"},
     {"auth_fail_window", C_INT, S(auth_fail_window), "10", 1, 3600, NULL,
      "seconds of the auth_fail_limit window"},
+    {"stream_buffer", C_INT, S(stream_buffer), "1048576", 1024, 64 << 20, NULL,
+     "bytes buffered per event stream for a reader that lags; past it the stream is cut"},
+    {"max_streams", C_INT, S(max_streams), "64", 1, 100000, NULL,
+     "event streams open at once on this node (503 too_many_streams above)"},
     {"allow_new_store", C_BOOL, S(allow_new_store), "false", 0, 0, NULL,
      "start even though the data dir belongs to an installation whose store is now empty "
      "or another one"},

@@ -50,6 +50,8 @@ struct tk_config {
     char tls_cert_file[1024]; /* PEM chain, leaf first; "" (with tls_key_file ""): plain HTTP */
     char tls_key_file[1024];  /* PEM private key of the leaf */
     char public_url[512];     /* external base URL, normalized; "": derived at start */
+    int stream_buffer;    /* bytes buffered per event stream before a slow reader is cut */
+    int max_streams;      /* event streams open at once */
     char origins[64][80]; /* where each setting's value came from, by table index */
 };
 

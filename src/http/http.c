@@ -94,6 +94,25 @@ struct conn {
     atomic_bool tls_done;                 /* HTTPS: the handshake completed */
 };
 
+/* The hub of parked requests and streams (see the section at the end).
+ * Refcounted: the server holds one reference and every parked request and
+ * stream one, so that a worker resuming or writing after the server has
+ * stopped still finds the hub's lock and counters. */
+struct hub {
+    atomic_int refs;
+    pthread_mutex_t mu;     /* parked requests: list and states */
+    struct tk_parked *parked;
+    bool park_stopping;     /* quiesce/stop: every park answered 503 */
+    pthread_mutex_t smu;    /* streams: list, count */
+    struct tk_stream *streams;
+    bool streams_stopping;
+    int streams_open;
+    int max_streams;
+    size_t stream_buffer;
+    atomic_uint_fast64_t parked_now, parked_total, parked_timeouts, parked_stopped;
+    atomic_uint_fast64_t streams_total, streams_cut, streams_refused;
+};
+
 struct tk_http {
     struct MHD_Daemon *d;
     struct tk_http_opts o;
@@ -119,6 +138,8 @@ struct tk_http {
     int64_t log_second;
     int log_used;
     uint64_t log_left_out[NSTATUS];
+    struct hub *hub;
+    bool quiesced; /* the listen socket is ours again (closed in http_free) */
 };
 
 struct hdr {
@@ -142,7 +163,21 @@ struct tk_req_internal {
     int64_t start_us;
     size_t bytes_in;
     int route_index;
+    struct tk_parked *park; /* parked by its handler (the request's reference) */
+    bool park_applied;      /* the parked request's answer is built */
+    bool applying;          /* building it: tk_reply_* allowed again */
+    struct tk_stream *stream; /* answered with a stream (the response's reference) */
 };
+
+static void park_sweep(struct tk_http *h);
+static void park_stop_all(struct tk_http *h);
+static bool park_after_handler(struct tk_req *r);
+static bool park_reentry(struct tk_http *h, struct tk_req *r);
+static void park_request_done(struct tk_req *r);
+static void streams_stop_all(struct tk_http *h);
+static struct hub *hub_new(size_t stream_buffer, int max_streams);
+static void hub_unref(struct hub *hub);
+static enum MHD_Result queue_stream(struct tk_req *r);
 
 /* ---- replies ---- */
 
@@ -158,7 +193,7 @@ void tk_reply_header(struct tk_req *r, const char *name, const char *value)
 void tk_reply_text(struct tk_req *r, int status, const char *ctype, const char *text, size_t len)
 {
     struct tk_req_internal *in = r->in;
-    if (in->replied) {
+    if (in->replied || (in->park && !in->applying)) {
         tk_error("http: second reply to %s %s ignored (a handler bug)", r->method, r->path);
         return;
     }
@@ -664,7 +699,7 @@ static void dispatch_route(struct tk_http *h, struct tk_req *r)
         return;
     }
     r->route->handler(r);
-    if (!r->in->replied) {
+    if (!r->in->replied && !r->in->park) {
         tk_error("http: handler for %s %s did not reply", r->route->method, r->route->pattern);
         tk_err_set(&e, TK_EINTERNAL, "internal", "the handler did not reply");
         tk_reply_error(r, &e, NULL);
@@ -693,6 +728,7 @@ static const char *echoed_id(const struct tk_req *r)
 static enum MHD_Result queue(struct tk_req *r)
 {
     struct tk_req_internal *in = r->in;
+    if (in->stream) return queue_stream(r);
     struct MHD_Response *resp =
         MHD_create_response_from_buffer_with_free_callback(in->resp_len, in->resp, free_wiped);
     in->resp = NULL; /* owned by MHD now */
@@ -894,6 +930,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         return MHD_YES;
     }
     struct conn *cs = r->in->cs;
+    if (r->in->park && !r->in->park_applied && *data_size == 0) { /* resumed */
+        if (!park_reentry(h, r)) return MHD_YES;
+        return queue(r);
+    }
     if (r->in->replied) { /* a reply is queued already: discard the rest */
         *data_size = 0;
         return MHD_YES;
@@ -918,6 +958,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     r->body = r->in->body.data ? r->in->body.data : "";
     r->body_len = r->in->body.len;
     dispatch(h, r);
+    if (r->in->park && !park_after_handler(r)) return MHD_YES; /* suspended */
     return queue(r);
 }
 
@@ -1067,6 +1108,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
     if (!r) return;
     *con_cls = NULL;
     finish_once(h, r);
+    park_request_done(r);
     struct conn *cs = r->in->cs;
     bool cut = cs && atomic_load(&cs->phase) == PH_CUT;
     if (cs && !cut) {
@@ -1330,6 +1372,7 @@ static void sweeper_main(struct tk_worker *w, void *arg)
         pthread_mutex_lock(&h->mu);
         sweep(h, tk_mono_us());
         pthread_mutex_unlock(&h->mu);
+        park_sweep(h);
         log_budget_roll(h, false);
     }
 }
@@ -1423,6 +1466,7 @@ static void http_free(struct tk_http *h)
     tk_metrics_free(h->own_metrics);
     pthread_mutex_destroy(&h->mu);
     pthread_mutex_destroy(&h->logmu);
+    hub_unref(h->hub);
     free(h);
 }
 
@@ -1434,6 +1478,8 @@ tk_rc tk_http_start(const struct tk_http_opts *o, struct tk_http **out, struct t
     h->fd = -1;
     pthread_mutex_init(&h->mu, NULL);
     pthread_mutex_init(&h->logmu, NULL);
+    h->hub = hub_new(o->stream_buffer ? o->stream_buffer : 1u << 20,
+                     o->max_streams > 0 ? o->max_streams : 64);
     h->log_second = tk_mono_us() / 1000000;
     h->o.trusted_proxies = NULL; /* parsed into h->proxies */
     tk_rc rc = tk_proxies_parse(o->trusted_proxies, &h->proxies, e);
@@ -1472,7 +1518,9 @@ tk_rc tk_http_start(const struct tk_http_opts *o, struct tk_http **out, struct t
         http_free(h);
         return rc;
     }
-    unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG;
+    /* suspend/resume: parked requests and idle streams hold no worker */
+    unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG |
+                     MHD_ALLOW_SUSPEND_RESUME;
     struct MHD_OptionItem tls_opts[] = {
         {MHD_OPTION_HTTPS_PRIORITIES, 0, (void *)TK_TLS_PRIORITIES},
         {MHD_OPTION_HTTPS_CERT_CALLBACK2, 0, (void *)tls_cert_cb},
@@ -1513,9 +1561,17 @@ int tk_http_port(const struct tk_http *h)
 
 void tk_http_quiesce(struct tk_http *h)
 {
+    park_stop_all(h);
+    streams_stop_all(h);
+    if (h->quiesced) return;
     int fd = MHD_quiesce_daemon(h->d);
-    if (fd >= 0) close(fd);
-    h->fd = -1;
+    /* Refuse new connections now, but close the descriptor only after
+     * MHD_stop_daemon (http_free): a worker thread may still take it out
+     * of its epoll set, and libmicrohttpd panics if that fails with EBADF
+     * ("Failed to remove listen FD from epoll set"). */
+    if (fd >= 0) shutdown(fd, SHUT_RDWR);
+    h->fd = fd;
+    h->quiesced = true;
 }
 
 bool tk_http_drain(struct tk_http *h, int timeout_ms)
@@ -1533,9 +1589,600 @@ void tk_http_stop(struct tk_http *h)
 {
     if (!h) return;
     tk_worker_stop(&h->sweeper, 0);
+    /* libmicrohttpd panics on a suspended connection at stop: answer every
+     * parked request and end every stream first (both resume theirs). */
+    park_stop_all(h);
+    streams_stop_all(h);
     /* Closes every connection, whatever its client does: sockets are
      * non-blocking, and no handler waits without a deadline. */
     MHD_stop_daemon(h->d);
+    if (!h->quiesced) h->fd = -1; /* libmicrohttpd closed it */
     log_budget_roll(h, true); /* the last second's summary */
     http_free(h);
+}
+
+/* ---- parked requests ----
+ *
+ * A parked request moves PARKING (its handler still runs) -> PARKED (the
+ * handler returned; libmicrohttpd suspended the connection) -> ANSWERED,
+ * all under hub->mu. Whoever answers first (tk_parked_resume*, the
+ * deadline in the sweeper, park_stop_all) stores the answer in the
+ * struct tk_parked, never in the request (whose pool belongs to the HTTP
+ * thread), and resumes the connection if it is suspended; libmicrohttpd
+ * then calls the access handler again on one of its threads, which builds
+ * the reply from the stored answer (park_reentry) and queues it. An answer
+ * that comes while PARKING is picked up when the handler returns, without
+ * suspending: MHD_resume_connection on a connection not suspended is
+ * undefined (and in 0.9.75 makes the next suspend a no-op).
+ *
+ * A suspended connection is not polled: libmicrohttpd neither times it out
+ * nor sees its client leave (daemon.c, internal_suspend_connection_ takes
+ * it off the timeout and epoll lists). So the connection, the request and
+ * its pool stay valid until it is resumed, and only then can the client's
+ * departure be seen: the resumed connection is processed, the write fails,
+ * and on_completed (notify completed, TERMINATED_WITH_ERROR) frees the
+ * request. The struct tk_parked itself is refcounted (the request and the
+ * holder), so a holder that resumes late finds it answered, never freed.
+ * MHD_stop_daemon panics on a suspended connection ("called while we have
+ * suspended connections"), so quiesce and stop answer every parked request
+ * first; libmicrohttpd's shutdown forces the pending resumes through.
+ */
+
+enum { PK_PARKING, PK_PARKED, PK_ANSWERED };
+enum { ANS_JSON, ANS_FN, ANS_ERROR };
+
+struct tk_parked {
+    struct tk_parked *prev, *next; /* hub->parked while not answered */
+    struct hub *hub;
+    struct MHD_Connection *conn;
+    atomic_int refs;
+    int state;
+    bool linked;
+    atomic_bool answered;
+    int64_t timeout_ms, deadline_us;
+    /* the answer */
+    int kind, status;
+    char *text;
+    size_t len;
+    tk_resume_fn fn;
+    void *arg;
+    tk_rc rc;
+    char code[32];
+    char msg[200];
+};
+
+static struct hub *hub_new(size_t stream_buffer, int max_streams)
+{
+    struct hub *hub = tk_calloc(1, sizeof *hub);
+    atomic_init(&hub->refs, 1);
+    pthread_mutex_init(&hub->mu, NULL);
+    pthread_mutex_init(&hub->smu, NULL);
+    hub->stream_buffer = stream_buffer;
+    hub->max_streams = max_streams;
+    return hub;
+}
+
+static void hub_unref(struct hub *hub)
+{
+    if (!hub || atomic_fetch_sub(&hub->refs, 1) != 1) return;
+    pthread_mutex_destroy(&hub->mu);
+    pthread_mutex_destroy(&hub->smu);
+    free(hub);
+}
+
+static void park_unref(struct tk_parked *p)
+{
+    if (atomic_fetch_sub(&p->refs, 1) != 1) return;
+    free_wiped(p->text);
+    hub_unref(p->hub);
+    free(p);
+}
+
+struct tk_parked *tk_req_park(struct tk_req *r, int64_t timeout_ms)
+{
+    struct tk_req_internal *in = r->in;
+    if (in->replied || in->park || in->stream) {
+        tk_error("http: %s %s parked a request that has a reply already (a handler bug)",
+                 r->method, r->path);
+        return NULL;
+    }
+    struct hub *hub = in->h->hub;
+    if (timeout_ms < 1) timeout_ms = 1;
+    if (timeout_ms > 3600 * 1000) timeout_ms = 3600 * 1000;
+    struct tk_parked *p = tk_calloc(1, sizeof *p);
+    atomic_init(&p->refs, 2); /* the request, the holder */
+    atomic_fetch_add(&hub->refs, 1);
+    p->hub = hub;
+    p->conn = in->conn;
+    p->timeout_ms = timeout_ms;
+    p->deadline_us = tk_mono_us() + timeout_ms * 1000;
+    in->park = p;
+    pthread_mutex_lock(&hub->mu);
+    atomic_fetch_add(&hub->parked_total, 1);
+    if (hub->park_stopping) {
+        p->state = PK_ANSWERED;
+        p->kind = ANS_ERROR;
+        p->status = 503;
+        p->rc = TK_EUNAVAIL;
+        snprintf(p->code, sizeof p->code, "node_stopping");
+        snprintf(p->msg, sizeof p->msg, "the node is stopping; retry on another node or later");
+        atomic_store(&p->answered, true);
+        atomic_fetch_add(&hub->parked_stopped, 1);
+    } else {
+        p->state = PK_PARKING;
+        p->linked = true;
+        p->next = hub->parked;
+        if (hub->parked) hub->parked->prev = p;
+        hub->parked = p;
+        atomic_fetch_add(&hub->parked_now, 1);
+    }
+    pthread_mutex_unlock(&hub->mu);
+    return p;
+}
+
+/* Under hub->mu: take the answer if none was given yet. The answer's
+ * fields are set by the caller after a true return, still under the lock;
+ * the resume happens in park_answered. */
+static bool park_claim(struct tk_parked *p)
+{
+    if (p->state == PK_ANSWERED) return false;
+    if (p->linked) {
+        struct hub *hub = p->hub;
+        if (p->prev) p->prev->next = p->next;
+        else hub->parked = p->next;
+        if (p->next) p->next->prev = p->prev;
+        p->prev = p->next = NULL;
+        p->linked = false;
+        atomic_fetch_sub(&hub->parked_now, 1);
+    }
+    return true;
+}
+
+/* Under hub->mu, after park_claim and the answer's fields are set. */
+static void park_answered(struct tk_parked *p)
+{
+    bool suspended = p->state == PK_PARKED;
+    p->state = PK_ANSWERED;
+    atomic_store(&p->answered, true);
+    /* Suspended, the connection cannot have been closed: p->conn is valid. */
+    if (suspended) MHD_resume_connection(p->conn);
+}
+
+static void park_error_locked(struct tk_parked *p, int status, tk_rc rc, const char *code,
+                              const char *msg)
+{
+    p->kind = ANS_ERROR;
+    p->status = status;
+    p->rc = rc;
+    snprintf(p->code, sizeof p->code, "%s", code);
+    snprintf(p->msg, sizeof p->msg, "%s", msg);
+    park_answered(p);
+}
+
+bool tk_parked_resume(struct tk_parked *p, int status, json_t *body)
+{
+    char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+    json_decref(body);
+    if (body && !text) { /* not JSON (invalid UTF-8): a bug, answered as one */
+        return tk_parked_resume_with(p, NULL, NULL);
+    }
+    struct hub *hub = p->hub;
+    pthread_mutex_lock(&hub->mu);
+    bool won = park_claim(p);
+    if (won) {
+        size_t n = text ? strlen(text) : 2;
+        p->kind = ANS_JSON;
+        p->status = status;
+        p->text = tk_malloc(n + 2);
+        memcpy(p->text, text ? text : "{}", n);
+        p->text[n++] = '\n';
+        p->text[n] = '\0';
+        p->len = n;
+        park_answered(p);
+    }
+    pthread_mutex_unlock(&hub->mu);
+    if (text) {
+        tk_wipe(text, strlen(text));
+        free(text);
+    }
+    park_unref(p);
+    return won;
+}
+
+bool tk_parked_resume_with(struct tk_parked *p, tk_resume_fn fn, void *arg)
+{
+    struct hub *hub = p->hub;
+    pthread_mutex_lock(&hub->mu);
+    bool won = park_claim(p);
+    if (won && fn) {
+        p->kind = ANS_FN;
+        p->fn = fn;
+        p->arg = arg;
+        park_answered(p);
+    } else if (won) {
+        park_error_locked(p, 500, TK_EINTERNAL, "internal",
+                          "the answer to the parked request could not be encoded as JSON");
+    }
+    pthread_mutex_unlock(&hub->mu);
+    park_unref(p);
+    return won;
+}
+
+void tk_parked_release(struct tk_parked *p)
+{
+    if (p) park_unref(p);
+}
+
+bool tk_parked_answered(const struct tk_parked *p)
+{
+    return atomic_load(&p->answered);
+}
+
+/* On the HTTP thread: build the reply from the stored answer. */
+static void park_apply(struct tk_http *h, struct tk_req *r)
+{
+    struct tk_parked *p = r->in->park;
+    struct tk_err e;
+    r->in->park_applied = true;
+    r->in->applying = true;
+    if (p->kind == ANS_JSON) {
+        tk_reply_text(r, p->status, "application/json", p->text, p->len);
+    } else if (p->kind == ANS_FN) {
+        r->in->finished = false; /* fn may take r->db: give it back after */
+        p->fn(r, p->arg);
+        if (!r->in->replied) {
+            tk_error("http: the resume callback of %s %s did not reply", r->method, r->path);
+            tk_err_set(&e, TK_EINTERNAL, "internal", "the parked request's answer was not built");
+            tk_reply_error(r, &e, NULL);
+        }
+        finish_once(h, r);
+    } else {
+        tk_err_set(&e, p->rc, p->code, "%s", p->msg);
+        if (p->status == 503) tk_reply_header(r, "Retry-After", "1");
+        reply_error_status(r, p->status, &e, NULL);
+    }
+    r->in->applying = false;
+}
+
+/* After the handler parked r (and the finish hook ran): suspend, unless it
+ * was answered meanwhile. true: the answer is built, queue it. */
+static bool park_after_handler(struct tk_req *r)
+{
+    struct tk_parked *p = r->in->park;
+    struct hub *hub = p->hub;
+    pthread_mutex_lock(&hub->mu);
+    if (p->state == PK_PARKING) {
+        MHD_suspend_connection(r->in->conn);
+        p->state = PK_PARKED;
+        pthread_mutex_unlock(&hub->mu);
+        return false;
+    }
+    pthread_mutex_unlock(&hub->mu);
+    park_apply(r->in->h, r);
+    return true;
+}
+
+/* The access handler called again after a resume. */
+static bool park_reentry(struct tk_http *h, struct tk_req *r)
+{
+    struct tk_parked *p = r->in->park;
+    pthread_mutex_lock(&p->hub->mu);
+    bool answered = p->state == PK_ANSWERED;
+    pthread_mutex_unlock(&p->hub->mu);
+    if (!answered) return false;
+    park_apply(h, r);
+    return true;
+}
+
+/* on_completed: the request is over; drop its reference. */
+static void park_request_done(struct tk_req *r)
+{
+    struct tk_parked *p = r->in->park;
+    if (!p) return;
+    r->in->park = NULL;
+    pthread_mutex_lock(&p->hub->mu);
+    if (park_claim(p)) { /* never answered (cannot happen while suspended) */
+        p->state = PK_ANSWERED;
+        atomic_store(&p->answered, true);
+    }
+    pthread_mutex_unlock(&p->hub->mu);
+    park_unref(p);
+}
+
+/* The sweeper's round: answer 504 what is past its deadline. */
+static void park_sweep(struct tk_http *h)
+{
+    struct hub *hub = h->hub;
+    int64_t now = tk_mono_us();
+    pthread_mutex_lock(&hub->mu);
+    struct tk_parked *next;
+    for (struct tk_parked *p = hub->parked; p; p = next) {
+        next = p->next;
+        if (now < p->deadline_us || !park_claim(p)) continue;
+        char msg[200];
+        snprintf(msg, sizeof msg,
+                 "the request waited %lld ms, its deadline, for work done elsewhere (an "
+                 "upstream call, a hash) and was not answered in time",
+                 (long long)p->timeout_ms);
+        park_error_locked(p, 504, TK_EUNAVAIL, "parked_timeout", msg);
+        atomic_fetch_add(&hub->parked_timeouts, 1);
+    }
+    pthread_mutex_unlock(&hub->mu);
+}
+
+static void park_stop_all(struct tk_http *h)
+{
+    struct hub *hub = h->hub;
+    pthread_mutex_lock(&hub->mu);
+    hub->park_stopping = true;
+    while (hub->parked) {
+        struct tk_parked *p = hub->parked;
+        park_claim(p);
+        park_error_locked(p, 503, TK_EUNAVAIL, "node_stopping",
+                          "the node is stopping; retry on another node or later");
+        atomic_fetch_add(&hub->parked_stopped, 1);
+    }
+    pthread_mutex_unlock(&hub->mu);
+}
+
+/* ---- streams ----
+ *
+ * The response is libmicrohttpd's callback kind (unknown size: chunked on
+ * HTTP/1.1). Its reader (stream_read) hands out what is buffered; with
+ * nothing buffered it suspends the connection (allowed from a content
+ * reader) and returns 0, and tk_stream_write resumes it. Suspended and
+ * resumed under s->mu, so a write never misses a suspend. The response's
+ * free callback (stream_gone, when libmicrohttpd destroys the response,
+ * that is when the connection is closed) marks the stream gone: from then
+ * on s->conn is never used. A suspended connection is never closed, so
+ * s->conn is valid whenever s->suspended is true.
+ */
+
+struct tk_stream {
+    struct tk_stream *prev, *next; /* hub->streams (under hub->smu) */
+    struct hub *hub;
+    struct MHD_Connection *conn;
+    pthread_mutex_t mu;
+    atomic_int refs; /* the holder, the response */
+    char *buf;
+    size_t off, len, cap, max;
+    bool suspended, closed, cut, gone;
+};
+
+static void stream_unref(struct tk_stream *s)
+{
+    if (atomic_fetch_sub(&s->refs, 1) != 1) return;
+    pthread_mutex_destroy(&s->mu);
+    free(s->buf);
+    hub_unref(s->hub);
+    free(s);
+}
+
+/* Under s->mu. */
+static void stream_wake(struct tk_stream *s)
+{
+    if (!s->suspended) return;
+    s->suspended = false;
+    MHD_resume_connection(s->conn);
+}
+
+static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    (void)pos;
+    struct tk_stream *s = cls;
+    pthread_mutex_lock(&s->mu);
+    ssize_t ret;
+    if (s->cut) {
+        ret = MHD_CONTENT_READER_END_WITH_ERROR;
+    } else if (s->len > s->off) {
+        size_t n = s->len - s->off;
+        if (n > max) n = max;
+        memcpy(buf, s->buf + s->off, n);
+        s->off += n;
+        if (s->off == s->len) s->off = s->len = 0;
+        ret = (ssize_t)n;
+    } else if (s->closed) {
+        ret = MHD_CONTENT_READER_END_OF_STREAM;
+    } else {
+        MHD_suspend_connection(s->conn);
+        s->suspended = true;
+        ret = 0;
+    }
+    pthread_mutex_unlock(&s->mu);
+    return ret;
+}
+
+static void stream_gone(void *cls)
+{
+    struct tk_stream *s = cls;
+    pthread_mutex_lock(&s->mu);
+    s->gone = true;
+    s->suspended = false;
+    pthread_mutex_unlock(&s->mu);
+    struct hub *hub = s->hub;
+    pthread_mutex_lock(&hub->smu);
+    if (s->prev) s->prev->next = s->next;
+    else hub->streams = s->next;
+    if (s->next) s->next->prev = s->prev;
+    hub->streams_open--;
+    pthread_mutex_unlock(&hub->smu);
+    stream_unref(s);
+}
+
+struct tk_stream *tk_reply_stream(struct tk_req *r)
+{
+    struct tk_req_internal *in = r->in;
+    struct hub *hub = in->h->hub;
+    struct tk_err e;
+    if (in->replied || in->park) {
+        tk_error("http: %s %s started a stream on a request that has a reply (a handler bug)",
+                 r->method, r->path);
+        return NULL;
+    }
+    pthread_mutex_lock(&hub->smu);
+    bool stopping = hub->streams_stopping, full = hub->streams_open >= hub->max_streams;
+    if (stopping || full) {
+        pthread_mutex_unlock(&hub->smu);
+        atomic_fetch_add(&hub->streams_refused, 1);
+        tk_reply_header(r, "Retry-After", stopping ? "1" : "5");
+        if (stopping)
+            tk_err_set(&e, TK_EUNAVAIL, "node_stopping", "the node is stopping; retry on another node or later");
+        else
+            tk_err_set(&e, TK_EUNAVAIL, "too_many_streams",
+                       "this node already serves %d streams (max_streams); retry later or on "
+                       "another node",
+                       hub->max_streams);
+        reply_error_status(r, 503, &e, NULL);
+        return NULL;
+    }
+    struct tk_stream *s = tk_calloc(1, sizeof *s);
+    pthread_mutex_init(&s->mu, NULL);
+    atomic_init(&s->refs, 2);
+    atomic_fetch_add(&hub->refs, 1);
+    s->hub = hub;
+    s->conn = in->conn;
+    s->max = hub->stream_buffer;
+    s->next = hub->streams;
+    if (hub->streams) hub->streams->prev = s;
+    hub->streams = s;
+    hub->streams_open++;
+    atomic_fetch_add(&hub->streams_total, 1);
+    pthread_mutex_unlock(&hub->smu);
+    /* The kernel's send buffer is part of what a stream buffers for its
+     * reader: keep it small too (events are small; 64 KiB in flight is
+     * plenty), so that a reader that stops is seen stopping. */
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(in->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    if (ci) {
+        int sb = hub->stream_buffer < (64u << 10) ? (int)hub->stream_buffer : 64 << 10;
+        if (sb < 8192) sb = 8192;
+        setsockopt(ci->connect_fd, SOL_SOCKET, SO_SNDBUF, &sb, sizeof sb);
+    }
+    in->stream = s;
+    in->replied = true;
+    in->status = 200;
+    in->ctype = "text/event-stream";
+    return s;
+}
+
+static enum MHD_Result queue_stream(struct tk_req *r)
+{
+    struct tk_req_internal *in = r->in;
+    struct tk_stream *s = in->stream;
+    struct MHD_Response *resp =
+        MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16 * 1024, stream_read, s, stream_gone);
+    if (!resp) {
+        stream_gone(s);
+        return MHD_NO;
+    }
+    MHD_add_response_header(resp, "Content-Type", "text/event-stream");
+    MHD_add_response_header(resp, "X-Request-Id", echoed_id(r));
+    MHD_add_response_header(resp, "Cache-Control", "no-store");
+    MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
+    MHD_add_response_header(resp, "X-Accel-Buffering", "no");
+    for (struct hdr *hd = in->headers; hd; hd = hd->next)
+        MHD_add_response_header(resp, hd->name, hd->value);
+    enum MHD_Result ret = MHD_queue_response(in->conn, 200, resp);
+    MHD_destroy_response(resp);
+    return ret;
+}
+
+/* Under s->mu: append, growing the buffer up to s->max (force: past it). */
+static bool stream_append(struct tk_stream *s, const char *data, size_t n, bool force)
+{
+    size_t queued = s->len - s->off;
+    if (!force && queued + n > s->max) return false;
+    if (s->off && s->len + n > s->cap) {
+        memmove(s->buf, s->buf + s->off, queued);
+        s->off = 0;
+        s->len = queued;
+    }
+    if (s->len + n > s->cap) {
+        size_t cap = s->cap ? s->cap : 4096;
+        while (cap < s->len + n) cap *= 2;
+        s->buf = realloc(s->buf, cap);
+        if (!s->buf) tk_fatal("out of memory");
+        s->cap = cap;
+    }
+    memcpy(s->buf + s->len, data, n);
+    s->len += n;
+    return true;
+}
+
+tk_rc tk_stream_write(struct tk_stream *s, const char *data, size_t len)
+{
+    pthread_mutex_lock(&s->mu);
+    tk_rc rc = TK_OK;
+    if (s->cut || s->gone || s->closed) {
+        rc = TK_EUNAVAIL;
+    } else if (!stream_append(s, data, len, false)) {
+        /* a reader that does not keep up: cut, not buffered without end */
+        s->cut = true;
+        s->off = s->len = 0;
+        atomic_fetch_add(&s->hub->streams_cut, 1);
+        rc = TK_ETOOBIG;
+    }
+    stream_wake(s);
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
+size_t tk_stream_pending(struct tk_stream *s)
+{
+    pthread_mutex_lock(&s->mu);
+    size_t n = s->len - s->off;
+    pthread_mutex_unlock(&s->mu);
+    return n;
+}
+
+bool tk_stream_alive(struct tk_stream *s)
+{
+    pthread_mutex_lock(&s->mu);
+    bool alive = !s->cut && !s->gone && !s->closed;
+    pthread_mutex_unlock(&s->mu);
+    return alive;
+}
+
+void tk_stream_close(struct tk_stream *s)
+{
+    if (!s) return;
+    pthread_mutex_lock(&s->mu);
+    s->closed = true;
+    if (!s->gone) stream_wake(s);
+    pthread_mutex_unlock(&s->mu);
+    stream_unref(s);
+}
+
+static void streams_stop_all(struct tk_http *h)
+{
+    static const char end[] = "event: end\ndata: {\"reason\":\"node_stopping\"}\n\n";
+    struct hub *hub = h->hub;
+    pthread_mutex_lock(&hub->smu);
+    hub->streams_stopping = true;
+    for (struct tk_stream *s = hub->streams; s; s = s->next) {
+        pthread_mutex_lock(&s->mu);
+        if (!s->closed && !s->cut && !s->gone) {
+            stream_append(s, end, sizeof end - 1, true);
+            s->closed = true;
+        }
+        if (!s->gone) stream_wake(s);
+        pthread_mutex_unlock(&s->mu);
+    }
+    pthread_mutex_unlock(&hub->smu);
+}
+
+void tk_http_park_stats(struct tk_http *h, struct tk_http_park_stats *out)
+{
+    struct hub *hub = h->hub;
+    memset(out, 0, sizeof *out);
+    out->parked_now = atomic_load(&hub->parked_now);
+    out->parked_total = atomic_load(&hub->parked_total);
+    out->parked_timeouts = atomic_load(&hub->parked_timeouts);
+    out->parked_stopped = atomic_load(&hub->parked_stopped);
+    pthread_mutex_lock(&hub->smu);
+    out->streams_open = (uint64_t)hub->streams_open;
+    pthread_mutex_unlock(&hub->smu);
+    out->streams_total = atomic_load(&hub->streams_total);
+    out->streams_cut = atomic_load(&hub->streams_cut);
+    out->streams_refused = atomic_load(&hub->streams_refused);
 }

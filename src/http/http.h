@@ -106,6 +106,11 @@ struct tk_http_opts {
      * 408/413 a cut connection gets on plain HTTP are not written (they
      * would break the TLS stream): the connection is closed. */
     struct tk_tls *tls;
+    /* Streams (tk_reply_stream): bytes buffered per stream before a reader
+     * that does not keep up is cut (0: 1 MiB), and how many may be open at
+     * once (0: 64; more are answered 503 too_many_streams). */
+    size_t stream_buffer;
+    int max_streams;
 };
 
 tk_rc tk_http_start(const struct tk_http_opts *o, struct tk_http **out, struct tk_err *e);
@@ -186,5 +191,88 @@ tk_rc tk_reply_cookie(struct tk_req *r, const char *name, const char *value,
  * a location with CR, LF or another control character, or empty, is
  * refused: 500 internal, nothing sent to the client's browser. */
 void tk_reply_redirect(struct tk_req *r, int status, const char *location);
+
+/*
+ * Parked requests. A handler that cannot answer now (it waits for an
+ * upstream refresh, a password hash, a metadata fetch) parks its request
+ * and returns without replying:
+ *
+ *     struct tk_parked *p = tk_req_park(r, 10000);  // answered 504 after 10 s
+ *     if (!p) return;                   // refused: already answered (503)
+ *     hand p to a worker; return;
+ *     ... later, on any thread:
+ *     tk_parked_resume(p, 200, json_pack(...));
+ *
+ * The app's finish hook runs when the handler returns (r->db goes back to
+ * the pool), and libmicrohttpd suspends the connection: a parked request
+ * holds no HTTP worker thread and no store connection. A hub per server
+ * keeps the parked requests with their deadlines: past it the request is
+ * answered 504 parked_timeout; on tk_http_quiesce or tk_http_stop every one
+ * is answered 503 node_stopping (Retry-After: 1), and tk_req_park answers so
+ * at once. Whatever comes first wins and the others are told so (false):
+ * each request gets exactly one answer.
+ *
+ * The handle: the party that holds p must call exactly one of
+ * tk_parked_resume, tk_parked_resume_with or tk_parked_release, once; each
+ * gives up the handle (p must not be used after). The request itself may be
+ * gone by then (answered by the deadline, the client gone, the node
+ * stopping): the handle stays valid until it is given up, and never points
+ * to freed request memory. While parked, the handler's tk_req is not to be
+ * touched by any thread but through these calls.
+ */
+struct tk_parked;
+/* Park r (from its handler, which then returns without replying) for at
+ * most timeout_ms (clamped to 1 ms .. 1 hour). Returns NULL only when r
+ * already has a reply (a bug: logged). */
+struct tk_parked *tk_req_park(struct tk_req *r, int64_t timeout_ms);
+/* Answer the parked request with status and body (stolen; NULL: no body,
+ * "{}"), from any thread. false if it was already answered (deadline, node
+ * stopping): body is freed and nothing is sent. Gives up the handle. */
+bool tk_parked_resume(struct tk_parked *p, int status, json_t *body);
+/* The same, with an answer built by fn(r, arg) on an HTTP worker thread
+ * with the usual tk_req_* / tk_reply_* calls (headers, cookies, errors),
+ * exactly one reply as in a handler; the finish hook runs after it (fn may
+ * take r->db). false if it was already answered: fn is never called and
+ * arg stays the caller's to free. Gives up the handle. */
+typedef void (*tk_resume_fn)(struct tk_req *r, void *arg);
+bool tk_parked_resume_with(struct tk_parked *p, tk_resume_fn fn, void *arg);
+/* Give up the handle without answering: the deadline or a stop will. */
+void tk_parked_release(struct tk_parked *p);
+/* Has it been answered (by anyone)? For a worker to stop early. */
+bool tk_parked_answered(const struct tk_parked *p);
+
+/*
+ * Streams: a text/event-stream response written by another thread.
+ * tk_reply_stream replies 200 (Content-Type text/event-stream) and returns
+ * the stream; the handler returns (the finish hook runs) and the response
+ * stays open, the connection suspended while there is nothing to send (so
+ * an idle stream neither holds a worker nor times out; a reader that stops
+ * reading with data pending does, after idle_timeout). Writes go to a
+ * bounded buffer (stream_buffer bytes): a write that would go past it cuts
+ * the stream (the connection is closed), rather than buffering for a reader
+ * that does not keep up. On tk_http_quiesce/tk_http_stop every open stream
+ * gets "event: end" with data {"reason":"node_stopping"} and is closed.
+ * The handle is given up with tk_stream_close, exactly once.
+ */
+struct tk_stream;
+/* NULL after replying 503 too_many_streams (max_streams open already). */
+struct tk_stream *tk_reply_stream(struct tk_req *r);
+/* Queue len bytes (whole SSE lines, built by the caller). TK_OK; TK_ETOOBIG
+ * when this write cut the stream (buffer full); TK_EUNAVAIL when it is cut,
+ * ended or its client is gone: the caller should close it. */
+tk_rc tk_stream_write(struct tk_stream *s, const char *data, size_t len);
+/* Bytes queued and not yet handed to libmicrohttpd. */
+size_t tk_stream_pending(struct tk_stream *s);
+/* Is it still open (not cut, ended or gone)? */
+bool tk_stream_alive(struct tk_stream *s);
+/* End the response once what is queued is sent, and give up the handle. */
+void tk_stream_close(struct tk_stream *s);
+
+/* Counters of parked requests and streams (for the metrics registry). */
+struct tk_http_park_stats {
+    uint64_t parked_now, parked_total, parked_timeouts, parked_stopped;
+    uint64_t streams_open, streams_total, streams_cut, streams_refused;
+};
+void tk_http_park_stats(struct tk_http *h, struct tk_http_park_stats *out);
 
 #endif

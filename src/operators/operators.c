@@ -356,3 +356,19 @@ tk_rc tk_optoken_uses_flush(struct tk_optoken_uses *u, struct tk_db *db, int64_t
     free(due);
     return rc;
 }
+
+tk_rc tk_optoken_active(struct tk_db *db, const char *tenant_id, const char *token_id,
+                        int64_t now_ms, bool *active, struct tk_err *e)
+{
+    struct tk_rows *r;
+    *active = false;
+    tk_rc rc = tk_db_exec(db,
+                          "SELECT revoked_at, expires_at FROM operator_tokens WHERE id = ? AND "
+                          "tenant_id = ?",
+                          TK_ARGS(TK_TEXT(token_id), TK_TEXT(tenant_id)), &r, e);
+    if (rc != TK_OK) return rc;
+    if (tk_rows_count(r) == 1)
+        *active = tk_rows_null(r, 0, 0) && (tk_rows_null(r, 0, 1) || tk_rows_int(r, 0, 1) > now_ms);
+    tk_rows_free(r);
+    return TK_OK;
+}

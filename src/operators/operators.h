@@ -93,6 +93,12 @@ tk_rc tk_optoken_count_admins(struct tk_db *db, const char *tenant_id, int64_t *
  * preview, created_at, last_used_at, expires_at, revoked_at}. */
 tk_rc tk_optoken_list(struct tk_db *db, const char *tenant_id, json_t **out, struct tk_err *e);
 
+/* Is the token token_id of tenant_id still good (neither revoked nor
+ * expired at now_ms, nor deleted)? For long-lived requests (event
+ * streams) that re-check the principal they started with. */
+tk_rc tk_optoken_active(struct tk_db *db, const char *tenant_id, const char *token_id,
+                        int64_t now_ms, bool *active, struct tk_err *e);
+
 /* Revoke a token of the principal's tenant; another tenant's is TK_ENOTFOUND. */
 tk_rc tk_optoken_revoke(struct tk_db *db, const char *tenant_id, const char *token_id,
                         struct tk_err *e);

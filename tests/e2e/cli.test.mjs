@@ -47,6 +47,8 @@ const SETTINGS = [
   'tls-cert-file',
   'tls-key-file',
   'public-url',
+  'stream-buffer',
+  'max-streams',
 ];
 
 /** Lines of output that are JSON objects (every line must be). */

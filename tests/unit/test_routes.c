@@ -66,6 +66,7 @@ void test_routes_declared(void)
         {"GET", "/v1/whoami", TK_ROLE_ANY},
         {"GET", "/v1/events", TK_ROLE_ANY},
         {"GET", "/v1/events/verify", TK_ROLE_ANY},
+        {"GET", "/v1/events/stream", TK_ROLE_ANY},
         {"GET", "/v1/operator-tokens", TK_ROLE_ANY},
         {"POST", "/v1/operator-tokens", TK_ROLE_ADMIN},
         {"DELETE", "/v1/operator-tokens/{id}", TK_ROLE_ADMIN},

@@ -286,6 +286,12 @@ void test_tls_reload(void);
 void test_tls_priorities(void);
 void test_tls_https(void);
 void test_tls_public_url(void);
+/* test_http_park.c */
+void test_http_park_resume(void);
+void test_http_park_many_and_stop(void);
+void test_http_park_race(void);
+void test_http_streams(void);
+void test_http_sse_parse(void);
 /* test_worker.c */
 void test_worker_deadline(void);
 void test_worker_wait_kick_stop(void);

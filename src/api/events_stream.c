@@ -1,0 +1,293 @@
+/*
+ * events_stream.c: GET /v1/events/stream, the event log as server-sent
+ * events, and its pump.
+ *
+ * One pump thread per node (a worker.h worker, every PUMP_EVERY_MS) serves
+ * every stream: per tenant with streams open it reads the events after the
+ * lowest seq any of them has seen (one query per tenant and round, at most
+ * PUMP_PAGE events, not one query per stream), and fans them out, each
+ * stream taking those past its own seq that match its filters. A stream
+ * that starts behind (Last-Event-ID, after) catches up PUMP_PAGE events a
+ * round (paced by its buffer, see pump_tenant). Lines: "id: <seq>" and "data: <the event as GET
+ * /v1/events shows it>"; a comment line every heartbeat (below idle_timeout) so that proxies and
+ * the client see the stream alive and a client gone is noticed; and "event: end" with data
+ * {"reason": ...} when the stream ends: "revoked" (the principal's token, re-checked every
+ * REVOKE_CHECK_MS, is revoked or expired), "sealed" (the node sealed) or "node_stopping" (written
+ * by the HTTP server at quiesce). A stream whose reader does not keep up is cut by the HTTP server
+ * (stream_buffer) and dropped here.
+ *
+ * The handler holds its store connection only to read the start seq; the
+ * stream itself holds none (the pump takes one per round).
+ */
+#include "api.h"
+
+#include "../events/events.h"
+#include "../common/log.h"
+#include "../keyring/keyring.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define PUMP_EVERY_MS 200
+#define PUMP_PAGE 500
+#define REVOKE_CHECK_MS 1000
+
+struct sub {
+    struct sub *next;
+    struct tk_stream *s;
+    struct tk_principal p;
+    char kind[65], source[65], action[65], outcome[65], subject[65];
+    int64_t since, until; /* at_ms bounds (0: none) */
+    int64_t last;         /* seq of the last event handled */
+    int64_t next_check_ms, last_write_ms;
+    bool done;
+    bool stalled;       /* its buffer is half full: skipped this round */
+    int64_t checked_ms; /* when its token was last looked up, and the answer */
+    bool active;
+};
+
+struct tk_evpump {
+    struct tk_app *app;
+    struct tk_worker w;
+    pthread_mutex_t mu;
+    struct sub *pending; /* added by handlers, taken by the pump */
+    int heartbeat_ms;
+    size_t high_water; /* stream_buffer / 2 */
+};
+
+static void copy_filter(char *dst, const char *src)
+{
+    snprintf(dst, 65, "%s", src ? src : "");
+}
+
+static void sub_end(struct sub *x, const char *reason)
+{
+    char line[96];
+    int n = snprintf(line, sizeof line, "event: end\ndata: {\"reason\":\"%s\"}\n\n", reason);
+    (void)tk_stream_write(x->s, line, (size_t)n);
+    x->done = true;
+}
+
+static void sub_free(struct sub *x)
+{
+    tk_stream_close(x->s);
+    free(x);
+}
+
+static bool field_is(json_t *ev, const char *name, const char *want)
+{
+    if (!want[0]) return true;
+    const char *v = json_string_value(json_object_get(ev, name));
+    return v && !strcmp(v, want);
+}
+
+static bool matches(const struct sub *x, json_t *ev)
+{
+    int64_t at = json_integer_value(json_object_get(ev, "at_ms"));
+    return field_is(ev, "kind", x->kind) && field_is(ev, "source", x->source) &&
+           field_is(ev, "action", x->action) && field_is(ev, "outcome", x->outcome) &&
+           field_is(ev, "subject_id", x->subject) && (!x->since || at >= x->since) &&
+           (!x->until || at < x->until);
+}
+
+static void sub_write(struct sub *x, const char *data, size_t n, int64_t now)
+{
+    if (tk_stream_write(x->s, data, n) != TK_OK) x->done = true; /* cut or gone */
+    x->last_write_ms = now;
+}
+
+/* One tenant's round: read past the lowest seq of its streams, fan out.
+ * A stream whose buffer is over the high-water mark is skipped (its seq
+ * stays) until its reader catches up: a reader that is behind but reading
+ * is paced, not cut, and does not hold back the tenant's other streams; a
+ * reader that stops reading is closed by the HTTP server once idle_timeout
+ * passes without a byte sent, or cut when a write overflows its buffer. */
+static void pump_tenant(struct tk_evpump *pp, struct tk_db *db, struct sub *subs,
+                        const char *tenant, int64_t now)
+{
+    int64_t min = INT64_MAX;
+    for (struct sub *x = subs; x; x = x->next) {
+        if (x->done || strcmp(x->p.tenant_id, tenant) != 0) continue;
+        x->stalled = tk_stream_pending(x->s) > pp->high_water;
+        if (!x->stalled && x->last < min) min = x->last;
+    }
+    if (min == INT64_MAX) return;
+    struct tk_event_query q = {
+        .tenant_id = tenant, .follow = true, .after = min, .limit = PUMP_PAGE};
+    json_t *evs = NULL;
+    int64_t next;
+    struct tk_err e;
+    if (tk_events_list(db, &q, &evs, &next, &e) != TK_OK) {
+        tk_warn("events stream: cannot read the events of tenant %s: %s", tenant, e.msg);
+        return;
+    }
+    size_t i;
+    json_t *ev;
+    struct tk_buf b;
+    tk_buf_init(&b, 64u << 20);
+    json_array_foreach(evs, i, ev)
+    {
+        int64_t seq = json_integer_value(json_object_get(ev, "seq"));
+        b.len = 0;
+        for (struct sub *x = subs; x; x = x->next) {
+            if (x->done || x->stalled || strcmp(x->p.tenant_id, tenant) != 0 || seq <= x->last)
+                continue;
+            if (tk_stream_pending(x->s) > pp->high_water) {
+                x->stalled = true;
+                continue;
+            }
+            x->last = seq;
+            if (!matches(x, ev)) continue;
+            if (!b.len) {
+                char *s = json_dumps(ev, JSON_COMPACT);
+                tk_buf_printf(&b, "id: %lld\ndata: %s\n\n", (long long)seq, s ? s : "{}");
+                free(s);
+            }
+            sub_write(x, b.data, b.len, now);
+        }
+    }
+    tk_buf_free(&b);
+    json_decref(evs);
+}
+
+static void pump_round(struct tk_evpump *pp, struct sub **subs)
+{
+    struct tk_app *app = pp->app;
+    int64_t now = tk_now_ms();
+    bool sealed = tk_keyring_sealed(app->keyring);
+    struct tk_db *db = NULL;
+    struct tk_err e;
+    if (!sealed) {
+        db = tk_store_get(app->store, &e);
+        if (!db) tk_debug("events stream: no store connection this round: %s", e.msg);
+    }
+    for (struct sub *x = *subs; x; x = x->next) {
+        if (x->done) continue;
+        if (!tk_stream_alive(x->s)) {
+            x->done = true;
+        } else if (sealed) {
+            sub_end(x, "sealed");
+        } else if (db && x->p.kind == TK_PRINCIPAL_OPERATOR_TOKEN && now >= x->next_check_ms) {
+            /* one lookup per token and round, however many streams it has */
+            struct sub *same = NULL;
+            for (struct sub *y = *subs; y != x && !same; y = y->next)
+                if (y->checked_ms == now && !strcmp(y->p.id, x->p.id)) same = y;
+            bool active = true;
+            if (same)
+                active = same->active;
+            else if (tk_optoken_active(db, x->p.tenant_id, x->p.id, now, &active, &e) != TK_OK)
+                active = true; /* a store hiccup: check again next time */
+            x->checked_ms = now;
+            x->active = active;
+            if (!active) sub_end(x, "revoked");
+            x->next_check_ms = now + REVOKE_CHECK_MS;
+        }
+    }
+    if (db) {
+        /* each tenant once: the first live stream of each */
+        for (struct sub *x = *subs; x; x = x->next) {
+            if (x->done) continue;
+            bool seen = false;
+            for (struct sub *y = *subs; y != x && !seen; y = y->next)
+                seen = !y->done && !strcmp(y->p.tenant_id, x->p.tenant_id);
+            if (!seen) pump_tenant(pp, db, *subs, x->p.tenant_id, now);
+        }
+        tk_store_put(db);
+    }
+    for (struct sub *x = *subs; x; x = x->next)
+        if (!x->done && now - x->last_write_ms >= pp->heartbeat_ms)
+            sub_write(x, ": heartbeat\n\n", 13, now);
+    /* drop the ended ones */
+    for (struct sub **px = subs; *px;) {
+        struct sub *x = *px;
+        if (x->done) {
+            *px = x->next;
+            sub_free(x);
+        } else {
+            px = &x->next;
+        }
+    }
+}
+
+static void pump_main(struct tk_worker *w, void *arg)
+{
+    struct tk_evpump *pp = arg;
+    struct sub *subs = NULL;
+    while (tk_worker_wait(w, PUMP_EVERY_MS)) {
+        pthread_mutex_lock(&pp->mu);
+        struct sub *add = pp->pending;
+        pp->pending = NULL;
+        pthread_mutex_unlock(&pp->mu);
+        while (add) {
+            struct sub *x = add;
+            add = x->next;
+            x->next = subs;
+            subs = x;
+        }
+        if (subs) pump_round(pp, &subs);
+    }
+    while (subs) { /* stopping: the HTTP server has ended them (node_stopping) */
+        struct sub *x = subs;
+        subs = x->next;
+        sub_free(x);
+    }
+    pthread_mutex_lock(&pp->mu);
+    while (pp->pending) {
+        struct sub *x = pp->pending;
+        pp->pending = x->next;
+        sub_free(x);
+    }
+    pthread_mutex_unlock(&pp->mu);
+}
+
+tk_rc tk_evpump_start(struct tk_app *app, struct tk_evpump **out, struct tk_err *e)
+{
+    struct tk_evpump *pp = tk_calloc(1, sizeof *pp);
+    pp->app = app;
+    pthread_mutex_init(&pp->mu, NULL);
+    /* below the idle timeout, and at least once a second */
+    int idle_ms = app->cfg->idle_timeout * 1000;
+    pp->heartbeat_ms = idle_ms / 2 < 15000 ? idle_ms / 2 : 15000;
+    if (pp->heartbeat_ms < 500) pp->heartbeat_ms = 500;
+    pp->high_water = (size_t)app->cfg->stream_buffer / 2;
+    tk_rc rc = tk_worker_start(&pp->w, "event stream pump", pump_main, pp, e);
+    if (rc != TK_OK) {
+        pthread_mutex_destroy(&pp->mu);
+        free(pp);
+        return rc;
+    }
+    *out = pp;
+    return TK_OK;
+}
+
+void tk_evpump_stop(struct tk_evpump *pp)
+{
+    if (!pp) return;
+    tk_worker_stop(&pp->w, 0);
+    pthread_mutex_destroy(&pp->mu);
+    free(pp);
+}
+
+void tk_evpump_add(struct tk_evpump *pp, struct tk_stream *s, const struct tk_principal *p,
+                   const struct tk_event_query *q, int64_t after)
+{
+    struct sub *x = tk_calloc(1, sizeof *x);
+    x->s = s;
+    x->p = *p;
+    copy_filter(x->kind, q->kind);
+    copy_filter(x->source, q->source);
+    copy_filter(x->action, q->action);
+    copy_filter(x->outcome, q->outcome);
+    copy_filter(x->subject, q->subject);
+    x->since = q->since;
+    x->until = q->until;
+    x->last = after;
+    x->last_write_ms = tk_now_ms();
+    x->next_check_ms = x->last_write_ms + REVOKE_CHECK_MS;
+    pthread_mutex_lock(&pp->mu);
+    x->next = pp->pending;
+    pp->pending = x;
+    pthread_mutex_unlock(&pp->mu);
+    tk_worker_kick(&pp->w);
+}
