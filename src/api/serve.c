@@ -654,6 +654,7 @@ int tk_serve(const struct tk_config *cfg)
         probe_start(&app);
         rewrap_worker_start(&app);
         last_used_start(&app);
+        tk_api_authcache_start(&app); /* before any authentication */
         atomic_store(&app.started, true);
     }
     if (rc != TK_OK) {
@@ -688,6 +689,7 @@ int tk_serve(const struct tk_config *cfg)
     tk_worker_stop(&app.rewrap, 0); /* before the store closes; a batch in hand commits first */
     tk_worker_stop(&app.last_used, 0); /* after the HTTP server (no more uses); writes the rest */
     store_closable = probe_stop(&app);
+    if (!tk_api_authcache_stop(&app)) store_closable = false;
     if (store_closable) { /* else the store hangs: nothing more can be written */
         tk_housekeeper_stop(housekeeper); /* writes what it counted */
         housekeeper = NULL;
@@ -700,9 +702,11 @@ out:
     tk_worker_stop(&app.rewrap, 0);
     tk_worker_stop(&app.last_used, 0);
     if (!probe_stop(&app)) store_closable = false;
+    if (!tk_api_authcache_stop(&app)) store_closable = false;
     if (store_closable) {
         tk_housekeeper_stop(housekeeper);
         tk_store_close(app.store);
+        tk_authcache_free(app.authcache); /* the poller is gone */
     }
     tk_events_use_keyring(NULL);
     tk_keyring_free(app.keyring);

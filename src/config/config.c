@@ -79,6 +79,9 @@ static const struct setting settings[] = {
     {"allow_new_store", C_BOOL, S(allow_new_store), "false", 0, 0, NULL,
      "start even though the data dir belongs to an installation whose store is now empty "
      "or another one"},
+    {"auth_cache_size", C_INT, S(auth_cache_size), "10000", 0, 1000000, NULL,
+     "authenticated tokens whose lookup is kept in memory, so that a request does no store "
+     "read (0: no cache; a revoke or role change reaches every node within 1 s)"},
 };
 
 _Static_assert(TK_NELEM(settings) <= TK_NELEM(((struct tk_config *)0)->origins),

@@ -38,6 +38,7 @@ struct tk_config {
     int auth_fail_limit;  /* failed authentications per address and window; 0: no limit */
     int auth_fail_window; /* seconds */
     bool allow_new_store; /* start a new installation in a data dir that had another */
+    int auth_cache_size;  /* cached issued-secret lookups; 0: no cache */
     char origins[64][80]; /* where each setting's value came from, by table index */
 };
 
