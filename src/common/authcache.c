@@ -23,7 +23,8 @@ struct shard {
 } __attribute__((aligned(64)));
 
 struct tk_authcache {
-    size_t nbuckets, ways;
+    size_t nbuckets;
+    size_t base, extra; /* bucket b holds base + (b < extra) entries: max_entries in all */
     int64_t capacity;
     struct slot *slots; /* nbuckets * ways; bucket b is slots[b*ways ..] */
     struct shard shard[SHARDS];
@@ -40,10 +41,11 @@ struct tk_authcache *tk_authcache_new(int64_t max_entries)
 {
     if (max_entries <= 0) return NULL;
     struct tk_authcache *c = tk_calloc(1, sizeof *c);
-    c->ways = max_entries < WAYS ? (size_t)max_entries : WAYS;
-    c->nbuckets = (size_t)max_entries / c->ways;
-    c->capacity = (int64_t)(c->nbuckets * c->ways);
-    c->slots = tk_calloc(c->nbuckets * c->ways, sizeof *c->slots);
+    c->nbuckets = (size_t)(max_entries + WAYS - 1) / WAYS;
+    c->base = (size_t)max_entries / c->nbuckets;
+    c->extra = (size_t)max_entries % c->nbuckets;
+    c->capacity = max_entries;
+    c->slots = tk_calloc(c->nbuckets * WAYS, sizeof *c->slots);
     for (int i = 0; i < SHARDS; i++) pthread_mutex_init(&c->shard[i].mu, NULL);
     atomic_init(&c->gen, 1);
     atomic_init(&c->last_ok, LLONG_MIN / 2); /* never polled: nothing trusted */
@@ -55,7 +57,7 @@ void tk_authcache_free(struct tk_authcache *c)
     if (!c) return;
     for (int i = 0; i < SHARDS; i++) pthread_mutex_destroy(&c->shard[i].mu);
     /* the entries name principals, not secrets; wiped all the same */
-    tk_wipe(c->slots, c->nbuckets * c->ways * sizeof *c->slots);
+    tk_wipe(c->slots, c->nbuckets * WAYS * sizeof *c->slots);
     free(c->slots);
     free(c);
 }
@@ -72,10 +74,15 @@ static struct shard *shard_of(struct tk_authcache *c, size_t b)
     return &c->shard[b % SHARDS];
 }
 
+static size_t ways(const struct tk_authcache *c, size_t b)
+{
+    return c->base + (b < c->extra);
+}
+
 static struct slot *find(struct tk_authcache *c, size_t b, const unsigned char *key)
 {
-    struct slot *s = &c->slots[b * c->ways];
-    for (size_t i = 0; i < c->ways; i++)
+    struct slot *s = &c->slots[b * WAYS];
+    for (size_t i = 0; i < ways(c, b); i++)
         if (s[i].used && memcmp(s[i].key, key, TK_AUTHCACHE_KEY) == 0) return &s[i];
     return NULL;
 }
@@ -137,8 +144,8 @@ bool tk_authcache_put(struct tk_authcache *c, const unsigned char key[TK_AUTHCAC
     }
     struct slot *s = find(c, b, key);
     if (!s) {
-        struct slot *row = &c->slots[b * c->ways], *lru = NULL;
-        for (size_t i = 0; i < c->ways && !s; i++) {
+        struct slot *row = &c->slots[b * WAYS], *lru = NULL;
+        for (size_t i = 0; i < ways(c, b) && !s; i++) {
             if (!row[i].used) s = &row[i];
             else if (!lru || row[i].stamp < lru->stamp) lru = &row[i];
         }
@@ -167,8 +174,8 @@ int64_t tk_authcache_invalidate(struct tk_authcache *c, const char *tenant_id, i
         struct shard *sh = &c->shard[k];
         pthread_mutex_lock(&sh->mu);
         for (size_t b = k; b < c->nbuckets; b += SHARDS) {
-            struct slot *row = &c->slots[b * c->ways];
-            for (size_t i = 0; i < c->ways; i++) {
+            struct slot *row = &c->slots[b * WAYS];
+            for (size_t i = 0; i < ways(c, b); i++) {
                 if (!row[i].used) continue;
                 if (tenant_id && strcmp(row[i].v.tenant_id, tenant_id) != 0) continue;
                 if (seq > 0 && row[i].v.epoch >= seq) continue;

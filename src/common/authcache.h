@@ -11,11 +11,12 @@
  * the cache and evict the good ones, and failures must reach the store
  * anyway to be recorded in the event log.
  *
- * Layout: the entries live in buckets of up to 8 (set-associative); a key
- * chooses its bucket from its first bytes (an HMAC is uniform), a full
- * bucket evicts its least recently used entry. Buckets are spread over 16
- * shards, each with its own mutex. The cache never holds more than the
- * max_entries it was made with.
+ * Layout: the entries live in buckets of up to 8 (set-associative; the
+ * bucket sizes add up to max_entries exactly); a key chooses its bucket
+ * from its first bytes (an HMAC is uniform), a full bucket evicts its
+ * least recently used entry. Buckets are spread over 16 shards, each with
+ * its own mutex, so readers on two threads rarely meet. The cache never
+ * holds more than the max_entries it was made with.
  *
  * Invalidation is by tenant epoch: tk_authcache_invalidate(c, tenant, seq)
  * drops the tenant's entries filled at an epoch below seq (the poller calls

@@ -229,6 +229,14 @@ void test_routes_dispatch(void);
 /* test_ratelimit.c */
 void test_ratelimit_budget(void);
 void test_ratelimit_bounded(void);
+/* test_authcache.c */
+void test_authcache_hit_miss(void);
+void test_authcache_eviction_bound(void);
+void test_authcache_epoch_invalidation(void);
+void test_authcache_trust_window(void);
+void test_authcache_concurrent(void);
+void test_authcache_store_epochs(struct fx *f);
+
 /* test_worker.c */
 void test_worker_deadline(void);
 void test_worker_wait_kick_stop(void);
