@@ -35,6 +35,7 @@ const SETTINGS = [
   'auth-fail-limit',
   'auth-fail-window',
   'allow-new-store',
+  'auth-cache-size',
 ];
 
 /** Lines of output that are JSON objects (every line must be). */
