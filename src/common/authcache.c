@@ -17,16 +17,20 @@ struct slot {
     struct tk_authcache_entry v;
 };
 
+/* Padded to a cache line so that two threads on two shards do not share
+ * one (padding rather than an alignment attribute: malloc does not promise
+ * 64-byte alignment). */
 struct shard {
     pthread_mutex_t mu;
     uint64_t tick;
-} __attribute__((aligned(64)));
+    char pad[64 - (sizeof(pthread_mutex_t) + sizeof(uint64_t)) % 64];
+};
 
 struct tk_authcache {
     size_t nbuckets;
     size_t base, extra; /* bucket b holds base + (b < extra) entries: max_entries in all */
     int64_t capacity;
-    struct slot *slots; /* nbuckets * ways; bucket b is slots[b*ways ..] */
+    struct slot *slots; /* nbuckets * WAYS; bucket b is slots[b * WAYS ..] */
     struct shard shard[SHARDS];
     atomic_uint_fast64_t gen;
     atomic_llong last_ok; /* mono ms of the last good poll */
