@@ -50,7 +50,8 @@ struct tk_authcache *tk_authcache_new(int64_t max_entries)
     c->extra = (size_t)max_entries % c->nbuckets;
     c->capacity = max_entries;
     c->slots = tk_calloc(c->nbuckets * WAYS, sizeof *c->slots);
-    for (int i = 0; i < SHARDS; i++) pthread_mutex_init(&c->shard[i].mu, NULL);
+    for (int i = 0; i < SHARDS; i++)
+        pthread_mutex_init(&c->shard[i].mu, NULL);
     atomic_init(&c->gen, 1);
     atomic_init(&c->last_ok, LLONG_MIN / 2); /* never polled: nothing trusted */
     return c;
@@ -59,7 +60,8 @@ struct tk_authcache *tk_authcache_new(int64_t max_entries)
 void tk_authcache_free(struct tk_authcache *c)
 {
     if (!c) return;
-    for (int i = 0; i < SHARDS; i++) pthread_mutex_destroy(&c->shard[i].mu);
+    for (int i = 0; i < SHARDS; i++)
+        pthread_mutex_destroy(&c->shard[i].mu);
     /* the entries name principals, not secrets; wiped all the same */
     tk_wipe(c->slots, c->nbuckets * WAYS * sizeof *c->slots);
     free(c->slots);
@@ -97,9 +99,8 @@ static void drop(struct tk_authcache *c, struct slot *s)
     atomic_fetch_sub_explicit(&c->entries, 1, memory_order_relaxed);
 }
 
-bool tk_authcache_get(struct tk_authcache *c, const unsigned char key[TK_AUTHCACHE_KEY],
-                      int kind, int64_t now_ms, int64_t mono_ms,
-                      struct tk_authcache_entry *out)
+bool tk_authcache_get(struct tk_authcache *c, const unsigned char key[TK_AUTHCACHE_KEY], int kind,
+                      int64_t now_ms, int64_t mono_ms, struct tk_authcache_entry *out)
 {
     if (!c) return false;
     if (mono_ms - atomic_load(&c->last_ok) > TK_AUTHCACHE_TRUST_MS) {
@@ -150,8 +151,10 @@ bool tk_authcache_put(struct tk_authcache *c, const unsigned char key[TK_AUTHCAC
     if (!s) {
         struct slot *row = &c->slots[b * WAYS], *lru = NULL;
         for (size_t i = 0; i < ways(c, b) && !s; i++) {
-            if (!row[i].used) s = &row[i];
-            else if (!lru || row[i].stamp < lru->stamp) lru = &row[i];
+            if (!row[i].used)
+                s = &row[i];
+            else if (!lru || row[i].stamp < lru->stamp)
+                lru = &row[i];
         }
         if (!s) {
             s = lru;

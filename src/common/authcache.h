@@ -54,12 +54,12 @@ struct tk_authcache_entry {
 
 struct tk_authcache_stats {
     bool enabled;
-    int64_t capacity;      /* entries at most */
-    int64_t entries;       /* entries now */
+    int64_t capacity; /* entries at most */
+    int64_t entries;  /* entries now */
     uint64_t hits;
-    uint64_t misses;       /* not cached, expired, or not trusted (see untrusted) */
-    uint64_t untrusted;    /* of the misses: the last good poll was too old */
-    uint64_t evictions;    /* entries pushed out by a fill into a full bucket */
+    uint64_t misses;        /* not cached, expired, or not trusted (see untrusted) */
+    uint64_t untrusted;     /* of the misses: the last good poll was too old */
+    uint64_t evictions;     /* entries pushed out by a fill into a full bucket */
     uint64_t invalidations; /* entries dropped because their tenant's epoch moved */
     uint64_t refused_fills; /* fills refused because an invalidation raced them */
     uint64_t poll_failures;
@@ -76,9 +76,8 @@ void tk_authcache_free(struct tk_authcache *c);
  * now_ms (wall clock) and the last good poll is recent at mono_ms: true (a
  * hit). Else false (a miss), and an expired entry is dropped. NULL c:
  * false, uncounted. */
-bool tk_authcache_get(struct tk_authcache *c, const unsigned char key[TK_AUTHCACHE_KEY],
-                      int kind, int64_t now_ms, int64_t mono_ms,
-                      struct tk_authcache_entry *out);
+bool tk_authcache_get(struct tk_authcache *c, const unsigned char key[TK_AUTHCACHE_KEY], int kind,
+                      int64_t now_ms, int64_t mono_ms, struct tk_authcache_entry *out);
 
 /* The invalidation generation, to read before the store lookup that will
  * fill an entry (0 for a NULL c). */

@@ -115,7 +115,8 @@ void test_authcache_eviction_bound(void)
     for (size_t s = 0; s < TK_NELEM(sizes); s++) {
         struct tk_authcache *c = tk_authcache_new(sizes[s]);
         if (!CHECK(c)) return;
-        for (unsigned n = 0; n < 5 * (unsigned)sizes[s] + 50; n++) put(c, n, T1, 1);
+        for (unsigned n = 0; n < 5 * (unsigned)sizes[s] + 50; n++)
+            put(c, n, T1, 1);
         struct tk_authcache_stats st;
         tk_authcache_stats(c, &st);
         if (st.entries > sizes[s] || st.capacity > sizes[s] || st.entries != st.capacity)
@@ -135,8 +136,8 @@ void test_authcache_eviction_bound(void)
         put(c, n, T1, 1);
         if (!get(c, 0, 0, &v)) FAILF("key 0 was evicted at fill %u", n);
     }
-    CHECK(get(c, 100, 0, &v));  /* the newest is there */
-    CHECK(!get(c, 1, 0, &v));   /* an old one is gone */
+    CHECK(get(c, 100, 0, &v)); /* the newest is there */
+    CHECK(!get(c, 1, 0, &v));  /* an old one is gone */
     tk_authcache_free(c);
 }
 
@@ -146,7 +147,8 @@ void test_authcache_epoch_invalidation(void)
     if (!CHECK(c)) return;
     tk_authcache_polled(c, 0);
     struct tk_authcache_entry v;
-    for (unsigned n = 0; n < 10; n++) put(c, n, n < 5 ? T1 : T2, 3);
+    for (unsigned n = 0; n < 10; n++)
+        put(c, n, n < 5 ? T1 : T2, 3);
     put(c, 20, T1, 7); /* filled after T1's epoch moved to 7 */
     /* T1's epoch moves to 7: its entries of epoch 3 go, T2's stay */
     CHECK_EQ_INT(tk_authcache_invalidate(c, T1, 7), 5);
@@ -240,7 +242,8 @@ void test_authcache_concurrent(void)
     atomic_init(&x.bad, 0);
     tk_authcache_polled(x.c, tk_mono_ms() + 60000);
     pthread_t th[4];
-    for (int i = 0; i < 4; i++) CHECK(pthread_create(&th[i], NULL, reader, &x) == 0);
+    for (int i = 0; i < 4; i++)
+        CHECK(pthread_create(&th[i], NULL, reader, &x) == 0);
     /* the writer: fills (with the gen read first, as authentication does),
      * and every 50 fills a tenant's epoch moves */
     int64_t epoch = 1;
@@ -254,7 +257,8 @@ void test_authcache_concurrent(void)
         if (n % 50 == 49) tk_authcache_invalidate(x.c, n % 100 == 49 ? T1 : T2, ++epoch);
     }
     atomic_store(&x.stop, true);
-    for (int i = 0; i < 4; i++) pthread_join(th[i], NULL);
+    for (int i = 0; i < 4; i++)
+        pthread_join(th[i], NULL);
     CHECK_EQ_INT(atomic_load(&x.bad), 0);
     CHECK(atomic_load(&x.hits) > 0);
     /* after the last invalidation of each tenant no older entry is left */
