@@ -3,7 +3,8 @@
 // role change takes effect at once on the node that made it, and within
 // one second on another node sharing the store; cached authentication
 // goes on while the store stalls only within the 1 s trust window; and
-// auth_cache_size 0 turns the cache off.
+// auth_cache_size 0 turns the cache off. Two nodes run on PostgreSQL and
+// on one SQLite file.
 import assert from 'node:assert/strict';
 import { copyFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -155,6 +156,41 @@ for (const backend of backends()) {
     });
   });
 }
+
+describe('authentication cache on two nodes sharing one SQLite file (sqlite)', { timeout: SUITE_TIMEOUT_MS }, () => {
+  it('a revoke and a role change on node A reach node B within one second', async (tc) => {
+    const a = await startTokend({ backend: 'sqlite', args: ['--node-name', 'node-a'] });
+    tc.after(() => a.stop('SIGKILL').catch(() => {}));
+    const dir = await freshDir('node-b');
+    await copyFile(path.join(a.dataDir, 'unseal.key'), path.join(dir, 'unseal.key'));
+    const b = await startTokend({ backend: 'sqlite', store: `sqlite:${path.join(a.dataDir, 'tokend.db')}`, dataDir: dir, args: ['--node-name', 'node-b'], allowNoRootToken: true });
+    tc.after(() => b.stop('SIGKILL').catch(() => {}));
+    b.token = a.token;
+    const x = await issue(a, 'x', 'admin');
+    const y = await issue(a, 'y', 'viewer');
+    for (let i = 0; i < 3; i++) {
+      assert.equal((await request(b, '/v1/whoami', { token: x.token })).json.role, 'admin');
+      assert.equal((await request(b, '/v1/whoami', { token: y.token })).status, 200);
+    }
+    assert.equal((await patch(a, x.id, { role: 'viewer' })).status, 200);
+    await waitFor(async () => (await request(b, '/v1/whoami', { token: x.token })).json?.role === 'viewer', {
+      timeoutMs: 1000,
+      intervalMs: 25,
+      message: 'node B to see the new role',
+    });
+    assert.equal((await api(a, `/v1/operator-tokens/${y.id}`, { method: 'DELETE' })).status, 200);
+    const r = await waitFor(
+      async () => {
+        const w = await request(b, '/v1/whoami', { token: y.token });
+        return w.status === 401 && w;
+      },
+      { timeoutMs: 1000, intervalMs: 25, message: 'node B to refuse the revoked token' },
+    );
+    assert.equal(r.json.reason, 'revoked');
+    const res = await Promise.all([a.stop(), b.stop()]);
+    for (const s of res) assert.equal(s.code, 0);
+  });
+});
 
 describe('authentication cache on two nodes (postgres)', { timeout: SUITE_TIMEOUT_MS, skip: hasPg ? false : 'needs TOKEND_TEST_PG (tests/with-postgres.sh)' }, () => {
   /** Two nodes on one database (as multinode.test.mjs), the store reached
