@@ -11,6 +11,7 @@
 #define TK_API_H
 
 #include "../common/authcache.h"
+#include "../common/metrics.h"
 #include "../common/worker.h"
 #include "../config/config.h"
 #include "../http/http.h"
@@ -27,6 +28,9 @@ struct tk_app {
     struct tk_store *store;
     struct tk_keyring *keyring;
     struct tk_http *http;
+    /* The metrics registry (metrics.h): made in serve, every series
+     * registered before the HTTP server starts, freed after it stops. */
+    struct tk_metrics *metrics;
     char default_tenant[TK_UUID_LEN + 1];
     char node[64];
     int64_t started_ms;
@@ -135,6 +139,10 @@ bool tk_api_rate_count(struct tk_req *r);
  * else the reason ("store_unreachable", "store_stalled", "starting") and a
  * sentence in msg. */
 const char *tk_api_store_state(struct tk_app *app, char *msg, size_t n);
+
+/* Register the node's own series (build, store, keyring) on app->metrics;
+ * their values are read when /metrics is rendered (sys.c). */
+tk_rc tk_api_metrics_register(struct tk_app *app, struct tk_err *e);
 
 void tk_h_health(struct tk_req *r);
 void tk_h_ready(struct tk_req *r);

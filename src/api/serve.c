@@ -604,6 +604,10 @@ int tk_serve(const struct tk_config *cfg)
     tk_rc rc = tk_secret_heap_init(1 << 20, &e);
     if (rc == TK_OK) rc = tk_keyring_new(cfg->data_dir, &app.keyring, &e);
     if (rc == TK_OK) tk_events_use_keyring(app.keyring); /* key the event chain */
+    /* Every series is registered here, before the HTTP server answers
+     * /metrics; the registry is frozen once it does (metrics.h). */
+    app.metrics = tk_metrics_new();
+    if (rc == TK_OK) rc = tk_api_metrics_register(&app, &e);
     if (rc == TK_OK) {
         size_t nroutes;
         const struct tk_route *routes = tk_api_routes(&nroutes);
@@ -627,8 +631,10 @@ int tk_serve(const struct tk_config *cfg)
             .gate = gate,
             .authenticate = tk_api_authenticate,
             .finish = tk_api_finish,
+            .metrics = app.metrics,
         };
         rc = tk_http_start(&ho, &app.http, &e);
+        tk_metrics_freeze(app.metrics);
     }
     if (rc == TK_OK) {
         tk_info("listen socket bound on port %d; opening the store", tk_http_port(app.http));
@@ -713,5 +719,6 @@ out:
     tk_ratelimit_free(app.auth_limit);
     tk_ratelimit_free(app.unseal_limit);
     tk_optoken_uses_free(app.uses);
+    tk_metrics_free(app.metrics); /* after the HTTP server: nothing renders any more */
     return status;
 }

@@ -1,6 +1,7 @@
-/* sys.c: /health, /ready, /metrics and /v1/whoami. */
+/* sys.c: /health, /ready, /metrics (and the node's own series) and /v1/whoami. */
 #include "api.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -59,41 +60,107 @@ void tk_h_ready(struct tk_req *r)
                             tk_store_schema_version(app->store), "node", app->node));
 }
 
+/* ---- the node's series (registered by serve, read at render time) ---- */
+
+static const char *const store_names[] = {"sqlite", "postgres", "starting"};
+
+/* Which of store_names this node's store is ("starting" until start-up is
+ * done: app->store is not to be read before). */
+static size_t store_pos(struct tk_app *app)
+{
+    const char *b = atomic_load(&app->started) ? tk_store_backend(app->store) : "starting";
+    for (size_t i = 0; i < TK_NELEM(store_names); i++)
+        if (!strcmp(store_names[i], b)) return i;
+    return TK_METRIC_NOIDX;
+}
+
+static double m_build_info(void *arg, size_t idx)
+{
+    return idx == store_pos(arg) ? 1 : NAN; /* idx: version (one value) x store */
+}
+
+static double m_start_time(void *arg, size_t idx)
+{
+    (void)idx;
+    return (double)(((struct tk_app *)arg)->started_ms / 1000);
+}
+
+static double m_store_up(void *arg, size_t idx)
+{
+    char why[320];
+    if (idx != store_pos(arg)) return NAN;
+    return tk_api_store_state(arg, why, sizeof why) == NULL;
+}
+
+static double m_schema_version(void *arg, size_t idx)
+{
+    (void)idx;
+    struct tk_app *app = arg;
+    return atomic_load(&app->started) ? tk_store_schema_version(app->store) : 0;
+}
+
+static double m_keyring(void *arg, size_t which)
+{
+    struct tk_seal_status st;
+    tk_keyring_status(((struct tk_app *)arg)->keyring, &st);
+    return which == 0 ? st.sealed : which == 1 ? st.initialized : (double)st.data_version;
+}
+
+static double m_sealed(void *arg, size_t idx)
+{
+    (void)idx;
+    return m_keyring(arg, 0);
+}
+
+static double m_initialized(void *arg, size_t idx)
+{
+    (void)idx;
+    return m_keyring(arg, 1);
+}
+
+static double m_data_version(void *arg, size_t idx)
+{
+    (void)idx;
+    return m_keyring(arg, 2);
+}
+
+tk_rc tk_api_metrics_register(struct tk_app *app, struct tk_err *e)
+{
+    struct tk_metrics *m = app->metrics;
+    static const char *const version[] = {TK_VERSION};
+    const struct tk_dim build[] = {{"version", version, 1, NULL, NULL},
+                                   {"store", store_names, TK_NELEM(store_names), NULL, NULL}};
+    bool ok = tk_metric_gauge_fn(m, "tokend_build_info", "Build of this node.", build, 2,
+                                 m_build_info, app, e) &&
+              tk_metric_gauge_fn(m, "tokend_start_time_seconds", "When this node started.", NULL,
+                                 0, m_start_time, app, e) &&
+              tk_metric_gauge_fn(m, "tokend_store_up",
+                                 "Whether the store answered the last probe (every second).",
+                                 &build[1], 1, m_store_up, app, e) &&
+              tk_metric_gauge_fn(m, "tokend_store_schema_version", "Schema version of the store.",
+                                 NULL, 0, m_schema_version, app, e) &&
+              tk_metric_gauge_fn(m, "tokend_sealed", "Whether this node's keyring is sealed.",
+                                 NULL, 0, m_sealed, app, e) &&
+              tk_metric_gauge_fn(m, "tokend_keyring_initialized", "Whether the keyring exists.",
+                                 NULL, 0, m_initialized, app, e) &&
+              tk_metric_gauge_fn(m, "tokend_keyring_data_version",
+                                 "Active data key version (0 while sealed).", NULL, 0,
+                                 m_data_version, app, e);
+    return ok ? TK_OK : TK_EINTERNAL;
+}
+
 void tk_h_metrics(struct tk_req *r)
 {
     struct tk_app *app = r->app;
     struct tk_buf b;
     tk_buf_init(&b, 4 << 20);
-    bool started = atomic_load(&app->started);
-    tk_buf_printf(&b,
-                  "# HELP tokend_build_info Build of this node.\n# TYPE tokend_build_info gauge\n"
-                  "tokend_build_info{version=\"%s\",store=\"%s\"} 1\n",
-                  TK_VERSION, started ? tk_store_backend(app->store) : "starting");
-    tk_buf_printf(&b,
-                  "# HELP tokend_start_time_seconds When this node started.\n# TYPE "
-                  "tokend_start_time_seconds gauge\ntokend_start_time_seconds %lld\n",
-                  (long long)(app->started_ms / 1000));
-    char why[320];
-    int up = tk_api_store_state(app, why, sizeof why) == NULL;
-    tk_buf_printf(&b,
-                  "# HELP tokend_store_up Whether the store answered the last probe (every "
-                  "second).\n# TYPE "
-                  "tokend_store_up gauge\ntokend_store_up{store=\"%s\"} %d\n"
-                  "# HELP tokend_store_schema_version Schema version of the store.\n# TYPE "
-                  "tokend_store_schema_version gauge\ntokend_store_schema_version %d\n",
-                  started ? tk_store_backend(app->store) : "starting", up,
-                  started ? tk_store_schema_version(app->store) : 0);
-    struct tk_seal_status st;
-    tk_keyring_status(app->keyring, &st);
-    tk_buf_printf(&b,
-                  "# HELP tokend_sealed Whether this node's keyring is sealed.\n# TYPE "
-                  "tokend_sealed gauge\ntokend_sealed %d\n"
-                  "# HELP tokend_keyring_initialized Whether the keyring exists.\n# TYPE "
-                  "tokend_keyring_initialized gauge\ntokend_keyring_initialized %d\n"
-                  "# HELP tokend_keyring_data_version Active data key version (0 while sealed).\n"
-                  "# TYPE tokend_keyring_data_version gauge\ntokend_keyring_data_version %lld\n",
-                  st.sealed, st.initialized, (long long)st.data_version);
-    if (started) tk_http_metrics(app->http, &b);
+    if (tk_metrics_render(app->metrics, &b) != TK_OK) {
+        tk_buf_free(&b);
+        struct tk_err e;
+        tk_err_set(&e, TK_EINTERNAL, "internal", "the metrics are larger than 4 MiB");
+        tk_reply_error(r, &e, NULL);
+        return;
+    }
     tk_reply_text(r, 200, "text/plain; version=0.0.4; charset=utf-8", b.data ? b.data : "", b.len);
     tk_buf_free(&b);
 }

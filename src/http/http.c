@@ -41,6 +41,7 @@
 #include "router.h"
 
 #include "../common/log.h"
+#include "../common/metrics.h"
 #include "../common/worker.h"
 
 #include <arpa/inet.h>
@@ -59,19 +60,18 @@
 #include <time.h>
 #include <unistd.h>
 
-static const int status_slots[] = {200, 201, 202, 204, 302, 303, 304, 400, 401, 403, 404, 405, 408,
-                                   409, 413, 415, 421, 429, 431, 499, 500, 502, 503, 0 /* other */};
+/* The statuses the request metrics tell apart; the rest count as "other". */
+static const int status_slots[] = {200, 201, 202, 204, 302, 303, 304, 400, 401, 403, 404,
+                                   405, 408, 409, 413, 415, 421, 429, 431, 499, 500, 502,
+                                   503, 504, 0 /* other */};
+static const char *const status_names[] = {
+    "200", "201", "202", "204", "302", "303", "304", "400", "401", "403", "404",   "405",
+    "408", "409", "413", "415", "421", "429", "431", "499", "500", "502", "503", "504", "other"};
 #define NSTATUS ((int)TK_NELEM(status_slots))
+_Static_assert(TK_NELEM(status_slots) == TK_NELEM(status_names), "a name per status");
 static const double buckets[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
                                  0.025,  0.05,    0.1,    0.25,  0.5,    1,     2.5};
 #define NBUCKETS ((int)TK_NELEM(buckets))
-
-struct route_metrics {
-    atomic_uint_fast64_t by_status[NSTATUS];
-    atomic_uint_fast64_t bucket[NBUCKETS + 1];
-    atomic_uint_fast64_t sum_us;
-    atomic_uint_fast64_t count;
-};
 
 /* Under pressure (see sweep_pressure), how long a connection may wait for
  * a complete request head, or lag behind min_body_rate, before it is cut. */
@@ -98,9 +98,13 @@ struct tk_http {
     struct tk_proxies proxies; /* trusted_proxies */
     int fd;
     int port;
-    atomic_int inflight;
-    struct route_metrics *metrics; /* nroutes + 1: the last is "no route" */
-    atomic_uint_fast64_t cut_head, cut_body, cut_pressure;
+    /* the request metrics, on o.metrics (or a registry of our own) */
+    struct tk_metrics *own_metrics;
+    struct tk_metric *m_requests;   /* route x status; route nroutes is "no route" */
+    struct tk_metric *m_duration;   /* route */
+    struct tk_metric *m_cut;        /* enum cut_reason */
+    struct tk_metric *m_suppressed; /* status */
+    struct tk_metric *m_inflight;   /* also what tk_http_drain waits on */
     /* the connection registry (under mu) and its sweeper */
     pthread_mutex_t mu;
     struct conn *conns;
@@ -111,7 +115,6 @@ struct tk_http {
     int64_t log_second;
     int log_used;
     uint64_t log_left_out[NSTATUS];
-    atomic_uint_fast64_t log_suppressed[NSTATUS]; /* since start, for /metrics */
 };
 
 struct hdr {
@@ -413,102 +416,62 @@ static int status_slot(int status)
     return NSTATUS - 1;
 }
 
-static void status_name(int slot, char *out, size_t n)
-{
-    if (status_slots[slot])
-        snprintf(out, n, "%d", status_slots[slot]);
-    else
-        snprintf(out, n, "other");
-}
-
 static void count(struct tk_http *h, int route, int status, int64_t us)
 {
-    struct route_metrics *m = &h->metrics[route];
-    atomic_fetch_add_explicit(&m->by_status[status_slot(status)], 1, memory_order_relaxed);
-    double s = (double)us / 1e6;
-    int b = 0;
-    while (b < NBUCKETS && s > buckets[b]) b++;
-    atomic_fetch_add_explicit(&m->bucket[b], 1, memory_order_relaxed);
-    atomic_fetch_add_explicit(&m->sum_us, (uint_fast64_t)us, memory_order_relaxed);
-    atomic_fetch_add_explicit(&m->count, 1, memory_order_relaxed);
+    size_t pos[2] = {(size_t)route, (size_t)status_slot(status)};
+    tk_metric_inc(h->m_requests, tk_metric_index(h->m_requests, pos));
+    tk_metric_observe(h->m_duration, (size_t)route, (double)us / 1e6);
+}
+
+static const char *const cut_names[] = {"header_timeout", "min_body_rate", "pressure"};
+
+/* Register the request metrics on reg: the route dimension is the route
+ * table (method and route together) and "no route" last. */
+static tk_rc metrics_register(struct tk_http *h, struct tk_metrics *reg, struct tk_err *e)
+{
+    size_t nr = h->o.nroutes + 1;
+    const char **methods = tk_calloc(nr, sizeof *methods);
+    const char **patterns = tk_calloc(nr, sizeof *patterns);
+    for (size_t i = 0; i < h->o.nroutes; i++) {
+        methods[i] = h->o.routes[i].method;
+        patterns[i] = h->o.routes[i].pattern;
+    }
+    methods[nr - 1] = "";
+    patterns[nr - 1] = "none";
+    struct tk_dim route = {"method", methods, nr, "route", patterns};
+    struct tk_dim status = {"status", status_names, NSTATUS, NULL, NULL};
+    struct tk_dim reason = {"reason", cut_names, TK_NELEM(cut_names), NULL, NULL};
+    struct tk_dim rs[2] = {route, status};
+    h->m_requests = tk_metric_counter(reg, "tokend_http_requests_total",
+                                      "HTTP requests answered, by route and status.", rs, 2,
+                                      TK_METRIC_SPARSE, e);
+    if (h->m_requests)
+        h->m_duration = tk_metric_histogram(reg, "tokend_http_request_duration_seconds",
+                                            "Time from headers to response, by route.", &route, 1,
+                                            buckets, NBUCKETS, TK_METRIC_SPARSE, e);
+    if (h->m_duration)
+        h->m_cut = tk_metric_counter(
+            reg, "tokend_http_connections_cut_total",
+            "Connections closed as too slow: a late request head (header_timeout), a slow body "
+            "(min_body_rate), or no complete request within a second while near "
+            "max_connections (pressure).",
+            &reason, 1, 0, e);
+    if (h->m_cut)
+        h->m_suppressed = tk_metric_counter(reg, "tokend_http_access_log_suppressed_total",
+                                            "Access log lines left out for refusals over "
+                                            "access_log_refusals_per_s, by status.",
+                                            &status, 1, TK_METRIC_SPARSE, e);
+    if (h->m_suppressed)
+        h->m_inflight = tk_metric_gauge(reg, "tokend_http_inflight", "Requests being handled now.",
+                                        NULL, 0, 0, e);
+    free(methods);
+    free(patterns);
+    return h->m_inflight ? TK_OK : e ? e->rc : TK_EINVAL;
 }
 
 void tk_http_metrics(struct tk_http *h, struct tk_buf *out)
 {
-    tk_buf_addstr(out, "# HELP tokend_http_requests_total HTTP requests answered, by route "
-                       "and status.\n# TYPE tokend_http_requests_total counter\n");
-    for (size_t i = 0; i <= h->o.nroutes; i++) {
-        const char *method = i < h->o.nroutes ? h->o.routes[i].method : "";
-        const char *pat = i < h->o.nroutes ? h->o.routes[i].pattern : "none";
-        for (int s = 0; s < NSTATUS; s++) {
-            uint64_t n = atomic_load(&h->metrics[i].by_status[s]);
-            if (!n) continue;
-            char st[8];
-            if (status_slots[s])
-                snprintf(st, sizeof st, "%d", status_slots[s]);
-            else
-                snprintf(st, sizeof st, "other");
-            tk_buf_printf(out,
-                          "tokend_http_requests_total{method=\"%s\",route=\"%s\",status=\"%s\"} "
-                          "%llu\n",
-                          method, pat, st, (unsigned long long)n);
-        }
-    }
-    tk_buf_addstr(out, "# HELP tokend_http_request_duration_seconds Time from headers to "
-                       "response, by route.\n# TYPE tokend_http_request_duration_seconds "
-                       "histogram\n");
-    for (size_t i = 0; i <= h->o.nroutes; i++) {
-        struct route_metrics *m = &h->metrics[i];
-        uint64_t total = atomic_load(&m->count);
-        if (!total) continue;
-        const char *method = i < h->o.nroutes ? h->o.routes[i].method : "";
-        const char *pat = i < h->o.nroutes ? h->o.routes[i].pattern : "none";
-        uint64_t cum = 0;
-        for (int b = 0; b <= NBUCKETS; b++) {
-            cum += atomic_load(&m->bucket[b]);
-            char le[16];
-            if (b < NBUCKETS)
-                snprintf(le, sizeof le, "%g", buckets[b]);
-            else
-                snprintf(le, sizeof le, "+Inf");
-            tk_buf_printf(out,
-                          "tokend_http_request_duration_seconds_bucket{method=\"%s\",route=\"%s\","
-                          "le=\"%s\"} %llu\n",
-                          method, pat, le, (unsigned long long)cum);
-        }
-        tk_buf_printf(out,
-                      "tokend_http_request_duration_seconds_sum{method=\"%s\",route=\"%s\"} %.6f\n"
-                      "tokend_http_request_duration_seconds_count{method=\"%s\",route=\"%s\"} "
-                      "%llu\n",
-                      method, pat, (double)atomic_load(&m->sum_us) / 1e6, method, pat,
-                      (unsigned long long)total);
-    }
-    tk_buf_printf(out,
-                  "# HELP tokend_http_connections_cut_total Connections closed as too slow: "
-                  "a late request head (header_timeout), a slow body (min_body_rate), or no "
-                  "complete request within a second while near max_connections (pressure).\n"
-                  "# TYPE tokend_http_connections_cut_total counter\n"
-                  "tokend_http_connections_cut_total{reason=\"header_timeout\"} %llu\n"
-                  "tokend_http_connections_cut_total{reason=\"min_body_rate\"} %llu\n"
-                  "tokend_http_connections_cut_total{reason=\"pressure\"} %llu\n",
-                  (unsigned long long)atomic_load(&h->cut_head),
-                  (unsigned long long)atomic_load(&h->cut_body),
-                  (unsigned long long)atomic_load(&h->cut_pressure));
-    tk_buf_addstr(out, "# HELP tokend_http_access_log_suppressed_total Access log lines left out "
-                       "for refusals over access_log_refusals_per_s, by status.\n"
-                       "# TYPE tokend_http_access_log_suppressed_total counter\n");
-    for (int s = 0; s < NSTATUS; s++) {
-        uint64_t n = atomic_load(&h->log_suppressed[s]);
-        if (!n) continue;
-        char st[8];
-        status_name(s, st, sizeof st);
-        tk_buf_printf(out, "tokend_http_access_log_suppressed_total{status=\"%s\"} %llu\n", st,
-                      (unsigned long long)n);
-    }
-    tk_buf_printf(out,
-                  "# HELP tokend_http_inflight Requests being handled now.\n# TYPE "
-                  "tokend_http_inflight gauge\ntokend_http_inflight %d\n",
-                  atomic_load(&h->inflight));
+    tk_metrics_render(h->o.metrics ? h->o.metrics : h->own_metrics, out);
 }
 
 /* ---- the request cycle ---- */
@@ -569,7 +532,7 @@ static struct tk_req *req_new(struct tk_http *h, struct MHD_Connection *c, const
     const char *rid = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Request-Id");
     if (rid && request_id_ok(rid))
         snprintf(r->client_request_id, sizeof r->client_request_id, "%s", rid);
-    atomic_fetch_add(&h->inflight, 1);
+    tk_metric_gauge_add(h->m_inflight, 0, 1);
     return r;
 }
 
@@ -993,9 +956,7 @@ static void log_budget_roll_locked(struct tk_http *h, int64_t second, bool force
         tk_jline_int(&j, "suppressed", (long long)total);
         for (int i = 0; i < NSTATUS; i++) {
             if (!h->log_left_out[i]) continue;
-            char st[8];
-            status_name(i, st, sizeof st);
-            snprintf(key, sizeof key, "status_%s", st);
+            snprintf(key, sizeof key, "status_%s", status_names[i]);
             tk_jline_int(&j, key, (long long)h->log_left_out[i]);
         }
         size_t n = tk_jline_end(&j);
@@ -1029,7 +990,7 @@ static bool log_budget_take(struct tk_http *h, int status)
     else
         h->log_left_out[slot]++;
     pthread_mutex_unlock(&h->logmu);
-    if (!ok) atomic_fetch_add(&h->log_suppressed[slot], 1);
+    if (!ok) tk_metric_inc(h->m_suppressed, (size_t)slot);
     return ok;
 }
 
@@ -1104,7 +1065,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
     if (h->o.access_log && (!refusal || log_budget_take(h, r->in->status))) access_log(h, r, us);
     free_wiped(r->in->resp);
     tk_buf_free_wipe(&r->in->body); /* bodies may carry secrets */
-    atomic_fetch_sub(&h->inflight, 1);
+    tk_metric_gauge_add(h->m_inflight, 0, -1);
     tk_pool_free(r->pool);
 }
 
@@ -1145,8 +1106,7 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
     }
 }
 
-enum cut_reason { CUT_HEAD, CUT_BODY, CUT_PRESSURE };
-static const char *const cut_names[] = {"header_timeout", "min_body_rate", "pressure"};
+enum cut_reason { CUT_HEAD, CUT_BODY, CUT_PRESSURE }; /* the order of cut_names */
 
 /* Under h->mu: the socket is still open (CLOSED takes the lock first). */
 static void cut(struct tk_http *h, struct conn *cs, enum cut_reason why)
@@ -1171,10 +1131,7 @@ static void cut(struct tk_http *h, struct conn *cs, enum cut_reason why)
                  h->o.max_connections, PRESSURE_GRACE_MS);
     (void)send_raw_error(cs->fd, 408, "Request Timeout", "request_timeout", msg, id);
     shutdown(cs->fd, SHUT_RDWR);
-    atomic_fetch_add(why == CUT_HEAD ? &h->cut_head
-                     : why == CUT_BODY ? &h->cut_body
-                                       : &h->cut_pressure,
-                     1);
+    tk_metric_inc(h->m_cut, (size_t)why);
     tk_debug("http: connection cut: %s (request id %s)", cut_names[why], id);
 }
 
@@ -1378,7 +1335,7 @@ static void http_free(struct tk_http *h)
 {
     if (h->fd >= 0) close(h->fd);
     tk_router_free(h->router);
-    free(h->metrics);
+    tk_metrics_free(h->own_metrics);
     pthread_mutex_destroy(&h->mu);
     pthread_mutex_destroy(&h->logmu);
     free(h);
@@ -1409,7 +1366,10 @@ tk_rc tk_http_start(const struct tk_http_opts *o, struct tk_http **out, struct t
                     "set allowed_hosts to the names clients use",
                     o->listen);
     }
-    h->metrics = tk_calloc(o->nroutes + 1, sizeof *h->metrics);
+    if (rc == TK_OK) {
+        if (!o->metrics) h->own_metrics = tk_metrics_new();
+        rc = metrics_register(h, o->metrics ? o->metrics : h->own_metrics, e);
+    }
     if (rc != TK_OK) {
         http_free(h);
         return rc;
@@ -1455,7 +1415,7 @@ void tk_http_quiesce(struct tk_http *h)
 bool tk_http_drain(struct tk_http *h, int timeout_ms)
 {
     int64_t end = tk_mono_us() + (int64_t)timeout_ms * 1000;
-    while (atomic_load(&h->inflight) > 0) {
+    while (tk_metric_gauge_get(h->m_inflight, 0) > 0) {
         if (tk_mono_us() >= end) return false;
         struct timespec ts = {0, 10 * 1000 * 1000};
         nanosleep(&ts, NULL);

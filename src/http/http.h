@@ -19,6 +19,7 @@
 
 struct tk_req;
 struct tk_http;
+struct tk_metrics;
 
 typedef void (*tk_handler)(struct tk_req *r);
 
@@ -94,6 +95,10 @@ struct tk_http_opts {
     /* comma-separated IPs/CIDRs whose X-Forwarded-For is believed (see
      * tk_req_remote); NULL or "" for none */
     const char *trusted_proxies;
+    /* the registry tk_http_start registers the request metrics on
+     * (tokend_http_*; registered before the server answers); NULL: one of
+     * the server's own, rendered by tk_http_metrics */
+    struct tk_metrics *metrics;
 };
 
 tk_rc tk_http_start(const struct tk_http_opts *o, struct tk_http **out, struct tk_err *e);
@@ -104,7 +109,8 @@ void tk_http_quiesce(struct tk_http *h);
 /* Wait until no request is in flight or timeout_ms passes; true if drained. */
 bool tk_http_drain(struct tk_http *h, int timeout_ms);
 void tk_http_stop(struct tk_http *h);
-/* Append request metrics (Prometheus text) to out. */
+/* Append the metrics of the registry the server registered on (opts.metrics
+ * or its own) as Prometheus text to out. */
 void tk_http_metrics(struct tk_http *h, struct tk_buf *out);
 
 /* Path parameter, query argument or header of a request; NULL if absent. */

@@ -237,6 +237,15 @@ void test_authcache_trust_window(void);
 void test_authcache_concurrent(void);
 void test_authcache_store_epochs(struct fx *f);
 
+/* test_metrics.c */
+void test_metrics_register_rules(void);
+void test_metrics_hostile_names(void);
+void test_metrics_label_bounds(void);
+void test_metrics_strict_aborts(void);
+void test_metrics_threads(void);
+void test_metrics_histogram_edges(void);
+void test_metrics_render_format(void);
+void test_metrics_http_series(void);
 /* test_worker.c */
 void test_worker_deadline(void);
 void test_worker_wait_kick_stop(void);
