@@ -98,6 +98,9 @@ void tk_api_authcache_changed(struct tk_app *app, const char *tenant_id, int64_t
  * (then neither the store nor app->authcache may be freed). The caller
  * frees app->authcache with tk_authcache_free. */
 void tk_api_authcache_start(struct tk_app *app);
+/* Make the cache (auth_cache_size) and register its series
+ * (tokend_auth_cache_*) in app->metrics; from tk_api_metrics_register. */
+tk_rc tk_api_authcache_metrics(struct tk_app *app, struct tk_err *e);
 bool tk_api_authcache_stop(struct tk_app *app);
 /* How often the poller reads the epochs. */
 #define TK_API_AUTHPOLL_MS 250

@@ -16,6 +16,7 @@
 
 #include "../common/log.h"
 
+#include <math.h>
 #include <string.h>
 
 /* The store half of a lookup, per principal kind: the row of a keyed hash
@@ -167,10 +168,83 @@ static void authpoll_worker(struct tk_worker *w, void *arg)
     }
 }
 
+/* ---- metrics: callback series over tk_authcache_stats ---- */
+
+enum { M_LOOKUPS, M_EVICTIONS, M_INVALIDATIONS, M_POLL_FAILURES, M_ENTRIES };
+
+static double stat_of(struct tk_app *app, int which, size_t idx)
+{
+    struct tk_authcache_stats st;
+    tk_authcache_stats(app->authcache, &st);
+    if (!st.enabled) return NAN; /* auth_cache_size 0: no samples */
+    switch (which) {
+    case M_LOOKUPS: /* hit, miss (cached nowhere or expired), untrusted */
+        return idx == 0   ? (double)st.hits
+               : idx == 1 ? (double)(st.misses - st.untrusted)
+                          : (double)st.untrusted;
+    case M_EVICTIONS:
+        return (double)st.evictions;
+    case M_INVALIDATIONS:
+        return (double)st.invalidations;
+    case M_POLL_FAILURES:
+        return (double)st.poll_failures;
+    default:
+        return (double)st.entries;
+    }
+}
+
+static double m_lookups(void *arg, size_t idx)
+{
+    return stat_of(arg, M_LOOKUPS, idx);
+}
+static double m_evictions(void *arg, size_t idx)
+{
+    return stat_of(arg, M_EVICTIONS, idx);
+}
+static double m_invalidations(void *arg, size_t idx)
+{
+    return stat_of(arg, M_INVALIDATIONS, idx);
+}
+static double m_poll_failures(void *arg, size_t idx)
+{
+    return stat_of(arg, M_POLL_FAILURES, idx);
+}
+static double m_entries(void *arg, size_t idx)
+{
+    return stat_of(arg, M_ENTRIES, idx);
+}
+
+tk_rc tk_api_authcache_metrics(struct tk_app *app, struct tk_err *e)
+{
+    /* made here, before the HTTP server can render /metrics, so that the
+     * callbacks never see the pointer change; the poller starts later */
+    if (!app->authcache) app->authcache = tk_authcache_new(app->cfg->auth_cache_size);
+    struct tk_metrics *m = app->metrics;
+    static const char *const results[] = {"hit", "miss", "untrusted"};
+    static const struct tk_dim result_dim = {"result", results, 3, NULL, NULL};
+    bool ok =
+        tk_metric_counter_fn(m, "tokend_auth_cache_lookups_total",
+                             "Authentication cache lookups: hit, miss (not cached or expired), "
+                             "untrusted (the last good poll of the auth epochs is over 1 s old).",
+                             &result_dim, 1, m_lookups, app, e) &&
+        tk_metric_counter_fn(m, "tokend_auth_cache_evictions_total",
+                             "Authentication cache entries pushed out by a fill.", NULL, 0,
+                             m_evictions, app, e) &&
+        tk_metric_counter_fn(m, "tokend_auth_cache_invalidations_total",
+                             "Authentication cache entries dropped because their tenant's auth "
+                             "epoch moved (revoke, role change).",
+                             NULL, 0, m_invalidations, app, e) &&
+        tk_metric_counter_fn(m, "tokend_auth_cache_poll_failures_total",
+                             "Failed reads of the tenants' auth epochs.", NULL, 0,
+                             m_poll_failures, app, e) &&
+        tk_metric_gauge_fn(m, "tokend_auth_cache_entries", "Authentication cache entries now.",
+                           NULL, 0, m_entries, app, e);
+    return ok ? TK_OK : TK_EINTERNAL;
+}
+
 void tk_api_authcache_start(struct tk_app *app)
 {
-    int64_t size = app->cfg->auth_cache_size;
-    app->authcache = tk_authcache_new(size);
+    if (!app->authcache) app->authcache = tk_authcache_new(app->cfg->auth_cache_size);
     if (!app->authcache) {
         tk_info("auth cache: off (auth_cache_size 0): every authentication reads the store");
         return;

@@ -18,7 +18,9 @@ import {
   createTenant,
   delay,
   freshDir,
+  metric,
   request,
+  scrape,
   stallableProxy,
   startTokend,
   waitFor,
@@ -139,6 +141,16 @@ for (const backend of backends()) {
       const r = await request(t, '/v1/whoami', { token: x.token });
       assert.equal(r.status, 401, r.text);
       assert.equal(r.json.reason, 'revoked');
+      // the series of the cache: hits, the dropped entries (the revoke drops
+      // every entry of its tenant filled before it), entries now
+      assert.equal((await api(t, '/v1/whoami')).status, 200); // the root token again
+      const m = await scrape(t);
+      assert.ok(metric(m, 'tokend_auth_cache_lookups_total', { result: 'hit' }) >= 2, 'hits counted');
+      assert.ok(metric(m, 'tokend_auth_cache_lookups_total', { result: 'miss' }) >= 1, 'misses counted');
+      assert.ok(metric(m, 'tokend_auth_cache_invalidations_total') >= 1, 'the revoke dropped entries');
+      assert.ok(metric(m, 'tokend_auth_cache_entries') >= 1, 'the root token is cached again');
+      assert.equal(metric(m, 'tokend_auth_cache_evictions_total'), 0);
+      assert.ok(m.some((x) => x.name === 'tokend_auth_cache_poll_failures_total'));
       assert.equal((await t.stop()).code, 0);
     });
 
@@ -152,6 +164,8 @@ for (const backend of backends()) {
       assert.equal((await request(t, '/v1/whoami', { token: x.token })).json.role, 'viewer');
       assert.equal((await api(t, `/v1/operator-tokens/${x.id}`, { method: 'DELETE' })).status, 200);
       assert.equal((await request(t, '/v1/whoami', { token: x.token })).status, 401);
+      const m = await scrape(t);
+      assert.ok(!m.some((x) => x.name.startsWith('tokend_auth_cache_')), 'no cache, no samples');
       assert.equal((await t.stop()).code, 0);
     });
   });
@@ -301,6 +315,8 @@ describe('authentication cache on two nodes (postgres)', { timeout: SUITE_TIMEOU
     );
     assert.equal(after.status, 401, after.text);
     assert.equal(after.json.reason, 'revoked');
+    const m = await scrape(b);
+    assert.ok(metric(m, 'tokend_auth_cache_lookups_total', { result: 'untrusted' }) >= 1, 'untrusted lookups counted');
     const res = await Promise.all([a.stop(), b.stop()]);
     for (const s of res) assert.equal(s.code, 0);
   });
