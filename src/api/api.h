@@ -10,6 +10,7 @@
 #ifndef TK_API_H
 #define TK_API_H
 
+#include "../common/authcache.h"
 #include "../common/metrics.h"
 #include "../common/worker.h"
 #include "../config/config.h"
@@ -75,6 +76,11 @@ struct tk_app {
     /* The event stream pump (events_stream.c): one thread for every
      * GET /v1/events/stream of this node. */
     struct tk_evpump *evpump;
+    /* The authentication cache (NULL with auth_cache_size 0) and the
+     * poller of the tenants' auth epochs that invalidates it (authpoll.c). */
+    struct tk_authcache *authcache;
+    struct tk_worker authpoll;
+    atomic_llong authpoll_seq; /* the highest auth epoch seen */
 };
 
 /* The budget of failed unseal attempts per source address: past it, 429
@@ -93,6 +99,35 @@ void tk_api_rewrap_kick(struct tk_app *app);
 
 /* Run the daemon; returns the process exit status. */
 int tk_serve(const struct tk_config *cfg);
+
+/* ---- authentication off the disk (authpoll.c) ----
+ *
+ * tk_api_issued_lookup authenticates a well-formed issued secret of kind
+ * (tok, len; its checksum already checked) through the cache: a hit takes
+ * no store connection. On a miss it takes the request's connection
+ * (tk_api_db), reads the row through the kind's lookup function and fills
+ * the cache with a success. Returns TK_OK (p filled), TK_EAUTH (e->code
+ * the reason, p->id and p->tenant_id naming the row when there is one; not
+ * replied: the caller records and answers it), or another code, in which
+ * case a reply (503 sealed, store_busy, ...) has been sent. A new kind
+ * plugs in by adding its lookup function to the table in authpoll.c. */
+tk_rc tk_api_issued_lookup(struct tk_req *r, enum tk_principal_kind kind, const char *tok,
+                           size_t len, struct tk_principal *p, struct tk_err *e);
+/* After committing a write that bumped the tenant's auth epoch to seq
+ * (tk_tenant_auth_bump): drop this node's cached entries of the tenant at
+ * once (other nodes drop theirs at their next poll, within 250 ms). */
+void tk_api_authcache_changed(struct tk_app *app, const char *tenant_id, int64_t seq);
+/* Start the cache (auth_cache_size entries) and its poller. Stop the
+ * poller before the store closes: false when it is stuck in a store read
+ * (then neither the store nor app->authcache may be freed). The caller
+ * frees app->authcache with tk_authcache_free. */
+void tk_api_authcache_start(struct tk_app *app);
+/* Make the cache (auth_cache_size) and register its series
+ * (tokend_auth_cache_*) in app->metrics; from tk_api_metrics_register. */
+tk_rc tk_api_authcache_metrics(struct tk_app *app, struct tk_err *e);
+bool tk_api_authcache_stop(struct tk_app *app);
+/* How often the poller reads the epochs. */
+#define TK_API_AUTHPOLL_MS 250
 
 /* The route table. */
 const struct tk_route *tk_api_routes(size_t *n);
@@ -162,6 +197,7 @@ void tk_h_sys_rewrap(struct tk_req *r);
 void tk_h_optokens_list(struct tk_req *r);
 void tk_h_optokens_create(struct tk_req *r);
 void tk_h_optokens_revoke(struct tk_req *r);
+void tk_h_optokens_patch(struct tk_req *r);
 void tk_h_tenants_list(struct tk_req *r);
 void tk_h_tenants_create(struct tk_req *r);
 void tk_h_tenants_get(struct tk_req *r);

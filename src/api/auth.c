@@ -274,9 +274,9 @@ tk_rc tk_api_authenticate(struct tk_req *r)
     }
     if (rc == TK_OK) rc = tk_optoken_parse(authz, &tok, &len, &e);
     if (rc == TK_OK) {
-        struct tk_db *db = tk_api_db(r);
-        if (!db) return TK_EUNAVAIL;
-        rc = tk_optoken_lookup(db, app->keyring, tok, len, p, &e);
+        /* the cache first: a hit takes no store connection (authpoll.c) */
+        rc = tk_api_issued_lookup(r, TK_PRINCIPAL_OPERATOR_TOKEN, tok, len, p, &e);
+        if (rc != TK_OK && rc != TK_EAUTH) return rc; /* replied */
     }
     if (rc == TK_OK) {
         /* in memory; the last-used worker writes last_used_at (serve.c) */

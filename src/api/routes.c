@@ -44,6 +44,7 @@ static const struct tk_route routes[] = {
     {"GET", "/v1/operator-tokens", tk_h_optokens_list, OPERATOR(TK_ROLE_ANY)},
     {"POST", "/v1/operator-tokens", tk_h_optokens_create, OPERATOR(TK_ROLE_ADMIN)},
     {"DELETE", "/v1/operator-tokens/{id}", tk_h_optokens_revoke, OPERATOR(TK_ROLE_ADMIN)},
+    {"PATCH", "/v1/operator-tokens/{id}", tk_h_optokens_patch, OPERATOR(TK_ROLE_ADMIN)},
     {"GET", "/v1/tenants", tk_h_tenants_list, OPERATOR(TK_ROLE_NODE_ADMIN)},
     {"POST", "/v1/tenants", tk_h_tenants_create, OPERATOR(TK_ROLE_NODE_ADMIN)},
     {"GET", "/v1/tenants/{id}", tk_h_tenants_get, OPERATOR(TK_ROLE_NODE_ADMIN)},

@@ -797,6 +797,7 @@ int tk_serve(const struct tk_config *cfg)
         rewrap_worker_start(&app);
         last_used_start(&app);
         if (tk_evpump_start(&app, &app.evpump, &e) != TK_OK) rc = TK_EINTERNAL;
+        tk_api_authcache_start(&app); /* before any authentication */
         atomic_store(&app.started, true);
     }
     if (rc != TK_OK) {
@@ -845,6 +846,7 @@ int tk_serve(const struct tk_config *cfg)
     tk_worker_stop(&app.rewrap, 0); /* before the store closes; a batch in hand commits first */
     tk_worker_stop(&app.last_used, 0); /* after the HTTP server (no more uses); writes the rest */
     store_closable = probe_stop(&app);
+    if (!tk_api_authcache_stop(&app)) store_closable = false;
     if (store_closable) { /* else the store hangs: nothing more can be written */
         tk_housekeeper_stop(housekeeper); /* writes what it counted */
         housekeeper = NULL;
@@ -863,9 +865,11 @@ out:
     tk_out_free(app.outbound); /* after everything that may submit */
     app.outbound = NULL;
     if (!probe_stop(&app)) store_closable = false;
+    if (!tk_api_authcache_stop(&app)) store_closable = false;
     if (store_closable) {
         tk_housekeeper_stop(housekeeper);
         if (events_writer_stop(&app)) tk_store_close(app.store);
+        tk_authcache_free(app.authcache); /* the poller is gone */
     }
     tk_events_use_keyring(NULL);
     tk_keyring_free(app.keyring);

@@ -148,6 +148,7 @@ tk_rc tk_api_metrics_register(struct tk_app *app, struct tk_err *e)
                                  "Active data key version (0 while sealed).", NULL, 0,
                                  m_data_version, app, e) &&
               tk_out_metrics_register(m, &app->outbound, e) == TK_OK;
+    if (ok && tk_api_authcache_metrics(app, e) != TK_OK) ok = false; /* authpoll.c */
     return ok ? TK_OK : TK_EINTERNAL;
 }
 

@@ -110,6 +110,9 @@ static const struct setting settings[] = {
     {"public_url", C_STR, S(public_url), "", 0, 0, NULL,
      "the node's external base URL (https://host[:port][/path]) used in redirects, OAuth "
      "metadata and iss"},
+    {"auth_cache_size", C_INT, S(auth_cache_size), "10000", 0, 1000000, NULL,
+     "authenticated tokens whose lookup is kept in memory, so that a request does no store "
+     "read (0: no cache; a revoke or role change reaches every node within 1 s)"},
 };
 
 _Static_assert(TK_NELEM(settings) <= TK_NELEM(((struct tk_config *)0)->origins),

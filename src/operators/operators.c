@@ -100,18 +100,20 @@ tk_rc tk_optoken_parse(const char *header, const char **tok, size_t *len, struct
     return TK_OK;
 }
 
-tk_rc tk_optoken_lookup(struct tk_db *db, struct tk_keyring *k, const char *tok, size_t len,
-                        struct tk_principal *p, struct tk_err *e)
+tk_rc tk_optoken_lookup_hash(struct tk_db *db, const char *hash, struct tk_principal *p,
+                             int64_t *expires_at, int64_t *epoch, struct tk_err *e)
 {
     memset(p, 0, sizeof *p);
-    char hash[TK_HASH_HEX];
-    tk_rc rc = tk_keyring_hash(k, tok, len, hash, NULL, e);
-    if (rc != TK_OK) return rc;
+    *expires_at = 0;
+    *epoch = 0;
     struct tk_rows *r;
-    rc = tk_db_exec(db,
-                    "SELECT id, tenant_id, name, role, revoked_at, expires_at "
-                    "FROM operator_tokens WHERE token_hash = ?",
-                    TK_ARGS(TK_TEXT(hash)), &r, e);
+    /* One statement: the row and its tenant's auth epoch are one snapshot,
+     * so a cache entry filled from them is invalidated by any later change. */
+    tk_rc rc = tk_db_exec(db,
+                          "SELECT o.id, o.tenant_id, o.name, o.role, o.revoked_at, o.expires_at, "
+                          "t.auth_seq FROM operator_tokens o JOIN tenants t ON t.id = o.tenant_id "
+                          "WHERE o.token_hash = ?",
+                          TK_ARGS(TK_TEXT(hash)), &r, e);
     if (rc != TK_OK) return rc;
     int64_t now = tk_now_ms();
     if (tk_rows_count(r) == 1) {
@@ -137,9 +139,22 @@ tk_rc tk_optoken_lookup(struct tk_db *db, struct tk_keyring *k, const char *tok,
         p->kind = TK_PRINCIPAL_OPERATOR_TOKEN;
         snprintf(p->name, sizeof p->name, "%s", tk_rows_text(r, 0, 2));
         snprintf(p->role, sizeof p->role, "%s", tk_rows_text(r, 0, 3));
+        *expires_at = tk_rows_null(r, 0, 5) ? 0 : tk_rows_int(r, 0, 5);
+        *epoch = tk_rows_int(r, 0, 6);
     }
     tk_rows_free(r);
     return rc;
+}
+
+tk_rc tk_optoken_lookup(struct tk_db *db, struct tk_keyring *k, const char *tok, size_t len,
+                        struct tk_principal *p, struct tk_err *e)
+{
+    memset(p, 0, sizeof *p);
+    char hash[TK_HASH_HEX];
+    tk_rc rc = tk_keyring_hash(k, tok, len, hash, NULL, e);
+    if (rc != TK_OK) return rc;
+    int64_t expires_at, epoch;
+    return tk_optoken_lookup_hash(db, hash, p, &expires_at, &epoch, e);
 }
 
 tk_rc tk_optoken_authenticate(struct tk_db *db, struct tk_keyring *k, const char *header,
@@ -166,7 +181,7 @@ tk_rc tk_optoken_count_admins(struct tk_db *db, const char *tenant_id, int64_t *
 }
 
 tk_rc tk_optoken_revoke(struct tk_db *db, const char *tenant_id, const char *token_id,
-                        struct tk_err *e)
+                        int64_t *seq, struct tk_err *e)
 {
     tk_rc rc = tk_db_exec(db,
                           "UPDATE operator_tokens SET revoked_at = ? WHERE id = ? AND tenant_id = ? "
@@ -175,6 +190,29 @@ tk_rc tk_optoken_revoke(struct tk_db *db, const char *tenant_id, const char *tok
                           NULL, e);
     if (rc == TK_OK && tk_db_changes(db) == 0)
         rc = tk_err_set(e, TK_ENOTFOUND, "not_found", "no active operator token %s", token_id);
+    if (rc == TK_OK) rc = tk_tenant_auth_bump(db, tenant_id, seq, e);
+    return rc;
+}
+
+tk_rc tk_optoken_set_role(struct tk_db *db, const char *tenant_id, const char *token_id,
+                          const char *role, char old_role[16], int64_t *seq, struct tk_err *e)
+{
+    struct tk_rows *r = NULL;
+    tk_rc rc = tk_db_exec(db,
+                          "SELECT role FROM operator_tokens WHERE id = ? AND tenant_id = ? AND "
+                          "revoked_at IS NULL",
+                          TK_ARGS(TK_TEXT(token_id), TK_TEXT(tenant_id)), &r, e);
+    if (rc == TK_OK && tk_rows_count(r) != 1)
+        rc = tk_err_field(e, TK_ENOTFOUND, "not_found", "id", "no active operator token %s",
+                          token_id);
+    if (rc == TK_OK) snprintf(old_role, 16, "%s", tk_rows_text(r, 0, 0));
+    tk_rows_free(r);
+    if (seq) *seq = 0;
+    if (rc == TK_OK && !strcmp(old_role, role)) return TK_OK; /* nothing changes */
+    if (rc == TK_OK)
+        rc = tk_db_exec(db, "UPDATE operator_tokens SET role = ? WHERE id = ? AND tenant_id = ?",
+                        TK_ARGS(TK_TEXT(role), TK_TEXT(token_id), TK_TEXT(tenant_id)), NULL, e);
+    if (rc == TK_OK) rc = tk_tenant_auth_bump(db, tenant_id, seq, e);
     return rc;
 }
 
@@ -186,28 +224,48 @@ static json_t *time_or_null(const struct tk_rows *r, int i, int c)
     return json_string(at);
 }
 
+#define TOKEN_COLUMNS                                                                          \
+    "SELECT id, name, role, preview, created_at, last_used_at, expires_at, revoked_at "        \
+    "FROM operator_tokens "
+
+static json_t *token_json(const struct tk_rows *r, int i)
+{
+    json_t *o = json_pack("{s:s, s:s, s:s, s:s}", "id", tk_rows_text(r, i, 0), "name",
+                          tk_rows_text(r, i, 1), "role", tk_rows_text(r, i, 2), "preview",
+                          tk_rows_text(r, i, 3));
+    json_object_set_new(o, "created_at", time_or_null(r, i, 4));
+    json_object_set_new(o, "last_used_at", time_or_null(r, i, 5));
+    json_object_set_new(o, "expires_at", time_or_null(r, i, 6));
+    json_object_set_new(o, "revoked_at", time_or_null(r, i, 7));
+    return o;
+}
+
 tk_rc tk_optoken_list(struct tk_db *db, const char *tenant_id, json_t **out, struct tk_err *e)
 {
     struct tk_rows *r;
-    tk_rc rc = tk_db_exec(db,
-                          "SELECT id, name, role, preview, created_at, last_used_at, expires_at, "
-                          "revoked_at FROM operator_tokens WHERE tenant_id = ? ORDER BY id DESC",
+    tk_rc rc = tk_db_exec(db, TOKEN_COLUMNS "WHERE tenant_id = ? ORDER BY id DESC",
                           TK_ARGS(TK_TEXT(tenant_id)), &r, e);
     if (rc != TK_OK) return rc;
     json_t *a = json_array();
-    for (int i = 0; i < tk_rows_count(r); i++) {
-        json_t *o = json_pack("{s:s, s:s, s:s, s:s}", "id", tk_rows_text(r, i, 0), "name",
-                              tk_rows_text(r, i, 1), "role", tk_rows_text(r, i, 2), "preview",
-                              tk_rows_text(r, i, 3));
-        json_object_set_new(o, "created_at", time_or_null(r, i, 4));
-        json_object_set_new(o, "last_used_at", time_or_null(r, i, 5));
-        json_object_set_new(o, "expires_at", time_or_null(r, i, 6));
-        json_object_set_new(o, "revoked_at", time_or_null(r, i, 7));
-        json_array_append_new(a, o);
-    }
+    for (int i = 0; i < tk_rows_count(r); i++) json_array_append_new(a, token_json(r, i));
     tk_rows_free(r);
     *out = a;
     return TK_OK;
+}
+
+tk_rc tk_optoken_get(struct tk_db *db, const char *tenant_id, const char *token_id, json_t **out,
+                     struct tk_err *e)
+{
+    struct tk_rows *r;
+    tk_rc rc = tk_db_exec(db, TOKEN_COLUMNS "WHERE id = ? AND tenant_id = ?",
+                          TK_ARGS(TK_TEXT(token_id), TK_TEXT(tenant_id)), &r, e);
+    if (rc != TK_OK) return rc;
+    if (tk_rows_count(r) != 1)
+        rc = tk_err_field(e, TK_ENOTFOUND, "not_found", "id", "no operator token %s", token_id);
+    else
+        *out = token_json(r, 0);
+    tk_rows_free(r);
+    return rc;
 }
 
 /* ---- uses of tokens, for last_used_at ----

@@ -85,6 +85,13 @@ tk_rc tk_optoken_parse(const char *header, const char **tok, size_t *len, struct
 tk_rc tk_optoken_lookup(struct tk_db *db, struct tk_keyring *k, const char *tok, size_t len,
                         struct tk_principal *p, struct tk_err *e);
 
+/* tk_optoken_lookup's store half, for a keyed hash of a well-formed token
+ * (tk_keyring_hash): the same outcomes; on success also the token's expiry
+ * (*expires_at, 0: never) and its tenant's auth epoch read in the same
+ * statement (*epoch), for the authentication cache. */
+tk_rc tk_optoken_lookup_hash(struct tk_db *db, const char *hash, struct tk_principal *p,
+                             int64_t *expires_at, int64_t *epoch, struct tk_err *e);
+
 /* Active (neither revoked nor expired) admin tokens of a tenant. */
 tk_rc tk_optoken_count_admins(struct tk_db *db, const char *tenant_id, int64_t *n,
                               struct tk_err *e);
@@ -99,9 +106,24 @@ tk_rc tk_optoken_list(struct tk_db *db, const char *tenant_id, json_t **out, str
 tk_rc tk_optoken_active(struct tk_db *db, const char *tenant_id, const char *token_id,
                         int64_t now_ms, bool *active, struct tk_err *e);
 
-/* Revoke a token of the principal's tenant; another tenant's is TK_ENOTFOUND. */
+/* One token of the tenant in the form of tk_optoken_list; another
+ * tenant's is TK_ENOTFOUND. */
+tk_rc tk_optoken_get(struct tk_db *db, const char *tenant_id, const char *token_id, json_t **out,
+                     struct tk_err *e);
+
+/* Revoke a token of the principal's tenant; another tenant's is TK_ENOTFOUND.
+ * Inside the caller's transaction: it bumps the tenant's auth epoch (*seq,
+ * may be NULL, the new value; pass it to tk_api_authcache_changed after
+ * the commit). */
 tk_rc tk_optoken_revoke(struct tk_db *db, const char *tenant_id, const char *token_id,
-                        struct tk_err *e);
+                        int64_t *seq, struct tk_err *e);
+
+/* Change the role of an active token of the tenant (another tenant's, or a
+ * revoked one, is TK_ENOTFOUND); old_role receives the role it had. Inside
+ * the caller's transaction; bumps the tenant's auth epoch like revoke
+ * (*seq 0 and nothing written when the role is already that one). */
+tk_rc tk_optoken_set_role(struct tk_db *db, const char *tenant_id, const char *token_id,
+                          const char *role, char old_role[16], int64_t *seq, struct tk_err *e);
 
 /*
  * Uses of operator tokens, for last_used_at. Authentication only notes a
@@ -148,6 +170,24 @@ tk_rc tk_tenant_get(struct tk_db *db, const char *id, json_t **out, struct tk_er
  * the next page, or "" when this page is the last. */
 tk_rc tk_tenant_list(struct tk_db *db, const char *before, int limit, json_t **out,
                      char next_out[TK_UUID_LEN + 1], struct tk_err *e);
+
+/*
+ * Auth epochs (migration 0005). Every write that takes a credential away or
+ * changes what it may do (revoke, role change, a status change to come)
+ * calls tk_tenant_auth_bump in its own transaction: the tenant's auth_seq
+ * becomes the next value of the store-wide auth clock (*seq, may be NULL).
+ * The clock's row stays locked until the commit, so epochs commit in
+ * increasing order, and a node that asks for the tenants whose epoch is
+ * above the highest it has seen (tk_tenant_auth_changes) misses none.
+ * Outside a transaction, bump refuses (TK_EINTERNAL).
+ */
+tk_rc tk_tenant_auth_bump(struct tk_db *db, const char *tenant_id, int64_t *seq, struct tk_err *e);
+/* The clock now: the highest epoch any tenant has. */
+tk_rc tk_tenant_auth_clock(struct tk_db *db, int64_t *seq, struct tk_err *e);
+/* Rows (id, auth_seq) of the tenants whose epoch is above after, lowest
+ * first, at most limit; the caller frees them. */
+tk_rc tk_tenant_auth_changes(struct tk_db *db, int64_t after, int limit, struct tk_rows **out,
+                             struct tk_err *e);
 
 /* The JSON form of a tenant. */
 json_t *tk_tenant_json(const char *id, const char *name, int64_t created_at);

@@ -75,3 +75,53 @@ tk_rc tk_tenant_list(struct tk_db *db, const char *before, int limit, json_t **o
     *out = a;
     return TK_OK;
 }
+
+/* ---- auth epochs (see operators.h) ---- */
+
+tk_rc tk_tenant_auth_bump(struct tk_db *db, const char *tenant_id, int64_t *seq, struct tk_err *e)
+{
+    if (!tk_db_in_tx(db))
+        return tk_err_set(e, TK_EINTERNAL, "internal",
+                          "the auth epoch of tenant %s must be bumped inside the writing "
+                          "transaction",
+                          tenant_id);
+    /* Lock order: the tenant's row, then the clock (a writer that locked
+     * the tenant first, as revoke does, never waits on the clock while the
+     * clock's holder waits on that tenant). */
+    tk_rc rc = tk_db_lock_row(db, "tenants", tenant_id, e);
+    struct tk_rows *r = NULL;
+    if (rc == TK_OK)
+        rc = tk_db_exec(db, "UPDATE auth_clock SET seq = seq + 1 WHERE id = 1 RETURNING seq",
+                        NULL, 0, &r, e);
+    if (rc == TK_OK && tk_rows_count(r) != 1)
+        rc = tk_err_set(e, TK_EINTERNAL, "store_error", "the auth_clock row is missing");
+    int64_t s = rc == TK_OK ? tk_rows_int(r, 0, 0) : 0;
+    tk_rows_free(r);
+    if (rc == TK_OK)
+        rc = tk_db_exec(db, "UPDATE tenants SET auth_seq = ? WHERE id = ?",
+                        TK_ARGS(TK_INT(s), TK_TEXT(tenant_id)), NULL, e);
+    if (rc == TK_OK && tk_db_changes(db) != 1)
+        rc = tk_err_set(e, TK_ENOTFOUND, "not_found", "no tenant %s", tenant_id);
+    if (rc == TK_OK && seq) *seq = s;
+    return rc;
+}
+
+tk_rc tk_tenant_auth_clock(struct tk_db *db, int64_t *seq, struct tk_err *e)
+{
+    struct tk_rows *r = NULL;
+    tk_rc rc = tk_db_exec(db, "SELECT seq FROM auth_clock WHERE id = 1", NULL, 0, &r, e);
+    if (rc == TK_OK && tk_rows_count(r) != 1)
+        rc = tk_err_set(e, TK_EINTERNAL, "store_error", "the auth_clock row is missing");
+    if (rc == TK_OK) *seq = tk_rows_int(r, 0, 0);
+    tk_rows_free(r);
+    return rc;
+}
+
+tk_rc tk_tenant_auth_changes(struct tk_db *db, int64_t after, int limit, struct tk_rows **out,
+                             struct tk_err *e)
+{
+    return tk_db_exec(db,
+                      "SELECT id, auth_seq FROM tenants WHERE auth_seq > ? ORDER BY auth_seq "
+                      "LIMIT ?",
+                      TK_ARGS(TK_INT(after), TK_INT(limit)), out, e);
+}

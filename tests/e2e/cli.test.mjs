@@ -49,6 +49,7 @@ const SETTINGS = [
   'public-url',
   'stream-buffer',
   'max-streams',
+  'auth-cache-size',
 ];
 
 /** Lines of output that are JSON objects (every line must be). */

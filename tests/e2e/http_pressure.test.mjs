@@ -192,7 +192,10 @@ describe('HTTP pressure: the access log under a flood of refusals', { timeout: S
     const done = await waitFor(
       () => {
         const x = tally();
-        return [401, 404, 429].every((st) => (x.logged[st] || 0) + (x.suppressed[st] || 0) === sent[st]) ? x : null;
+        // the access log line is written when the request completes, which
+        // can be just after its client has the answer: wait for those too
+        const okLogged = ok.every((rid) => x.lines.some((l) => l.msg === 'request' && l.client_request_id === rid));
+        return okLogged && [401, 404, 429].every((st) => (x.logged[st] || 0) + (x.suppressed[st] || 0) === sent[st]) ? x : null;
       },
       { timeoutMs: 10000, message: 'logged refusals plus suppressed counts to add up to the refusals sent', intervalMs: 100 },
     );

@@ -458,6 +458,13 @@ static const struct unit_test tests[] = {
     B("operators/revoke_tenant", test_optoken_revoke_tenant),
     B("operators/parse_and_admins", test_optoken_parse_and_admins),
     B("operators/last_used", test_optoken_last_used),
+
+    T("authcache/hit_miss", test_authcache_hit_miss),
+    T("authcache/eviction_bound", test_authcache_eviction_bound),
+    T("authcache/epoch_invalidation", test_authcache_epoch_invalidation),
+    T("authcache/trust_window", test_authcache_trust_window),
+    T("authcache/concurrent", test_authcache_concurrent),
+    B("authcache/store_epochs", test_authcache_store_epochs),
 };
 
 /* ---- running ---- */

@@ -267,6 +267,13 @@ void test_outbound_settings(void);
 void test_outbound_tls(void);
 void test_outbound_stress(void);
 void test_outbound_metrics(void);
+/* test_authcache.c */
+void test_authcache_hit_miss(void);
+void test_authcache_eviction_bound(void);
+void test_authcache_epoch_invalidation(void);
+void test_authcache_trust_window(void);
+void test_authcache_concurrent(void);
+void test_authcache_store_epochs(struct fx *f);
 
 /* test_metrics.c */
 void test_metrics_register_rules(void);

@@ -211,6 +211,17 @@ export function storeSql(inst, sql) {
   return sqlite(path.join(inst.dataDir, 'tokend.db'), sql);
 }
 
+/** SQL that bumps the auth epoch of the tenant of operator token tokenId,
+ * as tokend's own writers do in the writing transaction (migration 0005):
+ * a test that changes a credential behind tokend's back appends it, and
+ * each node's authentication cache lets go of the tenant within 1 s. */
+export function bumpAuthEpochSql(tokenId) {
+  return (
+    'UPDATE auth_clock SET seq = seq + 1 WHERE id = 1; ' +
+    `UPDATE tenants SET auth_seq = (SELECT seq FROM auth_clock WHERE id = 1) WHERE id = (SELECT tenant_id FROM operator_tokens WHERE id = '${tokenId}');`
+  );
+}
+
 // ---------------------------------------------------------------- tokend serve
 
 /**
