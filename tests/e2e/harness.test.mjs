@@ -9,7 +9,7 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 
 import { scanForSecrets, secretCore, secretForms } from './lib/secrets.mjs';
-import { api, assertNoSecretIn, backends, createTenant, request, runCli, seenSecrets, startTokend, storeSql, waitFor, SUITE_TIMEOUT_MS } from './lib/tokend.mjs';
+import { api, assertNoSecretIn, backends, createTenant, request, runCli, seenSecrets, startTokend, stopAndScan, storeSql, waitFor, SUITE_TIMEOUT_MS } from './lib/tokend.mjs';
 
 const B62 = '0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz';
 /** A string shaped like an issued secret (the checksum is not checked here). */
@@ -52,10 +52,7 @@ for (const backend of backends()) {
     before(async () => {
       t = await startTokend({ backend });
     });
-    after(async () => {
-      const r = await t?.stop();
-      if (r) assert.equal(r.code, 0, t.stderr());
-    });
+    after(() => stopAndScan(t));
 
     it('lib/tokend.mjs notes the secrets the suite sees: root token, API answers, CLI output', async () => {
       assert.ok(seenSecrets({ kind: 'root' }).includes(t.token));

@@ -22,7 +22,7 @@ import { fileURLToPath } from 'node:url';
 
 import { noteSecret, noteSecretsInJson, noteSecretsInText, noteServeLogs } from './secrets.mjs';
 
-export { assertNoSecretIn, scanForSecrets, seenSecrets } from './secrets.mjs';
+export { assertNoSecretIn, scanForSecrets, seenSecrets, stopAndScan } from './secrets.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 export const REPO = path.resolve(here, '..', '..', '..');
