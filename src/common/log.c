@@ -66,10 +66,17 @@ static size_t escape(char *out, size_t room, const char *s, size_t n, size_t *us
     const unsigned char *p = (const unsigned char *)s;
     size_t i = 0, o = 0;
     while (i < n) {
+        unsigned c = p[i];
+        if (c >= 0x20 && c < 0x7f && c != '"' && c != '\\') {
+            /* printable ASCII, the common case: as it is */
+            if (o == room) break;
+            out[o++] = (char)c;
+            i++;
+            continue;
+        }
         char tmp[8];
         const char *piece = tmp;
         size_t plen, in = tk_utf8_char(p + i, n - i);
-        unsigned c = p[i];
         if (in == 0) {
             piece = "\xef\xbf\xbd";
             plen = 3;
@@ -153,8 +160,16 @@ void tk_jline_str(struct tk_jline *j, const char *k, const char *v, size_t max)
 
 void tk_jline_int(struct tk_jline *j, const char *k, long long v)
 {
-    char num[24];
-    int n = snprintf(num, sizeof num, "%lld", v);
+    /* by hand: every access log line has four of these */
+    char rev[24], num[24];
+    unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
+    int r = 0, n = 0;
+    do {
+        rev[r++] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (v < 0) num[n++] = '-';
+    while (r) num[n++] = rev[--r];
     if (!key(j, k, (size_t)n)) return;
     memcpy(j->buf + j->len, num, (size_t)n);
     j->len += (size_t)n;
