@@ -3,7 +3,8 @@
 # temporary data dir and sets tmp, pid, port, data; it is stopped (SIGTERM)
 # and the dir removed when the script exits. The configuration is the
 # default one, as a user runs it: the access log on, written to a file
-# ($tmp/stderr; BENCH_LOG=/dev/null to leave the disk out).
+# ($tmp/stderr; BENCH_LOG=/dev/null to leave the disk out). BIN (default
+# build/tokend) is the binary; BENCH_ARGS, more arguments to serve.
 tmp=""
 pid=""
 cleanup() {
@@ -21,7 +22,7 @@ trap 'exit 143' TERM
 start_tokend() {
   tmp=$(mktemp -d "${TMPDIR:-/tmp}/tokend-$1.XXXXXX")
   data="$tmp/data"
-  build/tokend serve --dev --listen 127.0.0.1:0 --data-dir "$data" \
+  "${BIN:-build/tokend}" serve --dev --listen 127.0.0.1:0 --data-dir "$data" ${BENCH_ARGS:-} \
     >"$tmp/stdout" 2>"${BENCH_LOG:-$tmp/stderr}" &
   pid=$!
   port=""

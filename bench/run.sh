@@ -29,7 +29,7 @@ BENCH_WARMUP=${BENCH_WARMUP:-2}
 BENCH_OUT=${BENCH_OUT:-BENCHMARKS.md}
 WRK_THREADS=1
 WRK_CONNS=64
-BIN=build/tokend
+BIN=${BENCH_BIN:-build/tokend} # another build to compare (an A/B in the same minutes)
 HELLO=build/bench-hello
 
 die() {
@@ -194,6 +194,7 @@ ver() { dpkg-query -W -f='${Version}' "$1" 2>/dev/null || echo "?"; }
 cpu_model=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
 commit=$(git rev-parse --short HEAD 2>/dev/null || echo "?")
 if [ -n "$(git status --porcelain -- src 2>/dev/null)" ]; then commit="$commit + uncommitted changes in src/"; fi
+[ -n "${BENCH_BIN:-}" ] && commit="$BENCH_BIN (BENCH_BIN)"
 mb() { awk -v k="$1" 'BEGIN { printf "%.1f MB", k / 1024 }'; }
 
 if [ ! -f "$BENCH_OUT" ]; then

@@ -1289,6 +1289,7 @@ static void sweeper_main(struct tk_worker *w, void *arg)
         sweep(h, tk_mono_us());
         pthread_mutex_unlock(&h->mu);
         log_budget_roll(h, false);
+        tk_log_flush(); /* the access log's batched lines */
     }
 }
 
@@ -1471,5 +1472,6 @@ void tk_http_stop(struct tk_http *h)
      * non-blocking, and no handler waits without a deadline. */
     MHD_stop_daemon(h->d);
     log_budget_roll(h, true); /* the last second's summary */
+    tk_log_flush();
     http_free(h);
 }
