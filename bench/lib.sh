@@ -27,7 +27,7 @@ start_tokend() {
   pid=$!
   port=""
   i=0
-  while [ $i -lt 100 ]; do
+  while [ $i -lt 300 ]; do
     port=$(sed -n 's/^tokend: listening on port \([0-9][0-9]*\)$/\1/p' "$tmp/stdout" | head -n 1)
     [ -n "$port" ] && return 0
     kill -0 "$pid" 2>/dev/null || { cat "$tmp/stderr" >&2; echo "$1: tokend exited at start" >&2; exit 1; }
@@ -35,6 +35,6 @@ start_tokend() {
     i=$((i + 1))
   done
   cat "$tmp/stderr" >&2
-  echo "$1: tokend did not print its port within 10 s" >&2
+  echo "$1: tokend did not print its port within 30 s" >&2
   exit 1
 }
