@@ -79,6 +79,12 @@ build/events-bench: $(call objs,$(REL),$(LIB_SRC) bench/events_bench.c build/gen
 	@echo "  LD      $@"
 	@$(CC) $(RELEASE_FLAGS) -o $@ $^ $(LIBS)
 
+# The benchmarks' baseline: a hello-world on tokend's libmicrohttpd configuration.
+build/bench-hello: bench/hello.c
+	@mkdir -p $(dir $@)
+	@echo "  CC+LD   $@"
+	@$(CC) $(CSTD) $(WARN) $(RELEASE_FLAGS) $(PKG_CFLAGS) -o $@ $< $(PKG_LIBS)
+
 $(TST)/tokend: $(call objs,$(TST),$(LIB_SRC) $(MAIN_SRC) build/gen/migrations.c build/gen/providers.c)
 	@echo "  LD      $@"
 	@$(CC) $(SAN_FLAGS) -o $@ $^ $(LIBS)
@@ -100,15 +106,17 @@ run-built: check-pkgs build/tokend
 	@scripts/run.sh
 
 # The README's test command. Unit tests, then the end-to-end suite on SQLite
-# and on a PostgreSQL that tests/with-postgres.sh starts and stops.
-# Node 20.10+ runs two test files at once; Debian 12's Node 18 runs them in turn.
-NODE_TEST_FLAGS = --test-reporter=spec $(shell node -e 'const [a,b]=process.versions.node.split(".").map(Number); if (a>20||(a===20&&b>=10)) console.log("--test-concurrency=2")' 2>/dev/null)
+# and on a PostgreSQL that tests/with-postgres.sh starts and stops, two test
+# files at once, on the Node >= 20.19 that scripts/node.sh names (the
+# system's, or the pinned Node 22 that deps installed into build/node).
+NODE_TEST_FLAGS = --test-reporter=spec --test-concurrency=2
 
 test: deps
 	@$(SUBMAKE) test-built
 
 test-built: check-pkgs $(TST)/tokend $(TST)/unit
-	tests/with-postgres.sh sh -c '$(TST)/unit && cd tests/e2e && TOKEND_BIN=$(CURDIR)/$(TST)/tokend node --test $(NODE_TEST_FLAGS) *.test.mjs'
+	@node=$$(scripts/node.sh) && echo "e2e: $$node $$($$node --version)" && set -x && \
+	tests/with-postgres.sh sh -c '$(TST)/unit && cd tests/e2e && TOKEND_BIN=$(CURDIR)/$(TST)/tokend "$$0" --test $(NODE_TEST_FLAGS) *.test.mjs' "$$node"
 
 unit: check-pkgs $(TST)/unit
 	$(TST)/unit
@@ -116,7 +124,7 @@ unit: check-pkgs $(TST)/unit
 bench: deps
 	@$(SUBMAKE) bench-built
 
-bench-built: check-pkgs build/tokend build/keyring-bench build/events-bench
+bench-built: check-pkgs build/tokend build/keyring-bench build/events-bench build/bench-hello
 	bench/run.sh
 	bench/keyring.sh
 	bench/events.sh

@@ -33,10 +33,17 @@ if [ -n "$missing" ]; then
   fi
 fi
 
-# The end-to-end suite's packages, pinned by package-lock.json.
+# The suite needs Node >= 20.19, not only a `node`: an older one (Debian 12
+# ships 18), or TOKEND_FORCE_NODE_INSTALL=1, gets a pinned Node 22 from npm
+# in build/node (scripts/node.sh), which `make test` then runs the suite on.
+node=$(scripts/node.sh --install)
+echo "deps: the end-to-end suite runs on $node ($("$node" --version))"
+
+# The end-to-end suite's packages, pinned by package-lock.json, installed
+# by npm running on that node.
 if [ -f tests/e2e/package-lock.json ]; then
   if [ ! -d tests/e2e/node_modules ] || [ tests/e2e/package-lock.json -nt tests/e2e/node_modules/.package-lock.json ]; then
     echo "deps: installing the end-to-end suite's npm packages"
-    (cd tests/e2e && npm ci --no-audit --no-fund --loglevel=error)
+    (cd tests/e2e && PATH="$(dirname "$node"):$PATH" npm ci --no-audit --no-fund --loglevel=error)
   fi
 fi

@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -419,9 +420,58 @@ int64_t tk_mono_ms(void)
     return tk_mono_us() / 1000;
 }
 
+static void two(char *p, int v)
+{
+    p[0] = (char)('0' + v / 10 % 10);
+    p[1] = (char)('0' + v % 10);
+}
+
 void tk_time_fmt(int64_t ms, char *out, size_t n)
 {
-    time_t s = (time_t)(ms / 1000);
+    /* By hand, and the date and time to the second once a second per
+     * thread: every access log line has one or two of these, every event
+     * listed one or two. */
+    static _Thread_local int64_t cached_s = -1;
+    static _Thread_local char cached[20]; /* YYYY-MM-DDTHH:MM:SS */
+    int64_t sec = ms / 1000;
+    if (ms >= 0 && ms <= INT64_C(253402300799999) && n >= 25) {
+        if (sec != cached_s) {
+            /* civil from days (Howard Hinnant), not gmtime_r: glibc's takes
+             * a process-wide lock */
+            int64_t z = sec / 86400 + 719468;
+            int sod = (int)(sec % 86400);
+            int64_t era = z / 146097;
+            int doe = (int)(z - era * 146097);
+            int yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+            int doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+            int mp = (5 * doy + 2) / 153;
+            int d = doy - (153 * mp + 2) / 5 + 1;
+            int m = mp < 10 ? mp + 3 : mp - 9;
+            int y = (int)(yoe + era * 400) + (m <= 2);
+            two(cached, y / 100);
+            two(cached + 2, y % 100);
+            cached[4] = '-';
+            two(cached + 5, m);
+            cached[7] = '-';
+            two(cached + 8, d);
+            cached[10] = 'T';
+            two(cached + 11, sod / 3600);
+            cached[13] = ':';
+            two(cached + 14, sod / 60 % 60);
+            cached[16] = ':';
+            two(cached + 17, sod % 60);
+            cached_s = sec;
+        }
+        int frac = (int)(ms % 1000);
+        memcpy(out, cached, 19);
+        out[19] = '.';
+        out[20] = (char)('0' + frac / 100);
+        two(out + 21, frac % 100);
+        out[23] = 'Z';
+        out[24] = '\0';
+        return;
+    }
+    time_t s = (time_t)sec;
     struct tm tm;
     gmtime_r(&s, &tm);
     snprintf(out, n, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
@@ -512,31 +562,43 @@ void tk_random(void *p, size_t n)
     }
 }
 
-static pthread_mutex_t uuid_lock = PTHREAD_MUTEX_INITIALIZER;
-static int64_t uuid_last_ms;
-static uint32_t uuid_seq;
+/* The last id's millisecond (48 bits, as in the id) and counter (16 bits),
+ * ms << 16 | seq, moved on by compare-and-swap: no lock on the path of
+ * every request. */
+static _Atomic uint64_t uuid_state;
+
+/* Random bytes for ids from a per-thread buffer filled by one getrandom
+ * call per 64 ids (ids are not secrets; tk_random stays unbuffered for
+ * what is). Bytes are wiped as they are handed out. */
+static void id_random(unsigned char *b, size_t n)
+{
+    static _Thread_local unsigned char pool[1024];
+    static _Thread_local size_t left;
+    if (left < n) {
+        tk_random(pool, sizeof pool);
+        left = sizeof pool;
+    }
+    unsigned char *from = pool + sizeof pool - left;
+    memcpy(b, from, n);
+    memset(from, 0, n);
+    left -= n;
+}
 
 void tk_uuid7(char out[TK_UUID_LEN + 1])
 {
     unsigned char b[16];
-    tk_random(b, sizeof b);
+    id_random(b, sizeof b);
     int64_t ms = tk_now_ms();
-    pthread_mutex_lock(&uuid_lock);
-    /* 12 bits of rand_a plus 14 of rand_b serve as a counter so that ids
-     * made in one millisecond by this process still sort in order. */
-    if (ms <= uuid_last_ms) {
-        ms = uuid_last_ms;
-        uuid_seq++;
-        if (uuid_seq >= (1u << 26)) {
-            ms++;
-            uuid_seq = 0;
-        }
-    } else {
-        uuid_seq = (uint32_t)(b[6] & 0x03) << 8 | b[7]; /* random start, room to count */
-    }
-    uuid_last_ms = ms;
-    uint32_t seq = uuid_seq;
-    pthread_mutex_unlock(&uuid_lock);
+    /* 12 bits of rand_a plus 14 of rand_b hold a counter (from a random
+     * start below 2^10) so that ids made in one millisecond by this process
+     * still sort in order; a counter past 2^16 carries into the millisecond. */
+    uint64_t fresh = (uint64_t)ms << 16 | ((uint64_t)(b[6] & 0x03) << 8 | b[7]);
+    uint64_t old = atomic_load(&uuid_state), next;
+    do {
+        next = (old >> 16) >= (uint64_t)ms ? old + 1 : fresh;
+    } while (!atomic_compare_exchange_weak(&uuid_state, &old, next));
+    ms = (int64_t)(next >> 16);
+    uint32_t seq = (uint32_t)(next & 0xffff);
     for (int i = 0; i < 6; i++) b[i] = (unsigned char)((uint64_t)ms >> (40 - 8 * i));
     b[6] = (unsigned char)(0x70 | ((seq >> 22) & 0x0f));
     b[7] = (unsigned char)(seq >> 14);

@@ -2,7 +2,9 @@
  * never interleave inside a line. */
 #include "log.h"
 
+#include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -66,10 +68,17 @@ static size_t escape(char *out, size_t room, const char *s, size_t n, size_t *us
     const unsigned char *p = (const unsigned char *)s;
     size_t i = 0, o = 0;
     while (i < n) {
+        unsigned c = p[i];
+        if (c >= 0x20 && c < 0x7f && c != '"' && c != '\\') {
+            /* printable ASCII, the common case: as it is */
+            if (o == room) break;
+            out[o++] = (char)c;
+            i++;
+            continue;
+        }
         char tmp[8];
         const char *piece = tmp;
         size_t plen, in = tk_utf8_char(p + i, n - i);
-        unsigned c = p[i];
         if (in == 0) {
             piece = "\xef\xbf\xbd";
             plen = 3;
@@ -153,8 +162,16 @@ void tk_jline_str(struct tk_jline *j, const char *k, const char *v, size_t max)
 
 void tk_jline_int(struct tk_jline *j, const char *k, long long v)
 {
-    char num[24];
-    int n = snprintf(num, sizeof num, "%lld", v);
+    /* by hand: every access log line has four of these */
+    char rev[24], num[24];
+    unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
+    int r = 0, n = 0;
+    do {
+        rev[r++] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (v < 0) num[n++] = '-';
+    while (r) num[n++] = rev[--r];
     if (!key(j, k, (size_t)n)) return;
     memcpy(j->buf + j->len, num, (size_t)n);
     j->len += (size_t)n;
@@ -208,18 +225,90 @@ void tk_log_write(enum tk_log_level lvl, const char *fmt, ...)
     emit(line, n);
 }
 
-void tk_log_json_line(const char *obj, size_t len)
+/* ---- the access log's batches ----
+ *
+ * Access log lines are not written one write(2) each: every thread that
+ * writes them keeps a buffer of its own (no lock shared with other request
+ * threads) and writes it in one go when the next line does not fit, or
+ * when tk_log_flush runs (the HTTP sweeper, every 250 ms, and at stop;
+ * and at exit). A line is still never split between writes. Lines from
+ * tk_log_write go out at once, so an access log line may follow a later
+ * record by up to that quarter of a second. */
+#define LBUF_SIZE 16384
+
+struct lbuf {
+    pthread_mutex_t mu; /* the owner's append, a flusher's write */
+    size_t len;
+    struct lbuf *prev, *next;
+    char data[LBUF_SIZE];
+};
+
+static pthread_mutex_t lbufs_mu = PTHREAD_MUTEX_INITIALIZER; /* the list; taken before an lbuf's */
+static struct lbuf *lbufs;
+static pthread_key_t lbuf_key;
+static pthread_once_t lbuf_once = PTHREAD_ONCE_INIT;
+static _Thread_local struct lbuf *my_lbuf;
+
+static void lbuf_write_locked(struct lbuf *b)
 {
-    /* one writev, no allocation: the access log is on every request's path */
-    char pre[48];
-    size_t pl = 0;
-    if (log_format != TK_LOG_JSON) {
-        tk_time_fmt(tk_now_ms(), pre, sizeof pre);
-        pl = strlen(pre);
-        memcpy(pre + pl, " info  ", 7);
-        pl += 7;
+    emit(b->data, b->len);
+    b->len = 0;
+}
+
+/* A thread ends: its lines out, its buffer gone. */
+static void lbuf_gone(void *p)
+{
+    struct lbuf *b = p;
+    pthread_mutex_lock(&lbufs_mu);
+    if (b->prev) b->prev->next = b->next;
+    else lbufs = b->next;
+    if (b->next) b->next->prev = b->prev;
+    pthread_mutex_unlock(&lbufs_mu);
+    pthread_mutex_lock(&b->mu);
+    lbuf_write_locked(b);
+    pthread_mutex_unlock(&b->mu);
+    pthread_mutex_destroy(&b->mu);
+    free(b);
+    my_lbuf = NULL; /* this thread's: a line written after this makes a new one */
+}
+
+static void lbuf_setup(void)
+{
+    pthread_key_create(&lbuf_key, lbuf_gone);
+    atexit(tk_log_flush);
+}
+
+static struct lbuf *lbuf_mine(void)
+{
+    if (my_lbuf) return my_lbuf;
+    pthread_once(&lbuf_once, lbuf_setup);
+    struct lbuf *b = calloc(1, sizeof *b);
+    if (!b) return NULL; /* then unbatched */
+    pthread_mutex_init(&b->mu, NULL);
+    pthread_mutex_lock(&lbufs_mu);
+    b->next = lbufs;
+    if (lbufs) lbufs->prev = b;
+    lbufs = b;
+    pthread_mutex_unlock(&lbufs_mu);
+    pthread_setspecific(lbuf_key, b);
+    my_lbuf = b;
+    return b;
+}
+
+void tk_log_flush(void)
+{
+    pthread_mutex_lock(&lbufs_mu);
+    for (struct lbuf *b = lbufs; b; b = b->next) {
+        pthread_mutex_lock(&b->mu);
+        if (b->len) lbuf_write_locked(b);
+        pthread_mutex_unlock(&b->mu);
     }
-    struct iovec iov[3] = {{pre, pl}, {(void *)obj, len}, {(void *)"\n", 1}};
+    pthread_mutex_unlock(&lbufs_mu);
+}
+
+static void write_now(const char *pre, size_t pl, const char *obj, size_t len)
+{
+    struct iovec iov[3] = {{(void *)pre, pl}, {(void *)obj, len}, {(void *)"\n", 1}};
     ssize_t w = writev(STDERR_FILENO, iov, 3);
     if (w >= 0 && (size_t)w < pl + len + 1) {
         /* a short write (a full pipe): the rest, in order */
@@ -233,4 +322,31 @@ void tk_log_json_line(const char *obj, size_t len)
             done = 0;
         }
     }
+}
+
+void tk_log_json_line(const char *obj, size_t len)
+{
+    /* no allocation but the thread's buffer, once: the access log is on
+     * every request's path */
+    char pre[48];
+    size_t pl = 0;
+    if (log_format != TK_LOG_JSON) {
+        tk_time_fmt(tk_now_ms(), pre, sizeof pre);
+        pl = strlen(pre);
+        memcpy(pre + pl, " info  ", 7);
+        pl += 7;
+    }
+    size_t need = pl + len + 1;
+    struct lbuf *b = need <= LBUF_SIZE ? lbuf_mine() : NULL;
+    if (!b) {
+        write_now(pre, pl, obj, len);
+        return;
+    }
+    pthread_mutex_lock(&b->mu);
+    if (b->len + need > LBUF_SIZE) lbuf_write_locked(b);
+    memcpy(b->data + b->len, pre, pl);
+    memcpy(b->data + b->len + pl, obj, len);
+    b->data[b->len + pl + len] = '\n';
+    b->len += need;
+    pthread_mutex_unlock(&b->mu);
 }

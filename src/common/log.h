@@ -26,8 +26,12 @@ extern enum tk_log_level tk_log_min;
 void tk_log_setup(enum tk_log_level min, enum tk_log_format fmt);
 void tk_log_write(enum tk_log_level lvl, const char *fmt, ...) TK_PRINTF(2, 3);
 /* Write one JSON object of len bytes, without a newline (the access log);
- * in text mode it is printed as is after the time. */
+ * in text mode it is printed as is after the time. Batched per thread:
+ * written when the thread's buffer is full or at the next tk_log_flush. */
 void tk_log_json_line(const char *json_object, size_t len);
+/* Write out the lines tk_log_json_line holds, every thread's (the HTTP
+ * sweeper calls it every 250 ms and at stop; it runs at exit too). */
+void tk_log_flush(void);
 
 /* The length of the well-formed UTF-8 character at p (at most n bytes
  * available): 1..4, or 0 when the bytes there are not one (a stray

@@ -1374,6 +1374,7 @@ static void sweeper_main(struct tk_worker *w, void *arg)
         pthread_mutex_unlock(&h->mu);
         park_sweep(h);
         log_budget_roll(h, false);
+        tk_log_flush(); /* the access log's batched lines */
     }
 }
 
@@ -1598,6 +1599,7 @@ void tk_http_stop(struct tk_http *h)
     MHD_stop_daemon(h->d);
     if (!h->quiesced) h->fd = -1; /* libmicrohttpd closed it */
     log_budget_roll(h, true); /* the last second's summary */
+    tk_log_flush();
     http_free(h);
 }
 

@@ -6,7 +6,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 
-import { allEvents, api, backends, stallableProxy, connect, createPgDatabase, metric, rawExchange, request, scrape, startTokend, waitFor, watch, withTimeout, SUITE_TIMEOUT_MS } from './lib/tokend.mjs';
+import { allEvents, api, backends, stallableProxy, connect, createPgDatabase, metric, rawExchange, request, scrape, startTokend, stopAndScan, waitFor, watch, withTimeout, SUITE_TIMEOUT_MS } from './lib/tokend.mjs';
 
 
 describe('attack: the Host check cannot be skipped', { timeout: SUITE_TIMEOUT_MS }, () => {
@@ -14,9 +14,7 @@ describe('attack: the Host check cannot be skipped', { timeout: SUITE_TIMEOUT_MS
   before(async () => {
     t = await startTokend({});
   });
-  after(async () => {
-    if (t) assert.equal((await t.stop()).code, 0);
-  });
+  after(() => stopAndScan(t));
 
   const get = (head) => rawExchange(t, `GET /health HTTP/1.1\r\n${head}Connection: close\r\n\r\n`);
 

@@ -5,7 +5,7 @@ import http from 'node:http';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 
-import { backends, freePort, request, runCli, spawnCli, startTokend, uniqueId, waitFor, SUITE_TIMEOUT_MS } from './lib/tokend.mjs';
+import { backends, freePort, request, runCli, spawnCli, startTokend, stopAndScan, uniqueId, waitFor, SUITE_TIMEOUT_MS } from './lib/tokend.mjs';
 
 const SETTINGS = [
   'listen',
@@ -86,9 +86,7 @@ for (const backend of backends()) {
       t = await startTokend({ backend });
       env = { TOKEND_ADDR: t.url, TOKEND_TOKEN: t.token };
     });
-    after(async () => {
-      if (t) assert.equal((await t.stop()).code, 0);
-    });
+    after(() => stopAndScan(t));
 
     it('status prints health, readiness and the operator, and exits 0', async () => {
       const r = await runCli(['status'], { env });

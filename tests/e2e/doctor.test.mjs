@@ -7,7 +7,7 @@ import { chmod, copyFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 
-import { backends, createPgDatabase, createTenant, freePort, freshDir, request, runCli, startTokend, storeSql, SUITE_TIMEOUT_MS } from './lib/tokend.mjs';
+import { backends, createPgDatabase, createTenant, freePort, freshDir, request, runCli, startTokend, stopAndScan, storeSql, SUITE_TIMEOUT_MS } from './lib/tokend.mjs';
 
 const STATUSES = new Set(['ok', 'info', 'skip', 'warn', 'fail']);
 
@@ -32,9 +32,7 @@ for (const backend of backends()) {
     before(async () => {
       t = await startTokend({ backend });
     });
-    after(async () => {
-      await t?.stop();
-    });
+    after(() => stopAndScan(t));
 
     it('a healthy dev node: nothing fails, exit 0, every check ok but the dev-mode warning', async () => {
       const r = await runCli(['doctor'], { env: { TOKEND_ADDR: t.url, TOKEND_TOKEN: t.token } });

@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 
-import { allEvents, api, backends, request, startTokend, uniqueId, SUITE_TIMEOUT_MS } from './lib/tokend.mjs';
+import { allEvents, api, backends, request, startTokend, stopAndScan, uniqueId, SUITE_TIMEOUT_MS } from './lib/tokend.mjs';
 
 /** Make n operator/authenticate/denied events; returns their request ids.
  * Each from its own loopback address: repeats from one address in a window
@@ -27,9 +27,7 @@ for (const backend of backends()) {
     before(async () => {
       t = await startTokend({ backend });
     });
-    after(async () => {
-      if (t) assert.equal((await t.stop()).code, 0);
-    });
+    after(() => stopAndScan(t));
 
     it('a node/start event exists after startup', async () => {
       const r = await api(t, '/v1/events?kind=node&action=start');

@@ -9,7 +9,7 @@ import { open, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 
-import { allEvents, api, backends, freshDir, request, runCli, serveExpectingExit, startTokend, storeSql, waitFor, SUITE_TIMEOUT_MS } from './lib/tokend.mjs';
+import { allEvents, api, backends, freshDir, request, runCli, serveExpectingExit, startTokend, stopAndScan, storeSql, waitFor, SUITE_TIMEOUT_MS } from './lib/tokend.mjs';
 
 /** JSON with sorted keys, compact (what jansson writes with JSON_SORT_KEYS). */
 function canon(v) {
@@ -37,9 +37,7 @@ for (const backend of backends()) {
     before(async () => {
       t = await startTokend({ backend });
     });
-    after(async () => {
-      if (t) assert.equal((await t.stop()).code, 0);
-    });
+    after(() => stopAndScan(t));
 
     it('GET /v1/events/verify: valid, keyed, with a signed checkpoint and the canonical form', async () => {
       for (let i = 0; i < 3; i++) await request(t, '/v1/whoami', { auth: 'Bearer nope' });

@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 
-import { api, backends, connect, metric, parseMetrics, psql, request, scrape, startTokend, waitFor, watch, SUITE_TIMEOUT_MS } from './lib/tokend.mjs';
+import { api, backends, connect, metric, parseMetrics, psql, request, scrape, startTokend, stopAndScan, waitFor, watch, SUITE_TIMEOUT_MS } from './lib/tokend.mjs';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
@@ -13,9 +13,7 @@ for (const backend of backends()) {
     before(async () => {
       t = await startTokend({ backend });
     });
-    after(async () => {
-      if (t) assert.equal((await t.stop()).code, 0);
-    });
+    after(() => stopAndScan(t));
 
     it('GET /health answers 200 {"status":"ok"} as JSON', async () => {
       const r = await request(t, '/health');

@@ -3,11 +3,11 @@
 // auto-unseal, and a scan that no share or token is left in clear.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { readdir, readFile, stat } from 'node:fs/promises';
+import { stat } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 
-import { BIN, api, backends, createPgDatabase, psql, request, runCli, scrape, metric, serveExpectingExit, startTokend, SUITE_TIMEOUT_MS } from './lib/tokend.mjs';
+import { BIN, api, assertNoSecretIn, backends, createPgDatabase, request, runCli, scrape, metric, seenSecrets, serveExpectingExit, startTokend, SUITE_TIMEOUT_MS } from './lib/tokend.mjs';
 
 /** Run `tokend operator unseal -` with the share on standard input. */
 function unsealFromStdin(url, share, extra = []) {
@@ -35,17 +35,6 @@ async function unsealAttempt(t, shares) {
   return r;
 }
 
-/** Every file under dir, recursively. */
-async function filesUnder(dir) {
-  const out = [];
-  for (const e of await readdir(dir, { withFileTypes: true })) {
-    const p = path.join(dir, e.name);
-    if (e.isDirectory()) out.push(...(await filesUnder(p)));
-    else out.push(p);
-  }
-  return out;
-}
-
 for (const backend of backends()) {
   describe(`keyring (${backend})`, { timeout: SUITE_TIMEOUT_MS }, () => {
     let t;
@@ -53,12 +42,10 @@ for (const backend of backends()) {
     let init;
     let attemptNonce;
     const secrets = [];
-    const logs = [];
 
     async function restart() {
       const r = await t.stop();
       assert.equal(r.code, 0);
-      logs.push(t.stderr());
       t = await startTokend({ backend, store, dataDir: t.dataDir, dev: false });
     }
 
@@ -70,7 +57,6 @@ for (const backend of backends()) {
       if (t) {
         const r = await t.stop();
         assert.equal(r.code, 0);
-        logs.push(t.stderr());
       }
     });
 
@@ -291,22 +277,9 @@ for (const backend of backends()) {
 
     it('no share, root token or issued token is left in clear in the data dir, the store or the logs', async () => {
       assert.ok(secrets.length >= 10);
-      const files = await filesUnder(t.dataDir);
-      const blobs = [];
-      for (const f of files) if (!f.endsWith('root-token')) blobs.push([f, await readFile(f, 'latin1')]);
-      for (const [i, log] of [...logs, t.stderr()].entries()) blobs.push([`log ${i}`, log]);
-      if (backend === 'postgres') {
-        const dump = await psql("SELECT string_agg(t::text, ' ') FROM (SELECT * FROM operator_tokens) t", store);
-        blobs.push(['operator_tokens', String(dump)]);
-        blobs.push(['keyring', String(await psql("SELECT string_agg(k::text, ' ') FROM keyring_keys k", store))]);
-        blobs.push(['events', String(await psql("SELECT string_agg(e::text, ' ') FROM events e", store))]);
-      }
-      for (const s of secrets) {
-        // A share's secret part is the 43 characters between its number and checksum.
-        const body = s.startsWith('tks1-') ? s.slice(s.indexOf('-', 5) + 1, -7) : s;
-        assert.ok(body.length >= 40);
-        for (const [name, blob] of blobs) assert.ok(!blob.includes(body), `a secret (${s.slice(0, 8)}...) is in clear in ${name}`);
-      }
+      // lib/tokend.mjs saw each of them (API answers, CLI output); the scan looks for all it saw
+      for (const s of secrets) assert.ok(seenSecrets().includes(s), `${s.slice(0, 8)}... noted by the harness`);
+      await assertNoSecretIn(t);
     });
   });
 }

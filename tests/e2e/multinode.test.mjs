@@ -5,7 +5,7 @@ import { copyFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 
-import { allEvents, api, backends, createPgDatabase, freshDir, request, startTokend, uniqueId, SUITE_TIMEOUT_MS } from './lib/tokend.mjs';
+import { allEvents, api, backends, createPgDatabase, freshDir, request, startTokend, stopAndScan, uniqueId, SUITE_TIMEOUT_MS } from './lib/tokend.mjs';
 
 const hasPg = backends().includes('postgres');
 
@@ -24,8 +24,7 @@ describe('two nodes on one PostgreSQL database (postgres)', { timeout: SUITE_TIM
     b.token = a.token;
   });
   after(async () => {
-    const res = await Promise.all([a?.stop(), b?.stop()]);
-    for (const r of res) if (r) assert.equal(r.code, 0);
+    await Promise.all([stopAndScan(a), stopAndScan(b)]);
   });
 
   it('both nodes serve the same operator token; a revocation on one holds on the other', async () => {

@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 
-import { api, backends, request, startTokend, waitFor, SUITE_TIMEOUT_MS } from './lib/tokend.mjs';
+import { api, backends, request, startTokend, stopAndScan, waitFor, SUITE_TIMEOUT_MS } from './lib/tokend.mjs';
 
 for (const backend of backends()) {
   describe(`regressions (${backend})`, { timeout: SUITE_TIMEOUT_MS }, () => {
@@ -11,9 +11,7 @@ for (const backend of backends()) {
     before(async () => {
       t = await startTokend({ backend });
     });
-    after(async () => {
-      if (t) assert.equal((await t.stop()).code, 0);
-    });
+    after(() => stopAndScan(t));
 
     it('a 64-byte token name ending in a multibyte character does not take the node down', async () => {
       const name = `${'a'.repeat(62)}é`; // 64 bytes in UTF-8

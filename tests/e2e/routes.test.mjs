@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 
-import { backends, createTenant, request, startTokend, uniqueId, SUITE_TIMEOUT_MS } from './lib/tokend.mjs';
+import { backends, createTenant, request, startTokend, stopAndScan, uniqueId, SUITE_TIMEOUT_MS } from './lib/tokend.mjs';
 
 const NO_SUCH_ID = '0190a000-0000-7000-8000-000000000099';
 
@@ -48,10 +48,7 @@ for (const backend of backends()) {
       assert.equal(r.status, 200, r.text);
       table = r.json.routes;
     });
-    after(async () => {
-      const r = await t?.stop();
-      if (r) assert.equal(r.code, 0, t.stderr());
-    });
+    after(() => stopAndScan(t));
 
     it('GET /v1/sys/routes lists every route with its principals and role', () => {
       assert.ok(table.length > 10);

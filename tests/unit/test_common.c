@@ -2,6 +2,7 @@
 #include "unit.h"
 
 #include <jansson.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -184,8 +185,46 @@ static int64_t uuid_ms(const char *u)
     return v;
 }
 
+enum { UUID_THREADS = 4, UUID_PER_THREAD = 20000 };
+
+static void *uuid_thread(void *arg)
+{
+    char(*out)[TK_UUID_LEN + 1] = arg;
+    for (int i = 0; i < UUID_PER_THREAD; i++) tk_uuid7(out[i]);
+    return NULL;
+}
+
+static int cmp_uuid(const void *a, const void *b)
+{
+    return strcmp(a, b);
+}
+
+/* Threads making ids at once (a compare-and-swap, no lock): every id is
+ * distinct, and each thread's ids are in order. */
+static void uuid7_threads(void)
+{
+    char(*ids)[TK_UUID_LEN + 1] = calloc(UUID_THREADS * UUID_PER_THREAD, TK_UUID_LEN + 1);
+    pthread_t th[UUID_THREADS];
+    for (int t = 0; t < UUID_THREADS; t++)
+        pthread_create(&th[t], NULL, uuid_thread, ids + t * UUID_PER_THREAD);
+    for (int t = 0; t < UUID_THREADS; t++) pthread_join(th[t], NULL);
+    int unordered = 0, dup = 0;
+    for (int t = 0; t < UUID_THREADS; t++)
+        for (int i = 1; i < UUID_PER_THREAD; i++)
+            if (strcmp(ids[t * UUID_PER_THREAD + i - 1], ids[t * UUID_PER_THREAD + i]) >= 0)
+                unordered++;
+    qsort(ids, UUID_THREADS * UUID_PER_THREAD, TK_UUID_LEN + 1, cmp_uuid);
+    for (int i = 1; i < UUID_THREADS * UUID_PER_THREAD; i++)
+        if (!strcmp(ids[i - 1], ids[i])) dup++;
+    CHECK_EQ_INT(unordered, 0);
+    CHECK_EQ_INT(dup, 0);
+    free(ids);
+}
+
 void test_uuid7(void)
 {
+    uuid7_threads();
+
     enum { N = 100000 };
     char prev[TK_UUID_LEN + 1] = "", cur[TK_UUID_LEN + 1];
     int invalid = 0, unordered = 0, badver = 0, badtime = 0;

@@ -10,6 +10,7 @@
 
 #include <arpa/inet.h>
 #include <jansson.h>
+#include <pthread.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -166,8 +167,80 @@ static char *capture_log(enum tk_log_format fmt, const char *msg)
     return out;
 }
 
+static off_t fd_size(int fd)
+{
+    return lseek(fd, 0, SEEK_END);
+}
+
+static void *batch_thread(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < 5; i++) tk_log_json_line("{\"from\":\"thread\"}", 17);
+    return NULL; /* its buffer is written as the thread ends */
+}
+
+/* Access log lines are batched per thread: nothing before tk_log_flush (or
+ * a full buffer, or the thread's end), then every line, whole, in order. */
+static void log_batches(void)
+{
+    char path[] = "/tmp/tokend-unit-log-XXXXXX";
+    int fd = mkstemp(path);
+    if (!CHECK(fd >= 0)) return;
+    unlink(path);
+    fflush(stderr);
+    int saved = dup(STDERR_FILENO);
+    dup2(fd, STDERR_FILENO);
+    tk_log_setup(TK_LOG_DEBUG, TK_LOG_JSON);
+    tk_log_flush(); /* whatever this thread held before */
+    off_t start = fd_size(fd);
+    tk_log_json_line("{\"n\":1}", 7);
+    tk_log_json_line("{\"n\":2}", 7);
+    off_t held = fd_size(fd);
+    tk_log_flush();
+    off_t flushed = fd_size(fd);
+    /* more than a buffer's worth: written as it fills, never split */
+    enum { MANY = 2000 };
+    char line[120];
+    for (int i = 0; i < MANY; i++) {
+        int n = snprintf(line, sizeof line, "{\"i\":%d,\"pad\":\"%080d\"}", i, i);
+        tk_log_json_line(line, (size_t)n);
+    }
+    off_t mid = fd_size(fd);
+    tk_log_flush();
+    pthread_t th;
+    pthread_create(&th, NULL, batch_thread, NULL);
+    pthread_join(th, NULL);
+    off_t end = fd_size(fd);
+    tk_log_setup(TK_LOG_WARN, TK_LOG_TEXT);
+    dup2(saved, STDERR_FILENO);
+    close(saved);
+    CHECK(held == start);
+    CHECK_EQ_INT(flushed - start, 16);
+    CHECK(mid > flushed + 100000); /* most of the 2000 written before the flush */
+    char *out = calloc(1, (size_t)(end - flushed) + 1);
+    if (CHECK(out) && CHECK(pread(fd, out, (size_t)(end - flushed), flushed) == end - flushed)) {
+        int lines = 0, bad = 0, next = 0, thread = 0;
+        for (char *l = out, *nl; (nl = strchr(l, '\n')); l = nl + 1) {
+            *nl = '\0';
+            json_t *o = json_loads(l, 0, NULL);
+            if (!o) bad++;
+            else if (json_object_get(o, "from")) thread++;
+            else if (json_integer_value(json_object_get(o, "i")) != next++) bad++;
+            json_decref(o);
+            lines++;
+        }
+        CHECK_EQ_INT(lines, MANY + 5);
+        CHECK_EQ_INT(bad, 0);
+        CHECK_EQ_INT(thread, 5);
+    }
+    free(out);
+    close(fd);
+}
+
 void test_http_log_lines(void)
 {
+    log_batches();
+
     /* A message whose escapes make the line longer than the line buffer:
      * the message is cut inside its string; the line is valid JSON. */
     char msg[1100];

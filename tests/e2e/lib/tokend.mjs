@@ -20,6 +20,10 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
+import { noteSecret, noteSecretsInJson, noteSecretsInText, noteServeLogs } from './secrets.mjs';
+
+export { assertNoSecretIn, scanForSecrets, seenSecrets, stopAndScan } from './secrets.mjs';
+
 const here = path.dirname(fileURLToPath(import.meta.url));
 export const REPO = path.resolve(here, '..', '..', '..');
 export const BIN = process.env.TOKEND_BIN || path.join(REPO, 'build', 'test', 'tokend');
@@ -255,6 +259,8 @@ export async function spawnServe(opts = {}) {
   proc.stderr.on('data', (d) => (err += d));
   // Wait for the pipes to be drained, not only for the exit.
   const closed = new Promise((resolve) => proc.once('close', resolve));
+  // for the secret scan (lib/secrets.mjs): every serve's output on this data dir or store
+  noteServeLogs({ dataDir, store, pid: proc.pid, stdout: () => out, stderr: () => err });
   return {
     backend,
     dataDir,
@@ -300,6 +306,7 @@ export async function startTokend(opts = {}) {
     const rt = path.join(s.dataDir, 'root-token');
     try {
       inst.token = (await readFile(rt, 'utf8')).trim();
+      noteSecret(inst.token, { kind: 'root', origin: { url: inst.url, dataDir: inst.dataDir, store: inst.store } });
     } catch (e) {
       if (!opts.allowNoRootToken) {
         await stopInstance(inst, 'SIGKILL').catch(() => {});
@@ -394,6 +401,9 @@ export async function runCli(args, { env = {}, cwd, timeoutMs = 30000 } = {}) {
   }
   await closed;
   assertNoSanitizerReport(stderr, `tokend ${args[0]}`);
+  const origin = env.TOKEND_ADDR ? { url: env.TOKEND_ADDR } : null;
+  noteSecretsInText(stdout, { origin });
+  noteSecretsInText(stderr, { origin });
   return { code: res.code, signal: res.signal, stdout, stderr };
 }
 
@@ -447,6 +457,7 @@ export async function spawnCli(args, { env = {}, cwd } = {}) {
  *   opts.json     a value sent as application/json
  *   opts.body     a raw string/Buffer body; opts.headers extra headers
  *   opts.from     the source address (another loopback address, 127.0.0.2...)
+ *   opts.noteSecrets  false: do not add the answer's secrets to seenSecrets()
  * Returns {status, headers, text, json} (json null if the body is not JSON).
  */
 export function request(target, pathname, opts = {}) {
@@ -489,6 +500,8 @@ export function request(target, pathname, opts = {}) {
           } catch {
             /* not JSON */
           }
+          if (opts.noteSecrets !== false)
+            noteSecretsInJson(json, typeof target === 'string' ? { url: base } : { url: base, dataDir: target.dataDir, store: target.store });
           resolve({ status: res.statusCode, headers: res.headers, text, json });
         });
         res.on('error', reject);
@@ -519,14 +532,14 @@ export async function createTenant(node, name = uniqueId('t').toLowerCase().repl
 }
 
 /** Every event the query matches, walking next_cursor pages of `limit`. */
-export async function allEvents(inst, query = '', { limit = 1000, token } = {}) {
+export async function allEvents(inst, query = '', { limit = 1000, token, from } = {}) {
   const seen = [];
   let cursor = null;
   for (let page = 0; page < 100000; page++) {
     const q = new URLSearchParams(query);
     q.set('limit', String(limit));
     if (cursor !== null) q.set('cursor', String(cursor));
-    const r = await api(inst, `/v1/events?${q}`, token ? { token } : {});
+    const r = await api(inst, `/v1/events?${q}`, { ...(token ? { token } : {}), ...(from ? { from } : {}) });
     assert.equal(r.status, 200, `GET /v1/events?${q}: ${r.text}`);
     seen.push(...r.json.events);
     if (r.json.next_cursor === null) return seen;
