@@ -493,22 +493,42 @@ static double m_park(void *arg, size_t which, size_t idx)
     struct tk_http_park_stats st;
     tk_http_park_stats(arg, &st);
     switch ((enum park_what)which) {
-    case PW_PARKED: return (double)st.parked_now;
+    case PW_PARKED:
+        return (double)st.parked_now;
     case PW_PARKED_TOTAL:
-        return (double)(idx == 0 ? st.parked_answered
-                                 : idx == 1 ? st.parked_timeouts : st.parked_stopped);
-    case PW_STREAMS: return (double)st.streams_open;
-    case PW_STREAMS_TOTAL: return (double)(idx == 0 ? st.streams_total : st.streams_refused);
-    case PW_STREAMS_CUT: return (double)st.streams_cut;
+        return (double)(idx == 0   ? st.parked_answered
+                        : idx == 1 ? st.parked_timeouts
+                                   : st.parked_stopped);
+    case PW_STREAMS:
+        return (double)st.streams_open;
+    case PW_STREAMS_TOTAL:
+        return (double)(idx == 0 ? st.streams_total : st.streams_refused);
+    case PW_STREAMS_CUT:
+        return (double)st.streams_cut;
     }
     return NAN;
 }
 
-static double m_parked(void *arg, size_t idx) { return m_park(arg, PW_PARKED, idx); }
-static double m_parked_total(void *arg, size_t idx) { return m_park(arg, PW_PARKED_TOTAL, idx); }
-static double m_streams(void *arg, size_t idx) { return m_park(arg, PW_STREAMS, idx); }
-static double m_streams_total(void *arg, size_t idx) { return m_park(arg, PW_STREAMS_TOTAL, idx); }
-static double m_streams_cut(void *arg, size_t idx) { return m_park(arg, PW_STREAMS_CUT, idx); }
+static double m_parked(void *arg, size_t idx)
+{
+    return m_park(arg, PW_PARKED, idx);
+}
+static double m_parked_total(void *arg, size_t idx)
+{
+    return m_park(arg, PW_PARKED_TOTAL, idx);
+}
+static double m_streams(void *arg, size_t idx)
+{
+    return m_park(arg, PW_STREAMS, idx);
+}
+static double m_streams_total(void *arg, size_t idx)
+{
+    return m_park(arg, PW_STREAMS_TOTAL, idx);
+}
+static double m_streams_cut(void *arg, size_t idx)
+{
+    return m_park(arg, PW_STREAMS_CUT, idx);
+}
 
 static tk_rc park_metrics_register(struct tk_http *h, struct tk_metrics *reg, struct tk_err *e)
 {
