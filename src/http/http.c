@@ -1057,6 +1057,21 @@ void tk_req_peer(const struct tk_req *r, char *out, size_t n)
     /* inet_ntop, not getnameinfo: this is on every request's path (the
      * access log) */
     const struct sockaddr *sa = ci->client_addr;
+    if (sa->sa_family == AF_INET && n >= INET_ADDRSTRLEN) {
+        /* by hand: glibc's inet_ntop formats IPv4 with sprintf, a sixth of
+         * the access log's cost (bench/profile.sh on /health) */
+        const unsigned char *o = (const unsigned char *)&((const struct sockaddr_in *)sa)->sin_addr;
+        char *w = out;
+        for (int i = 0; i < 4; i++) {
+            unsigned v = o[i];
+            if (i) *w++ = '.';
+            if (v >= 100) *w++ = (char)('0' + v / 100);
+            if (v >= 10) *w++ = (char)('0' + v / 10 % 10);
+            *w++ = (char)('0' + v % 10);
+        }
+        *w = '\0';
+        return;
+    }
     const void *a = sa->sa_family == AF_INET6
                         ? (const void *)&((const struct sockaddr_in6 *)sa)->sin6_addr
                         : (const void *)&((const struct sockaddr_in *)sa)->sin_addr;
