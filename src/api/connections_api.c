@@ -482,7 +482,6 @@ void tk_h_conn_token(struct tk_req *r)
         tk_api_reply_error(r, &e, NULL);
         return;
     }
-    tk_reply_header(r, "Cache-Control", "no-store");
     if (t.expires_at - tk_now_ms() >= min_ttl * 1000) {
         tk_reply_json(r, 200, token_json(id, &t));
         tk_conn_token_free(&t);
@@ -528,7 +527,6 @@ void tk_h_conn_unauthorized(struct tk_req *r)
         tk_api_reply_error(r, &e, NULL);
         goto out;
     }
-    tk_reply_header(r, "Cache-Control", "no-store");
     bool newer;
     if (reported)
         newer = strlen(reported) != t.access_token->len ||

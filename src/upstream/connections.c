@@ -917,7 +917,8 @@ static void commit_attempt(const struct tk_refresh_ctx *ctx, struct tk_refresh_o
                 db,
                 "UPDATE connections SET access_token = ?, refresh_token = COALESCE(?, "
                 "refresh_token), token_type = ?, scopes = COALESCE(?, scopes), expires_at = ?, "
-                "refresh_expires_at = CASE WHEN ? > 0 THEN ? ELSE refresh_expires_at END, "
+                "refresh_expires_at = CASE WHEN CAST(? AS BIGINT) > 0 THEN CAST(? AS BIGINT) ELSE "
+                "refresh_expires_at END, "
                 "issued_at = ?, last_refresh_at = ?, next_refresh_at = ?, status = 'ok', "
                 "last_error_code = NULL, last_error = NULL, failure_count = 0, "
                 "version = version + 1, updated_at = ? "
