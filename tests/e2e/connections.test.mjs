@@ -13,7 +13,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 
-import { allEvents, api, backends, createTenant, request, runCli, startTokend, uniqueId, SUITE_TIMEOUT_MS } from './lib/tokend.mjs';
+import { allEvents, api, backends, createTenant, request, runCli, startTokend, storeSql, uniqueId, SUITE_TIMEOUT_MS } from './lib/tokend.mjs';
 import { startFakeUpstream } from './lib/fakeupstream.mjs';
 import { noteSecret, stopAndScan } from './lib/secrets.mjs';
 
@@ -375,6 +375,44 @@ for (const backend of backends()) {
       assert.equal(ev.length, 1);
       assert.equal(ev[0].source, 'reactive');
       assert.equal((await request(t, `/v1/connections/${s.conn.id}/unauthorized`, { method: 'POST', token: t.token, json: { access_token: 5 } })).json.field, 'access_token');
+    });
+
+    it('rotate then rewrap: connections still refresh; a sealed value copied to another row is a key/data fault, never sent upstream', async () => {
+      const s1 = await setup({ behaviour: { kind: 'ok', rotate: true, expiresIn: 3600 } });
+      const s2 = await setup({ behaviour: { kind: 'ok', rotate: true, expiresIn: 3600 } });
+      const rot = await request(t, '/v1/sys/rotate', { method: 'POST', token: t.token });
+      assert.equal(rot.status, 200, rot.text);
+      const rw = await request(t, '/v1/sys/rewrap', { method: 'POST', token: t.token });
+      assert.equal(rw.status, 202, rw.text);
+      assert.ok(rw.json.total >= 4, `the connections' tokens are counted: ${rw.text}`);
+      let st;
+      for (let i = 0; i < 200; i++) {
+        st = (await request(t, '/v1/sys/seal-status')).json.rewrap;
+        if (st && st.state === 'done') break;
+        await new Promise((res) => setTimeout(res, 100));
+      }
+      assert.equal(st.state, 'done');
+      assert.equal(st.failed, 0);
+      assert.equal(st.rewrapped, st.total);
+      const m = await request(t, `/v1/connections/${s1.conn.id}/refresh`, { method: 'POST', token: t.token });
+      assert.equal(m.status, 200, m.text);
+      assert.equal(s1.ep.refreshes, 1, 'the rewrapped refresh token and client secret opened and were accepted');
+      assert.equal((await getToken(s1.conn.id)).json.access_token, s1.ep.lastAccessToken);
+
+      await storeSql(t, `UPDATE connections SET refresh_token = (SELECT refresh_token FROM connections WHERE id = '${s1.conn.id}') WHERE id = '${s2.conn.id}'`);
+      const c = await request(t, `/v1/connections/${s2.conn.id}/refresh`, { method: 'POST', token: t.token });
+      assert.equal(c.status, 409, c.text);
+      assert.equal(c.json.error, 'needs_reconnect');
+      assert.equal(c.json.reason, 'decrypt_failed');
+      assert.match(c.json.message, /key\/data fault/);
+      assert.equal(s2.ep.requests.length, 0, 'nothing sent upstream');
+      const ev = await allEvents(t, `kind=refresh&subject=${s2.conn.id}`);
+      assert.equal(ev.length, 1);
+      assert.equal(ev[0].outcome, 'failed');
+      assert.equal(ev[0].detail.reason, 'decrypt_failed');
+      const g = await getToken(s2.conn.id, '?min_ttl=7200');
+      assert.equal(g.status, 409, 'no automatic attempt after the fault');
+      assert.equal(s2.ep.requests.length, 0);
     });
 
     it('the CLI lists, shows, gets a token and deletes; then the app can go', async () => {
