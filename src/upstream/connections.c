@@ -7,7 +7,14 @@
  * the pool), the transfer (tk_out_send, or the caller's tk_out_submit), and
  * complete (classify the answer; in ONE transaction: the version
  * compare-and-swap UPDATE with the new tokens or the error state, and the
- * attempt's event). */
+ * attempt's event).
+ *
+ * The fence: a failure commits only if the row's version is still the one
+ * read; a success also when the stored refresh token is still the one it
+ * used. So when two attempts ran with the same refresh token (a manual
+ * refresh beside an on-demand one) and the provider rotates without grace,
+ * the loser's invalid_grant never buries the winner's new tokens, whatever
+ * order their commits come in. */
 #include "connections.h"
 
 #include "../common/log.h"
@@ -726,6 +733,7 @@ struct tk_refresh_op {
     char trace[72];
     bool debug;
     int64_t version, failure_count, refresh_expires_at;
+    char *rt_text; /* the sealed refresh token as read (the fence of a success) */
     json_t *effective;
     json_t *app_scopes;
     struct tk_secret *refresh_token, *client_secret;
@@ -744,6 +752,7 @@ void tk_conn_refresh_abandon(struct tk_refresh_op *op)
     if (op->have_req) tk_conn_req_free(&op->req);
     tk_secret_free(op->refresh_token);
     tk_secret_free(op->client_secret);
+    free(op->rt_text);
     json_decref(op->effective);
     json_decref(op->app_scopes);
     free(op);
@@ -922,13 +931,14 @@ static void commit_attempt(const struct tk_refresh_ctx *ctx, struct tk_refresh_o
                 "issued_at = ?, last_refresh_at = ?, next_refresh_at = ?, status = 'ok', "
                 "last_error_code = NULL, last_error = NULL, failure_count = 0, "
                 "version = version + 1, updated_at = ? "
-                "WHERE tenant_id = ? AND id = ? AND version = ?",
+                "WHERE tenant_id = ? AND id = ? AND (version = ? OR refresh_token = ?)",
                 TK_ARGS(TK_TEXT(at_sealed), TK_TEXT(rt_sealed),
                         TK_TEXT(at->tok.token_type ? at->tok.token_type : "Bearer"),
                         TK_TEXT(scopes), TK_INT(at->tok.expires_at),
                         TK_INT(rt_sealed ? at->tok.refresh_expires_at : 0),
                         TK_INT(at->tok.refresh_expires_at), TK_INT(now), TK_INT(now), TK_INT(next),
-                        TK_INT(now), TK_TEXT(op->tenant), TK_TEXT(op->id), TK_INT(op->version)),
+                        TK_INT(now), TK_TEXT(op->tenant), TK_TEXT(op->id), TK_INT(op->version),
+                        TK_TEXT(op->rt_text)),
                 NULL, &e);
         else
             rc = tk_db_exec(
@@ -1063,6 +1073,7 @@ void tk_conn_refresh_prepare(const struct tk_refresh_ctx *ctx, const char *tenan
         fail_now = true;
     } else {
         struct tk_open_failure f;
+        op->rt_text = tk_strdup(tk_rows_text(r, 0, 0));
         rc = open_text(ctx->keyring, db, tenant_id, conn_id, "refresh_token",
                        tk_rows_text(r, 0, 0), &op->refresh_token, &f, &e);
         if (rc == TK_OK) {

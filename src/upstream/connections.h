@@ -24,7 +24,8 @@
  * (tk_lease_claim returns id, tenant_id, due). The engine claims, calls
  * tk_conn_refresh(..., TK_REFRESH_SCHEDULED, ...) for each, then
  * tk_lease_release. tk_conn_refresh never reads or writes the lease
- * columns; its commit is fenced by the version CAS, and it sets the next
+ * columns; its commit is fenced by the version CAS (a success also commits
+ * when the stored refresh token is still the one it sent), and it sets the next
  * next_refresh_at itself (tk_conn_next_refresh_at after a success; backoff
  * with jitter, Retry-After honoured, after a transient error; NULL after a
  * permanent failure).

@@ -206,6 +206,27 @@ for (const backend of backends()) {
       assert.equal(ev[0].outcome, 'ok');
     });
 
+    it('two attempts with one refresh token (manual beside on-demand, rotation without grace): the loser\'s invalid_grant never buries the new tokens', async () => {
+      // both requests reach the fake with the same refresh token; the first is accepted (and
+      // rotates) but answered late, the second is refused at once: invalid_grant commits first
+      const s = await setup({ expiresIn: 10, behaviour: { kind: 'ok', rotate: true, expiresIn: 3600, delayMs: 200, okExtraDelayMs: 800 } });
+      const [g, m] = await Promise.all([
+        getToken(s.conn.id),
+        request(t, `/v1/connections/${s.conn.id}/refresh`, { method: 'POST', token: t.token }),
+      ]);
+      assert.equal(s.ep.requests.length, 2);
+      assert.equal(s.ep.refreshes, 1);
+      assert.deepEqual([g.status, m.status].sort(), [200, 409], `${g.text} ${m.text}`);
+      const sh = await api(t, `/v1/connections/${s.conn.id}`);
+      assert.equal(sh.json.status, 'ok', sh.text);
+      assert.equal((await getToken(s.conn.id)).json.access_token, s.ep.lastAccessToken);
+      s.ep.behave({ kind: 'ok', rotate: true, expiresIn: 3600 });
+      const again = await request(t, `/v1/connections/${s.conn.id}/refresh`, { method: 'POST', token: t.token });
+      assert.equal(again.status, 200, `the rotated refresh token was kept: ${again.text}`);
+      const ev = await allEvents(t, `kind=refresh&subject=${s.conn.id}`);
+      assert.deepEqual(ev.map((e) => e.outcome).sort(), ['failed', 'ok', 'ok']);
+    });
+
     it('invalid_grant: 409 needs_reconnect with the reason; no further automatic attempts', async () => {
       const s = await setup({ expiresIn: 5, behaviour: { kind: 'invalid_grant' } });
       const g = await getToken(s.conn.id);

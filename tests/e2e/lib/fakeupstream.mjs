@@ -16,7 +16,8 @@
 // grant_type=refresh_token and the refresh token: a wrong client answers
 // 401 invalid_client; an unknown refresh token (an old one after a
 // rotation: no grace) 400 invalid_grant. Behaviours:
-//   ok            {rotate, expiresIn (null: absent), scope, delayMs}
+//   ok            {rotate, expiresIn (null: absent), scope, delayMs, okExtraDelayMs (after
+//                 the refresh token was checked and rotated, before the answer)}
 //   status        {status, body, contentType}   e.g. 500
 //   retry_after   {retryAfter}                  429 with Retry-After
 //   html          an HTML 502-ish page with status 200
@@ -104,6 +105,7 @@ export async function startFakeUpstream() {
     }
     if (b.scope) out.scope = b.scope;
     ep.lastAccessToken = out.access_token;
+    if (b.okExtraDelayMs) await new Promise((r) => setTimeout(r, b.okExtraDelayMs));
     return send(res, 200, out);
   }
 
