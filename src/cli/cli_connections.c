@@ -91,11 +91,20 @@ static int finish(struct tk_cli_client *c, const char *what, long st, long want,
 
 static void print_conn(json_t *o)
 {
-    static const char *const keys[] = {"id",           "label",           "provider",
-                                       "app_id",       "status",          "expires_at",
-                                       "last_refresh_at", "next_refresh_at", "last_error_code",
-                                       "last_error",   "failure_count",   "version",
-                                       "created_at",   NULL};
+    static const char *const keys[] = {"id",
+                                       "label",
+                                       "provider",
+                                       "app_id",
+                                       "status",
+                                       "expires_at",
+                                       "last_refresh_at",
+                                       "next_refresh_at",
+                                       "last_error_code",
+                                       "last_error",
+                                       "failure_count",
+                                       "version",
+                                       "created_at",
+                                       NULL};
     for (size_t i = 0; keys[i]; i++) {
         json_t *v = json_object_get(o, keys[i]);
         if (json_is_integer(v))
@@ -109,12 +118,14 @@ static int conn_import(int argc, char **argv)
 {
     struct tk_cli_client c = {0};
     const char *tf = NULL, *file = NULL, *app_id = NULL, *label = NULL;
-    const struct opt o[] = {{"--file", &file, NULL}, {"--app-id", &app_id, NULL},
-                            {"--label", &label, NULL}};
+    const struct opt o[] = {
+        {"--file", &file, NULL}, {"--app-id", &app_id, NULL}, {"--label", &label, NULL}};
     int rc = parse(argc, argv, &c, &tf, NULL, o, TK_NELEM(o));
     if (rc) return rc;
-    if (!file) return usage("import needs --file FILE (- for stdin): a JSON object of app_id, label, "
-                            "access_token, refresh_token, expires_at, refresh_expires_at, scopes", NULL);
+    if (!file)
+        return usage("import needs --file FILE (- for stdin): a JSON object of app_id, label, "
+                     "access_token, refresh_token, expires_at, refresh_expires_at, scopes",
+                     NULL);
     FILE *f = strcmp(file, "-") ? fopen(file, "rb") : stdin;
     if (!f) return usage("cannot open", file);
     char *buf = tk_malloc(IMPORT_MAX + 1);
@@ -156,8 +167,8 @@ static int conn_list(int argc, char **argv)
 {
     struct tk_cli_client c = {0};
     const char *tf = NULL, *status = NULL, *app_id = NULL, *limit = NULL;
-    const struct opt o[] = {{"--status", &status, NULL}, {"--app-id", &app_id, NULL},
-                            {"--limit", &limit, NULL}};
+    const struct opt o[] = {
+        {"--status", &status, NULL}, {"--app-id", &app_id, NULL}, {"--limit", &limit, NULL}};
     int rc = parse(argc, argv, &c, &tf, NULL, o, TK_NELEM(o));
     if (rc) return rc;
     char path[1024];
@@ -217,8 +228,7 @@ static void print_deleted(json_t *o)
 
 int tk_cli_connections(int argc, char **argv)
 {
-    if (argc < 1)
-        return usage("which one: import, list, show, delete, token or refresh", NULL);
+    if (argc < 1) return usage("which one: import, list, show, delete, token or refresh", NULL);
     const char *v = argv[0];
     argc--, argv++;
     if (!strcmp(v, "import")) return conn_import(argc, argv);

@@ -60,8 +60,9 @@ void test_conn_request_auth(void)
     CHECK_EQ_STR(r.req.method, "POST");
     /* base64("cid:s3cr%3Aet%26%3D") */
     CHECK_EQ_STR(header(&r, "Authorization"), "Authorization: Basic Y2lkOnMzY3IlM0FldCUyNiUzRA==");
-    CHECK_EQ_STR(r.req.body, "grant_type=refresh_token&refresh_token=rt%2F%2B%201&scope=https%3A%2F%2F"
-                             "api.ebay.com%2Foauth%2Fapi_scope%20sell");
+    CHECK_EQ_STR(r.req.body,
+                 "grant_type=refresh_token&refresh_token=rt%2F%2B%201&scope=https%3A%2F%2F"
+                 "api.ebay.com%2Foauth%2Fapi_scope%20sell");
     CHECK(!strstr(r.req.body, "client_secret"));
     tk_conn_req_free(&r);
     json_decref(eff);
@@ -163,9 +164,9 @@ void test_conn_classify(void)
     CHECK_EQ_INT(classify(TK_OUT_OK, 200, J, "[1,2]", NULL, reason, &ra), TK_REFRESH_ERROR);
     CHECK_EQ_INT(classify(TK_OUT_OK, 200, J, "{\"access_token\":", NULL, reason, &ra),
                  TK_REFRESH_ERROR);
-    CHECK_EQ_INT(classify(TK_OUT_OK, 400, J, "{\"error\":\"temporarily_unavailable\"}", NULL,
-                          reason, &ra),
-                 TK_REFRESH_ERROR);
+    CHECK_EQ_INT(
+        classify(TK_OUT_OK, 400, J, "{\"error\":\"temporarily_unavailable\"}", NULL, reason, &ra),
+        TK_REFRESH_ERROR);
     CHECK_EQ_INT(classify(TK_OUT_OK, 404, "text/plain", "nope", NULL, reason, &ra),
                  TK_REFRESH_ERROR);
     /* permanent */
