@@ -277,4 +277,12 @@ void tk_conn_req_free(struct tk_conn_req *r);
 enum tk_refresh_outcome tk_conn_classify(const struct tk_out_result *ans, const json_t *effective,
                                          char reason[TK_CONN_REASON_MAX], int64_t *retry_after_s);
 
+/* 1..TK_CONN_TOKEN_MAX printable ASCII characters (no NUL, CR, LF); *len set. */
+bool tk_conn_token_valid(const char *s, size_t *len);
+/* NULL, or an array of at most TK_APP_SCOPES_MAX strings of 1..TK_APP_SCOPE_MAX
+ * printable characters without spaces or commas. */
+bool tk_conn_scopes_valid(const json_t *a);
+/* A malloc'd copy of url with every query value replaced by "***". */
+char *tk_conn_mask_url(const char *url);
+
 #endif
