@@ -454,5 +454,34 @@ for (const backend of backends()) {
       const da = await request(t, `/v1/provider-apps/${s.app.id}`, { method: 'DELETE', token: t.token });
       assert.equal(da.status, 200, da.text);
     });
+
+    it('action bodies: refresh takes an empty body or {}; unauthorized refuses other members', async () => {
+      const s = await setup();
+      const r = await request(t, `/v1/connections/${s.conn.id}/refresh`, { method: 'POST', token: t.token, json: { force: true } });
+      assert.equal(r.status, 400, r.text);
+      assert.equal(r.json.field, 'force');
+      const u = await request(t, `/v1/connections/${s.conn.id}/unauthorized`, { method: 'POST', token: t.token, json: { token: 'x' } });
+      assert.equal(u.status, 400, u.text);
+      assert.equal(u.json.field, 'token');
+      const b = await request(t, `/v1/connections/${s.conn.id}/unauthorized`, { method: 'POST', token: t.token, body: '{"access_token":' });
+      assert.equal(b.status, 400, b.text);
+      assert.equal((await request(t, '/v1/connections/not-a-uuid/token', { token: t.token })).status, 404);
+      assert.equal(s.ep.requests.length, 0);
+    });
+
+    it('sealed: 503 sealed; after a restart (auto-unseal) the stored tokens are served again', async () => {
+      const s = await setup();
+      const seal = await api(t, '/v1/sys/seal', { method: 'POST' });
+      assert.equal(seal.status, 200, seal.text);
+      const g = await getToken(s.conn.id);
+      assert.equal(g.status, 503, g.text);
+      assert.equal(g.json.error, 'sealed');
+      const res = await t.stop();
+      assert.equal(res.code, 0);
+      t = await startTokend({ backend, dataDir: t.dataDir, store: t.store, args: ['--refresh-timeout', '10'] });
+      const g2 = await getToken(s.conn.id);
+      assert.equal(g2.status, 200, g2.text);
+      assert.equal(g2.json.access_token, s.accessToken);
+    });
   });
 }
