@@ -58,7 +58,7 @@ struct tk_config {
     int refresh_max_idle;      /* seconds between refreshes of expiring refresh tokens */
     int refresh_timeout;       /* seconds: the upstream call and parked callers' bound */
     int refresh_workers;       /* threads for API-triggered refreshes */
-    char origins[64][80]; /* where each setting's value came from, by table index */
+    char origins[128][80]; /* where each setting's value came from, by table index */
 };
 
 /* Fill c with defaults. */
