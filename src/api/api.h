@@ -209,6 +209,9 @@ void tk_h_apps_list(struct tk_req *r);
 void tk_h_apps_get(struct tk_req *r);
 void tk_h_apps_update(struct tk_req *r);
 void tk_h_apps_delete(struct tk_req *r);
+/* the connect flow (connect_api.c) */
+void tk_h_connect_start(struct tk_req *r);
+void tk_h_connect_callback(struct tk_req *r);
 
 /* Body checks that reply 400 naming the field and return false:
  * every member of body is in allowed (NULL-terminated); name, when

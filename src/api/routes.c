@@ -55,6 +55,8 @@ static const struct tk_route routes[] = {
     {"GET", "/v1/provider-apps/{id}", tk_h_apps_get, OPERATOR(TK_ROLE_ANY)},
     {"PATCH", "/v1/provider-apps/{id}", tk_h_apps_update, OPERATOR(TK_ROLE_WRITE)},
     {"DELETE", "/v1/provider-apps/{id}", tk_h_apps_delete, OPERATOR(TK_ROLE_WRITE)},
+    {"POST", "/v1/connect/{app_id}/start", tk_h_connect_start, OPERATOR(TK_ROLE_WRITE)},
+    {"GET", "/connect/callback", tk_h_connect_callback, PUBLIC(0)},
 };
 
 const struct tk_route *tk_api_routes(size_t *n)
