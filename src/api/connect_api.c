@@ -112,7 +112,6 @@ void tk_h_connect_start(struct tk_req *r)
         tk_api_reply_error(r, &e, NULL);
         return;
     }
-    tk_reply_header(r, "Cache-Control", "no-store");
     tk_reply_json(r, 200,
                   json_pack("{s:s, s:s, s:s, s:b, s:s}", "authorize_url", st.authorize_url,
                             "state_expires_at", expires, "state_id", st.id, "pkce", st.pkce,
@@ -206,7 +205,6 @@ static void cb_event(struct cb *c, const char *outcome, const char *stage, const
 
 static void page_headers(struct tk_req *r)
 {
-    tk_reply_header(r, "Cache-Control", "no-store");
     tk_reply_header(r, "Referrer-Policy", "no-referrer");
     tk_reply_header(r, "X-Content-Type-Options", "nosniff");
     tk_reply_header(r, "Content-Security-Policy",
@@ -265,7 +263,6 @@ static void back(struct tk_req *r, const char *return_url, const char *name, con
                 tk_buf_printf(&b, "%%%02X", ch);
         }
     }
-    tk_reply_header(r, "Cache-Control", "no-store");
     tk_reply_header(r, "Referrer-Policy", "no-referrer");
     tk_reply_redirect(r, 303, b.data);
     tk_buf_free(&b);
