@@ -93,6 +93,12 @@ void test_catalog_dir(void);
 void test_catalog_effective(void);
 void test_apps_store(struct fx *f);
 
+/* test_connect.c */
+void test_connect_pkce(void);
+void test_connect_urls(void);
+void test_connect_exchange(void);
+void test_connect_store(struct fx *f);
+
 /* test_text.c */
 void test_text_check_name(void);
 
