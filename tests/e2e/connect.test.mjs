@@ -35,13 +35,17 @@ for (const backend of backends()) {
   describe(`connect (${backend})`, { timeout: SUITE_TIMEOUT_MS }, () => {
     let t;
     let up;
+    let last = null; // the provider's latest token answer
     const proxies = [];
 
     before(async () => {
       t = await startTokend({ backend });
       up = await startOidcUpstream({
         redirectUri: `${t.url}/connect/callback`,
+        // an hour: the refresh engine leaves these connections alone while the test drives
+        accessTtl: 3600,
         onTokens: (j) => {
+          last = j;
           if (j.access_token) noteSecret(j.access_token, { kind: 'upstream-access-token' });
           if (j.refresh_token) noteSecret(j.refresh_token, { kind: 'upstream-refresh-token' });
           if (j.id_token) noteSecret(j.id_token, { kind: 'upstream-id-token' });
@@ -135,6 +139,16 @@ for (const backend of backends()) {
       // the connection is the tenant's, for this app and label
       const row = await storeSql(t, `SELECT app_id || '|' || label || '|' || status FROM connections WHERE id = '${connId}'`);
       assert.equal(row.trim(), `${appId}|${label}|ok`);
+      // ... shown by the connections API, its token the one the provider issued
+      const shown = await api(t, `/v1/connections/${connId}`);
+      assert.equal(shown.status, 200, shown.text);
+      assert.equal(shown.json.app_id, appId);
+      assert.equal(shown.json.label, label);
+      assert.equal(shown.json.has_refresh_token, true);
+      assert.doesNotMatch(shown.text, new RegExp(last.access_token));
+      const tok = await api(t, `/v1/connections/${connId}/token`);
+      assert.equal(tok.status, 200, tok.text);
+      assert.equal(tok.json.access_token, last.access_token);
       // the state row: spent, only a hash of the state, the verifier sealed
       const st = await storeSql(
         t,
@@ -265,6 +279,36 @@ for (const backend of backends()) {
       assert.doesNotMatch(JSON.stringify(ev), new RegExp(up.clients.basic.secret));
       const n = await storeSql(t, `SELECT count(*) FROM connections WHERE label = 'pkce'`);
       assert.equal(n.trim(), '0');
+    });
+
+    it('100 refreshes in a row against the rotating provider: each rotates, nothing is lost', { timeout: 120000 }, async () => {
+      const appId = await makeApp('client_secret_basic', { rotates_refresh_tokens: true });
+      const s = await start(appId, { label: 'rotations', return_url: RETURN });
+      const res = await run(s.json.authorize_url);
+      const connId = res.stoppedAt.searchParams.get('connection_id');
+      assert.match(connId, UUID);
+      const refreshBefore = up.issued.refresh;
+      const seen = new Set([last.refresh_token]);
+      for (let i = 0; i < 100; i++) {
+        const r = await api(t, `/v1/connections/${connId}/refresh`, { method: 'POST' });
+        assert.equal(r.status, 200, `refresh ${i + 1}: ${r.text}`);
+        assert.equal(r.json.outcome, 'ok', `refresh ${i + 1}: ${r.text}`);
+        assert.equal(r.json.rotated, true, `refresh ${i + 1}`);
+        assert.ok(!seen.has(last.refresh_token), `refresh ${i + 1}: the provider rotated`);
+        seen.add(last.refresh_token);
+      }
+      assert.equal(up.issued.refresh - refreshBefore, 100);
+      const tok = await api(t, `/v1/connections/${connId}/token`);
+      assert.equal(tok.status, 200, tok.text);
+      assert.equal(tok.json.access_token, last.access_token, 'the newest access token is the one held');
+      const shown = await api(t, `/v1/connections/${connId}`);
+      assert.equal(shown.json.status, 'ok');
+      assert.equal(shown.json.failure_count, 0);
+      // one refresh event per attempt, all ok
+      await waitFor(async () => (await allEvents(t, `kind=refresh&source=manual&subject=${connId}`)).length >= 100, { message: '100 refresh events' });
+      const evs = await allEvents(t, `kind=refresh&source=manual&subject=${connId}`);
+      assert.equal(evs.length, 100);
+      assert.ok(evs.every((e) => e.outcome === 'ok'));
     });
 
     it("another tenant's app, an unknown app, bad bodies: 404 and 400 naming the field", async () => {
