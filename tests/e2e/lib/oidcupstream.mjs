@@ -68,7 +68,7 @@ export async function startOidcUpstream({ redirectUri, accessTtl = 60, onTokens 
     ],
     cookies: { keys: [rnd(), rnd()] },
     // a signing key of its own (ID tokens), so it does not warn about the development one
-    jwks: { keys: [crypto.generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ format: 'jwk' })] },
+    jwks: { keys: [crypto.generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({ format: 'jwk' })] },
     scopes: ['openid', 'offline_access', 'api', 'read'],
     findAccount: async (_ctx, sub) => ({ accountId: sub, claims: async () => ({ sub }) }),
     features: { devInteractions: { enabled: false } },
