@@ -20,6 +20,7 @@ import {
   backends,
   createTenant,
   request,
+  runCli,
   startTokend,
   stopAndScan,
   storeSql,
@@ -309,6 +310,28 @@ for (const backend of backends()) {
       const evs = await allEvents(t, `kind=refresh&source=manual&subject=${connId}`);
       assert.equal(evs.length, 100);
       assert.ok(evs.every((e) => e.outcome === 'ok'));
+    });
+
+    it('tokend connections connect prints the authorization URL; it connects', async () => {
+      const appId = await makeApp('client_secret_post');
+      const env = { TOKEND_ADDR: t.url, TOKEND_TOKEN: t.token };
+      const r = await runCli(['connections', 'connect', appId, '--label', 'from-cli', '--return-url', RETURN], { env });
+      assert.equal(r.code, 0, r.stderr);
+      const m = /^(http:\/\/127\.0\.0\.1:\d+\/auth\?\S+)$/m.exec(r.stdout);
+      assert.ok(m, r.stdout);
+      noteSecret(new URL(m[1]).searchParams.get('state'), { kind: 'connect-state' });
+      const res = await run(m[1]);
+      assert.match(res.stoppedAt.searchParams.get('connection_id'), UUID);
+      const j = await runCli(['connections', 'connect', appId, '--label', 'json', '--json'], { env });
+      assert.equal(j.code, 0, j.stderr);
+      const o = JSON.parse(j.stdout);
+      noteSecret(new URL(o.authorize_url).searchParams.get('state'), { kind: 'connect-state' });
+      assert.equal(o.redirect_uri, `${t.url}/connect/callback`);
+      assert.equal((await runCli(['connections', 'connect', appId], { env })).code, 2, 'no --label');
+      assert.equal((await runCli(['connections', 'connect', '--label', 'x'], { env })).code, 2, 'no APP_ID');
+      const bad = await runCli(['connections', 'connect', appId, '--label', 'x', '--return-url', 'nope'], { env });
+      assert.equal(bad.code, 1);
+      assert.match(bad.stderr, /return_url/);
     });
 
     it("another tenant's app, an unknown app, bad bodies: 404 and 400 naming the field", async () => {
