@@ -103,6 +103,10 @@ void tk_h_connect_start(struct tk_req *r)
                              &e);
         json_decref(d);
     }
+    /* rows a day past their expiry go as new ones come (indexed, bounded
+     * by the rate of starts) */
+    int64_t pruned = 0;
+    if (rc == TK_OK) rc = tk_connect_prune(db, tk_now_ms(), &pruned, &e);
     if (rc == TK_OK) rc = tk_db_commit(db, &e);
     json_decref(body);
     json_decref(ap);
