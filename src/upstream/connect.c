@@ -129,26 +129,15 @@ tk_rc tk_connect_redeem(struct tk_db *db, struct tk_keyring *k, const char *stat
     char hash[TK_HASH_HEX], key_id[17];
     tk_rc rc = tk_keyring_hash(k, state, len, hash, key_id, e);
     if (rc != TK_OK) return rc;
-    rc = tk_db_begin(db, e);
-    if (rc == TK_OK)
-        rc = tk_db_exec(db,
-                        "UPDATE connect_states SET used_at = ? WHERE state_hash = ? "
-                        "AND used_at IS NULL AND expires_at > ?",
-                        TK_ARGS(TK_INT(now_ms), TK_TEXT(hash), TK_INT(now_ms)), NULL, e);
-    bool redeemed = rc == TK_OK && tk_db_changes(db) == 1;
+    /* a read first: a state nobody issued (anybody can send one) costs no
+     * write */
     struct tk_rows *r = NULL;
-    if (rc == TK_OK)
-        rc = tk_db_exec(db,
-                        "SELECT id, tenant_id, app_id, label, return_url, redirect_uri, "
-                        "code_verifier, created_at, expires_at, used_at FROM connect_states "
-                        "WHERE state_hash = ?",
-                        TK_ARGS(TK_TEXT(hash)), &r, e);
-    if (rc == TK_OK) rc = tk_db_commit(db, e);
-    if (rc != TK_OK) {
-        if (tk_db_in_tx(db)) tk_db_rollback(db);
-        tk_rows_free(r);
-        return rc;
-    }
+    rc = tk_db_exec(db,
+                    "SELECT id, tenant_id, app_id, label, return_url, redirect_uri, "
+                    "code_verifier, created_at, expires_at, used_at FROM connect_states "
+                    "WHERE state_hash = ?",
+                    TK_ARGS(TK_TEXT(hash)), &r, e);
+    if (rc != TK_OK) return rc;
     if (tk_rows_count(r) != 1) {
         tk_rows_free(r);
         return tk_err_field(e, TK_ENOTFOUND, "state_unknown", "state",
@@ -167,7 +156,24 @@ tk_rc tk_connect_redeem(struct tk_db *db, struct tk_keyring *k, const char *stat
     out->expires_at = tk_rows_int(r, 0, 8);
     out->used_at = tk_rows_null(r, 0, 9) ? 0 : tk_rows_int(r, 0, 9);
     tk_rows_free(r);
-    if (redeemed) return TK_OK;
+    /* single use: of concurrent callbacks with this state, the one whose
+     * UPDATE changes the row wins */
+    rc = tk_db_exec(db,
+                    "UPDATE connect_states SET used_at = ? WHERE id = ? AND used_at IS NULL "
+                    "AND expires_at > ?",
+                    TK_ARGS(TK_INT(now_ms), TK_TEXT(out->id), TK_INT(now_ms)), NULL, e);
+    if (rc != TK_OK) return rc;
+    if (tk_db_changes(db) == 1) {
+        out->used_at = now_ms;
+        return TK_OK;
+    }
+    if (!out->used_at) { /* redeemed by another callback since the read? */
+        rc = tk_db_exec(db, "SELECT used_at FROM connect_states WHERE id = ?",
+                        TK_ARGS(TK_TEXT(out->id)), &r, e);
+        if (rc != TK_OK) return rc;
+        if (tk_rows_count(r) == 1 && !tk_rows_null(r, 0, 0)) out->used_at = tk_rows_int(r, 0, 0);
+        tk_rows_free(r);
+    }
     char when[32];
     if (out->used_at) {
         tk_time_fmt(out->used_at, when, sizeof when);

@@ -86,8 +86,10 @@ struct tk_connect_state {
 };
 void tk_connect_state_clear(struct tk_connect_state *s);
 
-/* Redeem state (len bytes, from the callback's query) at now_ms, in one
- * transaction of its own on db. TK_OK: the row is now used, out filled.
+/* Redeem state (len bytes, from the callback's query) at now_ms on
+ * db (not in a transaction): a read by the state's hash (an unknown state
+ * writes nothing), then the single-use UPDATE. TK_OK: the row is now used,
+ * out filled.
  * Otherwise out->found tells whether a row matched and e->code is the
  * reason: "state_malformed" (TK_EINVAL), "state_unknown" (TK_ENOTFOUND),
  * "state_used" or "state_expired" (TK_EINVAL; out filled, so that the

@@ -10,6 +10,8 @@
 #include "../../src/upstream/connect.h"
 #include "../../src/upstream/upstream.h"
 
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -159,6 +161,30 @@ void test_connect_exchange(void)
     tk_secret_free(ver);
 }
 
+/* Concurrent callbacks with one state: exactly one redeems it. */
+struct race {
+    struct fx *f;
+    struct tk_keyring *k;
+    const char *state;
+    int64_t now;
+    atomic_int won, used;
+};
+
+static void *racer(void *arg)
+{
+    struct race *rc = arg;
+    struct tk_err e;
+    struct tk_db *db = tk_store_get(rc->f->st, &e);
+    if (!db) return NULL;
+    struct tk_connect_state st;
+    tk_rc r = tk_connect_redeem(db, rc->k, rc->state, strlen(rc->state), rc->now, &st, &e);
+    if (r == TK_OK) atomic_fetch_add(&rc->won, 1);
+    else if (!strcmp(e.code, "state_used")) atomic_fetch_add(&rc->used, 1);
+    tk_connect_state_clear(&st);
+    tk_store_put(db);
+    return NULL;
+}
+
 void test_connect_store(struct fx *f)
 {
     struct tk_db *db = fx_db(f);
@@ -243,6 +269,21 @@ void test_connect_store(struct fx *f)
     CHECK_EQ_STR(e.code, "state_expired");
     tk_connect_state_clear(&st);
 
+    /* a race of callbacks for one state: one wins, the others see it used */
+    {
+        struct tk_connect_started s3 = {0};
+        if (CHECK_OK(tk_connect_start(db, k, t1, app, "race", NULL, "https://t/cb", now, &s3, &e),
+                     &e)) {
+            struct race rc = {.f = f, .k = k, .state = s3.state, .now = now + 1};
+            pthread_t th[6];
+            for (int i = 0; i < 6; i++) pthread_create(&th[i], NULL, racer, &rc);
+            for (int i = 0; i < 6; i++) pthread_join(th[i], NULL);
+            CHECK_EQ_INT(atomic_load(&rc.won), 1);
+            CHECK_EQ_INT(atomic_load(&rc.used), 5);
+        }
+        tk_connect_started_clear(&s3);
+    }
+
     /* unknown and malformed */
     CHECK_EQ_INT(tk_connect_redeem(db, k, "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", 43, now,
                                    &st, &e),
@@ -265,7 +306,7 @@ void test_connect_store(struct fx *f)
     /* housekeeping removes rows a day past their expiry */
     int64_t gone = 0;
     if (CHECK_OK(tk_connect_prune(db, now + 600000 + 86400000 + 1, &gone, &e), &e))
-        CHECK_EQ_INT(gone, 2);
+        CHECK_EQ_INT(gone, 3);
     /* a sealed keyring answers sealed */
     tk_keyring_seal(k);
     CHECK_EQ_INT(tk_connect_redeem(db, k, s1.state, strlen(s1.state), now, &st, &e), TK_EUNAVAIL);
