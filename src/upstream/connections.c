@@ -7,7 +7,14 @@
  * the pool), the transfer (tk_out_send, or the caller's tk_out_submit), and
  * complete (classify the answer; in ONE transaction: the version
  * compare-and-swap UPDATE with the new tokens or the error state, and the
- * attempt's event). */
+ * attempt's event).
+ *
+ * The fence: a failure commits only if the row's version is still the one
+ * read; a success also when the stored refresh token is still the one it
+ * used. So when two attempts ran with the same refresh token (a manual
+ * refresh beside an on-demand one) and the provider rotates without grace,
+ * the loser's invalid_grant never buries the winner's new tokens, whatever
+ * order their commits come in. */
 #include "connections.h"
 
 #include "../common/log.h"
@@ -23,8 +30,7 @@
 #define EXCERPT_MAX 512
 
 static const char *const status_names[] = {"ok", "refresh_error", "needs_reconnect", "disabled"};
-static const char *const source_names[] = {"scheduled", "on_demand", "reactive", "manual",
-                                           "debug"};
+static const char *const source_names[] = {"scheduled", "on_demand", "reactive", "manual", "debug"};
 static const char *const outcome_names[] = {"ok", "error", "failed", "none"};
 
 const char *tk_conn_status_name(enum tk_conn_status s)
@@ -196,10 +202,9 @@ static tk_rc check_tokens(const struct tk_conn_tokens *t, struct tk_err *e)
     return TK_OK;
 }
 
-tk_rc tk_conn_create_ctx(struct tk_db *db, const struct tk_refresh_ctx *ctx,
-                         const char *tenant_id, const char *app_id, const char *label,
-                         const struct tk_conn_tokens *tok, char id_out[TK_UUID_LEN + 1],
-                         struct tk_err *e)
+tk_rc tk_conn_create_ctx(struct tk_db *db, const struct tk_refresh_ctx *ctx, const char *tenant_id,
+                         const char *app_id, const char *label, const struct tk_conn_tokens *tok,
+                         char id_out[TK_UUID_LEN + 1], struct tk_err *e)
 {
     if (!label_ok(label))
         return tk_err_field(e, TK_EINVAL, "invalid_field", "label",
@@ -226,7 +231,8 @@ tk_rc tk_conn_create_ctx(struct tk_db *db, const struct tk_refresh_ctx *ctx,
     char *at = NULL, *rt = NULL;
     rc = seal_text(ctx->keyring, tenant_id, id_out, "access_token", tok->access_token, &at, e);
     if (rc == TK_OK && tok->refresh_token)
-        rc = seal_text(ctx->keyring, tenant_id, id_out, "refresh_token", tok->refresh_token, &rt, e);
+        rc =
+            seal_text(ctx->keyring, tenant_id, id_out, "refresh_token", tok->refresh_token, &rt, e);
     if (rc == TK_OK) {
         int64_t now = tk_now_ms();
         char *scopes = tok->scopes ? json_dumps(tok->scopes, JSON_COMPACT) : tk_strdup("[]");
@@ -299,20 +305,19 @@ static json_t *row_json(const struct tk_refresh_ctx *ctx, const struct tk_rows *
         json_decref(scopes);
         scopes = json_array();
     }
-    return json_pack("{s:s, s:s, s:s, s:s, s:s, s:o, s:s, s:o, s:o, s:o, s:o, s:o, s:o, s:I, "
-                     "s:I, s:b, s:o, s:o}",
-                     "id", tk_rows_text(r, i, 0), "app_id", tk_rows_text(r, i, 1), "provider",
-                     tk_rows_text(r, i, 17), "label", tk_rows_text(r, i, 2), "token_type",
-                     tk_rows_text(r, i, 3), "scopes", scopes, "status",
-                     shown_status(ctx, tk_rows_text(r, i, 5), tk_rows_int(r, i, 6), tk_now_ms()),
-                     "expires_at", time_or_null(r, i, 6), "refresh_expires_at",
-                     time_or_null(r, i, 7), "last_refresh_at", time_or_null(r, i, 8),
-                     "next_refresh_at", time_or_null(r, i, 9), "last_error_code",
-                     text_or_null(r, i, 10), "last_error", text_or_null(r, i, 11),
-                     "failure_count", (json_int_t)tk_rows_int(r, i, 12), "version",
-                     (json_int_t)tk_rows_int(r, i, 13), "has_refresh_token",
-                     tk_rows_int(r, i, 14) != 0, "created_at", time_or_null(r, i, 15),
-                     "updated_at", time_or_null(r, i, 16));
+    return json_pack(
+        "{s:s, s:s, s:s, s:s, s:s, s:o, s:s, s:o, s:o, s:o, s:o, s:o, s:o, s:I, "
+        "s:I, s:b, s:o, s:o}",
+        "id", tk_rows_text(r, i, 0), "app_id", tk_rows_text(r, i, 1), "provider",
+        tk_rows_text(r, i, 17), "label", tk_rows_text(r, i, 2), "token_type", tk_rows_text(r, i, 3),
+        "scopes", scopes, "status",
+        shown_status(ctx, tk_rows_text(r, i, 5), tk_rows_int(r, i, 6), tk_now_ms()), "expires_at",
+        time_or_null(r, i, 6), "refresh_expires_at", time_or_null(r, i, 7), "last_refresh_at",
+        time_or_null(r, i, 8), "next_refresh_at", time_or_null(r, i, 9), "last_error_code",
+        text_or_null(r, i, 10), "last_error", text_or_null(r, i, 11), "failure_count",
+        (json_int_t)tk_rows_int(r, i, 12), "version", (json_int_t)tk_rows_int(r, i, 13),
+        "has_refresh_token", tk_rows_int(r, i, 14) != 0, "created_at", time_or_null(r, i, 15),
+        "updated_at", time_or_null(r, i, 16));
 }
 
 static tk_rc not_found(struct tk_err *e, const char *id)
@@ -353,17 +358,17 @@ tk_rc tk_conn_list(struct tk_db *db, const struct tk_refresh_ctx *ctx, const cha
     else if (status)
         mode = 3;
     struct tk_rows *r;
-    tk_rc rc = tk_db_exec(
-        db,
-        "SELECT " COLS " FROM connections c JOIN provider_apps a ON a.id = c.app_id "
-        "WHERE c.tenant_id = ? AND (CAST(? AS TEXT) IS NULL OR c.status = ?) "
-        "AND (? <> 1 OR c.expires_at > ?) AND (? <> 2 OR c.expires_at <= ?) "
-        "AND (CAST(? AS TEXT) IS NULL OR c.app_id = ?) "
-        "AND (CAST(? AS TEXT) IS NULL OR c.id < ?) ORDER BY c.id DESC LIMIT ?",
-        TK_ARGS(TK_TEXT(tenant_id), TK_TEXT(st), TK_TEXT(st), TK_INT(mode), TK_INT(soon),
-                TK_INT(mode), TK_INT(soon), TK_TEXT(app_id), TK_TEXT(app_id), TK_TEXT(before),
-                TK_TEXT(before), TK_INT(limit + 1)),
-        &r, e);
+    tk_rc rc =
+        tk_db_exec(db,
+                   "SELECT " COLS " FROM connections c JOIN provider_apps a ON a.id = c.app_id "
+                   "WHERE c.tenant_id = ? AND (CAST(? AS TEXT) IS NULL OR c.status = ?) "
+                   "AND (? <> 1 OR c.expires_at > ?) AND (? <> 2 OR c.expires_at <= ?) "
+                   "AND (CAST(? AS TEXT) IS NULL OR c.app_id = ?) "
+                   "AND (CAST(? AS TEXT) IS NULL OR c.id < ?) ORDER BY c.id DESC LIMIT ?",
+                   TK_ARGS(TK_TEXT(tenant_id), TK_TEXT(st), TK_TEXT(st), TK_INT(mode), TK_INT(soon),
+                           TK_INT(mode), TK_INT(soon), TK_TEXT(app_id), TK_TEXT(app_id),
+                           TK_TEXT(before), TK_TEXT(before), TK_INT(limit + 1)),
+                   &r, e);
     if (rc != TK_OK) return rc;
     int n = tk_rows_count(r);
     json_t *a = json_array();
@@ -384,9 +389,8 @@ tk_rc tk_conn_delete(struct tk_db *db, const char *tenant_id, const char *id, st
     return rc;
 }
 
-tk_rc tk_conn_token(struct tk_db *db, struct tk_keyring *k, const char *tenant_id,
-                    const char *id, struct tk_conn_token *out, struct tk_open_failure *f,
-                    struct tk_err *e)
+tk_rc tk_conn_token(struct tk_db *db, struct tk_keyring *k, const char *tenant_id, const char *id,
+                    struct tk_conn_token *out, struct tk_open_failure *f, struct tk_err *e)
 {
     memset(out, 0, sizeof *out);
     struct tk_rows *r;
@@ -570,8 +574,8 @@ static json_t *json_body(const struct tk_out_result *a)
 {
     if (!a->body || !a->body_len) return NULL;
     size_t i = 0;
-    while (i < a->body_len && (a->body[i] == ' ' || a->body[i] == '\n' || a->body[i] == '\r' ||
-                               a->body[i] == '\t'))
+    while (i < a->body_len &&
+           (a->body[i] == ' ' || a->body[i] == '\n' || a->body[i] == '\r' || a->body[i] == '\t'))
         i++;
     if (i >= a->body_len || a->body[i] != '{') return NULL;
     json_t *v = json_loadb(a->body, a->body_len, JSON_REJECT_DUPLICATES, NULL);
@@ -605,8 +609,7 @@ enum tk_refresh_outcome tk_conn_classify(const struct tk_out_result *a, const js
     *retry_after_s = 0;
     if (a->error != TK_OUT_OK) {
         snprintf(reason, TK_CONN_REASON_MAX, "%s", tk_out_error_name(a->error));
-        if (a->error == TK_OUT_STOPPING || a->error == TK_OUT_BUSY ||
-            a->error == TK_OUT_CANCELLED)
+        if (a->error == TK_OUT_STOPPING || a->error == TK_OUT_BUSY || a->error == TK_OUT_CANCELLED)
             return TK_REFRESH_NONE;
         return TK_REFRESH_ERROR;
     }
@@ -704,10 +707,13 @@ tk_rc tk_conn_parse_answer(const char *body, size_t len, const json_t *eff, int6
         char sc = sep && sep[0] ? sep[0] : ' ';
         json_t *a = json_array();
         for (const char *s = scope; *s;) {
-            while (*s == sc || *s == ' ') s++;
+            while (*s == sc || *s == ' ')
+                s++;
             const char *t = s;
-            while (*t && *t != sc && *t != ' ') t++;
-            if (t > s && json_array_size(a) < TK_APP_SCOPES_MAX && (size_t)(t - s) <= TK_APP_SCOPE_MAX)
+            while (*t && *t != sc && *t != ' ')
+                t++;
+            if (t > s && json_array_size(a) < TK_APP_SCOPES_MAX &&
+                (size_t)(t - s) <= TK_APP_SCOPE_MAX)
                 json_array_append_new(a, json_stringn(s, (size_t)(t - s)));
             s = t;
         }
@@ -726,6 +732,7 @@ struct tk_refresh_op {
     char trace[72];
     bool debug;
     int64_t version, failure_count, refresh_expires_at;
+    char *rt_text; /* the sealed refresh token as read (the fence of a success) */
     json_t *effective;
     json_t *app_scopes;
     struct tk_secret *refresh_token, *client_secret;
@@ -744,6 +751,7 @@ void tk_conn_refresh_abandon(struct tk_refresh_op *op)
     if (op->have_req) tk_conn_req_free(&op->req);
     tk_secret_free(op->refresh_token);
     tk_secret_free(op->client_secret);
+    free(op->rt_text);
     json_decref(op->effective);
     json_decref(op->app_scopes);
     free(op);
@@ -806,7 +814,7 @@ struct attempt {
     int64_t retry_after_s;
     long http_status;
     int64_t latency_us;
-    json_t *record; /* masked exchange, or NULL (nothing sent) */
+    json_t *record;            /* masked exchange, or NULL (nothing sent) */
     struct tk_conn_tokens tok; /* OK */
 };
 
@@ -840,8 +848,8 @@ static void commit_attempt(const struct tk_refresh_ctx *ctx, struct tk_refresh_o
         rc = seal_text(ctx->keyring, op->tenant, op->id, "access_token", at->tok.access_token,
                        &at_sealed, &e);
         if (rc == TK_OK && at->tok.refresh_token)
-            rc = seal_text(ctx->keyring, op->tenant, op->id, "refresh_token",
-                           at->tok.refresh_token, &rt_sealed, &e);
+            rc = seal_text(ctx->keyring, op->tenant, op->id, "refresh_token", at->tok.refresh_token,
+                           &rt_sealed, &e);
         if (rc != TK_OK) {
             free(at_sealed);
             free(rt_sealed);
@@ -854,7 +862,8 @@ static void commit_attempt(const struct tk_refresh_ctx *ctx, struct tk_refresh_o
         res->status = TK_CONN_OK;
         res->expires_at = at->tok.expires_at;
         res->rotated = at->tok.refresh_token != NULL;
-        snprintf(at->message, sizeof at->message, "refreshed%s; the new access token expires in "
+        snprintf(at->message, sizeof at->message,
+                 "refreshed%s; the new access token expires in "
                  "%lld s",
                  res->rotated ? " (refresh token rotated)" : "",
                  (long long)((at->tok.expires_at - now) / 1000));
@@ -886,11 +895,11 @@ static void commit_attempt(const struct tk_refresh_ctx *ctx, struct tk_refresh_o
     }
     if (at->outcome == TK_REFRESH_OK) json_object_set_new(d, "rotated", json_boolean(res->rotated));
     if (at->outcome != TK_REFRESH_OK && at->record) {
-        res->upstream = json_pack("{s:O?, s:O?, s:O?, s:O?}", "status",
-                                  json_object_get(at->record, "status"), "content_type",
-                                  json_object_get(at->record, "content_type"), "body",
-                                  json_object_get(at->record, "response_body"), "error",
-                                  json_object_get(at->record, "error"));
+        res->upstream =
+            json_pack("{s:O?, s:O?, s:O?, s:O?}", "status", json_object_get(at->record, "status"),
+                      "content_type", json_object_get(at->record, "content_type"), "body",
+                      json_object_get(at->record, "response_body"), "error",
+                      json_object_get(at->record, "error"));
     }
     if (op->debug && at->record) res->debug = json_incref(d);
     struct tk_event ev = {
@@ -917,17 +926,19 @@ static void commit_attempt(const struct tk_refresh_ctx *ctx, struct tk_refresh_o
                 db,
                 "UPDATE connections SET access_token = ?, refresh_token = COALESCE(?, "
                 "refresh_token), token_type = ?, scopes = COALESCE(?, scopes), expires_at = ?, "
-                "refresh_expires_at = CASE WHEN ? > 0 THEN ? ELSE refresh_expires_at END, "
+                "refresh_expires_at = CASE WHEN CAST(? AS BIGINT) > 0 THEN CAST(? AS BIGINT) ELSE "
+                "refresh_expires_at END, "
                 "issued_at = ?, last_refresh_at = ?, next_refresh_at = ?, status = 'ok', "
                 "last_error_code = NULL, last_error = NULL, failure_count = 0, "
                 "version = version + 1, updated_at = ? "
-                "WHERE tenant_id = ? AND id = ? AND version = ?",
+                "WHERE tenant_id = ? AND id = ? AND (version = ? OR refresh_token = ?)",
                 TK_ARGS(TK_TEXT(at_sealed), TK_TEXT(rt_sealed),
                         TK_TEXT(at->tok.token_type ? at->tok.token_type : "Bearer"),
                         TK_TEXT(scopes), TK_INT(at->tok.expires_at),
                         TK_INT(rt_sealed ? at->tok.refresh_expires_at : 0),
                         TK_INT(at->tok.refresh_expires_at), TK_INT(now), TK_INT(now), TK_INT(next),
-                        TK_INT(now), TK_TEXT(op->tenant), TK_TEXT(op->id), TK_INT(op->version)),
+                        TK_INT(now), TK_TEXT(op->tenant), TK_TEXT(op->id), TK_INT(op->version),
+                        TK_TEXT(op->rt_text)),
                 NULL, &e);
         else
             rc = tk_db_exec(
@@ -964,8 +975,8 @@ static void commit_attempt(const struct tk_refresh_ctx *ctx, struct tk_refresh_o
         }
     }
     if (rc != TK_OK && res->outcome != TK_REFRESH_NONE) {
-        tk_log_write(TK_LOG_ERROR, "connection %s: the refresh attempt could not be stored: %s", op->id,
-               e.msg);
+        tk_log_write(TK_LOG_ERROR, "connection %s: the refresh attempt could not be stored: %s",
+                     op->id, e.msg);
         res_none(res, &e);
     }
     tk_store_put(db);
@@ -1028,8 +1039,8 @@ void tk_conn_refresh_prepare(const struct tk_refresh_ctx *ctx, const char *tenan
     json_t *params = json_loads(tk_rows_text(r, 0, 11), 0, NULL);
     op->app_scopes = json_loads(tk_rows_text(r, 0, 9), 0, NULL);
     op->effective = p ? tk_app_effective(p, tk_rows_text(r, 0, 10), ov, params)
-                      : json_pack("{s:s, s:s}", "provider", provider ? provider : "",
-                                  "environment", tk_rows_text(r, 0, 10));
+                      : json_pack("{s:s, s:s}", "provider", provider ? provider : "", "environment",
+                                  tk_rows_text(r, 0, 10));
     json_decref(ov);
     json_decref(params);
     bool automatic = source == TK_REFRESH_SCHEDULED || source == TK_REFRESH_ON_DEMAND ||
@@ -1062,13 +1073,14 @@ void tk_conn_refresh_prepare(const struct tk_refresh_ctx *ctx, const char *tenan
         fail_now = true;
     } else {
         struct tk_open_failure f;
-        rc = open_text(ctx->keyring, db, tenant_id, conn_id, "refresh_token",
-                       tk_rows_text(r, 0, 0), &op->refresh_token, &f, &e);
+        op->rt_text = tk_strdup(tk_rows_text(r, 0, 0));
+        rc = open_text(ctx->keyring, db, tenant_id, conn_id, "refresh_token", tk_rows_text(r, 0, 0),
+                       &op->refresh_token, &f, &e);
         if (rc == TK_OK) {
             const char *app_id = tk_rows_text(r, 0, 6);
             struct tk_err e2;
-            rc = tk_app_client_secret(db, ctx->keyring, tenant_id, app_id, &op->client_secret,
-                                      &f, &e2);
+            rc = tk_app_client_secret(db, ctx->keyring, tenant_id, app_id, &op->client_secret, &f,
+                                      &e2);
             if (rc == TK_ENOTFOUND && !strcmp(e2.code, "no_client_secret"))
                 rc = TK_OK; /* a public client */
             else if (rc != TK_OK)
@@ -1085,8 +1097,8 @@ void tk_conn_refresh_prepare(const struct tk_refresh_ctx *ctx, const char *tenan
             res_none(res, &e);
         } else {
             rc = tk_conn_build_request(op->effective, tk_rows_text(r, 0, 8), op->client_secret,
-                                       op->refresh_token, op->app_scopes,
-                                       (int)ctx_timeout_ms(ctx), &op->req, &e);
+                                       op->refresh_token, op->app_scopes, (int)ctx_timeout_ms(ctx),
+                                       &op->req, &e);
             if (rc == TK_OK) {
                 op->have_req = true;
                 *opp = op;
@@ -1149,9 +1161,9 @@ void tk_conn_refresh_complete(const struct tk_refresh_ctx *ctx, struct tk_refres
     tk_conn_refresh_abandon(op);
 }
 
-void tk_conn_refresh(const struct tk_refresh_ctx *ctx, const char *tenant_id,
-                     const char *conn_id, enum tk_refresh_source source,
-                     const struct tk_refresh_opts *opts, struct tk_refresh_result *res)
+void tk_conn_refresh(const struct tk_refresh_ctx *ctx, const char *tenant_id, const char *conn_id,
+                     enum tk_refresh_source source, const struct tk_refresh_opts *opts,
+                     struct tk_refresh_result *res)
 {
     struct tk_refresh_op *op = NULL;
     tk_conn_refresh_prepare(ctx, tenant_id, conn_id, source, opts, &op, res);
@@ -1247,8 +1259,8 @@ void tk_conn_pool_stop(struct tk_conn_pool *p)
 
 tk_rc tk_conn_refresh_async(struct tk_conn_pool *p, const char *tenant_id, const char *conn_id,
                             enum tk_refresh_source source, const struct tk_refresh_opts *opts,
-                            void (*done)(const struct tk_refresh_result *res, void *arg),
-                            void *arg, struct tk_err *e)
+                            void (*done)(const struct tk_refresh_result *res, void *arg), void *arg,
+                            struct tk_err *e)
 {
     struct job *j = tk_calloc(1, sizeof *j);
     snprintf(j->tenant, sizeof j->tenant, "%s", tenant_id);
