@@ -299,6 +299,14 @@ for (const backend of backends()) {
         seen.add(last.refresh_token);
       }
       assert.equal(up.issued.refresh - refreshBefore, 100);
+      // inline: a token asked for longer than the held one lives is refreshed on the way
+      const held = last.access_token;
+      const inline = await api(t, `/v1/connections/${connId}/token?min_ttl=3700`);
+      assert.equal(up.issued.refresh - refreshBefore, 101, inline.text);
+      assert.notEqual(last.access_token, held);
+      await waitFor(async () => (await allEvents(t, `kind=refresh&source=on_demand&subject=${connId}`)).length === 1, {
+        message: 'the on_demand refresh event',
+      });
       const tok = await api(t, `/v1/connections/${connId}/token`);
       assert.equal(tok.status, 200, tok.text);
       assert.equal(tok.json.access_token, last.access_token, 'the newest access token is the one held');

@@ -253,6 +253,18 @@ void test_connect_store(struct fx *f)
     CHECK(st.found);
     tk_connect_state_clear(&st);
 
+    /* an app without an authorize URL cannot start */
+    {
+        json_t *none = json_deep_copy(app);
+        json_object_set_new(json_object_get(none, "effective"), "authorize_url", json_null());
+        struct tk_connect_started s0 = {0};
+        CHECK_EQ_INT(tk_connect_start(db, k, t1, none, "x", NULL, "https://t/cb", now, &s0, &e),
+                     TK_ECONFLICT);
+        CHECK_EQ_STR(e.code, "no_authorize_url");
+        CHECK(s0.authorize_url == NULL);
+        json_decref(none);
+    }
+
     /* an expired one, and a start without PKCE or return_url */
     json_object_set_new(json_object_get(app, "effective"), "pkce", json_false());
     if (!CHECK_OK(tk_connect_start(db, k, t1, app, "b", NULL, "https://t/cb", now, &s2, &e), &e))
