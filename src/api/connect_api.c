@@ -81,26 +81,26 @@ void tk_h_connect_start(struct tk_req *r)
     const struct tk_principal *p = tk_api_principal(r);
     json_t *ap = NULL;
     rc = tk_app_get(db, app->catalog, p->tenant_id, app_id, &ap, &e);
-    if (rc == TK_ENOTFOUND) tk_err_field(&e, TK_ENOTFOUND, "not_found", "app_id",
-                                         "no provider app with id %s", app_id);
+    if (rc == TK_ENOTFOUND)
+        tk_err_field(&e, TK_ENOTFOUND, "not_found", "app_id", "no provider app with id %s", app_id);
     char redirect_uri[600];
     snprintf(redirect_uri, sizeof redirect_uri, "%s/connect/callback", tk_api_public_url(app));
     struct tk_connect_started st = {0};
     if (rc == TK_OK) rc = tk_db_begin(db, &e);
     if (rc == TK_OK)
-        rc = tk_connect_start(db, app->keyring, p->tenant_id, ap, json_string_value(lv),
-                              return_url, redirect_uri, tk_now_ms(), &st, &e);
+        rc = tk_connect_start(db, app->keyring, p->tenant_id, ap, json_string_value(lv), return_url,
+                              redirect_uri, tk_now_ms(), &st, &e);
     char expires[32] = "";
     if (rc == TK_OK) {
         tk_time_fmt(st.expires_at, expires, sizeof expires);
-        json_t *d = json_pack("{s:s, s:O?, s:s, s:O?, s:s?, s:b, s:s}", "state_id", st.id,
-                              "provider", json_object_get(ap, "provider"), "label",
-                              json_string_value(lv), "app_name", json_object_get(ap, "name"),
-                              "return_url", return_url, "pkce", st.pkce, "state_expires_at",
-                              expires);
-        rc = tk_api_event_in(r, "connect", "start", "ok", "provider_app", app_id,
-                             "connect flow started: waiting for the browser at the provider", d,
-                             &e);
+        json_t *d =
+            json_pack("{s:s, s:O?, s:s, s:O?, s:s?, s:b, s:s}", "state_id", st.id, "provider",
+                      json_object_get(ap, "provider"), "label", json_string_value(lv), "app_name",
+                      json_object_get(ap, "name"), "return_url", return_url, "pkce", st.pkce,
+                      "state_expires_at", expires);
+        rc =
+            tk_api_event_in(r, "connect", "start", "ok", "provider_app", app_id,
+                            "connect flow started: waiting for the browser at the provider", d, &e);
         json_decref(d);
     }
     /* rows a day past their expiry go as new ones come (indexed, bounded
@@ -244,8 +244,8 @@ static void page(struct tk_req *r, int status, const char *title, const char *li
 static void back(struct tk_req *r, const char *return_url, const char *name, const char *value,
                  const char *name2, const char *value2)
 {
-    char *esc = tk_pool_strdup(r->pool, value), *esc2 = value2 ? tk_pool_strdup(r->pool, value2)
-                                                               : NULL;
+    char *esc = tk_pool_strdup(r->pool, value),
+         *esc2 = value2 ? tk_pool_strdup(r->pool, value2) : NULL;
     /* values are ids and error codes; codes of the provider are checked
      * (tk_connect_error_code_valid) but may hold characters a URL cannot */
     struct tk_buf b;
@@ -302,7 +302,8 @@ static void cb_connected(struct tk_req *r, struct cb *c, const char *conn_id)
         return;
     }
     char line[400];
-    snprintf(line, sizeof line, "The connection '%s' to %s is ready (id %s). You can close this page.",
+    snprintf(line, sizeof line,
+             "The connection '%s' to %s is ready (id %s). You can close this page.",
              c->st.label ? c->st.label : "", app_provider(c) ? app_provider(c) : "the provider",
              conn_id);
     page(r, 200, "Connected", line, NULL);
@@ -338,8 +339,8 @@ static void exchange_finish(struct tk_req *r, void *arg)
     }
     struct tk_conn_tokens tok;
     json_t *holder = NULL;
-    tk_rc rc = tk_conn_parse_answer(c->res.body, c->res.body_len, eff, tk_now_ms(), &tok,
-                                    &holder, &e);
+    tk_rc rc =
+        tk_conn_parse_answer(c->res.body, c->res.body_len, eff, tk_now_ms(), &tok, &holder, &e);
     if (rc != TK_OK) {
         cb_fail(r, c, 502, "failed", "token_exchange", e.code, "token_exchange_failed", e.msg,
                 extra);
@@ -362,10 +363,10 @@ static void exchange_finish(struct tk_req *r, void *arg)
     if (rc == TK_OK) {
         char exp[32];
         tk_time_fmt(tok.expires_at, exp, sizeof exp);
-        json_t *d = json_pack("{s:s, s:s, s:s?, s:s, s:s, s:b, s:s}", "state_id", c->st.id,
-                              "app_id", c->st.app_id, "provider", app_provider(c), "label",
-                              c->st.label, "remote", c->remote, "has_refresh_token",
-                              tok.refresh_token != NULL, "expires_at", exp);
+        json_t *d =
+            json_pack("{s:s, s:s, s:s?, s:s, s:s, s:b, s:s}", "state_id", c->st.id, "app_id",
+                      c->st.app_id, "provider", app_provider(c), "label", c->st.label, "remote",
+                      c->remote, "has_refresh_token", tok.refresh_token != NULL, "expires_at", exp);
         struct tk_event ev = {.tenant_id = c->st.tenant_id,
                               .trace_id = c->trace_id,
                               .kind = "connect",
@@ -413,8 +414,7 @@ static void exchange_done(const struct tk_out_result *res, void *arg)
 
 /* A query parameter given at most once, at most max bytes; NULL when
  * absent. false after failing the callback. */
-static bool cb_param(struct tk_req *r, struct cb *c, const char *name, size_t max,
-                     const char **out)
+static bool cb_param(struct tk_req *r, struct cb *c, const char *name, size_t max, const char **out)
 {
     *out = NULL;
     if (tk_req_query_count(r, name) > 1) {
@@ -478,8 +478,8 @@ void tk_h_connect_callback(struct tk_req *r)
         const char *reason = tk_connect_error_code_valid(error) ? error : "invalid_error_code";
         char why[400];
         char *d = desc ? tk_utf8_fix(desc) : NULL;
-        snprintf(why, sizeof why, "the provider answered error=%s%s%.200s", reason,
-                 d ? ": " : "", d ? d : "");
+        snprintf(why, sizeof why, "the provider answered error=%s%s%.200s", reason, d ? ": " : "",
+                 d ? d : "");
         free(d);
         cb_fail(r, c, 400, "failed", "provider", reason,
                 !strcmp(reason, "access_denied") ? "access_denied" : "provider_error", why, NULL);
@@ -492,8 +492,7 @@ void tk_h_connect_callback(struct tk_req *r)
     }
     /* the client secret (none: a public client) and the PKCE verifier */
     struct tk_open_failure f;
-    rc = tk_app_client_secret(db, app->keyring, c->st.tenant_id, c->st.app_id, &c->secret, &f,
-                              &e);
+    rc = tk_app_client_secret(db, app->keyring, c->st.tenant_id, c->st.app_id, &c->secret, &f, &e);
     if (rc == TK_ENOTFOUND && !strcmp(e.code, "no_client_secret")) rc = TK_OK;
     if (rc == TK_OK) rc = tk_connect_verifier(db, app->keyring, &c->st, &c->verifier, &f, &e);
     if (rc != TK_OK) {

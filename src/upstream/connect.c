@@ -20,10 +20,9 @@ void tk_connect_started_clear(struct tk_connect_started *s)
     memset(s, 0, sizeof *s);
 }
 
-tk_rc tk_connect_start(struct tk_db *db, struct tk_keyring *k, const char *tenant_id,
-                       json_t *app, const char *label, const char *return_url,
-                       const char *redirect_uri, int64_t now_ms, struct tk_connect_started *out,
-                       struct tk_err *e)
+tk_rc tk_connect_start(struct tk_db *db, struct tk_keyring *k, const char *tenant_id, json_t *app,
+                       const char *label, const char *return_url, const char *redirect_uri,
+                       int64_t now_ms, struct tk_connect_started *out, struct tk_err *e)
 {
     memset(out, 0, sizeof *out);
     json_t *eff = json_object_get(app, "effective");
@@ -34,8 +33,8 @@ tk_rc tk_connect_start(struct tk_db *db, struct tk_keyring *k, const char *tenan
                             "provider app %s has no authorize_url: set one on the app "
                             "(PATCH /v1/provider-apps/{id}) to use the connect flow",
                             app_id ? app_id : "?");
-    const char *sep = json_string_value(json_object_get(json_object_get(eff, "scopes"),
-                                                        "separator"));
+    const char *sep =
+        json_string_value(json_object_get(json_object_get(eff, "scopes"), "separator"));
     bool pkce = json_is_true(json_object_get(eff, "pkce"));
 
     unsigned char raw[32];
@@ -184,13 +183,11 @@ tk_rc tk_connect_redeem(struct tk_db *db, struct tk_keyring *k, const char *stat
     }
     tk_time_fmt(out->expires_at, when, sizeof when);
     return tk_err_field(e, TK_EINVAL, "state_expired", "state",
-                        "this state expired at %s (10 minutes after the start): start again",
-                        when);
+                        "this state expired at %s (10 minutes after the start): start again", when);
 }
 
-tk_rc tk_connect_verifier(struct tk_db *db, struct tk_keyring *k,
-                          const struct tk_connect_state *s, struct tk_secret **out,
-                          struct tk_open_failure *f, struct tk_err *e)
+tk_rc tk_connect_verifier(struct tk_db *db, struct tk_keyring *k, const struct tk_connect_state *s,
+                          struct tk_secret **out, struct tk_open_failure *f, struct tk_err *e)
 {
     *out = NULL;
     if (!s->verifier_sealed) return TK_OK;
@@ -208,4 +205,3 @@ tk_rc tk_connect_prune(struct tk_db *db, int64_t now_ms, int64_t *deleted, struc
     if (deleted) *deleted = rc == TK_OK ? tk_db_changes(db) : 0;
     return rc;
 }
-

@@ -29,7 +29,7 @@
 #include <jansson.h>
 
 #define TK_CONNECT_STATE_TTL_MS (10 * 60 * 1000)
-#define TK_CONNECT_STATE_LEN 43 /* base64url of 32 random bytes */
+#define TK_CONNECT_STATE_LEN 43  /* base64url of 32 random bytes */
 #define TK_CONNECT_STATE_MAX 128 /* longer is refused before any lookup */
 #define TK_CONNECT_RETURN_URL_MAX 2048
 #define TK_CONNECT_LABEL_MAX 128
@@ -69,10 +69,9 @@ void tk_connect_started_clear(struct tk_connect_started *s);
  * effective entry, client_id and scopes), in the caller's transaction if
  * any. TK_ECONFLICT "no_authorize_url" when the app has none;
  * TK_EUNAVAIL "sealed" while sealed. */
-tk_rc tk_connect_start(struct tk_db *db, struct tk_keyring *k, const char *tenant_id,
-                       json_t *app, const char *label, const char *return_url,
-                       const char *redirect_uri, int64_t now_ms, struct tk_connect_started *out,
-                       struct tk_err *e);
+tk_rc tk_connect_start(struct tk_db *db, struct tk_keyring *k, const char *tenant_id, json_t *app,
+                       const char *label, const char *return_url, const char *redirect_uri,
+                       int64_t now_ms, struct tk_connect_started *out, struct tk_err *e);
 
 /* A redeemed (or refused) row. */
 struct tk_connect_state {
@@ -98,9 +97,8 @@ tk_rc tk_connect_redeem(struct tk_db *db, struct tk_keyring *k, const char *stat
                         int64_t now_ms, struct tk_connect_state *out, struct tk_err *e);
 
 /* Open the row's sealed verifier. */
-tk_rc tk_connect_verifier(struct tk_db *db, struct tk_keyring *k,
-                          const struct tk_connect_state *s, struct tk_secret **out,
-                          struct tk_open_failure *f, struct tk_err *e);
+tk_rc tk_connect_verifier(struct tk_db *db, struct tk_keyring *k, const struct tk_connect_state *s,
+                          struct tk_secret **out, struct tk_open_failure *f, struct tk_err *e);
 
 /* The token request of the code exchange, ready for tk_out_submit. */
 struct tk_connect_exchange {

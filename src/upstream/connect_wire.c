@@ -79,11 +79,21 @@ void tk_connect_html_escape(struct tk_buf *b, const char *s)
 {
     for (; s && *s; s++) {
         switch (*s) {
-        case '&': tk_buf_addstr(b, "&amp;"); break;
-        case '<': tk_buf_addstr(b, "&lt;"); break;
-        case '>': tk_buf_addstr(b, "&gt;"); break;
-        case '"': tk_buf_addstr(b, "&quot;"); break;
-        case '\'': tk_buf_addstr(b, "&#39;"); break;
+        case '&':
+            tk_buf_addstr(b, "&amp;");
+            break;
+        case '<':
+            tk_buf_addstr(b, "&lt;");
+            break;
+        case '>':
+            tk_buf_addstr(b, "&gt;");
+            break;
+        case '"':
+            tk_buf_addstr(b, "&quot;");
+            break;
+        case '\'':
+            tk_buf_addstr(b, "&#39;");
+            break;
         default:
             if ((unsigned char)*s < 0x20 || *s == 0x7f)
                 tk_buf_add(b, " ", 1);
@@ -109,8 +119,8 @@ tk_rc tk_connect_return_url_check(const char *url, struct tk_err *e)
     const char *f = "return_url";
     size_t n = strlen(url);
     if (n == 0 || n > TK_CONNECT_RETURN_URL_MAX)
-        return tk_err_field(e, TK_EINVAL, "invalid_field", f,
-                            "return_url must be 1 to %d bytes", TK_CONNECT_RETURN_URL_MAX);
+        return tk_err_field(e, TK_EINVAL, "invalid_field", f, "return_url must be 1 to %d bytes",
+                            TK_CONNECT_RETURN_URL_MAX);
     for (size_t i = 0; i < n; i++)
         if ((unsigned char)url[i] <= 0x20 || (unsigned char)url[i] >= 0x7f)
             return tk_err_field(e, TK_EINVAL, "invalid_field", f,
@@ -258,7 +268,8 @@ static void free_wipe(char *s)
 void tk_connect_exchange_free(struct tk_connect_exchange *x)
 {
     free_wipe(x->url);
-    for (size_t i = 0; i < x->nheaders; i++) free_wipe(x->headers[i]);
+    for (size_t i = 0; i < x->nheaders; i++)
+        free_wipe(x->headers[i]);
     if (x->body) {
         tk_wipe(x->body, x->body_len);
         free(x->body);

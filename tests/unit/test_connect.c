@@ -25,8 +25,9 @@ void test_connect_pkce(void)
     /* base64url without padding, every remainder (RFC 4648 §10, url alphabet) */
     static const struct {
         const char *in, *out;
-    } kv[] = {{"", ""}, {"f", "Zg"}, {"fo", "Zm8"}, {"foo", "Zm9v"}, {"foob", "Zm9vYg"},
-              {"fooba", "Zm9vYmE"}, {"foobar", "Zm9vYmFy"}, {"\xfb\xff", "-_8"}};
+    } kv[] = {
+        {"", ""},           {"f", "Zg"},          {"fo", "Zm8"},          {"foo", "Zm9v"},
+        {"foob", "Zm9vYg"}, {"fooba", "Zm9vYmE"}, {"foobar", "Zm9vYmFy"}, {"\xfb\xff", "-_8"}};
     for (size_t i = 0; i < TK_NELEM(kv); i++) {
         char out[16];
         tk_connect_b64url((const unsigned char *)kv[i].in, strlen(kv[i].in), out);
@@ -37,8 +38,9 @@ void test_connect_pkce(void)
 void test_connect_urls(void)
 {
     struct tk_err e;
-    static const char *const good[] = {"https://app.example.com/done", "http://127.0.0.1:8080/x?y=1",
-                                       "https://[::1]:9/cb", "https://h"};
+    static const char *const good[] = {"https://app.example.com/done",
+                                       "http://127.0.0.1:8080/x?y=1", "https://[::1]:9/cb",
+                                       "https://h"};
     for (size_t i = 0; i < TK_NELEM(good); i++)
         CHECK_OK(tk_connect_return_url_check(good[i], &e), &e);
     static const char *const bad[] = {"",
@@ -178,8 +180,10 @@ static void *racer(void *arg)
     if (!db) return NULL;
     struct tk_connect_state st;
     tk_rc r = tk_connect_redeem(db, rc->k, rc->state, strlen(rc->state), rc->now, &st, &e);
-    if (r == TK_OK) atomic_fetch_add(&rc->won, 1);
-    else if (!strcmp(e.code, "state_used")) atomic_fetch_add(&rc->used, 1);
+    if (r == TK_OK)
+        atomic_fetch_add(&rc->won, 1);
+    else if (!strcmp(e.code, "state_used"))
+        atomic_fetch_add(&rc->used, 1);
     tk_connect_state_clear(&st);
     tk_store_put(db);
     return NULL;
@@ -288,8 +292,10 @@ void test_connect_store(struct fx *f)
                      &e)) {
             struct race rc = {.f = f, .k = k, .state = s3.state, .now = now + 1};
             pthread_t th[6];
-            for (int i = 0; i < 6; i++) pthread_create(&th[i], NULL, racer, &rc);
-            for (int i = 0; i < 6; i++) pthread_join(th[i], NULL);
+            for (int i = 0; i < 6; i++)
+                pthread_create(&th[i], NULL, racer, &rc);
+            for (int i = 0; i < 6; i++)
+                pthread_join(th[i], NULL);
             CHECK_EQ_INT(atomic_load(&rc.won), 1);
             CHECK_EQ_INT(atomic_load(&rc.used), 5);
         }
@@ -297,9 +303,9 @@ void test_connect_store(struct fx *f)
     }
 
     /* unknown and malformed */
-    CHECK_EQ_INT(tk_connect_redeem(db, k, "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", 43, now,
-                                   &st, &e),
-                 TK_ENOTFOUND);
+    CHECK_EQ_INT(
+        tk_connect_redeem(db, k, "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", 43, now, &st, &e),
+        TK_ENOTFOUND);
     CHECK_EQ_STR(e.code, "state_unknown");
     CHECK(!st.found);
     static const char *const malformed[] = {"", "a b", "a%2Fb", "x'--", "\xc3\xa9"};
