@@ -320,6 +320,23 @@ for (const backend of backends()) {
       assert.ok(evs.every((e) => e.outcome === 'ok'));
     });
 
+    it("Bitrix24: the portal's domain in the authorization URL, scopes joined with ',', no PKCE", async () => {
+      const a = await request(t, '/v1/provider-apps', {
+        method: 'POST',
+        token: t.token,
+        json: { provider: 'bitrix24', name: uniqueId('portal'), client_id: 'local.5f0a1b2c', scopes: ['crm', 'user'], params: { domain: 'acme.bitrix24.com' } },
+      });
+      assert.equal(a.status, 201, a.text);
+      const s = await start(a.json.id, { label: 'portal' });
+      assert.equal(s.status, 200, s.text);
+      assert.equal(s.json.pkce, false);
+      const u = new URL(s.json.authorize_url);
+      assert.equal(u.origin + u.pathname, 'https://acme.bitrix24.com/oauth/authorize/');
+      assert.equal(u.searchParams.get('scope'), 'crm,user');
+      assert.equal(u.searchParams.get('client_id'), 'local.5f0a1b2c');
+      assert.equal(u.searchParams.get('code_challenge'), null);
+    });
+
     it('tokend connections connect prints the authorization URL; it connects', async () => {
       const appId = await makeApp('client_secret_post');
       const env = { TOKEND_ADDR: t.url, TOKEND_TOKEN: t.token };
