@@ -596,6 +596,14 @@ void tk_h_conn_refresh(struct tk_req *r)
         return;
     }
     bool debug = dv && (!strcmp(dv, "1") || !strcmp(dv, "true"));
+    if (r->body_len > 0) { /* an action route: an empty body or {} */
+        json_t *body = tk_req_json(r);
+        if (!body) return;
+        static const char *const none[] = {NULL};
+        bool ok = tk_api_only_members(r, body, none);
+        json_decref(body);
+        if (!ok) return;
+    }
     struct tk_db *db = tk_api_db(r);
     if (!db) return;
     struct tk_app *app = APP(r);

@@ -34,7 +34,8 @@
  * and passes them in struct tk_refresh_ctx): refresh_ahead (s, 300),
  * refresh_ahead_percent (10), refresh_max_idle (s, 86400),
  * refresh_timeout (s, 30: the upstream call and parked waiters' bound),
- * refresh_backoff_max (s, 3600).
+ * refresh_workers (8: the API's refresh pool). refresh_backoff_max (s,
+ * 3600) is the engine's setting; 0 in the ctx means 3600.
  */
 #ifndef TK_CONNECTIONS_H
 #define TK_CONNECTIONS_H
@@ -276,5 +277,13 @@ void tk_conn_req_free(struct tk_conn_req *r);
  * retry_after_s from Retry-After (seconds form), else 0. */
 enum tk_refresh_outcome tk_conn_classify(const struct tk_out_result *ans, const json_t *effective,
                                          char reason[TK_CONN_REASON_MAX], int64_t *retry_after_s);
+
+/* 1..TK_CONN_TOKEN_MAX printable ASCII characters (no NUL, CR, LF); *len set. */
+bool tk_conn_token_valid(const char *s, size_t *len);
+/* NULL, or an array of at most TK_APP_SCOPES_MAX strings of 1..TK_APP_SCOPE_MAX
+ * printable characters without spaces or commas. */
+bool tk_conn_scopes_valid(const json_t *a);
+/* A malloc'd copy of url with every query value replaced by "***". */
+char *tk_conn_mask_url(const char *url);
 
 #endif
