@@ -7,9 +7,10 @@
  * row it redeems, never from the request. The code is exchanged at the
  * token endpoint through the outbound client while the request is parked
  * (no HTTP worker and no store connection held across the call), the
- * connection is stored through tk_conn_create with its event in one
- * transaction, and the browser is sent to the return_url with
- * connection_id (or error) appended, or shown a small page.
+ * connection is stored through tk_conn_create_ctx (the node's refresh
+ * settings) with its event in one transaction, and the browser is sent to
+ * the return_url with connection_id (or error) appended, or shown a small
+ * page.
  *
  * Every failure is one event of kind connect naming the stage (state,
  * provider, callback, app, token_exchange, store) and the reason, so that
@@ -358,8 +359,8 @@ static void exchange_finish(struct tk_req *r, void *arg)
     char conn_id[TK_UUID_LEN + 1] = "";
     rc = tk_db_begin(db, &e);
     if (rc == TK_OK)
-        rc = tk_conn_create(db, c->app->keyring, c->st.tenant_id, c->st.app_id, c->st.label, &tok,
-                            conn_id, &e);
+        rc = tk_conn_create_ctx(db, c->app->refresh_ctx, c->st.tenant_id, c->st.app_id, c->st.label,
+                                &tok, conn_id, &e);
     if (rc == TK_OK) {
         char exp[32];
         tk_time_fmt(tok.expires_at, exp, sizeof exp);
