@@ -268,9 +268,11 @@ bool tk_stream_alive(struct tk_stream *s);
 /* End the response once what is queued is sent, and give up the handle. */
 void tk_stream_close(struct tk_stream *s);
 
-/* Counters of parked requests and streams (for the metrics registry). */
+/* Counters of parked requests and streams since start (on /metrics as
+ * tokend_http_parked* and tokend_http_streams*). parked_total counts every
+ * park; each one not parked now ended once: answered, timeout or stopped. */
 struct tk_http_park_stats {
-    uint64_t parked_now, parked_total, parked_timeouts, parked_stopped;
+    uint64_t parked_now, parked_total, parked_timeouts, parked_stopped, parked_answered;
     uint64_t streams_open, streams_total, streams_cut, streams_refused;
 };
 void tk_http_park_stats(struct tk_http *h, struct tk_http_park_stats *out);

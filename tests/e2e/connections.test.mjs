@@ -344,6 +344,8 @@ for (const backend of backends()) {
       assert.equal(failed.detail.method, 'GET');
       assert.match(failed.detail.url, /^http:\/\/127\.0\.0\.1:\d+\/[^?]+\/token\?/);
       assert.equal(failed.detail.status, 401);
+      assert.match(failed.detail.refresh_token_sent, /^.{4}\.\.\.\(\d+ chars\)$/, 'a preview of the refresh token sent');
+      assert.match(failed.detail.client_secret_sent, /^\.\.\.\(\d+ chars\)$/);
     });
 
     it('eBay style: HTTP Basic client authentication and the scopes sent on refresh; the debug refresh shows the masked exchange', async () => {
