@@ -224,6 +224,9 @@ void tk_h_conn_refresh(struct tk_req *r);
 /* Start and stop the connections' refresh pool (connections_api.c). */
 tk_rc tk_api_conn_start(struct tk_app *app, struct tk_err *e);
 void tk_api_conn_stop(struct tk_app *app);
+/* the connect flow (connect_api.c) */
+void tk_h_connect_start(struct tk_req *r);
+void tk_h_connect_callback(struct tk_req *r);
 
 /* Body checks that reply 400 naming the field and return false:
  * every member of body is in allowed (NULL-terminated); name, when

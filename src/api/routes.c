@@ -62,6 +62,8 @@ static const struct tk_route routes[] = {
     {"GET", "/v1/connections/{id}/token", tk_h_conn_token, OPERATOR(TK_ROLE_WRITE)},
     {"POST", "/v1/connections/{id}/unauthorized", tk_h_conn_unauthorized, OPERATOR(TK_ROLE_WRITE)},
     {"POST", "/v1/connections/{id}/refresh", tk_h_conn_refresh, OPERATOR(TK_ROLE_WRITE)},
+    {"POST", "/v1/connect/{app_id}/start", tk_h_connect_start, OPERATOR(TK_ROLE_WRITE)},
+    {"GET", "/connect/callback", tk_h_connect_callback, PUBLIC(0)},
 };
 
 const struct tk_route *tk_api_routes(size_t *n)

@@ -4,6 +4,7 @@
 #include "../common/log.h"
 #include "../events/events.h"
 #include "../upstream/connections.h"
+#include "../upstream/connect.h"
 #include "../upstream/upstream.h"
 #include "../tls/tls.h"
 
@@ -718,6 +719,9 @@ int tk_serve(const struct tk_config *cfg)
     if (rc == TK_OK && tk_app_register_sealed() != TK_OK)
         rc = tk_err_set(&e, TK_EINTERNAL, "internal", "cannot register the sealed columns");
     if (rc == TK_OK && tk_conn_register_sealed() != TK_OK) /* after provider_apps */
+        rc = tk_err_set(&e, TK_EINTERNAL, "internal", "cannot register the sealed columns");
+    /* connect_states.code_verifier: after the connections' columns */
+    if (rc == TK_OK && tk_connect_register_sealed() != TK_OK)
         rc = tk_err_set(&e, TK_EINTERNAL, "internal", "cannot register the sealed columns");
     if (rc == TK_OK) rc = tk_secret_heap_init(1 << 20, &e);
     if (rc == TK_OK) rc = tk_keyring_new(cfg->data_dir, &app.keyring, &e);

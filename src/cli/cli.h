@@ -18,6 +18,8 @@ int tk_cli_providers(int argc, char **argv);
 int tk_cli_provider_apps(int argc, char **argv);
 /* tokend connections import|list|show|delete|token|refresh. */
 int tk_cli_connections(int argc, char **argv);
+/* tokend connections connect APP_ID --label L [--return-url U] (cli_connect.c). */
+int tk_cli_connect(int argc, char **argv);
 /* tokend doctor: check the node; 0 nothing fails, 1 something does, 3 unreachable. */
 int tk_cli_doctor(int argc, char **argv);
 /* Print help for a command (NULL: overview) to stdout; 0 if known. */

@@ -101,7 +101,8 @@ static const struct {
                     "       tokend connections show ID [--json]\n"
                     "       tokend connections delete ID\n"
                     "       tokend connections token ID [--min-ttl SECONDS] [--json]\n"
-                    "       tokend connections refresh ID [--debug]",
+                    "       tokend connections refresh ID [--debug]\n"
+                    "       tokend connections connect APP_ID --label L [--return-url URL] [--json]",
      "A tenant's upstream connections: tokens held at a provider app (admin or operator\n"
      "token to write and to get a token, any role to read).\n"
      "  import   store tokens from FILE (- for stdin), a JSON object of app_id, label,\n"
@@ -110,7 +111,10 @@ static const struct {
      "  list     status ok, expiring_soon, refresh_error, needs_reconnect or disabled.\n"
      "  token    print an access token valid for --min-ttl seconds (default 60), refreshing\n"
      "           first when needed.\n"
-     "  refresh  refresh now; --debug prints the masked exchange with the provider.\n"},
+     "  refresh  refresh now; --debug prints the masked exchange with the provider.\n"
+     "  connect  start the connect flow: prints the provider's authorization URL to open\n"
+     "           in a browser (valid 10 minutes, once); the callback stores the connection.\n"
+     "           'tokend events --kind connect' shows each stage.\n"},
     {"doctor", "tokend doctor [--json] [--token-file FILE]",
      "Check the node and say what is wrong, one finding a line with the next step: reachable,\n"
      "store (from /ready), schema version against this binary's, keyring (sealed, not\n"

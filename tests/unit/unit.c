@@ -375,6 +375,10 @@ static const struct unit_test tests[] = {
     T("http/origin_media", test_http_origin_media),
 
     B("upstream/apps_store", test_apps_store),
+    T("connect/pkce", test_connect_pkce),
+    T("connect/urls", test_connect_urls),
+    T("connect/exchange", test_connect_exchange),
+    B("connect/store", test_connect_store),
     B("store/migrate", test_store_migrate),
     B("store/reopen", test_store_reopen),
     B("store/schema_too_new", test_store_schema_too_new),

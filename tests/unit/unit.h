@@ -98,6 +98,12 @@ void test_conn_parse_answer(void);
 void test_conn_schedule(void);
 void test_apps_store(struct fx *f);
 
+/* test_connect.c */
+void test_connect_pkce(void);
+void test_connect_urls(void);
+void test_connect_exchange(void);
+void test_connect_store(struct fx *f);
+
 /* test_text.c */
 void test_text_check_name(void);
 
