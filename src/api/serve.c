@@ -375,7 +375,8 @@ static void last_used_flush(struct tk_app *app, bool all)
 {
     struct tk_err e;
     struct tk_db *db = tk_store_get(app->store, &e);
-    if (db && tk_optoken_uses_flush(app->uses, db, tk_now_ms(), all, NULL, &e) == TK_OK) {
+    if (db && tk_optoken_uses_flush(app->uses, db, tk_now_ms(), all, NULL, &e) == TK_OK &&
+        tk_optoken_uses_flush(app->client_uses, db, tk_now_ms(), all, NULL, &e) == TK_OK) {
         tk_store_put(db);
         return;
     }
@@ -705,6 +706,7 @@ int tk_serve(const struct tk_config *cfg)
     app.auth_limit = tk_ratelimit_new(cfg->auth_fail_limit, cfg->auth_fail_window);
     app.unseal_limit = tk_ratelimit_new(TK_API_UNSEAL_FAILS_MAX, TK_API_UNSEAL_WINDOW_S);
     app.uses = tk_optoken_uses_new();
+    app.client_uses = tk_optoken_uses_new_for("client_tokens");
 
     /* The listen socket first: a port in use changes nothing (no data dir,
      * no store file, no keyring, no root token). Until start-up is done,
@@ -876,6 +878,7 @@ out:
     tk_ratelimit_free(app.auth_limit);
     tk_ratelimit_free(app.unseal_limit);
     tk_optoken_uses_free(app.uses);
+    tk_optoken_uses_free(app.client_uses);
     tk_metrics_free(app.metrics); /* after the HTTP server: nothing renders any more */
     tk_catalog_free(app.catalog);
     tk_tls_free(app.tls); /* after the HTTP server: handshakes use it */
