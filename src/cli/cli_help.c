@@ -96,6 +96,16 @@ static const struct {
      "--param K=V gives a param the provider needs (bitrix24: --param domain=acme.bitrix24.com).\n"
      "In update, an empty --token-url, --authorize-url, --client-auth,\n"
      "--rotates-refresh-tokens or --default-lifetime removes that override.\n"},
+    {"clients", "tokend clients create --name N [--email E] [--status S] [--meta K=V]... [--json]\n"
+                "       tokend clients list [--status S] [--limit N] [--json]\n"
+                "       tokend clients show ID [--json]\n"
+                "       tokend clients update ID [--name N] [--email E] [--status S] [--meta K=V]...\n"
+                "       tokend clients activate|suspend|disable ID",
+     "Machine clients (agents, services) that present client tokens (tkc_): admin or operator\n"
+     "token to write, any role to read. S is active, suspended or disabled; a suspended\n"
+     "or disabled client's tokens fail validation (client_suspended, client_inactive) on\n"
+     "every node within a second. --meta K=V sets a metadata member (update: the whole\n"
+     "object is replaced by the --meta given); --email \"\" removes the email.\n"},
     {"doctor", "tokend doctor [--json] [--token-file FILE]",
      "Check the node and say what is wrong, one finding a line with the next step: reachable,\n"
      "store (from /ready), schema version against this binary's, keyring (sealed, not\n"
