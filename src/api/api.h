@@ -86,6 +86,12 @@ struct tk_app {
      * request); and tokend_validations_total{outcome,reason}. */
     struct tk_optoken_uses *client_uses;
     struct tk_metric *m_validations;
+    /* Agents (agents_api.c): the stale sweep (one node at a time, by lease),
+     * tokend_heartbeats_total{outcome} and the counts behind tokend_agents
+     * (-1 until the sweep worker's first count). */
+    struct tk_worker agent_sweep;
+    struct tk_metric *m_heartbeats;
+    atomic_llong agents_online, agents_stale;
 };
 
 /* The budget of failed unseal attempts per source address: past it, 429
@@ -166,6 +172,15 @@ void tk_api_client_refused(struct tk_req *r, const struct tk_api_client_auth *v,
 void tk_api_client_count(struct tk_app *app, const struct tk_api_client_auth *v);
 /* Register tokend_validations_total; from tk_api_metrics_register. */
 tk_rc tk_api_clients_metrics(struct tk_app *app, struct tk_err *e);
+/* tokend_heartbeats_total outcomes. */
+enum { TK_HB_OK, TK_HB_DENIED, TK_HB_NOT_FOUND, TK_HB_INVALID };
+void tk_api_heartbeat_count(struct tk_app *app, int outcome);
+/* Start and stop the agents' stale sweep (before the store closes). */
+void tk_api_agents_start(struct tk_app *app);
+void tk_api_agents_stop(struct tk_app *app);
+void tk_h_agents_register(struct tk_req *r);
+void tk_h_agents_heartbeat(struct tk_req *r);
+void tk_h_agents_list(struct tk_req *r);
 void tk_h_tokens_validate(struct tk_req *r);
 void tk_h_tokens_validate_self(struct tk_req *r);
 void tk_h_clients_create(struct tk_req *r);

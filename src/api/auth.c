@@ -6,6 +6,7 @@
 #include "../common/log.h"
 #include "../events/events.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <strings.h>
 #include <string.h>
@@ -192,6 +193,13 @@ void tk_api_client_count(struct tk_app *app, const struct tk_api_client_auth *v)
     if (idx != TK_METRIC_NOIDX) tk_metric_inc(app->m_validations, idx);
 }
 
+static double m_agents(void *arg, size_t idx)
+{
+    struct tk_app *app = arg;
+    long long v = idx == 0 ? atomic_load(&app->agents_online) : atomic_load(&app->agents_stale);
+    return v < 0 ? NAN : (double)v;
+}
+
 tk_rc tk_api_clients_metrics(struct tk_app *app, struct tk_err *e)
 {
     static const struct tk_dim dims[] = {
@@ -203,7 +211,29 @@ tk_rc tk_api_clients_metrics(struct tk_app *app, struct tk_err *e)
         "Client token validations (GET and POST /v1/tokens/validate, routes of agents) by "
         "outcome and reason (none when valid).",
         dims, 2, TK_METRIC_SPARSE, e);
-    return app->m_validations ? TK_OK : TK_EINTERNAL;
+    static const char *const hb[] = {"ok", "denied", "not_found", "invalid"};
+    static const struct tk_dim hb_dim = {"outcome", hb, TK_NELEM(hb), NULL, NULL};
+    static const char *const st[] = {"online", "stale"};
+    static const struct tk_dim st_dim = {"status", st, TK_NELEM(st), NULL, NULL};
+    atomic_store(&app->agents_online, -1);
+    atomic_store(&app->agents_stale, -1);
+    if (app->m_validations)
+        app->m_heartbeats = tk_metric_counter(
+            app->metrics, "tokend_heartbeats_total",
+            "Agent heartbeats by outcome: ok, denied (the client token refused), not_found "
+            "(another client's or an unknown agent), invalid (the body).",
+            &hb_dim, 1, 0, e);
+    bool ok = app->m_heartbeats &&
+              tk_metric_gauge_fn(app->metrics, "tokend_agents",
+                                 "Agents in the store by status (online, stale), as of the "
+                                 "stale sweep's last count (every second).",
+                                 &st_dim, 1, m_agents, app, e);
+    return ok ? TK_OK : TK_EINTERNAL;
+}
+
+void tk_api_heartbeat_count(struct tk_app *app, int outcome)
+{
+    if (app->m_heartbeats) tk_metric_inc(app->m_heartbeats, (size_t)outcome);
 }
 
 const char *tk_api_role_name(unsigned role)
@@ -347,6 +377,7 @@ static tk_rc client_authenticate(struct tk_req *r, const char *authz)
         r->principal = v;
         return TK_OK;
     }
+    if (strstr(r->route->pattern, "/heartbeat")) tk_api_heartbeat_count(app, TK_HB_DENIED);
     v->p.kind = TK_PRINCIPAL_CLIENT_TOKEN; /* for the event: a client token's refusal */
     return refuse(r, &v->p, v->e);
 }

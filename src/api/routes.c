@@ -70,6 +70,9 @@ static const struct tk_route routes[] = {
     {"POST", "/v1/tokens/validate", tk_h_tokens_validate, OPERATOR(TK_ROLE_ANY)},
     /* answers 200 {valid: false, reason} for a refused token (auth.c) */
     {"GET", "/v1/tokens/validate", tk_h_tokens_validate_self, CLIENT},
+    {"POST", "/v1/agents/register", tk_h_agents_register, CLIENT},
+    {"POST", "/v1/agents/{id}/heartbeat", tk_h_agents_heartbeat, CLIENT},
+    {"GET", "/v1/agents", tk_h_agents_list, OPERATOR(TK_ROLE_ANY)},
 };
 
 const struct tk_route *tk_api_routes(size_t *n)

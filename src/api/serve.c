@@ -798,6 +798,7 @@ int tk_serve(const struct tk_config *cfg)
         probe_start(&app);
         rewrap_worker_start(&app);
         last_used_start(&app);
+        tk_api_agents_start(&app);
         if (tk_evpump_start(&app, &app.evpump, &e) != TK_OK) rc = TK_EINTERNAL;
         tk_api_authcache_start(&app); /* before any authentication */
         atomic_store(&app.started, true);
@@ -847,6 +848,7 @@ int tk_serve(const struct tk_config *cfg)
     app.evpump = NULL;
     tk_worker_stop(&app.rewrap, 0); /* before the store closes; a batch in hand commits first */
     tk_worker_stop(&app.last_used, 0); /* after the HTTP server (no more uses); writes the rest */
+    tk_api_agents_stop(&app);
     store_closable = probe_stop(&app);
     if (!tk_api_authcache_stop(&app)) store_closable = false;
     if (store_closable) { /* else the store hangs: nothing more can be written */
@@ -864,6 +866,7 @@ out:
     tk_evpump_stop(app.evpump);
     tk_worker_stop(&app.rewrap, 0);
     tk_worker_stop(&app.last_used, 0);
+    tk_api_agents_stop(&app);
     tk_out_free(app.outbound); /* after everything that may submit */
     app.outbound = NULL;
     if (!probe_stop(&app)) store_closable = false;

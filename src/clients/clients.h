@@ -140,4 +140,51 @@ json_t *tk_client_warnings_json(unsigned warnings);
 tk_rc tk_client_token_scan(const char *in, size_t n, const char **tok, size_t *len,
                            unsigned *warnings, struct tk_err *e);
 
+/* ---- agents (agents.c) ----
+ *
+ * What a client runs: registered with its client token (idempotent per
+ * client and logical_agent_id), then heartbeats. status in the JSON is
+ * tokend's view, online or stale; reported_status is the agent's own. An
+ * agent goes stale when no heartbeat came for stale_ms (the sweep, one
+ * node at a time under a lease) and comes back with its next heartbeat;
+ * each flip is a conditional UPDATE whose event (kind agent, action stale
+ * or recovered) commits with it, so it is written once across nodes. */
+
+#define TK_AGENT_ID_MAX 128
+#define TK_AGENT_HOST_MAX 253
+#define TK_AGENT_VERSION_MAX 64
+#define TK_AGENT_STATUS_MAX 64
+
+/* Check a register body (logical_agent_id, hostname, version: required)
+ * or a heartbeat's status (NULL: absent, fine). TK_EINVAL naming the field. */
+tk_rc tk_agent_check(json_t *body, struct tk_err *e);
+tk_rc tk_agent_check_status(json_t *status, struct tk_err *e);
+
+/* Register (or register again: hostname and version updated, a heartbeat)
+ * the agent of client_id from a checked body; *out the agent's JSON. A
+ * stale agent registering again comes back (its event with trace_id). */
+tk_rc tk_agent_register(struct tk_db *db, const char *tenant_id, const char *client_id,
+                        json_t *body, const char *trace_id, json_t **out, struct tk_err *e);
+
+/* A heartbeat of agent_id from client_id (another client's or an unknown
+ * agent: TK_ENOTFOUND). status NULL keeps the reported status. *recovered:
+ * it was stale (its recovered event is written). */
+tk_rc tk_agent_heartbeat(struct tk_db *db, const char *tenant_id, const char *client_id,
+                         const char *agent_id, const char *status, const char *trace_id,
+                         bool *recovered, struct tk_err *e);
+
+/* Agents newest first, filtered by client_id and status (online | stale;
+ * NULL: any), at most limit, older than before; next_out "" on the last page. */
+tk_rc tk_agent_list(struct tk_db *db, const char *tenant_id, const char *client_id,
+                    const char *status, const char *before, int limit, json_t **out,
+                    char next_out[TK_UUID_LEN + 1], struct tk_err *e);
+
+/* Mark the agents whose last heartbeat is older than stale_ms as stale, at
+ * most 500 a call, each with its event; *n how many. */
+tk_rc tk_agent_sweep(struct tk_db *db, int64_t now_ms, int64_t stale_ms, int *n,
+                     struct tk_err *e);
+
+/* Agents in all tenants, online and stale. */
+tk_rc tk_agent_counts(struct tk_db *db, int64_t *online, int64_t *stale, struct tk_err *e);
+
 #endif

@@ -113,6 +113,10 @@ static const struct setting settings[] = {
     {"auth_cache_size", C_INT, S(auth_cache_size), "10000", 0, 1000000, NULL,
      "authenticated tokens whose lookup is kept in memory, so that a request does no store "
      "read (0: no cache; a revoke or role change reaches every node within 1 s)"},
+    {"agent_heartbeat_interval", C_INT, S(agent_heartbeat_interval), "30", 1, 86400, NULL,
+     "seconds between the heartbeats an agent is expected to send"},
+    {"agent_stale_after", C_INT, S(agent_stale_after), "3", 1, 1000, NULL,
+     "missed heartbeat intervals after which an agent is stale (an event, once across nodes)"},
 };
 
 _Static_assert(TK_NELEM(settings) <= TK_NELEM(((struct tk_config *)0)->origins),

@@ -53,6 +53,8 @@ struct tk_config {
     int stream_buffer;    /* bytes buffered per event stream before a slow reader is cut */
     int max_streams;      /* event streams open at once */
     int auth_cache_size;  /* cached issued-secret lookups; 0: no cache */
+    int agent_heartbeat_interval; /* seconds between an agent's heartbeats */
+    int agent_stale_after;        /* missed intervals before an agent is stale */
     char origins[64][80]; /* where each setting's value came from, by table index */
 };
 

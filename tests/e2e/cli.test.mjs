@@ -50,6 +50,8 @@ const SETTINGS = [
   'stream-buffer',
   'max-streams',
   'auth-cache-size',
+  'agent-heartbeat-interval',
+  'agent-stale-after',
 ];
 
 /** Lines of output that are JSON objects (every line must be). */

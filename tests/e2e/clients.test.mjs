@@ -91,7 +91,8 @@ for (const backend of backends()) {
     let viewer;
     let other;
     before(async () => {
-      t = await startTokend({ backend, args: ['--auth-fail-limit', '0'] });
+      // agents go stale after 2 s without a heartbeat
+      t = await startTokend({ backend, args: ['--auth-fail-limit', '0', '--agent-heartbeat-interval', '1', '--agent-stale-after', '2'] });
       const v = await request(t, '/v1/operator-tokens', { method: 'POST', token: t.token, json: { name: 'v', role: 'viewer' } });
       assert.equal(v.status, 201, v.text);
       viewer = v.json.token;
@@ -471,6 +472,107 @@ for (const backend of backends()) {
       assert.equal(missing.code, 1);
     });
 
+    it('agents: register (idempotent), heartbeat, go stale, come back; refusals say why', async () => {
+      const c = await newClient(t);
+      const tok = await newToken(t, c.id);
+      const reg = (body, auth = `Bearer ${tok.token}`) => request(t, '/v1/agents/register', { method: 'POST', auth, json: body });
+      const beat = (id, body, auth = `Bearer ${tok.token}`) => request(t, `/v1/agents/${id}/heartbeat`, { method: 'POST', auth, json: body });
+      const body = { logical_agent_id: 'edge-1', hostname: 'edge-1.example.com', version: '2.4.1' };
+      const r1 = await reg(body);
+      assert.equal(r1.status, 201, r1.text);
+      assert.match(r1.json.id, UUID);
+      assert.equal(r1.json.client_id, c.id);
+      assert.equal(r1.json.status, 'online');
+      const r2 = await reg({ ...body, version: '2.4.2' });
+      assert.equal(r2.status, 201, r2.text);
+      assert.equal(r2.json.id, r1.json.id, 'idempotent per client and logical_agent_id');
+      assert.equal(r2.json.version, '2.4.2');
+      const id = r1.json.id;
+      const hb = await beat(id, { status: 'healthy' });
+      assert.equal(hb.status, 200, hb.text);
+      assert.deepEqual(hb.json, { success: true, message: 'Heartbeat received' });
+      assert.equal((await beat(id, undefined)).status, 200, 'an empty body is fine');
+      // whitespace around the token: accepted (the platform's 401 only for a refused token)
+      assert.equal((await beat(id, {}, `Bearer ${tok.token} `)).status, 200);
+
+      // another client's agent: 404; refused tokens: 401 with the reason
+      const c2 = await newClient(t);
+      const tok2 = await newToken(t, c2.id);
+      const foreign = await beat(id, {}, `Bearer ${tok2.token}`);
+      assert.equal(foreign.status, 404, foreign.text);
+      assert.equal((await beat(NO_SUCH_ID, {})).status, 404);
+      assert.equal((await beat('not-a-uuid', {})).status, 404);
+      for (const [auth, reason] of [
+        [null, 'missing'], // null: no Authorization header at all
+        [`Bearer ${changeChar(tok.token, 7)}`, 'malformed'],
+        [`Bearer ${t.token}`, 'kind_not_accepted'],
+      ]) {
+        for (const res of [await beat(id, {}, auth), await reg(body, auth)]) {
+          assert.equal(res.status, 401, res.text);
+          assert.equal(res.json.error, 'unauthenticated');
+          assert.equal(res.json.reason, reason);
+          assert.ok(res.headers['www-authenticate']);
+        }
+      }
+      assert.equal((await request(t, `/v1/clients/${c.id}`, { method: 'PATCH', token: t.token, json: { status: 'suspended' } })).status, 200);
+      const susp = await beat(id, {});
+      assert.equal(susp.status, 401, susp.text);
+      assert.equal(susp.json.reason, 'client_suspended');
+      assert.match(susp.headers['www-authenticate'], /invalid_token/);
+      assert.equal((await reg(body)).json.reason, 'client_suspended');
+      assert.equal((await request(t, `/v1/clients/${c.id}`, { method: 'PATCH', token: t.token, json: { status: 'active' } })).status, 200);
+      // failures are events of kind validate, action register / heartbeat
+      const evs = await waitFor(
+        async () => {
+          const e = await allEvents(t, 'kind=validate&outcome=denied');
+          return e.some((x) => x.action === 'heartbeat' && x.detail.reason === 'client_suspended') && e.some((x) => x.action === 'register') && e;
+        },
+        { timeoutMs: 10000, message: 'register and heartbeat failure events' },
+      );
+      assert.ok(evs.some((x) => x.action === 'heartbeat' && x.detail.reason === 'unknown_agent'));
+
+      // hostile bodies
+      for (const b of [
+        {},
+        { ...body, logical_agent_id: '' },
+        { ...body, logical_agent_id: 'a b' },
+        { ...body, hostname: 'x'.repeat(254) },
+        { ...body, hostname: 'host/evil' },
+        { ...body, version: 7 },
+        { ...body, extra: 1 },
+      ]) {
+        const res = await reg(b);
+        assert.equal(res.status, 400, `${JSON.stringify(b).slice(0, 80)}: ${res.text}`);
+        assert.ok(res.json.field);
+      }
+      for (const b of [{ status: 'a b' }, { status: 5 }, { state: 'x' }, { status: 'x'.repeat(65) }]) {
+        const res = await beat(id, b);
+        assert.equal(res.status, 400, `${JSON.stringify(b)}: ${res.text}`);
+      }
+
+      // listed for operators; a viewer reads; a filter
+      const list = await api(t, `/v1/agents?client_id=${c.id}`);
+      assert.equal(list.status, 200, list.text);
+      assert.deepEqual(list.json.agents.map((x) => x.id), [id]);
+      assert.equal(list.json.agents[0].reported_status, 'healthy');
+      assert.equal((await request(t, '/v1/agents', { token: viewer })).status, 200);
+      assert.equal((await request(t, '/v1/agents', { token: other.token })).json.agents.length, 0, 'tenant scoped');
+      for (const q of ['status=gone', 'client_id=nope', 'limit=0']) assert.equal((await api(t, `/v1/agents?${q}`)).status, 400, q);
+
+      // no heartbeat for 2 s: stale, one event; a heartbeat: back, one event
+      await waitFor(async () => (await api(t, `/v1/agents?client_id=${c.id}&status=stale`)).json.agents.length === 1, { timeoutMs: 15000, intervalMs: 200, message: 'the agent to go stale' });
+      assert.equal((await beat(id, { status: 'healthy' })).status, 200);
+      assert.equal((await api(t, `/v1/agents?client_id=${c.id}`)).json.agents[0].status, 'online');
+      const ag = await allEvents(t, `kind=agent&subject=${id}`);
+      assert.ok(ag.filter((x) => x.action === 'stale').length >= 1);
+      assert.equal(ag.filter((x) => x.action === 'stale').length, ag.filter((x) => x.action === 'recovered').length, JSON.stringify(ag.map((x) => x.action)));
+      const m = await scrape(t);
+      assert.ok(metric(m, 'tokend_heartbeats_total', { outcome: 'ok' }) >= 3);
+      assert.ok(metric(m, 'tokend_heartbeats_total', { outcome: 'denied' }) >= 3);
+      assert.ok(metric(m, 'tokend_heartbeats_total', { outcome: 'not_found' }) >= 3);
+      await waitFor(async () => metric(await scrape(t), 'tokend_agents', { status: 'online' }) >= 1, { timeoutMs: 5000, message: 'tokend_agents' });
+    });
+
     it('sealed: both validate routes answer 503 sealed, never 401', async () => {
       const c = await newClient(t);
       const tok = await newToken(t, c.id);
@@ -491,23 +593,24 @@ for (const backend of backends()) {
 }
 
 /** Two nodes sharing one store: A and B (B's store URL may differ). */
+const AGENT_ARGS = ['--agent-heartbeat-interval', '1', '--agent-stale-after', '1'];
 async function twoNodes(tc, backend) {
   if (backend === 'postgres') {
     const store = await createPgDatabase();
-    const a = await startTokend({ backend, store, args: ['--node-name', 'node-a'] });
+    const a = await startTokend({ backend, store, args: ['--node-name', 'node-a', ...AGENT_ARGS] });
     tc.after(() => a.stop('SIGKILL').catch(() => {}));
     const dir = await freshDir('node-b');
     await copyFile(path.join(a.dataDir, 'unseal.key'), path.join(dir, 'unseal.key'));
-    const b = await startTokend({ backend, store, dataDir: dir, args: ['--node-name', 'node-b'], allowNoRootToken: true });
+    const b = await startTokend({ backend, store, dataDir: dir, args: ['--node-name', 'node-b', ...AGENT_ARGS], allowNoRootToken: true });
     tc.after(() => b.stop('SIGKILL').catch(() => {}));
     b.token = a.token;
     return { a, b };
   }
-  const a = await startTokend({ backend: 'sqlite', args: ['--node-name', 'node-a'] });
+  const a = await startTokend({ backend: 'sqlite', args: ['--node-name', 'node-a', ...AGENT_ARGS] });
   tc.after(() => a.stop('SIGKILL').catch(() => {}));
   const dir = await freshDir('node-b');
   await copyFile(path.join(a.dataDir, 'unseal.key'), path.join(dir, 'unseal.key'));
-  const b = await startTokend({ backend: 'sqlite', store: `sqlite:${path.join(a.dataDir, 'tokend.db')}`, dataDir: dir, args: ['--node-name', 'node-b'], allowNoRootToken: true });
+  const b = await startTokend({ backend: 'sqlite', store: `sqlite:${path.join(a.dataDir, 'tokend.db')}`, dataDir: dir, args: ['--node-name', 'node-b', ...AGENT_ARGS], allowNoRootToken: true });
   tc.after(() => b.stop('SIGKILL').catch(() => {}));
   b.token = a.token;
   return { a, b };
@@ -516,7 +619,7 @@ async function twoNodes(tc, backend) {
 for (const backend of ['postgres', 'sqlite']) {
   const skip = backend === 'postgres' && !hasPg ? 'needs TOKEND_TEST_PG (tests/with-postgres.sh)' : false;
   describe(`client tokens on two nodes (${backend})`, { timeout: SUITE_TIMEOUT_MS, skip }, () => {
-    it('a suspension, a revoke and a rotation on node A refuse on node B within one second', async (tc) => {
+    it('a suspension, a revoke and a rotation on node A refuse on node B within one second; an agent goes stale once', async (tc) => {
       const { a, b } = await twoNodes(tc, backend);
       const c = await newClient(a);
       const tok = await newToken(a, c.id);
@@ -539,6 +642,22 @@ for (const backend of ['postgres', 'sqlite']) {
       assert.equal(rot.status, 201, rot.text);
       await within(tok.token, 'revoked', 'node B to refuse the rotated token');
       assert.equal((await self(b, `Bearer ${rot.json.token}`)).valid, true);
+
+      // an agent registered on A goes stale once, though both nodes sweep
+      const agent = async (node, token) => {
+        const r = await request(node, '/v1/agents/register', { method: 'POST', token, json: { logical_agent_id: 'a1', hostname: 'h1', version: '1' } });
+        assert.equal(r.status, 201, r.text);
+        return r.json.id;
+      };
+      const id = await agent(a, rot.json.token);
+      await waitFor(async () => (await allEvents(a, `kind=agent&subject=${id}`)).some((x) => x.action === 'stale'), { timeoutMs: 15000, intervalMs: 100, message: 'the stale event' });
+      await new Promise((res) => setTimeout(res, 1500)); // more sweeps on both nodes
+      const evs = await allEvents(b, `kind=agent&subject=${id}`);
+      assert.equal(evs.filter((x) => x.action === 'stale').length, 1, JSON.stringify(evs.map((x) => [x.action, x.node])));
+      const hb = await request(b, `/v1/agents/${id}/heartbeat`, { method: 'POST', token: rot.json.token, json: { status: 'ok' } });
+      assert.equal(hb.status, 200, hb.text);
+      const back = await allEvents(a, `kind=agent&subject=${id}&action=recovered`);
+      assert.equal(back.length, 1);
       await Promise.all([stopAndScan(b), stopAndScan(a)]);
     });
   });
