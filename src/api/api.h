@@ -168,6 +168,10 @@ json_t *tk_api_client_verdict_json(const struct tk_api_client_auth *v);
  * token's, else the default tenant). */
 void tk_api_client_refused(struct tk_req *r, const struct tk_api_client_auth *v,
                            const char *tenant_id);
+/* Record that a client token was accepted with warnings (whitespace,
+ * quotes): kind validate, outcome ok, the first per token and warnings an
+ * hour, repeats counted (for the client's report). */
+void tk_api_client_warned(struct tk_req *r, const struct tk_api_client_auth *v);
 /* Count a validation in tokend_validations_total. */
 void tk_api_client_count(struct tk_app *app, const struct tk_api_client_auth *v);
 /* Register tokend_validations_total; from tk_api_metrics_register. */
@@ -181,6 +185,7 @@ void tk_api_agents_stop(struct tk_app *app);
 void tk_h_agents_register(struct tk_req *r);
 void tk_h_agents_heartbeat(struct tk_req *r);
 void tk_h_agents_list(struct tk_req *r);
+void tk_h_clients_report(struct tk_req *r);
 void tk_h_tokens_validate(struct tk_req *r);
 void tk_h_tokens_validate_self(struct tk_req *r);
 void tk_h_clients_create(struct tk_req *r);

@@ -176,6 +176,45 @@ void tk_api_client_refused(struct tk_req *r, const struct tk_api_client_auth *v,
     auth_event(r, &c.e, &c.p, addr, 1, true);
 }
 
+void tk_api_client_warned(struct tk_req *r, const struct tk_api_client_auth *v)
+{
+    struct tk_app *app = r->app;
+    char addr[TK_ADDR_MAX];
+    tk_req_remote(r, addr, sizeof addr);
+    json_t *w = tk_client_warnings_json(v->warnings);
+    char msg[200] = "validated with warnings:";
+    for (size_t i = 0; i < json_array_size(w); i++) {
+        size_t n = strlen(msg);
+        snprintf(msg + n, sizeof msg - n, "%s %s", i ? "," : "",
+                 json_string_value(json_array_get(w, i)));
+    }
+    json_t *detail = json_pack("{s:o, s:s, s:s, s:s, s:s, s:s}", "warnings", w, "preview",
+                               v->preview, "client_id", v->p.client_id, "route",
+                               r->route->pattern, "method", r->method, "remote", addr);
+    struct tk_event ev = {
+        .tenant_id = v->p.tenant_id[0] ? v->p.tenant_id : app->default_tenant,
+        .trace_id = r->request_id,
+        .kind = "validate",
+        .source = "api",
+        .action = "validate",
+        .outcome = "ok",
+        .subject_type = "client_token",
+        .subject_id = v->p.id,
+        .message = msg,
+        .detail = detail,
+        .latency_us = -1,
+    };
+    char key[TK_UUID_LEN + 32];
+    snprintf(key, sizeof key, "warned %s %u", v->p.id, v->warnings);
+    /* the first of an hour is written, the rest counted in memory */
+    if (!tk_event_coalesce(&ev, key, 3600 * 1000LL)) {
+        struct tk_err e;
+        if (tk_event_post(&ev, &e) != TK_OK)
+            tk_warn("events: could not record a validation with warnings: %s", e.msg);
+    }
+    json_decref(detail);
+}
+
 /* tokend_validations_total{outcome, reason}: reason "none" when valid. */
 static const char *const v_outcomes[] = {"valid", "invalid"};
 static const char *const v_reasons[] = {"none",    "missing", "malformed",       "unknown",
@@ -366,6 +405,7 @@ static tk_rc client_authenticate(struct tk_req *r, const char *authz)
     if (v->ok) {
         /* in memory; the last-used worker writes last_used_at (serve.c) */
         tk_optoken_use(app->client_uses, v->p.id, tk_now_ms());
+        if (v->warnings) tk_api_client_warned(r, v);
         r->principal = v;
         struct tk_err e;
         rc = tk_api_route_allows(r->route, &v->p, app->default_tenant, &e);

@@ -464,3 +464,20 @@ void tk_h_client_tokens_rotate(struct tk_req *r)
     tk_wipe(tok, sizeof tok);
     tk_reply_json(r, 201, o);
 }
+
+/* GET /v1/clients/{id}/report -> the client's state, tokens, agents, the
+ * last hour's failures and warnings, and the conclusion (clients.h). */
+void tk_h_clients_report(struct tk_req *r)
+{
+    const char *id = path_id(r, "id", "client");
+    if (!id) return;
+    struct tk_db *db = tk_api_db(r);
+    if (!db) return;
+    json_t *o;
+    struct tk_err e;
+    if (tk_client_report(db, tk_api_principal(r)->tenant_id, id, tk_now_ms(), &o, &e) != TK_OK) {
+        tk_api_reply_error(r, &e, NULL);
+        return;
+    }
+    tk_reply_json(r, 200, o);
+}

@@ -61,6 +61,7 @@ static const struct tk_route routes[] = {
     {"POST", "/v1/clients", tk_h_clients_create, OPERATOR(TK_ROLE_WRITE)},
     {"GET", "/v1/clients/{id}", tk_h_clients_get, OPERATOR(TK_ROLE_ANY)},
     {"PATCH", "/v1/clients/{id}", tk_h_clients_update, OPERATOR(TK_ROLE_WRITE)},
+    {"GET", "/v1/clients/{id}/report", tk_h_clients_report, OPERATOR(TK_ROLE_ANY)},
     {"GET", "/v1/clients/{id}/tokens", tk_h_client_tokens_list, OPERATOR(TK_ROLE_ANY)},
     {"POST", "/v1/clients/{id}/tokens", tk_h_client_tokens_create, OPERATOR(TK_ROLE_WRITE)},
     {"DELETE", "/v1/clients/{id}/tokens/{token_id}", tk_h_client_tokens_revoke,

@@ -266,3 +266,142 @@ int tk_cli_clients(int argc, char **argv)
     if (!strcmp(v, "disable")) return status_cmd("disabled", v, argc, argv);
     return usage("unknown verb", v);
 }
+
+/* ---- tokend doctor client ID | tokend doctor token ---- */
+
+/* tokend doctor client ID [--json]: GET /v1/clients/{id}/report. Exit 0
+ * when the client is active with a usable token and no failure in the last
+ * hour, 1 otherwise. */
+int tk_cli_doctor_client(int argc, char **argv)
+{
+    struct tk_cli_client c = {0};
+    const char *id = NULL;
+    int rc = id_args(argc, argv, &c, &id);
+    if (rc) return rc;
+    char base[240], path[256];
+    if (!client_path(base, sizeof base, id)) return usage("too long", id);
+    snprintf(path, sizeof path, "%s/report", base);
+    json_t *o = NULL;
+    long st = tk_cli_get(&c, path, &o);
+    if (st < 0) return EXIT_UNREACHABLE;
+    if (st != 200) {
+        tk_cli_print_error("doctor client", st, o);
+        json_decref(o);
+        return EXIT_SERVER;
+    }
+    json_t *cl = json_object_get(o, "client");
+    json_t *fail = json_object_get(o, "failures");
+    size_t usable = 0, i;
+    json_t *x;
+    json_array_foreach(json_object_get(o, "tokens"), i, x)
+    {
+        const char *s = tk_cli_jstr(x, "status");
+        if (!strcmp(s, "active") || !strcmp(s, "rotating")) usable++;
+    }
+    bool bad = strcmp(tk_cli_jstr(cl, "status"), "active") != 0 || usable == 0 ||
+               json_integer_value(json_object_get(fail, "total")) > 0;
+    if (c.json) {
+        print_json(o);
+    } else {
+        printf("client   %s '%s' (%s)%s%s\n", tk_cli_jstr(cl, "id"), tk_cli_jstr(cl, "name"),
+               tk_cli_jstr(cl, "status"), json_is_string(json_object_get(cl, "email")) ? ", " : "",
+               json_is_string(json_object_get(cl, "email")) ? tk_cli_jstr(cl, "email") : "");
+        printf("tokens\n");
+        json_array_foreach(json_object_get(o, "tokens"), i, x)
+        {
+            printf("  %-22s %-9s last used %-24s expires %s\n", tk_cli_jstr(x, "preview"),
+                   tk_cli_jstr(x, "status"), tk_cli_jstr(x, "last_used_at"),
+                   tk_cli_jstr(x, "expires_at"));
+        }
+        printf("agents\n");
+        json_array_foreach(json_object_get(o, "agents"), i, x)
+        {
+            printf("  %-24s %-7s last heartbeat %s (%s)\n", tk_cli_jstr(x, "logical_agent_id"),
+                   tk_cli_jstr(x, "status"), tk_cli_jstr(x, "last_heartbeat_at"),
+                   tk_cli_jstr(x, "reported_status"));
+        }
+        printf("failures since %s: %lld\n", tk_cli_jstr(fail, "since"),
+               (long long)json_integer_value(json_object_get(fail, "total")));
+        const char *k;
+        json_object_foreach(json_object_get(fail, "by_reason"), k, x)
+        {
+            printf("  %-18s %lld\n", k, (long long)json_integer_value(x));
+        }
+        printf("\n%s\n", tk_cli_jstr(o, "conclusion"));
+    }
+    json_decref(o);
+    return bad ? EXIT_SERVER : 0;
+}
+
+#define DOCTOR_TOKEN_MAX 4096
+
+/* tokend doctor token [--json]: the token from stdin (never an argument:
+ * other users see those), exactly as the agent has it; one final "\n" (an
+ * echo's) is dropped, anything else is validated as is, so that what the
+ * agent gets wrong shows as a warning. Exit 0 valid, 1 not. */
+int tk_cli_doctor_token(int argc, char **argv)
+{
+    struct tk_cli_client c = {0};
+    const char *token_file = NULL;
+    for (int i = 0; i < argc; i++) {
+        if (!strcmp(argv[i], "--json"))
+            c.json = true;
+        else if (i + 1 < argc && !strcmp(argv[i], "--token-file"))
+            token_file = argv[++i];
+        else if (!strncmp(argv[i], "tkc_", 4))
+            return usage("the token is read from standard input, never from the command line "
+                         "(other users see a process's arguments): echo \"$TOKEN\" | tokend "
+                         "doctor token",
+                         NULL);
+        else
+            return usage("unknown or incomplete argument", argv[i]);
+    }
+    int rc = tk_cli_client_init(&c, token_file);
+    if (rc) return rc;
+    char buf[DOCTOR_TOKEN_MAX + 2];
+    size_t n = fread(buf, 1, DOCTOR_TOKEN_MAX + 1, stdin);
+    if (n > DOCTOR_TOKEN_MAX) {
+        tk_wipe(buf, sizeof buf);
+        return usage("standard input holds more than 4096 bytes; give the token alone", NULL);
+    }
+    if (n > 0 && buf[n - 1] == '\n' && (n < 2 || buf[n - 2] != '\r')) n--;
+    json_t *body = json_object();
+    json_object_set_new(body, "token", json_stringn(buf, n));
+    tk_wipe(buf, sizeof buf);
+    json_t *o = NULL;
+    long st = tk_cli_request(&c, "POST", "/v1/tokens/validate", body, &o);
+    json_t *tv = json_object_get(body, "token");
+    if (json_is_string(tv)) tk_wipe((char *)json_string_value(tv), json_string_length(tv));
+    json_decref(body);
+    if (st < 0) return EXIT_UNREACHABLE;
+    if (st != 200) {
+        tk_cli_print_error("doctor token", st, o);
+        json_decref(o);
+        return EXIT_SERVER;
+    }
+    bool valid = json_is_true(json_object_get(o, "valid"));
+    json_t *w = json_object_get(o, "warnings");
+    if (c.json) {
+        print_json(o);
+    } else {
+        if (valid)
+            printf("valid: client '%s' (%s), token %s, expires %s\n", tk_cli_jstr(o, "name"),
+                   tk_cli_jstr(o, "client_id"), tk_cli_jstr(o, "token_id"),
+                   tk_cli_jstr(o, "expires_at"));
+        else
+            printf("invalid (%s): %s\n", tk_cli_jstr(o, "reason"), tk_cli_jstr(o, "message"));
+        size_t i;
+        json_t *x;
+        json_array_foreach(w, i, x)
+        {
+            const char *s = json_string_value(x);
+            printf("warning: %s: %s\n", s ? s : "-",
+                   s && strstr(s, "newline")  ? "the token carries a line ending: strip it"
+                   : s && strstr(s, "crlf")   ? "the token carries a CR LF: strip it"
+                   : s && strstr(s, "quotes") ? "the token is quoted: remove the quotes"
+                                              : "the token has whitespace around it: strip it");
+        }
+    }
+    json_decref(o);
+    return valid ? 0 : EXIT_SERVER;
+}

@@ -184,6 +184,17 @@ tk_rc tk_agent_list(struct tk_db *db, const char *tenant_id, const char *client_
 tk_rc tk_agent_sweep(struct tk_db *db, int64_t now_ms, int64_t stale_ms, int *n,
                      struct tk_err *e);
 
+/* ---- the report (report.c) ----
+ *
+ * GET /v1/clients/{id}/report and tokend doctor client: {client, tokens,
+ * agents, failures: {since, total, by_reason}, warnings: [{warnings,
+ * preview, since, count}], conclusion}: the state, and what the events of
+ * the last hour say, ending in one sentence that names the cause
+ * ("client 'Acme Agents' was disabled at 09:12 by operator 'ops': every
+ * token of it fails with client_inactive"). */
+tk_rc tk_client_report(struct tk_db *db, const char *tenant_id, const char *client_id,
+                       int64_t now_ms, json_t **out, struct tk_err *e);
+
 /* Agents in all tenants, online and stale. */
 tk_rc tk_agent_counts(struct tk_db *db, int64_t *online, int64_t *stale, struct tk_err *e);
 

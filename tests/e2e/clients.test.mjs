@@ -9,6 +9,7 @@
 // refuses on node B within one second (two nodes on PostgreSQL, and on one
 // SQLite file); the tokend clients CLI.
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import { copyFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -17,6 +18,7 @@ import {
   allEvents,
   api,
   backends,
+  BIN,
   createPgDatabase,
   createTenant,
   freshDir,
@@ -44,6 +46,18 @@ function bumpSql(tokenId) {
     'UPDATE auth_clock SET seq = seq + 1 WHERE id = 1; ' +
     `UPDATE tenants SET auth_seq = (SELECT seq FROM auth_clock WHERE id = 1) WHERE id = (SELECT tenant_id FROM client_tokens WHERE id = '${tokenId}');`
   );
+}
+
+/** Run the CLI with input on stdin (the environment without TOKEND_*, plus env). */
+function cliWithStdin(args, input, env) {
+  const clean = {};
+  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('TOKEND_')) clean[k] = v;
+  return new Promise((resolve) => {
+    const p = execFile(BIN, args, { env: { ...clean, ...env }, timeout: 30000 }, (err, stdout, stderr) =>
+      resolve({ code: err ? err.code : 0, stdout, stderr }),
+    );
+    p.stdin.end(input);
+  });
 }
 
 function changeChar(s, i) {
@@ -571,6 +585,74 @@ for (const backend of backends()) {
       assert.ok(metric(m, 'tokend_heartbeats_total', { outcome: 'denied' }) >= 3);
       assert.ok(metric(m, 'tokend_heartbeats_total', { outcome: 'not_found' }) >= 3);
       await waitFor(async () => metric(await scrape(t), 'tokend_agents', { status: 'online' }) >= 1, { timeoutMs: 5000, message: 'tokend_agents' });
+    });
+
+    it("the report and tokend doctor name each cause of field report 004 in one sentence", async () => {
+      const env = { TOKEND_ADDR: t.url, TOKEND_TOKEN: t.token };
+      const op = await request(t, '/v1/operator-tokens', { method: 'POST', token: t.token, json: { name: 'ops', role: 'operator' } });
+      assert.equal(op.status, 201, op.text);
+      const c = await newClient(t, { name: `Acme Agents ${uniqueId('r')}` });
+      const tok = await newToken(t, c.id);
+      const report = async () => {
+        const r = await api(t, `/v1/clients/${c.id}/report`);
+        assert.equal(r.status, 200, r.text);
+        assert.deepEqual(Object.keys(r.json).sort(), ['agents', 'client', 'conclusion', 'failures', 'tokens', 'warnings']);
+        assert.ok(!r.text.includes(tok.token));
+        return r.json;
+      };
+      // healthy
+      assert.equal((await self(t, `Bearer ${tok.token}`)).valid, true);
+      assert.match((await report()).conclusion, /is active with 1 usable token/);
+      const ok = await runCli(['doctor', 'client', c.id], { env });
+      assert.equal(ok.code, 0, ok.stderr);
+      assert.match(ok.stdout, /is active/);
+      // the token with a trailing newline: accepted, and said so
+      assert.equal((await self(t, `Bearer "${tok.token}"`)).valid, true);
+      const w = await waitFor(async () => {
+        const r = await report();
+        return r.warnings.length > 0 && r;
+      }, { timeoutMs: 10000, message: 'the warning in the report' });
+      assert.match(w.conclusion, /sends the token in quotes: strip it \(validated with a warning since \d\d:\d\d:\d\d/);
+      // a damaged token: malformed failures, counted
+      for (let i = 0; i < 3; i++) await self(t, `Bearer ${changeChar(tok.token, 11)}`);
+      // (a malformed token names no client: the failures of a known token count)
+      const tok2 = await newToken(t, c.id);
+      assert.equal((await api(t, `/v1/clients/${c.id}/tokens/${tok2.id}`, { method: 'DELETE' })).status, 200);
+      await self(t, `Bearer ${tok2.token}`);
+      const f = await waitFor(async () => {
+        const r = await report();
+        return r.failures.by_reason.revoked >= 1 && r;
+      }, { timeoutMs: 10000, message: 'the revoked failure in the report' });
+      assert.match(f.conclusion, /failure\(s\) of client .* most of them revoked/);
+      // disabled by operator 'ops'
+      assert.equal((await request(t, `/v1/clients/${c.id}`, { method: 'PATCH', token: op.json.token, json: { status: 'disabled' } })).status, 200);
+      const d = await report();
+      assert.match(d.conclusion, new RegExp(`client '${c.name}' was disabled at \\d\\d:\\d\\d:\\d\\d by operator 'ops': every token of it fails with client_inactive`));
+      const dc = await runCli(['doctor', 'client', c.id], { env });
+      assert.equal(dc.code, 1);
+      assert.match(dc.stdout, /by operator 'ops'/);
+      assert.match(dc.stdout, /tkc_/);
+      // no usable token
+      assert.equal((await request(t, `/v1/clients/${c.id}`, { method: 'PATCH', token: t.token, json: { status: 'active' } })).status, 200);
+      assert.equal((await api(t, `/v1/clients/${c.id}/tokens/${tok.id}`, { method: 'DELETE' })).status, 200);
+      assert.match((await report()).conclusion, /has no usable token \(2 revoked, 0 expired\)/);
+      assert.equal((await api(t, `/v1/clients/${NO_SUCH_ID}/report`)).status, 404);
+      assert.equal((await request(t, `/v1/clients/${c.id}/report`, { token: other.token })).status, 404);
+
+      // tokend doctor token: from stdin, never an argument
+      const t3 = await newToken(t, c.id);
+      const good = await cliWithStdin(['doctor', 'token'], `${t3.token}\n`, env);
+      assert.equal(good.code, 0, good.stderr);
+      assert.match(good.stdout, /^valid: client/);
+      const crlf = await cliWithStdin(['doctor', 'token'], `${t3.token}\r\n`, env);
+      assert.equal(crlf.code, 0, crlf.stderr);
+      assert.match(crlf.stdout, /warning: trailing_crlf/);
+      const gone = await cliWithStdin(['doctor', 'token', '--json'], tok.token, env);
+      assert.equal(gone.code, 1);
+      assert.equal(JSON.parse(gone.stdout).reason, 'revoked');
+      const arg = await runCli(['doctor', 'token', t3.token], { env });
+      assert.equal(arg.code, 2);
+      assert.ok(!arg.stderr.includes(t3.token));
     });
 
     it('sealed: both validate routes answer 503 sealed, never 401', async () => {
