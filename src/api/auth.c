@@ -397,9 +397,21 @@ static tk_rc client_authenticate(struct tk_req *r, const char *authz)
 {
     struct tk_app *app = r->app;
     struct tk_api_client_auth *v = tk_pool_alloc(r->pool, sizeof *v);
-    const char *text = authz ? authz + 7 : "";
-    tk_rc rc = tk_api_client_verify(r, text, strlen(text), v);
-    if (rc != TK_OK) return rc; /* replied */
+    tk_rc rc = TK_OK;
+    if (authz && authz[0] && strncasecmp(authz, "Bearer ", 7) != 0) {
+        /* "Bearer" alone, another scheme, garbage: decided from the form */
+        memset(v, 0, sizeof *v);
+        if (!strcasecmp(authz, "Bearer"))
+            tk_err_set(&v->e, TK_EAUTH, "missing",
+                       "no client token was presented: send Authorization: Bearer tkc_...");
+        else
+            tk_err_set(&v->e, TK_EAUTH, "malformed",
+                       "the Authorization header must be 'Bearer <client token>'");
+    } else {
+        const char *text = authz && authz[0] ? authz + 7 : "";
+        rc = tk_api_client_verify(r, text, strlen(text), v);
+        if (rc != TK_OK) return rc; /* replied */
+    }
     bool verdict_route = r->route->handler == tk_h_tokens_validate_self;
     tk_api_client_count(app, v);
     if (v->ok) {
@@ -436,9 +448,10 @@ tk_rc tk_api_authenticate(struct tk_req *r)
      * sends nothing or garbage never takes a store connection. */
     const char *authz = tk_req_header(r, "Authorization");
     enum tk_principal_kind kind = tk_api_presented_kind(authz);
-    if ((r->route->kinds & TK_P_CLIENT) &&
-        (kind == TK_PRINCIPAL_CLIENT_TOKEN ||
-         (kind == TK_PRINCIPAL_NONE && (!authz || !strncasecmp(authz, "Bearer ", 7)))))
+    /* A route of client tokens takes anything but another known kind as a
+     * client token (lenient: what agents get wrong is reported, not guessed) */
+    if ((r->route->kinds & TK_P_CLIENT) && !(r->route->kinds & TK_P_OPERATOR) &&
+        (kind == TK_PRINCIPAL_CLIENT_TOKEN || kind == TK_PRINCIPAL_NONE))
         return client_authenticate(r, authz);
     tk_rc rc = kind_refusal(r->route, kind, &e);
     if (rc == TK_OK && kind != TK_PRINCIPAL_NONE && !(r->route->kinds & TK_P_KIND(kind))) {

@@ -270,6 +270,12 @@ for (const backend of backends()) {
       assertInvalid(await validate(t, ' \n'), 'missing', 'POST whitespace only');
       assertInvalid(await self(t, undefined), 'missing', 'GET without Authorization');
       assertInvalid(await self(t, 'Bearer '), 'missing', 'GET Bearer only');
+      assertInvalid(await self(t, 'Bearer'), 'missing', 'GET Bearer without a space');
+      assertInvalid(await self(t, `Token ${tok.token}`), 'malformed', 'GET another scheme');
+      assertInvalid(await self(t, 'garbage'), 'malformed', 'GET garbage');
+      const basic = await request(t, '/v1/tokens/validate', { auth: 'Basic dXNlcjpwYXNz' });
+      assert.equal(basic.status, 401, 'HTTP Basic: a kind not built yet');
+      assert.equal(basic.json.reason, 'unsupported');
       // malformed: a checksum failure, decided without the store
       for (const [bad, label] of [
         [changeChar(tok.token, 12), 'one character changed'],
