@@ -43,6 +43,7 @@ void tk_h_agents_register(struct tk_req *r)
     }
     if (tk_agent_check(body, &e) != TK_OK) {
         json_decref(body);
+        refused(r, "invalid_body", e.msg);
         tk_api_reply_error(r, &e, NULL);
         return;
     }
@@ -90,6 +91,7 @@ void tk_h_agents_heartbeat(struct tk_req *r)
     json_t *st = json_object_get(body, "status");
     if (tk_agent_check_status(st, &e) != TK_OK) {
         tk_api_heartbeat_count(app, TK_HB_INVALID);
+        refused(r, "invalid_body", e.msg);
         json_decref(body);
         tk_api_reply_error(r, &e, NULL);
         return;

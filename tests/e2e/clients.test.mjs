@@ -569,6 +569,8 @@ for (const backend of backends()) {
         const res = await beat(id, b);
         assert.equal(res.status, 400, `${JSON.stringify(b)}: ${res.text}`);
       }
+      // a bad body is a failure too: an event of its action
+      await waitFor(async () => (await allEvents(t, 'kind=validate&outcome=denied')).some((x) => x.action === 'register' && x.detail.reason === 'invalid_body'), { timeoutMs: 10000, message: 'the invalid_body event' });
 
       // listed for operators; a viewer reads; a filter
       const list = await api(t, `/v1/agents?client_id=${c.id}`);
