@@ -86,6 +86,17 @@ struct tk_app {
      * (started after the outbound client, stopped after it). */
     struct tk_refresh_ctx *refresh_ctx;
     struct tk_conn_pool *conn_pool;
+    /* Client token uses (clients_api.c), written as client_tokens.last_used_at
+     * by the last-used worker with the operator tokens' (no store write per
+     * request); and tokend_validations_total{outcome,reason}. */
+    struct tk_optoken_uses *client_uses;
+    struct tk_metric *m_validations;
+    /* Agents (agents_api.c): the stale sweep (one node at a time, by lease),
+     * tokend_heartbeats_total{outcome} and the counts behind tokend_agents
+     * (-1 until the sweep worker's first count). */
+    struct tk_worker agent_sweep;
+    struct tk_metric *m_heartbeats;
+    atomic_llong agents_online, agents_stale;
 };
 
 /* The budget of failed unseal attempts per source address: past it, 429
@@ -133,6 +144,63 @@ tk_rc tk_api_authcache_metrics(struct tk_app *app, struct tk_err *e);
 bool tk_api_authcache_stop(struct tk_app *app);
 /* How often the poller reads the epochs. */
 #define TK_API_AUTHPOLL_MS 250
+
+/* ---- client tokens (clients_api.c) ----
+ *
+ * What authenticating a client token found: r->principal points at one on
+ * the routes that accept client tokens (the principal is its first member).
+ * ok false: e says why (e.code: missing, malformed, unknown, revoked,
+ * expired, client_inactive, client_suspended). warnings: what was stripped
+ * around the token (TK_CTW_* of clients.h); preview: of a well-formed token,
+ * else "". */
+struct tk_api_client_auth {
+    struct tk_principal p;
+    bool ok;
+    struct tk_err e;
+    unsigned warnings;
+    char preview[24];
+};
+/* Validate the n bytes of text as a client token, leniently (whitespace,
+ * newlines and quotes around it are warnings): the form without the store,
+ * then through the authentication cache. TK_OK with *v filled (valid or
+ * not); another code after a reply (503 sealed, store_busy). */
+tk_rc tk_api_client_verify(struct tk_req *r, const char *text, size_t n,
+                           struct tk_api_client_auth *v);
+/* The reply of both validate routes for verdict v (issue 14's shape). */
+json_t *tk_api_client_verdict_json(const struct tk_api_client_auth *v);
+/* Record a refused client token (kind validate, outcome denied, coalesced
+ * per reason, route and address per second) in tenant_id (NULL: the
+ * token's, else the default tenant). */
+void tk_api_client_refused(struct tk_req *r, const struct tk_api_client_auth *v,
+                           const char *tenant_id);
+/* Record that a client token was accepted with warnings (whitespace,
+ * quotes): kind validate, outcome ok, the first per token and warnings an
+ * hour, repeats counted (for the client's report). */
+void tk_api_client_warned(struct tk_req *r, const struct tk_api_client_auth *v);
+/* Count a validation in tokend_validations_total. */
+void tk_api_client_count(struct tk_app *app, const struct tk_api_client_auth *v);
+/* Register tokend_validations_total; from tk_api_metrics_register. */
+tk_rc tk_api_clients_metrics(struct tk_app *app, struct tk_err *e);
+/* tokend_heartbeats_total outcomes. */
+enum { TK_HB_OK, TK_HB_DENIED, TK_HB_NOT_FOUND, TK_HB_INVALID };
+void tk_api_heartbeat_count(struct tk_app *app, int outcome);
+/* Start and stop the agents' stale sweep (before the store closes). */
+void tk_api_agents_start(struct tk_app *app);
+void tk_api_agents_stop(struct tk_app *app);
+void tk_h_agents_register(struct tk_req *r);
+void tk_h_agents_heartbeat(struct tk_req *r);
+void tk_h_agents_list(struct tk_req *r);
+void tk_h_clients_report(struct tk_req *r);
+void tk_h_tokens_validate(struct tk_req *r);
+void tk_h_tokens_validate_self(struct tk_req *r);
+void tk_h_clients_create(struct tk_req *r);
+void tk_h_clients_list(struct tk_req *r);
+void tk_h_clients_get(struct tk_req *r);
+void tk_h_clients_update(struct tk_req *r);
+void tk_h_client_tokens_list(struct tk_req *r);
+void tk_h_client_tokens_create(struct tk_req *r);
+void tk_h_client_tokens_revoke(struct tk_req *r);
+void tk_h_client_tokens_rotate(struct tk_req *r);
 
 /* The route table. */
 const struct tk_route *tk_api_routes(size_t *n);

@@ -2,9 +2,11 @@
  * connection. A refused operator token leaves an event with its reason. */
 #include "api.h"
 
+#include "../clients/clients.h"
 #include "../common/log.h"
 #include "../events/events.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <strings.h>
 #include <string.h>
@@ -117,21 +119,39 @@ static void auth_event(struct tk_req *r, const struct tk_err *e, const struct tk
     struct tk_app *app = r->app;
     json_t *detail = json_pack("{s:s, s:s, s:s, s:s}", "reason", e->code, "method", r->method,
                                "route", r->route->pattern, "remote", addr);
+    /* a client token's refusal is a validation failure (issue 14): kind
+     * validate, the action the route does */
+    bool client = p->kind == TK_PRINCIPAL_CLIENT_TOKEN;
+    const char *action = "authenticate";
+    if (client) {
+        const struct tk_api_client_auth *v = (const struct tk_api_client_auth *)p;
+        if (v->preview[0]) json_object_set_new(detail, "preview", json_string(v->preview));
+        if (v->p.client_id[0]) json_object_set_new(detail, "client_id", json_string(v->p.client_id));
+        if (v->warnings) json_object_set_new(detail, "warnings", tk_client_warnings_json(v->warnings));
+        action = strstr(r->route->pattern, "/heartbeat")  ? "heartbeat"
+                 : strstr(r->route->pattern, "/register") ? "register"
+                                                          : "validate";
+    }
     struct tk_event ev = {
         .tenant_id = p->tenant_id[0] ? p->tenant_id : app->default_tenant,
         .trace_id = r->request_id,
-        .kind = "operator",
+        .kind = client ? "validate" : "operator",
         .source = "api",
-        .action = "authenticate",
+        .action = action,
         .outcome = "denied",
-        .subject_type = "operator_token",
+        .subject_type = client ? "client_token" : "operator_token",
         .subject_id = p->id[0] ? p->id : NULL,
         .message = e->msg,
         .detail = detail,
         .latency_us = -1,
     };
-    char key[TK_ADDR_MAX + 40];
-    snprintf(key, sizeof key, "%s %s", e->code, addr);
+    char key[TK_ADDR_MAX + 200];
+    if (client) window_s = 1; /* a storm of one failure: one event a second with its count */
+    if (client)
+        snprintf(key, sizeof key, "client %s %s %s %s %s", e->code, r->route->pattern,
+                 p->tenant_id, p->id, addr);
+    else
+        snprintf(key, sizeof key, "%s %s", e->code, addr);
     /* A repeat is only counted, in memory: no store connection for it. */
     if (coalesce && tk_event_coalesce(&ev, key, (int64_t)window_s * 1000)) {
         json_decref(detail);
@@ -143,6 +163,116 @@ static void auth_event(struct tk_req *r, const struct tk_err *e, const struct tk
     if (tk_event_post(&ev, &ee) != TK_OK)
         tk_warn("events: could not record an authentication failure: %s", ee.msg);
     json_decref(detail);
+}
+
+void tk_api_client_refused(struct tk_req *r, const struct tk_api_client_auth *v,
+                           const char *tenant_id)
+{
+    struct tk_api_client_auth c = *v;
+    c.p.kind = TK_PRINCIPAL_CLIENT_TOKEN;
+    if (tenant_id) snprintf(c.p.tenant_id, sizeof c.p.tenant_id, "%s", tenant_id);
+    char addr[TK_ADDR_MAX];
+    tk_req_remote(r, addr, sizeof addr);
+    auth_event(r, &c.e, &c.p, addr, 1, true);
+}
+
+void tk_api_client_warned(struct tk_req *r, const struct tk_api_client_auth *v)
+{
+    struct tk_app *app = r->app;
+    char addr[TK_ADDR_MAX];
+    tk_req_remote(r, addr, sizeof addr);
+    json_t *w = tk_client_warnings_json(v->warnings);
+    char msg[200] = "validated with warnings:";
+    for (size_t i = 0; i < json_array_size(w); i++) {
+        size_t n = strlen(msg);
+        snprintf(msg + n, sizeof msg - n, "%s %s", i ? "," : "",
+                 json_string_value(json_array_get(w, i)));
+    }
+    json_t *detail = json_pack("{s:o, s:s, s:s, s:s, s:s, s:s}", "warnings", w, "preview",
+                               v->preview, "client_id", v->p.client_id, "route",
+                               r->route->pattern, "method", r->method, "remote", addr);
+    struct tk_event ev = {
+        .tenant_id = v->p.tenant_id[0] ? v->p.tenant_id : app->default_tenant,
+        .trace_id = r->request_id,
+        .kind = "validate",
+        .source = "api",
+        .action = "validate",
+        .outcome = "ok",
+        .subject_type = "client_token",
+        .subject_id = v->p.id,
+        .message = msg,
+        .detail = detail,
+        .latency_us = -1,
+    };
+    char key[TK_UUID_LEN + 32];
+    snprintf(key, sizeof key, "warned %s %u", v->p.id, v->warnings);
+    /* the first of an hour is written, the rest counted in memory */
+    if (!tk_event_coalesce(&ev, key, 3600 * 1000LL)) {
+        struct tk_err e;
+        if (tk_event_post(&ev, &e) != TK_OK)
+            tk_warn("events: could not record a validation with warnings: %s", e.msg);
+    }
+    json_decref(detail);
+}
+
+/* tokend_validations_total{outcome, reason}: reason "none" when valid. */
+static const char *const v_outcomes[] = {"valid", "invalid"};
+static const char *const v_reasons[] = {"none",    "missing", "malformed",       "unknown",
+                                        "revoked", "expired", "client_inactive", "client_suspended"};
+
+void tk_api_client_count(struct tk_app *app, const struct tk_api_client_auth *v)
+{
+    if (!app->m_validations) return;
+    size_t reason = 0;
+    if (!v->ok)
+        for (size_t i = 1; i < TK_NELEM(v_reasons); i++)
+            if (!strcmp(v->e.code, v_reasons[i])) reason = i;
+    size_t pos[2] = {v->ok ? 0 : 1, reason};
+    size_t idx = tk_metric_index(app->m_validations, pos);
+    if (idx != TK_METRIC_NOIDX) tk_metric_inc(app->m_validations, idx);
+}
+
+static double m_agents(void *arg, size_t idx)
+{
+    struct tk_app *app = arg;
+    long long v = idx == 0 ? atomic_load(&app->agents_online) : atomic_load(&app->agents_stale);
+    return v < 0 ? NAN : (double)v;
+}
+
+tk_rc tk_api_clients_metrics(struct tk_app *app, struct tk_err *e)
+{
+    static const struct tk_dim dims[] = {
+        {"outcome", v_outcomes, TK_NELEM(v_outcomes), NULL, NULL},
+        {"reason", v_reasons, TK_NELEM(v_reasons), NULL, NULL},
+    };
+    app->m_validations = tk_metric_counter(
+        app->metrics, "tokend_validations_total",
+        "Client token validations (GET and POST /v1/tokens/validate, routes of agents) by "
+        "outcome and reason (none when valid).",
+        dims, 2, TK_METRIC_SPARSE, e);
+    static const char *const hb[] = {"ok", "denied", "not_found", "invalid"};
+    static const struct tk_dim hb_dim = {"outcome", hb, TK_NELEM(hb), NULL, NULL};
+    static const char *const st[] = {"online", "stale"};
+    static const struct tk_dim st_dim = {"status", st, TK_NELEM(st), NULL, NULL};
+    atomic_store(&app->agents_online, -1);
+    atomic_store(&app->agents_stale, -1);
+    if (app->m_validations)
+        app->m_heartbeats = tk_metric_counter(
+            app->metrics, "tokend_heartbeats_total",
+            "Agent heartbeats by outcome: ok, denied (the client token refused), not_found "
+            "(another client's or an unknown agent), invalid (the body).",
+            &hb_dim, 1, 0, e);
+    bool ok = app->m_heartbeats &&
+              tk_metric_gauge_fn(app->metrics, "tokend_agents",
+                                 "Agents in the store by status (online, stale), as of the "
+                                 "stale sweep's last count (every second).",
+                                 &st_dim, 1, m_agents, app, e);
+    return ok ? TK_OK : TK_EINTERNAL;
+}
+
+void tk_api_heartbeat_count(struct tk_app *app, int outcome)
+{
+    if (app->m_heartbeats) tk_metric_inc(app->m_heartbeats, (size_t)outcome);
 }
 
 const char *tk_api_role_name(unsigned role)
@@ -229,7 +359,9 @@ tk_rc tk_api_route_allows(const struct tk_route *route, const struct tk_principa
         [TK_ROLE_ADMIN] = "the role admin",
         [TK_ROLE_NODE_ADMIN] = "the role admin in the default tenant",
     };
-    if (!role_in(p->role, route->role))
+    bool client_any = p->kind == TK_PRINCIPAL_CLIENT_TOKEN && route->role == TK_ROLE_ANY &&
+                      !strcmp(p->role, "client");
+    if (!client_any && !role_in(p->role, route->role))
         return tk_err_set(e, TK_EFORBIDDEN, "forbidden", "this needs %s; the %s '%s' has role %s",
                           needs[route->role], tk_principal_kind_name(p->kind), p->name, p->role);
     if (route->role == TK_ROLE_NODE_ADMIN && strcmp(p->tenant_id, default_tenant) != 0)
@@ -245,12 +377,61 @@ tk_rc tk_api_route_allows(const struct tk_route *route, const struct tk_principa
  * refused from the header's form alone, without the store. */
 static tk_rc kind_refusal(const struct tk_route *route, enum tk_principal_kind k, struct tk_err *e)
 {
-    if (k == TK_PRINCIPAL_NONE || k == TK_PRINCIPAL_OPERATOR_TOKEN) return TK_OK;
+    if (k == TK_PRINCIPAL_NONE || k == TK_PRINCIPAL_OPERATOR_TOKEN ||
+        k == TK_PRINCIPAL_CLIENT_TOKEN)
+        return TK_OK;
     char accepted[160];
     kinds_sentence(route->kinds, accepted, sizeof accepted);
     return tk_err_set(e, TK_EAUTH, "unsupported",
                       "%ss are not supported by this version of tokend; this route accepts %s",
                       tk_principal_kind_name(k), accepted);
+}
+
+static tk_rc refuse(struct tk_req *r, struct tk_principal *p, struct tk_err e);
+
+/* A route that accepts client tokens, presented one (or nothing, or a
+ * Bearer value that is no other kind): validated leniently (whitespace and
+ * quotes around it are warnings), through the cache. The verdict is the
+ * principal; GET /v1/tokens/validate answers a refusal itself (200). */
+static tk_rc client_authenticate(struct tk_req *r, const char *authz)
+{
+    struct tk_app *app = r->app;
+    struct tk_api_client_auth *v = tk_pool_alloc(r->pool, sizeof *v);
+    tk_rc rc = TK_OK;
+    if (authz && authz[0] && strncasecmp(authz, "Bearer ", 7) != 0) {
+        /* "Bearer" alone, another scheme, garbage: decided from the form */
+        memset(v, 0, sizeof *v);
+        if (!strcasecmp(authz, "Bearer"))
+            tk_err_set(&v->e, TK_EAUTH, "missing",
+                       "no client token was presented: send Authorization: Bearer tkc_...");
+        else
+            tk_err_set(&v->e, TK_EAUTH, "malformed",
+                       "the Authorization header must be 'Bearer <client token>'");
+    } else {
+        const char *text = authz && authz[0] ? authz + 7 : "";
+        rc = tk_api_client_verify(r, text, strlen(text), v);
+        if (rc != TK_OK) return rc; /* replied */
+    }
+    bool verdict_route = r->route->handler == tk_h_tokens_validate_self;
+    tk_api_client_count(app, v);
+    if (v->ok) {
+        /* in memory; the last-used worker writes last_used_at (serve.c) */
+        tk_optoken_use(app->client_uses, v->p.id, tk_now_ms());
+        if (v->warnings) tk_api_client_warned(r, v);
+        r->principal = v;
+        struct tk_err e;
+        rc = tk_api_route_allows(r->route, &v->p, app->default_tenant, &e);
+        if (rc != TK_OK) tk_reply_error(r, &e, NULL);
+        return rc;
+    }
+    if (verdict_route) {
+        tk_api_client_refused(r, v, NULL);
+        r->principal = v;
+        return TK_OK;
+    }
+    if (strstr(r->route->pattern, "/heartbeat")) tk_api_heartbeat_count(app, TK_HB_DENIED);
+    v->p.kind = TK_PRINCIPAL_CLIENT_TOKEN; /* for the event: a client token's refusal */
+    return refuse(r, &v->p, v->e);
 }
 
 tk_rc tk_api_authenticate(struct tk_req *r)
@@ -267,6 +448,11 @@ tk_rc tk_api_authenticate(struct tk_req *r)
      * sends nothing or garbage never takes a store connection. */
     const char *authz = tk_req_header(r, "Authorization");
     enum tk_principal_kind kind = tk_api_presented_kind(authz);
+    /* A route of client tokens takes anything but another known kind as a
+     * client token (lenient: what agents get wrong is reported, not guessed) */
+    if ((r->route->kinds & TK_P_CLIENT) && !(r->route->kinds & TK_P_OPERATOR) &&
+        (kind == TK_PRINCIPAL_CLIENT_TOKEN || kind == TK_PRINCIPAL_NONE))
+        return client_authenticate(r, authz);
     tk_rc rc = kind_refusal(r->route, kind, &e);
     if (rc == TK_OK && kind != TK_PRINCIPAL_NONE && !(r->route->kinds & TK_P_KIND(kind))) {
         struct tk_principal shown = {.kind = kind};
@@ -291,6 +477,15 @@ tk_rc tk_api_authenticate(struct tk_req *r)
         tk_api_reply_error(r, &e, NULL);
         return rc;
     }
+    return refuse(r, p, e);
+}
+
+/* A refused credential (e.rc TK_EAUTH): counted against the address's
+ * failure budget, recorded (coalesced), answered 401 with the reason and
+ * WWW-Authenticate, or 429 past the budget. */
+static tk_rc refuse(struct tk_req *r, struct tk_principal *p, struct tk_err e)
+{
+    struct tk_app *app = r->app;
     char addr[TK_ADDR_MAX];
     tk_req_remote(r, addr, sizeof addr);
     struct tk_ratelimit_verdict v;

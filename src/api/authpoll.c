@@ -14,6 +14,7 @@
  * to the store, and fail there like any other store read (fail closed). */
 #include "api.h"
 
+#include "../clients/clients.h"
 #include "../common/log.h"
 
 #include <math.h>
@@ -27,6 +28,7 @@ typedef tk_rc (*issued_lookup_fn)(struct tk_db *db, const char *hash, struct tk_
 
 static const issued_lookup_fn lookups[TK_PRINCIPAL_KINDS] = {
     [TK_PRINCIPAL_OPERATOR_TOKEN] = tk_optoken_lookup_hash,
+    [TK_PRINCIPAL_CLIENT_TOKEN] = tk_client_token_lookup_hash,
 };
 
 static int hexval(char c)
@@ -75,6 +77,9 @@ tk_rc tk_api_issued_lookup(struct tk_req *r, enum tk_principal_kind kind, const 
         memcpy(p->tenant_id, v.tenant_id, sizeof p->tenant_id);
         memcpy(p->name, v.name, sizeof p->name);
         memcpy(p->role, v.role, sizeof p->role);
+        memcpy(p->client_id, v.client_id, sizeof p->client_id);
+        memcpy(p->email, v.email, sizeof p->email);
+        p->expires_at = v.expires_at;
         return TK_OK;
     }
     /* Read before the store read: an invalidation in between refuses the fill. */
@@ -83,6 +88,7 @@ tk_rc tk_api_issued_lookup(struct tk_req *r, enum tk_principal_kind kind, const 
     if (!db) return TK_EUNAVAIL; /* replied */
     int64_t expires_at = 0, epoch = 0;
     rc = lookups[kind](db, hash, p, &expires_at, &epoch, e);
+    if (rc == TK_OK) p->expires_at = expires_at;
     if (rc == TK_OK && app->authcache) {
         memset(&v, 0, sizeof v);
         v.kind = (int)kind;
@@ -90,6 +96,8 @@ tk_rc tk_api_issued_lookup(struct tk_req *r, enum tk_principal_kind kind, const 
         memcpy(v.tenant_id, p->tenant_id, sizeof v.tenant_id);
         memcpy(v.name, p->name, sizeof v.name);
         memcpy(v.role, p->role, sizeof v.role);
+        memcpy(v.client_id, p->client_id, sizeof v.client_id);
+        memcpy(v.email, p->email, sizeof v.email);
         v.expires_at = expires_at;
         v.epoch = epoch;
         tk_authcache_put(app->authcache, key, &v, gen);

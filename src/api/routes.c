@@ -22,6 +22,8 @@ static void limited_init(struct tk_req *r)
  * it needs (api.h); the authenticate hook checks both, handlers do not. */
 #define AUTH(k, role_) TK_ROUTE_AUTH, .kinds = (k), .role = (role_)
 #define OPERATOR(role_) AUTH(TK_P_OPERATOR, role_)
+/* Client tokens (tkc_) have no role: their routes declare TK_ROLE_ANY. */
+#define CLIENT AUTH(TK_P_CLIENT, TK_ROLE_ANY)
 /* A route anybody may call: no principal, no role. */
 #define PUBLIC(flags) (flags), .kinds = 0, .role = TK_ROLE_UNSET
 
@@ -64,6 +66,23 @@ static const struct tk_route routes[] = {
     {"POST", "/v1/connections/{id}/refresh", tk_h_conn_refresh, OPERATOR(TK_ROLE_WRITE)},
     {"POST", "/v1/connect/{app_id}/start", tk_h_connect_start, OPERATOR(TK_ROLE_WRITE)},
     {"GET", "/connect/callback", tk_h_connect_callback, PUBLIC(0)},
+    {"GET", "/v1/clients", tk_h_clients_list, OPERATOR(TK_ROLE_ANY)},
+    {"POST", "/v1/clients", tk_h_clients_create, OPERATOR(TK_ROLE_WRITE)},
+    {"GET", "/v1/clients/{id}", tk_h_clients_get, OPERATOR(TK_ROLE_ANY)},
+    {"PATCH", "/v1/clients/{id}", tk_h_clients_update, OPERATOR(TK_ROLE_WRITE)},
+    {"GET", "/v1/clients/{id}/report", tk_h_clients_report, OPERATOR(TK_ROLE_ANY)},
+    {"GET", "/v1/clients/{id}/tokens", tk_h_client_tokens_list, OPERATOR(TK_ROLE_ANY)},
+    {"POST", "/v1/clients/{id}/tokens", tk_h_client_tokens_create, OPERATOR(TK_ROLE_WRITE)},
+    {"DELETE", "/v1/clients/{id}/tokens/{token_id}", tk_h_client_tokens_revoke,
+     OPERATOR(TK_ROLE_WRITE)},
+    {"POST", "/v1/clients/{id}/tokens/{token_id}/rotate", tk_h_client_tokens_rotate,
+     OPERATOR(TK_ROLE_WRITE)},
+    {"POST", "/v1/tokens/validate", tk_h_tokens_validate, OPERATOR(TK_ROLE_ANY)},
+    /* answers 200 {valid: false, reason} for a refused token (auth.c) */
+    {"GET", "/v1/tokens/validate", tk_h_tokens_validate_self, CLIENT},
+    {"POST", "/v1/agents/register", tk_h_agents_register, CLIENT},
+    {"POST", "/v1/agents/{id}/heartbeat", tk_h_agents_heartbeat, CLIENT},
+    {"GET", "/v1/agents", tk_h_agents_list, OPERATOR(TK_ROLE_ANY)},
 };
 
 const struct tk_route *tk_api_routes(size_t *n)

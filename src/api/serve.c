@@ -377,7 +377,8 @@ static void last_used_flush(struct tk_app *app, bool all)
 {
     struct tk_err e;
     struct tk_db *db = tk_store_get(app->store, &e);
-    if (db && tk_optoken_uses_flush(app->uses, db, tk_now_ms(), all, NULL, &e) == TK_OK) {
+    if (db && tk_optoken_uses_flush(app->uses, db, tk_now_ms(), all, NULL, &e) == TK_OK &&
+        tk_optoken_uses_flush(app->client_uses, db, tk_now_ms(), all, NULL, &e) == TK_OK) {
         tk_store_put(db);
         return;
     }
@@ -707,6 +708,7 @@ int tk_serve(const struct tk_config *cfg)
     app.auth_limit = tk_ratelimit_new(cfg->auth_fail_limit, cfg->auth_fail_window);
     app.unseal_limit = tk_ratelimit_new(TK_API_UNSEAL_FAILS_MAX, TK_API_UNSEAL_WINDOW_S);
     app.uses = tk_optoken_uses_new();
+    app.client_uses = tk_optoken_uses_new_for("client_tokens");
 
     /* The listen socket first: a port in use changes nothing (no data dir,
      * no store file, no keyring, no root token). Until start-up is done,
@@ -804,6 +806,7 @@ int tk_serve(const struct tk_config *cfg)
         probe_start(&app);
         rewrap_worker_start(&app);
         last_used_start(&app);
+        tk_api_agents_start(&app);
         if (tk_evpump_start(&app, &app.evpump, &e) != TK_OK) rc = TK_EINTERNAL;
         tk_api_authcache_start(&app); /* before any authentication */
         atomic_store(&app.started, true);
@@ -854,6 +857,7 @@ int tk_serve(const struct tk_config *cfg)
     app.evpump = NULL;
     tk_worker_stop(&app.rewrap, 0); /* before the store closes; a batch in hand commits first */
     tk_worker_stop(&app.last_used, 0); /* after the HTTP server (no more uses); writes the rest */
+    tk_api_agents_stop(&app);
     store_closable = probe_stop(&app);
     if (!tk_api_authcache_stop(&app)) store_closable = false;
     if (store_closable) { /* else the store hangs: nothing more can be written */
@@ -872,6 +876,7 @@ out:
     tk_evpump_stop(app.evpump);
     tk_worker_stop(&app.rewrap, 0);
     tk_worker_stop(&app.last_used, 0);
+    tk_api_agents_stop(&app);
     tk_out_free(app.outbound); /* after everything that may submit */
     app.outbound = NULL;
     if (!probe_stop(&app)) store_closable = false;
@@ -886,6 +891,7 @@ out:
     tk_ratelimit_free(app.auth_limit);
     tk_ratelimit_free(app.unseal_limit);
     tk_optoken_uses_free(app.uses);
+    tk_optoken_uses_free(app.client_uses);
     tk_metrics_free(app.metrics); /* after the HTTP server: nothing renders any more */
     tk_catalog_free(app.catalog);
     tk_tls_free(app.tls); /* after the HTTP server: handshakes use it */

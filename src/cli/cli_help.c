@@ -115,7 +115,19 @@ static const struct {
      "  connect  start the connect flow: prints the provider's authorization URL to open\n"
      "           in a browser (valid 10 minutes, once); the callback stores the connection.\n"
      "           'tokend events --kind connect' shows each stage.\n"},
-    {"doctor", "tokend doctor [--json] [--token-file FILE]",
+    {"clients", "tokend clients create --name N [--email E] [--status S] [--meta K=V]... [--json]\n"
+                "       tokend clients list [--status S] [--limit N] [--json]\n"
+                "       tokend clients show ID [--json]\n"
+                "       tokend clients update ID [--name N] [--email E] [--status S] [--meta K=V]...\n"
+                "       tokend clients activate|suspend|disable ID",
+     "Machine clients (agents, services) that present client tokens (tkc_): admin or operator\n"
+     "token to write, any role to read. S is active, suspended or disabled; a suspended\n"
+     "or disabled client's tokens fail validation (client_suspended, client_inactive) on\n"
+     "every node within a second. --meta K=V sets a metadata member (update: the whole\n"
+     "object is replaced by the --meta given); --email \"\" removes the email.\n"},
+    {"doctor", "tokend doctor [--json] [--token-file FILE]\n"
+               "       tokend doctor client ID [--json]\n"
+               "       tokend doctor token [--json] < token",
      "Check the node and say what is wrong, one finding a line with the next step: reachable,\n"
      "store (from /ready), schema version against this binary's, keyring (sealed, not\n"
      "initialized, corrupt), and with an admin token of the default tenant: clock skew against\n"
@@ -123,7 +135,12 @@ static const struct {
      "requests and other nodes seen in the last hour. Without a token it runs the checks that\n"
      "need none and says which it skipped. --json prints [{check, status, message, next_step}]\n"
      "(status ok, info, skip, warn or fail). Exit 0 when nothing fails, 1 when something does,\n"
-     "3 when tokend cannot be reached.\n"},
+     "3 when tokend cannot be reached.\n"
+     "'doctor client ID' explains a machine client: its state, tokens (preview, status, last\n"
+     "used), agents (last heartbeat), validation failures of the last hour by reason, and a\n"
+     "one-sentence conclusion (exit 1 when something is wrong). 'doctor token' validates the\n"
+     "client token given on standard input (never as an argument) exactly as read, one final\n"
+     "newline dropped, and says why it fails and what is around it (exit 1 when invalid).\n"},
     {"version", "tokend version", "Print the version of this binary.\n"},
     {"help", "tokend help [COMMAND]", "Explain a command.\n"},
 };

@@ -48,6 +48,8 @@ struct tk_authcache_entry {
     char tenant_id[TK_UUID_LEN + 1];
     char name[255];
     char role[16];
+    char client_id[TK_UUID_LEN + 1]; /* client tokens: the client */
+    char email[255];                 /* client tokens: the client's email */
     int64_t expires_at; /* wall-clock ms; 0: never */
     int64_t epoch;      /* the tenant's auth_seq when the row was read */
 };

@@ -125,6 +125,10 @@ static const struct setting settings[] = {
      "this bound"},
     {"refresh_workers", C_INT, S(refresh_workers), "8", 1, 256, NULL,
      "threads that run refreshes asked for by API calls (get token, unauthorized, refresh)"},
+    {"agent_heartbeat_interval", C_INT, S(agent_heartbeat_interval), "30", 1, 86400, NULL,
+     "seconds between the heartbeats an agent is expected to send"},
+    {"agent_stale_after", C_INT, S(agent_stale_after), "3", 1, 1000, NULL,
+     "missed heartbeat intervals after which an agent is stale (an event, once across nodes)"},
 };
 
 _Static_assert(TK_NELEM(settings) <= TK_NELEM(((struct tk_config *)0)->origins),

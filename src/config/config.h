@@ -58,6 +58,8 @@ struct tk_config {
     int refresh_max_idle;      /* seconds between refreshes of expiring refresh tokens */
     int refresh_timeout;       /* seconds: the upstream call and parked callers' bound */
     int refresh_workers;       /* threads for API-triggered refreshes */
+    int agent_heartbeat_interval; /* seconds between an agent's heartbeats */
+    int agent_stale_after;        /* missed intervals before an agent is stale */
     char origins[128][80]; /* where each setting's value came from, by table index */
 };
 

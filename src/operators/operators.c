@@ -288,6 +288,7 @@ struct use {
 
 struct tk_optoken_uses {
     pthread_mutex_t mu;
+    const char *table; /* a literal: operator_tokens or client_tokens */
     int count;
     struct use slot[USES_SLOTS];
 };
@@ -307,11 +308,22 @@ static struct use *use_find(struct use *slot, const char *id)
     return NULL; /* not reached: at most half the slots are used */
 }
 
-struct tk_optoken_uses *tk_optoken_uses_new(void)
+struct tk_optoken_uses *tk_optoken_uses_new_for(const char *table)
 {
+    static const char *const tables[] = {"operator_tokens", "client_tokens"};
+    const char *t = NULL;
+    for (size_t i = 0; i < TK_NELEM(tables); i++)
+        if (table && !strcmp(table, tables[i])) t = tables[i];
+    if (!t) return NULL;
     struct tk_optoken_uses *u = tk_calloc(1, sizeof *u);
     pthread_mutex_init(&u->mu, NULL);
+    u->table = t;
     return u;
+}
+
+struct tk_optoken_uses *tk_optoken_uses_new(void)
+{
+    return tk_optoken_uses_new_for("operator_tokens");
 }
 
 void tk_optoken_uses_free(struct tk_optoken_uses *u)
@@ -388,12 +400,15 @@ tk_rc tk_optoken_uses_flush(struct tk_optoken_uses *u, struct tk_db *db, int64_t
         if (use_due(&u->slot[i], now_ms, all)) due[n++] = u->slot[i];
     pthread_mutex_unlock(&u->mu);
     tk_rc rc = TK_OK;
+    char sql[160];
+    snprintf(sql, sizeof sql,
+             "UPDATE %s SET last_used_at = ? WHERE id = ? AND "
+             "(last_used_at IS NULL OR last_used_at < ?)",
+             u->table);
     if (n > 0) {
         rc = tk_db_begin(db, e);
         for (int i = 0; rc == TK_OK && i < n; i++)
-            rc = tk_db_exec(db,
-                            "UPDATE operator_tokens SET last_used_at = ? WHERE id = ? AND "
-                            "(last_used_at IS NULL OR last_used_at < ?)",
+            rc = tk_db_exec(db, sql,
                             TK_ARGS(TK_INT(due[i].used), TK_TEXT(due[i].id), TK_INT(due[i].used)),
                             NULL, e);
         if (rc == TK_OK) rc = tk_db_commit(db, e);

@@ -48,7 +48,13 @@ struct tk_principal {
     char id[TK_UUID_LEN + 1]; /* the operator token's id (later: client, session...) */
     char tenant_id[TK_UUID_LEN + 1];
     char name[255]; /* long enough for an email (254 bytes) */
-    char role[16];  /* admin | operator | viewer */
+    char role[16];  /* admin | operator | viewer; "client" for a client token */
+    /* A client token's (clients.h): its client, the client's email ("" for
+     * none), and when the token stops working (its expiry or the end of its
+     * rotation grace; 0: never). Empty for other kinds. */
+    char client_id[TK_UUID_LEN + 1];
+    char email[255];
+    int64_t expires_at;
 };
 
 /* The id of the tenant named "default", created if missing. */
@@ -140,6 +146,10 @@ tk_rc tk_optoken_set_role(struct tk_db *db, const char *tenant_id, const char *t
 #define TK_OPTOKEN_USES_MAX 768
 struct tk_optoken_uses;
 struct tk_optoken_uses *tk_optoken_uses_new(void);
+/* The same for another table of issued secrets with an id and a
+ * last_used_at column: "operator_tokens" or "client_tokens" (any other
+ * name: NULL). */
+struct tk_optoken_uses *tk_optoken_uses_new_for(const char *table);
 void tk_optoken_uses_free(struct tk_optoken_uses *u); /* NULL: no-op */
 /* Note that token_id authenticated at now_ms; false when the table is full. */
 bool tk_optoken_use(struct tk_optoken_uses *u, const char *token_id, int64_t now_ms);

@@ -121,10 +121,10 @@ for (const backend of backends()) {
         assertNoSecret(r.text, [tok], `the 401 body for ${label}`);
         assert.equal(r.headers['www-authenticate'], 'Bearer realm="tokend", error="invalid_token"');
       }
-      // a client token (tkc_): a kind this version does not authenticate yet
-      const c = await refused(`Bearer tkc_${tok.slice(4)}`, 'unsupported', 'another kind of token');
+      // a client token (tkc_): a kind operator routes do not accept
+      const c = await refused(`Bearer tkc_${tok.slice(4)}`, 'kind_not_accepted', 'another kind of token');
       assertNoSecret(c.text, [tok], 'the 401 body for a client token');
-      assert.match(c.json.message, /client tokens are not supported/);
+      assert.match(c.json.message, /this route accepts operator tokens .*presented a client token/);
     });
 
     it("a well-formed token of another tokend is unknown", async () => {
@@ -215,7 +215,7 @@ for (const backend of backends()) {
       const byTrace = new Map(events.map((e) => [e.trace_id, e]));
       const firsts = new Map();
       for (const f of refusals) if (!firsts.has(f.reason)) firsts.set(f.reason, f);
-      assert.deepEqual([...firsts.keys()].sort(), ['expired', 'malformed', 'missing', 'revoked', 'unknown', 'unsupported']);
+      assert.deepEqual([...firsts.keys()].sort(), ['expired', 'kind_not_accepted', 'malformed', 'missing', 'revoked', 'unknown', 'unsupported']);
       for (const { rid, reason, label } of firsts.values()) {
         const ev = byTrace.get(rid);
         assert.ok(ev, `an event for the refusal "${label}" (request id ${rid})`);

@@ -55,6 +55,8 @@ const SETTINGS = [
   'refresh-max-idle',
   'refresh-timeout',
   'refresh-workers',
+  'agent-heartbeat-interval',
+  'agent-stale-after',
 ];
 
 /** Lines of output that are JSON objects (every line must be). */

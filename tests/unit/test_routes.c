@@ -117,13 +117,15 @@ void test_routes_walk(void)
                 if (rc != TK_EAUTH || strcmp(e.code, "kind_not_accepted"))
                     FAILF("%s %s: a %s it does not accept got rc %d", r->method, r->pattern,
                           tk_principal_kind_name(p.kind), (int)rc);
-                else if (!strstr(e.msg, "operator tokens"))
+                else if (!strstr(e.msg, (r->kinds & TK_P_OPERATOR) ? "operator tokens"
+                                                                   : "client tokens"))
                     FAILF("%s %s: the 401 does not name the kinds: %s", r->method, r->pattern,
                           e.msg);
             }
         }
-        /* every role, in the default tenant and in another */
-        for (int t = 0; t < 2; t++) {
+        /* every role, in the default tenant and in another (routes of
+         * client tokens only: the kind refuses operators first) */
+        for (int t = 0; t < 2 && (r->kinds & TK_P_OPERATOR); t++) {
             for (size_t j = 0; j < TK_NELEM(roles); j++) {
                 struct tk_principal p =
                     principal(TK_PRINCIPAL_OPERATOR_TOKEN, t ? OTHER : DEF, roles[j]);
@@ -175,6 +177,18 @@ void test_routes_dispatch(void)
     struct tk_principal v = principal(TK_PRINCIPAL_CLIENT_TOKEN, OTHER, "viewer");
     CHECK_EQ_INT(tk_api_route_allows(&both, &v, DEF, &e), TK_EFORBIDDEN);
     CHECK(strstr(e.msg, "admin or operator") && strstr(e.msg, "viewer"));
+
+    /* a client token (role "client") passes a route of role any, and no other */
+    struct tk_route cl = {"GET", "/v1/z", NULL, .flags = TK_ROUTE_AUTH, .kinds = TK_P_CLIENT,
+                          .role = TK_ROLE_ANY};
+    struct tk_principal ct = principal(TK_PRINCIPAL_CLIENT_TOKEN, OTHER, "client");
+    CHECK_EQ_INT(tk_api_route_allows(&cl, &ct, DEF, &e), TK_OK);
+    cl.role = TK_ROLE_WRITE;
+    CHECK_EQ_INT(tk_api_route_allows(&cl, &ct, DEF, &e), TK_EFORBIDDEN);
+    struct tk_principal opc = principal(TK_PRINCIPAL_OPERATOR_TOKEN, DEF, "client");
+    cl.kinds = TK_P_OPERATOR;
+    cl.role = TK_ROLE_ANY;
+    CHECK_EQ_INT(tk_api_route_allows(&cl, &opc, DEF, &e), TK_EFORBIDDEN);
 
     /* a route that declares nothing is refused, not opened */
     struct tk_route bare = {"GET", "/v1/y", NULL, .flags = TK_ROUTE_AUTH};

@@ -466,6 +466,9 @@ static const struct unit_test tests[] = {
     B("operators/revoke_tenant", test_optoken_revoke_tenant),
     B("operators/parse_and_admins", test_optoken_parse_and_admins),
     B("operators/last_used", test_optoken_last_used),
+    T("clients/scan", test_clients_scan),
+    T("clients/check", test_clients_check),
+    B("clients/reasons", test_clients_reasons),
 
     T("authcache/hit_miss", test_authcache_hit_miss),
     T("authcache/eviction_bound", test_authcache_eviction_bound),

@@ -251,6 +251,10 @@ void test_optoken_reasons(struct fx *f);
 void test_optoken_revoke_tenant(struct fx *f);
 void test_optoken_parse_and_admins(struct fx *f);
 void test_optoken_last_used(struct fx *f);
+/* test_clients.c */
+void test_clients_scan(void);
+void test_clients_check(void);
+void test_clients_reasons(struct fx *f); /* both backends */
 /* test_routes.c */
 void test_routes_declared(void);
 void test_routes_walk(void);
