@@ -31,6 +31,7 @@
 
 #define PUMP_EVERY_MS 200
 #define PUMP_PAGE 500
+#define PUMP_CATCHUP 3 /* pages per tenant and round for streams behind the head */
 #define REVOKE_CHECK_MS 1000
 
 struct sub {
@@ -43,6 +44,8 @@ struct sub {
     int64_t next_check_ms, last_write_ms;
     bool done;
     bool stalled;       /* its buffer is half full: skipped this round */
+    bool served;        /* had its page this round */
+    bool caught_up;     /* its last page was not full: it stands at the head */
     int64_t checked_ms; /* when its token was last looked up, and the answer */
     bool active;
 };
@@ -97,30 +100,33 @@ static void sub_write(struct sub *x, const char *data, size_t n, int64_t now)
     x->last_write_ms = now;
 }
 
-/* One tenant's round: read past the lowest seq of its streams, fan out.
- * A stream whose buffer is over the high-water mark is skipped (its seq
- * stays) until its reader catches up: a reader that is behind but reading
- * is paced, not cut, and does not hold back the tenant's other streams; a
- * reader that stops reading is closed by the HTTP server once idle_timeout
- * passes without a byte sent, or cut when a write overflows its buffer. */
-static void pump_tenant(struct tk_evpump *pp, struct tk_db *db, struct sub *subs,
-                        const char *tenant, int64_t now)
+/* One page of a tenant's events after seq `after`, fanned out to the
+ * streams that stand at or past it (a stream behind `after` must not take
+ * these: it would skip the events between). Returns false when the store
+ * could not be read. */
+static bool serve_page(struct tk_evpump *pp, struct tk_db *db, struct sub *subs,
+                       const char *tenant, int64_t after, int64_t now)
 {
-    int64_t min = INT64_MAX;
-    for (struct sub *x = subs; x; x = x->next) {
-        if (x->done || strcmp(x->p.tenant_id, tenant) != 0) continue;
-        x->stalled = tk_stream_pending(x->s) > pp->high_water;
-        if (!x->stalled && x->last < min) min = x->last;
-    }
-    if (min == INT64_MAX) return;
     struct tk_event_query q = {
-        .tenant_id = tenant, .follow = true, .after = min, .limit = PUMP_PAGE};
+        .tenant_id = tenant, .follow = true, .after = after, .limit = PUMP_PAGE};
     json_t *evs = NULL;
     int64_t next;
     struct tk_err e;
     if (tk_events_list(db, &q, &evs, &next, &e) != TK_OK) {
         tk_warn("events stream: cannot read the events of tenant %s: %s", tenant, e.msg);
-        return;
+        return false;
+    }
+    size_t n = json_array_size(evs);
+    int64_t page_last =
+        n ? json_integer_value(json_object_get(json_array_get(evs, n - 1), "seq")) : INT64_MAX;
+    bool full = n >= PUMP_PAGE;
+    for (struct sub *x = subs; x; x = x->next) {
+        if (x->done || x->stalled || x->served || strcmp(x->p.tenant_id, tenant) != 0 ||
+            x->last < after)
+            continue;
+        /* past this page's end (a full page): not served yet this round */
+        if (!full || x->last < page_last) x->served = true;
+        x->caught_up = !full;
     }
     size_t i;
     json_t *ev;
@@ -131,7 +137,8 @@ static void pump_tenant(struct tk_evpump *pp, struct tk_db *db, struct sub *subs
         int64_t seq = json_integer_value(json_object_get(ev, "seq"));
         b.len = 0;
         for (struct sub *x = subs; x; x = x->next) {
-            if (x->done || x->stalled || strcmp(x->p.tenant_id, tenant) != 0 || seq <= x->last)
+            if (x->done || x->stalled || strcmp(x->p.tenant_id, tenant) != 0 ||
+                x->last < after || seq <= x->last)
                 continue;
             if (tk_stream_pending(x->s) > pp->high_water) {
                 x->stalled = true;
@@ -140,15 +147,53 @@ static void pump_tenant(struct tk_evpump *pp, struct tk_db *db, struct sub *subs
             x->last = seq;
             if (!matches(x, ev)) continue;
             if (!b.len) {
-                char *s = json_dumps(ev, JSON_COMPACT);
-                tk_buf_printf(&b, "id: %lld\ndata: %s\n\n", (long long)seq, s ? s : "{}");
-                free(s);
+                char *js = json_dumps(ev, JSON_COMPACT);
+                tk_buf_printf(&b, "id: %lld\ndata: %s\n\n", (long long)seq, js ? js : "{}");
+                free(js);
             }
             sub_write(x, b.data, b.len, now);
         }
     }
     tk_buf_free(&b);
     json_decref(evs);
+    return true;
+}
+
+/* One tenant's round. The streams stand at different seqs: most at the
+ * head, some catching up (a reconnect with an old Last-Event-ID, after=0).
+ * The page after the streams that were at the head last round comes
+ * first, so that they get new events at once whatever the others do (one
+ * page from the lowest seq would hold every live stream of the tenant
+ * until the slowest caught up: a viewer reconnecting with Last-Event-ID: 0
+ * in a tenant with a million events would freeze its operators' streams
+ * for minutes). Then up to PUMP_CATCHUP pages for the others, the nearest
+ * to the head first (a stream just opened, then those further behind,
+ * which join the head once they reach it). A stream whose buffer is over
+ * the high-water mark is skipped (its seq stays) until its reader catches
+ * up: a reader that is behind but reading is paced, not cut, and does not
+ * hold back the tenant's other streams; a reader that stops reading is
+ * closed by the HTTP server once idle_timeout passes without a byte sent,
+ * or cut when a write overflows its buffer. */
+static void pump_tenant(struct tk_evpump *pp, struct tk_db *db, struct sub *subs,
+                        const char *tenant, int64_t now)
+{
+    int64_t head = INT64_MAX;
+    for (struct sub *x = subs; x; x = x->next) {
+        if (x->done || strcmp(x->p.tenant_id, tenant) != 0) continue;
+        x->served = false;
+        x->stalled = tk_stream_pending(x->s) > pp->high_water;
+        if (x->stalled) x->caught_up = false; /* it will resume behind */
+        if (!x->stalled && x->caught_up && x->last < head) head = x->last;
+    }
+    if (head != INT64_MAX && !serve_page(pp, db, subs, tenant, head, now)) return;
+    for (int k = 0; k < PUMP_CATCHUP; k++) {
+        int64_t max = -1;
+        for (struct sub *x = subs; x; x = x->next)
+            if (!x->done && !x->stalled && !x->served && !strcmp(x->p.tenant_id, tenant) &&
+                x->last > max)
+                max = x->last;
+        if (max < 0 || !serve_page(pp, db, subs, tenant, max, now)) return;
+    }
 }
 
 static void pump_round(struct tk_evpump *pp, struct sub **subs)

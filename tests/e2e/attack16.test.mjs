@@ -1,0 +1,134 @@
+// attack16.test.mjs: regressions found by attacking the merged surfaces of
+// issue 16 (streams, parked requests, the event writer, the auth cache,
+// TLS, provider apps), limits combined.
+import assert from 'node:assert/strict';
+import http from 'node:http';
+import { after, before, describe, it } from 'node:test';
+
+import { allEvents, backends, createTenant, request, startTokend, stopAndScan, waitFor, SUITE_TIMEOUT_MS } from './lib/tokend.mjs';
+
+/** Failed authentications, each from its own loopback address (repeats
+ * from one address are coalesced): n operator/authenticate/denied events
+ * in the default tenant. */
+let nextFrom = 0;
+async function failedAuths(t, n, concurrency = 8) {
+  let i = 0;
+  async function one() {
+    while (i < n) {
+      i++;
+      const k = nextFrom++;
+      const from = `127.${1 + Math.floor(k / 62500)}.${Math.floor(k / 250) % 250}.${1 + (k % 250)}`;
+      const r = await request(t, '/v1/events', { auth: 'Bearer nope', from });
+      assert.equal(r.status, 401, r.text);
+    }
+  }
+  await Promise.all(Array.from({ length: concurrency }, one));
+}
+
+/** Open GET /v1/events/stream; resolves once the status line is in.
+ * s.events: [{id, data, at}] as they arrive (at: Date.now() on arrival). */
+function openStream(t, query = '', { token = t.token, headers = {} } = {}) {
+  return new Promise((resolve, reject) => {
+    const req = http.request(
+      {
+        host: '127.0.0.1',
+        port: t.port,
+        path: `/v1/events/stream${query}`,
+        headers: { authorization: `Bearer ${token}`, ...headers },
+        agent: false,
+      },
+      (res) => {
+        const s = { status: res.statusCode, events: [], ends: [], text: '' };
+        let buf = '';
+        let lastId = '';
+        res.setEncoding('utf8');
+        s.closed = new Promise((r) => res.once('close', r));
+        res.on('error', () => {});
+        res.on('data', (d) => {
+          s.text += d;
+          buf += d;
+          let i;
+          while ((i = buf.indexOf('\n\n')) >= 0) {
+            const block = buf.slice(0, i);
+            buf = buf.slice(i + 2);
+            let event = 'message';
+            const data = [];
+            for (const line of block.split('\n')) {
+              if (line.startsWith('id: ')) lastId = line.slice(4);
+              else if (line.startsWith('event: ')) event = line.slice(7);
+              else if (line.startsWith('data: ')) data.push(line.slice(6));
+            }
+            if (!data.length) continue;
+            const v = JSON.parse(data.join('\n'));
+            if (event === 'end') s.ends.push(v);
+            else s.events.push({ id: lastId, data: v, at: Date.now() });
+          }
+        });
+        s.close = () => req.destroy();
+        resolve(s);
+      },
+    );
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+for (const backend of backends()) {
+  describe(`attack16: event streams (${backend})`, { timeout: SUITE_TIMEOUT_MS }, () => {
+    let t;
+    before(async () => {
+      t = await startTokend({ backend });
+    });
+    after(() => stopAndScan(t));
+
+    it('a stream catching up from Last-Event-ID: 0 does not hold back the live streams of its tenant', async () => {
+      // The pump read one page (500 events) per tenant and round from the
+      // lowest seq of the tenant's streams: a reconnect with Last-Event-ID: 0
+      // froze every live stream of the tenant until it had caught up.
+      await failedAuths(t, 3000);
+      const live = await openStream(t);
+      assert.equal(live.status, 200);
+      await waitFor(() => live.text.includes('retry: 2000'), { message: 'the live stream preamble' });
+      // behind by 3000+ events; its filter matches only the marker, so it
+      // writes nothing while it catches up and is never paced by its buffer
+      const behind = await openStream(t, '?outcome=ok&kind=tenant', { headers: { 'last-event-id': '0' } });
+      assert.equal(behind.status, 200);
+      // a full copy from 0, to check that the catch-up skips nothing
+      const copy = await openStream(t, '', { headers: { 'last-event-id': '0' } });
+      assert.equal(copy.status, 200);
+      await waitFor(() => behind.text.includes('retry: 2000') && copy.text.includes('retry: 2000'), { message: 'the catching-up streams open' });
+      const tenant = await createTenant(t);
+      await waitFor(() => live.events.some((e) => e.data.subject_id === tenant.id), { timeoutMs: 20000, message: 'the marker on the live stream' });
+      const liveAt = live.events.find((e) => e.data.subject_id === tenant.id).at;
+      await waitFor(() => behind.events.some((e) => e.data.subject_id === tenant.id), { timeoutMs: 60000, message: 'the marker on the stream that caught up' });
+      const behindAt = behind.events.find((e) => e.data.subject_id === tenant.id).at;
+      // 3000 events at 500 a round (200 ms) is at least 5 rounds more
+      assert.ok(behindAt - liveAt >= 400, `the live stream got the marker ${behindAt - liveAt} ms before the one catching up`);
+      // every event, in order, none skipped, on the copy from 0
+      await waitFor(() => copy.events.some((e) => e.data.subject_id === tenant.id), { timeoutMs: 60000, message: 'the marker on the full copy' });
+      const upto = Number(copy.events.find((e) => e.data.subject_id === tenant.id).id);
+      const listed = (await allEvents(t)).map((e) => e.seq).filter((s) => s <= upto).sort((a, b) => a - b);
+      const streamed = copy.events.map((e) => Number(e.id)).filter((s) => s <= upto);
+      assert.deepEqual(streamed, listed);
+      for (const s of [live, behind, copy]) s.close();
+    });
+
+    it('hostile Last-Event-ID values are refused naming the header; the largest seq is served and holds nobody back', async () => {
+      for (const v of ['-1', 'abc', '9223372036854775808', '18446744073709551616', '1'.repeat(4000), '0x10', '1e3', '+1', '1 2', '']) {
+        const s = await openStream(t, '', { headers: { 'last-event-id': v } });
+        await s.closed;
+        assert.equal(s.status, 400, `Last-Event-ID ${JSON.stringify(v.slice(0, 40))}: ${s.text.slice(0, 200)}`);
+        assert.equal(JSON.parse(s.text).field, 'Last-Event-ID');
+      }
+      const far = await openStream(t, '', { headers: { 'last-event-id': '9223372036854775807' } });
+      assert.equal(far.status, 200);
+      const live = await openStream(t);
+      await waitFor(() => far.text.includes('retry: 2000') && live.text.includes('retry: 2000'), { message: 'both streams open' });
+      const tenant = await createTenant(t);
+      await waitFor(() => live.events.some((e) => e.data.subject_id === tenant.id), { timeoutMs: 20000, message: 'the marker on the live stream' });
+      assert.equal(far.events.length, 0);
+      far.close();
+      live.close();
+    });
+  });
+}
