@@ -50,11 +50,20 @@ struct sub {
     bool active;
 };
 
+/* Streams per tenant (max_streams_per_tenant), under the pump's mu. */
+struct tcount {
+    struct tcount *next;
+    char tenant[TK_UUID_LEN + 1];
+    int n;
+};
+
 struct tk_evpump {
     struct tk_app *app;
     struct tk_worker w;
     pthread_mutex_t mu;
     struct sub *pending; /* added by handlers, taken by the pump */
+    struct tcount *counts;
+    int per_tenant;
     int heartbeat_ms;
     size_t high_water; /* stream_buffer / 2 */
 };
@@ -72,9 +81,48 @@ static void sub_end(struct sub *x, const char *reason)
     x->done = true;
 }
 
-static void sub_free(struct sub *x)
+static struct tcount **count_of(struct tk_evpump *pp, const char *tenant)
+{
+    struct tcount **pc = &pp->counts;
+    while (*pc && strcmp((*pc)->tenant, tenant) != 0)
+        pc = &(*pc)->next;
+    return pc;
+}
+
+bool tk_evpump_admit(struct tk_evpump *pp, const char *tenant_id, int *limit)
+{
+    pthread_mutex_lock(&pp->mu);
+    struct tcount **pc = count_of(pp, tenant_id);
+    bool ok = !*pc || (*pc)->n < pp->per_tenant;
+    if (ok) {
+        if (!*pc) {
+            *pc = tk_calloc(1, sizeof **pc);
+            snprintf((*pc)->tenant, sizeof (*pc)->tenant, "%s", tenant_id);
+        }
+        (*pc)->n++;
+    }
+    *limit = pp->per_tenant;
+    pthread_mutex_unlock(&pp->mu);
+    return ok;
+}
+
+void tk_evpump_unadmit(struct tk_evpump *pp, const char *tenant_id)
+{
+    pthread_mutex_lock(&pp->mu);
+    struct tcount **pc = count_of(pp, tenant_id);
+    if (*pc && --(*pc)->n <= 0) {
+        struct tcount *c = *pc;
+        *pc = c->next;
+        free(c);
+    }
+    pthread_mutex_unlock(&pp->mu);
+}
+
+/* Not under pp->mu. */
+static void sub_free(struct tk_evpump *pp, struct sub *x)
 {
     tk_stream_close(x->s);
+    tk_evpump_unadmit(pp, x->p.tenant_id);
     free(x);
 }
 
@@ -248,7 +296,7 @@ static void pump_round(struct tk_evpump *pp, struct sub **subs)
         struct sub *x = *px;
         if (x->done) {
             *px = x->next;
-            sub_free(x);
+            sub_free(pp, x);
         } else {
             px = &x->next;
         }
@@ -275,15 +323,17 @@ static void pump_main(struct tk_worker *w, void *arg)
     while (subs) { /* stopping: the HTTP server has ended them (node_stopping) */
         struct sub *x = subs;
         subs = x->next;
-        sub_free(x);
+        sub_free(pp, x);
     }
     pthread_mutex_lock(&pp->mu);
-    while (pp->pending) {
-        struct sub *x = pp->pending;
-        pp->pending = x->next;
-        sub_free(x);
-    }
+    struct sub *left = pp->pending;
+    pp->pending = NULL;
     pthread_mutex_unlock(&pp->mu);
+    while (left) {
+        struct sub *x = left;
+        left = x->next;
+        sub_free(pp, x);
+    }
 }
 
 tk_rc tk_evpump_start(struct tk_app *app, struct tk_evpump **out, struct tk_err *e)
@@ -296,6 +346,7 @@ tk_rc tk_evpump_start(struct tk_app *app, struct tk_evpump **out, struct tk_err 
     pp->heartbeat_ms = idle_ms / 2 < 15000 ? idle_ms / 2 : 15000;
     if (pp->heartbeat_ms < 500) pp->heartbeat_ms = 500;
     pp->high_water = (size_t)app->cfg->stream_buffer / 2;
+    pp->per_tenant = app->cfg->max_streams_per_tenant > 0 ? app->cfg->max_streams_per_tenant : 16;
     tk_rc rc = tk_worker_start(&pp->w, "event stream pump", pump_main, pp, e);
     if (rc != TK_OK) {
         pthread_mutex_destroy(&pp->mu);
@@ -310,6 +361,11 @@ void tk_evpump_stop(struct tk_evpump *pp)
 {
     if (!pp) return;
     tk_worker_stop(&pp->w, 0);
+    while (pp->counts) {
+        struct tcount *c = pp->counts;
+        pp->counts = c->next;
+        free(c);
+    }
     pthread_mutex_destroy(&pp->mu);
     free(pp);
 }

@@ -132,3 +132,59 @@ for (const backend of backends()) {
     });
   });
 }
+
+for (const backend of backends()) {
+  describe(`attack16: one tenant cannot take every stream (${backend})`, { timeout: SUITE_TIMEOUT_MS }, () => {
+    let t;
+    before(async () => {
+      t = await startTokend({ backend, args: ['--max-streams', '8', '--max-streams-per-tenant', '3', '--idle-timeout', '4'] });
+    });
+    after(() => stopAndScan(t));
+
+    it('past max_streams_per_tenant a tenant gets 503 too_many_streams naming the setting; other tenants and /health are served; a closed stream frees its place', async () => {
+      const a = await createTenant(t);
+      const b = await createTenant(t);
+      const mine = [];
+      for (let i = 0; i < 3; i++) {
+        const s = await openStream(t, '', { token: a.token });
+        assert.equal(s.status, 200);
+        mine.push(s);
+      }
+      const over = await openStream(t, '', { token: a.token });
+      await over.closed;
+      assert.equal(over.status, 503, over.text);
+      const body = JSON.parse(over.text);
+      assert.equal(body.error, 'too_many_streams');
+      assert.match(body.message, /max_streams_per_tenant/);
+      assert.match(body.message, /\b3\b/);
+      // another tenant, and the node itself, still get theirs
+      const theirs = await openStream(t, '', { token: b.token });
+      assert.equal(theirs.status, 200);
+      const root = await openStream(t);
+      assert.equal(root.status, 200);
+      const h = await request(t, '/health');
+      assert.equal(h.status, 200);
+      // a stream closed by its client is uncounted once the pump drops it (the
+      // server sees the client gone at the next heartbeat, idle_timeout/2)
+      mine[0].close();
+      let again;
+      await waitFor(async () => {
+        const s = await openStream(t, '', { token: a.token });
+        if (s.status === 200) {
+          again = s;
+          return true;
+        }
+        await s.closed;
+        return false;
+      }, { timeoutMs: 20000, intervalMs: 200, message: 'a place for tenant a again' });
+      for (const s of [...mine, theirs, root, again]) s.close();
+      // a refused stream is not counted: the tenant's count goes back to 0
+      await waitFor(async () => {
+        const opened = [];
+        for (let i = 0; i < 3; i++) opened.push(await openStream(t, '', { token: a.token }));
+        for (const s of opened) s.close();
+        return opened.every((s) => s.status === 200);
+      }, { timeoutMs: 20000, intervalMs: 200, message: 'three places for tenant a once its streams closed' });
+    });
+  });
+}
