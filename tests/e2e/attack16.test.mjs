@@ -188,3 +188,39 @@ for (const backend of backends()) {
     });
   });
 }
+
+for (const backend of backends()) {
+  describe(`attack16: provider apps with hostile fields (${backend})`, { timeout: SUITE_TIMEOUT_MS }, () => {
+    let t;
+    before(async () => {
+      t = await startTokend({ backend });
+    });
+    after(() => stopAndScan(t));
+
+    const create = (json) => request(t, '/v1/provider-apps', { method: 'POST', token: t.token, json });
+
+    it('refuses IPv4 addresses in disguise (2130706433, 0x7f000001, 127.1, 0177.0.0.1) as URL hosts and as a host-name param', async () => {
+      // libcurl and inet_aton read each of these as 127.0.0.1; they were
+      // accepted as DNS names, over https, for any tenant's token_url.
+      let i = 0;
+      for (const host of ['2130706433', '0x7f000001', '127.1', '0177.0.0.1', '01.2.3.4', 'a.0x10']) {
+        const r = await create({ provider: 'generic-oauth2', name: `disguised-${i++}`, client_id: 'x', token_url: `https://${host}/token` });
+        assert.equal(r.status, 400, `${host}: ${r.text}`);
+        assert.equal(r.json.field, 'token_url', r.text);
+        assert.match(r.json.message, /neither a DNS name nor an IPv4 address/);
+      }
+      for (const domain of ['127.0.0.1', '2130706433', '0x7f000001']) {
+        const r = await create({ provider: 'bitrix24', name: `portal-${i++}`, client_id: 'x', params: { domain } });
+        assert.equal(r.status, 400, `${domain}: ${r.text}`);
+        assert.equal(r.json.field, 'params.domain', r.text);
+      }
+      // the plain forms still work: a DNS name, a dotted IPv4 address
+      const ok = await create({ provider: 'generic-oauth2', name: 'plain', client_id: 'x', token_url: 'https://10.1.2.3/token' });
+      assert.equal(ok.status, 201, ok.text);
+      const named = await create({ provider: 'bitrix24', name: 'portal', client_id: 'x', params: { domain: 'acme.bitrix24.com' } });
+      assert.equal(named.status, 201, named.text);
+      const list = await request(t, '/v1/provider-apps', { token: t.token });
+      assert.equal(list.json.provider_apps.length, 2);
+    });
+  });
+}
