@@ -125,6 +125,8 @@ void tk_api_authcache_start(struct tk_app *app);
 /* Make the cache (auth_cache_size) and register its series
  * (tokend_auth_cache_*) in app->metrics; from tk_api_metrics_register. */
 tk_rc tk_api_authcache_metrics(struct tk_app *app, struct tk_err *e);
+/* The event writer's, parked requests' and streams' series (events_api.c). */
+tk_rc tk_api_events_metrics(struct tk_app *app, struct tk_err *e);
 bool tk_api_authcache_stop(struct tk_app *app);
 /* How often the poller reads the epochs. */
 #define TK_API_AUTHPOLL_MS 250
@@ -194,6 +196,8 @@ void tk_evpump_add(struct tk_evpump *pp, struct tk_stream *s, const struct tk_pr
  * tk_evpump_unadmit (when it never got there). */
 bool tk_evpump_admit(struct tk_evpump *pp, const char *tenant_id, int *limit);
 void tk_evpump_unadmit(struct tk_evpump *pp, const char *tenant_id);
+/* Streams refused for max_streams_per_tenant so far (0 for NULL). */
+uint64_t tk_evpump_refused(struct tk_evpump *pp);
 void tk_h_sys_init(struct tk_req *r);
 void tk_h_sys_unseal(struct tk_req *r);
 void tk_h_sys_seal(struct tk_req *r);

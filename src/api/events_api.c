@@ -303,3 +303,130 @@ void tk_h_events_verify(struct tk_req *r)
     }
     tk_reply_json(r, 200, o);
 }
+
+/* ---- metrics: the event writer, parked requests and streams ----
+ * What an operator needs to see a full event queue (dropped events), a
+ * store too slow for the writer, or every stream taken, without reading
+ * the log. Read from atomics at render time. */
+
+enum { M_EV_QUEUED, M_EV_WRITTEN, M_EV_DROPPED, M_EV_FAILED, M_EV_TIMEOUTS };
+
+static double ev_stat(int which)
+{
+    struct tk_events_writer_stats s;
+    tk_events_writer_stats(&s);
+    switch (which) {
+    case M_EV_QUEUED:
+        return (double)s.queued;
+    case M_EV_WRITTEN:
+        return (double)s.written;
+    case M_EV_DROPPED:
+        return (double)s.dropped;
+    case M_EV_FAILED:
+        return (double)s.failed;
+    default:
+        return (double)s.timeouts;
+    }
+}
+
+static double m_ev_queued(void *arg, size_t idx)
+{
+    (void)arg, (void)idx;
+    return ev_stat(M_EV_QUEUED);
+}
+static double m_ev_written(void *arg, size_t idx)
+{
+    (void)arg, (void)idx;
+    return ev_stat(M_EV_WRITTEN);
+}
+static double m_ev_dropped(void *arg, size_t idx)
+{
+    (void)arg, (void)idx;
+    return ev_stat(M_EV_DROPPED);
+}
+static double m_ev_failed(void *arg, size_t idx)
+{
+    (void)arg, (void)idx;
+    return ev_stat(M_EV_FAILED);
+}
+static double m_ev_timeouts(void *arg, size_t idx)
+{
+    (void)arg, (void)idx;
+    return ev_stat(M_EV_TIMEOUTS);
+}
+
+/* 0 parked now, 1 parked timeouts, 2 streams open, 3 streams refused,
+ * 4 streams cut */
+static double park_stat(struct tk_app *app, int which)
+{
+    if (!app->http) return 0;
+    struct tk_http_park_stats s;
+    tk_http_park_stats(app->http, &s);
+    uint64_t v[] = {s.parked_now, s.parked_timeouts, s.streams_open,
+                    s.streams_refused + tk_evpump_refused(app->evpump), s.streams_cut};
+    return (double)v[which];
+}
+
+static double m_parked(void *arg, size_t idx)
+{
+    (void)idx;
+    return park_stat(arg, 0);
+}
+static double m_parked_timeouts(void *arg, size_t idx)
+{
+    (void)idx;
+    return park_stat(arg, 1);
+}
+static double m_streams_open(void *arg, size_t idx)
+{
+    (void)idx;
+    return park_stat(arg, 2);
+}
+static double m_streams_refused(void *arg, size_t idx)
+{
+    (void)idx;
+    return park_stat(arg, 3);
+}
+static double m_streams_cut(void *arg, size_t idx)
+{
+    (void)idx;
+    return park_stat(arg, 4);
+}
+
+tk_rc tk_api_events_metrics(struct tk_app *app, struct tk_err *e)
+{
+    struct tk_metrics *m = app->metrics;
+    bool ok =
+        tk_metric_gauge_fn(m, "tokend_events_queued",
+                           "Events waiting for the event writer (events_queue at most).", NULL, 0,
+                           m_ev_queued, app, e) &&
+        tk_metric_counter_fn(m, "tokend_events_written_total",
+                             "Events committed by the event writer.", NULL, 0, m_ev_written, app,
+                             e) &&
+        tk_metric_counter_fn(m, "tokend_events_dropped_total",
+                             "Events refused because the queue was full (events_queue_full): "
+                             "not recorded.",
+                             NULL, 0, m_ev_dropped, app, e) &&
+        tk_metric_counter_fn(m, "tokend_events_failed_total",
+                             "Events the writer took but could not write (see the log).", NULL,
+                             0, m_ev_failed, app, e) &&
+        tk_metric_counter_fn(m, "tokend_events_emit_timeouts_total",
+                             "Waiting emits not committed within events_timeout (503).", NULL, 0,
+                             m_ev_timeouts, app, e) &&
+        tk_metric_gauge_fn(m, "tokend_http_parked", "Parked requests now.", NULL, 0, m_parked,
+                           app, e) &&
+        tk_metric_counter_fn(m, "tokend_http_parked_timeouts_total",
+                             "Parked requests answered 504 at their deadline.", NULL, 0,
+                             m_parked_timeouts, app, e) &&
+        tk_metric_gauge_fn(m, "tokend_http_streams_open", "Event streams open now.", NULL, 0,
+                           m_streams_open, app, e) &&
+        tk_metric_counter_fn(m, "tokend_http_streams_refused_total",
+                             "Event streams refused (503 too_many_streams: max_streams or "
+                             "max_streams_per_tenant; node_stopping).", NULL,
+                             0, m_streams_refused, app, e) &&
+        tk_metric_counter_fn(m, "tokend_http_streams_cut_total",
+                             "Event streams cut because their reader did not keep up "
+                             "(stream_buffer).",
+                             NULL, 0, m_streams_cut, app, e);
+    return ok ? TK_OK : TK_EINTERNAL;
+}

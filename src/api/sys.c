@@ -151,6 +151,7 @@ tk_rc tk_api_metrics_register(struct tk_app *app, struct tk_err *e)
                                  m_data_version, app, e) &&
               tk_out_metrics_register(m, &app->outbound, e) == TK_OK;
     if (ok && tk_api_authcache_metrics(app, e) != TK_OK) ok = false; /* authpoll.c */
+    if (ok && tk_api_events_metrics(app, e) != TK_OK) ok = false;    /* events_api.c */
     return ok ? TK_OK : TK_EINTERNAL;
 }
 

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import http from 'node:http';
 import { after, before, describe, it } from 'node:test';
 
-import { allEvents, backends, createTenant, request, startTokend, stopAndScan, waitFor, SUITE_TIMEOUT_MS } from './lib/tokend.mjs';
+import { allEvents, backends, createTenant, metric, request, scrape, startTokend, stopAndScan, waitFor, SUITE_TIMEOUT_MS } from './lib/tokend.mjs';
 
 /** Failed authentications, each from its own loopback address (repeats
  * from one address are coalesced): n operator/authenticate/denied events
@@ -164,6 +164,13 @@ for (const backend of backends()) {
       assert.equal(root.status, 200);
       const h = await request(t, '/health');
       assert.equal(h.status, 200);
+      // the operator sees it in /metrics
+      const m = await scrape(t);
+      assert.equal(metric(m, 'tokend_http_streams_open'), 5);
+      assert.ok(metric(m, 'tokend_http_streams_refused_total') >= 1);
+      for (const name of ['tokend_events_queued', 'tokend_events_written_total', 'tokend_http_parked'])
+        assert.ok(m.some((x) => x.name === name), `${name} in /metrics`);
+      assert.equal(metric(m, 'tokend_events_dropped_total'), 0);
       // a stream closed by its client is uncounted once the pump drops it (the
       // server sees the client gone at the next heartbeat, idle_timeout/2)
       mine[0].close();
@@ -178,13 +185,16 @@ for (const backend of backends()) {
         return false;
       }, { timeoutMs: 20000, intervalMs: 200, message: 'a place for tenant a again' });
       for (const s of [...mine, theirs, root, again]) s.close();
-      // a refused stream is not counted: the tenant's count goes back to 0
+      // refused streams were never counted: once its streams are gone, the
+      // tenant has its three places again
+      const held = [];
       await waitFor(async () => {
-        const opened = [];
-        for (let i = 0; i < 3; i++) opened.push(await openStream(t, '', { token: a.token }));
-        for (const s of opened) s.close();
-        return opened.every((s) => s.status === 200);
-      }, { timeoutMs: 20000, intervalMs: 200, message: 'three places for tenant a once its streams closed' });
+        const s = await openStream(t, '', { token: a.token });
+        if (s.status === 200) held.push(s);
+        else await s.closed;
+        return held.length === 3;
+      }, { timeoutMs: 30000, intervalMs: 200, message: 'three places for tenant a once its streams closed' });
+      for (const s of held) s.close();
     });
   });
 }
