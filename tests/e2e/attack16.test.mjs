@@ -2,10 +2,12 @@
 // issue 16 (streams, parked requests, the event writer, the auth cache,
 // TLS, provider apps), limits combined.
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import http from 'node:http';
+import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 
-import { allEvents, backends, createTenant, metric, request, scrape, startTokend, stopAndScan, waitFor, SUITE_TIMEOUT_MS } from './lib/tokend.mjs';
+import { allEvents, api, backends, createTenant, metric, request, scrape, startTokend, stopAndScan, waitFor, withTimeout, SUITE_TIMEOUT_MS } from './lib/tokend.mjs';
 
 /** Failed authentications, each from its own loopback address (repeats
  * from one address are coalesced): n operator/authenticate/denied events
@@ -231,6 +233,68 @@ for (const backend of backends()) {
       assert.equal(named.status, 201, named.text);
       const list = await request(t, '/v1/provider-apps', { token: t.token });
       assert.equal(list.json.provider_apps.length, 2);
+    });
+  });
+}
+
+/** Hold the events table's write lock from another process until
+ * release(): sqlite3 BEGIN EXCLUSIVE, or a PostgreSQL session locking
+ * events. Resolves once the lock is held. */
+async function lockEvents(t) {
+  const [cmd, args, begin] =
+    t.backend === 'postgres'
+      ? ['psql', [t.store, '-X', '-q', '-At'], "BEGIN; LOCK TABLE events IN ACCESS EXCLUSIVE MODE; SELECT 'locked';\n"]
+      : ['sqlite3', [path.join(t.dataDir, 'tokend.db')], "BEGIN EXCLUSIVE; SELECT 'locked';\n"];
+  const p = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'inherit'] });
+  let out = '';
+  p.stdout.on('data', (d) => (out += d));
+  const exited = new Promise((resolve) => p.once('exit', resolve));
+  p.stdin.write(begin);
+  await waitFor(() => out.includes('locked'), { timeoutMs: 15000, message: `${cmd} to hold the lock` });
+  return {
+    async release() {
+      if (p.exitCode === null) p.stdin.end('COMMIT;\n');
+      await withTimeout(exited, 15000, `${cmd} to exit`);
+    },
+    kill() {
+      if (p.exitCode === null) p.kill('SIGKILL');
+    },
+  };
+}
+
+for (const backend of backends()) {
+  describe(`attack16: a refusal storm against a stalled event writer (${backend})`, { timeout: SUITE_TIMEOUT_MS }, () => {
+    let t;
+    after(() => stopAndScan(t));
+
+    it('refusals keep answering 401, the log says so once a second (not once a refusal), /metrics counts the drops; after kill -9 the chain verifies', async (tc) => {
+      t = await startTokend({ backend, args: ['--events-queue', '8', '--events-timeout', '2'] });
+      const lock = await lockEvents(t);
+      tc.after(() => lock.kill());
+      const t0 = Date.now();
+      await failedAuths(t, 300, 16);
+      const took = Date.now() - t0;
+      const h = await request(t, '/health');
+      assert.equal(h.status, 200);
+      const m = await scrape(t);
+      assert.ok(metric(m, 'tokend_events_dropped_total') >= 250, `dropped ${metric(m, 'tokend_events_dropped_total')}`);
+      assert.ok(metric(m, 'tokend_events_queued') <= 8);
+      // one warning a second at most (it was one per refused request)
+      const lines = t.stderr().split('\n').filter((l) => l.includes('could not record an authentication failure'));
+      assert.ok(lines.length >= 1, 'the first drop is logged');
+      assert.ok(lines.length <= Math.ceil(took / 1000) + 2, `${lines.length} warnings in ${took} ms`);
+      assert.match(lines[0], /events_queue|event queue is full/);
+      // kill -9 with the queue full and the writer stuck, then the store back
+      const res = await t.stop('SIGKILL');
+      assert.equal(res.signal, 'SIGKILL');
+      await lock.release();
+      t = await startTokend({ backend, dataDir: t.dataDir, store: t.store });
+      const v = await api(t, '/v1/events/verify');
+      assert.equal(v.status, 200, v.text);
+      assert.equal(v.json.valid, true, v.text);
+      // what was lost: the queued posts (at most the queue and one batch)
+      const denied = (await allEvents(t, 'kind=operator&action=authenticate&outcome=denied')).filter((e) => /^127\.[1-9]/.test(e.detail?.remote || ''));
+      assert.ok(denied.length <= 16, `${denied.length} refusals recorded of 300`);
     });
   });
 }
