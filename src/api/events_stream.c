@@ -4,11 +4,12 @@
  *
  * One pump thread per node (a worker.h worker, every PUMP_EVERY_MS) serves
  * every stream: per tenant with streams open it reads the events after the
- * lowest seq any of them has seen (one query per tenant and round, at most
+ * seq of its streams at the head (one query per tenant and round, at most
  * PUMP_PAGE events, not one query per stream), and fans them out, each
  * stream taking those past its own seq that match its filters. A stream
  * that starts behind (Last-Event-ID, after) catches up PUMP_PAGE events a
- * round (paced by its buffer, see pump_tenant). Lines: "id: <seq>" and "data: <the event as GET
+ * round in up to PUMP_CATCHUP extra queries (paced by its buffer, see
+ * pump_tenant), without holding back the streams at the head. Lines: "id: <seq>" and "data: <the event as GET
  * /v1/events shows it>"; a comment line every heartbeat (below idle_timeout) so that proxies and
  * the client see the stream alive and a client gone is noticed; and "event: end" with data
  * {"reason": ...} when the stream ends: "revoked" (the principal's token, re-checked every
@@ -17,7 +18,10 @@
  * (stream_buffer) and dropped here.
  *
  * The handler holds its store connection only to read the start seq; the
- * stream itself holds none (the pump takes one per round).
+ * stream itself holds none (the pump takes one per round). A tenant holds
+ * at most max_streams_per_tenant streams (tk_evpump_admit, counted until
+ * the pump frees the stream), so that one tenant cannot take all of
+ * max_streams.
  */
 #include "api.h"
 
