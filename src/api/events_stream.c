@@ -9,9 +9,10 @@
  * stream taking those past its own seq that match its filters. A stream
  * that starts behind (Last-Event-ID, after) catches up PUMP_PAGE events a
  * round in up to PUMP_CATCHUP extra queries (paced by its buffer, see
- * pump_tenant), without holding back the streams at the head. Lines: "id: <seq>" and "data: <the event as GET
- * /v1/events shows it>"; a comment line every heartbeat (below idle_timeout) so that proxies and
- * the client see the stream alive and a client gone is noticed; and "event: end" with data
+ * pump_tenant), without holding back the streams at the head. Lines: "id: <seq>" and "data: <the
+ * event as GET /v1/events shows it>"; a comment line every heartbeat (below idle_timeout) so that
+ * proxies and the client see the stream alive and a client gone is noticed; and "event: end" with
+ * data
  * {"reason": ...} when the stream ends: "revoked" (the principal's token, re-checked every
  * REVOKE_CHECK_MS, is revoked or expired), "sealed" (the node sealed) or "node_stopping" (written
  * by the HTTP server at quiesce). A stream whose reader does not keep up is cut by the HTTP server
@@ -102,7 +103,7 @@ bool tk_evpump_admit(struct tk_evpump *pp, const char *tenant_id, int *limit)
     if (ok) {
         if (!*pc) {
             *pc = tk_calloc(1, sizeof **pc);
-            snprintf((*pc)->tenant, sizeof (*pc)->tenant, "%s", tenant_id);
+            snprintf((*pc)->tenant, sizeof(*pc)->tenant, "%s", tenant_id);
         }
         (*pc)->n++;
     } else {
@@ -168,8 +169,8 @@ static void sub_write(struct sub *x, const char *data, size_t n, int64_t now)
  * streams that stand at or past it (a stream behind `after` must not take
  * these: it would skip the events between). Returns false when the store
  * could not be read. */
-static bool serve_page(struct tk_evpump *pp, struct tk_db *db, struct sub *subs,
-                       const char *tenant, int64_t after, int64_t now)
+static bool serve_page(struct tk_evpump *pp, struct tk_db *db, struct sub *subs, const char *tenant,
+                       int64_t after, int64_t now)
 {
     struct tk_event_query q = {
         .tenant_id = tenant, .follow = true, .after = after, .limit = PUMP_PAGE};
@@ -201,8 +202,8 @@ static bool serve_page(struct tk_evpump *pp, struct tk_db *db, struct sub *subs,
         int64_t seq = json_integer_value(json_object_get(ev, "seq"));
         b.len = 0;
         for (struct sub *x = subs; x; x = x->next) {
-            if (x->done || x->stalled || strcmp(x->p.tenant_id, tenant) != 0 ||
-                x->last < after || seq <= x->last)
+            if (x->done || x->stalled || strcmp(x->p.tenant_id, tenant) != 0 || x->last < after ||
+                seq <= x->last)
                 continue;
             if (tk_stream_pending(x->s) > pp->high_water) {
                 x->stalled = true;
