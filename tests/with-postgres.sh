@@ -4,8 +4,10 @@
 # Creates a cluster in a temporary directory owned by the postgres user
 # (initdb and postgres refuse to run as root), starts it on a free loopback
 # port with its socket in that directory, exports TOKEND_TEST_PG (a libpq URL
-# for the superuser) and TOKEND_TEST_PG_ADMIN (psql arguments), runs CMD, and
-# stops and removes the cluster when CMD ends, also on failure or Ctrl-C.
+# for the superuser: the e2e library, the unit tests, psql and pg_dump all take
+# it as is) and TOKEND_TEST_PG_HOST / TOKEND_TEST_PG_PORT (its host and port,
+# for scripts that want them apart), runs CMD, and stops and removes the
+# cluster when CMD ends, also on failure or Ctrl-C.
 # The server runs with fsync=off unless TOKEND_PG_FSYNC=on (benchmarks).
 set -eu
 PGBIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)

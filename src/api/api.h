@@ -81,6 +81,11 @@ struct tk_app {
     struct tk_authcache *authcache;
     struct tk_worker authpoll;
     atomic_llong authpoll_seq; /* the highest auth epoch seen */
+    /* Upstream connections (connections_api.c, src/upstream/connections.h):
+     * the refresh settings and the pool that runs API-triggered refreshes
+     * (started after the outbound client, stopped after it). */
+    struct tk_refresh_ctx *refresh_ctx;
+    struct tk_conn_pool *conn_pool;
 };
 
 /* The budget of failed unseal attempts per source address: past it, 429
@@ -125,8 +130,6 @@ void tk_api_authcache_start(struct tk_app *app);
 /* Make the cache (auth_cache_size) and register its series
  * (tokend_auth_cache_*) in app->metrics; from tk_api_metrics_register. */
 tk_rc tk_api_authcache_metrics(struct tk_app *app, struct tk_err *e);
-/* The event writer's, parked requests' and streams' series (events_api.c). */
-tk_rc tk_api_events_metrics(struct tk_app *app, struct tk_err *e);
 bool tk_api_authcache_stop(struct tk_app *app);
 /* How often the poller reads the epochs. */
 #define TK_API_AUTHPOLL_MS 250
@@ -196,8 +199,6 @@ void tk_evpump_add(struct tk_evpump *pp, struct tk_stream *s, const struct tk_pr
  * tk_evpump_unadmit (when it never got there). */
 bool tk_evpump_admit(struct tk_evpump *pp, const char *tenant_id, int *limit);
 void tk_evpump_unadmit(struct tk_evpump *pp, const char *tenant_id);
-/* Streams refused for max_streams_per_tenant so far (0 for NULL). */
-uint64_t tk_evpump_refused(struct tk_evpump *pp);
 void tk_h_sys_init(struct tk_req *r);
 void tk_h_sys_unseal(struct tk_req *r);
 void tk_h_sys_seal(struct tk_req *r);
@@ -219,6 +220,16 @@ void tk_h_apps_list(struct tk_req *r);
 void tk_h_apps_get(struct tk_req *r);
 void tk_h_apps_update(struct tk_req *r);
 void tk_h_apps_delete(struct tk_req *r);
+void tk_h_conn_create(struct tk_req *r);
+void tk_h_conn_list(struct tk_req *r);
+void tk_h_conn_get(struct tk_req *r);
+void tk_h_conn_delete(struct tk_req *r);
+void tk_h_conn_token(struct tk_req *r);
+void tk_h_conn_unauthorized(struct tk_req *r);
+void tk_h_conn_refresh(struct tk_req *r);
+/* Start and stop the connections' refresh pool (connections_api.c). */
+tk_rc tk_api_conn_start(struct tk_app *app, struct tk_err *e);
+void tk_api_conn_stop(struct tk_app *app);
 
 /* Body checks that reply 400 naming the field and return false:
  * every member of body is in allowed (NULL-terminated); name, when

@@ -69,7 +69,6 @@ struct tk_evpump {
     struct sub *pending; /* added by handlers, taken by the pump */
     struct tcount *counts;
     int per_tenant;
-    uint64_t refused; /* over max_streams_per_tenant, under mu */
     int heartbeat_ms;
     size_t high_water; /* stream_buffer / 2 */
 };
@@ -106,21 +105,10 @@ bool tk_evpump_admit(struct tk_evpump *pp, const char *tenant_id, int *limit)
             snprintf((*pc)->tenant, sizeof(*pc)->tenant, "%s", tenant_id);
         }
         (*pc)->n++;
-    } else {
-        pp->refused++;
     }
     *limit = pp->per_tenant;
     pthread_mutex_unlock(&pp->mu);
     return ok;
-}
-
-uint64_t tk_evpump_refused(struct tk_evpump *pp)
-{
-    if (!pp) return 0;
-    pthread_mutex_lock(&pp->mu);
-    uint64_t n = pp->refused;
-    pthread_mutex_unlock(&pp->mu);
-    return n;
 }
 
 void tk_evpump_unadmit(struct tk_evpump *pp, const char *tenant_id)

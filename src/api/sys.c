@@ -1,6 +1,9 @@
 /* sys.c: /health, /ready, /metrics (and the node's own series) and /v1/whoami. */
 #include "api.h"
 
+#include "../events/events.h"
+#include "../tls/tls.h"
+
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -127,31 +130,213 @@ static double m_data_version(void *arg, size_t idx)
     return m_keyring(arg, 2);
 }
 
+/* TLS (tk_tls_stats): no samples while TLS is off. app->tls is set
+ * before the HTTP server starts and stays the same object across reloads. */
+static const char *const ok_failed[] = {"ok", "failed"};
+
+static double m_tls(void *arg, size_t which, size_t idx)
+{
+    struct tk_tls_stats st;
+    tk_tls_stats(((struct tk_app *)arg)->tls, &st);
+    if (!st.enabled) return NAN;
+    switch (which) {
+    case 0:
+        return (double)(idx == 0 ? st.handshakes_ok : st.handshakes_failed);
+    case 1:
+        return (double)(idx == 0 ? st.reloads_ok : st.reloads_failed);
+    case 2:
+        return (double)st.cert_expiry_seconds;
+    default:
+        return (double)(st.cert_not_after_ms / 1000);
+    }
+}
+
+static double m_tls_handshakes(void *arg, size_t idx)
+{
+    return m_tls(arg, 0, idx);
+}
+static double m_tls_reloads(void *arg, size_t idx)
+{
+    return m_tls(arg, 1, idx);
+}
+static double m_tls_expiry(void *arg, size_t idx)
+{
+    return m_tls(arg, 2, idx);
+}
+static double m_tls_not_after(void *arg, size_t idx)
+{
+    return m_tls(arg, 3, idx);
+}
+
+static tk_rc tls_metrics(struct tk_app *app, struct tk_err *e)
+{
+    struct tk_metrics *m = app->metrics;
+    static const struct tk_dim result = {"result", ok_failed, 2, NULL, NULL};
+    bool ok =
+        tk_metric_counter_fn(m, "tokend_tls_handshakes_total",
+                             "TLS connections: handshake done (ok) or closed before one (failed).",
+                             &result, 1, m_tls_handshakes, app, e) &&
+        tk_metric_counter_fn(m, "tokend_tls_reloads_total",
+                             "Certificate reloads (SIGHUP): ok, or failed (the pair in use kept).",
+                             &result, 1, m_tls_reloads, app, e) &&
+        tk_metric_gauge_fn(m, "tokend_tls_cert_expiry_seconds",
+                           "Seconds until the certificate in use expires (negative: expired).",
+                           NULL, 0, m_tls_expiry, app, e) &&
+        tk_metric_gauge_fn(m, "tokend_tls_cert_not_after_seconds",
+                           "When the certificate in use expires (Unix seconds).", NULL, 0,
+                           m_tls_not_after, app, e);
+    return ok ? TK_OK : TK_EINTERNAL;
+}
+
+/* The event writer (tk_events_writer_stats): process-wide counters. */
+enum ev_what {
+    EV_QUEUED,
+    EV_QUEUE_MAX,
+    EV_ACCEPTED,
+    EV_WRITTEN,
+    EV_FAILED,
+    EV_DROPPED,
+    EV_TIMEOUTS,
+    EV_BATCHES,
+    EV_BATCH_MAX,
+    EV_RETRIES,
+    EV_WAITS,
+    EV_WAIT_SUM,
+    EV_WAIT_MAX
+};
+
+static double m_events(size_t which, size_t idx)
+{
+    struct tk_events_writer_stats st;
+    tk_events_writer_stats(&st);
+    switch ((enum ev_what)which) {
+    case EV_QUEUED:
+        return (double)st.queued;
+    case EV_QUEUE_MAX:
+        return (double)st.queue_max;
+    case EV_ACCEPTED:
+        return (double)(idx == 0 ? st.posted : st.emitted);
+    case EV_WRITTEN:
+        return (double)st.written;
+    case EV_FAILED:
+        return (double)st.failed;
+    case EV_DROPPED:
+        return (double)(idx == 0 ? st.dropped : idx == 1 ? st.refused_stopping : st.withdrawn);
+    case EV_TIMEOUTS:
+        return (double)st.timeouts;
+    case EV_BATCHES:
+        return (double)st.batches;
+    case EV_BATCH_MAX:
+        return (double)st.batch_max;
+    case EV_RETRIES:
+        return (double)st.retries;
+    case EV_WAITS:
+        return (double)st.wait_count;
+    case EV_WAIT_SUM:
+        return (double)st.wait_us_total / 1e6;
+    case EV_WAIT_MAX:
+        return (double)st.wait_us_max / 1e6;
+    }
+    return NAN;
+}
+
+#define EV_READER(name, what)                                                                      \
+    static double name(void *arg, size_t idx)                                                      \
+    {                                                                                              \
+        (void)arg;                                                                                 \
+        return m_events(what, idx);                                                                \
+    }
+EV_READER(m_ev_queued, EV_QUEUED)
+EV_READER(m_ev_queue_max, EV_QUEUE_MAX)
+EV_READER(m_ev_accepted, EV_ACCEPTED)
+EV_READER(m_ev_written, EV_WRITTEN)
+EV_READER(m_ev_failed, EV_FAILED)
+EV_READER(m_ev_dropped, EV_DROPPED)
+EV_READER(m_ev_timeouts, EV_TIMEOUTS)
+EV_READER(m_ev_batches, EV_BATCHES)
+EV_READER(m_ev_batch_max, EV_BATCH_MAX)
+EV_READER(m_ev_retries, EV_RETRIES)
+EV_READER(m_ev_waits, EV_WAITS)
+EV_READER(m_ev_wait_sum, EV_WAIT_SUM)
+EV_READER(m_ev_wait_max, EV_WAIT_MAX)
+
+static tk_rc events_metrics(struct tk_metrics *m, struct tk_err *e)
+{
+    static const char *const calls[] = {"post", "emit"};
+    static const struct tk_dim call = {"call", calls, 2, NULL, NULL};
+    static const char *const reasons[] = {"queue_full", "no_writer", "withdrawn"};
+    static const struct tk_dim reason = {"reason", reasons, 3, NULL, NULL};
+    bool ok =
+        tk_metric_gauge_fn(m, "tokend_events_queued", "Events waiting for the writer now.", NULL, 0,
+                           m_ev_queued, NULL, e) &&
+        tk_metric_gauge_fn(m, "tokend_events_queue_max",
+                           "The writer's queue capacity (events_queue).", NULL, 0, m_ev_queue_max,
+                           NULL, e) &&
+        tk_metric_counter_fn(m, "tokend_events_accepted_total",
+                             "Events queued for the writer, by call: post (fire and forget) or "
+                             "emit (waits for its commit).",
+                             &call, 1, m_ev_accepted, NULL, e) &&
+        tk_metric_counter_fn(m, "tokend_events_written_total", "Events committed by the writer.",
+                             NULL, 0, m_ev_written, NULL, e) &&
+        tk_metric_counter_fn(m, "tokend_events_failed_total",
+                             "Events taken by the writer but refused or lost (see the log).", NULL,
+                             0, m_ev_failed, NULL, e) &&
+        tk_metric_counter_fn(m, "tokend_events_dropped_total",
+                             "Events never written: queue_full (refused at the door), no_writer "
+                             "(posted while no writer ran), withdrawn (an emit that timed out "
+                             "before the writer took it).",
+                             &reason, 1, m_ev_dropped, NULL, e) &&
+        tk_metric_counter_fn(m, "tokend_events_emit_timeouts_total",
+                             "Waiting emits that answered events_timeout.", NULL, 0, m_ev_timeouts,
+                             NULL, e) &&
+        tk_metric_counter_fn(m, "tokend_events_batches_total",
+                             "Group commits (one transaction each).", NULL, 0, m_ev_batches, NULL,
+                             e) &&
+        tk_metric_gauge_fn(m, "tokend_events_batch_max",
+                           "The largest batch since start, in events.", NULL, 0, m_ev_batch_max,
+                           NULL, e) &&
+        tk_metric_counter_fn(m, "tokend_events_batch_retries_total",
+                             "Batch attempts that failed and were retried.", NULL, 0, m_ev_retries,
+                             NULL, e) &&
+        tk_metric_counter_fn(m, "tokend_events_emit_waits_total",
+                             "Waits of emits for their commit that ended (committed or not).", NULL,
+                             0, m_ev_waits, NULL, e) &&
+        tk_metric_counter_fn(m, "tokend_events_emit_wait_seconds_total",
+                             "Total time emits waited for their commit.", NULL, 0, m_ev_wait_sum,
+                             NULL, e) &&
+        tk_metric_gauge_fn(m, "tokend_events_emit_wait_max_seconds",
+                           "The longest wait of an emit for its commit since start.", NULL, 0,
+                           m_ev_wait_max, NULL, e);
+    return ok ? TK_OK : TK_EINTERNAL;
+}
+
 tk_rc tk_api_metrics_register(struct tk_app *app, struct tk_err *e)
 {
     struct tk_metrics *m = app->metrics;
     static const char *const version[] = {TK_VERSION};
     const struct tk_dim build[] = {{"version", version, 1, NULL, NULL},
                                    {"store", store_names, TK_NELEM(store_names), NULL, NULL}};
-    bool ok = tk_metric_gauge_fn(m, "tokend_build_info", "Build of this node.", build, 2,
-                                 m_build_info, app, e) &&
-              tk_metric_gauge_fn(m, "tokend_start_time_seconds", "When this node started.", NULL,
-                                 0, m_start_time, app, e) &&
-              tk_metric_gauge_fn(m, "tokend_store_up",
-                                 "Whether the store answered the last probe (every second).",
-                                 &build[1], 1, m_store_up, app, e) &&
-              tk_metric_gauge_fn(m, "tokend_store_schema_version", "Schema version of the store.",
-                                 NULL, 0, m_schema_version, app, e) &&
-              tk_metric_gauge_fn(m, "tokend_sealed", "Whether this node's keyring is sealed.",
-                                 NULL, 0, m_sealed, app, e) &&
-              tk_metric_gauge_fn(m, "tokend_keyring_initialized", "Whether the keyring exists.",
-                                 NULL, 0, m_initialized, app, e) &&
-              tk_metric_gauge_fn(m, "tokend_keyring_data_version",
-                                 "Active data key version (0 while sealed).", NULL, 0,
-                                 m_data_version, app, e) &&
-              tk_out_metrics_register(m, &app->outbound, e) == TK_OK;
+    bool ok =
+        tk_metric_gauge_fn(m, "tokend_build_info", "Build of this node.", build, 2, m_build_info,
+                           app, e) &&
+        tk_metric_gauge_fn(m, "tokend_start_time_seconds", "When this node started.", NULL, 0,
+                           m_start_time, app, e) &&
+        tk_metric_gauge_fn(m, "tokend_store_up",
+                           "Whether the store answered the last probe (every second).", &build[1],
+                           1, m_store_up, app, e) &&
+        tk_metric_gauge_fn(m, "tokend_store_schema_version", "Schema version of the store.", NULL,
+                           0, m_schema_version, app, e) &&
+        tk_metric_gauge_fn(m, "tokend_keyring_sealed", "Whether this node's keyring is sealed.",
+                           NULL, 0, m_sealed, app, e) &&
+        tk_metric_gauge_fn(m, "tokend_keyring_initialized", "Whether the keyring exists.", NULL, 0,
+                           m_initialized, app, e) &&
+        tk_metric_gauge_fn(m, "tokend_keyring_data_version",
+                           "Active data key version (0 while sealed).", NULL, 0, m_data_version,
+                           app, e) &&
+        tk_out_metrics_register(m, &app->outbound, e) == TK_OK;
     if (ok && tk_api_authcache_metrics(app, e) != TK_OK) ok = false; /* authpoll.c */
-    if (ok && tk_api_events_metrics(app, e) != TK_OK) ok = false;    /* events_api.c */
+    if (ok && tls_metrics(app, e) != TK_OK) ok = false;
+    if (ok && events_metrics(m, e) != TK_OK) ok = false;
     return ok ? TK_OK : TK_EINTERNAL;
 }
 

@@ -155,7 +155,7 @@ bool tk_events_writer_running(void);
  * node see the events posted before its request (GET /v1/events). */
 bool tk_events_writer_sync(int timeout_ms);
 
-/* Counters since the process started (the metrics registry reads them). */
+/* Counters since the process started (on /metrics as tokend_events_*: sys.c). */
 struct tk_events_writer_stats {
     int64_t queued;        /* waiting in the queue now */
     int64_t queue_max;     /* events_queue */

@@ -257,6 +257,9 @@ bool tk_parked_answered(const struct tk_parked *p);
 struct tk_stream;
 /* NULL after replying 503 too_many_streams (max_streams open already). */
 struct tk_stream *tk_reply_stream(struct tk_req *r);
+/* Count a stream the handler refused itself (a per-tenant cap) in
+ * tokend_http_streams_total{result="refused"}; the handler replies. */
+void tk_req_stream_refused(struct tk_req *r);
 /* Queue len bytes (whole SSE lines, built by the caller). TK_OK; TK_ETOOBIG
  * when this write cut the stream (buffer full); TK_EUNAVAIL when it is cut,
  * ended or its client is gone: the caller should close it. */
@@ -268,9 +271,11 @@ bool tk_stream_alive(struct tk_stream *s);
 /* End the response once what is queued is sent, and give up the handle. */
 void tk_stream_close(struct tk_stream *s);
 
-/* Counters of parked requests and streams (for the metrics registry). */
+/* Counters of parked requests and streams since start (on /metrics as
+ * tokend_http_parked* and tokend_http_streams*). parked_total counts every
+ * park; each one not parked now ended once: answered, timeout or stopped. */
 struct tk_http_park_stats {
-    uint64_t parked_now, parked_total, parked_timeouts, parked_stopped;
+    uint64_t parked_now, parked_total, parked_timeouts, parked_stopped, parked_answered;
     uint64_t streams_open, streams_total, streams_cut, streams_refused;
 };
 void tk_http_park_stats(struct tk_http *h, struct tk_http_park_stats *out);

@@ -23,6 +23,7 @@ import {
   scrape,
   stallableProxy,
   startTokend,
+  stopAndScan,
   waitFor,
   SUITE_TIMEOUT_MS,
 } from './lib/tokend.mjs';
@@ -129,7 +130,7 @@ for (const backend of backends()) {
       assert.equal(first.detail.previous_role, 'admin');
       assertNoSecret(JSON.stringify(evs), [x.token, y.token, t.token], 'the events');
       assertNoSecret(t.stderr(), [x.token, y.token, t.token, acme.token], 'the log');
-      assert.equal((await t.stop()).code, 0);
+      await stopAndScan(t);
     });
 
     it('a revoke takes effect at once on the node that made it, cached or not', async (tc) => {
@@ -151,7 +152,7 @@ for (const backend of backends()) {
       assert.ok(metric(m, 'tokend_auth_cache_entries') >= 1, 'the root token is cached again');
       assert.equal(metric(m, 'tokend_auth_cache_evictions_total'), 0);
       assert.ok(m.some((x) => x.name === 'tokend_auth_cache_poll_failures_total'));
-      assert.equal((await t.stop()).code, 0);
+      await stopAndScan(t);
     });
 
     it('auth_cache_size 0: no cache, every authentication reads the store', async (tc) => {
@@ -166,7 +167,7 @@ for (const backend of backends()) {
       assert.equal((await request(t, '/v1/whoami', { token: x.token })).status, 401);
       const m = await scrape(t);
       assert.ok(!m.some((x) => x.name.startsWith('tokend_auth_cache_')), 'no cache, no samples');
-      assert.equal((await t.stop()).code, 0);
+      await stopAndScan(t);
     });
   });
 }
@@ -201,8 +202,8 @@ describe('authentication cache on two nodes sharing one SQLite file (sqlite)', {
       { timeoutMs: 1000, intervalMs: 25, message: 'node B to refuse the revoked token' },
     );
     assert.equal(r.json.reason, 'revoked');
-    const res = await Promise.all([a.stop(), b.stop()]);
-    for (const s of res) assert.equal(s.code, 0);
+    await stopAndScan(b);
+    await stopAndScan(a);
   });
 });
 
@@ -263,8 +264,8 @@ describe('authentication cache on two nodes (postgres)', { timeout: SUITE_TIMEOU
       message: 'node A to see the role set on B',
     });
     for (const n of [a, b]) assertNoSecret(n.stderr(), [x.token, y.token, a.token], 'the log');
-    const res = await Promise.all([a.stop(), b.stop()]);
-    for (const s of res) assert.equal(s.code, 0);
+    await stopAndScan(b);
+    await stopAndScan(a);
   });
 
   it('while the store stalls, cached authentication answers only within the 1 s trust window', async (tc) => {
@@ -317,7 +318,7 @@ describe('authentication cache on two nodes (postgres)', { timeout: SUITE_TIMEOU
     assert.equal(after.json.reason, 'revoked');
     const m = await scrape(b);
     assert.ok(metric(m, 'tokend_auth_cache_lookups_total', { result: 'untrusted' }) >= 1, 'untrusted lookups counted');
-    const res = await Promise.all([a.stop(), b.stop()]);
-    for (const s of res) assert.equal(s.code, 0);
+    await stopAndScan(b);
+    await stopAndScan(a);
   });
 });

@@ -51,6 +51,11 @@ const SETTINGS = [
   'max-streams',
   'max-streams-per-tenant',
   'auth-cache-size',
+  'refresh-ahead',
+  'refresh-ahead-percent',
+  'refresh-max-idle',
+  'refresh-timeout',
+  'refresh-workers',
 ];
 
 /** Lines of output that are JSON objects (every line must be). */

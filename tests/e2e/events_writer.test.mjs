@@ -8,7 +8,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 
-import { allEvents, api, backends, request, startTokend, storeSql, waitFor, SUITE_TIMEOUT_MS } from './lib/tokend.mjs';
+import { allEvents, api, backends, metric, request, scrape, startTokend, stopAndScan, storeSql, waitFor, SUITE_TIMEOUT_MS } from './lib/tokend.mjs';
 
 /** Run fn(i) for i in 0..n-1, at most width at once; returns the results
  * (an Error in place of a rejected call). */
@@ -49,9 +49,7 @@ for (const backend of backends()) {
     before(async () => {
       t = await startTokend({ backend, args: ['--events-queue', '5000'] });
     });
-    after(async () => {
-      if (t) await t.stop('SIGKILL').catch(() => {});
-    });
+    after(() => stopAndScan(t));
 
     it('a burst of refusals and token creations: exact counts, and the chain verifies', async () => {
       const before0 = await verify(t);
@@ -90,6 +88,19 @@ for (const backend of backends()) {
       const dump = JSON.stringify(all);
       assert.ok(!dump.includes(t.token), 'the root token is not in the events');
       assert.ok(!/tko_[A-Za-z0-9]{20,}/.test(dump), 'no operator token in the events');
+      // the writer's counters on /metrics: every refusal posted and written
+      // in fewer commits than events, nothing dropped, the queue empty
+      const m = await scrape(t);
+      assert.ok(metric(m, 'tokend_events_accepted_total', { call: 'post' }) >= N, 'posts counted');
+      const written = metric(m, 'tokend_events_written_total');
+      assert.ok(written >= N, `${written} events written`);
+      const batches = metric(m, 'tokend_events_batches_total');
+      assert.ok(batches >= 1 && batches <= written, `${batches} batches for ${written} events`);
+      assert.ok(metric(m, 'tokend_events_batch_max') >= 1);
+      assert.equal(metric(m, 'tokend_events_queue_max'), 5000);
+      assert.equal(metric(m, 'tokend_events_dropped_total', { reason: 'queue_full' }), 0);
+      assert.equal(metric(m, 'tokend_events_failed_total'), 0);
+      await waitFor(async () => metric(await scrape(t), 'tokend_events_queued') === 0, { message: 'tokend_events_queued back to 0' });
     });
 
     it('kill -9 during a burst: after the restart the chain verifies and every acknowledged event is there', async () => {

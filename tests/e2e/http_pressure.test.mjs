@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import { describe, it } from 'node:test';
 
-import { delay, metric, request, scrape, startTokend, waitFor, withTimeout, SUITE_TIMEOUT_MS } from './lib/tokend.mjs';
+import { delay, metric, request, scrape, startTokend, stopAndScan, waitFor, withTimeout, SUITE_TIMEOUT_MS } from './lib/tokend.mjs';
 
 /** A TCP connection from a given loopback address; resolves once connected
  * (the kernel's accept queue: tokend may not have accepted it yet). */
@@ -29,9 +29,7 @@ describe('HTTP pressure: idle connections from a few addresses', { timeout: SUIT
     const t = await startTokend({
       args: ['--max-connections', String(MAX), '--max-connections-per-ip', String(PER_IP), '--header-timeout', String(HEADER_TIMEOUT), '--idle-timeout', '60'],
     });
-    tc.after(async () => {
-      if (t.proc.exitCode === null) assert.equal((await t.stop()).code, 0);
-    });
+    tc.after(() => stopAndScan(t));
     // 5 addresses x 50 = 250 connections, over the cap of 200: most send
     // nothing, some are kept-alive ones idle after one answer, some sent a
     // head announcing a body that never comes. Each one cut comes back (the
@@ -89,9 +87,7 @@ describe('HTTP pressure: idle connections from a few addresses', { timeout: SUIT
 
   it('below 3/4 of max_connections, idle and slow connections are left alone (header_timeout still rules)', async (tc) => {
     const t = await startTokend({ args: ['--max-connections', '40', '--header-timeout', '30', '--idle-timeout', '60'] });
-    tc.after(async () => {
-      if (t.proc.exitCode === null) assert.equal((await t.stop()).code, 0);
-    });
+    tc.after(() => stopAndScan(t));
     const socks = [];
     const closed = [];
     try {
@@ -143,9 +139,7 @@ describe('HTTP pressure: the access log under a flood of refusals', { timeout: S
   it('refusals over access_log_refusals_per_s are counted, summed up once a second, and the counts add up; other requests are all logged', async (tc) => {
     const PER_S = 20;
     const t = await startTokend({ args: ['--log-format', 'json', '--access-log-refusals-per-s', String(PER_S), '--auth-fail-limit', '5'] });
-    tc.after(async () => {
-      if (t.proc.exitCode === null) assert.equal((await t.stop()).code, 0);
-    });
+    tc.after(() => stopAndScan(t));
     const t0 = Date.now();
     // Unknown routes (404), then failed authentications from one address:
     // 401 five times, then 429.

@@ -130,7 +130,7 @@ for (const backend of backends()) {
       const ready = await request(t, '/ready');
       assert.equal(ready.status, 503);
       assert.equal(ready.json.reason, 'sealed');
-      assert.equal(metric(await scrape(t), 'tokend_sealed'), 1);
+      assert.equal(metric(await scrape(t), 'tokend_keyring_sealed'), 1);
       const st = await runCli(['status'], { env: { TOKEND_ADDR: t.url } });
       assert.equal(st.code, 1);
       assert.match(st.stdout, /SEALED: 0 of 3/);
@@ -168,7 +168,7 @@ for (const backend of backends()) {
       const w = await api(t, '/v1/whoami');
       assert.equal(w.status, 200, 'the root token issued at init still authenticates');
       assert.equal(w.json.name, 'root');
-      assert.equal(metric(await scrape(t), 'tokend_sealed'), 0);
+      assert.equal(metric(await scrape(t), 'tokend_keyring_sealed'), 0);
     });
 
     it('shares of another installation reset the progress and say why', async () => {

@@ -18,12 +18,14 @@ import {
   scrape,
   serveExpectingExit,
   startTokend,
+  stopAndScan,
   storeSql,
   waitFor,
   watch,
   withTimeout,
   SUITE_TIMEOUT_MS,
 } from './lib/tokend.mjs';
+import { noteSecretsInJson } from './lib/secrets.mjs';
 
 /** Open a connection and send a POST whose body is only half there. */
 async function halfPost(t, body) {
@@ -76,6 +78,7 @@ for (const backend of backends()) {
       const res = w.response();
       assert.equal(res.status, 201, res.body);
       assert.equal(res.json.name, 'in-flight');
+      noteSecretsInJson(res.json); // a raw socket: the library did not see the token
       const exit = await withTimeout(t.exited, 10000, 'tokend to exit after the in-flight request');
       assert.equal(exit.code, 0, t.stderr().slice(-2000));
       sock.destroy();
@@ -88,7 +91,7 @@ for (const backend of backends()) {
       const stops = await allEvents(again, 'kind=node&action=stop');
       assert.equal(stops.length, 1);
       assert.equal(stops[0].message, 'tokend stopped');
-      assert.equal((await again.stop()).code, 0);
+      await stopAndScan(again);
     });
 
     it('a request stuck past shutdown_timeout is cut off, and tokend still exits 0', async (tc) => {

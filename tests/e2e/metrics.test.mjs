@@ -7,7 +7,7 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 
-import { api, backends, REPO, request, startTokend, SUITE_TIMEOUT_MS } from './lib/tokend.mjs';
+import { api, backends, REPO, request, seenSecrets, startTokend, stopAndScan, SUITE_TIMEOUT_MS } from './lib/tokend.mjs';
 
 const NAME = /^tokend_[a-z0-9_]+$/;
 const LABEL = /^[a-z_][a-z0-9_]*$/;
@@ -187,9 +187,7 @@ for (const backend of backends()) {
       table = await readmeTable();
       t = await startTokend({ backend });
     });
-    after(async () => {
-      if (t) assert.equal((await t.stop()).code, 0);
-    });
+    after(() => stopAndScan(t));
 
     it('every line of /metrics parses strictly and every series is in the README table', async () => {
       // requests of many routes and statuses, so that the sparse series show
@@ -203,8 +201,15 @@ for (const backend of backends()) {
       const families = await scrapeStrict(t);
       checkDocumented(families, table);
       const names = families.map((f) => f.name);
-      for (const n of ['tokend_build_info', 'tokend_http_requests_total', 'tokend_http_request_duration_seconds', 'tokend_http_inflight', 'tokend_store_up', 'tokend_sealed'])
+      for (const n of ['tokend_build_info', 'tokend_http_requests_total', 'tokend_http_request_duration_seconds', 'tokend_http_inflight', 'tokend_store_up', 'tokend_keyring_sealed',
+        'tokend_http_parked', 'tokend_http_parked_total', 'tokend_http_streams', 'tokend_http_streams_total', 'tokend_tls_handshakes_total', 'tokend_tls_cert_expiry_seconds',
+        'tokend_events_queued', 'tokend_events_written_total', 'tokend_events_dropped_total', 'tokend_events_batches_total', 'tokend_events_emit_wait_seconds_total'])
         assert.ok(names.includes(n), `${n} is exposed`);
+      // TLS off: its series have no samples; the event writer has written the start event
+      assert.deepEqual(families.find((f) => f.name === 'tokend_tls_handshakes_total').samples, []);
+      assert.ok(families.find((f) => f.name === 'tokend_events_written_total').samples[0].value >= 1, 'the writer wrote events');
+      const parkedTotal = families.find((f) => f.name === 'tokend_http_parked_total');
+      assert.deepEqual(parkedTotal.samples.map((x) => x.labels[0].value), ['answered', 'timeout', 'stopped']);
       // registration order: the node's series, then the HTTP layer's
       assert.ok(names.indexOf('tokend_build_info') < names.indexOf('tokend_http_requests_total'));
       const req = families.find((f) => f.name === 'tokend_http_requests_total');
@@ -223,12 +228,12 @@ for (const backend of backends()) {
         await request(u, '/v1/whoami');
         const families = await scrapeStrict(u);
         checkDocumented(families, table);
-        const sealed = families.find((f) => f.name === 'tokend_sealed');
+        const sealed = families.find((f) => f.name === 'tokend_keyring_sealed');
         assert.equal(sealed.samples[0].value, 1);
         const init = families.find((f) => f.name === 'tokend_keyring_initialized');
         assert.equal(init.samples[0].value, 0);
       } finally {
-        assert.equal((await u.stop()).code, 0);
+        await stopAndScan(u, seenSecrets(), { requireEvents: false });
       }
     });
 

@@ -6,7 +6,7 @@ import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 
-import { backends, freshDir, serveExpectingExit, startTokend, SUITE_TIMEOUT_MS } from './lib/tokend.mjs';
+import { backends, freshDir, serveExpectingExit, startTokend, stopAndScan, SUITE_TIMEOUT_MS } from './lib/tokend.mjs';
 
 for (const backend of backends()) {
   describe(`outbound settings (${backend})`, { timeout: SUITE_TIMEOUT_MS }, () => {
@@ -36,8 +36,7 @@ for (const backend of backends()) {
           '--outbound-max-concurrent', '4', '--outbound-ca-file', bundle, '--outbound-proxy', 'http://127.0.0.1:9'],
       });
       tc.after(() => t.stop('SIGKILL').catch(() => {}));
-      const st = await t.stop();
-      assert.equal(st.code, 0, t.stderr());
+      await stopAndScan(t); // exit 0, and no secret left anywhere
     });
   });
 }

@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 
-import { allEvents, api, backends, request, startTokend, waitFor, SUITE_TIMEOUT_MS } from './lib/tokend.mjs';
+import { allEvents, api, backends, request, startTokend, stopAndScan, waitFor, SUITE_TIMEOUT_MS } from './lib/tokend.mjs';
 
 const BAD = 'Bearer tko_000000000000000000000000000000000000'; // well-formed length, bad checksum
 const PROXY = '127.0.0.7';
@@ -57,7 +57,7 @@ for (const backend of backends()) {
       assert.ok(!remotes.has('198.51.100.10'), "an untrusted peer's X-Forwarded-For is never used");
       // a good token through the proxy still works
       assert.equal((await api(t, '/v1/whoami', { from: PROXY, headers: { 'x-forwarded-for': '198.51.100.1' } })).status, 200);
-      assert.equal((await t.stop()).code, 0);
+      await stopAndScan(t);
     });
 
     it('GET /v1/events refuses a duplicated limit, cursor or filter with 400 duplicate_parameter naming it', async (tc) => {
@@ -70,7 +70,7 @@ for (const backend of backends()) {
         assert.equal(r.json.field, q.split('=')[0]);
       }
       assert.equal((await api(t, '/v1/events?limit=5&kind=keyring')).status, 200);
-      assert.equal((await t.stop()).code, 0);
+      await stopAndScan(t);
     });
   });
 }

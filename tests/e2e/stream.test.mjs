@@ -9,7 +9,7 @@ import http from 'node:http';
 import net from 'node:net';
 import { after, before, describe, it } from 'node:test';
 
-import { api, backends, createTenant, request, spawnCli, startTokend, waitFor, withTimeout, SUITE_TIMEOUT_MS } from './lib/tokend.mjs';
+import { api, backends, createTenant, metric, request, scrape, spawnCli, startTokend, stopAndScan, waitFor, withTimeout, SUITE_TIMEOUT_MS } from './lib/tokend.mjs';
 
 /** Failed authentications, each from its own loopback address (repeats
  * from one address are coalesced): n operator/authenticate/denied events.
@@ -96,9 +96,7 @@ for (const backend of backends()) {
       // idle_timeout 3: heartbeats every 1.5 s
       t = await startTokend({ backend, args: ['--idle-timeout', '3', '--shutdown-timeout', '10'] });
     });
-    after(async () => {
-      if (t) await t.stop();
-    });
+    after(() => stopAndScan(t));
 
     it('streams new events with id: lines (the seq) and heartbeats', async () => {
       const s = await openStream(t);
@@ -260,9 +258,7 @@ for (const backend of backends()) {
         args: ['--max-streams', '1', '--stream-buffer', '16384', '--idle-timeout', '3', '--auth-fail-limit', '0'],
       });
     });
-    after(async () => {
-      if (t) assert.equal((await t.stop()).code, 0, t.stderr());
-    });
+    after(() => stopAndScan(t));
 
     it('max_streams: over it, 503 too_many_streams; a reader that stops reading is cut', async () => {
       await failedAuths(t, 700, 16); // ~500 KB of events, more than the socket buffers hold
@@ -299,6 +295,11 @@ for (const backend of backends()) {
       await waitFor(() => closed, { message: 'the slow connection closed' });
       const health = await request(t, '/health');
       assert.equal(health.status, 200);
+      // on /metrics: the streams opened and refused, none open now
+      const m = await scrape(t);
+      assert.ok(metric(m, 'tokend_http_streams_total', { result: 'opened' }) >= 2, 'streams opened counted');
+      assert.ok(metric(m, 'tokend_http_streams_total', { result: 'refused' }) >= 1, 'a refused stream counted');
+      await waitFor(async () => metric(await scrape(t), 'tokend_http_streams') === 0, { message: 'tokend_http_streams back to 0' });
     });
   });
 }

@@ -16,7 +16,8 @@ import path from 'node:path';
 import tls from 'node:tls';
 import { after, before, describe, it } from 'node:test';
 
-import { backends, freshDir, request, runCli, serveExpectingExit, startTokend, waitFor, SUITE_TIMEOUT_MS } from './lib/tokend.mjs';
+import { noteSecret } from './lib/secrets.mjs';
+import { backends, freshDir, metric, parseMetrics, request, runCli, seenSecrets, serveExpectingExit, startTokend, stopAndScan, waitFor, SUITE_TIMEOUT_MS } from './lib/tokend.mjs';
 
 function openssl(args, cwd) {
   return new Promise((resolve, reject) => {
@@ -92,6 +93,35 @@ function httpsGet(port, pathname, opts = {}) {
   });
 }
 
+/** The base64 body of a PEM private key: a secret for the scan. */
+async function noteKey(file) {
+  const pem = await readFile(file, 'utf8');
+  noteSecret(pem.split('\n').filter((l) => l && !l.startsWith('-----')).join(''), { kind: 'tls-key' });
+}
+
+/** The end of a TLS node: its events read over HTTPS (the library's
+ * request() speaks plain HTTP), then the shared stop and secret scan. ca
+ * null: the certificate no longer verifies, the events are left to the
+ * store dump. */
+async function stopAndScanTls(t, ca) {
+  if (!t) return;
+  const extra = [];
+  if (ca && t.proc.exitCode === null && t.proc.signalCode === null) {
+    const events = [];
+    let cursor = null;
+    for (let page = 0; page < 1000; page++) {
+      const r = await httpsGet(t.port, `/v1/events?limit=1000${cursor !== null ? `&cursor=${encodeURIComponent(cursor)}` : ''}`, { ca, token: t.token });
+      assert.equal(r.status, 200, r.text);
+      events.push(...r.json.events);
+      if (r.json.next_cursor === null) break;
+      cursor = r.json.next_cursor;
+    }
+    assert.ok(events.length > 0, 'the node has events');
+    extra.push([`events (GET /v1/events over HTTPS, ${events.length} events)`, JSON.stringify(events)]);
+  }
+  await stopAndScan(t, seenSecrets(), { events: false, extra });
+}
+
 /** A TLS handshake only; resolves {ok: true, protocol, cipher} or {ok: false, error}. */
 function handshake(port, opts) {
   return new Promise((resolve) => {
@@ -127,15 +157,15 @@ for (const backend of backends()) {
       await makeCa(dir);
       fpA = await makeLeaf(dir, 'a', 30);
       fpB = await makeLeaf(dir, 'b', 60);
+      await noteKey(path.join(dir, 'a.key'));
+      await noteKey(path.join(dir, 'b.key'));
       await install(dir, 'a.pem', 'live.pem');
       await install(dir, 'a.key', 'live.key');
       ca = await readFile(path.join(dir, 'ca.pem'));
       t = await startTokend({ backend, args: ['--tls-cert-file', path.join(dir, 'live.pem'), '--tls-key-file', path.join(dir, 'live.key')] });
       port = t.port;
     });
-    after(async () => {
-      await t?.stop();
-    });
+    after(() => stopAndScanTls(t, ca));
 
     it('a Node https client with the CA: /health, /ready with public_url, the certificate served', async () => {
       const h = await httpsGet(port, '/health', { ca });
@@ -222,6 +252,15 @@ for (const backend of backends()) {
       const d = await doctorTls(port, ca, t.token);
       assert.equal(d.reloads_ok, 1);
       assert.equal(d.subject, 'CN=b.tokend.test');
+      // the same on /metrics
+      const m = parseMetrics((await httpsGet(port, '/metrics', { ca })).text);
+      assert.equal(metric(m, 'tokend_tls_reloads_total', { result: 'ok' }), 1);
+      assert.equal(metric(m, 'tokend_tls_reloads_total', { result: 'failed' }), 0);
+      assert.ok(metric(m, 'tokend_tls_handshakes_total', { result: 'ok' }) >= 1);
+      assert.ok(metric(m, 'tokend_tls_handshakes_total', { result: 'failed' }) >= 2, 'the refused TLS 1.1 and CBC clients');
+      const left = metric(m, 'tokend_tls_cert_expiry_seconds');
+      assert.ok(left > 59 * 86400 && left <= 60 * 86400, `expiry in ${left} s (60 days)`);
+      assert.equal(metric(m, 'tokend_tls_cert_not_after_seconds'), Math.floor(Date.parse(d.not_after) / 1000));
     });
 
     it('a bad pair on SIGHUP keeps the old certificate serving and records node/tls_reload error', async () => {
@@ -243,6 +282,7 @@ for (const backend of backends()) {
       await install(dir, 'b.key', 'live.key');
       t.proc.kill('SIGHUP');
       await waitFor(async () => (await doctorTls(port, ca, t.token)).reloads_failed >= 2, { message: 'the second failed reload' });
+      assert.equal(metric(parseMetrics((await httpsGet(port, '/metrics', { ca })).text), 'tokend_tls_reloads_total', { result: 'failed' }), 2);
       assert.match(t.stderr(), /tls: reload failed; still serving the previous certificate .*tls_key_file .*live\.key is not the key of the certificate/);
       assert.equal((await httpsGet(port, '/health', { ca })).fingerprint, fpB);
       await install(dir, 'b.pem', 'live.pem');
@@ -283,6 +323,8 @@ describe('tls: start-up errors, public_url, the warnings', { timeout: SUITE_TIME
     await makeCa(dir);
     await makeLeaf(dir, 'a', 30);
     await makeLeaf(dir, 'b', 5);
+    await noteKey(path.join(dir, 'a.key'));
+    await noteKey(path.join(dir, 'b.key'));
     await writeFile(path.join(dir, 'garbage.pem'), 'garbage\n');
   });
   const p = (f) => path.join(dir, f);
@@ -338,12 +380,13 @@ describe('tls: start-up errors, public_url, the warnings', { timeout: SUITE_TIME
       assert.match(f.message, /expires at .*, in 4 days and \d+ hours\./);
       assert.match(f.next_step, /send SIGHUP to tokend/);
     } finally {
-      await t.stop();
+      await stopAndScanTls(t, await readFile(p('ca.pem')));
     }
   });
 
   it('a certificate that expires while the node runs: doctor fails the tls check', async () => {
     await makeShortLeaf(dir, 'short', 20);
+    await noteKey(p('short.key'));
     const t = await startTokend({ args: ['--tls-cert-file', p('short.pem'), '--tls-key-file', p('short.key')] });
     try {
       const ca = await readFile(p('ca.pem'));
@@ -372,7 +415,7 @@ describe('tls: start-up errors, public_url, the warnings', { timeout: SUITE_TIME
       assert.match(f.message, /The TLS certificate tokend presents \(.*CN ?= ?short\.tokend\.test.*\) expired at 20\d\d-/);
       assert.match(f.next_step, /send SIGHUP to tokend/);
     } finally {
-      await t.stop();
+      await stopAndScanTls(t, null); // expired: no verified connection reads its events
     }
   });
 
@@ -385,7 +428,7 @@ describe('tls: start-up errors, public_url, the warnings', { timeout: SUITE_TIME
       assert.equal(r.status, 200);
       assert.equal(r.json.public_url, `http://localhost:${t.port}`);
     } finally {
-      await t.stop();
+      await stopAndScan(t);
     }
   });
 });

@@ -320,6 +320,16 @@ void test_http_park_resume(void)
     CHECK_EQ_INT(st.parked_now, 0);
     CHECK_EQ_INT(st.parked_total, 5);
     CHECK_EQ_INT(st.parked_timeouts, 1);
+    CHECK_EQ_INT(st.parked_answered, 4);
+    /* the same on the metrics registry */
+    struct tk_buf m;
+    tk_buf_init(&m, 1 << 20);
+    tk_http_metrics(h, &m);
+    CHECK(m.data && strstr(m.data, "\ntokend_http_parked 0\n"));
+    CHECK(m.data && strstr(m.data, "\ntokend_http_parked_total{result=\"answered\"} 4\n"));
+    CHECK(m.data && strstr(m.data, "\ntokend_http_parked_total{result=\"timeout\"} 1\n"));
+    CHECK(m.data && strstr(m.data, "\ntokend_http_parked_total{result=\"stopped\"} 0\n"));
+    tk_buf_free(&m);
     tk_http_stop(h);
 }
 
@@ -371,6 +381,7 @@ void test_http_park_many_and_stop(void)
     struct tk_http_park_stats st;
     tk_http_park_stats(h, &st);
     CHECK_EQ_INT(st.parked_stopped, N + 1);
+    CHECK_EQ_INT(st.parked_answered, 0);
     CHECK(tk_http_drain(h, 5000));
     tk_http_stop(h);
     free(cs);
@@ -501,6 +512,14 @@ void test_http_streams(void)
     tk_http_park_stats(h, &st);
     CHECK_EQ_INT(st.streams_cut, 1);
     CHECK_EQ_INT(st.streams_refused, 1);
+    {
+        struct tk_buf m;
+        tk_buf_init(&m, 1 << 20);
+        tk_http_metrics(h, &m);
+        CHECK(m.data && strstr(m.data, "\ntokend_http_streams_cut_total 1\n"));
+        CHECK(m.data && strstr(m.data, "\ntokend_http_streams_total{result=\"refused\"} 1\n"));
+        tk_buf_free(&m);
+    }
     close(b);
     /* stop: the open stream gets event: end, the connection closes */
     CHECK_EQ_INT(tk_stream_write(sa, "data: hi\n\n", 10), TK_OK);

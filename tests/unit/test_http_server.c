@@ -107,11 +107,22 @@ static struct tk_http *start(const char *trusted)
 }
 
 /* One request over a fresh connection; the whole response into out. */
+/* The loopback address the next requests come from (0: the default). */
+static uint32_t from_addr;
+
 static bool roundtrip(struct tk_http *h, const char *req, char *out, size_t n)
 {
     out[0] = '\0';
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     if (fd < 0) return false;
+    if (from_addr) {
+        struct sockaddr_in me = {.sin_family = AF_INET};
+        me.sin_addr.s_addr = htonl(from_addr);
+        if (bind(fd, (struct sockaddr *)&me, sizeof me) != 0) {
+            close(fd);
+            return false;
+        }
+    }
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)tk_http_port(h))};
     sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     struct timeval tv = {10, 0};
@@ -256,6 +267,15 @@ void test_http_server_additions(void)
     /* no trusted proxies: X-Forwarded-For is ignored */
     CHECK_EQ_INT(get(h, "/remote", "X-Forwarded-For: 203.0.113.9\r\n"), 200);
     HAS("\"remote\":\"127.0.0.1\"");
+    /* the peer's IPv4 address, formatted by hand: one, two and three digits */
+    from_addr = 0x7f2d06c8; /* 127.45.6.200 */
+    CHECK_EQ_INT(get(h, "/remote", NULL), 200);
+    HAS("\"remote\":\"127.45.6.200\"");
+    HAS("\"peer\":\"127.45.6.200\"");
+    from_addr = 0x7fff0a63; /* 127.255.10.99 */
+    CHECK_EQ_INT(get(h, "/remote", NULL), 200);
+    HAS("\"peer\":\"127.255.10.99\"");
+    from_addr = 0;
     tk_http_stop(h);
 
     /* the loopback peer is a trusted proxy */
