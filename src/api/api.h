@@ -261,6 +261,12 @@ tk_rc tk_evpump_start(struct tk_app *app, struct tk_evpump **out, struct tk_err 
 void tk_evpump_stop(struct tk_evpump *pp);
 void tk_evpump_add(struct tk_evpump *pp, struct tk_stream *s, const struct tk_principal *p,
                    const struct tk_event_query *q, int64_t after);
+/* Count a stream of tenant against max_streams_per_tenant: false (and
+ * nothing counted) when the tenant holds that many already. A stream
+ * counted is uncounted when the pump frees it (after tk_evpump_add) or by
+ * tk_evpump_unadmit (when it never got there). */
+bool tk_evpump_admit(struct tk_evpump *pp, const char *tenant_id, int *limit);
+void tk_evpump_unadmit(struct tk_evpump *pp, const char *tenant_id);
 void tk_h_sys_init(struct tk_req *r);
 void tk_h_sys_unseal(struct tk_req *r);
 void tk_h_sys_seal(struct tk_req *r);

@@ -29,9 +29,10 @@ static const struct {
      "gets a root operator token written to <data_dir>/root-token (mode 0600). Without\n"
      "--dev, run 'tokend operator init' once, then 'tokend operator unseal' after restarts.\n"
      "SIGTERM or SIGINT stops accepting, lets in-flight requests finish, and exits 0 (while\n"
-     "still starting, it exits 1 at once); SIGHUP is logged and ignored. A data dir that\n"
-     "belonged to an installation whose store is now empty or another one is refused (exit\n"
-     "2) unless --allow-new-store.\n"},
+     "still starting, it exits 1 at once); SIGHUP reloads tls_cert_file and tls_key_file\n"
+     "(a pair that does not load is logged and the old one kept), and without TLS is logged\n"
+     "and ignored. A data dir that belonged to an installation whose store is now empty or\n"
+     "another one is refused (exit 2) unless --allow-new-store.\n"},
     {"status", "tokend status [--json] [--token-file FILE]",
      "Show whether tokend answers, is ready (store reachable), and who the token belongs to.\n"
      "Exit 0 when healthy and ready, 1 when not, 3 when tokend cannot be reached.\n"},

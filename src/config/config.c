@@ -85,6 +85,9 @@ static const struct setting settings[] = {
      "bytes buffered per event stream for a reader that lags; past it the stream is cut"},
     {"max_streams", C_INT, S(max_streams), "64", 1, 100000, NULL,
      "event streams open at once on this node (503 too_many_streams above)"},
+    {"max_streams_per_tenant", C_INT, S(max_streams_per_tenant), "16", 1, 100000, NULL,
+     "event streams one tenant may hold open at once on this node (503 too_many_streams "
+     "above), so that one tenant cannot take every stream"},
     {"allow_new_store", C_BOOL, S(allow_new_store), "false", 0, 0, NULL,
      "start even though the data dir belongs to an installation whose store is now empty "
      "or another one"},

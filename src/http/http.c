@@ -2099,6 +2099,11 @@ static void stream_gone(void *cls)
     stream_unref(s);
 }
 
+void tk_req_stream_refused(struct tk_req *r)
+{
+    atomic_fetch_add(&r->in->h->hub->streams_refused, 1);
+}
+
 struct tk_stream *tk_reply_stream(struct tk_req *r)
 {
     struct tk_req_internal *in = r->in;

@@ -257,6 +257,9 @@ bool tk_parked_answered(const struct tk_parked *p);
 struct tk_stream;
 /* NULL after replying 503 too_many_streams (max_streams open already). */
 struct tk_stream *tk_reply_stream(struct tk_req *r);
+/* Count a stream the handler refused itself (a per-tenant cap) in
+ * tokend_http_streams_total{result="refused"}; the handler replies. */
+void tk_req_stream_refused(struct tk_req *r);
 /* Queue len bytes (whole SSE lines, built by the caller). TK_OK; TK_ETOOBIG
  * when this write cut the stream (buffer full); TK_EUNAVAIL when it is cut,
  * ended or its client is gone: the caller should close it. */

@@ -49,6 +49,7 @@ const SETTINGS = [
   'public-url',
   'stream-buffer',
   'max-streams',
+  'max-streams-per-tenant',
   'auth-cache-size',
   'refresh-ahead',
   'refresh-ahead-percent',
