@@ -761,6 +761,7 @@ int tk_serve(const struct tk_config *cfg)
             .tls = app.tls,
             .stream_buffer = (size_t)cfg->stream_buffer,
             .max_streams = cfg->max_streams,
+            .max_parked = cfg->max_parked,
         };
         rc = tk_http_start(&ho, &app.http, &e);
         tk_metrics_freeze(app.metrics);

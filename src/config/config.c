@@ -83,6 +83,9 @@ static const struct setting settings[] = {
      "seconds of the auth_fail_limit window"},
     {"stream_buffer", C_INT, S(stream_buffer), "1048576", 1024, 64 << 20, NULL,
      "bytes buffered per event stream for a reader that lags; past it the stream is cut"},
+    {"max_parked", C_INT, S(max_parked), "1024", 1, 100000, NULL,
+     "requests this node holds parked at once, waiting for work such as an upstream "
+     "refresh (503 too_many_parked above)"},
     {"max_streams", C_INT, S(max_streams), "64", 1, 100000, NULL,
      "event streams open at once on this node (503 too_many_streams above)"},
     {"max_streams_per_tenant", C_INT, S(max_streams_per_tenant), "16", 1, 100000, NULL,

@@ -52,6 +52,7 @@ struct tk_config {
     char public_url[512];     /* external base URL, normalized; "": derived at start */
     int stream_buffer;    /* bytes buffered per event stream before a slow reader is cut */
     int max_streams;      /* event streams open at once */
+    int max_parked;       /* parked requests held at once */
     int max_streams_per_tenant; /* of which one tenant may hold this many */
     int auth_cache_size;  /* cached issued-secret lookups; 0: no cache */
     int refresh_ahead;         /* seconds before expiry a token is refreshed */

@@ -111,6 +111,9 @@ struct tk_http_opts {
      * once (0: 64; more are answered 503 too_many_streams). */
     size_t stream_buffer;
     int max_streams;
+    /* Parked requests held at once (0: 1024); tk_req_park past it answers
+     * 503 too_many_parked at once (the handle still needs giving up). */
+    int max_parked;
 };
 
 tk_rc tk_http_start(const struct tk_http_opts *o, struct tk_http **out, struct tk_err *e);
@@ -276,6 +279,7 @@ void tk_stream_close(struct tk_stream *s);
  * park; each one not parked now ended once: answered, timeout or stopped. */
 struct tk_http_park_stats {
     uint64_t parked_now, parked_total, parked_timeouts, parked_stopped, parked_answered;
+    uint64_t parked_refused;
     uint64_t streams_open, streams_total, streams_cut, streams_refused;
 };
 void tk_http_park_stats(struct tk_http *h, struct tk_http_park_stats *out);

@@ -48,6 +48,7 @@ const SETTINGS = [
   'tls-key-file',
   'public-url',
   'stream-buffer',
+  'max-parked',
   'max-streams',
   'max-streams-per-tenant',
   'auth-cache-size',

@@ -351,6 +351,7 @@ static const struct unit_test tests[] = {
     T("http_park/resume", test_http_park_resume),
     T("http_park/many_and_stop", test_http_park_many_and_stop),
     T("http_park/race", test_http_park_race),
+    T("http_park/cap", test_http_park_cap),
     T("http_park/streams", test_http_streams),
     T("http_park/sse_parse", test_http_sse_parse),
     T("worker/deadline", test_worker_deadline),

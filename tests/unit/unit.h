@@ -312,6 +312,7 @@ void test_tls_public_url(void);
 void test_http_park_resume(void);
 void test_http_park_many_and_stop(void);
 void test_http_park_race(void);
+void test_http_park_cap(void);
 void test_http_streams(void);
 void test_http_sse_parse(void);
 /* test_worker.c */
