@@ -47,8 +47,8 @@ static long long key_version(const char *msg)
 }
 
 static const char *reconnect_step =
-    "reconnect: start the connect flow again (tokend connect start APP_ID) or import fresh "
-    "tokens (tokend connections import), then delete this connection";
+    "reconnect: run the connect flow again (tokend connections connect APP_ID --label L) or "
+    "import fresh tokens (tokend connections import), then delete this connection";
 
 static const char *permanent(const struct tk_diag_input *in, char *c, char *s)
 {
@@ -73,7 +73,7 @@ static const char *permanent(const struct tk_diag_input *in, char *c, char *s)
             snprintf(c, TK_DIAG_TEXT_MAX,
                      "the stored token does not decrypt: key/data fault, not an upstream problem");
         snprintf(s, TK_DIAG_TEXT_MAX,
-                 "check the keyring (tokend keyring status) and whether this row's sealed values "
+                 "check the keyring (tokend operator status) and whether this row's sealed values "
                  "were copied or restored from elsewhere (nothing was sent upstream); if they "
                  "cannot be recovered, reconnect or import fresh tokens");
         return "key_data_fault";
