@@ -666,10 +666,8 @@ void tk_h_conn_diagnosis(struct tk_req *r)
         tk_api_reply_error(r, &e, NULL);
         return;
     }
-    struct tk_event_query q = {.tenant_id = tenant,
-                               .kind = "refresh",
-                               .subject = id,
-                               .limit = TK_DIAG_ATTEMPTS_MAX};
+    struct tk_event_query q = {
+        .tenant_id = tenant, .kind = "refresh", .subject = id, .limit = TK_DIAG_ATTEMPTS_MAX};
     int64_t next = 0;
     if (tk_events_list(db, &q, &events, &next, &e) != TK_OK) {
         json_decref(conn);
@@ -698,13 +696,12 @@ void tk_h_conn_diagnosis(struct tk_req *r)
         };
         json_array_append_new(
             attempts,
-            json_pack("{s:O?, s:O?, s:O?, s:O?, s:O?, s:O?, s:O?, s:O?}", "at",
-                      json_object_get(ev, "at"), "source", json_object_get(ev, "source"),
-                      "outcome", json_object_get(ev, "outcome"), "status",
-                      json_object_get(d, "status"), "error_code", json_object_get(d, "reason"),
-                      "content_type", json_object_get(d, "content_type"), "next_attempt_at",
-                      json_object_get(d, "next_attempt_at"), "message",
-                      json_object_get(ev, "message")));
+            json_pack(
+                "{s:O?, s:O?, s:O?, s:O?, s:O?, s:O?, s:O?, s:O?}", "at", json_object_get(ev, "at"),
+                "source", json_object_get(ev, "source"), "outcome", json_object_get(ev, "outcome"),
+                "status", json_object_get(d, "status"), "error_code", json_object_get(d, "reason"),
+                "content_type", json_object_get(d, "content_type"), "next_attempt_at",
+                json_object_get(d, "next_attempt_at"), "message", json_object_get(ev, "message")));
     }
     int64_t now = tk_now_ms();
     struct tk_diag_input in = {
@@ -726,9 +723,9 @@ void tk_h_conn_diagnosis(struct tk_req *r)
     json_t *tok = json_pack("{s:O?, s:I, s:O?}", "expires_at", json_object_get(conn, "expires_at"),
                             "expires_in", (json_int_t)left, "refresh_expires_at",
                             json_object_get(conn, "refresh_expires_at"));
-    json_t *o = json_pack("{s:o, s:o, s:o, s:s, s:s, s:s}", "connection", conn, "token", tok,
-                          "attempts", attempts, "cause", cause, "conclusion", concl, "next_step",
-                          step);
+    json_t *o =
+        json_pack("{s:o, s:o, s:o, s:s, s:s, s:s}", "connection", conn, "token", tok, "attempts",
+                  attempts, "cause", cause, "conclusion", concl, "next_step", step);
     json_decref(events);
     tk_reply_json(r, 200, o);
 }

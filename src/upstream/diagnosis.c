@@ -18,9 +18,9 @@ static const char *hm(int64_t ms, char b[16])
 
 static const char *times(size_t n, char b[32])
 {
-    static const char *const w[] = {"",          "once",      "twice",      "three times",
-                                    "four times", "five times", "six times",  "seven times",
-                                    "eight times", "nine times", "ten times"};
+    static const char *const w[] = {
+        "",          "once",        "twice",       "three times", "four times", "five times",
+        "six times", "seven times", "eight times", "nine times",  "ten times"};
     if (n < sizeof w / sizeof w[0]) return w[n];
     snprintf(b, 32, "%zu times", n);
     return b;
@@ -139,8 +139,7 @@ static const char *transient(const struct tk_diag_input *in, char *c, char *s)
                      r[0] ? r : "error");
         else
             snprintf(what, sizeof what, "upstream could not be reached (%s)", r[0] ? r : "error");
-        snprintf(c, TK_DIAG_TEXT_MAX, "%s %s; next attempt %s", what,
-                 times(n, b2), hm(next, b1));
+        snprintf(c, TK_DIAG_TEXT_MAX, "%s %s; next attempt %s", what, times(n, b2), hm(next, b1));
     }
     snprintf(s, TK_DIAG_TEXT_MAX,
              "nothing to do while it is brief: tokend retries with backoff; if it lasts, check "
@@ -165,7 +164,8 @@ const char *tk_diagnose(const struct tk_diag_input *in, char c[TK_DIAG_TEXT_MAX]
     if (!in->has_refresh_token) {
         snprintf(c, TK_DIAG_TEXT_MAX,
                  "%s at %s and there is no refresh token: it cannot be refreshed",
-                 in->expires_at <= in->now ? "the access token expired" : "ok until the access token expires",
+                 in->expires_at <= in->now ? "the access token expired"
+                                           : "ok until the access token expires",
                  hm(in->expires_at, b1));
         snprintf(s, TK_DIAG_TEXT_MAX, "%s before then", reconnect_step);
         return "no_refresh_token";
@@ -181,7 +181,8 @@ const char *tk_diagnose(const struct tk_diag_input *in, char c[TK_DIAG_TEXT_MAX]
         return "expired";
     }
     if (in->n_attempts == 0 && in->last_refresh_at <= 0) {
-        snprintf(c, TK_DIAG_TEXT_MAX, "never refreshed yet: token valid until %s, next refresh at %s",
+        snprintf(c, TK_DIAG_TEXT_MAX,
+                 "never refreshed yet: token valid until %s, next refresh at %s",
                  hm(in->expires_at, b1), hm(in->next_refresh_at, b2));
         snprintf(s, TK_DIAG_TEXT_MAX, "nothing to do");
         return "never_refreshed";

@@ -28,8 +28,9 @@ struct tk_diag_attempt {
 };
 
 struct tk_diag_input {
-    const char *status; /* as shown: ok | expiring_soon | refresh_error | needs_reconnect | disabled */
-    const char *last_error_code, *last_error; /* NULL: none */
+    const char
+        *status; /* as shown: ok | expiring_soon | refresh_error | needs_reconnect | disabled */
+    const char *last_error_code, *last_error;                                      /* NULL: none */
     int64_t now, expires_at, next_refresh_at, refresh_expires_at, last_refresh_at; /* ms; 0 none */
     bool has_refresh_token;
     const struct tk_diag_attempt *attempts; /* newest first */
