@@ -291,6 +291,7 @@ void tk_h_apps_delete(struct tk_req *r);
 void tk_h_conn_create(struct tk_req *r);
 void tk_h_conn_list(struct tk_req *r);
 void tk_h_conn_get(struct tk_req *r);
+void tk_h_conn_diagnosis(struct tk_req *r);
 void tk_h_conn_delete(struct tk_req *r);
 void tk_h_conn_token(struct tk_req *r);
 void tk_h_conn_unauthorized(struct tk_req *r);

@@ -128,6 +128,7 @@ static const struct {
      "object is replaced by the --meta given); --email \"\" removes the email.\n"},
     {"doctor", "tokend doctor [--json] [--token-file FILE]\n"
                "       tokend doctor client ID [--json]\n"
+               "       tokend doctor connection ID [--json]\n"
                "       tokend doctor token [--json] < token",
      "Check the node and say what is wrong, one finding a line with the next step: reachable,\n"
      "store (from /ready), schema version against this binary's, keyring (sealed, not\n"
@@ -141,7 +142,10 @@ static const struct {
      "used), agents (last heartbeat), validation failures of the last hour by reason, and a\n"
      "one-sentence conclusion (exit 1 when something is wrong). 'doctor token' validates the\n"
      "client token given on standard input (never as an argument) exactly as read, one final\n"
-     "newline dropped, and says why it fails and what is around it (exit 1 when invalid).\n"},
+     "newline dropped, and says why it fails and what is around it (exit 1 when invalid).\n"
+     "'doctor connection ID' explains an upstream connection: status, token expiry, the last\n"
+     "10 refresh attempts (source, outcome, HTTP status, error code) and the conclusion in\n"
+     "one sentence with the next step (exit 1 unless it is fine).\n"},
     {"version", "tokend version", "Print the version of this binary.\n"},
     {"help", "tokend help [COMMAND]", "Explain a command.\n"},
 };

@@ -288,6 +288,10 @@ static const struct unit_test tests[] = {
     T("connections/classify", test_conn_classify),
     T("connections/parse_answer", test_conn_parse_answer),
     T("connections/schedule", test_conn_schedule),
+    T("diagnosis/ok", test_diag_ok),
+    T("diagnosis/reconnect", test_diag_reconnect),
+    T("diagnosis/key_fault", test_diag_key_fault),
+    T("diagnosis/transient", test_diag_transient),
     T("common/pool_alignment", test_pool_alignment),
     T("common/err_and_rc", test_err_and_rc),
 

@@ -98,6 +98,12 @@ void test_conn_parse_answer(void);
 void test_conn_schedule(void);
 void test_apps_store(struct fx *f);
 
+/* test_diagnosis.c */
+void test_diag_ok(void);
+void test_diag_reconnect(void);
+void test_diag_key_fault(void);
+void test_diag_transient(void);
+
 /* test_connect.c */
 void test_connect_pkce(void);
 void test_connect_urls(void);
