@@ -456,17 +456,18 @@ tk_rc tk_lease_claim(struct tk_db *db, const struct tk_lease_spec *spec, const c
                      int64_t now_ms, int64_t until_ms, int limit, struct tk_rows **out,
                      struct tk_err *e)
 {
-    char sql[768];
+    char sql[1024];
     const char *t = spec->table, *due = spec->due_column;
     /* The outer WHERE repeats the condition: under PostgreSQL's READ
      * COMMITTED a row freed and re-taken between the sub-select and the
      * update must not be taken twice. */
+    const char *w = spec->where ? spec->where : "1 = 1";
     int n = snprintf(sql, sizeof sql,
              "UPDATE %s SET lease_owner = ?, lease_until = ? WHERE id IN ("
              "SELECT id FROM %s WHERE %s <= ? AND (lease_until IS NULL OR lease_until <= ?) "
-             "ORDER BY %s LIMIT ?%s) AND (lease_until IS NULL OR lease_until <= ?) "
+             "AND (%s) ORDER BY %s LIMIT ?%s) AND (lease_until IS NULL OR lease_until <= ?) "
              "RETURNING id, tenant_id, %s",
-             t, t, due, due, db->store->be->lease_lock_suffix, due);
+             t, t, due, w, due, db->store->be->lease_lock_suffix, due);
     if (n < 0 || (size_t)n >= sizeof sql)
         return tk_err_set(e, TK_EINTERNAL, "store_error", "lease table or column name too long");
     tk_rc rc = tk_db_exec(db, sql,
@@ -478,6 +479,44 @@ tk_rc tk_lease_claim(struct tk_db *db, const struct tk_lease_spec *spec, const c
         struct tk_rows *r = *out;
         qsort(r->cells, (size_t)r->nrows, (size_t)r->ncols * sizeof(char *), by_due);
     }
+    return rc;
+}
+
+tk_rc tk_lease_claim_id(struct tk_db *db, const struct tk_lease_spec *spec, const char *id,
+                        const char *owner, int64_t now_ms, int64_t until_ms, bool *claimed,
+                        struct tk_err *e)
+{
+    char sql[256];
+    *claimed = false;
+    int n = snprintf(sql, sizeof sql,
+                     "UPDATE %s SET lease_owner = ?, lease_until = ? WHERE id = ? AND "
+                     "(lease_until IS NULL OR lease_until <= ?)",
+                     spec->table);
+    if (n < 0 || (size_t)n >= sizeof sql)
+        return tk_err_set(e, TK_EINTERNAL, "store_error", "lease table name too long");
+    tk_rc rc = tk_db_exec(db, sql,
+                          TK_ARGS(TK_TEXT(owner), TK_INT(until_ms), TK_TEXT(id), TK_INT(now_ms)),
+                          NULL, e);
+    if (rc == TK_OK) *claimed = tk_db_changes(db) == 1;
+    return rc;
+}
+
+tk_rc tk_lease_renew(struct tk_db *db, const struct tk_lease_spec *spec, const char *id,
+                     const char *owner, int64_t now_ms, int64_t until_ms, bool *held,
+                     struct tk_err *e)
+{
+    char sql[256];
+    *held = false;
+    int n = snprintf(sql, sizeof sql,
+                     "UPDATE %s SET lease_until = ? WHERE id = ? AND lease_owner = ? AND "
+                     "lease_until > ?",
+                     spec->table);
+    if (n < 0 || (size_t)n >= sizeof sql)
+        return tk_err_set(e, TK_EINTERNAL, "store_error", "lease table name too long");
+    tk_rc rc = tk_db_exec(db, sql,
+                          TK_ARGS(TK_INT(until_ms), TK_TEXT(id), TK_TEXT(owner), TK_INT(now_ms)),
+                          NULL, e);
+    if (rc == TK_OK) *held = tk_db_changes(db) == 1;
     return rc;
 }
 

@@ -397,6 +397,9 @@ static const struct unit_test tests[] = {
     B("lease/processes", test_lease_processes),
     B("lease/rules", test_lease_rules),
     B("lease/order", test_lease_order),
+    B("lease/by_id", test_lease_by_id),
+    B("lease/fence", test_lease_fence),
+    B("lease/id_race", test_lease_id_race),
 
     B("events/list_paging", test_events_list_paging),
     B("events/filters", test_events_filters),

@@ -167,6 +167,9 @@ void test_store_bad_url(void);
 void test_lease_processes(struct fx *f);
 void test_lease_rules(struct fx *f);
 void test_lease_order(struct fx *f);
+void test_lease_by_id(struct fx *f);
+void test_lease_fence(struct fx *f);
+void test_lease_id_race(struct fx *f);
 
 /* test_events.c (both backends) */
 void test_events_list_paging(struct fx *f);
