@@ -456,18 +456,17 @@ tk_rc tk_lease_claim(struct tk_db *db, const struct tk_lease_spec *spec, const c
                      int64_t now_ms, int64_t until_ms, int limit, struct tk_rows **out,
                      struct tk_err *e)
 {
-    char sql[1024];
+    char sql[768];
     const char *t = spec->table, *due = spec->due_column;
     /* The outer WHERE repeats the condition: under PostgreSQL's READ
      * COMMITTED a row freed and re-taken between the sub-select and the
      * update must not be taken twice. */
-    const char *w = spec->where ? spec->where : "1 = 1";
     int n = snprintf(sql, sizeof sql,
              "UPDATE %s SET lease_owner = ?, lease_until = ? WHERE id IN ("
              "SELECT id FROM %s WHERE %s <= ? AND (lease_until IS NULL OR lease_until <= ?) "
-             "AND (%s) ORDER BY %s LIMIT ?%s) AND (lease_until IS NULL OR lease_until <= ?) "
+             "ORDER BY %s LIMIT ?%s) AND (lease_until IS NULL OR lease_until <= ?) "
              "RETURNING id, tenant_id, %s",
-             t, t, due, w, due, db->store->be->lease_lock_suffix, due);
+             t, t, due, due, db->store->be->lease_lock_suffix, due);
     if (n < 0 || (size_t)n >= sizeof sql)
         return tk_err_set(e, TK_EINTERNAL, "store_error", "lease table or column name too long");
     tk_rc rc = tk_db_exec(db, sql,

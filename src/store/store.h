@@ -147,17 +147,13 @@ void tk_rows_free(struct tk_rows *r);
  */
 struct tk_lease_spec {
     const char *table;
-    const char *due_column;
-    /* NULL, or a further condition a row must meet to be claimed by
-     * tk_lease_claim (e.g. "status NOT IN ('needs_reconnect', 'disabled')"):
-     * SQL from the caller's code, never input. */
-    const char *where;
+    const char *due_column; /* NULL due: never claimed by tk_lease_claim */
 };
 tk_rc tk_lease_claim(struct tk_db *db, const struct tk_lease_spec *spec, const char *owner,
                      int64_t now_ms, int64_t until_ms, int limit, struct tk_rows **out,
                      struct tk_err *e);
 /* Claim the one row id for owner until until_ms, due or not (the due time
- * and spec->where are not looked at), when its lease is free or expired
+ * is not looked at), when its lease is free or expired
  * (lease_until <= now_ms). *claimed: whether owner holds it now. A lease
  * held by anyone, owner included, is not taken again (extend one with
  * tk_lease_renew): so two holders with the same owner name never both
