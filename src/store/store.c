@@ -519,6 +519,35 @@ tk_rc tk_lease_renew(struct tk_db *db, const struct tk_lease_spec *spec, const c
     return rc;
 }
 
+/* Ids per statement: a fixed count (short chunks repeat their last id),
+ * so that every batch is the same prepared statement (PostgreSQL binds at
+ * most 32 parameters). */
+#define LEASE_RELEASE_CHUNK 16
+
+tk_rc tk_lease_release_many(struct tk_db *db, const struct tk_lease_spec *spec,
+                            const char *const *ids, int n, const char *owner, struct tk_err *e)
+{
+    char sql[256 + LEASE_RELEASE_CHUNK * 3];
+    int len = snprintf(sql, sizeof sql,
+                       "UPDATE %s SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = ? "
+                       "AND id IN (",
+                       spec->table);
+    if (len < 0 || len >= 200)
+        return tk_err_set(e, TK_EINTERNAL, "store_error", "lease table name too long");
+    for (int i = 0; i < LEASE_RELEASE_CHUNK; i++)
+        len += snprintf(sql + len, sizeof sql - (size_t)len, i ? ", ?" : "?");
+    snprintf(sql + len, sizeof sql - (size_t)len, ")");
+    tk_rc rc = TK_OK;
+    for (int at = 0; rc == TK_OK && at < n; at += LEASE_RELEASE_CHUNK) {
+        struct tk_val args[LEASE_RELEASE_CHUNK + 1];
+        args[0] = TK_TEXT(owner);
+        for (int i = 0; i < LEASE_RELEASE_CHUNK; i++)
+            args[i + 1] = TK_TEXT(ids[at + i < n ? at + i : n - 1]);
+        rc = tk_db_exec(db, sql, args, LEASE_RELEASE_CHUNK + 1, NULL, e);
+    }
+    return rc;
+}
+
 tk_rc tk_lease_release(struct tk_db *db, const struct tk_lease_spec *spec, const char *id,
                        const char *owner, struct tk_err *e)
 {

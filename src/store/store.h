@@ -170,6 +170,11 @@ tk_rc tk_lease_claim_id(struct tk_db *db, const struct tk_lease_spec *spec, cons
 tk_rc tk_lease_renew(struct tk_db *db, const struct tk_lease_spec *spec, const char *id,
                      const char *owner, int64_t now_ms, int64_t until_ms, bool *held,
                      struct tk_err *e);
+/* Release the leases owner holds of the n rows ids (rows held by another
+ * owner now are left alone): a statement per 16 ids, for a batch of
+ * finished work. */
+tk_rc tk_lease_release_many(struct tk_db *db, const struct tk_lease_spec *spec,
+                            const char *const *ids, int n, const char *owner, struct tk_err *e);
 /* Release a lease held by owner (no-op if another owner holds it now). */
 tk_rc tk_lease_release(struct tk_db *db, const struct tk_lease_spec *spec, const char *id,
                        const char *owner, struct tk_err *e);

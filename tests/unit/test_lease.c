@@ -549,3 +549,40 @@ void test_lease_id_race(struct fx *f)
     CHECK_EQ_INT(wrong, 0);
     tk_store_put(db);
 }
+
+/* tk_lease_release_many: a batch (longer than one statement's chunk, and a
+ * short last chunk) frees owner's leases only. */
+void test_lease_release_many(struct fx *f)
+{
+    struct tk_err e;
+    struct tk_db *db = fx_db(f);
+    if (!db) return;
+    CHECK_OK(tk_db_exec(db, LEASE_TABLE, NULL, 0, NULL, &e), &e);
+    const int64_t T = INT64_C(1800000000000);
+    enum { N = 40 };
+    char idbuf[N][16];
+    const char *ids[N];
+    for (int i = 0; i < N; i++) {
+        snprintf(idbuf[i], sizeof idbuf[i], "m%02d", i);
+        ids[i] = idbuf[i];
+        add_row(db, idbuf[i], T - 1);
+        bool ok = false;
+        CHECK_OK(tk_lease_claim_id(db, &spec, idbuf[i], i % 5 == 0 ? "other" : "me", T, T + 60000,
+                                   &ok, &e),
+                 &e);
+        CHECK(ok);
+    }
+    CHECK_OK(tk_lease_release_many(db, &spec, ids, N - 3, "me", &e), &e); /* not the last 3 */
+    CHECK_OK(tk_lease_release_many(db, &spec, ids, 0, "me", &e), &e);
+    int wrong = 0;
+    for (int i = 0; i < N; i++) {
+        char owner[32];
+        int64_t until;
+        owner_of(db, idbuf[i], owner, sizeof owner, &until);
+        const char *want = i % 5 == 0 ? "other" : i >= N - 3 ? "me" : "(none)";
+        if (strcmp(owner, want) != 0 && wrong++ < 3)
+            FAILF("%s: owner %s, want %s", idbuf[i], owner, want);
+    }
+    CHECK_EQ_INT(wrong, 0);
+    tk_store_put(db);
+}

@@ -400,6 +400,7 @@ static const struct unit_test tests[] = {
     B("lease/by_id", test_lease_by_id),
     B("lease/fence", test_lease_fence),
     B("lease/id_race", test_lease_id_race),
+    B("lease/release_many", test_lease_release_many),
 
     B("events/list_paging", test_events_list_paging),
     B("events/filters", test_events_filters),

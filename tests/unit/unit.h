@@ -170,6 +170,7 @@ void test_lease_order(struct fx *f);
 void test_lease_by_id(struct fx *f);
 void test_lease_fence(struct fx *f);
 void test_lease_id_race(struct fx *f);
+void test_lease_release_many(struct fx *f);
 
 /* test_events.c (both backends) */
 void test_events_list_paging(struct fx *f);
