@@ -81,6 +81,11 @@ struct tk_app {
     struct tk_authcache *authcache;
     struct tk_worker authpoll;
     atomic_llong authpoll_seq; /* the highest auth epoch seen */
+    /* Upstream connections (connections_api.c, src/upstream/connections.h):
+     * the refresh settings and the pool that runs API-triggered refreshes
+     * (started after the outbound client, stopped after it). */
+    struct tk_refresh_ctx *refresh_ctx;
+    struct tk_conn_pool *conn_pool;
 };
 
 /* The budget of failed unseal attempts per source address: past it, 429
@@ -209,6 +214,16 @@ void tk_h_apps_list(struct tk_req *r);
 void tk_h_apps_get(struct tk_req *r);
 void tk_h_apps_update(struct tk_req *r);
 void tk_h_apps_delete(struct tk_req *r);
+void tk_h_conn_create(struct tk_req *r);
+void tk_h_conn_list(struct tk_req *r);
+void tk_h_conn_get(struct tk_req *r);
+void tk_h_conn_delete(struct tk_req *r);
+void tk_h_conn_token(struct tk_req *r);
+void tk_h_conn_unauthorized(struct tk_req *r);
+void tk_h_conn_refresh(struct tk_req *r);
+/* Start and stop the connections' refresh pool (connections_api.c). */
+tk_rc tk_api_conn_start(struct tk_app *app, struct tk_err *e);
+void tk_api_conn_stop(struct tk_app *app);
 
 /* Body checks that reply 400 naming the field and return false:
  * every member of body is in allowed (NULL-terminated); name, when

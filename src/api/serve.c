@@ -3,6 +3,7 @@
 
 #include "../common/log.h"
 #include "../events/events.h"
+#include "../upstream/connections.h"
 #include "../upstream/upstream.h"
 #include "../tls/tls.h"
 
@@ -716,6 +717,8 @@ int tk_serve(const struct tk_config *cfg)
     if (rc != TK_OK) status = 2;
     if (rc == TK_OK && tk_app_register_sealed() != TK_OK)
         rc = tk_err_set(&e, TK_EINTERNAL, "internal", "cannot register the sealed columns");
+    if (rc == TK_OK && tk_conn_register_sealed() != TK_OK) /* after provider_apps */
+        rc = tk_err_set(&e, TK_EINTERNAL, "internal", "cannot register the sealed columns");
     if (rc == TK_OK) rc = tk_secret_heap_init(1 << 20, &e);
     if (rc == TK_OK) rc = tk_keyring_new(cfg->data_dir, &app.keyring, &e);
     if (rc == TK_OK) tk_events_use_keyring(app.keyring); /* key the event chain */
@@ -792,6 +795,7 @@ int tk_serve(const struct tk_config *cfg)
         rc = tk_out_start(&oo, &app.outbound, &e);
         if (rc != TK_OK) status = 2; /* a setting to fix */
     }
+    if (rc == TK_OK) rc = tk_api_conn_start(&app, &e);
     if (rc == TK_OK) {
         probe_start(&app);
         rewrap_worker_start(&app);
@@ -839,6 +843,7 @@ int tk_serve(const struct tk_config *cfg)
     bool drained = tk_http_drain(app.http, cfg->shutdown_timeout * 1000);
     if (!drained) tk_warn("requests still in flight after %d s; closing them", cfg->shutdown_timeout);
     tk_out_stop(app.outbound); /* what is still out ends "stopping" while HTTP can answer */
+    tk_api_conn_stop(&app);    /* its callers are answered while HTTP can answer */
     tk_http_stop(app.http);
     app.http = NULL;
     tk_evpump_stop(app.evpump); /* the HTTP server has ended its streams */
@@ -858,6 +863,7 @@ int tk_serve(const struct tk_config *cfg)
     status = 0;
 out:
     tk_out_stop(app.outbound);
+    tk_api_conn_stop(&app);
     tk_http_stop(app.http);
     tk_evpump_stop(app.evpump);
     tk_worker_stop(&app.rewrap, 0);

@@ -113,6 +113,18 @@ static const struct setting settings[] = {
     {"auth_cache_size", C_INT, S(auth_cache_size), "10000", 0, 1000000, NULL,
      "authenticated tokens whose lookup is kept in memory, so that a request does no store "
      "read (0: no cache; a revoke or role change reaches every node within 1 s)"},
+    {"refresh_ahead", C_INT, S(refresh_ahead), "300", 1, 86400, NULL,
+     "seconds before expiry an access token is refreshed (with refresh_ahead_percent: the larger "
+     "wins); also the window in which a connection shows expiring_soon"},
+    {"refresh_ahead_percent", C_INT, S(refresh_ahead_percent), "10", 1, 90, NULL,
+     "percent of a token's lifetime before expiry it is refreshed"},
+    {"refresh_max_idle", C_INT, S(refresh_max_idle), "86400", 60, 31536000, NULL,
+     "seconds at most between refreshes of a connection whose refresh token expires"},
+    {"refresh_timeout", C_INT, S(refresh_timeout), "30", 1, 600, NULL,
+     "seconds a refresh's upstream call may take; callers waiting for it are answered within "
+     "this bound"},
+    {"refresh_workers", C_INT, S(refresh_workers), "8", 1, 256, NULL,
+     "threads that run refreshes asked for by API calls (get token, unauthorized, refresh)"},
 };
 
 _Static_assert(TK_NELEM(settings) <= TK_NELEM(((struct tk_config *)0)->origins),

@@ -53,6 +53,11 @@ struct tk_config {
     int stream_buffer;    /* bytes buffered per event stream before a slow reader is cut */
     int max_streams;      /* event streams open at once */
     int auth_cache_size;  /* cached issued-secret lookups; 0: no cache */
+    int refresh_ahead;         /* seconds before expiry a token is refreshed */
+    int refresh_ahead_percent; /* percent of the lifetime (the larger wins) */
+    int refresh_max_idle;      /* seconds between refreshes of expiring refresh tokens */
+    int refresh_timeout;       /* seconds: the upstream call and parked callers' bound */
+    int refresh_workers;       /* threads for API-triggered refreshes */
     char origins[64][80]; /* where each setting's value came from, by table index */
 };
 

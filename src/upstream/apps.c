@@ -29,8 +29,14 @@ tk_rc tk_app_register_sealed(void)
 
 bool tk_provider_app_in_use(struct tk_db *db, const char *tenant_id, const char *app_id)
 {
-    (void)db, (void)tenant_id, (void)app_id;
-    return false; /* connections come next: they will count theirs here */
+    struct tk_err e;
+    struct tk_rows *r;
+    if (tk_db_exec(db, "SELECT 1 FROM connections WHERE tenant_id = ? AND app_id = ? LIMIT 1",
+                   TK_ARGS(TK_TEXT(tenant_id), TK_TEXT(app_id)), &r, &e) != TK_OK)
+        return true; /* cannot tell: refuse the delete rather than orphan connections */
+    bool used = tk_rows_count(r) > 0;
+    tk_rows_free(r);
+    return used;
 }
 
 static tk_rc invalid(struct tk_err *e, const char *field, const char *fmt, ...) TK_PRINTF(3, 4);

@@ -154,7 +154,7 @@ tk_rc tk_app_list(struct tk_db *db, const struct tk_catalog *cat, const char *te
                   char next_out[TK_UUID_LEN + 1], struct tk_err *e);
 /* Delete; TK_ECONFLICT "app_in_use" while connections use it. */
 tk_rc tk_app_delete(struct tk_db *db, const char *tenant_id, const char *id, struct tk_err *e);
-/* Whether connections use the app (false until connections exist). */
+/* Whether connections use the app (true also when the store cannot tell). */
 bool tk_provider_app_in_use(struct tk_db *db, const char *tenant_id, const char *app_id);
 /* Open the app's client secret (the caller frees it with tk_secret_free). */
 tk_rc tk_app_client_secret(struct tk_db *db, struct tk_keyring *k, const char *tenant_id,

@@ -50,6 +50,11 @@ const SETTINGS = [
   'stream-buffer',
   'max-streams',
   'auth-cache-size',
+  'refresh-ahead',
+  'refresh-ahead-percent',
+  'refresh-max-idle',
+  'refresh-timeout',
+  'refresh-workers',
 ];
 
 /** Lines of output that are JSON objects (every line must be). */

@@ -1,0 +1,1281 @@
+/* connections.c: the connections table and THE refresh function (see
+ * connections.h).
+ *
+ * A refresh is three steps that never hold a store connection across the
+ * upstream call: prepare (read the row and the app, open the refresh token
+ * and the client secret, build the request; the connection goes back to
+ * the pool), the transfer (tk_out_send, or the caller's tk_out_submit), and
+ * complete (classify the answer; in ONE transaction: the version
+ * compare-and-swap UPDATE with the new tokens or the error state, and the
+ * attempt's event). */
+#include "connections.h"
+
+#include "../common/log.h"
+#include "../events/events.h"
+
+#include <openssl/evp.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define BACKOFF_BASE_S 30
+#define EXCERPT_MAX 512
+
+static const char *const status_names[] = {"ok", "refresh_error", "needs_reconnect", "disabled"};
+static const char *const source_names[] = {"scheduled", "on_demand", "reactive", "manual",
+                                           "debug"};
+static const char *const outcome_names[] = {"ok", "error", "failed", "none"};
+
+const char *tk_conn_status_name(enum tk_conn_status s)
+{
+    return (unsigned)s < TK_NELEM(status_names) ? status_names[s] : "unknown";
+}
+
+const char *tk_refresh_source_name(enum tk_refresh_source s)
+{
+    return (unsigned)s < TK_NELEM(source_names) ? source_names[s] : "unknown";
+}
+
+const char *tk_refresh_outcome_name(enum tk_refresh_outcome o)
+{
+    return (unsigned)o < TK_NELEM(outcome_names) ? outcome_names[o] : "unknown";
+}
+
+static enum tk_conn_status status_parse(const char *s)
+{
+    for (size_t i = 0; i < TK_NELEM(status_names); i++)
+        if (s && !strcmp(s, status_names[i])) return (enum tk_conn_status)i;
+    return TK_CONN_DISABLED; /* an unknown stored value is never refreshed */
+}
+
+tk_rc tk_conn_register_sealed(void)
+{
+    tk_rc rc = tk_keyring_register_sealed("connections", "access_token");
+    if (rc == TK_OK) rc = tk_keyring_register_sealed("connections", "refresh_token");
+    return rc;
+}
+
+/* ---- settings ---- */
+
+static int64_t ctx_ahead_s(const struct tk_refresh_ctx *c)
+{
+    return c && c->ahead_s > 0 ? c->ahead_s : 300;
+}
+static int ctx_ahead_pct(const struct tk_refresh_ctx *c)
+{
+    return c && c->ahead_percent > 0 ? c->ahead_percent : 10;
+}
+static int64_t ctx_idle_s(const struct tk_refresh_ctx *c)
+{
+    return c && c->max_idle_s > 0 ? c->max_idle_s : 86400;
+}
+static int64_t ctx_backoff_max_s(const struct tk_refresh_ctx *c)
+{
+    return c && c->backoff_max_s > 0 ? c->backoff_max_s : 3600;
+}
+static int64_t ctx_timeout_ms(const struct tk_refresh_ctx *c)
+{
+    return c && c->timeout_ms > 0 ? c->timeout_ms : 30000;
+}
+
+static uint32_t rand32(void)
+{
+    uint32_t v;
+    tk_random(&v, sizeof v);
+    return v;
+}
+
+int64_t tk_conn_next_refresh_at(const struct tk_refresh_ctx *ctx, int64_t issued_at,
+                                int64_t expires_at, int64_t refresh_expires_at, int64_t now_ms)
+{
+    int64_t life = expires_at - issued_at;
+    if (life < 0) life = 0;
+    int64_t margin = ctx_ahead_s(ctx) * 1000;
+    int64_t pct = life / 100 * ctx_ahead_pct(ctx);
+    if (pct > margin) margin = pct;
+    int64_t jitter = margin / 10;
+    int64_t at = expires_at - margin - (jitter > 0 ? (int64_t)(rand32() % (uint64_t)jitter) : 0);
+    if (refresh_expires_at > 0) {
+        int64_t idle = issued_at + ctx_idle_s(ctx) * 1000;
+        if (idle < at) at = idle;
+    }
+    return at < now_ms ? now_ms : at;
+}
+
+/* ---- checks and sealing ---- */
+
+static bool token_ok(const char *s, size_t *len)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > TK_CONN_TOKEN_MAX) return false;
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)s[i] < 0x20 || (unsigned char)s[i] > 0x7e) return false;
+    *len = n;
+    return true;
+}
+
+static bool label_ok(const char *s)
+{
+    size_t n = s ? strlen(s) : 0;
+    if (n == 0 || n > TK_CONN_LABEL_MAX || !tk_utf8_valid(s, n)) return false;
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f) return false;
+    return true;
+}
+
+static bool scopes_ok(const json_t *a)
+{
+    if (!a) return true;
+    if (!json_is_array(a) || json_array_size(a) > TK_APP_SCOPES_MAX) return false;
+    size_t i;
+    json_t *v;
+    json_array_foreach(a, i, v)
+    {
+        if (!json_is_string(v)) return false;
+        const char *s = json_string_value(v);
+        size_t n = json_string_length(v);
+        if (n == 0 || n > TK_APP_SCOPE_MAX || strlen(s) != n) return false;
+        for (size_t k = 0; k < n; k++)
+            if ((unsigned char)s[k] <= 0x20 || (unsigned char)s[k] > 0x7e || s[k] == ',')
+                return false;
+    }
+    return true;
+}
+
+static tk_rc seal_text(struct tk_keyring *k, const char *tenant, const char *id, const char *col,
+                       const char *plain, char **out, struct tk_err *e)
+{
+    struct tk_secret *s = tk_secret_new(plain, strlen(plain));
+    struct tk_seal_ad ad = {tenant, "connections", col, id};
+    struct tk_sealed *sv = NULL;
+    tk_rc rc = tk_keyring_seal_value(k, s, &ad, &sv, e);
+    tk_secret_free(s);
+    if (rc != TK_OK) return rc;
+    *out = tk_strdup(sv->text);
+    tk_sealed_free(sv);
+    return TK_OK;
+}
+
+static tk_rc open_text(struct tk_keyring *k, struct tk_db *db, const char *tenant, const char *id,
+                       const char *col, const char *text, struct tk_secret **out,
+                       struct tk_open_failure *f, struct tk_err *e)
+{
+    struct tk_sealed *sv = tk_sealed_from_text(text);
+    struct tk_seal_ad ad = {tenant, "connections", col, id};
+    tk_rc rc = tk_keyring_open_value(k, db, sv, &ad, out, f, e);
+    tk_sealed_free(sv);
+    return rc;
+}
+
+static tk_rc check_tokens(const struct tk_conn_tokens *t, struct tk_err *e)
+{
+    size_t n;
+    if (!t->access_token || !token_ok(t->access_token, &n))
+        return tk_err_field(e, TK_EINVAL, "invalid_field", "access_token",
+                            "access_token must be 1 to %d printable ASCII characters",
+                            TK_CONN_TOKEN_MAX);
+    if (t->refresh_token && !token_ok(t->refresh_token, &n))
+        return tk_err_field(e, TK_EINVAL, "invalid_field", "refresh_token",
+                            "refresh_token must be 1 to %d printable ASCII characters",
+                            TK_CONN_TOKEN_MAX);
+    if (t->expires_at <= 0)
+        return tk_err_field(e, TK_EINVAL, "invalid_field", "expires_at",
+                            "expires_at must be a time after the epoch");
+    if (t->refresh_expires_at < 0)
+        return tk_err_field(e, TK_EINVAL, "invalid_field", "refresh_expires_at",
+                            "refresh_expires_at must be a time after the epoch");
+    if (!scopes_ok(t->scopes))
+        return tk_err_field(e, TK_EINVAL, "invalid_field", "scopes",
+                            "scopes must be an array of at most %d strings of 1 to %d printable "
+                            "characters without spaces or commas",
+                            TK_APP_SCOPES_MAX, TK_APP_SCOPE_MAX);
+    if (t->token_type && (!t->token_type[0] || strlen(t->token_type) > 31))
+        return tk_err_field(e, TK_EINVAL, "invalid_field", "token_type",
+                            "token_type must be 1 to 31 characters");
+    return TK_OK;
+}
+
+tk_rc tk_conn_create_ctx(struct tk_db *db, const struct tk_refresh_ctx *ctx,
+                         const char *tenant_id, const char *app_id, const char *label,
+                         const struct tk_conn_tokens *tok, char id_out[TK_UUID_LEN + 1],
+                         struct tk_err *e)
+{
+    if (!label_ok(label))
+        return tk_err_field(e, TK_EINVAL, "invalid_field", "label",
+                            "label must be 1 to %d characters of UTF-8 without control characters",
+                            TK_CONN_LABEL_MAX);
+    tk_rc rc = check_tokens(tok, e);
+    if (rc != TK_OK) return rc;
+    if (!app_id || !tk_uuid_valid(app_id))
+        return tk_err_field(e, TK_EINVAL, "invalid_field", "app_id",
+                            "app_id must be the id of one of this tenant's provider apps");
+    struct tk_rows *r;
+    rc = tk_db_exec(db, "SELECT 1 FROM provider_apps WHERE tenant_id = ? AND id = ?",
+                    TK_ARGS(TK_TEXT(tenant_id), TK_TEXT(app_id)), &r, e);
+    if (rc != TK_OK) return rc;
+    int n = tk_rows_count(r);
+    tk_rows_free(r);
+    if (n != 1)
+        return tk_err_field(e, TK_EINVAL, "invalid_field", "app_id",
+                            "app_id must be the id of one of this tenant's provider apps "
+                            "(GET /v1/provider-apps lists them)");
+    if (tk_keyring_sealed(ctx->keyring))
+        return tk_err_set(e, TK_EUNAVAIL, "sealed", "the keyring is sealed");
+    tk_uuid7(id_out);
+    char *at = NULL, *rt = NULL;
+    rc = seal_text(ctx->keyring, tenant_id, id_out, "access_token", tok->access_token, &at, e);
+    if (rc == TK_OK && tok->refresh_token)
+        rc = seal_text(ctx->keyring, tenant_id, id_out, "refresh_token", tok->refresh_token, &rt, e);
+    if (rc == TK_OK) {
+        int64_t now = tk_now_ms();
+        char *scopes = tok->scopes ? json_dumps(tok->scopes, JSON_COMPACT) : tk_strdup("[]");
+        if (!scopes) tk_fatal("out of memory");
+        bool refreshable = rt != NULL;
+        int64_t next = refreshable ? tk_conn_next_refresh_at(ctx, now, tok->expires_at,
+                                                             tok->refresh_expires_at, now)
+                                   : 0;
+        rc = tk_db_exec(
+            db,
+            "INSERT INTO connections (id, tenant_id, app_id, label, access_token, refresh_token, "
+            "token_type, scopes, status, expires_at, refresh_expires_at, issued_at, "
+            "last_refresh_at, next_refresh_at, last_error_code, last_error, failure_count, "
+            "version, lease_owner, lease_until, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, "
+            "?, ?, 'ok', ?, ?, ?, NULL, ?, NULL, NULL, 0, 1, NULL, NULL, ?, ?)",
+            TK_ARGS(TK_TEXT(id_out), TK_TEXT(tenant_id), TK_TEXT(app_id), TK_TEXT(label),
+                    TK_TEXT(at), TK_TEXT(rt), TK_TEXT(tok->token_type ? tok->token_type : "Bearer"),
+                    TK_TEXT(scopes), TK_INT(tok->expires_at),
+                    tok->refresh_expires_at > 0 ? TK_INT(tok->refresh_expires_at) : TK_NULLV,
+                    TK_INT(now), refreshable ? TK_INT(next) : TK_NULLV, TK_INT(now), TK_INT(now)),
+            NULL, e);
+        free(scopes);
+    }
+    free(at);
+    free(rt);
+    return rc;
+}
+
+tk_rc tk_conn_create(struct tk_db *db, struct tk_keyring *k, const char *tenant_id,
+                     const char *app_id, const char *label, const struct tk_conn_tokens *tok,
+                     char id_out[TK_UUID_LEN + 1], struct tk_err *e)
+{
+    struct tk_refresh_ctx c = {.keyring = k};
+    return tk_conn_create_ctx(db, &c, tenant_id, app_id, label, tok, id_out, e);
+}
+
+/* ---- reading ---- */
+
+#define COLS                                                                                       \
+    "c.id, c.app_id, c.label, c.token_type, c.scopes, c.status, c.expires_at, "                    \
+    "c.refresh_expires_at, c.last_refresh_at, c.next_refresh_at, c.last_error_code, "              \
+    "c.last_error, c.failure_count, c.version, "                                                   \
+    "CASE WHEN c.refresh_token IS NULL THEN 0 ELSE 1 END, c.created_at, c.updated_at, a.provider"
+
+static json_t *time_or_null(const struct tk_rows *r, int i, int col)
+{
+    if (tk_rows_null(r, i, col) || tk_rows_int(r, i, col) <= 0) return json_null();
+    char b[40];
+    tk_time_fmt(tk_rows_int(r, i, col), b, sizeof b);
+    return json_string(b);
+}
+
+static json_t *text_or_null(const struct tk_rows *r, int i, int col)
+{
+    const char *s = tk_rows_text(r, i, col);
+    return s ? json_string(s) : json_null();
+}
+
+static const char *shown_status(const struct tk_refresh_ctx *ctx, const char *st, int64_t exp,
+                                int64_t now)
+{
+    if (st && !strcmp(st, "ok") && exp - now <= ctx_ahead_s(ctx) * 1000) return "expiring_soon";
+    return st ? st : "disabled";
+}
+
+static json_t *row_json(const struct tk_refresh_ctx *ctx, const struct tk_rows *r, int i)
+{
+    json_t *scopes = json_loads(tk_rows_text(r, i, 4) ? tk_rows_text(r, i, 4) : "[]", 0, NULL);
+    if (!json_is_array(scopes)) {
+        json_decref(scopes);
+        scopes = json_array();
+    }
+    return json_pack("{s:s, s:s, s:s, s:s, s:s, s:o, s:s, s:o, s:o, s:o, s:o, s:o, s:o, s:I, "
+                     "s:I, s:b, s:o, s:o}",
+                     "id", tk_rows_text(r, i, 0), "app_id", tk_rows_text(r, i, 1), "provider",
+                     tk_rows_text(r, i, 17), "label", tk_rows_text(r, i, 2), "token_type",
+                     tk_rows_text(r, i, 3), "scopes", scopes, "status",
+                     shown_status(ctx, tk_rows_text(r, i, 5), tk_rows_int(r, i, 6), tk_now_ms()),
+                     "expires_at", time_or_null(r, i, 6), "refresh_expires_at",
+                     time_or_null(r, i, 7), "last_refresh_at", time_or_null(r, i, 8),
+                     "next_refresh_at", time_or_null(r, i, 9), "last_error_code",
+                     text_or_null(r, i, 10), "last_error", text_or_null(r, i, 11),
+                     "failure_count", (json_int_t)tk_rows_int(r, i, 12), "version",
+                     (json_int_t)tk_rows_int(r, i, 13), "has_refresh_token",
+                     tk_rows_int(r, i, 14) != 0, "created_at", time_or_null(r, i, 15),
+                     "updated_at", time_or_null(r, i, 16));
+}
+
+static tk_rc not_found(struct tk_err *e, const char *id)
+{
+    return tk_err_field(e, TK_ENOTFOUND, "not_found", "id", "no connection with id %.40s", id);
+}
+
+tk_rc tk_conn_get(struct tk_db *db, const struct tk_refresh_ctx *ctx, const char *tenant_id,
+                  const char *id, json_t **out, struct tk_err *e)
+{
+    struct tk_rows *r;
+    tk_rc rc = tk_db_exec(db,
+                          "SELECT " COLS " FROM connections c JOIN provider_apps a ON a.id = "
+                          "c.app_id WHERE c.tenant_id = ? AND c.id = ?",
+                          TK_ARGS(TK_TEXT(tenant_id), TK_TEXT(id)), &r, e);
+    if (rc != TK_OK) return rc;
+    if (tk_rows_count(r) != 1)
+        rc = not_found(e, id);
+    else
+        *out = row_json(ctx, r, 0);
+    tk_rows_free(r);
+    return rc;
+}
+
+tk_rc tk_conn_list(struct tk_db *db, const struct tk_refresh_ctx *ctx, const char *tenant_id,
+                   const char *status, const char *app_id, const char *before, int limit,
+                   json_t **out, char next_out[TK_UUID_LEN + 1], struct tk_err *e)
+{
+    /* expiring_soon is derived: ok with expires_at within refresh_ahead; ok
+     * then means ok and not expiring soon */
+    int64_t soon = tk_now_ms() + ctx_ahead_s(ctx) * 1000;
+    const char *st = status;
+    int mode = 0; /* 0 any; 1 ok-not-soon; 2 expiring_soon; 3 exact */
+    if (status && !strcmp(status, "ok"))
+        mode = 1;
+    else if (status && !strcmp(status, "expiring_soon"))
+        mode = 2, st = "ok";
+    else if (status)
+        mode = 3;
+    struct tk_rows *r;
+    tk_rc rc = tk_db_exec(
+        db,
+        "SELECT " COLS " FROM connections c JOIN provider_apps a ON a.id = c.app_id "
+        "WHERE c.tenant_id = ? AND (CAST(? AS TEXT) IS NULL OR c.status = ?) "
+        "AND (? <> 1 OR c.expires_at > ?) AND (? <> 2 OR c.expires_at <= ?) "
+        "AND (CAST(? AS TEXT) IS NULL OR c.app_id = ?) "
+        "AND (CAST(? AS TEXT) IS NULL OR c.id < ?) ORDER BY c.id DESC LIMIT ?",
+        TK_ARGS(TK_TEXT(tenant_id), TK_TEXT(st), TK_TEXT(st), TK_INT(mode), TK_INT(soon),
+                TK_INT(mode), TK_INT(soon), TK_TEXT(app_id), TK_TEXT(app_id), TK_TEXT(before),
+                TK_TEXT(before), TK_INT(limit + 1)),
+        &r, e);
+    if (rc != TK_OK) return rc;
+    int n = tk_rows_count(r);
+    json_t *a = json_array();
+    for (int i = 0; i < n && i < limit; i++)
+        json_array_append_new(a, row_json(ctx, r, i));
+    next_out[0] = '\0';
+    if (n > limit) snprintf(next_out, TK_UUID_LEN + 1, "%s", tk_rows_text(r, limit - 1, 0));
+    tk_rows_free(r);
+    *out = a;
+    return TK_OK;
+}
+
+tk_rc tk_conn_delete(struct tk_db *db, const char *tenant_id, const char *id, struct tk_err *e)
+{
+    tk_rc rc = tk_db_exec(db, "DELETE FROM connections WHERE tenant_id = ? AND id = ?",
+                          TK_ARGS(TK_TEXT(tenant_id), TK_TEXT(id)), NULL, e);
+    if (rc == TK_OK && tk_db_changes(db) != 1) rc = not_found(e, id);
+    return rc;
+}
+
+tk_rc tk_conn_token(struct tk_db *db, struct tk_keyring *k, const char *tenant_id,
+                    const char *id, struct tk_conn_token *out, struct tk_open_failure *f,
+                    struct tk_err *e)
+{
+    memset(out, 0, sizeof *out);
+    struct tk_rows *r;
+    tk_rc rc = tk_db_exec(db,
+                          "SELECT access_token, token_type, expires_at, version, "
+                          "last_refresh_at, status, last_error_code, last_error, scopes "
+                          "FROM connections WHERE tenant_id = ? AND id = ?",
+                          TK_ARGS(TK_TEXT(tenant_id), TK_TEXT(id)), &r, e);
+    if (rc != TK_OK) return rc;
+    if (tk_rows_count(r) != 1) {
+        tk_rows_free(r);
+        return not_found(e, id);
+    }
+    snprintf(out->token_type, sizeof out->token_type, "%s", tk_rows_text(r, 0, 1));
+    out->expires_at = tk_rows_int(r, 0, 2);
+    out->version = tk_rows_int(r, 0, 3);
+    out->last_refresh_at = tk_rows_null(r, 0, 4) ? 0 : tk_rows_int(r, 0, 4);
+    out->status = status_parse(tk_rows_text(r, 0, 5));
+    snprintf(out->reason, sizeof out->reason, "%s",
+             tk_rows_text(r, 0, 6) ? tk_rows_text(r, 0, 6) : "");
+    snprintf(out->last_error, sizeof out->last_error, "%s",
+             tk_rows_text(r, 0, 7) ? tk_rows_text(r, 0, 7) : "");
+    out->scopes = json_loads(tk_rows_text(r, 0, 8) ? tk_rows_text(r, 0, 8) : "[]", 0, NULL);
+    if (!json_is_array(out->scopes)) {
+        json_decref(out->scopes);
+        out->scopes = json_array();
+    }
+    if (tk_keyring_sealed(k))
+        rc = tk_err_set(e, TK_EUNAVAIL, "sealed", "the keyring is sealed");
+    else
+        rc = open_text(k, db, tenant_id, id, "access_token", tk_rows_text(r, 0, 0),
+                       &out->access_token, f, e);
+    tk_rows_free(r);
+    if (rc != TK_OK) tk_conn_token_free(out);
+    return rc;
+}
+
+void tk_conn_token_free(struct tk_conn_token *t)
+{
+    tk_secret_free(t->access_token);
+    t->access_token = NULL;
+    json_decref(t->scopes);
+    t->scopes = NULL;
+}
+
+/* ---- request building ---- */
+
+static void add_enc(struct tk_buf *b, const char *s, size_t n)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+            c == '-' || c == '.' || c == '_' || c == '~') {
+            tk_buf_add(b, &s[i], 1);
+        } else {
+            char h[3] = {'%', hex[c >> 4], hex[c & 15]};
+            tk_buf_add(b, h, 3);
+        }
+    }
+}
+
+static void add_pair(struct tk_buf *b, const char *k, const char *v, size_t vn)
+{
+    if (b->len) tk_buf_add(b, "&", 1);
+    tk_buf_addstr(b, k);
+    tk_buf_add(b, "=", 1);
+    add_enc(b, v, vn);
+}
+
+tk_rc tk_conn_build_request(const json_t *eff, const char *client_id,
+                            const struct tk_secret *client_secret,
+                            const struct tk_secret *refresh_token, const json_t *scopes,
+                            int timeout_ms, struct tk_conn_req *out, struct tk_err *e)
+{
+    memset(out, 0, sizeof *out);
+    const char *url = json_string_value(json_object_get(eff, "token_url"));
+    if (!url || !url[0])
+        return tk_err_field(e, TK_EINVAL, "invalid_app", "token_url",
+                            "the provider app has no token_url (set one on the app)");
+    const char *method = json_string_value(json_object_get(eff, "token_method"));
+    bool get = method && !strcmp(method, "GET");
+    enum tk_client_auth auth = TK_CLIENT_AUTH_POST;
+    const char *an = json_string_value(json_object_get(eff, "client_auth"));
+    if (an && !tk_client_auth_parse(an, &auth))
+        return tk_err_field(e, TK_EINVAL, "invalid_app", "client_auth", "unknown client_auth");
+    json_t *sc = json_object_get(eff, "scopes");
+    bool send_scopes = json_is_true(json_object_get(sc, "sent_on_refresh"));
+    const char *sep = json_string_value(json_object_get(sc, "separator"));
+    struct tk_buf params, query;
+    tk_buf_init(&params, 64 * 1024);
+    tk_buf_init(&query, 64 * 1024);
+    add_pair(&params, "grant_type", "refresh_token", 13);
+    add_pair(&params, "refresh_token", (const char *)refresh_token->p, refresh_token->len);
+    if (send_scopes && json_array_size(scopes) > 0) {
+        struct tk_buf s;
+        tk_buf_init(&s, 64 * 1024);
+        size_t i;
+        json_t *v;
+        json_array_foreach(scopes, i, v)
+        {
+            if (i) tk_buf_addstr(&s, sep && sep[0] ? sep : " ");
+            tk_buf_addstr(&s, json_string_value(v) ? json_string_value(v) : "");
+        }
+        add_pair(&params, "scope", s.data ? s.data : "", s.len);
+        tk_buf_free(&s);
+    }
+    /* client authentication */
+    struct tk_buf *cred = auth == TK_CLIENT_AUTH_QUERY ? &query : &params;
+    if (auth == TK_CLIENT_AUTH_BASIC && client_secret) {
+        struct tk_buf u;
+        tk_buf_init(&u, 32 * 1024);
+        add_enc(&u, client_id, strlen(client_id));
+        tk_buf_add(&u, ":", 1);
+        add_enc(&u, (const char *)client_secret->p, client_secret->len);
+        size_t n = 4 * ((u.len + 2) / 3) + 1;
+        char *b64 = tk_malloc(n);
+        EVP_EncodeBlock((unsigned char *)b64, (const unsigned char *)u.data, (int)u.len);
+        size_t hn = strlen(b64) + 32;
+        out->auth_header = tk_malloc(hn);
+        snprintf(out->auth_header, hn, "Authorization: Basic %s", b64);
+        tk_wipe(b64, strlen(b64));
+        free(b64);
+        tk_buf_free_wipe(&u);
+    } else {
+        add_pair(cred, "client_id", client_id, strlen(client_id));
+        if (client_secret)
+            add_pair(cred, "client_secret", (const char *)client_secret->p, client_secret->len);
+    }
+    /* GET: everything in the query */
+    if (get && params.len) {
+        if (query.len) tk_buf_add(&query, "&", 1);
+        tk_buf_add(&query, params.data, params.len);
+        tk_buf_reset(&params);
+    }
+    size_t un = strlen(url) + query.len + 2;
+    out->url = tk_malloc(un);
+    if (query.len)
+        snprintf(out->url, un, "%s%c%.*s", url, strchr(url, '?') ? '&' : '?', (int)query.len,
+                 query.data);
+    else
+        snprintf(out->url, un, "%s", url);
+    size_t nh = 0;
+    out->headers[nh++] = "Accept: application/json";
+    if (!get) {
+        out->headers[nh++] = "Content-Type: application/x-www-form-urlencoded";
+        out->body = tk_strndup(params.data ? params.data : "", params.len);
+    }
+    if (out->auth_header) out->headers[nh++] = out->auth_header;
+    size_t nm = 0;
+    out->mask[nm++] = (const char *)refresh_token->p;
+    if (client_secret) out->mask[nm++] = (const char *)client_secret->p;
+    out->req.method = get ? "GET" : "POST";
+    out->req.url = out->url;
+    out->req.headers = out->headers;
+    out->req.nheaders = nh;
+    out->req.body = out->body;
+    out->req.body_len = out->body ? strlen(out->body) : 0;
+    out->req.timeout_ms = timeout_ms;
+    out->req.mask = out->mask;
+    out->req.nmask = nm;
+    tk_buf_free_wipe(&params);
+    tk_buf_free_wipe(&query);
+    return TK_OK;
+}
+
+void tk_conn_req_free(struct tk_conn_req *r)
+{
+    if (r->url) tk_wipe(r->url, strlen(r->url));
+    if (r->body) tk_wipe(r->body, strlen(r->body));
+    if (r->auth_header) tk_wipe(r->auth_header, strlen(r->auth_header));
+    free(r->url);
+    free(r->body);
+    free(r->auth_header);
+    memset(r, 0, sizeof *r);
+}
+
+/* ---- classification ---- */
+
+static json_t *json_body(const struct tk_out_result *a)
+{
+    if (!a->body || !a->body_len) return NULL;
+    size_t i = 0;
+    while (i < a->body_len && (a->body[i] == ' ' || a->body[i] == '\n' || a->body[i] == '\r' ||
+                               a->body[i] == '\t'))
+        i++;
+    if (i >= a->body_len || a->body[i] != '{') return NULL;
+    json_t *v = json_loadb(a->body, a->body_len, JSON_REJECT_DUPLICATES, NULL);
+    if (v && !json_is_object(v)) {
+        json_decref(v);
+        v = NULL;
+    }
+    return v;
+}
+
+/* An OAuth error code from the answer, sanitized ([a-z0-9_], <= 40). */
+static bool oauth_error(json_t *o, char reason[TK_CONN_REASON_MAX])
+{
+    const char *s = json_string_value(json_object_get(o, "error"));
+    if (!s || !s[0]) return false;
+    size_t k = 0;
+    for (size_t i = 0; s[i] && k < 40; i++) {
+        char c = s[i];
+        if (c >= 'A' && c <= 'Z') c = (char)(c - 'A' + 'a');
+        if ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_') reason[k++] = c;
+    }
+    reason[k] = '\0';
+    return k > 0;
+}
+
+enum tk_refresh_outcome tk_conn_classify(const struct tk_out_result *a, const json_t *eff,
+                                         char reason[TK_CONN_REASON_MAX], int64_t *retry_after_s)
+{
+    (void)eff;
+    reason[0] = '\0';
+    *retry_after_s = 0;
+    if (a->error != TK_OUT_OK) {
+        snprintf(reason, TK_CONN_REASON_MAX, "%s", tk_out_error_name(a->error));
+        if (a->error == TK_OUT_STOPPING || a->error == TK_OUT_BUSY ||
+            a->error == TK_OUT_CANCELLED)
+            return TK_REFRESH_NONE;
+        return TK_REFRESH_ERROR;
+    }
+    if (a->retry_after[0]) {
+        int64_t s;
+        if (tk_parse_int(a->retry_after, 0, 86400, &s) == TK_OK) *retry_after_s = s;
+    }
+    if (a->status == 429) {
+        snprintf(reason, TK_CONN_REASON_MAX, "rate_limited");
+        return TK_REFRESH_ERROR;
+    }
+    if (a->status >= 500) {
+        snprintf(reason, TK_CONN_REASON_MAX, "http_%ld", a->status);
+        return TK_REFRESH_ERROR;
+    }
+    json_t *o = json_body(a);
+    if (!o) {
+        snprintf(reason, TK_CONN_REASON_MAX, "not_json");
+        return TK_REFRESH_ERROR;
+    }
+    enum tk_refresh_outcome out;
+    if (oauth_error(o, reason)) {
+        /* an OAuth error: the grant, the client or the request is refused;
+         * retrying the same request cannot help (temporarily_unavailable
+         * and slow_down excepted) */
+        if (!strcmp(reason, "temporarily_unavailable") || !strcmp(reason, "slow_down") ||
+            !strcmp(reason, "server_error"))
+            out = TK_REFRESH_ERROR;
+        else
+            out = TK_REFRESH_FAILED;
+    } else if (a->status >= 200 && a->status < 300) {
+        json_t *at = json_object_get(o, "access_token");
+        if (json_is_string(at) && json_string_length(at) > 0) {
+            out = TK_REFRESH_OK;
+        } else {
+            snprintf(reason, TK_CONN_REASON_MAX, "invalid_answer");
+            out = TK_REFRESH_ERROR;
+        }
+    } else {
+        snprintf(reason, TK_CONN_REASON_MAX, "http_%ld", a->status);
+        out = (a->status == 400 || a->status == 401) ? TK_REFRESH_FAILED : TK_REFRESH_ERROR;
+    }
+    json_decref(o);
+    return out;
+}
+
+static int64_t json_int_or(json_t *v, int64_t def)
+{
+    if (json_is_integer(v)) return json_integer_value(v);
+    if (json_is_string(v)) {
+        int64_t x;
+        if (tk_parse_int(json_string_value(v), 0, INT64_MAX / 2000, &x) == TK_OK) return x;
+    }
+    return def;
+}
+
+tk_rc tk_conn_parse_answer(const char *body, size_t len, const json_t *eff, int64_t now_ms,
+                           struct tk_conn_tokens *out, json_t **holder, struct tk_err *e)
+{
+    memset(out, 0, sizeof *out);
+    *holder = NULL;
+    json_t *o = body ? json_loadb(body, len, JSON_REJECT_DUPLICATES, NULL) : NULL;
+    if (!json_is_object(o)) {
+        json_decref(o);
+        return tk_err_set(e, TK_EUPSTREAM, "invalid_answer",
+                          "the token endpoint's answer is not a JSON object");
+    }
+    json_t *at = json_object_get(o, "access_token");
+    size_t n;
+    if (!json_is_string(at) || !token_ok(json_string_value(at), &n)) {
+        json_decref(o);
+        return tk_err_set(e, TK_EUPSTREAM, "invalid_answer",
+                          "the token endpoint's answer has no usable access_token");
+    }
+    out->access_token = json_string_value(at);
+    json_t *rt = json_object_get(o, "refresh_token");
+    if (json_is_string(rt) && token_ok(json_string_value(rt), &n))
+        out->refresh_token = json_string_value(rt);
+    int64_t life = json_int_or(json_object_get(eff, "default_lifetime"), 3600);
+    int64_t ein = json_int_or(json_object_get(o, "expires_in"), -1);
+    if (ein <= 0 || ein > 10LL * 365 * 86400) ein = life;
+    out->expires_at = now_ms + ein * 1000;
+    if (out->refresh_token) {
+        int64_t rin = json_int_or(json_object_get(o, "refresh_token_expires_in"), -1);
+        if (rin <= 0) rin = json_int_or(json_object_get(o, "x_refresh_token_expires_in"), -1);
+        if (rin <= 0) rin = json_int_or(json_object_get(eff, "refresh_token_lifetime"), -1);
+        if (rin > 0 && rin < 100LL * 365 * 86400) out->refresh_expires_at = now_ms + rin * 1000;
+    }
+    const char *tt = json_string_value(json_object_get(o, "token_type"));
+    out->token_type = tt && tt[0] && strlen(tt) < 32 ? tt : NULL;
+    const char *scope = json_string_value(json_object_get(o, "scope"));
+    if (scope) {
+        const char *sep =
+            json_string_value(json_object_get(json_object_get(eff, "scopes"), "separator"));
+        char sc = sep && sep[0] ? sep[0] : ' ';
+        json_t *a = json_array();
+        for (const char *s = scope; *s;) {
+            while (*s == sc || *s == ' ') s++;
+            const char *t = s;
+            while (*t && *t != sc && *t != ' ') t++;
+            if (t > s && json_array_size(a) < TK_APP_SCOPES_MAX && (size_t)(t - s) <= TK_APP_SCOPE_MAX)
+                json_array_append_new(a, json_stringn(s, (size_t)(t - s)));
+            s = t;
+        }
+        json_object_set_new(o, "__scopes", a);
+        out->scopes = scopes_ok(a) ? a : NULL;
+    }
+    *holder = o;
+    return TK_OK;
+}
+
+/* ---- the refresh ---- */
+
+struct tk_refresh_op {
+    char tenant[TK_UUID_LEN + 1], id[TK_UUID_LEN + 1];
+    enum tk_refresh_source source;
+    char trace[72];
+    bool debug;
+    int64_t version, failure_count, refresh_expires_at;
+    json_t *effective;
+    json_t *app_scopes;
+    struct tk_secret *refresh_token, *client_secret;
+    struct tk_conn_req req;
+    bool have_req;
+};
+
+const struct tk_out_req *tk_refresh_op_req(const struct tk_refresh_op *op)
+{
+    return &op->req.req;
+}
+
+void tk_conn_refresh_abandon(struct tk_refresh_op *op)
+{
+    if (!op) return;
+    if (op->have_req) tk_conn_req_free(&op->req);
+    tk_secret_free(op->refresh_token);
+    tk_secret_free(op->client_secret);
+    json_decref(op->effective);
+    json_decref(op->app_scopes);
+    free(op);
+}
+
+static void res_init(struct tk_refresh_result *res)
+{
+    memset(res, 0, sizeof *res);
+    res->outcome = TK_REFRESH_NONE;
+    res->rc = TK_OK;
+}
+
+static void res_none(struct tk_refresh_result *res, const struct tk_err *e)
+{
+    res->outcome = TK_REFRESH_NONE;
+    res->rc = e->rc;
+    res->err = *e;
+}
+
+void tk_refresh_result_free(struct tk_refresh_result *r)
+{
+    json_decref(r->upstream);
+    json_decref(r->debug);
+    r->upstream = r->debug = NULL;
+}
+
+/* The URL with every query value replaced by "***". */
+static char *mask_url(const char *url)
+{
+    struct tk_buf b;
+    tk_buf_init(&b, 16 * 1024);
+    const char *q = strchr(url, '?');
+    if (!q) {
+        tk_buf_addstr(&b, url);
+    } else {
+        tk_buf_add(&b, url, (size_t)(q - url + 1));
+        const char *s = q + 1;
+        bool first = true;
+        while (*s) {
+            const char *amp = strchr(s, '&');
+            size_t n = amp ? (size_t)(amp - s) : strlen(s);
+            const char *eq = memchr(s, '=', n);
+            if (!first) tk_buf_add(&b, "&", 1);
+            first = false;
+            tk_buf_add(&b, s, eq ? (size_t)(eq - s) : n);
+            if (eq) tk_buf_addstr(&b, "=***");
+            s += n;
+            if (*s == '&') s++;
+        }
+    }
+    char *out = tk_strndup(b.data ? b.data : "", b.len);
+    tk_buf_free(&b);
+    return out;
+}
+
+struct attempt {
+    enum tk_refresh_outcome outcome;
+    char reason[TK_CONN_REASON_MAX];
+    char message[320];
+    int64_t retry_after_s;
+    long http_status;
+    int64_t latency_us;
+    json_t *record; /* masked exchange, or NULL (nothing sent) */
+    struct tk_conn_tokens tok; /* OK */
+};
+
+static int64_t backoff_ms(const struct tk_refresh_ctx *ctx, int64_t failures, int64_t retry_s)
+{
+    int64_t s = BACKOFF_BASE_S;
+    for (int64_t i = 1; i < failures && s < ctx_backoff_max_s(ctx); i++)
+        s *= 2;
+    if (s > ctx_backoff_max_s(ctx)) s = ctx_backoff_max_s(ctx);
+    int64_t ms = s * 1000;
+    ms = ms * 8 / 10 + (int64_t)(rand32() % (uint64_t)(ms * 4 / 10 + 1)); /* +-20% */
+    if (retry_s * 1000 > ms) ms = retry_s * 1000;
+    return ms;
+}
+
+/* Write the attempt and its event in one transaction (version CAS). */
+static void commit_attempt(const struct tk_refresh_ctx *ctx, struct tk_refresh_op *op,
+                           struct attempt *at, struct tk_refresh_result *res)
+{
+    struct tk_err e;
+    tk_err_clear(&e);
+    int64_t now = tk_now_ms();
+    res->outcome = at->outcome;
+    res->http_status = at->http_status;
+    res->latency_us = at->latency_us;
+    snprintf(res->reason, sizeof res->reason, "%s", at->reason);
+    char *at_sealed = NULL, *rt_sealed = NULL, *scopes = NULL;
+    int64_t next = 0;
+    tk_rc rc = TK_OK;
+    if (at->outcome == TK_REFRESH_OK) {
+        rc = seal_text(ctx->keyring, op->tenant, op->id, "access_token", at->tok.access_token,
+                       &at_sealed, &e);
+        if (rc == TK_OK && at->tok.refresh_token)
+            rc = seal_text(ctx->keyring, op->tenant, op->id, "refresh_token",
+                           at->tok.refresh_token, &rt_sealed, &e);
+        if (rc != TK_OK) {
+            free(at_sealed);
+            free(rt_sealed);
+            res_none(res, &e);
+            return;
+        }
+        if (at->tok.scopes) scopes = json_dumps(at->tok.scopes, JSON_COMPACT);
+        int64_t rexp = at->tok.refresh_token ? at->tok.refresh_expires_at : op->refresh_expires_at;
+        next = tk_conn_next_refresh_at(ctx, now, at->tok.expires_at, rexp, now);
+        res->status = TK_CONN_OK;
+        res->expires_at = at->tok.expires_at;
+        res->rotated = at->tok.refresh_token != NULL;
+        snprintf(at->message, sizeof at->message, "refreshed%s; the new access token expires in "
+                 "%lld s",
+                 res->rotated ? " (refresh token rotated)" : "",
+                 (long long)((at->tok.expires_at - now) / 1000));
+    } else if (at->outcome == TK_REFRESH_ERROR) {
+        next = now + backoff_ms(ctx, op->failure_count + 1, at->retry_after_s);
+        res->status = TK_CONN_REFRESH_ERROR;
+        tk_err_set(&res->err, TK_EUPSTREAM, "refresh_failed", "%s", at->message);
+    } else {
+        res->status = TK_CONN_NEEDS_RECONNECT;
+        tk_err_set(&res->err, TK_ECONFLICT, "needs_reconnect", "%s", at->message);
+    }
+    res->next_attempt_at = next;
+    /* the event */
+    json_t *d = at->record ? json_deep_copy(at->record) : json_object();
+    json_t *eff = op->effective;
+    json_object_set(d, "provider", json_object_get(eff, "provider"));
+    json_object_set(d, "environment", json_object_get(eff, "environment"));
+    if (at->record) {
+        const char *u = json_string_value(json_object_get(at->record, "url"));
+        char *mu = u ? mask_url(u) : NULL;
+        if (mu) json_object_set_new(d, "url", json_string(mu));
+        free(mu);
+    }
+    if (at->reason[0]) json_object_set_new(d, "reason", json_string(at->reason));
+    char tb[40];
+    if (at->outcome == TK_REFRESH_ERROR) {
+        tk_time_fmt(next, tb, sizeof tb);
+        json_object_set_new(d, "next_attempt_at", json_string(tb));
+    }
+    if (at->outcome == TK_REFRESH_OK) json_object_set_new(d, "rotated", json_boolean(res->rotated));
+    if (at->outcome != TK_REFRESH_OK && at->record) {
+        res->upstream = json_pack("{s:O?, s:O?, s:O?, s:O?}", "status",
+                                  json_object_get(at->record, "status"), "content_type",
+                                  json_object_get(at->record, "content_type"), "body",
+                                  json_object_get(at->record, "response_body"), "error",
+                                  json_object_get(at->record, "error"));
+    }
+    if (op->debug && at->record) res->debug = json_incref(d);
+    struct tk_event ev = {
+        .tenant_id = op->tenant,
+        .trace_id = op->trace[0] ? op->trace : NULL,
+        .kind = "refresh",
+        .source = tk_refresh_source_name(op->source),
+        .action = "refresh",
+        .outcome = at->outcome == TK_REFRESH_OK      ? "ok"
+                   : at->outcome == TK_REFRESH_ERROR ? "error"
+                                                     : "failed",
+        .subject_type = "connection",
+        .subject_id = op->id,
+        .message = at->message,
+        .detail = d,
+        .latency_us = at->latency_us,
+    };
+    struct tk_db *db = tk_store_get(ctx->store, &e);
+    if (!db) rc = e.rc;
+    if (rc == TK_OK) rc = tk_db_begin(db, &e);
+    if (rc == TK_OK) {
+        if (at->outcome == TK_REFRESH_OK)
+            rc = tk_db_exec(
+                db,
+                "UPDATE connections SET access_token = ?, refresh_token = COALESCE(?, "
+                "refresh_token), token_type = ?, scopes = COALESCE(?, scopes), expires_at = ?, "
+                "refresh_expires_at = CASE WHEN ? > 0 THEN ? ELSE refresh_expires_at END, "
+                "issued_at = ?, last_refresh_at = ?, next_refresh_at = ?, status = 'ok', "
+                "last_error_code = NULL, last_error = NULL, failure_count = 0, "
+                "version = version + 1, updated_at = ? "
+                "WHERE tenant_id = ? AND id = ? AND version = ?",
+                TK_ARGS(TK_TEXT(at_sealed), TK_TEXT(rt_sealed),
+                        TK_TEXT(at->tok.token_type ? at->tok.token_type : "Bearer"),
+                        TK_TEXT(scopes), TK_INT(at->tok.expires_at),
+                        TK_INT(rt_sealed ? at->tok.refresh_expires_at : 0),
+                        TK_INT(at->tok.refresh_expires_at), TK_INT(now), TK_INT(now), TK_INT(next),
+                        TK_INT(now), TK_TEXT(op->tenant), TK_TEXT(op->id), TK_INT(op->version)),
+                NULL, &e);
+        else
+            rc = tk_db_exec(
+                db,
+                "UPDATE connections SET status = ?, last_error_code = ?, last_error = ?, "
+                "failure_count = failure_count + 1, next_refresh_at = ?, "
+                "version = version + 1, updated_at = ? "
+                "WHERE tenant_id = ? AND id = ? AND version = ?",
+                TK_ARGS(TK_TEXT(tk_conn_status_name(res->status)), TK_TEXT(at->reason),
+                        TK_TEXT(at->message), next ? TK_INT(next) : TK_NULLV, TK_INT(now),
+                        TK_TEXT(op->tenant), TK_TEXT(op->id), TK_INT(op->version)),
+                NULL, &e);
+        bool lost = rc == TK_OK && tk_db_changes(db) != 1;
+        if (lost) {
+            /* another writer changed the row since it was read: what this
+             * attempt got is not stored; the event says so */
+            tk_db_rollback(db);
+            snprintf(at->message, sizeof at->message,
+                     "the connection changed during the refresh (version %lld is no longer "
+                     "current); this attempt's result was not stored",
+                     (long long)op->version);
+            json_object_set_new(d, "reason", json_string("version_conflict"));
+            ev.outcome = "error";
+            snprintf(res->reason, sizeof res->reason, "version_conflict");
+            rc = tk_event_emit(db, &ev, &e);
+            res->outcome = TK_REFRESH_NONE;
+            res->rc = TK_ECONFLICT;
+            tk_err_set(&res->err, TK_ECONFLICT, "version_conflict", "%s", at->message);
+        } else {
+            if (rc == TK_OK) rc = tk_event_emit_in(db, &ev, &e);
+            if (rc == TK_OK) rc = tk_db_commit(db, &e);
+            if (rc != TK_OK && tk_db_in_tx(db)) tk_db_rollback(db);
+            if (rc == TK_OK) res->version = op->version + 1;
+        }
+    }
+    if (rc != TK_OK && res->outcome != TK_REFRESH_NONE) {
+        tk_log_write(TK_LOG_ERROR, "connection %s: the refresh attempt could not be stored: %s", op->id,
+               e.msg);
+        res_none(res, &e);
+    }
+    tk_store_put(db);
+    json_decref(d);
+    free(scopes);
+    if (at_sealed) tk_wipe(at_sealed, strlen(at_sealed));
+    free(at_sealed);
+    free(rt_sealed);
+}
+
+void tk_conn_refresh_prepare(const struct tk_refresh_ctx *ctx, const char *tenant_id,
+                             const char *conn_id, enum tk_refresh_source source,
+                             const struct tk_refresh_opts *opts, struct tk_refresh_op **opp,
+                             struct tk_refresh_result *res)
+{
+    res_init(res);
+    *opp = NULL;
+    struct tk_err e;
+    tk_err_clear(&e);
+    if (tk_keyring_sealed(ctx->keyring)) {
+        tk_err_set(&e, TK_EUNAVAIL, "sealed", "the keyring is sealed");
+        res_none(res, &e);
+        return;
+    }
+    struct tk_db *db = tk_store_get(ctx->store, &e);
+    if (!db) {
+        res_none(res, &e);
+        return;
+    }
+    struct tk_rows *r = NULL;
+    tk_rc rc = tk_db_exec(
+        db,
+        "SELECT c.refresh_token, c.version, c.status, c.last_error_code, c.failure_count, "
+        "c.refresh_expires_at, c.app_id, a.provider, a.client_id, a.scopes, a.environment, "
+        "a.params, a.overrides FROM connections c JOIN provider_apps a ON a.id = c.app_id "
+        "WHERE c.tenant_id = ? AND c.id = ?",
+        TK_ARGS(TK_TEXT(tenant_id), TK_TEXT(conn_id)), &r, &e);
+    if (rc == TK_OK && tk_rows_count(r) != 1) rc = not_found(&e, conn_id);
+    if (rc != TK_OK) {
+        tk_rows_free(r);
+        tk_store_put(db);
+        res_none(res, &e);
+        return;
+    }
+    struct tk_refresh_op *op = tk_calloc(1, sizeof *op);
+    snprintf(op->tenant, sizeof op->tenant, "%s", tenant_id);
+    snprintf(op->id, sizeof op->id, "%s", conn_id);
+    op->source = source;
+    if (opts && opts->trace_id) snprintf(op->trace, sizeof op->trace, "%s", opts->trace_id);
+    op->debug = opts && opts->debug;
+    op->version = tk_rows_int(r, 0, 1);
+    op->failure_count = tk_rows_int(r, 0, 4);
+    op->refresh_expires_at = tk_rows_null(r, 0, 5) ? 0 : tk_rows_int(r, 0, 5);
+    enum tk_conn_status st = status_parse(tk_rows_text(r, 0, 2));
+    res->status = st;
+    res->version = op->version;
+    const char *provider = tk_rows_text(r, 0, 7);
+    const struct tk_provider *p = tk_catalog_find(ctx->catalog, provider);
+    json_t *ov = json_loads(tk_rows_text(r, 0, 12), 0, NULL);
+    json_t *params = json_loads(tk_rows_text(r, 0, 11), 0, NULL);
+    op->app_scopes = json_loads(tk_rows_text(r, 0, 9), 0, NULL);
+    op->effective = p ? tk_app_effective(p, tk_rows_text(r, 0, 10), ov, params)
+                      : json_pack("{s:s, s:s}", "provider", provider ? provider : "",
+                                  "environment", tk_rows_text(r, 0, 10));
+    json_decref(ov);
+    json_decref(params);
+    bool automatic = source == TK_REFRESH_SCHEDULED || source == TK_REFRESH_ON_DEMAND ||
+                     source == TK_REFRESH_REACTIVE;
+    struct attempt at = {.outcome = TK_REFRESH_FAILED};
+    bool fail_now = false;
+    if (opts && opts->if_version > 0 && opts->if_version != op->version) {
+        /* somebody refreshed meanwhile: nothing to do */
+        res->outcome = TK_REFRESH_NONE;
+        res->rc = TK_OK;
+    } else if (st == TK_CONN_DISABLED) {
+        tk_err_set(&e, TK_ECONFLICT, "disabled", "connection %s is disabled", conn_id);
+        res_none(res, &e);
+    } else if (st == TK_CONN_NEEDS_RECONNECT && automatic) {
+        const char *why = tk_rows_text(r, 0, 3);
+        tk_err_set(&e, TK_ECONFLICT, "needs_reconnect",
+                   "connection %s needs a reconnect (%s): no automatic refresh", conn_id,
+                   why ? why : "unknown");
+        res_none(res, &e);
+        snprintf(res->reason, sizeof res->reason, "%s", why ? why : "");
+    } else if (!p) {
+        snprintf(at.reason, sizeof at.reason, "unknown_provider");
+        snprintf(at.message, sizeof at.message,
+                 "the app's provider '%.64s' is not in the catalogue", provider ? provider : "");
+        fail_now = true;
+    } else if (tk_rows_null(r, 0, 0)) {
+        snprintf(at.reason, sizeof at.reason, "no_refresh_token");
+        snprintf(at.message, sizeof at.message,
+                 "the connection has no refresh token: reconnect needed");
+        fail_now = true;
+    } else {
+        struct tk_open_failure f;
+        rc = open_text(ctx->keyring, db, tenant_id, conn_id, "refresh_token",
+                       tk_rows_text(r, 0, 0), &op->refresh_token, &f, &e);
+        if (rc == TK_OK) {
+            const char *app_id = tk_rows_text(r, 0, 6);
+            struct tk_err e2;
+            rc = tk_app_client_secret(db, ctx->keyring, tenant_id, app_id, &op->client_secret,
+                                      &f, &e2);
+            if (rc == TK_ENOTFOUND && !strcmp(e2.code, "no_client_secret"))
+                rc = TK_OK; /* a public client */
+            else if (rc != TK_OK)
+                e = e2;
+        }
+        if (rc == TK_EINTERNAL && !strcmp(e.code, "decrypt_failed")) {
+            snprintf(at.reason, sizeof at.reason, "decrypt_failed");
+            snprintf(at.message, sizeof at.message,
+                     "a stored value does not decrypt (%s, key version %lld): a key/data fault, "
+                     "not an upstream problem; nothing was sent upstream",
+                     f.row, (long long)f.key_version);
+            fail_now = true;
+        } else if (rc != TK_OK) {
+            res_none(res, &e);
+        } else {
+            rc = tk_conn_build_request(op->effective, tk_rows_text(r, 0, 8), op->client_secret,
+                                       op->refresh_token, op->app_scopes,
+                                       (int)ctx_timeout_ms(ctx), &op->req, &e);
+            if (rc == TK_OK) {
+                op->have_req = true;
+                *opp = op;
+            } else {
+                snprintf(at.reason, sizeof at.reason, "invalid_app");
+                snprintf(at.message, sizeof at.message, "%s", e.msg);
+                fail_now = true;
+            }
+        }
+    }
+    tk_rows_free(r);
+    tk_store_put(db);
+    if (*opp) return;
+    if (fail_now) commit_attempt(ctx, op, &at, res);
+    tk_conn_refresh_abandon(op);
+}
+
+void tk_conn_refresh_complete(const struct tk_refresh_ctx *ctx, struct tk_refresh_op *op,
+                              const struct tk_out_result *ans, struct tk_refresh_result *res)
+{
+    res_init(res);
+    struct attempt at = {0};
+    at.outcome = tk_conn_classify(ans, op->effective, at.reason, &at.retry_after_s);
+    at.http_status = ans->status;
+    at.latency_us = ans->total_us;
+    json_t *holder = NULL;
+    if (at.outcome == TK_REFRESH_NONE) {
+        struct tk_err e;
+        tk_err_set(&e, TK_EUNAVAIL, ans->error == TK_OUT_STOPPING ? "node_stopping" : "busy",
+                   "the refresh could not be sent (%s)", tk_out_error_name(ans->error));
+        res_none(res, &e);
+        tk_conn_refresh_abandon(op);
+        return;
+    }
+    at.record = tk_out_record(&op->req.req, ans);
+    if (at.outcome == TK_REFRESH_OK) {
+        struct tk_err e;
+        if (tk_conn_parse_answer(ans->body, ans->body_len, op->effective, tk_now_ms(), &at.tok,
+                                 &holder, &e) != TK_OK) {
+            at.outcome = TK_REFRESH_ERROR;
+            snprintf(at.reason, sizeof at.reason, "invalid_answer");
+        }
+    }
+    if (at.outcome == TK_REFRESH_ERROR) {
+        if (ans->error != TK_OUT_OK)
+            snprintf(at.message, sizeof at.message, "refresh failed transiently (%s): %.200s",
+                     at.reason, ans->message);
+        else
+            snprintf(at.message, sizeof at.message,
+                     "refresh failed transiently: the token endpoint answered %ld (%s)",
+                     ans->status, at.reason);
+    } else if (at.outcome == TK_REFRESH_FAILED) {
+        snprintf(at.message, sizeof at.message,
+                 "refresh token or client rejected (%s, HTTP %ld): reconnect needed", at.reason,
+                 ans->status);
+    }
+    commit_attempt(ctx, op, &at, res);
+    json_decref(at.record);
+    json_decref(holder);
+    tk_conn_refresh_abandon(op);
+}
+
+void tk_conn_refresh(const struct tk_refresh_ctx *ctx, const char *tenant_id,
+                     const char *conn_id, enum tk_refresh_source source,
+                     const struct tk_refresh_opts *opts, struct tk_refresh_result *res)
+{
+    struct tk_refresh_op *op = NULL;
+    tk_conn_refresh_prepare(ctx, tenant_id, conn_id, source, opts, &op, res);
+    if (!op) return;
+    tk_refresh_result_free(res);
+    struct tk_out_result ans;
+    tk_out_send(ctx->out, tk_refresh_op_req(op), &ans);
+    tk_conn_refresh_complete(ctx, op, &ans, res);
+    tk_out_result_free(&ans);
+}
+
+/* ---- the async pool ---- */
+
+struct job {
+    struct job *next;
+    char tenant[TK_UUID_LEN + 1], id[TK_UUID_LEN + 1], trace[72];
+    enum tk_refresh_source source;
+    struct tk_refresh_opts opts;
+    void (*done)(const struct tk_refresh_result *, void *);
+    void *arg;
+};
+
+struct tk_conn_pool {
+    struct tk_refresh_ctx ctx;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    struct job *head, *tail;
+    int queued, max_queue, nthreads;
+    bool stop;
+    pthread_t *threads;
+};
+
+static void *pool_main(void *arg)
+{
+    struct tk_conn_pool *p = arg;
+    for (;;) {
+        pthread_mutex_lock(&p->mu);
+        while (!p->head && !p->stop)
+            pthread_cond_wait(&p->cv, &p->mu);
+        struct job *j = p->head;
+        if (j) {
+            p->head = j->next;
+            if (!p->head) p->tail = NULL;
+            p->queued--;
+        }
+        pthread_mutex_unlock(&p->mu);
+        if (!j) return NULL;
+        struct tk_refresh_result res;
+        j->opts.trace_id = j->trace[0] ? j->trace : NULL;
+        tk_conn_refresh(&p->ctx, j->tenant, j->id, j->source, &j->opts, &res);
+        j->done(&res, j->arg);
+        tk_refresh_result_free(&res);
+        free(j);
+    }
+}
+
+tk_rc tk_conn_pool_start(const struct tk_refresh_ctx *ctx, int threads, struct tk_conn_pool **out,
+                         struct tk_err *e)
+{
+    if (threads < 1) threads = 1;
+    struct tk_conn_pool *p = tk_calloc(1, sizeof *p);
+    p->ctx = *ctx;
+    p->max_queue = 4096;
+    pthread_mutex_init(&p->mu, NULL);
+    pthread_cond_init(&p->cv, NULL);
+    p->threads = tk_calloc((size_t)threads, sizeof *p->threads);
+    for (int i = 0; i < threads; i++) {
+        if (pthread_create(&p->threads[i], NULL, pool_main, p) != 0) {
+            p->nthreads = i;
+            tk_conn_pool_stop(p);
+            return tk_err_set(e, TK_EINTERNAL, "internal", "cannot start the refresh threads");
+        }
+        p->nthreads = i + 1;
+    }
+    *out = p;
+    return TK_OK;
+}
+
+void tk_conn_pool_stop(struct tk_conn_pool *p)
+{
+    if (!p) return;
+    pthread_mutex_lock(&p->mu);
+    p->stop = true;
+    pthread_cond_broadcast(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+    for (int i = 0; i < p->nthreads; i++)
+        pthread_join(p->threads[i], NULL);
+    free(p->threads);
+    pthread_mutex_destroy(&p->mu);
+    pthread_cond_destroy(&p->cv);
+    free(p);
+}
+
+tk_rc tk_conn_refresh_async(struct tk_conn_pool *p, const char *tenant_id, const char *conn_id,
+                            enum tk_refresh_source source, const struct tk_refresh_opts *opts,
+                            void (*done)(const struct tk_refresh_result *res, void *arg),
+                            void *arg, struct tk_err *e)
+{
+    struct job *j = tk_calloc(1, sizeof *j);
+    snprintf(j->tenant, sizeof j->tenant, "%s", tenant_id);
+    snprintf(j->id, sizeof j->id, "%s", conn_id);
+    if (opts) {
+        j->opts = *opts;
+        if (opts->trace_id) snprintf(j->trace, sizeof j->trace, "%s", opts->trace_id);
+    }
+    j->source = source;
+    j->done = done;
+    j->arg = arg;
+    pthread_mutex_lock(&p->mu);
+    if (p->stop || p->queued >= p->max_queue) {
+        bool stopping = p->stop;
+        pthread_mutex_unlock(&p->mu);
+        free(j);
+        return tk_err_set(e, TK_EUNAVAIL, stopping ? "node_stopping" : "busy",
+                          stopping ? "the node is stopping"
+                                   : "too many refreshes are waiting; try again shortly");
+    }
+    if (p->tail)
+        p->tail->next = j;
+    else
+        p->head = j;
+    p->tail = j;
+    p->queued++;
+    pthread_cond_signal(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+    return TK_OK;
+}
