@@ -58,6 +58,9 @@ struct tk_config {
     int refresh_max_idle;      /* seconds between refreshes of expiring refresh tokens */
     int refresh_timeout;       /* seconds: the upstream call and parked callers' bound */
     int refresh_workers;       /* threads for API-triggered refreshes */
+    int refresh_concurrency;   /* background refreshes at once; 0: engine off */
+    int refresh_per_provider;  /* background refreshes in flight per provider */
+    int refresh_backoff_max;   /* seconds: the longest retry delay after transient failures */
     char origins[64][80]; /* where each setting's value came from, by table index */
 };
 

@@ -55,6 +55,9 @@ const SETTINGS = [
   'refresh-max-idle',
   'refresh-timeout',
   'refresh-workers',
+  'refresh-concurrency',
+  'refresh-per-provider',
+  'refresh-backoff-max',
 ];
 
 /** Lines of output that are JSON objects (every line must be). */
