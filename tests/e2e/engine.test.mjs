@@ -244,7 +244,7 @@ describe('refresh engine: two nodes on one PostgreSQL (postgres)', { timeout: 30
     const made = await Promise.all(Array.from({ length: N }, () => importConn(a, up, app, { expiresInMs: 60000 })));
     const before = up.stats();
     // refresh_timeout 5 s: a lease of 15 s
-    const args = ['--refresh-concurrency', '32', '--refresh-timeout', '5'];
+    const args = ['--refresh-concurrency', '32', '--refresh-per-provider', '32', '--refresh-timeout', '5'];
     const b = await startNode('node-kill', args);
     await waitFor(async () => up.stats().pending >= N, { timeoutMs: 20000, message: `node-kill has ${N} refreshes in flight` });
     const killedAt = Date.now();
@@ -254,7 +254,11 @@ describe('refresh engine: two nodes on one PostgreSQL (postgres)', { timeout: 30
     up.behave({ kind: 'ok', rotate: true, expiresIn: 3600 });
     const c = await startNode('node-rescue', args);
     await waitFor(async () => up.stats().redeemed - before.redeemed >= N, { timeoutMs: 60000, message: 'the other node refreshes them' });
-    const evs = (await allEvents(a, 'kind=refresh')).filter((x) => made.some((m) => m.conn.id === x.subject_id));
+    // the answers are in; their commits may trail them
+    const evs = await waitFor(async () => {
+      const e = (await allEvents(a, 'kind=refresh')).filter((x) => made.some((m) => m.conn.id === x.subject_id));
+      return e.length >= N ? e : null;
+    }, { timeoutMs: 30000, message: 'every refresh event' });
     assert.equal(evs.length, N, 'one event each: the killed node recorded nothing');
     for (const e of evs) {
       assert.equal(e.node, 'node-rescue');
