@@ -155,6 +155,46 @@ for (const backend of backends()) {
       await waitFor(async () => (metric(await scrape(t), 'tokend_connections', { status: 'needs_reconnect' }) ?? 0) >= 1, { timeoutMs: 15000, message: 'tokend_connections{status="needs_reconnect"}' });
     });
 
+    it('bounds: at most refresh_concurrency refreshes at once, and refresh_per_provider to one provider', async () => {
+      const shared = { pending: 0, max: 0 };
+      const pa = clientPair();
+      const pb = clientPair();
+      const ua = await startEngineUpstream({ ...pa, shared });
+      const ub = await startEngineUpstream({ ...pb, shared });
+      try {
+        for (const u of [ua, ub]) u.behave({ kind: 'ok', rotate: true, expiresIn: 3600, delayMs: 300 });
+        const n = await startTokend({ backend, args: ['--refresh-concurrency', '3', '--refresh-per-provider', '2'] });
+        try {
+          const appA = await makeApp(n, ua, pa);
+          const r = await request(n, '/v1/provider-apps', {
+            method: 'POST',
+            token: n.token,
+            json: { provider: 'slack', name: uniqueId('slack').replace(/[^A-Za-z0-9]/g, ''), client_id: pb.clientId, client_secret: pb.clientSecret, scopes: ['read'], token_url: ub.url, client_auth: 'client_secret_post' },
+          });
+          assert.equal(r.status, 201, r.text);
+          const appB = r.json;
+          const made = [];
+          for (let i = 0; i < 8; i++) made.push(await importConn(n, ua, appA), await importConn(n, ub, appB));
+          await waitFor(async () => ua.stats().redeemed + ub.stats().redeemed >= 16, { timeoutMs: 60000, message: '16 refreshes' });
+          assert.ok(ua.stats().maxPending <= 2, `generic-oauth2: ${ua.stats().maxPending} at once`);
+          assert.ok(ub.stats().maxPending <= 2, `slack: ${ub.stats().maxPending} at once`);
+          assert.ok(shared.max <= 3, `${shared.max} at once over both`);
+          assert.ok(shared.max >= 2, `concurrent at all: ${shared.max}`);
+          await waitFor(async () => {
+            const s = await scrape(n);
+            return metric(s, 'tokend_refresh_attempts_total', { outcome: 'ok', provider: 'slack' }) === 8 &&
+              metric(s, 'tokend_refresh_attempts_total', { outcome: 'ok', provider: 'generic-oauth2' }) === 8;
+          }, { message: 'the attempts counted by provider' });
+          for (const m of made) assert.equal((await api(n, `/v1/connections/${m.conn.id}`)).json.version, 2);
+        } finally {
+          await stopAndScan(n);
+        }
+      } finally {
+        await ua.close();
+        await ub.close();
+      }
+    });
+
     it('a sealed node does not refresh; unsealed (restart with the key file) it does', async () => {
       // due in about 4 s: refresh_ahead 10 s on a token that lives 15 s
       await t.stop();

@@ -172,6 +172,10 @@ void test_lease_fence(struct fx *f);
 void test_lease_id_race(struct fx *f);
 void test_lease_release_many(struct fx *f);
 
+/* test_engine.c */
+void test_engine_schedule(void);
+void test_engine_counts(struct fx *f);
+
 /* test_events.c (both backends) */
 void test_events_list_paging(struct fx *f);
 void test_events_filters(struct fx *f);

@@ -11,7 +11,8 @@
 //   up.behave({ kind: 'ok' | 'status' | 'retry_after' | 'invalid_grant' | 'hang',
 //               status, retryAfter, delayMs, expiresIn, rotate })
 //   up.behaveFor(rt, {...})            -> a behaviour for one refresh token only
-//   up.stats()                         -> {requests, redeemed, reused, pending, perToken}
+//   up.stats()                         -> {requests, redeemed, reused, pending, maxPending, presentedTwice}
+//   startEngineUpstream({..., shared})  shared = {pending: 0, max: 0}: counted across upstreams
 //
 // Client authentication is client_secret_post (a wrong client: 401
 // invalid_client). A refresh token that is unknown or already redeemed
@@ -25,7 +26,7 @@ import { randomBytes } from 'node:crypto';
 
 import { noteSecret } from './secrets.mjs';
 
-export async function startEngineUpstream({ clientId, clientSecret, quiet = false } = {}) {
+export async function startEngineUpstream({ clientId, clientSecret, quiet = false, shared = null } = {}) {
   const tokens = new Map(); // refresh token -> {label, presented, redeemed, next}
   const special = new Map(); // refresh token -> behaviour
   let behaviour = { kind: 'ok', rotate: true, expiresIn: 3600 };
@@ -33,6 +34,7 @@ export async function startEngineUpstream({ clientId, clientSecret, quiet = fals
   let redeemed = 0;
   let reused = 0;
   let pending = 0;
+  let maxPending = 0;
   const hanging = new Set();
 
   const mk = (prefix) => {
@@ -71,6 +73,9 @@ export async function startEngineUpstream({ clientId, clientSecret, quiet = fals
       if (!res.writableEnded) gone = true;
     });
     pending++;
+    if (pending > maxPending) maxPending = pending;
+    // shared: {pending, max} across several upstreams (a bound over all of them)
+    if (shared) shared.max = Math.max(shared.max, ++shared.pending);
     try {
       if (b.kind === 'hang') {
         // until the client goes away, or the behaviour changes (then it is processed as told)
@@ -104,6 +109,7 @@ export async function startEngineUpstream({ clientId, clientSecret, quiet = fals
       return send(res, 200, out);
     } finally {
       pending--;
+      if (shared) shared.pending--;
     }
   }
 
@@ -139,7 +145,7 @@ export async function startEngineUpstream({ clientId, clientSecret, quiet = fals
     stats() {
       let twice = 0;
       for (const st of tokens.values()) if (st.presented > 1) twice++;
-      return { requests, redeemed, reused, pending, presentedTwice: twice };
+      return { requests, redeemed, reused, pending, maxPending, presentedTwice: twice };
     },
     close() {
       for (const r of hanging) r();
