@@ -82,7 +82,7 @@ struct tk_engine {
     atomic_llong soonest_ms; /* INT64_MAX: no connection to expire */
     int64_t last_stats_mono;
     atomic_ullong st_claimed, st_started, st_finished, st_ok, st_error, st_failed, st_none,
-        st_busy, st_rounds;
+        st_busy, st_rounds, st_prepare_us, st_complete_us;
 };
 
 int64_t tk_engine_lease_ms(int64_t timeout_ms)
@@ -194,6 +194,8 @@ void tk_engine_stats(struct tk_engine *g, struct tk_engine_stats *st)
     st->none = atomic_load(&g->st_none);
     st->busy = atomic_load(&g->st_busy);
     st->rounds = atomic_load(&g->st_rounds);
+    st->prepare_us = atomic_load(&g->st_prepare_us);
+    st->complete_us = atomic_load(&g->st_complete_us);
     pthread_mutex_lock(&g->mu);
     st->in_flight = g->in_flight;
     st->deferred = g->deferred;
@@ -297,6 +299,7 @@ static void run_start(struct tk_engine *g, struct item *it)
     it->t0_us = tk_mono_us();
     atomic_fetch_add(&g->st_started, 1);
     tk_conn_refresh_prepare(&g->ctx, it->tenant, it->id, TK_REFRESH_SCHEDULED, &opts, &op, &res);
+    atomic_fetch_add(&g->st_prepare_us, (unsigned long long)(tk_mono_us() - it->t0_us));
     if (!op) {
         finish_result(g, it, &res);
         return;
@@ -318,7 +321,9 @@ static void run_finish(struct tk_engine *g, struct item *it)
 {
     struct tk_refresh_result res;
     memset(&res, 0, sizeof res);
+    int64_t t0 = tk_mono_us();
     tk_conn_refresh_complete(&g->ctx, it->op, &it->ans, &res); /* frees op */
+    atomic_fetch_add(&g->st_complete_us, (unsigned long long)(tk_mono_us() - t0));
     it->op = NULL;
     tk_out_result_free(&it->ans);
     finish_result(g, it, &res);
@@ -694,6 +699,16 @@ void tk_engine_stop(struct tk_engine *g, int wait_ms)
     pthread_mutex_lock(&g->mu);
     int left = g->in_flight;
     pthread_mutex_unlock(&g->mu);
+    struct tk_engine_stats st;
+    tk_engine_stats(g, &st);
+    if (st.started)
+        tk_info("refresh: engine stopped: %llu started, %llu ok, %llu error, %llu failed, %llu "
+                "not done; per refresh %llu us preparing, %llu us completing",
+                (unsigned long long)st.started, (unsigned long long)st.ok,
+                (unsigned long long)st.error, (unsigned long long)st.failed,
+                (unsigned long long)(st.none + st.busy),
+                (unsigned long long)(st.prepare_us / st.started),
+                (unsigned long long)(st.finished ? st.complete_us / st.finished : 0));
     if (left > 0)
         tk_warn("refresh: %d refresh(es) still waiting for the upstream at stop; their "
                 "connections are retried when their leases run out",

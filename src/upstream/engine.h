@@ -82,6 +82,7 @@ void tk_engine_note(struct tk_engine *g, const char *provider, enum tk_refresh_o
 struct tk_engine_stats {
     uint64_t claimed, started, finished, ok, error, failed, none, busy;
     uint64_t rounds;
+    uint64_t prepare_us, complete_us; /* time in the two halves, summed */
     int64_t in_flight, deferred; /* now */
 };
 void tk_engine_stats(struct tk_engine *g, struct tk_engine_stats *st);
