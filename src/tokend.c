@@ -121,6 +121,8 @@ int main(int argc, char **argv)
         rc = tk_cli_providers(argc - 2, argv + 2);
     else if (!strcmp(cmd, "provider-apps"))
         rc = tk_cli_provider_apps(argc - 2, argv + 2);
+    else if (!strcmp(cmd, "connections"))
+        rc = tk_cli_connections(argc - 2, argv + 2);
     else {
         fprintf(stderr, "tokend: unknown command '%s'; 'tokend help' lists the commands\n", cmd);
         rc = 2;

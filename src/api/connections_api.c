@@ -82,8 +82,7 @@ static int64_t time_member(json_t *body, const char *name)
         return s > 0 && s < 253402300800LL ? (int64_t)s * 1000 : -2;
     }
     int64_t ms;
-    if (json_is_string(v) && tk_time_parse(json_string_value(v), &ms) == TK_OK && ms > 0)
-        return ms;
+    if (json_is_string(v) && tk_time_parse(json_string_value(v), &ms) == TK_OK && ms > 0) return ms;
     return -2;
 }
 
@@ -93,9 +92,9 @@ static void wipe_member(json_t *body, const char *name)
     if (json_is_string(v)) tk_wipe((char *)json_string_value(v), json_string_length(v));
 }
 
-static const char *const create_members[] = {"app_id",     "label",      "access_token",
+static const char *const create_members[] = {"app_id",        "label",      "access_token",
                                              "refresh_token", "expires_at", "refresh_expires_at",
-                                             "scopes",     "token_type", NULL};
+                                             "scopes",        "token_type", NULL};
 
 /* POST /v1/connections -> 201 the connection (never a token). */
 void tk_h_conn_create(struct tk_req *r)
@@ -106,7 +105,8 @@ void tk_h_conn_create(struct tk_req *r)
     const struct tk_principal *p = tk_api_principal(r);
     struct tk_conn_tokens tok = {0};
     int64_t exp = time_member(body, "expires_at"), rexp = time_member(body, "refresh_expires_at");
-    json_t *at = json_object_get(body, "access_token"), *rt = json_object_get(body, "refresh_token");
+    json_t *at = json_object_get(body, "access_token"),
+           *rt = json_object_get(body, "refresh_token");
     json_t *label = json_object_get(body, "label"), *app_id = json_object_get(body, "app_id");
     json_t *tt = json_object_get(body, "token_type");
     if (!tk_api_only_members(r, body, create_members)) goto done;
@@ -167,11 +167,11 @@ void tk_h_conn_create(struct tk_req *r)
                                 json_string_value(label), &tok, id, &e);
     if (rc == TK_OK) rc = tk_conn_get(db, app->refresh_ctx, p->tenant_id, id, &o, &e);
     if (rc == TK_OK) {
-        json_t *d = json_pack("{s:O?, s:O?, s:O?, s:b, s:O?}", "app_id", json_object_get(o, "app_id"),
-                              "provider", json_object_get(o, "provider"), "label",
-                              json_object_get(o, "label"), "has_refresh_token",
-                              tok.refresh_token != NULL, "expires_at",
-                              json_object_get(o, "expires_at"));
+        json_t *d =
+            json_pack("{s:O?, s:O?, s:O?, s:b, s:O?}", "app_id", json_object_get(o, "app_id"),
+                      "provider", json_object_get(o, "provider"), "label",
+                      json_object_get(o, "label"), "has_refresh_token", tok.refresh_token != NULL,
+                      "expires_at", json_object_get(o, "expires_at"));
         rc = tk_api_event_in(r, "connection", "import", "ok", "connection", id,
                              "connection imported", d, &e);
         json_decref(d);
@@ -191,8 +191,8 @@ done:
     json_decref(body);
 }
 
-static const char *const list_statuses[] = {"ok",          "expiring_soon", "refresh_error",
-                                            "needs_reconnect", "disabled",  NULL};
+static const char *const list_statuses[] = {
+    "ok", "expiring_soon", "refresh_error", "needs_reconnect", "disabled", NULL};
 
 /* GET /v1/connections?status&app_id&limit&cursor -> {connections, next_cursor}. */
 void tk_h_conn_list(struct tk_req *r)
@@ -259,8 +259,7 @@ void tk_h_conn_get(struct tk_req *r)
     if (!db) return;
     json_t *o;
     struct tk_err e;
-    if (tk_conn_get(db, APP(r)->refresh_ctx, tk_api_principal(r)->tenant_id, id, &o, &e) !=
-        TK_OK) {
+    if (tk_conn_get(db, APP(r)->refresh_ctx, tk_api_principal(r)->tenant_id, id, &o, &e) != TK_OK) {
         tk_api_reply_error(r, &e, NULL);
         return;
     }
@@ -281,9 +280,9 @@ void tk_h_conn_delete(struct tk_req *r)
     if (rc == TK_OK) rc = tk_conn_get(db, APP(r)->refresh_ctx, p->tenant_id, id, &o, &e);
     if (rc == TK_OK) rc = tk_conn_delete(db, p->tenant_id, id, &e);
     if (rc == TK_OK) {
-        json_t *d = json_pack("{s:O?, s:O?, s:O?}", "app_id", json_object_get(o, "app_id"),
-                              "provider", json_object_get(o, "provider"), "label",
-                              json_object_get(o, "label"));
+        json_t *d =
+            json_pack("{s:O?, s:O?, s:O?}", "app_id", json_object_get(o, "app_id"), "provider",
+                      json_object_get(o, "provider"), "label", json_object_get(o, "label"));
         rc = tk_api_event_in(r, "connection", "delete", "ok", "connection", id,
                              "connection deleted", d, &e);
         json_decref(d);
@@ -304,13 +303,12 @@ static json_t *token_json(const char *id, const struct tk_conn_token *t)
 {
     char exp[40];
     tk_time_fmt(t->expires_at, exp, sizeof exp);
-    return json_pack("{s:s, s:s, s:s, s:s, s:I, s:O, s:I}", "connection_id", id, "access_token",
-                     (const char *)t->access_token->p, "token_type", t->token_type, "expires_at",
-                     exp, "expires_in",
-                     (json_int_t)((t->expires_at - tk_now_ms()) > 0
-                                      ? (t->expires_at - tk_now_ms()) / 1000
-                                      : 0),
-                     "scopes", t->scopes, "version", (json_int_t)t->version);
+    return json_pack(
+        "{s:s, s:s, s:s, s:s, s:I, s:O, s:I}", "connection_id", id, "access_token",
+        (const char *)t->access_token->p, "token_type", t->token_type, "expires_at", exp,
+        "expires_in",
+        (json_int_t)((t->expires_at - tk_now_ms()) > 0 ? (t->expires_at - tk_now_ms()) / 1000 : 0),
+        "scopes", t->scopes, "version", (json_int_t)t->version);
 }
 
 static json_t *error_json(const struct tk_err *e)
@@ -482,7 +480,6 @@ void tk_h_conn_token(struct tk_req *r)
         tk_api_reply_error(r, &e, NULL);
         return;
     }
-    tk_reply_header(r, "Cache-Control", "no-store");
     if (t.expires_at - tk_now_ms() >= min_ttl * 1000) {
         tk_reply_json(r, 200, token_json(id, &t));
         tk_conn_token_free(&t);
@@ -528,7 +525,6 @@ void tk_h_conn_unauthorized(struct tk_req *r)
         tk_api_reply_error(r, &e, NULL);
         goto out;
     }
-    tk_reply_header(r, "Cache-Control", "no-store");
     bool newer;
     if (reported)
         newer = strlen(reported) != t.access_token->len ||
@@ -568,8 +564,8 @@ static void manual_done(const struct tk_refresh_result *res, void *arg)
         if (db) tk_conn_get(db, app->refresh_ctx, m->tenant, m->id, &c, &e);
         tk_store_put(db);
         status = 200;
-        body = json_pack("{s:s, s:b, s:o}", "outcome", "ok", "rotated", res->rotated,
-                         "connection", c ? c : json_null());
+        body = json_pack("{s:s, s:b, s:o}", "outcome", "ok", "rotated", res->rotated, "connection",
+                         c ? c : json_null());
     } else {
         answer_of(app, m->tenant, m->id, res, &status, &body);
         if (res->outcome == TK_REFRESH_NONE && status == 200) {
@@ -600,6 +596,14 @@ void tk_h_conn_refresh(struct tk_req *r)
         return;
     }
     bool debug = dv && (!strcmp(dv, "1") || !strcmp(dv, "true"));
+    if (r->body_len > 0) { /* an action route: an empty body or {} */
+        json_t *body = tk_req_json(r);
+        if (!body) return;
+        static const char *const none[] = {NULL};
+        bool ok = tk_api_only_members(r, body, none);
+        json_decref(body);
+        if (!ok) return;
+    }
     struct tk_db *db = tk_api_db(r);
     if (!db) return;
     struct tk_app *app = APP(r);

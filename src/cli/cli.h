@@ -16,6 +16,8 @@ int tk_cli_tenants(int argc, char **argv);
 /* tokend providers list|show; tokend provider-apps create|list|show|update|delete. */
 int tk_cli_providers(int argc, char **argv);
 int tk_cli_provider_apps(int argc, char **argv);
+/* tokend connections import|list|show|delete|token|refresh. */
+int tk_cli_connections(int argc, char **argv);
 /* tokend doctor: check the node; 0 nothing fails, 1 something does, 3 unreachable. */
 int tk_cli_doctor(int argc, char **argv);
 /* Print help for a command (NULL: overview) to stdout; 0 if known. */

@@ -96,6 +96,21 @@ static const struct {
      "--param K=V gives a param the provider needs (bitrix24: --param domain=acme.bitrix24.com).\n"
      "In update, an empty --token-url, --authorize-url, --client-auth,\n"
      "--rotates-refresh-tokens or --default-lifetime removes that override.\n"},
+    {"connections", "tokend connections import --file FILE|- [--app-id ID] [--label L]\n"
+                    "       tokend connections list [--status S] [--app-id ID] [--limit N] [--json]\n"
+                    "       tokend connections show ID [--json]\n"
+                    "       tokend connections delete ID\n"
+                    "       tokend connections token ID [--min-ttl SECONDS] [--json]\n"
+                    "       tokend connections refresh ID [--debug]",
+     "A tenant's upstream connections: tokens held at a provider app (admin or operator\n"
+     "token to write and to get a token, any role to read).\n"
+     "  import   store tokens from FILE (- for stdin), a JSON object of app_id, label,\n"
+     "           access_token, refresh_token, expires_at, refresh_expires_at, scopes; never\n"
+     "           from the command line. No answer ever shows a token again but 'token'.\n"
+     "  list     status ok, expiring_soon, refresh_error, needs_reconnect or disabled.\n"
+     "  token    print an access token valid for --min-ttl seconds (default 60), refreshing\n"
+     "           first when needed.\n"
+     "  refresh  refresh now; --debug prints the masked exchange with the provider.\n"},
     {"doctor", "tokend doctor [--json] [--token-file FILE]",
      "Check the node and say what is wrong, one finding a line with the next step: reachable,\n"
      "store (from /ready), schema version against this binary's, keyring (sealed, not\n"

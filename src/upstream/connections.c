@@ -7,13 +7,19 @@
  * the pool), the transfer (tk_out_send, or the caller's tk_out_submit), and
  * complete (classify the answer; in ONE transaction: the version
  * compare-and-swap UPDATE with the new tokens or the error state, and the
- * attempt's event). */
+ * attempt's event).
+ *
+ * The fence: a failure commits only if the row's version is still the one
+ * read; a success also when the stored refresh token is still the one it
+ * used. So when two attempts ran with the same refresh token (a manual
+ * refresh beside an on-demand one) and the provider rotates without grace,
+ * the loser's invalid_grant never buries the winner's new tokens, whatever
+ * order their commits come in. */
 #include "connections.h"
 
 #include "../common/log.h"
 #include "../events/events.h"
 
-#include <openssl/evp.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,8 +29,7 @@
 #define EXCERPT_MAX 512
 
 static const char *const status_names[] = {"ok", "refresh_error", "needs_reconnect", "disabled"};
-static const char *const source_names[] = {"scheduled", "on_demand", "reactive", "manual",
-                                           "debug"};
+static const char *const source_names[] = {"scheduled", "on_demand", "reactive", "manual", "debug"};
 static const char *const outcome_names[] = {"ok", "error", "failed", "none"};
 
 const char *tk_conn_status_name(enum tk_conn_status s)
@@ -105,15 +110,6 @@ int64_t tk_conn_next_refresh_at(const struct tk_refresh_ctx *ctx, int64_t issued
 
 /* ---- checks and sealing ---- */
 
-static bool token_ok(const char *s, size_t *len)
-{
-    size_t n = strlen(s);
-    if (n == 0 || n > TK_CONN_TOKEN_MAX) return false;
-    for (size_t i = 0; i < n; i++)
-        if ((unsigned char)s[i] < 0x20 || (unsigned char)s[i] > 0x7e) return false;
-    *len = n;
-    return true;
-}
 
 static bool label_ok(const char *s)
 {
@@ -124,24 +120,6 @@ static bool label_ok(const char *s)
     return true;
 }
 
-static bool scopes_ok(const json_t *a)
-{
-    if (!a) return true;
-    if (!json_is_array(a) || json_array_size(a) > TK_APP_SCOPES_MAX) return false;
-    size_t i;
-    json_t *v;
-    json_array_foreach(a, i, v)
-    {
-        if (!json_is_string(v)) return false;
-        const char *s = json_string_value(v);
-        size_t n = json_string_length(v);
-        if (n == 0 || n > TK_APP_SCOPE_MAX || strlen(s) != n) return false;
-        for (size_t k = 0; k < n; k++)
-            if ((unsigned char)s[k] <= 0x20 || (unsigned char)s[k] > 0x7e || s[k] == ',')
-                return false;
-    }
-    return true;
-}
 
 static tk_rc seal_text(struct tk_keyring *k, const char *tenant, const char *id, const char *col,
                        const char *plain, char **out, struct tk_err *e)
@@ -171,11 +149,11 @@ static tk_rc open_text(struct tk_keyring *k, struct tk_db *db, const char *tenan
 static tk_rc check_tokens(const struct tk_conn_tokens *t, struct tk_err *e)
 {
     size_t n;
-    if (!t->access_token || !token_ok(t->access_token, &n))
+    if (!t->access_token || !tk_conn_token_valid(t->access_token, &n))
         return tk_err_field(e, TK_EINVAL, "invalid_field", "access_token",
                             "access_token must be 1 to %d printable ASCII characters",
                             TK_CONN_TOKEN_MAX);
-    if (t->refresh_token && !token_ok(t->refresh_token, &n))
+    if (t->refresh_token && !tk_conn_token_valid(t->refresh_token, &n))
         return tk_err_field(e, TK_EINVAL, "invalid_field", "refresh_token",
                             "refresh_token must be 1 to %d printable ASCII characters",
                             TK_CONN_TOKEN_MAX);
@@ -185,7 +163,7 @@ static tk_rc check_tokens(const struct tk_conn_tokens *t, struct tk_err *e)
     if (t->refresh_expires_at < 0)
         return tk_err_field(e, TK_EINVAL, "invalid_field", "refresh_expires_at",
                             "refresh_expires_at must be a time after the epoch");
-    if (!scopes_ok(t->scopes))
+    if (!tk_conn_scopes_valid(t->scopes))
         return tk_err_field(e, TK_EINVAL, "invalid_field", "scopes",
                             "scopes must be an array of at most %d strings of 1 to %d printable "
                             "characters without spaces or commas",
@@ -196,10 +174,9 @@ static tk_rc check_tokens(const struct tk_conn_tokens *t, struct tk_err *e)
     return TK_OK;
 }
 
-tk_rc tk_conn_create_ctx(struct tk_db *db, const struct tk_refresh_ctx *ctx,
-                         const char *tenant_id, const char *app_id, const char *label,
-                         const struct tk_conn_tokens *tok, char id_out[TK_UUID_LEN + 1],
-                         struct tk_err *e)
+tk_rc tk_conn_create_ctx(struct tk_db *db, const struct tk_refresh_ctx *ctx, const char *tenant_id,
+                         const char *app_id, const char *label, const struct tk_conn_tokens *tok,
+                         char id_out[TK_UUID_LEN + 1], struct tk_err *e)
 {
     if (!label_ok(label))
         return tk_err_field(e, TK_EINVAL, "invalid_field", "label",
@@ -226,7 +203,8 @@ tk_rc tk_conn_create_ctx(struct tk_db *db, const struct tk_refresh_ctx *ctx,
     char *at = NULL, *rt = NULL;
     rc = seal_text(ctx->keyring, tenant_id, id_out, "access_token", tok->access_token, &at, e);
     if (rc == TK_OK && tok->refresh_token)
-        rc = seal_text(ctx->keyring, tenant_id, id_out, "refresh_token", tok->refresh_token, &rt, e);
+        rc =
+            seal_text(ctx->keyring, tenant_id, id_out, "refresh_token", tok->refresh_token, &rt, e);
     if (rc == TK_OK) {
         int64_t now = tk_now_ms();
         char *scopes = tok->scopes ? json_dumps(tok->scopes, JSON_COMPACT) : tk_strdup("[]");
@@ -299,20 +277,19 @@ static json_t *row_json(const struct tk_refresh_ctx *ctx, const struct tk_rows *
         json_decref(scopes);
         scopes = json_array();
     }
-    return json_pack("{s:s, s:s, s:s, s:s, s:s, s:o, s:s, s:o, s:o, s:o, s:o, s:o, s:o, s:I, "
-                     "s:I, s:b, s:o, s:o}",
-                     "id", tk_rows_text(r, i, 0), "app_id", tk_rows_text(r, i, 1), "provider",
-                     tk_rows_text(r, i, 17), "label", tk_rows_text(r, i, 2), "token_type",
-                     tk_rows_text(r, i, 3), "scopes", scopes, "status",
-                     shown_status(ctx, tk_rows_text(r, i, 5), tk_rows_int(r, i, 6), tk_now_ms()),
-                     "expires_at", time_or_null(r, i, 6), "refresh_expires_at",
-                     time_or_null(r, i, 7), "last_refresh_at", time_or_null(r, i, 8),
-                     "next_refresh_at", time_or_null(r, i, 9), "last_error_code",
-                     text_or_null(r, i, 10), "last_error", text_or_null(r, i, 11),
-                     "failure_count", (json_int_t)tk_rows_int(r, i, 12), "version",
-                     (json_int_t)tk_rows_int(r, i, 13), "has_refresh_token",
-                     tk_rows_int(r, i, 14) != 0, "created_at", time_or_null(r, i, 15),
-                     "updated_at", time_or_null(r, i, 16));
+    return json_pack(
+        "{s:s, s:s, s:s, s:s, s:s, s:o, s:s, s:o, s:o, s:o, s:o, s:o, s:o, s:I, "
+        "s:I, s:b, s:o, s:o}",
+        "id", tk_rows_text(r, i, 0), "app_id", tk_rows_text(r, i, 1), "provider",
+        tk_rows_text(r, i, 17), "label", tk_rows_text(r, i, 2), "token_type", tk_rows_text(r, i, 3),
+        "scopes", scopes, "status",
+        shown_status(ctx, tk_rows_text(r, i, 5), tk_rows_int(r, i, 6), tk_now_ms()), "expires_at",
+        time_or_null(r, i, 6), "refresh_expires_at", time_or_null(r, i, 7), "last_refresh_at",
+        time_or_null(r, i, 8), "next_refresh_at", time_or_null(r, i, 9), "last_error_code",
+        text_or_null(r, i, 10), "last_error", text_or_null(r, i, 11), "failure_count",
+        (json_int_t)tk_rows_int(r, i, 12), "version", (json_int_t)tk_rows_int(r, i, 13),
+        "has_refresh_token", tk_rows_int(r, i, 14) != 0, "created_at", time_or_null(r, i, 15),
+        "updated_at", time_or_null(r, i, 16));
 }
 
 static tk_rc not_found(struct tk_err *e, const char *id)
@@ -353,17 +330,17 @@ tk_rc tk_conn_list(struct tk_db *db, const struct tk_refresh_ctx *ctx, const cha
     else if (status)
         mode = 3;
     struct tk_rows *r;
-    tk_rc rc = tk_db_exec(
-        db,
-        "SELECT " COLS " FROM connections c JOIN provider_apps a ON a.id = c.app_id "
-        "WHERE c.tenant_id = ? AND (CAST(? AS TEXT) IS NULL OR c.status = ?) "
-        "AND (? <> 1 OR c.expires_at > ?) AND (? <> 2 OR c.expires_at <= ?) "
-        "AND (CAST(? AS TEXT) IS NULL OR c.app_id = ?) "
-        "AND (CAST(? AS TEXT) IS NULL OR c.id < ?) ORDER BY c.id DESC LIMIT ?",
-        TK_ARGS(TK_TEXT(tenant_id), TK_TEXT(st), TK_TEXT(st), TK_INT(mode), TK_INT(soon),
-                TK_INT(mode), TK_INT(soon), TK_TEXT(app_id), TK_TEXT(app_id), TK_TEXT(before),
-                TK_TEXT(before), TK_INT(limit + 1)),
-        &r, e);
+    tk_rc rc =
+        tk_db_exec(db,
+                   "SELECT " COLS " FROM connections c JOIN provider_apps a ON a.id = c.app_id "
+                   "WHERE c.tenant_id = ? AND (CAST(? AS TEXT) IS NULL OR c.status = ?) "
+                   "AND (? <> 1 OR c.expires_at > ?) AND (? <> 2 OR c.expires_at <= ?) "
+                   "AND (CAST(? AS TEXT) IS NULL OR c.app_id = ?) "
+                   "AND (CAST(? AS TEXT) IS NULL OR c.id < ?) ORDER BY c.id DESC LIMIT ?",
+                   TK_ARGS(TK_TEXT(tenant_id), TK_TEXT(st), TK_TEXT(st), TK_INT(mode), TK_INT(soon),
+                           TK_INT(mode), TK_INT(soon), TK_TEXT(app_id), TK_TEXT(app_id),
+                           TK_TEXT(before), TK_TEXT(before), TK_INT(limit + 1)),
+                   &r, e);
     if (rc != TK_OK) return rc;
     int n = tk_rows_count(r);
     json_t *a = json_array();
@@ -384,9 +361,8 @@ tk_rc tk_conn_delete(struct tk_db *db, const char *tenant_id, const char *id, st
     return rc;
 }
 
-tk_rc tk_conn_token(struct tk_db *db, struct tk_keyring *k, const char *tenant_id,
-                    const char *id, struct tk_conn_token *out, struct tk_open_failure *f,
-                    struct tk_err *e)
+tk_rc tk_conn_token(struct tk_db *db, struct tk_keyring *k, const char *tenant_id, const char *id,
+                    struct tk_conn_token *out, struct tk_open_failure *f, struct tk_err *e)
 {
     memset(out, 0, sizeof *out);
     struct tk_rows *r;
@@ -432,292 +408,6 @@ void tk_conn_token_free(struct tk_conn_token *t)
     t->scopes = NULL;
 }
 
-/* ---- request building ---- */
-
-static void add_enc(struct tk_buf *b, const char *s, size_t n)
-{
-    static const char hex[] = "0123456789ABCDEF";
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-            c == '-' || c == '.' || c == '_' || c == '~') {
-            tk_buf_add(b, &s[i], 1);
-        } else {
-            char h[3] = {'%', hex[c >> 4], hex[c & 15]};
-            tk_buf_add(b, h, 3);
-        }
-    }
-}
-
-static void add_pair(struct tk_buf *b, const char *k, const char *v, size_t vn)
-{
-    if (b->len) tk_buf_add(b, "&", 1);
-    tk_buf_addstr(b, k);
-    tk_buf_add(b, "=", 1);
-    add_enc(b, v, vn);
-}
-
-tk_rc tk_conn_build_request(const json_t *eff, const char *client_id,
-                            const struct tk_secret *client_secret,
-                            const struct tk_secret *refresh_token, const json_t *scopes,
-                            int timeout_ms, struct tk_conn_req *out, struct tk_err *e)
-{
-    memset(out, 0, sizeof *out);
-    const char *url = json_string_value(json_object_get(eff, "token_url"));
-    if (!url || !url[0])
-        return tk_err_field(e, TK_EINVAL, "invalid_app", "token_url",
-                            "the provider app has no token_url (set one on the app)");
-    const char *method = json_string_value(json_object_get(eff, "token_method"));
-    bool get = method && !strcmp(method, "GET");
-    enum tk_client_auth auth = TK_CLIENT_AUTH_POST;
-    const char *an = json_string_value(json_object_get(eff, "client_auth"));
-    if (an && !tk_client_auth_parse(an, &auth))
-        return tk_err_field(e, TK_EINVAL, "invalid_app", "client_auth", "unknown client_auth");
-    json_t *sc = json_object_get(eff, "scopes");
-    bool send_scopes = json_is_true(json_object_get(sc, "sent_on_refresh"));
-    const char *sep = json_string_value(json_object_get(sc, "separator"));
-    struct tk_buf params, query;
-    tk_buf_init(&params, 64 * 1024);
-    tk_buf_init(&query, 64 * 1024);
-    add_pair(&params, "grant_type", "refresh_token", 13);
-    add_pair(&params, "refresh_token", (const char *)refresh_token->p, refresh_token->len);
-    if (send_scopes && json_array_size(scopes) > 0) {
-        struct tk_buf s;
-        tk_buf_init(&s, 64 * 1024);
-        size_t i;
-        json_t *v;
-        json_array_foreach(scopes, i, v)
-        {
-            if (i) tk_buf_addstr(&s, sep && sep[0] ? sep : " ");
-            tk_buf_addstr(&s, json_string_value(v) ? json_string_value(v) : "");
-        }
-        add_pair(&params, "scope", s.data ? s.data : "", s.len);
-        tk_buf_free(&s);
-    }
-    /* client authentication */
-    struct tk_buf *cred = auth == TK_CLIENT_AUTH_QUERY ? &query : &params;
-    if (auth == TK_CLIENT_AUTH_BASIC && client_secret) {
-        struct tk_buf u;
-        tk_buf_init(&u, 32 * 1024);
-        add_enc(&u, client_id, strlen(client_id));
-        tk_buf_add(&u, ":", 1);
-        add_enc(&u, (const char *)client_secret->p, client_secret->len);
-        size_t n = 4 * ((u.len + 2) / 3) + 1;
-        char *b64 = tk_malloc(n);
-        EVP_EncodeBlock((unsigned char *)b64, (const unsigned char *)u.data, (int)u.len);
-        size_t hn = strlen(b64) + 32;
-        out->auth_header = tk_malloc(hn);
-        snprintf(out->auth_header, hn, "Authorization: Basic %s", b64);
-        tk_wipe(b64, strlen(b64));
-        free(b64);
-        tk_buf_free_wipe(&u);
-    } else {
-        add_pair(cred, "client_id", client_id, strlen(client_id));
-        if (client_secret)
-            add_pair(cred, "client_secret", (const char *)client_secret->p, client_secret->len);
-    }
-    /* GET: everything in the query */
-    if (get && params.len) {
-        if (query.len) tk_buf_add(&query, "&", 1);
-        tk_buf_add(&query, params.data, params.len);
-        tk_buf_reset(&params);
-    }
-    size_t un = strlen(url) + query.len + 2;
-    out->url = tk_malloc(un);
-    if (query.len)
-        snprintf(out->url, un, "%s%c%.*s", url, strchr(url, '?') ? '&' : '?', (int)query.len,
-                 query.data);
-    else
-        snprintf(out->url, un, "%s", url);
-    size_t nh = 0;
-    out->headers[nh++] = "Accept: application/json";
-    if (!get) {
-        out->headers[nh++] = "Content-Type: application/x-www-form-urlencoded";
-        out->body = tk_strndup(params.data ? params.data : "", params.len);
-    }
-    if (out->auth_header) out->headers[nh++] = out->auth_header;
-    size_t nm = 0;
-    out->mask[nm++] = (const char *)refresh_token->p;
-    if (client_secret) out->mask[nm++] = (const char *)client_secret->p;
-    out->req.method = get ? "GET" : "POST";
-    out->req.url = out->url;
-    out->req.headers = out->headers;
-    out->req.nheaders = nh;
-    out->req.body = out->body;
-    out->req.body_len = out->body ? strlen(out->body) : 0;
-    out->req.timeout_ms = timeout_ms;
-    out->req.mask = out->mask;
-    out->req.nmask = nm;
-    tk_buf_free_wipe(&params);
-    tk_buf_free_wipe(&query);
-    return TK_OK;
-}
-
-void tk_conn_req_free(struct tk_conn_req *r)
-{
-    if (r->url) tk_wipe(r->url, strlen(r->url));
-    if (r->body) tk_wipe(r->body, strlen(r->body));
-    if (r->auth_header) tk_wipe(r->auth_header, strlen(r->auth_header));
-    free(r->url);
-    free(r->body);
-    free(r->auth_header);
-    memset(r, 0, sizeof *r);
-}
-
-/* ---- classification ---- */
-
-static json_t *json_body(const struct tk_out_result *a)
-{
-    if (!a->body || !a->body_len) return NULL;
-    size_t i = 0;
-    while (i < a->body_len && (a->body[i] == ' ' || a->body[i] == '\n' || a->body[i] == '\r' ||
-                               a->body[i] == '\t'))
-        i++;
-    if (i >= a->body_len || a->body[i] != '{') return NULL;
-    json_t *v = json_loadb(a->body, a->body_len, JSON_REJECT_DUPLICATES, NULL);
-    if (v && !json_is_object(v)) {
-        json_decref(v);
-        v = NULL;
-    }
-    return v;
-}
-
-/* An OAuth error code from the answer, sanitized ([a-z0-9_], <= 40). */
-static bool oauth_error(json_t *o, char reason[TK_CONN_REASON_MAX])
-{
-    const char *s = json_string_value(json_object_get(o, "error"));
-    if (!s || !s[0]) return false;
-    size_t k = 0;
-    for (size_t i = 0; s[i] && k < 40; i++) {
-        char c = s[i];
-        if (c >= 'A' && c <= 'Z') c = (char)(c - 'A' + 'a');
-        if ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_') reason[k++] = c;
-    }
-    reason[k] = '\0';
-    return k > 0;
-}
-
-enum tk_refresh_outcome tk_conn_classify(const struct tk_out_result *a, const json_t *eff,
-                                         char reason[TK_CONN_REASON_MAX], int64_t *retry_after_s)
-{
-    (void)eff;
-    reason[0] = '\0';
-    *retry_after_s = 0;
-    if (a->error != TK_OUT_OK) {
-        snprintf(reason, TK_CONN_REASON_MAX, "%s", tk_out_error_name(a->error));
-        if (a->error == TK_OUT_STOPPING || a->error == TK_OUT_BUSY ||
-            a->error == TK_OUT_CANCELLED)
-            return TK_REFRESH_NONE;
-        return TK_REFRESH_ERROR;
-    }
-    if (a->retry_after[0]) {
-        int64_t s;
-        if (tk_parse_int(a->retry_after, 0, 86400, &s) == TK_OK) *retry_after_s = s;
-    }
-    if (a->status == 429) {
-        snprintf(reason, TK_CONN_REASON_MAX, "rate_limited");
-        return TK_REFRESH_ERROR;
-    }
-    if (a->status >= 500) {
-        snprintf(reason, TK_CONN_REASON_MAX, "http_%ld", a->status);
-        return TK_REFRESH_ERROR;
-    }
-    json_t *o = json_body(a);
-    if (!o) {
-        snprintf(reason, TK_CONN_REASON_MAX, "not_json");
-        return TK_REFRESH_ERROR;
-    }
-    enum tk_refresh_outcome out;
-    if (oauth_error(o, reason)) {
-        /* an OAuth error: the grant, the client or the request is refused;
-         * retrying the same request cannot help (temporarily_unavailable
-         * and slow_down excepted) */
-        if (!strcmp(reason, "temporarily_unavailable") || !strcmp(reason, "slow_down") ||
-            !strcmp(reason, "server_error"))
-            out = TK_REFRESH_ERROR;
-        else
-            out = TK_REFRESH_FAILED;
-    } else if (a->status >= 200 && a->status < 300) {
-        json_t *at = json_object_get(o, "access_token");
-        if (json_is_string(at) && json_string_length(at) > 0) {
-            out = TK_REFRESH_OK;
-        } else {
-            snprintf(reason, TK_CONN_REASON_MAX, "invalid_answer");
-            out = TK_REFRESH_ERROR;
-        }
-    } else {
-        snprintf(reason, TK_CONN_REASON_MAX, "http_%ld", a->status);
-        out = (a->status == 400 || a->status == 401) ? TK_REFRESH_FAILED : TK_REFRESH_ERROR;
-    }
-    json_decref(o);
-    return out;
-}
-
-static int64_t json_int_or(json_t *v, int64_t def)
-{
-    if (json_is_integer(v)) return json_integer_value(v);
-    if (json_is_string(v)) {
-        int64_t x;
-        if (tk_parse_int(json_string_value(v), 0, INT64_MAX / 2000, &x) == TK_OK) return x;
-    }
-    return def;
-}
-
-tk_rc tk_conn_parse_answer(const char *body, size_t len, const json_t *eff, int64_t now_ms,
-                           struct tk_conn_tokens *out, json_t **holder, struct tk_err *e)
-{
-    memset(out, 0, sizeof *out);
-    *holder = NULL;
-    json_t *o = body ? json_loadb(body, len, JSON_REJECT_DUPLICATES, NULL) : NULL;
-    if (!json_is_object(o)) {
-        json_decref(o);
-        return tk_err_set(e, TK_EUPSTREAM, "invalid_answer",
-                          "the token endpoint's answer is not a JSON object");
-    }
-    json_t *at = json_object_get(o, "access_token");
-    size_t n;
-    if (!json_is_string(at) || !token_ok(json_string_value(at), &n)) {
-        json_decref(o);
-        return tk_err_set(e, TK_EUPSTREAM, "invalid_answer",
-                          "the token endpoint's answer has no usable access_token");
-    }
-    out->access_token = json_string_value(at);
-    json_t *rt = json_object_get(o, "refresh_token");
-    if (json_is_string(rt) && token_ok(json_string_value(rt), &n))
-        out->refresh_token = json_string_value(rt);
-    int64_t life = json_int_or(json_object_get(eff, "default_lifetime"), 3600);
-    int64_t ein = json_int_or(json_object_get(o, "expires_in"), -1);
-    if (ein <= 0 || ein > 10LL * 365 * 86400) ein = life;
-    out->expires_at = now_ms + ein * 1000;
-    if (out->refresh_token) {
-        int64_t rin = json_int_or(json_object_get(o, "refresh_token_expires_in"), -1);
-        if (rin <= 0) rin = json_int_or(json_object_get(o, "x_refresh_token_expires_in"), -1);
-        if (rin <= 0) rin = json_int_or(json_object_get(eff, "refresh_token_lifetime"), -1);
-        if (rin > 0 && rin < 100LL * 365 * 86400) out->refresh_expires_at = now_ms + rin * 1000;
-    }
-    const char *tt = json_string_value(json_object_get(o, "token_type"));
-    out->token_type = tt && tt[0] && strlen(tt) < 32 ? tt : NULL;
-    const char *scope = json_string_value(json_object_get(o, "scope"));
-    if (scope) {
-        const char *sep =
-            json_string_value(json_object_get(json_object_get(eff, "scopes"), "separator"));
-        char sc = sep && sep[0] ? sep[0] : ' ';
-        json_t *a = json_array();
-        for (const char *s = scope; *s;) {
-            while (*s == sc || *s == ' ') s++;
-            const char *t = s;
-            while (*t && *t != sc && *t != ' ') t++;
-            if (t > s && json_array_size(a) < TK_APP_SCOPES_MAX && (size_t)(t - s) <= TK_APP_SCOPE_MAX)
-                json_array_append_new(a, json_stringn(s, (size_t)(t - s)));
-            s = t;
-        }
-        json_object_set_new(o, "__scopes", a);
-        out->scopes = scopes_ok(a) ? a : NULL;
-    }
-    *holder = o;
-    return TK_OK;
-}
-
 /* ---- the refresh ---- */
 
 struct tk_refresh_op {
@@ -726,6 +416,7 @@ struct tk_refresh_op {
     char trace[72];
     bool debug;
     int64_t version, failure_count, refresh_expires_at;
+    char *rt_text; /* the sealed refresh token as read (the fence of a success) */
     json_t *effective;
     json_t *app_scopes;
     struct tk_secret *refresh_token, *client_secret;
@@ -744,6 +435,7 @@ void tk_conn_refresh_abandon(struct tk_refresh_op *op)
     if (op->have_req) tk_conn_req_free(&op->req);
     tk_secret_free(op->refresh_token);
     tk_secret_free(op->client_secret);
+    free(op->rt_text);
     json_decref(op->effective);
     json_decref(op->app_scopes);
     free(op);
@@ -770,34 +462,6 @@ void tk_refresh_result_free(struct tk_refresh_result *r)
     r->upstream = r->debug = NULL;
 }
 
-/* The URL with every query value replaced by "***". */
-static char *mask_url(const char *url)
-{
-    struct tk_buf b;
-    tk_buf_init(&b, 16 * 1024);
-    const char *q = strchr(url, '?');
-    if (!q) {
-        tk_buf_addstr(&b, url);
-    } else {
-        tk_buf_add(&b, url, (size_t)(q - url + 1));
-        const char *s = q + 1;
-        bool first = true;
-        while (*s) {
-            const char *amp = strchr(s, '&');
-            size_t n = amp ? (size_t)(amp - s) : strlen(s);
-            const char *eq = memchr(s, '=', n);
-            if (!first) tk_buf_add(&b, "&", 1);
-            first = false;
-            tk_buf_add(&b, s, eq ? (size_t)(eq - s) : n);
-            if (eq) tk_buf_addstr(&b, "=***");
-            s += n;
-            if (*s == '&') s++;
-        }
-    }
-    char *out = tk_strndup(b.data ? b.data : "", b.len);
-    tk_buf_free(&b);
-    return out;
-}
 
 struct attempt {
     enum tk_refresh_outcome outcome;
@@ -806,7 +470,7 @@ struct attempt {
     int64_t retry_after_s;
     long http_status;
     int64_t latency_us;
-    json_t *record; /* masked exchange, or NULL (nothing sent) */
+    json_t *record;            /* masked exchange, or NULL (nothing sent) */
     struct tk_conn_tokens tok; /* OK */
 };
 
@@ -840,8 +504,8 @@ static void commit_attempt(const struct tk_refresh_ctx *ctx, struct tk_refresh_o
         rc = seal_text(ctx->keyring, op->tenant, op->id, "access_token", at->tok.access_token,
                        &at_sealed, &e);
         if (rc == TK_OK && at->tok.refresh_token)
-            rc = seal_text(ctx->keyring, op->tenant, op->id, "refresh_token",
-                           at->tok.refresh_token, &rt_sealed, &e);
+            rc = seal_text(ctx->keyring, op->tenant, op->id, "refresh_token", at->tok.refresh_token,
+                           &rt_sealed, &e);
         if (rc != TK_OK) {
             free(at_sealed);
             free(rt_sealed);
@@ -854,7 +518,8 @@ static void commit_attempt(const struct tk_refresh_ctx *ctx, struct tk_refresh_o
         res->status = TK_CONN_OK;
         res->expires_at = at->tok.expires_at;
         res->rotated = at->tok.refresh_token != NULL;
-        snprintf(at->message, sizeof at->message, "refreshed%s; the new access token expires in "
+        snprintf(at->message, sizeof at->message,
+                 "refreshed%s; the new access token expires in "
                  "%lld s",
                  res->rotated ? " (refresh token rotated)" : "",
                  (long long)((at->tok.expires_at - now) / 1000));
@@ -874,7 +539,7 @@ static void commit_attempt(const struct tk_refresh_ctx *ctx, struct tk_refresh_o
     json_object_set(d, "environment", json_object_get(eff, "environment"));
     if (at->record) {
         const char *u = json_string_value(json_object_get(at->record, "url"));
-        char *mu = u ? mask_url(u) : NULL;
+        char *mu = u ? tk_conn_mask_url(u) : NULL;
         if (mu) json_object_set_new(d, "url", json_string(mu));
         free(mu);
     }
@@ -886,11 +551,11 @@ static void commit_attempt(const struct tk_refresh_ctx *ctx, struct tk_refresh_o
     }
     if (at->outcome == TK_REFRESH_OK) json_object_set_new(d, "rotated", json_boolean(res->rotated));
     if (at->outcome != TK_REFRESH_OK && at->record) {
-        res->upstream = json_pack("{s:O?, s:O?, s:O?, s:O?}", "status",
-                                  json_object_get(at->record, "status"), "content_type",
-                                  json_object_get(at->record, "content_type"), "body",
-                                  json_object_get(at->record, "response_body"), "error",
-                                  json_object_get(at->record, "error"));
+        res->upstream =
+            json_pack("{s:O?, s:O?, s:O?, s:O?}", "status", json_object_get(at->record, "status"),
+                      "content_type", json_object_get(at->record, "content_type"), "body",
+                      json_object_get(at->record, "response_body"), "error",
+                      json_object_get(at->record, "error"));
     }
     if (op->debug && at->record) res->debug = json_incref(d);
     struct tk_event ev = {
@@ -917,17 +582,19 @@ static void commit_attempt(const struct tk_refresh_ctx *ctx, struct tk_refresh_o
                 db,
                 "UPDATE connections SET access_token = ?, refresh_token = COALESCE(?, "
                 "refresh_token), token_type = ?, scopes = COALESCE(?, scopes), expires_at = ?, "
-                "refresh_expires_at = CASE WHEN ? > 0 THEN ? ELSE refresh_expires_at END, "
+                "refresh_expires_at = CASE WHEN CAST(? AS BIGINT) > 0 THEN CAST(? AS BIGINT) ELSE "
+                "refresh_expires_at END, "
                 "issued_at = ?, last_refresh_at = ?, next_refresh_at = ?, status = 'ok', "
                 "last_error_code = NULL, last_error = NULL, failure_count = 0, "
                 "version = version + 1, updated_at = ? "
-                "WHERE tenant_id = ? AND id = ? AND version = ?",
+                "WHERE tenant_id = ? AND id = ? AND (version = ? OR refresh_token = ?)",
                 TK_ARGS(TK_TEXT(at_sealed), TK_TEXT(rt_sealed),
                         TK_TEXT(at->tok.token_type ? at->tok.token_type : "Bearer"),
                         TK_TEXT(scopes), TK_INT(at->tok.expires_at),
                         TK_INT(rt_sealed ? at->tok.refresh_expires_at : 0),
                         TK_INT(at->tok.refresh_expires_at), TK_INT(now), TK_INT(now), TK_INT(next),
-                        TK_INT(now), TK_TEXT(op->tenant), TK_TEXT(op->id), TK_INT(op->version)),
+                        TK_INT(now), TK_TEXT(op->tenant), TK_TEXT(op->id), TK_INT(op->version),
+                        TK_TEXT(op->rt_text)),
                 NULL, &e);
         else
             rc = tk_db_exec(
@@ -964,8 +631,8 @@ static void commit_attempt(const struct tk_refresh_ctx *ctx, struct tk_refresh_o
         }
     }
     if (rc != TK_OK && res->outcome != TK_REFRESH_NONE) {
-        tk_log_write(TK_LOG_ERROR, "connection %s: the refresh attempt could not be stored: %s", op->id,
-               e.msg);
+        tk_log_write(TK_LOG_ERROR, "connection %s: the refresh attempt could not be stored: %s",
+                     op->id, e.msg);
         res_none(res, &e);
     }
     tk_store_put(db);
@@ -1028,8 +695,8 @@ void tk_conn_refresh_prepare(const struct tk_refresh_ctx *ctx, const char *tenan
     json_t *params = json_loads(tk_rows_text(r, 0, 11), 0, NULL);
     op->app_scopes = json_loads(tk_rows_text(r, 0, 9), 0, NULL);
     op->effective = p ? tk_app_effective(p, tk_rows_text(r, 0, 10), ov, params)
-                      : json_pack("{s:s, s:s}", "provider", provider ? provider : "",
-                                  "environment", tk_rows_text(r, 0, 10));
+                      : json_pack("{s:s, s:s}", "provider", provider ? provider : "", "environment",
+                                  tk_rows_text(r, 0, 10));
     json_decref(ov);
     json_decref(params);
     bool automatic = source == TK_REFRESH_SCHEDULED || source == TK_REFRESH_ON_DEMAND ||
@@ -1062,13 +729,14 @@ void tk_conn_refresh_prepare(const struct tk_refresh_ctx *ctx, const char *tenan
         fail_now = true;
     } else {
         struct tk_open_failure f;
-        rc = open_text(ctx->keyring, db, tenant_id, conn_id, "refresh_token",
-                       tk_rows_text(r, 0, 0), &op->refresh_token, &f, &e);
+        op->rt_text = tk_strdup(tk_rows_text(r, 0, 0));
+        rc = open_text(ctx->keyring, db, tenant_id, conn_id, "refresh_token", tk_rows_text(r, 0, 0),
+                       &op->refresh_token, &f, &e);
         if (rc == TK_OK) {
             const char *app_id = tk_rows_text(r, 0, 6);
             struct tk_err e2;
-            rc = tk_app_client_secret(db, ctx->keyring, tenant_id, app_id, &op->client_secret,
-                                      &f, &e2);
+            rc = tk_app_client_secret(db, ctx->keyring, tenant_id, app_id, &op->client_secret, &f,
+                                      &e2);
             if (rc == TK_ENOTFOUND && !strcmp(e2.code, "no_client_secret"))
                 rc = TK_OK; /* a public client */
             else if (rc != TK_OK)
@@ -1085,8 +753,8 @@ void tk_conn_refresh_prepare(const struct tk_refresh_ctx *ctx, const char *tenan
             res_none(res, &e);
         } else {
             rc = tk_conn_build_request(op->effective, tk_rows_text(r, 0, 8), op->client_secret,
-                                       op->refresh_token, op->app_scopes,
-                                       (int)ctx_timeout_ms(ctx), &op->req, &e);
+                                       op->refresh_token, op->app_scopes, (int)ctx_timeout_ms(ctx),
+                                       &op->req, &e);
             if (rc == TK_OK) {
                 op->have_req = true;
                 *opp = op;
@@ -1149,9 +817,9 @@ void tk_conn_refresh_complete(const struct tk_refresh_ctx *ctx, struct tk_refres
     tk_conn_refresh_abandon(op);
 }
 
-void tk_conn_refresh(const struct tk_refresh_ctx *ctx, const char *tenant_id,
-                     const char *conn_id, enum tk_refresh_source source,
-                     const struct tk_refresh_opts *opts, struct tk_refresh_result *res)
+void tk_conn_refresh(const struct tk_refresh_ctx *ctx, const char *tenant_id, const char *conn_id,
+                     enum tk_refresh_source source, const struct tk_refresh_opts *opts,
+                     struct tk_refresh_result *res)
 {
     struct tk_refresh_op *op = NULL;
     tk_conn_refresh_prepare(ctx, tenant_id, conn_id, source, opts, &op, res);
@@ -1247,8 +915,8 @@ void tk_conn_pool_stop(struct tk_conn_pool *p)
 
 tk_rc tk_conn_refresh_async(struct tk_conn_pool *p, const char *tenant_id, const char *conn_id,
                             enum tk_refresh_source source, const struct tk_refresh_opts *opts,
-                            void (*done)(const struct tk_refresh_result *res, void *arg),
-                            void *arg, struct tk_err *e)
+                            void (*done)(const struct tk_refresh_result *res, void *arg), void *arg,
+                            struct tk_err *e)
 {
     struct job *j = tk_calloc(1, sizeof *j);
     snprintf(j->tenant, sizeof j->tenant, "%s", tenant_id);

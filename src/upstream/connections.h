@@ -24,7 +24,8 @@
  * (tk_lease_claim returns id, tenant_id, due). The engine claims, calls
  * tk_conn_refresh(..., TK_REFRESH_SCHEDULED, ...) for each, then
  * tk_lease_release. tk_conn_refresh never reads or writes the lease
- * columns; its commit is fenced by the version CAS, and it sets the next
+ * columns; its commit is fenced by the version CAS (a success also commits
+ * when the stored refresh token is still the one it sent), and it sets the next
  * next_refresh_at itself (tk_conn_next_refresh_at after a success; backoff
  * with jitter, Retry-After honoured, after a transient error; NULL after a
  * permanent failure).
@@ -64,10 +65,10 @@ const char *tk_conn_status_name(enum tk_conn_status s);
 
 /* Tokens to store (plaintext; sealed by tk_conn_create). */
 struct tk_conn_tokens {
-    const char *access_token;  /* required, 1..TK_CONN_TOKEN_MAX bytes, no NUL/CR/LF */
-    const char *refresh_token; /* NULL: none (the connection cannot be refreshed) */
-    int64_t expires_at;        /* ms, required (> 0): compute from expires_in or the
-                                  effective default_lifetime (tk_conn_parse_answer does) */
+    const char *access_token;   /* required, 1..TK_CONN_TOKEN_MAX bytes, no NUL/CR/LF */
+    const char *refresh_token;  /* NULL: none (the connection cannot be refreshed) */
+    int64_t expires_at;         /* ms, required (> 0): compute from expires_in or the
+                                   effective default_lifetime (tk_conn_parse_answer does) */
     int64_t refresh_expires_at; /* ms; 0: unknown */
     json_t *scopes;             /* borrowed JSON array of strings; NULL: [] */
     const char *token_type;     /* NULL: "Bearer" */
@@ -78,12 +79,12 @@ struct tk_refresh_ctx {
     struct tk_store *store;
     struct tk_keyring *keyring;
     const struct tk_catalog *catalog;
-    struct tk_out *out;        /* the outbound client */
-    int64_t timeout_ms;        /* refresh_timeout * 1000 (upstream call); 0: 30000 */
-    int64_t ahead_s;           /* refresh_ahead; 0: 300 */
-    int ahead_percent;         /* refresh_ahead_percent; 0: 10 */
-    int64_t max_idle_s;        /* refresh_max_idle; 0: 86400 */
-    int64_t backoff_max_s;     /* refresh_backoff_max; 0: 3600 */
+    struct tk_out *out;    /* the outbound client */
+    int64_t timeout_ms;    /* refresh_timeout * 1000 (upstream call); 0: 30000 */
+    int64_t ahead_s;       /* refresh_ahead; 0: 300 */
+    int ahead_percent;     /* refresh_ahead_percent; 0: 10 */
+    int64_t max_idle_s;    /* refresh_max_idle; 0: 86400 */
+    int64_t backoff_max_s; /* refresh_backoff_max; 0: 3600 */
 };
 
 /* Create a connection of tenant for provider app app_id (which must exist
@@ -97,10 +98,9 @@ tk_rc tk_conn_create(struct tk_db *db, struct tk_keyring *k, const char *tenant_
                      const char *app_id, const char *label, const struct tk_conn_tokens *tok,
                      char id_out[TK_UUID_LEN + 1], struct tk_err *e);
 /* The same with the scheduling settings (create uses the defaults). */
-tk_rc tk_conn_create_ctx(struct tk_db *db, const struct tk_refresh_ctx *ctx,
-                         const char *tenant_id, const char *app_id, const char *label,
-                         const struct tk_conn_tokens *tok, char id_out[TK_UUID_LEN + 1],
-                         struct tk_err *e);
+tk_rc tk_conn_create_ctx(struct tk_db *db, const struct tk_refresh_ctx *ctx, const char *tenant_id,
+                         const char *app_id, const char *label, const struct tk_conn_tokens *tok,
+                         char id_out[TK_UUID_LEN + 1], struct tk_err *e);
 
 /* When to refresh a token expiring at expires_at (ms), issued at
  * issued_at: expires_at - max(ahead_s, ahead_percent% of the lifetime),
@@ -118,9 +118,8 @@ int64_t tk_conn_next_refresh_at(const struct tk_refresh_ctx *ctx, int64_t issued
  * by the effective separator (NULL when absent). The strings point into
  * *holder (caller decrefs). TK_EUPSTREAM "invalid_answer" (not JSON, no
  * access_token) otherwise; the message never quotes a token. */
-tk_rc tk_conn_parse_answer(const char *body, size_t len, const json_t *effective,
-                           int64_t now_ms, struct tk_conn_tokens *out, json_t **holder,
-                           struct tk_err *e);
+tk_rc tk_conn_parse_answer(const char *body, size_t len, const json_t *effective, int64_t now_ms,
+                           struct tk_conn_tokens *out, json_t **holder, struct tk_err *e);
 
 /* Show: the connection as JSON (id, app_id, provider, label, status
  * (expiring_soon derived), expires_at, refresh_expires_at, last_refresh_at,
@@ -149,9 +148,8 @@ struct tk_conn_token {
     char last_error[320];
     json_t *scopes; /* owned */
 };
-tk_rc tk_conn_token(struct tk_db *db, struct tk_keyring *k, const char *tenant_id,
-                    const char *id, struct tk_conn_token *out, struct tk_open_failure *f,
-                    struct tk_err *e);
+tk_rc tk_conn_token(struct tk_db *db, struct tk_keyring *k, const char *tenant_id, const char *id,
+                    struct tk_conn_token *out, struct tk_open_failure *f, struct tk_err *e);
 void tk_conn_token_free(struct tk_conn_token *t);
 
 /* ---- the one refresh function ---- */
@@ -167,12 +165,12 @@ enum tk_refresh_source {
 const char *tk_refresh_source_name(enum tk_refresh_source s);
 
 enum tk_refresh_outcome {
-    TK_REFRESH_OK = 0,  /* refreshed and committed */
-    TK_REFRESH_ERROR,   /* transient: status refresh_error, next_attempt_at set */
-    TK_REFRESH_FAILED,  /* permanent: status needs_reconnect, reason set */
-    TK_REFRESH_NONE,    /* no attempt (no event): see rc/err (not found, sealed,
-                           store down, needs_reconnect already, no refresh token,
-                           if_version no longer current, lost the version CAS) */
+    TK_REFRESH_OK = 0, /* refreshed and committed */
+    TK_REFRESH_ERROR,  /* transient: status refresh_error, next_attempt_at set */
+    TK_REFRESH_FAILED, /* permanent: status needs_reconnect, reason set */
+    TK_REFRESH_NONE,   /* no attempt (no event): see rc/err (not found, sealed,
+                          store down, needs_reconnect already, no refresh token,
+                          if_version no longer current, lost the version CAS) */
 };
 /* "ok", "error", "failed", "none". */
 const char *tk_refresh_outcome_name(enum tk_refresh_outcome o);
@@ -187,22 +185,22 @@ struct tk_refresh_opts {
 
 struct tk_refresh_result {
     enum tk_refresh_outcome outcome;
-    tk_rc rc;          /* TK_OK for OK/ERROR/FAILED; NONE: why (err) */
-    struct tk_err err; /* ERROR/FAILED: TK_EUPSTREAM "refresh_failed" / TK_ECONFLICT
-                          "needs_reconnect" with the sentence; NONE: the error */
+    tk_rc rc;                        /* TK_OK for OK/ERROR/FAILED; NONE: why (err) */
+    struct tk_err err;               /* ERROR/FAILED: TK_EUPSTREAM "refresh_failed" / TK_ECONFLICT
+                                        "needs_reconnect" with the sentence; NONE: the error */
     char reason[TK_CONN_REASON_MAX]; /* invalid_grant, invalid_client, expired_token,
                                         decrypt_failed, timeout, http_500, rate_limited,
                                         not_json, ... ("" on ok) */
-    enum tk_conn_status status;  /* the connection's status after */
-    int64_t version;             /* the row's version after */
-    int64_t expires_at;          /* of the current access token */
-    int64_t next_attempt_at;     /* next_refresh_at after */
-    int64_t latency_us;          /* of the upstream call */
-    bool rotated;                /* a new refresh token was stored */
-    long http_status;            /* upstream status, 0 when none */
-    json_t *upstream;            /* ERROR/FAILED: {status, content_type, body (masked,
-                                    bounded)}; NULL otherwise */
-    json_t *debug;               /* with opts.debug: the masked exchange (tk_out_record) */
+    enum tk_conn_status status;      /* the connection's status after */
+    int64_t version;                 /* the row's version after */
+    int64_t expires_at;              /* of the current access token */
+    int64_t next_attempt_at;         /* next_refresh_at after */
+    int64_t latency_us;              /* of the upstream call */
+    bool rotated;                    /* a new refresh token was stored */
+    long http_status;                /* upstream status, 0 when none */
+    json_t *upstream;                /* ERROR/FAILED: {status, content_type, body (masked,
+                                        bounded)}; NULL otherwise */
+    json_t *debug;                   /* with opts.debug: the masked exchange (tk_out_record) */
 };
 void tk_refresh_result_free(struct tk_refresh_result *r); /* frees upstream, debug */
 
@@ -217,9 +215,9 @@ void tk_refresh_result_free(struct tk_refresh_result *r); /* frees upstream, deb
  * version CAS, and record exactly one event per attempt (kind refresh,
  * action refresh, outcome ok|error|failed, source, subject connection,
  * trace id, latency_us, masked detail). Always fills *res (free it). */
-void tk_conn_refresh(const struct tk_refresh_ctx *ctx, const char *tenant_id,
-                     const char *conn_id, enum tk_refresh_source source,
-                     const struct tk_refresh_opts *opts, struct tk_refresh_result *res);
+void tk_conn_refresh(const struct tk_refresh_ctx *ctx, const char *tenant_id, const char *conn_id,
+                     enum tk_refresh_source source, const struct tk_refresh_opts *opts,
+                     struct tk_refresh_result *res);
 
 /* The same in two halves, for callers that drive the transfer themselves
  * (the engine's many concurrent refreshes through tk_out_submit):
@@ -244,14 +242,14 @@ void tk_conn_refresh_abandon(struct tk_refresh_op *op);
  * there, once (res lives during the call only). TK_EUNAVAIL "busy" when
  * the pool's queue is full or stopping (done not called). */
 struct tk_conn_pool;
-tk_rc tk_conn_pool_start(const struct tk_refresh_ctx *ctx, int threads,
-                         struct tk_conn_pool **out, struct tk_err *e);
+tk_rc tk_conn_pool_start(const struct tk_refresh_ctx *ctx, int threads, struct tk_conn_pool **out,
+                         struct tk_err *e);
 /* Run what is queued (each done called) and join; NULL: no-op. */
 void tk_conn_pool_stop(struct tk_conn_pool *p);
 tk_rc tk_conn_refresh_async(struct tk_conn_pool *p, const char *tenant_id, const char *conn_id,
                             enum tk_refresh_source source, const struct tk_refresh_opts *opts,
-                            void (*done)(const struct tk_refresh_result *res, void *arg),
-                            void *arg, struct tk_err *e);
+                            void (*done)(const struct tk_refresh_result *res, void *arg), void *arg,
+                            struct tk_err *e);
 
 /* ---- request building and classification (pure; unit-tested) ---- */
 
@@ -278,5 +276,13 @@ void tk_conn_req_free(struct tk_conn_req *r);
  * retry_after_s from Retry-After (seconds form), else 0. */
 enum tk_refresh_outcome tk_conn_classify(const struct tk_out_result *ans, const json_t *effective,
                                          char reason[TK_CONN_REASON_MAX], int64_t *retry_after_s);
+
+/* 1..TK_CONN_TOKEN_MAX printable ASCII characters (no NUL, CR, LF); *len set. */
+bool tk_conn_token_valid(const char *s, size_t *len);
+/* NULL, or an array of at most TK_APP_SCOPES_MAX strings of 1..TK_APP_SCOPE_MAX
+ * printable characters without spaces or commas. */
+bool tk_conn_scopes_valid(const json_t *a);
+/* A malloc'd copy of url with every query value replaced by "***". */
+char *tk_conn_mask_url(const char *url);
 
 #endif

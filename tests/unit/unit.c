@@ -284,6 +284,10 @@ static const struct unit_test tests[] = {
     T("catalog/hostile", test_catalog_hostile),
     T("catalog/dir", test_catalog_dir),
     T("catalog/effective", test_catalog_effective),
+    T("connections/request_auth", test_conn_request_auth),
+    T("connections/classify", test_conn_classify),
+    T("connections/parse_answer", test_conn_parse_answer),
+    T("connections/schedule", test_conn_schedule),
     T("common/pool_alignment", test_pool_alignment),
     T("common/err_and_rc", test_err_and_rc),
 

@@ -91,6 +91,11 @@ void test_catalog_urls(void);
 void test_catalog_hostile(void);
 void test_catalog_dir(void);
 void test_catalog_effective(void);
+/* test_connections.c */
+void test_conn_request_auth(void);
+void test_conn_classify(void);
+void test_conn_parse_answer(void);
+void test_conn_schedule(void);
 void test_apps_store(struct fx *f);
 
 /* test_text.c */
