@@ -20,12 +20,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define CLAIM_MAX 256        /* rows claimed per round at most */
 #define RELEASE_CHUNK 200    /* ids per release statement */
 #define NONE_HOLD_MS 5000    /* a refresh that did not happen: not claimed again before */
 #define BUSY_HOLD_MS 1000    /* the outbound queue was full */
 #define MIN_WAIT_MS 20       /* a round that found work but could not claim it */
+#define ROUND_GAP_MS 25      /* rounds (each a write or two) at most this often while busy */
 
 static const char *const outcome_names[] = {"ok", "error", "failed"};
 static const char *const status_names[] = {"ok", "expiring_soon", "refresh_error",
@@ -63,6 +65,11 @@ struct tk_engine {
     int nthreads;
     bool started, stopped;
 
+    /* SQLite has one writer at a time, and a writer that finds the lock
+     * taken sleeps in the busy handler (1, 2, 5, 10 ms...): the refresh
+     * threads take turns for their commits instead */
+    bool serial_commits;
+    pthread_mutex_t commit_mu;
     pthread_mutex_t mu;
     pthread_cond_t cv;      /* jobs for the refresh threads; threads_stop */
     pthread_cond_t idle_cv; /* in_flight went down (stop waits on it) */
@@ -117,6 +124,7 @@ tk_rc tk_engine_new(const struct tk_catalog *cat, struct tk_metrics *m, struct t
     g->nprov = cat ? (int)tk_catalog_count(cat) : 0;
     g->per = tk_calloc((size_t)g->nprov + 1, sizeof *g->per);
     pthread_mutex_init(&g->mu, NULL);
+    pthread_mutex_init(&g->commit_mu, NULL);
     tk_cond_init_mono(&g->cv);
     tk_cond_init_mono(&g->idle_cv);
     atomic_store(&g->soonest_ms, INT64_MAX);
@@ -322,7 +330,9 @@ static void run_finish(struct tk_engine *g, struct item *it)
     struct tk_refresh_result res;
     memset(&res, 0, sizeof res);
     int64_t t0 = tk_mono_us();
+    if (g->serial_commits) pthread_mutex_lock(&g->commit_mu);
     tk_conn_refresh_complete(&g->ctx, it->op, &it->ans, &res); /* frees op */
+    if (g->serial_commits) pthread_mutex_unlock(&g->commit_mu);
     atomic_fetch_add(&g->st_complete_us, (unsigned long long)(tk_mono_us() - t0));
     it->op = NULL;
     tk_out_result_free(&it->ans);
@@ -589,7 +599,18 @@ static void scheduler(struct tk_worker *w, void *arg)
 {
     struct tk_engine *g = arg;
     int64_t wait = 0;
+    int64_t last = 0;
     while (tk_worker_wait(w, wait)) {
+        /* finished refreshes kick every time: gather them, so that claims
+         * and releases are a few statements per batch, not two per refresh
+         * (on SQLite every one takes the write lock the commits need) */
+        int64_t since = tk_mono_ms() - last;
+        if (last && since < ROUND_GAP_MS && !tk_worker_wait(w, 0)) break;
+        if (last && since < ROUND_GAP_MS) {
+            struct timespec ts = {0, (long)(ROUND_GAP_MS - since) * 1000000L};
+            nanosleep(&ts, NULL);
+        }
+        last = tk_mono_ms();
         atomic_fetch_add(&g->st_rounds, 1);
         wait = g->o.idle_ms;
         struct tk_err e;
@@ -639,6 +660,7 @@ tk_rc tk_engine_start(struct tk_engine *g, const struct tk_refresh_ctx *ctx,
     if (g->o.stats_ms <= 0) g->o.stats_ms = 5000;
     snprintf(g->owner, sizeof g->owner, "%s", o->owner && o->owner[0] ? o->owner : "engine");
     g->spec = TK_CONN_LEASE;
+    g->serial_commits = ctx->store && !strcmp(tk_store_backend(ctx->store), "sqlite");
     g->nthreads = g->o.concurrency > 0 ? g->o.threads : 0;
     g->threads = tk_calloc((size_t)g->nthreads + 1, sizeof *g->threads);
     for (int i = 0; i < g->nthreads; i++)
@@ -738,6 +760,7 @@ void tk_engine_free(struct tk_engine *g)
     free(g->threads);
     free(g->per);
     pthread_mutex_destroy(&g->mu);
+    pthread_mutex_destroy(&g->commit_mu);
     pthread_cond_destroy(&g->cv);
     pthread_cond_destroy(&g->idle_cv);
     free(g);
