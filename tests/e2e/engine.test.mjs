@@ -212,6 +212,28 @@ for (const backend of backends()) {
       await waitFor(async () => (await refreshEvents(t, a.conn.id)).length === 1, { timeoutMs: 20000, message: 'the refresh after unseal' });
       assert.equal(up.presentedBy(a.label), 1);
     });
+
+    it('SIGTERM with refreshes hanging upstream: the node stops within shutdown_timeout and says what it left', async () => {
+      // an upstream timeout longer than shutdown_timeout (5 s): the answers cannot come in time
+      await t.stop();
+      t = await startTokend({ backend, dataDir: t.dataDir, store: t.store, args: ['--refresh-timeout', '60'] });
+      const made = [];
+      for (let i = 0; i < 3; i++) {
+        const x = await importConn(t, up, app, { expiresInMs: 60000 });
+        up.behaveFor(x.rt, { kind: 'hang' });
+        made.push(x);
+      }
+      await waitFor(async () => made.every((m) => up.presentedBy(m.label) === 1), { timeoutMs: 20000, message: 'three refreshes in flight' });
+      const t0 = Date.now();
+      const res = await t.stop();
+      assert.equal(res.code, 0, t.stderr().slice(-3000));
+      assert.ok(Date.now() - t0 < 12000, `stopped in ${Date.now() - t0} ms (shutdown_timeout 5 s)`);
+      assert.match(t.stderr(), /refresh: 3 refresh\(es\) still waiting for the upstream at stop/);
+      // nothing recorded, nothing redeemed: the requests went away unanswered
+      t = await startTokend({ backend, dataDir: t.dataDir, store: t.store, args: ['--refresh-timeout', '5'] });
+      for (const m of made) assert.equal((await refreshEvents(t, m.conn.id)).length, 0);
+      assert.equal(up.stats().reused, 0);
+    });
   });
 }
 
