@@ -34,11 +34,17 @@ void here;
 const agent = new http.Agent({ keepAlive: true, maxSockets: 32 });
 const ticks = 100; // sysconf(_SC_CLK_TCK) on Linux
 
+const children = new Set();
+process.on('exit', () => {
+  for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');
+});
+
 function serve(args) {
   const p = spawn(bin, ['serve', '--dev', '--listen', '127.0.0.1:0', '--data-dir', dataDir, '--store', store, '--access-log=false', ...args], {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { PATH: process.env.PATH },
   });
+  children.add(p);
   let out = '';
   let err = '';
   p.stdout.on('data', (d) => (out += d));
@@ -107,7 +113,12 @@ async function importer() {
     if (r.status !== 201) throw new Error(r.text);
   }
 }
-await Promise.all(Array.from({ length: 16 }, importer));
+try {
+  await Promise.all(Array.from({ length: 16 }, importer));
+} catch (e) {
+  console.error(e);
+  process.exit(1);
+}
 const importS = (Date.now() - t0) / 1000;
 await stop(imp);
 if (up.stats().requests !== 0) throw new Error('the importer refreshed');
