@@ -110,7 +110,6 @@ int64_t tk_conn_next_refresh_at(const struct tk_refresh_ctx *ctx, int64_t issued
 
 /* ---- checks and sealing ---- */
 
-
 static bool label_ok(const char *s)
 {
     size_t n = s ? strlen(s) : 0;
@@ -119,7 +118,6 @@ static bool label_ok(const char *s)
         if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f) return false;
     return true;
 }
-
 
 static tk_rc seal_text(struct tk_keyring *k, const char *tenant, const char *id, const char *col,
                        const char *plain, char **out, struct tk_err *e)
@@ -462,7 +460,6 @@ void tk_refresh_result_free(struct tk_refresh_result *r)
     r->upstream = r->debug = NULL;
 }
 
-
 struct attempt {
     enum tk_refresh_outcome outcome;
     char reason[TK_CONN_REASON_MAX];
@@ -484,6 +481,18 @@ static int64_t backoff_ms(const struct tk_refresh_ctx *ctx, int64_t failures, in
     ms = ms * 8 / 10 + (int64_t)(rand32() % (uint64_t)(ms * 4 / 10 + 1)); /* +-20% */
     if (retry_s * 1000 > ms) ms = retry_s * 1000;
     return ms;
+}
+
+/* A secret's preview for an event: its first 4 characters when it is long
+ * enough that they give nothing away (NULL: none), then its length. */
+static json_t *preview(const char *s, size_t len)
+{
+    char b[64];
+    if (s && len >= 20)
+        snprintf(b, sizeof b, "%.4s...(%zu chars)", s, len);
+    else
+        snprintf(b, sizeof b, "...(%zu chars)", len);
+    return json_string(b);
 }
 
 /* Write the attempt and its event in one transaction (version CAS). */
@@ -550,6 +559,15 @@ static void commit_attempt(const struct tk_refresh_ctx *ctx, struct tk_refresh_o
         json_object_set_new(d, "next_attempt_at", json_string(tb));
     }
     if (at->outcome == TK_REFRESH_OK) json_object_set_new(d, "rotated", json_boolean(res->rotated));
+    /* which tokens: previews only (diagnosis: "rejected after another node rotated it") */
+    if (op->refresh_token)
+        json_object_set_new(d, "refresh_token_sent",
+                            preview((const char *)op->refresh_token->p, op->refresh_token->len));
+    if (at->outcome == TK_REFRESH_OK && at->tok.refresh_token)
+        json_object_set_new(d, "refresh_token_new",
+                            preview(at->tok.refresh_token, strlen(at->tok.refresh_token)));
+    if (op->client_secret)
+        json_object_set_new(d, "client_secret_sent", preview(NULL, op->client_secret->len));
     if (at->outcome != TK_REFRESH_OK && at->record) {
         res->upstream =
             json_pack("{s:O?, s:O?, s:O?, s:O?}", "status", json_object_get(at->record, "status"),

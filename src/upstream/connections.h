@@ -34,7 +34,8 @@
  * and passes them in struct tk_refresh_ctx): refresh_ahead (s, 300),
  * refresh_ahead_percent (10), refresh_max_idle (s, 86400),
  * refresh_timeout (s, 30: the upstream call and parked waiters' bound),
- * refresh_backoff_max (s, 3600).
+ * refresh_workers (8: the API's refresh pool). refresh_backoff_max (s,
+ * 3600) is the engine's setting; 0 in the ctx means 3600.
  */
 #ifndef TK_CONNECTIONS_H
 #define TK_CONNECTIONS_H
