@@ -36,7 +36,7 @@ table=$(
   echo "| store | connections | refreshes/s | seconds | CPU µs/refresh | µs per refresh: prepare / complete (thread time) | peak RSS MB | duration p50 / p99 ≤ s | redeemed / reused |"
   echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
   row "$tmp/sqlite.json"
-  [ "$pgn" -gt 0 ] && row "$tmp/pg.json"
+  if [ "$pgn" -gt 0 ]; then row "$tmp/pg.json"; fi
 )
 {
   echo ""
