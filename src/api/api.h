@@ -97,6 +97,10 @@ struct tk_app {
     struct tk_worker agent_sweep;
     struct tk_metric *m_heartbeats;
     atomic_llong agents_online, agents_stale;
+    /* The refresh engine (src/upstream/engine.h): made with the metrics,
+     * started after the connections' pool, stopped before the outbound
+     * client stops, freed after the registry. */
+    struct tk_engine *engine;
 };
 
 /* The budget of failed unseal attempts per source address: past it, 429
@@ -296,6 +300,9 @@ void tk_h_conn_delete(struct tk_req *r);
 void tk_h_conn_token(struct tk_req *r);
 void tk_h_conn_unauthorized(struct tk_req *r);
 void tk_h_conn_refresh(struct tk_req *r);
+/* Wake the refresh engine: a connection was created or imported (a no-op
+ * before it starts and after it stops). */
+void tk_api_engine_kick(struct tk_app *app);
 /* Start and stop the connections' refresh pool (connections_api.c). */
 tk_rc tk_api_conn_start(struct tk_app *app, struct tk_err *e);
 void tk_api_conn_stop(struct tk_app *app);

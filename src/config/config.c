@@ -135,6 +135,13 @@ static const struct setting settings[] = {
      "seconds between the heartbeats an agent is expected to send"},
     {"agent_stale_after", C_INT, S(agent_stale_after), "3", 1, 1000, NULL,
      "missed heartbeat intervals after which an agent is stale (an event, once across nodes)"},
+    {"refresh_concurrency", C_INT, S(refresh_concurrency), "32", 0, 10000, NULL,
+     "connections the refresh engine refreshes at once at most (0: no background refresh on "
+     "this node)"},
+    {"refresh_per_provider", C_INT, S(refresh_per_provider), "16", 1, 10000, NULL,
+     "background refreshes in flight to one provider at most"},
+    {"refresh_backoff_max", C_INT, S(refresh_backoff_max), "3600", 10, 86400, NULL,
+     "seconds at most between retries of a connection whose refresh failed transiently"},
 };
 
 _Static_assert(TK_NELEM(settings) <= TK_NELEM(((struct tk_config *)0)->origins),

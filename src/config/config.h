@@ -62,6 +62,9 @@ struct tk_config {
     int refresh_workers;       /* threads for API-triggered refreshes */
     int agent_heartbeat_interval; /* seconds between an agent's heartbeats */
     int agent_stale_after;        /* missed intervals before an agent is stale */
+    int refresh_concurrency;   /* background refreshes at once; 0: engine off */
+    int refresh_per_provider;  /* background refreshes in flight per provider */
+    int refresh_backoff_max;   /* seconds: the longest retry delay after transient failures */
     char origins[128][80]; /* where each setting's value came from, by table index */
 };
 

@@ -59,6 +59,9 @@ const SETTINGS = [
   'refresh-workers',
   'agent-heartbeat-interval',
   'agent-stale-after',
+  'refresh-concurrency',
+  'refresh-per-provider',
+  'refresh-backoff-max',
 ];
 
 /** Lines of output that are JSON objects (every line must be). */

@@ -410,6 +410,12 @@ static const struct unit_test tests[] = {
     B("lease/processes", test_lease_processes),
     B("lease/rules", test_lease_rules),
     B("lease/order", test_lease_order),
+    B("lease/by_id", test_lease_by_id),
+    B("lease/fence", test_lease_fence),
+    B("lease/id_race", test_lease_id_race),
+    B("lease/release_many", test_lease_release_many),
+    T("engine/schedule", test_engine_schedule),
+    B("engine/counts", test_engine_counts),
 
     B("events/list_paging", test_events_list_paging),
     B("events/filters", test_events_filters),

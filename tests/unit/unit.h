@@ -184,6 +184,14 @@ void test_store_bad_url(void);
 void test_lease_processes(struct fx *f);
 void test_lease_rules(struct fx *f);
 void test_lease_order(struct fx *f);
+void test_lease_by_id(struct fx *f);
+void test_lease_fence(struct fx *f);
+void test_lease_id_race(struct fx *f);
+void test_lease_release_many(struct fx *f);
+
+/* test_engine.c */
+void test_engine_schedule(void);
+void test_engine_counts(struct fx *f);
 
 /* test_events.c (both backends) */
 void test_events_list_paging(struct fx *f);
