@@ -391,6 +391,7 @@ static void exchange_finish(struct tk_req *r, void *arg)
                 e.msg, NULL);
         goto out;
     }
+    tk_api_engine_kick(c->app);
     cb_connected(r, c, conn_id);
 out:
     json_decref(extra);

@@ -186,6 +186,7 @@ void tk_h_conn_create(struct tk_req *r)
         tk_api_reply_error(r, &e, NULL);
         goto done;
     }
+    tk_api_engine_kick(app); /* a token that expires soon is refreshed now, not next poll */
     tk_reply_json(r, 201, o);
 done:
     wipe_member(body, "access_token");

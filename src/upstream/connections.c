@@ -24,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define BACKOFF_BASE_S 30
 #define EXCERPT_MAX 512
@@ -835,18 +836,85 @@ void tk_conn_refresh_complete(const struct tk_refresh_ctx *ctx, struct tk_refres
     tk_conn_refresh_abandon(op);
 }
 
+/* The row's version, or -1. */
+static int64_t row_version(struct tk_db *db, const char *tenant_id, const char *conn_id)
+{
+    struct tk_rows *r = NULL;
+    struct tk_err e;
+    int64_t v = -1;
+    if (tk_db_exec(db, "SELECT version FROM connections WHERE tenant_id = ? AND id = ?",
+                   TK_ARGS(TK_TEXT(tenant_id), TK_TEXT(conn_id)), &r, &e) == TK_OK &&
+        tk_rows_count(r) == 1)
+        v = tk_rows_int(r, 0, 0);
+    tk_rows_free(r);
+    return v;
+}
+
+/* Single flight across the engine, the API and the nodes: an attempt holds
+ * the connection's lease (TK_CONN_LEASE; the engine's claims skip leased
+ * rows) from before it reads the row until it has committed. When another
+ * attempt holds it, this one sends nothing: it waits (this is a worker
+ * thread) until that attempt's commit changes the version -- then NONE,
+ * rc TK_OK: "somebody else refreshed", the caller answers the stored
+ * token -- or until the lease runs out, then tries itself. */
 void tk_conn_refresh(const struct tk_refresh_ctx *ctx, const char *tenant_id, const char *conn_id,
                      enum tk_refresh_source source, const struct tk_refresh_opts *opts,
                      struct tk_refresh_result *res)
 {
+    static const struct tk_lease_spec spec = TK_CONN_LEASE;
+    char owner[8 + TK_UUID_LEN + 1] = "attempt:";
+    tk_uuid7(owner + 8);
+    int64_t lease_ms = 2 * ctx_timeout_ms(ctx) + 5000;
+    int64_t give_up = tk_mono_ms() + ctx_timeout_ms(ctx) + 5000, v0 = -1;
+    struct tk_err e;
+    tk_err_clear(&e);
+    for (;;) {
+        struct tk_db *db = tk_store_get(ctx->store, &e);
+        if (!db) {
+            res_init(res);
+            res_none(res, &e);
+            return;
+        }
+        bool claimed = false;
+        int64_t now = tk_now_ms(), v = -1;
+        tk_rc rc = tk_lease_claim_id(db, &spec, conn_id, owner, now, now + lease_ms, &claimed, &e);
+        if (rc == TK_OK && !claimed) v = row_version(db, tenant_id, conn_id);
+        tk_store_put(db);
+        if (rc != TK_OK) {
+            res_init(res);
+            res_none(res, &e);
+            return;
+        }
+        if (claimed) break;
+        if (v < 0) break; /* gone: prepare says not found */
+        if (v0 < 0) v0 = v;
+        if (v != v0) { /* the other attempt committed */
+            res_init(res);
+            res->version = v;
+            return;
+        }
+        if (tk_mono_ms() > give_up) {
+            res_init(res);
+            tk_err_set(&e, TK_EUNAVAIL, "busy",
+                       "another refresh of connection %s is still running", conn_id);
+            res_none(res, &e);
+            return;
+        }
+        struct timespec ts = {0, 50 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
     struct tk_refresh_op *op = NULL;
     tk_conn_refresh_prepare(ctx, tenant_id, conn_id, source, opts, &op, res);
-    if (!op) return;
-    tk_refresh_result_free(res);
-    struct tk_out_result ans;
-    tk_out_send(ctx->out, tk_refresh_op_req(op), &ans);
-    tk_conn_refresh_complete(ctx, op, &ans, res);
-    tk_out_result_free(&ans);
+    if (op) {
+        tk_refresh_result_free(res);
+        struct tk_out_result ans;
+        tk_out_send(ctx->out, tk_refresh_op_req(op), &ans);
+        tk_conn_refresh_complete(ctx, op, &ans, res);
+        tk_out_result_free(&ans);
+    }
+    struct tk_db *db = tk_store_get(ctx->store, &e);
+    if (db) tk_lease_release(db, &spec, conn_id, owner, &e);
+    tk_store_put(db);
 }
 
 /* ---- the async pool ---- */
