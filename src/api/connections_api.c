@@ -15,6 +15,7 @@
 #include "../events/events.h"
 #include "../upstream/connections.h"
 #include "../upstream/diagnosis.h"
+#include "../upstream/engine.h"
 #include "../upstream/upstream.h"
 
 #include <pthread.h>
@@ -385,6 +386,7 @@ static void flight_done(const struct tk_refresh_result *res, void *arg)
             break;
         }
     pthread_mutex_unlock(&flights_mu);
+    tk_engine_note(f->app->engine, res->provider, res->outcome, res->latency_us);
     int status;
     json_t *body;
     answer_of(f->app, f->tenant, f->id, res, &status, &body);
@@ -558,6 +560,7 @@ static void manual_done(const struct tk_refresh_result *res, void *arg)
 {
     struct manual *m = arg;
     struct tk_app *app = m->app;
+    tk_engine_note(app->engine, res->provider, res->outcome, res->latency_us);
     int status;
     json_t *body;
     if (res->outcome == TK_REFRESH_OK) {

@@ -795,6 +795,8 @@ void tk_conn_refresh_complete(const struct tk_refresh_ctx *ctx, struct tk_refres
                               const struct tk_out_result *ans, struct tk_refresh_result *res)
 {
     res_init(res);
+    const char *prov = json_string_value(json_object_get(op->effective, "provider"));
+    snprintf(res->provider, sizeof res->provider, "%s", prov ? prov : "");
     struct attempt at = {0};
     at.outcome = tk_conn_classify(ans, op->effective, at.reason, &at.retry_after_s);
     at.http_status = ans->status;

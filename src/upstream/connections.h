@@ -198,6 +198,7 @@ struct tk_refresh_result {
     int64_t next_attempt_at;         /* next_refresh_at after */
     int64_t latency_us;              /* of the upstream call */
     bool rotated;                    /* a new refresh token was stored */
+    char provider[48];               /* the app's provider, once the row was read ("" before) */
     long http_status;                /* upstream status, 0 when none */
     json_t *upstream;                /* ERROR/FAILED: {status, content_type, body (masked,
                                         bounded)}; NULL otherwise */

@@ -36,7 +36,7 @@ for (const backend of backends()) {
 
     before(async () => {
       up = await startFakeUpstream();
-      t = await startTokend({ backend, args: ['--refresh-timeout', '10'] });
+      t = await startTokend({ backend, args: ['--refresh-timeout', '10', '--refresh-concurrency', '0'] });
       other = await createTenant(t);
       const v = await request(t, '/v1/operator-tokens', { method: 'POST', token: t.token, json: { name: 'viewer', role: 'viewer' } });
       assert.equal(v.status, 201, v.text);
@@ -485,7 +485,7 @@ for (const backend of backends()) {
       assert.equal(g.json.error, 'sealed');
       const res = await t.stop();
       assert.equal(res.code, 0);
-      t = await startTokend({ backend, dataDir: t.dataDir, store: t.store, args: ['--refresh-timeout', '10'] });
+      t = await startTokend({ backend, dataDir: t.dataDir, store: t.store, args: ['--refresh-timeout', '10', '--refresh-concurrency', '0'] });
       const g2 = await getToken(s.conn.id);
       assert.equal(g2.status, 200, g2.text);
       assert.equal(g2.json.access_token, s.accessToken);

@@ -27,7 +27,7 @@ for (const backend of backends()) {
 
     before(async () => {
       up = await startFakeUpstream();
-      t = await startTokend({ backend, args: ['--refresh-timeout', '10'] });
+      t = await startTokend({ backend, args: ['--refresh-timeout', '10', '--refresh-concurrency', '0'] });
       other = await createTenant(t);
       const v = await request(t, '/v1/operator-tokens', { method: 'POST', token: t.token, json: { name: 'viewer', role: 'viewer' } });
       assert.equal(v.status, 201, v.text);
