@@ -345,6 +345,8 @@ void tk_h_agents_heartbeat(struct tk_req *r)
         rc = tk_agent_heartbeat(db, c->p.tenant_id, c->p.client_id, id, json_string_value(st),
                                 r->request_id, &recovered, &e);
         if (rc == TK_OK && app->m_hb_flushes) tk_metric_inc(app->m_hb_flushes, 1);
+        /* written: the cache knows it (its next heartbeats are noted) */
+        if (rc == TK_OK) hb_remember(app->heartbeats, id, c->p.tenant_id, c->p.client_id, now, now);
     }
     json_decref(body);
     if (rc == TK_ENOTFOUND) {

@@ -805,6 +805,8 @@ for (const backend of backends()) {
         assert.equal(r.status, 201, r.text);
         const hb = await request(n, `/v1/agents/${r.json.id}/heartbeat`, { method: 'POST', token: tok.token, json: { status: 'last-words' } });
         assert.equal(hb.status, 200, hb.text);
+        // noted in memory, not written at once
+        assert.equal(metric(await scrape(n), 'tokend_heartbeat_flushes_total', { kind: 'direct' }), 0);
         const res = await n.stop('SIGTERM');
         assert.equal(res.code, 0, JSON.stringify(res));
         const st = (await storeSql(n, `SELECT reported_status FROM agents WHERE id = '${r.json.id}'`)).trim();
