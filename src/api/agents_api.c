@@ -61,7 +61,8 @@ struct tk_hb_table {
 static uint64_t hb_hash(const char *id)
 {
     uint64_t h = 1469598103934665603ULL; /* FNV-1a */
-    for (const unsigned char *p = (const unsigned char *)id; *p; p++) h = (h ^ *p) * 1099511628211ULL;
+    for (const unsigned char *p = (const unsigned char *)id; *p; p++)
+        h = (h ^ *p) * 1099511628211ULL;
     return h;
 }
 
@@ -258,8 +259,9 @@ void tk_h_agents_register(struct tk_req *r)
     }
     /* the heartbeat cache knows it: its heartbeats are noted in memory */
     const char *aid = json_string_value(json_object_get(o, "id"));
-    if (aid) hb_remember(((struct tk_app *)r->app)->heartbeats, aid, c->p.tenant_id, c->p.client_id, tk_now_ms(),
-                         tk_now_ms());
+    if (aid)
+        hb_remember(((struct tk_app *)r->app)->heartbeats, aid, c->p.tenant_id, c->p.client_id,
+                    tk_now_ms(), tk_now_ms());
     tk_reply_json(r, 201, o);
 }
 
@@ -489,6 +491,6 @@ void tk_api_agents_start(struct tk_app *app)
 void tk_api_agents_stop(struct tk_app *app)
 {
     tk_worker_stop(&app->agent_sweep, 0); /* writes the pending heartbeats */
-    hb_free(app->heartbeats);               /* after the HTTP server: no more notes */
+    hb_free(app->heartbeats);             /* after the HTTP server: no more notes */
     app->heartbeats = NULL;
 }

@@ -209,8 +209,8 @@ tk_rc tk_agent_heartbeat(struct tk_db *db, const char *tenant_id, const char *cl
     return rc;
 }
 
-tk_rc tk_agent_beats_flush(struct tk_db *db, const struct tk_agent_beat *b, int n, int *recovered,
-                           struct tk_err *e)
+tk_rc tk_agent_beats_flush(struct tk_db *db, const struct tk_agent_beat *b, int n,
+                           int *recovered, struct tk_err *e)
 {
     *recovered = 0;
     if (n <= 0) return TK_OK;

@@ -353,7 +353,8 @@ static bool mk_agent(struct tk_db *db, struct cfx *c)
     json_t *o = NULL;
     struct tk_err e;
     bool ok = CHECK_OK(tk_agent_register(db, c->tenant, c->client, b, NULL, &o, &e), &e);
-    if (ok) snprintf(c->tok_id, sizeof c->tok_id, "%s", json_string_value(json_object_get(o, "id")));
+    if (ok)
+        snprintf(c->tok_id, sizeof c->tok_id, "%s", json_string_value(json_object_get(o, "id")));
     json_decref(b);
     json_decref(o);
     return ok;
