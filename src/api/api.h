@@ -101,6 +101,10 @@ struct tk_app {
      * tokend_heartbeat_flushes_total{kind}. */
     struct tk_hb_table *heartbeats;
     struct tk_metric *m_hb_flushes;
+    /* The refresh engine (src/upstream/engine.h): made with the metrics,
+     * started after the connections' pool, stopped before the outbound
+     * client stops, freed after the registry. */
+    struct tk_engine *engine;
 };
 
 /* The budget of failed unseal attempts per source address: past it, 429
@@ -265,6 +269,12 @@ tk_rc tk_evpump_start(struct tk_app *app, struct tk_evpump **out, struct tk_err 
 void tk_evpump_stop(struct tk_evpump *pp);
 void tk_evpump_add(struct tk_evpump *pp, struct tk_stream *s, const struct tk_principal *p,
                    const struct tk_event_query *q, int64_t after);
+/* Count a stream of tenant against max_streams_per_tenant: false (and
+ * nothing counted) when the tenant holds that many already. A stream
+ * counted is uncounted when the pump frees it (after tk_evpump_add) or by
+ * tk_evpump_unadmit (when it never got there). */
+bool tk_evpump_admit(struct tk_evpump *pp, const char *tenant_id, int *limit);
+void tk_evpump_unadmit(struct tk_evpump *pp, const char *tenant_id);
 void tk_h_sys_init(struct tk_req *r);
 void tk_h_sys_unseal(struct tk_req *r);
 void tk_h_sys_seal(struct tk_req *r);
@@ -289,10 +299,14 @@ void tk_h_apps_delete(struct tk_req *r);
 void tk_h_conn_create(struct tk_req *r);
 void tk_h_conn_list(struct tk_req *r);
 void tk_h_conn_get(struct tk_req *r);
+void tk_h_conn_diagnosis(struct tk_req *r);
 void tk_h_conn_delete(struct tk_req *r);
 void tk_h_conn_token(struct tk_req *r);
 void tk_h_conn_unauthorized(struct tk_req *r);
 void tk_h_conn_refresh(struct tk_req *r);
+/* Wake the refresh engine: a connection was created or imported (a no-op
+ * before it starts and after it stops). */
+void tk_api_engine_kick(struct tk_app *app);
 /* Start and stop the connections' refresh pool (connections_api.c). */
 tk_rc tk_api_conn_start(struct tk_app *app, struct tk_err *e);
 void tk_api_conn_stop(struct tk_app *app);

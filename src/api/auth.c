@@ -7,6 +7,7 @@
 #include "../events/events.h"
 
 #include <math.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <strings.h>
 #include <string.h>
@@ -108,6 +109,28 @@ bool tk_api_rate_count(struct tk_req *r)
     return false;
 }
 
+/* An authentication failure that could not be recorded (the event queue
+ * full: a storm from many addresses against a slow store) is logged once
+ * a second at most, with how many were not logged since: one line per
+ * refused request would flood the log as fast as the attacker sends. */
+static void warn_unrecorded(const struct tk_err *e)
+{
+    static atomic_llong next_ms, skipped;
+    int64_t now = tk_mono_ms();
+    long long due = atomic_load(&next_ms);
+    if (now < due || !atomic_compare_exchange_strong(&next_ms, &due, now + 1000)) {
+        atomic_fetch_add(&skipped, 1);
+        return;
+    }
+    long long n = atomic_exchange(&skipped, 0);
+    if (n)
+        tk_warn("events: could not record an authentication failure: %s (and %lld more since "
+                "the last such line; tokend_events_dropped_total counts them)",
+                e->msg, n);
+    else
+        tk_warn("events: could not record an authentication failure: %s", e->msg);
+}
+
 /* Record an authentication failure in the token's tenant when the token
  * is known, else the default tenant. With coalesce, through the event
  * log's coalescing: the first of a reason from an address in a window is
@@ -160,8 +183,7 @@ static void auth_event(struct tk_req *r, const struct tk_err *e, const struct tk
     /* Posted: a refusal never waits for the store (the 401 goes out all the
      * same, and an attacker's storm costs queue slots, not connections). */
     struct tk_err ee;
-    if (tk_event_post(&ev, &ee) != TK_OK)
-        tk_warn("events: could not record an authentication failure: %s", ee.msg);
+    if (tk_event_post(&ev, &ee) != TK_OK) warn_unrecorded(&ee);
     json_decref(detail);
 }
 

@@ -12,7 +12,9 @@
  * refresh_timeout (+5 s) later. */
 #include "api.h"
 
+#include "../events/events.h"
 #include "../upstream/connections.h"
+#include "../upstream/diagnosis.h"
 #include "../upstream/upstream.h"
 
 #include <pthread.h>
@@ -632,4 +634,98 @@ void tk_h_conn_refresh(struct tk_req *r)
         tk_parked_resume(m->p, tk_rc_status(e.rc), error_json(&e));
         free(m);
     }
+}
+
+/* ---- diagnosis (issue 18 item 8) ---- */
+
+static int64_t jtime(const json_t *o, const char *name)
+{
+    int64_t ms;
+    const char *s = json_string_value(json_object_get(o, name));
+    return s && tk_time_parse(s, &ms) == TK_OK ? ms : 0;
+}
+
+static const char *jstr_or_null(const json_t *o, const char *name)
+{
+    return json_string_value(json_object_get(o, name));
+}
+
+/* GET /v1/connections/{id}/diagnosis -> {connection, token: {expires_at,
+ * expires_in, refresh_expires_at}, attempts (the last 10 refresh events,
+ * newest first), cause, conclusion, next_step}: never a token. */
+void tk_h_conn_diagnosis(struct tk_req *r)
+{
+    const char *id = path_id(r);
+    if (!id) return;
+    struct tk_db *db = tk_api_db(r);
+    if (!db) return;
+    const char *tenant = tk_api_principal(r)->tenant_id;
+    json_t *conn = NULL, *events = NULL;
+    struct tk_err e;
+    if (tk_conn_get(db, APP(r)->refresh_ctx, tenant, id, &conn, &e) != TK_OK) {
+        tk_api_reply_error(r, &e, NULL);
+        return;
+    }
+    struct tk_event_query q = {
+        .tenant_id = tenant, .kind = "refresh", .subject = id, .limit = TK_DIAG_ATTEMPTS_MAX};
+    int64_t next = 0;
+    if (tk_events_list(db, &q, &events, &next, &e) != TK_OK) {
+        json_decref(conn);
+        tk_api_reply_error(r, &e, NULL);
+        return;
+    }
+    struct tk_diag_attempt at[TK_DIAG_ATTEMPTS_MAX];
+    size_t n = 0, i;
+    json_t *ev, *attempts = json_array();
+    json_array_foreach(events, i, ev)
+    {
+        if (n == TK_DIAG_ATTEMPTS_MAX) break;
+        json_t *d = json_object_get(ev, "detail");
+        if (!json_is_object(d)) d = NULL;
+        struct tk_diag_attempt *a = &at[n++];
+        *a = (struct tk_diag_attempt){
+            .at = json_integer_value(json_object_get(ev, "at_ms")),
+            .source = jstr_or_null(ev, "source"),
+            .outcome = jstr_or_null(ev, "outcome"),
+            .reason = jstr_or_null(d, "reason"),
+            .http_status = (long)json_integer_value(json_object_get(d, "status")),
+            .content_type = jstr_or_null(d, "content_type"),
+            .refresh_token_sent = jstr_or_null(d, "refresh_token_sent"),
+            .refresh_token_new = jstr_or_null(d, "refresh_token_new"),
+            .next_attempt_at = jtime(d, "next_attempt_at"),
+        };
+        json_array_append_new(
+            attempts,
+            json_pack(
+                "{s:O?, s:O?, s:O?, s:O?, s:O?, s:O?, s:O?, s:O?}", "at", json_object_get(ev, "at"),
+                "source", json_object_get(ev, "source"), "outcome", json_object_get(ev, "outcome"),
+                "status", json_object_get(d, "status"), "error_code", json_object_get(d, "reason"),
+                "content_type", json_object_get(d, "content_type"), "next_attempt_at",
+                json_object_get(d, "next_attempt_at"), "message", json_object_get(ev, "message")));
+    }
+    int64_t now = tk_now_ms();
+    struct tk_diag_input in = {
+        .status = jstr_or_null(conn, "status"),
+        .last_error_code = jstr_or_null(conn, "last_error_code"),
+        .last_error = jstr_or_null(conn, "last_error"),
+        .now = now,
+        .expires_at = jtime(conn, "expires_at"),
+        .next_refresh_at = jtime(conn, "next_refresh_at"),
+        .refresh_expires_at = jtime(conn, "refresh_expires_at"),
+        .last_refresh_at = jtime(conn, "last_refresh_at"),
+        .has_refresh_token = json_is_true(json_object_get(conn, "has_refresh_token")),
+        .attempts = at,
+        .n_attempts = n,
+    };
+    char concl[TK_DIAG_TEXT_MAX], step[TK_DIAG_TEXT_MAX];
+    const char *cause = tk_diagnose(&in, concl, step);
+    int64_t left = in.expires_at > now ? (in.expires_at - now) / 1000 : 0;
+    json_t *tok = json_pack("{s:O?, s:I, s:O?}", "expires_at", json_object_get(conn, "expires_at"),
+                            "expires_in", (json_int_t)left, "refresh_expires_at",
+                            json_object_get(conn, "refresh_expires_at"));
+    json_t *o =
+        json_pack("{s:o, s:o, s:o, s:s, s:s, s:s}", "connection", conn, "token", tok, "attempts",
+                  attempts, "cause", cause, "conclusion", concl, "next_step", step);
+    json_decref(events);
+    tk_reply_json(r, 200, o);
 }

@@ -160,8 +160,23 @@ void tk_h_events_stream(struct tk_req *r)
         after = json_integer_value(json_object_get(json_array_get(evs, 0), "seq"));
         json_decref(evs);
     }
+    int per_tenant = 0;
+    if (!tk_evpump_admit(app->evpump, p->tenant_id, &per_tenant)) {
+        struct tk_err e;
+        tk_err_set(&e, TK_EUNAVAIL, "too_many_streams",
+                   "this tenant already holds %d event streams on this node "
+                   "(max_streams_per_tenant); close one, or retry later or on another node",
+                   per_tenant);
+        tk_req_stream_refused(r);
+        tk_reply_header(r, "Retry-After", "5");
+        tk_reply_error(r, &e, NULL);
+        return;
+    }
     struct tk_stream *s = tk_reply_stream(r);
-    if (!s) return; /* 503 too_many_streams */
+    if (!s) { /* 503 too_many_streams */
+        tk_evpump_unadmit(app->evpump, p->tenant_id);
+        return;
+    }
     char first[96];
     int n = snprintf(first, sizeof first, "retry: 2000\n: events after seq %lld\n\n",
                      (long long)after);

@@ -4,20 +4,25 @@
  *
  * One pump thread per node (a worker.h worker, every PUMP_EVERY_MS) serves
  * every stream: per tenant with streams open it reads the events after the
- * lowest seq any of them has seen (one query per tenant and round, at most
+ * seq of its streams at the head (one query per tenant and round, at most
  * PUMP_PAGE events, not one query per stream), and fans them out, each
  * stream taking those past its own seq that match its filters. A stream
  * that starts behind (Last-Event-ID, after) catches up PUMP_PAGE events a
- * round (paced by its buffer, see pump_tenant). Lines: "id: <seq>" and "data: <the event as GET
- * /v1/events shows it>"; a comment line every heartbeat (below idle_timeout) so that proxies and
- * the client see the stream alive and a client gone is noticed; and "event: end" with data
+ * round in up to PUMP_CATCHUP extra queries (paced by its buffer, see
+ * pump_tenant), without holding back the streams at the head. Lines: "id: <seq>" and "data: <the
+ * event as GET /v1/events shows it>"; a comment line every heartbeat (below idle_timeout) so that
+ * proxies and the client see the stream alive and a client gone is noticed; and "event: end" with
+ * data
  * {"reason": ...} when the stream ends: "revoked" (the principal's token, re-checked every
  * REVOKE_CHECK_MS, is revoked or expired), "sealed" (the node sealed) or "node_stopping" (written
  * by the HTTP server at quiesce). A stream whose reader does not keep up is cut by the HTTP server
  * (stream_buffer) and dropped here.
  *
  * The handler holds its store connection only to read the start seq; the
- * stream itself holds none (the pump takes one per round).
+ * stream itself holds none (the pump takes one per round). A tenant holds
+ * at most max_streams_per_tenant streams (tk_evpump_admit, counted until
+ * the pump frees the stream), so that one tenant cannot take all of
+ * max_streams.
  */
 #include "api.h"
 
@@ -31,6 +36,7 @@
 
 #define PUMP_EVERY_MS 200
 #define PUMP_PAGE 500
+#define PUMP_CATCHUP 3 /* pages per tenant and round for streams behind the head */
 #define REVOKE_CHECK_MS 1000
 
 struct sub {
@@ -43,8 +49,17 @@ struct sub {
     int64_t next_check_ms, last_write_ms;
     bool done;
     bool stalled;       /* its buffer is half full: skipped this round */
+    bool served;        /* had its page this round */
+    bool caught_up;     /* its last page was not full: it stands at the head */
     int64_t checked_ms; /* when its token was last looked up, and the answer */
     bool active;
+};
+
+/* Streams per tenant (max_streams_per_tenant), under the pump's mu. */
+struct tcount {
+    struct tcount *next;
+    char tenant[TK_UUID_LEN + 1];
+    int n;
 };
 
 struct tk_evpump {
@@ -52,6 +67,8 @@ struct tk_evpump {
     struct tk_worker w;
     pthread_mutex_t mu;
     struct sub *pending; /* added by handlers, taken by the pump */
+    struct tcount *counts;
+    int per_tenant;
     int heartbeat_ms;
     size_t high_water; /* stream_buffer / 2 */
 };
@@ -69,9 +86,48 @@ static void sub_end(struct sub *x, const char *reason)
     x->done = true;
 }
 
-static void sub_free(struct sub *x)
+static struct tcount **count_of(struct tk_evpump *pp, const char *tenant)
+{
+    struct tcount **pc = &pp->counts;
+    while (*pc && strcmp((*pc)->tenant, tenant) != 0)
+        pc = &(*pc)->next;
+    return pc;
+}
+
+bool tk_evpump_admit(struct tk_evpump *pp, const char *tenant_id, int *limit)
+{
+    pthread_mutex_lock(&pp->mu);
+    struct tcount **pc = count_of(pp, tenant_id);
+    bool ok = !*pc || (*pc)->n < pp->per_tenant;
+    if (ok) {
+        if (!*pc) {
+            *pc = tk_calloc(1, sizeof **pc);
+            snprintf((*pc)->tenant, sizeof(*pc)->tenant, "%s", tenant_id);
+        }
+        (*pc)->n++;
+    }
+    *limit = pp->per_tenant;
+    pthread_mutex_unlock(&pp->mu);
+    return ok;
+}
+
+void tk_evpump_unadmit(struct tk_evpump *pp, const char *tenant_id)
+{
+    pthread_mutex_lock(&pp->mu);
+    struct tcount **pc = count_of(pp, tenant_id);
+    if (*pc && --(*pc)->n <= 0) {
+        struct tcount *c = *pc;
+        *pc = c->next;
+        free(c);
+    }
+    pthread_mutex_unlock(&pp->mu);
+}
+
+/* Not under pp->mu. */
+static void sub_free(struct tk_evpump *pp, struct sub *x)
 {
     tk_stream_close(x->s);
+    tk_evpump_unadmit(pp, x->p.tenant_id);
     free(x);
 }
 
@@ -97,30 +153,33 @@ static void sub_write(struct sub *x, const char *data, size_t n, int64_t now)
     x->last_write_ms = now;
 }
 
-/* One tenant's round: read past the lowest seq of its streams, fan out.
- * A stream whose buffer is over the high-water mark is skipped (its seq
- * stays) until its reader catches up: a reader that is behind but reading
- * is paced, not cut, and does not hold back the tenant's other streams; a
- * reader that stops reading is closed by the HTTP server once idle_timeout
- * passes without a byte sent, or cut when a write overflows its buffer. */
-static void pump_tenant(struct tk_evpump *pp, struct tk_db *db, struct sub *subs,
-                        const char *tenant, int64_t now)
+/* One page of a tenant's events after seq `after`, fanned out to the
+ * streams that stand at or past it (a stream behind `after` must not take
+ * these: it would skip the events between). Returns false when the store
+ * could not be read. */
+static bool serve_page(struct tk_evpump *pp, struct tk_db *db, struct sub *subs, const char *tenant,
+                       int64_t after, int64_t now)
 {
-    int64_t min = INT64_MAX;
-    for (struct sub *x = subs; x; x = x->next) {
-        if (x->done || strcmp(x->p.tenant_id, tenant) != 0) continue;
-        x->stalled = tk_stream_pending(x->s) > pp->high_water;
-        if (!x->stalled && x->last < min) min = x->last;
-    }
-    if (min == INT64_MAX) return;
     struct tk_event_query q = {
-        .tenant_id = tenant, .follow = true, .after = min, .limit = PUMP_PAGE};
+        .tenant_id = tenant, .follow = true, .after = after, .limit = PUMP_PAGE};
     json_t *evs = NULL;
     int64_t next;
     struct tk_err e;
     if (tk_events_list(db, &q, &evs, &next, &e) != TK_OK) {
         tk_warn("events stream: cannot read the events of tenant %s: %s", tenant, e.msg);
-        return;
+        return false;
+    }
+    size_t n = json_array_size(evs);
+    int64_t page_last =
+        n ? json_integer_value(json_object_get(json_array_get(evs, n - 1), "seq")) : INT64_MAX;
+    bool full = n >= PUMP_PAGE;
+    for (struct sub *x = subs; x; x = x->next) {
+        if (x->done || x->stalled || x->served || strcmp(x->p.tenant_id, tenant) != 0 ||
+            x->last < after)
+            continue;
+        /* past this page's end (a full page): not served yet this round */
+        if (!full || x->last < page_last) x->served = true;
+        x->caught_up = !full;
     }
     size_t i;
     json_t *ev;
@@ -131,7 +190,8 @@ static void pump_tenant(struct tk_evpump *pp, struct tk_db *db, struct sub *subs
         int64_t seq = json_integer_value(json_object_get(ev, "seq"));
         b.len = 0;
         for (struct sub *x = subs; x; x = x->next) {
-            if (x->done || x->stalled || strcmp(x->p.tenant_id, tenant) != 0 || seq <= x->last)
+            if (x->done || x->stalled || strcmp(x->p.tenant_id, tenant) != 0 || x->last < after ||
+                seq <= x->last)
                 continue;
             if (tk_stream_pending(x->s) > pp->high_water) {
                 x->stalled = true;
@@ -140,15 +200,53 @@ static void pump_tenant(struct tk_evpump *pp, struct tk_db *db, struct sub *subs
             x->last = seq;
             if (!matches(x, ev)) continue;
             if (!b.len) {
-                char *s = json_dumps(ev, JSON_COMPACT);
-                tk_buf_printf(&b, "id: %lld\ndata: %s\n\n", (long long)seq, s ? s : "{}");
-                free(s);
+                char *js = json_dumps(ev, JSON_COMPACT);
+                tk_buf_printf(&b, "id: %lld\ndata: %s\n\n", (long long)seq, js ? js : "{}");
+                free(js);
             }
             sub_write(x, b.data, b.len, now);
         }
     }
     tk_buf_free(&b);
     json_decref(evs);
+    return true;
+}
+
+/* One tenant's round. The streams stand at different seqs: most at the
+ * head, some catching up (a reconnect with an old Last-Event-ID, after=0).
+ * The page after the streams that were at the head last round comes
+ * first, so that they get new events at once whatever the others do (one
+ * page from the lowest seq would hold every live stream of the tenant
+ * until the slowest caught up: a viewer reconnecting with Last-Event-ID: 0
+ * in a tenant with a million events would freeze its operators' streams
+ * for minutes). Then up to PUMP_CATCHUP pages for the others, the nearest
+ * to the head first (a stream just opened, then those further behind,
+ * which join the head once they reach it). A stream whose buffer is over
+ * the high-water mark is skipped (its seq stays) until its reader catches
+ * up: a reader that is behind but reading is paced, not cut, and does not
+ * hold back the tenant's other streams; a reader that stops reading is
+ * closed by the HTTP server once idle_timeout passes without a byte sent,
+ * or cut when a write overflows its buffer. */
+static void pump_tenant(struct tk_evpump *pp, struct tk_db *db, struct sub *subs,
+                        const char *tenant, int64_t now)
+{
+    int64_t head = INT64_MAX;
+    for (struct sub *x = subs; x; x = x->next) {
+        if (x->done || strcmp(x->p.tenant_id, tenant) != 0) continue;
+        x->served = false;
+        x->stalled = tk_stream_pending(x->s) > pp->high_water;
+        if (x->stalled) x->caught_up = false; /* it will resume behind */
+        if (!x->stalled && x->caught_up && x->last < head) head = x->last;
+    }
+    if (head != INT64_MAX && !serve_page(pp, db, subs, tenant, head, now)) return;
+    for (int k = 0; k < PUMP_CATCHUP; k++) {
+        int64_t max = -1;
+        for (struct sub *x = subs; x; x = x->next)
+            if (!x->done && !x->stalled && !x->served && !strcmp(x->p.tenant_id, tenant) &&
+                x->last > max)
+                max = x->last;
+        if (max < 0 || !serve_page(pp, db, subs, tenant, max, now)) return;
+    }
 }
 
 static void pump_round(struct tk_evpump *pp, struct sub **subs)
@@ -203,7 +301,7 @@ static void pump_round(struct tk_evpump *pp, struct sub **subs)
         struct sub *x = *px;
         if (x->done) {
             *px = x->next;
-            sub_free(x);
+            sub_free(pp, x);
         } else {
             px = &x->next;
         }
@@ -230,15 +328,17 @@ static void pump_main(struct tk_worker *w, void *arg)
     while (subs) { /* stopping: the HTTP server has ended them (node_stopping) */
         struct sub *x = subs;
         subs = x->next;
-        sub_free(x);
+        sub_free(pp, x);
     }
     pthread_mutex_lock(&pp->mu);
-    while (pp->pending) {
-        struct sub *x = pp->pending;
-        pp->pending = x->next;
-        sub_free(x);
-    }
+    struct sub *left = pp->pending;
+    pp->pending = NULL;
     pthread_mutex_unlock(&pp->mu);
+    while (left) {
+        struct sub *x = left;
+        left = x->next;
+        sub_free(pp, x);
+    }
 }
 
 tk_rc tk_evpump_start(struct tk_app *app, struct tk_evpump **out, struct tk_err *e)
@@ -251,6 +351,7 @@ tk_rc tk_evpump_start(struct tk_app *app, struct tk_evpump **out, struct tk_err 
     pp->heartbeat_ms = idle_ms / 2 < 15000 ? idle_ms / 2 : 15000;
     if (pp->heartbeat_ms < 500) pp->heartbeat_ms = 500;
     pp->high_water = (size_t)app->cfg->stream_buffer / 2;
+    pp->per_tenant = app->cfg->max_streams_per_tenant > 0 ? app->cfg->max_streams_per_tenant : 16;
     tk_rc rc = tk_worker_start(&pp->w, "event stream pump", pump_main, pp, e);
     if (rc != TK_OK) {
         pthread_mutex_destroy(&pp->mu);
@@ -265,6 +366,11 @@ void tk_evpump_stop(struct tk_evpump *pp)
 {
     if (!pp) return;
     tk_worker_stop(&pp->w, 0);
+    while (pp->counts) {
+        struct tcount *c = pp->counts;
+        pp->counts = c->next;
+        free(c);
+    }
     pthread_mutex_destroy(&pp->mu);
     free(pp);
 }

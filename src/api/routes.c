@@ -60,6 +60,7 @@ static const struct tk_route routes[] = {
     {"GET", "/v1/connections", tk_h_conn_list, OPERATOR(TK_ROLE_ANY)},
     {"POST", "/v1/connections", tk_h_conn_create, OPERATOR(TK_ROLE_WRITE)},
     {"GET", "/v1/connections/{id}", tk_h_conn_get, OPERATOR(TK_ROLE_ANY)},
+    {"GET", "/v1/connections/{id}/diagnosis", tk_h_conn_diagnosis, OPERATOR(TK_ROLE_ANY)},
     {"DELETE", "/v1/connections/{id}", tk_h_conn_delete, OPERATOR(TK_ROLE_WRITE)},
     {"GET", "/v1/connections/{id}/token", tk_h_conn_token, OPERATOR(TK_ROLE_WRITE)},
     {"POST", "/v1/connections/{id}/unauthorized", tk_h_conn_unauthorized, OPERATOR(TK_ROLE_WRITE)},

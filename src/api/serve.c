@@ -5,6 +5,7 @@
 #include "../events/events.h"
 #include "../upstream/connections.h"
 #include "../upstream/connect.h"
+#include "../upstream/engine.h"
 #include "../upstream/upstream.h"
 #include "../tls/tls.h"
 
@@ -362,6 +363,30 @@ static void rewrap_worker_start(struct tk_app *app)
     struct tk_err e;
     if (tk_worker_start(&app->rewrap, "rewrap worker", rewrap_worker, app, &e) != TK_OK)
         tk_error("keyring: %s", e.msg);
+}
+
+/* ---- the refresh engine (src/upstream/engine.h) ---- */
+
+void tk_api_engine_kick(struct tk_app *app)
+{
+    tk_engine_kick(app->engine);
+}
+
+static tk_rc engine_start(struct tk_app *app, struct tk_err *e)
+{
+    const struct tk_config *cfg = app->cfg;
+    struct tk_refresh_ctx ctx = *app->refresh_ctx; /* the connections' settings */
+    ctx.backoff_max_s = cfg->refresh_backoff_max;
+    app->refresh_ctx->backoff_max_s = cfg->refresh_backoff_max; /* API-triggered ones too */
+    char owner[96];
+    snprintf(owner, sizeof owner, "%s/engine", app->node);
+    /* a refresh thread per 4 store connections (1..4): the rest serve requests */
+    int threads = cfg->store_pool / 4;
+    struct tk_engine_opts o = {.owner = owner,
+                               .concurrency = cfg->refresh_concurrency,
+                               .per_provider = cfg->refresh_per_provider,
+                               .threads = threads < 1 ? 1 : threads > 4 ? 4 : threads};
+    return tk_engine_start(app->engine, &ctx, &o, e);
 }
 
 /* ---- the last-used worker ----
@@ -732,6 +757,7 @@ int tk_serve(const struct tk_config *cfg)
      * /metrics; the registry is frozen once it does (metrics.h). */
     app.metrics = tk_metrics_new();
     if (rc == TK_OK) rc = tk_api_metrics_register(&app, &e);
+    if (rc == TK_OK) rc = tk_engine_new(app.catalog, app.metrics, &app.engine, &e);
     if (rc == TK_OK && cfg->tls_cert_file[0])
         rc = tk_tls_open(cfg->tls_cert_file, cfg->tls_key_file, &app.tls, &e);
     if (rc == TK_OK) {
@@ -761,6 +787,7 @@ int tk_serve(const struct tk_config *cfg)
             .tls = app.tls,
             .stream_buffer = (size_t)cfg->stream_buffer,
             .max_streams = cfg->max_streams,
+            .max_parked = cfg->max_parked,
         };
         rc = tk_http_start(&ho, &app.http, &e);
         tk_metrics_freeze(app.metrics);
@@ -802,6 +829,7 @@ int tk_serve(const struct tk_config *cfg)
         if (rc != TK_OK) status = 2; /* a setting to fix */
     }
     if (rc == TK_OK) rc = tk_api_conn_start(&app, &e);
+    if (rc == TK_OK) rc = engine_start(&app, &e);
     if (rc == TK_OK) {
         probe_start(&app);
         rewrap_worker_start(&app);
@@ -849,6 +877,8 @@ int tk_serve(const struct tk_config *cfg)
     tk_http_quiesce(app.http);
     bool drained = tk_http_drain(app.http, cfg->shutdown_timeout * 1000);
     if (!drained) tk_warn("requests still in flight after %d s; closing them", cfg->shutdown_timeout);
+    /* the engine's refreshes in flight commit their answers (or their leases run out) */
+    tk_engine_stop(app.engine, cfg->shutdown_timeout * 1000);
     tk_out_stop(app.outbound); /* what is still out ends "stopping" while HTTP can answer */
     tk_api_conn_stop(&app);    /* its callers are answered while HTTP can answer */
     tk_http_stop(app.http);
@@ -870,6 +900,7 @@ int tk_serve(const struct tk_config *cfg)
     tk_info("stopped");
     status = 0;
 out:
+    tk_engine_stop(app.engine, 0);
     tk_out_stop(app.outbound);
     tk_api_conn_stop(&app);
     tk_http_stop(app.http);
@@ -893,6 +924,7 @@ out:
     tk_optoken_uses_free(app.uses);
     tk_optoken_uses_free(app.client_uses);
     tk_metrics_free(app.metrics); /* after the HTTP server: nothing renders any more */
+    tk_engine_free(app.engine);   /* after the registry (its gauges) and tk_out_stop */
     tk_catalog_free(app.catalog);
     tk_tls_free(app.tls); /* after the HTTP server: handshakes use it */
     return status;

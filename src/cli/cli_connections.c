@@ -242,3 +242,64 @@ int tk_cli_connections(int argc, char **argv)
         return conn_simple("refresh", "POST", "/refresh", 200, NULL, argc, argv);
     return usage("unknown verb", v);
 }
+
+/* tokend doctor connection ID [--json]: GET /v1/connections/{id}/diagnosis,
+ * printed as state, token expiry, the last attempts and the conclusion with
+ * its next step. Exit 0 when the connection is fine (cause ok or
+ * never_refreshed), 1 otherwise, 3 unreachable. */
+int tk_cli_doctor_connection(int argc, char **argv)
+{
+    struct tk_cli_client c = {0};
+    const char *tf = NULL, *id = NULL;
+    int rc = parse(argc, argv, &c, &tf, &id, NULL, 0);
+    if (rc) return rc;
+    char path[512];
+    if (!path_with(path, sizeof path, id, "/diagnosis")) return usage("too long", id);
+    json_t *o = NULL;
+    long st = tk_cli_get(&c, path, &o);
+    if (st < 0) return EXIT_UNREACHABLE;
+    if (st != 200) {
+        tk_cli_print_error("doctor connection", st, o);
+        json_decref(o);
+        return EXIT_SERVER;
+    }
+    const char *cause = tk_cli_jstr(o, "cause");
+    bool fine = !strcmp(cause, "ok") || !strcmp(cause, "never_refreshed");
+    if (c.json) {
+        print_json(o);
+    } else {
+        json_t *cn = json_object_get(o, "connection"), *tok = json_object_get(o, "token"), *x;
+        printf("connection %s '%s' (%s)\n", tk_cli_jstr(cn, "id"), tk_cli_jstr(cn, "label"),
+               tk_cli_jstr(cn, "provider"));
+        printf("status     %s", tk_cli_jstr(cn, "status"));
+        if (json_is_string(json_object_get(cn, "last_error_code")))
+            printf(" (%s, %lld failures)", tk_cli_jstr(cn, "last_error_code"),
+                   (long long)json_integer_value(json_object_get(cn, "failure_count")));
+        printf("\ntoken      expires %s (in %lld s), refresh token expires %s\n",
+               tk_cli_jstr(tok, "expires_at"),
+               (long long)json_integer_value(json_object_get(tok, "expires_in")),
+               json_is_string(json_object_get(tok, "refresh_expires_at"))
+                   ? tk_cli_jstr(tok, "refresh_expires_at")
+                   : "(unknown)");
+        printf("refresh    last %s, next %s\n", tk_cli_jstr(cn, "last_refresh_at"),
+               tk_cli_jstr(cn, "next_refresh_at"));
+        size_t i;
+        json_t *a = json_object_get(o, "attempts");
+        printf("attempts (%zu, newest first)\n", json_array_size(a));
+        json_array_foreach(a, i, x)
+        {
+            char status[16] = "-";
+            if (json_is_integer(json_object_get(x, "status")))
+                snprintf(status, sizeof status, "%lld",
+                         (long long)json_integer_value(json_object_get(x, "status")));
+            printf("  %-24s %-9s %-6s %-4s %-16s %s\n", tk_cli_jstr(x, "at"),
+                   tk_cli_jstr(x, "source"), tk_cli_jstr(x, "outcome"), status,
+                   json_is_string(json_object_get(x, "error_code")) ? tk_cli_jstr(x, "error_code")
+                                                                    : "-",
+                   tk_cli_jstr(x, "message"));
+        }
+        printf("\n%s\nnext step: %s\n", tk_cli_jstr(o, "conclusion"), tk_cli_jstr(o, "next_step"));
+    }
+    json_decref(o);
+    return fine ? 0 : EXIT_SERVER;
+}

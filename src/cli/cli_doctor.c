@@ -296,6 +296,8 @@ int tk_cli_doctor(int argc, char **argv)
 {
     /* a client or a token: cli_clients.c */
     if (argc > 0 && !strcmp(argv[0], "client")) return tk_cli_doctor_client(argc - 1, argv + 1);
+    if (argc > 0 && !strcmp(argv[0], "connection"))
+        return tk_cli_doctor_connection(argc - 1, argv + 1);
     if (argc > 0 && !strcmp(argv[0], "token")) return tk_cli_doctor_token(argc - 1, argv + 1);
     struct tk_cli_client c = {0};
     int rc = tk_cli_client_args(&c, "doctor", argc, argv);

@@ -29,9 +29,10 @@ static const struct {
      "gets a root operator token written to <data_dir>/root-token (mode 0600). Without\n"
      "--dev, run 'tokend operator init' once, then 'tokend operator unseal' after restarts.\n"
      "SIGTERM or SIGINT stops accepting, lets in-flight requests finish, and exits 0 (while\n"
-     "still starting, it exits 1 at once); SIGHUP is logged and ignored. A data dir that\n"
-     "belonged to an installation whose store is now empty or another one is refused (exit\n"
-     "2) unless --allow-new-store.\n"},
+     "still starting, it exits 1 at once); SIGHUP reloads tls_cert_file and tls_key_file\n"
+     "(a pair that does not load is logged and the old one kept), and without TLS is logged\n"
+     "and ignored. A data dir that belonged to an installation whose store is now empty or\n"
+     "another one is refused (exit 2) unless --allow-new-store.\n"},
     {"status", "tokend status [--json] [--token-file FILE]",
      "Show whether tokend answers, is ready (store reachable), and who the token belongs to.\n"
      "Exit 0 when healthy and ready, 1 when not, 3 when tokend cannot be reached.\n"},
@@ -127,6 +128,7 @@ static const struct {
      "object is replaced by the --meta given); --email \"\" removes the email.\n"},
     {"doctor", "tokend doctor [--json] [--token-file FILE]\n"
                "       tokend doctor client ID [--json]\n"
+               "       tokend doctor connection ID [--json]\n"
                "       tokend doctor token [--json] < token",
      "Check the node and say what is wrong, one finding a line with the next step: reachable,\n"
      "store (from /ready), schema version against this binary's, keyring (sealed, not\n"
@@ -140,7 +142,10 @@ static const struct {
      "used), agents (last heartbeat), validation failures of the last hour by reason, and a\n"
      "one-sentence conclusion (exit 1 when something is wrong). 'doctor token' validates the\n"
      "client token given on standard input (never as an argument) exactly as read, one final\n"
-     "newline dropped, and says why it fails and what is around it (exit 1 when invalid).\n"},
+     "newline dropped, and says why it fails and what is around it (exit 1 when invalid).\n"
+     "'doctor connection ID' explains an upstream connection: status, token expiry, the last\n"
+     "10 refresh attempts (source, outcome, HTTP status, error code) and the conclusion in\n"
+     "one sentence with the next step (exit 1 unless it is fine).\n"},
     {"version", "tokend version", "Print the version of this binary.\n"},
     {"help", "tokend help [COMMAND]", "Explain a command.\n"},
 };

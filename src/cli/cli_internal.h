@@ -66,6 +66,7 @@ const char *tk_cli_jstr(json_t *o, const char *k);
 
 /* tokend doctor client ID, tokend doctor token (cli_clients.c). */
 int tk_cli_doctor_client(int argc, char **argv);
+int tk_cli_doctor_connection(int argc, char **argv);
 int tk_cli_doctor_token(int argc, char **argv);
 
 #endif

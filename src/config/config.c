@@ -83,8 +83,14 @@ static const struct setting settings[] = {
      "seconds of the auth_fail_limit window"},
     {"stream_buffer", C_INT, S(stream_buffer), "1048576", 1024, 64 << 20, NULL,
      "bytes buffered per event stream for a reader that lags; past it the stream is cut"},
+    {"max_parked", C_INT, S(max_parked), "1024", 1, 100000, NULL,
+     "requests this node holds parked at once, waiting for work such as an upstream "
+     "refresh (503 too_many_parked above)"},
     {"max_streams", C_INT, S(max_streams), "64", 1, 100000, NULL,
      "event streams open at once on this node (503 too_many_streams above)"},
+    {"max_streams_per_tenant", C_INT, S(max_streams_per_tenant), "16", 1, 100000, NULL,
+     "event streams one tenant may hold open at once on this node (503 too_many_streams "
+     "above), so that one tenant cannot take every stream"},
     {"allow_new_store", C_BOOL, S(allow_new_store), "false", 0, 0, NULL,
      "start even though the data dir belongs to an installation whose store is now empty "
      "or another one"},
@@ -129,6 +135,13 @@ static const struct setting settings[] = {
      "seconds between the heartbeats an agent is expected to send"},
     {"agent_stale_after", C_INT, S(agent_stale_after), "3", 1, 1000, NULL,
      "missed heartbeat intervals after which an agent is stale (an event, once across nodes)"},
+    {"refresh_concurrency", C_INT, S(refresh_concurrency), "32", 0, 10000, NULL,
+     "connections the refresh engine refreshes at once at most (0: no background refresh on "
+     "this node)"},
+    {"refresh_per_provider", C_INT, S(refresh_per_provider), "16", 1, 10000, NULL,
+     "background refreshes in flight to one provider at most"},
+    {"refresh_backoff_max", C_INT, S(refresh_backoff_max), "3600", 10, 86400, NULL,
+     "seconds at most between retries of a connection whose refresh failed transiently"},
 };
 
 _Static_assert(TK_NELEM(settings) <= TK_NELEM(((struct tk_config *)0)->origins),

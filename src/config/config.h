@@ -52,6 +52,8 @@ struct tk_config {
     char public_url[512];     /* external base URL, normalized; "": derived at start */
     int stream_buffer;    /* bytes buffered per event stream before a slow reader is cut */
     int max_streams;      /* event streams open at once */
+    int max_parked;       /* parked requests held at once */
+    int max_streams_per_tenant; /* of which one tenant may hold this many */
     int auth_cache_size;  /* cached issued-secret lookups; 0: no cache */
     int refresh_ahead;         /* seconds before expiry a token is refreshed */
     int refresh_ahead_percent; /* percent of the lifetime (the larger wins) */
@@ -60,6 +62,9 @@ struct tk_config {
     int refresh_workers;       /* threads for API-triggered refreshes */
     int agent_heartbeat_interval; /* seconds between an agent's heartbeats */
     int agent_stale_after;        /* missed intervals before an agent is stale */
+    int refresh_concurrency;   /* background refreshes at once; 0: engine off */
+    int refresh_per_provider;  /* background refreshes in flight per provider */
+    int refresh_backoff_max;   /* seconds: the longest retry delay after transient failures */
     char origins[128][80]; /* where each setting's value came from, by table index */
 };
 

@@ -128,6 +128,18 @@ static void entry_free(struct entry *en)
     free(en);
 }
 
+/* Posts (fire and forget: refusals, coalesced storms) may fill the queue
+ * only up to this share of it, counted and in bytes; the last quarter is
+ * kept for emits, so that a flood of posted refusals with a slow store
+ * cannot make a seal, an unseal or a token issue fail with
+ * events_queue_full. */
+static bool post_room(int64_t count, int64_t cap, size_t bytes, size_t add, size_t bytes_cap)
+{
+    int64_t pcap = cap - cap / 4;
+    size_t pbytes = bytes_cap - bytes_cap / 4;
+    return count < (pcap > 0 ? pcap : 1) && bytes + add <= pbytes;
+}
+
 /* Append en, or refuse (en is then the caller's to free). */
 static tk_rc enqueue(struct entry *en, struct tk_err *e)
 {
@@ -141,16 +153,19 @@ static tk_rc enqueue(struct entry *en, struct tk_err *e)
                           en->rec.f[EV_KIND] ? en->rec.f[EV_KIND] : "",
                           en->rec.f[EV_ACTION] ? en->rec.f[EV_ACTION] : "");
     }
-    if (W.count >= W.cap || W.bytes + en->bytes > W.bytes_cap) {
+    if (W.count >= W.cap || W.bytes + en->bytes > W.bytes_cap ||
+        (!en->waiter && !post_room(W.count, W.cap, W.bytes, en->bytes, W.bytes_cap))) {
         int64_t cap = W.cap;
         size_t bytes_cap = W.bytes_cap;
         pthread_mutex_unlock(&W.mu);
         atomic_fetch_add(&S.dropped, 1);
         return tk_err_set(e, TK_EUNAVAIL, "events_queue_full",
                           "the event queue is full (events_queue = %lld events, or %zu KiB, "
-                          "waiting for the store): "
+                          "waiting for the store%s): "
                           "the %s %s event was not recorded",
-                          (long long)cap, bytes_cap >> 10, en->rec.f[EV_KIND] ? en->rec.f[EV_KIND] : "",
+                          (long long)cap, bytes_cap >> 10,
+                          en->waiter ? "" : "; posted events may take three quarters of it",
+                          en->rec.f[EV_KIND] ? en->rec.f[EV_KIND] : "",
                           en->rec.f[EV_ACTION] ? en->rec.f[EV_ACTION] : "");
     }
     en->no = ++W.enq_no;

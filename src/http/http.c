@@ -111,6 +111,8 @@ struct hub {
     int max_streams;
     size_t stream_buffer;
     atomic_uint_fast64_t parked_now, parked_total, parked_timeouts, parked_stopped;
+    atomic_uint_fast64_t parked_refused; /* answered 503 too_many_parked at once */
+    int max_parked;
     atomic_uint_fast64_t streams_total, streams_cut, streams_refused;
 };
 
@@ -176,7 +178,7 @@ static bool park_after_handler(struct tk_req *r);
 static bool park_reentry(struct tk_http *h, struct tk_req *r);
 static void park_request_done(struct tk_req *r);
 static void streams_stop_all(struct tk_http *h);
-static struct hub *hub_new(size_t stream_buffer, int max_streams);
+static struct hub *hub_new(size_t stream_buffer, int max_streams, int max_parked);
 static void hub_unref(struct hub *hub);
 static enum MHD_Result queue_stream(struct tk_req *r);
 
@@ -498,7 +500,8 @@ static double m_park(void *arg, size_t which, size_t idx)
     case PW_PARKED_TOTAL:
         return (double)(idx == 0   ? st.parked_answered
                         : idx == 1 ? st.parked_timeouts
-                                   : st.parked_stopped);
+                        : idx == 2 ? st.parked_stopped
+                                   : st.parked_refused);
     case PW_STREAMS:
         return (double)st.streams_open;
     case PW_STREAMS_TOTAL:
@@ -532,8 +535,8 @@ static double m_streams_cut(void *arg, size_t idx)
 
 static tk_rc park_metrics_register(struct tk_http *h, struct tk_metrics *reg, struct tk_err *e)
 {
-    static const char *const ends[] = {"answered", "timeout", "stopped"};
-    static const struct tk_dim end = {"result", ends, 3, NULL, NULL};
+    static const char *const ends[] = {"answered", "timeout", "stopped", "refused"};
+    static const struct tk_dim end = {"result", ends, TK_NELEM(ends), NULL, NULL};
     static const char *const opens[] = {"opened", "refused"};
     static const struct tk_dim open = {"result", opens, 2, NULL, NULL};
     bool ok =
@@ -1568,7 +1571,8 @@ tk_rc tk_http_start(const struct tk_http_opts *o, struct tk_http **out, struct t
     pthread_mutex_init(&h->mu, NULL);
     pthread_mutex_init(&h->logmu, NULL);
     h->hub = hub_new(o->stream_buffer ? o->stream_buffer : 1u << 20,
-                     o->max_streams > 0 ? o->max_streams : 64);
+                     o->max_streams > 0 ? o->max_streams : 64,
+                     o->max_parked > 0 ? o->max_parked : 1024);
     h->log_second = tk_mono_us() / 1000000;
     h->o.trusted_proxies = NULL; /* parsed into h->proxies */
     tk_rc rc = tk_proxies_parse(o->trusted_proxies, &h->proxies, e);
@@ -1741,7 +1745,7 @@ struct tk_parked {
     char msg[200];
 };
 
-static struct hub *hub_new(size_t stream_buffer, int max_streams)
+static struct hub *hub_new(size_t stream_buffer, int max_streams, int max_parked)
 {
     struct hub *hub = tk_calloc(1, sizeof *hub);
     atomic_init(&hub->refs, 1);
@@ -1749,6 +1753,7 @@ static struct hub *hub_new(size_t stream_buffer, int max_streams)
     pthread_mutex_init(&hub->smu, NULL);
     hub->stream_buffer = stream_buffer;
     hub->max_streams = max_streams;
+    hub->max_parked = max_parked;
     return hub;
 }
 
@@ -1798,6 +1803,19 @@ struct tk_parked *tk_req_park(struct tk_req *r, int64_t timeout_ms)
         snprintf(p->msg, sizeof p->msg, "the node is stopping; retry on another node or later");
         atomic_store(&p->answered, true);
         atomic_fetch_add(&hub->parked_stopped, 1);
+    } else if (atomic_load(&hub->parked_now) >= (uint_fast64_t)hub->max_parked) {
+        /* a backstop against a flood of parks (each holds a connection and
+         * memory until its deadline): refuse at once rather than pile up */
+        p->state = PK_ANSWERED;
+        p->kind = ANS_ERROR;
+        p->status = 503;
+        p->rc = TK_EUNAVAIL;
+        snprintf(p->code, sizeof p->code, "too_many_parked");
+        snprintf(p->msg, sizeof p->msg,
+                 "this node already holds %d requests waiting for work (max_parked); retry later",
+                 hub->max_parked);
+        atomic_store(&p->answered, true);
+        atomic_fetch_add(&hub->parked_refused, 1);
     } else {
         p->state = PK_PARKING;
         p->linked = true;
@@ -2099,6 +2117,11 @@ static void stream_gone(void *cls)
     stream_unref(s);
 }
 
+void tk_req_stream_refused(struct tk_req *r)
+{
+    atomic_fetch_add(&r->in->h->hub->streams_refused, 1);
+}
+
 struct tk_stream *tk_reply_stream(struct tk_req *r)
 {
     struct tk_req_internal *in = r->in;
@@ -2272,9 +2295,10 @@ void tk_http_park_stats(struct tk_http *h, struct tk_http_park_stats *out)
     out->parked_total = atomic_load(&hub->parked_total);
     out->parked_timeouts = atomic_load(&hub->parked_timeouts);
     out->parked_stopped = atomic_load(&hub->parked_stopped);
+    out->parked_refused = atomic_load(&hub->parked_refused);
     pthread_mutex_unlock(&hub->mu);
-    out->parked_answered =
-        out->parked_total - out->parked_now - out->parked_timeouts - out->parked_stopped;
+    out->parked_answered = out->parked_total - out->parked_now - out->parked_timeouts -
+                           out->parked_stopped - out->parked_refused;
     pthread_mutex_lock(&hub->smu);
     out->streams_open = (uint64_t)hub->streams_open;
     pthread_mutex_unlock(&hub->smu);

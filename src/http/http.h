@@ -111,6 +111,9 @@ struct tk_http_opts {
      * once (0: 64; more are answered 503 too_many_streams). */
     size_t stream_buffer;
     int max_streams;
+    /* Parked requests held at once (0: 1024); tk_req_park past it answers
+     * 503 too_many_parked at once (the handle still needs giving up). */
+    int max_parked;
 };
 
 tk_rc tk_http_start(const struct tk_http_opts *o, struct tk_http **out, struct tk_err *e);
@@ -257,6 +260,9 @@ bool tk_parked_answered(const struct tk_parked *p);
 struct tk_stream;
 /* NULL after replying 503 too_many_streams (max_streams open already). */
 struct tk_stream *tk_reply_stream(struct tk_req *r);
+/* Count a stream the handler refused itself (a per-tenant cap) in
+ * tokend_http_streams_total{result="refused"}; the handler replies. */
+void tk_req_stream_refused(struct tk_req *r);
 /* Queue len bytes (whole SSE lines, built by the caller). TK_OK; TK_ETOOBIG
  * when this write cut the stream (buffer full); TK_EUNAVAIL when it is cut,
  * ended or its client is gone: the caller should close it. */
@@ -273,6 +279,7 @@ void tk_stream_close(struct tk_stream *s);
  * park; each one not parked now ended once: answered, timeout or stopped. */
 struct tk_http_park_stats {
     uint64_t parked_now, parked_total, parked_timeouts, parked_stopped, parked_answered;
+    uint64_t parked_refused;
     uint64_t streams_open, streams_total, streams_cut, streams_refused;
 };
 void tk_http_park_stats(struct tk_http *h, struct tk_http_park_stats *out);

@@ -14,7 +14,7 @@
 
 #define JOB_ID "rewrap"
 
-static const struct tk_lease_spec job_spec = {"keyring_rewrap", "due_at"};
+static const struct tk_lease_spec job_spec = {.table = "keyring_rewrap", .due_column = "due_at"};
 
 /* ---- the registry of sealed columns ---- */
 
@@ -221,16 +221,9 @@ static tk_rc take_lease(struct tk_keyring *k, struct tk_db *db, const char *owne
 {
     int64_t now = tk_now_ms(), until = now + tk_keyring_rewrap_lease(k);
     *held = false;
-    tk_rc rc = tk_db_exec(db,
-                          "UPDATE keyring_rewrap SET lease_until = ? WHERE id = ? AND "
-                          "state = 'running' AND lease_owner = ? AND lease_until > ?",
-                          TK_ARGS(TK_INT(until), TK_TEXT(JOB_ID), TK_TEXT(owner), TK_INT(now)),
-                          NULL, e);
-    if (rc != TK_OK) return rc;
-    if (tk_db_changes(db) == 1) {
-        *held = true;
-        return TK_OK;
-    }
+    /* a job that is done has no lease (its row sets lease_owner NULL) */
+    tk_rc rc = tk_lease_renew(db, &job_spec, JOB_ID, owner, now, until, held, e);
+    if (rc != TK_OK || *held) return rc;
     struct tk_rows *r = NULL;
     rc = tk_lease_claim(db, &job_spec, owner, now, until, 1, &r, e);
     if (rc == TK_OK) *held = tk_rows_count(r) == 1;

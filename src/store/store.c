@@ -481,6 +481,73 @@ tk_rc tk_lease_claim(struct tk_db *db, const struct tk_lease_spec *spec, const c
     return rc;
 }
 
+tk_rc tk_lease_claim_id(struct tk_db *db, const struct tk_lease_spec *spec, const char *id,
+                        const char *owner, int64_t now_ms, int64_t until_ms, bool *claimed,
+                        struct tk_err *e)
+{
+    char sql[256];
+    *claimed = false;
+    int n = snprintf(sql, sizeof sql,
+                     "UPDATE %s SET lease_owner = ?, lease_until = ? WHERE id = ? AND "
+                     "(lease_until IS NULL OR lease_until <= ?)",
+                     spec->table);
+    if (n < 0 || (size_t)n >= sizeof sql)
+        return tk_err_set(e, TK_EINTERNAL, "store_error", "lease table name too long");
+    tk_rc rc = tk_db_exec(db, sql,
+                          TK_ARGS(TK_TEXT(owner), TK_INT(until_ms), TK_TEXT(id), TK_INT(now_ms)),
+                          NULL, e);
+    if (rc == TK_OK) *claimed = tk_db_changes(db) == 1;
+    return rc;
+}
+
+tk_rc tk_lease_renew(struct tk_db *db, const struct tk_lease_spec *spec, const char *id,
+                     const char *owner, int64_t now_ms, int64_t until_ms, bool *held,
+                     struct tk_err *e)
+{
+    char sql[256];
+    *held = false;
+    int n = snprintf(sql, sizeof sql,
+                     "UPDATE %s SET lease_until = ? WHERE id = ? AND lease_owner = ? AND "
+                     "lease_until > ?",
+                     spec->table);
+    if (n < 0 || (size_t)n >= sizeof sql)
+        return tk_err_set(e, TK_EINTERNAL, "store_error", "lease table name too long");
+    tk_rc rc = tk_db_exec(db, sql,
+                          TK_ARGS(TK_INT(until_ms), TK_TEXT(id), TK_TEXT(owner), TK_INT(now_ms)),
+                          NULL, e);
+    if (rc == TK_OK) *held = tk_db_changes(db) == 1;
+    return rc;
+}
+
+/* Ids per statement: a fixed count (short chunks repeat their last id),
+ * so that every batch is the same prepared statement (PostgreSQL binds at
+ * most 32 parameters). */
+#define LEASE_RELEASE_CHUNK 16
+
+tk_rc tk_lease_release_many(struct tk_db *db, const struct tk_lease_spec *spec,
+                            const char *const *ids, int n, const char *owner, struct tk_err *e)
+{
+    char sql[256 + LEASE_RELEASE_CHUNK * 3];
+    int len = snprintf(sql, sizeof sql,
+                       "UPDATE %s SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = ? "
+                       "AND id IN (",
+                       spec->table);
+    if (len < 0 || len >= 200)
+        return tk_err_set(e, TK_EINTERNAL, "store_error", "lease table name too long");
+    for (int i = 0; i < LEASE_RELEASE_CHUNK; i++)
+        len += snprintf(sql + len, sizeof sql - (size_t)len, i ? ", ?" : "?");
+    snprintf(sql + len, sizeof sql - (size_t)len, ")");
+    tk_rc rc = TK_OK;
+    for (int at = 0; rc == TK_OK && at < n; at += LEASE_RELEASE_CHUNK) {
+        struct tk_val args[LEASE_RELEASE_CHUNK + 1];
+        args[0] = TK_TEXT(owner);
+        for (int i = 0; i < LEASE_RELEASE_CHUNK; i++)
+            args[i + 1] = TK_TEXT(ids[at + i < n ? at + i : n - 1]);
+        rc = tk_db_exec(db, sql, args, LEASE_RELEASE_CHUNK + 1, NULL, e);
+    }
+    return rc;
+}
+
 tk_rc tk_lease_release(struct tk_db *db, const struct tk_lease_spec *spec, const char *id,
                        const char *owner, struct tk_err *e)
 {

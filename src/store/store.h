@@ -147,11 +147,34 @@ void tk_rows_free(struct tk_rows *r);
  */
 struct tk_lease_spec {
     const char *table;
-    const char *due_column;
+    const char *due_column; /* NULL due: never claimed by tk_lease_claim */
 };
 tk_rc tk_lease_claim(struct tk_db *db, const struct tk_lease_spec *spec, const char *owner,
                      int64_t now_ms, int64_t until_ms, int limit, struct tk_rows **out,
                      struct tk_err *e);
+/* Claim the one row id for owner until until_ms, due or not (the due time
+ * is not looked at), when its lease is free or expired
+ * (lease_until <= now_ms). *claimed: whether owner holds it now. A lease
+ * held by anyone, owner included, is not taken again (extend one with
+ * tk_lease_renew): so two holders with the same owner name never both
+ * believe they hold it. Unknown id: *claimed false, TK_OK. */
+tk_rc tk_lease_claim_id(struct tk_db *db, const struct tk_lease_spec *spec, const char *id,
+                        const char *owner, int64_t now_ms, int64_t until_ms, bool *claimed,
+                        struct tk_err *e);
+/* Extend a lease that owner still holds (lease_until > now_ms) to until_ms.
+ * *held: whether it did (false: expired, or taken by another owner since).
+ * Inside a transaction this is also the fence of a commit: on PostgreSQL
+ * the UPDATE locks the row until the commit, on SQLite the write lock of
+ * tk_db_begin does; so "renew, then write, then commit" writes only while
+ * the lease is owner's. */
+tk_rc tk_lease_renew(struct tk_db *db, const struct tk_lease_spec *spec, const char *id,
+                     const char *owner, int64_t now_ms, int64_t until_ms, bool *held,
+                     struct tk_err *e);
+/* Release the leases owner holds of the n rows ids (rows held by another
+ * owner now are left alone): a statement per 16 ids, for a batch of
+ * finished work. */
+tk_rc tk_lease_release_many(struct tk_db *db, const struct tk_lease_spec *spec,
+                            const char *const *ids, int n, const char *owner, struct tk_err *e);
 /* Release a lease held by owner (no-op if another owner holds it now). */
 tk_rc tk_lease_release(struct tk_db *db, const struct tk_lease_spec *spec, const char *id,
                        const char *owner, struct tk_err *e);

@@ -15,7 +15,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define STMT_CACHE 64
+#define STMT_CACHE 128
 
 struct sconn {
     sqlite3 *h;
@@ -88,16 +88,30 @@ static void s_disconnect(void *p)
     free(c);
 }
 
+/* The statement cache: two places per statement (two slots from its hash),
+ * so that two statements a request runs every time that share one slot do
+ * not push each other out and get parsed again on every use. */
+static void slots(const char *sql, unsigned *a, unsigned *b)
+{
+    unsigned h = sql_hash(sql);
+    *a = h % STMT_CACHE;
+    *b = (h / STMT_CACHE) % STMT_CACHE;
+}
+
 static sqlite3_stmt *prepare(struct sconn *c, const char *sql, int *rc)
 {
-    unsigned slot = sql_hash(sql) % STMT_CACHE;
-    sqlite3_stmt *st = c->cache[slot];
-    if (st && strcmp(sqlite3_sql(st), sql) == 0) {
-        c->cache[slot] = NULL; /* taken; put back by release() */
-        *rc = SQLITE_OK;
-        return st;
+    unsigned a, b;
+    slots(sql, &a, &b);
+    for (int k = 0; k < 2; k++) {
+        unsigned slot = k ? b : a;
+        sqlite3_stmt *st = c->cache[slot];
+        if (st && strcmp(sqlite3_sql(st), sql) == 0) {
+            c->cache[slot] = NULL; /* taken; put back by release() */
+            *rc = SQLITE_OK;
+            return st;
+        }
     }
-    st = NULL;
+    sqlite3_stmt *st = NULL;
     *rc = sqlite3_prepare_v3(c->h, sql, -1, SQLITE_PREPARE_PERSISTENT, &st, NULL);
     return st;
 }
@@ -106,7 +120,9 @@ static void release(struct sconn *c, sqlite3_stmt *st)
 {
     sqlite3_reset(st);
     sqlite3_clear_bindings(st);
-    unsigned slot = sql_hash(sqlite3_sql(st)) % STMT_CACHE;
+    unsigned a, b;
+    slots(sqlite3_sql(st), &a, &b);
+    unsigned slot = !c->cache[a] ? a : b; /* else b: a statement in a stays */
     if (c->cache[slot]) sqlite3_finalize(c->cache[slot]);
     c->cache[slot] = st;
 }

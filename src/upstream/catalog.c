@@ -18,6 +18,30 @@
 
 /* ---- URLs ---- */
 
+/* The last label is a number (digits, or 0x and hex digits): the name is
+ * an IPv4 address in one of the forms inet_aton, libcurl and browsers
+ * accept (WHATWG URL "ends in a number": 2130706433, 0x7f000001, 127.1,
+ * 0177.0.0.1 are all 127.0.0.1), never a DNS name (RFC 3696 §2: a
+ * top-level label is not all-numeric). */
+static bool ends_in_number(const char *s, size_t len)
+{
+    size_t i = len;
+    while (i > 0 && s[i - 1] != '.')
+        i--;
+    const char *l = s + i;
+    size_t n = len - i;
+    if (n >= 2 && l[0] == '0' && (l[1] == 'x' || l[1] == 'X')) {
+        for (size_t k = 2; k < n; k++)
+            if (!((l[k] >= '0' && l[k] <= '9') || (l[k] >= 'a' && l[k] <= 'f') ||
+                  (l[k] >= 'A' && l[k] <= 'F')))
+                return false;
+        return true;
+    }
+    for (size_t k = 0; k < n; k++)
+        if (l[k] < '0' || l[k] > '9') return false;
+    return n > 0;
+}
+
 bool tk_hostname_valid(const char *s, size_t len)
 {
     if (!s || len == 0 || len > 253 || strlen(s) != len) return false;
@@ -33,7 +57,7 @@ bool tk_hostname_valid(const char *s, size_t len)
         if (!alnum && !(c == '-' && label > 0)) return false;
         if (++label > 63) return false;
     }
-    return label > 0 && s[len - 1] != '-';
+    return label > 0 && s[len - 1] != '-' && !ends_in_number(s, len);
 }
 
 static bool ipv4_valid(const char *s, size_t len, int *first)

@@ -37,7 +37,8 @@
  * naming field and why (the URL itself is not quoted). */
 tk_rc tk_upstream_url_check(const char *field, const char *url, struct tk_err *e);
 /* A DNS name: labels of [A-Za-z0-9-] (1 to 63, no hyphen at either end)
- * separated by dots, at most 253 bytes. */
+ * separated by dots, at most 253 bytes, the last not a number (digits, or
+ * 0x and hex: 2130706433, 0x7f000001, 127.1 are IPv4 addresses). */
 bool tk_hostname_valid(const char *s, size_t len);
 
 /* ---- the catalogue (catalog.c) ---- */

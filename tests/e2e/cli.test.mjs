@@ -48,7 +48,9 @@ const SETTINGS = [
   'tls-key-file',
   'public-url',
   'stream-buffer',
+  'max-parked',
   'max-streams',
+  'max-streams-per-tenant',
   'auth-cache-size',
   'refresh-ahead',
   'refresh-ahead-percent',
@@ -57,6 +59,9 @@ const SETTINGS = [
   'refresh-workers',
   'agent-heartbeat-interval',
   'agent-stale-after',
+  'refresh-concurrency',
+  'refresh-per-provider',
+  'refresh-backoff-max',
 ];
 
 /** Lines of output that are JSON objects (every line must be). */

@@ -209,7 +209,7 @@ for (const backend of backends()) {
       assert.deepEqual(families.find((f) => f.name === 'tokend_tls_handshakes_total').samples, []);
       assert.ok(families.find((f) => f.name === 'tokend_events_written_total').samples[0].value >= 1, 'the writer wrote events');
       const parkedTotal = families.find((f) => f.name === 'tokend_http_parked_total');
-      assert.deepEqual(parkedTotal.samples.map((x) => x.labels[0].value), ['answered', 'timeout', 'stopped']);
+      assert.deepEqual(parkedTotal.samples.map((x) => x.labels[0].value), ['answered', 'timeout', 'stopped', 'refused']);
       // registration order: the node's series, then the HTTP layer's
       assert.ok(names.indexOf('tokend_build_info') < names.indexOf('tokend_http_requests_total'));
       const req = families.find((f) => f.name === 'tokend_http_requests_total');

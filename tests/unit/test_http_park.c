@@ -81,6 +81,7 @@ static const struct tk_route routes[] = {
     {"GET", "/stream", h_stream, .flags = 0},
 };
 
+static int start_max_parked; /* 0: the default */
 static struct tk_http *start(size_t stream_buffer, int max_streams)
 {
     struct tk_http_opts o = {
@@ -96,6 +97,7 @@ static struct tk_http *start(size_t stream_buffer, int max_streams)
         .nroutes = TK_NELEM(routes),
         .stream_buffer = stream_buffer,
         .max_streams = max_streams,
+        .max_parked = start_max_parked,
     };
     struct tk_http *h = NULL;
     struct tk_err e;
@@ -385,6 +387,55 @@ void test_http_park_many_and_stop(void)
     CHECK(tk_http_drain(h, 5000));
     tk_http_stop(h);
     free(cs);
+}
+
+/* max_parked: a park past the cap is answered 503 too_many_parked at once
+ * (the holder still gives the handle up), and a place frees when a parked
+ * request ends. */
+void test_http_park_cap(void)
+{
+    start_max_parked = 2;
+    struct tk_http *h = start(0, 0);
+    start_max_parked = 0;
+    if (!h) return;
+    struct client a, b, c, d;
+    client_start(&a, h, "/park?i=0&ms=60000");
+    client_start(&b, h, "/park?i=1&ms=60000");
+    CHECK(wait_parked(h, 2));
+    client_start(&c, h, "/park?i=2&ms=60000");
+    struct tk_parked *pc = take_slot(2);
+    pthread_join(c.t, NULL);
+    CHECK_EQ_INT(c.status, 503);
+    CHECK(strstr(c.resp, "\"error\":\"too_many_parked\"") != NULL);
+    CHECK(strstr(c.resp, "max_parked") != NULL);
+    if (CHECK(pc)) {
+        CHECK(tk_parked_answered(pc));
+        CHECK(!tk_parked_resume(pc, 200, NULL));
+    }
+    struct tk_parked *pa = take_slot(0), *pb = take_slot(1);
+    if (CHECK(pa)) CHECK(tk_parked_resume(pa, 200, NULL));
+    pthread_join(a.t, NULL);
+    CHECK_EQ_INT(a.status, 200);
+    CHECK(wait_parked(h, 1));
+    client_start(&d, h, "/park?i=3&ms=60000"); /* the freed place */
+    struct tk_parked *pd = take_slot(3);
+    CHECK(wait_parked(h, 2));
+    if (CHECK(pd)) CHECK(tk_parked_resume(pd, 200, NULL));
+    if (CHECK(pb)) CHECK(tk_parked_resume(pb, 200, NULL));
+    pthread_join(b.t, NULL);
+    pthread_join(d.t, NULL);
+    CHECK_EQ_INT(b.status, 200);
+    CHECK_EQ_INT(d.status, 200);
+    struct tk_http_park_stats st;
+    tk_http_park_stats(h, &st);
+    CHECK_EQ_INT(st.parked_refused, 1);
+    CHECK_EQ_INT(st.parked_answered, 3);
+    struct tk_buf m;
+    tk_buf_init(&m, 1 << 20);
+    tk_http_metrics(h, &m);
+    CHECK(m.data && strstr(m.data, "\ntokend_http_parked_total{result=\"refused\"} 1\n"));
+    tk_buf_free(&m);
+    tk_http_stop(h);
 }
 
 /* Resume racing the deadline, then resume racing stop: every request gets

@@ -4,6 +4,7 @@
 #include "unit.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,7 +15,7 @@
     "CREATE TABLE lease_test (id TEXT PRIMARY KEY, tenant_id TEXT NOT NULL, due_at BIGINT NOT "    \
     "NULL, lease_owner TEXT, lease_until BIGINT)"
 
-static const struct tk_lease_spec spec = {"lease_test", "due_at"};
+static const struct tk_lease_spec spec = {.table = "lease_test", .due_column = "due_at"};
 
 static bool add_row(struct tk_db *db, const char *id, int64_t due)
 {
@@ -321,6 +322,266 @@ void test_lease_order(struct fx *f)
         snprintf(want, sizeof want, "r%02d", 19 - i);
         if (strcmp(ids[i], want) != 0 && wrong++ < 3)
             FAILF("claim result %d is %s, want %s (earliest due first)", i, ids[i], want);
+    }
+    CHECK_EQ_INT(wrong, 0);
+    tk_store_put(db);
+}
+
+/* ---- one row by id, renew, and the where condition ---- */
+
+void test_lease_by_id(struct fx *f)
+{
+    struct tk_err e;
+    struct tk_db *db = fx_db(f);
+    if (!db) return;
+    CHECK_OK(tk_db_exec(db, LEASE_TABLE, NULL, 0, NULL, &e), &e);
+    const int64_t T = INT64_C(1800000000000);
+    add_row(db, "x", T + 3600000); /* not due: claim by id does not care */
+    add_row(db, "y", T - 1);
+    char owner[32];
+    int64_t until;
+    bool ok = false;
+
+    /* a free row is claimed, due or not */
+    CHECK_OK(tk_lease_claim_id(db, &spec, "x", "A", T, T + 1000, &ok, &e), &e);
+    CHECK(ok);
+    owner_of(db, "x", owner, sizeof owner, &until);
+    CHECK_EQ_STR(owner, "A");
+    CHECK_EQ_INT(until, T + 1000);
+    /* held: neither another owner nor the same one takes it again */
+    CHECK_OK(tk_lease_claim_id(db, &spec, "x", "B", T + 999, T + 5000, &ok, &e), &e);
+    CHECK(!ok);
+    CHECK_OK(tk_lease_claim_id(db, &spec, "x", "A", T + 10, T + 5000, &ok, &e), &e);
+    CHECK(!ok);
+    owner_of(db, "x", owner, sizeof owner, &until);
+    CHECK_EQ_STR(owner, "A");
+    CHECK_EQ_INT(until, T + 1000);
+    /* a batch claim takes the due row, not the held one */
+    CHECK_OK(tk_db_exec(db, "UPDATE lease_test SET due_at = ? WHERE id = 'x'",
+                        TK_ARGS(TK_INT(T - 5)), NULL, &e),
+             &e);
+    char ids[4][16];
+    CHECK_EQ_INT(claim(db, "B", T + 500, T + 600, 10, ids, 4), 1);
+    CHECK_EQ_STR(ids[0], "y");
+    /* renew by the holder extends; by anyone else does nothing */
+    CHECK_OK(tk_lease_renew(db, &spec, "x", "A", T + 900, T + 2000, &ok, &e), &e);
+    CHECK(ok);
+    CHECK_OK(tk_lease_renew(db, &spec, "x", "B", T + 900, T + 9000, &ok, &e), &e);
+    CHECK(!ok);
+    owner_of(db, "x", owner, sizeof owner, &until);
+    CHECK_EQ_STR(owner, "A");
+    CHECK_EQ_INT(until, T + 2000);
+    /* an expired lease is not renewed (at lease_until exactly it has ended),
+     * even when nobody took it meanwhile */
+    CHECK_OK(tk_lease_renew(db, &spec, "x", "A", T + 2000, T + 9000, &ok, &e), &e);
+    CHECK(!ok);
+    owner_of(db, "x", owner, sizeof owner, &until);
+    CHECK_EQ_INT(until, T + 2000);
+    /* ... and is claimed by another owner; the old holder cannot renew it */
+    CHECK_OK(tk_lease_claim_id(db, &spec, "x", "B", T + 2000, T + 8000, &ok, &e), &e);
+    CHECK(ok);
+    CHECK_OK(tk_lease_renew(db, &spec, "x", "A", T + 2001, T + 9000, &ok, &e), &e);
+    CHECK(!ok);
+    owner_of(db, "x", owner, sizeof owner, &until);
+    CHECK_EQ_STR(owner, "B");
+    CHECK_EQ_INT(until, T + 8000);
+    /* released, it is free again at once */
+    CHECK_OK(tk_lease_release(db, &spec, "x", "B", &e), &e);
+    CHECK_OK(tk_lease_claim_id(db, &spec, "x", "C", T + 2002, T + 3000, &ok, &e), &e);
+    CHECK(ok);
+    /* unknown rows: nothing, no error */
+    CHECK_OK(tk_lease_claim_id(db, &spec, "nope", "C", T, T + 3000, &ok, &e), &e);
+    CHECK(!ok);
+    CHECK_OK(tk_lease_renew(db, &spec, "nope", "C", T, T + 3000, &ok, &e), &e);
+    CHECK(!ok);
+
+    /* a NULL due time is never due (needs_reconnect, disabled connections) */
+    CHECK_OK(tk_db_exec(db, "CREATE TABLE lease_null (id TEXT PRIMARY KEY, tenant_id TEXT, due_at "
+                            "BIGINT, lease_owner TEXT, lease_until BIGINT)",
+                        NULL, 0, NULL, &e),
+             &e);
+    CHECK_OK(tk_db_exec(db, "INSERT INTO lease_null (id, tenant_id, due_at) VALUES ('n', 't', "
+                            "NULL), ('d', 't', 5)",
+                        NULL, 0, NULL, &e),
+             &e);
+    static const struct tk_lease_spec nullable = {.table = "lease_null", .due_column = "due_at"};
+    struct tk_rows *r = NULL;
+    CHECK_OK(tk_lease_claim(db, &nullable, "D", T, T + 1000, 10, &r, &e), &e);
+    CHECK_EQ_INT(tk_rows_count(r), 1);
+    if (tk_rows_count(r) == 1) CHECK_EQ_STR(tk_rows_text(r, 0, 0), "d");
+    tk_rows_free(r);
+    tk_store_put(db);
+}
+
+/* ---- renew is the fence of a commit ----
+ *
+ * A holds a lease that is about to run out and, in a transaction, renews it
+ * and writes. B, whose clock says the old lease has ended, tries to claim
+ * it meanwhile: B must wait for A's transaction and then see the renewed
+ * lease (PostgreSQL re-checks the condition on the updated row; SQLite's
+ * write lock serializes the two), so only A's write lands. */
+
+struct fence_arg {
+    struct tk_db *db;
+    int64_t now;
+    bool claimed;
+    tk_rc rc;
+    struct tk_err e;
+};
+
+static void *fence_claimer(void *p)
+{
+    struct fence_arg *a = p;
+    a->rc = tk_lease_claim_id(a->db, &spec, "f", "B", a->now, a->now + 60000, &a->claimed, &a->e);
+    return NULL;
+}
+
+void test_lease_fence(struct fx *f)
+{
+    struct tk_err e;
+    struct tk_db *a = fx_db(f), *b = a ? fx_db(f) : NULL;
+    if (!a || !b) {
+        tk_store_put(a);
+        return;
+    }
+    CHECK_OK(tk_db_exec(a, LEASE_TABLE, NULL, 0, NULL, &e), &e);
+    const int64_t T = INT64_C(1800000000000);
+    add_row(a, "f", T);
+    bool ok = false;
+    CHECK_OK(tk_lease_claim_id(a, &spec, "f", "A", T, T + 1000, &ok, &e), &e);
+    CHECK(ok);
+    CHECK_OK(tk_db_begin(a, &e), &e);
+    CHECK_OK(tk_lease_renew(a, &spec, "f", "A", T + 900, T + 5000, &ok, &e), &e);
+    CHECK(ok);
+    CHECK_OK(tk_db_exec(a, "UPDATE lease_test SET due_at = ? WHERE id = 'f'",
+                        TK_ARGS(TK_INT(T + 100000)), NULL, &e),
+             &e);
+    struct fence_arg fa = {.db = b, .now = T + 1500};
+    pthread_t th;
+    if (!CHECK(pthread_create(&th, NULL, fence_claimer, &fa) == 0)) {
+        tk_db_rollback(a);
+        tk_store_put(a);
+        tk_store_put(b);
+        return;
+    }
+    usleep(300 * 1000); /* B is waiting on A's lock by now (or will see the commit) */
+    CHECK_OK(tk_db_commit(a, &e), &e);
+    pthread_join(th, NULL);
+    CHECK_OK(fa.rc, &fa.e);
+    CHECK(!fa.claimed);
+    char owner[32];
+    int64_t until;
+    owner_of(a, "f", owner, sizeof owner, &until);
+    CHECK_EQ_STR(owner, "A");
+    CHECK_EQ_INT(until, T + 5000);
+    tk_store_put(a);
+    tk_store_put(b);
+}
+
+/* ---- claim by id from several threads at once ----
+ *
+ * Four connections each try to claim every row by id: every row ends up
+ * claimed exactly once (what "single flight across nodes" stands on). */
+
+enum { RACE_ROWS = 150, RACERS = 3 };
+
+struct racer {
+    struct tk_db *db;
+    char owner[24];
+    int wins[RACE_ROWS];
+    int failures;
+    struct tk_err e;
+};
+
+static void *race(void *p)
+{
+    struct racer *r = p;
+    int64_t now = tk_now_ms();
+    for (int i = 0; i < RACE_ROWS; i++) {
+        char id[16];
+        snprintf(id, sizeof id, "r%03d", (i * 7) % RACE_ROWS);
+        bool ok = false;
+        if (tk_lease_claim_id(r->db, &spec, id, r->owner, now, now + 3600000, &ok, &r->e) != TK_OK)
+            r->failures++;
+        else if (ok)
+            r->wins[(i * 7) % RACE_ROWS]++;
+    }
+    return NULL;
+}
+
+void test_lease_id_race(struct fx *f)
+{
+    struct tk_err e;
+    struct tk_db *db = fx_db(f);
+    if (!db) return;
+    CHECK_OK(tk_db_exec(db, LEASE_TABLE, NULL, 0, NULL, &e), &e);
+    CHECK_OK(tk_db_begin(db, &e), &e);
+    for (int i = 0; i < RACE_ROWS; i++) {
+        char id[16];
+        snprintf(id, sizeof id, "r%03d", i);
+        add_row(db, id, 0);
+    }
+    CHECK_OK(tk_db_commit(db, &e), &e);
+    static struct racer rs[RACERS];
+    memset(rs, 0, sizeof rs);
+    pthread_t th[RACERS];
+    int started = 0;
+    for (int i = 0; i < RACERS; i++) {
+        rs[i].db = fx_db(f);
+        snprintf(rs[i].owner, sizeof rs[i].owner, "racer-%d", i);
+        if (!rs[i].db || pthread_create(&th[i], NULL, race, &rs[i]) != 0) break;
+        started++;
+    }
+    for (int i = 0; i < started; i++)
+        pthread_join(th[i], NULL);
+    CHECK_EQ_INT(started, RACERS);
+    int wrong = 0;
+    for (int i = 0; i < RACERS; i++) {
+        if (rs[i].failures) FAILF("%s: %d claim(s) failed: %s", rs[i].owner, rs[i].failures, rs[i].e.msg);
+        tk_store_put(rs[i].db);
+    }
+    for (int row = 0; row < RACE_ROWS; row++) {
+        int n = 0;
+        for (int i = 0; i < RACERS; i++)
+            n += rs[i].wins[row];
+        if (n != 1 && wrong++ < 3) FAILF("row r%03d was claimed %d times", row, n);
+    }
+    CHECK_EQ_INT(wrong, 0);
+    tk_store_put(db);
+}
+
+/* tk_lease_release_many: a batch (longer than one statement's chunk, and a
+ * short last chunk) frees owner's leases only. */
+void test_lease_release_many(struct fx *f)
+{
+    struct tk_err e;
+    struct tk_db *db = fx_db(f);
+    if (!db) return;
+    CHECK_OK(tk_db_exec(db, LEASE_TABLE, NULL, 0, NULL, &e), &e);
+    const int64_t T = INT64_C(1800000000000);
+    enum { N = 40 };
+    char idbuf[N][16];
+    const char *ids[N];
+    for (int i = 0; i < N; i++) {
+        snprintf(idbuf[i], sizeof idbuf[i], "m%02d", i);
+        ids[i] = idbuf[i];
+        add_row(db, idbuf[i], T - 1);
+        bool ok = false;
+        CHECK_OK(tk_lease_claim_id(db, &spec, idbuf[i], i % 5 == 0 ? "other" : "me", T, T + 60000,
+                                   &ok, &e),
+                 &e);
+        CHECK(ok);
+    }
+    CHECK_OK(tk_lease_release_many(db, &spec, ids, N - 3, "me", &e), &e); /* not the last 3 */
+    CHECK_OK(tk_lease_release_many(db, &spec, ids, 0, "me", &e), &e);
+    int wrong = 0;
+    for (int i = 0; i < N; i++) {
+        char owner[32];
+        int64_t until;
+        owner_of(db, idbuf[i], owner, sizeof owner, &until);
+        const char *want = i % 5 == 0 ? "other" : i >= N - 3 ? "me" : "(none)";
+        if (strcmp(owner, want) != 0 && wrong++ < 3)
+            FAILF("%s: owner %s, want %s", idbuf[i], owner, want);
     }
     CHECK_EQ_INT(wrong, 0);
     tk_store_put(db);

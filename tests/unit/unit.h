@@ -98,6 +98,12 @@ void test_conn_parse_answer(void);
 void test_conn_schedule(void);
 void test_apps_store(struct fx *f);
 
+/* test_diagnosis.c */
+void test_diag_ok(void);
+void test_diag_reconnect(void);
+void test_diag_key_fault(void);
+void test_diag_transient(void);
+
 /* test_connect.c */
 void test_connect_pkce(void);
 void test_connect_urls(void);
@@ -178,6 +184,14 @@ void test_store_bad_url(void);
 void test_lease_processes(struct fx *f);
 void test_lease_rules(struct fx *f);
 void test_lease_order(struct fx *f);
+void test_lease_by_id(struct fx *f);
+void test_lease_fence(struct fx *f);
+void test_lease_id_race(struct fx *f);
+void test_lease_release_many(struct fx *f);
+
+/* test_engine.c */
+void test_engine_schedule(void);
+void test_engine_counts(struct fx *f);
 
 /* test_events.c (both backends) */
 void test_events_list_paging(struct fx *f);
@@ -313,6 +327,7 @@ void test_tls_public_url(void);
 void test_http_park_resume(void);
 void test_http_park_many_and_stop(void);
 void test_http_park_race(void);
+void test_http_park_cap(void);
 void test_http_streams(void);
 void test_http_sse_parse(void);
 /* test_worker.c */
