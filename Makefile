@@ -128,6 +128,7 @@ bench-built: check-pkgs build/tokend build/keyring-bench build/events-bench buil
 	bench/run.sh
 	bench/keyring.sh
 	bench/events.sh
+	bench/clients.sh
 	bench/refresh.sh
 
 fuzz: deps

@@ -9,10 +9,12 @@
 # heartbeat >= 50%.
 #
 #   BENCH_DURATION=5  seconds per wrk run     BENCH_RUNS=3  rounds
+#   BENCH_OUT=BENCHMARKS.md  where the figures are appended
 set -eu
 cd "$(dirname "$0")/.."
 BENCH_DURATION=${BENCH_DURATION:-5}
 BENCH_RUNS=${BENCH_RUNS:-3}
+out=${BENCH_OUT:-BENCHMARKS.md}
 BIN=${BENCH_BIN:-build/tokend}
 [ -x "$BIN" ] || { echo "bench: $BIN not found; run 'make build/tokend' first" >&2; exit 1; }
 command -v wrk >/dev/null 2>&1 || { echo "bench: wrk not found (apt-get install wrk)" >&2; exit 1; }
@@ -85,8 +87,27 @@ v=$(cut -d' ' -f1 "$tmp/validate" | median)
 b=$(cut -d' ' -f1 "$tmp/heartbeat" | median)
 vp=$(cut -d' ' -f2 "$tmp/validate" | median)
 bp=$(cut -d' ' -f2 "$tmp/heartbeat" | median)
+load=$(cut -d' ' -f1-3 /proc/loadavg)
+fl=$(curl -sS "$base/metrics" | awk '/^tokend_heartbeat_flushes_total/ { s = s " " $1 "=" $2 } END { print s }')
+hbn=$(curl -sS "$base/metrics" | awk '/^tokend_heartbeats_total\{outcome="ok"\}/ { print $2 }')
+table=$(awk -v h="$h" -v v="$v" -v b="$b" -v vp="$vp" -v bp="$bp" 'BEGIN {
+  printf "| endpoint | req/s (median) | p99 | ratio to /health | aim |\n|---|---:|---:|---:|---|\n"
+  printf "| `GET /health` | %.0f | | 100%% | |\n", h
+  printf "| `GET /v1/tokens/validate` (client token) | %.0f | %.2f ms | %.0f%% | >= 70%%, p99 <= 2 ms |\n", v, vp / 1000, 100 * v / h
+  printf "| `POST /v1/agents/ID/heartbeat` | %.0f | %.2f ms | %.0f%% | >= 50%% |\n", b, bp / 1000, 100 * b / h }')
+{
+  echo ""
+  echo "## $(date -u '+%Y-%m-%d %H:%M') UTC — clients, tokend $(git rev-parse --short HEAD 2>/dev/null || echo '?')"
+  echo ""
+  echo "- Machine: $(nproc) CPUs, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1), Linux $(uname -r), load average $load at the end"
+  echo "- Command: \`make build/tokend && BENCH_DURATION=$BENCH_DURATION BENCH_RUNS=$BENCH_RUNS bench/clients.sh\`: \`$BIN serve --dev\` on SQLite (access log on), \`wrk -t1 -c64 --latency\`, interleaved rounds, medians"
+  echo "- Heartbeats: $hbn answered, store writes (tokend_heartbeat_flushes_total):$fl"
+  echo ""
+  echo "$table"
+} >>"$out"
+
 echo
-echo "median of $BENCH_RUNS x ${BENCH_DURATION}s, wrk -t1 -c64, SQLite, access log on:"
+echo "median of $BENCH_RUNS x ${BENCH_DURATION}s, wrk -t1 -c64, SQLite, access log on, load average $load:"
 awk -v h="$h" -v v="$v" -v b="$b" -v vp="$vp" -v bp="$bp" 'BEGIN {
   printf "  /health                      %9.0f req/s\n", h
   printf "  GET /v1/tokens/validate      %9.0f req/s  p99 %6.2f ms  (%.0f%% of /health; aim >= 70%%, p99 <= 2 ms)\n", v, vp / 1000, 100 * v / h

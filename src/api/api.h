@@ -97,6 +97,10 @@ struct tk_app {
     struct tk_worker agent_sweep;
     struct tk_metric *m_heartbeats;
     atomic_llong agents_online, agents_stale;
+    /* Heartbeats noted in memory, flushed in batches (agents_api.c), and
+     * tokend_heartbeat_flushes_total{kind}. */
+    struct tk_hb_table *heartbeats;
+    struct tk_metric *m_hb_flushes;
     /* The refresh engine (src/upstream/engine.h): made with the metrics,
      * started after the connections' pool, stopped before the outbound
      * client stops, freed after the registry. */

@@ -284,7 +284,16 @@ tk_rc tk_api_clients_metrics(struct tk_app *app, struct tk_err *e)
             "Agent heartbeats by outcome: ok, denied (the client token refused), not_found "
             "(another client's or an unknown agent), invalid (the body).",
             &hb_dim, 1, 0, e);
-    bool ok = app->m_heartbeats &&
+    static const char *const hf[] = {"batch", "direct"};
+    static const struct tk_dim hf_dim = {"kind", hf, TK_NELEM(hf), NULL, NULL};
+    if (app->m_heartbeats)
+        app->m_hb_flushes = tk_metric_counter(
+            app->metrics, "tokend_heartbeat_flushes_total",
+            "Store writes of agent heartbeats: batch (one transaction of the heartbeats noted "
+            "in memory, about every second) or direct (a heartbeat written at once: first seen, "
+            "maybe stale, or the table full).",
+            &hf_dim, 1, 0, e);
+    bool ok = app->m_hb_flushes &&
               tk_metric_gauge_fn(app->metrics, "tokend_agents",
                                  "Agents in the store by status (online, stale), as of the "
                                  "stale sweep's last count (every second).",

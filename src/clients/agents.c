@@ -209,6 +209,73 @@ tk_rc tk_agent_heartbeat(struct tk_db *db, const char *tenant_id, const char *cl
     return rc;
 }
 
+tk_rc tk_agent_beats_flush(struct tk_db *db, const struct tk_agent_beat *b, int n,
+                           int *recovered, struct tk_err *e)
+{
+    *recovered = 0;
+    if (n <= 0) return TK_OK;
+    int back = 0;
+    tk_rc rc = tk_db_begin(db, e);
+    for (int i = 0; rc == TK_OK && i < n; i++) {
+        const char *st = b[i].status[0] ? b[i].status : NULL;
+        rc = tk_db_exec(db,
+                        "UPDATE agents SET last_heartbeat_at = ?, reported_status = "
+                        "COALESCE(CAST(? AS TEXT), reported_status) WHERE id = ? AND tenant_id = ? "
+                        "AND client_id = ? AND stale = 0 AND last_heartbeat_at < ?",
+                        TK_ARGS(TK_INT(b[i].at), TK_TEXT(st), TK_TEXT(b[i].id),
+                                TK_TEXT(b[i].tenant_id), TK_TEXT(b[i].client_id), TK_INT(b[i].at)),
+                        NULL, e);
+        if (rc != TK_OK || tk_db_changes(db) == 1) continue;
+        /* stale meanwhile (the sweep of some node): it comes back, once */
+        struct tk_rows *r = NULL;
+        rc = tk_db_exec(db,
+                        "SELECT last_heartbeat_at FROM agents WHERE id = ? AND tenant_id = ? AND "
+                        "client_id = ? AND stale = 1 AND last_heartbeat_at < ?",
+                        TK_ARGS(TK_TEXT(b[i].id), TK_TEXT(b[i].tenant_id), TK_TEXT(b[i].client_id),
+                                TK_INT(b[i].at)),
+                        &r, e);
+        bool stale = rc == TK_OK && tk_rows_count(r) == 1;
+        int64_t last = stale ? tk_rows_int(r, 0, 0) : 0;
+        tk_rows_free(r);
+        if (!stale) continue; /* newer already written, or the agent is gone */
+        rc = tk_db_exec(db,
+                        "UPDATE agents SET last_heartbeat_at = ?, reported_status = "
+                        "COALESCE(CAST(? AS TEXT), reported_status), stale = 0, stale_since = NULL "
+                        "WHERE id = ? AND stale = 1",
+                        TK_ARGS(TK_INT(b[i].at), TK_TEXT(st), TK_TEXT(b[i].id)), NULL, e);
+        if (rc == TK_OK && tk_db_changes(db) == 1) {
+            rc = agent_event(db, b[i].tenant_id, b[i].id, b[i].client_id, false, last, NULL, e);
+            back++;
+        }
+    }
+    if (rc == TK_OK) rc = tk_db_commit(db, e);
+    if (rc != TK_OK && tk_db_in_tx(db)) tk_db_rollback(db);
+    if (rc == TK_OK) *recovered = back;
+    return rc;
+}
+
+tk_rc tk_agent_owner(struct tk_db *db, const char *agent_id, bool *found,
+                     char tenant_id[TK_UUID_LEN + 1], char client_id[TK_UUID_LEN + 1],
+                     bool *stale, int64_t *last_ms, struct tk_err *e)
+{
+    struct tk_rows *r;
+    *found = false;
+    tk_rc rc = tk_db_exec(db,
+                          "SELECT tenant_id, client_id, stale, last_heartbeat_at FROM agents "
+                          "WHERE id = ?",
+                          TK_ARGS(TK_TEXT(agent_id)), &r, e);
+    if (rc != TK_OK) return rc;
+    if (tk_rows_count(r) == 1) {
+        *found = true;
+        snprintf(tenant_id, TK_UUID_LEN + 1, "%s", tk_rows_text(r, 0, 0));
+        snprintf(client_id, TK_UUID_LEN + 1, "%s", tk_rows_text(r, 0, 1));
+        *stale = tk_rows_int(r, 0, 2) != 0;
+        *last_ms = tk_rows_int(r, 0, 3);
+    }
+    tk_rows_free(r);
+    return TK_OK;
+}
+
 tk_rc tk_agent_list(struct tk_db *db, const char *tenant_id, const char *client_id,
                     const char *status, const char *before, int limit, json_t **out,
                     char next_out[TK_UUID_LEN + 1], struct tk_err *e)

@@ -175,6 +175,28 @@ tk_rc tk_agent_heartbeat(struct tk_db *db, const char *tenant_id, const char *cl
 
 /* Agents newest first, filtered by client_id and status (online | stale;
  * NULL: any), at most limit, older than before; next_out "" on the last page. */
+/* A heartbeat noted in memory (agents_api.c), written later in a batch. */
+struct tk_agent_beat {
+    char id[TK_UUID_LEN + 1];
+    char tenant_id[TK_UUID_LEN + 1];
+    char client_id[TK_UUID_LEN + 1];
+    char status[TK_AGENT_STATUS_MAX + 1]; /* "" = keep the reported status */
+    int64_t at;                           /* when it came (ms) */
+};
+
+/* Write n noted heartbeats in one transaction: last_heartbeat_at only moves
+ * forward (a newer one written by another node wins); a stale agent comes
+ * back (the conditional flip and its event, once across nodes). *recovered
+ * the agents that came back. */
+tk_rc tk_agent_beats_flush(struct tk_db *db, const struct tk_agent_beat *b, int n, int *recovered,
+                           struct tk_err *e);
+
+/* The owner of agent_id for the heartbeat cache: *found false when there is
+ * no such agent; else its tenant, client, stale flag and last heartbeat. */
+tk_rc tk_agent_owner(struct tk_db *db, const char *agent_id, bool *found,
+                     char tenant_id[TK_UUID_LEN + 1], char client_id[TK_UUID_LEN + 1],
+                     bool *stale, int64_t *last_ms, struct tk_err *e);
+
 tk_rc tk_agent_list(struct tk_db *db, const char *tenant_id, const char *client_id,
                     const char *status, const char *before, int limit, json_t **out,
                     char next_out[TK_UUID_LEN + 1], struct tk_err *e);

@@ -576,7 +576,8 @@ for (const backend of backends()) {
       const list = await api(t, `/v1/agents?client_id=${c.id}`);
       assert.equal(list.status, 200, list.text);
       assert.deepEqual(list.json.agents.map((x) => x.id), [id]);
-      assert.equal(list.json.agents[0].reported_status, 'healthy');
+      // heartbeats are written in batches about every second
+      await waitFor(async () => (await api(t, `/v1/agents?client_id=${c.id}`)).json.agents[0].reported_status === 'healthy', { timeoutMs: 10000, message: 'the reported status written' });
       assert.equal((await request(t, '/v1/agents', { token: viewer })).status, 200);
       assert.equal((await request(t, '/v1/agents', { token: other.token })).json.agents.length, 0, 'tenant scoped');
       for (const q of ['status=gone', 'client_id=nope', 'limit=0']) assert.equal((await api(t, `/v1/agents?${q}`)).status, 400, q);
@@ -593,6 +594,34 @@ for (const backend of backends()) {
       assert.ok(metric(m, 'tokend_heartbeats_total', { outcome: 'denied' }) >= 3);
       assert.ok(metric(m, 'tokend_heartbeats_total', { outcome: 'not_found' }) >= 3);
       await waitFor(async () => metric(await scrape(t), 'tokend_agents', { status: 'online' }) >= 1, { timeoutMs: 5000, message: 'tokend_agents' });
+    });
+
+    it('heartbeats are noted in memory: 1000 cause a few store writes and reach the store in a batch', async () => {
+      const c = await newClient(t);
+      const tok = await newToken(t, c.id);
+      const r = await request(t, '/v1/agents/register', { method: 'POST', token: tok.token, json: { logical_agent_id: 'burst-1', hostname: 'h', version: '1' } });
+      assert.equal(r.status, 201, r.text);
+      const id = r.json.id;
+      const writes = (m) => metric(m, 'tokend_heartbeat_flushes_total', { kind: 'batch' }) + metric(m, 'tokend_heartbeat_flushes_total', { kind: 'direct' });
+      const m0 = await scrape(t);
+      const t0 = Date.now();
+      for (let i = 0; i < 50; i++) {
+        const rs = await Promise.all(Array.from({ length: 20 }, () => request(t, `/v1/agents/${id}/heartbeat`, { method: 'POST', token: tok.token, json: { status: `s${i}` } })));
+        for (const x of rs) assert.equal(x.status, 200, x.text);
+      }
+      const secs = (Date.now() - t0) / 1000;
+      // the last status reaches the store within a bounded wait (one flush)
+      await waitFor(async () => (await api(t, `/v1/agents?client_id=${c.id}`)).json.agents[0]?.reported_status === 's49', { timeoutMs: 10000, intervalMs: 100, message: 'the burst written' });
+      const m1 = await scrape(t);
+      const n = writes(m1) - writes(m0);
+      // one batch about every second while the burst ran (other tests' agents share them), no direct write
+      assert.ok(n >= 1 && n <= Math.ceil(secs) + 3, `${n} store writes for 1000 heartbeats in ${secs} s`);
+      assert.ok(metric(m1, 'tokend_heartbeat_flushes_total', { kind: 'direct' }) - metric(m0, 'tokend_heartbeat_flushes_total', { kind: 'direct' }) <= 1);
+      assert.ok(metric(m1, 'tokend_heartbeats_total', { outcome: 'ok' }) - metric(m0, 'tokend_heartbeats_total', { outcome: 'ok' }) >= 1000);
+      // another client's agent: still 404, and from the cache
+      const c2 = await newClient(t);
+      const tok2 = await newToken(t, c2.id);
+      assert.equal((await request(t, `/v1/agents/${id}/heartbeat`, { method: 'POST', token: tok2.token, json: {} })).status, 404);
     });
 
     it("the report and tokend doctor name each cause of field report 004 in one sentence", async () => {
@@ -748,7 +777,43 @@ for (const backend of ['postgres', 'sqlite']) {
       assert.equal(hb.status, 200, hb.text);
       const back = await allEvents(a, `kind=agent&subject=${id}&action=recovered`);
       assert.equal(back.length, 1);
+      // heartbeats on both nodes (noted in memory, written in batches): it stays online, no new event
+      const until = Date.now() + 3500;
+      while (Date.now() < until) {
+        for (const n of [a, b]) {
+          const x = await request(n, `/v1/agents/${id}/heartbeat`, { method: 'POST', token: rot.json.token, json: { status: 'ok' } });
+          assert.equal(x.status, 200, x.text);
+        }
+        await new Promise((res) => setTimeout(res, 150));
+      }
+      const evs2 = await allEvents(a, `kind=agent&subject=${id}`);
+      assert.deepEqual(evs2.map((x) => x.action).sort(), ['recovered', 'stale'], JSON.stringify(evs2.map((x) => [x.action, x.node])));
+      assert.equal((await api(a, `/v1/agents?client_id=${c.id}`)).json.agents[0].status, 'online');
       await Promise.all([stopAndScan(b), stopAndScan(a)]);
+    });
+  });
+}
+
+for (const backend of backends()) {
+  describe(`heartbeats at shutdown (${backend})`, { timeout: SUITE_TIMEOUT_MS }, () => {
+    it('SIGTERM writes the heartbeats noted in memory', async () => {
+      const n = await startTokend({ backend });
+      try {
+        const c = await newClient(n);
+        const tok = await newToken(n, c.id);
+        const r = await request(n, '/v1/agents/register', { method: 'POST', token: tok.token, json: { logical_agent_id: 'bye-1', hostname: 'h', version: '1' } });
+        assert.equal(r.status, 201, r.text);
+        const hb = await request(n, `/v1/agents/${r.json.id}/heartbeat`, { method: 'POST', token: tok.token, json: { status: 'last-words' } });
+        assert.equal(hb.status, 200, hb.text);
+        // noted in memory, not written at once
+        assert.equal(metric(await scrape(n), 'tokend_heartbeat_flushes_total', { kind: 'direct' }), 0);
+        const res = await n.stop('SIGTERM');
+        assert.equal(res.code, 0, JSON.stringify(res));
+        const st = (await storeSql(n, `SELECT reported_status FROM agents WHERE id = '${r.json.id}'`)).trim();
+        assert.equal(st, 'last-words');
+      } finally {
+        await stopAndScan(n);
+      }
     });
   });
 }

@@ -341,3 +341,106 @@ out:
     tk_store_put(db);
     tk_keyring_free(c.k);
 }
+
+/* Heartbeats written in a batch (tk_agent_beats_flush): last_heartbeat_at
+ * only moves forward; a stale agent comes back once, with one event, even
+ * when two flushes (two nodes) carry a heartbeat for it; an unknown agent
+ * or another client's is skipped; tk_agent_owner names the owner. */
+static bool mk_agent(struct tk_db *db, struct cfx *c)
+{
+    json_t *b = json_pack("{s:s, s:s, s:s}", "logical_agent_id", "edge-1", "hostname", "h1",
+                          "version", "1");
+    json_t *o = NULL;
+    struct tk_err e;
+    bool ok = CHECK_OK(tk_agent_register(db, c->tenant, c->client, b, NULL, &o, &e), &e);
+    if (ok)
+        snprintf(c->tok_id, sizeof c->tok_id, "%s", json_string_value(json_object_get(o, "id")));
+    json_decref(b);
+    json_decref(o);
+    return ok;
+}
+
+static int64_t agent_int(struct tk_db *db, const char *sql, const char *id)
+{
+    struct tk_rows *r = NULL;
+    struct tk_err e;
+    int64_t v = -1;
+    if (CHECK_OK(tk_db_exec(db, sql, TK_ARGS(TK_TEXT(id)), &r, &e), &e) && tk_rows_count(r) == 1)
+        v = tk_rows_int(r, 0, 0);
+    tk_rows_free(r);
+    return v;
+}
+
+void test_clients_beats(struct fx *f)
+{
+    struct tk_db *db = fx_db(f);
+    if (!db) return;
+    struct cfx c;
+    memset(&c, 0, sizeof c);
+    struct tk_err e;
+    if (!CHECK_OK(tk_tenant_default(db, c.tenant, &e), &e) || !in_tx(db, mk_client, &c) ||
+        !mk_agent(db, &c)) {
+        tk_store_put(db);
+        return;
+    }
+    const char *id = c.tok_id; /* the agent's id */
+
+    bool found = false, stale = true;
+    int64_t last = 0;
+    char t[TK_UUID_LEN + 1], cl[TK_UUID_LEN + 1];
+    CHECK_OK(tk_agent_owner(db, id, &found, t, cl, &stale, &last, &e), &e);
+    CHECK(found && !stale && last > 0);
+    CHECK_EQ_STR(t, c.tenant);
+    CHECK_EQ_STR(cl, c.client);
+    char unknown[TK_UUID_LEN + 1];
+    tk_uuid7(unknown);
+    CHECK_OK(tk_agent_owner(db, unknown, &found, t, cl, &stale, &last, &e), &e);
+    CHECK(!found);
+
+    int64_t now = tk_now_ms();
+    struct tk_agent_beat b[3];
+    memset(b, 0, sizeof b);
+    snprintf(b[0].id, sizeof b[0].id, "%s", id);
+    snprintf(b[0].tenant_id, sizeof b[0].tenant_id, "%s", c.tenant);
+    snprintf(b[0].client_id, sizeof b[0].client_id, "%s", c.client);
+    snprintf(b[0].status, sizeof b[0].status, "healthy");
+    b[0].at = now + 5000;
+    b[1] = b[0];
+    snprintf(b[1].id, sizeof b[1].id, "%s", unknown); /* skipped */
+    b[2] = b[0];
+    tk_uuid7(b[2].client_id); /* another client's: skipped */
+    snprintf(b[2].status, sizeof b[2].status, "evil");
+    int back = -1;
+    CHECK_OK(tk_agent_beats_flush(db, b, 3, &back, &e), &e);
+    CHECK_EQ_INT(back, 0);
+    CHECK(agent_int(db, "SELECT last_heartbeat_at FROM agents WHERE id = ?", id) == now + 5000);
+    /* an older heartbeat (another node's, written late) does not move it back */
+    b[0].at = now + 1000;
+    snprintf(b[0].status, sizeof b[0].status, "old");
+    CHECK_OK(tk_agent_beats_flush(db, b, 1, &back, &e), &e);
+    CHECK(agent_int(db, "SELECT last_heartbeat_at FROM agents WHERE id = ?", id) == now + 5000);
+    struct tk_rows *r = NULL;
+    if (CHECK_OK(tk_db_exec(db, "SELECT reported_status FROM agents WHERE id = ?",
+                            TK_ARGS(TK_TEXT(id)), &r, &e), &e))
+        CHECK_EQ_STR(tk_rows_text(r, 0, 0), "healthy");
+    tk_rows_free(r);
+
+    /* stale: the sweep flips it; two flushes of later heartbeats bring it back once */
+    int n = 0;
+    CHECK_OK(tk_agent_sweep(db, now + 100000, 1000, &n, &e), &e);
+    CHECK_EQ_INT(n, 1);
+    b[0].at = now + 200000;
+    CHECK_OK(tk_agent_beats_flush(db, b, 1, &back, &e), &e);
+    CHECK_EQ_INT(back, 1);
+    b[0].at = now + 200500;
+    CHECK_OK(tk_agent_beats_flush(db, b, 1, &back, &e), &e);
+    CHECK_EQ_INT(back, 0);
+    CHECK(agent_int(db, "SELECT stale FROM agents WHERE id = ?", id) == 0);
+    CHECK(agent_int(db, "SELECT COUNT(*) FROM events WHERE subject_id = ? AND action = 'recovered'",
+                    id) == 1);
+    CHECK(agent_int(db, "SELECT COUNT(*) FROM events WHERE subject_id = ? AND action = 'stale'",
+                    id) == 1);
+    /* nothing to write: no transaction */
+    CHECK_OK(tk_agent_beats_flush(db, b, 0, &back, &e), &e);
+    tk_store_put(db);
+}

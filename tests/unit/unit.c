@@ -480,6 +480,7 @@ static const struct unit_test tests[] = {
     T("clients/scan", test_clients_scan),
     T("clients/check", test_clients_check),
     B("clients/reasons", test_clients_reasons),
+    B("clients/beats", test_clients_beats),
 
     T("authcache/hit_miss", test_authcache_hit_miss),
     T("authcache/eviction_bound", test_authcache_eviction_bound),

@@ -269,6 +269,7 @@ void test_optoken_last_used(struct fx *f);
 void test_clients_scan(void);
 void test_clients_check(void);
 void test_clients_reasons(struct fx *f); /* both backends */
+void test_clients_beats(struct fx *f);   /* both backends */
 /* test_routes.c */
 void test_routes_declared(void);
 void test_routes_walk(void);
