@@ -4,7 +4,7 @@
 // no caller (its event, source scheduled); 500 and 429 + Retry-After leave
 // it refresh_error with the backoff in detail.next_attempt_at; invalid_grant
 // makes it needs_reconnect and the engine stops trying; a sealed node does
-// not refresh; the metrics count it. On PostgreSQL two nodes refresh 200
+// not refresh; the metrics count it. On PostgreSQL two nodes refresh 1000
 // connections due at once exactly once each, and after a kill -9 in the
 // middle of refreshes the other node finishes once the leases run out,
 // with no refresh token redeemed twice. Every suite ends with the secret
@@ -265,9 +265,9 @@ describe('refresh engine: two nodes on one PostgreSQL (postgres)', { timeout: 30
     await up?.close();
   });
 
-  it('200 connections due at once: each refreshed exactly once by one of two nodes', async () => {
+  it('1000 connections due at once: each refreshed exactly once by one of two nodes', async () => {
     up.behave({ kind: 'ok', rotate: true, expiresIn: 3600, delayMs: 40 });
-    const N = 200;
+    const N = 1000;
     const made = [];
     for (let i = 0; i < N; i += 20) made.push(...(await Promise.all(Array.from({ length: Math.min(20, N - i) }, () => importConn(a, up, app, { expiresInMs: 60000 })))));
     assert.equal(up.stats().requests, 0, 'the importer does not refresh');
