@@ -11,7 +11,6 @@
 #include <stdio.h>
 #include <string.h>
 
-#define AGENTS_MAX_LIMIT 1000
 #define SWEEP_EVERY_MS 500
 #define SWEEP_DUE_MS 1000
 #define SWEEP_LEASE_MS 10000
@@ -371,18 +370,12 @@ void tk_h_agents_list(struct tk_req *r)
     static const char *const params[] = {"client_id", "status", "limit", "cursor"};
     for (size_t i = 0; i < TK_NELEM(params); i++)
         if (!tk_req_query_unique(r, params[i])) return;
-    int64_t limit = 50;
-    const char *lv = tk_req_query(r, "limit");
-    const char *cursor = tk_req_query(r, "cursor");
+    int64_t limit;
+    const char *cursor;
+    if (!tk_api_page(r, &limit, &cursor)) return;
     const char *client = tk_req_query(r, "client_id");
     const char *status = tk_req_query(r, "status");
-    if (lv && tk_parse_int(lv, 1, AGENTS_MAX_LIMIT, &limit) != TK_OK)
-        tk_err_field(&e, TK_EINVAL, "invalid_parameter", "limit",
-                     "limit must be an integer from 1 to %d", AGENTS_MAX_LIMIT);
-    else if (cursor && !tk_uuid_valid(cursor))
-        tk_err_field(&e, TK_EINVAL, "invalid_parameter", "cursor",
-                     "cursor must be the next_cursor of a previous page");
-    else if (client && !tk_uuid_valid(client))
+    if (client && !tk_uuid_valid(client))
         tk_err_field(&e, TK_EINVAL, "invalid_parameter", "client_id",
                      "client_id must be a client's id (a UUID)");
     else if (status && strcmp(status, "online") && strcmp(status, "stale"))

@@ -318,6 +318,11 @@ void tk_h_connect_callback(struct tk_req *r);
  * every member of body is in allowed (NULL-terminated); name, when
  * present, is an integer in [min, max] (def when absent). */
 bool tk_api_only_members(struct tk_req *r, json_t *body, const char *const *allowed);
+/* The list parameters every list route takes (CONVENTIONS): limit (1..1000,
+ * default 50) and cursor (the next_cursor of a previous page, a UUIDv7),
+ * each at most once. false after replying 400 naming the parameter. */
+#define TK_API_MAX_LIMIT 1000
+bool tk_api_page(struct tk_req *r, int64_t *limit, const char **cursor);
 bool tk_api_int_member(struct tk_req *r, json_t *body, const char *name, int min, int max,
                        int def, int *out);
 

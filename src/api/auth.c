@@ -589,6 +589,30 @@ tk_rc tk_api_event_in(struct tk_req *r, const char *kind, const char *action,
                      e);
 }
 
+bool tk_api_page(struct tk_req *r, int64_t *limit, const char **cursor)
+{
+    struct tk_err e;
+    *limit = 50;
+    *cursor = NULL;
+    if (!tk_req_query_unique(r, "limit") || !tk_req_query_unique(r, "cursor")) return false;
+    const char *lv = tk_req_query(r, "limit");
+    if (lv && tk_parse_int(lv, 1, TK_API_MAX_LIMIT, limit) != TK_OK) {
+        tk_err_field(&e, TK_EINVAL, "invalid_parameter", "limit",
+                     "limit must be an integer from 1 to %d", TK_API_MAX_LIMIT);
+        tk_reply_error(r, &e, NULL);
+        return false;
+    }
+    const char *c = tk_req_query(r, "cursor");
+    if (c && !tk_uuid_valid(c)) {
+        tk_err_field(&e, TK_EINVAL, "invalid_parameter", "cursor",
+                     "cursor must be the next_cursor of a previous page");
+        tk_reply_error(r, &e, NULL);
+        return false;
+    }
+    *cursor = c;
+    return true;
+}
+
 bool tk_api_only_members(struct tk_req *r, json_t *body, const char *const *allowed)
 {
     const char *key;

@@ -11,7 +11,6 @@
 #include <stdio.h>
 #include <string.h>
 
-#define CLIENTS_MAX_LIMIT 1000
 
 /* ---- validation, shared with the authenticate hook ---- */
 
@@ -186,21 +185,9 @@ void tk_h_clients_list(struct tk_req *r)
     if (!tk_req_query_unique(r, "status") || !tk_req_query_unique(r, "limit") ||
         !tk_req_query_unique(r, "cursor"))
         return;
-    int64_t limit = 50;
-    const char *lv = tk_req_query(r, "limit");
-    if (lv && tk_parse_int(lv, 1, CLIENTS_MAX_LIMIT, &limit) != TK_OK) {
-        tk_err_field(&e, TK_EINVAL, "invalid_parameter", "limit",
-                     "limit must be an integer from 1 to %d", CLIENTS_MAX_LIMIT);
-        tk_reply_error(r, &e, NULL);
-        return;
-    }
-    const char *cursor = tk_req_query(r, "cursor");
-    if (cursor && !tk_uuid_valid(cursor)) {
-        tk_err_field(&e, TK_EINVAL, "invalid_parameter", "cursor",
-                     "cursor must be the next_cursor of a previous page");
-        tk_reply_error(r, &e, NULL);
-        return;
-    }
+    int64_t limit;
+    const char *cursor;
+    if (!tk_api_page(r, &limit, &cursor)) return;
     const char *status = tk_req_query(r, "status");
     if (status && !tk_client_status_valid(status)) {
         tk_err_field(&e, TK_EINVAL, "invalid_parameter", "status",

@@ -23,7 +23,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define CONN_MAX_LIMIT 1000
 #define MIN_TTL_MAX 86400
 #define RECENT_REFRESH_MS 5000
 
@@ -202,21 +201,9 @@ static const char *const list_statuses[] = {
 void tk_h_conn_list(struct tk_req *r)
 {
     struct tk_err e;
-    int64_t limit = 50;
-    const char *lv = tk_req_query(r, "limit");
-    if (lv && tk_parse_int(lv, 1, CONN_MAX_LIMIT, &limit) != TK_OK) {
-        tk_err_field(&e, TK_EINVAL, "invalid_parameter", "limit",
-                     "limit must be an integer from 1 to %d", CONN_MAX_LIMIT);
-        tk_reply_error(r, &e, NULL);
-        return;
-    }
-    const char *cursor = tk_req_query(r, "cursor");
-    if (cursor && !tk_uuid_valid(cursor)) {
-        tk_err_field(&e, TK_EINVAL, "invalid_parameter", "cursor",
-                     "cursor must be the next_cursor of a previous page");
-        tk_reply_error(r, &e, NULL);
-        return;
-    }
+    int64_t limit;
+    const char *cursor;
+    if (!tk_api_page(r, &limit, &cursor)) return;
     const char *status = tk_req_query(r, "status");
     if (status) {
         bool ok = false;

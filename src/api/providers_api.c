@@ -10,7 +10,6 @@
 #include <stdio.h>
 #include <string.h>
 
-#define APPS_MAX_LIMIT 1000
 
 static const struct tk_catalog *catalog(struct tk_req *r)
 {
@@ -138,21 +137,9 @@ void tk_h_apps_create(struct tk_req *r)
 void tk_h_apps_list(struct tk_req *r)
 {
     struct tk_err e;
-    int64_t limit = 50;
-    const char *lv = tk_req_query(r, "limit");
-    if (lv && tk_parse_int(lv, 1, APPS_MAX_LIMIT, &limit) != TK_OK) {
-        tk_err_field(&e, TK_EINVAL, "invalid_parameter", "limit",
-                     "limit must be an integer from 1 to %d", APPS_MAX_LIMIT);
-        tk_reply_error(r, &e, NULL);
-        return;
-    }
-    const char *cursor = tk_req_query(r, "cursor");
-    if (cursor && !tk_uuid_valid(cursor)) {
-        tk_err_field(&e, TK_EINVAL, "invalid_parameter", "cursor",
-                     "cursor must be the next_cursor of a previous page");
-        tk_reply_error(r, &e, NULL);
-        return;
-    }
+    int64_t limit;
+    const char *cursor;
+    if (!tk_api_page(r, &limit, &cursor)) return;
     const char *provider = tk_req_query(r, "provider");
     if (provider && !tk_catalog_find(catalog(r), provider)) {
         tk_err_field(&e, TK_EINVAL, "invalid_parameter", "provider",

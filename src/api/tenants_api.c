@@ -8,7 +8,6 @@
 #include <stdio.h>
 #include <string.h>
 
-#define TENANTS_MAX_LIMIT 1000
 
 /* POST /v1/tenants {"name"} -> 201 {tenant, token, token_id}.
  *
@@ -109,21 +108,9 @@ void tk_h_tenants_create(struct tk_req *r)
 void tk_h_tenants_list(struct tk_req *r)
 {
     struct tk_err e;
-    int64_t limit = 50;
-    const char *lv = tk_req_query(r, "limit");
-    if (lv && tk_parse_int(lv, 1, TENANTS_MAX_LIMIT, &limit) != TK_OK) {
-        tk_err_field(&e, TK_EINVAL, "invalid_parameter", "limit",
-                     "limit must be an integer from 1 to %d", TENANTS_MAX_LIMIT);
-        tk_reply_error(r, &e, NULL);
-        return;
-    }
-    const char *cursor = tk_req_query(r, "cursor");
-    if (cursor && !tk_uuid_valid(cursor)) {
-        tk_err_field(&e, TK_EINVAL, "invalid_parameter", "cursor",
-                     "cursor must be the next_cursor of a previous page");
-        tk_reply_error(r, &e, NULL);
-        return;
-    }
+    int64_t limit;
+    const char *cursor;
+    if (!tk_api_page(r, &limit, &cursor)) return;
     struct tk_db *db = tk_api_db(r);
     if (!db) return;
     json_t *a;

@@ -341,6 +341,17 @@ for (const backend of backends()) {
         assert.equal(r.json.error, 'invalid_parameter');
         assert.equal(r.json.field, q.split('=')[0]);
       }
+      // every list route reads limit and cursor through one function: given twice is refused
+      for (const route of ['/v1/tenants', '/v1/provider-apps', '/v1/connections', '/v1/clients', '/v1/agents']) {
+        for (const q of ['limit=1&limit=2', `cursor=${ids[0]}&cursor=${ids[0]}`]) {
+          const r = await api(t, `${route}?${q}`);
+          assert.equal(r.status, 400, `${route}?${q}: ${r.text}`);
+          assert.equal(r.json.error, 'duplicate_parameter', `${route}?${q}`);
+        }
+        const r = await api(t, `${route}?limit=1001`);
+        assert.equal(r.status, 400, `${route}?limit=1001: ${r.text}`);
+        assert.equal(r.json.field, 'limit');
+      }
     });
 
     it('tokend tenants create and list', async () => {
