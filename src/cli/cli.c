@@ -270,6 +270,31 @@ long tk_cli_get(const struct tk_cli_client *c, const char *path, json_t **out)
     return tk_cli_request(c, "GET", path, NULL, out);
 }
 
+void tk_cli_print_json(json_t *o)
+{
+    char *s = json_dumps(o, JSON_INDENT(2));
+    printf("%s\n", s ? s : "null");
+    if (s) tk_wipe(s, strlen(s));
+    free(s);
+}
+
+int tk_cli_finish(const struct tk_cli_client *c, const char *what, long st, long want, json_t *out,
+                  void (*printer)(json_t *))
+{
+    if (st < 0) return EXIT_UNREACHABLE;
+    if (st != want) {
+        tk_cli_print_error(what, st, out);
+        json_decref(out);
+        return EXIT_SERVER;
+    }
+    if (c->json || !printer)
+        tk_cli_print_json(out);
+    else
+        printer(out);
+    json_decref(out);
+    return 0;
+}
+
 void tk_cli_print_error(const char *what, long status, json_t *body)
 {
     if (status == ST_BAD_ANSWER) return; /* tk_cli_request said why */

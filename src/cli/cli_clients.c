@@ -15,13 +15,6 @@ static int usage(const char *why, const char *arg)
     return EXIT_USAGE;
 }
 
-static void print_json(json_t *o)
-{
-    char *s = json_dumps(o, JSON_INDENT(2));
-    printf("%s\n", s ? s : "null");
-    free(s);
-}
-
 static void print_client(json_t *o)
 {
     printf("%-18s %s\n", "id", tk_cli_jstr(o, "id"));
@@ -51,18 +44,7 @@ static int send_client(struct tk_cli_client *c, const char *what, const char *me
     json_t *out = NULL;
     long st = tk_cli_request(c, method, path, body, &out);
     json_decref(body);
-    if (st < 0) return EXIT_UNREACHABLE;
-    if (st != want) {
-        tk_cli_print_error(what, st, out);
-        json_decref(out);
-        return EXIT_SERVER;
-    }
-    if (c->json)
-        print_json(out);
-    else
-        print_client(out);
-    json_decref(out);
-    return 0;
+    return tk_cli_finish(c, what, st, want, out, print_client);
 }
 
 /* create and update: --name N --email E|"" --status S --meta K=V... */
@@ -161,18 +143,7 @@ static int show_cmd(int argc, char **argv)
     if (!client_path(path, sizeof path, id)) return usage("too long", id);
     json_t *out = NULL;
     long st = tk_cli_get(&c, path, &out);
-    if (st < 0) return EXIT_UNREACHABLE;
-    if (st != 200) {
-        tk_cli_print_error("clients show", st, out);
-        json_decref(out);
-        return EXIT_SERVER;
-    }
-    if (c.json)
-        print_json(out);
-    else
-        print_client(out);
-    json_decref(out);
-    return 0;
+    return tk_cli_finish(&c, "clients show", st, 200, out, print_client);
 }
 
 static int list_cmd(int argc, char **argv)
@@ -235,7 +206,7 @@ static int list_cmd(int argc, char **argv)
     if (!rc) {
         if (c.json) {
             json_t *o = json_pack("{s:O}", "clients", all);
-            print_json(o);
+            tk_cli_print_json(o);
             json_decref(o);
         } else {
             printf("%-36s  %-9s  %-24s  %s\n", "ID", "STATUS", "EMAIL", "NAME");
@@ -301,7 +272,7 @@ int tk_cli_doctor_client(int argc, char **argv)
     bool bad = strcmp(tk_cli_jstr(cl, "status"), "active") != 0 || usable == 0 ||
                json_integer_value(json_object_get(fail, "total")) > 0;
     if (c.json) {
-        print_json(o);
+        tk_cli_print_json(o);
     } else {
         printf("client   %s '%s' (%s)%s%s\n", tk_cli_jstr(cl, "id"), tk_cli_jstr(cl, "name"),
                tk_cli_jstr(cl, "status"), json_is_string(json_object_get(cl, "email")) ? ", " : "",
@@ -382,7 +353,7 @@ int tk_cli_doctor_token(int argc, char **argv)
     bool valid = json_is_true(json_object_get(o, "valid"));
     json_t *w = json_object_get(o, "warnings");
     if (c.json) {
-        print_json(o);
+        tk_cli_print_json(o);
     } else {
         if (valid)
             printf("valid: client '%s' (%s), token %s, expires %s\n", tk_cli_jstr(o, "name"),

@@ -19,13 +19,6 @@ static int usage(const char *why, const char *arg)
     return EXIT_USAGE;
 }
 
-static void print_json(json_t *o)
-{
-    char *s = json_dumps(o, JSON_INDENT(2));
-    printf("%s\n", s ? s : "null");
-    free(s);
-}
-
 static bool path_with(char *out, size_t n, const char *id, const char *suffix)
 {
     char *esc = curl_easy_escape(NULL, id, 0);
@@ -70,23 +63,6 @@ static int parse(int argc, char **argv, struct tk_cli_client *c, const char **to
     }
     if (id && !*id) return usage("this verb needs the connection's ID", NULL);
     return tk_cli_client_init(c, *token_file);
-}
-
-static int finish(struct tk_cli_client *c, const char *what, long st, long want, json_t *out,
-                  void (*printer)(json_t *))
-{
-    if (st < 0) return EXIT_UNREACHABLE;
-    if (st != want) {
-        tk_cli_print_error(what, st, out);
-        json_decref(out);
-        return EXIT_SERVER;
-    }
-    if (c->json || !printer)
-        print_json(out);
-    else
-        printer(out);
-    json_decref(out);
-    return 0;
 }
 
 static void print_conn(json_t *o)
@@ -149,7 +125,7 @@ static int conn_import(int argc, char **argv)
         if (json_is_string(v)) tk_wipe((char *)json_string_value(v), json_string_length(v));
     }
     json_decref(body);
-    return finish(&c, "connections import", st, 201, out, print_conn);
+    return tk_cli_finish(&c, "connections import", st, 201, out, print_conn);
 }
 
 static void print_list(json_t *o)
@@ -182,7 +158,7 @@ static int conn_list(int argc, char **argv)
     curl_free(l);
     json_t *out = NULL;
     long st = tk_cli_get(&c, path, &out);
-    return finish(&c, "connections list", st, 200, out, print_list);
+    return tk_cli_finish(&c, "connections list", st, 200, out, print_list);
 }
 
 static int conn_simple(const char *verb, const char *method, const char *suffix, long want,
@@ -213,7 +189,7 @@ static int conn_simple(const char *verb, const char *method, const char *suffix,
                                     : tk_cli_get(&c, path, &out);
     char what[64];
     snprintf(what, sizeof what, "connections %s", verb);
-    return finish(&c, what, st, want, out, printer);
+    return tk_cli_finish(&c, what, st, want, out, printer);
 }
 
 static void print_token(json_t *o)
@@ -266,7 +242,7 @@ int tk_cli_doctor_connection(int argc, char **argv)
     const char *cause = tk_cli_jstr(o, "cause");
     bool fine = !strcmp(cause, "ok") || !strcmp(cause, "never_refreshed");
     if (c.json) {
-        print_json(o);
+        tk_cli_print_json(o);
     } else {
         json_t *cn = json_object_get(o, "connection"), *tok = json_object_get(o, "token"), *x;
         printf("connection %s '%s' (%s)\n", tk_cli_jstr(cn, "id"), tk_cli_jstr(cn, "label"),

@@ -58,6 +58,14 @@ bool tk_cli_peer_cert(const struct tk_cli_client *c, char *subject, size_t n,
                       long long *not_after_ms);
 /* "tokend: what: HTTP status code (reason): message" on stderr. */
 void tk_cli_print_error(const char *what, long status, json_t *body);
+/* Pretty JSON on stdout (the buffer wiped after: it may hold a token). */
+void tk_cli_print_json(json_t *o);
+/* The end of a command that expects status want: EXIT_UNREACHABLE when the
+ * request did not reach tokend (st < 0), the error printed and EXIT_SERVER
+ * for another status, otherwise out printed (as JSON with --json or without
+ * a printer) and 0. Takes out. */
+int tk_cli_finish(const struct tk_cli_client *c, const char *what, long st, long want, json_t *out,
+                  void (*printer)(json_t *));
 /* Strip control characters from every string of v (keys with some are
  * dropped): what a server sent is never printed raw to a terminal. */
 void tk_cli_clean_json(json_t *v);

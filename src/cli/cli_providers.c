@@ -22,13 +22,6 @@ static int usage(const char *noun, const char *why, const char *arg)
     return EXIT_USAGE;
 }
 
-static void print_json(json_t *o)
-{
-    char *s = json_dumps(o, JSON_INDENT(2));
-    printf("%s\n", s ? s : "null");
-    free(s);
-}
-
 static const char *jbool(json_t *o, const char *k)
 {
     json_t *v = json_object_get(o, k);
@@ -61,7 +54,7 @@ static int providers_list(int argc, char **argv)
     if (rc) return rc;
     json_t *a = json_object_get(body, "providers");
     if (c.json) {
-        print_json(body);
+        tk_cli_print_json(body);
     } else {
         printf("%-16s  %-20s  %-8s  %-8s  %s\n", "NAME", "CLIENT_AUTH", "ROTATES", "SOURCE",
                "TOKEN_URL");
@@ -116,7 +109,7 @@ static int show_one(const char *noun, const char *what, const char *prefix,
     if (printer && !c.json)
         printer(body);
     else
-        print_json(body);
+        tk_cli_print_json(body);
     json_decref(body);
     return 0;
 }
@@ -299,18 +292,8 @@ static int apps_write(bool create, int argc, char **argv)
     json_t *sv = json_object_get(body, "client_secret");
     if (json_is_string(sv)) tk_wipe((char *)json_string_value(sv), json_string_length(sv));
     json_decref(body);
-    if (st < 0) return EXIT_UNREACHABLE;
-    if (st != (create ? 201 : 200)) {
-        tk_cli_print_error(create ? "provider-apps create" : "provider-apps update", st, out);
-        json_decref(out);
-        return EXIT_SERVER;
-    }
-    if (c.json)
-        print_json(out);
-    else
-        print_app(out);
-    json_decref(out);
-    return 0;
+    return tk_cli_finish(&c, create ? "provider-apps create" : "provider-apps update", st,
+                         create ? 201 : 200, out, print_app);
 }
 
 static int apps_list(int argc, char **argv)
@@ -369,7 +352,7 @@ static int apps_list(int argc, char **argv)
     if (!rc) {
         if (c.json) {
             json_t *o = json_pack("{s:O}", "provider_apps", all);
-            print_json(o);
+            tk_cli_print_json(o);
             json_decref(o);
         } else {
             printf("%-36s  %-14s  %-10s  %s\n", "ID", "PROVIDER", "ENV", "NAME");
@@ -414,7 +397,7 @@ static int apps_delete(int argc, char **argv)
         return EXIT_SERVER;
     }
     if (c.json)
-        print_json(out);
+        tk_cli_print_json(out);
     else
         printf("deleted provider app %s\n", tk_cli_jstr(out, "id"));
     json_decref(out);

@@ -14,14 +14,6 @@ static int usage(const char *why, const char *arg)
     return EXIT_USAGE;
 }
 
-static void print_json(json_t *o)
-{
-    char *s = json_dumps(o, JSON_INDENT(2));
-    printf("%s\n", s ? s : "null");
-    if (s) tk_wipe(s, strlen(s)); /* may hold a token */
-    free(s);
-}
-
 /* POST /v1/tenants {"name"}: the token is printed once, on stdout. */
 static int tenants_create(int argc, char **argv)
 {
@@ -60,7 +52,7 @@ static int tenants_create(int argc, char **argv)
     const char *once = "this admin operator token is shown once: keep it now (tokend stores "
                        "only its hash); it acts on tenant %s only\n";
     if (c.json) {
-        print_json(body);
+        tk_cli_print_json(body);
         fprintf(stderr, once, tk_cli_jstr(t, "name"));
     } else {
         printf("%-10s %s\n", "tenant", tk_cli_jstr(t, "name"));
@@ -138,7 +130,7 @@ static int tenants_list(int argc, char **argv)
     if (!rc) {
         if (c.json) {
             json_t *o = json_pack("{s:O}", "tenants", all);
-            print_json(o);
+            tk_cli_print_json(o);
             json_decref(o);
         } else {
             printf("%-36s  %-24s  %s\n", "ID", "CREATED", "NAME");
