@@ -19,6 +19,7 @@
 #include "../operators/operators.h"
 #include "../outbound/outbound.h"
 #include "../store/store.h"
+#include "oauth_api.h"
 #include "ratelimit.h"
 
 #include <pthread.h>
@@ -105,6 +106,12 @@ struct tk_app {
      * started after the connections' pool, stopped before the outbound
      * client stops, freed after the registry. */
     struct tk_engine *engine;
+    /* The authorization server (oauth_api.h): each part's state. */
+    struct tk_oauth_keys *oauth_keys;     /* signing keys (oauth_keys_api.c) */
+    struct tk_oauth_cimd *oauth_cimd;     /* metadata documents (oauth_clients_api.c) */
+    struct tk_pwhash *pwhash;             /* password hashing (users_api.c) */
+    struct tk_oauth_flows *oauth_flows;   /* flows (oauth_authorize_api.c) */
+    struct tk_oauth_revset *oauth_revset; /* revocation set (oauth_token_api.c) */
 };
 
 /* The budget of failed unseal attempts per source address: past it, 429

@@ -750,6 +750,9 @@ int tk_serve(const struct tk_config *cfg)
     /* connect_states.code_verifier: after the connections' columns */
     if (rc == TK_OK && tk_connect_register_sealed() != TK_OK)
         rc = tk_err_set(&e, TK_EINTERNAL, "internal", "cannot register the sealed columns");
+    /* oauth_signing_keys.private_key: after connect_states' */
+    if (rc == TK_OK && tk_oauth_keys_register_sealed() != TK_OK)
+        rc = tk_err_set(&e, TK_EINTERNAL, "internal", "cannot register the sealed columns");
     if (rc == TK_OK) rc = tk_secret_heap_init(1 << 20, &e);
     if (rc == TK_OK) rc = tk_keyring_new(cfg->data_dir, &app.keyring, &e);
     if (rc == TK_OK) tk_events_use_keyring(app.keyring); /* key the event chain */
@@ -830,6 +833,7 @@ int tk_serve(const struct tk_config *cfg)
     }
     if (rc == TK_OK) rc = tk_api_conn_start(&app, &e);
     if (rc == TK_OK) rc = engine_start(&app, &e);
+    if (rc == TK_OK) rc = tk_api_oauth_start(&app, &e);
     if (rc == TK_OK) {
         probe_start(&app);
         rewrap_worker_start(&app);
@@ -888,6 +892,7 @@ int tk_serve(const struct tk_config *cfg)
     tk_worker_stop(&app.rewrap, 0); /* before the store closes; a batch in hand commits first */
     tk_worker_stop(&app.last_used, 0); /* after the HTTP server (no more uses); writes the rest */
     tk_api_agents_stop(&app);
+    tk_api_oauth_stop(&app);
     store_closable = probe_stop(&app);
     if (!tk_api_authcache_stop(&app)) store_closable = false;
     if (store_closable) { /* else the store hangs: nothing more can be written */
@@ -908,6 +913,7 @@ out:
     tk_worker_stop(&app.rewrap, 0);
     tk_worker_stop(&app.last_used, 0);
     tk_api_agents_stop(&app);
+    tk_api_oauth_stop(&app);
     tk_out_free(app.outbound); /* after everything that may submit */
     app.outbound = NULL;
     if (!probe_stop(&app)) store_closable = false;

@@ -338,6 +338,7 @@ tk_rc tk_api_metrics_register(struct tk_app *app, struct tk_err *e)
     if (ok && tls_metrics(app, e) != TK_OK) ok = false;
     if (ok && events_metrics(m, e) != TK_OK) ok = false;
     if (ok && tk_api_clients_metrics(app, e) != TK_OK) ok = false;   /* clients_api.c */
+    if (ok && tk_api_oauth_metrics(app, e) != TK_OK) ok = false;     /* oauth_api.c */
     return ok ? TK_OK : TK_EINTERNAL;
 }
 
