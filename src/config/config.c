@@ -142,6 +142,8 @@ static const struct setting settings[] = {
      "background refreshes in flight to one provider at most"},
     {"refresh_backoff_max", C_INT, S(refresh_backoff_max), "3600", 10, 86400, NULL,
      "seconds at most between retries of a connection whose refresh failed transiently"},
+    {"oauth_access_token_ttl", C_INT, S(oauth_access_token_ttl), "3600", 60, 86400, NULL,
+     "seconds an access token issued by the authorization server is valid"},
 };
 
 _Static_assert(TK_NELEM(settings) <= TK_NELEM(((struct tk_config *)0)->origins),

@@ -65,6 +65,7 @@ struct tk_config {
     int refresh_concurrency;   /* background refreshes at once; 0: engine off */
     int refresh_per_provider;  /* background refreshes in flight per provider */
     int refresh_backoff_max;   /* seconds: the longest retry delay after transient failures */
+    int oauth_access_token_ttl; /* seconds an issued access token (JWT) is valid */
     char origins[128][80]; /* where each setting's value came from, by table index */
 };
 

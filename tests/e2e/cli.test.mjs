@@ -62,6 +62,7 @@ const SETTINGS = [
   'refresh-concurrency',
   'refresh-per-provider',
   'refresh-backoff-max',
+  'oauth-access-token-ttl',
 ];
 
 /** Lines of output that are JSON objects (every line must be). */
