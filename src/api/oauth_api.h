@@ -122,5 +122,10 @@ void tk_api_oauth_flow_failed(struct tk_req *r, const char *tenant_id, const cha
  * code, record code_issued and answer 303 to f's redirect URI with code,
  * state and iss. */
 void tk_api_oauth_authorized(struct tk_req *r, const struct tk_oauth_flow *f);
+/* End flow f with an error for the client (the user denied consent:
+ * access_denied): record the failure at f's stage and answer 303 to f's
+ * redirect URI with error, error_description, state and iss. */
+void tk_api_oauth_redirect_error(struct tk_req *r, const struct tk_oauth_flow *f,
+                                 const char *error, const char *description);
 
 #endif

@@ -30,3 +30,9 @@ void tk_api_oauth_authorized(struct tk_req *r, const struct tk_oauth_flow *f)
     (void)f;
     tk_oauth_reply_error(r, 501, "server_error", "the authorization endpoint is not built yet");
 }
+void tk_api_oauth_redirect_error(struct tk_req *r, const struct tk_oauth_flow *f,
+                                 const char *error, const char *description)
+{
+    (void)f;
+    tk_oauth_reply_error(r, 400, error, description);
+}
