@@ -79,6 +79,8 @@ const char *tk_api_oauth_signing_alg(struct tk_app *app);
 void tk_h_oauth_jwks(struct tk_req *r);
 void tk_h_signing_keys_list(struct tk_req *r);
 void tk_h_signing_keys_rotate(struct tk_req *r);
+/* How many private signing keys this node holds open (0 while sealed). */
+int tk_api_oauth_keys_opened(struct tk_app *app);
 
 /* ---- OAuth clients (oauth_clients_api.c) ---- */
 

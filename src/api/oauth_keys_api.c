@@ -426,6 +426,17 @@ const char *tk_api_oauth_signing_alg(struct tk_app *app)
     return alg == TK_JWT_ALG_NONE ? "ES256" : tk_jwt_alg_name(alg);
 }
 
+int tk_api_oauth_keys_opened(struct tk_app *app)
+{
+    struct tk_oauth_keys *ks = app->oauth_keys;
+    int c = 0;
+    if (!ks) return 0;
+    pthread_rwlock_rdlock(&ks->lock);
+    for (int i = 0; i < ks->n; i++) c += ks->keys[i].priv != NULL;
+    pthread_rwlock_unlock(&ks->lock);
+    return c;
+}
+
 /* ---- routes ---- */
 
 void tk_h_oauth_jwks(struct tk_req *r)

@@ -257,8 +257,8 @@ tk_rc tk_jwt_key_from_jwk(json_t *jwk, enum tk_jwt_alg alg, EVP_PKEY **out, stru
     BIGNUM *bn_n = NULL, *bn_e = NULL;
     tk_rc rc = TK_OK;
     const char *type = NULL;
+    unsigned char pt[65], tmp[33]; /* the builder keeps pointers until to_param */
     if (alg == TK_JWT_ES256) {
-        unsigned char pt[65], tmp[33];
         size_t xl = 0, yl = 0;
         if (strcmp(kty, "EC") || !crv || strcmp(crv, "P-256") ||
             !jwk_b64(jwk, "x", tmp, sizeof tmp, &xl) || xl != 32) {
