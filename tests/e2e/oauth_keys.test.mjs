@@ -17,7 +17,7 @@ import { copyFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 
-import { allEvents, api, backends, createPgDatabase, createTenant, freshDir, request, startTokend, stopAndScan, storeSql, waitFor, SUITE_TIMEOUT_MS } from './lib/tokend.mjs';
+import { allEvents, api, backends, createPgDatabase, createTenant, freshDir, request, runCli, startTokend, stopAndScan, storeSql, waitFor, SUITE_TIMEOUT_MS } from './lib/tokend.mjs';
 
 const ARGS = ['--oauth-signing-publish-ahead', '2', '--oauth-access-token-ttl', '60'];
 
@@ -166,6 +166,25 @@ for (const backend of backends()) {
       const m = await request(t, '/metrics');
       assert.match(m.text, /^tokend_oauth_signing_keys\{status="active"\} 1$/m);
       assert.match(m.text, /^tokend_oauth_jwt_signed_total\{alg="ES256"\} \d+$/m);
+    });
+
+    it('tokend signing-keys list|rotate', async () => {
+      const env = { TOKEND_ADDR: t.url, TOKEND_TOKEN: t.token };
+      const r = await runCli(['signing-keys', 'rotate', '--immediate', '--json'], { env });
+      assert.equal(r.code, 0, r.stderr);
+      const made = JSON.parse(r.stdout);
+      assert.equal(made.status, 'active');
+      const l = await runCli(['signing-keys', 'list'], { env });
+      assert.equal(l.code, 0, l.stderr);
+      assert.match(l.stdout, /^ALG\s+STATUS\s+KID/m);
+      assert.match(l.stdout, new RegExp(`^ES256\\s+active\\s+${made.kid.replace(/[-]/g, '\\-')}`, 'm'));
+      const j = await runCli(['signing-keys', 'list', '--json'], { env });
+      assert.equal(JSON.parse(j.stdout).signing_keys[0].kid, made.kid);
+      assert.equal((await runCli(['signing-keys', 'nope'], { env })).code, 2);
+      assert.equal((await runCli(['signing-keys', 'rotate', '--later'], { env })).code, 2);
+      const h = await runCli(['help', 'signing-keys']);
+      assert.equal(h.code, 0);
+      assert.match(h.stdout, /^usage: tokend signing-keys list/);
     });
 
     it('sealed: the JWKS still answers, rotation is refused', async () => {
