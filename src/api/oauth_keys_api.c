@@ -80,12 +80,14 @@ static void kick(struct tk_oauth_keys *ks)
 
 /* ---- the worker ---- */
 
-static void warn_limited(struct tk_oauth_keys *ks, const char *what, const struct tk_err *e)
+/* Log a failure of the worker, at most once a minute; true when logged. */
+static bool warn_limited(struct tk_oauth_keys *ks, const char *what, const struct tk_err *e)
 {
     int64_t now = tk_mono_ms();
-    if (ks->warned_ms && now - ks->warned_ms < 60000) return;
+    if (ks->warned_ms && now - ks->warned_ms < 60000) return false;
     ks->warned_ms = now;
     tk_warn("oauth signing keys: %s: %s", what, e->msg);
+    return true;
 }
 
 struct rot_ctx {
@@ -212,8 +214,10 @@ static void refresh(struct tk_app *app)
         bool may_sign = !o->k.retired_at || now < o->k.retired_at + SIGN_GRACE_MS;
         if (!sealed && may_sign && !o->priv &&
             tk_oauth_key_private(db, app->keyring, app->default_tenant, o->k.id, o->k.alg,
-                                 &o->priv, &e) != TK_OK)
-            warn_limited(ks, "cannot open a signing key", &e);
+                                 &o->priv, &e) != TK_OK &&
+            warn_limited(ks, "cannot open a signing key", &e) &&
+            !strcmp(e.code, "decrypt_failed")) /* a key/data fault: on the record */
+            tk_api_keyring_event(app, db, "decrypt_failed", "error", e.msg);
         if (!may_sign && o->priv) { /* retired: its private key is of no more use here */
             EVP_PKEY_free(o->priv);
             o->priv = NULL;

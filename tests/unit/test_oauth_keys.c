@@ -402,6 +402,62 @@ void test_oauth_jwt_known(void)
     }
 }
 
+/* The other direction: tokens signed here verify in node:crypto
+ * (createPublicKey from the JWK; ES256 with dsaEncoding ieee-p1363), and
+ * a tampered one does not. Skipped when there is no node on PATH. */
+static const char node_script[] =
+    "import crypto from 'node:crypto';\n"
+    "import { readFileSync } from 'node:fs';\n"
+    "const vs = JSON.parse(readFileSync(process.argv[2], 'utf8'));\n"
+    "let bad = 0;\n"
+    "for (const v of vs) {\n"
+    "  const key = crypto.createPublicKey({ key: v.jwk, format: 'jwk' });\n"
+    "  const [h, p, s] = v.jwt.split('.');\n"
+    "  const hdr = JSON.parse(Buffer.from(h, 'base64url'));\n"
+    "  if (hdr.alg !== v.jwk.alg || hdr.kid !== v.jwk.kid || hdr.typ !== 'at+jwt') bad++;\n"
+    "  const md = v.jwk.alg === 'EdDSA' ? null : 'sha256';\n"
+    "  const opt = v.jwk.alg === 'ES256' ? { key, dsaEncoding: 'ieee-p1363' } : key;\n"
+    "  const sig = Buffer.from(s, 'base64url');\n"
+    "  if (!crypto.verify(md, Buffer.from(h + '.' + p), opt, sig)) { bad++; console.error('no: ' + v.jwk.alg); }\n"
+    "  if (crypto.verify(md, Buffer.from(h + '.' + p + 'x'), opt, sig)) bad++;\n"
+    "  if (JSON.parse(Buffer.from(p, 'base64url')).sub !== 'node') bad++;\n"
+    "}\n"
+    "process.exit(bad ? 1 : 0);\n";
+
+void test_oauth_jwt_node(void)
+{
+    if (system("node --version >/dev/null 2>&1") != 0) {
+        printf("  (no node on PATH: the node:crypto check is skipped)\n");
+        return;
+    }
+    char dir[256], path[512], script[512], cmd[1200];
+    if (!CHECK(unit_tmpdir(dir, sizeof dir))) return;
+    json_t *vs = json_array(), *claims = json_pack("{s:s, s:i}", "sub", "node", "exp", 2000000000);
+    for (size_t i = 0; i < TK_NELEM(algs); i++) {
+        struct tk_err e;
+        EVP_PKEY *key = NULL;
+        json_t *jwk = NULL;
+        char kid[TK_JWT_KID_MAX], *jwt = NULL;
+        if (CHECK_OK(tk_jwt_key_generate(algs[i], &key, &jwk, kid, &e), &e) &&
+            CHECK_OK(tk_jwt_sign(key, algs[i], kid, "at+jwt", claims, &jwt, &e), &e))
+            json_array_append_new(vs, json_pack("{s:O, s:s}", "jwk", jwk, "jwt", jwt));
+        free(jwt);
+        json_decref(jwk);
+        EVP_PKEY_free(key);
+    }
+    snprintf(path, sizeof path, "%s/v.json", dir);
+    snprintf(script, sizeof script, "%s/verify.mjs", dir);
+    char *text = json_dumps(vs, 0);
+    CHECK(unit_write_file(path, text, strlen(text), 0600));
+    CHECK(unit_write_file(script, node_script, strlen(node_script), 0600));
+    snprintf(cmd, sizeof cmd, "node %s %s", script, path);
+    CHECK_EQ_INT(system(cmd), 0);
+    free(text);
+    json_decref(vs);
+    json_decref(claims);
+    unit_rmtree(dir);
+}
+
 /* ---- the store ---- */
 
 static struct tk_keyring *kr_init(struct fx *f, struct tk_db *db, char *keyfile)
@@ -730,6 +786,23 @@ void test_oauth_keys_node(struct fx *f)
         if (!dropped) usleep(50000);
     }
     CHECK(dropped);
+    /* unsealed again: the private key is opened again and signs */
+    struct tk_db *db2 = fx_db(f);
+    if (db2 && CHECK_OK(tk_keyring_unseal_file(app.keyring, db2, keyfile, NULL, &e), &e)) {
+        bool signs = false;
+        deadline = tk_mono_ms() + 10000;
+        while (!signs && tk_mono_ms() < deadline) {
+            free(jwt2);
+            jwt2 = NULL;
+            signs = tk_api_oauth_sign(&app, "at+jwt", claims, &jwt2, &e) == TK_OK;
+            if (!signs) usleep(50000);
+        }
+        CHECK(signs);
+        if (signs) CHECK_OK(tk_api_oauth_verify(&app, jwt2, strlen(jwt2), "at+jwt", &got, &e), &e);
+        json_decref(got);
+        got = NULL;
+    }
+    tk_store_put(db2);
 out:
     json_decref(claims);
     free(jwt);

@@ -451,6 +451,7 @@ static const struct unit_test tests[] = {
     T("oauth/jwt_confusion", test_oauth_jwt_confusion),
     T("oauth/jwt_hostile", test_oauth_jwt_hostile),
     T("oauth/jwt_known", test_oauth_jwt_known),
+    T("oauth/jwt_node", test_oauth_jwt_node),
     B("oauth/keys_store", test_oauth_keys_store),
     B("oauth/keys_race", test_oauth_keys_race),
     B("oauth/keys_node", test_oauth_keys_node),

@@ -234,6 +234,7 @@ void test_oauth_jwt_algs(void);
 void test_oauth_jwt_confusion(void);
 void test_oauth_jwt_hostile(void);
 void test_oauth_jwt_known(void);
+void test_oauth_jwt_node(void);
 void test_oauth_keys_store(struct fx *f);
 void test_oauth_keys_race(struct fx *f);
 void test_oauth_keys_node(struct fx *f);
