@@ -47,6 +47,7 @@ struct tk_oauth_keys {
     int n;
     struct tk_worker worker;
     atomic_bool worker_started;
+    bool stuck; /* the worker did not stop in time: ks is left to the process's exit */
     atomic_llong last_miss_kick; /* mono ms of the last kick for an unknown kid */
     struct tk_metric *m_signed;  /* tokend_oauth_jwt_signed_total{alg} */
     struct tk_metric *m_verified; /* tokend_oauth_jwt_verified_total{result} */
@@ -297,9 +298,11 @@ tk_rc tk_api_oauth_keys_start(struct tk_app *app, struct tk_err *e)
 void tk_api_oauth_keys_stop(struct tk_app *app)
 {
     struct tk_oauth_keys *ks = app->oauth_keys;
-    if (!ks) return;
-    if (atomic_exchange(&ks->worker_started, false) && !tk_worker_stop(&ks->worker, 10000))
-        return; /* stuck in a store call: left to the process's exit */
+    if (!ks || ks->stuck) return;
+    if (atomic_exchange(&ks->worker_started, false) && !tk_worker_stop(&ks->worker, 10000)) {
+        ks->stuck = true; /* in a store call: left to the process's exit */
+        return;
+    }
     okeys_free(ks->keys, ks->n);
     pthread_rwlock_destroy(&ks->lock);
     free(ks);
@@ -468,11 +471,14 @@ static json_t *key_json(const struct tk_oauth_key *k, int64_t now)
                      k->retired_at ? ret : NULL, "unpublish_at", k->unpublish_at ? un : NULL);
 }
 
-/* GET /v1/sys/signing-keys: every row, newest first (at most
- * TK_OAUTH_KEYS_MAX: rows leave at the rotation after they are unpublished,
- * so there are few). No private material. */
+/* GET /v1/sys/signing-keys: the rows, newest first, paged over the at most
+ * TK_OAUTH_KEYS_MAX the store gives (rows leave at the rotation after they
+ * are unpublished, so there are few). No private material. */
 void tk_h_signing_keys_list(struct tk_req *r)
 {
+    int64_t limit;
+    const char *cursor;
+    if (!tk_api_page(r, &limit, &cursor)) return;
     struct tk_db *db = tk_api_db(r);
     if (!db) return;
     struct tk_oauth_key *rows = NULL;
@@ -484,12 +490,20 @@ void tk_h_signing_keys_list(struct tk_req *r)
     }
     int64_t now = tk_now_ms();
     json_t *a = json_array();
+    const char *next = NULL;
+    bool after = cursor == NULL; /* rows come newest first; the cursor is the last id shown */
     for (int i = 0; i < n; i++) {
-        json_array_append_new(a, key_json(&rows[i], now));
-        tk_oauth_key_clear(&rows[i]);
+        if (after && (int64_t)json_array_size(a) < limit) {
+            json_array_append_new(a, key_json(&rows[i], now));
+            if ((int64_t)json_array_size(a) == limit && i + 1 < n) next = rows[i].id;
+        }
+        if (cursor && !strcmp(rows[i].id, cursor)) after = true;
     }
+    json_t *o = json_pack("{s:o, s:s?}", "signing_keys", a, "next_cursor", next);
+    if (!next) json_object_set_new(o, "next_cursor", json_null());
+    for (int i = 0; i < n; i++) tk_oauth_key_clear(&rows[i]);
     free(rows);
-    tk_reply_json(r, 200, json_pack("{s:o, s:n}", "signing_keys", a, "next_cursor"));
+    tk_reply_json(r, 200, o);
 }
 
 /* POST /v1/sys/signing-keys/rotate {"immediate"?: bool}: a new key of

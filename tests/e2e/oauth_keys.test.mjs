@@ -147,6 +147,16 @@ for (const backend of backends()) {
         assert.equal(r.status, 400, r.text);
         assert.equal(r.json.field, field);
       }
+      // paging: limit and cursor
+      const all = (await api(t, '/v1/sys/signing-keys')).json.signing_keys;
+      assert.ok(all.length >= 2);
+      const p1 = await api(t, '/v1/sys/signing-keys?limit=1');
+      assert.equal(p1.json.signing_keys.length, 1);
+      assert.equal(p1.json.next_cursor, all[0].id);
+      const p2 = await api(t, `/v1/sys/signing-keys?limit=1&cursor=${p1.json.next_cursor}`);
+      assert.equal(p2.json.signing_keys[0].id, all[1].id);
+      assert.equal((await api(t, '/v1/sys/signing-keys?limit=0')).status, 400);
+      assert.equal((await api(t, '/v1/sys/signing-keys?cursor=nope')).status, 400);
       const bad = await api(t, '/v1/sys/signing-keys/rotate', { method: 'POST', body: '[', headers: { 'content-type': 'application/json' } });
       assert.equal(bad.status, 400, bad.text);
       const other = await createTenant(t);
