@@ -148,12 +148,24 @@ static tk_rc do_rotate(struct tk_app *app, struct tk_db *db, struct rot_ctx *c, 
     return tk_oauth_keys_rotate(db, app->keyring, app->default_tenant, &o, out, e);
 }
 
+/* Sealed: forget the private keys now, whatever the store says. */
+static void drop_private(struct tk_oauth_keys *ks)
+{
+    pthread_rwlock_wrlock(&ks->lock);
+    for (int i = 0; i < ks->n; i++) {
+        EVP_PKEY_free(ks->keys[i].priv);
+        ks->keys[i].priv = NULL;
+    }
+    pthread_rwlock_unlock(&ks->lock);
+}
+
 /* One round: read the table, make or rotate a key when due, open what
  * may sign, swap the snapshot in. */
 static void refresh(struct tk_app *app)
 {
     struct tk_oauth_keys *ks = app->oauth_keys;
     struct tk_err e;
+    if (tk_keyring_sealed(app->keyring)) drop_private(ks);
     struct tk_db *db = tk_store_get(app->store, &e);
     if (!db) {
         warn_limited(ks, "cannot reach the store", &e);

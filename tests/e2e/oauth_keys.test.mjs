@@ -17,7 +17,20 @@ import { copyFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 
-import { allEvents, api, backends, createPgDatabase, createTenant, freshDir, request, runCli, startTokend, stopAndScan, storeSql, waitFor, SUITE_TIMEOUT_MS } from './lib/tokend.mjs';
+import { allEvents, api, backends, createPgDatabase, createTenant, delay, freshDir, request, runCli, startTokend, stopAndScan, storeSql as storeSqlOnce, waitFor, SUITE_TIMEOUT_MS } from './lib/tokend.mjs';
+
+/** storeSql, again while SQLite says "database is locked" (the sqlite3 CLI
+ * has no busy timeout; tokend's event writer may hold the write lock). */
+async function storeSql(t, sql) {
+  for (let i = 0; ; i++) {
+    try {
+      return await storeSqlOnce(t, sql);
+    } catch (e) {
+      if (i >= 50 || !/database is locked/.test(e.message)) throw e;
+      await delay(100);
+    }
+  }
+}
 
 const ARGS = ['--oauth-signing-publish-ahead', '2', '--oauth-access-token-ttl', '60'];
 
