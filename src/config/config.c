@@ -144,6 +144,13 @@ static const struct setting settings[] = {
      "seconds at most between retries of a connection whose refresh failed transiently"},
     {"oauth_access_token_ttl", C_INT, S(oauth_access_token_ttl), "3600", 60, 86400, NULL,
      "seconds an access token issued by the authorization server is valid"},
+    {"oauth_dcr", C_ENUM, S(oauth_dcr), "token", 0, 0, "open|token|off",
+     "dynamic client registration at POST /oauth2/register: open (anybody, into the default "
+     "tenant), token (an operator token of the tenant with a write role), off (404)"},
+    {"oauth_dcr_max_clients", C_INT, S(oauth_dcr_max_clients), "1000", 1, 1000000, NULL,
+     "dynamically registered OAuth clients one tenant may hold"},
+    {"oauth_dcr_rate", C_INT, S(oauth_dcr_rate), "20", 0, 1000000, NULL,
+     "registration requests one address may make per minute (0: no limit)"},
 };
 
 _Static_assert(TK_NELEM(settings) <= TK_NELEM(((struct tk_config *)0)->origins),

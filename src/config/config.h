@@ -66,6 +66,9 @@ struct tk_config {
     int refresh_per_provider;  /* background refreshes in flight per provider */
     int refresh_backoff_max;   /* seconds: the longest retry delay after transient failures */
     int oauth_access_token_ttl; /* seconds an issued access token (JWT) is valid */
+    char oauth_dcr[8];          /* open | token | off: dynamic client registration */
+    int oauth_dcr_max_clients;  /* dynamically registered clients per tenant at most */
+    int oauth_dcr_rate;         /* registrations per address and minute; 0: no limit */
     char origins[128][80]; /* where each setting's value came from, by table index */
 };
 

@@ -784,6 +784,20 @@ tk_rc tk_oauth_client_delete(struct tk_db *db, const char *tenant_id, const char
     return rc;
 }
 
+tk_rc tk_oauth_client_retire(struct tk_db *db, const char *tenant_id, const char *id,
+                             int64_t *seq, struct tk_err *e)
+{
+    tk_rc rc = tk_oauth_client_delete(db, tenant_id, id, seq, e);
+    if (rc != TK_ECONFLICT) return rc;
+    rc = tk_db_exec(db,
+                    "UPDATE oauth_clients SET status = 'disabled', secret_hash = NULL, "
+                    "secret_hash_key = NULL, registration_hash = NULL, registration_hash_key = "
+                    "NULL, updated_at = ? WHERE tenant_id = ? AND id = ?",
+                    TK_ARGS(TK_INT(tk_now_ms()), TK_TEXT(tenant_id), TK_TEXT(id)), NULL, e);
+    if (rc == TK_OK) rc = tk_tenant_auth_bump(db, tenant_id, seq, e);
+    return rc;
+}
+
 tk_rc tk_oauth_client_rotate_secret(struct tk_db *db, struct tk_keyring *k, const char *tenant_id,
                                     const char *id, char secret_out[TK_ISSUED_MAX], int64_t *seq,
                                     json_t **out, struct tk_err *e)

@@ -107,6 +107,11 @@ tk_rc tk_oauth_client_update(struct tk_db *db, struct tk_keyring *k, const char 
  * tokens still refer to it (disable it instead). Bumps the epoch. */
 tk_rc tk_oauth_client_delete(struct tk_db *db, const char *tenant_id, const char *id,
                              int64_t *seq, struct tk_err *e);
+/* RFC 7592 delete: the client is deleted, or, when other rows refer to
+ * it, disabled with its secret and registration token dropped. Bumps the
+ * epoch. */
+tk_rc tk_oauth_client_retire(struct tk_db *db, const char *tenant_id, const char *id,
+                             int64_t *seq, struct tk_err *e);
 /* A new secret for a confidential client (the old one stops at once);
  * TK_ECONFLICT public_client for a public one. Bumps the epoch. */
 tk_rc tk_oauth_client_rotate_secret(struct tk_db *db, struct tk_keyring *k, const char *tenant_id,

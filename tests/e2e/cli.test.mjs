@@ -63,6 +63,9 @@ const SETTINGS = [
   'refresh-per-provider',
   'refresh-backoff-max',
   'oauth-access-token-ttl',
+  'oauth-dcr',
+  'oauth-dcr-max-clients',
+  'oauth-dcr-rate',
 ];
 
 /** Lines of output that are JSON objects (every line must be). */
