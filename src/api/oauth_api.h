@@ -110,6 +110,9 @@ void tk_h_oauth_register(struct tk_req *r);
 void tk_h_oauth_register_get(struct tk_req *r);
 void tk_h_oauth_register_put(struct tk_req *r);
 void tk_h_oauth_register_delete(struct tk_req *r);
+/* Test build only (TK_UNITTEST): POST /oauth2/test/client-auth runs
+ * tk_api_oauth_client_auth on the form and answers the client found. */
+void tk_h_oauth_client_auth_probe(struct tk_req *r);
 
 /* ---- users, sessions, consent (users_api.c) ---- */
 

@@ -1284,3 +1284,19 @@ void tk_h_oauth_register_delete(struct tk_req *r)
     tk_reply_header(r, "Cache-Control", "no-store");
     tk_reply_text(r, 204, "text/plain", "", 0);
 }
+
+void tk_h_oauth_client_auth_probe(struct tk_req *r)
+{
+    struct tk_form *f = tk_req_form(r);
+    if (!f) return;
+    struct tk_oauth_client c;
+    struct tk_err e;
+    tk_err_clear(&e);
+    if (tk_api_oauth_client_auth(r, f, &c, &e) != TK_OK) return; /* replied or parked */
+    json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:b}", "id", c.id, "client_id", c.client_id,
+                          "tenant_id", c.tenant_id, "token_endpoint_auth_method", c.auth_method,
+                          "confidential", c.confidential);
+    json_object_set(o, "scopes", c.scopes);
+    tk_oauth_client_clear(&c);
+    tk_oauth_reply_json(r, 200, o);
+}

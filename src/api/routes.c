@@ -101,6 +101,10 @@ static const struct tk_route routes[] = {
     {"GET", "/oauth2/register/{id}", tk_h_oauth_register_get, PUBLIC(0)},
     {"PUT", "/oauth2/register/{id}", tk_h_oauth_register_put, PUBLIC(0)},
     {"DELETE", "/oauth2/register/{id}", tk_h_oauth_register_delete, PUBLIC(0)},
+#ifdef TK_UNITTEST
+    /* the test build only: client authentication alone, for the e2e suite */
+    {"POST", "/oauth2/test/client-auth", tk_h_oauth_client_auth_probe, PUBLIC(0)},
+#endif
 };
 
 const struct tk_route *tk_api_routes(size_t *n)
