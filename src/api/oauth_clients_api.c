@@ -58,7 +58,8 @@ static struct tk_oauth_cimd *state(struct tk_app *app)
     if (app->oauth_cimd) return app->oauth_cimd;
     struct tk_oauth_cimd *s = calloc(1, sizeof *s);
     if (!s) tk_fatal("out of memory");
-    for (int i = 0; i < CACHE_LOCKS; i++) pthread_mutex_init(&s->mu[i], NULL);
+    for (int i = 0; i < CACHE_LOCKS; i++)
+        pthread_mutex_init(&s->mu[i], NULL);
     s->slots = calloc(CACHE_SLOTS, sizeof *s->slots);
     if (!s->slots) tk_fatal("out of memory");
     s->dcr_limit = tk_ratelimit_new(app->cfg->oauth_dcr_rate, 60);
@@ -77,9 +78,9 @@ tk_rc tk_api_oauth_clients_metrics(struct tk_app *app, struct tk_err *e)
                                   "revocation endpoints, by method and result.",
                                   auth_dims, 2, 0, e);
     if (!s->m_auth) return e->rc ? e->rc : TK_EINTERNAL;
-    s->m_dcr = tk_metric_counter(app->metrics, "tokend_oauth_registrations_total",
-                                 "Dynamic client registrations (RFC 7591), by result.", &dcr_dim,
-                                 1, 0, e);
+    s->m_dcr =
+        tk_metric_counter(app->metrics, "tokend_oauth_registrations_total",
+                          "Dynamic client registrations (RFC 7591), by result.", &dcr_dim, 1, 0, e);
     if (!s->m_dcr) return e->rc ? e->rc : TK_EINTERNAL;
     return TK_OK;
 }
@@ -98,7 +99,8 @@ void tk_api_oauth_clients_stop(struct tk_app *app)
     for (size_t i = 0; i < CACHE_SLOTS; i++)
         if (s->slots[i].used) tk_oauth_client_clear(&s->slots[i].c);
     free(s->slots);
-    for (int i = 0; i < CACHE_LOCKS; i++) pthread_mutex_destroy(&s->mu[i]);
+    for (int i = 0; i < CACHE_LOCKS; i++)
+        pthread_mutex_destroy(&s->mu[i]);
     tk_ratelimit_free(s->dcr_limit);
     free(s);
     app->oauth_cimd = NULL;
@@ -203,7 +205,8 @@ static int b64val(unsigned char ch)
  * added); false when malformed or too long. */
 static bool b64dec(const char *s, size_t n, char *out, size_t cap, size_t *outn)
 {
-    while (n && s[n - 1] == '=') n--;
+    while (n && s[n - 1] == '=')
+        n--;
     if (n % 4 == 1) return false;
     size_t o = 0;
     unsigned acc = 0;
@@ -279,8 +282,8 @@ static tk_rc refuse(struct tk_req *r, int method, bool basic, int status, const 
 
 enum { M_BASIC, M_POST, M_NONE };
 
-tk_rc tk_api_oauth_client_auth(struct tk_req *r, const struct tk_form *f,
-                               struct tk_oauth_client *c, struct tk_err *e)
+tk_rc tk_api_oauth_client_auth(struct tk_req *r, const struct tk_form *f, struct tk_oauth_client *c,
+                               struct tk_err *e)
 {
     memset(c, 0, sizeof *c);
     struct tk_app *app = r->app;
@@ -303,7 +306,8 @@ tk_rc tk_api_oauth_client_auth(struct tk_req *r, const struct tk_form *f,
     if (basic) {
         method = M_BASIC;
         const char *b = authz + 6;
-        while (*b == ' ') b++;
+        while (*b == ' ')
+            b++;
         size_t rn = 0;
         const char *colon = NULL;
         if (strlen(b) > sizeof raw * 4 / 3 || !b64dec(b, strlen(b), raw, sizeof raw, &rn) ||
@@ -334,8 +338,7 @@ tk_rc tk_api_oauth_client_auth(struct tk_req *r, const struct tk_form *f,
     } else if (form_secret) {
         method = M_POST;
         if (!form_id) {
-            tk_err_set(e, TK_EINVAL, "invalid_request",
-                       "client_secret was sent without client_id");
+            tk_err_set(e, TK_EINVAL, "invalid_request", "client_secret was sent without client_id");
             return refuse(r, method, false, 400, "invalid_request", e);
         }
         snprintf(id, sizeof id, "%s", form_id);
@@ -478,8 +481,9 @@ void tk_h_oauth_scopes_list(struct tk_req *r)
         tk_api_reply_error(r, &e, NULL);
         return;
     }
-    tk_reply_json(r, 200, json_pack("{s:o, s:o}", "scopes", a, "next_cursor",
-                                    next[0] ? json_string(next) : json_null()));
+    tk_reply_json(r, 200,
+                  json_pack("{s:o, s:o}", "scopes", a, "next_cursor",
+                            next[0] ? json_string(next) : json_null()));
 }
 
 void tk_h_oauth_scopes_create(struct tk_req *r)
@@ -571,10 +575,17 @@ void tk_h_oauth_scopes_delete(struct tk_req *r)
 
 /* ---- /v1/oauth/clients ---- */
 
-static const char *const client_members[] = {"name", "client_type", "application_type",
-                                             "token_endpoint_auth_method", "redirect_uris",
-                                             "grant_types", "scopes", "default_scopes",
-                                             "rotate_refresh", "status", NULL};
+static const char *const client_members[] = {"name",
+                                             "client_type",
+                                             "application_type",
+                                             "token_endpoint_auth_method",
+                                             "redirect_uris",
+                                             "grant_types",
+                                             "scopes",
+                                             "default_scopes",
+                                             "rotate_refresh",
+                                             "status",
+                                             NULL};
 
 static json_t *client_detail(json_t *o, json_t *body)
 {
@@ -623,8 +634,8 @@ void tk_h_oauth_clients_create(struct tk_req *r)
     json_t *o = NULL;
     tk_rc rc = tk_db_begin(db, &e);
     if (rc == TK_OK)
-        rc = tk_oauth_client_create(db, ((struct tk_app *)r->app)->keyring, p->tenant_id, spec, "operator", secret,
-                                    NULL, id, &o, &e);
+        rc = tk_oauth_client_create(db, ((struct tk_app *)r->app)->keyring, p->tenant_id, spec,
+                                    "operator", secret, NULL, id, &o, &e);
     if (rc == TK_OK) {
         json_t *d = client_detail(o, body);
         rc = tk_api_event_in(r, "oauth", "client_create", "ok", "oauth_client", id,
@@ -656,8 +667,9 @@ void tk_h_oauth_clients_list(struct tk_req *r)
         tk_api_reply_error(r, &e, NULL);
         return;
     }
-    tk_reply_json(r, 200, json_pack("{s:o, s:o}", "clients", a, "next_cursor",
-                                    next[0] ? json_string(next) : json_null()));
+    tk_reply_json(r, 200,
+                  json_pack("{s:o, s:o}", "clients", a, "next_cursor",
+                            next[0] ? json_string(next) : json_null()));
 }
 
 void tk_h_oauth_clients_get(struct tk_req *r)
@@ -717,8 +729,8 @@ void tk_h_oauth_clients_update(struct tk_req *r)
     if (rc == TK_OK) rc = tk_oauth_client_spec(db, p->tenant_id, id, &spec, &e);
     if (rc == TK_OK) {
         merge_spec(spec, body);
-        rc = tk_oauth_client_update(db, ((struct tk_app *)r->app)->keyring, p->tenant_id, id, spec, secret, &seq, &o,
-                                    &e);
+        rc = tk_oauth_client_update(db, ((struct tk_app *)r->app)->keyring, p->tenant_id, id, spec,
+                                    secret, &seq, &o, &e);
     }
     if (rc == TK_OK) {
         json_t *d = client_detail(o, body);
@@ -775,8 +787,8 @@ void tk_h_oauth_clients_rotate_secret(struct tk_req *r)
     int64_t seq = 0;
     tk_rc rc = tk_db_begin(db, &e);
     if (rc == TK_OK)
-        rc = tk_oauth_client_rotate_secret(db, ((struct tk_app *)r->app)->keyring, p->tenant_id, id, secret, &seq,
-                                           &o, &e);
+        rc = tk_oauth_client_rotate_secret(db, ((struct tk_app *)r->app)->keyring, p->tenant_id, id,
+                                           secret, &seq, &o, &e);
     if (rc == TK_OK) {
         json_t *d = json_pack("{s:O?}", "secret_preview", json_object_get(o, "secret_preview"));
         rc = tk_api_event_in(r, "oauth", "client_rotate_secret", "ok", "oauth_client", id,
@@ -801,8 +813,7 @@ struct dcr {
 
 /* Record a refused registration (kind oauth, outcome denied), coalesced
  * per reason and address a minute. */
-static void dcr_refused(struct dcr *d, const char *action, const char *reason,
-                        const char *message)
+static void dcr_refused(struct dcr *d, const char *action, const char *reason, const char *message)
 {
     struct tk_app *app = d->r->app;
     json_t *det = json_pack("{s:s, s:s}", "reason", reason, "remote", d->remote);
@@ -871,7 +882,8 @@ static json_t *dcr_spec(json_t *body, const char **error, struct tk_err *e)
         size_t i;
         json_t *x;
         bool ok = json_is_array(v) && json_array_size(v) > 0;
-        json_array_foreach(v, i, x) ok = ok && json_is_string(x) && !strcmp(json_string_value(x), "code");
+        json_array_foreach(v, i, x) ok =
+            ok && json_is_string(x) && !strcmp(json_string_value(x), "code");
         if (!ok) {
             tk_err_field(e, TK_EINVAL, "invalid_field", "response_types",
                          "response_types must be [\"code\"] (the only response type here)");
@@ -881,7 +893,8 @@ static json_t *dcr_spec(json_t *body, const char **error, struct tk_err *e)
     }
     if ((v = json_object_get(body, "client_name"))) {
         if (!json_is_string(v)) {
-            tk_err_field(e, TK_EINVAL, "invalid_field", "client_name", "client_name must be a string");
+            tk_err_field(e, TK_EINVAL, "invalid_field", "client_name",
+                         "client_name must be a string");
             json_decref(spec);
             return NULL;
         }
@@ -899,12 +912,16 @@ static json_t *dcr_spec(json_t *body, const char **error, struct tk_err *e)
         json_t *a = json_array();
         const char *s = json_string_value(v);
         while (*s) {
-            while (*s == ' ') s++;
+            while (*s == ' ')
+                s++;
             const char *end = s;
-            while (*end && *end != ' ') end++;
+            while (*end && *end != ' ')
+                end++;
             if (end > s) {
                 char name[TK_OAUTH_SCOPE_MAX + 2];
-                snprintf(name, sizeof name, "%.*s", (int)(end - s > TK_OAUTH_SCOPE_MAX + 1 ? TK_OAUTH_SCOPE_MAX + 1 : end - s), s);
+                snprintf(name, sizeof name, "%.*s",
+                         (int)(end - s > TK_OAUTH_SCOPE_MAX + 1 ? TK_OAUTH_SCOPE_MAX + 1 : end - s),
+                         s);
                 json_t *n = json_string(name);
                 size_t i;
                 json_t *x;
@@ -929,10 +946,11 @@ static json_t *dcr_spec(json_t *body, const char **error, struct tk_err *e)
         json_t *ru = json_object_get(spec, "redirect_uris");
         size_t i, native = 0;
         json_t *x;
-        json_array_foreach(ru, i, x) if (json_is_string(x) &&
-                                         tk_oauth_redirect_uri_native(json_string_value(x))) native++;
-        json_object_set_new(spec, "application_type",
-                            json_string(native && native == json_array_size(ru) ? "native" : "web"));
+        json_array_foreach(ru, i, x) if (json_is_string(x) && tk_oauth_redirect_uri_native(
+                                                                  json_string_value(x))) native++;
+        json_object_set_new(
+            spec, "application_type",
+            json_string(native && native == json_array_size(ru) ? "native" : "web"));
     }
     if (tk_oauth_client_normalize(spec, e) != TK_OK) {
         if (e->field[0] && !strcmp(e->field, "redirect_uris")) *error = "invalid_redirect_uri";
@@ -950,14 +968,14 @@ static json_t *dcr_json(struct tk_app *app, json_t *o)
     snprintf(uri, sizeof uri, "%s/oauth2/register/%s", tk_api_public_url(app), cid);
     int64_t issued = 0;
     tk_time_parse(json_string_value(json_object_get(o, "created_at")), &issued);
-    json_t *out = json_pack(
-        "{s:O, s:I, s:O, s:O, s:O, s:[s], s:O, s:O, s:s}", "client_id",
-        json_object_get(o, "client_id"), "client_id_issued_at", (json_int_t)(issued / 1000),
-        "client_name", json_object_get(o, "name"), "redirect_uris",
-        json_object_get(o, "redirect_uris"), "grant_types", json_object_get(o, "grant_types"),
-        "response_types", "code", "token_endpoint_auth_method",
-        json_object_get(o, "token_endpoint_auth_method"), "application_type",
-        json_object_get(o, "application_type"), "registration_client_uri", uri);
+    json_t *out = json_pack("{s:O, s:I, s:O, s:O, s:O, s:[s], s:O, s:O, s:s}", "client_id",
+                            json_object_get(o, "client_id"), "client_id_issued_at",
+                            (json_int_t)(issued / 1000), "client_name", json_object_get(o, "name"),
+                            "redirect_uris", json_object_get(o, "redirect_uris"), "grant_types",
+                            json_object_get(o, "grant_types"), "response_types", "code",
+                            "token_endpoint_auth_method",
+                            json_object_get(o, "token_endpoint_auth_method"), "application_type",
+                            json_object_get(o, "application_type"), "registration_client_uri", uri);
     json_t *sc = json_object_get(o, "scopes");
     if (json_array_size(sc)) {
         char buf[8192] = "";
@@ -999,33 +1017,43 @@ static json_t *dcr_body(struct dcr *d, const char *action)
     return j;
 }
 
-/* Who may register: false after replying. */
+/* Count one registration request of d's address against oauth_dcr_rate:
+ * false after replying 429. */
+static bool dcr_rate(struct dcr *d)
+{
+    struct tk_req *r = d->r;
+    struct tk_app *app = r->app;
+    struct tk_ratelimit_verdict v;
+    if (tk_ratelimit_fail(state(app)->dcr_limit, d->remote, 0, tk_now_ms(), &v)) return true;
+    char ra[16];
+    snprintf(ra, sizeof ra, "%d", v.retry_s);
+    tk_reply_header(r, "Retry-After", ra);
+    if (v.record)
+        dcr_refused(d, "register", "rate_limited",
+                    "too many registration requests from one address");
+    dcr_count(app, DCR_LIMITED);
+    tk_oauth_reply_error(r, 429, "rate_limited",
+                         "too many registration requests from this address (oauth_dcr_rate "
+                         "per minute)");
+    return false;
+}
+
+/* Who may register: false after replying. open: anybody, every request
+ * counted against oauth_dcr_rate; token: an operator token, and only the
+ * requests without a good one are counted. */
 static bool dcr_admit(struct dcr *d)
 {
     struct tk_req *r = d->r;
     struct tk_app *app = r->app;
-    struct tk_oauth_cimd *s = state(app);
+    state(app);
     tk_req_remote(r, d->remote, sizeof d->remote);
     if (!strcmp(app->cfg->oauth_dcr, "off")) {
         tk_oauth_reply_error(r, 404, "not_found",
                              "dynamic client registration is off on this server (oauth_dcr)");
         return false;
     }
-    struct tk_ratelimit_verdict v;
-    if (!tk_ratelimit_fail(s->dcr_limit, d->remote, 0, tk_now_ms(), &v)) {
-        char ra[16];
-        snprintf(ra, sizeof ra, "%d", v.retry_s);
-        tk_reply_header(r, "Retry-After", ra);
-        if (v.record)
-            dcr_refused(d, "register", "rate_limited",
-                        "too many registration requests from one address");
-        dcr_count(app, DCR_LIMITED);
-        tk_oauth_reply_error(r, 429, "rate_limited",
-                             "too many registration requests from this address (oauth_dcr_rate "
-                             "per minute)");
-        return false;
-    }
     if (!strcmp(app->cfg->oauth_dcr, "open")) {
+        if (!dcr_rate(d)) return false;
         snprintf(d->tenant, sizeof d->tenant, "%s", app->default_tenant);
         return true;
     }
@@ -1046,6 +1074,7 @@ static bool dcr_admit(struct dcr *d)
                  "registering a client needs an operator token with the role admin or operator");
     }
     if (rc != TK_OK) {
+        if (!dcr_rate(d)) return false;
         tk_reply_header(r, "WWW-Authenticate", "Bearer realm=\"tokend\", error=\"invalid_token\"");
         dcr_error(d, 401, "invalid_token", "register", e.msg);
         return false;
@@ -1093,11 +1122,17 @@ void tk_h_oauth_register(struct tk_req *r)
         json_t *det = client_detail(o, NULL);
         json_object_set_new(det, "remote", json_string(d.remote));
         json_object_set_new(det, "mode", json_string(app->cfg->oauth_dcr));
-        struct tk_event ev = {.tenant_id = d.tenant, .trace_id = r->request_id, .kind = "oauth",
-                              .source = "api", .action = "register", .outcome = "ok",
-                              .subject_type = "oauth_client", .subject_id = id,
+        struct tk_event ev = {.tenant_id = d.tenant,
+                              .trace_id = r->request_id,
+                              .kind = "oauth",
+                              .source = "api",
+                              .action = "register",
+                              .outcome = "ok",
+                              .subject_type = "oauth_client",
+                              .subject_id = id,
                               .message = "OAuth client registered dynamically (RFC 7591)",
-                              .detail = det, .latency_us = -1};
+                              .detail = det,
+                              .latency_us = -1};
         rc = tk_event_emit_in(db, &ev, &e);
         json_decref(det);
     }
@@ -1146,7 +1181,8 @@ static bool dcr_manage(struct dcr *d, const char *action, char id_out[TK_UUID_LE
     tk_rc rc = TK_EAUTH;
     if (h && !strncasecmp(h, "Bearer ", 7)) {
         const char *tok = h + 7;
-        while (*tok == ' ') tok++;
+        while (*tok == ' ')
+            tok++;
         size_t len = strlen(tok);
         rc = tk_issued_check(TK_KIND_REGISTRATION, tok, len, &e);
         char hash[TK_HASH_HEX];
@@ -1166,6 +1202,7 @@ static bool dcr_manage(struct dcr *d, const char *action, char id_out[TK_UUID_LE
                  "send the registration access token (tkg_) as Authorization: Bearer");
     }
     if (rc != TK_OK) {
+        if (!dcr_rate(d)) return false;
         tk_reply_header(r, "WWW-Authenticate", "Bearer realm=\"tokend\", error=\"invalid_token\"");
         dcr_error(d, 401, "invalid_token", action,
                   "the registration access token is missing, malformed, or not this client's");
@@ -1223,15 +1260,22 @@ void tk_h_oauth_register_put(struct tk_req *r)
     if (rc == TK_OK) {
         /* the status stays the operator's */
         json_object_set(spec, "status", json_object_get(cur, "status"));
-        rc = tk_oauth_client_update(db, ((struct tk_app *)r->app)->keyring, d.tenant, id, spec, secret, &seq, &o, &e);
+        rc = tk_oauth_client_update(db, ((struct tk_app *)r->app)->keyring, d.tenant, id, spec,
+                                    secret, &seq, &o, &e);
     }
     if (rc == TK_OK) {
         json_t *det = client_detail(o, NULL);
-        struct tk_event ev = {.tenant_id = d.tenant, .trace_id = r->request_id, .kind = "oauth",
-                              .source = "api", .action = "registration_update", .outcome = "ok",
-                              .subject_type = "oauth_client", .subject_id = id,
+        struct tk_event ev = {.tenant_id = d.tenant,
+                              .trace_id = r->request_id,
+                              .kind = "oauth",
+                              .source = "api",
+                              .action = "registration_update",
+                              .outcome = "ok",
+                              .subject_type = "oauth_client",
+                              .subject_id = id,
                               .message = "OAuth client updated through RFC 7592",
-                              .detail = det, .latency_us = -1};
+                              .detail = det,
+                              .latency_us = -1};
         rc = tk_event_emit_in(db, &ev, &e);
         json_decref(det);
     }
@@ -1267,9 +1311,14 @@ void tk_h_oauth_register_delete(struct tk_req *r)
     tk_rc rc = tk_db_begin(db, &e);
     if (rc == TK_OK) rc = tk_oauth_client_retire(db, d.tenant, id, &seq, &e);
     if (rc == TK_OK) {
-        struct tk_event ev = {.tenant_id = d.tenant, .trace_id = r->request_id, .kind = "oauth",
-                              .source = "api", .action = "registration_delete", .outcome = "ok",
-                              .subject_type = "oauth_client", .subject_id = id,
+        struct tk_event ev = {.tenant_id = d.tenant,
+                              .trace_id = r->request_id,
+                              .kind = "oauth",
+                              .source = "api",
+                              .action = "registration_delete",
+                              .outcome = "ok",
+                              .subject_type = "oauth_client",
+                              .subject_id = id,
                               .message = "OAuth client deleted through RFC 7592",
                               .latency_us = -1};
         rc = tk_event_emit_in(db, &ev, &e);

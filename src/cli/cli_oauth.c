@@ -18,9 +18,11 @@ static int usage(const char *why, const char *arg)
 
 static void print_client(json_t *o)
 {
-    static const char *const keys[] = {"id", "client_id", "name", "client_type",
-                                       "application_type", "token_endpoint_auth_method", "status",
-                                       "origin", "secret_preview", "created_at", "updated_at"};
+    static const char *const keys[] = {
+        "id",          "client_id",        "name",
+        "client_type", "application_type", "token_endpoint_auth_method",
+        "status",      "origin",           "secret_preview",
+        "created_at",  "updated_at"};
     for (size_t i = 0; i < sizeof keys / sizeof *keys; i++)
         printf("%-28s %s\n", keys[i], tk_cli_jstr(o, keys[i]));
     static const char *const arrays[] = {"redirect_uris", "grant_types", "scopes",
@@ -123,8 +125,8 @@ static int scope_opt(struct args *a, const char *k, const char *v)
     return usage("unknown argument", k);
 }
 
-static int parse(struct args *a, int argc, char **argv, int (*opt)(struct args *, const char *,
-                                                                    const char *))
+static int parse(struct args *a, int argc, char **argv,
+                 int (*opt)(struct args *, const char *, const char *))
 {
     for (int i = 0; i < argc; i++) {
         const char *k = argv[i];
@@ -181,7 +183,8 @@ static int clients_cmd(int argc, char **argv)
         json_decref(a.body);
         return usage("this needs the client's ID", NULL);
     }
-    bool ok = id_path(path, sizeof path, base, a.pos, !strcmp(verb, "rotate-secret") ? "/rotate-secret" : "");
+    bool ok = id_path(path, sizeof path, base, a.pos,
+                      !strcmp(verb, "rotate-secret") ? "/rotate-secret" : "");
     if (!ok) {
         json_decref(a.body);
         return usage("too long", a.pos);

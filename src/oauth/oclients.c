@@ -46,7 +46,8 @@ static bool is_loopback_host(const char *h, size_t n)
 static bool authority(const char *u, size_t n, const char **host, size_t *hn, bool *userinfo)
 {
     size_t end = 0;
-    while (end < n && u[end] != '/' && u[end] != '?' && u[end] != '#') end++;
+    while (end < n && u[end] != '/' && u[end] != '?' && u[end] != '#')
+        end++;
     *userinfo = memchr(u, '@', end) != NULL;
     if (*userinfo || end == 0) return false;
     size_t hend;
@@ -56,7 +57,8 @@ static bool authority(const char *u, size_t n, const char **host, size_t *hn, bo
         hend = (size_t)(rb - u) + 1;
     } else {
         hend = 0;
-        while (hend < end && u[hend] != ':') hend++;
+        while (hend < end && u[hend] != ':')
+            hend++;
     }
     if (hend == 0) return false;
     for (size_t i = 0; i < hend; i++)
@@ -102,8 +104,7 @@ tk_rc tk_oauth_redirect_uri_check(const char *uri, size_t n, bool native, struct
     if (memchr(uri, '#', n))
         return invalid(e, f, "a redirect URI must not have a fragment ('#')%s", NULL);
     size_t sl = scheme_len(uri, n);
-    if (!sl)
-        return invalid(e, f, "a redirect URI must be absolute (scheme:...)%s", NULL);
+    if (!sl) return invalid(e, f, "a redirect URI must be absolute (scheme:...)%s", NULL);
     bool https = sl == 5 && !strncasecmp(uri, "https", 5);
     bool http = sl == 4 && !strncasecmp(uri, "http", 4);
     if (https || http) {
@@ -149,8 +150,8 @@ bool tk_oauth_redirect_uri_native(const char *uri)
         const char *host;
         size_t hn;
         bool ui;
-        return n > 7 && !memcmp(uri + 4, "://", 3) &&
-               authority(uri + 7, n - 7, &host, &hn, &ui) && is_loopback_host(host, hn);
+        return n > 7 && !memcmp(uri + 4, "://", 3) && authority(uri + 7, n - 7, &host, &hn, &ui) &&
+               is_loopback_host(host, hn);
     }
     return memchr(uri, '.', sl) != NULL;
 }
@@ -179,7 +180,8 @@ static bool in_array(json_t *a, const char *s)
 {
     size_t i;
     json_t *v;
-    json_array_foreach(a, i, v) if (json_is_string(v) && !strcmp(json_string_value(v), s)) return true;
+    json_array_foreach(a, i,
+                       v) if (json_is_string(v) && !strcmp(json_string_value(v), s)) return true;
     return false;
 }
 
@@ -188,8 +190,7 @@ static bool in_array(json_t *a, const char *s)
 static tk_rc check_strings(json_t *a, const char *field, size_t max, const char *const *set,
                            struct tk_err *e)
 {
-    if (!json_is_array(a))
-        return invalid(e, field, "%s must be an array of strings", field);
+    if (!json_is_array(a)) return invalid(e, field, "%s must be an array of strings", field);
     if (json_array_size(a) > max)
         return tk_err_field(e, TK_EINVAL, "invalid_field", field, "%s has more than %zu entries",
                             field, max);
@@ -208,8 +209,8 @@ static tk_rc check_strings(json_t *a, const char *field, size_t max, const char 
                 int w = snprintf(list + n, sizeof list - n, "%s%s", n ? ", " : "", *p);
                 if (w > 0) n += (size_t)w;
             }
-            return tk_err_field(e, TK_EINVAL, "invalid_field", field,
-                                "%s[%zu] must be one of %s", field, i, list);
+            return tk_err_field(e, TK_EINVAL, "invalid_field", field, "%s[%zu] must be one of %s",
+                                field, i, list);
         }
         for (size_t j = 0; j < i; j++)
             if (!strcmp(json_string_value(json_array_get(a, j)), s))
@@ -264,9 +265,9 @@ tk_rc tk_oauth_client_normalize(json_t *spec, struct tk_err *e)
     }
     const char *method = str_or(spec, "token_endpoint_auth_method", NULL);
     if (!json_object_get(spec, "client_type"))
-        json_object_set_new(spec, "client_type",
-                            json_string(method && !strcmp(method, "none") ? "public"
-                                                                           : "confidential"));
+        json_object_set_new(
+            spec, "client_type",
+            json_string(method && !strcmp(method, "none") ? "public" : "confidential"));
     bool conf = !strcmp(str_or(spec, "client_type", ""), "confidential");
     set_default(spec, "token_endpoint_auth_method",
                 json_string(conf ? "client_secret_basic" : "none"));
@@ -316,14 +317,15 @@ tk_rc tk_oauth_client_normalize(json_t *spec, struct tk_err *e)
         return invalid(e, "redirect_uris",
                        "the authorization_code grant needs at least one redirect URI%s", NULL);
     json_t *sc = json_object_get(spec, "scopes");
-    if ((rc = check_strings(sc, "scopes", TK_OAUTH_CLIENT_SCOPES_MAX, NULL, e)) != TK_OK)
-        return rc;
-    json_array_foreach(sc, i, v) if (!tk_oauth_scope_name_valid(json_string_value(v),
-                                                                json_string_length(v))) return
-        tk_err_field(e, TK_EINVAL, "invalid_field", "scopes",
-                     "scopes[%zu] is not a scope name (1 to %d of the printable ASCII "
-                     "characters but space, '\"' and '\\')",
-                     i, TK_OAUTH_SCOPE_MAX);
+    if ((rc = check_strings(sc, "scopes", TK_OAUTH_CLIENT_SCOPES_MAX, NULL, e)) != TK_OK) return rc;
+    json_array_foreach(sc, i, v) if (
+        !tk_oauth_scope_name_valid(
+            json_string_value(v),
+            json_string_length(v))) return tk_err_field(e, TK_EINVAL, "invalid_field", "scopes",
+                                                        "scopes[%zu] is not a scope name (1 to %d "
+                                                        "of the printable ASCII "
+                                                        "characters but space, '\"' and '\\')",
+                                                        i, TK_OAUTH_SCOPE_MAX);
     json_t *ds = json_object_get(spec, "default_scopes");
     if ((rc = check_strings(ds, "default_scopes", TK_OAUTH_CLIENT_SCOPES_MAX, NULL, e)) != TK_OK)
         return rc;
@@ -364,8 +366,9 @@ static tk_rc scope_get(struct tk_db *db, const char *tenant_id, const char *id, 
                        struct tk_err *e)
 {
     struct tk_rows *r;
-    tk_rc rc = tk_db_exec(db, "SELECT " SCOPE_COLS " FROM oauth_scopes WHERE tenant_id = ? AND id = ?",
-                          TK_ARGS(TK_TEXT(tenant_id), TK_TEXT(id)), &r, e);
+    tk_rc rc =
+        tk_db_exec(db, "SELECT " SCOPE_COLS " FROM oauth_scopes WHERE tenant_id = ? AND id = ?",
+                   TK_ARGS(TK_TEXT(tenant_id), TK_TEXT(id)), &r, e);
     if (rc != TK_OK) return rc;
     if (tk_rows_count(r) != 1)
         rc = tk_err_field(e, TK_ENOTFOUND, "not_found", "id", "no scope with id %s", id);
@@ -460,16 +463,16 @@ tk_rc tk_oauth_scope_list(struct tk_db *db, const char *tenant_id, const char *b
                           json_t **out, char next_out[TK_UUID_LEN + 1], struct tk_err *e)
 {
     struct tk_rows *r;
-    tk_rc rc = tk_db_exec(db,
-                          "SELECT " SCOPE_COLS " FROM oauth_scopes WHERE tenant_id = ? "
-                          "AND (CAST(? AS TEXT) IS NULL OR id < ?) ORDER BY id DESC LIMIT ?",
-                          TK_ARGS(TK_TEXT(tenant_id), TK_TEXT(before), TK_TEXT(before),
-                                  TK_INT(limit + 1)),
-                          &r, e);
+    tk_rc rc = tk_db_exec(
+        db,
+        "SELECT " SCOPE_COLS " FROM oauth_scopes WHERE tenant_id = ? "
+        "AND (CAST(? AS TEXT) IS NULL OR id < ?) ORDER BY id DESC LIMIT ?",
+        TK_ARGS(TK_TEXT(tenant_id), TK_TEXT(before), TK_TEXT(before), TK_INT(limit + 1)), &r, e);
     if (rc != TK_OK) return rc;
     int n = tk_rows_count(r);
     json_t *a = json_array();
-    for (int i = 0; i < n && i < limit; i++) json_array_append_new(a, scope_json(r, i));
+    for (int i = 0; i < n && i < limit; i++)
+        json_array_append_new(a, scope_json(r, i));
     next_out[0] = '\0';
     if (n > limit) snprintf(next_out, TK_UUID_LEN + 1, "%s", tk_rows_text(r, limit - 1, 0));
     tk_rows_free(r);
@@ -483,12 +486,12 @@ tk_rc tk_oauth_scope_update(struct tk_db *db, const char *tenant_id, const char 
     tk_rc rc = scope_get(db, tenant_id, id, NULL, e);
     if (rc == TK_OK && description) rc = check_description(description, e);
     if (rc == TK_OK && description)
-        rc = tk_db_exec(db,
-                        "UPDATE oauth_scopes SET description = ?, updated_at = ? WHERE tenant_id "
-                        "= ? AND id = ?",
-                        TK_ARGS(TK_TEXT(description), TK_INT(tk_now_ms()), TK_TEXT(tenant_id),
-                                TK_TEXT(id)),
-                        NULL, e);
+        rc = tk_db_exec(
+            db,
+            "UPDATE oauth_scopes SET description = ?, updated_at = ? WHERE tenant_id "
+            "= ? AND id = ?",
+            TK_ARGS(TK_TEXT(description), TK_INT(tk_now_ms()), TK_TEXT(tenant_id), TK_TEXT(id)),
+            NULL, e);
     if (rc == TK_OK) rc = scope_get(db, tenant_id, id, out, e);
     return rc;
 }
@@ -501,7 +504,8 @@ tk_rc tk_oauth_scope_delete(struct tk_db *db, const char *tenant_id, const char 
     if (rc != TK_OK) return rc;
     const char *name = json_string_value(json_object_get(s, "name"));
     struct tk_rows *r = NULL;
-    rc = tk_db_exec(db, "SELECT client_id, scopes FROM oauth_clients WHERE tenant_id = ? ORDER BY id",
+    rc = tk_db_exec(db,
+                    "SELECT client_id, scopes FROM oauth_clients WHERE tenant_id = ? ORDER BY id",
                     TK_ARGS(TK_TEXT(tenant_id)), &r, e);
     char users[400] = "";
     size_t used = 0, count = 0;
@@ -533,8 +537,8 @@ tk_rc tk_oauth_scope_delete(struct tk_db *db, const char *tenant_id, const char 
 /* ---- clients ---- */
 
 #define CLIENT_COLS                                                                                \
-    "id, client_id, name, client_type, application_type, token_endpoint_auth_method, "           \
-    "redirect_uris, grant_types, scopes, default_scopes, rotate_refresh, status, origin, "        \
+    "id, client_id, name, client_type, application_type, token_endpoint_auth_method, "             \
+    "redirect_uris, grant_types, scopes, default_scopes, rotate_refresh, status, origin, "         \
     "secret_preview, created_at, updated_at, tenant_id"
 
 static json_t *array_col(const struct tk_rows *r, int i, int c)
@@ -550,9 +554,10 @@ static json_t *array_col(const struct tk_rows *r, int i, int c)
 static json_t *client_json(const struct tk_rows *r, int i)
 {
     json_t *o = json_object();
-    static const char *const names[] = {"id", "client_id", "name", "client_type",
-                                        "application_type", "token_endpoint_auth_method"};
-    for (int c = 0; c < 6; c++) json_object_set_new(o, names[c], json_string(tk_rows_text(r, i, c)));
+    static const char *const names[] = {
+        "id", "client_id", "name", "client_type", "application_type", "token_endpoint_auth_method"};
+    for (int c = 0; c < 6; c++)
+        json_object_set_new(o, names[c], json_string(tk_rows_text(r, i, c)));
     json_object_set_new(o, "redirect_uris", array_col(r, i, 6));
     json_object_set_new(o, "grant_types", array_col(r, i, 7));
     json_object_set_new(o, "scopes", array_col(r, i, 8));
@@ -560,9 +565,8 @@ static json_t *client_json(const struct tk_rows *r, int i)
     json_object_set_new(o, "rotate_refresh", json_boolean(tk_rows_int(r, i, 10) != 0));
     json_object_set_new(o, "status", json_string(tk_rows_text(r, i, 11)));
     json_object_set_new(o, "origin", json_string(tk_rows_text(r, i, 12)));
-    json_object_set_new(o, "secret_preview", tk_rows_null(r, i, 13)
-                                                 ? json_null()
-                                                 : json_string(tk_rows_text(r, i, 13)));
+    json_object_set_new(o, "secret_preview",
+                        tk_rows_null(r, i, 13) ? json_null() : json_string(tk_rows_text(r, i, 13)));
     json_object_set_new(o, "created_at", time_json(r, i, 14));
     json_object_set_new(o, "updated_at", time_json(r, i, 15));
     return o;
@@ -571,9 +575,9 @@ static json_t *client_json(const struct tk_rows *r, int i)
 static tk_rc client_row(struct tk_db *db, const char *tenant_id, const char *id,
                         struct tk_rows **out, struct tk_err *e)
 {
-    tk_rc rc = tk_db_exec(db,
-                          "SELECT " CLIENT_COLS " FROM oauth_clients WHERE tenant_id = ? AND id = ?",
-                          TK_ARGS(TK_TEXT(tenant_id), TK_TEXT(id)), out, e);
+    tk_rc rc =
+        tk_db_exec(db, "SELECT " CLIENT_COLS " FROM oauth_clients WHERE tenant_id = ? AND id = ?",
+                   TK_ARGS(TK_TEXT(tenant_id), TK_TEXT(id)), out, e);
     if (rc != TK_OK) return rc;
     if (tk_rows_count(*out) != 1) {
         tk_rows_free(*out);
@@ -594,13 +598,20 @@ tk_rc tk_oauth_client_get(struct tk_db *db, const char *tenant_id, const char *i
     return TK_OK;
 }
 
-static const char *const spec_members[] = {"name", "client_type", "application_type",
-                                           "token_endpoint_auth_method", "redirect_uris",
-                                           "grant_types", "scopes", "default_scopes",
-                                           "rotate_refresh", "status", NULL};
+static const char *const spec_members[] = {"name",
+                                           "client_type",
+                                           "application_type",
+                                           "token_endpoint_auth_method",
+                                           "redirect_uris",
+                                           "grant_types",
+                                           "scopes",
+                                           "default_scopes",
+                                           "rotate_refresh",
+                                           "status",
+                                           NULL};
 
-tk_rc tk_oauth_client_spec(struct tk_db *db, const char *tenant_id, const char *id,
-                           json_t **spec, struct tk_err *e)
+tk_rc tk_oauth_client_spec(struct tk_db *db, const char *tenant_id, const char *id, json_t **spec,
+                           struct tk_err *e)
 {
     json_t *o;
     tk_rc rc = tk_oauth_client_get(db, tenant_id, id, &o, e);
@@ -616,16 +627,16 @@ tk_rc tk_oauth_client_list(struct tk_db *db, const char *tenant_id, const char *
                            json_t **out, char next_out[TK_UUID_LEN + 1], struct tk_err *e)
 {
     struct tk_rows *r;
-    tk_rc rc = tk_db_exec(db,
-                          "SELECT " CLIENT_COLS " FROM oauth_clients WHERE tenant_id = ? "
-                          "AND (CAST(? AS TEXT) IS NULL OR id < ?) ORDER BY id DESC LIMIT ?",
-                          TK_ARGS(TK_TEXT(tenant_id), TK_TEXT(before), TK_TEXT(before),
-                                  TK_INT(limit + 1)),
-                          &r, e);
+    tk_rc rc = tk_db_exec(
+        db,
+        "SELECT " CLIENT_COLS " FROM oauth_clients WHERE tenant_id = ? "
+        "AND (CAST(? AS TEXT) IS NULL OR id < ?) ORDER BY id DESC LIMIT ?",
+        TK_ARGS(TK_TEXT(tenant_id), TK_TEXT(before), TK_TEXT(before), TK_INT(limit + 1)), &r, e);
     if (rc != TK_OK) return rc;
     int n = tk_rows_count(r);
     json_t *a = json_array();
-    for (int i = 0; i < n && i < limit; i++) json_array_append_new(a, client_json(r, i));
+    for (int i = 0; i < n && i < limit; i++)
+        json_array_append_new(a, client_json(r, i));
     next_out[0] = '\0';
     if (n > limit) snprintf(next_out, TK_UUID_LEN + 1, "%s", tk_rows_text(r, limit - 1, 0));
     tk_rows_free(r);
@@ -660,13 +671,15 @@ tk_rc tk_oauth_client_create(struct tk_db *db, struct tk_keyring *k, const char 
     secret_out[0] = '\0';
     if (reg_out) reg_out[0] = '\0';
     tk_rc rc = tk_oauth_client_normalize(spec, e);
-    if (rc == TK_OK) rc = tk_oauth_scopes_exist(db, tenant_id, json_object_get(spec, "scopes"), "scopes", e);
+    if (rc == TK_OK)
+        rc = tk_oauth_scopes_exist(db, tenant_id, json_object_get(spec, "scopes"), "scopes", e);
     if (rc != TK_OK) return rc;
     bool conf = !strcmp(str_or(spec, "client_type", ""), "confidential");
     char hash[TK_HASH_HEX] = "", kid[17] = "", preview[24] = "";
     char rhash[TK_HASH_HEX] = "", rkid[17] = "", rprev[24];
     if (conf) rc = new_secret(k, TK_KIND_OAUTH_SECRET, secret_out, hash, kid, preview, e);
-    if (rc == TK_OK && reg_out) rc = new_secret(k, TK_KIND_REGISTRATION, reg_out, rhash, rkid, rprev, e);
+    if (rc == TK_OK && reg_out)
+        rc = new_secret(k, TK_KIND_REGISTRATION, reg_out, rhash, rkid, rprev, e);
     if (rc != TK_OK) {
         tk_wipe(secret_out, TK_ISSUED_MAX);
         return rc;
@@ -713,7 +726,8 @@ tk_rc tk_oauth_client_update(struct tk_db *db, struct tk_keyring *k, const char 
     bool was_conf = !strcmp(tk_rows_text(r, 0, 3), "confidential");
     tk_rows_free(r);
     rc = tk_oauth_client_normalize(spec, e);
-    if (rc == TK_OK) rc = tk_oauth_scopes_exist(db, tenant_id, json_object_get(spec, "scopes"), "scopes", e);
+    if (rc == TK_OK)
+        rc = tk_oauth_scopes_exist(db, tenant_id, json_object_get(spec, "scopes"), "scopes", e);
     if (rc != TK_OK) return rc;
     bool conf = !strcmp(str_or(spec, "client_type", ""), "confidential");
     char *ru = dump(spec, "redirect_uris"), *gt = dump(spec, "grant_types"),
@@ -729,8 +743,8 @@ tk_rc tk_oauth_client_update(struct tk_db *db, struct tk_keyring *k, const char 
                 TK_TEXT(str_or(spec, "token_endpoint_auth_method", "")), TK_TEXT(ru), TK_TEXT(gt),
                 TK_TEXT(sc), TK_TEXT(ds),
                 TK_INT(json_is_true(json_object_get(spec, "rotate_refresh")) ? 1 : 0),
-                TK_TEXT(str_or(spec, "status", "active")), TK_INT(tk_now_ms()),
-                TK_TEXT(tenant_id), TK_TEXT(id)),
+                TK_TEXT(str_or(spec, "status", "active")), TK_INT(tk_now_ms()), TK_TEXT(tenant_id),
+                TK_TEXT(id)),
         NULL, e);
     free(ru), free(gt), free(sc), free(ds);
     if (rc == TK_OK && conf && !was_conf) {
@@ -755,8 +769,8 @@ tk_rc tk_oauth_client_update(struct tk_db *db, struct tk_keyring *k, const char 
     return rc;
 }
 
-tk_rc tk_oauth_client_delete(struct tk_db *db, const char *tenant_id, const char *id,
-                             int64_t *seq, struct tk_err *e)
+tk_rc tk_oauth_client_delete(struct tk_db *db, const char *tenant_id, const char *id, int64_t *seq,
+                             struct tk_err *e)
 {
     struct tk_rows *r;
     tk_rc rc = client_row(db, tenant_id, id, &r, e);
@@ -784,8 +798,8 @@ tk_rc tk_oauth_client_delete(struct tk_db *db, const char *tenant_id, const char
     return rc;
 }
 
-tk_rc tk_oauth_client_retire(struct tk_db *db, const char *tenant_id, const char *id,
-                             int64_t *seq, struct tk_err *e)
+tk_rc tk_oauth_client_retire(struct tk_db *db, const char *tenant_id, const char *id, int64_t *seq,
+                             struct tk_err *e)
 {
     tk_rc rc = tk_oauth_client_delete(db, tenant_id, id, seq, e);
     if (rc != TK_ECONFLICT) return rc;
@@ -826,12 +840,13 @@ tk_rc tk_oauth_client_rotate_secret(struct tk_db *db, struct tk_keyring *k, cons
     return rc;
 }
 
-tk_rc tk_oauth_client_count(struct tk_db *db, const char *tenant_id, const char *origin,
-                            int64_t *n, struct tk_err *e)
+tk_rc tk_oauth_client_count(struct tk_db *db, const char *tenant_id, const char *origin, int64_t *n,
+                            struct tk_err *e)
 {
     struct tk_rows *r;
-    tk_rc rc = tk_db_exec(db, "SELECT COUNT(*) FROM oauth_clients WHERE tenant_id = ? AND origin = ?",
-                          TK_ARGS(TK_TEXT(tenant_id), TK_TEXT(origin)), &r, e);
+    tk_rc rc =
+        tk_db_exec(db, "SELECT COUNT(*) FROM oauth_clients WHERE tenant_id = ? AND origin = ?",
+                   TK_ARGS(TK_TEXT(tenant_id), TK_TEXT(origin)), &r, e);
     if (rc != TK_OK) return rc;
     *n = tk_rows_int(r, 0, 0);
     tk_rows_free(r);
@@ -912,8 +927,8 @@ tk_rc tk_oauth_client_find(struct tk_db *db, const char *client_id, struct tk_oa
     if (rc != TK_OK) return rc;
     if (tk_rows_count(r) != 1) {
         tk_rows_free(r);
-        return tk_err_set(e, TK_ENOTFOUND, "invalid_client", "no OAuth client has client_id '%.80s'",
-                          client_id);
+        return tk_err_set(e, TK_ENOTFOUND, "invalid_client",
+                          "no OAuth client has client_id '%.80s'", client_id);
     }
     json_t *o = client_json(r, 0);
     snprintf(out->id, sizeof out->id, "%s", tk_rows_text(r, 0, 0));

@@ -93,8 +93,8 @@ tk_rc tk_oauth_client_create(struct tk_db *db, struct tk_keyring *k, const char 
 tk_rc tk_oauth_client_get(struct tk_db *db, const char *tenant_id, const char *id, json_t **out,
                           struct tk_err *e);
 /* The client's spec (the members a normalize checks), for an update. */
-tk_rc tk_oauth_client_spec(struct tk_db *db, const char *tenant_id, const char *id,
-                           json_t **spec, struct tk_err *e);
+tk_rc tk_oauth_client_spec(struct tk_db *db, const char *tenant_id, const char *id, json_t **spec,
+                           struct tk_err *e);
 tk_rc tk_oauth_client_list(struct tk_db *db, const char *tenant_id, const char *before, int limit,
                            json_t **out, char next_out[TK_UUID_LEN + 1], struct tk_err *e);
 /* Store a normalized spec over the client's. Turning public into
@@ -105,21 +105,21 @@ tk_rc tk_oauth_client_update(struct tk_db *db, struct tk_keyring *k, const char 
                              int64_t *seq, json_t **out, struct tk_err *e);
 /* Delete the client. TK_ECONFLICT client_in_use when flows, consents or
  * tokens still refer to it (disable it instead). Bumps the epoch. */
-tk_rc tk_oauth_client_delete(struct tk_db *db, const char *tenant_id, const char *id,
-                             int64_t *seq, struct tk_err *e);
+tk_rc tk_oauth_client_delete(struct tk_db *db, const char *tenant_id, const char *id, int64_t *seq,
+                             struct tk_err *e);
 /* RFC 7592 delete: the client is deleted, or, when other rows refer to
  * it, disabled with its secret and registration token dropped. Bumps the
  * epoch. */
-tk_rc tk_oauth_client_retire(struct tk_db *db, const char *tenant_id, const char *id,
-                             int64_t *seq, struct tk_err *e);
+tk_rc tk_oauth_client_retire(struct tk_db *db, const char *tenant_id, const char *id, int64_t *seq,
+                             struct tk_err *e);
 /* A new secret for a confidential client (the old one stops at once);
  * TK_ECONFLICT public_client for a public one. Bumps the epoch. */
 tk_rc tk_oauth_client_rotate_secret(struct tk_db *db, struct tk_keyring *k, const char *tenant_id,
                                     const char *id, char secret_out[TK_ISSUED_MAX], int64_t *seq,
                                     json_t **out, struct tk_err *e);
 /* Clients of tenant_id of origin (dynamic: the registration cap). */
-tk_rc tk_oauth_client_count(struct tk_db *db, const char *tenant_id, const char *origin,
-                            int64_t *n, struct tk_err *e);
+tk_rc tk_oauth_client_count(struct tk_db *db, const char *tenant_id, const char *origin, int64_t *n,
+                            struct tk_err *e);
 
 /* The store half of authenticating a client secret by its keyed hash
  * (for tk_api_issued_lookup): unknown, client_disabled (TK_EAUTH) or p
