@@ -35,6 +35,7 @@
 struct cslot {
     bool used;
     uint64_t gen;
+    int64_t until;            /* wall ms after which a metadata document is stale; 0: never */
     struct tk_oauth_client c; /* arrays owned, copied out deep */
 };
 
@@ -46,7 +47,27 @@ struct tk_oauth_cimd {
     struct tk_metric *m_auth; /* tokend_oauth_client_auth_total{method, result} */
     struct tk_metric *m_dcr;  /* tokend_oauth_registrations_total{result} */
     atomic_llong hits, misses;
+    /* metadata documents: failed fetches remembered briefly, fetches in
+     * flight, tokend_oauth_cimd_fetches_total{result} */
+    pthread_mutex_t neg_mu;
+    struct nslot *neg;
+    atomic_int fetching;
+    struct tk_metric *m_cimd;
 };
+
+#define NEG_SLOTS 128
+#define NEG_TTL_MS 30000
+#define CIMD_MAX_BYTES 5120 /* a metadata document's size at most */
+#define CIMD_MAX_FETCHES 32 /* fetches in flight at once */
+
+struct nslot {
+    char url[TK_OAUTH_CLIENT_ID_MAX];
+    char msg[256];
+    int64_t until_mono;
+};
+
+static const char *const cimd_results[] = {"ok", "refused", "failed"};
+enum { CIMD_OK, CIMD_REFUSED, CIMD_FAILED };
 
 static const char *const auth_methods[] = {"client_secret_basic", "client_secret_post", "none"};
 static const char *const auth_results[] = {"ok", "invalid_client", "invalid_request"};
@@ -63,6 +84,9 @@ static struct tk_oauth_cimd *state(struct tk_app *app)
     s->slots = calloc(CACHE_SLOTS, sizeof *s->slots);
     if (!s->slots) tk_fatal("out of memory");
     s->dcr_limit = tk_ratelimit_new(app->cfg->oauth_dcr_rate, 60);
+    pthread_mutex_init(&s->neg_mu, NULL);
+    s->neg = calloc(NEG_SLOTS, sizeof *s->neg);
+    if (!s->neg) tk_fatal("out of memory");
     app->oauth_cimd = s;
     return s;
 }
@@ -82,13 +106,26 @@ tk_rc tk_api_oauth_clients_metrics(struct tk_app *app, struct tk_err *e)
         tk_metric_counter(app->metrics, "tokend_oauth_registrations_total",
                           "Dynamic client registrations (RFC 7591), by result.", &dcr_dim, 1, 0, e);
     if (!s->m_dcr) return e->rc ? e->rc : TK_EINTERNAL;
+    static const struct tk_dim cimd_dim = {"result", cimd_results, 3, NULL, NULL};
+    s->m_cimd = tk_metric_counter(app->metrics, "tokend_oauth_cimd_fetches_total",
+                                  "Client ID metadata document fetches, by result (refused: "
+                                  "fetched but not a usable document).",
+                                  &cimd_dim, 1, 0, e);
+    if (!s->m_cimd) return e->rc ? e->rc : TK_EINTERNAL;
     return TK_OK;
 }
 
 tk_rc tk_api_oauth_clients_start(struct tk_app *app, struct tk_err *e)
 {
-    (void)e;
     state(app);
+    if (app->cfg->oauth_cimd_allow_loopback && !app->cfg->dev)
+        return tk_err_field(e, TK_EINVAL, "invalid_setting", "oauth_cimd_allow_loopback",
+                            "oauth_cimd_allow_loopback lets a client_id make this node fetch "
+                            "from loopback and private addresses: it is for development only "
+                            "and needs --dev");
+    if (app->cfg->oauth_cimd_allow_loopback)
+        tk_warn("oauth_cimd_allow_loopback is on: metadata documents may be fetched over http "
+                "and from loopback and private addresses (development only)");
     return TK_OK;
 }
 
@@ -102,6 +139,8 @@ void tk_api_oauth_clients_stop(struct tk_app *app)
     for (int i = 0; i < CACHE_LOCKS; i++)
         pthread_mutex_destroy(&s->mu[i]);
     tk_ratelimit_free(s->dcr_limit);
+    pthread_mutex_destroy(&s->neg_mu);
+    free(s->neg);
     free(s);
     app->oauth_cimd = NULL;
 }
@@ -134,7 +173,8 @@ static bool cache_get(struct tk_app *app, const char *client_id, struct tk_oauth
     bool hit = false;
     pthread_mutex_lock(&s->mu[i % CACHE_LOCKS]);
     struct cslot *sl = &s->slots[i];
-    if (sl->used && sl->gen == gen && !strcmp(sl->c.client_id, client_id)) {
+    if (sl->used && sl->gen == gen && !strcmp(sl->c.client_id, client_id) &&
+        (!sl->until || tk_now_ms() < sl->until)) {
         copy_client(out, &sl->c);
         hit = true;
     }
@@ -143,7 +183,8 @@ static bool cache_get(struct tk_app *app, const char *client_id, struct tk_oauth
     return hit;
 }
 
-static void cache_put(struct tk_app *app, const struct tk_oauth_client *c, uint64_t gen)
+static void cache_put(struct tk_app *app, const struct tk_oauth_client *c, uint64_t gen,
+                      int64_t until)
 {
     struct tk_oauth_cimd *s = app->oauth_cimd;
     if (!s || !app->authcache || tk_authcache_gen(app->authcache) != gen) return;
@@ -153,6 +194,7 @@ static void cache_put(struct tk_app *app, const struct tk_oauth_client *c, uint6
     if (sl->used) tk_oauth_client_clear(&sl->c);
     copy_client(&sl->c, c);
     sl->gen = gen;
+    sl->until = until;
     sl->used = true;
     pthread_mutex_unlock(&s->mu[i % CACHE_LOCKS]);
 }
@@ -166,6 +208,363 @@ static bool client_id_ok(const char *s)
     return true;
 }
 
+/* ---- client ID metadata documents ----
+ *
+ * A client_id that is a URL names a JSON document that describes the
+ * client (draft-ietf-oauth-client-id-metadata-document). The first request
+ * that names it parks while the outbound client fetches it (public
+ * addresses only, oauth_cimd_timeout, at most CIMD_MAX_BYTES); the answer
+ * is checked on the outbound thread, and the request's handler runs again
+ * on an HTTP worker with the result at hand (`pending`), where the client
+ * is stored as a row of the default tenant (origin metadata_document, so
+ * that flows and tokens can refer to it) until oauth_cimd_ttl has passed.
+ * A failed fetch is remembered NEG_TTL_MS, so a client_id pointing at a
+ * dead or hostile host cannot make every request fetch again. */
+
+struct fetched {
+    struct tk_app *app;
+    struct tk_parked *p;
+    tk_handler handler;
+    char url[TK_OAUTH_CLIENT_ID_MAX];
+    bool ok;
+    char msg[256];
+    json_t *spec; /* the document as a spec, when ok */
+};
+
+static _Thread_local struct fetched *pending;
+
+static void fetched_free(struct fetched *f)
+{
+    json_decref(f->spec);
+    free(f);
+}
+
+static bool is_url(const char *s)
+{
+    return !strncmp(s, "https://", 8) || !strncmp(s, "http://", 7);
+}
+
+/* The URL's form: https (http with the loopback override), a host, a path
+ * beyond "/", no fragment, user info or dot segments. */
+static tk_rc check_document_url(struct tk_app *app, const char *url, struct tk_err *e)
+{
+    bool https = !strncmp(url, "https://", 8);
+    if (!https && !app->cfg->oauth_cimd_allow_loopback)
+        return tk_err_set(e, TK_EINVAL, "invalid_client",
+                          "a client_id that is a URL must be https");
+    const char *host = url + (https ? 8 : 7);
+    const char *slash = strchr(host, '/');
+    if (!slash || slash == host || !slash[1])
+        return tk_err_set(e, TK_EINVAL, "invalid_client",
+                          "a client_id URL must have a host and a path (https://host/path)");
+    if (memchr(host, '@', (size_t)(slash - host)) || strchr(url, '#') || strstr(url, "/./") ||
+        strstr(url, "/../") || (strlen(url) >= 2 && !strcmp(url + strlen(url) - 2, "/.")) ||
+        (strlen(url) >= 3 && !strcmp(url + strlen(url) - 3, "/..")))
+        return tk_err_set(e, TK_EINVAL, "invalid_client",
+                          "a client_id URL must not have user information, a fragment or dot "
+                          "segments");
+    return TK_OK;
+}
+
+static void neg_put(struct tk_oauth_cimd *s, const char *url, const char *msg)
+{
+    size_t i = slot_of(url) % NEG_SLOTS;
+    pthread_mutex_lock(&s->neg_mu);
+    snprintf(s->neg[i].url, sizeof s->neg[i].url, "%s", url);
+    snprintf(s->neg[i].msg, sizeof s->neg[i].msg, "%s", msg);
+    s->neg[i].until_mono = tk_mono_ms() + NEG_TTL_MS;
+    pthread_mutex_unlock(&s->neg_mu);
+}
+
+static bool neg_get(struct tk_oauth_cimd *s, const char *url, char msg[256])
+{
+    size_t i = slot_of(url) % NEG_SLOTS;
+    bool hit = false;
+    pthread_mutex_lock(&s->neg_mu);
+    if (!strcmp(s->neg[i].url, url) && tk_mono_ms() < s->neg[i].until_mono) {
+        snprintf(msg, 256, "%s", s->neg[i].msg);
+        hit = true;
+    }
+    pthread_mutex_unlock(&s->neg_mu);
+    return hit;
+}
+
+/* Check the document of f (on the outbound thread): f->ok and f->spec, or
+ * f->msg saying why not. */
+static void parse_document(struct fetched *f, const struct tk_out_result *res)
+{
+    f->ok = false;
+    if (res->error != TK_OUT_OK) {
+        snprintf(f->msg, sizeof f->msg, "the client's metadata document could not be fetched (%s)",
+                 tk_out_error_name(res->error));
+        return;
+    }
+    if (res->status != 200) {
+        snprintf(f->msg, sizeof f->msg,
+                 "the client's metadata document URL answered HTTP %ld, not 200", res->status);
+        return;
+    }
+    if (res->body_len > CIMD_MAX_BYTES) {
+        snprintf(f->msg, sizeof f->msg,
+                 "the client's metadata document is %zu bytes, more than the %d allowed",
+                 res->body_len, CIMD_MAX_BYTES);
+        return;
+    }
+    json_error_t je;
+    json_t *doc =
+        res->body ? json_loadb(res->body, res->body_len, JSON_REJECT_DUPLICATES, &je) : NULL;
+    json_t *spec = NULL;
+    const char *why = NULL;
+    json_t *v;
+    if (!json_is_object(doc)) {
+        why = "the client's metadata document is not a JSON object";
+    } else if (!json_is_string(v = json_object_get(doc, "client_id")) ||
+               strcmp(json_string_value(v), f->url) != 0) {
+        why = "the metadata document's client_id is not the URL it was fetched from";
+    } else if (json_object_get(doc, "client_secret")) {
+        why = "a metadata document must not carry a client_secret";
+    } else if ((v = json_object_get(doc, "token_endpoint_auth_method")) &&
+               (!json_is_string(v) || strcmp(json_string_value(v), "none") != 0)) {
+        why = "a metadata document client is public here: token_endpoint_auth_method must be "
+              "none (private_key_jwt is not supported)";
+    } else if (!json_is_array(v = json_object_get(doc, "redirect_uris")) ||
+               json_array_size(v) == 0) {
+        why = "the metadata document has no redirect_uris";
+    }
+    if (!why) {
+        spec = json_pack("{s:s, s:s, s:O}", "client_type", "public", "token_endpoint_auth_method",
+                         "none", "redirect_uris", v);
+        json_t *name = json_object_get(doc, "client_name");
+        if (json_is_string(name) && json_string_length(name) <= TK_OAUTH_CLIENT_NAME_MAX)
+            json_object_set(spec, "name", name);
+        else
+            json_object_set_new(spec, "name", json_string("metadata document client"));
+        json_t *g = json_object_get(doc, "grant_types");
+        if (g)
+            json_object_set(spec, "grant_types", g);
+        else
+            json_object_set_new(spec, "grant_types",
+                                json_pack("[s, s]", "authorization_code", "refresh_token"));
+        json_t *rt = json_object_get(doc, "response_types");
+        size_t i;
+        json_t *x;
+        if (rt) {
+            bool ok = json_is_array(rt);
+            json_array_foreach(rt, i, x) ok =
+                ok && json_is_string(x) && !strcmp(json_string_value(x), "code");
+            if (!ok) why = "the metadata document's response_types must be [\"code\"]";
+        }
+        json_t *sc = json_object_get(doc, "scope");
+        if (!why && sc) {
+            if (!json_is_string(sc) || json_string_length(sc) > 4096) {
+                why = "the metadata document's scope must be a string of space-separated names";
+            } else {
+                json_t *a = json_array();
+                const char *p = json_string_value(sc);
+                while (*p) {
+                    while (*p == ' ')
+                        p++;
+                    const char *end = p;
+                    while (*end && *end != ' ')
+                        end++;
+                    if (end > p) json_array_append_new(a, json_stringn(p, (size_t)(end - p)));
+                    p = end;
+                }
+                json_object_set(spec, "scopes", a);
+                json_object_set_new(spec, "default_scopes", a);
+            }
+        }
+        size_t native = 0;
+        json_array_foreach(v, i, x) if (json_is_string(x) && tk_oauth_redirect_uri_native(
+                                                                 json_string_value(x))) native++;
+        json_object_set_new(spec, "application_type",
+                            json_string(native == json_array_size(v) ? "native" : "web"));
+        struct tk_err e;
+        tk_err_clear(&e);
+        /* the scopes are checked against the catalogue when stored */
+        json_t *probe = json_deep_copy(spec);
+        json_object_del(probe, "scopes");
+        json_object_del(probe, "default_scopes");
+        if (!why && tk_oauth_client_normalize(probe, &e) != TK_OK) {
+            snprintf(f->msg, sizeof f->msg, "the metadata document is refused: %.200s", e.msg);
+            why = f->msg;
+        }
+        json_decref(probe);
+    }
+    json_decref(doc);
+    if (why) {
+        if (why != f->msg) snprintf(f->msg, sizeof f->msg, "%s", why);
+        json_decref(spec);
+        return;
+    }
+    f->spec = spec;
+    f->ok = true;
+}
+
+static void cimd_event(struct tk_app *app, const char *url, int result, const char *msg)
+{
+    json_t *d = json_pack("{s:s, s:s}", "url", url, "result", cimd_results[result]);
+    struct tk_event ev = {.tenant_id = app->default_tenant,
+                          .kind = "oauth",
+                          .source = "api",
+                          .action = "metadata_fetch",
+                          .outcome = result == CIMD_FAILED ? "failed" : "denied",
+                          .subject_type = "oauth_client",
+                          .message = msg,
+                          .detail = d,
+                          .latency_us = -1};
+    char key[TK_OAUTH_CLIENT_ID_MAX + 32];
+    snprintf(key, sizeof key, "cimd %s", url);
+    struct tk_err e;
+    if (!tk_event_coalesce(&ev, key, 60000) && tk_event_post(&ev, &e) != TK_OK)
+        tk_warn("oauth: could not record a failed metadata document fetch: %s", e.msg);
+    json_decref(d);
+}
+
+/* On an HTTP worker: run the parked request's handler again, with the
+ * fetched document at hand. */
+static void cimd_rerun(struct tk_req *r, void *arg)
+{
+    struct fetched *f = arg;
+    pending = f;
+    f->handler(r);
+    pending = NULL;
+    fetched_free(f);
+}
+
+/* On the outbound thread. */
+static void cimd_done(const struct tk_out_result *res, void *arg)
+{
+    struct fetched *f = arg;
+    struct tk_oauth_cimd *s = f->app->oauth_cimd;
+    parse_document(f, res);
+    int result = f->ok                                           ? CIMD_OK
+                 : res->error != TK_OUT_OK || res->status != 200 ? CIMD_FAILED
+                                                                 : CIMD_REFUSED;
+    if (s->m_cimd) tk_metric_inc(s->m_cimd, (size_t)result);
+    if (!f->ok) {
+        neg_put(s, f->url, f->msg);
+        cimd_event(f->app, f->url, result, f->msg);
+    }
+    atomic_fetch_sub(&s->fetching, 1);
+    if (!tk_parked_resume_with(f->p, cimd_rerun, f)) fetched_free(f);
+}
+
+/* Store the fetched document (pending) as the client's row and answer it. */
+static tk_rc store_document(struct tk_req *r, struct fetched *f, struct tk_oauth_client *c,
+                            struct tk_err *e)
+{
+    struct tk_app *app = r->app;
+    if (!f->ok) return tk_err_set(e, TK_EINVAL, "invalid_client", "%s", f->msg);
+    struct tk_db *db = tk_api_db(r);
+    if (!db) return tk_err_set(e, TK_EUNAVAIL, "parked", "replied");
+    uint64_t gen = tk_authcache_gen(app->authcache);
+    int64_t until = tk_now_ms() + (int64_t)app->cfg->oauth_cimd_ttl * 1000;
+    json_t *spec = json_deep_copy(f->spec);
+    tk_rc rc = TK_OK;
+    if (!json_object_get(spec, "scopes")) {
+        /* no scope in the document: any of the tenant's catalogue */
+        json_t *list = NULL;
+        char next[TK_UUID_LEN + 1];
+        rc = tk_oauth_scope_list(db, app->default_tenant, NULL, TK_OAUTH_CATALOG_MAX, &list, next,
+                                 e);
+        json_t *names = json_array();
+        size_t i;
+        json_t *x;
+        json_array_foreach(list, i, x)
+        {
+            if (json_array_size(names) < TK_OAUTH_CLIENT_SCOPES_MAX)
+                json_array_append(names, json_object_get(x, "name"));
+        }
+        json_decref(list);
+        json_object_set_new(spec, "scopes", names);
+    }
+    if (rc == TK_OK) rc = tk_db_begin(db, e);
+    if (rc == TK_OK)
+        rc = tk_oauth_client_put_document(db, app->default_tenant, f->url, spec, until, e);
+    if (rc == TK_OK) rc = tk_db_commit(db, e);
+    json_decref(spec);
+    if (rc != TK_OK) {
+        if (tk_db_in_tx(db)) tk_db_rollback(db);
+        if (rc == TK_EINVAL || rc == TK_ECONFLICT) {
+            char msg[256];
+            snprintf(msg, sizeof msg, "the metadata document is refused: %.200s", e->msg);
+            neg_put(app->oauth_cimd, f->url, msg);
+            return tk_err_set(e, TK_EINVAL, "invalid_client", "%s", msg);
+        }
+        return rc;
+    }
+    int64_t exp;
+    rc = tk_oauth_client_find_ex(db, f->url, c, &exp, e);
+    if (rc == TK_OK) cache_put(app, c, gen, exp);
+    return rc;
+}
+
+static tk_rc resolve_document(struct tk_req *r, const char *url, struct tk_oauth_client *c,
+                              struct tk_err *e)
+{
+    struct tk_app *app = r->app;
+    struct tk_oauth_cimd *s = state(app);
+    if (!app->cfg->oauth_cimd)
+        return tk_err_set(e, TK_ENOTFOUND, "invalid_client",
+                          "client ID metadata documents are off on this server (oauth_cimd)");
+    tk_rc rc = check_document_url(app, url, e);
+    if (rc != TK_OK) return rc;
+    if (pending && !strcmp(pending->url, url)) return store_document(r, pending, c, e);
+    if (cache_get(app, url, c)) return TK_OK;
+    char msg[256];
+    if (neg_get(s, url, msg)) return tk_err_set(e, TK_EINVAL, "invalid_client", "%s", msg);
+    uint64_t gen = tk_authcache_gen(app->authcache);
+    struct tk_db *db = tk_api_db(r);
+    if (!db) return tk_err_set(e, TK_EUNAVAIL, "parked", "replied");
+    int64_t exp = 0;
+    rc = tk_oauth_client_find_ex(db, url, c, &exp, e);
+    if (rc == TK_OK && !strcmp(c->origin, "metadata_document") && exp > tk_now_ms()) {
+        cache_put(app, c, gen, exp);
+        return TK_OK;
+    }
+    if (rc == TK_OK && strcmp(c->origin, "metadata_document") != 0) return TK_OK;
+    tk_oauth_client_clear(c);
+    memset(c, 0, sizeof *c);
+    if (rc != TK_OK && rc != TK_ENOTFOUND) return rc;
+    /* fetch it */
+    if (!app->outbound)
+        return tk_err_set(e, TK_EUNAVAIL, "invalid_client", "the outbound client is not running");
+    if (atomic_fetch_add(&s->fetching, 1) >= CIMD_MAX_FETCHES) {
+        atomic_fetch_sub(&s->fetching, 1);
+        return tk_err_set(e, TK_EINVAL, "invalid_client",
+                          "too many client metadata documents are being fetched; try again");
+    }
+    struct fetched *f = calloc(1, sizeof *f);
+    if (!f) tk_fatal("out of memory");
+    f->app = app;
+    f->handler = r->route->handler;
+    snprintf(f->url, sizeof f->url, "%s", url);
+    f->p = tk_req_park(r, (int64_t)app->cfg->oauth_cimd_timeout * 1000 + 5000);
+    if (!f->p) {
+        atomic_fetch_sub(&s->fetching, 1);
+        free(f);
+        return tk_err_set(e, TK_EUNAVAIL, "parked", "replied");
+    }
+    static const char *const headers[] = {"Accept: application/json"};
+    struct tk_out_req q = {.method = "GET",
+                           .url = url,
+                           .headers = headers,
+                           .nheaders = 1,
+                           .timeout_ms = app->cfg->oauth_cimd_timeout * 1000,
+                           .public_only = !app->cfg->oauth_cimd_allow_loopback};
+    struct tk_err se;
+    if (tk_out_submit(app->outbound, &q, cimd_done, f, NULL, &se) != TK_OK) {
+        atomic_fetch_sub(&s->fetching, 1);
+        tk_parked_resume(f->p, 503,
+                         json_pack("{s:s, s:s}", "error", "temporarily_unavailable",
+                                   "error_description",
+                                   "the client's metadata document cannot be fetched now"));
+        free(f);
+    }
+    return tk_err_set(e, TK_EUNAVAIL, "parked", "the request waits for the metadata document");
+}
+
 tk_rc tk_api_oauth_client_resolve(struct tk_req *r, const char *client_id,
                                   struct tk_oauth_client *c, struct tk_err *e)
 {
@@ -174,10 +573,7 @@ tk_rc tk_api_oauth_client_resolve(struct tk_req *r, const char *client_id,
         return tk_err_set(e, TK_EINVAL, "invalid_client",
                           "client_id must be 1 to %d printable ASCII characters",
                           TK_OAUTH_CLIENT_ID_MAX - 1);
-    if (!strncmp(client_id, "https://", 8) || !strncmp(client_id, "http://", 7))
-        return tk_err_set(e, TK_ENOTFOUND, "invalid_client",
-                          "client ID metadata documents (a URL as client_id) are not supported "
-                          "by this node");
+    if (is_url(client_id)) return resolve_document(r, client_id, c, e);
     struct tk_app *app = r->app;
     state(app);
     if (cache_get(app, client_id, c)) return TK_OK;
@@ -185,7 +581,7 @@ tk_rc tk_api_oauth_client_resolve(struct tk_req *r, const char *client_id,
     struct tk_db *db = tk_api_db(r);
     if (!db) return tk_err_set(e, TK_EUNAVAIL, "parked", "replied");
     tk_rc rc = tk_oauth_client_find(db, client_id, c, e);
-    if (rc == TK_OK) cache_put(app, c, gen);
+    if (rc == TK_OK) cache_put(app, c, gen, 0);
     return rc;
 }
 

@@ -920,9 +920,19 @@ static void copy_arr(json_t **dst, json_t *src)
 tk_rc tk_oauth_client_find(struct tk_db *db, const char *client_id, struct tk_oauth_client *out,
                            struct tk_err *e)
 {
+    int64_t exp;
+    return tk_oauth_client_find_ex(db, client_id, out, &exp, e);
+}
+
+tk_rc tk_oauth_client_find_ex(struct tk_db *db, const char *client_id, struct tk_oauth_client *out,
+                              int64_t *expires_at, struct tk_err *e)
+{
     memset(out, 0, sizeof *out);
+    *expires_at = 0;
     struct tk_rows *r;
-    tk_rc rc = tk_db_exec(db, "SELECT " CLIENT_COLS " FROM oauth_clients WHERE client_id = ?",
+    tk_rc rc = tk_db_exec(db,
+                          "SELECT " CLIENT_COLS ", metadata_expires_at FROM oauth_clients "
+                          "WHERE client_id = ?",
                           TK_ARGS(TK_TEXT(client_id)), &r, e);
     if (rc != TK_OK) return rc;
     if (tk_rows_count(r) != 1) {
@@ -945,7 +955,60 @@ tk_rc tk_oauth_client_find(struct tk_db *db, const char *client_id, struct tk_oa
     copy_arr(&out->grant_types, json_object_get(o, "grant_types"));
     copy_arr(&out->scopes, json_object_get(o, "scopes"));
     copy_arr(&out->default_scopes, json_object_get(o, "default_scopes"));
+    if (!tk_rows_null(r, 0, 17)) *expires_at = tk_rows_int(r, 0, 17);
     json_decref(o);
     tk_rows_free(r);
     return TK_OK;
+}
+
+tk_rc tk_oauth_client_put_document(struct tk_db *db, const char *tenant_id, const char *url,
+                                   json_t *spec, int64_t expires_at, struct tk_err *e)
+{
+    tk_rc rc = tk_oauth_client_normalize(spec, e);
+    if (rc == TK_OK)
+        rc = tk_oauth_scopes_exist(db, tenant_id, json_object_get(spec, "scopes"), "scope", e);
+    if (rc != TK_OK) return rc;
+    struct tk_rows *r;
+    rc = tk_db_exec(db, "SELECT id, origin FROM oauth_clients WHERE client_id = ?",
+                    TK_ARGS(TK_TEXT(url)), &r, e);
+    if (rc != TK_OK) return rc;
+    char id[TK_UUID_LEN + 1] = "";
+    if (tk_rows_count(r) == 1) {
+        if (strcmp(tk_rows_text(r, 0, 1), "metadata_document") != 0)
+            rc = tk_err_set(e, TK_ECONFLICT, "conflict",
+                            "a client that is not a metadata document has this client_id");
+        snprintf(id, sizeof id, "%s", tk_rows_text(r, 0, 0));
+    }
+    tk_rows_free(r);
+    if (rc != TK_OK) return rc;
+    int64_t now = tk_now_ms();
+    char *ru = dump(spec, "redirect_uris"), *gt = dump(spec, "grant_types"),
+         *sc = dump(spec, "scopes"), *ds = dump(spec, "default_scopes");
+    if (id[0]) {
+        rc = tk_db_exec(db,
+                        "UPDATE oauth_clients SET name = ?, application_type = ?, redirect_uris = "
+                        "?, grant_types = ?, scopes = ?, default_scopes = ?, metadata_expires_at = "
+                        "?, updated_at = ? WHERE id = ?",
+                        TK_ARGS(TK_TEXT(str_or(spec, "name", "")),
+                                TK_TEXT(str_or(spec, "application_type", "")), TK_TEXT(ru),
+                                TK_TEXT(gt), TK_TEXT(sc), TK_TEXT(ds), TK_INT(expires_at),
+                                TK_INT(now), TK_TEXT(id)),
+                        NULL, e);
+    } else {
+        tk_uuid7(id);
+        rc = tk_db_exec(
+            db,
+            "INSERT INTO oauth_clients (id, tenant_id, client_id, name, client_type, "
+            "application_type, token_endpoint_auth_method, redirect_uris, grant_types, scopes, "
+            "default_scopes, rotate_refresh, status, origin, metadata_expires_at, created_at, "
+            "updated_at) VALUES (?, ?, ?, ?, 'public', ?, 'none', ?, ?, ?, ?, 1, 'active', "
+            "'metadata_document', ?, ?, ?)",
+            TK_ARGS(TK_TEXT(id), TK_TEXT(tenant_id), TK_TEXT(url),
+                    TK_TEXT(str_or(spec, "name", "")),
+                    TK_TEXT(str_or(spec, "application_type", "")), TK_TEXT(ru), TK_TEXT(gt),
+                    TK_TEXT(sc), TK_TEXT(ds), TK_INT(expires_at), TK_INT(now), TK_INT(now)),
+            NULL, e);
+    }
+    free(ru), free(gt), free(sc), free(ds);
+    return rc;
 }

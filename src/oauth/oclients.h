@@ -134,4 +134,18 @@ tk_rc tk_oauth_client_by_registration(struct tk_db *db, const char *client_id, c
                                       char tenant_out[TK_UUID_LEN + 1],
                                       char id_out[TK_UUID_LEN + 1], struct tk_err *e);
 
+/* ---- client ID metadata documents ---- */
+
+/* Store the normalized spec of the metadata document at url as the client
+ * of tenant_id whose client_id is url (origin metadata_document), to be
+ * fetched again after expires_at (ms): inserted, or its metadata replaced
+ * (an operator's status stays). Scopes are checked against the catalogue.
+ * TK_ECONFLICT when a client of another origin has that client_id. */
+tk_rc tk_oauth_client_put_document(struct tk_db *db, const char *tenant_id, const char *url,
+                                   json_t *spec, int64_t expires_at, struct tk_err *e);
+/* tk_oauth_client_find, with *expires_at the metadata_expires_at of a
+ * metadata document's row (0 for other clients). */
+tk_rc tk_oauth_client_find_ex(struct tk_db *db, const char *client_id, struct tk_oauth_client *out,
+                              int64_t *expires_at, struct tk_err *e);
+
 #endif

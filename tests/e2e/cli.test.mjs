@@ -66,6 +66,10 @@ const SETTINGS = [
   'oauth-dcr',
   'oauth-dcr-max-clients',
   'oauth-dcr-rate',
+  'oauth-cimd',
+  'oauth-cimd-allow-loopback',
+  'oauth-cimd-timeout',
+  'oauth-cimd-ttl',
 ];
 
 /** Lines of output that are JSON objects (every line must be). */
