@@ -587,74 +587,6 @@ tk_rc tk_api_oauth_client_resolve(struct tk_req *r, const char *client_id,
 
 /* ---- client authentication ---- */
 
-static int b64val(unsigned char ch)
-{
-    if (ch >= 'A' && ch <= 'Z') return ch - 'A';
-    if (ch >= 'a' && ch <= 'z') return ch - 'a' + 26;
-    if (ch >= '0' && ch <= '9') return ch - '0' + 52;
-    if (ch == '+') return 62;
-    if (ch == '/') return 63;
-    return -1;
-}
-
-/* Standard base64 (padding optional) of n chars into out (cap bytes, NUL
- * added); false when malformed or too long. */
-static bool b64dec(const char *s, size_t n, char *out, size_t cap, size_t *outn)
-{
-    while (n && s[n - 1] == '=')
-        n--;
-    if (n % 4 == 1) return false;
-    size_t o = 0;
-    unsigned acc = 0;
-    int bits = 0;
-    for (size_t i = 0; i < n; i++) {
-        int v = b64val((unsigned char)s[i]);
-        if (v < 0) return false;
-        acc = (acc << 6) | (unsigned)v;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            if (o + 1 >= cap) return false;
-            out[o++] = (char)((acc >> bits) & 0xff);
-        }
-    }
-    out[o] = '\0';
-    *outn = o;
-    return true;
-}
-
-static int hexv(char c)
-{
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-}
-
-/* RFC 6749 §2.3.1: the id and secret in Basic are form-urlencoded first.
- * Decode s (n bytes) in place-ish into out (cap); false on a bad escape,
- * %00 or overflow. */
-static bool form_unescape(const char *s, size_t n, char *out, size_t cap)
-{
-    size_t o = 0;
-    for (size_t i = 0; i < n; i++) {
-        char ch = s[i];
-        if (ch == '+') {
-            ch = ' ';
-        } else if (ch == '%') {
-            if (i + 2 >= n) return false;
-            int hi = hexv(s[i + 1]), lo = hi < 0 ? -1 : hexv(s[i + 2]);
-            if (hi < 0 || lo < 0 || (hi == 0 && lo == 0)) return false;
-            ch = (char)(hi << 4 | lo);
-            i += 2;
-        }
-        if (o + 1 >= cap) return false;
-        out[o++] = ch;
-    }
-    out[o] = '\0';
-    return true;
-}
-
 static void count_auth(struct tk_app *app, int method, int result)
 {
     struct tk_oauth_cimd *s = app->oauth_cimd;
@@ -688,7 +620,7 @@ tk_rc tk_api_oauth_client_auth(struct tk_req *r, const struct tk_form *f, struct
     const char *form_id = tk_form_get(f, "client_id");
     const char *form_secret = tk_form_get(f, "client_secret");
     bool basic = authz && !strncasecmp(authz, "Basic ", 6);
-    char id[TK_OAUTH_CLIENT_ID_MAX], secret[TK_ISSUED_MAX * 2], raw[TK_OAUTH_CLIENT_ID_MAX * 3];
+    char id[TK_OAUTH_CLIENT_ID_MAX], secret[TK_ISSUED_MAX * 2];
     id[0] = secret[0] = '\0';
     int method;
     tk_rc rc;
@@ -701,23 +633,12 @@ tk_rc tk_api_oauth_client_auth(struct tk_req *r, const struct tk_form *f, struct
     }
     if (basic) {
         method = M_BASIC;
-        const char *b = authz + 6;
-        while (*b == ' ')
-            b++;
-        size_t rn = 0;
-        const char *colon = NULL;
-        if (strlen(b) > sizeof raw * 4 / 3 || !b64dec(b, strlen(b), raw, sizeof raw, &rn) ||
-            !(colon = memchr(raw, ':', rn)) ||
-            !form_unescape(raw, (size_t)(colon - raw), id, sizeof id) ||
-            !form_unescape(colon + 1, rn - (size_t)(colon - raw) - 1, secret, sizeof secret)) {
-            tk_wipe(raw, sizeof raw);
-            tk_wipe(secret, sizeof secret);
+        if (!tk_oauth_basic_parse(authz + 6, id, sizeof id, secret, sizeof secret)) {
             tk_err_set(e, TK_EAUTH, "invalid_client",
                        "the Basic credentials are not base64 of client_id:client_secret "
                        "(each form-urlencoded, RFC 6749 section 2.3.1) within the size bounds");
             return refuse(r, method, true, 401, "invalid_client", e);
         }
-        tk_wipe(raw, sizeof raw);
         if (form_secret) {
             tk_wipe(secret, sizeof secret);
             tk_err_set(e, TK_EINVAL, "invalid_request",

@@ -48,6 +48,14 @@ tk_rc tk_oauth_redirect_uri_check(const char *uri, size_t n, bool native, struct
  * only a native app may register. */
 bool tk_oauth_redirect_uri_native(const char *uri);
 
+/* The value of an "Authorization: Basic" header after "Basic ": base64
+ * of client_id ":" client_secret, each form-urlencoded first (RFC 6749
+ * §2.3.1), decoded into id and secret (NUL-terminated, at most idcap and
+ * secretcap bytes with the NUL). false when malformed, too long, with a
+ * %00, or with an empty id (secret wiped). */
+bool tk_oauth_basic_parse(const char *value, char *id, size_t idcap, char *secret,
+                          size_t secretcap);
+
 /* Fill spec's defaults and check it whole: TK_OK or TK_EINVAL naming the
  * field (invalid_field, missing_field). Defaults: client_type from the
  * auth method ("none": public; else confidential), the auth method from

@@ -390,3 +390,41 @@ out:
     tk_keyring_free(k);
     tk_store_put(db);
 }
+
+void test_oauth_basic_parse(void)
+{
+    char id[TK_OAUTH_CLIENT_ID_MAX], secret[TK_ISSUED_MAX * 2];
+    /* "my+client%3A1:s%25+cret" -> id "my client:1", secret "s% cret" */
+    CHECK(tk_oauth_basic_parse("bXkrY2xpZW50JTNBMTpzJTI1K2NyZXQ=", id, sizeof id, secret,
+                               sizeof secret));
+    CHECK_EQ_STR(id, "my client:1");
+    CHECK_EQ_STR(secret, "s% cret");
+    /* without padding, with leading spaces */
+    CHECK(tk_oauth_basic_parse("  YTpi", id, sizeof id, secret, sizeof secret));
+    CHECK_EQ_STR(id, "a");
+    CHECK_EQ_STR(secret, "b");
+    /* an empty secret is a parse (the secret check refuses it later) */
+    CHECK(tk_oauth_basic_parse("YTo=", id, sizeof id, secret, sizeof secret));
+    CHECK_EQ_STR(secret, "");
+    static const char *const bad[] = {
+        "",         /* nothing */
+        "!!!!",     /* not base64 */
+        "YWJj",     /* "abc": no colon */
+        "OmI=",     /* ":b": empty id */
+        "YSUwMDpi", /* "a%00:b" */
+        "YSV6ejpi", /* "a%zz:b" */
+        "YSU6Yg==", /* "a%:b": a cut escape */
+        "YQA6Yg==", /* "a\0:b": a raw NUL */
+        "Y",        /* one char: not base64 */
+    };
+    for (size_t i = 0; i < TK_NELEM(bad); i++)
+        if (tk_oauth_basic_parse(bad[i], id, sizeof id, secret, sizeof secret))
+            FAILF("'%s' parsed", bad[i]);
+    /* too long: more than the buffer holds */
+    size_t n = 4000;
+    char *big = malloc(n + 1);
+    memset(big, 'Q', n);
+    big[n] = '\0';
+    CHECK(!tk_oauth_basic_parse(big, id, sizeof id, secret, sizeof secret));
+    free(big);
+}

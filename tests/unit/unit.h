@@ -274,6 +274,7 @@ void test_clients_beats(struct fx *f);   /* both backends */
 void test_oauth_scope_names(void);
 void test_oauth_redirect_uris(void);
 void test_oauth_client_spec(void);
+void test_oauth_basic_parse(void);
 void test_oauth_clients_store(struct fx *f); /* both backends */
 /* test_routes.c */
 void test_routes_declared(void);
