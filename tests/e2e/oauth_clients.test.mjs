@@ -8,13 +8,17 @@
 // test build's /oauth2/test/client-auth, the tokend oauth CLI, and the
 // shared secret scan.
 import assert from 'node:assert/strict';
+import { copyFile } from 'node:fs/promises';
+import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 
 import {
   allEvents,
   api,
   backends,
+  createPgDatabase,
   createTenant,
+  freshDir,
   metric,
   request,
   runCli,
@@ -374,6 +378,46 @@ for (const backend of backends()) {
       assert.equal(r.code, 0, r.stderr);
       r = await runCli(['oauth', 'clients', 'frobnicate'], { env });
       assert.equal(r.code, 2);
+    });
+  });
+}
+
+/** Two nodes sharing one store (the second with the first's unseal key). */
+async function twoNodes(tc, backend) {
+  const store = backend === 'postgres' ? await createPgDatabase() : undefined;
+  const a = await startTokend({ backend, store, args: ['--node-name', 'node-a'] });
+  tc.after(() => a.stop('SIGKILL').catch(() => {}));
+  const dir = await freshDir('node-b');
+  await copyFile(path.join(a.dataDir, 'unseal.key'), path.join(dir, 'unseal.key'));
+  const bStore = backend === 'postgres' ? store : `sqlite:${path.join(a.dataDir, 'tokend.db')}`;
+  const b = await startTokend({ backend, store: bStore, dataDir: dir, args: ['--node-name', 'node-b'], allowNoRootToken: true });
+  tc.after(() => b.stop('SIGKILL').catch(() => {}));
+  b.token = a.token;
+  return { a, b };
+}
+
+for (const backend of backends()) {
+  describe(`OAuth clients on two nodes (${backend})`, { timeout: SUITE_TIMEOUT_MS }, () => {
+    it('a disable, a rotation and a method change on node A refuse on node B within one second', async (tc) => {
+      const { a, b } = await twoNodes(tc, backend);
+      const c = await api(a, '/v1/oauth/clients', { method: 'POST', json: { name: 'two nodes', grant_types: ['client_credentials'] } });
+      assert.equal(c.status, 201, c.text);
+      const form = (secret) => ({ client_id: c.json.client_id, client_secret: secret });
+      const hdr = (secret) => ({ authorization: basic(c.json.client_id, secret) });
+      for (let i = 0; i < 3; i++) assert.equal((await clientAuth(b, {}, hdr(c.json.client_secret))).status, 200); // cached on B
+      const within = (fn, message) => waitFor(fn, { timeoutMs: 1000, intervalMs: 25, message });
+      assert.equal((await api(a, `/v1/oauth/clients/${c.json.id}`, { method: 'PATCH', json: { status: 'disabled' } })).status, 200);
+      await within(async () => (await clientAuth(b, {}, hdr(c.json.client_secret))).status === 401, 'node B to refuse the disabled client');
+      assert.equal((await api(a, `/v1/oauth/clients/${c.json.id}`, { method: 'PATCH', json: { status: 'active' } })).status, 200);
+      await within(async () => (await clientAuth(b, {}, hdr(c.json.client_secret))).status === 200, 'node B to accept it again');
+      const rot = await api(a, `/v1/oauth/clients/${c.json.id}/rotate-secret`, { method: 'POST' });
+      assert.equal(rot.status, 200, rot.text);
+      await within(async () => (await clientAuth(b, {}, hdr(c.json.client_secret))).status === 401, 'node B to refuse the old secret');
+      assert.equal((await clientAuth(b, {}, hdr(rot.json.client_secret))).status, 200);
+      assert.equal((await api(a, `/v1/oauth/clients/${c.json.id}`, { method: 'PATCH', json: { token_endpoint_auth_method: 'client_secret_post' } })).status, 200);
+      await within(async () => (await clientAuth(b, form(rot.json.client_secret))).status === 200, 'node B to see the new method');
+      assert.equal((await clientAuth(b, {}, hdr(rot.json.client_secret))).status, 401);
+      await Promise.all([stopAndScan(b), stopAndScan(a)]);
     });
   });
 }
