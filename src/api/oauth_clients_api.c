@@ -55,7 +55,8 @@ struct tk_oauth_cimd {
     struct tk_metric *m_cimd;
 };
 
-#define NEG_SLOTS 128
+#define NEG_SETS 64 /* sets of NEG_WAYS: a URL evicts only from its own set */
+#define NEG_WAYS 8
 #define NEG_TTL_MS 30000
 #define CIMD_MAX_BYTES 5120 /* a metadata document's size at most */
 #define CIMD_MAX_FETCHES 32 /* fetches in flight at once */
@@ -85,7 +86,7 @@ static struct tk_oauth_cimd *state(struct tk_app *app)
     if (!s->slots) tk_fatal("out of memory");
     s->dcr_limit = tk_ratelimit_new(app->cfg->oauth_dcr_rate, 60);
     pthread_mutex_init(&s->neg_mu, NULL);
-    s->neg = calloc(NEG_SLOTS, sizeof *s->neg);
+    s->neg = calloc(NEG_SETS * NEG_WAYS, sizeof *s->neg);
     if (!s->neg) tk_fatal("out of memory");
     app->oauth_cimd = s;
     return s;
@@ -266,24 +267,45 @@ static tk_rc check_document_url(struct tk_app *app, const char *url, struct tk_e
     return TK_OK;
 }
 
+static size_t neg_set(const char *url)
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (const unsigned char *p = (const unsigned char *)url; *p; p++)
+        h = (h ^ *p) * 1099511628211ULL;
+    return (size_t)(h >> 7) % NEG_SETS * NEG_WAYS;
+}
+
+/* Remember a failure of url: its own entry, else a stale one, else the one
+ * of its set that ends first. */
 static void neg_put(struct tk_oauth_cimd *s, const char *url, const char *msg)
 {
-    size_t i = slot_of(url) % NEG_SLOTS;
+    size_t base = neg_set(url), pick = base;
+    int64_t now = tk_mono_ms();
     pthread_mutex_lock(&s->neg_mu);
-    snprintf(s->neg[i].url, sizeof s->neg[i].url, "%s", url);
-    snprintf(s->neg[i].msg, sizeof s->neg[i].msg, "%s", msg);
-    s->neg[i].until_mono = tk_mono_ms() + NEG_TTL_MS;
+    for (size_t i = base; i < base + NEG_WAYS; i++) {
+        if (!strcmp(s->neg[i].url, url) || s->neg[i].until_mono <= now) {
+            pick = i;
+            break;
+        }
+        if (s->neg[i].until_mono < s->neg[pick].until_mono) pick = i;
+    }
+    snprintf(s->neg[pick].url, sizeof s->neg[pick].url, "%s", url);
+    snprintf(s->neg[pick].msg, sizeof s->neg[pick].msg, "%s", msg);
+    s->neg[pick].until_mono = now + NEG_TTL_MS;
     pthread_mutex_unlock(&s->neg_mu);
 }
 
 static bool neg_get(struct tk_oauth_cimd *s, const char *url, char msg[256])
 {
-    size_t i = slot_of(url) % NEG_SLOTS;
+    size_t base = neg_set(url);
     bool hit = false;
+    int64_t now = tk_mono_ms();
     pthread_mutex_lock(&s->neg_mu);
-    if (!strcmp(s->neg[i].url, url) && tk_mono_ms() < s->neg[i].until_mono) {
-        snprintf(msg, 256, "%s", s->neg[i].msg);
-        hit = true;
+    for (size_t i = base; i < base + NEG_WAYS && !hit; i++) {
+        if (!strcmp(s->neg[i].url, url) && now < s->neg[i].until_mono) {
+            snprintf(msg, 256, "%s", s->neg[i].msg);
+            hit = true;
+        }
     }
     pthread_mutex_unlock(&s->neg_mu);
     return hit;
