@@ -84,6 +84,11 @@ static const struct tk_route routes[] = {
     {"POST", "/v1/agents/register", tk_h_agents_register, CLIENT},
     {"POST", "/v1/agents/{id}/heartbeat", tk_h_agents_heartbeat, CLIENT},
     {"GET", "/v1/agents", tk_h_agents_list, OPERATOR(TK_ROLE_ANY)},
+    /* the authorization endpoint and flow traces (oauth_authorize_api.c) */
+    {"GET", "/oauth2/authorize", tk_h_oauth_authorize, PUBLIC(0)},
+    {"GET", "/v1/oauth/flows", tk_h_oauth_flows_list, OPERATOR(TK_ROLE_ANY)},
+    {"GET", "/v1/oauth/flows/{id}", tk_h_oauth_flows_get, OPERATOR(TK_ROLE_ANY)},
+    {"GET", "/v1/oauth/flows/{id}/diagnosis", tk_h_oauth_flows_diagnosis, OPERATOR(TK_ROLE_ANY)},
 };
 
 const struct tk_route *tk_api_routes(size_t *n)

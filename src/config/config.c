@@ -144,6 +144,10 @@ static const struct setting settings[] = {
      "seconds at most between retries of a connection whose refresh failed transiently"},
     {"oauth_access_token_ttl", C_INT, S(oauth_access_token_ttl), "3600", 60, 86400, NULL,
      "seconds an access token issued by the authorization server is valid"},
+    {"oauth_pkce_confidential", C_BOOL, S(oauth_pkce_confidential), "true", 0, 0, NULL,
+     "require PKCE (S256) from confidential OAuth clients too (public clients always)"},
+    {"oauth_flow_ttl", C_INT, S(oauth_flow_ttl), "600", 60, 86400, NULL,
+     "seconds an authorization flow may take from the request to the code"},
 };
 
 _Static_assert(TK_NELEM(settings) <= TK_NELEM(((struct tk_config *)0)->origins),

@@ -66,6 +66,8 @@ struct tk_config {
     int refresh_per_provider;  /* background refreshes in flight per provider */
     int refresh_backoff_max;   /* seconds: the longest retry delay after transient failures */
     int oauth_access_token_ttl; /* seconds an issued access token (JWT) is valid */
+    bool oauth_pkce_confidential; /* PKCE required of confidential clients too */
+    int oauth_flow_ttl;           /* seconds from the authorization request to the code */
     char origins[128][80]; /* where each setting's value came from, by table index */
 };
 

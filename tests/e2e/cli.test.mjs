@@ -63,6 +63,8 @@ const SETTINGS = [
   'refresh-per-provider',
   'refresh-backoff-max',
   'oauth-access-token-ttl',
+  'oauth-pkce-confidential',
+  'oauth-flow-ttl',
 ];
 
 /** Lines of output that are JSON objects (every line must be). */
