@@ -129,7 +129,9 @@ static const struct {
     {"doctor", "tokend doctor [--json] [--token-file FILE]\n"
                "       tokend doctor client ID [--json]\n"
                "       tokend doctor connection ID [--json]\n"
-               "       tokend doctor token [--json] < token",
+               "       tokend doctor token [--json] < token\n"
+               "       tokend doctor flow ID [--json]\n"
+               "       tokend doctor oauth-client CLIENT_ID [--json]",
      "Check the node and say what is wrong, one finding a line with the next step: reachable,\n"
      "store (from /ready), schema version against this binary's, keyring (sealed, not\n"
      "initialized, corrupt), and with an admin token of the default tenant: clock skew against\n"
@@ -145,7 +147,19 @@ static const struct {
      "newline dropped, and says why it fails and what is around it (exit 1 when invalid).\n"
      "'doctor connection ID' explains an upstream connection: status, token expiry, the last\n"
      "10 refresh attempts (source, outcome, HTTP status, error code) and the conclusion in\n"
-     "one sentence with the next step (exit 1 unless it is fine).\n"},
+     "one sentence with the next step (exit 1 unless it is fine).\n"
+     "'doctor flow ID' explains an OAuth authorization flow: its stages with their times,\n"
+     "where it stopped (failed at a stage with the RFC error and the sentence, or stuck) and\n"
+     "what to change (exit 1 when failed or stuck). 'doctor oauth-client CLIENT_ID' sums up\n"
+     "the client's last 1000 flows: counts by status, the latest failures and stuck flows,\n"
+     "the most frequent failure and what to change (exit 1 when any failed or is stuck).\n"},
+    {"oauth", "tokend oauth flows list [--client-id C] [--status S] [--limit N] [--json]\n"
+              "       tokend oauth flows show ID [--json]",
+     "The authorization server's flows, newest first (any role): one per authorization\n"
+     "request that named a known client, with its stages (authorize_received, login,\n"
+     "consent, code_issued, token_exchanged, token_issued) or the stage it failed at with\n"
+     "the RFC error and the sentence. S is active, stuck (no stage for 60 s and never\n"
+     "exchanged), failed or completed.\n"},
     {"version", "tokend version", "Print the version of this binary.\n"},
     {"help", "tokend help [COMMAND]", "Explain a command.\n"},
 };
