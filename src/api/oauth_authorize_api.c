@@ -221,10 +221,9 @@ static void error_page(struct tk_req *r, const char *error, const char *sentence
     tk_buf_addstr(&b, ". Go back to the application and tell its developer.</p>\n"
                       "</body></html>\n");
     free(clean);
-    tk_reply_header(r, "Cache-Control", "no-store");
+    /* the server adds Cache-Control: no-store and nosniff to every answer */
     tk_reply_header(r, "Pragma", "no-cache");
     tk_reply_header(r, "Referrer-Policy", "no-referrer");
-    tk_reply_header(r, "X-Content-Type-Options", "nosniff");
     tk_reply_header(r, "X-Frame-Options", "DENY");
     tk_reply_header(r, "Content-Security-Policy",
                     "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'");
@@ -263,8 +262,7 @@ static void redirect_to(struct tk_req *r, const char *uri, const char *const *na
     else if (len && uri[len - 1] != '?' && uri[len - 1] != '&')
         first = false;
     for (size_t i = 0; i < n; i++) add_param(&b, &first, names[i], values[i]);
-    tk_reply_header(r, "Cache-Control", "no-store");
-    tk_reply_header(r, "Pragma", "no-cache");
+    tk_reply_header(r, "Pragma", "no-cache"); /* Cache-Control: no-store is the server's */
     tk_reply_header(r, "Referrer-Policy", "no-referrer");
     tk_reply_redirect(r, 303, b.data);
     tk_buf_free_wipe(&b); /* it may hold a code */
@@ -507,8 +505,10 @@ static void read_params(struct tk_req *r, struct authz *a)
 {
     for (int i = 0; i < P_N; i++) {
         a->count[i] = tk_req_query_count(r, params[i].name);
-        size_t n = 0;
-        a->v[i] = tk_req_query_n(r, params[i].name, &n);
+        /* %00 is never decoded (http.c): a value holds no NUL, so strlen
+         * is its length */
+        a->v[i] = tk_req_query(r, params[i].name);
+        size_t n = a->v[i] ? strlen(a->v[i]) : 0;
         a->ok[i] = !a->v[i] || tk_oauth_param_ok(params[i].name, a->v[i], n, params[i].max,
                                                  a->why[i], sizeof a->why[i]);
         if (a->count[i] > 1) {
@@ -723,7 +723,6 @@ static void check_and_start(struct tk_req *r, struct tk_oauth_client *c, struct 
     }
     char loc[700];
     snprintf(loc, sizeof loc, "%s%s?flow=%s", tk_api_public_url(app), TK_OAUTH_LOGIN_PATH, f.id);
-    tk_reply_header(r, "Cache-Control", "no-store");
     tk_reply_header(r, "Referrer-Policy", "no-referrer");
     tk_reply_redirect(r, 303, loc);
     tk_oauth_flow_clear(&f);
@@ -751,8 +750,8 @@ void tk_h_oauth_flows_list(struct tk_req *r)
             return;
         }
     }
-    size_t n = 0;
-    const char *client_id = tk_req_query_n(r, "client_id", &n);
+    const char *client_id = tk_req_query(r, "client_id");
+    size_t n = client_id ? strlen(client_id) : 0;
     char why[200];
     if (client_id &&
         !tk_oauth_param_ok("client_id", client_id, n, TK_OAUTH_CLIENT_ID_MAX - 1, why, sizeof why)) {

@@ -343,17 +343,6 @@ const char *tk_req_query(const struct tk_req *r, const char *name)
     return MHD_lookup_connection_value(r->in->conn, MHD_GET_ARGUMENT_KIND, name);
 }
 
-const char *tk_req_query_n(const struct tk_req *r, const char *name, size_t *len)
-{
-    const char *v = NULL;
-    size_t n = 0;
-    if (MHD_lookup_connection_value_n(r->in->conn, MHD_GET_ARGUMENT_KIND, name, strlen(name), &v,
-                                      &n) != MHD_YES)
-        return NULL;
-    *len = v ? n : 0;
-    return v ? v : "";
-}
-
 const char *tk_req_header(const struct tk_req *r, const char *name)
 {
     return MHD_lookup_connection_value(r->in->conn, MHD_HEADER_KIND, name);

@@ -132,10 +132,6 @@ void tk_http_metrics(struct tk_http *h, struct tk_buf *out);
 const char *tk_req_param(const struct tk_req *r, const char *name);
 const char *tk_req_query(const struct tk_req *r, const char *name);
 const char *tk_req_header(const struct tk_req *r, const char *name);
-/* The query argument name and its decoded length in *len, which counts
- * the bytes after a %00 that tk_req_query's C string stops at; NULL if
- * absent, "" for a name without '='. */
-const char *tk_req_query_n(const struct tk_req *r, const char *name, size_t *len);
 /* How many times the query argument name is given (0 if absent). */
 int tk_req_query_count(const struct tk_req *r, const char *name);
 /* true if name is given at most once; otherwise replies 400

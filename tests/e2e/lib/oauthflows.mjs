@@ -23,8 +23,8 @@ export async function tenantOf(t, token = t.token) {
   return r.json.tenant_id;
 }
 
-/** Plant an OAuth client; returns {id, clientId, ...}. */
-export function addClient(t, tenantId, o = {}) {
+/** Plant an OAuth client; resolves to {id, clientId, ...}. */
+export async function addClient(t, tenantId, o = {}) {
   const c = {
     id: uuid7(),
     clientId: o.clientId || uniqueId('client'),
@@ -37,9 +37,10 @@ export function addClient(t, tenantId, o = {}) {
     status: o.status || 'active',
   };
   const j = (v) => q(JSON.stringify(v));
-  storeSql(
+  await storeSql(
     t,
-    'INSERT INTO oauth_clients (id, tenant_id, client_id, name, client_type, application_type, ' +
+    (t.backend === 'postgres' ? '' : 'PRAGMA busy_timeout = 10000; ') +
+      'INSERT INTO oauth_clients (id, tenant_id, client_id, name, client_type, application_type, ' +
       'token_endpoint_auth_method, redirect_uris, grant_types, scopes, default_scopes, status, origin, ' +
       `created_at, updated_at) VALUES (${q(c.id)}, ${q(tenantId)}, ${q(c.clientId)}, 'test client', ` +
       `${q(c.type)}, ${q(c.app)}, ${q(c.type === 'public' ? 'none' : 'client_secret_basic')}, ${j(c.redirect)}, ` +
