@@ -88,7 +88,7 @@ tk_rc tk_oauth_flow_insert(struct tk_db *db, struct tk_oauth_flow *f,
     bool failed = refusal != NULL;
     snprintf(f->stage, sizeof f->stage, "authorize_received");
     snprintf(f->status, sizeof f->status, "%s", failed ? "failed" : "active");
-    char *scopes = json_dumps(f->scopes ? f->scopes : json_array(), JSON_COMPACT);
+    char *scopes = f->scopes ? json_dumps(f->scopes, JSON_COMPACT) : tk_strdup("[]");
 #define OPT(s) TK_TEXT((s)[0] ? (s) : NULL)
     tk_rc rc = tk_db_exec(
         db,
