@@ -209,6 +209,10 @@ static json_t *flow_json(const struct tk_rows *r, int row, int64_t now)
         time_or_null(r, row, C_CREATED), "updated_at", time_or_null(r, row, C_UPDATED),
         "expires_at", time_or_null(r, row, C_EXPIRES), "state_given",
         json_boolean(!tk_rows_null(r, row, C_STATE)));
+    const char *st = tk_rows_text(r, row, C_STATUS);
+    json_object_set_new(o, "expired",
+                        json_boolean(st && !strcmp(st, "active") &&
+                                     tk_rows_int(r, row, C_EXPIRES) <= now));
     return o;
 }
 
@@ -328,13 +332,16 @@ json_t *tk_oauth_flow_diagnose(json_t *flow, int64_t now)
              "check that the client's callback at the redirect URI receives the code and calls "
              "POST /oauth2/token within 60 s (its logs, a proxy dropping the query string)"},
         };
-        snprintf(conclusion, sizeof conclusion, "The flow is stuck at %s.", stage ? stage : "?");
+        bool expired = json_is_true(json_object_get(flow, "expired"));
+        const char *why = "no stage for a minute";
         for (size_t i = 0; i < TK_NELEM(s); i++)
             if (stage && !strcmp(stage, s[i].stage)) {
-                snprintf(conclusion, sizeof conclusion, "The flow is stuck at %s: %s.", stage,
-                         s[i].why);
+                why = s[i].why;
                 next = s[i].next;
             }
+        snprintf(conclusion, sizeof conclusion, "The flow is stuck at %s: %s%s.",
+                 stage ? stage : "?", why,
+                 expired ? "; it has expired (oauth_flow_ttl), so it can no longer complete" : "");
     } else {
         snprintf(conclusion, sizeof conclusion,
                  "The flow is in progress at %s (no stage for less than %lld s).",

@@ -381,6 +381,16 @@ void test_oauth_flows_store(struct fx *fx)
         json_t *d = tk_oauth_flow_diagnose(o, now);
         CHECK(strstr(json_string_value(json_object_get(d, "conclusion")),
                      "stuck at code_issued: a code was sent") != NULL);
+        CHECK(json_is_false(json_object_get(o, "expired")));
+        json_decref(d);
+        json_decref(o);
+    }
+    /* past oauth_flow_ttl (600 s here) the diagnosis says it cannot complete */
+    if (CHECK_OK(tk_oauth_flow_show(db, tenant, stuck.id, now + 500000, &o, &e), &e)) {
+        CHECK(json_is_true(json_object_get(o, "expired")));
+        json_t *d = tk_oauth_flow_diagnose(o, now + 500000);
+        CHECK(strstr(json_string_value(json_object_get(d, "conclusion")),
+                     "it has expired (oauth_flow_ttl)") != NULL);
         json_decref(d);
         json_decref(o);
     }
