@@ -71,7 +71,7 @@ tk_rc tk_oauth_flow_get(struct tk_db *db, const char *tenant_id, const char *id,
     cp(out->stage, sizeof out->stage, tk_rows_text(r, 0, C_STAGE));
     cp(out->status, sizeof out->status, tk_rows_text(r, 0, C_STATUS));
     out->created_at = tk_rows_int(r, 0, C_CREATED);
-    out->expires_at = tk_rows_int(r, 0, C_EXPIRES);
+    out->expires_at = tk_rows_null(r, 0, C_EXPIRES) ? 0 : tk_rows_int(r, 0, C_EXPIRES);
     out->scopes = json_loads(tk_rows_text(r, 0, C_SCOPES), 0, NULL);
     if (!json_is_array(out->scopes)) {
         json_decref(out->scopes);
@@ -212,6 +212,7 @@ static json_t *flow_json(const struct tk_rows *r, int row, int64_t now)
     const char *st = tk_rows_text(r, row, C_STATUS);
     json_object_set_new(o, "expired",
                         json_boolean(st && !strcmp(st, "active") &&
+                                     !tk_rows_null(r, row, C_EXPIRES) &&
                                      tk_rows_int(r, row, C_EXPIRES) <= now));
     return o;
 }

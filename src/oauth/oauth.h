@@ -90,8 +90,8 @@ struct tk_oauth_flow {
     char stage[24];
     char status[16];                    /* active | completed | failed */
     int64_t created_at;                 /* ms */
-    int64_t expires_at;                 /* ms: created_at + oauth_flow_ttl; past it the
-                                           login page and the code issue refuse */
+    int64_t expires_at;                 /* ms: created_at + oauth_flow_ttl (0: none); past
+                                           it the login page and the code issue refuse */
 };
 void tk_oauth_flow_clear(struct tk_oauth_flow *f);
 

@@ -22,7 +22,7 @@ CREATE TABLE oauth_flows (
     error                  TEXT,             -- RFC error code
     reason                 TEXT,             -- the sentence
     next_step              TEXT,             -- what to change, when the failing stage knew
-    expires_at             BIGINT NOT NULL,  -- created_at + oauth_flow_ttl
+    expires_at             BIGINT,           -- created_at + oauth_flow_ttl (NULL: none)
     created_at             BIGINT NOT NULL,
     updated_at             BIGINT NOT NULL,
     login_at               BIGINT,
