@@ -45,8 +45,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (tk_oauth_uri_parse(uri, &u)) {
         check(u.host[0] != '\0', "a host");
         for (const char *s = u.scheme; *s; s++)
-            check((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
-                      *s == '+' || *s == '-' || *s == '.',
+            check((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') ||
+                      (*s >= '0' && *s <= '9') || *s == '+' || *s == '-' || *s == '.',
                   "scheme characters");
     }
     struct tk_oauth_client c;
@@ -83,7 +83,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (tk_oauth_pkce_check(challenge, "S256", true, &rf) == TK_OK) {
         size_t n = strlen(challenge);
         check(n >= 43 && n <= 128, "challenge length");
-        check(strspn(challenge, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_") == n,
+        check(strspn(challenge,
+                     "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_") == n,
               "base64url");
     }
     json_decref(c.redirect_uris);

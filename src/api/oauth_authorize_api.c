@@ -122,8 +122,8 @@ struct stage_args {
 static tk_rc stage_fn(struct tk_db *db, void *arg, struct tk_err *e)
 {
     struct stage_args *a = arg;
-    tk_rc rc = tk_oauth_flow_set_stage(db, a->tenant_id, a->flow_id, a->stage, a->user_id,
-                                       tk_now_ms(), e);
+    tk_rc rc =
+        tk_oauth_flow_set_stage(db, a->tenant_id, a->flow_id, a->stage, a->user_id, tk_now_ms(), e);
     if (rc != TK_OK) return rc;
     json_t *d = a->detail ? json_incref(a->detail) : flow_detail(a->r, NULL);
     json_object_set_new(d, "stage", json_string(a->stage));
@@ -138,8 +138,8 @@ static tk_rc stage_fn(struct tk_db *db, void *arg, struct tk_err *e)
 static tk_rc failed_fn(struct tk_db *db, void *arg, struct tk_err *e)
 {
     struct stage_args *a = arg;
-    tk_rc rc = tk_oauth_flow_set_failed(db, a->tenant_id, a->flow_id, a->stage, a->error,
-                                        a->reason, a->next_step, tk_now_ms(), e);
+    tk_rc rc = tk_oauth_flow_set_failed(db, a->tenant_id, a->flow_id, a->stage, a->error, a->reason,
+                                        a->next_step, tk_now_ms(), e);
     if (rc != TK_OK) return rc;
     json_t *d = a->detail ? json_incref(a->detail) : flow_detail(a->r, NULL);
     json_object_set_new(d, "stage", json_string(a->stage));
@@ -159,8 +159,8 @@ tk_rc tk_api_oauth_flow_stage(struct tk_req *r, struct tk_db *db, const char *te
                               const char *flow_id, const char *stage, const char *user_id,
                               struct tk_err *e)
 {
-    struct stage_args a = {.r = r, .tenant_id = tenant_id, .flow_id = flow_id, .stage = stage,
-                           .user_id = user_id};
+    struct stage_args a = {
+        .r = r, .tenant_id = tenant_id, .flow_id = flow_id, .stage = stage, .user_id = user_id};
     tk_rc rc = db ? stage_fn(db, &a, e) : own_tx(r->app, stage_fn, &a, e);
     if (rc == TK_OK) count(r ? r->app : NULL, stage, true);
     return rc;
@@ -171,8 +171,12 @@ static void flow_failed(struct tk_req *r, const char *tenant_id, const char *flo
                         const char *next_step)
 {
     struct tk_err e;
-    struct stage_args a = {.r = r, .tenant_id = tenant_id, .flow_id = flow_id, .stage = stage,
-                           .error = error, .reason = reason ? reason : error,
+    struct stage_args a = {.r = r,
+                           .tenant_id = tenant_id,
+                           .flow_id = flow_id,
+                           .stage = stage,
+                           .error = error,
+                           .reason = reason ? reason : error,
                            .next_step = next_step};
     if (own_tx(r->app, failed_fn, &a, &e) != TK_OK)
         tk_log_write(TK_LOG_WARN, "oauth: could not record that flow %s failed at %s (%s): %s",
@@ -192,12 +196,23 @@ static void html_escape(struct tk_buf *b, const char *s)
 {
     for (; *s; s++) {
         switch (*s) {
-        case '<': tk_buf_addstr(b, "&lt;"); break;
-        case '>': tk_buf_addstr(b, "&gt;"); break;
-        case '&': tk_buf_addstr(b, "&amp;"); break;
-        case '"': tk_buf_addstr(b, "&quot;"); break;
-        case '\'': tk_buf_addstr(b, "&#39;"); break;
-        default: tk_buf_add(b, s, 1);
+        case '<':
+            tk_buf_addstr(b, "&lt;");
+            break;
+        case '>':
+            tk_buf_addstr(b, "&gt;");
+            break;
+        case '&':
+            tk_buf_addstr(b, "&amp;");
+            break;
+        case '"':
+            tk_buf_addstr(b, "&quot;");
+            break;
+        case '\'':
+            tk_buf_addstr(b, "&#39;");
+            break;
+        default:
+            tk_buf_add(b, s, 1);
         }
     }
 }
@@ -261,15 +276,16 @@ static void redirect_to(struct tk_req *r, const char *uri, const char *const *na
         tk_buf_addstr(&b, "?");
     else if (len && uri[len - 1] != '?' && uri[len - 1] != '&')
         first = false;
-    for (size_t i = 0; i < n; i++) add_param(&b, &first, names[i], values[i]);
+    for (size_t i = 0; i < n; i++)
+        add_param(&b, &first, names[i], values[i]);
     tk_reply_header(r, "Pragma", "no-cache"); /* Cache-Control: no-store is the server's */
     tk_reply_header(r, "Referrer-Policy", "no-referrer");
     tk_reply_redirect(r, 303, b.data);
     tk_buf_free_wipe(&b); /* it may hold a code */
 }
 
-static void redirect_error(struct tk_req *r, const char *uri, const char *state,
-                           const char *error, const char *description)
+static void redirect_error(struct tk_req *r, const char *uri, const char *state, const char *error,
+                           const char *description)
 {
     struct tk_app *app = r->app;
     const char *names[] = {"error", "error_description", "state", "iss"};
@@ -285,8 +301,8 @@ static void redirect_error(struct tk_req *r, const char *uri, const char *state,
     redirect_to(r, uri, names, values, TK_NELEM(names));
 }
 
-void tk_api_oauth_redirect_error(struct tk_req *r, const struct tk_oauth_flow *f,
-                                 const char *error, const char *description)
+void tk_api_oauth_redirect_error(struct tk_req *r, const struct tk_oauth_flow *f, const char *error,
+                                 const char *description)
 {
     flow_failed(r, f->tenant_id, f->id, f->stage[0] ? f->stage : "authorize_received", error,
                 description, NULL);
@@ -331,8 +347,11 @@ void tk_api_oauth_authorized(struct tk_req *r, const struct tk_oauth_flow *f)
     if (rc == TK_OK) rc = tk_oauth_code_issue(db, app->keyring, f, code, &e);
     if (rc == TK_OK) {
         json_t *d = flow_detail(r, f);
-        struct stage_args a = {.r = r, .tenant_id = f->tenant_id, .flow_id = f->id,
-                               .stage = "code_issued", .detail = d};
+        struct stage_args a = {.r = r,
+                               .tenant_id = f->tenant_id,
+                               .flow_id = f->id,
+                               .stage = "code_issued",
+                               .detail = d};
         rc = stage_fn(db, &a, &e);
         json_decref(d);
     }
@@ -359,8 +378,16 @@ void tk_api_oauth_authorized(struct tk_req *r, const struct tk_oauth_flow *f)
 /* ---- GET /oauth2/authorize ---- */
 
 enum {
-    P_CLIENT_ID, P_REDIRECT_URI, P_RESPONSE_TYPE, P_SCOPE, P_STATE, P_CHALLENGE, P_METHOD,
-    P_RESOURCE, P_NONCE, P_N
+    P_CLIENT_ID,
+    P_REDIRECT_URI,
+    P_RESPONSE_TYPE,
+    P_SCOPE,
+    P_STATE,
+    P_CHALLENGE,
+    P_METHOD,
+    P_RESOURCE,
+    P_NONCE,
+    P_N
 };
 static const struct {
     const char *name;
@@ -378,9 +405,9 @@ static const struct {
 };
 
 struct authz {
-    const char *v[P_N];  /* NULL: absent */
+    const char *v[P_N]; /* NULL: absent */
     int count[P_N];
-    bool ok[P_N];        /* bytes acceptable */
+    bool ok[P_N]; /* bytes acceptable */
     char why[P_N][200];
 };
 
@@ -528,7 +555,8 @@ void tk_h_oauth_authorize(struct tk_req *r)
     struct tk_oauth_refusal rf;
     const char *cid = a.v[P_CLIENT_ID];
     if (!cid || !*cid) {
-        unknown_client_event(r, NULL, "missing_client_id", "an authorization request without client_id");
+        unknown_client_event(r, NULL, "missing_client_id",
+                             "an authorization request without client_id");
         refusal(&rf, "invalid_request", NULL, "client_id is missing");
         refuse_page(r, NULL, &rf);
         return;
@@ -546,8 +574,8 @@ void tk_h_oauth_authorize(struct tk_req *r)
     if (rc == TK_EUNAVAIL && !strcmp(e.code, "parked")) return; /* run again later */
     if (rc == TK_ENOTFOUND || rc == TK_EINVAL) {
         char msg[400];
-        snprintf(msg, sizeof msg, "client_id '%.100s' is not a registered client%s%.200s",
-                 cid, e.msg[0] ? ": " : "", e.msg);
+        snprintf(msg, sizeof msg, "client_id '%.100s' is not a registered client%s%.200s", cid,
+                 e.msg[0] ? ": " : "", e.msg);
         unknown_client_event(r, cid, "unknown_client", msg);
         refusal(&rf, "invalid_client", NULL, "%s", msg);
         refuse_page(r, NULL, &rf);
@@ -602,8 +630,8 @@ static void check_and_start(struct tk_req *r, struct tk_oauth_client *c, struct 
     }
     /* state next: echoed on every later error, so it must be acceptable */
     if (!a->ok[P_STATE]) {
-        refusal(&rf, "invalid_request", "make the client send one state of at most 512 bytes",
-                "%s", a->why[P_STATE]);
+        refusal(&rf, "invalid_request", "make the client send one state of at most 512 bytes", "%s",
+                a->why[P_STATE]);
         refuse_redirect(r, &f, &rf);
         return;
     }
@@ -690,16 +718,20 @@ static void check_and_start(struct tk_req *r, struct tk_oauth_client *c, struct 
             tk_oauth_flow_clear(&f);
             return;
         }
-        if (tk_oauth_consent_covers(db, f.tenant_id, user_id, f.oauth_client_id, f.scopes,
-                                    &covered, &e) != TK_OK)
+        if (tk_oauth_consent_covers(db, f.tenant_id, user_id, f.oauth_client_id, f.scopes, &covered,
+                                    &e) != TK_OK)
             covered = false;
     }
     if (covered) {
         struct tk_db *db = r->db;
         json_t *d = flow_detail(r, &f);
         json_object_set_new(d, "remembered", json_true());
-        struct stage_args s1 = {.r = r, .tenant_id = f.tenant_id, .flow_id = f.id,
-                                .stage = "login", .user_id = user_id, .detail = d};
+        struct stage_args s1 = {.r = r,
+                                .tenant_id = f.tenant_id,
+                                .flow_id = f.id,
+                                .stage = "login",
+                                .user_id = user_id,
+                                .detail = d};
         struct stage_args s2 = s1;
         s2.stage = "consent";
         tk_rc rc = tk_db_begin(db, &e);
@@ -742,7 +774,8 @@ void tk_h_oauth_flows_list(struct tk_req *r)
     const char *status = tk_req_query(r, "status");
     if (status) {
         bool ok = false;
-        for (int i = 0; statuses[i]; i++) ok |= !strcmp(status, statuses[i]);
+        for (int i = 0; statuses[i]; i++)
+            ok |= !strcmp(status, statuses[i]);
         if (!ok) {
             tk_err_field(&e, TK_EINVAL, "invalid_parameter", "status",
                          "status must be one of active, stuck, failed, completed");
@@ -753,8 +786,8 @@ void tk_h_oauth_flows_list(struct tk_req *r)
     const char *client_id = tk_req_query(r, "client_id");
     size_t n = client_id ? strlen(client_id) : 0;
     char why[200];
-    if (client_id &&
-        !tk_oauth_param_ok("client_id", client_id, n, TK_OAUTH_CLIENT_ID_MAX - 1, why, sizeof why)) {
+    if (client_id && !tk_oauth_param_ok("client_id", client_id, n, TK_OAUTH_CLIENT_ID_MAX - 1, why,
+                                        sizeof why)) {
         tk_err_field(&e, TK_EINVAL, "invalid_parameter", "client_id", "%s", why);
         tk_reply_error(r, &e, NULL);
         return;
@@ -785,8 +818,7 @@ static json_t *show(struct tk_req *r)
     struct tk_db *db = tk_api_db(r);
     if (!db) return NULL;
     json_t *o;
-    if (tk_oauth_flow_show(db, tk_api_principal(r)->tenant_id, id, tk_now_ms(), &o, &e) !=
-        TK_OK) {
+    if (tk_oauth_flow_show(db, tk_api_principal(r)->tenant_id, id, tk_now_ms(), &o, &e) != TK_OK) {
         tk_api_reply_error(r, &e, NULL);
         return NULL;
     }

@@ -23,8 +23,8 @@ struct opt {
 
 /* --json, --token-file FILE, the options of opts, and one positional
  * argument into *pos when pos is not NULL (required then). */
-static int parse(const char *cmd, int argc, char **argv, struct tk_cli_client *c,
-                 const char **pos, const struct opt *opts, size_t nopts)
+static int parse(const char *cmd, int argc, char **argv, struct tk_cli_client *c, const char **pos,
+                 const struct opt *opts, size_t nopts)
 {
     const char *tf = NULL;
     for (int i = 0; i < argc; i++) {
@@ -68,7 +68,8 @@ static void print_list(json_t *o)
 {
     size_t i;
     json_t *f;
-    printf("%-36s  %-24s  %-9s  %-18s  %s\n", "ID", "CREATED", "STATUS", "STAGE", "CLIENT / REASON");
+    printf("%-36s  %-24s  %-9s  %-18s  %s\n", "ID", "CREATED", "STATUS", "STAGE",
+           "CLIENT / REASON");
     json_array_foreach(json_object_get(o, "flows"), i, f)
     {
         const char *st = status_of(f);
@@ -154,7 +155,8 @@ int tk_cli_doctor_flow(int argc, char **argv)
     int rc = parse("doctor flow", argc, argv, &c, &id, NULL, 0);
     if (rc) return rc;
     char path[512];
-    if (!flow_path(path, sizeof path, id, "/diagnosis")) return usage("doctor flow", "too long", NULL);
+    if (!flow_path(path, sizeof path, id, "/diagnosis"))
+        return usage("doctor flow", "too long", NULL);
     json_t *o = NULL;
     long st = tk_cli_get(&c, path, &o);
     if (st < 0) return EXIT_UNREACHABLE;
@@ -268,18 +270,18 @@ int tk_cli_doctor_oauth_client(int argc, char **argv)
                  json_array_size(flows));
     }
     bool fine = !n_failed && !n_stuck && json_array_size(flows) > 0;
-    json_t *summary = json_pack(
-        "{s:s, s:{s:I, s:I, s:I, s:I}, s:O, s:O, s:O, s:s, s:s?}", "client_id", client_id,
-        "counts", "active", (json_int_t)n_active, "stuck", (json_int_t)n_stuck, "failed",
-        (json_int_t)n_failed, "completed", (json_int_t)n_completed, "reasons", reasons,
-        "latest_failures", failures, "stuck_flows", stuck, "conclusion", conclusion,
-        "next_step", next);
+    json_t *summary =
+        json_pack("{s:s, s:{s:I, s:I, s:I, s:I}, s:O, s:O, s:O, s:s, s:s?}", "client_id", client_id,
+                  "counts", "active", (json_int_t)n_active, "stuck", (json_int_t)n_stuck, "failed",
+                  (json_int_t)n_failed, "completed", (json_int_t)n_completed, "reasons", reasons,
+                  "latest_failures", failures, "stuck_flows", stuck, "conclusion", conclusion,
+                  "next_step", next);
     if (c.json) {
         tk_cli_print_json(summary);
     } else {
         printf("oauth client %s: %zu recent flows\n", client_id, json_array_size(flows));
-        printf("counts       active %ld, stuck %ld, failed %ld, completed %ld\n", n_active,
-               n_stuck, n_failed, n_completed);
+        printf("counts       active %ld, stuck %ld, failed %ld, completed %ld\n", n_active, n_stuck,
+               n_failed, n_completed);
         if (json_array_size(failures)) printf("latest failures\n");
         json_array_foreach(failures, i, f)
         {

@@ -175,7 +175,8 @@ static void quote_uri(char *out, size_t n, const char *s)
         return;
     }
     size_t cut = 200;
-    while (cut > 0 && ((unsigned char)s[cut] & 0xC0) == 0x80) cut--;
+    while (cut > 0 && ((unsigned char)s[cut] & 0xC0) == 0x80)
+        cut--;
     snprintf(out, n, "%.*s...", (int)cut, s);
 }
 
@@ -353,8 +354,8 @@ static void join(json_t *a, char *out, size_t n, const char *sep, bool quote)
     }
 }
 
-tk_rc tk_oauth_scopes_resolve(const struct tk_oauth_client *c, const char *scope,
-                              json_t **granted, struct tk_oauth_refusal *out)
+tk_rc tk_oauth_scopes_resolve(const struct tk_oauth_client *c, const char *scope, json_t **granted,
+                              struct tk_oauth_refusal *out)
 {
     *granted = NULL;
     memset(out, 0, sizeof *out);
@@ -363,7 +364,8 @@ tk_rc tk_oauth_scopes_resolve(const struct tk_oauth_client *c, const char *scope
     json_t *req = json_array();
     const char *p = scope ? scope : "";
     while (*p) {
-        while (*p == ' ') p++;
+        while (*p == ' ')
+            p++;
         size_t len = strcspn(p, " ");
         if (!len) break;
         for (size_t k = 0; k < len; k++) {
@@ -387,8 +389,8 @@ tk_rc tk_oauth_scopes_resolve(const struct tk_oauth_client *c, const char *scope
         if (!tk_oauth_json_has(req, name)) {
             if (json_array_size(req) >= TK_OAUTH_SCOPES_MAX) {
                 json_decref(req);
-                return refuse(out, "invalid_scope", NULL,
-                              "more than %d scopes are requested", TK_OAUTH_SCOPES_MAX);
+                return refuse(out, "invalid_scope", NULL, "more than %d scopes are requested",
+                              TK_OAUTH_SCOPES_MAX);
             }
             json_array_append_new(req, json_string(name));
         }
@@ -410,8 +412,7 @@ tk_rc tk_oauth_scopes_resolve(const struct tk_oauth_client *c, const char *scope
     json_t *v;
     json_array_foreach(req, i, v)
     {
-        if (!tk_oauth_json_has(c->scopes, json_string_value(v)))
-            json_array_append(bad, v);
+        if (!tk_oauth_json_has(c->scopes, json_string_value(v))) json_array_append(bad, v);
     }
     if (json_array_size(bad)) {
         char badl[600];

@@ -36,7 +36,7 @@ struct tk_oauth_uri {
     char scheme[16];
     char userinfo[256];
     char host[256];
-    char port[8];   /* "" when absent */
+    char port[8]; /* "" when absent */
     char path[TK_OAUTH_URI_MAX];
     char query[TK_OAUTH_URI_MAX];
     bool has_userinfo, has_query, has_fragment, ipv6;
@@ -63,8 +63,8 @@ void tk_oauth_redirect_explain(const struct tk_oauth_client *c, const char *uri,
  * repeats dropped, each allowed for c; none given: c's default scopes.
  * TK_OK with *granted (a new array); else TK_EINVAL and out says why
  * (invalid_scope). */
-tk_rc tk_oauth_scopes_resolve(const struct tk_oauth_client *c, const char *scope,
-                              json_t **granted, struct tk_oauth_refusal *out);
+tk_rc tk_oauth_scopes_resolve(const struct tk_oauth_client *c, const char *scope, json_t **granted,
+                              struct tk_oauth_refusal *out);
 
 /* PKCE (RFC 7636, S256 only): challenge and method as given (NULL:
  * absent); required: the client must send one. TK_OK or TK_EINVAL with

@@ -24,15 +24,38 @@ void tk_oauth_flow_clear(struct tk_oauth_flow *f)
     f->scopes = NULL;
 }
 
-#define FLOW_COLS                                                                                 \
-    "id, tenant_id, oauth_client_id, client_id, redirect_uri, scopes, oauth_state, "             \
-    "code_challenge, code_challenge_method, resource, nonce, user_id, stage, status, "           \
-    "failed_stage, error, reason, next_step, created_at, updated_at, expires_at, login_at, "     \
+#define FLOW_COLS                                                                                  \
+    "id, tenant_id, oauth_client_id, client_id, redirect_uri, scopes, oauth_state, "               \
+    "code_challenge, code_challenge_method, resource, nonce, user_id, stage, status, "             \
+    "failed_stage, error, reason, next_step, created_at, updated_at, expires_at, login_at, "       \
     "consent_at, code_issued_at, token_exchanged_at, token_issued_at"
 enum {
-    C_ID, C_TENANT, C_OCID, C_CLIENT_ID, C_REDIRECT, C_SCOPES, C_STATE, C_CHALLENGE, C_METHOD,
-    C_RESOURCE, C_NONCE, C_USER, C_STAGE, C_STATUS, C_FAILED_STAGE, C_ERROR, C_REASON, C_NEXT,
-    C_CREATED, C_UPDATED, C_EXPIRES, C_LOGIN, C_CONSENT, C_CODE, C_EXCHANGED, C_ISSUED
+    C_ID,
+    C_TENANT,
+    C_OCID,
+    C_CLIENT_ID,
+    C_REDIRECT,
+    C_SCOPES,
+    C_STATE,
+    C_CHALLENGE,
+    C_METHOD,
+    C_RESOURCE,
+    C_NONCE,
+    C_USER,
+    C_STAGE,
+    C_STATUS,
+    C_FAILED_STAGE,
+    C_ERROR,
+    C_REASON,
+    C_NEXT,
+    C_CREATED,
+    C_UPDATED,
+    C_EXPIRES,
+    C_LOGIN,
+    C_CONSENT,
+    C_CODE,
+    C_EXCHANGED,
+    C_ISSUED
 };
 
 static void cp(char *out, size_t n, const char *s)
@@ -63,8 +86,7 @@ tk_rc tk_oauth_flow_get(struct tk_db *db, const char *tenant_id, const char *id,
     cp(out->redirect_uri, sizeof out->redirect_uri, tk_rows_text(r, 0, C_REDIRECT));
     cp(out->oauth_state, sizeof out->oauth_state, tk_rows_text(r, 0, C_STATE));
     cp(out->code_challenge, sizeof out->code_challenge, tk_rows_text(r, 0, C_CHALLENGE));
-    cp(out->code_challenge_method, sizeof out->code_challenge_method,
-       tk_rows_text(r, 0, C_METHOD));
+    cp(out->code_challenge_method, sizeof out->code_challenge_method, tk_rows_text(r, 0, C_METHOD));
     cp(out->resource, sizeof out->resource, tk_rows_text(r, 0, C_RESOURCE));
     cp(out->nonce, sizeof out->nonce, tk_rows_text(r, 0, C_NONCE));
     cp(out->user_id, sizeof out->user_id, tk_rows_text(r, 0, C_USER));
@@ -111,8 +133,7 @@ tk_rc tk_oauth_flow_insert(struct tk_db *db, struct tk_oauth_flow *f,
 }
 
 tk_rc tk_oauth_flow_set_stage(struct tk_db *db, const char *tenant_id, const char *id,
-                              const char *stage, const char *user_id, int64_t now,
-                              struct tk_err *e)
+                              const char *stage, const char *user_id, int64_t now, struct tk_err *e)
 {
     /* the column comes from this table, never from the caller's string */
     static const char *const sql[] = {
@@ -148,13 +169,14 @@ tk_rc tk_oauth_flow_set_failed(struct tk_db *db, const char *tenant_id, const ch
                                const char *stage, const char *error, const char *reason,
                                const char *next_step, int64_t now, struct tk_err *e)
 {
-    tk_rc rc = tk_db_exec(db,
-                          "UPDATE oauth_flows SET status = 'failed', failed_stage = ?, error = ?, "
-                          "reason = ?, next_step = ?, updated_at = ? WHERE id = ? AND tenant_id = ?",
-                          TK_ARGS(TK_TEXT(stage), TK_TEXT(error), TK_TEXT(reason),
-                                  TK_TEXT(next_step && *next_step ? next_step : NULL),
-                                  TK_INT(now), TK_TEXT(id), TK_TEXT(tenant_id)),
-                          NULL, e);
+    tk_rc rc =
+        tk_db_exec(db,
+                   "UPDATE oauth_flows SET status = 'failed', failed_stage = ?, error = ?, "
+                   "reason = ?, next_step = ?, updated_at = ? WHERE id = ? AND tenant_id = ?",
+                   TK_ARGS(TK_TEXT(stage), TK_TEXT(error), TK_TEXT(reason),
+                           TK_TEXT(next_step && *next_step ? next_step : NULL), TK_INT(now),
+                           TK_TEXT(id), TK_TEXT(tenant_id)),
+                   NULL, e);
     if (rc == TK_OK && tk_db_changes(db) != 1)
         rc = tk_err_set(e, TK_ENOTFOUND, "not_found", "no flow with id %.40s", id);
     return rc;
@@ -188,8 +210,7 @@ static json_t *flow_json(const struct tk_rows *r, int row, int64_t now)
         json_decref(scopes);
         scopes = json_array();
     }
-    static const int stage_cols[] = {C_CREATED, C_LOGIN, C_CONSENT, C_CODE, C_EXCHANGED,
-                                     C_ISSUED};
+    static const int stage_cols[] = {C_CREATED, C_LOGIN, C_CONSENT, C_CODE, C_EXCHANGED, C_ISSUED};
     json_t *stages = json_array();
     for (size_t i = 0; i < TK_NELEM(stage_cols); i++)
         json_array_append_new(stages, json_pack("{s:s, s:o}", "stage", tk_oauth_stages[i], "at",
@@ -199,13 +220,12 @@ static json_t *flow_json(const struct tk_rows *r, int row, int64_t now)
         "s:o, s:o, s:o}",
         "id", tk_rows_text(r, row, C_ID), "client_id", tk_rows_text(r, row, C_CLIENT_ID),
         "oauth_client_id", tk_rows_text(r, row, C_OCID), "redirect_uri",
-        tk_rows_text(r, row, C_REDIRECT), "scopes", scopes, "stage",
-        tk_rows_text(r, row, C_STAGE), "status", tk_rows_text(r, row, C_STATUS), "stuck",
-        row_stuck(r, row, now), "failed_stage", text_or_null(r, row, C_FAILED_STAGE), "error",
-        text_or_null(r, row, C_ERROR), "reason", text_or_null(r, row, C_REASON), "next_step",
-        text_or_null(r, row, C_NEXT), "user_id", text_or_null(r, row, C_USER), "resource",
-        text_or_null(r, row, C_RESOURCE), "code_challenge_method",
-        text_or_null(r, row, C_METHOD), "stages", stages, "created_at",
+        tk_rows_text(r, row, C_REDIRECT), "scopes", scopes, "stage", tk_rows_text(r, row, C_STAGE),
+        "status", tk_rows_text(r, row, C_STATUS), "stuck", row_stuck(r, row, now), "failed_stage",
+        text_or_null(r, row, C_FAILED_STAGE), "error", text_or_null(r, row, C_ERROR), "reason",
+        text_or_null(r, row, C_REASON), "next_step", text_or_null(r, row, C_NEXT), "user_id",
+        text_or_null(r, row, C_USER), "resource", text_or_null(r, row, C_RESOURCE),
+        "code_challenge_method", text_or_null(r, row, C_METHOD), "stages", stages, "created_at",
         time_or_null(r, row, C_CREATED), "updated_at", time_or_null(r, row, C_UPDATED),
         "expires_at", time_or_null(r, row, C_EXPIRES), "state_given",
         json_boolean(!tk_rows_null(r, row, C_STATE)));
@@ -231,22 +251,23 @@ tk_rc tk_oauth_flow_list(struct tk_db *db, const char *tenant_id, const char *cl
         active = 1;
     }
     struct tk_rows *r;
-    tk_rc rc = tk_db_exec(
-        db,
-        "SELECT " FLOW_COLS " FROM oauth_flows WHERE tenant_id = ? "
-        "AND (CAST(? AS TEXT) IS NULL OR client_id = ?) "
-        "AND (CAST(? AS TEXT) IS NULL OR status = ?) "
-        "AND (? = 0 OR (token_exchanged_at IS NULL AND updated_at < ?)) "
-        "AND (? = 0 OR token_exchanged_at IS NOT NULL OR updated_at >= ?) "
-        "AND (CAST(? AS TEXT) IS NULL OR id < ?) ORDER BY id DESC LIMIT ?",
-        TK_ARGS(TK_TEXT(tenant_id), TK_TEXT(client_id), TK_TEXT(client_id), TK_TEXT(st),
-                TK_TEXT(st), TK_INT(stuck), TK_INT(cutoff), TK_INT(active), TK_INT(cutoff),
-                TK_TEXT(before), TK_TEXT(before), TK_INT(limit + 1)),
-        &r, e);
+    tk_rc rc =
+        tk_db_exec(db,
+                   "SELECT " FLOW_COLS " FROM oauth_flows WHERE tenant_id = ? "
+                   "AND (CAST(? AS TEXT) IS NULL OR client_id = ?) "
+                   "AND (CAST(? AS TEXT) IS NULL OR status = ?) "
+                   "AND (? = 0 OR (token_exchanged_at IS NULL AND updated_at < ?)) "
+                   "AND (? = 0 OR token_exchanged_at IS NOT NULL OR updated_at >= ?) "
+                   "AND (CAST(? AS TEXT) IS NULL OR id < ?) ORDER BY id DESC LIMIT ?",
+                   TK_ARGS(TK_TEXT(tenant_id), TK_TEXT(client_id), TK_TEXT(client_id), TK_TEXT(st),
+                           TK_TEXT(st), TK_INT(stuck), TK_INT(cutoff), TK_INT(active),
+                           TK_INT(cutoff), TK_TEXT(before), TK_TEXT(before), TK_INT(limit + 1)),
+                   &r, e);
     if (rc != TK_OK) return rc;
     int n = tk_rows_count(r);
     json_t *a = json_array();
-    for (int i = 0; i < n && i < limit; i++) json_array_append_new(a, flow_json(r, i, now));
+    for (int i = 0; i < n && i < limit; i++)
+        json_array_append_new(a, flow_json(r, i, now));
     next_out[0] = '\0';
     if (n > limit) snprintf(next_out, TK_UUID_LEN + 1, "%s", tk_rows_text(r, limit - 1, C_ID));
     tk_rows_free(r);
@@ -257,10 +278,12 @@ tk_rc tk_oauth_flow_list(struct tk_db *db, const char *tenant_id, const char *cl
 tk_rc tk_oauth_flow_show(struct tk_db *db, const char *tenant_id, const char *id, int64_t now,
                          json_t **out, struct tk_err *e)
 {
-    if (!tk_uuid_valid(id)) return tk_err_set(e, TK_ENOTFOUND, "not_found", "no flow with id %.40s", id);
+    if (!tk_uuid_valid(id))
+        return tk_err_set(e, TK_ENOTFOUND, "not_found", "no flow with id %.40s", id);
     struct tk_rows *r;
-    tk_rc rc = tk_db_exec(db, "SELECT " FLOW_COLS " FROM oauth_flows WHERE id = ? AND tenant_id = ?",
-                          TK_ARGS(TK_TEXT(id), TK_TEXT(tenant_id)), &r, e);
+    tk_rc rc =
+        tk_db_exec(db, "SELECT " FLOW_COLS " FROM oauth_flows WHERE id = ? AND tenant_id = ?",
+                   TK_ARGS(TK_TEXT(id), TK_TEXT(tenant_id)), &r, e);
     if (rc != TK_OK) return rc;
     if (tk_rows_count(r) == 0) {
         tk_rows_free(r);
@@ -328,8 +351,7 @@ json_t *tk_oauth_flow_diagnose(json_t *flow, int64_t now)
              "have the user start again and approve the consent page"},
             {"consent", "the user consented but no code was issued",
              "look at the flow's events for a server error (tokend events --subject ID)"},
-            {"code_issued",
-             "a code was sent to the redirect URI but the client never exchanged it",
+            {"code_issued", "a code was sent to the redirect URI but the client never exchanged it",
              "check that the client's callback at the redirect URI receives the code and calls "
              "POST /oauth2/token within 60 s (its logs, a proxy dropping the query string)"},
         };

@@ -40,7 +40,8 @@ tk_rc tk_oauth_client_find(struct tk_db *db, const char *client_id, struct tk_oa
         tk_rows_free(r);
         return tk_err_set(e, TK_ENOTFOUND, "invalid_client", "no such client");
     }
-#define CP(f, col) snprintf(out->f, sizeof out->f, "%s", tk_rows_text(r, 0, col) ? tk_rows_text(r, 0, col) : "")
+#define CP(f, col)                                                                                 \
+    snprintf(out->f, sizeof out->f, "%s", tk_rows_text(r, 0, col) ? tk_rows_text(r, 0, col) : "")
     CP(id, 0);
     CP(tenant_id, 1);
     CP(client_id, 2);

@@ -45,8 +45,9 @@ void test_oauth_redirect_match(void)
     CHECK(!tk_oauth_redirect_match(&c, "http://127.0.0.1:5555/cb"));
     tk_oauth_client_clear(&c);
     /* native: any port on a registered loopback URI (RFC 8252 §7.3) */
-    client(&c, "native", "[\"http://127.0.0.1/cb\", \"http://[::1]:80/cb\", \"https://n.example/cb\"]",
-           "[]", "[]");
+    client(&c, "native",
+           "[\"http://127.0.0.1/cb\", \"http://[::1]:80/cb\", \"https://n.example/cb\"]", "[]",
+           "[]");
     CHECK(tk_oauth_redirect_match(&c, "http://127.0.0.1:5555/cb"));
     CHECK(tk_oauth_redirect_match(&c, "http://127.0.0.1/cb"));
     CHECK(tk_oauth_redirect_match(&c, "http://[::1]:61000/cb"));
@@ -74,7 +75,8 @@ void test_oauth_redirect_explain(void)
     CHECK_EQ_STR(explain(&c, "http://x/cb", &rf),
                  "redirect_uri 'http://x/cb' does not match the registered 'https://x/cb' "
                  "(scheme 'http' instead of 'https')");
-    CHECK_EQ_STR(rf.next_step, "make the client send 'https://x/cb' ('http://x/cb' cannot be registered)");
+    CHECK_EQ_STR(rf.next_step,
+                 "make the client send 'https://x/cb' ('http://x/cb' cannot be registered)");
     CHECK_EQ_STR(explain(&c, "https://y/cb", &rf),
                  "redirect_uri 'https://y/cb' does not match the registered 'https://x/cb' "
                  "(host 'y' instead of 'x')");
@@ -139,18 +141,19 @@ void test_oauth_scopes(void)
     struct tk_oauth_refusal rf;
     json_t *g = NULL;
     client(&c, "web", "[]", "[\"dcr.create\"]", "[\"dcr.create\"]");
-    CHECK_EQ_INT(tk_oauth_scopes_resolve(&c, "read:data write:data admin:all", &g, &rf),
-                 TK_EINVAL);
+    CHECK_EQ_INT(tk_oauth_scopes_resolve(&c, "read:data write:data admin:all", &g, &rf), TK_EINVAL);
     CHECK_EQ_STR(rf.error, "invalid_scope");
     CHECK_EQ_STR(rf.reason, "scopes 'read:data', 'write:data', 'admin:all' are not allowed for "
                             "this client; allowed: dcr.create");
     CHECK_EQ_INT(tk_oauth_scopes_resolve(&c, "admin:all", &g, &rf), TK_EINVAL);
-    CHECK_EQ_STR(rf.reason, "scope 'admin:all' is not allowed for this client; allowed: dcr.create");
+    CHECK_EQ_STR(rf.reason,
+                 "scope 'admin:all' is not allowed for this client; allowed: dcr.create");
     CHECK(strstr(rf.next_step, "allow 'admin:all' for the client") != NULL);
     CHECK(g == NULL);
     /* none requested: the defaults */
     CHECK_EQ_INT(tk_oauth_scopes_resolve(&c, NULL, &g, &rf), TK_OK);
-    CHECK(json_array_size(g) == 1 && !strcmp(json_string_value(json_array_get(g, 0)), "dcr.create"));
+    CHECK(json_array_size(g) == 1 &&
+          !strcmp(json_string_value(json_array_get(g, 0)), "dcr.create"));
     json_decref(g);
     CHECK_EQ_INT(tk_oauth_scopes_resolve(&c, "   ", &g, &rf), TK_OK);
     json_decref(g);
@@ -165,7 +168,8 @@ void test_oauth_scopes(void)
     /* too many, too long */
     char many[TK_OAUTH_SCOPE_PARAM_MAX];
     size_t k = 0;
-    for (int i = 0; i < 70; i++) k += (size_t)snprintf(many + k, sizeof many - k, "s%d ", i);
+    for (int i = 0; i < 70; i++)
+        k += (size_t)snprintf(many + k, sizeof many - k, "s%d ", i);
     CHECK_EQ_INT(tk_oauth_scopes_resolve(&c, many, &g, &rf), TK_EINVAL);
     CHECK(strstr(rf.reason, "more than 64") != NULL);
     char lng[300];
@@ -281,8 +285,7 @@ static int count_status(struct tk_db *db, const char *tenant, const char *client
     struct tk_err e;
     json_t *a = NULL;
     char next[TK_UUID_LEN + 1];
-    if (!CHECK_OK(tk_oauth_flow_list(db, tenant, client, status, NULL, 100, now, &a, next, &e),
-                  &e))
+    if (!CHECK_OK(tk_oauth_flow_list(db, tenant, client, status, NULL, 100, now, &a, next, &e), &e))
         return -1;
     int n = (int)json_array_size(a);
     json_decref(a);
