@@ -82,7 +82,7 @@ struct tk_oauth_flow {
     char redirect_uri[TK_OAUTH_URI_MAX];
     json_t *scopes;                     /* owned */
     char oauth_state[TK_OAUTH_STATE_MAX];
-    char code_challenge[128];
+    char code_challenge[129];           /* 43..128 base64url characters */
     char code_challenge_method[8];
     char resource[TK_OAUTH_URI_MAX];
     char nonce[TK_OAUTH_STATE_MAX];
