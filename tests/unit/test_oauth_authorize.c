@@ -314,6 +314,28 @@ void test_oauth_flows_store(struct fx *fx)
         !new_flow(db, tenant, ocid, now - 1000, NULL, &fresh))
         goto out;
 
+    /* a 128-character challenge (the most RFC 7636 allows) round-trips */
+    {
+        struct tk_oauth_flow ch, back;
+        memset(&ch, 0, sizeof ch);
+        snprintf(ch.tenant_id, sizeof ch.tenant_id, "%s", tenant);
+        snprintf(ch.oauth_client_id, sizeof ch.oauth_client_id, "%s", ocid);
+        snprintf(ch.client_id, sizeof ch.client_id, "other");
+        snprintf(ch.redirect_uri, sizeof ch.redirect_uri, "https://x/cb");
+        memset(ch.code_challenge, 'A', 128);
+        snprintf(ch.code_challenge_method, sizeof ch.code_challenge_method, "S256");
+        ch.created_at = now;
+        ch.expires_at = now + 600000;
+        if (CHECK_OK(tk_oauth_flow_insert(db, &ch, NULL, &e), &e) &&
+            CHECK_OK(tk_oauth_flow_get(db, tenant, ch.id, &back, &e), &e)) {
+            CHECK_EQ_INT(strlen(back.code_challenge), 128);
+            CHECK_EQ_STR(back.code_challenge_method, "S256");
+            tk_oauth_flow_clear(&back);
+        }
+        CHECK_OK(tk_db_exec(db, "DELETE FROM oauth_flows WHERE id = ?", TK_ARGS(TK_TEXT(ch.id)),
+                            NULL, &e),
+                 &e);
+    }
     /* done: every stage, completed at token_issued */
     for (size_t i = 1; i < 6; i++)
         CHECK_OK(tk_oauth_flow_set_stage(db, tenant, done.id, tk_oauth_stages[i],
@@ -326,6 +348,7 @@ void test_oauth_flows_store(struct fx *fx)
     CHECK_EQ_STR(got.user_id, "0190a0a0-0000-7000-8000-000000000001");
     CHECK_EQ_STR(got.oauth_state, "st");
     CHECK_EQ_INT(got.expires_at - got.created_at, 600000);
+    CHECK_EQ_STR(got.code_challenge, "");
     CHECK(json_array_size(got.scopes) == 1);
     tk_oauth_flow_clear(&got);
     /* stuck: a code issued long ago, never exchanged */
