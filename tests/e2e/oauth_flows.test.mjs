@@ -155,6 +155,14 @@ for (const backend of backends()) {
       assert.match(r.stdout, /No failed or stuck flow/);
     });
 
+    it('any role reads flows: a viewer too', async () => {
+      const v = await api(t, '/v1/operator-tokens', { method: 'POST', json: { name: 'flows-viewer', role: 'viewer' } });
+      assert.equal(v.status, 201, v.text);
+      const r = await api(t, `/v1/oauth/flows/${flows.slash}/diagnosis`, { token: v.json.token });
+      assert.equal(r.status, 200, r.text);
+      assert.equal((await api(t, '/v1/oauth/flows', { token: v.json.token })).status, 200);
+    });
+
     it('counts flows by stage and outcome', async () => {
       const m = await scrape(t);
       assert.ok(metric(m, 'tokend_oauth_flows_total', { stage: 'authorize_received', outcome: 'ok' }) >= 4);

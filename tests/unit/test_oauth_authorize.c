@@ -2,6 +2,7 @@
  * matching and the sentence naming the difference, scopes, PKCE, resource,
  * parameter bytes) and the flows' rows on both backends (insert, stages,
  * failure, list filters including stuck, diagnosis). */
+#include "../../src/api/api.h"
 #include "../../src/oauth/authorize.h"
 #include "../../src/operators/operators.h"
 #include "unit.h"
@@ -419,6 +420,39 @@ void test_oauth_flows_store(struct fx *fx)
                      "it has expired (oauth_flow_ttl)") != NULL);
         json_decref(d);
         json_decref(o);
+    }
+    /* the API's stage function in the caller's transaction: the row and
+     * its event (kind oauth, subject the flow) commit together */
+    if (CHECK_OK(tk_db_begin(db, &e), &e)) {
+        tk_rc rc = tk_api_oauth_flow_stage(NULL, db, tenant, fresh.id, "login",
+                                           "0190a0a0-0000-7000-8000-000000000002", &e);
+        if (CHECK_OK(rc, &e))
+            CHECK_OK(tk_db_commit(db, &e), &e);
+        else
+            tk_db_rollback(db);
+    }
+    CHECK_OK(tk_oauth_flow_get(db, tenant, fresh.id, &got, &e), &e);
+    CHECK_EQ_STR(got.stage, "login");
+    CHECK_EQ_STR(got.user_id, "0190a0a0-0000-7000-8000-000000000002");
+    tk_oauth_flow_clear(&got);
+    struct tk_rows *ev = NULL;
+    if (CHECK_OK(tk_db_exec(db,
+                            "SELECT kind, action, outcome, subject_type FROM events WHERE "
+                            "tenant_id = ? AND subject_id = ?",
+                            TK_ARGS(TK_TEXT(tenant), TK_TEXT(fresh.id)), &ev, &e),
+                 &e) &&
+        CHECK_EQ_INT(tk_rows_count(ev), 1)) {
+        CHECK_EQ_STR(tk_rows_text(ev, 0, 0), "oauth");
+        CHECK_EQ_STR(tk_rows_text(ev, 0, 1), "login");
+        CHECK_EQ_STR(tk_rows_text(ev, 0, 2), "ok");
+        CHECK_EQ_STR(tk_rows_text(ev, 0, 3), "oauth_flow");
+    }
+    tk_rows_free(ev);
+    /* a stage that is not one: nothing written */
+    if (CHECK_OK(tk_db_begin(db, &e), &e)) {
+        CHECK_EQ_INT(tk_api_oauth_flow_stage(NULL, db, tenant, fresh.id, "bogus", NULL, &e),
+                     TK_EINVAL);
+        tk_db_rollback(db);
     }
     /* a failure later: failed_stage and reason */
     CHECK_OK(tk_oauth_flow_set_failed(db, tenant, stuck.id, "token_exchanged", "invalid_grant",
