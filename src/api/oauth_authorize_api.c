@@ -96,18 +96,21 @@ static tk_rc event_in(struct tk_req *r, struct tk_db *db, const char *tenant_id,
     return tk_event_emit_in(db, &ev, e);
 }
 
-/* Run fn in a transaction of its own (a connection of the store's, not the
- * request's: the caller may hold that one). */
-static tk_rc own_tx(struct tk_app *app, tk_rc (*fn)(struct tk_db *, void *, struct tk_err *),
+/* Run fn in a transaction of its own: on the request's connection when it
+ * holds one outside a transaction, else on one of the store's (the caller
+ * may be inside a transaction of its own on the request's). */
+static tk_rc own_tx(struct tk_req *r, tk_rc (*fn)(struct tk_db *, void *, struct tk_err *),
                     void *arg, struct tk_err *e)
 {
-    struct tk_db *db = tk_store_get(app->store, e);
+    struct tk_app *app = r->app;
+    struct tk_db *mine = r->db && !tk_db_in_tx(r->db) ? r->db : NULL;
+    struct tk_db *db = mine ? mine : tk_store_get(app->store, e);
     if (!db) return e->rc;
     tk_rc rc = tk_db_begin(db, e);
     if (rc == TK_OK) rc = fn(db, arg, e);
     if (rc == TK_OK) rc = tk_db_commit(db, e);
     if (rc != TK_OK && tk_db_in_tx(db)) tk_db_rollback(db);
-    tk_store_put(db);
+    if (!mine) tk_store_put(db);
     return rc;
 }
 
@@ -161,7 +164,7 @@ tk_rc tk_api_oauth_flow_stage(struct tk_req *r, struct tk_db *db, const char *te
 {
     struct stage_args a = {
         .r = r, .tenant_id = tenant_id, .flow_id = flow_id, .stage = stage, .user_id = user_id};
-    tk_rc rc = db ? stage_fn(db, &a, e) : own_tx(r->app, stage_fn, &a, e);
+    tk_rc rc = db ? stage_fn(db, &a, e) : own_tx(r, stage_fn, &a, e);
     if (rc == TK_OK) count(r ? r->app : NULL, stage, true);
     return rc;
 }
@@ -178,7 +181,7 @@ static void flow_failed(struct tk_req *r, const char *tenant_id, const char *flo
                            .error = error,
                            .reason = reason ? reason : error,
                            .next_step = next_step};
-    if (own_tx(r->app, failed_fn, &a, &e) != TK_OK)
+    if (own_tx(r, failed_fn, &a, &e) != TK_OK)
         tk_log_write(TK_LOG_WARN, "oauth: could not record that flow %s failed at %s (%s): %s",
                      flow_id, stage, error, e.msg);
     count(r->app, stage, false);
