@@ -295,9 +295,27 @@ tk_rc tk_oauth_flow_show(struct tk_db *db, const char *tenant_id, const char *id
 }
 
 /* What to change when the failing stage left no next step: by error code. */
-static const char *generic_next(const char *stage, const char *error)
+static const char *generic_next(const char *stage, const char *error, const char *reason)
 {
     if (!error) return "start the authorization again at the client";
+    /* the token part's sentences (field report 001's failures at the exchange) */
+    static const struct {
+        const char *word, *next;
+    } by_reason[] = {
+        {"expired", "make the client exchange the code within 60 s of the redirect (a slow or "
+                    "queued callback, a clock far off), then start again"},
+        {"already used", "make the client exchange each code once (no retry of a token request "
+                         "that timed out); start the authorization again"},
+        {"code_verifier", "make the client send the code_verifier of the code_challenge it sent "
+                          "at /oauth2/authorize for this flow (one verifier per flow, kept until "
+                          "the exchange)"},
+        {"redirect_uri", "make the client send at the token endpoint exactly the redirect_uri "
+                         "it sent at /oauth2/authorize"},
+        {"client_id", "make the client send the same client_id at the token endpoint as at "
+                      "/oauth2/authorize"},
+    };
+    for (size_t i = 0; reason && i < TK_NELEM(by_reason); i++)
+        if (strstr(reason, by_reason[i].word)) return by_reason[i].next;
     if (!strcmp(error, "invalid_grant") && stage && !strcmp(stage, "token_exchanged"))
         return "make the client exchange the code once, within 60 s, with the same redirect_uri "
                "and the code_verifier of its code_challenge";
@@ -335,7 +353,7 @@ json_t *tk_oauth_flow_diagnose(json_t *flow, int64_t now)
         snprintf(conclusion, sizeof conclusion, "The flow failed at %s with %s: %s.",
                  stopped ? stopped : "?", err ? err : "an error", reason ? reason : "no reason");
         next = json_string_value(json_object_get(flow, "next_step"));
-        if (!next) next = generic_next(stopped, err);
+        if (!next) next = generic_next(stopped, err, reason);
     } else if (status && !strcmp(status, "completed")) {
         snprintf(conclusion, sizeof conclusion,
                  "The flow completed: tokens were issued to the client.");

@@ -459,6 +459,29 @@ void test_oauth_flows_store(struct fx *fx)
                                       "code expired 14 s ago", NULL, now, &e),
              &e);
     CHECK_EQ_INT(count_status(db, tenant, NULL, "failed", now), 2);
+    /* the token part's failures: the next step from the sentence */
+    static const struct {
+        const char *reason, *next;
+    } tok[] = {
+        {"code expired 14 s ago", "within 60 s of the redirect"},
+        {"code already used at 10:00:10; tokens issued from it were revoked",
+         "exchange each code once"},
+        {"code_verifier does not match code_challenge", "code_verifier of the code_challenge"},
+        {"redirect_uri 'https://x/cb/' does not match the authorization request's 'https://x/cb'",
+         "exactly the redirect_uri"},
+    };
+    for (size_t i = 0; i < TK_NELEM(tok); i++) {
+        CHECK_OK(tk_oauth_flow_set_failed(db, tenant, stuck.id, "token_exchanged", "invalid_grant",
+                                          tok[i].reason, NULL, now, &e),
+                 &e);
+        if (!CHECK_OK(tk_oauth_flow_show(db, tenant, stuck.id, now, &o, &e), &e)) continue;
+        json_t *d = tk_oauth_flow_diagnose(o, now);
+        const char *ns = json_string_value(json_object_get(d, "next_step"));
+        if (!ns || !strstr(ns, tok[i].next)) FAILF("%s: next step %s", tok[i].reason, ns);
+        CHECK_EQ_STR(json_string_value(json_object_get(d, "stopped_at")), "token_exchanged");
+        json_decref(d);
+        json_decref(o);
+    }
     CHECK_EQ_INT(count_status(db, tenant, NULL, "stuck", now), 0);
 out:
     tk_store_put(db);
