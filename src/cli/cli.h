@@ -22,6 +22,8 @@ int tk_cli_connections(int argc, char **argv);
 int tk_cli_connect(int argc, char **argv);
 /* tokend clients create|list|show|update|activate|suspend|disable. */
 int tk_cli_clients(int argc, char **argv);
+/* tokend signing-keys list|rotate (the authorization server's keys). */
+int tk_cli_signing_keys(int argc, char **argv);
 /* tokend oauth flows list|show (cli_oauth_flows.c). */
 int tk_cli_oauth_flows(int argc, char **argv);
 /* tokend doctor: check the node; 0 nothing fails, 1 something does, 3 unreachable. */
