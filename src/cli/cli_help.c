@@ -136,6 +136,24 @@ static const struct {
      "or disabled client's tokens fail validation (client_suspended, client_inactive) on\n"
      "every node within a second. --meta K=V sets a metadata member (update: the whole\n"
      "object is replaced by the --meta given); --email \"\" removes the email.\n"},
+    {"oauth", "tokend oauth clients create --name N [--type confidential|public] [--app-type web|native]\n"
+              "           [--auth-method M] [--redirect-uri U]... [--grant G]... [--scope S]...\n"
+              "           [--default-scope S]... [--rotate-refresh true|false] [--json]\n"
+              "       tokend oauth clients list|show ID|update ID [...]|delete ID|rotate-secret ID\n"
+              "       tokend oauth scopes create NAME [--description D] | list | update ID\n"
+              "           --description D | delete ID\n"
+              "       tokend oauth flows list [--client-id C] [--status S] [--limit N] [--json]\n"
+              "       tokend oauth flows show ID [--json]",
+     "The authorization server's clients and the tenant's scope catalogue (admin or operator\n"
+     "token to write, any role to read). A confidential client's secret (tks_) is printed\n"
+     "once, at create and rotate-secret. M is client_secret_basic, client_secret_post or\n"
+     "none (public); G is authorization_code, refresh_token or client_credentials; every\n"
+     "scope must be in the catalogue first. update replaces each list given.\n"
+     "flows: the authorization flows, newest first (any role): one per authorization request\n"
+     "that named a known client, with its stages (authorize_received, login, consent,\n"
+     "code_issued, token_exchanged, token_issued) or the stage it failed at with the RFC\n"
+     "error and the sentence. S is active, stuck (no stage for 60 s and never exchanged),\n"
+     "failed or completed. 'tokend doctor flow ID' explains one.\n"},
     {"doctor", "tokend doctor [--json] [--token-file FILE]\n"
                "       tokend doctor client ID [--json]\n"
                "       tokend doctor connection ID [--json]\n"
@@ -163,13 +181,6 @@ static const struct {
      "what to change (exit 1 when failed or stuck). 'doctor oauth-client CLIENT_ID' sums up\n"
      "the client's last 1000 flows: counts by status, the latest failures and stuck flows,\n"
      "the most frequent failure and what to change (exit 1 when any failed or is stuck).\n"},
-    {"oauth", "tokend oauth flows list [--client-id C] [--status S] [--limit N] [--json]\n"
-              "       tokend oauth flows show ID [--json]",
-     "The authorization server's flows, newest first (any role): one per authorization\n"
-     "request that named a known client, with its stages (authorize_received, login,\n"
-     "consent, code_issued, token_exchanged, token_issued) or the stage it failed at with\n"
-     "the RFC error and the sentence. S is active, stuck (no stage for 60 s and never\n"
-     "exchanged), failed or completed.\n"},
     {"version", "tokend version", "Print the version of this binary.\n"},
     {"help", "tokend help [COMMAND]", "Explain a command.\n"},
 };
