@@ -129,6 +129,8 @@ int main(int argc, char **argv)
         rc = tk_cli_clients(argc - 2, argv + 2);
     else if (!strcmp(cmd, "signing-keys"))
         rc = tk_cli_signing_keys(argc - 2, argv + 2);
+    else if (!strcmp(cmd, "oauth") && argc > 2 && !strcmp(argv[2], "flows"))
+        rc = tk_cli_oauth_flows(argc - 3, argv + 3);
     else if (!strcmp(cmd, "oauth"))
         rc = tk_cli_oauth(argc - 2, argv + 2);
     else {

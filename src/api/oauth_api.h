@@ -153,5 +153,11 @@ void tk_api_oauth_authorized(struct tk_req *r, const struct tk_oauth_flow *f);
  * redirect URI with error, error_description, state and iss. */
 void tk_api_oauth_redirect_error(struct tk_req *r, const struct tk_oauth_flow *f,
                                  const char *error, const char *description);
+/* GET /oauth2/authorize (public); GET /v1/oauth/flows, /v1/oauth/flows/{id}
+ * and /v1/oauth/flows/{id}/diagnosis (operator token, any role). */
+void tk_h_oauth_authorize(struct tk_req *r);
+void tk_h_oauth_flows_list(struct tk_req *r);
+void tk_h_oauth_flows_get(struct tk_req *r);
+void tk_h_oauth_flows_diagnosis(struct tk_req *r);
 
 #endif

@@ -110,6 +110,11 @@ static const struct tk_route routes[] = {
     /* the test build only: client authentication alone, for the e2e suite */
     {"POST", "/oauth2/test/client-auth", tk_h_oauth_client_auth_probe, PUBLIC(0)},
 #endif
+    /* the authorization endpoint and flow traces (oauth_authorize_api.c) */
+    {"GET", "/oauth2/authorize", tk_h_oauth_authorize, PUBLIC(0)},
+    {"GET", "/v1/oauth/flows", tk_h_oauth_flows_list, OPERATOR(TK_ROLE_ANY)},
+    {"GET", "/v1/oauth/flows/{id}", tk_h_oauth_flows_get, OPERATOR(TK_ROLE_ANY)},
+    {"GET", "/v1/oauth/flows/{id}/diagnosis", tk_h_oauth_flows_diagnosis, OPERATOR(TK_ROLE_ANY)},
 };
 
 const struct tk_route *tk_api_routes(size_t *n)

@@ -299,6 +299,9 @@ int tk_cli_doctor(int argc, char **argv)
     if (argc > 0 && !strcmp(argv[0], "connection"))
         return tk_cli_doctor_connection(argc - 1, argv + 1);
     if (argc > 0 && !strcmp(argv[0], "token")) return tk_cli_doctor_token(argc - 1, argv + 1);
+    if (argc > 0 && !strcmp(argv[0], "flow")) return tk_cli_doctor_flow(argc - 1, argv + 1);
+    if (argc > 0 && !strcmp(argv[0], "oauth-client"))
+        return tk_cli_doctor_oauth_client(argc - 1, argv + 1);
     struct tk_cli_client c = {0};
     int rc = tk_cli_client_args(&c, "doctor", argc, argv);
     if (rc) return rc;

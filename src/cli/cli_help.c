@@ -141,16 +141,25 @@ static const struct {
               "           [--default-scope S]... [--rotate-refresh true|false] [--json]\n"
               "       tokend oauth clients list|show ID|update ID [...]|delete ID|rotate-secret ID\n"
               "       tokend oauth scopes create NAME [--description D] | list | update ID\n"
-              "           --description D | delete ID",
+              "           --description D | delete ID\n"
+              "       tokend oauth flows list [--client-id C] [--status S] [--limit N] [--json]\n"
+              "       tokend oauth flows show ID [--json]",
      "The authorization server's clients and the tenant's scope catalogue (admin or operator\n"
      "token to write, any role to read). A confidential client's secret (tks_) is printed\n"
      "once, at create and rotate-secret. M is client_secret_basic, client_secret_post or\n"
      "none (public); G is authorization_code, refresh_token or client_credentials; every\n"
-     "scope must be in the catalogue first. update replaces each list given.\n"},
+     "scope must be in the catalogue first. update replaces each list given.\n"
+     "flows: the authorization flows, newest first (any role): one per authorization request\n"
+     "that named a known client, with its stages (authorize_received, login, consent,\n"
+     "code_issued, token_exchanged, token_issued) or the stage it failed at with the RFC\n"
+     "error and the sentence. S is active, stuck (no stage for 60 s and never exchanged),\n"
+     "failed or completed. 'tokend doctor flow ID' explains one.\n"},
     {"doctor", "tokend doctor [--json] [--token-file FILE]\n"
                "       tokend doctor client ID [--json]\n"
                "       tokend doctor connection ID [--json]\n"
-               "       tokend doctor token [--json] < token",
+               "       tokend doctor token [--json] < token\n"
+               "       tokend doctor flow ID [--json]\n"
+               "       tokend doctor oauth-client CLIENT_ID [--json]",
      "Check the node and say what is wrong, one finding a line with the next step: reachable,\n"
      "store (from /ready), schema version against this binary's, keyring (sealed, not\n"
      "initialized, corrupt), and with an admin token of the default tenant: clock skew against\n"
@@ -166,7 +175,12 @@ static const struct {
      "newline dropped, and says why it fails and what is around it (exit 1 when invalid).\n"
      "'doctor connection ID' explains an upstream connection: status, token expiry, the last\n"
      "10 refresh attempts (source, outcome, HTTP status, error code) and the conclusion in\n"
-     "one sentence with the next step (exit 1 unless it is fine).\n"},
+     "one sentence with the next step (exit 1 unless it is fine).\n"
+     "'doctor flow ID' explains an OAuth authorization flow: its stages with their times,\n"
+     "where it stopped (failed at a stage with the RFC error and the sentence, or stuck) and\n"
+     "what to change (exit 1 when failed or stuck). 'doctor oauth-client CLIENT_ID' sums up\n"
+     "the client's last 1000 flows: counts by status, the latest failures and stuck flows,\n"
+     "the most frequent failure and what to change (exit 1 when any failed or is stuck).\n"},
     {"version", "tokend version", "Print the version of this binary.\n"},
     {"help", "tokend help [COMMAND]", "Explain a command.\n"},
 };

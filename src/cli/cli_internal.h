@@ -76,5 +76,8 @@ const char *tk_cli_jstr(json_t *o, const char *k);
 int tk_cli_doctor_client(int argc, char **argv);
 int tk_cli_doctor_connection(int argc, char **argv);
 int tk_cli_doctor_token(int argc, char **argv);
+/* tokend doctor flow ID, tokend doctor oauth-client CLIENT_ID (cli_oauth_flows.c). */
+int tk_cli_doctor_flow(int argc, char **argv);
+int tk_cli_doctor_oauth_client(int argc, char **argv);
 
 #endif

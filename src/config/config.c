@@ -169,6 +169,10 @@ static const struct setting settings[] = {
     {"oauth_cimd_ttl", C_INT, S(oauth_cimd_ttl), "3600", 60, 86400, NULL,
      "seconds a fetched metadata document is used before it is fetched again (a failed "
      "fetch is remembered 30 s)"},
+    {"oauth_pkce_confidential", C_BOOL, S(oauth_pkce_confidential), "true", 0, 0, NULL,
+     "require PKCE (S256) from confidential OAuth clients too (public clients always)"},
+    {"oauth_flow_ttl", C_INT, S(oauth_flow_ttl), "600", 60, 86400, NULL,
+     "seconds an authorization flow may take from the request to the code"},
 };
 
 _Static_assert(TK_NELEM(settings) <= TK_NELEM(((struct tk_config *)0)->origins),

@@ -76,6 +76,8 @@ struct tk_config {
     bool oauth_cimd_allow_loopback; /* development: http and loopback document URLs */
     int oauth_cimd_timeout;     /* seconds a document fetch may take */
     int oauth_cimd_ttl;         /* seconds a fetched document is used */
+    bool oauth_pkce_confidential; /* PKCE required of confidential clients too */
+    int oauth_flow_ttl;           /* seconds from the authorization request to the code */
     char origins[128][80]; /* where each setting's value came from, by table index */
 };
 

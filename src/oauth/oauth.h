@@ -180,13 +180,16 @@ struct tk_oauth_flow {
     char redirect_uri[TK_OAUTH_URI_MAX];
     json_t *scopes;                     /* owned */
     char oauth_state[TK_OAUTH_STATE_MAX];
-    char code_challenge[128];
+    char code_challenge[129];           /* 43..128 base64url characters */
     char code_challenge_method[8];
     char resource[TK_OAUTH_URI_MAX];
     char nonce[TK_OAUTH_STATE_MAX];
     char user_id[TK_UUID_LEN + 1];      /* "" before login */
     char stage[24];
     char status[16];                    /* active | completed | failed */
+    int64_t created_at;                 /* ms */
+    int64_t expires_at;                 /* ms: created_at + oauth_flow_ttl (0: none); past
+                                           it the login page and the code issue refuse */
 };
 void tk_oauth_flow_clear(struct tk_oauth_flow *f);
 

@@ -73,6 +73,8 @@ const SETTINGS = [
   'oauth-cimd-allow-loopback',
   'oauth-cimd-timeout',
   'oauth-cimd-ttl',
+  'oauth-pkce-confidential',
+  'oauth-flow-ttl',
 ];
 
 /** Lines of output that are JSON objects (every line must be). */

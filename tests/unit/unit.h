@@ -98,6 +98,13 @@ void test_conn_parse_answer(void);
 void test_conn_schedule(void);
 void test_apps_store(struct fx *f);
 
+/* test_oauth_authorize.c */
+void test_oauth_redirect_match(void);
+void test_oauth_redirect_explain(void);
+void test_oauth_scopes(void);
+void test_oauth_pkce(void);
+void test_oauth_resource_params(void);
+void test_oauth_flows_store(struct fx *f); /* both backends */
 /* test_diagnosis.c */
 void test_diag_ok(void);
 void test_diag_reconnect(void);

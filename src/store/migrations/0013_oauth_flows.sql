@@ -21,6 +21,8 @@ CREATE TABLE oauth_flows (
     failed_stage           TEXT,
     error                  TEXT,             -- RFC error code
     reason                 TEXT,             -- the sentence
+    next_step              TEXT,             -- what to change, when the failing stage knew
+    expires_at             BIGINT,           -- created_at + oauth_flow_ttl (NULL: none)
     created_at             BIGINT NOT NULL,
     updated_at             BIGINT NOT NULL,
     login_at               BIGINT,
