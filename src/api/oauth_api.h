@@ -104,6 +104,16 @@ tk_rc tk_api_oauth_client_auth(struct tk_req *r, const struct tk_form *f,
  * true with user_id filled. */
 bool tk_api_user_session(struct tk_req *r, const char *tenant_id,
                          char user_id[TK_UUID_LEN + 1]);
+/* /v1/users (users_api.c) and the pages (oauth_login_api.c). */
+void tk_h_users_list(struct tk_req *r);
+void tk_h_users_create(struct tk_req *r);
+void tk_h_users_get(struct tk_req *r);
+void tk_h_users_update(struct tk_req *r);
+void tk_h_oauth_login_page(struct tk_req *r);
+void tk_h_oauth_login(struct tk_req *r);
+void tk_h_oauth_consent_page(struct tk_req *r);
+void tk_h_oauth_consent(struct tk_req *r);
+void tk_h_oauth_logout(struct tk_req *r);
 
 /* ---- flows (oauth_authorize_api.c) ---- */
 

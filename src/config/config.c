@@ -144,6 +144,18 @@ static const struct setting settings[] = {
      "seconds at most between retries of a connection whose refresh failed transiently"},
     {"oauth_access_token_ttl", C_INT, S(oauth_access_token_ttl), "3600", 60, 86400, NULL,
      "seconds an access token issued by the authorization server is valid"},
+    {"users_argon2_memory_kib", C_INT, S(users_argon2_memory_kib), "19456", 8, 4194304, NULL,
+     "KiB of memory argon2id uses for a new end-user password hash (OWASP: 19456)"},
+    {"users_argon2_iterations", C_INT, S(users_argon2_iterations), "2", 1, 100, NULL,
+     "argon2id passes for a new end-user password hash"},
+    {"users_hash_concurrency", C_INT, S(users_hash_concurrency), "2", 1, 64, NULL,
+     "threads that hash and verify end-user passwords, off the HTTP workers"},
+    {"users_hash_queue", C_INT, S(users_hash_queue), "32", 0, 100000, NULL,
+     "password hashes that may wait for a thread; more are answered 503 at once"},
+    {"users_session_ttl", C_INT, S(users_session_ttl), "28800", 60, 2592000, NULL,
+     "seconds an end user's login session (cookie) lasts"},
+    {"users_login_fail_limit", C_INT, S(users_login_fail_limit), "10", 0, 100000, NULL,
+     "failed logins per address and per user in 15 minutes before 429 (0: no limit)"},
 };
 
 _Static_assert(TK_NELEM(settings) <= TK_NELEM(((struct tk_config *)0)->origins),

@@ -63,6 +63,12 @@ const SETTINGS = [
   'refresh-per-provider',
   'refresh-backoff-max',
   'oauth-access-token-ttl',
+  'users-argon2-memory-kib',
+  'users-argon2-iterations',
+  'users-hash-concurrency',
+  'users-hash-queue',
+  'users-session-ttl',
+  'users-login-fail-limit',
 ];
 
 /** Lines of output that are JSON objects (every line must be). */
