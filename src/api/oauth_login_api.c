@@ -89,8 +89,7 @@ static void page_headers(struct tk_req *r, const struct tk_oauth_flow *f)
     tk_reply_header(r, "Content-Security-Policy", csp);
     tk_reply_header(r, "X-Frame-Options", "DENY");
     tk_reply_header(r, "Referrer-Policy", "no-referrer");
-    tk_reply_header(r, "X-Content-Type-Options", "nosniff");
-    tk_reply_header(r, "Cache-Control", "no-store");
+    /* every reply has Cache-Control: no-store and nosniff (http.c) */
     tk_reply_header(r, "Pragma", "no-cache");
 }
 
@@ -268,7 +267,6 @@ static void consent_location(struct tk_req *r, const struct tk_oauth_flow *f)
 {
     char loc[128];
     snprintf(loc, sizeof loc, "/oauth2/consent?flow=%s", f->id);
-    tk_reply_header(r, "Cache-Control", "no-store");
     tk_reply_redirect(r, 303, loc);
 }
 
@@ -299,7 +297,22 @@ void tk_h_oauth_login_page(struct tk_req *r)
     if (!tk_req_query_unique(r, "flow")) return;
     struct tk_oauth_flow f;
     if (!load_flow(r, tk_req_query(r, "flow"), &f, "login")) return;
+    /* signed in already on this browser (in the flow's tenant): no form */
+    char user_id[TK_UUID_LEN + 1];
+    struct tk_db *db = tk_api_db(r);
+    if (!db) goto out;
+    if (tk_api_user_session(r, f.tenant_id, user_id)) {
+        struct tk_err e;
+        if (tk_api_oauth_flow_stage(r, NULL, f.tenant_id, f.id, "login", user_id, &e) != TK_OK) {
+            tk_api_reply_error(r, &e, NULL);
+            goto out;
+        }
+        snprintf(f.user_id, sizeof f.user_id, "%s", user_id);
+        after_login(r, db, &f, user_id);
+        goto out;
+    }
     login_form(r, &f, 200, NULL, NULL);
+out:
     tk_oauth_flow_clear(&f);
 }
 
@@ -525,7 +538,6 @@ static bool flow_user(struct tk_req *r, const struct tk_oauth_flow *f, char user
         return true;
     char loc[128];
     snprintf(loc, sizeof loc, TK_OAUTH_LOGIN_PATH "?flow=%s", f->id);
-    tk_reply_header(r, "Cache-Control", "no-store");
     tk_reply_redirect(r, 303, loc);
     return false;
 }
