@@ -481,6 +481,11 @@ static const struct unit_test tests[] = {
     T("clients/check", test_clients_check),
     B("clients/reasons", test_clients_reasons),
     B("clients/beats", test_clients_beats),
+    T("users/pwhash", test_users_pwhash),
+    T("users/email", test_users_email),
+    T("users/login_form", test_users_login_form),
+    T("users/pool", test_users_pool),
+    B("users/store", test_users_store),
 
     T("authcache/hit_miss", test_authcache_hit_miss),
     T("authcache/eviction_bound", test_authcache_eviction_bound),
