@@ -11,7 +11,10 @@
  * Plain HTML forms, no script, every value escaped; no-store; a strict
  * Content-Security-Policy whose form-action is 'self' plus the origin of
  * the flow's redirect URI (browsers apply form-action to the redirects that
- * follow a submit, and both forms can end in a 303 to the client).
+ * follow a submit, and both forms can end in a 303 to the client);
+ * Referrer-Policy no-referrer, under which browsers send "Origin: null"
+ * with the forms' POSTs: so an Origin is refused only when it names
+ * another site (cross_site), "null" is not.
  *
  * CSRF: a double-submit cookie. The first page sets tokend_csrf (random,
  * HttpOnly, SameSite=Lax, Path=/oauth2/); every form carries the same value
@@ -29,6 +32,7 @@
 
 #include "../common/log.h"
 #include "../events/events.h"
+#include "../http/hostcheck.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -159,9 +163,19 @@ static void csrf_value(struct tk_req *r, char *out)
     tk_reply_cookie(r, TK_USERS_CSRF_COOKIE, out, &o);
 }
 
+/* A POST from another site's page (its Origin names another host): the
+ * SameSite cookies would not come with it anyway; refuse it outright.
+ * "null" (what no-referrer pages send) is left to the CSRF check. */
+static bool cross_site(struct tk_req *r)
+{
+    const char *o = tk_req_header(r, "Origin");
+    return o && strcmp(o, "null") != 0 && !tk_origin_same(o, tk_req_header(r, "Host"));
+}
+
 /* Does the form's csrf match the cookie (both present)? */
 static bool csrf_ok(struct tk_req *r, const struct tk_form *f)
 {
+    if (cross_site(r)) return false;
     const char *c = tk_req_cookie(r, TK_USERS_CSRF_COOKIE);
     const char *v = tk_form_get(f, "csrf");
     return c && v && strlen(c) == CSRF_LEN && strlen(v) == CSRF_LEN &&

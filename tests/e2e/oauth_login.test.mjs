@@ -347,6 +347,20 @@ for (const backend of backends()) {
       }
       const json = await request(t, '/oauth2/login', { method: 'POST', headers: { cookie: jar.header(), origin: t.url }, json: { flow } });
       assert.equal(json.status, 415);
+      // another site's Origin is refused even with the right csrf; "null" (what
+      // a browser sends from a no-referrer page) is left to the CSRF check
+      const x = await request(t, '/oauth2/login', {
+        method: 'POST',
+        headers: { cookie: jar.header(), 'content-type': 'application/x-www-form-urlencoded', origin: 'https://evil.example' },
+        body: new URLSearchParams({ flow, csrf, email: 'ada@example.com', password: users.ada.pw }).toString(),
+      });
+      assert.equal(x.status, 403, x.text);
+      const nul = await request(t, '/oauth2/login', {
+        method: 'POST',
+        headers: { cookie: jar.header(), 'content-type': 'application/x-www-form-urlencoded', origin: 'null' },
+        body: new URLSearchParams({ flow, csrf, email: 'ada@example.com', password: users.ada.pw }).toString(),
+      });
+      assert.equal(nul.status, 303, nul.text);
     });
 
     it('rate-limits failed logins per address (429)', async (c) => {
