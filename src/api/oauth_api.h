@@ -101,7 +101,8 @@ tk_rc tk_api_oauth_client_auth(struct tk_req *r, const struct tk_form *f,
  * it leads on to the consent page and then to tk_api_oauth_authorized. */
 #define TK_OAUTH_LOGIN_PATH "/oauth2/login"
 /* The end user signed in on this browser (session cookie) in tenant_id:
- * true with user_id filled. */
+ * true with user_id filled. Replies nothing (no session, a sealed keyring
+ * or an unreachable store: false); uses r->db when the request has one. */
 bool tk_api_user_session(struct tk_req *r, const char *tenant_id,
                          char user_id[TK_UUID_LEN + 1]);
 /* /v1/users (users_api.c) and the pages (oauth_login_api.c). */
