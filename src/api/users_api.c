@@ -94,7 +94,7 @@ void tk_api_users_stop(struct tk_app *app)
 {
     struct tk_pwhash *s = app->pwhash;
     if (!s) return;
-    tk_pwpool_free(s->pool); /* runs what is queued: each parked request gets its answer */
+    tk_pwpool_free(s->pool); /* every queued job's callback runs (the requests are answered) */
     tk_ratelimit_free(s->fail_addr);
     tk_ratelimit_free(s->fail_user);
     free(s);
@@ -112,11 +112,13 @@ bool tk_api_user_session(struct tk_req *r, const char *tenant_id, char user_id[T
     struct tk_err e;
     size_t n = strlen(tok);
     if (tk_issued_check(TK_KIND_USER_SESSION, tok, n, &e) != TK_OK) return false;
-    struct tk_db *db = tk_api_db(r);
-    if (!db) return false; /* replied 503: the caller sees no session and must not reply */
+    /* the request's connection, or one of our own: never a reply here */
+    struct tk_db *db = r->db ? r->db : tk_store_get(app->store, &e);
+    if (!db) return false;
     struct tk_user_session s;
-    if (tk_user_session_find(db, app->keyring, tok, n, &s, &e) != TK_OK) return false;
-    if (strcmp(s.tenant_id, tenant_id) != 0) return false;
+    tk_rc rc = tk_user_session_find(db, app->keyring, tok, n, &s, &e);
+    if (db != r->db) tk_store_put(db);
+    if (rc != TK_OK || strcmp(s.tenant_id, tenant_id) != 0) return false;
     snprintf(user_id, TK_UUID_LEN + 1, "%s", s.user_id);
     return true;
 }

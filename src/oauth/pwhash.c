@@ -62,10 +62,12 @@ struct tk_pwpool {
     pthread_t tid[64];
 };
 
-static void run_job(struct tk_pwpool *pool, struct tk_pwjob *j)
+static void run_job(struct tk_pwpool *pool, struct tk_pwjob *j, bool stopping)
 {
     j->rc = TK_OK;
-    if (j->op == TK_PWJOB_HASH)
+    if (stopping) /* nobody waits for it any more: the HTTP server has stopped */
+        j->rc = tk_err_set(&j->e, TK_EUNAVAIL, "node_stopping", "the node is stopping");
+    else if (j->op == TK_PWJOB_HASH)
         j->rc = tk_pwhash_hash(&pool->params, j->pw, j->pw_len, j->encoded, &j->e);
     else
         j->rc = tk_pwhash_verify(j->encoded, j->pw, j->pw_len, &j->ok, &j->e);
@@ -88,8 +90,9 @@ static void *worker(void *arg)
         if (!pool->head) pool->tail = NULL;
         pool->waiting--;
         pool->running++;
+        bool stopping = pool->stopping;
         pthread_mutex_unlock(&pool->mu);
-        run_job(pool, j);
+        run_job(pool, j, stopping);
         pthread_mutex_lock(&pool->mu);
         pool->running--;
         if (j->rc != TK_OK)

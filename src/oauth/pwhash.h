@@ -60,8 +60,9 @@ struct tk_pwpool;
 /* Start threads (>= 1) with at most queue_max jobs waiting (0: none wait,
  * only as many as threads run). NULL if no thread starts. */
 struct tk_pwpool *tk_pwpool_new(int threads, int queue_max, const struct tk_pwhash_params *p);
-/* Stop: jobs still queued are finished first (their done callbacks run), so
- * every submitted job's callback runs exactly once. NULL is a no-op. */
+/* Stop: jobs still queued are not hashed but their done callbacks run
+ * (rc TK_EUNAVAIL "node_stopping"), so every submitted job's callback runs
+ * exactly once; a job running finishes. NULL is a no-op. */
 void tk_pwpool_free(struct tk_pwpool *pool);
 /* Queue j (pw set, encoded set for VERIFY). false when the queue is full or
  * the pool is stopping: nothing happened, j is the caller's. */

@@ -381,4 +381,59 @@ for (const backend of backends()) {
       assert.equal(right.status, 429);
     });
   });
+
+  describe(`login under a hash burst (${backend})`, { timeout: SUITE_TIMEOUT_MS }, () => {
+    let t;
+    before(async () => {
+      // slow hashes (64 MiB, 4 passes), one thread, none waiting
+      t = await startTokend({
+        backend,
+        args: ['--users-argon2-memory-kib', '65536', '--users-argon2-iterations', '4', '--users-hash-concurrency', '1', '--users-hash-queue', '0'],
+      });
+    });
+    after(async () => {
+      if (t) await stopAndScan(t);
+    });
+
+    it('answers a "try again" page (503, Retry-After) past the queue while /health answers', async (c) => {
+      const who = await api(t, '/v1/whoami');
+      const tenant = who.json.tenant_id;
+      const client = uuid7();
+      const flow = uuid7();
+      const now = Date.now();
+      await storeSql(
+        t,
+        `INSERT INTO oauth_clients (id, tenant_id, client_id, name, client_type, application_type, token_endpoint_auth_method, redirect_uris, grant_types, scopes, default_scopes, status, origin, created_at, updated_at) ` +
+          `VALUES ('${client}', '${tenant}', 'burst-client', 'Burst', 'public', 'web', 'none', '["${REDIRECT}"]', '["authorization_code"]', '[]', '[]', 'active', 'operator', ${now}, ${now}); ` +
+          `INSERT INTO oauth_flows (id, tenant_id, oauth_client_id, client_id, redirect_uri, scopes, stage, status, created_at, updated_at) ` +
+          `VALUES ('${flow}', '${tenant}', '${client}', 'burst-client', '${REDIRECT}', '[]', 'authorize_received', 'active', ${now}, ${now})`,
+      );
+      const jar = new Jar();
+      const page = await get(t, jar, `/oauth2/login?flow=${flow}`);
+      if (page.status !== 200) return c.skip('the authorize part (tk_oauth_flow_get) is not on this branch yet');
+      const csrf = hiddenValue(page.text, 'csrf');
+      const started = Date.now();
+      const posts = [];
+      for (let i = 0; i < 6; i++)
+        posts.push(post(t, jar, '/oauth2/login', { flow, csrf, email: `nobody${i}@example.com`, password: `not-the-password-${i}` }).then((r) => ({ r, ms: Date.now() - started })));
+      const h0 = Date.now();
+      assert.equal((await request(t, '/health')).status, 200);
+      assert.ok(Date.now() - h0 < 2000, `/health took ${Date.now() - h0} ms`);
+      const res = await Promise.all(posts);
+      const busy = res.filter((x) => x.r.status === 503);
+      const refused = res.filter((x) => x.r.status === 401);
+      assert.ok(busy.length >= 1 && refused.length >= 1, JSON.stringify(res.map((x) => x.r.status)));
+      for (const b of busy) {
+        assert.match(b.r.headers['content-type'], /^text\/html/);
+        assert.match(b.r.text, /try again/);
+        assert.ok(Number(b.r.headers['retry-after']) >= 1);
+      }
+      assert.ok(Math.min(...busy.map((x) => x.ms)) <= Math.min(...refused.map((x) => x.ms)), 'refused before the first hash ends');
+      const ev = await waitFor(async () => {
+        const all = (await allEvents(t, `kind=oauth&subject=${flow}`)).filter((e) => e.detail.reason === 'busy');
+        return all.length === busy.length ? all : null;
+      });
+      assert.equal(ev.length, busy.length);
+    });
+  });
 }
