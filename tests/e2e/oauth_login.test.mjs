@@ -86,6 +86,21 @@ function hiddenValue(html, name) {
 
 const q = (s) => s.replace(/'/g, "''");
 
+/** SQLite: wait for tokend's writers rather than fail with SQLITE_BUSY. */
+const busyPragma = (t) => (t.backend === 'postgres' ? '' : 'PRAGMA busy_timeout = 10000; ');
+
+/** Plant an active flow row as the authorize part makes them (with its
+ * expires_at once that column exists: oauth_flow_ttl). */
+async function plantFlow(t, { id, tenant, clientRow, clientId, scopes, expiresAt = Date.now() + 600000 }) {
+  const now = Date.now();
+  const cols = 'id, tenant_id, oauth_client_id, client_id, redirect_uri, scopes, oauth_state, stage, status, created_at, updated_at';
+  const vals = `'${id}', '${tenant}', '${clientRow}', '${clientId}', '${REDIRECT}', '${q(JSON.stringify(scopes))}', 'st', 'authorize_received', 'active', ${now}, ${now}`;
+  const hasExpiry = (await storeSql(t, `${busyPragma(t)}SELECT count(*) FROM ${t.backend === 'postgres' ? "information_schema.columns WHERE table_name = 'oauth_flows' AND column_name = 'expires_at'" : "pragma_table_info('oauth_flows') WHERE name = 'expires_at'"}`)).trim().endsWith('1');
+  if (hasExpiry) await storeSql(t, `${busyPragma(t)}INSERT INTO oauth_flows (${cols}, expires_at) VALUES (${vals}, ${expiresAt})`);
+  else await storeSql(t, `${busyPragma(t)}INSERT INTO oauth_flows (${cols}) VALUES (${vals})`);
+  return hasExpiry;
+}
+
 for (const backend of backends()) {
   describe(`login and consent pages (${backend})`, { timeout: SUITE_TIMEOUT_MS }, () => {
     let t;
@@ -97,11 +112,7 @@ for (const backend of backends()) {
     async function newFlow(scopes = ['files.read', 'evil']) {
       const id = uuid7();
       const now = Date.now();
-      await storeSql(
-        t,
-        `INSERT INTO oauth_flows (id, tenant_id, oauth_client_id, client_id, redirect_uri, scopes, oauth_state, stage, status, created_at, updated_at) ` +
-          `VALUES ('${id}', '${tenant}', '${clientRow}', 'login-test-client', '${REDIRECT}', '${q(JSON.stringify(scopes))}', 'st', 'authorize_received', 'active', ${now}, ${now})`,
-      );
+      await plantFlow(t, { id, tenant, clientRow, clientId: 'login-test-client', scopes });
       return id;
     }
 
@@ -127,7 +138,7 @@ for (const backend of backends()) {
       const now = Date.now();
       await storeSql(
         t,
-        `INSERT INTO oauth_clients (id, tenant_id, client_id, name, client_type, application_type, token_endpoint_auth_method, redirect_uris, grant_types, scopes, default_scopes, status, origin, created_at, updated_at) ` +
+        `${busyPragma(t)}INSERT INTO oauth_clients (id, tenant_id, client_id, name, client_type, application_type, token_endpoint_auth_method, redirect_uris, grant_types, scopes, default_scopes, status, origin, created_at, updated_at) ` +
           `VALUES ('${clientRow}', '${tenant}', 'login-test-client', '${q(`Evil ${EVIL} App`)}', 'public', 'web', 'none', '["${REDIRECT}"]', '["authorization_code"]', '["files.read","evil"]', '[]', 'active', 'operator', ${now}, ${now}); ` +
           `INSERT INTO oauth_scopes (id, tenant_id, name, description, created_at, updated_at) VALUES ('${uuid7()}', '${tenant}', 'files.read', 'Read your files', ${now}, ${now}); ` +
           `INSERT INTO oauth_scopes (id, tenant_id, name, description, created_at, updated_at) VALUES ('${uuid7()}', '${tenant}', 'evil', '${q(`Hostile ${EVIL} "quoted"`)}', ${now}, ${now});`,
@@ -170,10 +181,19 @@ for (const backend of backends()) {
       assert.equal((await get(t, jar, `/oauth2/login?flow=${uuid7()}`)).status, 400);
       assert.equal((await get(t, jar, '/oauth2/login')).status, 400);
       assert.equal((await get(t, jar, `/oauth2/login?flow=${flow}&flow=${flow}`)).status, 400);
-      await storeSql(t, `UPDATE oauth_flows SET status = 'failed' WHERE id = '${flow}'`);
+      await storeSql(t, `${busyPragma(t)}UPDATE oauth_flows SET status = 'failed' WHERE id = '${flow}'`);
       const done = await get(t, jar, `/oauth2/login?flow=${flow}`);
       assert.equal(done.status, 400);
       assert.match(done.text, /finished/);
+      // an expired flow (oauth_flow_ttl; the column comes with the authorize part)
+      const old = uuid7();
+      if (await plantFlow(t, { id: old, tenant, clientRow, clientId: 'login-test-client', scopes: [], expiresAt: Date.now() - 1000 })) {
+        const exp = await get(t, jar, `/oauth2/login?flow=${old}`);
+        assert.equal(exp.status, 400);
+        assert.match(exp.text, /expired/);
+        const ev = await waitFor(async () => (await allEvents(t, `kind=oauth&subject=${old}`)).find((e) => e.detail.reason === 'flow_expired'));
+        assert.equal(ev.outcome, 'denied');
+      }
     });
 
     it('one generic error for a wrong password, an unknown email and a disabled user; the reason in the event', async (c) => {
@@ -279,8 +299,10 @@ for (const backend of backends()) {
       assert.equal((await storeSql(t, `SELECT count(*) FROM oauth_consents WHERE user_id = '${users.ada.id}'`)).trim(), '0');
       const ok = await post(t, jar, '/oauth2/consent', { flow, csrf: csrf2, action: 'approve' });
       assert.equal(ok.status, 303, ok.text);
+      // tk_api_oauth_authorized answers: the code (or, until the token
+      // part issues codes, its server_error) goes to the client
       assert.ok(ok.headers.location.startsWith(`${REDIRECT}?`), ok.headers.location);
-      assert.match(ok.headers.location, /code=/);
+      assert.match(ok.headers.location, /[?&](code|error)=/);
       const scopes = await storeSql(t, `SELECT scopes FROM oauth_consents WHERE user_id = '${users.ada.id}'`);
       assert.deepEqual(JSON.parse(scopes.trim()).sort(), ['evil', 'files.read']);
 
@@ -311,7 +333,7 @@ for (const backend of backends()) {
       assert.equal((await storeSql(t, `SELECT count(*) FROM oauth_consents WHERE user_id = '${bob.id}'`)).trim(), '0');
       // bob's session on ada's flow: sign in again
       const flowAda = await newFlow();
-      await storeSql(t, `UPDATE oauth_flows SET user_id = '${users.ada.id}', stage = 'login' WHERE id = '${flowAda}'`);
+      await storeSql(t, `${busyPragma(t)}UPDATE oauth_flows SET user_id = '${users.ada.id}', stage = 'login' WHERE id = '${flowAda}'`);
       const other = await get(t, jar, `/oauth2/consent?flow=${flowAda}`);
       assert.equal(other.status, 303);
       assert.equal(other.headers.location, `/oauth2/login?flow=${flowAda}`);
@@ -326,10 +348,52 @@ for (const backend of backends()) {
       // the old cookie replayed: no session
       jar.c.set('tokend_session', cookie);
       const flow3 = await newFlow();
-      await storeSql(t, `UPDATE oauth_flows SET user_id = '${bob.id}', stage = 'login' WHERE id = '${flow3}'`);
+      await storeSql(t, `${busyPragma(t)}UPDATE oauth_flows SET user_id = '${bob.id}', stage = 'login' WHERE id = '${flow3}'`);
       const replay = await get(t, jar, `/oauth2/consent?flow=${flow3}`);
       assert.equal(replay.status, 303);
       assert.equal(replay.headers.location, `/oauth2/login?flow=${flow3}`);
+    });
+
+    it('from /oauth2/authorize: login, consent, back to the client with state', async (c) => {
+      if (!built) return c.skip('the authorize part (tk_oauth_flow_get) is not on this branch yet');
+      const verifier = crypto.randomBytes(32).toString('base64url');
+      const challenge = crypto.createHash('sha256').update(verifier).digest('base64url');
+      const params = new URLSearchParams({
+        response_type: 'code',
+        client_id: 'login-test-client',
+        redirect_uri: REDIRECT,
+        state: 'state-xyz',
+        scope: 'files.read',
+        code_challenge: challenge,
+        code_challenge_method: 'S256',
+      });
+      const jar = new Jar();
+      const a = await get(t, jar, `/oauth2/authorize?${params}`);
+      if (a.status === 404) return c.skip('GET /oauth2/authorize is not on this branch yet');
+      assert.ok([302, 303].includes(a.status), `${a.status} ${a.text}`);
+      const login = new URL(a.headers.location, t.url);
+      assert.equal(login.pathname, '/oauth2/login');
+      const flow = login.searchParams.get('flow');
+      const carol = await newUser('carol@example.com');
+      const csrf = await openLogin(jar, flow);
+      const r = await post(t, jar, '/oauth2/login', { flow, csrf, email: carol.email, password: carol.pw });
+      assert.equal(r.status, 303, r.text);
+      assert.equal(r.headers.location, `/oauth2/consent?flow=${flow}`);
+      const page = await get(t, jar, r.headers.location);
+      assert.equal(page.status, 200, page.text);
+      const ok = await post(t, jar, '/oauth2/consent', { flow, csrf, action: 'approve' });
+      assert.equal(ok.status, 303, ok.text);
+      const back = new URL(ok.headers.location);
+      assert.equal(`${back.origin}${back.pathname}`, REDIRECT);
+      assert.equal(back.searchParams.get('state'), 'state-xyz');
+      const stages = (await allEvents(t, `kind=oauth&subject=${flow}`)).map((e) => e.action);
+      assert.ok(stages.length >= 3, JSON.stringify(stages));
+      // signed in and consented: the next authorization goes straight back
+      params.set('state', 'again');
+      const again = await get(t, jar, `/oauth2/authorize?${params}`);
+      assert.ok([302, 303].includes(again.status), `${again.status} ${again.text}`);
+      assert.ok(again.headers.location.startsWith(`${REDIRECT}?`), again.headers.location);
+      assert.equal(new URL(again.headers.location).searchParams.get('state'), 'again');
     });
 
     it('a hostile form body is refused naming the pair', async (c) => {
@@ -403,11 +467,11 @@ for (const backend of backends()) {
       const now = Date.now();
       await storeSql(
         t,
-        `INSERT INTO oauth_clients (id, tenant_id, client_id, name, client_type, application_type, token_endpoint_auth_method, redirect_uris, grant_types, scopes, default_scopes, status, origin, created_at, updated_at) ` +
+        `${busyPragma(t)}INSERT INTO oauth_clients (id, tenant_id, client_id, name, client_type, application_type, token_endpoint_auth_method, redirect_uris, grant_types, scopes, default_scopes, status, origin, created_at, updated_at) ` +
           `VALUES ('${client}', '${tenant}', 'burst-client', 'Burst', 'public', 'web', 'none', '["${REDIRECT}"]', '["authorization_code"]', '[]', '[]', 'active', 'operator', ${now}, ${now}); ` +
-          `INSERT INTO oauth_flows (id, tenant_id, oauth_client_id, client_id, redirect_uri, scopes, stage, status, created_at, updated_at) ` +
-          `VALUES ('${flow}', '${tenant}', '${client}', 'burst-client', '${REDIRECT}', '[]', 'authorize_received', 'active', ${now}, ${now})`,
+          `SELECT 1`,
       );
+      await plantFlow(t, { id: flow, tenant, clientRow: client, clientId: 'burst-client', scopes: [] });
       const jar = new Jar();
       const page = await get(t, jar, `/oauth2/login?flow=${flow}`);
       if (page.status !== 200) return c.skip('the authorize part (tk_oauth_flow_get) is not on this branch yet');
