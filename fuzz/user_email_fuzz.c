@@ -47,8 +47,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
         check(tk_utf8_valid(out, n), "UTF-8");
         struct tk_err e2;
-        check(tk_user_email_norm(out, n, again, &e2) == TK_OK && !strcmp(again, out),
-              "idempotent");
+        check(tk_user_email_norm(out, n, again, &e2) == TK_OK && !strcmp(again, out), "idempotent");
     } else {
         check(rc == TK_EINVAL && !strcmp(e.field, "email"), "refusals name the email field");
     }

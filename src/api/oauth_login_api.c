@@ -44,12 +44,23 @@ static void esc(struct tk_buf *b, const char *s)
 {
     for (; s && *s; s++) {
         switch (*s) {
-        case '&': tk_buf_addstr(b, "&amp;"); break;
-        case '<': tk_buf_addstr(b, "&lt;"); break;
-        case '>': tk_buf_addstr(b, "&gt;"); break;
-        case '"': tk_buf_addstr(b, "&quot;"); break;
-        case '\'': tk_buf_addstr(b, "&#39;"); break;
-        default: tk_buf_add(b, s, 1);
+        case '&':
+            tk_buf_addstr(b, "&amp;");
+            break;
+        case '<':
+            tk_buf_addstr(b, "&lt;");
+            break;
+        case '>':
+            tk_buf_addstr(b, "&gt;");
+            break;
+        case '"':
+            tk_buf_addstr(b, "&quot;");
+            break;
+        case '\'':
+            tk_buf_addstr(b, "&#39;");
+            break;
+        default:
+            tk_buf_add(b, s, 1);
         }
     }
 }
@@ -156,10 +167,14 @@ static void csrf_value(struct tk_req *r, char *out)
     static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     unsigned char raw[CSRF_LEN];
     tk_random(raw, sizeof raw);
-    for (int i = 0; i < CSRF_LEN; i++) out[i] = b64[raw[i] & 63];
+    for (int i = 0; i < CSRF_LEN; i++)
+        out[i] = b64[raw[i] & 63];
     out[CSRF_LEN] = '\0';
-    struct tk_cookie_opts o = {.path = "/oauth2/", .max_age = -1, .http_only = true,
-                               .secure = tk_users_secure(r->app), .same_site = TK_SAMESITE_LAX};
+    struct tk_cookie_opts o = {.path = "/oauth2/",
+                               .max_age = -1,
+                               .http_only = true,
+                               .secure = tk_users_secure(r->app),
+                               .same_site = TK_SAMESITE_LAX};
     tk_reply_cookie(r, TK_USERS_CSRF_COOKIE, out, &o);
 }
 
@@ -178,8 +193,7 @@ static bool csrf_ok(struct tk_req *r, const struct tk_form *f)
     if (cross_site(r)) return false;
     const char *c = tk_req_cookie(r, TK_USERS_CSRF_COOKIE);
     const char *v = tk_form_get(f, "csrf");
-    return c && v && strlen(c) == CSRF_LEN && strlen(v) == CSRF_LEN &&
-           tk_ct_equal(c, v, CSRF_LEN);
+    return c && v && strlen(c) == CSRF_LEN && strlen(v) == CSRF_LEN && tk_ct_equal(c, v, CSRF_LEN);
 }
 
 /* ---- events ---- */
@@ -291,8 +305,8 @@ static void after_login(struct tk_req *r, struct tk_db *db, struct tk_oauth_flow
 {
     struct tk_err e;
     bool covered = false;
-    if (tk_oauth_consent_covers(db, f->tenant_id, user_id, f->oauth_client_id, f->scopes,
-                                &covered, &e) == TK_OK &&
+    if (tk_oauth_consent_covers(db, f->tenant_id, user_id, f->oauth_client_id, f->scopes, &covered,
+                                &e) == TK_OK &&
         covered) {
         if (tk_api_oauth_flow_stage(r, NULL, f->tenant_id, f->id, "consent", NULL, &e) != TK_OK) {
             tk_api_reply_error(r, &e, NULL);
@@ -337,7 +351,7 @@ struct login {
     char flow_id[TK_UUID_LEN + 1];
     char tenant_id[TK_UUID_LEN + 1];
     char email[TK_USER_EMAIL_MAX + 1];
-    char user_id[TK_UUID_LEN + 1];  /* "" for an unknown email */
+    char user_id[TK_UUID_LEN + 1]; /* "" for an unknown email */
     char status[16];
     char remote[TK_ADDR_MAX];
     struct tk_pwjob job;
@@ -388,10 +402,10 @@ static void login_resumed(struct tk_req *r, void *arg)
     }
     struct tk_err e;
     if (l->job.rc != TK_OK || !l->job.ok || !l->user_id[0] || strcmp(l->status, "active") != 0) {
-        const char *reason = l->job.rc != TK_OK   ? "hash_error"
-                             : !l->user_id[0]     ? "unknown_user"
-                             : !l->job.ok         ? "wrong_password"
-                                                  : "user_disabled";
+        const char *reason = l->job.rc != TK_OK ? "hash_error"
+                             : !l->user_id[0]   ? "unknown_user"
+                             : !l->job.ok       ? "wrong_password"
+                                                : "user_disabled";
         if (l->job.rc != TK_OK) tk_warn("oauth: login verify failed: %s", l->job.e.msg);
         login_refused(r, &f, reason, l->email, l->user_id);
         tk_oauth_flow_clear(&f);
@@ -420,8 +434,10 @@ static void login_resumed(struct tk_req *r, void *arg)
         login_free(l);
         return;
     }
-    struct tk_cookie_opts o = {.path = "/oauth2/", .max_age = app->cfg->users_session_ttl,
-                               .http_only = true, .secure = tk_users_secure(app),
+    struct tk_cookie_opts o = {.path = "/oauth2/",
+                               .max_age = app->cfg->users_session_ttl,
+                               .http_only = true,
+                               .secure = tk_users_secure(app),
                                .same_site = TK_SAMESITE_LAX};
     tk_reply_cookie(r, TK_USERS_SESSION_COOKIE, tok, &o);
     tk_wipe(tok, sizeof tok);
@@ -476,7 +492,8 @@ void tk_h_oauth_login(struct tk_req *r)
     snprintf(l->flow_id, sizeof l->flow_id, "%s", f.id);
     snprintf(l->tenant_id, sizeof l->tenant_id, "%s", f.tenant_id);
     struct tk_err e;
-    bool email_ok = email_in && tk_user_email_norm(email_in, strlen(email_in), l->email, &e) == TK_OK;
+    bool email_ok =
+        email_in && tk_user_email_norm(email_in, strlen(email_in), l->email, &e) == TK_OK;
     size_t pw_len = pw ? strlen(pw) : 0;
     if (!pw || pw_len < TK_PASSWORD_MIN || pw_len > TK_PASSWORD_MAX) {
         /* refused without a hash: its length says nothing of the email */
@@ -544,7 +561,8 @@ wipe:
 
 /* The signed-in user of flow f's tenant who is f's user; else (after
  * answering 303 to the login page) false. */
-static bool flow_user(struct tk_req *r, const struct tk_oauth_flow *f, char user_id[TK_UUID_LEN + 1])
+static bool flow_user(struct tk_req *r, const struct tk_oauth_flow *f,
+                      char user_id[TK_UUID_LEN + 1])
 {
     if (!tk_api_db(r)) return false; /* replied 503 */
     if (tk_api_user_session(r, f->tenant_id, user_id) && f->user_id[0] &&
@@ -697,8 +715,11 @@ void tk_h_oauth_logout(struct tk_req *r)
             return;
         }
     }
-    struct tk_cookie_opts o = {.path = "/oauth2/", .max_age = 0, .http_only = true,
-                               .secure = tk_users_secure(app), .same_site = TK_SAMESITE_LAX};
+    struct tk_cookie_opts o = {.path = "/oauth2/",
+                               .max_age = 0,
+                               .http_only = true,
+                               .secure = tk_users_secure(app),
+                               .same_site = TK_SAMESITE_LAX};
     tk_reply_cookie(r, TK_USERS_SESSION_COOKIE, "", &o);
     message_page(r, 200, "Signed out", "You are signed out.");
 }

@@ -52,8 +52,7 @@ static double m_queue(void *arg, size_t idx)
 tk_rc tk_api_users_metrics(struct tk_app *app, struct tk_err *e)
 {
     struct tk_pwhash *s = state(app);
-    static const struct tk_dim od = {"outcome", hash_outcomes, TK_NELEM(hash_outcomes), NULL,
-                                     NULL};
+    static const struct tk_dim od = {"outcome", hash_outcomes, TK_NELEM(hash_outcomes), NULL, NULL};
     static const char *const qs[] = {"waiting", "running"};
     static const struct tk_dim qd = {"state", qs, TK_NELEM(qs), NULL, NULL};
     s->m_hashes = tk_metric_counter_fn(
@@ -156,9 +155,9 @@ struct user_write {
     struct tk_parked *parked;
     bool create;
     char tenant_id[TK_UUID_LEN + 1];
-    char id[TK_UUID_LEN + 1];           /* update */
-    char email[TK_USER_EMAIL_MAX + 1];  /* create */
-    char status[16];                    /* update: "" unchanged */
+    char id[TK_UUID_LEN + 1];          /* update */
+    char email[TK_USER_EMAIL_MAX + 1]; /* create */
+    char status[16];                   /* update: "" unchanged */
     struct tk_pwjob job;
 };
 
@@ -190,8 +189,8 @@ static void write_commit(struct tk_req *r, struct user_write *w)
         if (w->create)
             rc = tk_user_create(db, w->tenant_id, w->email, hash, w->id, &o, &e);
         else
-            rc = tk_user_update(db, w->tenant_id, w->id, w->status[0] ? w->status : NULL, hash,
-                                &o, &e);
+            rc = tk_user_update(db, w->tenant_id, w->id, w->status[0] ? w->status : NULL, hash, &o,
+                                &e);
     }
     if (rc == TK_OK) {
         json_t *d = user_detail(w->create ? w->email : NULL, w->status, hash != NULL);

@@ -83,7 +83,8 @@ static void *worker(void *arg)
     struct tk_pwpool *pool = arg;
     pthread_mutex_lock(&pool->mu);
     for (;;) {
-        while (!pool->head && !pool->stopping) pthread_cond_wait(&pool->cv, &pool->mu);
+        while (!pool->head && !pool->stopping)
+            pthread_cond_wait(&pool->cv, &pool->mu);
         struct tk_pwjob *j = pool->head;
         if (!j) break; /* stopping and nothing left */
         pool->head = j->next;
@@ -137,7 +138,8 @@ void tk_pwpool_free(struct tk_pwpool *pool)
     pool->stopping = true;
     pthread_cond_broadcast(&pool->cv);
     pthread_mutex_unlock(&pool->mu);
-    for (int i = 0; i < pool->started; i++) pthread_join(pool->tid[i], NULL);
+    for (int i = 0; i < pool->started; i++)
+        pthread_join(pool->tid[i], NULL);
     pthread_cond_destroy(&pool->cv);
     pthread_mutex_destroy(&pool->mu);
     free(pool);

@@ -21,9 +21,9 @@
 
 #include <stdatomic.h>
 
-#define TK_PWHASH_MAX 192         /* an encoded hash, with NUL */
-#define TK_PASSWORD_MIN 8         /* bytes */
-#define TK_PASSWORD_MAX 1024      /* bytes */
+#define TK_PWHASH_MAX 192    /* an encoded hash, with NUL */
+#define TK_PASSWORD_MIN 8    /* bytes */
+#define TK_PASSWORD_MAX 1024 /* bytes */
 #define TK_PWHASH_SALT 16
 #define TK_PWHASH_LEN 32
 
@@ -45,11 +45,11 @@ enum tk_pwjob_op { TK_PWJOB_HASH, TK_PWJOB_VERIFY };
 
 struct tk_pwjob {
     enum tk_pwjob_op op;
-    char *pw;                      /* malloc'd; wiped and freed by the pool before done */
+    char *pw; /* malloc'd; wiped and freed by the pool before done */
     size_t pw_len;
-    char encoded[TK_PWHASH_MAX];   /* HASH: the result; VERIFY: the hash to check */
-    bool ok;                       /* VERIFY: matched */
-    tk_rc rc;                      /* TK_OK or what failed (e) */
+    char encoded[TK_PWHASH_MAX]; /* HASH: the result; VERIFY: the hash to check */
+    bool ok;                     /* VERIFY: matched */
+    tk_rc rc;                    /* TK_OK or what failed (e) */
     struct tk_err e;
     void (*done)(struct tk_pwjob *j); /* on a pool thread */
     void *arg;

@@ -9,13 +9,12 @@ bool tk_user_status_valid(const char *s)
     return s && (!strcmp(s, "active") || !strcmp(s, "disabled"));
 }
 
-tk_rc tk_user_email_norm(const char *s, size_t n, char out[TK_USER_EMAIL_MAX + 1],
-                         struct tk_err *e)
+tk_rc tk_user_email_norm(const char *s, size_t n, char out[TK_USER_EMAIL_MAX + 1], struct tk_err *e)
 {
     out[0] = '\0';
     if (n < 3 || n > TK_USER_EMAIL_MAX)
-        return tk_err_field(e, TK_EINVAL, "invalid_field", "email",
-                            "email must be 3 to %d bytes", TK_USER_EMAIL_MAX);
+        return tk_err_field(e, TK_EINVAL, "invalid_field", "email", "email must be 3 to %d bytes",
+                            TK_USER_EMAIL_MAX);
     if (s[0] == ' ' || s[0] == '\t' || s[n - 1] == ' ' || s[n - 1] == '\t' || s[n - 1] == '\n' ||
         s[n - 1] == '\r')
         return tk_err_field(e, TK_EINVAL, "invalid_field", "email",

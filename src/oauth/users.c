@@ -62,9 +62,8 @@ tk_rc tk_user_create(struct tk_db *db, const char *tenant_id, const char *email,
     return rc;
 }
 
-tk_rc tk_user_list(struct tk_db *db, const char *tenant_id, const char *status,
-                   const char *before, int limit, json_t **out, char next_out[TK_UUID_LEN + 1],
-                   struct tk_err *e)
+tk_rc tk_user_list(struct tk_db *db, const char *tenant_id, const char *status, const char *before,
+                   int limit, json_t **out, char next_out[TK_UUID_LEN + 1], struct tk_err *e)
 {
     struct tk_rows *r;
     tk_rc rc = tk_db_exec(db,
@@ -78,7 +77,8 @@ tk_rc tk_user_list(struct tk_db *db, const char *tenant_id, const char *status,
     if (rc != TK_OK) return rc;
     int n = tk_rows_count(r);
     json_t *a = json_array();
-    for (int i = 0; i < n && i < limit; i++) json_array_append_new(a, user_json(r, i));
+    for (int i = 0; i < n && i < limit; i++)
+        json_array_append_new(a, user_json(r, i));
     next_out[0] = '\0';
     if (n > limit) snprintf(next_out, TK_UUID_LEN + 1, "%s", tk_rows_text(r, limit - 1, 0));
     tk_rows_free(r);
@@ -86,8 +86,8 @@ tk_rc tk_user_list(struct tk_db *db, const char *tenant_id, const char *status,
     return TK_OK;
 }
 
-static tk_rc end_sessions(struct tk_db *db, const char *tenant_id, const char *user_id,
-                          int64_t now, struct tk_err *e)
+static tk_rc end_sessions(struct tk_db *db, const char *tenant_id, const char *user_id, int64_t now,
+                          struct tk_err *e)
 {
     return tk_db_exec(db,
                       "UPDATE user_sessions SET ended_at = ? WHERE tenant_id = ? AND user_id = ? "
@@ -162,8 +162,7 @@ tk_rc tk_user_load(struct tk_db *db, const char *tenant_id, const char *id, stru
     return rc;
 }
 
-tk_rc tk_user_login_noted(struct tk_db *db, const char *tenant_id, const char *id,
-                          struct tk_err *e)
+tk_rc tk_user_login_noted(struct tk_db *db, const char *tenant_id, const char *id, struct tk_err *e)
 {
     return tk_db_exec(db, "UPDATE users SET last_login_at = ? WHERE tenant_id = ? AND id = ?",
                       TK_ARGS(TK_INT(tk_now_ms()), TK_TEXT(tenant_id), TK_TEXT(id)), NULL, e);
@@ -244,11 +243,11 @@ static json_t *consent_scopes(struct tk_db *db, const char *tenant_id, const cha
                               const char *oauth_client_id, tk_rc *rc, struct tk_err *e)
 {
     struct tk_rows *r;
-    *rc = tk_db_exec(db,
-                     "SELECT scopes FROM oauth_consents WHERE tenant_id = ? AND user_id = ? AND "
-                     "oauth_client_id = ?",
-                     TK_ARGS(TK_TEXT(tenant_id), TK_TEXT(user_id), TK_TEXT(oauth_client_id)), &r,
-                     e);
+    *rc =
+        tk_db_exec(db,
+                   "SELECT scopes FROM oauth_consents WHERE tenant_id = ? AND user_id = ? AND "
+                   "oauth_client_id = ?",
+                   TK_ARGS(TK_TEXT(tenant_id), TK_TEXT(user_id), TK_TEXT(oauth_client_id)), &r, e);
     if (*rc != TK_OK) return NULL;
     json_t *a = NULL;
     if (tk_rows_count(r) == 1) {
@@ -266,7 +265,8 @@ static bool has_scope(json_t *a, const char *s)
 {
     size_t i;
     json_t *x;
-    json_array_foreach(a, i, x) if (json_is_string(x) && !strcmp(json_string_value(x), s)) return true;
+    json_array_foreach(a, i,
+                       x) if (json_is_string(x) && !strcmp(json_string_value(x), s)) return true;
     return false;
 }
 
@@ -302,8 +302,7 @@ tk_rc tk_oauth_consent_grant(struct tk_db *db, const char *tenant_id, const char
     json_t *x;
     json_array_foreach(scopes, i, x)
     {
-        if (json_is_string(x) && !has_scope(have, json_string_value(x)))
-            json_array_append(have, x);
+        if (json_is_string(x) && !has_scope(have, json_string_value(x))) json_array_append(have, x);
     }
     char *s = json_dumps(have, JSON_COMPACT);
     json_decref(have);
@@ -329,8 +328,8 @@ tk_rc tk_oauth_consent_grant(struct tk_db *db, const char *tenant_id, const char
     return rc;
 }
 
-tk_rc tk_oauth_scope_describe(struct tk_db *db, const char *tenant_id, json_t *scopes,
-                              json_t **out, struct tk_err *e)
+tk_rc tk_oauth_scope_describe(struct tk_db *db, const char *tenant_id, json_t *scopes, json_t **out,
+                              struct tk_err *e)
 {
     json_t *a = json_array();
     size_t i;
@@ -347,10 +346,10 @@ tk_rc tk_oauth_scope_describe(struct tk_db *db, const char *tenant_id, json_t *s
             json_decref(a);
             return rc;
         }
-        json_array_append_new(a, json_pack("{s:O, s:s}", "name", x, "description",
-                                           tk_rows_count(r) == 1 && tk_rows_text(r, 0, 0)
-                                               ? tk_rows_text(r, 0, 0)
-                                               : ""));
+        json_array_append_new(
+            a,
+            json_pack("{s:O, s:s}", "name", x, "description",
+                      tk_rows_count(r) == 1 && tk_rows_text(r, 0, 0) ? tk_rows_text(r, 0, 0) : ""));
         tk_rows_free(r);
     }
     *out = a;

@@ -47,9 +47,8 @@ tk_rc tk_user_create(struct tk_db *db, const char *tenant_id, const char *email,
 tk_rc tk_user_get(struct tk_db *db, const char *tenant_id, const char *id, json_t **out,
                   struct tk_err *e);
 /* A page, newest first (status NULL: any; before: the cursor or NULL). */
-tk_rc tk_user_list(struct tk_db *db, const char *tenant_id, const char *status,
-                   const char *before, int limit, json_t **out, char next_out[TK_UUID_LEN + 1],
-                   struct tk_err *e);
+tk_rc tk_user_list(struct tk_db *db, const char *tenant_id, const char *status, const char *before,
+                   int limit, json_t **out, char next_out[TK_UUID_LEN + 1], struct tk_err *e);
 /* Set status and/or the password hash (NULL: unchanged). Disabling or a
  * new password ends the user's sessions. *out the user's JSON. */
 tk_rc tk_user_update(struct tk_db *db, const char *tenant_id, const char *id, const char *status,
@@ -91,7 +90,7 @@ tk_rc tk_oauth_consent_grant(struct tk_db *db, const char *tenant_id, const char
                              const char *oauth_client_id, json_t *scopes, struct tk_err *e);
 /* The catalogue's description of each of scopes in tenant_id: a new array
  * of {name, description} (description "" when not in the catalogue). */
-tk_rc tk_oauth_scope_describe(struct tk_db *db, const char *tenant_id, json_t *scopes,
-                              json_t **out, struct tk_err *e);
+tk_rc tk_oauth_scope_describe(struct tk_db *db, const char *tenant_id, json_t *scopes, json_t **out,
+                              struct tk_err *e);
 
 #endif

@@ -51,8 +51,7 @@ void test_users_pwhash(void)
     CHECK_OK(tk_pwhash_verify(known, "password", 8, &ok, &e), &e);
     CHECK(ok);
     /* not argon2id, damaged: refused, not a mismatch */
-    CHECK_EQ_INT(tk_pwhash_verify("$argon2i$v=19$m=1024,t=2,p=1$c29tZXNhbHQ$AAAA", "x", 1, &ok,
-                                  &e),
+    CHECK_EQ_INT(tk_pwhash_verify("$argon2i$v=19$m=1024,t=2,p=1$c29tZXNhbHQ$AAAA", "x", 1, &ok, &e),
                  TK_EINVAL);
     CHECK_EQ_INT(tk_pwhash_verify("plaintext", "plaintext", 9, &ok, &e), TK_EINVAL);
     CHECK(!ok);
@@ -83,9 +82,9 @@ void test_users_email(void)
     CHECK_EQ_STR(norm("a@b", out), "a@b");
     CHECK_EQ_STR(norm("ü.ser@exämple.org", out), "ü.ser@exämple.org");
     static const char *const bad[] = {
-        "", "a@", "@b", "ab", "a@b@c", " a@b.c", "a@b.c ", "a@b.c\n", "\ta@b.c", "a b@c.d",
-        "a\x01@b.c", "a@b.c\x7f", "<a@b.c>", "\"a\"@b.c", "a,b@c.d", "a\\b@c.d", "no-at",
-        "\xff\xfe@b.c", "a@\xc3", "a@b.c\r",
+        "",        "a@",       "@b",      "ab",           "a@b@c",     " a@b.c",  "a@b.c ",
+        "a@b.c\n", "\ta@b.c",  "a b@c.d", "a\x01@b.c",    "a@b.c\x7f", "<a@b.c>", "\"a\"@b.c",
+        "a,b@c.d", "a\\b@c.d", "no-at",   "\xff\xfe@b.c", "a@\xc3",    "a@b.c\r",
     };
     for (size_t i = 0; i < TK_NELEM(bad); i++)
         if (norm(bad[i], out)) FAILF("'%s' accepted as '%s'", bad[i], out);
@@ -131,18 +130,19 @@ void test_users_login_form(void)
         CHECK_EQ_STR(norm(em, out), "ada@example.com");
     }
     static const char *const hostile[] = {
-        "email=a%00b%40c.d",           /* NUL */
-        "email=a%40b&email=c%40d",     /* twice */
-        "password=%zz",                /* bad escape */
-        "password=%C3",                /* not UTF-8 */
-        "=x",                          /* empty name */
+        "email=a%00b%40c.d",       /* NUL */
+        "email=a%40b&email=c%40d", /* twice */
+        "password=%zz",            /* bad escape */
+        "password=%C3",            /* not UTF-8 */
+        "=x",                      /* empty name */
     };
     for (size_t i = 0; i < TK_NELEM(hostile); i++)
         if (tk_form_parse(hostile[i], strlen(hostile[i]), pool, &f, &e) == TK_OK)
             FAILF("form '%s' accepted", hostile[i]);
     /* many pairs: refused past the bound */
     char many[2000] = "";
-    for (int i = 0; i < 70; i++) snprintf(many + strlen(many), sizeof many - strlen(many), "a%d=1&", i);
+    for (int i = 0; i < 70; i++)
+        snprintf(many + strlen(many), sizeof many - strlen(many), "a%d=1&", i);
     CHECK(tk_form_parse(many, strlen(many), pool, &f, &e) != TK_OK);
     /* a long email in a form: refused by the email rule */
     char big[2100] = "email=";
@@ -233,7 +233,8 @@ void test_users_pool(void)
     jobs[0].done = job_done;
     jobs[0].arg = &pr;
     CHECK(tk_pwpool_submit(pool, &jobs[0]));
-    for (int i = 0; i < 500 && atomic_load(&pr.done) < 1; i++) usleep(10000);
+    for (int i = 0; i < 500 && atomic_load(&pr.done) < 1; i++)
+        usleep(10000);
     for (int i = 1; i <= 2; i++) {
         jobs[i].op = TK_PWJOB_VERIFY;
         jobs[i].pw = dup_pw(i == 1 ? "sesame-sesame" : "sesame-sesamE");
@@ -243,7 +244,8 @@ void test_users_pool(void)
         jobs[i].arg = &pr;
         CHECK(tk_pwpool_submit(pool, &jobs[i]));
     }
-    for (int i = 0; i < 1000 && atomic_load(&pr.done) < 3; i++) usleep(10000);
+    for (int i = 0; i < 1000 && atomic_load(&pr.done) < 3; i++)
+        usleep(10000);
     tk_pwpool_free(pool);
     CHECK_EQ_INT(atomic_load(&pr.done), 3);
     CHECK_EQ_INT(atomic_load(&pr.ok), 2); /* the hash and the right password */
@@ -388,8 +390,7 @@ void test_users_store(struct fx *f)
     CHECK_OK(tk_db_exec(db,
                         "INSERT INTO oauth_scopes (id, tenant_id, name, description, created_at, "
                         "updated_at) VALUES (?, ?, 'read', 'Read <things>', ?, ?)",
-                        TK_ARGS(TK_TEXT(sid), TK_TEXT(tenant), TK_INT(now), TK_INT(now)), NULL,
-                        &e),
+                        TK_ARGS(TK_TEXT(sid), TK_TEXT(tenant), TK_INT(now), TK_INT(now)), NULL, &e),
              &e);
     if (CHECK_OK(tk_oauth_scope_describe(db, tenant, ab, &d, &e), &e)) {
         CHECK_EQ_STR(json_string_value(json_object_get(json_array_get(d, 0), "description")),
