@@ -8,7 +8,7 @@
 #   make format     clang-format the C sources
 
 CC      ?= cc
-PKGS    := libmicrohttpd jansson libcurl sqlite3 libpq libcrypto inih gnutls
+PKGS    := libmicrohttpd jansson libcurl sqlite3 libpq libcrypto inih gnutls libargon2
 # Evaluated when make reads this file. The top-level targets run `deps` first
 # and then build in a second make, which reads the flags of the libraries
 # deps has just installed (a fresh machine has no -dev packages at parse time).

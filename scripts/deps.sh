@@ -7,7 +7,7 @@ set -eu
 cd "$(dirname "$0")/.."
 
 PKGS="build-essential pkg-config libmicrohttpd-dev libcurl4-openssl-dev libjansson-dev
-libssl-dev libsqlite3-dev libpq-dev libinih-dev libgfshare-dev libgnutls28-dev openssl postgresql sqlite3 curl nodejs npm wrk clang"
+libssl-dev libsqlite3-dev libpq-dev libinih-dev libgfshare-dev libgnutls28-dev libargon2-dev openssl postgresql sqlite3 curl nodejs npm wrk clang"
 
 missing=""
 for p in $PKGS; do

@@ -127,6 +127,8 @@ int main(int argc, char **argv)
         rc = tk_cli_connections(argc - 2, argv + 2);
     else if (!strcmp(cmd, "clients"))
         rc = tk_cli_clients(argc - 2, argv + 2);
+    else if (!strcmp(cmd, "users"))
+        rc = tk_cli_users(argc - 2, argv + 2);
     else if (!strcmp(cmd, "signing-keys"))
         rc = tk_cli_signing_keys(argc - 2, argv + 2);
     else if (!strcmp(cmd, "oauth") && argc > 2 && !strcmp(argv[2], "flows"))

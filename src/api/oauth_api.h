@@ -127,9 +127,20 @@ void tk_h_oauth_client_auth_probe(struct tk_req *r);
  * it leads on to the consent page and then to tk_api_oauth_authorized. */
 #define TK_OAUTH_LOGIN_PATH "/oauth2/login"
 /* The end user signed in on this browser (session cookie) in tenant_id:
- * true with user_id filled. */
+ * true with user_id filled. Replies nothing (no session, a sealed keyring
+ * or an unreachable store: false); uses r->db when the request has one. */
 bool tk_api_user_session(struct tk_req *r, const char *tenant_id,
                          char user_id[TK_UUID_LEN + 1]);
+/* /v1/users (users_api.c) and the pages (oauth_login_api.c). */
+void tk_h_users_list(struct tk_req *r);
+void tk_h_users_create(struct tk_req *r);
+void tk_h_users_get(struct tk_req *r);
+void tk_h_users_update(struct tk_req *r);
+void tk_h_oauth_login_page(struct tk_req *r);
+void tk_h_oauth_login(struct tk_req *r);
+void tk_h_oauth_consent_page(struct tk_req *r);
+void tk_h_oauth_consent(struct tk_req *r);
+void tk_h_oauth_logout(struct tk_req *r);
 
 /* ---- flows (oauth_authorize_api.c) ---- */
 

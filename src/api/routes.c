@@ -84,6 +84,16 @@ static const struct tk_route routes[] = {
     {"POST", "/v1/agents/register", tk_h_agents_register, CLIENT},
     {"POST", "/v1/agents/{id}/heartbeat", tk_h_agents_heartbeat, CLIENT},
     {"GET", "/v1/agents", tk_h_agents_list, OPERATOR(TK_ROLE_ANY)},
+    /* end users and their login and consent pages (users_api.c, oauth_login_api.c) */
+    {"GET", "/v1/users", tk_h_users_list, OPERATOR(TK_ROLE_ANY)},
+    {"POST", "/v1/users", tk_h_users_create, OPERATOR(TK_ROLE_WRITE)},
+    {"GET", "/v1/users/{id}", tk_h_users_get, OPERATOR(TK_ROLE_ANY)},
+    {"PATCH", "/v1/users/{id}", tk_h_users_update, OPERATOR(TK_ROLE_WRITE)},
+    {"GET", "/oauth2/login", tk_h_oauth_login_page, PUBLIC(0)},
+    {"POST", "/oauth2/login", tk_h_oauth_login, PUBLIC(TK_ROUTE_FORM)},
+    {"GET", "/oauth2/consent", tk_h_oauth_consent_page, PUBLIC(0)},
+    {"POST", "/oauth2/consent", tk_h_oauth_consent, PUBLIC(TK_ROUTE_FORM)},
+    {"POST", "/oauth2/logout", tk_h_oauth_logout, PUBLIC(TK_ROUTE_FORM)},
     /* signing keys (oauth_keys_api.c) */
     {"GET", "/oauth2/jwks", tk_h_oauth_jwks, PUBLIC(TK_ROUTE_SEALED_OK)},
     {"GET", "/v1/sys/signing-keys", tk_h_signing_keys_list, OPERATOR(TK_ROLE_NODE_ADMIN)},

@@ -22,6 +22,8 @@ int tk_cli_connections(int argc, char **argv);
 int tk_cli_connect(int argc, char **argv);
 /* tokend clients create|list|show|update|activate|suspend|disable. */
 int tk_cli_clients(int argc, char **argv);
+/* tokend users create|list|show|disable|enable|set-password (cli_users.c). */
+int tk_cli_users(int argc, char **argv);
 /* tokend signing-keys list|rotate (the authorization server's keys). */
 int tk_cli_signing_keys(int argc, char **argv);
 /* tokend oauth clients create|list|show|update|delete|rotate-secret and

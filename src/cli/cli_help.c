@@ -136,6 +136,16 @@ static const struct {
      "or disabled client's tokens fail validation (client_suspended, client_inactive) on\n"
      "every node within a second. --meta K=V sets a metadata member (update: the whole\n"
      "object is replaced by the --meta given); --email \"\" removes the email.\n"},
+    {"users", "tokend users create EMAIL [--json] < password\n"
+              "       tokend users list [--status S] [--limit N] [--json]\n"
+              "       tokend users show ID [--json]\n"
+              "       tokend users disable|enable ID\n"
+              "       tokend users set-password ID < password",
+     "A tenant's end users, who sign in on the authorization server's login page (admin or\n"
+     "operator token to write, any role to read). The password is read from the terminal\n"
+     "without echo (asked twice), or as one line of standard input, never from the command\n"
+     "line; 8 to 1024 bytes. It is stored as an argon2id hash and never shown. Disabling a\n"
+     "user or setting a new password ends the user's sessions.\n"},
     {"oauth", "tokend oauth clients create --name N [--type confidential|public] [--app-type web|native]\n"
               "           [--auth-method M] [--redirect-uri U]... [--grant G]... [--scope S]...\n"
               "           [--default-scope S]... [--rotate-refresh true|false] [--json]\n"

@@ -66,6 +66,12 @@ struct tk_config {
     int refresh_per_provider;  /* background refreshes in flight per provider */
     int refresh_backoff_max;   /* seconds: the longest retry delay after transient failures */
     int oauth_access_token_ttl; /* seconds an issued access token (JWT) is valid */
+    int users_argon2_memory_kib; /* argon2id memory of new password hashes */
+    int users_argon2_iterations; /* argon2id passes of new password hashes */
+    int users_hash_concurrency;  /* threads hashing passwords at once */
+    int users_hash_queue;        /* password hashes waiting at most (more: 503) */
+    int users_session_ttl;       /* seconds an end user's login session lasts */
+    int users_login_fail_limit;  /* failed logins per address and per user in 15 min */
     char oauth_signing_alg[8];      /* ES256 | RS256 | EdDSA: the next signing key's */
     int oauth_signing_rotate_every; /* seconds between scheduled key rotations; 0: never */
     int oauth_signing_publish_ahead; /* seconds a new key is published before it signs */

@@ -286,6 +286,12 @@ void test_clients_scan(void);
 void test_clients_check(void);
 void test_clients_reasons(struct fx *f); /* both backends */
 void test_clients_beats(struct fx *f);   /* both backends */
+/* test_users.c */
+void test_users_pwhash(void);
+void test_users_email(void);
+void test_users_login_form(void);
+void test_users_pool(void);
+void test_users_store(struct fx *f); /* both backends */
 /* test_oauth_clients.c */
 void test_oauth_scope_names(void);
 void test_oauth_redirect_uris(void);
