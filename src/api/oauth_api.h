@@ -128,4 +128,11 @@ void tk_api_oauth_authorized(struct tk_req *r, const struct tk_oauth_flow *f);
 void tk_api_oauth_redirect_error(struct tk_req *r, const struct tk_oauth_flow *f,
                                  const char *error, const char *description);
 
+/* ---- tokens (oauth_token_api.c) ---- */
+
+void tk_h_oauth_token(struct tk_req *r);      /* POST /oauth2/token */
+void tk_h_oauth_introspect(struct tk_req *r); /* POST /oauth2/introspect */
+void tk_h_oauth_revoke(struct tk_req *r);     /* POST /oauth2/revoke */
+void tk_h_oauth_metadata(struct tk_req *r);   /* GET /.well-known/oauth-authorization-server */
+
 #endif

@@ -66,6 +66,9 @@ struct tk_config {
     int refresh_per_provider;  /* background refreshes in flight per provider */
     int refresh_backoff_max;   /* seconds: the longest retry delay after transient failures */
     int oauth_access_token_ttl; /* seconds an issued access token (JWT) is valid */
+    int oauth_refresh_token_ttl; /* seconds a refresh token (tkr_) lives; 0: no expiry */
+    int oauth_refresh_grace;     /* seconds a rotated refresh token may be reused */
+    int oauth_code_ttl;          /* seconds an authorization code (tka_) lives */
     char origins[128][80]; /* where each setting's value came from, by table index */
 };
 

@@ -63,6 +63,9 @@ const SETTINGS = [
   'refresh-per-provider',
   'refresh-backoff-max',
   'oauth-access-token-ttl',
+  'oauth-refresh-token-ttl',
+  'oauth-refresh-grace',
+  'oauth-code-ttl',
 ];
 
 /** Lines of output that are JSON objects (every line must be). */
