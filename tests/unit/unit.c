@@ -480,6 +480,12 @@ static const struct unit_test tests[] = {
     T("clients/scan", test_clients_scan),
     T("clients/check", test_clients_check),
     B("clients/reasons", test_clients_reasons),
+    T("oauth/pkce", test_oauth_pkce),
+    T("oauth/revset", test_oauth_revset),
+    B("oauth/codes", test_oauth_codes),
+    B("oauth/code_race", test_oauth_code_race),
+    B("oauth/refresh", test_oauth_refresh),
+    B("oauth/revocations", test_oauth_revocations),
     B("clients/beats", test_clients_beats),
 
     T("authcache/hit_miss", test_authcache_hit_miss),
