@@ -28,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #define REVSET_POLL_MS 250
 #define REVSET_PURGE_MS 60000
@@ -206,6 +207,18 @@ static void refusal_event(struct tk_req *r, const char *tenant_id, const char *c
 /* Parse the form body: a malformed one is an RFC 6749 invalid_request. */
 static struct tk_form *form_of(struct tk_req *r)
 {
+    /* RFC 6749 §3.2: application/x-www-form-urlencoded, parameters maybe */
+    const char *ct = tk_req_header(r, "Content-Type");
+    static const char form_type[] = "application/x-www-form-urlencoded";
+    size_t n = sizeof form_type - 1;
+    if (!ct || strncasecmp(ct, form_type, n) != 0 ||
+        (ct[n] && ct[n] != ';' && ct[n] != ' ' && ct[n] != '\t')) {
+        char msg[200];
+        snprintf(msg, sizeof msg, "the body must be sent as %s (RFC 6749), not %.60s", form_type,
+                 ct ? ct : "without a Content-Type");
+        tk_oauth_reply_error(r, 400, "invalid_request", msg);
+        return NULL;
+    }
     struct tk_form *f = tk_pool_alloc(r->pool, sizeof *f);
     struct tk_err e;
     tk_err_clear(&e);
