@@ -801,15 +801,6 @@ static const char *echoed_id(const struct tk_req *r)
     return r->client_request_id[0] ? r->client_request_id : r->request_id;
 }
 
-/* Did the handler set header name (tk_reply_header)? Then the default of
- * the same name is left out: one Cache-Control, the handler's. */
-static bool handler_set(const struct tk_req_internal *in, const char *name)
-{
-    for (const struct hdr *hd = in->headers; hd; hd = hd->next)
-        if (!strcasecmp(hd->name, name)) return true;
-    return false;
-}
-
 static enum MHD_Result queue(struct tk_req *r)
 {
     struct tk_req_internal *in = r->in;
@@ -820,7 +811,11 @@ static enum MHD_Result queue(struct tk_req *r)
     if (!resp) return MHD_NO;
     MHD_add_response_header(resp, "Content-Type", in->ctype ? in->ctype : "application/json");
     MHD_add_response_header(resp, "X-Request-Id", echoed_id(r));
-    if (!handler_set(in, "Cache-Control")) MHD_add_response_header(resp, "Cache-Control", "no-store");
+    /* no-store unless the handler said otherwise (GET /oauth2/jwks: public) */
+    bool own_cc = false;
+    for (struct hdr *hd = in->headers; hd; hd = hd->next)
+        own_cc |= !strcasecmp(hd->name, "Cache-Control");
+    if (!own_cc) MHD_add_response_header(resp, "Cache-Control", "no-store");
     MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
     for (struct hdr *hd = in->headers; hd; hd = hd->next)
         MHD_add_response_header(resp, hd->name, hd->value);
