@@ -352,7 +352,7 @@ static void grant_code(struct grant_ctx *g)
                    redirect_uri, fl.redirect_uri);
         goto refused;
     }
-    rc = tk_oauth_pkce_check(fl.code_challenge, fl.code_challenge_method, verifier, &e);
+    rc = tk_oauth_pkce_verify(fl.code_challenge, fl.code_challenge_method, verifier, &e);
     if (rc != TK_OK) goto refused;
     rc = tk_api_oauth_flow_stage(r, db, oc.tenant_id, oc.flow_id, "token_exchanged", NULL, &e);
     if (rc == TK_OK && json_has_str(g->c->grant_types, "refresh_token")) {

@@ -170,7 +170,7 @@ static bool unreserved(unsigned char c)
            c == '-' || c == '.' || c == '_' || c == '~';
 }
 
-tk_rc tk_oauth_pkce_check(const char *challenge, const char *method, const char *verifier,
+tk_rc tk_oauth_pkce_verify(const char *challenge, const char *method, const char *verifier,
                           struct tk_err *e)
 {
     bool has_c = challenge && challenge[0], has_v = verifier != NULL;

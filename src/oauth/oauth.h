@@ -141,7 +141,7 @@ tk_rc tk_oauth_code_redeem(struct tk_db *db, struct tk_keyring *k, const char *t
  * and the sentence ("code_verifier does not match code_challenge"; a
  * verifier without a challenge; a challenge without a verifier; a verifier
  * that is not 43..128 unreserved characters). */
-tk_rc tk_oauth_pkce_check(const char *challenge, const char *method, const char *verifier,
+tk_rc tk_oauth_pkce_verify(const char *challenge, const char *method, const char *verifier,
                           struct tk_err *e);
 
 /* A refresh token as stored (scopes owned: tk_oauth_refresh_clear). */

@@ -24,12 +24,12 @@ static const char *pkce(const char *challenge, const char *method, const char *v
     static char msg[320];
     struct tk_err e;
     tk_err_clear(&e);
-    if (tk_oauth_pkce_check(challenge, method, verifier, &e) == TK_OK) return "";
+    if (tk_oauth_pkce_verify(challenge, method, verifier, &e) == TK_OK) return "";
     snprintf(msg, sizeof msg, "%s", e.msg);
     return msg;
 }
 
-void test_oauth_pkce(void)
+void test_oauth_grants_pkce(void)
 {
     /* RFC 7636 Appendix B */
     const char *v = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
@@ -63,7 +63,7 @@ void test_oauth_pkce(void)
 
 /* ---- the revocation set ---- */
 
-void test_oauth_revset(void)
+void test_oauth_grants_revset(void)
 {
     struct tk_revset *s = tk_revset_new();
     int64_t now = 1000000;
@@ -206,7 +206,7 @@ static int64_t count_of(struct tk_db *db, const char *sql, const char *arg)
     return n;
 }
 
-void test_oauth_codes(struct fx *f)
+void test_oauth_grants_codes(struct fx *f)
 {
     struct tk_db *db = fx_db(f);
     if (!db) return;
@@ -346,7 +346,7 @@ static void *race(void *arg)
     return NULL;
 }
 
-void test_oauth_code_race(struct fx *f)
+void test_oauth_grants_code_race(struct fx *f)
 {
     struct tk_db *db = fx_db(f);
     if (!db) return;
@@ -406,7 +406,7 @@ static tk_rc refresh(struct tk_db *db, struct gfx *g, const char *tok, const cha
     return rc;
 }
 
-void test_oauth_refresh(struct fx *f)
+void test_oauth_grants_refresh(struct fx *f)
 {
     struct tk_db *db = fx_db(f);
     if (!db) return;
@@ -520,7 +520,7 @@ out:
     tk_store_put(db);
 }
 
-void test_oauth_revocations(struct fx *f)
+void test_oauth_grants_revocations(struct fx *f)
 {
     struct tk_db *db = fx_db(f);
     if (!db) return;
