@@ -557,21 +557,25 @@ static void grant_client(struct grant_ctx *g)
     free(scope);
 }
 
-/* The client of a request (HTTP Basic, client_secret_post or none); false
- * when it was refused (replied) or parked (the handler runs again). */
-static bool client_of(struct tk_req *r, const struct tk_form *f, const char *action,
-                      struct tk_oauth_client *c)
+/* The client of a request (HTTP Basic, client_secret_post or none): 1;
+ * 0 when it was refused (replied, recorded); -1 when the request was
+ * parked (its metadata document is fetched; the handler runs again). */
+static int client_of(struct tk_req *r, const struct tk_form *f, const char *action,
+                     struct tk_oauth_client *c)
 {
     struct tk_err e;
     tk_err_clear(&e);
     memset(c, 0, sizeof *c);
-    if (tk_api_oauth_client_auth(r, f, c, &e) == TK_OK) return true;
-    if (!strcmp(e.code, "parked")) return false;
+    if (tk_api_oauth_client_auth(r, f, c, &e) == TK_OK) return 1;
+    if (!strcmp(e.code, "parked")) {
+        tk_oauth_client_clear(c);
+        return -1;
+    }
     const char *cid = tk_form_get(f, "client_id");
     refusal_event(r, c->tenant_id, c->id, c->client_id[0] ? c->client_id : cid, action,
                   "invalid_client", e.msg, NULL);
     tk_oauth_client_clear(c);
-    return false;
+    return 0;
 }
 
 void tk_h_oauth_token(struct tk_req *r)
@@ -602,11 +606,9 @@ void tk_h_oauth_token(struct tk_req *r)
         return;
     }
     struct tk_oauth_client c;
-    if (!client_of(r, f, "token", &c)) {
-        if (tk_req_header(r, "Authorization") || tk_form_get(f, "client_id"))
-            count_token(app, g, O_INVALID_CLIENT);
-        return;
-    }
+    int auth = client_of(r, f, "token", &c);
+    if (auth == 0) count_token(app, g, O_INVALID_CLIENT);
+    if (auth != 1) return;
     struct grant_ctx ctx = {.r = r, .app = app, .f = f, .c = &c};
     if (!json_has_str(c.grant_types, gt)) {
         char *al = joined(c.grant_types), msg[700];
@@ -677,7 +679,7 @@ void tk_h_oauth_introspect(struct tk_req *r)
         return;
     }
     struct tk_oauth_client c;
-    if (!client_of(r, f, "introspect", &c)) return;
+    if (client_of(r, f, "introspect", &c) != 1) return;
     if (!c.confidential) {
         refusal_event(r, c.tenant_id, c.id, c.client_id, "introspect", "invalid_client",
                       "introspection is for confidential clients only", NULL);
@@ -758,7 +760,7 @@ void tk_h_oauth_revoke(struct tk_req *r)
         return;
     }
     struct tk_oauth_client c;
-    if (!client_of(r, f, "revoke", &c)) return;
+    if (client_of(r, f, "revoke", &c) != 1) return;
     struct tk_err e;
     tk_err_clear(&e);
     int64_t now = tk_now_ms();
