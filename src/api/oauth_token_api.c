@@ -25,6 +25,8 @@
 #include "../events/events.h"
 
 #include <math.h>
+#include <openssl/sha.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -64,6 +66,7 @@ struct tk_oauth_revset {
     char cursor[TK_UUID_LEN + 1];   /* the newest row seen (poller thread only) */
     int64_t purged_ms;              /* monotonic: the last purge */
     struct tk_metric *m_tokens, *m_introspections, *m_revocations;
+    struct vcache *verified;        /* access tokens whose signature was checked */
 };
 
 /* ---- small helpers ---- */
@@ -626,29 +629,170 @@ void tk_h_oauth_token(struct tk_req *r)
     tk_oauth_client_clear(&c);
 }
 
+/* ---- the verified-token cache ----
+ *
+ * A signature check (ECDSA P-256 verify) is most of an introspection's
+ * cost, and a resource server introspects the same token again and again.
+ * So an access token whose signature and claims were checked once is
+ * remembered, keyed by the SHA-256 of the token (never the token), with
+ * what introspection answers: the reply body, tid, jti, fid and exp. An
+ * entry lasts until the token's exp, at most VCACHE_TTL_MS (a key pulled
+ * from the JWKS early stops being trusted here within that). Revocation,
+ * expiry and the tenant are checked on every answer, hit or miss. Direct
+ * mapped (a new entry replaces the slot's), striped locks. */
+
+#define VCACHE_SLOTS 4096
+#define VCACHE_STRIPES 64
+#define VCACHE_TTL_MS 60000
+
+struct vslot {
+    unsigned char key[SHA256_DIGEST_LENGTH];
+    int64_t until, exp_ms;
+    char tid[TK_UUID_LEN + 1], jti[48], fid[TK_UUID_LEN + 1];
+    char *body; /* the active reply, JSON; NULL: empty slot */
+};
+
+struct vcache {
+    pthread_mutex_t mu[VCACHE_STRIPES];
+    struct vslot s[VCACHE_SLOTS];
+};
+
+static struct vcache *vcache_new(void)
+{
+    struct vcache *c = tk_calloc(1, sizeof *c);
+    for (int i = 0; i < VCACHE_STRIPES; i++) pthread_mutex_init(&c->mu[i], NULL);
+    return c;
+}
+
+static void vcache_free(struct vcache *c)
+{
+    if (!c) return;
+    for (int i = 0; i < VCACHE_SLOTS; i++) free(c->s[i].body);
+    for (int i = 0; i < VCACHE_STRIPES; i++) pthread_mutex_destroy(&c->mu[i]);
+    free(c);
+}
+
+/* What introspection needs of a checked access token. */
+struct vtoken {
+    char tid[TK_UUID_LEN + 1], jti[48], fid[TK_UUID_LEN + 1];
+    int64_t exp_ms;
+    char *body; /* malloc'd */
+};
+
+static size_t vslot_of(const unsigned char key[SHA256_DIGEST_LENGTH])
+{
+    uint64_t h;
+    memcpy(&h, key, sizeof h);
+    return (size_t)(h % VCACHE_SLOTS);
+}
+
+static bool vcache_get(struct vcache *c, const unsigned char key[SHA256_DIGEST_LENGTH],
+                       int64_t now, struct vtoken *out)
+{
+    size_t i = vslot_of(key);
+    bool hit = false;
+    pthread_mutex_lock(&c->mu[i % VCACHE_STRIPES]);
+    struct vslot *v = &c->s[i];
+    if (v->body && v->until > now && !memcmp(v->key, key, sizeof v->key)) {
+        memcpy(out->tid, v->tid, sizeof out->tid);
+        memcpy(out->jti, v->jti, sizeof out->jti);
+        memcpy(out->fid, v->fid, sizeof out->fid);
+        out->exp_ms = v->exp_ms;
+        out->body = tk_strdup(v->body);
+        hit = true;
+    }
+    pthread_mutex_unlock(&c->mu[i % VCACHE_STRIPES]);
+    return hit;
+}
+
+static void vcache_put(struct vcache *c, const unsigned char key[SHA256_DIGEST_LENGTH],
+                       int64_t now, const struct vtoken *t)
+{
+    size_t i = vslot_of(key);
+    char *body = tk_strdup(t->body), *old;
+    pthread_mutex_lock(&c->mu[i % VCACHE_STRIPES]);
+    struct vslot *v = &c->s[i];
+    old = v->body;
+    memcpy(v->key, key, sizeof v->key);
+    v->until = t->exp_ms < now + VCACHE_TTL_MS ? t->exp_ms : now + VCACHE_TTL_MS;
+    v->exp_ms = t->exp_ms;
+    memcpy(v->tid, t->tid, sizeof v->tid);
+    memcpy(v->jti, t->jti, sizeof v->jti);
+    memcpy(v->fid, t->fid, sizeof v->fid);
+    v->body = body;
+    pthread_mutex_unlock(&c->mu[i % VCACHE_STRIPES]);
+    free(old);
+}
+
+/* The checked access token tok (signature, typ, exp), from the cache or
+ * verified now; false when it is not one (bad, expired, not ours). The
+ * revocation set and the tenant are the caller's. */
+static bool access_checked(struct tk_app *app, const char *tok, struct vtoken *out)
+{
+    memset(out, 0, sizeof *out);
+    size_t n = strlen(tok);
+    int64_t now = tk_now_ms();
+    unsigned char key[SHA256_DIGEST_LENGTH];
+    SHA256((const unsigned char *)tok, n, key);
+    struct vcache *c = app->oauth_revset ? app->oauth_revset->verified : NULL;
+    if (c && vcache_get(c, key, now, out)) {
+        if (out->exp_ms > now) return true;
+        free(out->body);
+        out->body = NULL;
+        return false;
+    }
+    json_t *claims = NULL;
+    struct tk_err e;
+    tk_err_clear(&e);
+    if (tk_api_oauth_verify(app, tok, n, "at+jwt", &claims, &e) != TK_OK) return false;
+    json_t *exp = json_object_get(claims, "exp");
+    const char *jti = json_string_value(json_object_get(claims, "jti"));
+    const char *tid = json_string_value(json_object_get(claims, "tid"));
+    const char *fid = json_string_value(json_object_get(claims, "fid"));
+    bool ok = json_is_integer(exp) && json_integer_value(exp) > 0 &&
+              json_integer_value(exp) < INT64_MAX / 1000 && jti && strlen(jti) < sizeof out->jti &&
+              tid && strlen(tid) < sizeof out->tid && (!fid || strlen(fid) < sizeof out->fid);
+    if (ok) {
+        out->exp_ms = json_integer_value(exp) * 1000;
+        snprintf(out->tid, sizeof out->tid, "%s", tid);
+        snprintf(out->jti, sizeof out->jti, "%s", jti);
+        snprintf(out->fid, sizeof out->fid, "%s", fid ? fid : "");
+        json_t *b = json_pack("{s:b}", "active", 1);
+        static const char *const keep[] = {"scope", "client_id", "sub", "aud", "iss",
+                                           "exp",   "iat",       "jti"};
+        for (size_t i = 0; i < TK_NELEM(keep); i++) {
+            json_t *v = json_object_get(claims, keep[i]);
+            if (v) json_object_set(b, keep[i], v);
+        }
+        json_object_set_new(b, "token_type", json_string("Bearer"));
+        out->body = json_dumps(b, JSON_COMPACT);
+        json_decref(b);
+        if (c && out->body) vcache_put(c, key, now, out);
+        ok = out->body && out->exp_ms > now;
+    }
+    json_decref(claims);
+    if (!ok) {
+        free(out->body);
+        out->body = NULL;
+    }
+    return ok;
+}
+
 /* ---- introspection and revocation ---- */
 
 static bool looks_refresh(const char *tok) { return !strncmp(tok, TK_KIND_REFRESH "_", 4); }
 
-/* The claims of a valid access token that is neither expired nor revoked
- * (new reference), or NULL. */
-static json_t *access_claims(struct tk_app *app, const char *tok, bool check_revoked)
+/* The claims of a valid, unexpired access token (new reference), or NULL
+ * (revocation: the revocation set is not consulted). */
+static json_t *access_claims(struct tk_app *app, const char *tok)
 {
     json_t *claims = NULL;
     struct tk_err e;
     tk_err_clear(&e);
     if (tk_api_oauth_verify(app, tok, strlen(tok), "at+jwt", &claims, &e) != TK_OK) return NULL;
-    int64_t now = tk_now_ms();
     json_t *exp = json_object_get(claims, "exp");
-    const char *jti = json_string_value(json_object_get(claims, "jti"));
-    const char *fid = json_string_value(json_object_get(claims, "fid"));
-    bool ok = json_is_integer(exp) && json_integer_value(exp) * 1000 > now && jti;
-    if (ok && check_revoked && app->oauth_revset) {
-        struct tk_revset *s = app->oauth_revset->set;
-        if (tk_revset_has(s, "jti", jti, now) || (fid && tk_revset_has(s, "family", fid, now)))
-            ok = false;
-    }
-    if (!ok) {
+    if (!json_is_integer(exp) || json_integer_value(exp) * 1000 <= tk_now_ms() ||
+        !json_string_value(json_object_get(claims, "jti"))) {
         json_decref(claims);
         return NULL;
     }
@@ -720,26 +864,23 @@ void tk_h_oauth_introspect(struct tk_req *r)
         tk_oauth_client_clear(&c);
         return;
     }
-    json_t *claims = access_claims(app, tok, true);
-    const char *tid = json_string_value(json_object_get(claims, "tid"));
-    if (!claims || !tid || strcmp(tid, c.tenant_id) != 0) {
-        json_decref(claims);
-        tk_oauth_client_clear(&c);
+    struct vtoken vt;
+    int64_t now = tk_now_ms();
+    struct tk_revset *set = app->oauth_revset ? app->oauth_revset->set : NULL;
+    bool active = access_checked(app, tok, &vt) && !strcmp(vt.tid, c.tenant_id) &&
+                  !tk_revset_has(set, "jti", vt.jti, now) &&
+                  !(vt.fid[0] && tk_revset_has(set, "family", vt.fid, now));
+    tk_oauth_client_clear(&c);
+    if (!active) {
+        free(vt.body);
         reply_inactive(r);
         return;
     }
-    json_t *b = json_pack("{s:b}", "active", 1);
-    static const char *const keep[] = {"scope", "client_id", "sub", "aud", "iss",
-                                       "exp",   "iat",       "jti"};
-    for (size_t i = 0; i < TK_NELEM(keep); i++) {
-        json_t *v = json_object_get(claims, keep[i]);
-        if (v) json_object_set(b, keep[i], v);
-    }
-    json_object_set_new(b, "token_type", json_string("Bearer"));
-    json_decref(claims);
-    tk_oauth_client_clear(&c);
     count_introspection(app, true);
-    tk_oauth_reply_json(r, 200, b);
+    tk_reply_header(r, "Cache-Control", "no-store");
+    tk_reply_header(r, "Pragma", "no-cache");
+    tk_reply_text(r, 200, "application/json", vt.body, strlen(vt.body));
+    free(vt.body);
 }
 
 static void count_revocation(struct tk_app *app, int o)
@@ -793,7 +934,7 @@ void tk_h_oauth_revoke(struct tk_req *r)
         if (tk_db_in_tx(db)) tk_db_rollback(db);
         tk_oauth_refresh_clear(&rt);
         if (rc != TK_OK) outcome = R_ERROR;
-    } else if ((claims = access_claims(app, tok, false))) {
+    } else if ((claims = access_claims(app, tok))) {
         const char *cid = json_string_value(json_object_get(claims, "client_id"));
         const char *tid = json_string_value(json_object_get(claims, "tid"));
         if (!cid || !tid || strcmp(cid, c.client_id) != 0 || strcmp(tid, c.tenant_id) != 0) {
@@ -948,6 +1089,7 @@ static struct tk_oauth_revset *state(struct tk_app *app)
         rs->set = tk_revset_new();
         rs->app = app;
         rs->purged_ms = tk_mono_ms();
+        rs->verified = vcache_new();
         app->oauth_revset = rs;
     }
     return app->oauth_revset;
@@ -968,6 +1110,7 @@ void tk_api_oauth_grants_stop(struct tk_app *app)
     if (!tk_worker_stop(&rs->poll, 0)) return; /* stuck in a store read: left to the exit */
     app->oauth_revset = NULL; /* the HTTP server has stopped: nobody reads it */
     tk_revset_free(rs->set);
+    vcache_free(rs->verified);
     free(rs);
 }
 
