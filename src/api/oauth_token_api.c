@@ -36,8 +36,8 @@
 #define REVSET_PURGE_MS 60000
 #define REVSET_OVERLAP_MS 5000 /* rows of other nodes committed late: read again */
 #define REVSET_BATCH 1000
-#define SCOPE_MAX 2048         /* bytes of a scope parameter */
-#define SCOPES_MAX 64          /* scopes in one parameter */
+#define SCOPE_MAX 2048 /* bytes of a scope parameter */
+#define SCOPES_MAX 64  /* scopes in one parameter */
 
 enum { G_CODE, G_REFRESH, G_CLIENT, G_OTHER, G_N };
 static const char *const grant_names[G_N] = {"authorization_code", "refresh_token",
@@ -53,9 +53,14 @@ enum {
     O_ERROR,
     O_N
 };
-static const char *const outcome_names[O_N] = {
-    "ok",           "invalid_request",        "invalid_client", "invalid_grant",
-    "unauthorized_client", "unsupported_grant_type", "invalid_scope",  "error"};
+static const char *const outcome_names[O_N] = {"ok",
+                                               "invalid_request",
+                                               "invalid_client",
+                                               "invalid_grant",
+                                               "unauthorized_client",
+                                               "unsupported_grant_type",
+                                               "invalid_scope",
+                                               "error"};
 enum { R_REVOKED, R_UNKNOWN, R_REFUSED, R_ERROR, R_N };
 static const char *const revoke_names[R_N] = {"revoked", "unknown", "refused", "error"};
 
@@ -63,21 +68,25 @@ struct tk_oauth_revset {
     struct tk_revset *set;
     struct tk_worker poll;
     struct tk_app *app;
-    char cursor[TK_UUID_LEN + 1];   /* the newest row seen (poller thread only) */
-    int64_t purged_ms;              /* monotonic: the last purge */
+    char cursor[TK_UUID_LEN + 1]; /* the newest row seen (poller thread only) */
+    int64_t purged_ms;            /* monotonic: the last purge */
     struct tk_metric *m_tokens, *m_introspections, *m_revocations;
-    struct vcache *verified;        /* access tokens whose signature was checked */
+    struct vcache *verified; /* access tokens whose signature was checked */
 };
 
 /* ---- small helpers ---- */
 
-static struct tk_app *app_of(struct tk_req *r) { return r->app; }
+static struct tk_app *app_of(struct tk_req *r)
+{
+    return r->app;
+}
 
 static bool json_has_str(json_t *a, const char *s)
 {
     size_t i;
     json_t *v;
-    json_array_foreach(a, i, v) if (json_is_string(v) && !strcmp(json_string_value(v), s)) return true;
+    json_array_foreach(a, i,
+                       v) if (json_is_string(v) && !strcmp(json_string_value(v), s)) return true;
     return false;
 }
 
@@ -116,7 +125,8 @@ static json_t *scope_parse(const char *s, struct tk_err *e)
     json_t *a = json_array();
     const char *p = s;
     while (*p) {
-        while (*p == ' ') p++;
+        while (*p == ' ')
+            p++;
         if (!*p) break;
         const char *q = p;
         while (*q && *q != ' ') {
@@ -155,8 +165,9 @@ static bool scope_subset(json_t *want, json_t *allowed, const char *whose, struc
     {
         if (json_has_str(allowed, json_string_value(v))) continue;
         char *al = joined(allowed);
-        tk_err_set(e, TK_EINVAL, "invalid_scope", "scope '%.128s' is not allowed for %s; allowed: %.512s",
-                   json_string_value(v), whose, al[0] ? al : "(none)");
+        tk_err_set(e, TK_EINVAL, "invalid_scope",
+                   "scope '%.128s' is not allowed for %s; allowed: %.512s", json_string_value(v),
+                   whose, al[0] ? al : "(none)");
         free(al);
         return false;
     }
@@ -194,11 +205,16 @@ static void refusal_event(struct tk_req *r, const char *tenant_id, const char *c
     char msg[600];
     snprintf(msg, sizeof msg, "%s refused (%s): %s", action, error, reason);
     struct tk_event ev = {.tenant_id = tenant_id && tenant_id[0] ? tenant_id : app->default_tenant,
-                          .trace_id = r->request_id, .kind = "oauth", .source = "api",
-                          .action = action, .outcome = "denied",
+                          .trace_id = r->request_id,
+                          .kind = "oauth",
+                          .source = "api",
+                          .action = action,
+                          .outcome = "denied",
                           .subject_type = client_row && client_row[0] ? "oauth_client" : NULL,
                           .subject_id = client_row && client_row[0] ? client_row : NULL,
-                          .message = msg, .detail = d, .latency_us = -1};
+                          .message = msg,
+                          .detail = d,
+                          .latency_us = -1};
     char key[320];
     snprintf(key, sizeof key, "%s %s %s", error, client_row ? client_row : "", remote);
     struct tk_err e;
@@ -259,10 +275,9 @@ static tk_rc access_token(struct tk_app *app, const struct at_args *a, char **jw
     char *scope = joined(a->scopes);
     json_t *c = json_pack("{s:s, s:s, s:s, s:I, s:I, s:s, s:s, s:s, s:s}", "iss",
                           tk_api_public_url(app), "sub", a->sub, "aud", a->aud, "exp",
-                          (json_int_t)(now + *ttl), "iat", (json_int_t)now, "jti", jti,
-                          "client_id", a->client_id, "scope", scope, "tid", a->tenant_id);
-    if (a->family_id && a->family_id[0])
-        json_object_set_new(c, "fid", json_string(a->family_id));
+                          (json_int_t)(now + *ttl), "iat", (json_int_t)now, "jti", jti, "client_id",
+                          a->client_id, "scope", scope, "tid", a->tenant_id);
+    if (a->family_id && a->family_id[0]) json_object_set_new(c, "fid", json_string(a->family_id));
     tk_rc rc = tk_api_oauth_sign(app, "at+jwt", c, jwt, e);
     json_decref(c);
     if (rc == TK_OK)
@@ -373,8 +388,10 @@ static void grant_code(struct grant_ctx *g)
     if (rc == TK_OK) {
         struct at_args a = {.sub = fl.user_id[0] ? fl.user_id : g->c->client_id,
                             .aud = fl.resource[0] ? fl.resource : g->c->client_id,
-                            .client_id = g->c->client_id, .tenant_id = oc.tenant_id,
-                            .family_id = oc.family_id, .scopes = fl.scopes};
+                            .client_id = g->c->client_id,
+                            .tenant_id = oc.tenant_id,
+                            .family_id = oc.family_id,
+                            .scopes = fl.scopes};
         rc = access_token(app, &a, &jwt, &ttl, &scope, &e);
     }
     if (rc == TK_OK)
@@ -389,8 +406,7 @@ refused:
     if (oc.flow_id[0])
         tk_api_oauth_flow_failed(r, oc.tenant_id, oc.flow_id, "token_exchanged", e.code, e.msg);
     else
-        refusal_event(r, g->c->tenant_id, g->c->id, g->c->client_id, "token", e.code, e.msg,
-                      NULL);
+        refusal_event(r, g->c->tenant_id, g->c->id, g->c->client_id, "token", e.code, e.msg, NULL);
     count_token(app, G_CODE, outcome_of(e.code));
     tk_oauth_reply_error(r, 400, e.code, e.msg);
     goto out;
@@ -464,7 +480,8 @@ static void grant_refresh(struct grant_ctx *g)
     }
     struct at_args a = {.sub = rt.user_id[0] ? rt.user_id : g->c->client_id,
                         .aud = rt.resource[0] ? rt.resource : g->c->client_id,
-                        .client_id = g->c->client_id, .tenant_id = rt.tenant_id,
+                        .client_id = g->c->client_id,
+                        .tenant_id = rt.tenant_id,
                         .family_id = rt.family_id,
                         .scopes = want && json_array_size(want) ? want : rt.scopes};
     rc = access_token(app, &a, &jwt, &ttl, &scope, &e);
@@ -544,9 +561,12 @@ static void grant_client(struct grant_ctx *g)
     }
     char *jwt = NULL, *scope = NULL;
     int ttl = 0;
-    struct at_args a = {.sub = g->c->client_id, .aud = resource ? resource : g->c->client_id,
-                        .client_id = g->c->client_id, .tenant_id = g->c->tenant_id,
-                        .family_id = NULL, .scopes = want};
+    struct at_args a = {.sub = g->c->client_id,
+                        .aud = resource ? resource : g->c->client_id,
+                        .client_id = g->c->client_id,
+                        .tenant_id = g->c->tenant_id,
+                        .family_id = NULL,
+                        .scopes = want};
     tk_rc rc = access_token(app, &a, &jwt, &ttl, &scope, &e);
     json_decref(want);
     if (rc != TK_OK) {
@@ -660,15 +680,18 @@ struct vcache {
 static struct vcache *vcache_new(void)
 {
     struct vcache *c = tk_calloc(1, sizeof *c);
-    for (int i = 0; i < VCACHE_STRIPES; i++) pthread_mutex_init(&c->mu[i], NULL);
+    for (int i = 0; i < VCACHE_STRIPES; i++)
+        pthread_mutex_init(&c->mu[i], NULL);
     return c;
 }
 
 static void vcache_free(struct vcache *c)
 {
     if (!c) return;
-    for (int i = 0; i < VCACHE_SLOTS; i++) free(c->s[i].body);
-    for (int i = 0; i < VCACHE_STRIPES; i++) pthread_mutex_destroy(&c->mu[i]);
+    for (int i = 0; i < VCACHE_SLOTS; i++)
+        free(c->s[i].body);
+    for (int i = 0; i < VCACHE_STRIPES; i++)
+        pthread_mutex_destroy(&c->mu[i]);
     free(c);
 }
 
@@ -686,8 +709,8 @@ static size_t vslot_of(const unsigned char key[SHA256_DIGEST_LENGTH])
     return (size_t)(h % VCACHE_SLOTS);
 }
 
-static bool vcache_get(struct vcache *c, const unsigned char key[SHA256_DIGEST_LENGTH],
-                       int64_t now, struct vtoken *out)
+static bool vcache_get(struct vcache *c, const unsigned char key[SHA256_DIGEST_LENGTH], int64_t now,
+                       struct vtoken *out)
 {
     size_t i = vslot_of(key);
     bool hit = false;
@@ -705,8 +728,8 @@ static bool vcache_get(struct vcache *c, const unsigned char key[SHA256_DIGEST_L
     return hit;
 }
 
-static void vcache_put(struct vcache *c, const unsigned char key[SHA256_DIGEST_LENGTH],
-                       int64_t now, const struct vtoken *t)
+static void vcache_put(struct vcache *c, const unsigned char key[SHA256_DIGEST_LENGTH], int64_t now,
+                       const struct vtoken *t)
 {
     size_t i = vslot_of(key);
     char *body = tk_strdup(t->body), *old;
@@ -758,8 +781,8 @@ static bool access_checked(struct tk_app *app, const char *tok, struct vtoken *o
         snprintf(out->jti, sizeof out->jti, "%s", jti);
         snprintf(out->fid, sizeof out->fid, "%s", fid ? fid : "");
         json_t *b = json_pack("{s:b}", "active", 1);
-        static const char *const keep[] = {"scope", "client_id", "sub", "aud", "iss",
-                                           "exp",   "iat",       "jti"};
+        static const char *const keep[] = {"scope", "client_id", "sub", "aud",
+                                           "iss",   "exp",       "iat", "jti"};
         for (size_t i = 0; i < TK_NELEM(keep); i++) {
             json_t *v = json_object_get(claims, keep[i]);
             if (v) json_object_set(b, keep[i], v);
@@ -780,7 +803,10 @@ static bool access_checked(struct tk_app *app, const char *tok, struct vtoken *o
 
 /* ---- introspection and revocation ---- */
 
-static bool looks_refresh(const char *tok) { return !strncmp(tok, TK_KIND_REFRESH "_", 4); }
+static bool looks_refresh(const char *tok)
+{
+    return !strncmp(tok, TK_KIND_REFRESH "_", 4);
+}
 
 /* The claims of a valid, unexpired access token (new reference), or NULL
  * (revocation: the revocation set is not consulted). */
@@ -845,11 +871,10 @@ void tk_h_oauth_introspect(struct tk_req *r)
                                          &active, &e);
         if (rc == TK_OK && active && !strcmp(rt.oauth_client_id, c.id)) {
             char *scope = joined(rt.scopes);
-            json_t *b = json_pack("{s:b, s:s, s:s, s:s, s:I, s:s}", "active", 1, "scope", scope,
-                                  "client_id", c.client_id, "sub",
-                                  rt.user_id[0] ? rt.user_id : c.client_id, "iat",
-                                  (json_int_t)(rt.created_at / 1000), "iss",
-                                  tk_api_public_url(app));
+            json_t *b =
+                json_pack("{s:b, s:s, s:s, s:s, s:I, s:s}", "active", 1, "scope", scope,
+                          "client_id", c.client_id, "sub", rt.user_id[0] ? rt.user_id : c.client_id,
+                          "iat", (json_int_t)(rt.created_at / 1000), "iss", tk_api_public_url(app));
             if (rt.expires_at) json_object_set_new(b, "exp", json_integer(rt.expires_at / 1000));
             json_object_set_new(b, "token_type", json_string("refresh_token"));
             free(scope);
@@ -983,23 +1008,26 @@ void tk_h_oauth_metadata(struct tk_req *r)
     struct tk_app *app = app_of(r);
     const char *base = tk_api_public_url(app);
     char u[7][600];
-    static const char *const paths[7] = {"", "/oauth2/authorize", "/oauth2/token",
-                                         "/oauth2/jwks", "/oauth2/register",
-                                         "/oauth2/introspect", "/oauth2/revoke"};
-    for (int i = 0; i < 7; i++) snprintf(u[i], sizeof u[i], "%s%s", base, paths[i]);
+    static const char *const paths[7] = {"",
+                                         "/oauth2/authorize",
+                                         "/oauth2/token",
+                                         "/oauth2/jwks",
+                                         "/oauth2/register",
+                                         "/oauth2/introspect",
+                                         "/oauth2/revoke"};
+    for (int i = 0; i < 7; i++)
+        snprintf(u[i], sizeof u[i], "%s%s", base, paths[i]);
     json_t *m = json_pack(
         "{s:s, s:s, s:s, s:s, s:s, s:s, s:[s], s:[s], s:[s,s,s], s:[s], s:[s,s,s], s:[s,s], "
         "s:[s,s,s], s:b, s:b, s:[s]}",
         "issuer", u[0], "authorization_endpoint", u[1], "token_endpoint", u[2], "jwks_uri", u[3],
         "introspection_endpoint", u[5], "revocation_endpoint", u[6], "response_types_supported",
-        "code", "response_modes_supported", "query", "grant_types_supported",
-        "authorization_code", "refresh_token", "client_credentials",
-        "code_challenge_methods_supported", "S256", "token_endpoint_auth_methods_supported",
-        "client_secret_basic", "client_secret_post", "none",
-        "introspection_endpoint_auth_methods_supported", "client_secret_basic",
-        "client_secret_post", "revocation_endpoint_auth_methods_supported",
-        "client_secret_basic", "client_secret_post", "none",
-        "authorization_response_iss_parameter_supported", 1,
+        "code", "response_modes_supported", "query", "grant_types_supported", "authorization_code",
+        "refresh_token", "client_credentials", "code_challenge_methods_supported", "S256",
+        "token_endpoint_auth_methods_supported", "client_secret_basic", "client_secret_post",
+        "none", "introspection_endpoint_auth_methods_supported", "client_secret_basic",
+        "client_secret_post", "revocation_endpoint_auth_methods_supported", "client_secret_basic",
+        "client_secret_post", "none", "authorization_response_iss_parameter_supported", 1,
         "client_id_metadata_document_supported", 1, "access_token_signing_alg_values_supported",
         tk_api_oauth_signing_alg(app));
     /* TODO(lead): only when oauth_dcr is not off, once the clients part
@@ -1017,8 +1045,7 @@ static void uuid_floor(int64_t ms, char out[TK_UUID_LEN + 1])
 {
     uint64_t t = ms < 0 ? 0 : (uint64_t)ms;
     snprintf(out, TK_UUID_LEN + 1, "%08llx-%04llx-0000-0000-000000000000",
-             (unsigned long long)((t >> 16) & 0xffffffffULL),
-             (unsigned long long)(t & 0xffff));
+             (unsigned long long)((t >> 16) & 0xffffffffULL), (unsigned long long)(t & 0xffff));
 }
 
 static bool revset_poll(struct tk_oauth_revset *rs, struct tk_err *e)
@@ -1050,8 +1077,7 @@ static bool revset_poll(struct tk_oauth_revset *rs, struct tk_err *e)
         int64_t n = 0, now = tk_now_ms();
         tk_revset_purge(rs->set, now);
         if (tk_oauth_grants_purge(db, now, &n, e) != TK_OK)
-            tk_warn("oauth: cannot drop expired codes, refresh tokens and revocations: %s",
-                    e->msg);
+            tk_warn("oauth: cannot drop expired codes, refresh tokens and revocations: %s", e->msg);
         tk_err_clear(e);
     }
     tk_store_put(db);
@@ -1108,7 +1134,7 @@ void tk_api_oauth_grants_stop(struct tk_app *app)
     struct tk_oauth_revset *rs = app->oauth_revset;
     if (!rs) return;
     if (!tk_worker_stop(&rs->poll, 0)) return; /* stuck in a store read: left to the exit */
-    app->oauth_revset = NULL; /* the HTTP server has stopped: nobody reads it */
+    app->oauth_revset = NULL;                  /* the HTTP server has stopped: nobody reads it */
     tk_revset_free(rs->set);
     vcache_free(rs->verified);
     free(rs);
@@ -1130,16 +1156,15 @@ tk_rc tk_api_oauth_grants_metrics(struct tk_app *app, struct tk_err *e)
     static const char *const actives[] = {"true", "false"};
     static const struct tk_dim adim = {"active", actives, 2, NULL, NULL};
     static const struct tk_dim rdim = {"outcome", revoke_names, R_N, NULL, NULL};
-    rs->m_tokens = tk_metric_counter(app->metrics, "tokend_oauth_tokens_total",
-                                     "Token endpoint answers, by grant type and outcome.", tdims,
-                                     2, 0, e);
+    rs->m_tokens =
+        tk_metric_counter(app->metrics, "tokend_oauth_tokens_total",
+                          "Token endpoint answers, by grant type and outcome.", tdims, 2, 0, e);
     if (!rs->m_tokens) return TK_EINTERNAL;
     rs->m_introspections = tk_metric_counter(app->metrics, "tokend_oauth_introspections_total",
                                              "Token introspections, by answer.", &adim, 1, 0, e);
     if (!rs->m_introspections) return TK_EINTERNAL;
     rs->m_revocations = tk_metric_counter(app->metrics, "tokend_oauth_revocations_total",
-                                          "Token revocation requests, by outcome.", &rdim, 1, 0,
-                                          e);
+                                          "Token revocation requests, by outcome.", &rdim, 1, 0, e);
     if (!rs->m_revocations) return TK_EINTERNAL;
     if (!tk_metric_gauge_fn(app->metrics, "tokend_oauth_revocation_set_entries",
                             "Revoked access tokens and refresh families this node holds in "

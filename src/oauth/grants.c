@@ -31,7 +31,10 @@ void tk_oauth_code_ttl_set(int seconds)
     if (seconds >= 1 && seconds <= 600) atomic_store(&code_ttl, seconds);
 }
 
-int tk_oauth_code_ttl(void) { return atomic_load(&code_ttl); }
+int tk_oauth_code_ttl(void)
+{
+    return atomic_load(&code_ttl);
+}
 
 /* The keyed hash of a well-formed token of kind; TK_ENOTFOUND (code
  * invalid_grant) for a malformed one, naming what but never the token. */
@@ -138,8 +141,7 @@ tk_rc tk_oauth_code_redeem(struct tk_db *db, struct tk_keyring *k, const char *t
     if (out->used_at) return code_replayed(db, out, now_ms, access_ttl_s, e);
     if (out->expires_at <= now_ms) {
         int64_t ago = (now_ms - out->expires_at) / 1000;
-        return tk_err_set(e, TK_EINVAL, "invalid_grant", "code expired %lld s ago",
-                          (long long)ago);
+        return tk_err_set(e, TK_EINVAL, "invalid_grant", "code expired %lld s ago", (long long)ago);
     }
     if (strcmp(out->oauth_client_id, oauth_client_id) != 0)
         return tk_err_set(e, TK_EINVAL, "invalid_grant",
@@ -166,12 +168,12 @@ tk_rc tk_oauth_code_redeem(struct tk_db *db, struct tk_keyring *k, const char *t
 
 static bool unreserved(unsigned char c)
 {
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-           c == '-' || c == '.' || c == '_' || c == '~';
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
+           c == '.' || c == '_' || c == '~';
 }
 
 tk_rc tk_oauth_pkce_verify(const char *challenge, const char *method, const char *verifier,
-                          struct tk_err *e)
+                           struct tk_err *e)
 {
     bool has_c = challenge && challenge[0], has_v = verifier != NULL;
     if (!has_c && !has_v) return TK_OK;
@@ -245,25 +247,25 @@ tk_rc tk_oauth_refresh_issue(struct tk_db *db, struct tk_keyring *k, struct tk_o
                     TK_TEXT(t->parent_id[0] ? t->parent_id : NULL),
                     TK_TEXT(t->flow_id[0] ? t->flow_id : NULL), TK_TEXT(t->oauth_client_id),
                     TK_TEXT(t->user_id[0] ? t->user_id : NULL), TK_TEXT(hash), TK_TEXT(kid),
-                    TK_TEXT(preview), TK_TEXT(scopes),
-                    TK_TEXT(t->resource[0] ? t->resource : NULL), TK_INT(now_ms),
-                    t->expires_at ? TK_INT(t->expires_at) : TK_NULLV),
+                    TK_TEXT(preview), TK_TEXT(scopes), TK_TEXT(t->resource[0] ? t->resource : NULL),
+                    TK_INT(now_ms), t->expires_at ? TK_INT(t->expires_at) : TK_NULLV),
             NULL, e);
     free(scopes);
     if (rc != TK_OK) tk_wipe(tok_out, TK_ISSUED_MAX);
     return rc;
 }
 
-#define REFRESH_COLS                                                                              \
-    "id, tenant_id, family_id, parent_id, flow_id, oauth_client_id, user_id, scopes, resource, "  \
+#define REFRESH_COLS                                                                               \
+    "id, tenant_id, family_id, parent_id, flow_id, oauth_client_id, user_id, scopes, resource, "   \
     "created_at, expires_at, rotated_at, revoked_at"
 
 static tk_rc refresh_read(struct tk_db *db, const char *hash, struct tk_oauth_refresh *out,
                           struct tk_err *e)
 {
     struct tk_rows *r = NULL;
-    tk_rc rc = tk_db_exec(db, "SELECT " REFRESH_COLS " FROM oauth_refresh_tokens "
-                              "WHERE token_hash = ?",
+    tk_rc rc = tk_db_exec(db,
+                          "SELECT " REFRESH_COLS " FROM oauth_refresh_tokens "
+                          "WHERE token_hash = ?",
                           TK_ARGS(TK_TEXT(hash)), &r, e);
     if (rc != TK_OK) return rc;
     tk_oauth_refresh_clear(out);
@@ -308,16 +310,15 @@ tk_rc tk_oauth_refresh_find(struct tk_db *db, struct tk_keyring *k, const char *
     tk_rc rc = hash_of(k, TK_KIND_REFRESH, "refresh token", tok, len, hash, NULL, e);
     if (rc == TK_OK) rc = refresh_read(db, hash, out, e);
     if (rc != TK_OK) return rc;
-    *active = !out->revoked_at && !out->rotated_at &&
-              (!out->expires_at || out->expires_at > now_ms);
+    *active =
+        !out->revoked_at && !out->rotated_at && (!out->expires_at || out->expires_at > now_ms);
     return TK_OK;
 }
 
 tk_rc tk_oauth_refresh_redeem(struct tk_db *db, struct tk_keyring *k, const char *tok, size_t len,
-                              const char *oauth_client_id, int64_t now_ms, bool rotate,
-                              int grace_s, int ttl_s, int access_ttl_s,
-                              struct tk_oauth_refresh *out, char new_tok[TK_ISSUED_MAX],
-                              struct tk_err *e)
+                              const char *oauth_client_id, int64_t now_ms, bool rotate, int grace_s,
+                              int ttl_s, int access_ttl_s, struct tk_oauth_refresh *out,
+                              char new_tok[TK_ISSUED_MAX], struct tk_err *e)
 {
     char hash[TK_HASH_HEX], at[40];
     new_tok[0] = '\0';
@@ -384,8 +385,7 @@ tk_rc tk_oauth_refresh_redeem(struct tk_db *db, struct tk_keyring *k, const char
 /* ---- revocations ---- */
 
 static tk_rc revocation_add(struct tk_db *db, const char *tenant_id, const char *what,
-                            const char *value, int64_t now_ms, int64_t until_ms,
-                            struct tk_err *e)
+                            const char *value, int64_t now_ms, int64_t until_ms, struct tk_err *e)
 {
     char id[TK_UUID_LEN + 1];
     tk_uuid7(id);
@@ -403,14 +403,13 @@ tk_rc tk_oauth_revoke_family(struct tk_db *db, const char *tenant_id, const char
     tk_rc rc = tk_db_exec(db,
                           "UPDATE oauth_refresh_tokens SET revoked_at = ? "
                           "WHERE tenant_id = ? AND family_id = ? AND revoked_at IS NULL",
-                          TK_ARGS(TK_INT(now_ms), TK_TEXT(tenant_id), TK_TEXT(family_id)), NULL,
-                          e);
+                          TK_ARGS(TK_INT(now_ms), TK_TEXT(tenant_id), TK_TEXT(family_id)), NULL, e);
     if (rc == TK_OK) rc = revocation_add(db, tenant_id, "family", family_id, now_ms, until_ms, e);
     return rc;
 }
 
-tk_rc tk_oauth_revoke_jti(struct tk_db *db, const char *tenant_id, const char *jti,
-                          int64_t now_ms, int64_t until_ms, struct tk_err *e)
+tk_rc tk_oauth_revoke_jti(struct tk_db *db, const char *tenant_id, const char *jti, int64_t now_ms,
+                          int64_t until_ms, struct tk_err *e)
 {
     return revocation_add(db, tenant_id, "jti", jti, now_ms, until_ms, e);
 }

@@ -74,7 +74,7 @@ void test_oauth_grants_revset(void)
     CHECK(!tk_revset_has(s, "jti", "abc", now + 11)); /* expired: no longer matters */
     tk_revset_add(s, "jti", "abc", now + 5);          /* an earlier expiry does not shorten */
     CHECK(tk_revset_has(s, "jti", "abc", now + 8));
-    tk_revset_add(s, "jti", "abc", now + 100);        /* a later one extends */
+    tk_revset_add(s, "jti", "abc", now + 100); /* a later one extends */
     CHECK(tk_revset_has(s, "jti", "abc", now + 50));
     CHECK_EQ_INT(tk_revset_size(s), 1);
     /* hostile values: empty, NULL, too long are ignored */
@@ -263,12 +263,14 @@ void test_oauth_grants_codes(struct fx *f)
     snprintf(want, sizeof want, "code already used at %.8s; tokens issued from it were revoked",
              at + 11);
     CHECK_EQ_STR(e.msg, want);
-    CHECK_EQ_INT(count_of(db, "SELECT COUNT(*) FROM oauth_refresh_tokens WHERE family_id = ? "
-                              "AND revoked_at IS NOT NULL",
+    CHECK_EQ_INT(count_of(db,
+                          "SELECT COUNT(*) FROM oauth_refresh_tokens WHERE family_id = ? "
+                          "AND revoked_at IS NOT NULL",
                           family),
                  1);
-    CHECK_EQ_INT(count_of(db, "SELECT COUNT(*) FROM oauth_revocations WHERE what = 'family' "
-                              "AND value = ?",
+    CHECK_EQ_INT(count_of(db,
+                          "SELECT COUNT(*) FROM oauth_revocations WHERE what = 'family' "
+                          "AND value = ?",
                           family),
                  1);
     struct tk_oauth_refresh found = {0};
@@ -285,7 +287,7 @@ void test_oauth_grants_codes(struct fx *f)
     /* with a shorter ttl */
     tk_oauth_code_ttl_set(1);
     CHECK_EQ_INT(tk_oauth_code_ttl(), 1);
-    tk_oauth_code_ttl_set(0);   /* out of range: ignored */
+    tk_oauth_code_ttl_set(0); /* out of range: ignored */
     tk_oauth_code_ttl_set(601);
     CHECK_EQ_INT(tk_oauth_code_ttl(), 1);
     if (!issue_code(db, &g, code)) goto out;
@@ -395,8 +397,8 @@ static tk_rc refresh(struct tk_db *db, struct gfx *g, const char *tok, const cha
     tk_err_clear(e);
     tk_rc rc = tk_db_begin(db, e);
     if (rc != TK_OK) return rc;
-    rc = tk_oauth_refresh_redeem(db, g->k, tok, strlen(tok), client, now, rotate, grace, 3600,
-                                 3600, out, next, e);
+    rc = tk_oauth_refresh_redeem(db, g->k, tok, strlen(tok), client, now, rotate, grace, 3600, 3600,
+                                 out, next, e);
     struct tk_err ce;
     if (rc == TK_OK || rc == TK_ECONFLICT) {
         if (tk_db_commit(db, &ce) != TK_OK) FAILF("commit: %s", ce.msg);
@@ -427,8 +429,7 @@ void test_oauth_grants_refresh(struct fx *f)
     CHECK_EQ_INT(rt.expires_at, now + 3600 * 1000);
 
     /* rotation: a successor of the same family, scopes and resource */
-    if (!CHECK_OK(refresh(db, &g, t1, g.client, now + 1000, true, 0, &out, t2, &e), &e))
-        goto out;
+    if (!CHECK_OK(refresh(db, &g, t1, g.client, now + 1000, true, 0, &out, t2, &e), &e)) goto out;
     CHECK(!strncmp(t2, "tkr_", 4) && strcmp(t1, t2) != 0);
     CHECK_EQ_STR(out.family_id, rt.family_id);
     CHECK_EQ_STR(out.resource, "https://mcp.example/");
@@ -451,8 +452,7 @@ void test_oauth_grants_refresh(struct fx *f)
     CHECK(!strncmp(sib, "tkr_", 4) && strcmp(sib, t2) != 0);
     CHECK_OK(tk_oauth_refresh_find(db, g.k, t2, strlen(t2), now + 2000, &found, &active, &e), &e);
     CHECK(active);
-    CHECK_OK(tk_oauth_refresh_find(db, g.k, sib, strlen(sib), now + 2000, &found, &active, &e),
-             &e);
+    CHECK_OK(tk_oauth_refresh_find(db, g.k, sib, strlen(sib), now + 2000, &found, &active, &e), &e);
     CHECK(active);
 
     /* reuse after the grace: the family is revoked, successor and sibling too */
@@ -464,9 +464,8 @@ void test_oauth_grants_refresh(struct fx *f)
     CHECK_EQ_INT(refresh(db, &g, t2, g.client, now + 7100, true, 5, &out, t3, &e), TK_EINVAL);
     CHECK(strstr(e.msg, "was revoked at"));
     CHECK_EQ_INT(refresh(db, &g, sib, g.client, now + 7100, true, 5, &out, t3, &e), TK_EINVAL);
-    CHECK_EQ_INT(count_of(db, "SELECT COUNT(*) FROM oauth_revocations WHERE value = ?",
-                          rt.family_id),
-                 1);
+    CHECK_EQ_INT(
+        count_of(db, "SELECT COUNT(*) FROM oauth_revocations WHERE value = ?", rt.family_id), 1);
     /* with grace 0, reuse a moment after the rotation revokes too */
     tk_oauth_refresh_clear(&rt);
     memset(&rt, 0, sizeof rt);
@@ -509,8 +508,7 @@ void test_oauth_grants_refresh(struct fx *f)
         for (int i = 0; i < tk_rows_count(r); i++)
             for (int col = 0; col < tk_rows_columns(r); col++) {
                 const char *v = tk_rows_text(r, i, col);
-                if (v && strstr(v, t1 + 8))
-                    FAILF("column %d holds a token", col);
+                if (v && strstr(v, t1 + 8)) FAILF("column %d holds a token", col);
             }
     tk_rows_free(r);
 out:
@@ -553,9 +551,8 @@ void test_oauth_grants_revocations(struct fx *f)
     int64_t n = 0;
     CHECK_OK(tk_oauth_grants_purge(db, now, &n, &e), &e);
     CHECK_EQ_INT(n, 1);
-    CHECK_EQ_INT(count_of(db, "SELECT COUNT(*) FROM oauth_revocations WHERE tenant_id = ?",
-                          g.tenant),
-                 2);
+    CHECK_EQ_INT(
+        count_of(db, "SELECT COUNT(*) FROM oauth_revocations WHERE tenant_id = ?", g.tenant), 2);
     CHECK_OK(tk_oauth_grants_purge(db, now + 2 * 86400LL * 1000, &n, &e), &e);
     CHECK_EQ_INT(n, 3); /* two revocations and the code */
 out:
