@@ -36,8 +36,6 @@
 #define REVSET_PURGE_MS 60000
 #define REVSET_OVERLAP_MS 5000 /* rows of other nodes committed late: read again */
 #define REVSET_BATCH 1000
-#define SCOPE_MAX 2048 /* bytes of a scope parameter */
-#define SCOPES_MAX 64  /* scopes in one parameter */
 
 enum { G_CODE, G_REFRESH, G_CLIENT, G_OTHER, G_N };
 static const char *const grant_names[G_N] = {"authorization_code", "refresh_token",
@@ -79,99 +77,6 @@ struct tk_oauth_revset {
 static struct tk_app *app_of(struct tk_req *r)
 {
     return r->app;
-}
-
-static bool json_has_str(json_t *a, const char *s)
-{
-    size_t i;
-    json_t *v;
-    json_array_foreach(a, i,
-                       v) if (json_is_string(v) && !strcmp(json_string_value(v), s)) return true;
-    return false;
-}
-
-/* The strings of a as one space-separated string (malloc'd). */
-static char *joined(json_t *a)
-{
-    struct tk_buf b;
-    tk_buf_init(&b, 1 << 16);
-    size_t i;
-    json_t *v;
-    json_array_foreach(a, i, v)
-    {
-        if (!json_is_string(v)) continue;
-        if (b.len) tk_buf_addstr(&b, " ");
-        tk_buf_addstr(&b, json_string_value(v));
-    }
-    char *s = tk_strndup(b.data ? b.data : "", b.len);
-    tk_buf_free(&b);
-    return s;
-}
-
-/* RFC 6749 §3.3 scope-token characters: %x21 / %x23-5B / %x5D-7E. */
-static bool scope_char(unsigned char c)
-{
-    return c == 0x21 || (c >= 0x23 && c <= 0x5B) || (c >= 0x5D && c <= 0x7E);
-}
-
-/* Parse a scope parameter into a new array (duplicates dropped). NULL with
- * e set (invalid_scope) for a hostile or malformed one. */
-static json_t *scope_parse(const char *s, struct tk_err *e)
-{
-    if (strlen(s) > SCOPE_MAX) {
-        tk_err_set(e, TK_EINVAL, "invalid_scope", "scope is longer than %d bytes", SCOPE_MAX);
-        return NULL;
-    }
-    json_t *a = json_array();
-    const char *p = s;
-    while (*p) {
-        while (*p == ' ')
-            p++;
-        if (!*p) break;
-        const char *q = p;
-        while (*q && *q != ' ') {
-            if (!scope_char((unsigned char)*q)) {
-                tk_err_set(e, TK_EINVAL, "invalid_scope",
-                           "scope has a character outside RFC 6749's scope-token set at "
-                           "position %zu",
-                           (size_t)(q - s) + 1);
-                json_decref(a);
-                return NULL;
-            }
-            q++;
-        }
-        char *tok = tk_strndup(p, (size_t)(q - p));
-        if (!json_has_str(a, tok)) json_array_append_new(a, json_string(tok));
-        free(tok);
-        if (json_array_size(a) > SCOPES_MAX) {
-            tk_err_set(e, TK_EINVAL, "invalid_scope", "scope names more than %d scopes",
-                       SCOPES_MAX);
-            json_decref(a);
-            return NULL;
-        }
-        p = q;
-    }
-    return a;
-}
-
-/* Every scope of want is in allowed; else e (invalid_scope) names the first
- * that is not, and the allowed ones (what the sentence of the flow trace
- * says: "scope 'admin:all' is not allowed for this client; allowed: ..."). */
-static bool scope_subset(json_t *want, json_t *allowed, const char *whose, struct tk_err *e)
-{
-    size_t i;
-    json_t *v;
-    json_array_foreach(want, i, v)
-    {
-        if (json_has_str(allowed, json_string_value(v))) continue;
-        char *al = joined(allowed);
-        tk_err_set(e, TK_EINVAL, "invalid_scope",
-                   "scope '%.128s' is not allowed for %s; allowed: %.512s", json_string_value(v),
-                   whose, al[0] ? al : "(none)");
-        free(al);
-        return false;
-    }
-    return true;
 }
 
 static void count_token(struct tk_app *app, int g, int o)
@@ -272,7 +177,7 @@ static tk_rc access_token(struct tk_app *app, const struct at_args *a, char **jw
     *ttl = app->cfg->oauth_access_token_ttl;
     char jti[33];
     new_jti(jti);
-    char *scope = joined(a->scopes);
+    char *scope = tk_oauth_scope_join(a->scopes);
     json_t *c = json_pack("{s:s, s:s, s:s, s:I, s:I, s:s, s:s, s:s, s:s}", "iss",
                           tk_api_public_url(app), "sub", a->sub, "aud", a->aud, "exp",
                           (json_int_t)(now + *ttl), "iat", (json_int_t)now, "jti", jti, "client_id",
@@ -373,7 +278,7 @@ static void grant_code(struct grant_ctx *g)
     rc = tk_oauth_pkce_verify(fl.code_challenge, fl.code_challenge_method, verifier, &e);
     if (rc != TK_OK) goto refused;
     rc = tk_api_oauth_flow_stage(r, db, oc.tenant_id, oc.flow_id, "token_exchanged", NULL, &e);
-    if (rc == TK_OK && json_has_str(g->c->grant_types, "refresh_token")) {
+    if (rc == TK_OK && tk_oauth_json_has(g->c->grant_types, "refresh_token")) {
         memcpy(rt.tenant_id, oc.tenant_id, sizeof rt.tenant_id);
         memcpy(rt.family_id, oc.family_id, sizeof rt.family_id);
         memcpy(rt.flow_id, oc.flow_id, sizeof rt.flow_id);
@@ -434,7 +339,7 @@ static void grant_refresh(struct grant_ctx *g)
         return;
     }
     json_t *want = NULL;
-    if (scope_p && !(want = scope_parse(scope_p, &e))) {
+    if (scope_p && !(want = tk_oauth_scope_parse(scope_p, &e))) {
         grant_refused(g, G_REFRESH, "invalid_scope", e.msg, NULL);
         return;
     }
@@ -473,7 +378,7 @@ static void grant_refresh(struct grant_ctx *g)
     }
     if (rc != TK_OK) goto fail;
     if (want && json_array_size(want) &&
-        !scope_subset(want, rt.scopes, "this refresh token (narrowing only)", &e)) {
+        !tk_oauth_scope_subset(want, rt.scopes, "this refresh token (narrowing only)", &e)) {
         tk_db_rollback(db);
         grant_refused(g, G_REFRESH, "invalid_scope", e.msg, NULL);
         goto out;
@@ -502,30 +407,6 @@ out:
     tk_oauth_refresh_clear(&rt);
 }
 
-/* resource (RFC 8707) at the token endpoint: one absolute URI without a
- * fragment; NULL when absent, "" after replying. */
-static bool resource_ok(const char *s, struct tk_err *e)
-{
-    size_t n = strlen(s);
-    if (n == 0 || n >= TK_OAUTH_URI_MAX) {
-        tk_err_set(e, TK_EINVAL, "invalid_target", "resource must be 1 to %d bytes",
-                   TK_OAUTH_URI_MAX - 1);
-        return false;
-    }
-    const char *colon = strstr(s, "://");
-    bool scheme = colon && colon > s;
-    for (const char *p = s; scheme && p < colon; p++)
-        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || *p == '+' || *p == '-' ||
-              *p == '.' || (p > s && *p >= '0' && *p <= '9')))
-            scheme = false;
-    if (!scheme || strchr(s, '#') || strpbrk(s, " \t\r\n")) {
-        tk_err_set(e, TK_EINVAL, "invalid_target",
-                   "resource must be an absolute URI without a fragment (RFC 8707)");
-        return false;
-    }
-    return true;
-}
-
 static void grant_client(struct grant_ctx *g)
 {
     struct tk_app *app = g->app;
@@ -538,7 +419,7 @@ static void grant_client(struct grant_ctx *g)
     }
     const char *scope_p = tk_form_get(g->f, "scope");
     const char *resource = tk_form_get(g->f, "resource");
-    if (resource && !resource_ok(resource, &e)) {
+    if (resource && !tk_oauth_resource_check(resource, &e)) {
         refusal_event(g->r, g->c->tenant_id, g->c->id, g->c->client_id, "token", e.code, e.msg,
                       NULL);
         count_token(app, G_CLIENT, O_INVALID_REQUEST);
@@ -546,7 +427,7 @@ static void grant_client(struct grant_ctx *g)
         return;
     }
     json_t *want = NULL;
-    if (scope_p && !(want = scope_parse(scope_p, &e))) {
+    if (scope_p && !(want = tk_oauth_scope_parse(scope_p, &e))) {
         grant_refused(g, G_CLIENT, "invalid_scope", e.msg, NULL);
         return;
     }
@@ -554,7 +435,7 @@ static void grant_client(struct grant_ctx *g)
         json_decref(want);
         want = json_incref(g->c->default_scopes ? g->c->default_scopes : json_array());
     }
-    if (!scope_subset(want, g->c->scopes, "this client", &e)) {
+    if (!tk_oauth_scope_subset(want, g->c->scopes, "this client", &e)) {
         grant_refused(g, G_CLIENT, "invalid_scope", e.msg, NULL);
         json_decref(want);
         return;
@@ -633,8 +514,8 @@ void tk_h_oauth_token(struct tk_req *r)
     if (auth == 0) count_token(app, g, O_INVALID_CLIENT);
     if (auth != 1) return;
     struct grant_ctx ctx = {.r = r, .app = app, .f = f, .c = &c};
-    if (!json_has_str(c.grant_types, gt)) {
-        char *al = joined(c.grant_types), msg[700];
+    if (!tk_oauth_json_has(c.grant_types, gt)) {
+        char *al = tk_oauth_scope_join(c.grant_types), msg[700];
         snprintf(msg, sizeof msg, "client '%.200s' may not use grant_type %s; allowed: %.400s",
                  c.client_id, gt, al[0] ? al : "(none)");
         free(al);
@@ -870,7 +751,7 @@ void tk_h_oauth_introspect(struct tk_req *r)
         tk_rc rc = tk_oauth_refresh_find(db, app->keyring, tok, strlen(tok), tk_now_ms(), &rt,
                                          &active, &e);
         if (rc == TK_OK && active && !strcmp(rt.oauth_client_id, c.id)) {
-            char *scope = joined(rt.scopes);
+            char *scope = tk_oauth_scope_join(rt.scopes);
             json_t *b =
                 json_pack("{s:b, s:s, s:s, s:s, s:I, s:s}", "active", 1, "scope", scope,
                           "client_id", c.client_id, "sub", rt.user_id[0] ? rt.user_id : c.client_id,

@@ -17,8 +17,6 @@
  */
 #include "oauth.h"
 
-#include <openssl/evp.h>
-#include <openssl/sha.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -161,58 +159,6 @@ tk_rc tk_oauth_code_redeem(struct tk_db *db, struct tk_keyring *k, const char *t
     }
     out->used_at = now_ms;
     memcpy(out->family_id, family, sizeof family);
-    return TK_OK;
-}
-
-/* ---- PKCE ---- */
-
-static bool unreserved(unsigned char c)
-{
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
-           c == '.' || c == '_' || c == '~';
-}
-
-tk_rc tk_oauth_pkce_verify(const char *challenge, const char *method, const char *verifier,
-                           struct tk_err *e)
-{
-    bool has_c = challenge && challenge[0], has_v = verifier != NULL;
-    if (!has_c && !has_v) return TK_OK;
-    if (!has_c)
-        return tk_err_set(e, TK_EINVAL, "invalid_grant",
-                          "code_verifier was sent but the authorization request had no "
-                          "code_challenge (PKCE downgrade refused)");
-    if (!has_v)
-        return tk_err_set(e, TK_EINVAL, "invalid_grant",
-                          "code_verifier is missing: the authorization request had a "
-                          "code_challenge");
-    size_t n = strlen(verifier);
-    if (n < 43 || n > 128)
-        return tk_err_set(e, TK_EINVAL, "invalid_grant",
-                          "code_verifier must be 43 to 128 characters, not %zu", n);
-    for (size_t i = 0; i < n; i++)
-        if (!unreserved((unsigned char)verifier[i]))
-            return tk_err_set(e, TK_EINVAL, "invalid_grant",
-                              "code_verifier has a character other than A-Z a-z 0-9 - . _ ~ "
-                              "at position %zu",
-                              i + 1);
-    if (method && method[0] && strcmp(method, "S256") != 0)
-        return tk_err_set(e, TK_EINVAL, "invalid_grant",
-                          "code_challenge_method %.16s is not supported (S256 only)", method);
-    unsigned char md[SHA256_DIGEST_LENGTH];
-    SHA256((const unsigned char *)verifier, n, md);
-    unsigned char b64[64];
-    int m = EVP_EncodeBlock(b64, md, sizeof md); /* 44 chars with one '=' */
-    char want[64];
-    size_t w = 0;
-    for (int i = 0; i < m; i++) {
-        unsigned char c = b64[i];
-        if (c == '=') break;
-        want[w++] = c == '+' ? '-' : c == '/' ? '_' : (char)c;
-    }
-    want[w] = '\0';
-    if (strlen(challenge) != w || !tk_ct_equal(challenge, want, w))
-        return tk_err_set(e, TK_EINVAL, "invalid_grant",
-                          "code_verifier does not match code_challenge");
     return TK_OK;
 }
 

@@ -61,6 +61,79 @@ void test_oauth_grants_pkce(void)
                  "code_verifier does not match code_challenge");
 }
 
+/* ---- scope and resource parameters ---- */
+
+static const char *scope_str(const char *in)
+{
+    static char out[512];
+    struct tk_err e;
+    tk_err_clear(&e);
+    json_t *a = tk_oauth_scope_parse(in, &e);
+    if (!a) {
+        snprintf(out, sizeof out, "!%s", e.msg);
+        return out;
+    }
+    char *j = tk_oauth_scope_join(a);
+    snprintf(out, sizeof out, "%s", j);
+    free(j);
+    json_decref(a);
+    return out;
+}
+
+void test_oauth_grants_params(void)
+{
+    CHECK_EQ_STR(scope_str(""), "");
+    CHECK_EQ_STR(scope_str("   "), "");
+    CHECK_EQ_STR(scope_str("a"), "a");
+    CHECK_EQ_STR(scope_str("  notes:read   notes:write notes:read "), "notes:read notes:write");
+    CHECK_EQ_STR(scope_str("a\"b"),
+                 "!scope has a character outside RFC 6749's scope-token set at position 2");
+    CHECK(scope_str("a\\b")[0] == '!');
+    CHECK(scope_str("a\tb")[0] == '!');
+    CHECK(scope_str("caf\xc3\xa9")[0] == '!');
+    char big[TK_OAUTH_SCOPE_MAX + 2];
+    memset(big, 'x', sizeof big - 1);
+    big[sizeof big - 1] = '\0';
+    CHECK(strstr(scope_str(big), "longer than 2048 bytes"));
+    char many[1024] = "";
+    for (int i = 0; i < 65; i++)
+        snprintf(many + strlen(many), sizeof many - strlen(many), "s%d ", i);
+    CHECK(strstr(scope_str(many), "more than 64 scopes"));
+    /* subsets and the sentence */
+    struct tk_err e;
+    tk_err_clear(&e);
+    json_t *allowed = json_pack("[s,s]", "notes:read", "notes:write");
+    json_t *want = json_pack("[s]", "notes:read");
+    CHECK(tk_oauth_scope_subset(want, allowed, "this client", &e));
+    json_array_append_new(want, json_string("admin:all"));
+    CHECK(!tk_oauth_scope_subset(want, allowed, "this client", &e));
+    CHECK_EQ_STR(
+        e.msg, "scope 'admin:all' is not allowed for this client; allowed: notes:read notes:write");
+    json_t *none = json_array();
+    CHECK(!tk_oauth_scope_subset(want, none, "this client", &e));
+    CHECK(strstr(e.msg, "allowed: (none)"));
+    CHECK(tk_oauth_scope_subset(none, none, "x", &e));
+    json_decref(allowed);
+    json_decref(want);
+    json_decref(none);
+    /* resources */
+    static const char *const good[] = {"https://mcp.example/", "https://api.example.com/v1?x=1",
+                                       "urn+x.y-z://thing"};
+    for (size_t i = 0; i < TK_NELEM(good); i++)
+        if (!tk_oauth_resource_check(good[i], &e)) FAILF("%s refused: %s", good[i], e.msg);
+    static const char *const bad[] = {
+        "",     "mcp.example", "https://x/#frag", "https://x/ y",         "1http://x",   "+://x",
+        "://x", "ht tp://x",   "https://x/\x7f",  "https://caf\xc3\xa9/", "https://x/\n"};
+    for (size_t i = 0; i < TK_NELEM(bad); i++)
+        if (tk_oauth_resource_check(bad[i], &e) || strcmp(e.code, "invalid_target") != 0)
+            FAILF("bad resource %zu accepted", i);
+    char longr[TK_OAUTH_URI_MAX + 8] = "https://x/";
+    memset(longr + 10, 'a', sizeof longr - 11);
+    longr[sizeof longr - 1] = '\0';
+    CHECK(!tk_oauth_resource_check(longr, &e));
+    CHECK(strstr(e.msg, "1 to 2047 bytes"));
+}
+
 /* ---- the revocation set ---- */
 
 void test_oauth_grants_revset(void)

@@ -482,6 +482,7 @@ static const struct unit_test tests[] = {
     B("clients/reasons", test_clients_reasons),
     T("oauth_grants/pkce", test_oauth_grants_pkce),
     T("oauth_grants/revset", test_oauth_grants_revset),
+    T("oauth_grants/params", test_oauth_grants_params),
     B("oauth_grants/codes", test_oauth_grants_codes),
     B("oauth_grants/code_race", test_oauth_grants_code_race),
     B("oauth_grants/refresh", test_oauth_grants_refresh),

@@ -338,6 +338,7 @@ void test_worker_stop_stuck(void);
 /* test_oauth_grants.c */
 void test_oauth_grants_pkce(void);
 void test_oauth_grants_revset(void);
+void test_oauth_grants_params(void);
 void test_oauth_grants_codes(struct fx *f);
 void test_oauth_grants_code_race(struct fx *f);
 void test_oauth_grants_refresh(struct fx *f);
