@@ -4,7 +4,7 @@
  *
  * The input is split at its first NUL: the first part is the scope,
  * resource and verifier; the second (if any) the challenge. Invariants:
- * a parsed scope has at most TK_OAUTH_SCOPES_MAX unique members of
+ * a parsed scope has at most TK_OAUTH_SCOPE_PARAM_COUNT unique members of
  * scope-token characters, joins back to at most the input's length, parses
  * again to the same set and is a subset of itself; an accepted resource is
  * below TK_OAUTH_URI_MAX bytes with no '#'; an accepted verifier is 43..128
@@ -38,7 +38,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     tk_err_clear(&e);
     json_t *a = tk_oauth_scope_parse(in, &e);
     if (a) {
-        check(json_array_size(a) <= TK_OAUTH_SCOPES_MAX, "scope count bounded");
+        check(json_array_size(a) <= TK_OAUTH_SCOPE_PARAM_COUNT, "scope count bounded");
         char *j = tk_oauth_scope_join(a);
         check(strlen(j) <= n1, "joined no longer than the input");
         for (const char *p = j; *p; p++)
@@ -55,7 +55,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
 
     tk_err_clear(&e);
-    if (tk_oauth_resource_check(in, &e)) {
+    if (tk_oauth_token_resource_check(in, &e)) {
         check(n1 > 0 && n1 < TK_OAUTH_URI_MAX && !strchr(in, '#'), "resource bounds");
         check(strstr(in, "://") != NULL, "resource has a scheme");
     } else {

@@ -278,7 +278,7 @@ static void grant_code(struct grant_ctx *g)
     rc = tk_oauth_pkce_verify(fl.code_challenge, fl.code_challenge_method, verifier, &e);
     if (rc != TK_OK) goto refused;
     rc = tk_api_oauth_flow_stage(r, db, oc.tenant_id, oc.flow_id, "token_exchanged", NULL, &e);
-    if (rc == TK_OK && tk_oauth_json_has(g->c->grant_types, "refresh_token")) {
+    if (rc == TK_OK && tk_oauth_strs_has(g->c->grant_types, "refresh_token")) {
         memcpy(rt.tenant_id, oc.tenant_id, sizeof rt.tenant_id);
         memcpy(rt.family_id, oc.family_id, sizeof rt.family_id);
         memcpy(rt.flow_id, oc.flow_id, sizeof rt.flow_id);
@@ -419,7 +419,7 @@ static void grant_client(struct grant_ctx *g)
     }
     const char *scope_p = tk_form_get(g->f, "scope");
     const char *resource = tk_form_get(g->f, "resource");
-    if (resource && !tk_oauth_resource_check(resource, &e)) {
+    if (resource && !tk_oauth_token_resource_check(resource, &e)) {
         refusal_event(g->r, g->c->tenant_id, g->c->id, g->c->client_id, "token", e.code, e.msg,
                       NULL);
         count_token(app, G_CLIENT, O_INVALID_REQUEST);
@@ -514,7 +514,7 @@ void tk_h_oauth_token(struct tk_req *r)
     if (auth == 0) count_token(app, g, O_INVALID_CLIENT);
     if (auth != 1) return;
     struct grant_ctx ctx = {.r = r, .app = app, .f = f, .c = &c};
-    if (!tk_oauth_json_has(c.grant_types, gt)) {
+    if (!tk_oauth_strs_has(c.grant_types, gt)) {
         char *al = tk_oauth_scope_join(c.grant_types), msg[700];
         snprintf(msg, sizeof msg, "client '%.200s' may not use grant_type %s; allowed: %.400s",
                  c.client_id, gt, al[0] ? al : "(none)");

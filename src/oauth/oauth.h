@@ -137,16 +137,16 @@ tk_rc tk_oauth_code_redeem(struct tk_db *db, struct tk_keyring *k, const char *t
 
 /* ---- the token endpoint's parameters (tokenform.c: no store) ---- */
 
-#define TK_OAUTH_SCOPE_MAX 2048 /* bytes of a scope parameter */
-#define TK_OAUTH_SCOPES_MAX 64  /* scopes in one parameter */
+#define TK_OAUTH_SCOPE_PARAM_MAX 2048 /* bytes of a scope parameter */
+#define TK_OAUTH_SCOPE_PARAM_COUNT 64  /* scopes in one parameter */
 
 /* Whether array a holds the string s. */
-bool tk_oauth_json_has(json_t *a, const char *s);
+bool tk_oauth_strs_has(json_t *a, const char *s);
 /* The strings of a, space-separated (malloc'd). */
 char *tk_oauth_scope_join(json_t *a);
 /* A scope parameter as a new array of its scopes, duplicates dropped;
  * NULL with e (invalid_scope, naming the position) for more than
- * TK_OAUTH_SCOPE_MAX bytes or TK_OAUTH_SCOPES_MAX scopes, or a character
+ * TK_OAUTH_SCOPE_PARAM_MAX bytes or TK_OAUTH_SCOPE_PARAM_COUNT scopes, or a character
  * outside RFC 6749's scope-token set. */
 json_t *tk_oauth_scope_parse(const char *s, struct tk_err *e);
 /* Every scope of want is in allowed; else false with e (invalid_scope):
@@ -155,7 +155,7 @@ bool tk_oauth_scope_subset(json_t *want, json_t *allowed, const char *whose, str
 /* An RFC 8707 resource: an absolute URI (scheme "://"), ASCII without
  * spaces, no fragment, below TK_OAUTH_URI_MAX bytes; else false with e
  * (invalid_target). */
-bool tk_oauth_resource_check(const char *s, struct tk_err *e);
+bool tk_oauth_token_resource_check(const char *s, struct tk_err *e);
 
 /* PKCE (RFC 7636) at the token endpoint: challenge and verifier as the
  * flow and the request carry them (NULL or "" when absent). Only S256.

@@ -14,7 +14,7 @@
 
 /* ---- scopes ---- */
 
-bool tk_oauth_json_has(json_t *a, const char *s)
+bool tk_oauth_strs_has(json_t *a, const char *s)
 {
     size_t i;
     json_t *v;
@@ -51,9 +51,9 @@ static bool scope_char(unsigned char c)
 
 json_t *tk_oauth_scope_parse(const char *s, struct tk_err *e)
 {
-    if (strlen(s) > TK_OAUTH_SCOPE_MAX) {
+    if (strlen(s) > TK_OAUTH_SCOPE_PARAM_MAX) {
         tk_err_set(e, TK_EINVAL, "invalid_scope", "scope is longer than %d bytes",
-                   TK_OAUTH_SCOPE_MAX);
+                   TK_OAUTH_SCOPE_PARAM_MAX);
         return NULL;
     }
     json_t *a = json_array();
@@ -75,11 +75,11 @@ json_t *tk_oauth_scope_parse(const char *s, struct tk_err *e)
             q++;
         }
         char *tok = tk_strndup(p, (size_t)(q - p));
-        if (!tk_oauth_json_has(a, tok)) json_array_append_new(a, json_string(tok));
+        if (!tk_oauth_strs_has(a, tok)) json_array_append_new(a, json_string(tok));
         free(tok);
-        if (json_array_size(a) > TK_OAUTH_SCOPES_MAX) {
+        if (json_array_size(a) > TK_OAUTH_SCOPE_PARAM_COUNT) {
             tk_err_set(e, TK_EINVAL, "invalid_scope", "scope names more than %d scopes",
-                       TK_OAUTH_SCOPES_MAX);
+                       TK_OAUTH_SCOPE_PARAM_COUNT);
             json_decref(a);
             return NULL;
         }
@@ -94,7 +94,7 @@ bool tk_oauth_scope_subset(json_t *want, json_t *allowed, const char *whose, str
     json_t *v;
     json_array_foreach(want, i, v)
     {
-        if (tk_oauth_json_has(allowed, json_string_value(v))) continue;
+        if (tk_oauth_strs_has(allowed, json_string_value(v))) continue;
         char *al = tk_oauth_scope_join(allowed);
         tk_err_set(e, TK_EINVAL, "invalid_scope",
                    "scope '%.128s' is not allowed for %s; allowed: %.512s",
@@ -107,7 +107,7 @@ bool tk_oauth_scope_subset(json_t *want, json_t *allowed, const char *whose, str
 
 /* ---- resource (RFC 8707) ---- */
 
-bool tk_oauth_resource_check(const char *s, struct tk_err *e)
+bool tk_oauth_token_resource_check(const char *s, struct tk_err *e)
 {
     size_t n = strlen(s);
     if (n == 0 || n >= TK_OAUTH_URI_MAX) {

@@ -91,7 +91,7 @@ void test_oauth_grants_params(void)
     CHECK(scope_str("a\\b")[0] == '!');
     CHECK(scope_str("a\tb")[0] == '!');
     CHECK(scope_str("caf\xc3\xa9")[0] == '!');
-    char big[TK_OAUTH_SCOPE_MAX + 2];
+    char big[TK_OAUTH_SCOPE_PARAM_MAX + 2];
     memset(big, 'x', sizeof big - 1);
     big[sizeof big - 1] = '\0';
     CHECK(strstr(scope_str(big), "longer than 2048 bytes"));
@@ -120,17 +120,17 @@ void test_oauth_grants_params(void)
     static const char *const good[] = {"https://mcp.example/", "https://api.example.com/v1?x=1",
                                        "urn+x.y-z://thing"};
     for (size_t i = 0; i < TK_NELEM(good); i++)
-        if (!tk_oauth_resource_check(good[i], &e)) FAILF("%s refused: %s", good[i], e.msg);
+        if (!tk_oauth_token_resource_check(good[i], &e)) FAILF("%s refused: %s", good[i], e.msg);
     static const char *const bad[] = {
         "",     "mcp.example", "https://x/#frag", "https://x/ y",         "1http://x",   "+://x",
         "://x", "ht tp://x",   "https://x/\x7f",  "https://caf\xc3\xa9/", "https://x/\n"};
     for (size_t i = 0; i < TK_NELEM(bad); i++)
-        if (tk_oauth_resource_check(bad[i], &e) || strcmp(e.code, "invalid_target") != 0)
+        if (tk_oauth_token_resource_check(bad[i], &e) || strcmp(e.code, "invalid_target") != 0)
             FAILF("bad resource %zu accepted", i);
     char longr[TK_OAUTH_URI_MAX + 8] = "https://x/";
     memset(longr + 10, 'a', sizeof longr - 11);
     longr[sizeof longr - 1] = '\0';
-    CHECK(!tk_oauth_resource_check(longr, &e));
+    CHECK(!tk_oauth_token_resource_check(longr, &e));
     CHECK(strstr(e.msg, "1 to 2047 bytes"));
 }
 
