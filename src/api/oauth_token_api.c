@@ -909,11 +909,12 @@ void tk_h_oauth_metadata(struct tk_req *r)
         "none", "introspection_endpoint_auth_methods_supported", "client_secret_basic",
         "client_secret_post", "revocation_endpoint_auth_methods_supported", "client_secret_basic",
         "client_secret_post", "none", "authorization_response_iss_parameter_supported", 1,
-        "client_id_metadata_document_supported", 1, "access_token_signing_alg_values_supported",
-        tk_api_oauth_signing_alg(app));
-    /* TODO(lead): only when oauth_dcr is not off, once the clients part
-     * adds that setting */
-    json_object_set_new(m, "registration_endpoint", json_string(u[4]));
+        "client_id_metadata_document_supported", app->cfg->oauth_cimd ? 1 : 0,
+        "access_token_signing_alg_values_supported", tk_api_oauth_signing_alg(app));
+    if (!app->cfg->oauth_cimd) json_object_del(m, "client_id_metadata_document_supported");
+    /* registration only where POST /oauth2/register answers */
+    if (strcmp(app->cfg->oauth_dcr, "off") != 0)
+        json_object_set_new(m, "registration_endpoint", json_string(u[4]));
     tk_reply_header(r, "Cache-Control", "public, max-age=300");
     tk_reply_json(r, 200, m);
 }

@@ -74,6 +74,16 @@ static const struct {
      "           digit) and its first admin operator token, printed ONCE: keep it, tokend\n"
      "           stores only its hash. Give it to the tenant's administrator.\n"
      "  list     every tenant, newest first (at most --limit with it).\n"},
+    {"signing-keys", "tokend signing-keys list [--json]\n"
+                     "       tokend signing-keys rotate [--immediate] [--json]",
+     "The authorization server's signing keys (an admin token of the default tenant).\n"
+     "  list     every key: alg, status (pending: in the JWKS, not signing yet; active;\n"
+     "           retired: in the JWKS, no longer signing), kid, when it signs from and when\n"
+     "           it leaves the JWKS. No private material is ever shown.\n"
+     "  rotate   make a key of oauth_signing_alg, in the JWKS now, signing after\n"
+     "           oauth_signing_publish_ahead seconds; --immediate signs at once (a key\n"
+     "           believed compromised: resource servers that cached the JWKS refuse the new\n"
+     "           tokens until they fetch it again).\n"},
     {"providers", "tokend providers list [--json]\n"
                   "       tokend providers show NAME [--json]",
      "The provider catalogue: the built-in entries and those of providers_dir.\n"
@@ -126,6 +136,17 @@ static const struct {
      "or disabled client's tokens fail validation (client_suspended, client_inactive) on\n"
      "every node within a second. --meta K=V sets a metadata member (update: the whole\n"
      "object is replaced by the --meta given); --email \"\" removes the email.\n"},
+    {"oauth", "tokend oauth clients create --name N [--type confidential|public] [--app-type web|native]\n"
+              "           [--auth-method M] [--redirect-uri U]... [--grant G]... [--scope S]...\n"
+              "           [--default-scope S]... [--rotate-refresh true|false] [--json]\n"
+              "       tokend oauth clients list|show ID|update ID [...]|delete ID|rotate-secret ID\n"
+              "       tokend oauth scopes create NAME [--description D] | list | update ID\n"
+              "           --description D | delete ID",
+     "The authorization server's clients and the tenant's scope catalogue (admin or operator\n"
+     "token to write, any role to read). A confidential client's secret (tks_) is printed\n"
+     "once, at create and rotate-secret. M is client_secret_basic, client_secret_post or\n"
+     "none (public); G is authorization_code, refresh_token or client_credentials; every\n"
+     "scope must be in the catalogue first. update replaces each list given.\n"},
     {"doctor", "tokend doctor [--json] [--token-file FILE]\n"
                "       tokend doctor client ID [--json]\n"
                "       tokend doctor connection ID [--json]\n"

@@ -66,6 +66,16 @@ struct tk_config {
     int refresh_per_provider;  /* background refreshes in flight per provider */
     int refresh_backoff_max;   /* seconds: the longest retry delay after transient failures */
     int oauth_access_token_ttl; /* seconds an issued access token (JWT) is valid */
+    char oauth_signing_alg[8];      /* ES256 | RS256 | EdDSA: the next signing key's */
+    int oauth_signing_rotate_every; /* seconds between scheduled key rotations; 0: never */
+    int oauth_signing_publish_ahead; /* seconds a new key is published before it signs */
+    char oauth_dcr[8];          /* open | token | off: dynamic client registration */
+    int oauth_dcr_max_clients;  /* dynamically registered clients per tenant at most */
+    int oauth_dcr_rate;         /* registrations per address and minute; 0: no limit */
+    bool oauth_cimd;            /* client ID metadata documents (an https client_id) */
+    bool oauth_cimd_allow_loopback; /* development: http and loopback document URLs */
+    int oauth_cimd_timeout;     /* seconds a document fetch may take */
+    int oauth_cimd_ttl;         /* seconds a fetched document is used */
     int oauth_refresh_token_ttl; /* seconds a refresh token (tkr_) lives; 0: no expiry */
     int oauth_refresh_grace;     /* seconds a rotated refresh token may be reused */
     int oauth_code_ttl;          /* seconds an authorization code (tka_) lives */

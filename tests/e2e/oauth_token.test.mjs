@@ -72,6 +72,19 @@ for (const backend of backends()) {
       assert.equal(d.json.issuer, t.url, 'derived public_url without a trailing slash');
     });
 
+    it('no registration_endpoint with oauth_dcr off, no client_id_metadata_document_supported with oauth_cimd off', async () => {
+      const off = await startTokend({ backend, env: { TOKEND_OAUTH_DCR: 'off', TOKEND_OAUTH_CIMD: 'false' } });
+      try {
+        const r = await request(off, '/.well-known/oauth-authorization-server');
+        assert.equal(r.status, 200, r.text);
+        assert.equal(r.json.registration_endpoint, undefined);
+        assert.equal(r.json.client_id_metadata_document_supported, undefined);
+        assert.equal(r.json.token_endpoint, `${off.url}/oauth2/token`);
+      } finally {
+        await stopAndScan(off);
+      }
+    });
+
     it('POST /oauth2/token: grant_type missing or unknown, before any client authentication', async () => {
       const node = p;
       assertOAuthError(await post(node, '/oauth2/token', ''), 400, 'invalid_request', /grant_type is missing/);

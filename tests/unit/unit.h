@@ -229,6 +229,15 @@ void test_keyring_hash_import(struct fx *f);
 void test_keyring_hash_random(struct fx *f);
 void test_keyring_known_answer(void);
 void test_keyring_sealed_values(struct fx *f);
+/* test_oauth_keys.c */
+void test_oauth_jwt_algs(void);
+void test_oauth_jwt_confusion(void);
+void test_oauth_jwt_hostile(void);
+void test_oauth_jwt_known(void);
+void test_oauth_jwt_node(void);
+void test_oauth_keys_store(struct fx *f);
+void test_oauth_keys_race(struct fx *f);
+void test_oauth_keys_node(struct fx *f);
 void test_keyring_rotate(struct fx *f);
 void test_keyring_seal(struct fx *f);
 void test_keyring_store_scan(struct fx *f);
@@ -270,6 +279,12 @@ void test_clients_scan(void);
 void test_clients_check(void);
 void test_clients_reasons(struct fx *f); /* both backends */
 void test_clients_beats(struct fx *f);   /* both backends */
+/* test_oauth_clients.c */
+void test_oauth_scope_names(void);
+void test_oauth_redirect_uris(void);
+void test_oauth_client_spec(void);
+void test_oauth_basic_parse(void);
+void test_oauth_clients_store(struct fx *f); /* both backends */
 /* test_routes.c */
 void test_routes_declared(void);
 void test_routes_walk(void);
