@@ -171,4 +171,11 @@ void tk_h_oauth_flows_list(struct tk_req *r);
 void tk_h_oauth_flows_get(struct tk_req *r);
 void tk_h_oauth_flows_diagnosis(struct tk_req *r);
 
+/* ---- tokens (oauth_token_api.c) ---- */
+
+void tk_h_oauth_token(struct tk_req *r);      /* POST /oauth2/token */
+void tk_h_oauth_introspect(struct tk_req *r); /* POST /oauth2/introspect */
+void tk_h_oauth_revoke(struct tk_req *r);     /* POST /oauth2/revoke */
+void tk_h_oauth_metadata(struct tk_req *r);   /* GET /.well-known/oauth-authorization-server */
+
 #endif

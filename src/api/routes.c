@@ -125,6 +125,13 @@ static const struct tk_route routes[] = {
     {"GET", "/v1/oauth/flows", tk_h_oauth_flows_list, OPERATOR(TK_ROLE_ANY)},
     {"GET", "/v1/oauth/flows/{id}", tk_h_oauth_flows_get, OPERATOR(TK_ROLE_ANY)},
     {"GET", "/v1/oauth/flows/{id}/diagnosis", tk_h_oauth_flows_diagnosis, OPERATOR(TK_ROLE_ANY)},
+    /* the token part (oauth_token_api.c): the client authenticates in the handler */
+    {"POST", "/oauth2/token", tk_h_oauth_token, PUBLIC(TK_ROUTE_FORM)},
+    {"POST", "/oauth2/introspect", tk_h_oauth_introspect, PUBLIC(TK_ROUTE_FORM)},
+    {"POST", "/oauth2/revoke", tk_h_oauth_revoke, PUBLIC(TK_ROUTE_FORM)},
+    {"GET", "/.well-known/oauth-authorization-server", tk_h_oauth_metadata,
+     PUBLIC(TK_ROUTE_SEALED_OK)},
+    {"GET", "/.well-known/openid-configuration", tk_h_oauth_metadata, PUBLIC(TK_ROUTE_SEALED_OK)},
 };
 
 const struct tk_route *tk_api_routes(size_t *n)

@@ -185,6 +185,13 @@ static const struct setting settings[] = {
      "require PKCE (S256) from confidential OAuth clients too (public clients always)"},
     {"oauth_flow_ttl", C_INT, S(oauth_flow_ttl), "600", 60, 86400, NULL,
      "seconds an authorization flow may take from the request to the code"},
+    {"oauth_refresh_token_ttl", C_INT, S(oauth_refresh_token_ttl), "2592000", 0, 31536000, NULL,
+     "seconds a refresh token issued by the authorization server lives (0: no expiry)"},
+    {"oauth_refresh_grace", C_INT, S(oauth_refresh_grace), "0", 0, 300, NULL,
+     "seconds after a refresh token's rotation during which presenting it again gets a new "
+     "sibling instead of revoking its family (concurrent refreshes)"},
+    {"oauth_code_ttl", C_INT, S(oauth_code_ttl), "60", 1, 600, NULL,
+     "seconds an authorization code lives (RFC 6749 advises at most 600)"},
 };
 
 _Static_assert(TK_NELEM(settings) <= TK_NELEM(((struct tk_config *)0)->origins),

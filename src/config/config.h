@@ -84,6 +84,9 @@ struct tk_config {
     int oauth_cimd_ttl;         /* seconds a fetched document is used */
     bool oauth_pkce_confidential; /* PKCE required of confidential clients too */
     int oauth_flow_ttl;           /* seconds from the authorization request to the code */
+    int oauth_refresh_token_ttl; /* seconds a refresh token (tkr_) lives; 0: no expiry */
+    int oauth_refresh_grace;     /* seconds a rotated refresh token may be reused */
+    int oauth_code_ttl;          /* seconds an authorization code (tka_) lives */
     char origins[128][80]; /* where each setting's value came from, by table index */
 };
 

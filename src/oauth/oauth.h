@@ -205,4 +205,148 @@ tk_rc tk_oauth_flow_get(struct tk_db *db, const char *tenant_id, const char *id,
 tk_rc tk_oauth_code_issue(struct tk_db *db, struct tk_keyring *k, const struct tk_oauth_flow *f,
                           char code_out[TK_ISSUED_MAX], struct tk_err *e);
 
+/* The lifetime of the codes issued from now on, in seconds (the
+ * oauth_code_ttl setting, 1..600; TK_OAUTH_CODE_TTL until set). */
+void tk_oauth_code_ttl_set(int seconds);
+int tk_oauth_code_ttl(void);
+
+/* A code as stored. */
+struct tk_oauth_code {
+    char id[TK_UUID_LEN + 1];
+    char tenant_id[TK_UUID_LEN + 1];
+    char flow_id[TK_UUID_LEN + 1];
+    char oauth_client_id[TK_UUID_LEN + 1];
+    char family_id[TK_UUID_LEN + 1];    /* what was issued from it ("" before) */
+    int64_t created_at, expires_at, used_at; /* ms; used_at 0: unused */
+};
+
+/* Redeem the code tok (len bytes; kind and checksum checked first) for
+ * client row oauth_client_id at now_ms, in the caller's transaction: the
+ * code is consumed atomically (UPDATE ... WHERE used_at IS NULL, change
+ * count 1) and gets a new refresh family (out->family_id). Refusals
+ * (TK_EINVAL, e->code the RFC error "invalid_grant", e->msg the sentence):
+ * malformed or unknown; "code expired N s ago"; issued to another client.
+ * A code used before (or consumed by a concurrent request first) is
+ * TK_ECONFLICT, e->msg "code already used at HH:MM:SS; tokens issued from
+ * it were revoked": its family has been revoked in the caller's
+ * transaction (tk_oauth_revoke_family, until now + access_ttl_s), which
+ * the caller COMMITS before answering invalid_grant. out is filled
+ * whenever the code was found. */
+tk_rc tk_oauth_code_redeem(struct tk_db *db, struct tk_keyring *k, const char *tok, size_t len,
+                           const char *oauth_client_id, int64_t now_ms, int access_ttl_s,
+                           struct tk_oauth_code *out, struct tk_err *e);
+
+/* ---- the token endpoint's parameters (tokenform.c: no store) ---- */
+
+#define TK_OAUTH_SCOPE_PARAM_MAX 2048 /* bytes of a scope parameter */
+#define TK_OAUTH_SCOPE_PARAM_COUNT 64  /* scopes in one parameter */
+
+/* Whether array a holds the string s. */
+bool tk_oauth_strs_has(json_t *a, const char *s);
+/* The strings of a, space-separated (malloc'd). */
+char *tk_oauth_scope_join(json_t *a);
+/* A scope parameter as a new array of its scopes, duplicates dropped;
+ * NULL with e (invalid_scope, naming the position) for more than
+ * TK_OAUTH_SCOPE_PARAM_MAX bytes or TK_OAUTH_SCOPE_PARAM_COUNT scopes, or a character
+ * outside RFC 6749's scope-token set. */
+json_t *tk_oauth_scope_parse(const char *s, struct tk_err *e);
+/* Every scope of want is in allowed; else false with e (invalid_scope):
+ * "scope 'admin:all' is not allowed for <whose>; allowed: a b". */
+bool tk_oauth_scope_subset(json_t *want, json_t *allowed, const char *whose, struct tk_err *e);
+/* An RFC 8707 resource: an absolute URI (scheme "://"), ASCII without
+ * spaces, no fragment, below TK_OAUTH_URI_MAX bytes; else false with e
+ * (invalid_target). */
+bool tk_oauth_token_resource_check(const char *s, struct tk_err *e);
+
+/* PKCE (RFC 7636) at the token endpoint: challenge and verifier as the
+ * flow and the request carry them (NULL or "" when absent). Only S256.
+ * TK_OK, or TK_EINVAL with e->code "invalid_grant" or "invalid_request"
+ * and the sentence ("code_verifier does not match code_challenge"; a
+ * verifier without a challenge; a challenge without a verifier; a verifier
+ * that is not 43..128 unreserved characters). */
+tk_rc tk_oauth_pkce_verify(const char *challenge, const char *method, const char *verifier,
+                          struct tk_err *e);
+
+/* A refresh token as stored (scopes owned: tk_oauth_refresh_clear). */
+struct tk_oauth_refresh {
+    char id[TK_UUID_LEN + 1];
+    char tenant_id[TK_UUID_LEN + 1];
+    char family_id[TK_UUID_LEN + 1];
+    char parent_id[TK_UUID_LEN + 1];
+    char flow_id[TK_UUID_LEN + 1];
+    char oauth_client_id[TK_UUID_LEN + 1];
+    char user_id[TK_UUID_LEN + 1];
+    json_t *scopes;
+    char resource[TK_OAUTH_URI_MAX];
+    int64_t created_at, expires_at;     /* expires_at 0: never */
+    int64_t rotated_at, revoked_at;     /* 0: not */
+};
+void tk_oauth_refresh_clear(struct tk_oauth_refresh *t);
+
+/* Issue a refresh token (tkr_) for t's tenant, family, client, user, flow,
+ * scopes and resource (t->parent_id "" for the first of a family), living
+ * ttl_s seconds (0: no expiry); t->id and t->created_at/expires_at are
+ * filled, tok_out receives the secret. In the caller's transaction. */
+tk_rc tk_oauth_refresh_issue(struct tk_db *db, struct tk_keyring *k, struct tk_oauth_refresh *t,
+                             int ttl_s, int64_t now_ms, char tok_out[TK_ISSUED_MAX],
+                             struct tk_err *e);
+
+/* The refresh_token grant, in the caller's transaction (the row locked).
+ * The token tok must be of client row oauth_client_id, unrevoked,
+ * unexpired. With rotate, the token is marked rotated and a successor of
+ * the same family, scopes and resource is issued into new_tok (ttl_s);
+ * without, new_tok is "" and the token stays valid. A token rotated less
+ * than grace_s seconds ago gets a new sibling (same parent, new secret;
+ * the successor stays valid too), so concurrent refreshes never revoke.
+ * A token rotated longer ago is TK_ECONFLICT, e->msg "refresh token was
+ * already rotated at ...; its family was revoked": the family is revoked in
+ * the caller's transaction (commit it). Other refusals TK_EINVAL, e->code
+ * "invalid_grant". out describes the token presented (its successor's id
+ * in out->id when one was issued). */
+tk_rc tk_oauth_refresh_redeem(struct tk_db *db, struct tk_keyring *k, const char *tok, size_t len,
+                              const char *oauth_client_id, int64_t now_ms, bool rotate,
+                              int grace_s, int ttl_s, int access_ttl_s,
+                              struct tk_oauth_refresh *out, char new_tok[TK_ISSUED_MAX],
+                              struct tk_err *e);
+
+/* The refresh token tok as stored (introspection, revocation): TK_OK with
+ * out filled, *active telling whether it would be accepted now (not
+ * revoked, not expired, not rotated); TK_ENOTFOUND when unknown or not a
+ * tkr_ token. */
+tk_rc tk_oauth_refresh_find(struct tk_db *db, struct tk_keyring *k, const char *tok, size_t len,
+                            int64_t now_ms, struct tk_oauth_refresh *out, bool *active,
+                            struct tk_err *e);
+
+/* Revoke every refresh token of family_id and record a revocation row
+ * (what "family") that lasts until until_ms (the last moment an access
+ * token of the family could be valid). In the caller's transaction. */
+tk_rc tk_oauth_revoke_family(struct tk_db *db, const char *tenant_id, const char *family_id,
+                             int64_t now_ms, int64_t until_ms, struct tk_err *e);
+/* Record the revocation of an access token's jti until its exp. */
+tk_rc tk_oauth_revoke_jti(struct tk_db *db, const char *tenant_id, const char *jti,
+                          int64_t now_ms, int64_t until_ms, struct tk_err *e);
+/* Revocation rows with id > after (""), oldest first, at most limit:
+ * columns id, what, value, expires_at. */
+tk_rc tk_oauth_revocations_read(struct tk_db *db, const char *after, int limit,
+                                struct tk_rows **out, struct tk_err *e);
+/* Drop revocation rows, codes and refresh tokens past their expiry
+ * (before now_ms); *n the rows dropped. */
+tk_rc tk_oauth_grants_purge(struct tk_db *db, int64_t now_ms, int64_t *n, struct tk_err *e);
+
+/* ---- the revocation set (revset.c) ----
+ *
+ * In memory, per node: revoked access-token jtis and refresh families,
+ * each with the time after which it no longer matters. Filled from
+ * oauth_revocations by a poller; read on every introspection (a
+ * read-locked hash lookup, no store). */
+struct tk_revset;
+struct tk_revset *tk_revset_new(void);
+void tk_revset_free(struct tk_revset *s);
+/* what is "jti" or "family"; a later expiry of the same entry wins. */
+void tk_revset_add(struct tk_revset *s, const char *what, const char *value, int64_t expires_at);
+bool tk_revset_has(struct tk_revset *s, const char *what, const char *value, int64_t now_ms);
+/* Forget entries that expired before now_ms; returns how many. */
+size_t tk_revset_purge(struct tk_revset *s, int64_t now_ms);
+size_t tk_revset_size(struct tk_revset *s);
+
 #endif

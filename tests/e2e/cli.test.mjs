@@ -81,6 +81,9 @@ const SETTINGS = [
   'oauth-cimd-ttl',
   'oauth-pkce-confidential',
   'oauth-flow-ttl',
+  'oauth-refresh-token-ttl',
+  'oauth-refresh-grace',
+  'oauth-code-ttl',
 ];
 
 /** Lines of output that are JSON objects (every line must be). */

@@ -363,4 +363,13 @@ void test_worker_deadline(void);
 void test_worker_wait_kick_stop(void);
 void test_worker_stop_stuck(void);
 
+/* test_oauth_grants.c */
+void test_oauth_grants_pkce(void);
+void test_oauth_grants_revset(void);
+void test_oauth_grants_params(void);
+void test_oauth_grants_codes(struct fx *f);
+void test_oauth_grants_code_race(struct fx *f);
+void test_oauth_grants_refresh(struct fx *f);
+void test_oauth_grants_revocations(struct fx *f);
+
 #endif
