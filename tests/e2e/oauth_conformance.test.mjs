@@ -173,10 +173,6 @@ for (const backend of backends()) {
       assert.equal(claims.client_id, web.client_id);
       assert.equal(claims.iss, t.url);
 
-      // the code is single use: the library sees invalid_grant
-      const again = await oauth.authorizationCodeGrantRequest(as, client, auth, params, WEB_CB, code_verifier, insecure);
-      await assert.rejects(oauth.processAuthorizationCodeResponse(as, client, again), (e) => e.error === 'invalid_grant');
-
       // refresh with rotation; the rotated one then fails (and takes its family with it)
       const r1 = await oauth.refreshTokenGrantRequest(as, client, auth, tok.refresh_token, insecure);
       const tok2 = noteTokens(await oauth.processRefreshTokenResponse(as, client, r1));
@@ -184,9 +180,17 @@ for (const backend of backends()) {
       assert.notEqual(tok2.access_token, tok.access_token);
       const r2 = await oauth.refreshTokenGrantRequest(as, client, auth, tok.refresh_token, insecure);
       await assert.rejects(oauth.processRefreshTokenResponse(as, client, r2), (e) => e.error === 'invalid_grant');
+      const r2b = await oauth.refreshTokenGrantRequest(as, client, auth, tok2.refresh_token, insecure);
+      await assert.rejects(oauth.processRefreshTokenResponse(as, client, r2b), (e) => e.error === 'invalid_grant', 'the family is revoked');
 
       // introspection: a fresh code flow's access token is active; revoked, it is not
       const at = await codeFlowTokens();
+      // the code is single use: the library sees invalid_grant, and what was issued from it is revoked
+      const replay = await codeFlowTokens({ replay: true });
+      for (const tk of [replay.access_token, replay.refresh_token]) {
+        const x = await oauth.processIntrospectionResponse(as, client, await oauth.introspectionRequest(as, client, auth, tk, insecure));
+        assert.deepEqual(x, { active: false }, 'tokens issued from a replayed code are revoked');
+      }
       let ir = await oauth.processIntrospectionResponse(as, client, await oauth.introspectionRequest(as, client, auth, at.access_token, insecure));
       assert.equal(ir.active, true, JSON.stringify(ir));
       assert.equal(ir.client_id, web.client_id);
@@ -203,14 +207,20 @@ for (const backend of backends()) {
       // RFC 7009 §2.2: an unknown token is a 200 too
       await oauth.processRevocationResponse(await oauth.revocationRequest(as, client, auth, 'not-a-token', insecure));
 
-      async function codeFlowTokens() {
+      async function codeFlowTokens({ replay = false } = {}) {
         const v = oauth.generateRandomCodeVerifier();
         const st = oauth.generateRandomState();
         const u = authorizationUrl(as, { client_id: web.client_id, redirect_uri: WEB_CB, state: st, code_challenge: await oauth.calculatePKCECodeChallenge(v) });
         // the same browser: the session and the remembered consent skip both pages
         const { callback: cb } = await authorizeInBrowser(u, { redirectUri: WEB_CB, email: user.email, password: user.password, jar: browser });
+        noteSecret(cb.searchParams.get('code'), { kind: 'oauth code' });
         const p = oauth.validateAuthResponse(as, client, cb, st);
-        return noteTokens(await oauth.processAuthorizationCodeResponse(as, client, await oauth.authorizationCodeGrantRequest(as, client, auth, p, WEB_CB, v, insecure)));
+        const got = noteTokens(await oauth.processAuthorizationCodeResponse(as, client, await oauth.authorizationCodeGrantRequest(as, client, auth, p, WEB_CB, v, insecure)));
+        if (replay) {
+          const again = await oauth.authorizationCodeGrantRequest(as, client, auth, p, WEB_CB, v, insecure);
+          await assert.rejects(oauth.processAuthorizationCodeResponse(as, client, again), (e) => e.error === 'invalid_grant' && /already used/.test(e.error_description));
+        }
+        return got;
       }
     });
 
@@ -263,13 +273,21 @@ for (const backend of backends()) {
       res = await oauth.clientCredentialsGrantRequest(as, pc, oauth.ClientSecretPost(post.client_secret), new URLSearchParams(), insecure);
       assert.equal(noteTokens(await oauth.processClientCredentialsResponse(as, pc, res)).scope, 'notes:read');
       // the registered method only: Basic for a client_secret_post client is refused
+      // (401 with a Basic challenge: oauth4webapi reports the challenge)
+      const refused = (e) => (e instanceof oauth.WWWAuthenticateChallengeError && e.status === 401 && e.cause.some((c) => c.scheme === 'basic')) || e.error === 'invalid_client';
       res = await oauth.clientCredentialsGrantRequest(as, pc, oauth.ClientSecretBasic(post.client_secret), new URLSearchParams(), insecure);
-      await assert.rejects(oauth.processClientCredentialsResponse(as, pc, res), (e) => e.error === 'invalid_client');
+      assert.equal((await res.clone().json()).error, 'invalid_client');
+      await assert.rejects(oauth.processClientCredentialsResponse(as, pc, res), refused);
       // a wrong secret: invalid_client, 401 with WWW-Authenticate for Basic
       res = await oauth.clientCredentialsGrantRequest(as, client, oauth.ClientSecretBasic('tks_wrong'), new URLSearchParams(), insecure);
       assert.equal(res.status, 401);
       assert.match(res.headers.get('www-authenticate') || '', /^Basic/i);
-      await assert.rejects(oauth.processClientCredentialsResponse(as, client, res), (e) => e.error === 'invalid_client');
+      assert.equal((await res.clone().json()).error, 'invalid_client');
+      await assert.rejects(oauth.processClientCredentialsResponse(as, client, res), refused);
+      // client_secret_post with a wrong secret: 401 invalid_client in the body
+      res = await oauth.clientCredentialsGrantRequest(as, pc, oauth.ClientSecretPost('tks_wrong'), new URLSearchParams(), insecure);
+      assert.equal(res.status, 401);
+      await assert.rejects(oauth.processClientCredentialsResponse(as, pc, res), refused);
     });
 
     // ------------------------------------------------------------ openid-client
@@ -288,7 +306,7 @@ for (const backend of backends()) {
       const { callback } = await authorizeInBrowser(url, { redirectUri: NATIVE_CB, email: user.email, password: user.password });
       noteSecret(callback.searchParams.get('code'), { kind: 'oauth code' });
       // a wrong expected state is refused by the library
-      await assert.rejects(oidc.authorizationCodeGrant(cfg, callback, { pkceCodeVerifier: code_verifier, expectedState: 'nope' }), /state/i);
+      await assert.rejects(oidc.authorizationCodeGrant(cfg, callback, { pkceCodeVerifier: code_verifier, expectedState: 'nope' }), (e) => /state/.test(e.cause?.message));
       const tokens = noteTokens(await oidc.authorizationCodeGrant(cfg, callback, { pkceCodeVerifier: code_verifier, expectedState: state }));
       assert.ok(tokens.access_token && tokens.refresh_token);
       assert.equal(tokens.scope.split(' ').sort().join(' '), 'notes:read notes:write');
