@@ -290,6 +290,24 @@ for (const backend of backends()) {
       await assert.rejects(oauth.processClientCredentialsResponse(as, pc, res), refused);
     });
 
+    test('oauth4webapi: eight concurrent redemptions of one code: exactly one wins', async () => {
+      const client = { client_id: web.client_id };
+      const auth = oauth.ClientSecretBasic(web.client_secret);
+      const v = oauth.generateRandomCodeVerifier();
+      const st = oauth.generateRandomState();
+      const u = authorizationUrl(as, { client_id: web.client_id, redirect_uri: WEB_CB, state: st, code_challenge: await oauth.calculatePKCECodeChallenge(v) });
+      const { callback } = await authorizeInBrowser(u, { redirectUri: WEB_CB, email: user.email, password: user.password, jar: browser });
+      noteSecret(callback.searchParams.get('code'), { kind: 'oauth code' });
+      const p = oauth.validateAuthResponse(as, client, callback, st);
+      const results = await Promise.allSettled(
+        Array.from({ length: 8 }, async () => noteTokens(await oauth.processAuthorizationCodeResponse(as, client, await oauth.authorizationCodeGrantRequest(as, client, auth, p, WEB_CB, v, insecure)))),
+      );
+      const won = results.filter((x) => x.status === 'fulfilled');
+      const lost = results.filter((x) => x.status === 'rejected');
+      assert.equal(won.length, 1, `exactly one exchange wins: ${JSON.stringify(results.map((x) => x.status === 'rejected' ? x.reason.error || x.reason.message : 'ok'))}`);
+      for (const l of lost) assert.equal(l.reason.error, 'invalid_grant', l.reason.stack);
+    });
+
     // ------------------------------------------------------------ openid-client
 
     test('openid-client: public native client, code + PKCE with the loopback redirect, refresh rotation, old refresh refused', async () => {

@@ -122,6 +122,27 @@ for (const backend of backends()) {
       assert.deepEqual(mcp.asMetadata.code_challenge_methods_supported, ['S256']);
     });
 
+    test('dynamic registration: unknown metadata ignored, a non-loopback http redirect URI refused', async () => {
+      const reg = mcp.asMetadata.registration_endpoint;
+      const ok = await request(reg, new URL(reg).pathname, {
+        method: 'POST',
+        json: { client_name: 'unknown fields', redirect_uris: [CB], token_endpoint_auth_method: 'none', grant_types: ['authorization_code'], x_vendor_extension: { a: 1 }, tos_uri: 'https://app.example/tos' },
+      });
+      assert.equal(ok.status, 201, ok.text);
+      assert.ok(ok.json.client_id);
+      assert.equal(ok.json.x_vendor_extension, undefined, 'unknown metadata is not echoed');
+      if (ok.json.registration_access_token) noteSecret(ok.json.registration_access_token, { kind: 'registration access token' });
+      for (const uri of ['http://evil.example/cb', 'javascript:alert(1)']) {
+        const bad = await request(reg, new URL(reg).pathname, { method: 'POST', json: { client_name: 'evil', redirect_uris: [uri], token_endpoint_auth_method: 'none' } });
+        assert.equal(bad.status, 400, bad.text);
+        assert.ok(['invalid_redirect_uri', 'invalid_client_metadata'].includes(bad.json.error), bad.text);
+        assert.ok(bad.json.error_description, bad.text);
+      }
+      const scope = await request(reg, new URL(reg).pathname, { method: 'POST', json: { client_name: 's', redirect_uris: [CB], token_endpoint_auth_method: 'none', scope: 'admin:all' } });
+      assert.equal(scope.status, 400, scope.text);
+      assert.equal(scope.json.error, 'invalid_client_metadata');
+    });
+
     test('SDK client: discovery, dynamic registration, PKCE with resource, login and consent, tool call, refresh', async () => {
       const provider = new BrowserProvider(user);
       const transport = new StreamableHTTPClientTransport(new URL(mcp.url), { authProvider: provider });
