@@ -13,6 +13,11 @@
 // strict behaviour.
 
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { readFile, writeFile } from 'node:fs/promises';
+import https from 'node:https';
+import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 
 import { createLocalJWKSet, createRemoteJWKSet, decodeProtectedHeader, jwtVerify } from 'jose';
@@ -21,7 +26,7 @@ import * as oidc from 'openid-client';
 
 import { authorizeInBrowser, CookieJar, createClient, createScope, createUser } from './lib/oauthflow.mjs';
 import { noteSecret } from './lib/secrets.mjs';
-import { api, backends, request, startTokend, stopAndScan, SUITE_TIMEOUT_MS, waitFor } from './lib/tokend.mjs';
+import { api, backends, freshDir, request, seenSecrets, startTokend, stopAndScan, SUITE_TIMEOUT_MS, waitFor } from './lib/tokend.mjs';
 
 const insecure = { [oauth.allowInsecureRequests]: true };
 const WEB_CB = 'https://app.example/cb';
@@ -421,6 +426,114 @@ for (const backend of backends()) {
       const [h, p, s] = fresh.split('.');
       const tampered = `${h}.${Buffer.from(JSON.stringify({ ...JSON.parse(Buffer.from(p, 'base64url')), scope: 'admin:all' })).toString('base64url')}.${s}`;
       await assert.rejects(jwtVerify(tampered, local, { issuer: t.url }), /signature/i);
+    });
+  });
+}
+
+// ---------------------------------------------------------------- over HTTPS, nothing relaxed
+
+function openssl(args, cwd) {
+  return new Promise((resolve, reject) => {
+    execFile('openssl', args, { cwd, timeout: 30000 }, (err, stdout, stderr) => (err ? reject(new Error(`openssl ${args.join(' ')}: ${stderr || err.message}`)) : resolve(stdout)));
+  });
+}
+
+/** A private CA and a leaf for 127.0.0.1 in dir: ca.pem, leaf.pem, leaf.key. */
+async function makeCerts(dir) {
+  await openssl(['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', 'ca.key', '-out', 'ca.pem', '-days', '2', '-subj', '/CN=tokend oauth e2e CA'], dir);
+  await writeFile(path.join(dir, 'ext.cnf'), 'subjectAltName=IP:127.0.0.1\n');
+  await openssl(['req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', 'leaf.key', '-out', 'leaf.csr', '-subj', '/CN=127.0.0.1'], dir);
+  await openssl(['x509', '-req', '-in', 'leaf.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key', '-set_serial', `0x${randomBytes(8).toString('hex')}`, '-out', 'leaf.pem', '-days', '2', '-extfile', 'ext.cnf'], dir);
+  const key = await readFile(path.join(dir, 'leaf.key'), 'utf8');
+  noteSecret(key.split('\n').filter((l) => l && !l.startsWith('-----')).join(''), { kind: 'tls-key' });
+  return readFile(path.join(dir, 'ca.pem'), 'utf8');
+}
+
+/** A fetch() over node:https that trusts ca (Node's own fetch cannot be
+ * given a CA after start): for the libraries' customFetch option. */
+function caFetch(ca) {
+  return (url, { method = 'GET', headers, body, signal } = {}) =>
+    new Promise((resolve, reject) => {
+      const u = new URL(url);
+      const h = Object.fromEntries(new Headers(headers).entries());
+      let data;
+      if (body instanceof URLSearchParams) {
+        data = body.toString();
+        h['content-type'] ??= 'application/x-www-form-urlencoded;charset=UTF-8';
+      } else if (body != null) data = typeof body === 'string' ? body : Buffer.from(body);
+      if (data !== undefined) h['content-length'] = Buffer.byteLength(data);
+      const req = https.request({ host: u.hostname, port: u.port, path: u.pathname + u.search, method, headers: h, ca, agent: false, signal }, (res) => {
+        const chunks = [];
+        res.on('data', (c) => chunks.push(c));
+        res.on('end', () => {
+          const out = new Headers();
+          for (const [k, v] of Object.entries(res.headers)) for (const x of [].concat(v)) out.append(k, x);
+          const nobody = [204, 304].includes(res.statusCode);
+          resolve(new Response(nobody ? null : Buffer.concat(chunks), { status: res.statusCode, headers: out }));
+        });
+        res.on('error', reject);
+      });
+      req.on('error', reject);
+      if (data !== undefined) req.write(data);
+      req.end();
+    });
+}
+
+for (const backend of backends()) {
+  describe(`OAuth conformance over HTTPS, libraries at their strictest (${backend})`, { timeout: SUITE_TIMEOUT_MS }, () => {
+    let t;
+    let ca;
+    let fetchCa;
+    let issuer;
+
+    before(async () => {
+      const dir = await freshDir('oauth-tls');
+      ca = await makeCerts(dir);
+      fetchCa = caFetch(ca);
+      t = await startTokend({ backend, args: ['--tls-cert-file', path.join(dir, 'leaf.pem'), '--tls-key-file', path.join(dir, 'leaf.key')] });
+      issuer = new URL(`https://127.0.0.1:${t.port}`);
+    });
+    after(() => stopAndScan(t, seenSecrets(), { events: false })); // the events are in the store dump
+
+    test('oauth4webapi without allowInsecureRequests: discovery, client credentials, RFC 9068 validation, introspection, revocation', async () => {
+      const f = { [oauth.customFetch]: fetchCa };
+      const json = async (pathname, body) => {
+        const r = await fetchCa(new URL(pathname, issuer), { method: 'POST', headers: { authorization: `Bearer ${t.token}`, 'content-type': 'application/json' }, body: JSON.stringify(body) });
+        const j = await r.json();
+        assert.ok(r.status === 201 || r.status === 409, `${pathname}: ${r.status} ${JSON.stringify(j)}`);
+        return j;
+      };
+      await json('/v1/oauth/scopes', { name: 'tls:read', description: 'over TLS' });
+      const c = await json('/v1/oauth/clients', {
+        name: 'tls',
+        client_type: 'confidential',
+        application_type: 'web',
+        token_endpoint_auth_method: 'client_secret_basic',
+        redirect_uris: [WEB_CB],
+        grant_types: ['client_credentials'],
+        scopes: ['tls:read'],
+        default_scopes: ['tls:read'],
+      });
+      const clientId = c.client_id ?? c.client?.client_id;
+      const secret = c.client_secret ?? c.client?.client_secret;
+      noteSecret(secret, { kind: 'oauth client secret' });
+
+      const as = await oauth.processDiscoveryResponse(issuer, await oauth.discoveryRequest(issuer, { algorithm: 'oauth2', ...f }));
+      assert.equal(as.issuer, issuer.origin);
+      assert.ok(as.token_endpoint.startsWith('https://'), as.token_endpoint);
+      const client = { client_id: clientId };
+      const auth = oauth.ClientSecretBasic(secret);
+      const tok = noteTokens(await oauth.processClientCredentialsResponse(as, client, await oauth.clientCredentialsGrantRequest(as, client, auth, new URLSearchParams(), f)));
+      const claims = await oauth.validateJwtAccessToken(as, new Request('https://rs.example/', { headers: { authorization: `Bearer ${tok.access_token}` } }), tok.access_token && JSON.parse(Buffer.from(tok.access_token.split('.')[1], 'base64url')).aud, f);
+      assert.equal(claims.iss, issuer.origin);
+      assert.equal(claims.client_id, clientId);
+      let ir = await oauth.processIntrospectionResponse(as, client, await oauth.introspectionRequest(as, client, auth, tok.access_token, f));
+      assert.equal(ir.active, true);
+      await oauth.processRevocationResponse(await oauth.revocationRequest(as, client, auth, tok.access_token, f));
+      ir = await oauth.processIntrospectionResponse(as, client, await oauth.introspectionRequest(as, client, auth, tok.access_token, f));
+      assert.equal(ir.active, false);
+      // the same library refuses the plain-HTTP issuer unless told otherwise
+      await assert.rejects(oauth.discoveryRequest(new URL(`http://127.0.0.1:${t.port}`), { algorithm: 'oauth2' }), /https/i);
     });
   });
 }
