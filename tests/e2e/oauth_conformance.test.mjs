@@ -378,6 +378,47 @@ for (const backend of backends()) {
       assert.equal(ir.active, false);
     });
 
+    test('openid-client: dynamic registration with an initial access token (oauth_dcr=token), then the code flow; RFC 7592 read and delete', async () => {
+      const opts = { execute: [oidc.allowInsecureRequests], algorithm: 'oauth2' };
+      // without the operator token as initial access token: refused
+      await assert.rejects(
+        oidc.dynamicClientRegistration(issuer, { redirect_uris: [WEB_CB], token_endpoint_auth_method: 'client_secret_basic' }, undefined, opts),
+        (e) => e.status === 401 || e.error === 'invalid_token' || e.cause?.status === 401,
+      );
+      const cfg = await oidc.dynamicClientRegistration(
+        issuer,
+        { client_name: 'registered by openid-client', redirect_uris: [WEB_CB], token_endpoint_auth_method: 'client_secret_basic', grant_types: ['authorization_code', 'refresh_token'], scope: 'notes:read' },
+        oidc.ClientSecretBasic(), // the registered method, with the secret the registration answers
+        { ...opts, initialAccessToken: t.token },
+      );
+      const md = cfg.clientMetadata();
+      assert.ok(md.client_id && md.client_secret, 'a confidential client with its secret, once');
+      noteSecret(md.client_secret, { kind: 'oauth client secret' });
+      if (md.registration_access_token) noteSecret(md.registration_access_token, { kind: 'registration access token' });
+      assert.equal(md.client_secret_expires_at, 0);
+      assert.ok(md.registration_client_uri?.startsWith(t.url), md.registration_client_uri);
+      // the registered client goes through the whole code flow with Basic (the default)
+      const v = oidc.randomPKCECodeVerifier();
+      const state = oidc.randomState();
+      const url = oidc.buildAuthorizationUrl(cfg, { redirect_uri: WEB_CB, scope: 'notes:read', code_challenge: await oidc.calculatePKCECodeChallenge(v), code_challenge_method: 'S256', state });
+      const { callback } = await authorizeInBrowser(url, { redirectUri: WEB_CB, email: user.email, password: user.password });
+      noteSecret(callback.searchParams.get('code'), { kind: 'oauth code' });
+      const tokens = noteTokens(await oidc.authorizationCodeGrant(cfg, callback, { pkceCodeVerifier: v, expectedState: state }));
+      assert.equal(tokens.scope, 'notes:read');
+      noteTokens(await oidc.refreshTokenGrant(cfg, tokens.refresh_token));
+      // RFC 7592: read with the registration access token, then delete; the client is gone
+      const rd = await request(md.registration_client_uri, new URL(md.registration_client_uri).pathname, { token: md.registration_access_token });
+      assert.equal(rd.status, 200, rd.text);
+      assert.equal(rd.json.client_id, md.client_id);
+      assert.equal(rd.json.client_secret, undefined, 'the secret is never shown again');
+      const del = await request(md.registration_client_uri, new URL(md.registration_client_uri).pathname, { method: 'DELETE', token: md.registration_access_token });
+      assert.equal(del.status, 204, del.text);
+      // a deleted client no longer authenticates (401 with a Basic challenge)
+      const gone = (e) => e.error === 'invalid_client' || (e.status === 401 && e.code === 'OAUTH_WWW_AUTHENTICATE_CHALLENGE');
+      await assert.rejects(oidc.clientCredentialsGrant(cfg), gone);
+      await assert.rejects(oidc.refreshTokenGrant(cfg, tokens.refresh_token), gone);
+    });
+
     // ------------------------------------------------------------ jose and key rotation
 
     test('jose: access tokens verify against the JWKS across a signing-key rotation', async () => {
