@@ -74,6 +74,13 @@ tk_rc tk_api_oauth_verify(struct tk_app *app, const char *jwt, size_t n, const c
 json_t *tk_api_oauth_jwks(struct tk_app *app);
 /* The algorithm of the active key ("ES256"), for the metadata. */
 const char *tk_api_oauth_signing_alg(struct tk_app *app);
+/* GET /oauth2/jwks (public, answers while sealed), GET /v1/sys/signing-keys
+ * and POST /v1/sys/signing-keys/rotate (node admin). */
+void tk_h_oauth_jwks(struct tk_req *r);
+void tk_h_signing_keys_list(struct tk_req *r);
+void tk_h_signing_keys_rotate(struct tk_req *r);
+/* How many private signing keys this node holds open (0 while sealed). */
+int tk_api_oauth_keys_opened(struct tk_app *app);
 
 /* ---- OAuth clients (oauth_clients_api.c) ---- */
 

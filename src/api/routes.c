@@ -84,6 +84,11 @@ static const struct tk_route routes[] = {
     {"POST", "/v1/agents/register", tk_h_agents_register, CLIENT},
     {"POST", "/v1/agents/{id}/heartbeat", tk_h_agents_heartbeat, CLIENT},
     {"GET", "/v1/agents", tk_h_agents_list, OPERATOR(TK_ROLE_ANY)},
+    /* signing keys (oauth_keys_api.c) */
+    {"GET", "/oauth2/jwks", tk_h_oauth_jwks, PUBLIC(TK_ROUTE_SEALED_OK)},
+    {"GET", "/v1/sys/signing-keys", tk_h_signing_keys_list, OPERATOR(TK_ROLE_NODE_ADMIN)},
+    {"POST", "/v1/sys/signing-keys/rotate", tk_h_signing_keys_rotate,
+     OPERATOR(TK_ROLE_NODE_ADMIN)},
 };
 
 const struct tk_route *tk_api_routes(size_t *n)

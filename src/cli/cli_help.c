@@ -74,6 +74,16 @@ static const struct {
      "           digit) and its first admin operator token, printed ONCE: keep it, tokend\n"
      "           stores only its hash. Give it to the tenant's administrator.\n"
      "  list     every tenant, newest first (at most --limit with it).\n"},
+    {"signing-keys", "tokend signing-keys list [--json]\n"
+                     "       tokend signing-keys rotate [--immediate] [--json]",
+     "The authorization server's signing keys (an admin token of the default tenant).\n"
+     "  list     every key: alg, status (pending: in the JWKS, not signing yet; active;\n"
+     "           retired: in the JWKS, no longer signing), kid, when it signs from and when\n"
+     "           it leaves the JWKS. No private material is ever shown.\n"
+     "  rotate   make a key of oauth_signing_alg, in the JWKS now, signing after\n"
+     "           oauth_signing_publish_ahead seconds; --immediate signs at once (a key\n"
+     "           believed compromised: resource servers that cached the JWKS refuse the new\n"
+     "           tokens until they fetch it again).\n"},
     {"providers", "tokend providers list [--json]\n"
                   "       tokend providers show NAME [--json]",
      "The provider catalogue: the built-in entries and those of providers_dir.\n"

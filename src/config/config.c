@@ -144,6 +144,13 @@ static const struct setting settings[] = {
      "seconds at most between retries of a connection whose refresh failed transiently"},
     {"oauth_access_token_ttl", C_INT, S(oauth_access_token_ttl), "3600", 60, 86400, NULL,
      "seconds an access token issued by the authorization server is valid"},
+    {"oauth_signing_alg", C_ENUM, S(oauth_signing_alg), "ES256", 0, 0, "ES256|RS256|EdDSA",
+     "algorithm of the authorization server's next signing key (RS256: RSA 2048); takes effect "
+     "at the next rotation"},
+    {"oauth_signing_rotate_every", C_INT, S(oauth_signing_rotate_every), "2592000", 0, 315360000,
+     NULL, "seconds between scheduled rotations of the signing key (0: never)"},
+    {"oauth_signing_publish_ahead", C_INT, S(oauth_signing_publish_ahead), "60", 0, 86400, NULL,
+     "seconds a new signing key is in the JWKS before it signs"},
 };
 
 _Static_assert(TK_NELEM(settings) <= TK_NELEM(((struct tk_config *)0)->origins),

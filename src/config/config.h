@@ -66,6 +66,9 @@ struct tk_config {
     int refresh_per_provider;  /* background refreshes in flight per provider */
     int refresh_backoff_max;   /* seconds: the longest retry delay after transient failures */
     int oauth_access_token_ttl; /* seconds an issued access token (JWT) is valid */
+    char oauth_signing_alg[8];      /* ES256 | RS256 | EdDSA: the next signing key's */
+    int oauth_signing_rotate_every; /* seconds between scheduled key rotations; 0: never */
+    int oauth_signing_publish_ahead; /* seconds a new key is published before it signs */
     char origins[128][80]; /* where each setting's value came from, by table index */
 };
 

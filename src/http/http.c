@@ -811,7 +811,11 @@ static enum MHD_Result queue(struct tk_req *r)
     if (!resp) return MHD_NO;
     MHD_add_response_header(resp, "Content-Type", in->ctype ? in->ctype : "application/json");
     MHD_add_response_header(resp, "X-Request-Id", echoed_id(r));
-    MHD_add_response_header(resp, "Cache-Control", "no-store");
+    /* no-store unless the handler said otherwise (GET /oauth2/jwks: public) */
+    bool own_cc = false;
+    for (struct hdr *hd = in->headers; hd; hd = hd->next)
+        own_cc |= !strcasecmp(hd->name, "Cache-Control");
+    if (!own_cc) MHD_add_response_header(resp, "Cache-Control", "no-store");
     MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
     for (struct hdr *hd = in->headers; hd; hd = hd->next)
         MHD_add_response_header(resp, hd->name, hd->value);

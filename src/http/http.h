@@ -173,7 +173,7 @@ void tk_reply_text(struct tk_req *r, int status, const char *content_type, const
 /* {"error": e->code, "message": e->msg, "field": e->field?} with the status of e->rc;
  * extra members (borrowed, may be NULL) are merged in. */
 void tk_reply_error(struct tk_req *r, const struct tk_err *e, json_t *extra);
-/* Add a response header (copied). */
+/* Add a response header (copied). A Cache-Control replaces the default no-store. */
 void tk_reply_header(struct tk_req *r, const char *name, const char *value);
 
 enum tk_samesite { TK_SAMESITE_STRICT = 0, TK_SAMESITE_LAX };

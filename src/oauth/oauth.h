@@ -20,6 +20,7 @@
 #include "../store/store.h"
 
 #include <jansson.h>
+#include <openssl/evp.h>
 
 /* Issued-secret kinds of the authorization server (issued.h has tka, tkr). */
 #define TK_KIND_OAUTH_SECRET "tks"  /* a confidential OAuth client's secret */
@@ -36,6 +37,103 @@
 /* Register oauth_signing_keys.private_key for rewrap (once at start, after
  * connect_states.code_verifier: the order is append-only). */
 tk_rc tk_oauth_keys_register_sealed(void);
+
+/* ---- JWTs and JWKs (jwt.c) ----
+ *
+ * Compact JWS with ES256 (P-256, R||S signatures), RS256 (RSA
+ * TK_JWT_RSA_BITS) or EdDSA (Ed25519). kid: the key's RFC 7638 thumbprint. */
+#define TK_JWT_MAX 8192     /* bytes of a token the parser accepts */
+#define TK_JWT_KID_MAX 64
+#define TK_JWT_RSA_BITS 2048
+enum tk_jwt_alg { TK_JWT_ALG_NONE = 0, TK_JWT_ES256, TK_JWT_RS256, TK_JWT_EDDSA };
+/* "ES256" -> TK_JWT_ES256; anything else (NULL too) TK_JWT_ALG_NONE. */
+enum tk_jwt_alg tk_jwt_alg_from_name(const char *name);
+const char *tk_jwt_alg_name(enum tk_jwt_alg a); /* "none" when unknown */
+/* base64url without padding: enc writes ceil(4n/3) chars + NUL; dec is
+ * strict (alphabet, no padding, zero unused bits), false when not. */
+size_t tk_jwt_b64_enc(const unsigned char *p, size_t n, char *out);
+bool tk_jwt_b64_dec(const char *s, size_t n, unsigned char *out, size_t cap, size_t *outlen);
+/* A new key pair: *pkey (EVP_PKEY_free it), *jwk the public JWK with kid,
+ * alg and use "sig" (json_decref it), kid its thumbprint. */
+tk_rc tk_jwt_key_generate(enum tk_jwt_alg alg, EVP_PKEY **pkey, json_t **jwk,
+                          char kid[TK_JWT_KID_MAX], struct tk_err *e);
+/* The public members of pkey's JWK (kty, crv, x, y / n, e), new reference. */
+tk_rc tk_jwt_jwk_public(EVP_PKEY *pkey, json_t **out, struct tk_err *e);
+/* RFC 7638 thumbprint (SHA-256, base64url) of a public JWK. */
+tk_rc tk_jwt_thumbprint(json_t *jwk, char out[TK_JWT_KID_MAX], struct tk_err *e);
+/* The public key of a JWK, which must fit alg (kty, crv, sizes). */
+tk_rc tk_jwt_key_from_jwk(json_t *jwk, enum tk_jwt_alg alg, EVP_PKEY **out, struct tk_err *e);
+/* A private key as PKCS#8 DER (tk_secret_free it), and back (must fit alg). */
+tk_rc tk_jwt_key_export(EVP_PKEY *pkey, struct tk_secret **der, struct tk_err *e);
+tk_rc tk_jwt_key_import(const struct tk_secret *der, enum tk_jwt_alg alg, EVP_PKEY **out,
+                        struct tk_err *e);
+/* Sign claims (a JSON object, not stolen) with header {alg, kid, typ};
+ * *out is malloc'd. */
+tk_rc tk_jwt_sign(EVP_PKEY *key, enum tk_jwt_alg alg, const char *kid, const char *typ,
+                  json_t *claims, char **out, struct tk_err *e);
+/* A parsed, not yet checked token. */
+struct tk_jwt {
+    json_t *header, *claims;      /* owned */
+    enum tk_jwt_alg alg;          /* the header's */
+    char kid[TK_JWT_KID_MAX];
+    size_t signed_len;            /* bytes of "header.payload" */
+    unsigned char sig[512];
+    size_t sig_len;
+};
+/* Parse the n bytes of jwt strictly (see jwt.c); typ (NULL: any) is the
+ * header typ required. TK_EINVAL "invalid_token", e->msg names the part. */
+tk_rc tk_jwt_parse(const char *jwt, size_t n, const char *typ, struct tk_jwt *t,
+                   struct tk_err *e);
+/* Check t's signature (jwt: the same bytes) with key, whose alg is alg: a
+ * header alg other than the key's is refused. */
+tk_rc tk_jwt_check(const struct tk_jwt *t, const char *jwt, EVP_PKEY *key, enum tk_jwt_alg alg,
+                   struct tk_err *e);
+void tk_jwt_clear(struct tk_jwt *t);
+
+/* ---- signing key rows (keys.c) ---- */
+
+/* A row of oauth_signing_keys without its private key. Times in ms, 0 for
+ * NULL. */
+struct tk_oauth_key {
+    char id[TK_UUID_LEN + 1];
+    char kid[TK_JWT_KID_MAX];
+    enum tk_jwt_alg alg;
+    json_t *jwk; /* the public JWK, owned */
+    int64_t generation, created_at, active_at, retired_at, unpublish_at;
+};
+void tk_oauth_key_clear(struct tk_oauth_key *k);
+/* At now: "pending" (published, not signing yet), "active", "retired"
+ * (published, no longer signing), "unpublished". */
+const char *tk_oauth_key_status(const struct tk_oauth_key *k, int64_t now);
+#define TK_OAUTH_KEYS_MAX 64
+/* Every row (at most TK_OAUTH_KEYS_MAX, newest first) into *out (n of
+ * them; free each with tk_oauth_key_clear, then the array). A row that is
+ * not well-formed is skipped with a warning. */
+tk_rc tk_oauth_keys_list(struct tk_db *db, struct tk_oauth_key **out, int *n, struct tk_err *e);
+/* Open the private key of row id (alg) with the keyring. */
+tk_rc tk_oauth_key_private(struct tk_db *db, struct tk_keyring *k, const char *tenant_id,
+                           const char *id, enum tk_jwt_alg alg, EVP_PKEY **out,
+                           struct tk_err *e);
+/* A rotation: a new key of alg, published now, signing from active_at;
+ * every key still signing (or due to) is retired at active_at and stays
+ * published keep_ms longer; rows already unpublished are deleted. */
+struct tk_oauth_rotate {
+    enum tk_jwt_alg alg;
+    int64_t now, active_at, keep_ms;
+    /* > 0: only when the newest key was created before this time; -1: only
+     * when there is no key; 0: always. Otherwise TK_ECONFLICT "not_due". */
+    int64_t due_before;
+    /* Called in the rotation's transaction before commit (the event). */
+    tk_rc (*in_tx)(void *arg, struct tk_db *db, const struct tk_oauth_key *created,
+                   struct tk_err *e);
+    void *arg;
+};
+/* In its own transaction. Two nodes at once: one wins, the other gets
+ * TK_ECONFLICT "rotate_race" (a key generation is unique). *out: the new
+ * row (tk_oauth_key_clear it). */
+tk_rc tk_oauth_keys_rotate(struct tk_db *db, struct tk_keyring *k, const char *tenant_id,
+                           const struct tk_oauth_rotate *o, struct tk_oauth_key *out,
+                           struct tk_err *e);
 
 /* ---- OAuth clients (oclients.c) ---- */
 

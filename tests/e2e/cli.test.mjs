@@ -63,6 +63,9 @@ const SETTINGS = [
   'refresh-per-provider',
   'refresh-backoff-max',
   'oauth-access-token-ttl',
+  'oauth-signing-alg',
+  'oauth-signing-rotate-every',
+  'oauth-signing-publish-ahead',
 ];
 
 /** Lines of output that are JSON objects (every line must be). */

@@ -229,6 +229,15 @@ void test_keyring_hash_import(struct fx *f);
 void test_keyring_hash_random(struct fx *f);
 void test_keyring_known_answer(void);
 void test_keyring_sealed_values(struct fx *f);
+/* test_oauth_keys.c */
+void test_oauth_jwt_algs(void);
+void test_oauth_jwt_confusion(void);
+void test_oauth_jwt_hostile(void);
+void test_oauth_jwt_known(void);
+void test_oauth_jwt_node(void);
+void test_oauth_keys_store(struct fx *f);
+void test_oauth_keys_race(struct fx *f);
+void test_oauth_keys_node(struct fx *f);
 void test_keyring_rotate(struct fx *f);
 void test_keyring_seal(struct fx *f);
 void test_keyring_store_scan(struct fx *f);
