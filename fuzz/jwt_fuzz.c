@@ -60,10 +60,12 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
         /* a token made here verifies */
         char *jwt = NULL;
         struct tk_jwt t;
-        check(tk_jwt_sign(keys[a], (enum tk_jwt_alg)a, kids[a], "at+jwt", claims, &jwt, &e) == TK_OK,
+        check(tk_jwt_sign(keys[a], (enum tk_jwt_alg)a, kids[a], "at+jwt", claims, &jwt, &e) ==
+                  TK_OK,
               "sign");
         check(tk_jwt_parse(jwt, strlen(jwt), "at+jwt", &t, &e) == TK_OK, "own token parses");
-        check(tk_jwt_check(&t, jwt, keys[a], (enum tk_jwt_alg)a, &e) == TK_OK, "own token verifies");
+        check(tk_jwt_check(&t, jwt, keys[a], (enum tk_jwt_alg)a, &e) == TK_OK,
+              "own token verifies");
         /* its JWK imports */
         EVP_PKEY *pub = NULL;
         check(tk_jwt_key_from_jwk(jwk, (enum tk_jwt_alg)a, &pub, &e) == TK_OK, "own JWK imports");

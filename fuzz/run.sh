@@ -16,7 +16,7 @@ set -eu
 cd "$(dirname "$0")/.."
 
 FUZZ_SECONDS=${FUZZ_SECONDS:-20}
-FUZZ_TARGETS=${FUZZ_TARGETS:-"issued time int router config share host json_str form cookie xff outbound catalog public_url tls sse conn_wire connect client_token jwt"}
+FUZZ_TARGETS=${FUZZ_TARGETS:-"issued time int router config share host json_str form cookie xff outbound catalog public_url tls sse conn_wire connect client_token jwt oauth_client"}
 CC=${FUZZ_CC:-clang}
 OUT=build/fuzz
 
@@ -31,7 +31,7 @@ PKG_LIBS=$(pkg-config --libs $PKGS)
 CFLAGS="-std=c11 -D_GNU_SOURCE -g -O1 -fno-omit-frame-pointer -fno-sanitize-recover=undefined"
 [ "${FUZZ_STRICT:-0}" = 1 ] && CFLAGS="$CFLAGS -DTK_FUZZ_STRICT"
 # What the targets need from src/: formats, log lines, router, HTTP parsers, Host checks, config, keyring parsers, the outbound record, the provider catalogue parser, TLS files; no store.
-SRCS="src/common/common.c src/common/issued.c src/common/log.c src/common/text.c src/http/router.c src/http/parse.c src/http/hostcheck.c src/http/sse.c src/config/config.c src/config/public_url.c src/keyring/crypto.c src/common/metrics.c src/outbound/outbound.c src/upstream/catalog.c src/upstream/conn_wire.c src/tls/tls.c src/upstream/connect_wire.c src/clients/token_form.c src/oauth/jwt.c"
+SRCS="src/common/common.c src/common/issued.c src/common/log.c src/common/text.c src/http/router.c src/http/parse.c src/http/hostcheck.c src/http/sse.c src/config/config.c src/config/public_url.c src/keyring/crypto.c src/common/metrics.c src/outbound/outbound.c src/upstream/catalog.c src/upstream/conn_wire.c src/tls/tls.c src/upstream/connect_wire.c src/clients/token_form.c src/oauth/jwt.c src/oauth/ocrules.c"
 
 mkdir -p "$OUT/obj" "$OUT/artifacts"
 echo "fuzz: building into $OUT with $($CC --version | head -n 1)"

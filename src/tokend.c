@@ -129,6 +129,8 @@ int main(int argc, char **argv)
         rc = tk_cli_clients(argc - 2, argv + 2);
     else if (!strcmp(cmd, "signing-keys"))
         rc = tk_cli_signing_keys(argc - 2, argv + 2);
+    else if (!strcmp(cmd, "oauth"))
+        rc = tk_cli_oauth(argc - 2, argv + 2);
     else {
         fprintf(stderr, "tokend: unknown command '%s'; 'tokend help' lists the commands\n", cmd);
         rc = 2;

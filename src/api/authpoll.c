@@ -16,6 +16,7 @@
 
 #include "../clients/clients.h"
 #include "../common/log.h"
+#include "../oauth/oclients.h"
 
 #include <math.h>
 #include <string.h>
@@ -29,6 +30,7 @@ typedef tk_rc (*issued_lookup_fn)(struct tk_db *db, const char *hash, struct tk_
 static const issued_lookup_fn lookups[TK_PRINCIPAL_KINDS] = {
     [TK_PRINCIPAL_OPERATOR_TOKEN] = tk_optoken_lookup_hash,
     [TK_PRINCIPAL_CLIENT_TOKEN] = tk_client_token_lookup_hash,
+    [TK_PRINCIPAL_OAUTH_CLIENT] = tk_oauth_client_lookup_hash,
 };
 
 static int hexval(char c)

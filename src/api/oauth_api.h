@@ -101,6 +101,25 @@ tk_rc tk_api_oauth_client_resolve(struct tk_req *r, const char *client_id,
  * caller's event; or, as resolve, e->code "parked". */
 tk_rc tk_api_oauth_client_auth(struct tk_req *r, const struct tk_form *f,
                                struct tk_oauth_client *c, struct tk_err *e);
+/* /v1/oauth/scopes, /v1/oauth/clients (operators) and /oauth2/register
+ * (RFC 7591, RFC 7592). */
+void tk_h_oauth_scopes_list(struct tk_req *r);
+void tk_h_oauth_scopes_create(struct tk_req *r);
+void tk_h_oauth_scopes_update(struct tk_req *r);
+void tk_h_oauth_scopes_delete(struct tk_req *r);
+void tk_h_oauth_clients_list(struct tk_req *r);
+void tk_h_oauth_clients_create(struct tk_req *r);
+void tk_h_oauth_clients_get(struct tk_req *r);
+void tk_h_oauth_clients_update(struct tk_req *r);
+void tk_h_oauth_clients_delete(struct tk_req *r);
+void tk_h_oauth_clients_rotate_secret(struct tk_req *r);
+void tk_h_oauth_register(struct tk_req *r);
+void tk_h_oauth_register_get(struct tk_req *r);
+void tk_h_oauth_register_put(struct tk_req *r);
+void tk_h_oauth_register_delete(struct tk_req *r);
+/* Test build only (TK_UNITTEST): POST /oauth2/test/client-auth runs
+ * tk_api_oauth_client_auth on the form and answers the client found. */
+void tk_h_oauth_client_auth_probe(struct tk_req *r);
 
 /* ---- users, sessions, consent (users_api.c) ---- */
 

@@ -48,10 +48,10 @@ struct tk_oauth_keys {
     struct tk_worker worker;
     atomic_bool worker_started;
     bool stuck; /* the worker did not stop in time: ks is left to the process's exit */
-    atomic_llong last_miss_kick; /* mono ms of the last kick for an unknown kid */
-    struct tk_metric *m_signed;  /* tokend_oauth_jwt_signed_total{alg} */
+    atomic_llong last_miss_kick;  /* mono ms of the last kick for an unknown kid */
+    struct tk_metric *m_signed;   /* tokend_oauth_jwt_signed_total{alg} */
     struct tk_metric *m_verified; /* tokend_oauth_jwt_verified_total{result} */
-    int64_t warned_ms;           /* the worker's last logged failure (its thread only) */
+    int64_t warned_ms;            /* the worker's last logged failure (its thread only) */
 };
 
 static struct tk_oauth_keys *ks_get(struct tk_app *app)
@@ -105,18 +105,23 @@ static tk_rc rotated_event(void *arg, struct tk_db *db, const struct tk_oauth_ke
     tk_time_fmt(k->active_at, at, sizeof at);
     snprintf(msg, sizeof msg, "signing key %s (%s) created (%s); in the JWKS now, signs from %s",
              k->kid, tk_jwt_alg_name(k->alg), c->why, at);
-    json_t *d = json_pack("{s:s, s:s, s:s, s:s, s:I}", "kid", k->kid, "alg",
-                          tk_jwt_alg_name(k->alg), "reason", c->why, "active_at", at,
-                          "generation", (json_int_t)k->generation);
+    json_t *d =
+        json_pack("{s:s, s:s, s:s, s:s, s:I}", "kid", k->kid, "alg", tk_jwt_alg_name(k->alg),
+                  "reason", c->why, "active_at", at, "generation", (json_int_t)k->generation);
     tk_rc rc;
     if (c->r) {
         rc = tk_api_event_in(c->r, "oauth", "signing_key_rotate", "ok", "signing_key", k->id, msg,
                              d, e);
     } else {
-        struct tk_event ev = {.tenant_id = c->app->default_tenant, .kind = "oauth",
-                              .source = "scheduler", .action = "signing_key_rotate",
-                              .outcome = "ok", .subject_type = "signing_key",
-                              .subject_id = k->id, .message = msg, .detail = d,
+        struct tk_event ev = {.tenant_id = c->app->default_tenant,
+                              .kind = "oauth",
+                              .source = "scheduler",
+                              .action = "signing_key_rotate",
+                              .outcome = "ok",
+                              .subject_type = "signing_key",
+                              .subject_id = k->id,
+                              .message = msg,
+                              .detail = d,
                               .latency_us = -1};
         rc = tk_event_emit_in(db, &ev, e);
     }
@@ -163,7 +168,8 @@ static void refresh(struct tk_app *app)
         int every = app->cfg->oauth_signing_rotate_every;
         struct rot_ctx c = {.app = app, .why = n == 0 ? "initial" : "scheduled"};
         int64_t due = 0;
-        if (n == 0) due = -1; /* the first key signs at once: nothing else can */
+        if (n == 0)
+            due = -1; /* the first key signs at once: nothing else can */
         else if (every > 0 && rows[0].created_at <= now - (int64_t)every * 1000)
             due = now - (int64_t)every * 1000 + 1;
         if (due != 0) {
@@ -173,7 +179,8 @@ static void refresh(struct tk_app *app)
                 tk_info("oauth: signing key %s (%s) created (%s)", made.kid,
                         tk_jwt_alg_name(made.alg), c.why);
                 tk_oauth_key_clear(&made);
-                for (int i = 0; i < n; i++) tk_oauth_key_clear(&rows[i]);
+                for (int i = 0; i < n; i++)
+                    tk_oauth_key_clear(&rows[i]);
                 free(rows);
                 rc = tk_oauth_keys_list(db, &rows, &n, &e);
                 now = tk_now_ms();
@@ -214,8 +221,8 @@ static void refresh(struct tk_app *app)
         }
         bool may_sign = !o->k.retired_at || now < o->k.retired_at + SIGN_GRACE_MS;
         if (!sealed && may_sign && !o->priv &&
-            tk_oauth_key_private(db, app->keyring, app->default_tenant, o->k.id, o->k.alg,
-                                 &o->priv, &e) != TK_OK &&
+            tk_oauth_key_private(db, app->keyring, app->default_tenant, o->k.id, o->k.alg, &o->priv,
+                                 &e) != TK_OK &&
             warn_limited(ks, "cannot open a signing key", &e) &&
             !strcmp(e.code, "decrypt_failed")) /* a key/data fault: on the record */
             tk_api_keyring_event(app, db, "decrypt_failed", "error", e.msg);
@@ -280,9 +287,9 @@ tk_rc tk_api_oauth_keys_metrics(struct tk_app *app, struct tk_err *e)
     ks->m_signed = tk_metric_counter(app->metrics, "tokend_oauth_jwt_signed_total",
                                      "JWTs signed by this node, by alg.", &alg_dim, 1, 0, e);
     if (!ks->m_signed) return TK_EINTERNAL;
-    ks->m_verified = tk_metric_counter(app->metrics, "tokend_oauth_jwt_verified_total",
-                                       "JWTs checked by this node, by result.", &result_dim, 1, 0,
-                                       e);
+    ks->m_verified =
+        tk_metric_counter(app->metrics, "tokend_oauth_jwt_verified_total",
+                          "JWTs checked by this node, by result.", &result_dim, 1, 0, e);
     return ks->m_verified ? TK_OK : TK_EINTERNAL;
 }
 
@@ -439,7 +446,8 @@ int tk_api_oauth_keys_opened(struct tk_app *app)
     int c = 0;
     if (!ks) return 0;
     pthread_rwlock_rdlock(&ks->lock);
-    for (int i = 0; i < ks->n; i++) c += ks->keys[i].priv != NULL;
+    for (int i = 0; i < ks->n; i++)
+        c += ks->keys[i].priv != NULL;
     pthread_rwlock_unlock(&ks->lock);
     return c;
 }
@@ -465,10 +473,10 @@ static json_t *key_json(const struct tk_oauth_key *k, int64_t now)
     if (k->retired_at) tk_time_fmt(k->retired_at, ret, sizeof ret);
     if (k->unpublish_at) tk_time_fmt(k->unpublish_at, un, sizeof un);
     return json_pack("{s:s, s:s, s:s, s:s, s:O, s:I, s:s, s:s, s:s?, s:s?}", "id", k->id, "kid",
-                     k->kid, "alg", tk_jwt_alg_name(k->alg), "status",
-                     tk_oauth_key_status(k, now), "public_jwk", k->jwk, "generation",
-                     (json_int_t)k->generation, "created_at", c, "active_at", a, "retired_at",
-                     k->retired_at ? ret : NULL, "unpublish_at", k->unpublish_at ? un : NULL);
+                     k->kid, "alg", tk_jwt_alg_name(k->alg), "status", tk_oauth_key_status(k, now),
+                     "public_jwk", k->jwk, "generation", (json_int_t)k->generation, "created_at", c,
+                     "active_at", a, "retired_at", k->retired_at ? ret : NULL, "unpublish_at",
+                     k->unpublish_at ? un : NULL);
 }
 
 /* GET /v1/sys/signing-keys: the rows, newest first, paged over the at most
@@ -501,7 +509,8 @@ void tk_h_signing_keys_list(struct tk_req *r)
     }
     json_t *o = json_pack("{s:o, s:s?}", "signing_keys", a, "next_cursor", next);
     if (!next) json_object_set_new(o, "next_cursor", json_null());
-    for (int i = 0; i < n; i++) tk_oauth_key_clear(&rows[i]);
+    for (int i = 0; i < n; i++)
+        tk_oauth_key_clear(&rows[i]);
     free(rows);
     tk_reply_json(r, 200, o);
 }
@@ -519,7 +528,8 @@ void tk_h_signing_keys_rotate(struct tk_req *r)
     bool ok = tk_api_only_members(r, body, allowed);
     json_t *im = json_object_get(body, "immediate");
     if (ok && im && !json_is_boolean(im)) {
-        tk_err_field(&e, TK_EINVAL, "invalid_field", "immediate", "immediate must be true or false");
+        tk_err_field(&e, TK_EINVAL, "invalid_field", "immediate",
+                     "immediate must be true or false");
         tk_reply_error(r, &e, NULL);
         ok = false;
     }

@@ -89,6 +89,27 @@ static const struct tk_route routes[] = {
     {"GET", "/v1/sys/signing-keys", tk_h_signing_keys_list, OPERATOR(TK_ROLE_NODE_ADMIN)},
     {"POST", "/v1/sys/signing-keys/rotate", tk_h_signing_keys_rotate,
      OPERATOR(TK_ROLE_NODE_ADMIN)},
+    /* OAuth clients and scopes (oauth_clients_api.c) */
+    {"GET", "/v1/oauth/scopes", tk_h_oauth_scopes_list, OPERATOR(TK_ROLE_ANY)},
+    {"POST", "/v1/oauth/scopes", tk_h_oauth_scopes_create, OPERATOR(TK_ROLE_WRITE)},
+    {"PATCH", "/v1/oauth/scopes/{id}", tk_h_oauth_scopes_update, OPERATOR(TK_ROLE_WRITE)},
+    {"DELETE", "/v1/oauth/scopes/{id}", tk_h_oauth_scopes_delete, OPERATOR(TK_ROLE_WRITE)},
+    {"GET", "/v1/oauth/clients", tk_h_oauth_clients_list, OPERATOR(TK_ROLE_ANY)},
+    {"POST", "/v1/oauth/clients", tk_h_oauth_clients_create, OPERATOR(TK_ROLE_WRITE)},
+    {"GET", "/v1/oauth/clients/{id}", tk_h_oauth_clients_get, OPERATOR(TK_ROLE_ANY)},
+    {"PATCH", "/v1/oauth/clients/{id}", tk_h_oauth_clients_update, OPERATOR(TK_ROLE_WRITE)},
+    {"DELETE", "/v1/oauth/clients/{id}", tk_h_oauth_clients_delete, OPERATOR(TK_ROLE_WRITE)},
+    {"POST", "/v1/oauth/clients/{id}/rotate-secret", tk_h_oauth_clients_rotate_secret,
+     OPERATOR(TK_ROLE_WRITE)},
+    /* RFC 7591/7592: the handlers authenticate (oauth_dcr decides how) */
+    {"POST", "/oauth2/register", tk_h_oauth_register, PUBLIC(0)},
+    {"GET", "/oauth2/register/{id}", tk_h_oauth_register_get, PUBLIC(0)},
+    {"PUT", "/oauth2/register/{id}", tk_h_oauth_register_put, PUBLIC(0)},
+    {"DELETE", "/oauth2/register/{id}", tk_h_oauth_register_delete, PUBLIC(0)},
+#ifdef TK_UNITTEST
+    /* the test build only: client authentication alone, for the e2e suite */
+    {"POST", "/oauth2/test/client-auth", tk_h_oauth_client_auth_probe, PUBLIC(0)},
+#endif
 };
 
 const struct tk_route *tk_api_routes(size_t *n)

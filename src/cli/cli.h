@@ -24,6 +24,9 @@ int tk_cli_connect(int argc, char **argv);
 int tk_cli_clients(int argc, char **argv);
 /* tokend signing-keys list|rotate (the authorization server's keys). */
 int tk_cli_signing_keys(int argc, char **argv);
+/* tokend oauth clients create|list|show|update|delete|rotate-secret and
+ * tokend oauth scopes create|list|update|delete (cli_oauth.c). */
+int tk_cli_oauth(int argc, char **argv);
 /* tokend doctor: check the node; 0 nothing fails, 1 something does, 3 unreachable. */
 int tk_cli_doctor(int argc, char **argv);
 /* Print help for a command (NULL: overview) to stdout; 0 if known. */

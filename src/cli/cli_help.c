@@ -136,6 +136,17 @@ static const struct {
      "or disabled client's tokens fail validation (client_suspended, client_inactive) on\n"
      "every node within a second. --meta K=V sets a metadata member (update: the whole\n"
      "object is replaced by the --meta given); --email \"\" removes the email.\n"},
+    {"oauth", "tokend oauth clients create --name N [--type confidential|public] [--app-type web|native]\n"
+              "           [--auth-method M] [--redirect-uri U]... [--grant G]... [--scope S]...\n"
+              "           [--default-scope S]... [--rotate-refresh true|false] [--json]\n"
+              "       tokend oauth clients list|show ID|update ID [...]|delete ID|rotate-secret ID\n"
+              "       tokend oauth scopes create NAME [--description D] | list | update ID\n"
+              "           --description D | delete ID",
+     "The authorization server's clients and the tenant's scope catalogue (admin or operator\n"
+     "token to write, any role to read). A confidential client's secret (tks_) is printed\n"
+     "once, at create and rotate-secret. M is client_secret_basic, client_secret_post or\n"
+     "none (public); G is authorization_code, refresh_token or client_credentials; every\n"
+     "scope must be in the catalogue first. update replaces each list given.\n"},
     {"doctor", "tokend doctor [--json] [--token-file FILE]\n"
                "       tokend doctor client ID [--json]\n"
                "       tokend doctor connection ID [--json]\n"

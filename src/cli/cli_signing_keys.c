@@ -52,9 +52,9 @@ static int keys_list(int argc, char **argv)
     } else if (c.json) {
         tk_cli_print_json(body);
     } else {
-        printf("%-8s %-10s %-44s %-24s %s\n", "ALG", "STATUS", "KID", "SIGNS FROM",
-               "LEAVES JWKS");
-        for (size_t i = 0; i < json_array_size(keys); i++) print_key(json_array_get(keys, i));
+        printf("%-8s %-10s %-44s %-24s %s\n", "ALG", "STATUS", "KID", "SIGNS FROM", "LEAVES JWKS");
+        for (size_t i = 0; i < json_array_size(keys); i++)
+            print_key(json_array_get(keys, i));
     }
     json_decref(body);
     return rc;
@@ -88,8 +88,8 @@ static int keys_rotate(int argc, char **argv)
     } else if (c.json) {
         tk_cli_print_json(body);
     } else {
-        printf("new signing key %s (%s): in the JWKS now, signs from %s\n", tk_cli_jstr(body, "kid"),
-               tk_cli_jstr(body, "alg"), tk_cli_jstr(body, "active_at"));
+        printf("new signing key %s (%s): in the JWKS now, signs from %s\n",
+               tk_cli_jstr(body, "kid"), tk_cli_jstr(body, "alg"), tk_cli_jstr(body, "active_at"));
     }
     json_decref(body);
     return rc;

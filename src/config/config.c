@@ -151,6 +151,24 @@ static const struct setting settings[] = {
      NULL, "seconds between scheduled rotations of the signing key (0: never)"},
     {"oauth_signing_publish_ahead", C_INT, S(oauth_signing_publish_ahead), "60", 0, 86400, NULL,
      "seconds a new signing key is in the JWKS before it signs"},
+    {"oauth_dcr", C_ENUM, S(oauth_dcr), "token", 0, 0, "open|token|off",
+     "dynamic client registration at POST /oauth2/register: open (anybody, into the default "
+     "tenant), token (an operator token of the tenant with a write role), off (404)"},
+    {"oauth_dcr_max_clients", C_INT, S(oauth_dcr_max_clients), "1000", 1, 1000000, NULL,
+     "dynamically registered OAuth clients one tenant may hold"},
+    {"oauth_dcr_rate", C_INT, S(oauth_dcr_rate), "20", 0, 1000000, NULL,
+     "registration requests one address may make per minute (0: no limit)"},
+    {"oauth_cimd", C_BOOL, S(oauth_cimd), "true", 0, 0, NULL,
+     "accept client ID metadata documents: an https URL as client_id, whose JSON document "
+     "tokend fetches (public addresses only) and caches"},
+    {"oauth_cimd_allow_loopback", C_BOOL, S(oauth_cimd_allow_loopback), "false", 0, 0, NULL,
+     "DEVELOPMENT ONLY (refused without --dev): metadata document URLs may be http and may "
+     "point at loopback and private addresses"},
+    {"oauth_cimd_timeout", C_INT, S(oauth_cimd_timeout), "5", 1, 30, NULL,
+     "seconds a metadata document fetch may take (the request waits parked meanwhile)"},
+    {"oauth_cimd_ttl", C_INT, S(oauth_cimd_ttl), "3600", 60, 86400, NULL,
+     "seconds a fetched metadata document is used before it is fetched again (a failed "
+     "fetch is remembered 30 s)"},
 };
 
 _Static_assert(TK_NELEM(settings) <= TK_NELEM(((struct tk_config *)0)->origins),

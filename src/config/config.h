@@ -69,6 +69,13 @@ struct tk_config {
     char oauth_signing_alg[8];      /* ES256 | RS256 | EdDSA: the next signing key's */
     int oauth_signing_rotate_every; /* seconds between scheduled key rotations; 0: never */
     int oauth_signing_publish_ahead; /* seconds a new key is published before it signs */
+    char oauth_dcr[8];          /* open | token | off: dynamic client registration */
+    int oauth_dcr_max_clients;  /* dynamically registered clients per tenant at most */
+    int oauth_dcr_rate;         /* registrations per address and minute; 0: no limit */
+    bool oauth_cimd;            /* client ID metadata documents (an https client_id) */
+    bool oauth_cimd_allow_loopback; /* development: http and loopback document URLs */
+    int oauth_cimd_timeout;     /* seconds a document fetch may take */
+    int oauth_cimd_ttl;         /* seconds a fetched document is used */
     char origins[128][80]; /* where each setting's value came from, by table index */
 };
 

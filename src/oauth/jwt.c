@@ -93,8 +93,8 @@ bool tk_jwt_b64_dec(const char *s, size_t n, unsigned char *out, size_t cap, siz
 
 /* ---- algorithms ---- */
 
-static const char *const alg_names[] = {[TK_JWT_ES256] = "ES256", [TK_JWT_RS256] = "RS256",
-                                        [TK_JWT_EDDSA] = "EdDSA"};
+static const char *const alg_names[] = {
+    [TK_JWT_ES256] = "ES256", [TK_JWT_RS256] = "RS256", [TK_JWT_EDDSA] = "EdDSA"};
 
 enum tk_jwt_alg tk_jwt_alg_from_name(const char *name)
 {
@@ -126,14 +126,17 @@ static bool key_fits(EVP_PKEY *pkey, enum tk_jwt_alg alg)
         if (!EVP_PKEY_is_a(pkey, "EC")) return false;
         char group[32] = "";
         size_t gl = 0;
-        if (!EVP_PKEY_get_utf8_string_param(pkey, OSSL_PKEY_PARAM_GROUP_NAME, group,
-                                            sizeof group, &gl))
+        if (!EVP_PKEY_get_utf8_string_param(pkey, OSSL_PKEY_PARAM_GROUP_NAME, group, sizeof group,
+                                            &gl))
             return false;
         return !strcmp(group, "prime256v1") || !strcmp(group, "P-256");
     }
-    case TK_JWT_RS256: return EVP_PKEY_is_a(pkey, "RSA") && EVP_PKEY_get_bits(pkey) >= 2048;
-    case TK_JWT_EDDSA: return EVP_PKEY_is_a(pkey, "ED25519");
-    default: return false;
+    case TK_JWT_RS256:
+        return EVP_PKEY_is_a(pkey, "RSA") && EVP_PKEY_get_bits(pkey) >= 2048;
+    case TK_JWT_EDDSA:
+        return EVP_PKEY_is_a(pkey, "ED25519");
+    default:
+        return false;
     }
 }
 
@@ -331,10 +334,17 @@ tk_rc tk_jwt_key_generate(enum tk_jwt_alg alg, EVP_PKEY **pkey, json_t **jwk,
     *pkey = NULL;
     *jwk = NULL;
     switch (alg) {
-    case TK_JWT_ES256: *pkey = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256"); break;
-    case TK_JWT_RS256: *pkey = EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)TK_JWT_RSA_BITS); break;
-    case TK_JWT_EDDSA: *pkey = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519"); break;
-    default: return tk_err_set(e, TK_EINVAL, "invalid_alg", "unsupported signing alg");
+    case TK_JWT_ES256:
+        *pkey = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
+        break;
+    case TK_JWT_RS256:
+        *pkey = EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)TK_JWT_RSA_BITS);
+        break;
+    case TK_JWT_EDDSA:
+        *pkey = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");
+        break;
+    default:
+        return tk_err_set(e, TK_EINVAL, "invalid_alg", "unsupported signing alg");
     }
     if (!*pkey) return ossl_err(e, "generating a signing key");
     tk_rc rc = tk_jwt_jwk_public(*pkey, jwk, e);
@@ -571,15 +581,17 @@ tk_rc tk_jwt_parse(const char *jwt, size_t n, const char *typ, struct tk_jwt *t,
         goto fail;
     }
     if (typ && (!jt || !typ_matches(json_string_value(jt), typ))) {
-        rc = tk_err_set(e, TK_EINVAL, "invalid_token", "jwt header: typ is %s%.40s%s, expected '%s'",
-                        jt ? "'" : "", jt ? json_string_value(jt) : "missing", jt ? "'" : "", typ);
+        rc =
+            tk_err_set(e, TK_EINVAL, "invalid_token", "jwt header: typ is %s%.40s%s, expected '%s'",
+                       jt ? "'" : "", jt ? json_string_value(jt) : "missing", jt ? "'" : "", typ);
         goto fail;
     }
     rc = decode_json("payload", d1 + 1, pl, TK_JWT_MAX, &t->claims, e);
     if (rc != TK_OK) goto fail;
     if (sl == 0 || !b64_chars(d2 + 1, sl) ||
         !tk_jwt_b64_dec(d2 + 1, sl, t->sig, sizeof t->sig, &t->sig_len)) {
-        rc = bad(e, "jwt signature: missing, not canonical base64url or longer than %s bytes", "512");
+        rc = bad(e, "jwt signature: missing, not canonical base64url or longer than %s bytes",
+                 "512");
         goto fail;
     }
     if ((t->alg == TK_JWT_ES256 || t->alg == TK_JWT_EDDSA) && t->sig_len != 64) {

@@ -36,7 +36,8 @@ const char *tk_oauth_key_status(const struct tk_oauth_key *k, int64_t now)
     return "active";
 }
 
-#define KEY_COLS "id, kid, alg, public_jwk, generation, created_at, active_at, retired_at, unpublish_at"
+#define KEY_COLS                                                                                   \
+    "id, kid, alg, public_jwk, generation, created_at, active_at, retired_at, unpublish_at"
 
 static bool row_key(struct tk_rows *r, int i, struct tk_oauth_key *k)
 {
@@ -98,14 +99,13 @@ static struct tk_seal_ad place(const char *tenant_id, const char *id)
 }
 
 tk_rc tk_oauth_key_private(struct tk_db *db, struct tk_keyring *k, const char *tenant_id,
-                           const char *id, enum tk_jwt_alg alg, EVP_PKEY **out,
-                           struct tk_err *e)
+                           const char *id, enum tk_jwt_alg alg, EVP_PKEY **out, struct tk_err *e)
 {
     *out = NULL;
     struct tk_rows *r = NULL;
-    tk_rc rc = tk_db_exec(db,
-                          "SELECT private_key FROM oauth_signing_keys WHERE id = ? AND tenant_id = ?",
-                          TK_ARGS(TK_TEXT(id), TK_TEXT(tenant_id)), &r, e);
+    tk_rc rc =
+        tk_db_exec(db, "SELECT private_key FROM oauth_signing_keys WHERE id = ? AND tenant_id = ?",
+                   TK_ARGS(TK_TEXT(id), TK_TEXT(tenant_id)), &r, e);
     if (rc != TK_OK) return rc;
     if (tk_rows_count(r) != 1 || !tk_rows_text(r, 0, 0)) {
         tk_rows_free(r);
@@ -148,10 +148,11 @@ tk_rc tk_oauth_keys_rotate(struct tk_db *db, struct tk_keyring *k, const char *t
     if (rc == TK_OK) rc = tk_db_begin(db, e);
     in_tx = rc == TK_OK;
     if (rc == TK_OK)
-        rc = tk_db_exec(db,
-                        "SELECT COUNT(*), COALESCE(MAX(generation), 0), COALESCE(MAX(created_at), 0) "
-                        "FROM oauth_signing_keys",
-                        NULL, 0, &r, e);
+        rc = tk_db_exec(
+            db,
+            "SELECT COUNT(*), COALESCE(MAX(generation), 0), COALESCE(MAX(created_at), 0) "
+            "FROM oauth_signing_keys",
+            NULL, 0, &r, e);
     if (rc == TK_OK) {
         int64_t count = tk_rows_int(r, 0, 0), newest = tk_rows_int(r, 0, 2);
         out->generation = tk_rows_int(r, 0, 1) + 1;
@@ -195,8 +196,10 @@ tk_rc tk_oauth_keys_rotate(struct tk_db *db, struct tk_keyring *k, const char *t
         jwk = NULL;
         if (o->in_tx) rc = o->in_tx(o->arg, db, out, e);
     }
-    if (rc == TK_OK) rc = tk_db_commit(db, e);
-    else if (in_tx) tk_db_rollback(db);
+    if (rc == TK_OK)
+        rc = tk_db_commit(db, e);
+    else if (in_tx)
+        tk_db_rollback(db);
     if (rc != TK_OK) tk_oauth_key_clear(out);
     tk_rows_free(r);
     tk_sealed_free(sealed);

@@ -66,6 +66,13 @@ const SETTINGS = [
   'oauth-signing-alg',
   'oauth-signing-rotate-every',
   'oauth-signing-publish-ahead',
+  'oauth-dcr',
+  'oauth-dcr-max-clients',
+  'oauth-dcr-rate',
+  'oauth-cimd',
+  'oauth-cimd-allow-loopback',
+  'oauth-cimd-timeout',
+  'oauth-cimd-ttl',
 ];
 
 /** Lines of output that are JSON objects (every line must be). */

@@ -26,8 +26,10 @@ static char *replace_part(const char *jwt, int part, const char *text)
     char enc[4096];
     tk_jwt_b64_enc((const unsigned char *)text, strlen(text), enc);
     char *out = tk_malloc(strlen(jwt) + strlen(enc) + 4);
-    if (part == 0) sprintf(out, "%s%s", enc, d1);
-    else sprintf(out, "%.*s.%s%s", (int)(d1 - jwt), jwt, enc, d2);
+    if (part == 0)
+        sprintf(out, "%s%s", enc, d1);
+    else
+        sprintf(out, "%.*s.%s%s", (int)(d1 - jwt), jwt, enc, d2);
     return out;
 }
 
@@ -156,8 +158,8 @@ void test_oauth_jwt_confusion(void)
     }
     free(ted);
     /* alg none, HS256 keyed with the public JWK (the classic confusion) */
-    static const char *const refused[] = {"none", "None", "NONE", "HS256", "HS512", "hs256",
-                                          "RS512", "ES384", "PS256", "EdDSA "};
+    static const char *const refused[] = {"none",  "None",  "NONE",  "HS256", "HS512",
+                                          "hs256", "RS512", "ES384", "PS256", "EdDSA "};
     for (size_t i = 0; i < TK_NELEM(refused); i++) {
         char hdr[200];
         snprintf(hdr, sizeof hdr, "{\"alg\":\"%s\",\"kid\":\"%s\",\"typ\":\"at+jwt\"}", refused[i],
@@ -236,20 +238,30 @@ void test_oauth_jwt_hostile(void)
          .want = "jwt header: typ is 'JWT'"},
         {.header = "{\"alg\":\"ES256\",\"kid\":\"k1\",\"typ\":[\"at+jwt\"]}",
          .want = "jwt header: typ is not a string"},
-        {.header = "{\"alg\":\"ES256\",\"kid\":\"k1\",\"typ\":\"at+jwt\"}", .payload = "",
+        {.header = "{\"alg\":\"ES256\",\"kid\":\"k1\",\"typ\":\"at+jwt\"}",
+         .payload = "",
          .want = "jwt payload: empty"},
-        {.header = "{\"alg\":\"ES256\",\"kid\":\"k1\",\"typ\":\"at+jwt\"}", .payload = "[]",
+        {.header = "{\"alg\":\"ES256\",\"kid\":\"k1\",\"typ\":\"at+jwt\"}",
+         .payload = "[]",
          .want = "jwt payload: not a JSON object"},
         {.header = "{\"alg\":\"ES256\",\"kid\":\"k1\",\"typ\":\"at+jwt\"}",
-         .payload = "{\"sub\":\"a\",\"sub\":\"b\"}", .want = "jwt payload: not valid JSON"},
+         .payload = "{\"sub\":\"a\",\"sub\":\"b\"}",
+         .want = "jwt payload: not valid JSON"},
         {.header = "{\"alg\":\"ES256\",\"kid\":\"k1\",\"typ\":\"at+jwt\"}",
-         .payload = "{\"a\":1} trailing", .want = "jwt payload: not valid JSON"},
-        {.header = "{\"alg\":\"ES256\",\"kid\":\"k1\",\"typ\":\"at+jwt\"}", .payload = "{}",
-         .sig = "", .want = "jwt signature: missing"},
-        {.header = "{\"alg\":\"ES256\",\"kid\":\"k1\",\"typ\":\"at+jwt\"}", .payload = "{}",
-         .sig = "AAAA", .want = "jwt signature: ES256 signatures are 64 bytes"},
-        {.header = "{\"alg\":\"EdDSA\",\"kid\":\"k1\",\"typ\":\"at+jwt\"}", .payload = "{}",
-         .sig = "AA==", .want = "jwt signature: missing"},
+         .payload = "{\"a\":1} trailing",
+         .want = "jwt payload: not valid JSON"},
+        {.header = "{\"alg\":\"ES256\",\"kid\":\"k1\",\"typ\":\"at+jwt\"}",
+         .payload = "{}",
+         .sig = "",
+         .want = "jwt signature: missing"},
+        {.header = "{\"alg\":\"ES256\",\"kid\":\"k1\",\"typ\":\"at+jwt\"}",
+         .payload = "{}",
+         .sig = "AAAA",
+         .want = "jwt signature: ES256 signatures are 64 bytes"},
+        {.header = "{\"alg\":\"EdDSA\",\"kid\":\"k1\",\"typ\":\"at+jwt\"}",
+         .payload = "{}",
+         .sig = "AA==",
+         .want = "jwt signature: missing"},
     };
     for (size_t i = 0; i < TK_NELEM(cases); i++) {
         char *tok;
@@ -260,9 +272,10 @@ void test_oauth_jwt_hostile(void)
             tk_jwt_b64_enc((const unsigned char *)cases[i].header, strlen(cases[i].header), h);
             const char *pl = cases[i].payload ? cases[i].payload : "{}";
             tk_jwt_b64_enc((const unsigned char *)pl, strlen(pl), p);
-            const char *sig = cases[i].sig ? cases[i].sig
-                                           : "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
-                                             "AAAAAAAAAAAAAAAAAAAAAAAAAAA";
+            const char *sig = cases[i].sig
+                                  ? cases[i].sig
+                                  : "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+                                    "AAAAAAAAAAAAAAAAAAAAAAAAAAA";
             tok = tk_malloc(strlen(h) + strlen(p) + strlen(sig) + 3);
             sprintf(tok, "%s.%s.%s", h, p, sig);
         }
@@ -355,8 +368,9 @@ void test_oauth_jwt_known(void)
             if (CHECK_OK(tk_jwt_jwk_public(pub, &again, &e), &e)) {
                 const char *const mem[] = {"kty", "crv", "x", "y", "n", "e"};
                 for (size_t m = 0; m < TK_NELEM(mem); m++)
-                    CHECK(json_equal(json_object_get(again, mem[m]), json_object_get(jwk, mem[m])) ||
-                          (!json_object_get(again, mem[m]) && !json_object_get(jwk, mem[m])));
+                    CHECK(
+                        json_equal(json_object_get(again, mem[m]), json_object_get(jwk, mem[m])) ||
+                        (!json_object_get(again, mem[m]) && !json_object_get(jwk, mem[m])));
                 json_decref(again);
             }
         }
@@ -372,7 +386,8 @@ void test_oauth_jwt_known(void)
         "{s:s, s:s, s:s, s:s}", "kty", "RSA", "n",
         "0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6tSoc_BJ"
         "ECPebWKRXjBZCiFV4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65YGjQR0_FDW2"
-        "QvzqY368QQMicAtaSqzs8KJZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbISD08qNLyrdkt-bFTWhAI4vMQFh6"
+        "QvzqY368QQMicAtaSqzs8KJZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbISD08qNLyrdkt-"
+        "bFTWhAI4vMQFh6"
         "WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awapJzKnqDKgw",
         "e", "AQAB", "alg", "RS256");
     char kid[TK_JWT_KID_MAX];
@@ -388,14 +403,16 @@ void test_oauth_jwt_known(void)
         "{\"kty\":\"EC\",\"crv\":\"P-256\",\"x\":\"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\","
         "\"y\":\"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAB\"}",
         "{\"kty\":\"RSA\",\"n\":\"AQAB\",\"e\":\"AQAB\"}",
-        "{\"kty\":\"OKP\",\"crv\":\"X25519\",\"x\":\"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\"}"};
+        "{\"kty\":\"OKP\",\"crv\":\"X25519\",\"x\":"
+        "\"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\"}"};
     static const enum tk_jwt_alg bad_alg[] = {TK_JWT_ES256, TK_JWT_ES256, TK_JWT_ES256,
                                               TK_JWT_ES256, TK_JWT_RS256, TK_JWT_EDDSA};
     for (size_t i = 0; i < TK_NELEM(bad); i++) {
         json_error_t je;
         json_t *j = json_loads(bad[i], 0, &je);
         EVP_PKEY *x = NULL;
-        if (tk_jwt_key_from_jwk(j, bad_alg[i], &x, &e) != TK_EINVAL) FAILF("bad JWK %zu accepted", i);
+        if (tk_jwt_key_from_jwk(j, bad_alg[i], &x, &e) != TK_EINVAL)
+            FAILF("bad JWK %zu accepted", i);
         CHECK(x == NULL);
         EVP_PKEY_free(x);
         json_decref(j);
@@ -418,7 +435,8 @@ static const char node_script[] =
     "  const md = v.jwk.alg === 'EdDSA' ? null : 'sha256';\n"
     "  const opt = v.jwk.alg === 'ES256' ? { key, dsaEncoding: 'ieee-p1363' } : key;\n"
     "  const sig = Buffer.from(s, 'base64url');\n"
-    "  if (!crypto.verify(md, Buffer.from(h + '.' + p), opt, sig)) { bad++; console.error('no: ' + v.jwk.alg); }\n"
+    "  if (!crypto.verify(md, Buffer.from(h + '.' + p), opt, sig)) { bad++; console.error('no: ' + "
+    "v.jwk.alg); }\n"
     "  if (crypto.verify(md, Buffer.from(h + '.' + p + 'x'), opt, sig)) bad++;\n"
     "  if (JSON.parse(Buffer.from(p, 'base64url')).sub !== 'node') bad++;\n"
     "}\n"
@@ -498,8 +516,12 @@ void test_oauth_keys_store(struct fx *f)
     if (!(k = kr_init(f, db, keyfile))) goto out;
     int64_t now = tk_now_ms();
     events_in_tx = 0;
-    struct tk_oauth_rotate o = {.alg = TK_JWT_ES256, .now = now, .active_at = now,
-                                .keep_ms = 3600000, .due_before = -1, .in_tx = count_tx};
+    struct tk_oauth_rotate o = {.alg = TK_JWT_ES256,
+                                .now = now,
+                                .active_at = now,
+                                .keep_ms = 3600000,
+                                .due_before = -1,
+                                .in_tx = count_tx};
     if (!CHECK_OK(tk_oauth_keys_rotate(db, k, tenant, &o, &a, &e), &e)) goto out;
     CHECK_EQ_INT(a.generation, 1);
     CHECK_EQ_INT(events_in_tx, 1);
@@ -529,7 +551,8 @@ void test_oauth_keys_store(struct fx *f)
     CHECK_EQ_STR(tk_oauth_key_status(&rows[0], now + 60000), "active");
     CHECK_EQ_STR(tk_oauth_key_status(&rows[1], now + 60000 + 3600000), "unpublished");
     CHECK_EQ_INT(rows[0].alg, TK_JWT_EDDSA);
-    for (int i = 0; i < n; i++) tk_oauth_key_clear(&rows[i]);
+    for (int i = 0; i < n; i++)
+        tk_oauth_key_clear(&rows[i]);
     free(rows);
     rows = NULL;
     /* the private key opens, signs, and the published JWK verifies */
@@ -544,7 +567,8 @@ void test_oauth_keys_store(struct fx *f)
     CHECK(tk_oauth_key_private(db, k, tenant, b.id, TK_JWT_ES256, &x, &e) != TK_OK);
     /* the column is sealed; moved to another row it does not open */
     struct tk_rows *r = NULL;
-    if (CHECK_OK(tk_db_exec(db, "SELECT private_key, public_jwk FROM oauth_signing_keys WHERE id = ?",
+    if (CHECK_OK(tk_db_exec(db,
+                            "SELECT private_key, public_jwk FROM oauth_signing_keys WHERE id = ?",
                             TK_ARGS(TK_TEXT(b.id)), &r, &e),
                  &e)) {
         CHECK(strncmp(tk_rows_text(r, 0, 0), "ENC:v1:", 7) == 0);
@@ -569,7 +593,8 @@ void test_oauth_keys_store(struct fx *f)
         CHECK_EQ_INT(rows[2].retired_at, now + 20); /* a: retired earlier than planned */
         CHECK_EQ_STR(tk_oauth_key_status(&rows[0], now + 20), "active");
     }
-    for (int i = 0; i < n; i++) tk_oauth_key_clear(&rows[i]);
+    for (int i = 0; i < n; i++)
+        tk_oauth_key_clear(&rows[i]);
     free(rows);
     rows = NULL;
     tk_oauth_key_clear(&c);
@@ -578,7 +603,8 @@ void test_oauth_keys_store(struct fx *f)
     o.active_at = now + 100;
     if (!CHECK_OK(tk_oauth_keys_rotate(db, k, tenant, &o, &c, &e), &e)) goto out;
     if (CHECK_OK(tk_oauth_keys_list(db, &rows, &n, &e), &e)) CHECK_EQ_INT(n, 2); /* a, b gone */
-    for (int i = 0; i < n; i++) tk_oauth_key_clear(&rows[i]);
+    for (int i = 0; i < n; i++)
+        tk_oauth_key_clear(&rows[i]);
     free(rows);
     rows = NULL;
     /* sealed: no rotation (the private key cannot be sealed) */
@@ -619,8 +645,11 @@ static void *race_one(void *p)
         return NULL;
     }
     int64_t now = tk_now_ms();
-    struct tk_oauth_rotate o = {.alg = TK_JWT_ES256, .now = now, .active_at = now + 1000,
-                                .keep_ms = 1000, .due_before = a->due_before};
+    struct tk_oauth_rotate o = {.alg = TK_JWT_ES256,
+                                .now = now,
+                                .active_at = now + 1000,
+                                .keep_ms = 1000,
+                                .due_before = a->due_before};
     struct tk_oauth_key out;
     a->rc = tk_oauth_keys_rotate(db, a->k, a->tenant, &o, &out, &e);
     snprintf(a->code, sizeof a->code, "%s", a->rc == TK_OK ? "ok" : e.code);
@@ -650,13 +679,15 @@ void test_oauth_keys_race(struct fx *f)
         pthread_barrier_init(&bar, NULL, N);
         int64_t due = round == 0 ? -1 : tk_now_ms();
         for (int i = 0; i < N; i++) {
-            a[i] = (struct race_arg){.f = f, .k = k, .tenant = tenant, .due_before = due, .bar = &bar};
+            a[i] =
+                (struct race_arg){.f = f, .k = k, .tenant = tenant, .due_before = due, .bar = &bar};
             pthread_create(&th[i], NULL, race_one, &a[i]);
         }
         int ok = 0;
         for (int i = 0; i < N; i++) {
             pthread_join(th[i], NULL);
-            if (a[i].rc == TK_OK) ok++;
+            if (a[i].rc == TK_OK)
+                ok++;
             else if (strcmp(a[i].code, "not_due") && strcmp(a[i].code, "rotate_race") &&
                      strcmp(a[i].code, "store_busy"))
                 FAILF("round %d: rotation %d: rc %d %s", round, i, (int)a[i].rc, a[i].code);
@@ -664,7 +695,8 @@ void test_oauth_keys_race(struct fx *f)
         pthread_barrier_destroy(&bar);
         CHECK_EQ_INT(ok, 1);
         struct tk_rows *r = NULL;
-        if (CHECK_OK(tk_db_exec(db, "SELECT COUNT(*) FROM oauth_signing_keys", NULL, 0, &r, &e), &e))
+        if (CHECK_OK(tk_db_exec(db, "SELECT COUNT(*) FROM oauth_signing_keys", NULL, 0, &r, &e),
+                     &e))
             CHECK_EQ_INT(tk_rows_int(r, 0, 0), round + 1);
         tk_rows_free(r);
     }
@@ -768,9 +800,10 @@ void test_oauth_keys_node(struct fx *f)
     /* a key whose last token has expired leaves the JWKS: its tokens no
      * longer verify */
     struct tk_db *db1 = fx_db(f);
-    if (db1 && CHECK_OK(tk_db_exec(db1, "UPDATE oauth_signing_keys SET unpublish_at = ? WHERE kid = ?",
-                                   TK_ARGS(TK_INT(tk_now_ms() - 1), TK_TEXT(kid0)), NULL, &e),
-                        &e)) {
+    if (db1 &&
+        CHECK_OK(tk_db_exec(db1, "UPDATE oauth_signing_keys SET unpublish_at = ? WHERE kid = ?",
+                            TK_ARGS(TK_INT(tk_now_ms() - 1), TK_TEXT(kid0)), NULL, &e),
+                 &e)) {
         bool gone = false;
         deadline = tk_mono_ms() + 10000;
         while (!gone && tk_mono_ms() < deadline) {
@@ -796,7 +829,8 @@ void test_oauth_keys_node(struct fx *f)
     jwks = tk_api_oauth_jwks(&app);
     CHECK_EQ_INT(json_array_size(json_object_get(jwks, "keys")), 1);
     json_decref(jwks);
-    if (CHECK(jwt2)) CHECK_OK(tk_api_oauth_verify(&app, jwt2, strlen(jwt2), "at+jwt", &got, &e), &e);
+    if (CHECK(jwt2))
+        CHECK_OK(tk_api_oauth_verify(&app, jwt2, strlen(jwt2), "at+jwt", &got, &e), &e);
     json_decref(got);
     got = NULL;
     /* and the private keys are dropped from memory within a round */

@@ -489,6 +489,11 @@ static const struct unit_test tests[] = {
     T("clients/check", test_clients_check),
     B("clients/reasons", test_clients_reasons),
     B("clients/beats", test_clients_beats),
+    T("oauth_clients/scope_names", test_oauth_scope_names),
+    T("oauth_clients/redirect_uris", test_oauth_redirect_uris),
+    T("oauth_clients/spec", test_oauth_client_spec),
+    T("oauth_clients/basic", test_oauth_basic_parse),
+    B("oauth_clients/store", test_oauth_clients_store),
 
     T("authcache/hit_miss", test_authcache_hit_miss),
     T("authcache/eviction_bound", test_authcache_eviction_bound),

@@ -279,6 +279,12 @@ void test_clients_scan(void);
 void test_clients_check(void);
 void test_clients_reasons(struct fx *f); /* both backends */
 void test_clients_beats(struct fx *f);   /* both backends */
+/* test_oauth_clients.c */
+void test_oauth_scope_names(void);
+void test_oauth_redirect_uris(void);
+void test_oauth_client_spec(void);
+void test_oauth_basic_parse(void);
+void test_oauth_clients_store(struct fx *f); /* both backends */
 /* test_routes.c */
 void test_routes_declared(void);
 void test_routes_walk(void);

@@ -40,3 +40,6 @@ CREATE TABLE oauth_clients (
     updated_at                  BIGINT NOT NULL
 );
 CREATE INDEX oauth_clients_tenant ON oauth_clients (tenant_id, id);
+-- client authentication and RFC 7592 find a row by its keyed hash
+CREATE INDEX oauth_clients_secret ON oauth_clients (secret_hash);
+CREATE INDEX oauth_clients_registration ON oauth_clients (registration_hash);
