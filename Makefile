@@ -130,6 +130,7 @@ bench-built: check-pkgs build/tokend build/keyring-bench build/events-bench buil
 	bench/events.sh
 	bench/clients.sh
 	bench/refresh.sh
+	bench/oauth.sh
 
 fuzz: deps
 	fuzz/run.sh
