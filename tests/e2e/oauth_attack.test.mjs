@@ -1,0 +1,266 @@
+// oauth_attack.test.mjs: the OAuth server under attack (issue 15): hostile
+// bytes and repeated parameters, reflected values in pages and redirects,
+// cross-client and cross-tenant use of codes, refresh tokens, introspection
+// and revocation, forged JWTs (alg none, HS256 with the public key, kid
+// tricks, huge tokens), concurrent refreshes, trickled and pipelined
+// requests, and the node staying responsive through all of it.
+import assert from 'node:assert/strict';
+import crypto from 'node:crypto';
+import net from 'node:net';
+import { after, before, describe, it } from 'node:test';
+
+import { noteSecret } from './lib/secrets.mjs';
+import { api, backends, createTenant, request, startTokend, stopAndScan, SUITE_TIMEOUT_MS } from './lib/tokend.mjs';
+import { authorizeInBrowser, createUser } from './lib/oauthflow.mjs';
+
+const CB = 'https://app.example/cb';
+const FORM = { 'content-type': 'application/x-www-form-urlencoded' };
+const FAST = ['--users-argon2-memory-kib', '1024', '--users-argon2-iterations', '1'];
+
+const form = (o) => new URLSearchParams(Object.entries(o).filter(([, v]) => v !== undefined)).toString();
+const basic = (c) => `Basic ${Buffer.from(`${encodeURIComponent(c.client_id)}:${encodeURIComponent(c.client_secret)}`).toString('base64')}`;
+const b64u = (x) => Buffer.from(typeof x === 'string' ? x : JSON.stringify(x)).toString('base64url');
+
+function token(t, params, c, extraHeaders = {}) {
+  const headers = { ...FORM, ...extraHeaders };
+  const body = { ...params };
+  if (c?.client_secret) headers.authorization = basic(c);
+  else if (c) body.client_id = c.client_id;
+  return request(t, '/oauth2/token', { method: 'POST', body: typeof params === 'string' ? params : form(body), headers });
+}
+function pkcePair() {
+  const verifier = crypto.randomBytes(32).toString('base64url');
+  return { verifier, challenge: crypto.createHash('sha256').update(verifier).digest('base64url') };
+}
+async function scope(t, name, token = t.token) {
+  const r = await request(t, '/v1/oauth/scopes', { method: 'POST', token, json: { name, description: `the ${name} scope` } });
+  assert.ok(r.status === 201 || r.status === 409, r.text);
+}
+async function client(t, spec, token = t.token) {
+  const r = await request(t, '/v1/oauth/clients', { method: 'POST', token, json: { name: `c-${crypto.randomBytes(4).toString('hex')}`, ...spec } });
+  assert.equal(r.status, 201, r.text);
+  const b = r.json.client || r.json;
+  const client_secret = r.json.client_secret ?? b.client_secret ?? null;
+  if (client_secret) noteSecret(client_secret, { kind: 'oauth client secret' });
+  return { id: b.id, client_id: b.client_id, client_secret };
+}
+const confSpec = {
+  client_type: 'confidential',
+  application_type: 'web',
+  token_endpoint_auth_method: 'client_secret_basic',
+  redirect_uris: [CB],
+  grant_types: ['authorization_code', 'refresh_token', 'client_credentials'],
+  scopes: ['notes:read'],
+  default_scopes: ['notes:read'],
+};
+const pubSpec = {
+  client_type: 'public',
+  application_type: 'web',
+  token_endpoint_auth_method: 'none',
+  redirect_uris: [CB],
+  grant_types: ['authorization_code', 'refresh_token'],
+  scopes: ['notes:read'],
+  default_scopes: ['notes:read'],
+};
+
+const PK = pkcePair();
+async function codeFor(t, c, user, challenge = PK.challenge) {
+  const q = { response_type: 'code', client_id: c.client_id, redirect_uri: CB, state: 'st', scope: 'notes:read' };
+  if (challenge) Object.assign(q, { code_challenge: challenge, code_challenge_method: 'S256' });
+  const { callback } = await authorizeInBrowser(`${t.url}/oauth2/authorize?${new URLSearchParams(q)}`, { redirectUri: CB, email: user.email, password: user.password });
+  const code = callback.searchParams.get('code');
+  assert.ok(code, String(callback));
+  return code;
+}
+
+async function health(t) {
+  const r = await request(t, '/health', { timeoutMs: 5000 });
+  return r.status;
+}
+
+for (const backend of backends()) {
+  describe(`OAuth server under attack (${backend})`, { timeout: SUITE_TIMEOUT_MS }, () => {
+    let t;
+    let tenantB; // a second tenant's operator token
+    let s;
+    before(async () => {
+      t = await startTokend({ backend, args: [...FAST] });
+      await scope(t, 'notes:read');
+      const user = await createUser(t);
+      s = { user, conf: await client(t, confSpec), conf2: await client(t, confSpec), pub: await client(t, pubSpec) };
+      tenantB = (await createTenant(t)).token;
+      await scope(t, 'notes:read', tenantB);
+      s.other = await client(t, confSpec, tenantB);
+    });
+    after(() => stopAndScan(t));
+
+
+    it('a code issued to one client is refused to another client of the tenant and to another tenant', async () => {
+      const code = await codeFor(t, s.conf, s.user);
+      let r = await token(t, { grant_type: 'authorization_code', code, redirect_uri: CB, code_verifier: PK.verifier }, s.conf2);
+      assert.equal(r.status, 400, r.text);
+      assert.equal(r.json.error, 'invalid_grant');
+      r = await token(t, { grant_type: 'authorization_code', code, redirect_uri: CB, code_verifier: PK.verifier }, s.other);
+      assert.equal(r.json.error, 'invalid_grant', r.text);
+    });
+
+    it("refresh tokens, introspection and revocation do not cross clients or tenants", async () => {
+      const code = await codeFor(t, s.conf, s.user);
+      const r = await token(t, { grant_type: 'authorization_code', code, redirect_uri: CB, code_verifier: PK.verifier }, s.conf);
+      assert.equal(r.status, 200, r.text);
+      const { access_token, refresh_token } = r.json;
+      // refresh by another client
+      let x = await token(t, { grant_type: 'refresh_token', refresh_token }, s.conf2);
+      assert.equal(x.json.error, 'invalid_grant', x.text);
+      x = await token(t, { grant_type: 'refresh_token', refresh_token }, s.other);
+      assert.equal(x.json.error, 'invalid_grant', x.text);
+      // introspection by another tenant's client
+      x = await request(t, '/oauth2/introspect', { method: 'POST', body: form({ token: access_token }), headers: { ...FORM, authorization: basic(s.other) } });
+      assert.equal(x.status, 200, x.text);
+      assert.equal(x.json.active, false, `another tenant's client sees ${x.text}`);
+      x = await request(t, '/oauth2/introspect', { method: 'POST', body: form({ token: refresh_token }), headers: { ...FORM, authorization: basic(s.other) } });
+      assert.equal(x.json.active, false, `another tenant's client sees ${x.text}`);
+      // revocation by another tenant's client changes nothing
+      x = await request(t, '/oauth2/revoke', { method: 'POST', body: form({ token: refresh_token }), headers: { ...FORM, authorization: basic(s.other) } });
+      assert.ok(x.status === 200 || x.status === 400, x.text);
+      x = await request(t, '/oauth2/revoke', { method: 'POST', body: form({ token: access_token }), headers: { ...FORM, authorization: basic(s.other) } });
+      x = await request(t, '/oauth2/introspect', { method: 'POST', body: form({ token: access_token }), headers: { ...FORM, authorization: basic(s.conf) } });
+      assert.equal(x.json.active, true, `revoked by another tenant: ${x.text}`);
+      x = await token(t, { grant_type: 'refresh_token', refresh_token }, s.conf);
+      assert.equal(x.status, 200, `the refresh token was revoked by another tenant's client: ${x.text}`);
+    });
+
+    it('forged JWTs are inactive: alg none, HS256 keyed with the public key, unknown or hostile kid, huge', async () => {
+      const r = await token(t, { grant_type: 'client_credentials' }, s.conf);
+      assert.equal(r.status, 200, r.text);
+      const [h, p] = r.json.access_token.split('.');
+      const header = JSON.parse(Buffer.from(h, 'base64url'));
+      const claims = JSON.parse(Buffer.from(p, 'base64url'));
+      const jwks = (await request(t, '/oauth2/jwks')).json;
+      const pub = jwks.keys.find((k) => k.kid === header.kid);
+      const forged = [];
+      forged.push(`${b64u({ ...header, alg: 'none' })}.${p}.`);
+      forged.push(`${b64u({ ...header, alg: 'none' })}.${p}`);
+      forged.push(`${b64u({ ...header, alg: 'NONE' })}.${p}.`);
+      const hsHeader = b64u({ ...header, alg: 'HS256' });
+      const pem = crypto.createPublicKey({ key: pub, format: 'jwk' }).export({ type: 'spki', format: 'pem' });
+      forged.push(`${hsHeader}.${p}.${crypto.createHmac('sha256', pem).update(`${hsHeader}.${p}`).digest('base64url')}`);
+      forged.push(`${hsHeader}.${p}.${crypto.createHmac('sha256', JSON.stringify(pub)).update(`${hsHeader}.${p}`).digest('base64url')}`);
+      for (const kid of ['../../etc/passwd', "' OR 1=1 --", 'x'.repeat(5000), '', null])
+        forged.push(`${b64u({ ...header, kid })}.${p}.${r.json.access_token.split('.')[2]}`);
+      forged.push(`${b64u({ ...header, jwk: pub })}.${b64u({ ...claims, sub: 'admin' })}.${r.json.access_token.split('.')[2]}`);
+      forged.push(`${h}.${b64u({ ...claims, exp: claims.exp + 100000 })}.${r.json.access_token.split('.')[2]}`);
+      forged.push(`${h}.${b64u({ ...claims, pad: 'A'.repeat(60000) })}.${r.json.access_token.split('.')[2]}`);
+      for (const f of forged) {
+        const x = await request(t, '/oauth2/introspect', { method: 'POST', body: form({ token: f }), headers: { ...FORM, authorization: basic(s.conf2) } });
+        assert.ok(x.status === 200 || x.status === 400 || x.status === 413, `${x.status} ${x.text}`);
+        if (x.status === 200) assert.equal(x.json.active, false, `forged token accepted: ${f.slice(0, 200)} -> ${x.text}`);
+      }
+      assert.equal(await health(t), 200);
+    });
+
+    it('hostile bytes and repeated parameters at /oauth2/token are invalid_request', async () => {
+      const cases = [
+        'grant_type=client_credentials&grant_type=client_credentials',
+        'grant_type=client_credentials&scope=notes:read&scope=notes:read',
+        'grant_type=client_credentials&scope=notes%00read',
+        'grant_type=client_credentials&scope=%ff%fe',
+        `grant_type=client_credentials&scope=${'a'.repeat(1 << 20)}`,
+        'grant_type=authorization_code&code=tka_%00&redirect_uri=x',
+        `grant_type=refresh_token&refresh_token=${'tkr_'.padEnd(100000, 'A')}`,
+      ];
+      for (const body of cases) {
+        const x = await request(t, '/oauth2/token', { method: 'POST', body, headers: { ...FORM, authorization: basic(s.conf) } });
+        assert.ok(x.status === 400 || x.status === 413, `${body.slice(0, 80)}: ${x.status} ${x.text.slice(0, 300)}`);
+      }
+      assert.equal(await health(t), 200);
+    });
+
+    it('wrong client secrets: 401, same answer for an unknown client, node responsive', async () => {
+      const bad = { client_id: s.conf.client_id, client_secret: 'tks_wrong' };
+      const unknown = { client_id: 'nope', client_secret: 'tks_wrong' };
+      const a = await token(t, { grant_type: 'client_credentials' }, bad);
+      const b = await token(t, { grant_type: 'client_credentials' }, unknown);
+      assert.equal(a.status, 401, a.text);
+      assert.equal(b.status, 401, b.text);
+      assert.equal(a.json.error, b.json.error);
+      assert.ok(a.headers['www-authenticate'], 'WWW-Authenticate with Basic');
+      const jobs = [];
+      for (let i = 0; i < 200; i++) jobs.push(token(t, { grant_type: 'client_credentials' }, bad));
+      const rs = await Promise.all(jobs);
+      assert.ok(rs.every((x) => x.status === 401 || x.status === 429), [...new Set(rs.map((x) => x.status))].join(','));
+      assert.equal(await health(t), 200);
+    });
+
+    it('reflected values: the error page and the redirect escape what the request sent', async () => {
+      const evil = '"><script>alert(1)</script>';
+      let r = await request(t, `/oauth2/authorize?${new URLSearchParams({ response_type: 'code', client_id: evil, redirect_uri: `https://x.example/${evil}`, state: evil })}`);
+      assert.ok(!r.text.includes('<script>alert'), r.text);
+      r = await request(t, `/oauth2/authorize?${new URLSearchParams({ response_type: 'code', client_id: s.conf.client_id, redirect_uri: `https://x.example/${evil}`, state: evil })}`);
+      assert.ok(!r.headers.location, `redirected to ${r.headers.location}`);
+      assert.ok(!r.text.includes('<script>alert'), r.text);
+      // a valid redirect with a hostile state: the state is percent-encoded in the Location
+      r = await request(t, `/oauth2/authorize?${new URLSearchParams({ response_type: 'code', client_id: s.conf.client_id, redirect_uri: CB, state: evil, scope: 'nope' })}`);
+      if (r.headers.location) {
+        assert.ok(r.headers.location.startsWith(`${CB}?`), r.headers.location);
+        assert.ok(!/[<>"\s]/.test(r.headers.location), r.headers.location);
+        assert.equal(new URL(r.headers.location).searchParams.get('state'), evil);
+      }
+      // CR LF in state or redirect_uri never reaches a header
+      r = await request(t, `/oauth2/authorize?response_type=code&client_id=${encodeURIComponent(s.conf.client_id)}&redirect_uri=${encodeURIComponent(CB)}&state=a%0d%0aSet-Cookie:%20x=1`);
+      assert.ok(!r.headers['set-cookie']?.some((c) => c.startsWith('x=')), JSON.stringify(r.headers));
+      r = await request(t, `/oauth2/authorize?response_type=code&client_id=${encodeURIComponent(s.conf.client_id)}&redirect_uri=${encodeURIComponent(CB)}%0d%0aSet-Cookie:%20x=1&state=a`);
+      assert.ok(!r.headers['set-cookie']?.some((c) => c.startsWith('x=')), JSON.stringify(r.headers));
+      assert.ok(!r.headers.location, r.headers.location);
+    });
+
+    it('open redirect attempts never redirect', async () => {
+      const tries = [
+        'https://app.example/cb/', 'https://app.example/cb?x=1', 'https://app.example/cb#x', 'https://app.example@evil.example/cb',
+        'https://evil.example\\@app.example/cb', 'https://app.example%2f@evil.example/cb', 'https://app.example/cb/../../evil',
+        'https://APP.example/cb', 'javascript:alert(1)', 'data:text/html,x', '//evil.example/cb', 'http://127.0.0.1:9/cb',
+        'https://app.example/cb%2f..%2f', ' https://app.example/cb', 'https://app.example/cb ',
+      ];
+      for (const redirect_uri of tries) {
+        const r = await request(t, `/oauth2/authorize?${new URLSearchParams({ response_type: 'code', client_id: s.pub.client_id, redirect_uri, state: 's', code_challenge: pkcePair().challenge, code_challenge_method: 'S256' })}`);
+        assert.ok(!r.headers.location || r.headers.location.startsWith('/oauth2/'), `${redirect_uri} -> ${r.status} ${r.headers.location}`);
+      }
+    });
+
+    it('concurrent refreshes of one rotated token: at most one new refresh token stays usable', async () => {
+      const { verifier, challenge } = pkcePair();
+      const code = await codeFor(t, s.pub, s.user, challenge);
+      const r = await token(t, { grant_type: 'authorization_code', code, redirect_uri: CB, code_verifier: verifier }, s.pub);
+      assert.equal(r.status, 200, r.text);
+      const rs = await Promise.all(Array.from({ length: 8 }, () => token(t, { grant_type: 'refresh_token', refresh_token: r.json.refresh_token }, s.pub)));
+      const won = rs.filter((x) => x.status === 200);
+      assert.ok(won.length >= 1, rs.map((x) => x.text).join('\n'));
+      let usable = 0;
+      for (const w of won) {
+        const x = await request(t, '/oauth2/introspect', { method: 'POST', body: form({ token: w.json.refresh_token }), headers: { ...FORM, authorization: basic(s.conf) } });
+        if (x.json?.active) usable++;
+      }
+      assert.ok(usable <= 1, `${usable} of ${won.length} rotated refresh tokens are active`);
+    });
+
+    it('trickled and pipelined requests: /health stays responsive', async () => {
+      const socks = [];
+      for (let i = 0; i < 64; i++) {
+        const c = net.connect(t.port, '127.0.0.1');
+        c.on('error', () => {});
+        c.write('POST /oauth2/token HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 100000\r\n\r\ngrant_type=');
+        socks.push(c);
+      }
+      const p = net.connect(t.port, '127.0.0.1');
+      p.on('error', () => {});
+      const one = `POST /oauth2/token HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nAuthorization: ${basic({ client_id: s.conf.client_id, client_secret: 'tks_nope' })}\r\nContent-Length: 29\r\n\r\ngrant_type=client_credentials`;
+      p.write(one.repeat(2000));
+      p.pause();
+      const t0 = Date.now();
+      for (let i = 0; i < 5; i++) assert.equal(await health(t), 200);
+      assert.ok(Date.now() - t0 < 5000, `health took ${Date.now() - t0} ms`);
+      for (const c of socks) c.destroy();
+      p.destroy();
+    });
+  });
+}
