@@ -198,9 +198,10 @@ static bool csrf_ok(struct tk_req *r, const struct tk_form *f)
 
 /* ---- events ---- */
 
-static void login_event(struct tk_req *r, const char *tenant_id, const char *flow_id,
-                        const char *action, const char *outcome, const char *reason,
-                        const char *email, const char *user_id, const char *message)
+static void login_event_x(struct tk_req *r, const char *tenant_id, const char *flow_id,
+                          const char *action, const char *outcome, const char *reason,
+                          const char *email, const char *user_id, const char *message,
+                          bool coalesce)
 {
     char remote[TK_ADDR_MAX];
     tk_req_remote(r, remote, sizeof remote);
@@ -219,11 +220,31 @@ static void login_event(struct tk_req *r, const char *tenant_id, const char *flo
                           .message = message,
                           .detail = d,
                           .latency_us = -1};
+    /* A refusal repeated from one address (a flood of forged forms, a
+     * finished flow's page reloaded, a password guesser past its budget) is
+     * one event per minute with detail.count, never one row per request. */
+    char key[TK_ADDR_MAX + 96];
+    snprintf(key, sizeof key, "login %s %s %s", action, reason ? reason : "", remote);
     struct tk_err e;
+    if (coalesce && tk_event_coalesce(&ev, key, 60000)) {
+        json_decref(d);
+        return;
+    }
     if (tk_event_post(&ev, &e) != TK_OK)
         tk_warn("oauth: could not record the %s event (%s): %s", action, reason ? reason : "ok",
                 e.msg);
     json_decref(d);
+}
+
+/* Refusals are coalesced (see above) except the password checks that
+ * login_refused counts against the address's failure budget: those stay
+ * one event each, bounded by users_login_fail_limit. */
+static void login_event(struct tk_req *r, const char *tenant_id, const char *flow_id,
+                        const char *action, const char *outcome, const char *reason,
+                        const char *email, const char *user_id, const char *message)
+{
+    login_event_x(r, tenant_id, flow_id, action, outcome, reason, email, user_id, message,
+                  strcmp(outcome, "denied") == 0);
 }
 
 /* ---- the flow of a page ---- */
@@ -387,7 +408,7 @@ static void login_refused(struct tk_req *r, struct tk_oauth_flow *f, const char 
     if (user_id && user_id[0]) tk_ratelimit_fail(s->fail_user, user_id, 0, now, &vu);
     char msg[160];
     snprintf(msg, sizeof msg, "login refused: %s", reason);
-    login_event(r, f->tenant_id, f->id, "login", "denied", reason, email, user_id, msg);
+    login_event_x(r, f->tenant_id, f->id, "login", "denied", reason, email, user_id, msg, false);
     login_form(r, f, 401, "Email or password is wrong.", email);
 }
 

@@ -10,7 +10,7 @@ import net from 'node:net';
 import { after, before, describe, it } from 'node:test';
 
 import { noteSecret } from './lib/secrets.mjs';
-import { api, backends, createTenant, request, startTokend, stopAndScan, SUITE_TIMEOUT_MS } from './lib/tokend.mjs';
+import { allEvents, api, backends, createTenant, request, storeSql, waitFor, startTokend, stopAndScan, SUITE_TIMEOUT_MS } from './lib/tokend.mjs';
 import { authorizeInBrowser, createUser } from './lib/oauthflow.mjs';
 
 const CB = 'https://app.example/cb';
@@ -94,6 +94,42 @@ for (const backend of backends()) {
     });
     after(() => stopAndScan(t));
 
+
+
+    async function newFlow() {
+      const r = await request(t, `/oauth2/authorize?${new URLSearchParams({ response_type: 'code', client_id: s.pub.client_id, redirect_uri: CB, state: 's', code_challenge: PK.challenge, code_challenge_method: 'S256' })}`);
+      assert.ok(r.headers.location, `${r.status} ${r.text}`);
+      const flow = new URL(r.headers.location, t.url).searchParams.get('flow');
+      assert.ok(flow, r.headers.location);
+      return flow;
+    }
+
+    it('a flood of refused sign-ins leaves a bounded number of events (coalesced)', async () => {
+      const flow = await newFlow();
+      const N = 60;
+      // no CSRF cookie or field: refused before any hash, each time
+      for (let i = 0; i < N; i++) {
+        const r = await request(t, '/oauth2/login', { method: 'POST', headers: FORM, body: form({ flow, email: 'a@example.com', password: 'wrong-password-1' }) });
+        assert.equal(r.status, 403, r.text);
+      }
+      // a finished flow opened again and again
+      const done = await newFlow();
+      await storeSql(t, `${t.backend === 'postgres' ? '' : 'PRAGMA busy_timeout = 10000; '}UPDATE oauth_flows SET status = 'failed' WHERE id = '${done}'`);
+      for (let i = 0; i < N; i++) {
+        const r = await request(t, `/oauth2/login?flow=${done}`);
+        assert.equal(r.status, 400, r.text);
+      }
+      await request(t, `/oauth2/login?flow=${done}`);
+      const evs = await waitFor(async () => {
+        const all = await allEvents(t, 'kind=oauth');
+        const mine = all.filter((e) => e.subject_id === flow || e.subject_id === done);
+        return mine.length > 0 ? mine : null;
+      });
+      const csrf = evs.filter((e) => e.subject_id === flow && /csrf/.test(JSON.stringify(e)));
+      const inactive = evs.filter((e) => e.subject_id === done && /flow_not_active/.test(JSON.stringify(e)));
+      assert.ok(csrf.length >= 1 && csrf.length <= 3, `${csrf.length} csrf events for ${N} refusals`);
+      assert.ok(inactive.length >= 1 && inactive.length <= 3, `${inactive.length} flow_not_active events for ${N} page loads`);
+    });
 
     it('a code issued to one client is refused to another client of the tenant and to another tenant', async () => {
       const code = await codeFor(t, s.conf, s.user);
