@@ -223,8 +223,9 @@ static void login_event_x(struct tk_req *r, const char *tenant_id, const char *f
     /* A refusal repeated from one address (a flood of forged forms, a
      * finished flow's page reloaded, a password guesser past its budget) is
      * one event per minute with detail.count, never one row per request. */
-    char key[TK_ADDR_MAX + 96];
-    snprintf(key, sizeof key, "login %s %s %s", action, reason ? reason : "", remote);
+    char key[TK_ADDR_MAX + 160];
+    snprintf(key, sizeof key, "login %s %s %s %s", tenant_id ? tenant_id : "", action,
+             reason ? reason : "", remote);
     struct tk_err e;
     if (coalesce && tk_event_coalesce(&ev, key, 60000)) {
         json_decref(d);
