@@ -15,6 +15,7 @@
 #include "../common/log.h"
 #include "../events/events.h"
 #include "../oauth/authorize.h"
+#include "ratelimit.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -22,7 +23,8 @@
 #include <string.h>
 
 struct tk_oauth_flows {
-    struct tk_metric *m_flows; /* tokend_oauth_flows_total{stage, outcome} */
+    struct tk_metric *m_flows;       /* tokend_oauth_flows_total{stage, outcome} */
+    struct tk_ratelimit *flow_limit; /* oauth_authorize_rate: flows per address */
 };
 
 static const char *const outcomes[] = {"ok", "failed"};
@@ -50,11 +52,14 @@ tk_rc tk_api_oauth_flows_start(struct tk_app *app, struct tk_err *e)
 {
     (void)e;
     if (!app->oauth_flows) app->oauth_flows = tk_calloc(1, sizeof *app->oauth_flows);
+    if (!app->oauth_flows->flow_limit)
+        app->oauth_flows->flow_limit = tk_ratelimit_new(app->cfg->oauth_authorize_rate, 60);
     return TK_OK;
 }
 
 void tk_api_oauth_flows_stop(struct tk_app *app)
 {
+    if (app->oauth_flows) tk_ratelimit_free(app->oauth_flows->flow_limit);
     free(app->oauth_flows);
     app->oauth_flows = NULL;
 }
@@ -222,7 +227,8 @@ static void html_escape(struct tk_buf *b, const char *s)
 
 /* The error page: for a request whose client or redirect URI is not
  * known to be good (never a redirect). */
-static void error_page(struct tk_req *r, const char *error, const char *sentence)
+static void error_page_status(struct tk_req *r, int status, const char *error,
+                              const char *sentence)
 {
     char *clean = tk_utf8_fix(sentence);
     struct tk_buf b;
@@ -245,8 +251,13 @@ static void error_page(struct tk_req *r, const char *error, const char *sentence
     tk_reply_header(r, "X-Frame-Options", "DENY");
     tk_reply_header(r, "Content-Security-Policy",
                     "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'");
-    tk_reply_text(r, 400, "text/html; charset=utf-8", b.data, b.len);
+    tk_reply_text(r, status, "text/html; charset=utf-8", b.data, b.len);
     tk_buf_free(&b);
+}
+
+static void error_page(struct tk_req *r, const char *error, const char *sentence)
+{
+    error_page_status(r, 400, error, sentence);
 }
 
 static void add_param(struct tk_buf *b, bool *first, const char *name, const char *value)
@@ -449,11 +460,57 @@ static void unknown_client_event(struct tk_req *r, const char *client_id, const 
     count(app, "authorize_received", false);
 }
 
+/* Every authorization request of a known client is a flow row and an
+ * event, and anybody may send one: past oauth_authorize_rate flows a
+ * minute from one address, a 429 page (never a redirect) and one
+ * coalesced event instead of a row per request. false when replied. */
+static bool flow_budget_ok(struct tk_req *r)
+{
+    struct tk_app *app = r->app;
+    if (!app->oauth_flows || !app->oauth_flows->flow_limit) return true;
+    char remote[TK_ADDR_MAX];
+    tk_req_remote(r, remote, sizeof remote);
+    struct tk_ratelimit_verdict v;
+    if (tk_ratelimit_fail(app->oauth_flows->flow_limit, remote, 0, tk_now_ms(), &v)) return true;
+    json_t *d = json_pack("{s:s, s:s}", "reason", "rate_limited", "remote", remote);
+    char msg[160];
+    snprintf(msg, sizeof msg,
+             "authorization requests refused: more than %d flows a minute from one address "
+             "(oauth_authorize_rate)",
+             app->cfg->oauth_authorize_rate);
+    struct tk_event ev = {.tenant_id = app->default_tenant,
+                          .trace_id = r->request_id,
+                          .kind = "oauth",
+                          .source = "oauth",
+                          .action = "authorize_received",
+                          .outcome = "denied",
+                          .message = msg,
+                          .detail = d,
+                          .latency_us = -1};
+    char key[TK_ADDR_MAX + 32];
+    snprintf(key, sizeof key, "rate_limited %s", remote);
+    struct tk_err e;
+    if (!tk_event_coalesce(&ev, key, 60000) && tk_event_post(&ev, &e) != TK_OK)
+        tk_log_write(TK_LOG_WARN, "oauth: could not record a rate-limited authorization: %s",
+                     e.msg);
+    json_decref(d);
+    count(app, "authorize_received", false);
+    char retry[16];
+    snprintf(retry, sizeof retry, "%d", v.retry_s > 0 ? v.retry_s : 1);
+    tk_reply_header(r, "Retry-After", retry);
+    error_page_status(r, 429, "temporarily_unavailable",
+                      "Too many authorization requests from this address; wait a minute and "
+                      "try again.");
+    return false;
+}
+
 /* Insert flow f, failed at authorize_received with rf, or active (rf
  * NULL), with its event, in one transaction. */
 static tk_rc record_flow(struct tk_req *r, struct tk_oauth_flow *f,
                          const struct tk_oauth_refusal *rf, struct tk_err *e)
 {
+    if (!flow_budget_ok(r))
+        return tk_err_set(e, TK_EUNAVAIL, "replied", "too many flows from this address (replied)");
     struct tk_db *db = tk_api_db(r);
     if (!db) return tk_err_set(e, TK_EUNAVAIL, "replied", "the store is unavailable (replied)");
     tk_rc rc = tk_db_begin(db, e);

@@ -170,6 +170,9 @@ static const struct setting settings[] = {
      "dynamically registered OAuth clients one tenant may hold"},
     {"oauth_dcr_rate", C_INT, S(oauth_dcr_rate), "20", 0, 1000000, NULL,
      "registration requests one address may make per minute (0: no limit)"},
+    {"oauth_authorize_rate", C_INT, S(oauth_authorize_rate), "120", 0, 1000000, NULL,
+     "authorization requests (flows) one address may start per minute (0: no limit); past "
+     "it a 429 page"},
     {"oauth_cimd", C_BOOL, S(oauth_cimd), "true", 0, 0, NULL,
      "accept client ID metadata documents: an https URL as client_id, whose JSON document "
      "tokend fetches (public addresses only) and caches"},

@@ -78,6 +78,7 @@ struct tk_config {
     char oauth_dcr[8];          /* open | token | off: dynamic client registration */
     int oauth_dcr_max_clients;  /* dynamically registered clients per tenant at most */
     int oauth_dcr_rate;         /* registrations per address and minute; 0: no limit */
+    int oauth_authorize_rate;   /* authorization flows per address and minute; 0: no limit */
     bool oauth_cimd;            /* client ID metadata documents (an https client_id) */
     bool oauth_cimd_allow_loopback; /* development: http and loopback document URLs */
     int oauth_cimd_timeout;     /* seconds a document fetch may take */

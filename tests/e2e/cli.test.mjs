@@ -75,6 +75,7 @@ const SETTINGS = [
   'oauth-dcr',
   'oauth-dcr-max-clients',
   'oauth-dcr-rate',
+  'oauth-authorize-rate',
   'oauth-cimd',
   'oauth-cimd-allow-loopback',
   'oauth-cimd-timeout',

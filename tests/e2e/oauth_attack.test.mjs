@@ -15,7 +15,8 @@ import { authorizeInBrowser, createUser } from './lib/oauthflow.mjs';
 
 const CB = 'https://app.example/cb';
 const FORM = { 'content-type': 'application/x-www-form-urlencoded' };
-const FAST = ['--users-argon2-memory-kib', '1024', '--users-argon2-iterations', '1'];
+const RATE = 40;
+const FAST = ['--oauth-authorize-rate', String(RATE), '--users-argon2-memory-kib', '1024', '--users-argon2-iterations', '1'];
 
 const form = (o) => new URLSearchParams(Object.entries(o).filter(([, v]) => v !== undefined)).toString();
 const basic = (c) => `Basic ${Buffer.from(`${encodeURIComponent(c.client_id)}:${encodeURIComponent(c.client_secret)}`).toString('base64')}`;
@@ -129,6 +130,33 @@ for (const backend of backends()) {
       const inactive = evs.filter((e) => e.subject_id === done && /flow_not_active/.test(JSON.stringify(e)));
       assert.ok(csrf.length >= 1 && csrf.length <= 3, `${csrf.length} csrf events for ${N} refusals`);
       assert.ok(inactive.length >= 1 && inactive.length <= 3, `${inactive.length} flow_not_active events for ${N} page loads`);
+    });
+
+    it('authorization requests past oauth_authorize_rate from one address: 429 page, no flow row, one event', async () => {
+      const n0 = Number((await storeSql(t, `${t.backend === 'postgres' ? '' : 'PRAGMA busy_timeout = 10000; '}SELECT count(*) FROM oauth_flows`)).trim().split('\n').pop());
+      const statuses = [];
+      for (let i = 0; i < RATE + 25; i++) {
+        const r = await request(t, `/oauth2/authorize?${new URLSearchParams({ response_type: 'code', client_id: s.pub.client_id, redirect_uri: CB, state: 's', code_challenge: PK.challenge, code_challenge_method: 'S256' })}`, { from: '127.0.0.9' });
+        statuses.push(r.status);
+        if (r.status === 429) {
+          assert.ok(!r.headers.location, r.headers.location);
+          assert.ok(Number(r.headers['retry-after']) >= 1, JSON.stringify(r.headers));
+          assert.match(r.headers['content-type'], /text\/html/);
+        }
+      }
+      const limited = statuses.filter((x) => x === 429).length;
+      assert.ok(limited >= 25, `429s: ${limited} of ${statuses.length}: ${statuses.join(',')}`);
+      const n1 = Number((await storeSql(t, `${t.backend === 'postgres' ? '' : 'PRAGMA busy_timeout = 10000; '}SELECT count(*) FROM oauth_flows`)).trim().split('\n').pop());
+      assert.ok(n1 - n0 <= RATE, `${n1 - n0} flow rows for ${statuses.length} requests (budget ${RATE})`);
+      const ev = await waitFor(async () => {
+        const all = (await allEvents(t, 'kind=oauth')).filter((e) => e.detail?.reason === 'rate_limited' && e.action === 'authorize_received');
+        return all.length ? all : null;
+      });
+      assert.ok(ev.length <= 2, `${ev.length} rate_limited events`);
+      assert.equal(await health(t), 200);
+      // another address is not limited
+      const other = await request(t, `/oauth2/authorize?${new URLSearchParams({ response_type: 'code', client_id: s.pub.client_id, redirect_uri: CB, state: 's', code_challenge: PK.challenge, code_challenge_method: 'S256' })}`, { from: '127.0.0.10' });
+      assert.equal(other.status, 303, other.text);
     });
 
     it('a code issued to one client is refused to another client of the tenant and to another tenant', async () => {
