@@ -23,6 +23,7 @@
 
 #include "../common/log.h"
 #include "../events/events.h"
+#include "../oauth/authorize.h"
 
 #include <math.h>
 #include <openssl/sha.h>
@@ -961,6 +962,17 @@ static bool revset_poll(struct tk_oauth_revset *rs, struct tk_err *e)
         if (tk_oauth_grants_purge(db, now, &n, e) != TK_OK)
             tk_warn("oauth: cannot drop expired codes, refresh tokens and revocations: %s", e->msg);
         tk_err_clear(e);
+        /* flows (each anybody's GET /oauth2/authorize) are kept as long as
+         * events (events_retention_days; 0: forever) */
+        int days = rs->app->cfg->events_retention_days;
+        if (days > 0) {
+            int64_t cut = now - (int64_t)days * 86400000LL;
+            char flow_floor[TK_UUID_LEN + 1];
+            uuid_floor(cut, flow_floor);
+            if (tk_oauth_flows_purge(db, flow_floor, cut, 5000, &n, e) != TK_OK)
+                tk_warn("oauth: cannot drop flows older than %d days: %s", days, e->msg);
+            tk_err_clear(e);
+        }
     }
     tk_store_put(db);
     return rc == TK_OK;

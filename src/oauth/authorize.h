@@ -101,6 +101,12 @@ tk_rc tk_oauth_flow_set_failed(struct tk_db *db, const char *tenant_id, const ch
                                const char *stage, const char *error, const char *reason,
                                const char *next_step, int64_t now, struct tk_err *e);
 
+/* Drop at most limit flows started before id floor_id (a uuid7 of the
+ * retention cutoff) and not moved since before_ms, except those a code
+ * still names; *n the number dropped. */
+tk_rc tk_oauth_flows_purge(struct tk_db *db, const char *floor_id, int64_t before_ms, int limit,
+                           int64_t *n, struct tk_err *e);
+
 /* A flow that never reached token_exchanged is stuck once it has not
  * moved for this long (the code's lifetime: past it a code is dead). */
 #define TK_OAUTH_STUCK_AFTER_MS (TK_OAUTH_CODE_TTL * 1000LL)

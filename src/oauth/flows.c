@@ -165,6 +165,19 @@ tk_rc tk_oauth_flow_set_stage(struct tk_db *db, const char *tenant_id, const cha
     return rc;
 }
 
+tk_rc tk_oauth_flows_purge(struct tk_db *db, const char *floor_id, int64_t before_ms, int limit,
+                           int64_t *n, struct tk_err *e)
+{
+    *n = 0;
+    tk_rc rc = tk_db_exec(db,
+                          "DELETE FROM oauth_flows WHERE id IN (SELECT f.id FROM oauth_flows f "
+                          "WHERE f.id < ? AND f.updated_at < ? AND NOT EXISTS (SELECT 1 FROM "
+                          "oauth_codes c WHERE c.flow_id = f.id) ORDER BY f.id LIMIT ?)",
+                          TK_ARGS(TK_TEXT(floor_id), TK_INT(before_ms), TK_INT(limit)), NULL, e);
+    if (rc == TK_OK) *n = tk_db_changes(db);
+    return rc;
+}
+
 tk_rc tk_oauth_flow_set_failed(struct tk_db *db, const char *tenant_id, const char *id,
                                const char *stage, const char *error, const char *reason,
                                const char *next_step, int64_t now, struct tk_err *e)

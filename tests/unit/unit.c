@@ -294,6 +294,7 @@ static const struct unit_test tests[] = {
     T("oauth_authorize/pkce", test_oauth_pkce),
     T("oauth_authorize/resource_params", test_oauth_resource_params),
     B("oauth_authorize/flows", test_oauth_flows_store),
+    B("oauth_attack/flows_purge", test_oauth_flows_purge),
     T("diagnosis/ok", test_diag_ok),
     T("diagnosis/reconnect", test_diag_reconnect),
     T("diagnosis/key_fault", test_diag_key_fault),

@@ -105,6 +105,8 @@ void test_oauth_scopes(void);
 void test_oauth_pkce(void);
 void test_oauth_resource_params(void);
 void test_oauth_flows_store(struct fx *f); /* both backends */
+/* test_oauth_attack.c */
+void test_oauth_flows_purge(struct fx *f); /* both backends */
 /* test_diagnosis.c */
 void test_diag_ok(void);
 void test_diag_reconnect(void);
