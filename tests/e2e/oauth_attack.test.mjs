@@ -159,6 +159,62 @@ for (const backend of backends()) {
       assert.equal(other.status, 303, other.text);
     });
 
+
+    it('client authentication cannot be downgraded: a confidential client without its secret, the secret in two places, a public client with a secret', async () => {
+      const code = await codeFor(t, s.conf, s.user);
+      // as if public: only client_id in the body
+      let r = await request(t, '/oauth2/token', { method: 'POST', headers: FORM, body: form({ grant_type: 'authorization_code', code, redirect_uri: CB, code_verifier: PK.verifier, client_id: s.conf.client_id }) });
+      assert.equal(r.status, 401, r.text);
+      assert.equal(r.json.error, 'invalid_client');
+      // the code still works for its client afterwards? (a failed client auth must not burn it)
+      r = await token(t, { grant_type: 'authorization_code', code, redirect_uri: CB, code_verifier: PK.verifier }, s.conf);
+      assert.equal(r.status, 200, `a refused client authentication burnt the code: ${r.text}`);
+      // basic and post at once
+      r = await request(t, '/oauth2/token', { method: 'POST', headers: { ...FORM, authorization: basic(s.conf) }, body: form({ grant_type: 'client_credentials', client_id: s.conf.client_id, client_secret: s.conf.client_secret }) });
+      assert.equal(r.status, 400, r.text);
+      // empty secret, Basic with a wrong scheme, malformed base64
+      for (const auth of ['Basic ', 'Basic !!!!', `Basic ${Buffer.from(`${s.conf.client_id}:`).toString('base64')}`, `Bearer ${s.conf.client_secret}`, `basic ${Buffer.from(`${s.conf.client_id}`).toString('base64')}`]) {
+        r = await request(t, '/oauth2/token', { method: 'POST', headers: { ...FORM, authorization: auth }, body: form({ grant_type: 'client_credentials' }) });
+        assert.ok(r.status === 401 || r.status === 400, `${auth}: ${r.status} ${r.text}`);
+        assert.notEqual(r.status, 200);
+      }
+      // a public client presenting a secret gets no client_credentials
+      r = await request(t, '/oauth2/token', { method: 'POST', headers: FORM, body: form({ grant_type: 'client_credentials', client_id: s.pub.client_id }) });
+      assert.notEqual(r.status, 200, r.text);
+    });
+
+    it('metadata-document client_ids at loopback, link-local and private addresses are refused without a fetch', async () => {
+      for (const cid of ['https://169.254.169.254/latest/meta-data', 'https://127.0.0.1/cimd.json', 'https://localhost/cimd.json', 'https://[::1]/c.json', 'https://10.0.0.1/c.json', 'https://0x7f000001/c.json', 'https://2130706433/c.json', 'https://user@example.com/c.json', 'http://example.com/c.json', 'https://example.com:99999/c.json']) {
+        const t0 = Date.now();
+        const r = await request(t, `/oauth2/authorize?${new URLSearchParams({ response_type: 'code', client_id: cid, redirect_uri: CB, state: 's', code_challenge: PK.challenge, code_challenge_method: 'S256' })}`);
+        assert.ok(!r.headers.location || !r.headers.location.startsWith(CB), `${cid}: ${r.status} ${r.headers.location}`);
+        assert.ok(r.status >= 400, `${cid}: ${r.status}`);
+        assert.ok(Date.now() - t0 < 4000, `${cid} took ${Date.now() - t0} ms`);
+      }
+    });
+
+    it('hostile bytes in the login form: huge, NUL, non-UTF-8, repeated fields', async () => {
+      const flow = await newFlow();
+      const page = await request(t, `/oauth2/login?flow=${flow}`);
+      const cookie = (page.headers['set-cookie'] || []).map((c) => c.split(';')[0]).join('; ');
+      const csrf = (page.text.match(/name="csrf" value="([^"]*)"/) || [])[1];
+      assert.ok(csrf, page.text);
+      const bodies = [
+        `flow=${flow}&csrf=${csrf}&email=${'a'.repeat(1 << 20)}&password=x`,
+        `flow=${flow}&csrf=${csrf}&email=a%00b@example.com&password=secret-password-1`,
+        `flow=${flow}&csrf=${csrf}&email=%ff%fe@example.com&password=%ff%fe%fd%fc%fb%fa%f9%f8`,
+        `flow=${flow}&csrf=${csrf}&email=${encodeURIComponent(s.user.email)}&email=x@example.com&password=${encodeURIComponent(s.user.password)}`,
+        `flow=${flow}&flow=${flow}&csrf=${csrf}&email=${encodeURIComponent(s.user.email)}&password=${encodeURIComponent(s.user.password)}`,
+        `flow=${flow}&csrf=${csrf}&email=${encodeURIComponent(s.user.email)}&password=${'p'.repeat(100000)}`,
+      ];
+      for (const body of bodies) {
+        const r = await request(t, '/oauth2/login', { method: 'POST', headers: { ...FORM, cookie, origin: t.url }, body, from: '127.0.0.20' });
+        assert.ok([400, 401, 403, 413, 429].includes(r.status), `${body.slice(0, 100)}: ${r.status} ${r.text.slice(0, 300)}`);
+        assert.ok(!(r.headers['set-cookie'] || []).some((c) => c.startsWith('tokend_session=tku_')), `signed in with ${body.slice(0, 100)}`);
+      }
+      assert.equal(await health(t), 200);
+    });
+
     it('a code issued to one client is refused to another client of the tenant and to another tenant', async () => {
       const code = await codeFor(t, s.conf, s.user);
       let r = await token(t, { grant_type: 'authorization_code', code, redirect_uri: CB, code_verifier: PK.verifier }, s.conf2);
