@@ -6,7 +6,9 @@
 // requests, and the node staying responsive through all of it.
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
+import { spawn } from 'node:child_process';
 import net from 'node:net';
+import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 
 import { noteSecret } from './lib/secrets.mjs';
@@ -215,6 +217,38 @@ for (const backend of backends()) {
       assert.equal(await health(t), 200);
     });
 
+
+    it('a locked store during token issue: a bounded answer, /health and other requests answer, the code still works after', async (c) => {
+      if (t.backend !== 'sqlite') return c.skip('SQLite file lock');
+      const code = await codeFor(t, s.conf, s.user);
+      // another process holds the write lock
+      const holder = spawn('sqlite3', [path.join(t.dataDir, 'tokend.db')], { stdio: ['pipe', 'pipe', 'pipe'] });
+      holder.stdin.write('BEGIN IMMEDIATE;\nSELECT 1;\n');
+      await new Promise((res) => holder.stdout.once('data', res));
+      try {
+        const t0 = Date.now();
+        const pending = token(t, { grant_type: 'authorization_code', code, redirect_uri: CB, code_verifier: PK.verifier }, s.conf);
+        const h0 = Date.now();
+        assert.equal(await health(t), 200);
+        assert.ok(Date.now() - h0 < 3000, `/health took ${Date.now() - h0} ms`);
+        const cc = await token(t, { grant_type: 'client_credentials' }, s.conf2);
+        assert.ok([200, 503].includes(cc.status), cc.text);
+        const r = await pending;
+        const ms = Date.now() - t0;
+        assert.ok(r.status === 503 || r.status === 200, `${r.status} ${r.text}`);
+        assert.ok(ms < 30000, `answered after ${ms} ms`);
+        if (r.status === 503) assert.equal(r.json.error, 'temporarily_unavailable', r.text);
+        holder.stdin.write('ROLLBACK;\n.quit\n');
+        await new Promise((res) => holder.once('exit', res));
+        if (r.status === 503) {
+          const again = await token(t, { grant_type: 'authorization_code', code, redirect_uri: CB, code_verifier: PK.verifier }, s.conf);
+          assert.equal(again.status, 200, `after a 503 the code is burnt: ${again.text}`);
+        }
+      } finally {
+        if (holder.exitCode === null) holder.kill('SIGKILL');
+      }
+    });
+
     it('a code issued to one client is refused to another client of the tenant and to another tenant', async () => {
       const code = await codeFor(t, s.conf, s.user);
       let r = await token(t, { grant_type: 'authorization_code', code, redirect_uri: CB, code_verifier: PK.verifier }, s.conf2);
@@ -246,8 +280,11 @@ for (const backend of backends()) {
       x = await request(t, '/oauth2/revoke', { method: 'POST', body: form({ token: access_token }), headers: { ...FORM, authorization: basic(s.other) } });
       x = await request(t, '/oauth2/introspect', { method: 'POST', body: form({ token: access_token }), headers: { ...FORM, authorization: basic(s.conf) } });
       assert.equal(x.json.active, true, `revoked by another tenant: ${x.text}`);
+      // revocation by another client of the same tenant (RFC 7009 §2.1: the token was not issued to it)
+      x = await request(t, '/oauth2/revoke', { method: 'POST', body: form({ token: refresh_token }), headers: { ...FORM, authorization: basic(s.conf2) } });
+      assert.ok(x.status === 200 || x.status === 400, x.text);
       x = await token(t, { grant_type: 'refresh_token', refresh_token }, s.conf);
-      assert.equal(x.status, 200, `the refresh token was revoked by another tenant's client: ${x.text}`);
+      assert.equal(x.status, 200, `the refresh token was revoked by another client: ${x.text}`);
     });
 
     it('forged JWTs are inactive: alg none, HS256 keyed with the public key, unknown or hostile kid, huge', async () => {
