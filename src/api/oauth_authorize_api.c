@@ -464,14 +464,9 @@ static void unknown_client_event(struct tk_req *r, const char *client_id, const 
  * event, and anybody may send one: past oauth_authorize_rate flows a
  * minute from one address, a 429 page (never a redirect) and one
  * coalesced event instead of a row per request. false when replied. */
-static bool flow_budget_ok(struct tk_req *r)
+static void flow_limited(struct tk_req *r, const char *remote, int retry_s)
 {
     struct tk_app *app = r->app;
-    if (!app->oauth_flows || !app->oauth_flows->flow_limit) return true;
-    char remote[TK_ADDR_MAX];
-    tk_req_remote(r, remote, sizeof remote);
-    struct tk_ratelimit_verdict v;
-    if (tk_ratelimit_fail(app->oauth_flows->flow_limit, remote, 0, tk_now_ms(), &v)) return true;
     json_t *d = json_pack("{s:s, s:s}", "reason", "rate_limited", "remote", remote);
     char msg[160];
     snprintf(msg, sizeof msg,
@@ -496,11 +491,38 @@ static bool flow_budget_ok(struct tk_req *r)
     json_decref(d);
     count(app, "authorize_received", false);
     char retry[16];
-    snprintf(retry, sizeof retry, "%d", v.retry_s > 0 ? v.retry_s : 1);
+    snprintf(retry, sizeof retry, "%d", retry_s > 0 ? retry_s : 1);
     tk_reply_header(r, "Retry-After", retry);
     error_page_status(r, 429, "temporarily_unavailable",
                       "Too many authorization requests from this address; wait a minute and "
                       "try again.");
+}
+
+/* Spend one flow of the address's budget; false (replied 429) past it. */
+static bool flow_budget_ok(struct tk_req *r)
+{
+    struct tk_app *app = r->app;
+    if (!app->oauth_flows || !app->oauth_flows->flow_limit) return true;
+    char remote[TK_ADDR_MAX];
+    tk_req_remote(r, remote, sizeof remote);
+    struct tk_ratelimit_verdict v;
+    if (tk_ratelimit_fail(app->oauth_flows->flow_limit, remote, 0, tk_now_ms(), &v)) return true;
+    flow_limited(r, remote, v.retry_s);
+    return false;
+}
+
+/* Before any work (a client lookup, a metadata document fetch and its
+ * client row): an address past its budget is answered 429 at once. */
+static bool flow_budget_left(struct tk_req *r)
+{
+    struct tk_app *app = r->app;
+    if (!app->oauth_flows || !app->oauth_flows->flow_limit) return true;
+    char remote[TK_ADDR_MAX];
+    tk_req_remote(r, remote, sizeof remote);
+    int retry = 0;
+    if (!tk_ratelimit_blocked(app->oauth_flows->flow_limit, remote, tk_now_ms(), &retry))
+        return true;
+    flow_limited(r, remote, retry);
     return false;
 }
 
@@ -612,6 +634,7 @@ void tk_h_oauth_authorize(struct tk_req *r)
     struct authz a;
     memset(&a, 0, sizeof a);
     read_params(r, &a);
+    if (!flow_budget_left(r)) return;
     struct tk_oauth_refusal rf;
     const char *cid = a.v[P_CLIENT_ID];
     if (!cid || !*cid) {

@@ -157,6 +157,12 @@ for (const backend of backends()) {
       });
       assert.ok(ev.length <= 2, `${ev.length} rate_limited events`);
       assert.equal(await health(t), 200);
+      // past the budget nothing else is done either: no metadata document
+      // fetched (nor its client row made) for a URL client_id
+      const doc = await request(t, `/oauth2/authorize?${new URLSearchParams({ response_type: 'code', client_id: 'https://cimd.example/never-fetched.json', redirect_uri: CB, state: 's', code_challenge: PK.challenge, code_challenge_method: 'S256' })}`, { from: '127.0.0.9' });
+      assert.equal(doc.status, 429, doc.text);
+      const rows = await storeSql(t, `${t.backend === 'postgres' ? '' : 'PRAGMA busy_timeout = 10000; '}SELECT count(*) FROM oauth_clients WHERE client_id LIKE 'https://cimd.example/%'`);
+      assert.equal(Number(rows.trim().split('\n').pop()), 0);
       // another address is not limited
       const other = await request(t, `/oauth2/authorize?${new URLSearchParams({ response_type: 'code', client_id: s.pub.client_id, redirect_uri: CB, state: 's', code_challenge: PK.challenge, code_challenge_method: 'S256' })}`, { from: '127.0.0.10' });
       assert.equal(other.status, 303, other.text);
