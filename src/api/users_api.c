@@ -192,6 +192,14 @@ static void write_commit(struct tk_req *r, struct user_write *w)
             rc = tk_user_update(db, w->tenant_id, w->id, w->status[0] ? w->status : NULL, hash, &o,
                                 &e);
     }
+    /* a disabled user keeps no grant: its refresh families are revoked,
+     * and with them the access tokens issued from them (revocation rows) */
+    if (rc == TK_OK && !w->create && !strcmp(w->status, "disabled")) {
+        struct tk_app *app = r->app;
+        int64_t now = tk_now_ms(), n = 0;
+        rc = tk_oauth_revoke_user(db, w->tenant_id, w->id, now,
+                                  now + (int64_t)app->cfg->oauth_access_token_ttl * 1000, &n, &e);
+    }
     if (rc == TK_OK) {
         json_t *d = user_detail(w->create ? w->email : NULL, w->status, hash != NULL);
         rc = tk_api_event_in(r, "user", w->create ? "create" : "update", "ok", "user", w->id,

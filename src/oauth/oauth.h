@@ -322,6 +322,11 @@ tk_rc tk_oauth_refresh_find(struct tk_db *db, struct tk_keyring *k, const char *
  * token of the family could be valid). In the caller's transaction. */
 tk_rc tk_oauth_revoke_family(struct tk_db *db, const char *tenant_id, const char *family_id,
                              int64_t now_ms, int64_t until_ms, struct tk_err *e);
+/* Revoke every refresh family of user_id (a disabled user): its refresh
+ * tokens and, through revocation rows until until_ms, the access tokens
+ * issued from them. In the caller's transaction; *n the families. */
+tk_rc tk_oauth_revoke_user(struct tk_db *db, const char *tenant_id, const char *user_id,
+                           int64_t now_ms, int64_t until_ms, int64_t *n, struct tk_err *e);
 /* Record the revocation of an access token's jti until its exp. */
 tk_rc tk_oauth_revoke_jti(struct tk_db *db, const char *tenant_id, const char *jti,
                           int64_t now_ms, int64_t until_ms, struct tk_err *e);

@@ -280,6 +280,22 @@ for (const backend of backends()) {
       }
     });
 
+
+    it("a disabled user's refresh tokens stop working and the access tokens turn inactive", async () => {
+      const u = await createUser(t);
+      const code = await codeFor(t, s.conf, u);
+      const r = await token(t, { grant_type: 'authorization_code', code, redirect_uri: CB, code_verifier: PK.verifier }, s.conf);
+      assert.equal(r.status, 200, r.text);
+      const d = await api(t, `/v1/users/${u.id}`, { method: 'PATCH', json: { status: 'disabled' } });
+      assert.equal(d.status, 200, d.text);
+      const x = await token(t, { grant_type: 'refresh_token', refresh_token: r.json.refresh_token }, s.conf);
+      assert.equal(x.status, 400, `a disabled user's refresh token still refreshes: ${x.text}`);
+      assert.equal(x.json.error, 'invalid_grant');
+      const i = await request(t, '/oauth2/introspect', { method: 'POST', body: form({ token: r.json.refresh_token }), headers: { ...FORM, authorization: basic(s.conf2) } });
+      assert.equal(i.json.active, false, `a disabled user's refresh token is active: ${i.text}`);
+      await waitFor(async () => (await request(t, '/oauth2/introspect', { method: 'POST', body: form({ token: r.json.access_token }), headers: { ...FORM, authorization: basic(s.conf2) } })).json.active === false, { timeoutMs: 3000, message: "the disabled user's access token turns inactive" });
+    });
+
     it('a code issued to one client is refused to another client of the tenant and to another tenant', async () => {
       const code = await codeFor(t, s.conf, s.user);
       let r = await token(t, { grant_type: 'authorization_code', code, redirect_uri: CB, code_verifier: PK.verifier }, s.conf2);
