@@ -227,8 +227,7 @@ static void html_escape(struct tk_buf *b, const char *s)
 
 /* The error page: for a request whose client or redirect URI is not
  * known to be good (never a redirect). */
-static void error_page_status(struct tk_req *r, int status, const char *error,
-                              const char *sentence)
+static void error_page_status(struct tk_req *r, int status, const char *error, const char *sentence)
 {
     char *clean = tk_utf8_fix(sentence);
     struct tk_buf b;

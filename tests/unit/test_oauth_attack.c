@@ -109,12 +109,12 @@ void test_oauth_flows_purge(struct fx *fx)
     tk_oauth_flow_clear(&got);
     CHECK_EQ_INT(tk_oauth_flow_get(db, tenant, old1, &got, &e), TK_ENOTFOUND);
     /* a floor id below them: nothing, whatever the time */
-    CHECK_OK(tk_db_exec(db, "DELETE FROM oauth_codes WHERE id = ?", TK_ARGS(TK_TEXT(cid)), NULL,
-                        &e),
-             &e);
-    CHECK_OK(tk_oauth_flows_purge(db, "00000000-0000-7000-8000-000000000000", now + day, 100, &n,
-                                  &e),
-             &e);
+    CHECK_OK(
+        tk_db_exec(db, "DELETE FROM oauth_codes WHERE id = ?", TK_ARGS(TK_TEXT(cid)), NULL, &e),
+        &e);
+    CHECK_OK(
+        tk_oauth_flows_purge(db, "00000000-0000-7000-8000-000000000000", now + day, 100, &n, &e),
+        &e);
     CHECK_EQ_INT(n, 0);
 out:
     tk_db_exec(db, "DELETE FROM oauth_codes WHERE oauth_client_id = ?", TK_ARGS(TK_TEXT(ocid)),
