@@ -1043,6 +1043,18 @@ static void merge_spec(json_t *spec, json_t *body)
     json_object_update(spec, body);
 }
 
+/* A disabled or retired client keeps no grant: its refresh families are
+ * revoked, and with them the access tokens issued from them (revocation
+ * rows). Its client_credentials tokens live out their exp. */
+static tk_rc revoke_grants(struct tk_req *r, struct tk_db *db, const char *tenant_id,
+                           const char *id, struct tk_err *e)
+{
+    struct tk_app *app = r->app;
+    int64_t now = tk_now_ms(), n = 0;
+    return tk_oauth_revoke_client(db, tenant_id, id, now,
+                                  now + (int64_t)app->cfg->oauth_access_token_ttl * 1000, &n, e);
+}
+
 void tk_h_oauth_clients_update(struct tk_req *r)
 {
     const char *id = path_id(r, "OAuth client");
@@ -1071,6 +1083,8 @@ void tk_h_oauth_clients_update(struct tk_req *r)
         rc = tk_oauth_client_update(db, ((struct tk_app *)r->app)->keyring, p->tenant_id, id, spec,
                                     secret, &seq, &o, &e);
     }
+    const char *status = rc == TK_OK ? json_string_value(json_object_get(spec, "status")) : NULL;
+    if (status && !strcmp(status, "disabled")) rc = revoke_grants(r, db, p->tenant_id, id, &e);
     if (rc == TK_OK) {
         json_t *d = client_detail(o, body);
         rc = tk_api_event_in(r, "oauth", "client_update", "ok", "oauth_client", id,
@@ -1648,6 +1662,7 @@ void tk_h_oauth_register_delete(struct tk_req *r)
     struct tk_err e;
     int64_t seq = 0;
     tk_rc rc = tk_db_begin(db, &e);
+    if (rc == TK_OK) rc = revoke_grants(r, db, d.tenant, id, &e);
     if (rc == TK_OK) rc = tk_oauth_client_retire(db, d.tenant, id, &seq, &e);
     if (rc == TK_OK) {
         struct tk_event ev = {.tenant_id = d.tenant,

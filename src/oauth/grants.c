@@ -354,21 +354,37 @@ tk_rc tk_oauth_revoke_family(struct tk_db *db, const char *tenant_id, const char
     return rc;
 }
 
-tk_rc tk_oauth_revoke_user(struct tk_db *db, const char *tenant_id, const char *user_id,
-                           int64_t now_ms, int64_t until_ms, int64_t *n, struct tk_err *e)
+static tk_rc revoke_families(struct tk_db *db, const char *tenant_id, const char *column,
+                             const char *value, int64_t now_ms, int64_t until_ms, int64_t *n,
+                             struct tk_err *e)
 {
     *n = 0;
+    char sql[200];
+    snprintf(sql, sizeof sql,
+             "SELECT DISTINCT family_id FROM oauth_refresh_tokens WHERE tenant_id = ? AND %s = ? "
+             "AND revoked_at IS NULL",
+             column);
     struct tk_rows *r = NULL;
-    tk_rc rc = tk_db_exec(db,
-                          "SELECT DISTINCT family_id FROM oauth_refresh_tokens WHERE tenant_id = ? "
-                          "AND user_id = ? AND revoked_at IS NULL",
-                          TK_ARGS(TK_TEXT(tenant_id), TK_TEXT(user_id)), &r, e);
+    tk_rc rc = tk_db_exec(db, sql, TK_ARGS(TK_TEXT(tenant_id), TK_TEXT(value)), &r, e);
     for (int i = 0; rc == TK_OK && i < tk_rows_count(r); i++) {
         rc = tk_oauth_revoke_family(db, tenant_id, tk_rows_text(r, i, 0), now_ms, until_ms, e);
         if (rc == TK_OK) (*n)++;
     }
     tk_rows_free(r);
     return rc;
+}
+
+tk_rc tk_oauth_revoke_user(struct tk_db *db, const char *tenant_id, const char *user_id,
+                           int64_t now_ms, int64_t until_ms, int64_t *n, struct tk_err *e)
+{
+    return revoke_families(db, tenant_id, "user_id", user_id, now_ms, until_ms, n, e);
+}
+
+tk_rc tk_oauth_revoke_client(struct tk_db *db, const char *tenant_id, const char *oauth_client_id,
+                             int64_t now_ms, int64_t until_ms, int64_t *n, struct tk_err *e)
+{
+    return revoke_families(db, tenant_id, "oauth_client_id", oauth_client_id, now_ms, until_ms, n,
+                           e);
 }
 
 tk_rc tk_oauth_revoke_jti(struct tk_db *db, const char *tenant_id, const char *jti, int64_t now_ms,

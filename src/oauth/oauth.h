@@ -327,6 +327,10 @@ tk_rc tk_oauth_revoke_family(struct tk_db *db, const char *tenant_id, const char
  * issued from them. In the caller's transaction; *n the families. */
 tk_rc tk_oauth_revoke_user(struct tk_db *db, const char *tenant_id, const char *user_id,
                            int64_t now_ms, int64_t until_ms, int64_t *n, struct tk_err *e);
+/* The same for every refresh family of OAuth client row oauth_client_id
+ * (a disabled or retired client). */
+tk_rc tk_oauth_revoke_client(struct tk_db *db, const char *tenant_id, const char *oauth_client_id,
+                             int64_t now_ms, int64_t until_ms, int64_t *n, struct tk_err *e);
 /* Record the revocation of an access token's jti until its exp. */
 tk_rc tk_oauth_revoke_jti(struct tk_db *db, const char *tenant_id, const char *jti,
                           int64_t now_ms, int64_t until_ms, struct tk_err *e);
