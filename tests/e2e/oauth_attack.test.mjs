@@ -483,9 +483,14 @@ for (const backend of backends()) {
       const one = `POST /oauth2/token HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nAuthorization: ${basic({ client_id: s.conf.client_id, client_secret: 'tks_nope' })}\r\nContent-Length: 29\r\n\r\ngrant_type=client_credentials`;
       p.write(one.repeat(2000));
       p.pause();
-      const t0 = Date.now();
-      for (let i = 0; i < 5; i++) assert.equal(await health(t), 200);
-      assert.ok(Date.now() - t0 < 5000, `health took ${Date.now() - t0} ms`);
+      const lat = [];
+      for (let i = 0; i < 5; i++) {
+        const h0 = Date.now();
+        assert.equal((await request(t, '/health', { timeoutMs: 15000 })).status, 200);
+        lat.push(Date.now() - h0);
+      }
+      console.log(`# /health under trickle and pipelining: ${lat.join(', ')} ms`);
+      assert.ok(lat.reduce((a, b) => a + b, 0) < 10000, `health took ${lat.join(', ')} ms`);
       for (const c of socks) c.destroy();
       p.destroy();
     });
