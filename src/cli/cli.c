@@ -278,6 +278,71 @@ void tk_cli_print_json(json_t *o)
     free(s);
 }
 
+int tk_cli_list_all(const struct tk_cli_client *c, const char *what, const char *path,
+                    const char *member, long long limit, json_t **all)
+{
+    *all = json_array();
+    char cursor[160] = "";
+    int rc = 0;
+    for (;;) {
+        char url[1024];
+        int n = snprintf(url, sizeof url, "%s%climit=%lld%s%s", path, strchr(path, '?') ? '&' : '?',
+                         limit ? limit : 1000LL, cursor[0] ? "&cursor=" : "", cursor);
+        if (n < 0 || (size_t)n >= sizeof url) {
+            fprintf(stderr, "tokend %s: the request path is too long\n", what);
+            rc = EXIT_SERVER;
+            break;
+        }
+        json_t *body = NULL;
+        long st = tk_cli_get(c, url, &body);
+        if (st < 0) {
+            rc = EXIT_UNREACHABLE;
+        } else if (st != 200) {
+            tk_cli_print_error(what, st, body);
+            rc = EXIT_SERVER;
+        } else if (!json_is_array(json_object_get(body, member))) {
+            fprintf(stderr,
+                    "tokend %s: the answer (HTTP 200) has no \"%s\" array; is TOKEND_ADDR a "
+                    "tokend?\n",
+                    what, member);
+            rc = EXIT_SERVER;
+        }
+        if (rc) {
+            json_decref(body);
+            break;
+        }
+        json_array_extend(*all, json_object_get(body, member));
+        const char *next = json_string_value(json_object_get(body, "next_cursor"));
+        bool more = !limit && next && next[0];
+        if (more) {
+            char *esc = curl_easy_escape(NULL, next, 0);
+            more = esc && strlen(esc) < sizeof cursor;
+            if (more) snprintf(cursor, sizeof cursor, "%s", esc);
+            curl_free(esc);
+        }
+        json_decref(body);
+        if (!more) break;
+    }
+    if (rc) {
+        json_decref(*all);
+        *all = NULL;
+    }
+    return rc;
+}
+
+void tk_cli_print_list(const struct tk_cli_client *c, const char *member, json_t *all,
+                       const char *header, void (*row)(json_t *))
+{
+    if (c->json) {
+        json_t *o = json_pack("{s:O}", member, all);
+        tk_cli_print_json(o);
+        json_decref(o);
+        return;
+    }
+    fputs(header, stdout);
+    for (size_t i = 0; i < json_array_size(all); i++) row(json_array_get(all, i));
+}
+
 int tk_cli_finish(const struct tk_cli_client *c, const char *what, long st, long want, json_t *out,
                   void (*printer)(json_t *))
 {

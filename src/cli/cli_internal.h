@@ -60,6 +60,18 @@ bool tk_cli_peer_cert(const struct tk_cli_client *c, char *subject, size_t n,
 void tk_cli_print_error(const char *what, long status, json_t *body);
 /* Pretty JSON on stdout (the buffer wiped after: it may hold a token). */
 void tk_cli_print_json(json_t *o);
+/* GET every page of a list route into *all (a new array of the pages'
+ * member arrays): path is the route with its filters ("/v1/users" or
+ * "/v1/users?status=active", already escaped); limit 0 follows next_cursor
+ * to the end, 1000 a page, else one page of limit. what names the command
+ * in errors. 0, or EXIT_UNREACHABLE / EXIT_SERVER after printing why (*all
+ * NULL then). */
+int tk_cli_list_all(const struct tk_cli_client *c, const char *what, const char *path,
+                    const char *member, long long limit, json_t **all);
+/* Print {member: all} as JSON (--json) or each element with row (after the
+ * header line); takes nothing. */
+void tk_cli_print_list(const struct tk_cli_client *c, const char *member, json_t *all,
+                       const char *header, void (*row)(json_t *));
 /* The end of a command that expects status want: EXIT_UNREACHABLE when the
  * request did not reach tokend (st < 0), the error printed and EXIT_SERVER
  * for another status, otherwise out printed (as JSON with --json or without

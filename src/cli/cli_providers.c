@@ -296,6 +296,12 @@ static int apps_write(bool create, int argc, char **argv)
                          create ? 201 : 200, out, print_app);
 }
 
+static void app_row(json_t *x)
+{
+    printf("%-36s  %-14s  %-10s  %s\n", tk_cli_jstr(x, "id"), tk_cli_jstr(x, "provider"),
+           tk_cli_jstr(x, "environment"), tk_cli_jstr(x, "name"));
+}
+
 static int apps_list(int argc, char **argv)
 {
     struct tk_cli_client c = {0};
@@ -322,48 +328,17 @@ static int apps_list(int argc, char **argv)
     char prov[200] = "";
     if (provider) {
         char *esc = curl_easy_escape(NULL, provider, 0);
-        snprintf(prov, sizeof prov, "&provider=%s", esc ? esc : "");
+        snprintf(prov, sizeof prov, "?provider=%s", esc ? esc : "");
         curl_free(esc);
     }
-    json_t *all = json_array();
-    char cursor[64] = "";
-    for (;;) {
-        char path[512];
-        snprintf(path, sizeof path, "/v1/provider-apps?limit=%lld%s%s%s", limit ? limit : 1000LL,
-                 prov, cursor[0] ? "&cursor=" : "", cursor);
-        json_t *body = NULL;
-        rc = get_ok(&c, "provider-apps list", path, &body);
-        if (!rc && !json_is_array(json_object_get(body, "provider_apps"))) {
-            fprintf(stderr, "tokend provider-apps list: the answer (HTTP 200) has no "
-                            "\"provider_apps\" array; is TOKEND_ADDR a tokend?\n");
-            rc = EXIT_SERVER;
-        }
-        if (rc) {
-            json_decref(body);
-            break;
-        }
-        json_array_extend(all, json_object_get(body, "provider_apps"));
-        const char *next = json_string_value(json_object_get(body, "next_cursor"));
-        bool more = !limit && next && strlen(next) < sizeof cursor;
-        if (more) snprintf(cursor, sizeof cursor, "%s", next); /* a UUID: nothing to escape */
-        json_decref(body);
-        if (!more) break;
-    }
-    if (!rc) {
-        if (c.json) {
-            json_t *o = json_pack("{s:O}", "provider_apps", all);
-            tk_cli_print_json(o);
-            json_decref(o);
-        } else {
-            printf("%-36s  %-14s  %-10s  %s\n", "ID", "PROVIDER", "ENV", "NAME");
-            for (size_t i = 0; i < json_array_size(all); i++) {
-                json_t *t = json_array_get(all, i);
-                printf("%-36s  %-14s  %-10s  %s\n", tk_cli_jstr(t, "id"),
-                       tk_cli_jstr(t, "provider"), tk_cli_jstr(t, "environment"),
-                       tk_cli_jstr(t, "name"));
-            }
-        }
-    }
+    json_t *all = NULL;
+    char path[240];
+    snprintf(path, sizeof path, "/v1/provider-apps%s", prov);
+    rc = tk_cli_list_all(&c, "provider-apps list", path, "provider_apps", limit, &all);
+    if (!rc)
+        tk_cli_print_list(
+            &c, "provider_apps", all,
+            "ID                                    PROVIDER        ENV         NAME\n", app_row);
     json_decref(all);
     return rc;
 }

@@ -73,6 +73,12 @@ static int tenants_create(int argc, char **argv)
 }
 
 /* GET /v1/tenants: every page (or one page of --limit N). */
+static void tenant_row(json_t *x)
+{
+    printf("%-36s  %-24s  %s\n", tk_cli_jstr(x, "id"), tk_cli_jstr(x, "created_at"),
+           tk_cli_jstr(x, "name"));
+}
+
 static int tenants_list(int argc, char **argv)
 {
     struct tk_cli_client c = {0};
@@ -93,54 +99,12 @@ static int tenants_list(int argc, char **argv)
     }
     int rc = tk_cli_client_init(&c, token_file);
     if (rc) return rc;
-    json_t *all = json_array();
-    char cursor[64] = "";
-    for (;;) {
-        char path[256];
-        snprintf(path, sizeof path, "/v1/tenants?limit=%lld%s%s", limit ? limit : 1000LL,
-                 cursor[0] ? "&cursor=" : "", cursor);
-        json_t *body = NULL;
-        long st = tk_cli_get(&c, path, &body);
-        if (st < 0)
-            rc = EXIT_UNREACHABLE;
-        else if (st != 200) {
-            tk_cli_print_error("tenants list", st, body);
-            rc = EXIT_SERVER;
-        } else if (!json_is_array(json_object_get(body, "tenants"))) {
-            fprintf(stderr, "tokend tenants list: the answer (HTTP 200) has no \"tenants\" "
-                            "array; is TOKEND_ADDR a tokend?\n");
-            rc = EXIT_SERVER;
-        }
-        if (rc) {
-            json_decref(body);
-            break;
-        }
-        json_array_extend(all, json_object_get(body, "tenants"));
-        const char *next = json_string_value(json_object_get(body, "next_cursor"));
-        bool more = !limit && next && strlen(next) < sizeof cursor;
-        if (more) {
-            char *esc = curl_easy_escape(NULL, next, 0);
-            snprintf(cursor, sizeof cursor, "%s", esc ? esc : "");
-            curl_free(esc);
-            more = cursor[0] != '\0';
-        }
-        json_decref(body);
-        if (!more) break;
-    }
-    if (!rc) {
-        if (c.json) {
-            json_t *o = json_pack("{s:O}", "tenants", all);
-            tk_cli_print_json(o);
-            json_decref(o);
-        } else {
-            printf("%-36s  %-24s  %s\n", "ID", "CREATED", "NAME");
-            for (size_t i = 0; i < json_array_size(all); i++) {
-                json_t *t = json_array_get(all, i);
-                printf("%-36s  %-24s  %s\n", tk_cli_jstr(t, "id"), tk_cli_jstr(t, "created_at"),
-                       tk_cli_jstr(t, "name"));
-            }
-        }
-    }
+    json_t *all = NULL;
+    rc = tk_cli_list_all(&c, "tenants list", "/v1/tenants", "tenants", limit, &all);
+    if (!rc)
+        tk_cli_print_list(&c, "tenants", all,
+                          "ID                                    CREATED                   NAME\n",
+                          tenant_row);
     json_decref(all);
     return rc;
 }

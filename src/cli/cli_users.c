@@ -166,6 +166,12 @@ static int show_cmd(int argc, char **argv)
     return tk_cli_finish(&c, "users show", st, 200, out, print_user);
 }
 
+static void user_row(json_t *x)
+{
+    printf("%-36s  %-8s  %-24s  %s\n", tk_cli_jstr(x, "id"), tk_cli_jstr(x, "status"),
+           tk_cli_jstr(x, "last_login_at"), tk_cli_jstr(x, "email"));
+}
+
 static int list_cmd(int argc, char **argv)
 {
     struct tk_cli_client c = {0};
@@ -191,52 +197,18 @@ static int list_cmd(int argc, char **argv)
     char st_q[96] = "";
     if (status) {
         char *esc = curl_easy_escape(NULL, status, 0);
-        snprintf(st_q, sizeof st_q, "&status=%.60s", esc ? esc : "");
+        snprintf(st_q, sizeof st_q, "?status=%.60s", esc ? esc : "");
         curl_free(esc);
     }
-    json_t *all = json_array();
-    char cursor[64] = "";
-    for (;;) {
-        char path[256];
-        snprintf(path, sizeof path, "/v1/users?limit=%lld%s%s%s", limit ? limit : 1000LL, st_q,
-                 cursor[0] ? "&cursor=" : "", cursor);
-        json_t *body = NULL;
-        long st = tk_cli_get(&c, path, &body);
-        if (st < 0) {
-            rc = EXIT_UNREACHABLE;
-        } else if (st != 200) {
-            tk_cli_print_error("users list", st, body);
-            rc = EXIT_SERVER;
-        } else if (!json_is_array(json_object_get(body, "users"))) {
-            fprintf(stderr, "tokend users list: the answer (HTTP 200) has no \"users\" array; "
-                            "is TOKEND_ADDR a tokend?\n");
-            rc = EXIT_SERVER;
-        }
-        if (rc) {
-            json_decref(body);
-            break;
-        }
-        json_array_extend(all, json_object_get(body, "users"));
-        const char *next = json_string_value(json_object_get(body, "next_cursor"));
-        bool more = !limit && next && strlen(next) < sizeof cursor;
-        if (more) snprintf(cursor, sizeof cursor, "%s", next);
-        json_decref(body);
-        if (!more) break;
-    }
-    if (!rc) {
-        if (c.json) {
-            json_t *o = json_pack("{s:O}", "users", all);
-            tk_cli_print_json(o);
-            json_decref(o);
-        } else {
-            printf("%-36s  %-8s  %-24s  %s\n", "ID", "STATUS", "LAST LOGIN", "EMAIL");
-            for (size_t i = 0; i < json_array_size(all); i++) {
-                json_t *x = json_array_get(all, i);
-                printf("%-36s  %-8s  %-24s  %s\n", tk_cli_jstr(x, "id"), tk_cli_jstr(x, "status"),
-                       tk_cli_jstr(x, "last_login_at"), tk_cli_jstr(x, "email"));
-            }
-        }
-    }
+    json_t *all = NULL;
+    char path[160];
+    snprintf(path, sizeof path, "/v1/users%s", st_q);
+    rc = tk_cli_list_all(&c, "users list", path, "users", limit, &all);
+    if (!rc)
+        tk_cli_print_list(
+            &c, "users", all,
+            "ID                                    STATUS    LAST LOGIN                EMAIL\n",
+            user_row);
     json_decref(all);
     return rc;
 }
