@@ -397,7 +397,15 @@ for (const backend of backends()) {
         `grant_type=refresh_token&refresh_token=${'tkr_'.padEnd(100000, 'A')}`,
       ];
       for (const body of cases) {
-        const x = await request(t, '/oauth2/token', { method: 'POST', body, headers: { ...FORM, authorization: basic(s.conf) } });
+        let x;
+        try {
+          x = await request(t, '/oauth2/token', { method: 'POST', body, headers: { ...FORM, authorization: basic(s.conf) } });
+        } catch (err) {
+          // a body over max_body may be refused (413) and the connection
+          // closed before the client has written it all
+          assert.ok(body.length > 1000000 && /EPIPE|ECONNRESET/.test(String(err.code || err.message)), `${body.slice(0, 80)}: ${err}`);
+          continue;
+        }
         assert.ok(x.status === 400 || x.status === 413, `${body.slice(0, 80)}: ${x.status} ${x.text.slice(0, 300)}`);
       }
       assert.equal(await health(t), 200);
