@@ -551,6 +551,7 @@ struct vslot {
     unsigned char key[SHA256_DIGEST_LENGTH];
     int64_t until, exp_ms;
     char tid[TK_UUID_LEN + 1], jti[48], fid[TK_UUID_LEN + 1];
+    char cid[TK_OAUTH_CLIENT_ID_MAX];
     char *body; /* the active reply, JSON; NULL: empty slot */
 };
 
@@ -580,6 +581,7 @@ static void vcache_free(struct vcache *c)
 /* What introspection needs of a checked access token. */
 struct vtoken {
     char tid[TK_UUID_LEN + 1], jti[48], fid[TK_UUID_LEN + 1];
+    char cid[TK_OAUTH_CLIENT_ID_MAX]; /* the client_id claim */
     int64_t exp_ms;
     char *body; /* malloc'd */
 };
@@ -602,6 +604,7 @@ static bool vcache_get(struct vcache *c, const unsigned char key[SHA256_DIGEST_L
         memcpy(out->tid, v->tid, sizeof out->tid);
         memcpy(out->jti, v->jti, sizeof out->jti);
         memcpy(out->fid, v->fid, sizeof out->fid);
+        memcpy(out->cid, v->cid, sizeof out->cid);
         out->exp_ms = v->exp_ms;
         out->body = tk_strdup(v->body);
         hit = true;
@@ -624,6 +627,7 @@ static void vcache_put(struct vcache *c, const unsigned char key[SHA256_DIGEST_L
     memcpy(v->tid, t->tid, sizeof v->tid);
     memcpy(v->jti, t->jti, sizeof v->jti);
     memcpy(v->fid, t->fid, sizeof v->fid);
+    memcpy(v->cid, t->cid, sizeof v->cid);
     v->body = body;
     pthread_mutex_unlock(&c->mu[i % VCACHE_STRIPES]);
     free(old);
@@ -654,7 +658,8 @@ static bool access_checked(struct tk_app *app, const char *tok, struct vtoken *o
     const char *jti = json_string_value(json_object_get(claims, "jti"));
     const char *tid = json_string_value(json_object_get(claims, "tid"));
     const char *fid = json_string_value(json_object_get(claims, "fid"));
-    bool ok = json_is_integer(exp) && json_integer_value(exp) > 0 &&
+    const char *cid = json_string_value(json_object_get(claims, "client_id"));
+    bool ok = cid && strlen(cid) < sizeof out->cid && json_is_integer(exp) && json_integer_value(exp) > 0 &&
               json_integer_value(exp) < INT64_MAX / 1000 && jti && strlen(jti) < sizeof out->jti &&
               tid && strlen(tid) < sizeof out->tid && (!fid || strlen(fid) < sizeof out->fid);
     if (ok) {
@@ -662,6 +667,7 @@ static bool access_checked(struct tk_app *app, const char *tok, struct vtoken *o
         snprintf(out->tid, sizeof out->tid, "%s", tid);
         snprintf(out->jti, sizeof out->jti, "%s", jti);
         snprintf(out->fid, sizeof out->fid, "%s", fid ? fid : "");
+        snprintf(out->cid, sizeof out->cid, "%s", cid);
         json_t *b = json_pack("{s:b}", "active", 1);
         static const char *const keep[] = {"scope", "client_id", "sub", "aud",
                                            "iss",   "exp",       "iat", "jti"};
@@ -778,6 +784,21 @@ void tk_h_oauth_introspect(struct tk_req *r)
                   !tk_revset_has(set, "jti", vt.jti, now) &&
                   !(vt.fid[0] && tk_revset_has(set, "family", vt.fid, now));
     tk_oauth_client_clear(&c);
+    if (active) {
+        /* the token's client must still be active: a disabled or deleted
+         * client's tokens, client_credentials ones included (no family to
+         * revoke), are inactive; from the client cache, no store read */
+        struct tk_oauth_client tc;
+        struct tk_err ce;
+        tk_err_clear(&ce);
+        tk_rc crc = tk_api_oauth_client_resolve(r, vt.cid, &tc, &ce);
+        if (crc == TK_EUNAVAIL && !strcmp(ce.code, "parked")) { /* replied, or re-run */
+            free(vt.body);
+            return;
+        }
+        active = crc == TK_OK && !strcmp(tc.status, "active") && !strcmp(tc.tenant_id, vt.tid);
+        if (crc == TK_OK) tk_oauth_client_clear(&tc);
+    }
     if (!active) {
         free(vt.body);
         reply_inactive(r);
