@@ -1164,6 +1164,26 @@ struct dcr {
     char remote[TK_ADDR_MAX];
 };
 
+/* Record a registration's event (kind oauth, outcome ok) in db's open
+ * transaction: the tenant is the client's, not a principal's. */
+static tk_rc dcr_event_in(struct tk_req *r, struct tk_db *db, const char *tenant,
+                          const char *action, const char *id, const char *message, json_t *det,
+                          struct tk_err *e)
+{
+    struct tk_event ev = {.tenant_id = tenant,
+                          .trace_id = r->request_id,
+                          .kind = "oauth",
+                          .source = "api",
+                          .action = action,
+                          .outcome = "ok",
+                          .subject_type = "oauth_client",
+                          .subject_id = id,
+                          .message = message,
+                          .detail = det,
+                          .latency_us = -1};
+    return tk_event_emit_in(db, &ev, e);
+}
+
 /* Record a refused registration (kind oauth, outcome denied), coalesced
  * per reason and address a minute. */
 static void dcr_refused(struct dcr *d, const char *action, const char *reason, const char *message)
@@ -1475,18 +1495,8 @@ void tk_h_oauth_register(struct tk_req *r)
         json_t *det = client_detail(o, NULL);
         json_object_set_new(det, "remote", json_string(d.remote));
         json_object_set_new(det, "mode", json_string(app->cfg->oauth_dcr));
-        struct tk_event ev = {.tenant_id = d.tenant,
-                              .trace_id = r->request_id,
-                              .kind = "oauth",
-                              .source = "api",
-                              .action = "register",
-                              .outcome = "ok",
-                              .subject_type = "oauth_client",
-                              .subject_id = id,
-                              .message = "OAuth client registered dynamically (RFC 7591)",
-                              .detail = det,
-                              .latency_us = -1};
-        rc = tk_event_emit_in(db, &ev, &e);
+        rc = dcr_event_in(r, db, d.tenant, "register", id,
+                          "OAuth client registered dynamically (RFC 7591)", det, &e);
         json_decref(det);
     }
     if (rc == TK_OK) rc = tk_db_commit(db, &e);
@@ -1618,18 +1628,8 @@ void tk_h_oauth_register_put(struct tk_req *r)
     }
     if (rc == TK_OK) {
         json_t *det = client_detail(o, NULL);
-        struct tk_event ev = {.tenant_id = d.tenant,
-                              .trace_id = r->request_id,
-                              .kind = "oauth",
-                              .source = "api",
-                              .action = "registration_update",
-                              .outcome = "ok",
-                              .subject_type = "oauth_client",
-                              .subject_id = id,
-                              .message = "OAuth client updated through RFC 7592",
-                              .detail = det,
-                              .latency_us = -1};
-        rc = tk_event_emit_in(db, &ev, &e);
+        rc = dcr_event_in(r, db, d.tenant, "registration_update", id,
+                          "OAuth client updated through RFC 7592", det, &e);
         json_decref(det);
     }
     if (rc == TK_OK) rc = tk_db_commit(db, &e);
@@ -1665,17 +1665,8 @@ void tk_h_oauth_register_delete(struct tk_req *r)
     if (rc == TK_OK) rc = revoke_grants(r, db, d.tenant, id, &e);
     if (rc == TK_OK) rc = tk_oauth_client_retire(db, d.tenant, id, &seq, &e);
     if (rc == TK_OK) {
-        struct tk_event ev = {.tenant_id = d.tenant,
-                              .trace_id = r->request_id,
-                              .kind = "oauth",
-                              .source = "api",
-                              .action = "registration_delete",
-                              .outcome = "ok",
-                              .subject_type = "oauth_client",
-                              .subject_id = id,
-                              .message = "OAuth client deleted through RFC 7592",
-                              .latency_us = -1};
-        rc = tk_event_emit_in(db, &ev, &e);
+        rc = dcr_event_in(r, db, d.tenant, "registration_delete", id,
+                          "OAuth client deleted through RFC 7592", NULL, &e);
     }
     if (rc == TK_OK) rc = tk_db_commit(db, &e);
     if (rc != TK_OK) {
