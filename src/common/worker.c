@@ -3,6 +3,7 @@
 #include "worker.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <string.h>
 
 void tk_mono_deadline(struct timespec *ts, int64_t ms)
@@ -23,6 +24,16 @@ void tk_cond_init_mono(pthread_cond_t *cv)
     pthread_condattr_destroy(&ca);
 }
 
+int tk_thread_create(pthread_t *tid, void *(*fn)(void *), void *arg)
+{
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    int r = pthread_create(tid, NULL, fn, arg);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    return r;
+}
+
 static void *trampoline(void *arg)
 {
     struct tk_worker *w = arg;
@@ -40,7 +51,7 @@ tk_rc tk_worker_start(struct tk_worker *w, const char *name, tk_worker_fn fn, vo
     w->stop = false;
     w->kick = false;
     atomic_store(&w->started, true); /* before the thread: it may kick itself */
-    int r = pthread_create(&w->thread, NULL, trampoline, w);
+    int r = tk_thread_create(&w->thread, trampoline, w);
     if (r != 0) {
         atomic_store(&w->started, false);
         pthread_cond_destroy(&w->cv);

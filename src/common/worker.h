@@ -46,6 +46,15 @@ void tk_mono_deadline(struct timespec *ts, int64_t ms);
 /* pthread_cond_init with the monotonic clock. */
 void tk_cond_init_mono(pthread_cond_t *cv);
 
+/* pthread_create with every signal blocked in the new thread, whatever the
+ * caller's mask: the stop signals belong to the main thread's sigwait. A
+ * thread started while the main thread takes SIGTERM with a handler (the
+ * store opening, serve.c) would otherwise keep SIGTERM unblocked, and once
+ * the disposition is back to default a SIGTERM delivered to that thread
+ * kills the process instead of stopping it. Every thread of tokend starts
+ * here. Returns pthread_create's result. */
+int tk_thread_create(pthread_t *tid, void *(*fn)(void *), void *arg);
+
 struct tk_worker;
 typedef void (*tk_worker_fn)(struct tk_worker *w, void *arg);
 

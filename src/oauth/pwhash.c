@@ -1,5 +1,6 @@
 /* pwhash.c: see pwhash.h. */
 #include "pwhash.h"
+#include "../common/worker.h"
 
 #include <argon2.h>
 #include <pthread.h>
@@ -121,7 +122,7 @@ struct tk_pwpool *tk_pwpool_new(int threads, int queue_max, const struct tk_pwha
     pool->queue_max = queue_max < 0 ? 0 : queue_max;
     pool->threads = threads < 1 ? 1 : threads > 64 ? 64 : threads;
     for (int i = 0; i < pool->threads; i++) {
-        if (pthread_create(&pool->tid[i], NULL, worker, pool) != 0) break;
+        if (tk_thread_create(&pool->tid[i], worker, pool) != 0) break;
         pool->started++;
     }
     if (!pool->started) {

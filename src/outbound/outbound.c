@@ -9,6 +9,7 @@
 #include "outbound.h"
 
 #include "../common/log.h"
+#include "../common/worker.h"
 #include "../common/metrics.h"
 
 #include <arpa/inet.h>
@@ -785,7 +786,7 @@ tk_rc tk_out_start(const struct tk_out_opts *o, struct tk_out **outp, struct tk_
     out->multi = curl_multi_init();
     if (!out->multi) tk_fatal("out of memory (curl_multi_init)");
     curl_multi_setopt(out->multi, CURLMOPT_MAXCONNECTS, (long)out->max_concurrent);
-    int err = pthread_create(&out->thread, NULL, run, out);
+    int err = tk_thread_create(&out->thread, run, out);
     if (err != 0) {
         curl_multi_cleanup(out->multi);
         free(out->ca_file);

@@ -18,6 +18,7 @@
 #include "connections.h"
 
 #include "../common/log.h"
+#include "../common/worker.h"
 #include "../events/events.h"
 
 #include <pthread.h>
@@ -975,7 +976,7 @@ tk_rc tk_conn_pool_start(const struct tk_refresh_ctx *ctx, int threads, struct t
     pthread_cond_init(&p->cv, NULL);
     p->threads = tk_calloc((size_t)threads, sizeof *p->threads);
     for (int i = 0; i < threads; i++) {
-        if (pthread_create(&p->threads[i], NULL, pool_main, p) != 0) {
+        if (tk_thread_create(&p->threads[i], pool_main, p) != 0) {
             p->nthreads = i;
             tk_conn_pool_stop(p);
             return tk_err_set(e, TK_EINTERNAL, "internal", "cannot start the refresh threads");

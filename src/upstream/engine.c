@@ -664,7 +664,7 @@ tk_rc tk_engine_start(struct tk_engine *g, const struct tk_refresh_ctx *ctx,
     g->nthreads = g->o.concurrency > 0 ? g->o.threads : 0;
     g->threads = tk_calloc((size_t)g->nthreads + 1, sizeof *g->threads);
     for (int i = 0; i < g->nthreads; i++)
-        if (pthread_create(&g->threads[i], NULL, refresh_thread, g) != 0) {
+        if (tk_thread_create(&g->threads[i], refresh_thread, g) != 0) {
             g->nthreads = i;
             tk_engine_stop(g, 0);
             return tk_err_set(e, TK_EINTERNAL, "internal", "cannot start a refresh thread");

@@ -7,6 +7,8 @@
 #include "../../src/common/worker.h"
 
 #include <errno.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <time.h>
 
@@ -142,4 +144,49 @@ void test_worker_stop_stuck(void)
     CHECK(tk_worker_stop(&stuck, 100)); /* no longer ours to stop */
     atomic_store(&release, 1);
     CHECK(wait_for(&stuck_returned, 1)); /* its wait said: stopping */
+}
+
+/* Every thread starts with every signal blocked, whatever its creator's
+ * mask: a thread made while the main thread took SIGTERM with a handler
+ * (serve.c, while the store opens) kept SIGTERM unblocked, and a SIGTERM
+ * the kernel gave that thread later killed the process (exit by signal,
+ * seen by CI as a stop with no exit code). */
+static void *mask_probe(void *arg)
+{
+    sigset_t *out = arg;
+    pthread_sigmask(SIG_BLOCK, NULL, out);
+    return NULL;
+}
+
+static void worker_mask_probe(struct tk_worker *w, void *arg)
+{
+    (void)w;
+    mask_probe(arg);
+}
+
+void test_worker_threads_block_signals(void)
+{
+    sigset_t none, old, got;
+    sigemptyset(&none);
+    pthread_sigmask(SIG_SETMASK, &none, &old); /* the creator takes every signal */
+    sigfillset(&got);
+    sigdelset(&got, SIGTERM);
+    pthread_t t;
+    CHECK(tk_thread_create(&t, mask_probe, &got) == 0);
+    pthread_join(t, NULL);
+    CHECK(sigismember(&got, SIGTERM) == 1);
+    CHECK(sigismember(&got, SIGINT) == 1);
+    CHECK(sigismember(&got, SIGHUP) == 1);
+    sigset_t now;
+    pthread_sigmask(SIG_BLOCK, NULL, &now);
+    CHECK(sigismember(&now, SIGTERM) == 0); /* the creator's mask is as it was */
+
+    sigset_t wgot;
+    sigemptyset(&wgot);
+    struct tk_worker w;
+    struct tk_err e;
+    CHECK(tk_worker_start(&w, "probe", worker_mask_probe, &wgot, &e) == TK_OK);
+    CHECK(tk_worker_stop(&w, 10000));
+    CHECK(sigismember(&wgot, SIGTERM) == 1);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
 }

@@ -368,6 +368,7 @@ static const struct unit_test tests[] = {
     T("worker/deadline", test_worker_deadline),
     T("worker/wait_kick_stop", test_worker_wait_kick_stop),
     T("worker/stop_stuck", test_worker_stop_stuck),
+    T("worker/threads_block_signals", test_worker_threads_block_signals),
 
     T("router/params", test_router_params),
     T("router/methods", test_router_methods),

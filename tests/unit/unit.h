@@ -364,6 +364,7 @@ void test_http_sse_parse(void);
 void test_worker_deadline(void);
 void test_worker_wait_kick_stop(void);
 void test_worker_stop_stuck(void);
+void test_worker_threads_block_signals(void);
 
 /* test_oauth_grants.c */
 void test_oauth_grants_pkce(void);
