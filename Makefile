@@ -28,6 +28,7 @@ SAN_FLAGS     := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
 LIB_SRC  := $(sort $(wildcard src/*/*.c))
 MIG_SQL  := $(sort $(wildcard src/store/migrations/*.sql))
 PROV_JSON := $(sort $(wildcard src/upstream/providers/*.json))
+ASSETS    := $(sort $(wildcard src/console/assets/*))
 MAIN_SRC := src/tokend.c
 UNIT_SRC := $(sort $(wildcard tests/unit/*.c))
 
@@ -55,13 +56,18 @@ build/gen/providers.c: $(PROV_JSON) scripts/embed-providers.sh
 	@mkdir -p $(dir $@)
 	scripts/embed-providers.sh $@ $(PROV_JSON)
 
+# ---- generated console assets (stylesheet, script) ----
+build/gen/console_assets.c: $(ASSETS) scripts/embed-assets.sh
+	@mkdir -p $(dir $@)
+	scripts/embed-assets.sh $@ $(ASSETS)
+
 # ---- release ----
 $(REL)/%.o: %.c
 	@mkdir -p $(dir $@)
 	@echo "  CC      $<"
 	@$(CC) $(CSTD) $(WARN) $(RELEASE_FLAGS) $(PKG_CFLAGS) -MMD -MP -c $< -o $@
 
-build/tokend: $(call objs,$(REL),$(LIB_SRC) $(MAIN_SRC) build/gen/migrations.c build/gen/providers.c)
+build/tokend: $(call objs,$(REL),$(LIB_SRC) $(MAIN_SRC) build/gen/migrations.c build/gen/providers.c build/gen/console_assets.c)
 	@echo "  LD      $@"
 	@$(CC) $(RELEASE_FLAGS) -o $@ $^ $(LIBS)
 
@@ -71,11 +77,11 @@ $(TST)/%.o: %.c
 	@echo "  CC(san) $<"
 	@$(CC) $(CSTD) $(WARN) $(SAN_FLAGS) -DTK_UNITTEST $(PKG_CFLAGS) -MMD -MP -c $< -o $@
 
-build/keyring-bench: $(call objs,$(REL),$(LIB_SRC) bench/keyring_bench.c build/gen/migrations.c build/gen/providers.c)
+build/keyring-bench: $(call objs,$(REL),$(LIB_SRC) bench/keyring_bench.c build/gen/migrations.c build/gen/providers.c build/gen/console_assets.c)
 	@echo "  LD      $@"
 	@$(CC) $(RELEASE_FLAGS) -o $@ $^ $(LIBS)
 
-build/events-bench: $(call objs,$(REL),$(LIB_SRC) bench/events_bench.c build/gen/migrations.c build/gen/providers.c)
+build/events-bench: $(call objs,$(REL),$(LIB_SRC) bench/events_bench.c build/gen/migrations.c build/gen/providers.c build/gen/console_assets.c)
 	@echo "  LD      $@"
 	@$(CC) $(RELEASE_FLAGS) -o $@ $^ $(LIBS)
 
@@ -85,11 +91,11 @@ build/bench-hello: bench/hello.c
 	@echo "  CC+LD   $@"
 	@$(CC) $(CSTD) $(WARN) $(RELEASE_FLAGS) $(PKG_CFLAGS) -o $@ $< $(PKG_LIBS)
 
-$(TST)/tokend: $(call objs,$(TST),$(LIB_SRC) $(MAIN_SRC) build/gen/migrations.c build/gen/providers.c)
+$(TST)/tokend: $(call objs,$(TST),$(LIB_SRC) $(MAIN_SRC) build/gen/migrations.c build/gen/providers.c build/gen/console_assets.c)
 	@echo "  LD      $@"
 	@$(CC) $(SAN_FLAGS) -o $@ $^ $(LIBS)
 
-$(TST)/unit: $(call objs,$(TST),$(LIB_SRC) $(UNIT_SRC) build/gen/migrations.c build/gen/providers.c)
+$(TST)/unit: $(call objs,$(TST),$(LIB_SRC) $(UNIT_SRC) build/gen/migrations.c build/gen/providers.c build/gen/console_assets.c)
 	@echo "  LD      $@"
 	@$(CC) $(SAN_FLAGS) -o $@ $^ $(LIBS)
 

@@ -362,6 +362,11 @@ tk_rc tk_api_route_allows(const struct tk_route *route, const struct tk_principa
                           const char *default_tenant, struct tk_err *e);
 /* GET /v1/sys/routes: the table with its declarations. */
 void tk_h_sys_routes(struct tk_req *r);
+/* A refused credential (e.rc TK_EAUTH) as the authenticate hook answers
+ * it: counted against the address's failure budget, recorded (coalesced),
+ * 401 with the reason (429 past the budget). The console's sign-in uses it
+ * (capturing the reply). */
+tk_rc tk_api_refuse(struct tk_req *r, struct tk_principal *p, struct tk_err e);
 /* Record an event for the request's principal and tenant (best effort). */
 void tk_api_event(struct tk_req *r, const char *kind, const char *action, const char *outcome,
                   const char *subject_type, const char *subject_id, const char *message,

@@ -1,6 +1,7 @@
 /* auth.c: the authenticate hook for /v1 routes, and the per-request store
  * connection. A refused operator token leaves an event with its reason. */
 #include "api.h"
+#include "../console/console.h"
 
 #include "../clients/clients.h"
 #include "../common/log.h"
@@ -420,6 +421,11 @@ static tk_rc kind_refusal(const struct tk_route *route, enum tk_principal_kind k
 
 static tk_rc refuse(struct tk_req *r, struct tk_principal *p, struct tk_err e);
 
+tk_rc tk_api_refuse(struct tk_req *r, struct tk_principal *p, struct tk_err e)
+{
+    return refuse(r, p, e);
+}
+
 /* A route that accepts client tokens, presented one (or nothing, or a
  * Bearer value that is no other kind): validated leniently (whitespace and
  * quotes around it are warnings), through the cache. The verdict is the
@@ -469,6 +475,8 @@ tk_rc tk_api_authenticate(struct tk_req *r)
 {
     struct tk_app *app = r->app;
     if (!tk_api_started(r)) return TK_EUNAVAIL;
+    /* the console's pages: a session cookie, refusals as pages */
+    if (r->route->kinds & TK_P_SESSION) return tk_console_authenticate(r);
     struct tk_principal *p = tk_pool_alloc(r->pool, sizeof *p);
     memset(p, 0, sizeof *p);
     struct tk_err e;

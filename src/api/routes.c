@@ -1,5 +1,6 @@
 /* routes.c: every route tokend answers, in one table. */
 #include "api.h"
+#include "../console/pages.h"
 
 /* Routes answered while sealed skip the gate: until start-up is done they
  * answer 503 starting here instead (the keyring and store are not ready). */
@@ -24,6 +25,10 @@ static void limited_init(struct tk_req *r)
 #define OPERATOR(role_) AUTH(TK_P_OPERATOR, role_)
 /* Client tokens (tkc_) have no role: their routes declare TK_ROLE_ANY. */
 #define CLIENT AUTH(TK_P_CLIENT, TK_ROLE_ANY)
+/* A console page (src/console/): a session cookie, the role it needs; its
+ * forms (POST) also carry the session's CSRF token, checked by the hook. */
+#define CONSOLE(role_) AUTH(TK_P_SESSION, role_)
+#define CONSOLE_FORM(role_) TK_ROUTE_AUTH | TK_ROUTE_FORM, .kinds = TK_P_SESSION, .role = (role_)
 /* A route anybody may call: no principal, no role. */
 #define PUBLIC(flags) (flags), .kinds = 0, .role = TK_ROLE_UNSET
 
@@ -132,6 +137,48 @@ static const struct tk_route routes[] = {
     {"GET", "/.well-known/oauth-authorization-server", tk_h_oauth_metadata,
      PUBLIC(TK_ROUTE_SEALED_OK)},
     {"GET", "/.well-known/openid-configuration", tk_h_oauth_metadata, PUBLIC(TK_ROUTE_SEALED_OK)},
+    /* the admin console (src/console/): pages over the /v1 routes above,
+     * each form doing what its /v1 route does under that route's rules */
+    {"GET", "/console", tk_h_console_home, PUBLIC(TK_ROUTE_SEALED_OK)},
+    {"GET", "/console/", tk_h_console_home, PUBLIC(TK_ROUTE_SEALED_OK)},
+    {"GET", "/console/assets/{name}", tk_h_console_asset, PUBLIC(TK_ROUTE_SEALED_OK)},
+    {"GET", "/console/login", tk_h_console_login_page, PUBLIC(0)},
+    {"POST", "/console/login", tk_h_console_login, PUBLIC(TK_ROUTE_FORM)},
+    {"POST", "/console/logout", tk_h_console_logout, CONSOLE_FORM(TK_ROLE_ANY)},
+    /* node (page_node.c) */
+    {"GET", "/console/node", tk_h_console_node, CONSOLE(TK_ROLE_ANY)},
+    {"GET", "/console/unseal", tk_h_console_unseal_page, PUBLIC(TK_ROUTE_SEALED_OK)},
+    {"POST", "/console/unseal", tk_h_console_unseal, PUBLIC(TK_ROUTE_SEALED_OK | TK_ROUTE_FORM)},
+    /* events (page_events.c) */
+    {"GET", "/console/events", tk_h_console_events, CONSOLE(TK_ROLE_ANY)},
+    {"GET", "/console/events/stream", tk_h_console_events_stream, CONSOLE(TK_ROLE_ANY)},
+    /* operator tokens and tenants (page_tokens.c) */
+    {"GET", "/console/tokens", tk_h_console_tokens, CONSOLE(TK_ROLE_ANY)},
+    {"POST", "/console/tokens", tk_h_console_tokens_create, CONSOLE_FORM(TK_ROLE_ADMIN)},
+    {"POST", "/console/tokens/{id}/revoke", tk_h_console_tokens_revoke, CONSOLE_FORM(TK_ROLE_ADMIN)},
+    {"GET", "/console/tenants", tk_h_console_tenants, CONSOLE(TK_ROLE_NODE_ADMIN)},
+    {"POST", "/console/tenants", tk_h_console_tenants_create, CONSOLE_FORM(TK_ROLE_NODE_ADMIN)},
+    /* connections (page_connections.c) */
+    {"GET", "/console/connections", tk_h_console_connections, CONSOLE(TK_ROLE_ANY)},
+    {"GET", "/console/connections/{id}", tk_h_console_connection, CONSOLE(TK_ROLE_ANY)},
+    {"POST", "/console/connections/{id}/refresh", tk_h_console_connection_refresh,
+     CONSOLE_FORM(TK_ROLE_WRITE)},
+    {"POST", "/console/connections/{id}/connect", tk_h_console_connection_connect,
+     CONSOLE_FORM(TK_ROLE_WRITE)},
+    /* clients and agents (page_clients.c) */
+    {"GET", "/console/clients", tk_h_console_clients, CONSOLE(TK_ROLE_ANY)},
+    {"GET", "/console/clients/{id}", tk_h_console_client, CONSOLE(TK_ROLE_ANY)},
+    {"POST", "/console/clients/{id}", tk_h_console_client_update, CONSOLE_FORM(TK_ROLE_WRITE)},
+    {"POST", "/console/clients/{id}/tokens/{token_id}/rotate", tk_h_console_client_token_rotate,
+     CONSOLE_FORM(TK_ROLE_WRITE)},
+    {"POST", "/console/clients/{id}/tokens/{token_id}/revoke", tk_h_console_client_token_revoke,
+     CONSOLE_FORM(TK_ROLE_WRITE)},
+    {"GET", "/console/agents", tk_h_console_agents, CONSOLE(TK_ROLE_ANY)},
+    /* OAuth (page_oauth.c) */
+    {"GET", "/console/oauth/clients", tk_h_console_oauth_clients, CONSOLE(TK_ROLE_ANY)},
+    {"GET", "/console/oauth/clients/{id}", tk_h_console_oauth_client, CONSOLE(TK_ROLE_ANY)},
+    {"GET", "/console/oauth/flows", tk_h_console_oauth_flows, CONSOLE(TK_ROLE_ANY)},
+    {"GET", "/console/oauth/flows/{id}", tk_h_console_oauth_flow, CONSOLE(TK_ROLE_ANY)},
 };
 
 const struct tk_route *tk_api_routes(size_t *n)

@@ -1,5 +1,6 @@
 /* serve.c: tokend serve, from start to a clean exit. */
 #include "api.h"
+#include "../console/console.h"
 
 #include "../common/log.h"
 #include "../events/events.h"
@@ -654,6 +655,10 @@ static void start_signals_interrupt(bool on)
 
 static tk_rc gate(struct tk_req *r)
 {
+    struct tk_app *app = r->app;
+    bool closed = !tk_api_started(r) || tk_keyring_sealed(app->keyring);
+    /* the console's pages: to the unseal page, not a JSON 503 */
+    if (closed && tk_console_gate_refused(r)) return TK_EUNAVAIL;
     if (!tk_api_started(r)) return TK_EUNAVAIL;
     return tk_api_gate(r);
 }

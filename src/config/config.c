@@ -195,6 +195,10 @@ static const struct setting settings[] = {
      "sibling instead of revoking its family (concurrent refreshes)"},
     {"oauth_code_ttl", C_INT, S(oauth_code_ttl), "60", 1, 600, NULL,
      "seconds an authorization code lives (RFC 6749 advises at most 600)"},
+    {"console_idle_timeout", C_INT, S(console_idle_timeout), "1800", 60, 86400, NULL,
+     "seconds without a request after which an admin console session ends"},
+    {"console_session_lifetime", C_INT, S(console_session_lifetime), "43200", 300, 2592000, NULL,
+     "seconds after sign-in at which an admin console session ends, in use or not"},
 };
 
 _Static_assert(TK_NELEM(settings) <= TK_NELEM(((struct tk_config *)0)->origins),

@@ -88,6 +88,8 @@ struct tk_config {
     int oauth_refresh_token_ttl; /* seconds a refresh token (tkr_) lives; 0: no expiry */
     int oauth_refresh_grace;     /* seconds a rotated refresh token may be reused */
     int oauth_code_ttl;          /* seconds an authorization code (tka_) lives */
+    int console_idle_timeout;     /* seconds without a request that end a console session */
+    int console_session_lifetime; /* seconds after sign-in that end a console session */
     char origins[128][80]; /* where each setting's value came from, by table index */
 };
 

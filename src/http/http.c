@@ -170,6 +170,12 @@ struct tk_req_internal {
     bool park_applied;      /* the parked request's answer is built */
     bool applying;          /* building it: tk_reply_* allowed again */
     struct tk_stream *stream; /* answered with a stream (the response's reference) */
+    /* tk_req_call: the view a called handler sees, and where its JSON goes */
+    bool view;                  /* query, Content-Type and body are the call's */
+    struct tk_form *view_query; /* the call's query (NULL: none) */
+    bool view_json;             /* the call has a JSON body */
+    tk_reply_hook hook;         /* one-shot: the next JSON reply goes here */
+    void *hook_arg;
 };
 
 static void park_sweep(struct tk_http *h);
@@ -196,6 +202,16 @@ void tk_reply_header(struct tk_req *r, const char *name, const char *value)
 void tk_reply_text(struct tk_req *r, int status, const char *ctype, const char *text, size_t len)
 {
     struct tk_req_internal *in = r->in;
+    if (in->hook && !in->replied && (!in->park || in->applying) &&
+        !strcmp(ctype, "application/json")) {
+        /* a called handler's reply (tk_req_call): to its hook, once */
+        tk_reply_hook hook = in->hook;
+        void *arg = in->hook_arg;
+        in->hook = NULL;
+        json_t *body = json_loadb(text, len, 0, NULL);
+        hook(r, status, body, arg);
+        return;
+    }
     if (in->replied || (in->park && !in->applying)) {
         tk_error("http: second reply to %s %s ignored (a handler bug)", r->method, r->path);
         return;
@@ -340,11 +356,14 @@ const char *tk_req_param(const struct tk_req *r, const char *name)
 
 const char *tk_req_query(const struct tk_req *r, const char *name)
 {
+    if (r->in->view) return r->in->view_query ? tk_form_get(r->in->view_query, name) : NULL;
     return MHD_lookup_connection_value(r->in->conn, MHD_GET_ARGUMENT_KIND, name);
 }
 
 const char *tk_req_header(const struct tk_req *r, const char *name)
 {
+    if (r->in->view && !strcasecmp(name, "Content-Type"))
+        return r->in->view_json ? "application/json" : NULL;
     return MHD_lookup_connection_value(r->in->conn, MHD_HEADER_KIND, name);
 }
 
@@ -374,7 +393,115 @@ static int count_values(const struct tk_req *r, enum MHD_ValueKind kind, const c
 
 int tk_req_query_count(const struct tk_req *r, const char *name)
 {
+    if (r->in->view) return tk_req_query(r, name) ? 1 : 0; /* a form has no duplicates */
     return count_values(r, MHD_GET_ARGUMENT_KIND, name, false);
+}
+
+void tk_req_capture(struct tk_req *r, tk_reply_hook hook, void *arg)
+{
+    r->in->hook = hook;
+    r->in->hook_arg = arg;
+}
+
+struct qs_ctx {
+    struct tk_buf *b;
+};
+
+static void qs_add(struct tk_buf *b, const char *s)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+            c == '-' || c == '_' || c == '.' || c == '~') {
+            tk_buf_add(b, s, 1);
+        } else {
+            char e[3] = {'%', hex[c >> 4], hex[c & 15]};
+            tk_buf_add(b, e, 3);
+        }
+    }
+}
+
+static enum MHD_Result qs_value(void *cls, enum MHD_ValueKind kind, const char *key,
+                                const char *value)
+{
+    (void)kind;
+    struct qs_ctx *c = cls;
+    if (!key) return MHD_YES;
+    if (c->b->len) tk_buf_addstr(c->b, "&");
+    qs_add(c->b, key);
+    tk_buf_addstr(c->b, "=");
+    if (value) qs_add(c->b, value);
+    return MHD_YES;
+}
+
+const char *tk_req_query_string(struct tk_req *r)
+{
+    if (r->in->view) return ""; /* a called handler has no query of its own to pass on */
+    struct tk_buf b;
+    tk_buf_init(&b, 16384);
+    struct qs_ctx c = {&b};
+    MHD_get_connection_values(r->in->conn, MHD_GET_ARGUMENT_KIND, qs_value, &c);
+    char *out = tk_pool_strdup(r->pool, b.data ? b.data : "");
+    tk_buf_free(&b);
+    return out;
+}
+
+tk_rc tk_req_call(struct tk_req *r, const struct tk_route *route, const char *const *params,
+                  const char *query, const char *json_body, tk_reply_hook hook, void *arg,
+                  struct tk_err *e)
+{
+    struct tk_req_internal *in = r->in;
+    if (in->replied || in->park || in->stream || in->hook)
+        return tk_err_set(e, TK_EINTERNAL, "internal", "tk_req_call on a request with a reply");
+    struct tk_form *q = NULL;
+    if (query && *query) {
+        q = tk_pool_alloc(r->pool, sizeof *q);
+        if (tk_form_parse(query, strlen(query), r->pool, q, e) != TK_OK) return e->rc;
+    }
+    int np = 0;
+    const char *names[TK_REQ_MAX_PARAMS], *values[TK_REQ_MAX_PARAMS];
+    for (; params && params[2 * np]; np++) {
+        if (np == TK_REQ_MAX_PARAMS)
+            return tk_err_set(e, TK_EINTERNAL, "internal", "tk_req_call: too many parameters");
+        names[np] = params[2 * np];
+        values[np] = params[2 * np + 1];
+    }
+    /* the request as the called route sees it; put back after a reply */
+    const struct tk_route *route0 = r->route;
+    const char *names0[TK_REQ_MAX_PARAMS], *values0[TK_REQ_MAX_PARAMS];
+    int np0 = r->nparams;
+    memcpy(names0, r->param_names, sizeof names0);
+    memcpy(values0, r->param_values, sizeof values0);
+    const char *body0 = r->body;
+    size_t len0 = r->body_len;
+    struct hdr *headers0 = in->headers; /* the called handler's headers are not ours */
+    r->route = route;
+    r->nparams = np;
+    memcpy(r->param_names, names, sizeof(names[0]) * (size_t)np);
+    memcpy(r->param_values, values, sizeof(values[0]) * (size_t)np);
+    r->body = json_body ? json_body : "";
+    r->body_len = json_body ? strlen(json_body) : 0;
+    in->view = true;
+    in->view_query = q;
+    in->view_json = json_body != NULL;
+    in->hook = hook;
+    in->hook_arg = arg;
+    route->handler(r);
+    if (in->park || in->stream) return TK_OK; /* its answer comes later, or streams */
+    if (in->hook) { /* replied other than JSON, or not at all */
+        in->hook = NULL;
+        if (!in->replied) hook(r, 500, NULL, arg);
+    }
+    in->view = false;
+    in->headers = headers0;
+    r->route = route0;
+    r->nparams = np0;
+    memcpy(r->param_names, names0, sizeof names0);
+    memcpy(r->param_values, values0, sizeof values0);
+    r->body = body0;
+    r->body_len = len0;
+    return TK_OK;
 }
 
 bool tk_req_query_unique(struct tk_req *r, const char *name)

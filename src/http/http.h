@@ -168,6 +168,31 @@ void tk_http_utf8_clean(char *s);
 
 /* Replies. Each request gets exactly one. tk_reply_json steals body. */
 void tk_reply_json(struct tk_req *r, int status, json_t *body);
+
+/* Run another route's handler on this request (the console shows the API
+ * this way: the same rules, the same answers). The handler sees route,
+ * params (name, value pairs, NULL-terminated; may be NULL), query (a
+ * urlencoded query string replacing the request's; NULL or "" for none) and
+ * json_body (a JSON text read with Content-Type application/json; NULL for
+ * no body). Its JSON reply (errors included) is not sent: it goes to
+ * hook(r, status, body, arg), once, with body owned by the hook (NULL when
+ * the handler replied something else or nothing: status 500). A handler
+ * that parks calls the hook when its answer comes (r is then the resumed
+ * request; the hook replies for real). The caller checks the route's
+ * principal and role rules first (tk_req_call does not authenticate). After
+ * a synchronous reply the request is put back as it was. Not for streams
+ * except as the request's last act. TK_EINTERNAL (e) if r has a reply. */
+/* The request's query re-encoded ("a=b&c=d", "" for none; at most 16 KiB),
+ * from the request's pool. */
+const char *tk_req_query_string(struct tk_req *r);
+typedef void (*tk_reply_hook)(struct tk_req *r, int status, json_t *body, void *arg);
+/* Send the request's next JSON reply to hook instead (once), without
+ * calling another route: to show a refusal the API layer builds as JSON in
+ * another form. hook NULL: stop capturing. */
+void tk_req_capture(struct tk_req *r, tk_reply_hook hook, void *arg);
+tk_rc tk_req_call(struct tk_req *r, const struct tk_route *route, const char *const *params,
+                  const char *query, const char *json_body, tk_reply_hook hook, void *arg,
+                  struct tk_err *e);
 void tk_reply_text(struct tk_req *r, int status, const char *content_type, const char *text,
                    size_t len);
 /* {"error": e->code, "message": e->msg, "field": e->field?} with the status of e->rc;

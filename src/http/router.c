@@ -17,6 +17,7 @@ struct proute {
     const struct tk_route *r;
     struct seg segs[TK_ROUTER_MAX_SEGMENTS];
     int nsegs;
+    bool exact; /* "/console/": a pattern with a trailing slash matches that path only */
 };
 
 struct tk_router {
@@ -60,6 +61,12 @@ tk_rc tk_router_new(const struct tk_route *routes, size_t n, struct tk_router **
     for (size_t i = 0; i < n; i++) {
         struct proute *pr = &rt->routes[i];
         pr->r = &routes[i];
+        size_t plen = strlen(routes[i].pattern);
+        if (plen > 1 && routes[i].pattern[plen - 1] == '/' && !strchr(routes[i].pattern, '{') &&
+            !strstr(routes[i].pattern, "//")) {
+            pr->exact = true;
+            continue;
+        }
         pr->nsegs = split(routes[i].pattern, pr->segs, TK_ROUTER_MAX_SEGMENTS, false);
         int nparams = 0;
         bool bad = false;
@@ -137,7 +144,7 @@ enum tk_router_result tk_router_match(const struct tk_router *rt, const char *me
     int bad_index = -1;
     for (size_t i = 0; i < rt->n; i++) {
         const struct proute *pr = &rt->routes[i];
-        int mr = matches(pr, segs, n, m);
+        int mr = pr->exact ? !strcmp(pr->r->pattern, path) : matches(pr, segs, n, m);
         if (mr == 0) continue;
         if (mr < 0) {
             if (bad_index < 0) bad_index = (int)i;

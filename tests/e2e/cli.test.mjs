@@ -85,6 +85,8 @@ const SETTINGS = [
   'oauth-refresh-token-ttl',
   'oauth-refresh-grace',
   'oauth-code-ttl',
+  'console-idle-timeout',
+  'console-session-lifetime',
 ];
 
 /** Lines of output that are JSON objects (every line must be). */

@@ -270,7 +270,6 @@ void test_router_bad_patterns(void)
     static const char *bad[] = {
         "v1/events",                                  /* no leading slash */
         "/v1//events",                                /* empty segment */
-        "/v1/events/",                                /* trailing slash */
         "",                                           /* empty */
         "/{a}/{b}/{c}/{d}/{e}",                       /* 5 parameters */
         "/1/2/3/4/5/6/7/8/9/10/11/12/13/14/15/16/17", /* 17 segments */
@@ -293,6 +292,27 @@ void test_router_bad_patterns(void)
         CHECK(rt == NULL);
     }
     tk_router_free(NULL);
+}
+
+/* A pattern with a trailing slash ("/console/") is one exact path: it
+ * matches itself only, never the path without the slash or below it. */
+void test_router_trailing_slash(void)
+{
+    struct tk_route r[2] = {{"GET", "/console/", h, .flags = 0}, {"GET", "/console", h, .flags = 0}};
+    struct tk_router *rt = NULL;
+    struct tk_err e;
+    struct tk_pool *pool = tk_pool_new();
+    struct tk_route_match m;
+    if (!CHECK_OK(tk_router_new(r, 2, &rt, &e), &e)) return;
+    CHECK_EQ_INT(tk_router_match(rt, "GET", "/console/", pool, &m), TK_ROUTE_OK);
+    CHECK_EQ_INT(m.index, 0);
+    CHECK_EQ_INT(tk_router_match(rt, "GET", "/console", pool, &m), TK_ROUTE_OK);
+    CHECK_EQ_INT(m.index, 1);
+    CHECK_EQ_INT(tk_router_match(rt, "GET", "/console/x", pool, &m), TK_ROUTE_NOT_FOUND);
+    CHECK_EQ_INT(tk_router_match(rt, "GET", "/console//", pool, &m), TK_ROUTE_NOT_FOUND);
+    CHECK_EQ_INT(tk_router_match(rt, "POST", "/console/", pool, &m), TK_ROUTE_BAD_METHOD);
+    tk_router_free(rt);
+    tk_pool_free(pool);
 }
 
 void test_router_tail(void)

@@ -117,18 +117,21 @@ void test_routes_walk(void)
                 if (rc != TK_EAUTH || strcmp(e.code, "kind_not_accepted"))
                     FAILF("%s %s: a %s it does not accept got rc %d", r->method, r->pattern,
                           tk_principal_kind_name(p.kind), (int)rc);
-                else if (!strstr(e.msg, (r->kinds & TK_P_OPERATOR) ? "operator tokens"
-                                                                   : "client tokens"))
+                else if (!strstr(e.msg, (r->kinds & TK_P_OPERATOR)  ? "operator tokens"
+                                        : (r->kinds & TK_P_SESSION) ? "sessions"
+                                                                    : "client tokens"))
                     FAILF("%s %s: the 401 does not name the kinds: %s", r->method, r->pattern,
                           e.msg);
             }
         }
         /* every role, in the default tenant and in another (routes of
          * client tokens only: the kind refuses operators first) */
-        for (int t = 0; t < 2 && (r->kinds & TK_P_OPERATOR); t++) {
+        for (int t = 0; t < 2 && (r->kinds & (TK_P_OPERATOR | TK_P_SESSION)); t++) {
             for (size_t j = 0; j < TK_NELEM(roles); j++) {
                 struct tk_principal p =
-                    principal(TK_PRINCIPAL_OPERATOR_TOKEN, t ? OTHER : DEF, roles[j]);
+                    principal((r->kinds & TK_P_OPERATOR) ? TK_PRINCIPAL_OPERATOR_TOKEN
+                                                         : TK_PRINCIPAL_SESSION,
+                              t ? OTHER : DEF, roles[j]);
                 tk_rc rc = tk_api_route_allows(r, &p, DEF, &e);
                 bool want = expect_role(r->role, roles[j], t == 0);
                 if (want && rc != TK_OK)

@@ -374,6 +374,7 @@ static const struct unit_test tests[] = {
     T("router/methods", test_router_methods),
     T("router/odd_paths", test_router_odd_paths),
     T("router/bad_patterns", test_router_bad_patterns),
+    T("router/trailing_slash", test_router_trailing_slash),
     T("router/tail", test_router_tail),
     T("http/form", test_http_form),
     T("http/cookie", test_http_cookie),

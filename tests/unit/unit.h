@@ -147,6 +147,7 @@ void test_router_params(void);
 void test_router_methods(void);
 void test_router_odd_paths(void);
 void test_router_bad_patterns(void);
+void test_router_trailing_slash(void);
 void test_router_tail(void);
 
 /* test_http_parse.c */

@@ -1,0 +1,13 @@
+/* page_events.c: STUB, replaced by its part of the console (issue 17). */
+#include "console.h"
+#include "pages.h"
+
+void tk_h_console_events(struct tk_req *r)
+{
+    tk_console_message(r, 501, "Not built yet", "This console page is not built yet.");
+}
+
+void tk_h_console_events_stream(struct tk_req *r)
+{
+    tk_console_message(r, 501, "Not built yet", "This console page is not built yet.");
+}

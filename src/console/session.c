@@ -1,0 +1,472 @@
+/* session.c: the console's sign-in, sessions, CSRF and sign-out, the gate's
+ * answer on /console/, the embedded assets. See console.h. */
+#include "console_internal.h"
+#include "pages.h"
+
+#include "../common/issued.h"
+#include "../common/log.h"
+#include "../events/events.h"
+#include "../http/hostcheck.h"
+#include "../http/parse.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+
+/* last_seen_at is written at most this often per session */
+#define SEEN_EVERY_MS 30000
+
+static bool secure(struct tk_req *r)
+{
+    struct tk_app *app = r->app;
+    return app->tls != NULL || !strncmp(app->public_url, "https://", 8);
+}
+
+static void set_session_cookie(struct tk_req *r, const char *value, long max_age)
+{
+    struct tk_cookie_opts o = {.path = "/console/",
+                               .max_age = max_age,
+                               .http_only = true,
+                               .secure = secure(r),
+                               .same_site = TK_SAMESITE_STRICT};
+    tk_reply_cookie(r, TK_CONSOLE_COOKIE, value, &o);
+}
+
+/* The session's CSRF value: a keyed hash of its secret, so it is bound to
+ * the session, stored nowhere and unknown to anyone without the cookie. */
+static tk_rc derive_csrf(struct tk_app *app, const char *token, char out[TK_CONSOLE_CSRF_LEN + 1],
+                         struct tk_err *e)
+{
+    char in[TK_ISSUED_MAX + 16], hash[TK_HASH_HEX];
+    int n = snprintf(in, sizeof in, "console-csrf:%s", token);
+    tk_rc rc = tk_keyring_hash(app->keyring, in, (size_t)n, hash, NULL, e);
+    tk_wipe(in, sizeof in);
+    if (rc != TK_OK) return rc;
+    memcpy(out, hash, TK_CONSOLE_CSRF_LEN);
+    out[TK_CONSOLE_CSRF_LEN] = '\0';
+    return TK_OK;
+}
+
+/* The pre-session CSRF value (login and unseal forms): the browser's cookie
+ * when well-formed, else a new one set on this reply. */
+void tk_console_precsrf(struct tk_req *r, char out[TK_CONSOLE_CSRF_LEN + 1])
+{
+    const char *c = tk_req_cookie(r, TK_CONSOLE_CSRF_COOKIE);
+    if (c && strlen(c) == TK_CONSOLE_CSRF_LEN && tk_cookie_value_ok(c)) {
+        memcpy(out, c, TK_CONSOLE_CSRF_LEN + 1);
+        return;
+    }
+    static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    unsigned char raw[TK_CONSOLE_CSRF_LEN];
+    tk_random(raw, sizeof raw);
+    for (int i = 0; i < TK_CONSOLE_CSRF_LEN; i++)
+        out[i] = b64[raw[i] & 63];
+    out[TK_CONSOLE_CSRF_LEN] = '\0';
+    struct tk_cookie_opts o = {.path = "/console/",
+                               .max_age = -1,
+                               .http_only = true,
+                               .secure = secure(r),
+                               .same_site = TK_SAMESITE_STRICT};
+    tk_reply_cookie(r, TK_CONSOLE_CSRF_COOKIE, out, &o);
+}
+
+/* A POST from another site's page (its Origin names another host). */
+static bool cross_site(struct tk_req *r)
+{
+    const char *o = tk_req_header(r, "Origin");
+    return o && strcmp(o, "null") != 0 && !tk_origin_same(o, tk_req_header(r, "Host"));
+}
+
+/* A form whose parse failed replied JSON: show it as a page instead. */
+static void form_error_hook(struct tk_req *r, int status, json_t *body, void *arg)
+{
+    (void)arg;
+    tk_console_error(r, status, body);
+    json_decref(body);
+}
+
+static struct tk_form *parse_form(struct tk_req *r)
+{
+    tk_req_capture(r, form_error_hook, NULL);
+    struct tk_form *f = tk_req_form(r);
+    tk_req_capture(r, NULL, NULL);
+    return f;
+}
+
+struct tk_form *tk_console_public_form(struct tk_req *r)
+{
+    return parse_form(r);
+}
+
+bool tk_console_precsrf_ok(struct tk_req *r, const struct tk_form *f)
+{
+    if (cross_site(r)) return false;
+    const char *c = tk_req_cookie(r, TK_CONSOLE_CSRF_COOKIE);
+    const char *v = tk_form_get(f, "csrf");
+    return c && v && strlen(c) == TK_CONSOLE_CSRF_LEN && strlen(v) == TK_CONSOLE_CSRF_LEN &&
+           tk_ct_equal(c, v, TK_CONSOLE_CSRF_LEN);
+}
+
+/* Where to go after signing in: a console path of ours, else the node page. */
+static const char *next_of(const char *next)
+{
+    if (!next || strncmp(next, "/console/", 9) != 0 || strstr(next, "//") || strchr(next, '\\') ||
+        strlen(next) > 512)
+        return "/console/node";
+    for (const char *s = next; *s; s++)
+        if ((unsigned char)*s < 0x21 || (unsigned char)*s >= 0x7f) return "/console/node";
+    return next;
+}
+
+static void to_login(struct tk_req *r, const char *why)
+{
+    char *loc;
+    if (!strcmp(r->method, "GET") && strcmp(r->path, "/console/events/stream") != 0)
+        loc = tk_pool_printf(r->pool, "/console/login?why=%s&next=%s", why,
+                             r->path); /* the path is ours: checked again when used */
+    else
+        loc = tk_pool_printf(r->pool, "/console/login?why=%s", why);
+    /* a path with characters a Location cannot hold goes to the plain page */
+    for (char *s = loc; *s; s++)
+        if ((unsigned char)*s < 0x21 || (unsigned char)*s >= 0x7f) {
+            loc = tk_pool_printf(r->pool, "/console/login?why=%s", why);
+            break;
+        }
+    tk_reply_redirect(r, 303, loc);
+}
+
+static void event(struct tk_req *r, const char *tenant, const char *action, const char *outcome,
+                  const char *token_id, const char *message, json_t *detail)
+{
+    struct tk_event ev = {
+        .tenant_id = tenant,
+        .trace_id = r->request_id,
+        .kind = "operator",
+        .source = "console",
+        .action = action,
+        .outcome = outcome,
+        .subject_type = "operator_token",
+        .subject_id = token_id && token_id[0] ? token_id : NULL,
+        .message = message,
+        .detail = detail,
+        .latency_us = -1,
+    };
+    struct tk_err e;
+    if (tk_event_post(&ev, &e) != TK_OK)
+        tk_warn("console: the %s event was not recorded: %s", action, e.msg);
+}
+
+tk_rc tk_console_authenticate(struct tk_req *r)
+{
+    struct tk_app *app = r->app;
+    const char *cookie = tk_req_cookie(r, TK_CONSOLE_COOKIE);
+    struct tk_err e;
+    if (!cookie || tk_issued_check(TK_KIND_CONSOLE_SESSION, cookie, strlen(cookie), &e) != TK_OK) {
+        to_login(r, "signin");
+        return TK_EAUTH;
+    }
+    struct tk_db *db = tk_api_db(r);
+    if (!db) return TK_EUNAVAIL; /* replied */
+    char hash[TK_HASH_HEX];
+    struct console_auth *a = tk_pool_alloc(r->pool, sizeof *a);
+    memset(a, 0, sizeof *a);
+    tk_rc rc = tk_keyring_hash(app->keyring, cookie, strlen(cookie), hash, NULL, &e);
+    struct tk_rows *rows = NULL;
+    if (rc == TK_OK)
+        rc = tk_db_exec(db,
+                        "SELECT s.id, s.tenant_id, s.operator_token_id, s.last_seen_at, "
+                        "s.expires_at, s.ended_at, o.name, o.role, o.revoked_at, o.expires_at "
+                        "FROM console_sessions s JOIN operator_tokens o ON o.id = "
+                        "s.operator_token_id WHERE s.token_hash = ?",
+                        TK_ARGS(TK_TEXT(hash)), &rows, &e);
+    if (rc != TK_OK) {
+        tk_console_message(r, tk_rc_status(rc), "Not available",
+                           "The console cannot check your session now; try again shortly.");
+        return rc;
+    }
+    int64_t now = tk_now_ms();
+    const char *why = NULL;
+    if (tk_rows_count(rows) != 1)
+        why = "unknown";
+    else if (!tk_rows_null(rows, 0, 5))
+        why = "signed_out";
+    else if (tk_rows_int(rows, 0, 4) <= now)
+        why = "expired";
+    else if (now - tk_rows_int(rows, 0, 3) > (int64_t)app->cfg->console_idle_timeout * 1000)
+        why = "idle";
+    else if (!tk_rows_null(rows, 0, 8))
+        why = "revoked";
+    else if (!tk_rows_null(rows, 0, 9) && tk_rows_int(rows, 0, 9) <= now)
+        why = "token_expired";
+    if (!why) {
+        snprintf(a->session_id, sizeof a->session_id, "%s", tk_rows_text(rows, 0, 0));
+        snprintf(a->p.tenant_id, sizeof a->p.tenant_id, "%s", tk_rows_text(rows, 0, 1));
+        snprintf(a->p.id, sizeof a->p.id, "%s", tk_rows_text(rows, 0, 2));
+        snprintf(a->p.name, sizeof a->p.name, "%s", tk_rows_text(rows, 0, 6));
+        snprintf(a->p.role, sizeof a->p.role, "%s", tk_rows_text(rows, 0, 7));
+        a->p.kind = TK_PRINCIPAL_SESSION;
+    }
+    bool seen = !why && now - tk_rows_int(rows, 0, 3) > SEEN_EVERY_MS;
+    bool end_idle = why && !strcmp(why, "idle");
+    tk_rows_free(rows);
+    if (why) {
+        if (end_idle) /* best effort: the row says why it ended */
+            tk_db_exec(db, "UPDATE console_sessions SET ended_at = ? WHERE token_hash = ? AND "
+                           "ended_at IS NULL",
+                       TK_ARGS(TK_INT(now), TK_TEXT(hash)), NULL, &e);
+        set_session_cookie(r, "", 0);
+        to_login(r, why);
+        return TK_EAUTH;
+    }
+    if (seen &&
+        tk_db_exec(db, "UPDATE console_sessions SET last_seen_at = ? WHERE id = ?",
+                   TK_ARGS(TK_INT(now), TK_TEXT(a->session_id)), NULL, &e) != TK_OK)
+        tk_warn("console: last_seen_at of session %s not written: %s", a->session_id, e.msg);
+    if (derive_csrf(app, cookie, a->csrf, &e) != TK_OK) {
+        tk_console_message(r, 503, "Not available", e.msg);
+        return TK_EUNAVAIL;
+    }
+    r->principal = a;
+    rc = tk_api_route_allows(r->route, &a->p, app->default_tenant, &e);
+    if (rc != TK_OK) {
+        json_t *err = json_pack("{s:s, s:s}", "error", e.code, "message", e.msg);
+        tk_console_error(r, tk_rc_status(rc), err);
+        json_decref(err);
+        return rc;
+    }
+    /* from here the session acts as its operator token (events, /v1 rules) */
+    a->p.kind = TK_PRINCIPAL_OPERATOR_TOKEN;
+    if (strcmp(r->method, "GET") != 0) {
+        struct tk_form *f = parse_form(r);
+        if (!f) return TK_EINVAL; /* replied */
+        const char *v = tk_form_get(f, "csrf");
+        if (cross_site(r) || !v || strlen(v) != TK_CONSOLE_CSRF_LEN ||
+            !tk_ct_equal(v, a->csrf, TK_CONSOLE_CSRF_LEN)) {
+            tk_console_message(r, 403, "Not allowed",
+                               "This form was not sent from this console page (its CSRF token "
+                               "is missing or does not match your session). Reload the page "
+                               "and try again.");
+            return TK_EFORBIDDEN;
+        }
+        a->form = f;
+    }
+    return TK_OK;
+}
+
+bool tk_console_gate_refused(struct tk_req *r)
+{
+    struct tk_app *app = r->app;
+    if (strncmp(r->path, "/console/", 9) != 0) return false;
+    if (tk_api_started(r) && app->keyring && tk_keyring_sealed(app->keyring)) {
+        tk_reply_redirect(r, 303, "/console/unseal");
+        return true;
+    }
+    tk_reply_header(r, "Retry-After", "1");
+    tk_console_message(r, 503, "Not available", "The node is starting; reload in a moment.");
+    return true;
+}
+
+/* ---- sign-in ---- */
+
+static const char *why_sentence(const char *why)
+{
+    static const struct {
+        const char *code, *text;
+    } m[] = {
+        {"signin", "Sign in to continue."},
+        {"signed_out", "You signed out."},
+        {"expired", "Your session reached its lifetime (console_session_lifetime); sign in again."},
+        {"idle", "Your session ended after a time without use (console_idle_timeout); sign in again."},
+        {"revoked", "The operator token of your session was revoked."},
+        {"token_expired", "The operator token of your session expired."},
+        {"unknown", "Your session is not known here (it was ended, or the node was reset)."},
+    };
+    for (size_t i = 0; why && i < TK_NELEM(m); i++)
+        if (!strcmp(why, m[i].code)) return m[i].text;
+    return NULL;
+}
+
+static void login_form(struct tk_req *r, int status, const char *error, const char *next)
+{
+    char csrf[TK_CONSOLE_CSRF_LEN + 1];
+    tk_console_precsrf(r, csrf);
+    struct tk_cpage pg;
+    tk_cpage_begin(&pg, r, NULL, "Sign in");
+    const char *why = why_sentence(tk_req_query(r, "why"));
+    if (error)
+        tk_htmlf(&pg, "<p class=\"error\" id=\"login-error\">%s</p>", error);
+    else if (why)
+        tk_htmlf(&pg, "<p class=\"notice\">%s</p>", why);
+    tk_htmlf(&pg,
+             "<form method=\"post\" action=\"/console/login\" class=\"login\">"
+             "<input type=\"hidden\" name=\"csrf\" value=\"%s\">"
+             "<input type=\"hidden\" name=\"next\" value=\"%s\">"
+             "<label for=\"token\">Operator token</label>"
+             "<input type=\"password\" id=\"token\" name=\"token\" autocomplete=\"off\" "
+             "placeholder=\"tko_…\" required>"
+             "<button type=\"submit\">Sign in</button></form>"
+             "<p class=\"muted\">The token is exchanged for a session cookie and not kept in the "
+             "browser. Make one with <code>tokend operator-tokens create</code>; with "
+             "<code>--dev</code> the root token is in the data dir's <code>root-token</code>.</p>",
+             csrf, next_of(next));
+    tk_cpage_end(&pg, status);
+}
+
+void tk_h_console_login_page(struct tk_req *r)
+{
+    login_form(r, 200, NULL, tk_req_query(r, "next"));
+}
+
+struct login_refusal {
+    char msg[300];
+    int status;
+};
+
+static void refusal_hook(struct tk_req *r, int status, json_t *body, void *arg)
+{
+    (void)r;
+    struct login_refusal *l = arg;
+    l->status = status;
+    snprintf(l->msg, sizeof l->msg, "%s", tk_jstr(body, "message"));
+    json_decref(body);
+}
+
+void tk_h_console_login(struct tk_req *r)
+{
+    struct tk_app *app = r->app;
+    struct tk_form *f = parse_form(r);
+    if (!f) return;
+    const char *next = tk_form_get(f, "next");
+    if (!tk_console_precsrf_ok(r, f)) {
+        login_form(r, 403, "The sign-in form was stale or sent from another site. Try again.",
+                   next);
+        return;
+    }
+    const char *tok = tk_form_get(f, "token");
+    if (!tok) tok = "";
+    while (*tok == ' ' || *tok == '\t' || *tok == '\n' || *tok == '\r') tok++;
+    size_t len = strlen(tok);
+    while (len && (tok[len - 1] == ' ' || tok[len - 1] == '\t' || tok[len - 1] == '\n' ||
+                   tok[len - 1] == '\r'))
+        len--;
+    struct tk_principal *p = tk_pool_alloc(r->pool, sizeof *p);
+    memset(p, 0, sizeof *p);
+    struct tk_err e;
+    tk_err_clear(&e);
+    tk_rc rc;
+    if (len == 0) {
+        rc = tk_err_set(&e, TK_EAUTH, "missing", "no operator token was given");
+    } else if (tk_issued_check(TK_KIND_OPERATOR, tok, len, &e) != TK_OK) {
+        rc = TK_EAUTH;
+    } else {
+        struct login_refusal busy = {.status = 0};
+        tk_req_capture(r, refusal_hook, &busy);
+        rc = tk_api_issued_lookup(r, TK_PRINCIPAL_OPERATOR_TOKEN, tok, len, p, &e);
+        tk_req_capture(r, NULL, NULL);
+        if (rc != TK_OK && rc != TK_EAUTH) {
+            login_form(r, busy.status ? busy.status : 503,
+                       busy.msg[0] ? busy.msg : "The node cannot check tokens now.", next);
+            return;
+        }
+    }
+    if (rc != TK_OK) {
+        /* the API's refusal: counted against the address, recorded */
+        struct login_refusal l = {.status = 401};
+        tk_req_capture(r, refusal_hook, &l);
+        tk_api_refuse(r, p, e);
+        tk_req_capture(r, NULL, NULL);
+        login_form(r, l.status, l.status == 429 ? l.msg : "That operator token was not accepted.",
+                   next);
+        return;
+    }
+    struct tk_db *db = tk_api_db(r);
+    if (!db) return;
+    char token[TK_ISSUED_MAX], hash[TK_HASH_HEX], kid[17], id[TK_UUID_LEN + 1], addr[TK_ADDR_MAX];
+    tk_issued_new(TK_KIND_CONSOLE_SESSION, token);
+    tk_uuid7(id);
+    tk_req_remote(r, addr, sizeof addr);
+    int64_t now = tk_now_ms();
+    rc = tk_keyring_hash(app->keyring, token, strlen(token), hash, kid, &e);
+    if (rc == TK_OK)
+        rc = tk_db_exec(db,
+                        "INSERT INTO console_sessions (id, tenant_id, operator_token_id, "
+                        "token_hash, hash_key, created_at, last_seen_at, expires_at, "
+                        "remote_addr) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        TK_ARGS(TK_TEXT(id), TK_TEXT(p->tenant_id), TK_TEXT(p->id),
+                                TK_TEXT(hash), TK_TEXT(kid), TK_INT(now), TK_INT(now),
+                                TK_INT(now + (int64_t)app->cfg->console_session_lifetime * 1000),
+                                TK_TEXT(addr)),
+                        NULL, &e);
+    if (rc != TK_OK) {
+        tk_wipe(token, sizeof token);
+        login_form(r, tk_rc_status(rc), "The session could not be stored; try again.", next);
+        return;
+    }
+    json_t *d = json_pack("{s:s, s:s}", "session_id", id, "remote", addr);
+    event(r, p->tenant_id, "console_sign_in", "success", p->id,
+          "signed in to the console", d);
+    json_decref(d);
+    set_session_cookie(r, token, app->cfg->console_session_lifetime);
+    tk_wipe(token, sizeof token);
+    tk_reply_redirect(r, 303, next_of(next));
+}
+
+void tk_h_console_logout(struct tk_req *r)
+{
+    const struct tk_principal *p = tk_console_principal(r);
+    struct console_auth *a = (struct console_auth *)p;
+    struct tk_db *db = tk_api_db(r);
+    struct tk_err e;
+    if (!db) return;
+    if (tk_db_exec(db, "UPDATE console_sessions SET ended_at = ? WHERE id = ? AND ended_at IS NULL",
+                   TK_ARGS(TK_INT(tk_now_ms()), TK_TEXT(a->session_id)), NULL, &e) != TK_OK) {
+        tk_console_message(r, tk_rc_status(e.rc), "Not signed out",
+                           "The session could not be ended now; try again.");
+        return;
+    }
+    json_t *d = json_pack("{s:s}", "session_id", a->session_id);
+    event(r, p->tenant_id, "console_sign_out", "success", p->id, "signed out of the console", d);
+    json_decref(d);
+    set_session_cookie(r, "", 0);
+    tk_reply_redirect(r, 303, "/console/login?why=signed_out");
+}
+
+void tk_h_console_home(struct tk_req *r)
+{
+    struct tk_app *app = r->app;
+    if (tk_api_started(r) && app->keyring && tk_keyring_sealed(app->keyring))
+        tk_reply_redirect(r, 303, "/console/unseal");
+    else
+        tk_reply_redirect(r, 303, "/console/node");
+}
+
+/* ---- assets (embedded at build time: scripts/embed-assets.sh) ---- */
+
+struct tk_console_asset {
+    const char *name;
+    const char *data;
+    size_t len;
+};
+extern const struct tk_console_asset tk_console_assets[];
+extern const int tk_console_assets_count;
+
+void tk_h_console_asset(struct tk_req *r)
+{
+    const char *name = tk_req_param(r, "name");
+    for (int i = 0; name && i < tk_console_assets_count; i++) {
+        const struct tk_console_asset *a = &tk_console_assets[i];
+        if (strcmp(a->name, name) != 0) continue;
+        size_t n = strlen(a->name);
+        const char *ct = n > 4 && !strcmp(a->name + n - 4, ".css") ? "text/css; charset=utf-8"
+                         : n > 3 && !strcmp(a->name + n - 3, ".js")
+                             ? "text/javascript; charset=utf-8"
+                             : "application/octet-stream";
+        tk_reply_header(r, "Cache-Control", "private, max-age=300");
+        tk_reply_text(r, 200, ct, a->data, a->len);
+        return;
+    }
+    struct tk_err e;
+    tk_err_set(&e, TK_ENOTFOUND, "not_found", "no such console asset");
+    tk_reply_error(r, &e, NULL);
+}
