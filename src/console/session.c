@@ -358,7 +358,7 @@ void tk_h_console_login(struct tk_req *r)
     if (len == 0) {
         rc = tk_err_set(&e, TK_EAUTH, "missing", "no operator token was given");
     } else if (tk_issued_check(TK_KIND_OPERATOR, tok, len, &e) != TK_OK) {
-        rc = TK_EAUTH;
+        rc = e.rc = TK_EAUTH; /* refused as the API refuses a malformed token */
     } else {
         struct login_refusal busy = {.status = 0};
         tk_req_capture(r, refusal_hook, &busy);
