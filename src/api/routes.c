@@ -33,9 +33,9 @@ static void limited_init(struct tk_req *r)
 #define PUBLIC(flags) (flags), .kinds = 0, .role = TK_ROLE_UNSET
 
 static const struct tk_route routes[] = {
-    {"GET", "/health", tk_h_health, PUBLIC(TK_ROUTE_SEALED_OK)},
-    {"GET", "/ready", tk_h_ready, PUBLIC(TK_ROUTE_SEALED_OK)},
-    {"GET", "/metrics", tk_h_metrics, PUBLIC(TK_ROUTE_SEALED_OK)},
+    {"GET", "/health", tk_h_health, PUBLIC(TK_ROUTE_SEALED_OK | TK_ROUTE_INLINE)},
+    {"GET", "/ready", tk_h_ready, PUBLIC(TK_ROUTE_SEALED_OK | TK_ROUTE_INLINE)},
+    {"GET", "/metrics", tk_h_metrics, PUBLIC(TK_ROUTE_SEALED_OK | TK_ROUTE_INLINE)},
     {"POST", "/v1/sys/init", limited_init, PUBLIC(TK_ROUTE_SEALED_OK)},
     {"POST", "/v1/sys/unseal", started_tk_h_sys_unseal, PUBLIC(TK_ROUTE_SEALED_OK)},
     {"GET", "/v1/sys/seal-status", started_tk_h_sys_seal_status, PUBLIC(TK_ROUTE_SEALED_OK)},

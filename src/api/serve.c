@@ -774,6 +774,7 @@ int tk_serve(const struct tk_config *cfg)
         struct tk_http_opts ho = {
             .listen = cfg->listen,
             .threads = cfg->threads,
+            .handler_threads = cfg->handler_threads,
             .max_body = (size_t)cfg->max_body,
             .max_header = (size_t)cfg->max_header,
             .max_connections = cfg->max_connections,

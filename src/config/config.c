@@ -41,6 +41,8 @@ static const struct setting settings[] = {
     {"events_timeout", C_INT, S(events_timeout), "5", 1, 300, NULL,
      "seconds a request waits for its audit event's group commit (503 events_timeout after)"},
     {"threads", C_INT, S(threads), "2", 1, 64, NULL, "HTTP worker threads"},
+    {"handler_threads", C_INT, S(handler_threads), "0", 0, 256, NULL,
+     "threads that run route handlers (store work) off the HTTP threads; 0: store_pool - 2"},
     {"store_pool", C_INT, S(store_pool), "8", 1, 256, NULL,
      "database connections kept open by this node"},
     {"max_body", C_INT, S(max_body), "1048576", 1024, 64 << 20, NULL,
@@ -439,6 +441,10 @@ tk_rc tk_config_validate(struct tk_config *c, struct tk_err *e)
         /* every HTTP thread may hold one connection, background work needs one more */
         c->store_pool = c->threads + 2;
     }
+    /* handlers run on the handler threads: each may hold one connection, and
+     * background work (the store probe that /ready reads among it) keeps two */
+    if (c->handler_threads == 0) c->handler_threads = c->store_pool - 2;
+    if (c->store_pool < c->handler_threads + 2) c->store_pool = c->handler_threads + 2;
     return TK_OK;
 }
 

@@ -19,6 +19,7 @@ struct tk_config {
     int events_queue;    /* events waiting for the event writer at most */
     int events_timeout;  /* seconds tk_event_emit waits for its batch's commit */
     int threads;         /* HTTP worker threads */
+    int handler_threads; /* threads running route handlers off the HTTP threads */
     int store_pool;      /* connections in the store pool */
     int64_t max_body;    /* bytes */
     int64_t max_header;  /* bytes of request line + headers per connection */

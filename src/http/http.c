@@ -143,6 +143,15 @@ struct tk_http {
     uint64_t log_left_out[NSTATUS];
     struct hub *hub;
     bool quiesced; /* the listen socket is ours again (closed in http_free) */
+    /* the handler pool (see its section): requests whose app code runs off
+     * the HTTP threads, in a FIFO under pmu */
+    pthread_mutex_t pmu;
+    pthread_cond_t pcond;
+    struct tk_req *qhead, *qtail;
+    bool pstopping; /* tk_http_stop: no more jobs taken; the queue is answered */
+    int nhandlers;
+    pthread_t *handlers;
+    atomic_int pqueued, prunning;
 };
 
 struct hdr {
@@ -176,12 +185,23 @@ struct tk_req_internal {
     bool view_json;             /* the call has a JSON body */
     tk_reply_hook hook;         /* one-shot: the next JSON reply goes here */
     void *hook_arg;
+    /* the handler pool: the queue's link, what to do, and "done: queue the
+     * reply" for the access handler called again after the resume */
+    struct tk_req *off_next;
+    int off_what;
+    bool off_done;
 };
 
 static void park_sweep(struct tk_http *h);
 static void park_stop_all(struct tk_http *h);
-static bool park_after_handler(struct tk_req *r);
+static bool park_after_handler(struct tk_req *r, bool suspend);
 static bool park_reentry(struct tk_http *h, struct tk_req *r);
+enum { OFF_DISPATCH, OFF_APPLY }; /* what a handler thread does with a request */
+static bool offload(struct tk_http *h, struct tk_req *r, int what);
+static void reply_stopping(struct tk_req *r);
+static tk_rc pool_start(struct tk_http *h, struct tk_err *e);
+static void pool_stop(struct tk_http *h);
+static tk_rc pool_metrics_register(struct tk_http *h, struct tk_metrics *reg, struct tk_err *e);
 static void park_request_done(struct tk_req *r);
 static void streams_stop_all(struct tk_http *h);
 static struct hub *hub_new(size_t stream_buffer, int max_streams, int max_parked);
@@ -727,7 +747,8 @@ static tk_rc metrics_register(struct tk_http *h, struct tk_metrics *reg, struct 
     free(methods);
     free(patterns);
     if (!h->m_inflight) return e ? e->rc : TK_EINVAL;
-    return park_metrics_register(h, reg, e);
+    tk_rc rc = park_metrics_register(h, reg, e);
+    return rc == TK_OK ? pool_metrics_register(h, reg, e) : rc;
 }
 
 void tk_http_metrics(struct tk_http *h, struct tk_buf *out)
@@ -844,7 +865,10 @@ static bool refuse_cross_site(struct tk_req *r)
     return false;
 }
 
-static void dispatch_route(struct tk_http *h, struct tk_req *r)
+/* Match r's route and apply the cross-site rules: true if a handler is to
+ * run; false when refused (the reply is built). Never waits: on the HTTP
+ * thread. */
+static bool route_request(struct tk_http *h, struct tk_req *r)
 {
     struct tk_err e;
     struct tk_route_match m;
@@ -853,7 +877,7 @@ static void dispatch_route(struct tk_http *h, struct tk_req *r)
         r->in->refused = true;
         tk_err_set(&e, TK_ENOTFOUND, "not_found", "no route for %.20s %.200s", r->method, r->path);
         tk_reply_error(r, &e, NULL);
-        return;
+        return false;
     }
     if (rr == TK_ROUTE_BAD_PATH) {
         r->in->refused = true;
@@ -864,7 +888,7 @@ static void dispatch_route(struct tk_http *h, struct tk_req *r)
         json_t *extra = json_pack("{s:i}", "segment", m.bad_segment);
         tk_reply_error(r, &e, extra);
         json_decref(extra);
-        return;
+        return false;
     }
     if (rr == TK_ROUTE_BAD_METHOD) {
         r->in->refused = true;
@@ -873,7 +897,7 @@ static void dispatch_route(struct tk_http *h, struct tk_req *r)
         tk_err_set(&e, TK_EMETHOD, "method_not_allowed", "%.20s is not allowed on %s; allowed: %s",
                    r->method, h->o.routes[m.index].pattern, m.allow);
         tk_reply_error(r, &e, NULL);
-        return;
+        return false;
     }
     r->route = &h->o.routes[m.index];
     r->in->route_index = m.index;
@@ -884,8 +908,17 @@ static void dispatch_route(struct tk_http *h, struct tk_req *r)
     }
     if (!strncmp(r->path, "/v1/", 4) && refuse_cross_site(r)) {
         r->in->refused = true;
-        return;
+        return false;
     }
+    return true;
+}
+
+/* The gate, the authenticate hook and the handler of the matched route:
+ * the app's code, which may wait (the store); on a handler thread unless
+ * the route is TK_ROUTE_INLINE. */
+static void run_route(struct tk_http *h, struct tk_req *r)
+{
+    struct tk_err e;
     if (!(r->route->flags & TK_ROUTE_SEALED_OK) && h->o.gate && h->o.gate(r) != TK_OK) {
         if (!r->in->replied) {
             tk_err_set(&e, TK_EUNAVAIL, "unavailable", "not available now");
@@ -909,11 +942,6 @@ static void dispatch_route(struct tk_http *h, struct tk_req *r)
     }
 }
 
-static void dispatch(struct tk_http *h, struct tk_req *r)
-{
-    dispatch_route(h, r);
-    finish_once(h, r);
-}
 
 /* Responses may carry a secret shown once (a new token, unseal shares):
  * wipe every response body when libmicrohttpd is done with it. */
@@ -1137,6 +1165,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         return MHD_YES;
     }
     struct conn *cs = r->in->cs;
+    if (r->in->off_done && *data_size == 0) { /* resumed by a handler thread: reply built */
+        r->in->off_done = false;
+        return queue(r);
+    }
     if (r->in->park && !r->in->park_applied && *data_size == 0) { /* resumed */
         if (!park_reentry(h, r)) return MHD_YES;
         return queue(r);
@@ -1164,8 +1196,19 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     }
     r->body = r->in->body.data ? r->in->body.data : "";
     r->body_len = r->in->body.len;
-    dispatch(h, r);
-    if (r->in->park && !park_after_handler(r)) return MHD_YES; /* suspended */
+    if (!route_request(h, r)) {
+        finish_once(h, r);
+        return queue(r);
+    }
+    if (!(r->route->flags & TK_ROUTE_INLINE)) {
+        if (offload(h, r, OFF_DISPATCH)) return MHD_YES; /* suspended until its reply */
+        reply_stopping(r);                                /* the pool has stopped */
+        finish_once(h, r);
+        return queue(r);
+    }
+    run_route(h, r);
+    finish_once(h, r);
+    if (r->in->park && !park_after_handler(r, true)) return MHD_YES; /* suspended */
     return queue(r);
 }
 
@@ -1689,6 +1732,9 @@ static void http_free(struct tk_http *h)
     tk_metrics_free(h->own_metrics);
     pthread_mutex_destroy(&h->mu);
     pthread_mutex_destroy(&h->logmu);
+    pthread_mutex_destroy(&h->pmu);
+    pthread_cond_destroy(&h->pcond);
+    free(h->handlers);
     hub_unref(h->hub);
     free(h);
 }
@@ -1701,6 +1747,10 @@ tk_rc tk_http_start(const struct tk_http_opts *o, struct tk_http **out, struct t
     h->fd = -1;
     pthread_mutex_init(&h->mu, NULL);
     pthread_mutex_init(&h->logmu, NULL);
+    pthread_mutex_init(&h->pmu, NULL);
+    pthread_cond_init(&h->pcond, NULL);
+    atomic_init(&h->pqueued, 0);
+    atomic_init(&h->prunning, 0);
     h->hub = hub_new(o->stream_buffer ? o->stream_buffer : 1u << 20,
                      o->max_streams > 0 ? o->max_streams : 64,
                      o->max_parked > 0 ? o->max_parked : 1024);
@@ -1738,7 +1788,9 @@ tk_rc tk_http_start(const struct tk_http_opts *o, struct tk_http **out, struct t
         if (!o->metrics) h->own_metrics = tk_metrics_new();
         rc = metrics_register(h, o->metrics ? o->metrics : h->own_metrics, e);
     }
+    if (rc == TK_OK) rc = pool_start(h, e);
     if (rc != TK_OK) {
+        pool_stop(h);
         http_free(h);
         return rc;
     }
@@ -1762,6 +1814,7 @@ tk_rc tk_http_start(const struct tk_http_opts *o, struct tk_http **out, struct t
         on_connection, h, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, h,
         MHD_OPTION_UNESCAPE_CALLBACK, unescape, h, MHD_OPTION_ARRAY, tls_opts, MHD_OPTION_END);
     if (!h->d) {
+        pool_stop(h);
         http_free(h);
         return tk_err_set(e, TK_EINTERNAL, "http_start_failed",
                           "libmicrohttpd refused to start (threads=%d, max_connections=%d%s)",
@@ -1770,6 +1823,7 @@ tk_rc tk_http_start(const struct tk_http_opts *o, struct tk_http **out, struct t
     }
     struct tk_err we;
     if (tk_worker_start(&h->sweeper, "connection sweeper", sweeper_main, h, &we) != TK_OK) {
+        pool_stop(h);
         MHD_stop_daemon(h->d);
         http_free(h);
         return tk_err_set(e, TK_EINTERNAL, "http_start_failed", "%s", we.msg);
@@ -1817,6 +1871,8 @@ void tk_http_stop(struct tk_http *h)
      * parked request and end every stream first (both resume theirs). */
     park_stop_all(h);
     streams_stop_all(h);
+    /* and every request handed to a handler thread resumed (pool_stop) */
+    pool_stop(h);
     /* Closes every connection, whatever its client does: sockets are
      * non-blocking, and no handler waits without a deadline. */
     MHD_stop_daemon(h->d);
@@ -2083,15 +2139,16 @@ static void park_apply(struct tk_http *h, struct tk_req *r)
     r->in->applying = false;
 }
 
-/* After the handler parked r (and the finish hook ran): suspend, unless it
+/* After the handler parked r (and the finish hook ran): suspend (unless a
+ * handler thread ran it: the connection is suspended already), unless it
  * was answered meanwhile. true: the answer is built, queue it. */
-static bool park_after_handler(struct tk_req *r)
+static bool park_after_handler(struct tk_req *r, bool suspend)
 {
     struct tk_parked *p = r->in->park;
     struct hub *hub = p->hub;
     pthread_mutex_lock(&hub->mu);
     if (p->state == PK_PARKING) {
-        MHD_suspend_connection(r->in->conn);
+        if (suspend) MHD_suspend_connection(r->in->conn);
         p->state = PK_PARKED;
         pthread_mutex_unlock(&hub->mu);
         return false;
@@ -2101,14 +2158,20 @@ static bool park_after_handler(struct tk_req *r)
     return true;
 }
 
-/* The access handler called again after a resume. */
+/* The access handler called again after a resume: true when the reply is
+ * built (queue it). An answer that runs the app's code (a resume callback,
+ * a tk_req_call hook) is built on a handler thread unless the route is
+ * TK_ROUTE_INLINE: false, the connection suspended again until then. */
 static bool park_reentry(struct tk_http *h, struct tk_req *r)
 {
     struct tk_parked *p = r->in->park;
     pthread_mutex_lock(&p->hub->mu);
     bool answered = p->state == PK_ANSWERED;
+    bool app_code = answered && (p->kind == ANS_FN || r->in->hook);
     pthread_mutex_unlock(&p->hub->mu);
     if (!answered) return false;
+    if (app_code && !(r->route->flags & TK_ROUTE_INLINE) && offload(h, r, OFF_APPLY))
+        return false;
     park_apply(h, r);
     return true;
 }
@@ -2436,4 +2499,144 @@ void tk_http_park_stats(struct tk_http *h, struct tk_http_park_stats *out)
     out->streams_total = atomic_load(&hub->streams_total);
     out->streams_cut = atomic_load(&hub->streams_cut);
     out->streams_refused = atomic_load(&hub->streams_refused);
+}
+
+/* ---- the handler pool ----
+ *
+ * libmicrohttpd serves every connection on the thread that accepted it, so
+ * a handler that waits (SQLite's busy_timeout, a PostgreSQL row lock: up to
+ * 5 s) held up every other connection of its thread, /health and /ready
+ * included, and enough of them held up every thread. So the HTTP threads
+ * only read, route and write: the app's code for a route without
+ * TK_ROUTE_INLINE (gate, authenticate, handler, finish, and a parked
+ * request's resume callback or tk_req_call hook) runs on a handler thread.
+ * The access handler suspends the connection and queues the request
+ * (offload, under pmu, so no handler thread can resume it before it is
+ * suspended); a handler thread runs it with the connection suspended
+ * (nothing else touches the request: libmicrohttpd does not process a
+ * suspended connection, whose headers, arguments and address stay as they
+ * are), sets off_done and resumes it; libmicrohttpd calls the access
+ * handler again on the connection's thread, which queues the reply. A
+ * handler that parks leaves the connection suspended for its answer, which
+ * resumes it as before. At tk_http_stop (after quiesce and drain) the pool
+ * stops: requests still queued are answered 503 node_stopping without
+ * running, the running ones finish, and the threads are joined before
+ * libmicrohttpd stops (it panics on a suspended connection). */
+
+static void reply_stopping(struct tk_req *r)
+{
+    struct tk_err e;
+    tk_err_set(&e, TK_EUNAVAIL, "node_stopping",
+               "the node is stopping; retry on another node or later");
+    tk_reply_header(r, "Retry-After", "1");
+    reply_error_status(r, 503, &e, NULL);
+}
+
+/* Hand r to the handler pool, its connection suspended until the job
+ * resumes it; from the access handler. false when the pool has stopped
+ * (nothing is done). */
+static bool offload(struct tk_http *h, struct tk_req *r, int what)
+{
+    pthread_mutex_lock(&h->pmu);
+    if (h->pstopping) {
+        pthread_mutex_unlock(&h->pmu);
+        return false;
+    }
+    MHD_suspend_connection(r->in->conn);
+    r->in->off_what = what;
+    r->in->off_next = NULL;
+    if (h->qtail) h->qtail->in->off_next = r;
+    else h->qhead = r;
+    h->qtail = r;
+    atomic_fetch_add(&h->pqueued, 1);
+    pthread_cond_signal(&h->pcond);
+    pthread_mutex_unlock(&h->pmu);
+    return true;
+}
+
+/* On a handler thread, the connection suspended. r is not to be touched
+ * after the resume: the HTTP thread owns it again. */
+static void offload_run(struct tk_http *h, struct tk_req *r, bool stopping)
+{
+    struct tk_req_internal *in = r->in;
+    if (in->off_what == OFF_DISPATCH) {
+        if (stopping) reply_stopping(r);
+        else run_route(h, r);
+        finish_once(h, r);
+        /* parked: the connection stays suspended until its answer */
+        if (in->park && !park_after_handler(r, false)) return;
+    } else {
+        park_apply(h, r);
+    }
+    in->off_done = true;
+    MHD_resume_connection(in->conn);
+}
+
+static void *handler_main(void *arg)
+{
+    struct tk_http *h = arg;
+    pthread_mutex_lock(&h->pmu);
+    for (;;) {
+        while (!h->qhead && !h->pstopping) pthread_cond_wait(&h->pcond, &h->pmu);
+        struct tk_req *r = h->qhead;
+        if (!r) break; /* stopping, and nothing left */
+        h->qhead = r->in->off_next;
+        if (!h->qhead) h->qtail = NULL;
+        bool stopping = h->pstopping;
+        atomic_fetch_sub(&h->pqueued, 1);
+        atomic_fetch_add(&h->prunning, 1);
+        pthread_mutex_unlock(&h->pmu);
+        offload_run(h, r, stopping);
+        atomic_fetch_sub(&h->prunning, 1);
+        pthread_mutex_lock(&h->pmu);
+    }
+    pthread_mutex_unlock(&h->pmu);
+    return NULL;
+}
+
+static tk_rc pool_start(struct tk_http *h, struct tk_err *e)
+{
+    int n = h->o.handler_threads > 0 ? h->o.handler_threads : 2 * h->o.threads;
+    if (n < 1) n = 1;
+    h->handlers = tk_calloc((size_t)n, sizeof *h->handlers);
+    for (; h->nhandlers < n; h->nhandlers++) {
+        int err = tk_thread_create(&h->handlers[h->nhandlers], handler_main, h);
+        if (err != 0)
+            return tk_err_set(e, TK_EINTERNAL, "http_start_failed",
+                              "cannot start handler thread %d of %d: %s", h->nhandlers + 1, n,
+                              strerror(err));
+    }
+    return TK_OK;
+}
+
+/* Answer what is queued (503), let the running ones finish, join. */
+static void pool_stop(struct tk_http *h)
+{
+    pthread_mutex_lock(&h->pmu);
+    h->pstopping = true;
+    pthread_cond_broadcast(&h->pcond);
+    pthread_mutex_unlock(&h->pmu);
+    for (int i = 0; i < h->nhandlers; i++) pthread_join(h->handlers[i], NULL);
+    h->nhandlers = 0;
+    free(h->handlers);
+    h->handlers = NULL;
+}
+
+static double m_handlers(void *arg, size_t idx)
+{
+    struct tk_http *h = arg;
+    return (double)(idx == 0 ? atomic_load(&h->pqueued) : atomic_load(&h->prunning));
+}
+
+static tk_rc pool_metrics_register(struct tk_http *h, struct tk_metrics *reg, struct tk_err *e)
+{
+    static const char *const states[] = {"queued", "running"};
+    static const struct tk_dim state = {"state", states, 2, NULL, NULL};
+    return tk_metric_gauge_fn(reg, "tokend_http_handlers",
+                              "Requests waiting for a handler thread (queued) and being handled "
+                              "on one (running).",
+                              &state, 1, m_handlers, h, e)
+               ? TK_OK
+           : e ? e->rc
+               : TK_EINVAL;
 }

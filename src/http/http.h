@@ -30,6 +30,11 @@ enum {
     /* the body is application/x-www-form-urlencoded (tk_req_form), not JSON:
      * the Content-Type rule for state-changing requests asks for that instead */
     TK_ROUTE_FORM = 1 << 2,
+    /* run on the HTTP thread itself, not on a handler thread: only for a
+     * handler that never waits (no store, no lock held across work):
+     * /health, /ready, /metrics. Every other route's gate, authenticate
+     * hook and handler run on the handler pool (see tk_http_opts). */
+    TK_ROUTE_INLINE = 1 << 3,
 };
 
 struct tk_route {
@@ -67,6 +72,12 @@ struct tk_req {
 struct tk_http_opts {
     const char *listen; /* host:port; port 0 picks a free one */
     int threads;
+    /* Threads that run the handlers (and gate, authenticate, finish and
+     * resume callbacks) of routes without TK_ROUTE_INLINE, off the HTTP
+     * threads: a handler waiting on the store holds one of these, never an
+     * HTTP thread, so the inline routes and every connection's reading and
+     * writing go on (0: 2 x threads). */
+    int handler_threads;
     size_t max_body;
     size_t max_header;
     int max_connections;
@@ -257,8 +268,8 @@ struct tk_parked *tk_req_park(struct tk_req *r, int64_t timeout_ms);
  * "{}"), from any thread. false if it was already answered (deadline, node
  * stopping): body is freed and nothing is sent. Gives up the handle. */
 bool tk_parked_resume(struct tk_parked *p, int status, json_t *body);
-/* The same, with an answer built by fn(r, arg) on an HTTP worker thread
- * with the usual tk_req_* / tk_reply_* calls (headers, cookies, errors),
+/* The same, with an answer built by fn(r, arg) on an HTTP worker thread (a
+ * handler thread, unless the route is TK_ROUTE_INLINE) with the usual tk_req_* / tk_reply_* calls (headers, cookies, errors),
  * exactly one reply as in a handler; the finish hook runs after it (fn may
  * take r->db). false if it was already answered: fn is never called and
  * arg stays the caller's to free. Gives up the handle. */
