@@ -13,7 +13,7 @@ import { after, before, describe, it } from 'node:test';
 
 import { noteSecret } from './lib/secrets.mjs';
 import { copyFile } from 'node:fs/promises';
-import { allEvents, api, backends, createPgDatabase, createTenant, freshDir, request, storeSql, waitFor, startTokend, stopAndScan, SUITE_TIMEOUT_MS } from './lib/tokend.mjs';
+import { allEvents, api, backends, createPgDatabase, createTenant, freshDir, metric, request, scrape, storeSql, waitFor, startTokend, stopAndScan, SUITE_TIMEOUT_MS } from './lib/tokend.mjs';
 import { authorizeInBrowser, createUser } from './lib/oauthflow.mjs';
 
 const CB = 'https://app.example/cb';
@@ -259,23 +259,36 @@ for (const backend of backends()) {
     });
 
 
-    it('/health answers within 1 s while token requests wait on a locked store', async (c) => {
-      if (t.backend !== 'sqlite') return c.skip('SQLite file lock');
-      const holder = spawn('sqlite3', [path.join(t.dataDir, 'tokend.db')], { stdio: ['pipe', 'pipe', 'pipe'] });
-      holder.stdin.write('BEGIN IMMEDIATE;\nSELECT 1;\n');
+    it('/health answers within 1 s while token requests wait on a locked store', async () => {
+      // SQLite: another process holds the write lock (the grant's transaction
+      // waits to begin); PostgreSQL: another session holds the codes' rows
+      // (SELECT ... FOR UPDATE), which redeeming a code locks
+      const pg = t.backend === 'postgres';
+      const code = pg ? await codeFor(t, s.conf, s.user) : `tka_${'A'.repeat(43)}`;
+      const holder = pg
+        ? spawn('psql', [t.store, '-X', '-q', '-At', '-v', 'ON_ERROR_STOP=1'], { stdio: ['pipe', 'pipe', 'pipe'] })
+        : spawn('sqlite3', [path.join(t.dataDir, 'tokend.db')], { stdio: ['pipe', 'pipe', 'pipe'] });
+      holder.stdin.write(pg ? 'BEGIN;\nSELECT 1 FROM oauth_codes FOR UPDATE;\nSELECT 1;\n' : 'BEGIN IMMEDIATE;\nSELECT 1;\n');
       await new Promise((res) => holder.stdout.once('data', res));
       try {
         const pending = [];
-        for (let i = 0; i < 4; i++) pending.push(request(t, '/oauth2/token', { method: 'POST', headers: { ...FORM, authorization: basic(s.conf) }, body: form({ grant_type: 'authorization_code', code: `tka_${'A'.repeat(43)}`, redirect_uri: CB, code_verifier: PK.verifier }), timeoutMs: 30000 }).catch(() => null));
-        await new Promise((res) => setTimeout(res, 200));
+        for (let i = 0; i < 4; i++) pending.push(request(t, '/oauth2/token', { method: 'POST', headers: { ...FORM, authorization: basic(s.conf) }, body: form({ grant_type: 'authorization_code', code, redirect_uri: CB, code_verifier: PK.verifier }), timeoutMs: 30000 }).catch(() => null));
+        // the four wait on the lock, each on a handler thread
+        await waitFor(async () => metric(await scrape(t), 'tokend_http_handlers', { state: 'running' }) === 4, { timeoutMs: 15000, message: 'four token requests waiting on the lock' });
         for (let i = 0; i < 5; i++) {
           const h0 = Date.now();
           assert.equal((await request(t, '/health', { timeoutMs: 15000 })).status, 200);
           assert.ok(Date.now() - h0 < 1000, `/health took ${Date.now() - h0} ms`);
         }
-        await Promise.all(pending);
+        // each answered: 503 temporarily_unavailable past the store's lock
+        // wait (5 s), or the grant's own answer
+        for (const r of await Promise.all(pending)) {
+          assert.ok(r, 'a token request got no answer');
+          assert.ok([200, 400, 503].includes(r.status), `${r.status} ${r.text}`);
+          if (r.status === 503) assert.equal(r.json.error, 'temporarily_unavailable', r.text);
+        }
       } finally {
-        holder.stdin.write('ROLLBACK;\n.quit\n');
+        holder.stdin.write(pg ? 'ROLLBACK;\n\\q\n' : 'ROLLBACK;\n.quit\n');
         if (holder.exitCode === null) setTimeout(() => holder.kill('SIGKILL'), 1000).unref();
       }
     });
