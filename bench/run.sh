@@ -52,6 +52,7 @@ token=$(cat "$data/root-token")
 base="http://127.0.0.1:$port"
 echo "bench: tokend pid $pid listening on $base"
 
+: >"$tmp/hello.out" # there before the loop reads it (the child opens it after the fork)
 "$HELLO" >"$tmp/hello.out" 2>&1 &
 hpid=$!
 hport=""
