@@ -942,7 +942,6 @@ static void run_route(struct tk_http *h, struct tk_req *r)
     }
 }
 
-
 /* Responses may carry a secret shown once (a new token, unseal shares):
  * wipe every response body when libmicrohttpd is done with it. */
 static void free_wiped(void *p)
@@ -1202,7 +1201,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     }
     if (!(r->route->flags & TK_ROUTE_INLINE)) {
         if (offload(h, r, OFF_DISPATCH)) return MHD_YES; /* suspended until its reply */
-        reply_stopping(r);                                /* the pool has stopped */
+        reply_stopping(r);                               /* the pool has stopped */
         finish_once(h, r);
         return queue(r);
     }
@@ -2170,8 +2169,7 @@ static bool park_reentry(struct tk_http *h, struct tk_req *r)
     bool app_code = answered && (p->kind == ANS_FN || r->in->hook);
     pthread_mutex_unlock(&p->hub->mu);
     if (!answered) return false;
-    if (app_code && !(r->route->flags & TK_ROUTE_INLINE) && offload(h, r, OFF_APPLY))
-        return false;
+    if (app_code && !(r->route->flags & TK_ROUTE_INLINE) && offload(h, r, OFF_APPLY)) return false;
     park_apply(h, r);
     return true;
 }
@@ -2545,8 +2543,10 @@ static bool offload(struct tk_http *h, struct tk_req *r, int what)
     MHD_suspend_connection(r->in->conn);
     r->in->off_what = what;
     r->in->off_next = NULL;
-    if (h->qtail) h->qtail->in->off_next = r;
-    else h->qhead = r;
+    if (h->qtail)
+        h->qtail->in->off_next = r;
+    else
+        h->qhead = r;
     h->qtail = r;
     atomic_fetch_add(&h->pqueued, 1);
     pthread_cond_signal(&h->pcond);
@@ -2560,8 +2560,10 @@ static void offload_run(struct tk_http *h, struct tk_req *r, bool stopping)
 {
     struct tk_req_internal *in = r->in;
     if (in->off_what == OFF_DISPATCH) {
-        if (stopping) reply_stopping(r);
-        else run_route(h, r);
+        if (stopping)
+            reply_stopping(r);
+        else
+            run_route(h, r);
         finish_once(h, r);
         /* parked: the connection stays suspended until its answer */
         if (in->park && !park_after_handler(r, false)) return;
@@ -2577,7 +2579,8 @@ static void *handler_main(void *arg)
     struct tk_http *h = arg;
     pthread_mutex_lock(&h->pmu);
     for (;;) {
-        while (!h->qhead && !h->pstopping) pthread_cond_wait(&h->pcond, &h->pmu);
+        while (!h->qhead && !h->pstopping)
+            pthread_cond_wait(&h->pcond, &h->pmu);
         struct tk_req *r = h->qhead;
         if (!r) break; /* stopping, and nothing left */
         h->qhead = r->in->off_next;
@@ -2616,7 +2619,8 @@ static void pool_stop(struct tk_http *h)
     h->pstopping = true;
     pthread_cond_broadcast(&h->pcond);
     pthread_mutex_unlock(&h->pmu);
-    for (int i = 0; i < h->nhandlers; i++) pthread_join(h->handlers[i], NULL);
+    for (int i = 0; i < h->nhandlers; i++)
+        pthread_join(h->handlers[i], NULL);
     h->nhandlers = 0;
     free(h->handlers);
     h->handlers = NULL;
