@@ -268,11 +268,12 @@ struct tk_parked *tk_req_park(struct tk_req *r, int64_t timeout_ms);
  * "{}"), from any thread. false if it was already answered (deadline, node
  * stopping): body is freed and nothing is sent. Gives up the handle. */
 bool tk_parked_resume(struct tk_parked *p, int status, json_t *body);
-/* The same, with an answer built by fn(r, arg) on an HTTP worker thread (a
- * handler thread, unless the route is TK_ROUTE_INLINE) with the usual tk_req_* / tk_reply_* calls
- * (headers, cookies, errors), exactly one reply as in a handler; the finish hook runs after it (fn
- * may take r->db). false if it was already answered: fn is never called and arg stays the caller's
- * to free. Gives up the handle. */
+/* The same, with an answer built by fn(r, arg) on a handler thread (the
+ * HTTP thread for a TK_ROUTE_INLINE route) with the usual tk_req_* /
+ * tk_reply_* calls (headers, cookies, errors), exactly one reply as in a
+ * handler; the finish hook runs after it (fn may take r->db). false if it
+ * was already answered: fn is never called and arg stays the caller's to
+ * free. Gives up the handle. */
 typedef void (*tk_resume_fn)(struct tk_req *r, void *arg);
 bool tk_parked_resume_with(struct tk_parked *p, tk_resume_fn fn, void *arg);
 /* Give up the handle without answering: the deadline or a stop will. */
