@@ -16,6 +16,7 @@ const SETTINGS = [
   'events-queue',
   'events-timeout',
   'threads',
+  'handler-threads',
   'store-pool',
   'max-body',
   'max-header',
