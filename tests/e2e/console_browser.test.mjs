@@ -158,7 +158,7 @@ describe('console in a browser (sqlite)', { timeout: SUITE_TIMEOUT_MS * 2 }, () 
     const who = (await api(t, '/v1/whoami')).json;
     assert.ok((await page.textContent('span#who')).trim().length > 0);
     if (who.name) assert.equal((await page.textContent('span#who')).trim(), who.name);
-    const cookies = await ctx.cookies(t.url);
+    const cookies = await ctx.cookies(new URL('/console/', t.url).href);
     const c = cookies.find((x) => x.name === 'tokend_console');
     assert.ok(c, `the session cookie: ${cookies.map((x) => x.name)}`);
     assert.match(c.value, /^tkw_/);

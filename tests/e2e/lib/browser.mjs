@@ -52,6 +52,7 @@ export function newLog() {
  * in page.log (log: a shared one from newLog()). */
 export async function newPage(ctx, log = newLog()) {
   const page = await ctx.newPage();
+  page.setDefaultTimeout(20000);
   page.log = log;
   // A CSP violation is reported through a binding (CDP, outside the page's
   // CSP) from a listener installed before any of the page's scripts.
