@@ -166,6 +166,20 @@ tk_rc tk_console_authenticate(struct tk_req *r)
         to_login(r, "signin");
         return TK_EAUTH;
     }
+    /* an address past its failure budget gets no store read (a well-formed
+     * cookie of random bytes would cost one each) */
+    char addr[TK_ADDR_MAX];
+    tk_req_remote(r, addr, sizeof addr);
+    int retry_s = 0;
+    if (tk_ratelimit_blocked(app->auth_limit, addr, tk_now_ms(), &retry_s)) {
+        char ra[16];
+        snprintf(ra, sizeof ra, "%d", retry_s);
+        tk_reply_header(r, "Retry-After", ra);
+        tk_console_message(r, 429, "Too many attempts",
+                           "Too many failed sign-ins or unknown sessions from this address; "
+                           "wait a minute and sign in again.");
+        return TK_ERATE;
+    }
     struct tk_db *db = tk_api_db(r);
     if (!db) return TK_EUNAVAIL; /* replied */
     char hash[TK_HASH_HEX];
@@ -210,6 +224,10 @@ tk_rc tk_console_authenticate(struct tk_req *r)
     bool seen = !why && now - tk_rows_int(rows, 0, 3) > SEEN_EVERY_MS;
     bool end_idle = why && !strcmp(why, "idle");
     tk_rows_free(rows);
+    if (why && !strcmp(why, "unknown")) { /* counted like an unknown token */
+        struct tk_ratelimit_verdict v;
+        tk_ratelimit_fail(app->auth_limit, addr, 2 /* unknown */, now, &v);
+    }
     if (why) {
         if (end_idle) /* best effort: the row says why it ended */
             tk_db_exec(db, "UPDATE console_sessions SET ended_at = ? WHERE token_hash = ? AND "
