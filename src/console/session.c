@@ -215,6 +215,7 @@ tk_rc tk_console_authenticate(struct tk_req *r)
         why = "token_expired";
     if (!why) {
         snprintf(a->session_id, sizeof a->session_id, "%s", tk_rows_text(rows, 0, 0));
+        snprintf(a->p.session_id, sizeof a->p.session_id, "%s", a->session_id);
         snprintf(a->p.tenant_id, sizeof a->p.tenant_id, "%s", tk_rows_text(rows, 0, 1));
         snprintf(a->p.id, sizeof a->p.id, "%s", tk_rows_text(rows, 0, 2));
         snprintf(a->p.name, sizeof a->p.name, "%s", tk_rows_text(rows, 0, 6));
@@ -269,6 +270,19 @@ tk_rc tk_console_authenticate(struct tk_req *r)
         }
         a->form = f;
     }
+    return TK_OK;
+}
+
+tk_rc tk_console_session_active(struct tk_db *db, const char *id, int64_t now_ms, bool *active,
+                                struct tk_err *e)
+{
+    struct tk_rows *r;
+    *active = false;
+    tk_rc rc = tk_db_exec(db, "SELECT ended_at, expires_at FROM console_sessions WHERE id = ?",
+                          TK_ARGS(TK_TEXT(id)), &r, e);
+    if (rc != TK_OK) return rc;
+    if (tk_rows_count(r) == 1) *active = tk_rows_null(r, 0, 0) && tk_rows_int(r, 0, 1) > now_ms;
+    tk_rows_free(r);
     return TK_OK;
 }
 
