@@ -20,7 +20,7 @@
 #include <strings.h>
 
 #define LIST_LIMIT 50
-#define EVENTS_LIMIT 100 /* attempts read for the timeline */
+#define EVENTS_LIMIT 100  /* attempts read for the timeline */
 #define ATTEMPTS_SHOWN 20 /* rows of the attempts table */
 #define CHART_MINUTES 60
 #define TITLE_MAX 160 /* bytes of a message in a timeline block's title */
@@ -103,15 +103,16 @@ static const char *outcome_class(const char *o)
 
 /* ---- GET /console/connections ---- */
 
-static const char *const STATUSES[] = {"ok",          "expiring_soon", "refresh_error",
-                                       "needs_reconnect", "disabled",  NULL};
+static const char *const STATUSES[] = {
+    "ok", "expiring_soon", "refresh_error", "needs_reconnect", "disabled", NULL};
 
 static void filters(struct tk_cpage *pg, const char *status, const char *app_id)
 {
-    tk_html(pg, "<p class=\"quick\"><a id=\"quick-all\" href=\"/console/connections\">All</a> · "
-                "<a id=\"quick-needs-reconnect\" href=\"/console/connections?status=needs_reconnect\">"
-                "Needs reconnect</a> · <a href=\"/console/connections?status=refresh_error\">"
-                "Refresh errors</a></p>");
+    tk_html(pg,
+            "<p class=\"quick\"><a id=\"quick-all\" href=\"/console/connections\">All</a> · "
+            "<a id=\"quick-needs-reconnect\" href=\"/console/connections?status=needs_reconnect\">"
+            "Needs reconnect</a> · <a href=\"/console/connections?status=refresh_error\">"
+            "Refresh errors</a></p>");
     tk_html(pg, "<form id=\"conn-filters\" class=\"filters\" method=\"get\" "
                 "action=\"/console/connections\"><div><label for=\"f-status\">Status</label>"
                 "<select id=\"f-status\" name=\"status\"><option value=\"\">any</option>");
@@ -155,8 +156,9 @@ void tk_h_console_connections(struct tk_req *r)
         const char *label = tk_jstr(c, "label");
         char href[128];
         conn_href(id, href);
-        tk_htmlf(&pg, "<tr data-id=\"%s\"><td><a href=\"%s\">%s</a><div class=\"muted mono\">%s</div>"
-                      "</td><td>%s<div class=\"muted mono\">%s</div></td><td>",
+        tk_htmlf(&pg,
+                 "<tr data-id=\"%s\"><td><a href=\"%s\">%s</a><div class=\"muted mono\">%s</div>"
+                 "</td><td>%s<div class=\"muted mono\">%s</div></td><td>",
                  id, href, label[0] ? label : "(no label)", id, tk_jstr(c, "provider"),
                  tk_jstr(c, "app_id"));
         tk_cpage_badge(&pg, tk_jstr(c, "status"));
@@ -182,8 +184,9 @@ void tk_h_console_connections(struct tk_req *r)
         char nq[1024] = "";
         if (q_add(nq, sizeof nq, "status", status) && q_add(nq, sizeof nq, "app_id", app_id) &&
             q_add(nq, sizeof nq, "cursor", next))
-            tk_htmlf(&pg, "<p><a id=\"next-page\" rel=\"next\" href=\"/console/connections?%s\">"
-                          "Next page</a></p>\n",
+            tk_htmlf(&pg,
+                     "<p><a id=\"next-page\" rel=\"next\" href=\"/console/connections?%s\">"
+                     "Next page</a></p>\n",
                      nq);
     }
     if (cursor) tk_html(&pg, "<p><a href=\"/console/connections\">First page</a></p>\n");
@@ -398,8 +401,7 @@ static void render_refresh(struct tk_req *r, int status, json_t *body, void *arg
         json_t *c = json_object_get(body, "connection");
         tk_html(&pg, "Refreshed: the access token is valid until ");
         tk_cpage_time_str(&pg, tk_jstr(c, "expires_at"));
-        tk_html(&pg, tk_jbool(body, "rotated") ? "; the provider rotated the refresh token."
-                                               : ".");
+        tk_html(&pg, tk_jbool(body, "rotated") ? "; the provider rotated the refresh token." : ".");
     } else {
         const char *reason = tk_jstr(body, "reason");
         tk_htmlf(&pg, "%s", tk_jstr(body, "message"));
@@ -426,7 +428,9 @@ static void render_refresh(struct tk_req *r, int status, json_t *body, void *arg
             tk_htmlf(&pg, "<pre id=\"exchange\">%s</pre>\n", text ? text : "");
             free(text);
         } else {
-            tk_html(&pg, "<p class=\"muted\" id=\"no-exchange\">Nothing was sent to the provider.</p>\n");
+            tk_html(
+                &pg,
+                "<p class=\"muted\" id=\"no-exchange\">Nothing was sent to the provider.</p>\n");
         }
     }
     char href[128];
@@ -466,8 +470,8 @@ void tk_h_console_connection_connect(struct tk_req *r)
     if (!tk_console_call(r, "GET", "/v1/connections/{id}", params, NULL, NULL, &conn)) return;
     const char *app_params[] = {"app_id", tk_jstr(conn.body, "app_id"), NULL};
     json_t *body = json_pack("{s:s}", "label", tk_jstr(conn.body, "label"));
-    bool ok = tk_console_call(r, "POST", "/v1/connect/{app_id}/start", app_params, NULL, body,
-                              &start);
+    bool ok =
+        tk_console_call(r, "POST", "/v1/connect/{app_id}/start", app_params, NULL, body, &start);
     json_decref(body);
     if (!ok) {
         tk_capi_free(&conn);
@@ -483,14 +487,17 @@ void tk_h_console_connection_connect(struct tk_req *r)
     tk_cpage_time_str(&pg, tk_jstr(start.body, "state_expires_at"));
     tk_htmlf(&pg, "; the connection it makes is named \"%s\".</p>\n", tk_jstr(conn.body, "label"));
     if (http_url(url))
-        tk_htmlf(&pg, "<p><a id=\"connect-link\" href=\"%s\" rel=\"noreferrer noopener\">%s</a></p>\n",
+        tk_htmlf(&pg,
+                 "<p><a id=\"connect-link\" href=\"%s\" rel=\"noreferrer noopener\">%s</a></p>\n",
                  url, url);
     else
-        tk_htmlf(&pg, "<p class=\"error\">The app's authorization URL is not an http(s) URL: "
-                      "<code id=\"connect-url\">%s</code></p>\n",
+        tk_htmlf(&pg,
+                 "<p class=\"error\">The app's authorization URL is not an http(s) URL: "
+                 "<code id=\"connect-url\">%s</code></p>\n",
                  url);
-    tk_htmlf(&pg, "<p class=\"muted\">The provider sends the browser back to <code>%s</code>: "
-                  "register exactly that with the provider.</p>\n",
+    tk_htmlf(&pg,
+             "<p class=\"muted\">The provider sends the browser back to <code>%s</code>: "
+             "register exactly that with the provider.</p>\n",
              tk_jstr(start.body, "redirect_uri"));
     char href[128];
     conn_href(tk_jstr(conn.body, "id"), href);
