@@ -187,8 +187,15 @@ void tk_cpage_end(struct tk_cpage *pg, int status)
 
 void tk_cpage_form(struct tk_cpage *pg, const char *action, const char *cls)
 {
+    tk_cpage_form_id(pg, NULL, action, cls);
+}
+
+void tk_cpage_form_id(struct tk_cpage *pg, const char *id, const char *action, const char *cls)
+{
     const char *csrf = tk_console_csrf(pg->r);
-    tk_htmlf(pg, "<form method=\"post\" action=\"%s\"", action);
+    tk_html(pg, "<form");
+    if (id) tk_htmlf(pg, " id=\"%s\"", id);
+    tk_htmlf(pg, " method=\"post\" action=\"%s\"", action);
     if (cls) tk_htmlf(pg, " class=\"%s\"", cls);
     tk_htmlf(pg, "><input type=\"hidden\" name=\"csrf\" value=\"%s\">", csrf);
 }
