@@ -14,6 +14,7 @@
 #include "console.h"
 #include "pages.h"
 
+#include "../api/ratelimit.h"
 #include "../common/log.h"
 
 #include <stdio.h>
@@ -354,13 +355,29 @@ static const char *nonce_cookie(struct tk_req *r)
     return c;
 }
 
+/* A 429 of the unseal route: its Retry-After (the called route's headers
+ * stay with the call, so say it again on the page's reply). */
+static void retry_after(struct tk_req *r, int status)
+{
+    struct tk_app *app = r->app;
+    char addr[TK_ADDR_MAX], ra[16];
+    int wait = 0;
+    if (status != 429) return;
+    tk_req_remote(r, addr, sizeof addr);
+    if (!tk_ratelimit_blocked(app->unseal_limit, addr, tk_now_ms(), &wait)) wait = 1;
+    snprintf(ra, sizeof ra, "%d", wait);
+    tk_reply_header(r, "Retry-After", ra);
+}
+
 /* The unseal page for seal status st (a seal-status or unseal answer):
- * status, progress "N of M shares given", the one-share form, error (or
- * NULL) above it. */
-static void unseal_page(struct tk_req *r, int status, json_t *st, const char *error)
+ * status, progress "N of M shares given", the one-share form, error or
+ * notice (or NULL) above it; a "start over" form while shares are held. */
+static void unseal_page(struct tk_req *r, int status, json_t *st, const char *error,
+                        const char *notice)
 {
     char csrf[TK_CONSOLE_CSRF_LEN + 1];
     tk_console_precsrf(r, csrf);
+    retry_after(r, status);
     struct tk_cpage pg;
     tk_cpage_begin(&pg, r, NULL, "Unseal");
     bool sealed = tk_jbool(st, "sealed");
@@ -368,6 +385,7 @@ static void unseal_page(struct tk_req *r, int status, json_t *st, const char *er
     tk_cpage_badge(&pg, sealed ? "sealed" : "unsealed");
     tk_html(&pg, "</p>");
     if (error) tk_htmlf(&pg, "<p class=\"error\" id=\"unseal-error\">%s</p>", error);
+    if (notice) tk_htmlf(&pg, "<p class=\"notice\" id=\"unseal-notice\">%s</p>", notice);
     if (!tk_jbool(st, "initialized")) {
         tk_html(&pg, "<p>The node is not initialized: run <code>tokend operator init</code> "
                      "(it prints the unseal shares and the root token once).</p>");
@@ -390,6 +408,16 @@ static void unseal_page(struct tk_req *r, int status, json_t *st, const char *er
                  "when %lld of the %lld shares of its init are given. A share is checked and "
                  "forgotten, never shown or stored.</p>",
                  csrf, tk_jint(st, "t"), tk_jint(st, "n"));
+        if (tk_jint(st, "progress") > 0)
+            tk_htmlf(&pg,
+                     "<form method=\"post\" action=\"/console/unseal\" id=\"unseal-reset\" "
+                     "class=\"inline\"><input type=\"hidden\" name=\"csrf\" value=\"%s\">"
+                     "<input type=\"hidden\" name=\"reset\" value=\"1\">"
+                     "<button type=\"submit\" class=\"secondary\">Start over</button></form> "
+                     "<span class=\"muted\">forgets the shares given to this node so far (an "
+                     "attempt started elsewhere, e.g. by <code>tokend operator unseal</code>, "
+                     "can only be continued there or started over).</span>",
+                     csrf);
     } else {
         tk_html(&pg, "<p>The node is unsealed. <a href=\"/console/login?why=unsealed\">Sign "
                      "in</a>.</p>");
@@ -409,7 +437,38 @@ static void unseal_page_fresh(struct tk_req *r, int status, const char *error, b
     else if (redirect && !tk_jbool(a.body, "sealed"))
         tk_reply_redirect(r, 303, "/console/node");
     else
-        unseal_page(r, status, a.body, error);
+        unseal_page(r, status, a.body, error, NULL);
+    json_decref(a.body);
+}
+
+/* Start over: {"reset": true} with the attempt's nonce when this browser
+ * has it (without it the API counts the reset against the address). */
+static void unseal_reset(struct tk_req *r)
+{
+    const char *nonce = nonce_cookie(r);
+    json_t *body = json_pack("{s:b}", "reset", 1);
+    if (nonce) json_object_set_new(body, "nonce", json_string(nonce));
+    char *text = json_dumps(body, JSON_COMPACT);
+    json_decref(body);
+    struct answer a;
+    bool called = text && public_call(r, "POST", "/v1/sys/unseal", text, &a);
+    free(text);
+    if (!called) {
+        if (!text) tk_console_message(r, 500, "Something failed", "Out of memory.");
+        return;
+    }
+    set_nonce_cookie(r, "");
+    if (a.status == 200 && !tk_jbool(a.body, "sealed")) {
+        tk_reply_redirect(r, 303, "/console/node");
+    } else if (a.status == 200) {
+        unseal_page(r, 200, a.body, NULL,
+                    tk_jbool(a.body, "reset")
+                        ? "The unseal attempt was reset: give the shares again, one at a time."
+                        : "No unseal attempt was in progress.");
+    } else {
+        const char *msg = tk_jstr(a.body, "message");
+        unseal_page_fresh(r, a.status, msg[0] ? msg : "The reset was not accepted.", false);
+    }
     json_decref(a.body);
 }
 
@@ -427,6 +486,11 @@ void tk_h_console_unseal(struct tk_req *r)
                           "The unseal form was stale or sent from another site (its CSRF "
                           "token is missing or does not match). Give the share again.",
                           false);
+        return;
+    }
+    const char *reset = tk_form_get(f, "reset");
+    if (reset && !strcmp(reset, "1")) {
+        unseal_reset(r);
         return;
     }
     char *share = (char *)tk_form_get(f, "share");
@@ -465,11 +529,11 @@ void tk_h_console_unseal(struct tk_req *r)
     } else if (a.status == 200) {
         const char *started = tk_jstr(a.body, "nonce");
         if (started[0]) set_nonce_cookie(r, started);
-        unseal_page(r, 200, a.body, NULL);
+        unseal_page(r, 200, a.body, NULL, NULL);
     } else if (json_object_get(a.body, "sealed")) {
         /* a refusal with the seal status (wrong share, nonce, rate limit) */
         const char *msg = tk_jstr(a.body, "message");
-        unseal_page(r, a.status, a.body, msg[0] ? msg : "The share was not accepted.");
+        unseal_page(r, a.status, a.body, msg[0] ? msg : "The share was not accepted.", NULL);
     } else {
         const char *msg = tk_jstr(a.body, "message");
         unseal_page_fresh(r, a.status, msg[0] ? msg : "The share was not accepted.", false);

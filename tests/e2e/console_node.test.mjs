@@ -171,9 +171,20 @@ for (const backend of backends()) {
       assert.ok(nonce, 'the attempt nonce is kept in a cookie');
       assert.match(nonce.raw, /HttpOnly/);
       assert.match(nonce.raw, /SameSite=Strict/);
-      // the page again (a reload) still shows the progress
-      const again = seen(await u.get('/console/unseal'));
+      // the page again (a reload) still shows the progress, and a way to start over
+      let again = seen(await u.get('/console/unseal'));
       assert.match(textOf(byId(again.text, 'unseal-progress')), /^1 of 2/);
+      assert.ok(byId(again.text, 'unseal-reset'));
+      const reset = seen(await u.submit(again, '/console/unseal', { reset: '1' }));
+      assert.equal(reset.status, 200, reset.text);
+      assert.match(textOf(byId(reset.text, 'unseal-notice')), /reset/);
+      assert.match(textOf(byId(reset.text, 'unseal-progress')), /^0 of 2/);
+      assert.equal(byId(reset.text, 'unseal-reset'), null);
+      assert.equal((await status()).progress, 0);
+      assert.ok(!u.jar.get('tokend_console_unseal'), 'the nonce cookie is cleared');
+      again = seen(await u.submit(reset, '/console/unseal', { share: shares[2] }));
+      assert.match(textOf(byId(again.text, 'unseal-progress')), /^1 of 2/);
+      assert.deepEqual((await status()).shares_held, [3]);
 
       const two = seen(await u.submit(again, '/console/unseal', { share: shares[1] }));
       assert.equal(two.status, 303, two.text);
@@ -193,6 +204,37 @@ for (const backend of backends()) {
       const evs = (await api(t, '/v1/events?kind=keyring&action=unseal')).json.events;
       assert.ok(evs.some((e) => e.outcome === 'ok'), 'the unseal is an event');
       assert.ok(evs.some((e) => e.outcome === 'denied'), 'the wrong share is an event');
+    });
+
+    it('the unseal rate limit applies to the form: past its budget the page says so with a 429', async () => {
+      const n = await startTokend({ backend, dev: false });
+      try {
+        const init = await request(n, '/v1/sys/init', { method: 'POST', json: { shares: 3, threshold: 2 } });
+        assert.equal(init.status, 200, init.text);
+        assert.equal((await request(n, '/v1/sys/seal', { method: 'POST', token: init.json.root_token })).status, 200);
+        const u = new ConsoleSession(n, new CookieJar());
+        let pg = seen(await u.get('/console/unseal'));
+        const s = init.json.shares[0];
+        const flipped = s.slice(0, 10) + (s[10] === 'A' ? 'B' : 'A') + s.slice(11);
+        let res;
+        for (let i = 0; i < 12; i++) {
+          res = seen(await u.submit(pg, '/console/unseal', { share: flipped }));
+          if (res.status === 429) break;
+          assert.equal(res.status, 400, res.text);
+          pg = res;
+        }
+        assert.equal(res.status, 429);
+        assert.ok(Number(res.headers['retry-after']) > 0);
+        assert.match(textOf(byId(res.text, 'unseal-error')), /too many unseal attempts/);
+        // the right share is refused too until the window ends
+        const right = seen(await u.submit(pg, '/console/unseal', { share: s }));
+        assert.equal(right.status, 429);
+        assert.equal((await request(n, '/v1/sys/seal-status')).json.progress, 0);
+        shares.push(...init.json.shares);
+      } finally {
+        // sealed: its events cannot be read, the rest is scanned
+        await stopAndScan(n, undefined, { events: false });
+      }
     });
 
     it('no share is on any page the console answered', () => {
