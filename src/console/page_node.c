@@ -53,8 +53,9 @@ static void readiness_card(struct tk_cpage *pg, const struct tk_capi *rd)
     tk_html(pg, "<section class=\"card\"><h2>Readiness</h2><div id=\"readiness\"><p>");
     if (rd->status == 200) {
         tk_cpage_badge(pg, "ready");
-        tk_htmlf(pg, "</p><dl class=\"kv\"><dt>Store</dt><dd>%s</dd><dt>Schema</dt><dd>%lld</dd>"
-                     "<dt>Node</dt><dd><code>%s</code></dd><dt>Public URL</dt><dd>%s</dd></dl>",
+        tk_htmlf(pg,
+                 "</p><dl class=\"kv\"><dt>Store</dt><dd>%s</dd><dt>Schema</dt><dd>%lld</dd>"
+                 "<dt>Node</dt><dd><code>%s</code></dd><dt>Public URL</dt><dd>%s</dd></dl>",
                  tk_jstr(rd->body, "store"), tk_jint(rd->body, "schema_version"),
                  tk_jstr(rd->body, "node"), tk_jstr(rd->body, "public_url"));
     } else {
@@ -169,8 +170,9 @@ static void doctor_findings(struct tk_cpage *pg, json_t *o)
                      tk_jstr(key, "mode"));
             finding(pg, "unseal-key", "ok", msg, NULL);
         } else {
-            snprintf(msg, sizeof msg, "The auto-unseal key file %s has mode %s: others can read it.",
-                     path, tk_jstr(key, "mode"));
+            snprintf(msg, sizeof msg,
+                     "The auto-unseal key file %s has mode %s: others can read it.", path,
+                     tk_jstr(key, "mode"));
             snprintf(next, sizeof next, "chmod 600 %s", path);
             finding(pg, "unseal-key", "warn", msg, next);
         }
@@ -227,8 +229,7 @@ void tk_h_console_node(struct tk_req *r)
     if (!tk_console_call_any(r, "GET", "/health", NULL, NULL, NULL, &health)) return;
     if (!tk_console_call_any(r, "GET", "/ready", NULL, NULL, NULL, &ready)) goto out;
     if (!tk_console_call(r, "GET", "/v1/sys/seal-status", NULL, NULL, NULL, &seal)) goto out;
-    if (admin && !tk_console_call_any(r, "GET", "/v1/sys/doctor", NULL, NULL, NULL, &doc))
-        goto out;
+    if (admin && !tk_console_call_any(r, "GET", "/v1/sys/doctor", NULL, NULL, NULL, &doc)) goto out;
 
     struct tk_cpage pg;
     tk_cpage_begin(&pg, r, "node", "Node");
@@ -243,7 +244,8 @@ void tk_h_console_node(struct tk_req *r)
         tk_html(&pg, "<p class=\"muted\" id=\"doctor-note\">The doctor findings are for node "
                      "admins (an admin of the default tenant).</p>");
     } else if (doc.status != 200) {
-        tk_htmlf(&pg, "<p class=\"error\" id=\"doctor-error\">GET /v1/sys/doctor answered %d: %s</p>",
+        tk_htmlf(&pg,
+                 "<p class=\"error\" id=\"doctor-error\">GET /v1/sys/doctor answered %d: %s</p>",
                  doc.status, tk_jstr(doc.body, "message"));
     } else {
         tk_html(&pg, "<ul id=\"doctor\" class=\"findings\">");
@@ -316,14 +318,14 @@ static bool public_call(struct tk_req *r, const char *method, const char *patter
     tk_err_clear(&e);
     tk_rc rc = rt && !(rt->flags & TK_ROUTE_AUTH)
                    ? tk_req_call(r, rt, NULL, NULL, json_text, answer_hook, a, &e)
-                   : tk_err_set(&e, TK_EINTERNAL, "internal", "%s %s is not a public route",
-                                method, pattern);
+                   : tk_err_set(&e, TK_EINTERNAL, "internal", "%s %s is not a public route", method,
+                                pattern);
     if (rc != TK_OK || !a->got || !a->body) {
         if (rc != TK_OK) tk_error("console: %s %s: %s", method, pattern, e.msg);
         json_decref(a->body);
         a->body = NULL;
         tk_console_message(r, 500, "Something failed",
-                           "The console could not read the seal status; the node's log says why.");
+                           "The console could not call the API; the node's log says why.");
         return false;
     }
     return true;
@@ -495,7 +497,8 @@ void tk_h_console_unseal(struct tk_req *r)
     }
     char *share = (char *)tk_form_get(f, "share");
     const char *given = share ? share : "";
-    while (*given == ' ' || *given == '\t' || *given == '\r' || *given == '\n') given++;
+    while (*given == ' ' || *given == '\t' || *given == '\r' || *given == '\n')
+        given++;
     size_t len = strlen(given);
     while (len && (given[len - 1] == ' ' || given[len - 1] == '\t' || given[len - 1] == '\r' ||
                    given[len - 1] == '\n'))

@@ -7,7 +7,7 @@
 import { describe, it, after } from 'node:test';
 import assert from 'node:assert/strict';
 
-import { api, backends, request, startTokend, stopAndScan, waitFor, SUITE_TIMEOUT_MS } from './lib/tokend.mjs';
+import { api, backends, createTenant, request, startTokend, stopAndScan, waitFor, SUITE_TIMEOUT_MS } from './lib/tokend.mjs';
 import { secretCore } from './lib/secrets.mjs';
 import { CookieJar, browserRequest } from './lib/oauthflow.mjs';
 import { ConsoleSession, byId, consoleSignIn, textOf } from './lib/console.mjs';
@@ -82,6 +82,15 @@ for (const backend of backends()) {
       assert.equal((await request(t, '/v1/sys/seal-status')).json.sealed, false);
       const rw = await c.postRaw('/console/node/rewrap', { csrf: await c.csrf() });
       assert.equal(rw.status, 403);
+      // an admin of another tenant is not a node admin either
+      const other = await createTenant(t);
+      const oc = await consoleSignIn(t, { token: other.token });
+      const opg = seen(await oc.get('/console/node'));
+      assert.equal(opg.status, 200, opg.text);
+      assert.equal(byId(opg.text, 'doctor'), null);
+      assert.equal(byId(opg.text, 'seal'), null);
+      assert.equal((await oc.postRaw('/console/node/seal', { csrf: await oc.csrf() })).status, 403);
+      assert.equal((await request(t, '/v1/sys/seal-status')).json.sealed, false);
     });
   });
 
