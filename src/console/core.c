@@ -416,11 +416,15 @@ bool tk_console_call(struct tk_req *r, const char *method, const char *pattern,
 struct then {
     tk_console_render render;
     void *arg;
+    const struct tk_route *route; /* the console's */
 };
 
 static void then_hook(struct tk_req *r, int status, json_t *body, void *arg)
 {
     struct then *t = arg;
+    /* the called route is still r's here (and stays so once parked): the
+     * page is the console route's, with its session */
+    r->route = t->route;
     t->render(r, status, body, t->arg);
     json_decref(body);
 }
@@ -440,6 +444,7 @@ void tk_console_call_then(struct tk_req *r, const char *method, const char *patt
     struct then *t = tk_pool_alloc(r->pool, sizeof *t);
     t->render = render;
     t->arg = arg;
+    t->route = r->route;
     char *text = dump_body(body);
     struct tk_err e;
     tk_rc rc = tk_req_call(r, rt, params, query, text, then_hook, t, &e);
