@@ -157,8 +157,9 @@ void tk_cpage_begin(struct tk_cpage *pg, struct tk_req *r, const char *nav, cons
         for (size_t i = 0; i < TK_NELEM(NAV); i++) {
             if (!tk_console_can(r, NAV[i].role)) continue;
             bool cur = nav && !strcmp(nav, NAV[i].id);
-            tk_htmlf(pg, "<a href=\"%s\"%s>%s</a>", NAV[i].href,
-                     cur ? " aria-current=\"page\"" : "", NAV[i].label);
+            tk_htmlf(pg, "<a href=\"%s\"", NAV[i].href);
+            if (cur) tk_html(pg, " aria-current=\"page\"");
+            tk_htmlf(pg, ">%s</a>", NAV[i].label);
         }
         tk_htmlf(pg, "</nav><div class=\"who\"><span id=\"who\">%s</span> <span class=\"role\">%s</span>",
                  p->name, p->role);
