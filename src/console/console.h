@@ -154,6 +154,8 @@ void tk_htmlf(struct tk_cpage *pg, const char *fmt, ...) TK_PRINTF(2, 3);
 /* <form method="post" action="action" class="cls"> with the CSRF field;
  * close it with tk_html(pg, "</form>"). cls may be NULL. */
 void tk_cpage_form(struct tk_cpage *pg, const char *action, const char *cls);
+/* The same with id="id" on the form (id NULL: none). */
+void tk_cpage_form_id(struct tk_cpage *pg, const char *id, const char *action, const char *cls);
 /* A time in ms since the epoch as "2026-12-03 10:00:05 UTC" in a <time>
  * element (datetime attribute RFC 3339); "never" for 0. */
 void tk_cpage_time(struct tk_cpage *pg, int64_t ms);

@@ -157,8 +157,9 @@ void tk_cpage_begin(struct tk_cpage *pg, struct tk_req *r, const char *nav, cons
         for (size_t i = 0; i < TK_NELEM(NAV); i++) {
             if (!tk_console_can(r, NAV[i].role)) continue;
             bool cur = nav && !strcmp(nav, NAV[i].id);
-            tk_htmlf(pg, "<a href=\"%s\"%s>%s</a>", NAV[i].href,
-                     cur ? " aria-current=\"page\"" : "", NAV[i].label);
+            tk_htmlf(pg, "<a href=\"%s\"", NAV[i].href);
+            if (cur) tk_html(pg, " aria-current=\"page\"");
+            tk_htmlf(pg, ">%s</a>", NAV[i].label);
         }
         tk_htmlf(pg, "</nav><div class=\"who\"><span id=\"who\">%s</span> <span class=\"role\">%s</span>",
                  p->name, p->role);
@@ -187,8 +188,15 @@ void tk_cpage_end(struct tk_cpage *pg, int status)
 
 void tk_cpage_form(struct tk_cpage *pg, const char *action, const char *cls)
 {
+    tk_cpage_form_id(pg, NULL, action, cls);
+}
+
+void tk_cpage_form_id(struct tk_cpage *pg, const char *id, const char *action, const char *cls)
+{
     const char *csrf = tk_console_csrf(pg->r);
-    tk_htmlf(pg, "<form method=\"post\" action=\"%s\"", action);
+    tk_html(pg, "<form");
+    if (id) tk_htmlf(pg, " id=\"%s\"", id);
+    tk_htmlf(pg, " method=\"post\" action=\"%s\"", action);
     if (cls) tk_htmlf(pg, " class=\"%s\"", cls);
     tk_htmlf(pg, "><input type=\"hidden\" name=\"csrf\" value=\"%s\">", csrf);
 }

@@ -67,13 +67,6 @@ static const char *query_arg(struct tk_req *r, const char *name)
 }
 
 /* tk_cpage_form with an id (the DOM contract names the forms). */
-static void form_id(struct tk_cpage *pg, const char *id, const char *action, const char *cls)
-{
-    tk_htmlf(pg, "<form id=\"%s\" method=\"post\" action=\"%s\"", id, action);
-    if (cls) tk_htmlf(pg, " class=\"%s\"", cls);
-    tk_htmlf(pg, "><input type=\"hidden\" name=\"csrf\" value=\"%s\">", tk_console_csrf(pg->r));
-}
-
 /* The link to a connection's page (from its API id), "" when it has none. */
 static void conn_href(const char *id, char out[128])
 {
@@ -358,13 +351,13 @@ void tk_h_console_connection(struct tk_req *r)
         char action[160];
         tk_html(&pg, "<div class=\"actions\">");
         snprintf(action, sizeof action, "/console/connections/%s/refresh", cid);
-        form_id(&pg, "refresh", action, "inline");
+        tk_cpage_form_id(&pg, "refresh", action, "inline");
         tk_html(&pg, "<button type=\"submit\">Refresh now</button></form> ");
-        form_id(&pg, "debug-refresh", action, "inline");
+        tk_cpage_form_id(&pg, "debug-refresh", action, "inline");
         tk_html(&pg, "<input type=\"hidden\" name=\"debug\" value=\"1\">"
                      "<button type=\"submit\" class=\"secondary\">Debug refresh</button></form> ");
         snprintf(action, sizeof action, "/console/connections/%s/connect", cid);
-        form_id(&pg, "connect", action, "inline");
+        tk_cpage_form_id(&pg, "connect", action, "inline");
         tk_html(&pg, "<button type=\"submit\" class=\"secondary\">Connect link</button></form>"
                      "</div>\n");
     }

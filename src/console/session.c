@@ -313,6 +313,7 @@ static const char *why_sentence(const char *why)
         {"revoked", "The operator token of your session was revoked."},
         {"token_expired", "The operator token of your session expired."},
         {"unknown", "Your session is not known here (it was ended, or the node was reset)."},
+        {"unsealed", "The node is unsealed; sign in."},
     };
     for (size_t i = 0; why && i < TK_NELEM(m); i++)
         if (!strcmp(why, m[i].code)) return m[i].text;

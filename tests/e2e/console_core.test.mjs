@@ -33,6 +33,7 @@ for (const backend of backends()) {
       assert.doesNotMatch(csp, /unsafe-inline|unsafe-eval/);
       assert.equal(pg.headers['x-frame-options'], 'DENY');
       assert.equal(pg.headers['cache-control'], 'no-store');
+      assert.match((await c.get('/console/node')).text, /<a href="\/console\/node" aria-current="page">/, 'the nav marks the current page');
       // the stored session is a keyed hash, never the cookie
       const cookie = raw.split(';')[0].split('=')[1];
       const rows = await storeSql(t, 'SELECT token_hash FROM console_sessions');
