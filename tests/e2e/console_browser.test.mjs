@@ -11,7 +11,7 @@
 // variants the other suites run.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { writeFile } from 'node:fs/promises';
+import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 
 import { api, createTenant, request, startTokend, stopAndScan, uniqueId, waitFor, REPO, SUITE_TIMEOUT_MS } from './lib/tokend.mjs';
@@ -336,6 +336,9 @@ describe('console in a browser (sqlite)', { timeout: SUITE_TIMEOUT_MS * 2 }, () 
     const r = await assertPagesClean(t, log, { oneTime });
     console.log(`# ${r.pages} pages checked; ${log.snapshots.length} DOM snapshots`);
     // all passed: the README's screenshot
-    if (page.screenshotPng) await writeFile(SCREENSHOT, page.screenshotPng);
+    if (page.screenshotPng) {
+      await mkdir(path.dirname(SCREENSHOT), { recursive: true });
+      await writeFile(SCREENSHOT, page.screenshotPng);
+    }
   });
 });
