@@ -14,7 +14,7 @@ import assert from 'node:assert/strict';
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 
-import { api, backends, createTenant, request, startTokend, stopAndScan, uniqueId, REPO, SUITE_TIMEOUT_MS } from './lib/tokend.mjs';
+import { api, backends, createTenant, request, startTokend, stopAndScan, uniqueId, waitFor, REPO, SUITE_TIMEOUT_MS } from './lib/tokend.mjs';
 import { startFakeUpstream } from './lib/fakeupstream.mjs';
 import { noteSecret, scanForSecrets, seenSecrets } from './lib/secrets.mjs';
 import { assertCleanLog, launchBrowser, newLog, newPage, signIn, snapshot, visit } from './lib/browser.mjs';
@@ -298,6 +298,23 @@ for (const backend of backends()) {
       await snapshot(page, 'xss');
       await visit(page, t.url, '/console/tokens');
       await shown('tokens page', XSS_SHORT);
+    });
+
+    it('the CSP blocks a script added to a page, and the recorder sees the violation (so "no violation" below means something)', async () => {
+      await visit(page, t.url, '/console/node');
+      const had = { csp: log.cspViolations.length, console: log.consoleErrors.length };
+      await page.evaluate(() => {
+        const s = document.createElement('script');
+        s.textContent = 'window.__xss = 2';
+        document.body.appendChild(s);
+      });
+      await waitFor(() => log.cspViolations.length > had.csp, { timeoutMs: 10000, message: 'the CSP violation reported' });
+      assert.equal(await page.evaluate(() => window.__xss), 0, 'the inline script did not run');
+      assert.match(log.cspViolations[had.csp].directive, /^script-src/);
+      // the planted violation is not the pages' fault
+      log.cspViolations.splice(had.csp);
+      await waitFor(() => log.consoleErrors.length > had.console, { timeoutMs: 10000, message: "the browser's console error" });
+      log.consoleErrors.splice(had.console);
     });
 
     it('a form post without the CSRF field is refused (403) and changes nothing', async () => {
