@@ -12,6 +12,13 @@
 #include <string.h>
 
 #define PAGE_LIMIT_S "50"
+/* Rows are added while the page is below this; past it the list stops and
+ * links to the rest (the /v1 cursors of flows and clients are the id of
+ * the last row given), so long values cannot push a page past
+ * TK_CONSOLE_PAGE_MAX. */
+#define ROWS_ROOM (TK_CONSOLE_PAGE_MAX - 16 * 1024)
+/* a failure sentence in a list is cut here (whole on the flow's page) */
+#define REASON_SHOWN 300
 /* on a client's page: its stuck, failed and latest flows */
 #define CLIENT_FLOWS_S "10"
 
@@ -77,10 +84,27 @@ static const char *flow_status(json_t *f)
     return tk_jstr(f, "status");
 }
 
-/* A link to the next page of a list, when the /v1 route gave a cursor. */
-static void next_link(struct tk_cpage *pg, const char *path, const char *filters, json_t *body)
+/* s cut to at most max bytes at a character boundary, with "…" when cut,
+ * from the pool. */
+static const char *cut(struct tk_req *r, const char *s, size_t max)
 {
-    const char *next = json_string_value(json_object_get(body, "next_cursor"));
+    size_t n = strlen(s);
+    if (n <= max) return s;
+    while (max > 0 && ((unsigned char)s[max] & 0xC0) == 0x80) max--;
+    return tk_pool_printf(r->pool, "%.*s…", (int)max, s);
+}
+
+static bool room(const struct tk_cpage *pg)
+{
+    return pg->b.len < ROWS_ROOM;
+}
+
+/* A link to the next page of a list: after last_shown when the page ran
+ * out of room before the end of the rows, else the /v1 route's cursor. */
+static void next_link(struct tk_cpage *pg, const char *path, const char *filters, json_t *body,
+                      const char *last_shown)
+{
+    const char *next = last_shown ? last_shown : json_string_value(json_object_get(body, "next_cursor"));
     if (!next) return;
     tk_htmlf(pg, "<p class=\"pager\"><a id=\"next-page\" rel=\"next\" href=\"%s?%s%scursor=%s\">Next page</a></p>",
              path, filters, *filters ? "&" : "", qenc(pg->r, next));
@@ -114,17 +138,25 @@ static void flow_row(struct tk_cpage *pg, json_t *f)
     tk_cpage_badge(pg, status);
     tk_htmlf(pg, "</td><td class=\"stage\">%s</td><td class=\"reason\">", stage);
     if (failed)
-        tk_htmlf(pg, "<code>%s</code> %s", tk_jstr(f, "error"), tk_jstr(f, "reason"));
+        tk_htmlf(pg, "<code>%s</code> %s", tk_jstr(f, "error"),
+                 cut(pg->r, tk_jstr(f, "reason"), REASON_SHOWN));
     else if (!strcmp(status, "stuck"))
         tk_html(pg, "<span class=\"muted\">no stage for over a minute</span>");
     tk_html(pg, "</td></tr>");
 }
 
-static void flows_rows(struct tk_cpage *pg, json_t *flows)
+/* The rows of flows while the page has room; the id of the last one shown
+ * when some were left out, else NULL. */
+static const char *flows_rows(struct tk_cpage *pg, json_t *flows)
 {
     size_t i;
     json_t *f;
-    json_array_foreach(flows, i, f) flow_row(pg, f);
+    json_array_foreach(flows, i, f)
+    {
+        if (!room(pg)) return tk_jstr(json_array_get(flows, i - 1), "id");
+        flow_row(pg, f);
+    }
+    return NULL;
 }
 
 void tk_h_console_oauth_flows(struct tk_req *r)
@@ -163,15 +195,16 @@ void tk_h_console_oauth_flows(struct tk_req *r)
              client_id);
 
     json_t *flows = json_object_get(list.body, "flows");
+    const char *last = NULL;
     if (json_array_size(flows) == 0) {
         tk_html(&pg, "<p class=\"muted\" id=\"no-flows\">No flow matches.</p>");
     } else {
         flows_table_head(&pg);
-        flows_rows(&pg, flows);
+        last = flows_rows(&pg, flows);
         tk_html(&pg, "</tbody></table>");
     }
     const char *const keep[] = {"status", status, "client_id", client_id, NULL};
-    next_link(&pg, "/console/oauth/flows", query_of(r, keep), list.body);
+    next_link(&pg, "/console/oauth/flows", query_of(r, keep), list.body, last);
     tk_capi_free(&list);
     tk_cpage_end(&pg, 200);
 }
@@ -278,6 +311,7 @@ void tk_h_console_oauth_clients(struct tk_req *r)
                  "<a href=\"/console/oauth/flows?status=stuck\">stuck</a> · "
                  "<a href=\"/console/oauth/flows?status=failed\">failed</a></p>");
     json_t *clients = json_object_get(list.body, "clients");
+    const char *last = NULL;
     if (json_array_size(clients) == 0) {
         tk_html(&pg, "<p class=\"muted\" id=\"no-clients\">No OAuth client in this tenant. Create one "
                      "with <code>tokend oauth clients create</code> or let a client register.</p>");
@@ -289,6 +323,10 @@ void tk_h_console_oauth_clients(struct tk_req *r)
         json_t *c;
         json_array_foreach(clients, i, c)
         {
+            if (!room(&pg)) {
+                last = tk_jstr(json_array_get(clients, i - 1), "id");
+                break;
+            }
             const char *id = tk_jstr(c, "id");
             tk_htmlf(&pg,
                      "<tr data-id=\"%s\"><td><a href=\"/console/oauth/clients/%s\">%s</a></td>"
@@ -302,7 +340,7 @@ void tk_h_console_oauth_clients(struct tk_req *r)
         }
         tk_html(&pg, "</tbody></table>");
     }
-    next_link(&pg, "/console/oauth/clients", "", list.body);
+    next_link(&pg, "/console/oauth/clients", "", list.body, last);
     tk_capi_free(&list);
     tk_cpage_end(&pg, 200);
 }

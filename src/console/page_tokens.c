@@ -10,8 +10,9 @@
 #include <string.h>
 
 /* GET /v1/operator-tokens has no paging (a tenant has a handful of
- * operator tokens): the page shows at most this many, newest first. */
-#define TOKENS_SHOWN 300
+ * operator tokens): the page shows its rows newest first while it is
+ * below this size, then links to the rest (?after=the last id shown). */
+#define ROWS_ROOM (TK_CONSOLE_PAGE_MAX - 16 * 1024)
 
 static const char *const ROLES[] = {"viewer", "operator", "admin"};
 
@@ -75,13 +76,18 @@ void tk_h_console_tokens(struct tk_req *r)
                  "<th>Created</th><th>Last used</th><th>Expires</th><th>Status</th>");
     if (admin) tk_html(&pg, "<th></th>");
     tk_html(&pg, "</tr></thead><tbody>");
-    for (size_t i = 0; i < n && i < TOKENS_SHOWN; i++)
-        token_row(&pg, json_array_get(tokens, i), admin, me ? me->id : "");
+    const char *after = tk_req_query(r, "after"), *last = NULL;
+    for (size_t i = 0; i < n; i++) {
+        json_t *t = json_array_get(tokens, i);
+        if (after && strcmp(tk_jstr(t, "id"), after) >= 0) continue;
+        if (pg.b.len >= ROWS_ROOM) break;
+        token_row(&pg, t, admin, me ? me->id : "");
+        last = i + 1 < n ? tk_pool_strdup(r->pool, tk_jstr(t, "id")) : NULL;
+    }
     tk_html(&pg, "</tbody></table>");
-    if (n > TOKENS_SHOWN)
-        tk_htmlf(&pg, "<p class=\"muted\">The %d newest of %zu tokens are shown; <code>tokend "
-                      "operator-tokens list</code> lists them all.</p>",
-                 TOKENS_SHOWN, n);
+    if (last)
+        tk_htmlf(&pg, "<p class=\"pager\"><a id=\"next-page\" rel=\"next\" href=\"/console/tokens?after=%s\">Next page</a></p>",
+                 last);
     tk_capi_free(&list);
 
     if (admin) {

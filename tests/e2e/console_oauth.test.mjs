@@ -16,6 +16,7 @@ import { after, before, describe, it } from 'node:test';
 import { api, backends, createTenant, request, startTokend, stopAndScan, storeSql, SUITE_TIMEOUT_MS } from './lib/tokend.mjs';
 import { authorizeInBrowser, createClient, createScope, createUser } from './lib/oauthflow.mjs';
 import { byId, consoleSignIn, textOf } from './lib/console.mjs';
+import { addClient, tenantOf } from './lib/oauthflows.mjs';
 
 const CB = 'https://app.example/cb';
 const FORM = { 'content-type': 'application/x-www-form-urlencoded' };
@@ -172,6 +173,36 @@ for (const backend of backends()) {
       assert.equal(p2.status, 200);
       assert.deepEqual(dataIds(p2.text, 'flows'), [made[1], made[0]]);
       assert.ok(!/id="next-page"/.test(p2.text));
+    });
+
+    it('a list of flows with long failure sentences full of markup stays under 100 KB and pages on', async () => {
+      // a client_id of 456 bytes of markup (planted in the store: the API
+      // makes UUIDs; a metadata document's URL may be this long)
+      const planted = await addClient(t, await tenantOf(t), { clientId: `noisy-${'\'"<>&'.repeat(90)}`, redirect: [CB], scopes: ['notes:read'], defaults: ['notes:read'] });
+      const noisy = { id: planted.id, client_id: planted.clientId };
+      const junk = `${CB}?x=${'\'"<>&'.repeat(150)}`;
+      for (let i = 0; i < 50; i++) {
+        const r = await authorizeRaw(t, noisy, { redirect_uri: junk });
+        assert.ok(r.status >= 400, `${r.status}`);
+      }
+      const all = (await api(t, `/v1/oauth/flows?client_id=${encodeURIComponent(noisy.client_id)}&limit=1000`)).json.flows;
+      assert.equal(all.length, 50);
+      assert.ok(all.every((f) => f.status === 'failed'));
+      const seen = [];
+      let path = `/console/oauth/flows?status=failed&client_id=${encodeURIComponent(noisy.client_id)}`;
+      let pages = 0;
+      for (let n = 0; path && n < 10; n++) {
+        const pg = await c.get(path);
+        assert.equal(pg.status, 200, pg.text.slice(0, 500));
+        assert.ok(pg.text.length < 100 * 1024, `page size ${pg.text.length}`);
+        assert.ok(!pg.text.includes('<>&'), 'the sentences are escaped');
+        seen.push(...dataIds(pg.text, 'flows'));
+        pages++;
+        const next = /<a id="next-page" rel="next" href="([^"]+)"/.exec(pg.text);
+        path = next ? next[1].replace(/&amp;/g, '&') : null;
+      }
+      assert.deepEqual(seen, all.map((f) => f.id));
+      assert.ok(pages >= 2, 'the rows did not fit one page: the list went on after the last one shown');
     });
 
     it('a failed flow\'s page: its stages with times and badges, the RFC error and sentence, the diagnosis, the client', async () => {
