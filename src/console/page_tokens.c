@@ -26,6 +26,20 @@ static void form_open(struct tk_cpage *pg, const char *action, const char *id)
              action, id, tk_console_csrf(pg->r));
 }
 
+static bool expired(json_t *t)
+{
+    int64_t at = 0;
+    const char *s = tk_jstr(t, "expires_at");
+    return s[0] && tk_time_parse(s, &at) == TK_OK && at <= tk_now_ms();
+}
+
+/* The token of an API answer zeroed before the answer is freed. */
+static void wipe_member(json_t *o, const char *name)
+{
+    const char *s = json_string_value(json_object_get(o, name));
+    if (s) tk_wipe((char *)s, strlen(s));
+}
+
 static void token_row(struct tk_cpage *pg, json_t *t, bool admin, const char *self_id)
 {
     const char *id = tk_jstr(t, "id");
@@ -44,6 +58,8 @@ static void token_row(struct tk_cpage *pg, json_t *t, bool admin, const char *se
         tk_cpage_badge(pg, "revoked");
         tk_html(pg, " ");
         tk_cpage_time_str(pg, tk_jstr(t, "revoked_at"));
+    } else if (expired(t)) {
+        tk_cpage_badge(pg, "expired");
     } else {
         tk_cpage_badge(pg, "active");
     }
@@ -157,6 +173,7 @@ void tk_h_console_tokens_create(struct tk_req *r)
              tk_jstr(res.body, "preview"), tk_jstr(res.body, "id"));
     tk_cpage_time_str(&pg, tk_jstr(res.body, "expires_at"));
     tk_html(&pg, "</dd></dl><p><a href=\"/console/tokens\">Back to the operator tokens</a></p>");
+    wipe_member(res.body, "token");
     tk_capi_free(&res);
     tk_cpage_end(&pg, 200);
 }
@@ -254,6 +271,7 @@ void tk_h_console_tenants_create(struct tk_req *r)
              "<p><a href=\"/console/tenants\">Back to the tenants</a></p>",
              tk_jstr(t, "name"), tk_jstr(t, "id"), tk_jstr(res.body, "token"),
              tk_jstr(res.body, "token_id"));
+    wipe_member(res.body, "token");
     tk_capi_free(&res);
     tk_cpage_end(&pg, 200);
 }

@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 
-import { api, backends, createTenant, request, startTokend, stopAndScan, SUITE_TIMEOUT_MS } from './lib/tokend.mjs';
+import { api, backends, createTenant, request, startTokend, stopAndScan, storeSql, SUITE_TIMEOUT_MS } from './lib/tokend.mjs';
 import { noteSecret } from './lib/secrets.mjs';
 import { byId, consoleSignIn, textOf } from './lib/console.mjs';
 
@@ -93,6 +93,11 @@ for (const backend of backends()) {
       const row = rowOf(after.text, made.json.id);
       assert.match(row, /badge b-revoked/);
       assert.doesNotMatch(row, /<form/, 'no revoke form on a revoked token');
+      // an expired token says so
+      const old = await api(t, '/v1/operator-tokens', { method: 'POST', json: { name: 'expired-one', role: 'viewer', expires_in: 60 } });
+      assert.equal(old.status, 201);
+      await storeSql(t, `UPDATE operator_tokens SET expires_at = ${Date.now() - 1000} WHERE id = '${old.json.id}'`);
+      assert.match(rowOf((await c.get('/console/tokens')).text, old.json.id), /badge b-expired/);
       // another tenant's token id: the API's 404 as a page
       const ten = await createTenant(t);
       const other = await c.postRaw(`/console/tokens/${ten.tokenId}/revoke`, { csrf: await c.csrf() });
