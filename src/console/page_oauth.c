@@ -71,7 +71,8 @@ static const char *joined(struct tk_req *r, json_t *a)
     json_t *v;
     json_array_foreach(a, i, v)
     {
-        if (json_is_string(v)) s = tk_pool_printf(r->pool, "%s%s%s", s, *s ? ", " : "", json_string_value(v));
+        if (json_is_string(v))
+            s = tk_pool_printf(r->pool, "%s%s%s", s, *s ? ", " : "", json_string_value(v));
     }
     return *s ? s : "none";
 }
@@ -90,7 +91,8 @@ static const char *cut(struct tk_req *r, const char *s, size_t max)
 {
     size_t n = strlen(s);
     if (n <= max) return s;
-    while (max > 0 && ((unsigned char)s[max] & 0xC0) == 0x80) max--;
+    while (max > 0 && ((unsigned char)s[max] & 0xC0) == 0x80)
+        max--;
     return tk_pool_printf(r->pool, "%.*s…", (int)max, s);
 }
 
@@ -104,9 +106,12 @@ static bool room(const struct tk_cpage *pg)
 static void next_link(struct tk_cpage *pg, const char *path, const char *filters, json_t *body,
                       const char *last_shown)
 {
-    const char *next = last_shown ? last_shown : json_string_value(json_object_get(body, "next_cursor"));
+    const char *next =
+        last_shown ? last_shown : json_string_value(json_object_get(body, "next_cursor"));
     if (!next) return;
-    tk_htmlf(pg, "<p class=\"pager\"><a id=\"next-page\" rel=\"next\" href=\"%s?%s%scursor=%s\">Next page</a></p>",
+    tk_htmlf(pg,
+             "<p class=\"pager\"><a id=\"next-page\" rel=\"next\" href=\"%s?%s%scursor=%s\">Next "
+             "page</a></p>",
              path, filters, *filters ? "&" : "", qenc(pg->r, next));
 }
 
@@ -123,10 +128,10 @@ static void flow_row(struct tk_cpage *pg, json_t *f)
     const char *id = tk_jstr(f, "id");
     const char *status = flow_status(f);
     bool failed = !strcmp(status, "failed");
-    const char *stage = failed && tk_jstr(f, "failed_stage")[0] ? tk_jstr(f, "failed_stage")
-                                                                 : tk_jstr(f, "stage");
-    tk_htmlf(pg, "<tr data-id=\"%s\" data-status=\"%s\"><td><a href=\"/console/oauth/flows/%s\">", id,
-             status, id);
+    const char *stage =
+        failed && tk_jstr(f, "failed_stage")[0] ? tk_jstr(f, "failed_stage") : tk_jstr(f, "stage");
+    tk_htmlf(pg, "<tr data-id=\"%s\" data-status=\"%s\"><td><a href=\"/console/oauth/flows/%s\">",
+             id, status, id);
     tk_cpage_time_str(pg, tk_jstr(f, "created_at"));
     tk_html(pg, "</a></td><td>");
     if (tk_jstr(f, "oauth_client_id")[0])
@@ -153,7 +158,7 @@ static const char *flows_rows(struct tk_cpage *pg, json_t *flows)
     json_t *f;
     json_array_foreach(flows, i, f)
     {
-        if (!room(pg)) return tk_jstr(json_array_get(flows, i - 1), "id");
+        if (i > 0 && !room(pg)) return tk_jstr(json_array_get(flows, i - 1), "id");
         flow_row(pg, f);
     }
     return NULL;
@@ -162,8 +167,8 @@ static const char *flows_rows(struct tk_cpage *pg, json_t *flows)
 void tk_h_console_oauth_flows(struct tk_req *r)
 {
     const char *status = arg(r, "status"), *client_id = arg(r, "client_id");
-    const char *const api_q[] = {"status", status, "client_id", client_id, "cursor", arg(r, "cursor"),
-                                 "limit", PAGE_LIMIT_S, NULL};
+    const char *const api_q[] = {"status",         status,  "client_id",  client_id, "cursor",
+                                 arg(r, "cursor"), "limit", PAGE_LIMIT_S, NULL};
     struct tk_capi list;
     if (!tk_console_call(r, "GET", "/v1/oauth/flows", NULL, query_of(r, api_q), NULL, &list))
         return;
@@ -173,10 +178,10 @@ void tk_h_console_oauth_flows(struct tk_req *r)
 
     /* quick filters: by status, keeping the client */
     static const char *const quick[][2] = {{"", "All"},
-                                          {"stuck", "Stuck"},
-                                          {"failed", "Failed"},
-                                          {"active", "Active"},
-                                          {"completed", "Completed"}};
+                                           {"stuck", "Stuck"},
+                                           {"failed", "Failed"},
+                                           {"active", "Active"},
+                                           {"completed", "Completed"}};
     tk_html(&pg, "<p class=\"filters quick\" id=\"flow-status\">");
     for (size_t i = 0; i < TK_NELEM(quick); i++) {
         const char *const q[] = {"status", quick[i][0], "client_id", client_id, NULL};
@@ -186,7 +191,8 @@ void tk_h_console_oauth_flows(struct tk_req *r)
     }
     tk_html(&pg, "</p>");
     /* the client filter: a GET form (it changes nothing: no CSRF field) */
-    tk_html(&pg, "<form id=\"flow-filters\" class=\"filters\" method=\"get\" action=\"/console/oauth/flows\">");
+    tk_html(&pg, "<form id=\"flow-filters\" class=\"filters\" method=\"get\" "
+                 "action=\"/console/oauth/flows\">");
     if (*status) tk_htmlf(&pg, "<input type=\"hidden\" name=\"status\" value=\"%s\">", status);
     tk_htmlf(&pg,
              "<div><label for=\"f-client\">client_id</label><input type=\"text\" id=\"f-client\" "
@@ -234,9 +240,11 @@ void tk_h_console_oauth_flow(struct tk_req *r)
 
     tk_html(&pg, "<div class=\"card\"><dl class=\"kv\" id=\"flow\"><dt>Status</dt><dd>");
     tk_cpage_badge(&pg, status);
-    tk_htmlf(&pg, "</dd><dt>Flow</dt><dd><code>%s</code></dd><dt>Client</dt><dd>", tk_jstr(f, "id"));
+    tk_htmlf(&pg, "</dd><dt>Flow</dt><dd><code>%s</code></dd><dt>Client</dt><dd>",
+             tk_jstr(f, "id"));
     if (ocid[0])
-        tk_htmlf(&pg, "<a id=\"client-link\" href=\"/console/oauth/clients/%s\"><code>%s</code></a>",
+        tk_htmlf(&pg,
+                 "<a id=\"client-link\" href=\"/console/oauth/clients/%s\"><code>%s</code></a>",
                  ocid, tk_jstr(f, "client_id"));
     else
         tk_htmlf(&pg, "<code>%s</code>", tk_jstr(f, "client_id"));
@@ -250,7 +258,8 @@ void tk_h_console_oauth_flow(struct tk_req *r)
     tk_htmlf(&pg, "<dt>PKCE</dt><dd>%s</dd><dt>State given</dt><dd>%s</dd>",
              tk_jstr(f, "code_challenge_method")[0] ? tk_jstr(f, "code_challenge_method") : "none",
              tk_jbool(f, "state_given") ? "yes" : "no");
-    if (tk_jstr(f, "user_id")[0]) tk_htmlf(&pg, "<dt>User</dt><dd><code>%s</code></dd>", tk_jstr(f, "user_id"));
+    if (tk_jstr(f, "user_id")[0])
+        tk_htmlf(&pg, "<dt>User</dt><dd><code>%s</code></dd>", tk_jstr(f, "user_id"));
     tk_html(&pg, "<dt>Started</dt><dd>");
     tk_cpage_time_str(&pg, tk_jstr(f, "created_at"));
     tk_html(&pg, "</dd><dt>Last change</dt><dd>");
@@ -286,13 +295,17 @@ void tk_h_console_oauth_flow(struct tk_req *r)
     }
     tk_html(&pg, "</ol>");
 
-    tk_htmlf(&pg, "<div class=\"card\" id=\"diagnosis\"><h2>Diagnosis</h2><p class=\"conclusion\">%s</p>",
-             tk_jstr(d.body, "conclusion"));
+    tk_htmlf(
+        &pg,
+        "<div class=\"card\" id=\"diagnosis\"><h2>Diagnosis</h2><p class=\"conclusion\">%s</p>",
+        tk_jstr(d.body, "conclusion"));
     if (tk_jstr(d.body, "next_step")[0])
         tk_htmlf(&pg, "<p class=\"next-step\"><strong>What to change:</strong> %s</p>",
                  tk_jstr(d.body, "next_step"));
-    tk_htmlf(&pg, "<p class=\"muted\">The same from a terminal: <code>tokend doctor flow %s</code></p></div>",
-             tk_jstr(f, "id"));
+    tk_htmlf(
+        &pg,
+        "<p class=\"muted\">The same from a terminal: <code>tokend doctor flow %s</code></p></div>",
+        tk_jstr(f, "id"));
     tk_capi_free(&d);
     tk_cpage_end(&pg, 200);
 }
@@ -313,8 +326,9 @@ void tk_h_console_oauth_clients(struct tk_req *r)
     json_t *clients = json_object_get(list.body, "clients");
     const char *last = NULL;
     if (json_array_size(clients) == 0) {
-        tk_html(&pg, "<p class=\"muted\" id=\"no-clients\">No OAuth client in this tenant. Create one "
-                     "with <code>tokend oauth clients create</code> or let a client register.</p>");
+        tk_html(&pg,
+                "<p class=\"muted\" id=\"no-clients\">No OAuth client in this tenant. Create one "
+                "with <code>tokend oauth clients create</code> or let a client register.</p>");
     } else {
         tk_html(&pg, "<table id=\"oauth-clients\"><thead><tr><th>Name</th><th>client_id</th>"
                      "<th>Type</th><th>Grant types</th><th>Origin</th><th>Status</th></tr></thead>"
@@ -323,7 +337,7 @@ void tk_h_console_oauth_clients(struct tk_req *r)
         json_t *c;
         json_array_foreach(clients, i, c)
         {
-            if (!room(&pg)) {
+            if (i > 0 && !room(&pg)) {
                 last = tk_jstr(json_array_get(clients, i - 1), "id");
                 break;
             }
@@ -369,8 +383,8 @@ void tk_h_console_oauth_client(struct tk_req *r)
     json_t *rows = json_array();
     static const char *const order[] = {"stuck", "failed", ""};
     for (size_t i = 0; i < TK_NELEM(order); i++) {
-        const char *const q[] = {"client_id", client_id, "status", order[i], "limit",
-                                 CLIENT_FLOWS_S, NULL};
+        const char *const q[] = {"client_id", client_id,      "status", order[i],
+                                 "limit",     CLIENT_FLOWS_S, NULL};
         struct tk_capi fl;
         if (!tk_console_call(r, "GET", "/v1/oauth/flows", NULL, query_of(r, q), NULL, &fl)) {
             json_decref(rows);
@@ -417,11 +431,12 @@ void tk_h_console_oauth_client(struct tk_req *r)
     tk_html(&pg, "</dd></dl></div>");
 
     const char *const all[] = {"client_id", client_id, NULL};
-    tk_htmlf(&pg,
-             "<h2>Recent flows</h2><p class=\"muted\">Stuck and failed first. "
-             "<a id=\"client-flows\" href=\"/console/oauth/flows?%s\">All flows of this client</a> · "
-             "<code>tokend doctor oauth-client %s</code></p>",
-             query_of(r, all), client_id);
+    tk_htmlf(
+        &pg,
+        "<h2>Recent flows</h2><p class=\"muted\">Stuck and failed first. "
+        "<a id=\"client-flows\" href=\"/console/oauth/flows?%s\">All flows of this client</a> · "
+        "<code>tokend doctor oauth-client %s</code></p>",
+        query_of(r, all), client_id);
     if (json_array_size(rows) == 0) {
         tk_html(&pg, "<p class=\"muted\" id=\"no-flows\">No flow yet: this client_id never reached "
                      "the authorization endpoint.</p>");

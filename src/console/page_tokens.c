@@ -46,8 +46,8 @@ static void token_row(struct tk_cpage *pg, json_t *t, bool admin, const char *se
     bool revoked = json_is_string(json_object_get(t, "revoked_at"));
     tk_htmlf(pg, "<tr id=\"%s\" data-id=\"%s\"><td class=\"name\">%s", id, id, tk_jstr(t, "name"));
     if (!strcmp(id, self_id)) tk_html(pg, " <span class=\"muted\">(this session)</span>");
-    tk_htmlf(pg, "</td><td>%s</td><td><code class=\"preview\">%s</code></td><td>", tk_jstr(t, "role"),
-             tk_jstr(t, "preview"));
+    tk_htmlf(pg, "</td><td>%s</td><td><code class=\"preview\">%s</code></td><td>",
+             tk_jstr(t, "role"), tk_jstr(t, "preview"));
     tk_cpage_time_str(pg, tk_jstr(t, "created_at"));
     tk_html(pg, "</td><td>");
     tk_cpage_time_str(pg, tk_jstr(t, "last_used_at"));
@@ -70,7 +70,9 @@ static void token_row(struct tk_cpage *pg, json_t *t, bool admin, const char *se
             char action[96];
             snprintf(action, sizeof action, "/console/tokens/%s/revoke", id);
             tk_cpage_form(pg, action, "inline revoke");
-            tk_htmlf(pg, "<button type=\"submit\" class=\"danger\" title=\"Revoke %s\">Revoke</button></form>",
+            tk_htmlf(pg,
+                     "<button type=\"submit\" class=\"danger\" title=\"Revoke "
+                     "%s\">Revoke</button></form>",
                      tk_jstr(t, "name"));
         }
         tk_html(pg, "</td>");
@@ -102,29 +104,29 @@ void tk_h_console_tokens(struct tk_req *r)
     }
     tk_html(&pg, "</tbody></table>");
     if (last)
-        tk_htmlf(&pg, "<p class=\"pager\"><a id=\"next-page\" rel=\"next\" href=\"/console/tokens?after=%s\">Next page</a></p>",
+        tk_htmlf(&pg,
+                 "<p class=\"pager\"><a id=\"next-page\" rel=\"next\" "
+                 "href=\"/console/tokens?after=%s\">Next page</a></p>",
                  last);
     tk_capi_free(&list);
 
     if (admin) {
         tk_html(&pg, "<h2>Issue a token</h2>");
         form_open(&pg, "/console/tokens", "token-create");
-        tk_html(&pg,
-                "<div><label for=\"t-name\">Name</label><input type=\"text\" id=\"t-name\" "
-                "name=\"name\" required maxlength=\"64\"></div>"
-                "<div><label for=\"t-role\">Role</label><select id=\"t-role\" name=\"role\">");
+        tk_html(&pg, "<div><label for=\"t-name\">Name</label><input type=\"text\" id=\"t-name\" "
+                     "name=\"name\" required maxlength=\"64\"></div>"
+                     "<div><label for=\"t-role\">Role</label><select id=\"t-role\" name=\"role\">");
         for (size_t i = 0; i < TK_NELEM(ROLES); i++)
             tk_htmlf(&pg, "<option value=\"%s\"%s>%s</option>", ROLES[i],
                      !strcmp(ROLES[i], "operator") ? " selected" : "", ROLES[i]);
-        tk_html(&pg,
-                "</select></div><div><label for=\"t-exp\">Expires</label><select id=\"t-exp\" "
-                "name=\"expires_in\"><option value=\"\">never</option>"
-                "<option value=\"86400\">in 1 day</option>"
-                "<option value=\"2592000\">in 30 days</option>"
-                "<option value=\"7776000\">in 90 days</option>"
-                "<option value=\"31536000\">in 1 year</option></select></div>"
-                "<div><button type=\"submit\">Issue</button></div></form>"
-                "<p class=\"muted\">The token is shown once, on the next page.</p>");
+        tk_html(&pg, "</select></div><div><label for=\"t-exp\">Expires</label><select id=\"t-exp\" "
+                     "name=\"expires_in\"><option value=\"\">never</option>"
+                     "<option value=\"86400\">in 1 day</option>"
+                     "<option value=\"2592000\">in 30 days</option>"
+                     "<option value=\"7776000\">in 90 days</option>"
+                     "<option value=\"31536000\">in 1 year</option></select></div>"
+                     "<div><button type=\"submit\">Issue</button></div></form>"
+                     "<p class=\"muted\">The token is shown once, on the next page.</p>");
     }
     tk_cpage_end(&pg, 200);
 }
@@ -155,7 +157,8 @@ void tk_h_console_tokens_create(struct tk_req *r)
     if (role && *role) json_object_set_new(body, "role", json_string(role));
     if (exp && *exp) {
         long long v;
-        json_object_set_new(body, "expires_in", form_int(exp, &v) ? json_integer(v) : json_string(exp));
+        json_object_set_new(body, "expires_in",
+                            form_int(exp, &v) ? json_integer(v) : json_string(exp));
     }
     struct tk_capi res;
     bool ok = tk_console_call(r, "POST", "/v1/operator-tokens", NULL, NULL, body, &res);
@@ -213,8 +216,9 @@ static const char *qenc(struct tk_req *r, const char *s)
 void tk_h_console_tenants(struct tk_req *r)
 {
     const char *cursor = tk_req_query(r, "cursor");
-    const char *q = cursor && *cursor ? tk_pool_printf(r->pool, "limit=50&cursor=%s", qenc(r, cursor))
-                                      : "limit=50";
+    const char *q = cursor && *cursor
+                        ? tk_pool_printf(r->pool, "limit=50&cursor=%s", qenc(r, cursor))
+                        : "limit=50";
     struct tk_capi list;
     if (!tk_console_call(r, "GET", "/v1/tenants", NULL, q, NULL, &list)) return;
     struct tk_cpage pg;
@@ -225,15 +229,19 @@ void tk_h_console_tenants(struct tk_req *r)
     json_t *t;
     json_array_foreach(json_object_get(list.body, "tenants"), i, t)
     {
-        tk_htmlf(&pg, "<tr id=\"%s\" data-id=\"%s\"><td class=\"name\">%s</td><td><code>%s</code></td><td>",
-                 tk_jstr(t, "id"), tk_jstr(t, "id"), tk_jstr(t, "name"), tk_jstr(t, "id"));
+        tk_htmlf(
+            &pg,
+            "<tr id=\"%s\" data-id=\"%s\"><td class=\"name\">%s</td><td><code>%s</code></td><td>",
+            tk_jstr(t, "id"), tk_jstr(t, "id"), tk_jstr(t, "name"), tk_jstr(t, "id"));
         tk_cpage_time_str(&pg, tk_jstr(t, "created_at"));
         tk_html(&pg, "</td></tr>");
     }
     tk_html(&pg, "</tbody></table>");
     const char *next = json_string_value(json_object_get(list.body, "next_cursor"));
     if (next)
-        tk_htmlf(&pg, "<p class=\"pager\"><a id=\"next-page\" rel=\"next\" href=\"/console/tenants?cursor=%s\">Next page</a></p>",
+        tk_htmlf(&pg,
+                 "<p class=\"pager\"><a id=\"next-page\" rel=\"next\" "
+                 "href=\"/console/tenants?cursor=%s\">Next page</a></p>",
                  qenc(r, next));
     tk_capi_free(&list);
 
@@ -253,7 +261,8 @@ void tk_h_console_tenants_create(struct tk_req *r)
     struct tk_form *f = tk_console_form(r);
     if (!f) return;
     const char *name = tk_form_get(f, "name");
-    json_t *body = json_pack("{s:s}", "name", name ? name : "");
+    json_t *body = json_object();
+    json_object_set_new(body, "name", json_string(name ? name : ""));
     struct tk_capi res;
     bool ok = tk_console_call(r, "POST", "/v1/tenants", NULL, NULL, body, &res);
     json_decref(body);
