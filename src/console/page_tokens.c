@@ -16,16 +16,6 @@
 
 static const char *const ROLES[] = {"viewer", "operator", "admin"};
 
-/* A POST form with an id (the browser tests find it by id) and the CSRF
- * field, as tk_cpage_form makes it; closed with "</form>". */
-static void form_open(struct tk_cpage *pg, const char *action, const char *id)
-{
-    tk_htmlf(pg,
-             "<form method=\"post\" action=\"%s\" id=\"%s\" class=\"filters\">"
-             "<input type=\"hidden\" name=\"csrf\" value=\"%s\">",
-             action, id, tk_console_csrf(pg->r));
-}
-
 static bool expired(json_t *t)
 {
     int64_t at = 0;
@@ -112,7 +102,7 @@ void tk_h_console_tokens(struct tk_req *r)
 
     if (admin) {
         tk_html(&pg, "<h2>Issue a token</h2>");
-        form_open(&pg, "/console/tokens", "token-create");
+        tk_cpage_form_id(&pg, "token-create", "/console/tokens", "filters");
         tk_html(&pg, "<div><label for=\"t-name\">Name</label><input type=\"text\" id=\"t-name\" "
                      "name=\"name\" required maxlength=\"64\"></div>"
                      "<div><label for=\"t-role\">Role</label><select id=\"t-role\" name=\"role\">");
@@ -246,7 +236,7 @@ void tk_h_console_tenants(struct tk_req *r)
     tk_capi_free(&list);
 
     tk_html(&pg, "<h2>Create a tenant</h2>");
-    form_open(&pg, "/console/tenants", "tenant-create");
+    tk_cpage_form_id(&pg, "tenant-create", "/console/tenants", "filters");
     tk_html(&pg,
             "<div><label for=\"tn-name\">Name</label><input type=\"text\" id=\"tn-name\" "
             "name=\"name\" required maxlength=\"63\" pattern=\"[a-z0-9][a-z0-9-]*\"></div>"
