@@ -250,6 +250,29 @@ for (const backend of backends()) {
       assert.match(textOf(cp.text), /2 agent\(s\) ?, [12] stale/);
     });
 
+    it("a client's 100 tokens with names all quotes stay under 100 KB: 30 a page, then a link to the rest", async () => {
+      const big = (await api(t, '/v1/clients', { method: 'POST', json: { name: '"'.repeat(128), metadata: Object.fromEntries([...Array(32)].map((_, i) => [`k${i}`, '&'.repeat(512)])) } })).json;
+      const ids = [];
+      for (let i = 0; i < 100; i++) {
+        const r = await api(t, `/v1/clients/${big.id}/tokens`, { method: 'POST', json: { name: `${'"'.repeat(60)}${String(i).padStart(3, '0')}` } });
+        assert.equal(r.status, 201, r.text);
+        ids.push(r.json.id);
+      }
+      const seen = new Set();
+      let url = `/console/clients/${big.id}`;
+      for (let n = 0; url && n < 10; n++) {
+        const pg = await c.get(url);
+        assertPage(pg);
+        const rows = [...byId(pg.text, 'client-tokens').matchAll(/<tr data-id="([^"]+)"/g)].map((m) => m[1]);
+        assert.ok(rows.length <= 30);
+        for (const id of rows) seen.add(id);
+        const more = /<a id="next-tokens" href="([^"]+)"/.exec(pg.text);
+        url = more ? more[1].replace(/&amp;/g, '&') : null;
+      }
+      assert.equal(seen.size, 100, 'every token on some page');
+      assert.deepEqual([...seen].sort(), ids.sort());
+    });
+
     it('pages the clients list 50 at a time with a next link', async () => {
       for (let i = 0; i < 51; i++) {
         const r = await api(t, '/v1/clients', { method: 'POST', json: { name: `bulk-${i}` } });
