@@ -60,7 +60,8 @@ static const char *clip(struct tk_req *r, const char *s, size_t max, bool *cut)
     *cut = n > max;
     if (!*cut) return s;
     n = max;
-    while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80) n--;
+    while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80)
+        n--;
     return tk_pool_strndup(r->pool, s, n);
 }
 
@@ -90,8 +91,9 @@ static void next_link(struct tk_cpage *pg, const char *base, json_t *body, const
     qarg(&q, n1, v1);
     qarg(&q, n2, v2);
     qarg(&q, "cursor", next);
-    tk_htmlf(pg, "<p class=\"paging\"><a id=\"next-page\" rel=\"next\" href=\"%s?%s\">Next page</a></p>",
-             base, q.data);
+    tk_htmlf(
+        pg, "<p class=\"paging\"><a id=\"next-page\" rel=\"next\" href=\"%s?%s\">Next page</a></p>",
+        base, q.data);
     tk_buf_free(&q);
 }
 
@@ -113,8 +115,9 @@ void tk_h_console_clients(struct tk_req *r)
 
     struct tk_cpage pg;
     tk_cpage_begin(&pg, r, "clients", "Clients");
-    tk_html(&pg, "<p class=\"muted\">Machines that call tokend with client tokens (<code>tkc_</code>). "
-                 "Open a client for its tokens, its failures by reason and its status.</p>");
+    tk_html(&pg,
+            "<p class=\"muted\">Machines that call tokend with client tokens (<code>tkc_</code>). "
+            "Open a client for its tokens, its failures by reason and its status.</p>");
     tk_html(&pg, "<p class=\"filters\" id=\"client-filters\">Status: ");
     filter_link(&pg, "/console/clients", "all", NULL, status, NULL, NULL);
     filter_link(&pg, "/console/clients", "active", "active", status, NULL, NULL);
@@ -135,12 +138,14 @@ void tk_h_console_clients(struct tk_req *r)
     json_array_foreach(clients, i, c)
     {
         const char *id = tk_jstr(c, "id");
-        tk_htmlf(&pg, "<tr data-id=\"%s\"><td><a href=\"/console/clients/%s\">%s</a></td><td>", id, id,
-                 tk_jstr(c, "name"));
+        tk_htmlf(&pg, "<tr data-id=\"%s\"><td><a href=\"/console/clients/%s\">%s</a></td><td>", id,
+                 id, tk_jstr(c, "name"));
         tk_cpage_badge(&pg, tk_jstr(c, "status"));
         const char *email = tk_jstr(c, "email");
-        if (*email) tk_htmlf(&pg, "</td><td>%s</td><td>", email);
-        else tk_html(&pg, "</td><td><span class=\"muted\">-</span></td><td>");
+        if (*email)
+            tk_htmlf(&pg, "</td><td>%s</td><td>", email);
+        else
+            tk_html(&pg, "</td><td><span class=\"muted\">-</span></td><td>");
         tk_cpage_time_str(&pg, tk_jstr(c, "created_at"));
         tk_html(&pg, "</td><td>");
         tk_cpage_time_str(&pg, tk_jstr(c, "status_changed_at"));
@@ -164,7 +169,9 @@ static void token_row(struct tk_cpage *pg, const char *cid, json_t *t, bool can_
 {
     const char *tid = tk_jstr(t, "id");
     const char *st = tk_jstr(t, "status");
-    tk_htmlf(pg, "<tr data-id=\"%s\" data-status=\"%s\"><td>%s</td><td><code class=\"preview\">%s</code></td><td>",
+    tk_htmlf(pg,
+             "<tr data-id=\"%s\" data-status=\"%s\"><td>%s</td><td><code "
+             "class=\"preview\">%s</code></td><td>",
              tid, st, tk_jstr(t, "name"), tk_jstr(t, "preview"));
     tk_cpage_badge(pg, st);
     const char *grace = tk_jstr(t, "grace_ends_at");
@@ -178,17 +185,21 @@ static void token_row(struct tk_cpage *pg, const char *cid, json_t *t, bool can_
     tk_cpage_time_str(pg, tk_jstr(t, "last_used_at"));
     tk_html(pg, "</td><td>");
     const char *exp = tk_jstr(t, "expires_at");
-    if (*exp) tk_cpage_time_str(pg, exp);
-    else tk_html(pg, "<span class=\"muted\">no expiry</span>");
+    if (*exp)
+        tk_cpage_time_str(pg, exp);
+    else
+        tk_html(pg, "<span class=\"muted\">no expiry</span>");
     tk_html(pg, "</td><td>");
     if (can_write && usable(t)) {
         char action[200];
         if (!strcmp(st, "active")) {
             snprintf(action, sizeof action, "/console/clients/%s/tokens/%s/rotate", cid, tid);
             tk_cpage_form(pg, action, "rotate inline");
-            tk_html(pg, "<input type=\"number\" name=\"grace\" value=\"" DEFAULT_GRACE
-                        "\" min=\"0\" max=\"2592000\" aria-label=\"grace seconds\" title=\"seconds the "
-                        "old token keeps working\"> <button type=\"submit\" class=\"secondary\">Rotate</button></form> ");
+            tk_html(pg,
+                    "<input type=\"number\" name=\"grace\" value=\"" DEFAULT_GRACE
+                    "\" min=\"0\" max=\"2592000\" aria-label=\"grace seconds\" title=\"seconds the "
+                    "old token keeps working\"> <button type=\"submit\" "
+                    "class=\"secondary\">Rotate</button></form> ");
         }
         snprintf(action, sizeof action, "/console/clients/%s/tokens/%s/revoke", cid, tid);
         tk_cpage_form(pg, action, "revoke inline");
@@ -206,11 +217,13 @@ static void tokens_table(struct tk_cpage *pg, struct tk_req *r, const char *cid,
     size_t n = json_array_size(tokens), nusable = 0, i;
     json_t *t;
     json_array_foreach(tokens, i, t) if (usable(t)) nusable++;
-    tk_htmlf(pg, "<h2>Tokens</h2><p class=\"muted\">%zu token(s), %zu usable. Only a preview of each "
-                 "is kept; a token's secret is shown once, when it is issued or rotated.</p>",
+    tk_htmlf(pg,
+             "<h2>Tokens</h2><p class=\"muted\">%zu token(s), %zu usable. Only a preview of each "
+             "is kept; a token's secret is shown once, when it is issued or rotated.</p>",
              n, nusable);
-    tk_html(pg, "<table id=\"client-tokens\"><thead><tr><th>Name</th><th>Preview</th><th>Status</th>"
-                "<th>Created</th><th>Last used</th><th>Expires</th><th></th></tr></thead><tbody>");
+    tk_html(pg,
+            "<table id=\"client-tokens\"><thead><tr><th>Name</th><th>Preview</th><th>Status</th>"
+            "<th>Created</th><th>Last used</th><th>Expires</th><th></th></tr></thead><tbody>");
     /* usable first, then revoked and expired ones, each newest first (the
      * API's order) */
     size_t k = 0, shown = 0;
@@ -225,8 +238,10 @@ static void tokens_table(struct tk_cpage *pg, struct tk_req *r, const char *cid,
     tk_html(pg, "</tbody></table>");
     if (n == 0) tk_html(pg, "<p class=\"notice\">This client has no token yet.</p>");
     if ((size_t)from + shown < n)
-        tk_htmlf(pg, "<p class=\"paging\"><a id=\"next-tokens\" href=\"/console/clients/%s?tokens_from=%zu\">"
-                     "More tokens</a></p>",
+        tk_htmlf(pg,
+                 "<p class=\"paging\"><a id=\"next-tokens\" "
+                 "href=\"/console/clients/%s?tokens_from=%zu\">"
+                 "More tokens</a></p>",
                  cid, (size_t)from + shown);
 }
 
@@ -261,11 +276,12 @@ static void failures_section(struct tk_cpage *pg, json_t *report)
         tk_html(pg, "<table id=\"failures-by-reason\"><thead><tr><th>Reason</th><th>Count</th></tr>"
                     "</thead><tbody>");
         for (size_t j = 0; j < n; j++)
-            tk_htmlf(pg, "<tr data-reason=\"%s\"><td><code>%s</code></td><td>%lld</td></tr>", keys[j],
-                     keys[j], counts[j]);
+            tk_htmlf(pg, "<tr data-reason=\"%s\"><td><code>%s</code></td><td>%lld</td></tr>",
+                     keys[j], keys[j], counts[j]);
         tk_html(pg, "</tbody></table>");
     } else {
-        tk_html(pg, "<p class=\"muted\">No validation of this client's tokens failed in the last hour.</p>");
+        tk_html(pg, "<p class=\"muted\">No validation of this client's tokens failed in the last "
+                    "hour.</p>");
     }
     json_t *warn = json_object_get(report, "warnings");
     if (json_array_size(warn) > 0) {
@@ -304,14 +320,18 @@ void tk_h_console_client(struct tk_req *r)
     tk_cpage_begin(&pg, r, "clients", tk_jstr(c, "name"));
     tk_htmlf(&pg, "<p class=\"conclusion notice\" id=\"client-conclusion\">%s</p>",
              tk_jstr(rep.body, "conclusion"));
-    tk_htmlf(&pg, "<div class=\"card\"><dl class=\"kv\" id=\"client\" data-id=\"%s\"><dt>Id</dt><dd><code>%s</code></dd>"
-                  "<dt>Status</dt><dd id=\"client-status-value\">",
+    tk_htmlf(&pg,
+             "<div class=\"card\"><dl class=\"kv\" id=\"client\" "
+             "data-id=\"%s\"><dt>Id</dt><dd><code>%s</code></dd>"
+             "<dt>Status</dt><dd id=\"client-status-value\">",
              cid, cid);
     tk_cpage_badge(&pg, status);
     tk_html(&pg, "</dd><dt>Email</dt><dd>");
     const char *email = tk_jstr(c, "email");
-    if (*email) tk_htmlf(&pg, "%s", email);
-    else tk_html(&pg, "<span class=\"muted\">-</span>");
+    if (*email)
+        tk_htmlf(&pg, "%s", email);
+    else
+        tk_html(&pg, "<span class=\"muted\">-</span>");
     tk_html(&pg, "</dd><dt>Created</dt><dd>");
     tk_cpage_time_str(&pg, tk_jstr(c, "created_at"));
     tk_html(&pg, "</dd><dt>Updated</dt><dd>");
@@ -327,7 +347,8 @@ void tk_h_console_client(struct tk_req *r)
         json_object_foreach(meta, k, v)
         {
             bool cut;
-            const char *val = clip(r, json_is_string(v) ? json_string_value(v) : "", META_SHOWN, &cut);
+            const char *val =
+                clip(r, json_is_string(v) ? json_string_value(v) : "", META_SHOWN, &cut);
             tk_htmlf(&pg, "<code>%s</code>=<code>%s</code>%s<br>", k, val, cut ? "…" : "");
         }
         tk_html(&pg, "</dd>");
@@ -336,8 +357,8 @@ void tk_h_console_client(struct tk_req *r)
     size_t nstale = 0, i;
     json_t *a;
     json_array_foreach(agents, i, a) if (!strcmp(tk_jstr(a, "status"), "stale")) nstale++;
-    tk_htmlf(&pg, "<dt>Agents</dt><dd><a href=\"/console/agents?client_id=%s\">%zu agent(s)</a>", cid,
-             json_array_size(agents));
+    tk_htmlf(&pg, "<dt>Agents</dt><dd><a href=\"/console/agents?client_id=%s\">%zu agent(s)</a>",
+             cid, json_array_size(agents));
     if (nstale)
         tk_htmlf(&pg, ", <a href=\"/console/agents?status=stale&client_id=%s\">%zu stale</a>", cid,
                  nstale);
@@ -351,13 +372,16 @@ void tk_h_console_client(struct tk_req *r)
                  "<form method=\"post\" action=\"%s\" id=\"client-status\" class=\"inline\">"
                  "<input type=\"hidden\" name=\"csrf\" value=\"%s\">",
                  action, tk_console_csrf(r));
-        tk_htmlf(&pg, "<input type=\"hidden\" name=\"status\" value=\"%s\">"
-                      "<button type=\"submit\" class=\"%s\">%s</button>",
+        tk_htmlf(&pg,
+                 "<input type=\"hidden\" name=\"status\" value=\"%s\">"
+                 "<button type=\"submit\" class=\"%s\">%s</button>",
                  active ? "disabled" : "active", active ? "danger" : "secondary",
                  active ? "Disable this client" : "Enable this client");
-        tk_htmlf(&pg, " <span class=\"muted\">%s</span></form>",
-                 active ? "Every token of a disabled client fails at once (client_inactive), on every node."
-                        : "Its tokens that are not revoked or expired work again.");
+        tk_htmlf(
+            &pg, " <span class=\"muted\">%s</span></form>",
+            active
+                ? "Every token of a disabled client fails at once (client_inactive), on every node."
+                : "Its tokens that are not revoked or expired work again.");
     }
     tk_html(&pg, "</div>");
     tokens_table(&pg, r, cid, json_object_get(rep.body, "tokens"));
@@ -375,8 +399,8 @@ void tk_h_console_client_update(struct tk_req *r)
     if (!f) return;
     const char *id = tk_req_param(r, "id");
     const char *status = tk_form_get(f, "status");
-    if (!status || (strcmp(status, "active") && strcmp(status, "disabled") &&
-                    strcmp(status, "suspended"))) {
+    if (!status ||
+        (strcmp(status, "active") && strcmp(status, "disabled") && strcmp(status, "suspended"))) {
         tk_console_message(r, 400, "Not accepted", "status must be active, suspended or disabled.");
         return;
     }
@@ -414,19 +438,24 @@ void tk_h_console_client_token_rotate(struct tk_req *r)
     json_t *t = out.body;
     struct tk_cpage pg;
     tk_cpage_begin(&pg, r, "clients", "Token rotated");
-    tk_html(&pg, "<p class=\"notice\" id=\"shown-once\"><strong>Copy the new token now: it is shown this "
-                 "once and cannot be shown again.</strong> Deploy it to the agents that use the old "
-                 "one.</p>");
+    tk_html(
+        &pg,
+        "<p class=\"notice\" id=\"shown-once\"><strong>Copy the new token now: it is shown this "
+        "once and cannot be shown again.</strong> Deploy it to the agents that use the old "
+        "one.</p>");
     tk_htmlf(&pg, "<p class=\"secret\" id=\"new-token\"><code>%s</code></p>", tk_jstr(t, "token"));
-    tk_htmlf(&pg, "<dl class=\"kv\" id=\"rotated\"><dt>New token</dt><dd><code>%s</code> (%s)</dd>"
-                  "<dt>Preview</dt><dd><code>%s</code></dd><dt>Replaces</dt><dd><code>%s</code></dd>"
-                  "<dt>Old token works until</dt><dd>",
+    tk_htmlf(&pg,
+             "<dl class=\"kv\" id=\"rotated\"><dt>New token</dt><dd><code>%s</code> (%s)</dd>"
+             "<dt>Preview</dt><dd><code>%s</code></dd><dt>Replaces</dt><dd><code>%s</code></dd>"
+             "<dt>Old token works until</dt><dd>",
              tk_jstr(t, "id"), tk_jstr(t, "name"), tk_jstr(t, "preview"), tk_jstr(t, "replaces"));
     tk_cpage_time_str(&pg, tk_jstr(t, "grace_ends_at"));
     tk_html(&pg, "</dd><dt>Expires</dt><dd>");
     const char *exp = tk_jstr(t, "expires_at");
-    if (*exp) tk_cpage_time_str(&pg, exp);
-    else tk_html(&pg, "<span class=\"muted\">no expiry</span>");
+    if (*exp)
+        tk_cpage_time_str(&pg, exp);
+    else
+        tk_html(&pg, "<span class=\"muted\">no expiry</span>");
     tk_htmlf(&pg, "</dd></dl><p><a href=\"/console/clients/%s\">Back to the client</a></p>", id);
     tk_capi_free(&out);
     tk_cpage_end(&pg, 200);
@@ -440,7 +469,8 @@ void tk_h_console_client_token_revoke(struct tk_req *r)
     const char *tid = tk_req_param(r, "token_id");
     const char *params[] = {"id", id, "token_id", tid, NULL};
     struct tk_capi out;
-    if (!tk_console_call(r, "DELETE", "/v1/clients/{id}/tokens/{token_id}", params, NULL, NULL, &out))
+    if (!tk_console_call(r, "DELETE", "/v1/clients/{id}/tokens/{token_id}", params, NULL, NULL,
+                         &out))
         return;
     tk_capi_free(&out);
     tk_reply_redirect(r, 303, tk_pool_printf(r->pool, "/console/clients/%s", id));
@@ -478,8 +508,9 @@ static void agent_row(struct tk_cpage *pg, struct tk_req *r, struct names *m, js
     const char *id = tk_jstr(a, "id");
     const char *st = tk_jstr(a, "status");
     const char *cid = tk_jstr(a, "client_id");
-    tk_htmlf(pg, "<tr id=\"%s\" data-id=\"%s\" data-status=\"%s\"><td><strong>%s</strong><br>"
-                 "<span class=\"muted\">%s</span></td><td>",
+    tk_htmlf(pg,
+             "<tr id=\"%s\" data-id=\"%s\" data-status=\"%s\"><td><strong>%s</strong><br>"
+             "<span class=\"muted\">%s</span></td><td>",
              id, id, st, tk_jstr(a, "logical_agent_id"), tk_jstr(a, "hostname"));
     const char *name = client_name(r, m, cid);
     tk_htmlf(pg, "<a href=\"/console/clients/%s\">%s</a></td><td><code>%s</code></td><td>", cid,
@@ -521,7 +552,8 @@ void tk_h_console_agents(struct tk_req *r)
         tk_buf_addstr(&s, "limit=1&status=stale");
         qarg(&s, "client_id", client);
         struct tk_capi st;
-        if (tk_console_call_any(r, "GET", "/v1/agents", NULL, s.data, NULL, &st) && st.status == 200)
+        if (tk_console_call_any(r, "GET", "/v1/agents", NULL, s.data, NULL, &st) &&
+            st.status == 200)
             any_stale = json_array_size(json_object_get(st.body, "agents")) > 0;
         tk_capi_free(&st);
         tk_buf_free(&s);
@@ -532,8 +564,9 @@ void tk_h_console_agents(struct tk_req *r)
     struct names m = {0};
     if (client) {
         const char *name = client_name(r, &m, client);
-        tk_htmlf(&pg, "<p>Agents of client <a href=\"/console/clients/%s\">%s</a> · "
-                      "<a href=\"/console/agents\">all clients</a></p>",
+        tk_htmlf(&pg,
+                 "<p>Agents of client <a href=\"/console/clients/%s\">%s</a> · "
+                 "<a href=\"/console/agents\">all clients</a></p>",
                  client, name && *name ? name : client);
     }
     tk_html(&pg, "<p class=\"filters\" id=\"agent-filters\">Status: ");
@@ -546,15 +579,17 @@ void tk_h_console_agents(struct tk_req *r)
         tk_buf_init(&s, 1024);
         qarg(&s, "status", "stale");
         qarg(&s, "client_id", client);
-        tk_htmlf(&pg, "<p class=\"notice\" id=\"stale-notice\">Some agents sent no heartbeat in time: "
-                      "<a href=\"/console/agents?%s\">show only the stale ones</a>.</p>",
+        tk_htmlf(&pg,
+                 "<p class=\"notice\" id=\"stale-notice\">Some agents sent no heartbeat in time: "
+                 "<a href=\"/console/agents?%s\">show only the stale ones</a>.</p>",
                  s.data);
         tk_buf_free(&s);
     }
     json_t *agents = json_object_get(list.body, "agents");
     if (json_array_size(agents) == 0)
-        tk_html(&pg, "<p class=\"notice\" id=\"no-agents\">No agent here. An agent appears once it "
-                     "registers with its client token (<code>POST /v1/agents/register</code>).</p>");
+        tk_html(&pg,
+                "<p class=\"notice\" id=\"no-agents\">No agent here. An agent appears once it "
+                "registers with its client token (<code>POST /v1/agents/register</code>).</p>");
     tk_html(&pg, "<table id=\"agents\"><thead><tr><th>Agent</th><th>Client</th><th>Version</th>"
                  "<th>Last heartbeat</th><th>Status</th><th>Reported</th><th>Registered</th></tr>"
                  "</thead><tbody>");
