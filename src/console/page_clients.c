@@ -367,11 +367,7 @@ void tk_h_console_client(struct tk_req *r)
         char action[128];
         snprintf(action, sizeof action, "/console/clients/%s", cid);
         bool active = !strcmp(status, "active");
-        /* tk_cpage_form's markup with an id (the DOM contract's) */
-        tk_htmlf(&pg,
-                 "<form method=\"post\" action=\"%s\" id=\"client-status\" class=\"inline\">"
-                 "<input type=\"hidden\" name=\"csrf\" value=\"%s\">",
-                 action, tk_console_csrf(r));
+        tk_cpage_form_id(&pg, "client-status", action, "inline");
         tk_htmlf(&pg,
                  "<input type=\"hidden\" name=\"status\" value=\"%s\">"
                  "<button type=\"submit\" class=\"%s\">%s</button>",

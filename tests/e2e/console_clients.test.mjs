@@ -81,7 +81,7 @@ for (const backend of backends()) {
       assert.match(tokens, new RegExp(`action="/console/clients/${client.id}/tokens/${tok.id}/revoke" class="revoke inline"`));
       assert.ok(byId(pg.text, 'failures'), 'section#failures');
       assert.match(byId(pg.text, 'failures'), /<section id="failures"/);
-      assert.match(pg.text, /<form method="post" action="\/console\/clients\/[0-9a-f-]+" id="client-status"/);
+      assert.match(pg.text, /<form id="client-status" method="post" action="\/console\/clients\/[0-9a-f-]+"/);
       assert.match(textOf(byId(pg.text, 'client-conclusion')), /is active with 1 usable token/);
     });
 
