@@ -170,6 +170,20 @@ for (const backend of backends()) {
       cookie = c;
     });
 
+    it('every page of the nav opens from its link (200, the frame, the operator)', async () => {
+      await visit(page, t.url, '/console/node');
+      const links = await page.locator('header nav a').evaluateAll((as) => as.map((a) => a.getAttribute('href')));
+      for (const want of ['/console/node', '/console/events', '/console/connections', '/console/clients', '/console/agents', '/console/oauth/flows', '/console/tokens', '/console/tenants'])
+        assert.ok(links.includes(want), `the nav links ${want}: ${links}`);
+      for (const href of links) {
+        const [res] = await Promise.all([page.waitForNavigation(), page.click(`header nav a[href="${href}"]`)]);
+        await snapshot(page, `nav ${href}`);
+        assert.equal(res.status(), 200, `${href}: ${res.status()}`);
+        assert.equal(new URL(page.url()).pathname, href);
+        assert.equal((await page.textContent('span#who')).trim(), 'root');
+      }
+    });
+
     it('the live terminal shows an event within a second of the API call that caused it', async () => {
       await visit(page, t.url, '/console/events');
       await page.waitForFunction(() => document.querySelector('span#live')?.textContent.trim() === 'live', null, { timeout: 30000 });
