@@ -13,9 +13,10 @@
  * (a GET form submits every input) are dropped before calling the API.
  *
  * The chart counts the events matching the same filters over the last
- * CHART_MINUTES minutes, per minute, by outcome, from at most CHART_PAGES
- * pages of GET /v1/events?since=...&limit=1000 (newest first): on a busier
- * hour it counts the newest CHART_PAGES * 1000 and says so.
+ * CHART_MINUTES minutes, per minute, by outcome: GET /v1/events/counts
+ * (two columns of at most 10,000 events read in the store, a reply of 60
+ * small objects; reading pages of GET /v1/events instead cost 30 ms of CPU
+ * per 1000 events, mostly parsing their JSON).
  *
  * GET /console/events/stream is GET /v1/events/stream for the session
  * (EventSource sends the cookie): tk_console_stream.
@@ -28,8 +29,6 @@
 
 #define TERM_LINES 50
 #define CHART_MINUTES 60
-#define CHART_PAGE 1000
-#define CHART_PAGES 5
 
 /* The page's filters, from its query ("" for absent or empty). */
 struct filters {
@@ -109,7 +108,7 @@ static void render_line(struct tk_cpage *pg, json_t *ev)
         else
             tk_htmlf(pg, " <span class=\"s\">%s %s</span>", type, sid);
     }
-    tk_htmlf(pg, " <span class=\"m\">%s</span></div>\n", tk_jstr(ev, "message"));
+    tk_htmlf(pg, " <span class=\"m\">%s</span></div>", tk_jstr(ev, "message"));
 }
 
 static void filters_form(struct tk_cpage *pg, const struct filters *f)
@@ -146,52 +145,42 @@ static void filters_form(struct tk_cpage *pg, const struct filters *f)
 /* The chart's three series, from an event's outcome. */
 static int series_of(const char *outcome)
 {
-    if (!strcmp(outcome, "ok")) return 0;
-    if (!strcmp(outcome, "failed") || !strcmp(outcome, "error") || !strcmp(outcome, "denied"))
+    if (!strcmp(outcome, "ok") || !strcmp(outcome, "success")) return 0;
+    if (!strcmp(outcome, "failed") || !strcmp(outcome, "error") || !strcmp(outcome, "denied") ||
+        !strcmp(outcome, "failure"))
         return 1;
     return 2;
 }
 
 /* The chart: events per minute by outcome over the last CHART_MINUTES
- * minutes. false after replying an error page. */
+ * minutes, from GET /v1/events/counts (bounded there). false after
+ * replying an error page. */
 static bool render_chart(struct tk_req *r, struct tk_cpage *pg, const char *filters)
 {
-    int64_t now = tk_now_ms();
-    int64_t start = (now / 60000 - (CHART_MINUTES - 1)) * 60000;
     int local[3 * CHART_MINUTES];
     memset(local, 0, sizeof local);
-    int64_t cursor = 0;
-    int pages = 0, seen = 0;
-    bool more = false;
-    for (; pages < CHART_PAGES; pages++) {
-        struct tk_buf q;
-        tk_buf_init(&q, 4096);
-        tk_buf_printf(&q, "since=%lld&limit=%d", (long long)start, CHART_PAGE);
-        if (cursor) tk_buf_printf(&q, "&cursor=%lld", (long long)cursor);
-        if (filters[0]) tk_buf_printf(&q, "&%s", filters);
-        const char *query = pooled(r, &q);
-        tk_buf_free(&q);
-        struct tk_capi list;
-        if (!tk_console_call(r, "GET", "/v1/events", NULL, query, NULL, &list)) {
-            tk_buf_free(&pg->b);
-            return false;
-        }
-        size_t i;
-        json_t *ev;
-        json_array_foreach(json_object_get(list.body, "events"), i, ev)
-        {
-            int64_t at = tk_jint(ev, "at_ms");
-            if (at < start) continue;
-            int64_t b = (at - start) / 60000;
-            if (b >= CHART_MINUTES) b = CHART_MINUTES - 1; /* written since `now` */
-            local[series_of(tk_jstr(ev, "outcome")) * CHART_MINUTES + b]++;
-            seen++;
-        }
-        cursor = tk_jint(list.body, "next_cursor");
-        tk_capi_free(&list);
-        if (!cursor) break;
-        more = pages + 1 == CHART_PAGES;
+    struct tk_buf q;
+    tk_buf_init(&q, 4096);
+    tk_buf_printf(&q, "bucket=60&buckets=%d", CHART_MINUTES);
+    if (filters[0]) tk_buf_printf(&q, "&%s", filters);
+    const char *query = pooled(r, &q);
+    tk_buf_free(&q);
+    struct tk_capi counts;
+    if (!tk_console_call(r, "GET", "/v1/events/counts", NULL, query, NULL, &counts)) {
+        tk_buf_free(&pg->b);
+        return false;
     }
+    json_t *buckets = json_object_get(counts.body, "buckets");
+    for (size_t b = 0; b < CHART_MINUTES && b < json_array_size(buckets); b++) {
+        const char *outcome;
+        json_t *v;
+        json_object_foreach(json_object_get(json_array_get(buckets, b), "counts"), outcome, v)
+            local[series_of(outcome) * CHART_MINUTES + (int)b] += (int)json_integer_value(v);
+    }
+    int64_t start = tk_jint(counts.body, "start_ms");
+    long long seen = tk_jint(counts.body, "counted"), max = tk_jint(counts.body, "max_events");
+    bool more = json_is_false(json_object_get(counts.body, "complete"));
+    tk_capi_free(&counts);
     struct tk_chart c = {
         .title = "Events per minute by outcome, last 60 minutes",
         .nbuckets = CHART_MINUTES,
@@ -204,10 +193,9 @@ static bool render_chart(struct tk_req *r, struct tk_cpage *pg, const char *filt
     };
     tk_html(pg, "<section id=\"chart\"><h2>Events per minute by outcome</h2>");
     tk_htmlf(pg, "<p class=\"muted\">The last 60 minutes of the events matching the filters "
-                 "above (UTC): %d events.",
+                 "above (UTC): %lld events.",
              seen);
-    if (more)
-        tk_htmlf(pg, " More happened: the chart counts the newest %d.", CHART_PAGES * CHART_PAGE);
+    if (more) tk_htmlf(pg, " More happened: the chart counts the newest %lld.", max);
     tk_html(pg, "</p>");
     tk_console_chart(pg, &c);
     tk_html(pg, "</section>\n");
@@ -261,10 +249,10 @@ void tk_h_console_events(struct tk_req *r)
                   "happen</span></div>\n",
              TERM_LINES);
     tk_htmlf(&pg, "<div id=\"terminal\" data-stream=\"%s\" data-after=\"%lld\" "
-                  "aria-live=\"polite\">\n",
+                  "aria-live=\"polite\">",
              s.data, (long long)after);
     tk_buf_free(&s);
-    if (!n) tk_html(&pg, "<p class=\"muted empty\">No events match yet.</p>\n");
+    if (!n) tk_html(&pg, "<p class=\"muted empty\">No events match yet.</p>");
     for (size_t i = n; i-- > 0;)
         render_line(&pg, json_array_get(evs, i));
     tk_html(&pg, "</div>\n");
