@@ -16,7 +16,7 @@
 
 #define W 720.0
 #define H 200.0
-#define LEFT 40.0  /* room for the y labels */
+#define LEFT 40.0 /* room for the y labels */
 #define RIGHT 8.0
 #define TOP 10.0
 #define BOTTOM 22.0 /* room for the x labels */
@@ -69,16 +69,18 @@ void tk_console_chart(struct tk_cpage *pg, const struct tk_chart *c)
     double pw = W - LEFT - RIGHT, ph = H - TOP - BOTTOM;
     double slot = pw / nb, bw = slot > 3 ? slot * 0.8 : slot;
 
-    tk_htmlf(pg, "<svg class=\"chart\" viewBox=\"0 0 %d %d\" role=\"img\" "
-                 "xmlns=\"http://www.w3.org/2000/svg\"><title>%s</title>",
+    tk_htmlf(pg,
+             "<svg class=\"chart\" viewBox=\"0 0 %d %d\" role=\"img\" "
+             "xmlns=\"http://www.w3.org/2000/svg\"><title>%s</title>",
              (int)W, (int)H, c->title ? c->title : "");
     /* the y axis: 0, half and the top, with grid lines */
     for (int k = 0; k <= 2; k++) {
         long long v = ymax * k / 2;
         if (k == 1 && ymax < 2) continue; /* no half of 1 */
         double y = TOP + ph - ph * (double)v / (double)ymax;
-        tk_htmlf(pg, "<line class=\"grid\" x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\"/>"
-                     "<text class=\"y\" x=\"%.1f\" y=\"%.1f\" text-anchor=\"end\">%lld</text>",
+        tk_htmlf(pg,
+                 "<line class=\"grid\" x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\"/>"
+                 "<text class=\"y\" x=\"%.1f\" y=\"%.1f\" text-anchor=\"end\">%lld</text>",
                  LEFT, y, W - RIGHT, y, LEFT - 4, y + 3.5, v);
     }
     /* the bars */
@@ -98,8 +100,9 @@ void tk_console_chart(struct tk_cpage *pg, const struct tk_chart *c)
             if (v <= 0) continue;
             double h = ph * v / (double)ymax;
             y -= h;
-            tk_htmlf(pg, "<rect class=\"%s\" x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" "
-                         "height=\"%.1f\"/>",
+            tk_htmlf(pg,
+                     "<rect class=\"%s\" x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" "
+                     "height=\"%.1f\"/>",
                      c->cls[s] ? c->cls[s] : "other", x, y, bw, h);
         }
         tk_html(pg, "</g>");

@@ -98,8 +98,9 @@ static void render_line(struct tk_cpage *pg, json_t *ev)
     tk_htmlf(pg, "<div class=\"line\" data-id=\"%s\" data-seq=\"%lld\"><span class=\"t\">",
              tk_jstr(ev, "id"), tk_jint(ev, "seq"));
     tk_cpage_time_str(pg, tk_jstr(ev, "at"));
-    tk_htmlf(pg, "</span> <span class=\"k\">%s</span> <span class=\"a\">%s</span> "
-                 "<span class=\"o o-%s\">%s</span>",
+    tk_htmlf(pg,
+             "</span> <span class=\"k\">%s</span> <span class=\"a\">%s</span> "
+             "<span class=\"o o-%s\">%s</span>",
              tk_jstr(ev, "kind"), tk_jstr(ev, "action"), cls, tk_jstr(ev, "outcome"));
     if (type[0] || sid[0]) {
         tk_console_subject_href(type, sid, href, sizeof href);
@@ -113,12 +114,14 @@ static void render_line(struct tk_cpage *pg, json_t *ev)
 
 static void filters_form(struct tk_cpage *pg, const struct filters *f)
 {
-    static const char *const kinds[] = {"refresh", "validate", "agent", "oauth", "secret",
-                                        "auth", "operator", "keyring", "node"};
+    static const char *const kinds[] = {"refresh", "validate", "agent",   "oauth", "secret",
+                                        "auth",    "operator", "keyring", "node"};
     static const char *const outcomes[] = {"ok", "denied", "error", "failed", "progress"};
-    tk_html(pg, "<form id=\"filters\" class=\"filters\" method=\"get\" action=\"/console/events\">");
-    tk_htmlf(pg, "<div><label for=\"f-kind\">Kind</label><input type=\"text\" id=\"f-kind\" "
-                 "name=\"kind\" list=\"kinds\" value=\"%s\"><datalist id=\"kinds\">",
+    tk_html(pg,
+            "<form id=\"filters\" class=\"filters\" method=\"get\" action=\"/console/events\">");
+    tk_htmlf(pg,
+             "<div><label for=\"f-kind\">Kind</label><input type=\"text\" id=\"f-kind\" "
+             "name=\"kind\" list=\"kinds\" value=\"%s\"><datalist id=\"kinds\">",
              f->kind);
     for (size_t i = 0; i < TK_NELEM(kinds); i++)
         tk_htmlf(pg, "<option value=\"%s\">", kinds[i]);
@@ -131,13 +134,13 @@ static void filters_form(struct tk_cpage *pg, const struct filters *f)
         tk_htmlf(pg, "<option%s>%s</option>", sel ? " selected" : "", outcomes[i]);
     }
     if (!known) tk_htmlf(pg, "<option selected>%s</option>", f->outcome);
-    tk_htmlf(pg, "</select></div><div><label for=\"f-subject\">Subject id</label>"
-                 "<input type=\"text\" id=\"f-subject\" name=\"subject_id\" value=\"%s\" "
-                 "placeholder=\"a connection, client... id\"></div>",
+    tk_htmlf(pg,
+             "</select></div><div><label for=\"f-subject\">Subject id</label>"
+             "<input type=\"text\" id=\"f-subject\" name=\"subject_id\" value=\"%s\" "
+             "placeholder=\"a connection, client... id\"></div>",
              f->subject_id);
     if (f->subject_type[0])
-        tk_htmlf(pg, "<input type=\"hidden\" name=\"subject_type\" value=\"%s\">",
-                 f->subject_type);
+        tk_htmlf(pg, "<input type=\"hidden\" name=\"subject_type\" value=\"%s\">", f->subject_type);
     tk_html(pg, "<div><button type=\"submit\">Filter</button> "
                 "<a class=\"muted\" href=\"/console/events\">clear</a></div></form>\n");
 }
@@ -192,8 +195,9 @@ static bool render_chart(struct tk_req *r, struct tk_cpage *pg, const char *filt
         .counts = local,
     };
     tk_html(pg, "<section id=\"chart\"><h2>Events per minute by outcome</h2>");
-    tk_htmlf(pg, "<p class=\"muted\">The last 60 minutes of the events matching the filters "
-                 "above (UTC): %lld events.",
+    tk_htmlf(pg,
+             "<p class=\"muted\">The last 60 minutes of the events matching the filters "
+             "above (UTC): %lld events.",
              seen);
     if (more) tk_htmlf(pg, " More happened: the chart counts the newest %lld.", max);
     tk_html(pg, "</p>");
@@ -245,11 +249,13 @@ void tk_h_console_events(struct tk_req *r)
     tk_html(&pg, "<div class=\"term-bar\"><button type=\"button\" id=\"pause\" class=\"secondary\" "
                  "hidden>Pause</button><span class=\"live\" id=\"live\">not live (needs "
                  "JavaScript)</span><span class=\"live\" id=\"buffered\"></span>");
-    tk_htmlf(&pg, "<span class=\"muted\">the latest %d matching events, then new ones as they "
-                  "happen</span></div>\n",
+    tk_htmlf(&pg,
+             "<span class=\"muted\">the latest %d matching events, then new ones as they "
+             "happen</span></div>\n",
              TERM_LINES);
-    tk_htmlf(&pg, "<div id=\"terminal\" data-stream=\"%s\" data-after=\"%lld\" "
-                  "aria-live=\"polite\">",
+    tk_htmlf(&pg,
+             "<div id=\"terminal\" data-stream=\"%s\" data-after=\"%lld\" "
+             "aria-live=\"polite\">",
              s.data, (long long)after);
     tk_buf_free(&s);
     if (!n) tk_html(&pg, "<p class=\"muted empty\">No events match yet.</p>");

@@ -77,8 +77,16 @@ void test_console_chart_refuses_bad_input(void)
     int counts[4] = {1, 2, 3, 4};
     struct tk_chart bad[] = {
         {.title = "none", .nbuckets = 0, .bucket_ms = 1, .nseries = 1, .counts = counts},
-        {.title = "many", .nbuckets = TK_CHART_MAX_BUCKETS + 1, .bucket_ms = 1, .nseries = 1, .counts = counts},
-        {.title = "series", .nbuckets = 1, .bucket_ms = 1, .nseries = TK_CHART_MAX_SERIES + 1, .counts = counts},
+        {.title = "many",
+         .nbuckets = TK_CHART_MAX_BUCKETS + 1,
+         .bucket_ms = 1,
+         .nseries = 1,
+         .counts = counts},
+        {.title = "series",
+         .nbuckets = 1,
+         .bucket_ms = 1,
+         .nseries = TK_CHART_MAX_SERIES + 1,
+         .counts = counts},
         {.title = "<i>no counts</i>", .nbuckets = 1, .bucket_ms = 1, .nseries = 1, .counts = NULL},
         {.title = "width", .nbuckets = 1, .bucket_ms = 0, .nseries = 1, .counts = counts},
     };
@@ -94,8 +102,14 @@ void test_console_chart_refuses_bad_input(void)
     }
     /* every bucket empty: drawn, with a top of 1 */
     int zero[5] = {0};
-    struct tk_chart empty = {.title = "empty", .nbuckets = 5, .start_ms = 0, .bucket_ms = 86400000,
-                             .nseries = 1, .label = {"ok"}, .cls = {"ok"}, .counts = zero};
+    struct tk_chart empty = {.title = "empty",
+                             .nbuckets = 5,
+                             .start_ms = 0,
+                             .bucket_ms = 86400000,
+                             .nseries = 1,
+                             .label = {"ok"},
+                             .cls = {"ok"},
+                             .counts = zero};
     struct tk_cpage pg;
     page_open(&pg);
     tk_console_chart(&pg, &empty);
