@@ -162,6 +162,21 @@ for (const backend of backends()) {
       assert.match(anon.headers.location, /^\/console\/login\?why=signin/);
     });
 
+    it('signing out ends the session\'s open streams (event: end, reason revoked), the token still valid', async () => {
+      const sc = await consoleSignIn(t);
+      const st = await openStream(new URL('/console/events/stream', t.url).href, { cookie: sc.jar.header(new URL('/console/events', t.url)) });
+      try {
+        assert.equal(st.status, 200);
+        await waitFor(() => /events after seq/.test(st.text()), { message: 'the stream opened' });
+        const out = await sc.submit(await sc.get('/console/events'), '/console/logout');
+        assert.equal(out.status, 303);
+        await waitFor(() => /event: end\ndata: \{"reason":"revoked"\}/.test(st.text()), { timeoutMs: 15000, message: 'the stream ends with its session' });
+      } finally {
+        st.close();
+      }
+      assert.equal((await api(t, '/v1/whoami')).status, 200, 'the operator token itself is not revoked');
+    });
+
     it('a viewer reads the events page and the stream; another tenant\'s events are not shown', async () => {
       const v = await newOperatorToken(t, 'events-viewer', 'viewer');
       const vc = await consoleSignIn(t, { token: v.token });
