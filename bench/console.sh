@@ -48,6 +48,19 @@ start() {
 }
 
 start
+# an OAuth client and a machine client for the pages that show one
+op=$(cat "$tmp/data/root-token")
+post() { curl -sS -X POST -H "Content-Type: application/json" -H "Authorization: Bearer $op" -d "$2" "$base$1"; }
+field() { sed -n "s/.*\"$1\": *\"\([^\"]*\)\".*/\1/p" | head -n 1; }
+post /v1/oauth/scopes '{"name":"bench:read","description":"bench"}' >/dev/null
+post /v1/oauth/clients '{"name":"bench","client_type":"confidential","application_type":"web",
+  "token_endpoint_auth_method":"client_secret_basic","redirect_uris":["https://bench.example/cb"],
+  "grant_types":["authorization_code"],"scopes":["bench:read"],"default_scopes":["bench:read"]}' >"$tmp/oclient"
+ocid=$(field id <"$tmp/oclient")
+oclient_id=$(field client_id <"$tmp/oclient")
+post /v1/clients '{"name":"bench-agent-fleet"}' >"$tmp/client"
+mcid=$(field id <"$tmp/client")
+[ -n "$ocid" ] && [ -n "$mcid" ] || { cat "$tmp/oclient" "$tmp/client" >&2; echo "bench: setup failed" >&2; exit 1; }
 stop
 db="$tmp/data/tokend.db"
 tenant=$(sqlite3 "$db" "SELECT id FROM tenants WHERE name = 'default'")
@@ -69,6 +82,24 @@ SELECT printf('01900000-0000-7000-8000-%012d', i), '$tenant', (SELECT s FROM bas
        '{"bench":true}', 1000 + i % 5000, 'bench', printf('%064d', i - 1), printf('%064d', i)
 FROM n;
 UPDATE tenants SET event_seq = event_seq + $EVENTS, event_head = printf('%064d', $EVENTS) WHERE id = '$tenant';
+-- as many OAuth flows: most completed, some failed, old abandoned ones
+-- (stuck) and a few in progress
+WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < $EVENTS)
+INSERT INTO oauth_flows (id, tenant_id, oauth_client_id, client_id, redirect_uri, scopes, stage,
+                         status, failed_stage, error, reason, expires_at, created_at, updated_at,
+                         token_exchanged_at)
+SELECT printf('01900000-0000-7000-a000-%012d', i), '$tenant', '$ocid', '$oclient_id',
+       'https://bench.example/cb', '["bench:read"]',
+       CASE WHEN i % 10 < 7 THEN 'token_issued' WHEN i % 10 < 9 THEN 'token_exchanged' ELSE 'consent' END,
+       CASE WHEN i % 10 < 7 THEN 'completed' WHEN i % 10 < 9 THEN 'failed'
+            WHEN i > $EVENTS - 5 THEN 'active' ELSE 'active' END,
+       CASE WHEN i % 10 IN (7, 8) THEN 'token_exchanged' END,
+       CASE WHEN i % 10 IN (7, 8) THEN 'invalid_grant' END,
+       CASE WHEN i % 10 IN (7, 8) THEN 'code_verifier does not match code_challenge' END,
+       $t0 - ($EVENTS - i) * 600 + 600000, $t0 - ($EVENTS - i) * 600,
+       CASE WHEN i > $EVENTS - 5 THEN $t0 ELSE $t0 - ($EVENTS - i) * 600 END,
+       CASE WHEN i % 10 < 9 THEN $t0 - ($EVENTS - i) * 600 END
+FROM n;
 COMMIT;
 SQL
 total=$(sqlite3 "$db" "SELECT count(*) FROM events")
@@ -93,7 +124,9 @@ measure() {
 
 rows=""
 for p in /health /console/node /console/events "/console/events?kind=refresh" "/console/events?outcome=failure" \
-  /console/connections /console/clients /console/agents /console/oauth/flows "/console/oauth/flows?status=failed" \
+  /console/connections /console/clients "/console/clients/$mcid" /console/agents \
+  /console/oauth/flows "/console/oauth/flows?status=failed" "/console/oauth/flows?status=stuck" \
+  "/console/oauth/flows?status=active" "/console/oauth/clients/$ocid" \
   /console/tokens /console/tenants; do
   set -- $(measure "$p")
   rows="$rows| \`$p\` | $4 | $1 | $2 | $(($3 / 1024)) KiB ($3 B) |
@@ -108,7 +141,7 @@ $rows"
   echo "## $(date -u '+%Y-%m-%d %H:%M') UTC — admin console pages, tokend $(git rev-parse --short HEAD 2>/dev/null || echo '?')"
   echo ""
   echo "- Machine: $(nproc) CPUs, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1), Linux $(uname -r), load average $load at the end"
-  echo "- Release build on SQLite ($(sqlite3 --version | cut -d' ' -f1)), --dev; $total events in the store ($EVENTS seeded by SQL, default tenant); signed in as the root admin; $REQS sequential GETs per page with curl (a new connection each), time_total; /health is the baseline of the same run"
+  echo "- Release build on SQLite ($(sqlite3 --version | cut -d' ' -f1)), --dev; $total events and $EVENTS OAuth flows in the store (seeded by SQL, default tenant: events of four kinds, one in seven a failure; flows 70% completed, 20% failed, 10% abandoned, 4 in progress); signed in as the root admin; $REQS sequential GETs per page with curl (a new connection each), time_total; /health is the baseline of the same run"
   echo "- Command: \`make build/tokend && BENCH_EVENTS=$EVENTS BENCH_REQS=$REQS bench/console.sh\`; aims (issue 17): every page under 100 KB and under 50 ms"
   echo ""
   printf '%s' "$table"

@@ -48,6 +48,7 @@ static const struct tk_route routes[] = {
     {"GET", "/v1/events", tk_h_events_list, OPERATOR(TK_ROLE_ANY)},
     {"GET", "/v1/events/verify", tk_h_events_verify, OPERATOR(TK_ROLE_ANY)},
     {"GET", "/v1/events/stream", tk_h_events_stream, OPERATOR(TK_ROLE_ANY)},
+    {"GET", "/v1/events/counts", tk_h_events_counts, OPERATOR(TK_ROLE_ANY)},
     {"GET", "/v1/operator-tokens", tk_h_optokens_list, OPERATOR(TK_ROLE_ANY)},
     {"POST", "/v1/operator-tokens", tk_h_optokens_create, OPERATOR(TK_ROLE_ADMIN)},
     {"DELETE", "/v1/operator-tokens/{id}", tk_h_optokens_revoke, OPERATOR(TK_ROLE_ADMIN)},

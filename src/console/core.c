@@ -174,7 +174,7 @@ void tk_cpage_end(struct tk_cpage *pg, int status)
     struct tk_req *r = pg->r;
     tk_html(pg, "</main></body></html>\n");
     if (pg->failed || pg->b.len > TK_CONSOLE_PAGE_MAX) {
-        tk_buf_free(&pg->b);
+        tk_buf_free_wipe(&pg->b);
         tk_error("console: %s: the page exceeds %d bytes", r->path, TK_CONSOLE_PAGE_MAX);
         tk_console_message(r, 500, "Page too large",
                            "This page would exceed the console's size limit; narrow it with the "
@@ -183,7 +183,7 @@ void tk_cpage_end(struct tk_cpage *pg, int status)
     }
     page_headers(r);
     tk_reply_text(r, status, "text/html; charset=utf-8", pg->b.data, pg->b.len);
-    tk_buf_free(&pg->b);
+    tk_buf_free_wipe(&pg->b); /* a page may show a secret once (a new token) */
 }
 
 void tk_cpage_form(struct tk_cpage *pg, const char *action, const char *cls)
