@@ -125,6 +125,8 @@ void tk_console_stream(struct tk_req *r, const char *pattern);
 /* The console request's query string as received ("" for none), to pass a
  * list page's filters and paging through to its /v1 route. */
 const char *tk_console_query(struct tk_req *r);
+/* s percent-encoded for a link's query string (from the request's pool). */
+const char *tk_console_qenc(struct tk_req *r, const char *s);
 /* The form of a console POST (already CSRF-checked by the core), or NULL
  * after replying 400. */
 struct tk_form *tk_console_form(struct tk_req *r);

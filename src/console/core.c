@@ -463,6 +463,16 @@ void tk_console_call_then(struct tk_req *r, const char *method, const char *patt
     if (rc != TK_OK) tk_console_message(r, 500, "Something failed", e.msg);
 }
 
+const char *tk_console_qenc(struct tk_req *r, const char *s)
+{
+    struct tk_buf b;
+    tk_buf_init(&b, 3 * strlen(s) + 1);
+    tk_buf_urlencode(&b, s);
+    char *out = tk_pool_strdup(r->pool, b.data ? b.data : "");
+    tk_buf_free(&b);
+    return out;
+}
+
 const char *tk_console_query(struct tk_req *r)
 {
     const char *raw = tk_req_query_string(r);

@@ -24,6 +24,8 @@
 #include "console.h"
 #include "pages.h"
 
+#include "../http/parse.h"
+
 #include <stdio.h>
 #include <string.h>
 
@@ -41,29 +43,13 @@ static const char *param(struct tk_req *r, const char *name)
     return v ? v : "";
 }
 
-/* Percent-encode a value for a query string. */
-static void pct(struct tk_buf *b, const char *s)
-{
-    static const char hex[] = "0123456789ABCDEF";
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-            c == '-' || c == '_' || c == '.' || c == '~') {
-            tk_buf_add(b, s, 1);
-        } else {
-            char e[3] = {'%', hex[c >> 4], hex[c & 15]};
-            tk_buf_add(b, e, 3);
-        }
-    }
-}
-
 static void add_param(struct tk_buf *b, const char *name, const char *value)
 {
     if (!value || !*value) return;
     if (b->len) tk_buf_addstr(b, "&");
     tk_buf_addstr(b, name);
     tk_buf_addstr(b, "=");
-    pct(b, value);
+    tk_buf_urlencode(b, value);
 }
 
 /* The filters under the API's names (GET /v1/events, /v1/events/stream),

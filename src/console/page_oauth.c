@@ -22,27 +22,6 @@
 /* on a client's page: its stuck, failed and latest flows */
 #define CLIENT_FLOWS_S "10"
 
-/* s percent-encoded for a query string (unreserved bytes kept), from the
- * request's pool. */
-static const char *qenc(struct tk_req *r, const char *s)
-{
-    static const char hex[] = "0123456789ABCDEF";
-    size_t n = strlen(s);
-    char *out = tk_pool_alloc(r->pool, 3 * n + 1), *o = out;
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
-            *p == '-' || *p == '_' || *p == '.' || *p == '~') {
-            *o++ = (char)*p;
-        } else {
-            *o++ = '%';
-            *o++ = hex[*p >> 4];
-            *o++ = hex[*p & 15];
-        }
-    }
-    *o = '\0';
-    return out;
-}
-
 /* The query string of the given pairs whose value is non-empty ("" for
  * none): pairs is name, value, ..., NULL. */
 static const char *query_of(struct tk_req *r, const char *const *pairs)
@@ -51,7 +30,7 @@ static const char *query_of(struct tk_req *r, const char *const *pairs)
     for (size_t i = 0; pairs[i]; i += 2) {
         const char *v = pairs[i + 1];
         if (!v || !*v) continue;
-        q = tk_pool_printf(r->pool, "%s%s%s=%s", q, *q ? "&" : "", pairs[i], qenc(r, v));
+        q = tk_pool_printf(r->pool, "%s%s%s=%s", q, *q ? "&" : "", pairs[i], tk_console_qenc(r, v));
     }
     return q;
 }
@@ -112,7 +91,7 @@ static void next_link(struct tk_cpage *pg, const char *path, const char *filters
     tk_htmlf(pg,
              "<p class=\"pager\"><a id=\"next-page\" rel=\"next\" href=\"%s?%s%scursor=%s\">Next "
              "page</a></p>",
-             path, filters, *filters ? "&" : "", qenc(pg->r, next));
+             path, filters, *filters ? "&" : "", tk_console_qenc(pg->r, next));
 }
 
 /* ---- flows ---- */

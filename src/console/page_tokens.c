@@ -185,29 +185,11 @@ void tk_h_console_tokens_revoke(struct tk_req *r)
 
 /* ---- tenants (node admins) ---- */
 
-static const char *qenc(struct tk_req *r, const char *s)
-{
-    static const char hex[] = "0123456789ABCDEF";
-    char *out = tk_pool_alloc(r->pool, 3 * strlen(s) + 1), *o = out;
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
-            *p == '-' || *p == '_' || *p == '.' || *p == '~') {
-            *o++ = (char)*p;
-        } else {
-            *o++ = '%';
-            *o++ = hex[*p >> 4];
-            *o++ = hex[*p & 15];
-        }
-    }
-    *o = '\0';
-    return out;
-}
-
 void tk_h_console_tenants(struct tk_req *r)
 {
     const char *cursor = tk_req_query(r, "cursor");
     const char *q = cursor && *cursor
-                        ? tk_pool_printf(r->pool, "limit=50&cursor=%s", qenc(r, cursor))
+                        ? tk_pool_printf(r->pool, "limit=50&cursor=%s", tk_console_qenc(r, cursor))
                         : "limit=50";
     struct tk_capi list;
     if (!tk_console_call(r, "GET", "/v1/tenants", NULL, q, NULL, &list)) return;
@@ -232,7 +214,7 @@ void tk_h_console_tenants(struct tk_req *r)
         tk_htmlf(&pg,
                  "<p class=\"pager\"><a id=\"next-page\" rel=\"next\" "
                  "href=\"/console/tenants?cursor=%s\">Next page</a></p>",
-                 qenc(r, next));
+                 tk_console_qenc(r, next));
     tk_capi_free(&list);
 
     tk_html(&pg, "<h2>Create a tenant</h2>");
