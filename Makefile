@@ -137,6 +137,7 @@ bench-built: check-pkgs build/tokend build/keyring-bench build/events-bench buil
 	bench/clients.sh
 	bench/refresh.sh
 	bench/oauth.sh
+	bench/console.sh
 
 fuzz: deps
 	fuzz/run.sh

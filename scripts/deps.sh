@@ -1,13 +1,15 @@
 #!/bin/sh
 # deps.sh: install what tokend needs to build, run and test, if missing.
 # Debian 12 packages through apt-get (as root; otherwise print the command),
+# chromium among them (the console's browser tests drive /usr/bin/chromium),
 # then the end-to-end suite's npm packages from tests/e2e/package-lock.json.
 # Quick when everything is there: it only asks dpkg.
 set -eu
 cd "$(dirname "$0")/.."
 
 PKGS="build-essential pkg-config libmicrohttpd-dev libcurl4-openssl-dev libjansson-dev
-libssl-dev libsqlite3-dev libpq-dev libinih-dev libgfshare-dev libgnutls28-dev libargon2-dev openssl postgresql sqlite3 curl nodejs npm wrk clang"
+libssl-dev libsqlite3-dev libpq-dev libinih-dev libgfshare-dev libgnutls28-dev libargon2-dev openssl postgresql sqlite3 curl nodejs npm wrk clang
+chromium"
 
 missing=""
 for p in $PKGS; do

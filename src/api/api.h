@@ -265,6 +265,8 @@ void tk_h_metrics(struct tk_req *r);
 void tk_h_whoami(struct tk_req *r);
 void tk_h_events_list(struct tk_req *r);
 void tk_h_events_verify(struct tk_req *r);
+/* GET /v1/events/counts: events per bucket by outcome (the console's chart) */
+void tk_h_events_counts(struct tk_req *r);
 void tk_h_events_stream(struct tk_req *r);
 /* The event stream pump (events_stream.c). Started once the store is
  * open; stopped after the HTTP server (which ends the streams) and before

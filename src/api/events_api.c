@@ -184,6 +184,48 @@ void tk_h_events_stream(struct tk_req *r)
     tk_evpump_add(app->evpump, s, p, &q, after);
 }
 
+/* GET /v1/events/counts reads at most this many events (newest first). */
+#define TK_API_EVENTS_COUNT_MAX 10000
+
+/* GET /v1/events/counts: the events matching the filters of GET
+ * /v1/events (kind, source, action, outcome, subject) counted by outcome in
+ * `buckets` buckets of `bucket` seconds ending with the current one
+ * (aligned on multiples of bucket since the epoch); any role. Bounded: the
+ * newest TK_API_EVENTS_COUNT_MAX matching events at most ("complete":
+ * false when the window held more). */
+void tk_h_events_counts(struct tk_req *r)
+{
+    const struct tk_principal *p = tk_api_principal(r);
+    struct tk_event_query q = {.tenant_id = p->tenant_id, .limit = 1};
+    int64_t bucket = 60, nbuckets = 60;
+    if (!text_arg(r, "kind", &q.kind) || !text_arg(r, "source", &q.source) ||
+        !text_arg(r, "action", &q.action) || !text_arg(r, "outcome", &q.outcome) ||
+        !text_arg(r, "subject", &q.subject) || !int_arg(r, "bucket", 1, 86400, &bucket) ||
+        !int_arg(r, "buckets", 1, 240, &nbuckets))
+        return;
+    tk_events_writer_sync(TK_API_EVENTS_SYNC_MS);
+    struct tk_db *db = tk_api_db(r);
+    if (!db) return;
+    int64_t bms = bucket * 1000;
+    int64_t start = (tk_now_ms() / bms - (nbuckets - 1)) * bms;
+    json_t *buckets = NULL;
+    int64_t counted = 0;
+    bool complete = true;
+    struct tk_err e;
+    if (tk_events_counts(db, &q, start, bms, (int)nbuckets, TK_API_EVENTS_COUNT_MAX, &buckets,
+                         &counted, &complete, &e) != TK_OK) {
+        tk_reply_error(r, &e, NULL);
+        return;
+    }
+    char at[32];
+    tk_time_fmt(start, at, sizeof at);
+    tk_reply_json(r, 200,
+                  json_pack("{s:s, s:I, s:I, s:o, s:I, s:b, s:I}", "start", at, "start_ms",
+                            (json_int_t)start, "bucket", (json_int_t)bucket, "buckets", buckets,
+                            "counted", (json_int_t)counted, "complete", complete, "max_events",
+                            (json_int_t)TK_API_EVENTS_COUNT_MAX));
+}
+
 /* A checkpoint given back to GET /v1/events/verify: checkpoint_seq,
  * checkpoint_hash, checkpoint_at and checkpoint_mac, all or none. */
 static bool checkpoint_args(struct tk_req *r, const char *tenant, struct tk_checkpoint *cp,

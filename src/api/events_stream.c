@@ -13,7 +13,7 @@
  * event as GET /v1/events shows it>"; a comment line every heartbeat (below idle_timeout) so that
  * proxies and the client see the stream alive and a client gone is noticed; and "event: end" with
  * data
- * {"reason": ...} when the stream ends: "revoked" (the principal's token, re-checked every
+ * {"reason": ...} when the stream ends: "revoked" (the principal's token, or the console session it was opened by, re-checked every
  * REVOKE_CHECK_MS, is revoked or expired), "sealed" (the node sealed) or "node_stopping" (written
  * by the HTTP server at quiesce). A stream whose reader does not keep up is cut by the HTTP server
  * (stream_buffer) and dropped here.
@@ -29,6 +29,7 @@
 #include "../events/events.h"
 #include "../common/log.h"
 #include "../keyring/keyring.h"
+#include "../console/console.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -272,10 +273,14 @@ static void pump_round(struct tk_evpump *pp, struct sub **subs)
             for (struct sub *y = *subs; y != x && !same; y = y->next)
                 if (y->checked_ms == now && !strcmp(y->p.id, x->p.id)) same = y;
             bool active = true;
-            if (same)
+            if (same && !x->p.session_id[0] && !same->p.session_id[0])
                 active = same->active;
             else if (tk_optoken_active(db, x->p.tenant_id, x->p.id, now, &active, &e) != TK_OK)
                 active = true; /* a store hiccup: check again next time */
+            /* a console session's stream also ends with its session (sign-out) */
+            if (active && x->p.session_id[0] &&
+                tk_console_session_active(db, x->p.session_id, now, &active, &e) != TK_OK)
+                active = true;
             x->checked_ms = now;
             x->active = active;
             if (!active) sub_end(x, "revoked");

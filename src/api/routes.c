@@ -48,6 +48,7 @@ static const struct tk_route routes[] = {
     {"GET", "/v1/events", tk_h_events_list, OPERATOR(TK_ROLE_ANY)},
     {"GET", "/v1/events/verify", tk_h_events_verify, OPERATOR(TK_ROLE_ANY)},
     {"GET", "/v1/events/stream", tk_h_events_stream, OPERATOR(TK_ROLE_ANY)},
+    {"GET", "/v1/events/counts", tk_h_events_counts, OPERATOR(TK_ROLE_ANY)},
     {"GET", "/v1/operator-tokens", tk_h_optokens_list, OPERATOR(TK_ROLE_ANY)},
     {"POST", "/v1/operator-tokens", tk_h_optokens_create, OPERATOR(TK_ROLE_ADMIN)},
     {"DELETE", "/v1/operator-tokens/{id}", tk_h_optokens_revoke, OPERATOR(TK_ROLE_ADMIN)},
@@ -149,6 +150,8 @@ static const struct tk_route routes[] = {
     {"GET", "/console/node", tk_h_console_node, CONSOLE(TK_ROLE_ANY)},
     {"GET", "/console/unseal", tk_h_console_unseal_page, PUBLIC(TK_ROUTE_SEALED_OK)},
     {"POST", "/console/unseal", tk_h_console_unseal, PUBLIC(TK_ROUTE_SEALED_OK | TK_ROUTE_FORM)},
+    {"POST", "/console/node/seal", tk_h_console_node_seal, CONSOLE_FORM(TK_ROLE_NODE_ADMIN)},
+    {"POST", "/console/node/rewrap", tk_h_console_node_rewrap, CONSOLE_FORM(TK_ROLE_NODE_ADMIN)},
     /* events (page_events.c) */
     {"GET", "/console/events", tk_h_console_events, CONSOLE(TK_ROLE_ANY)},
     {"GET", "/console/events/stream", tk_h_console_events_stream, CONSOLE(TK_ROLE_ANY)},

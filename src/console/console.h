@@ -125,6 +125,8 @@ void tk_console_stream(struct tk_req *r, const char *pattern);
 /* The console request's query string as received ("" for none), to pass a
  * list page's filters and paging through to its /v1 route. */
 const char *tk_console_query(struct tk_req *r);
+/* s percent-encoded for a link's query string (from the request's pool). */
+const char *tk_console_qenc(struct tk_req *r, const char *s);
 /* The form of a console POST (already CSRF-checked by the core), or NULL
  * after replying 400. */
 struct tk_form *tk_console_form(struct tk_req *r);
@@ -154,6 +156,8 @@ void tk_htmlf(struct tk_cpage *pg, const char *fmt, ...) TK_PRINTF(2, 3);
 /* <form method="post" action="action" class="cls"> with the CSRF field;
  * close it with tk_html(pg, "</form>"). cls may be NULL. */
 void tk_cpage_form(struct tk_cpage *pg, const char *action, const char *cls);
+/* The same with id="id" on the form (id NULL: none). */
+void tk_cpage_form_id(struct tk_cpage *pg, const char *id, const char *action, const char *cls);
 /* A time in ms since the epoch as "2026-12-03 10:00:05 UTC" in a <time>
  * element (datetime attribute RFC 3339); "never" for 0. */
 void tk_cpage_time(struct tk_cpage *pg, int64_t ms);
@@ -210,6 +214,11 @@ void tk_console_chart(struct tk_cpage *pg, const struct tk_chart *c);
  * the CSRF field on a POST. Refusals are pages (a redirect to the login
  * page for no or an ended session). */
 tk_rc tk_console_authenticate(struct tk_req *r);
+/* Is the console session id neither ended (signed out) nor past its
+ * lifetime? For streams that outlive the request that opened them (the
+ * event stream ends when its session does). */
+tk_rc tk_console_session_active(struct tk_db *db, const char *id, int64_t now_ms, bool *active,
+                                struct tk_err *e);
 /* A /console/ request the gate refused (sealed, starting): the console's
  * answer instead of the JSON one (a redirect to /console/unseal when
  * sealed). true if it replied. */

@@ -157,8 +157,9 @@ void tk_cpage_begin(struct tk_cpage *pg, struct tk_req *r, const char *nav, cons
         for (size_t i = 0; i < TK_NELEM(NAV); i++) {
             if (!tk_console_can(r, NAV[i].role)) continue;
             bool cur = nav && !strcmp(nav, NAV[i].id);
-            tk_htmlf(pg, "<a href=\"%s\"%s>%s</a>", NAV[i].href,
-                     cur ? " aria-current=\"page\"" : "", NAV[i].label);
+            tk_htmlf(pg, "<a href=\"%s\"", NAV[i].href);
+            if (cur) tk_html(pg, " aria-current=\"page\"");
+            tk_htmlf(pg, ">%s</a>", NAV[i].label);
         }
         tk_htmlf(pg, "</nav><div class=\"who\"><span id=\"who\">%s</span> <span class=\"role\">%s</span>",
                  p->name, p->role);
@@ -173,7 +174,7 @@ void tk_cpage_end(struct tk_cpage *pg, int status)
     struct tk_req *r = pg->r;
     tk_html(pg, "</main></body></html>\n");
     if (pg->failed || pg->b.len > TK_CONSOLE_PAGE_MAX) {
-        tk_buf_free(&pg->b);
+        tk_buf_free_wipe(&pg->b);
         tk_error("console: %s: the page exceeds %d bytes", r->path, TK_CONSOLE_PAGE_MAX);
         tk_console_message(r, 500, "Page too large",
                            "This page would exceed the console's size limit; narrow it with the "
@@ -182,13 +183,20 @@ void tk_cpage_end(struct tk_cpage *pg, int status)
     }
     page_headers(r);
     tk_reply_text(r, status, "text/html; charset=utf-8", pg->b.data, pg->b.len);
-    tk_buf_free(&pg->b);
+    tk_buf_free_wipe(&pg->b); /* a page may show a secret once (a new token) */
 }
 
 void tk_cpage_form(struct tk_cpage *pg, const char *action, const char *cls)
 {
+    tk_cpage_form_id(pg, NULL, action, cls);
+}
+
+void tk_cpage_form_id(struct tk_cpage *pg, const char *id, const char *action, const char *cls)
+{
     const char *csrf = tk_console_csrf(pg->r);
-    tk_htmlf(pg, "<form method=\"post\" action=\"%s\"", action);
+    tk_html(pg, "<form");
+    if (id) tk_htmlf(pg, " id=\"%s\"", id);
+    tk_htmlf(pg, " method=\"post\" action=\"%s\"", action);
     if (cls) tk_htmlf(pg, " class=\"%s\"", cls);
     tk_htmlf(pg, "><input type=\"hidden\" name=\"csrf\" value=\"%s\">", csrf);
 }
@@ -416,11 +424,15 @@ bool tk_console_call(struct tk_req *r, const char *method, const char *pattern,
 struct then {
     tk_console_render render;
     void *arg;
+    const struct tk_route *route; /* the console's */
 };
 
 static void then_hook(struct tk_req *r, int status, json_t *body, void *arg)
 {
     struct then *t = arg;
+    /* the called route is still r's here (and stays so once parked): the
+     * page is the console route's, with its session */
+    r->route = t->route;
     t->render(r, status, body, t->arg);
     json_decref(body);
 }
@@ -440,6 +452,7 @@ void tk_console_call_then(struct tk_req *r, const char *method, const char *patt
     struct then *t = tk_pool_alloc(r->pool, sizeof *t);
     t->render = render;
     t->arg = arg;
+    t->route = r->route;
     char *text = dump_body(body);
     struct tk_err e;
     tk_rc rc = tk_req_call(r, rt, params, query, text, then_hook, t, &e);
@@ -448,6 +461,16 @@ void tk_console_call_then(struct tk_req *r, const char *method, const char *patt
         free(text);
     }
     if (rc != TK_OK) tk_console_message(r, 500, "Something failed", e.msg);
+}
+
+const char *tk_console_qenc(struct tk_req *r, const char *s)
+{
+    struct tk_buf b;
+    tk_buf_init(&b, 3 * strlen(s) + 1);
+    tk_buf_urlencode(&b, s);
+    char *out = tk_pool_strdup(r->pool, b.data ? b.data : "");
+    tk_buf_free(&b);
+    return out;
 }
 
 const char *tk_console_query(struct tk_req *r)

@@ -20,6 +20,10 @@ void tk_h_console_node(struct tk_req *r);
 void tk_h_console_unseal_page(struct tk_req *r);
 /* POST /console/unseal (public, while sealed): one share; progress shown */
 void tk_h_console_unseal(struct tk_req *r);
+/* POST /console/node/seal (node admins): POST /v1/sys/seal, then to the unseal page */
+void tk_h_console_node_seal(struct tk_req *r);
+/* POST /console/node/rewrap (node admins): POST /v1/sys/rewrap, then back to the node page */
+void tk_h_console_node_rewrap(struct tk_req *r);
 
 /* events (page_events.c, chart.c) */
 /* GET /console/events: the live terminal (filters kind, outcome, subject_id; pause), a chart of attempts per minute by outcome */

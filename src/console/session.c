@@ -166,6 +166,20 @@ tk_rc tk_console_authenticate(struct tk_req *r)
         to_login(r, "signin");
         return TK_EAUTH;
     }
+    /* an address past its failure budget gets no store read (a well-formed
+     * cookie of random bytes would cost one each) */
+    char addr[TK_ADDR_MAX];
+    tk_req_remote(r, addr, sizeof addr);
+    int retry_s = 0;
+    if (tk_ratelimit_blocked(app->auth_limit, addr, tk_now_ms(), &retry_s)) {
+        char ra[16];
+        snprintf(ra, sizeof ra, "%d", retry_s);
+        tk_reply_header(r, "Retry-After", ra);
+        tk_console_message(r, 429, "Too many attempts",
+                           "Too many failed sign-ins or unknown sessions from this address; "
+                           "wait a minute and sign in again.");
+        return TK_ERATE;
+    }
     struct tk_db *db = tk_api_db(r);
     if (!db) return TK_EUNAVAIL; /* replied */
     char hash[TK_HASH_HEX];
@@ -201,6 +215,7 @@ tk_rc tk_console_authenticate(struct tk_req *r)
         why = "token_expired";
     if (!why) {
         snprintf(a->session_id, sizeof a->session_id, "%s", tk_rows_text(rows, 0, 0));
+        snprintf(a->p.session_id, sizeof a->p.session_id, "%s", a->session_id);
         snprintf(a->p.tenant_id, sizeof a->p.tenant_id, "%s", tk_rows_text(rows, 0, 1));
         snprintf(a->p.id, sizeof a->p.id, "%s", tk_rows_text(rows, 0, 2));
         snprintf(a->p.name, sizeof a->p.name, "%s", tk_rows_text(rows, 0, 6));
@@ -210,6 +225,10 @@ tk_rc tk_console_authenticate(struct tk_req *r)
     bool seen = !why && now - tk_rows_int(rows, 0, 3) > SEEN_EVERY_MS;
     bool end_idle = why && !strcmp(why, "idle");
     tk_rows_free(rows);
+    if (why && !strcmp(why, "unknown")) { /* counted like an unknown token */
+        struct tk_ratelimit_verdict v;
+        tk_ratelimit_fail(app->auth_limit, addr, 2 /* unknown */, now, &v);
+    }
     if (why) {
         if (end_idle) /* best effort: the row says why it ended */
             tk_db_exec(db, "UPDATE console_sessions SET ended_at = ? WHERE token_hash = ? AND "
@@ -254,6 +273,19 @@ tk_rc tk_console_authenticate(struct tk_req *r)
     return TK_OK;
 }
 
+tk_rc tk_console_session_active(struct tk_db *db, const char *id, int64_t now_ms, bool *active,
+                                struct tk_err *e)
+{
+    struct tk_rows *r;
+    *active = false;
+    tk_rc rc = tk_db_exec(db, "SELECT ended_at, expires_at FROM console_sessions WHERE id = ?",
+                          TK_ARGS(TK_TEXT(id)), &r, e);
+    if (rc != TK_OK) return rc;
+    if (tk_rows_count(r) == 1) *active = tk_rows_null(r, 0, 0) && tk_rows_int(r, 0, 1) > now_ms;
+    tk_rows_free(r);
+    return TK_OK;
+}
+
 bool tk_console_gate_refused(struct tk_req *r)
 {
     struct tk_app *app = r->app;
@@ -281,6 +313,7 @@ static const char *why_sentence(const char *why)
         {"revoked", "The operator token of your session was revoked."},
         {"token_expired", "The operator token of your session expired."},
         {"unknown", "Your session is not known here (it was ended, or the node was reset)."},
+        {"unsealed", "The node is unsealed; sign in."},
     };
     for (size_t i = 0; why && i < TK_NELEM(m); i++)
         if (!strcmp(why, m[i].code)) return m[i].text;

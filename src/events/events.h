@@ -205,6 +205,18 @@ tk_rc tk_events_list_text(struct tk_db *db, const struct tk_event_query *q, stru
 tk_rc tk_events_list(struct tk_db *db, const struct tk_event_query *q, json_t **out,
                      int64_t *next, struct tk_err *e);
 
+/* Events matching q's filters (kind, source, action, outcome, subject; the
+ * other members are ignored) counted by outcome in nbuckets buckets of
+ * bucket_ms from start (GET /v1/events/counts): read newest first by seq,
+ * two columns, until the first event older than start, at most max_events
+ * of them (*complete false when that bound stopped it). *out: an array of
+ * nbuckets {"at", "counts": {outcome: n}} (caller decrefs); *counted: the
+ * events counted. An event newer than the last bucket (written since the
+ * caller's now) counts in the last. */
+tk_rc tk_events_counts(struct tk_db *db, const struct tk_event_query *q, int64_t start,
+                       int64_t bucket_ms, int nbuckets, int max_events, json_t **out,
+                       int64_t *counted, bool *complete, struct tk_err *e);
+
 /* Recompute a tenant's chain; TK_ECONFLICT names the first broken seq. */
 tk_rc tk_events_verify(struct tk_db *db, const char *tenant_id, int64_t *checked,
                        struct tk_err *e);

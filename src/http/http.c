@@ -427,21 +427,6 @@ struct qs_ctx {
     struct tk_buf *b;
 };
 
-static void qs_add(struct tk_buf *b, const char *s)
-{
-    static const char hex[] = "0123456789ABCDEF";
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-            c == '-' || c == '_' || c == '.' || c == '~') {
-            tk_buf_add(b, s, 1);
-        } else {
-            char e[3] = {'%', hex[c >> 4], hex[c & 15]};
-            tk_buf_add(b, e, 3);
-        }
-    }
-}
-
 static enum MHD_Result qs_value(void *cls, enum MHD_ValueKind kind, const char *key,
                                 const char *value)
 {
@@ -449,9 +434,9 @@ static enum MHD_Result qs_value(void *cls, enum MHD_ValueKind kind, const char *
     struct qs_ctx *c = cls;
     if (!key) return MHD_YES;
     if (c->b->len) tk_buf_addstr(c->b, "&");
-    qs_add(c->b, key);
+    tk_buf_urlencode(c->b, key);
     tk_buf_addstr(c->b, "=");
-    if (value) qs_add(c->b, value);
+    if (value) tk_buf_urlencode(c->b, value);
     return MHD_YES;
 }
 

@@ -316,3 +316,18 @@ void tk_xff_pick(const struct tk_proxies *p, const char *peer, const char *xff, 
     char buf[INET6_ADDRSTRLEN];
     if (inet_ntop(fam, a, buf, sizeof buf)) snprintf(out, n, "%s", buf);
 }
+
+void tk_buf_urlencode(struct tk_buf *b, const char *s)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+            c == '-' || c == '_' || c == '.' || c == '~') {
+            tk_buf_add(b, s, 1);
+        } else {
+            char e[3] = {'%', hex[c >> 4], hex[c & 15]};
+            tk_buf_add(b, e, 3);
+        }
+    }
+}

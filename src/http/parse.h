@@ -29,6 +29,11 @@ tk_rc tk_form_parse(const char *body, size_t len, struct tk_pool *pool, struct t
 /* The value of name, or NULL. */
 const char *tk_form_get(const struct tk_form *f, const char *name);
 
+/* Append s percent-encoded for a query string or form value (RFC 3986's
+ * unreserved bytes kept, every other byte %HH). */
+struct tk_buf;
+void tk_buf_urlencode(struct tk_buf *b, const char *s);
+
 /* ---- cookies (RFC 6265) ---- */
 
 #define TK_COOKIE_MAX_PAIRS 64

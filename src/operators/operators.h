@@ -55,6 +55,9 @@ struct tk_principal {
     char client_id[TK_UUID_LEN + 1];
     char email[255];
     int64_t expires_at;
+    /* A console session's id when the principal is an operator token acting
+     * through the admin console (src/console/session.c), else "". */
+    char session_id[TK_UUID_LEN + 1];
 };
 
 /* The id of the tenant named "default", created if missing. */

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 
 import { api, backends, startTokend, stopAndScan, storeSql, SUITE_TIMEOUT_MS } from './lib/tokend.mjs';
 import { CookieJar, browserRequest } from './lib/oauthflow.mjs';
-import { consoleSignIn, textOf } from './lib/console.mjs';
+import { consoleSignIn, forgedIssued, textOf } from './lib/console.mjs';
 
 for (const backend of backends()) {
   describe(`console core (${backend})`, { timeout: SUITE_TIMEOUT_MS }, () => {
@@ -33,6 +33,7 @@ for (const backend of backends()) {
       assert.doesNotMatch(csp, /unsafe-inline|unsafe-eval/);
       assert.equal(pg.headers['x-frame-options'], 'DENY');
       assert.equal(pg.headers['cache-control'], 'no-store');
+      assert.match((await c.get('/console/node')).text, /<a href="\/console\/node" aria-current="page">/, 'the nav marks the current page');
       // the stored session is a keyed hash, never the cookie
       const cookie = raw.split(';')[0].split('=')[1];
       const rows = await storeSql(t, 'SELECT token_hash FROM console_sessions');
@@ -108,6 +109,22 @@ for (const backend of backends()) {
       assert.equal(pg.status, 303);
       assert.match(pg.headers.location, /why=idle/);
       assert.equal(await open(), before - 1, 'the idle session is ended in the store');
+    });
+
+    it('forged session cookies cost a store read each only within the address budget: then 429 without a lookup', async () => {
+      const n = await startTokend({ backend, args: ['--auth-fail-limit', '5'] });
+      try {
+        const statuses = [];
+        for (let i = 0; i < 8; i++) {
+          const r = await browserRequest(new URL('/console/node', n.url).href, { headers: { cookie: `tokend_console=${forgedIssued('tkw')}` } });
+          statuses.push(r.status);
+          if (r.status === 303) assert.match(r.headers.location, /why=unknown/);
+        }
+        assert.deepEqual(statuses.slice(0, 5), [303, 303, 303, 303, 303]);
+        assert.equal(statuses[7], 429, statuses.join(' '));
+      } finally {
+        await stopAndScan(n);
+      }
     });
 
     it('the sign-in page sends nobody elsewhere: next is a console path or the node page', async () => {

@@ -56,6 +56,7 @@ for (const backend of backends()) {
         assert.deepEqual(Object.keys(rt).sort(), ['method', 'path', 'principals', 'role', 'sealed_ok']);
         if (rt.role === 'public') assert.deepEqual(rt.principals, [], `${rt.method} ${rt.path}`);
         else if (rt.principals.includes('client_token')) assert.deepEqual(rt.principals, ['client_token'], `${rt.method} ${rt.path}`);
+        else if (rt.path.startsWith('/console/')) assert.deepEqual(rt.principals, ['session'], `${rt.method} ${rt.path}`);
         else assert.deepEqual(rt.principals, ['operator_token'], `${rt.method} ${rt.path}`);
       }
       const find = (m, p) => table.find((x) => x.method === m && x.path === p)?.role;
@@ -91,6 +92,19 @@ for (const backend of backends()) {
           assert.equal(r.json.reason, reason, what);
           assert.ok(r.headers['www-authenticate'], what);
           if (reason === 'unsupported' || reason === 'kind_not_accepted') assert.match(r.json.message, /this route accepts operator tokens/, what);
+        }
+      }
+    });
+
+    it('every console page of the session kind sends a request without a session to the sign-in page, an operator token included', async () => {
+      const pages = table.filter((x) => x.principals.includes('session'));
+      assert.ok(pages.length >= 10);
+      for (const rt of pages) {
+        for (const auth of [undefined, `Bearer ${t.token}`]) {
+          const r = await call(rt, auth);
+          const what = `${rt.method} ${rt.path} with ${auth ? 'an operator token' : 'nothing'}: ${r.status} ${r.text}`;
+          assert.equal(r.status, 303, what);
+          assert.match(r.headers.location, /^\/console\/login\?why=signin/, what);
         }
       }
     });

@@ -522,6 +522,9 @@ static const struct unit_test tests[] = {
     T("authcache/trust_window", test_authcache_trust_window),
     T("authcache/concurrent", test_authcache_concurrent),
     B("authcache/store_epochs", test_authcache_store_epochs),
+
+    T("console/chart_bars", test_console_chart_bars),
+    T("console/chart_refuses_bad_input", test_console_chart_refuses_bad_input),
 };
 
 /* ---- running ---- */

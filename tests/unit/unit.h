@@ -376,4 +376,8 @@ void test_oauth_grants_code_race(struct fx *f);
 void test_oauth_grants_refresh(struct fx *f);
 void test_oauth_grants_revocations(struct fx *f);
 
+/* test_console_chart.c */
+void test_console_chart_bars(void);
+void test_console_chart_refuses_bad_input(void);
+
 #endif

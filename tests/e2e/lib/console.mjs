@@ -94,3 +94,29 @@ export function byId(html, id) {
   }
   return html.slice(open.index);
 }
+
+const B62 = '0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz';
+
+function crc32(s) {
+  let c = 0xffffffff;
+  for (const b of Buffer.from(s, 'latin1')) {
+    c ^= b;
+    for (let k = 0; k < 8; k++) c = (c >>> 1) ^ (0xedb88320 & -(c & 1));
+  }
+  return (c ^ 0xffffffff) >>> 0;
+}
+
+/** A well-formed issued secret of kind ('tkw', 'tko', ...) that tokend never
+ * issued: right length, alphabet and checksum (src/common/issued.c), so it
+ * passes the form check and is refused by the lookup. */
+export function forgedIssued(kind) {
+  let body = `${kind}_`;
+  for (let i = 0; i < 30; i++) body += B62[Math.floor(Math.random() * 62)];
+  let crc = crc32(body);
+  const check = [];
+  for (let i = 0; i < 6; i++) {
+    check.unshift(B62[crc % 62]);
+    crc = Math.floor(crc / 62);
+  }
+  return body + check.join('');
+}
