@@ -132,6 +132,10 @@ tk_rc tk_http_start(const struct tk_http_opts *o, struct tk_http **out, struct t
 int tk_http_port(const struct tk_http *h);
 /* Stop accepting connections; requests in flight go on. */
 void tk_http_quiesce(struct tk_http *h);
+/* Is a libmicrohttpd panic with this reason and errno one to log and go on
+ * from (in_quiesce: during tk_http_quiesce)? Only the listen socket found
+ * already out of a worker's epoll set (ENOENT) while quiescing (http.c). */
+bool tk_http_panic_tolerated(const char *reason, bool in_quiesce, int err);
 /* Wait until no request is in flight or timeout_ms passes; true if drained. */
 bool tk_http_drain(struct tk_http *h, int timeout_ms);
 void tk_http_stop(struct tk_http *h);

@@ -4,6 +4,8 @@
  * (src/http/hostcheck.h). */
 #include "unit.h"
 
+#include <errno.h>
+
 #include "../../src/common/log.h"
 #include "../../src/http/hostcheck.h"
 #include "../../src/http/http.h"
@@ -392,4 +394,18 @@ void test_http_origin_media(void)
     CHECK(!tk_media_is_json("application/json-patch+json"));
     CHECK(!tk_media_is_json("text/plain"));
     CHECK(!tk_media_is_json("application/x-www-form-urlencoded"));
+}
+
+/* libmicrohttpd's one panic that is a race of its own, not corruption: the
+ * listen socket already out of a worker's epoll set while quiescing. Only
+ * that, only then, only with ENOENT is logged and gone on from. */
+void test_http_panic_policy(void)
+{
+    static const char msg[] = "Failed to remove listen FD from epoll set.\n";
+    CHECK(tk_http_panic_tolerated(msg, true, ENOENT));
+    CHECK(!tk_http_panic_tolerated(msg, false, ENOENT)); /* not while quiescing */
+    CHECK(!tk_http_panic_tolerated(msg, true, EBADF));   /* a closed descriptor */
+    CHECK(!tk_http_panic_tolerated("Failed to add listen FD to epoll set.\n", true, ENOENT));
+    CHECK(!tk_http_panic_tolerated("Close socket failed.\n", true, ENOENT));
+    CHECK(!tk_http_panic_tolerated(NULL, true, ENOENT));
 }

@@ -376,6 +376,7 @@ static const struct unit_test tests[] = {
     T("router/bad_patterns", test_router_bad_patterns),
     T("router/trailing_slash", test_router_trailing_slash),
     T("router/tail", test_router_tail),
+    T("http/panic_policy", test_http_panic_policy),
     T("http/form", test_http_form),
     T("http/cookie", test_http_cookie),
     T("http/xff", test_http_xff),

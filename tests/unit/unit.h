@@ -151,6 +151,7 @@ void test_router_trailing_slash(void);
 void test_router_tail(void);
 
 /* test_http_parse.c */
+void test_http_panic_policy(void);
 void test_http_form(void);
 void test_http_cookie(void);
 void test_http_xff(void);
