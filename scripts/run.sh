@@ -6,6 +6,7 @@ cd "$(dirname "$0")/.."
 addr=${TOKEND_LISTEN:-127.0.0.1:8750}
 cat <<TXT
 Starting tokend on http://$addr (SQLite in ./tokend-data, development mode).
+  console: http://$addr/console/       (sign in with the token in tokend-data/root-token)
   health:  curl http://$addr/health
   status:  build/tokend status          (uses ./tokend-data/root-token)
   events:  build/tokend events -f
