@@ -437,7 +437,7 @@ void tk_h_console_login(struct tk_req *r)
         return;
     }
     json_t *d = json_pack("{s:s, s:s}", "session_id", id, "remote", addr);
-    event(r, p->tenant_id, "console_sign_in", "success", p->id,
+    event(r, p->tenant_id, "console_sign_in", "ok", p->id,
           "signed in to the console", d);
     json_decref(d);
     set_session_cookie(r, token, app->cfg->console_session_lifetime);
@@ -459,7 +459,7 @@ void tk_h_console_logout(struct tk_req *r)
         return;
     }
     json_t *d = json_pack("{s:s}", "session_id", a->session_id);
-    event(r, p->tenant_id, "console_sign_out", "success", p->id, "signed out of the console", d);
+    event(r, p->tenant_id, "console_sign_out", "ok", p->id, "signed out of the console", d);
     json_decref(d);
     set_session_cookie(r, "", 0);
     tk_reply_redirect(r, 303, "/console/login?why=signed_out");
