@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 
 /* last_seen_at is written at most this often per session */
@@ -71,11 +72,20 @@ void tk_console_precsrf(struct tk_req *r, char out[TK_CONSOLE_CSRF_LEN + 1])
     tk_reply_cookie(r, TK_CONSOLE_CSRF_COOKIE, out, &o);
 }
 
-/* A POST from another site's page (its Origin names another host). */
+/* A POST from another site's page: its Origin names another host, or the
+ * browser says it came from another origin (Sec-Fetch-Site). The console's
+ * own forms send "Origin: null" (its pages are Referrer-Policy: no-referrer),
+ * and so can another page that asks for it (a no-referrer page, a sandboxed
+ * frame): Sec-Fetch-Site tells them apart. "same-site" is refused too: a
+ * page on another port or subdomain of this host can plant the pre-session
+ * CSRF cookie (cookies are not per port), so only this origin's own pages
+ * may post. */
 static bool cross_site(struct tk_req *r)
 {
     const char *o = tk_req_header(r, "Origin");
-    return o && strcmp(o, "null") != 0 && !tk_origin_same(o, tk_req_header(r, "Host"));
+    if (o && strcmp(o, "null") != 0 && !tk_origin_same(o, tk_req_header(r, "Host"))) return true;
+    const char *sfs = tk_req_header(r, "Sec-Fetch-Site");
+    return sfs && strcasecmp(sfs, "same-origin") != 0 && strcasecmp(sfs, "none") != 0;
 }
 
 /* A form whose parse failed replied JSON: show it as a page instead. */
