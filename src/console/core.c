@@ -397,6 +397,15 @@ bool tk_console_call_any(struct tk_req *r, const char *method, const char *patte
         tk_wipe(text, strlen(text));
         free(text);
     }
+    if (rc == TK_EINVAL && !c.got) {
+        /* the page's address carried a value the API cannot take (a query
+         * value that is not UTF-8 text, a NUL): the visitor's, not a fault */
+        json_decref(c.body);
+        tk_console_message(r, 400, "Not accepted",
+                           "A value in this page's address is not valid text; open the page "
+                           "from the console's navigation instead.");
+        return false;
+    }
     if (rc != TK_OK || !c.got) {
         json_decref(c.body);
         if (rc != TK_OK) tk_error("console: %s %s: %s", method, pattern, e.msg);

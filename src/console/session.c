@@ -484,6 +484,47 @@ void tk_h_console_home(struct tk_req *r)
         tk_reply_redirect(r, 303, "/console/node");
 }
 
+/* Does path match a route pattern ("/a/{id}/b": a {param} is one non-empty
+ * segment)? */
+static bool pattern_matches(const char *pat, const char *path)
+{
+    while (*pat && *path) {
+        if (*pat == '{') {
+            const char *close = strchr(pat, '}');
+            if (!close || *path == '/') return false;
+            pat = close + 1;
+            while (*path && *path != '/') path++;
+        } else if (*pat++ != *path++) {
+            return false;
+        }
+    }
+    return !*pat && !*path;
+}
+
+void tk_h_console_not_found(struct tk_req *r)
+{
+    bool form = false; /* a POST-only console route opened with GET */
+    size_t n;
+    const struct tk_route *t = tk_api_routes(&n);
+    for (size_t i = 0; i < n && !strcmp(r->method, "GET"); i++)
+        if (!strcmp(t[i].method, "POST") && t[i].handler != tk_h_console_not_found &&
+            pattern_matches(t[i].pattern, r->path))
+            form = true;
+    struct tk_cpage pg;
+    tk_cpage_begin(&pg, r, NULL, "Not found");
+    if (!strcmp(r->path, "/console/logout"))
+        tk_html(&pg, "<p class=\"message\">Sign out with the <strong>Sign out</strong> button at "
+                     "the top right of any console page.</p>");
+    else if (form)
+        tk_html(&pg, "<p class=\"message\">This address takes a form sent by a button on its "
+                     "console page; it cannot be opened directly. Go back to that page.</p>");
+    else
+        tk_html(&pg, "<p class=\"message\">There is no console page at this address; start "
+                     "from the console's node page.</p>");
+    tk_html(&pg, "<p><a href=\"/console/node\">Go to the console</a></p>");
+    tk_cpage_end(&pg, 404);
+}
+
 /* ---- assets (embedded at build time: scripts/embed-assets.sh) ---- */
 
 struct tk_console_asset {

@@ -4,7 +4,7 @@
 import { describe, it, after } from 'node:test';
 import assert from 'node:assert/strict';
 
-import { api, backends, startTokend, stopAndScan, storeSql, SUITE_TIMEOUT_MS } from './lib/tokend.mjs';
+import { api, backends, createTenant, startTokend, stopAndScan, storeSql, SUITE_TIMEOUT_MS } from './lib/tokend.mjs';
 import { CookieJar, browserRequest } from './lib/oauthflow.mjs';
 import { consoleSignIn, textOf } from './lib/console.mjs';
 
@@ -51,6 +51,84 @@ for (const backend of backends()) {
       const res = await c.postRaw('/console/tokens', { name: 'x-site', role: 'viewer', csrf: await c.csrf() }, { headers: { origin: 'null', 'sec-fetch-site': 'same-site' } });
       assert.equal(res.status, 403);
       assert.equal((await api(t, '/v1/operator-tokens')).json.tokens.length, before);
+    });
+
+    it('an address that is no console page, a form route opened with GET and a bad query value are pages with one sentence, not JSON or a 500', async () => {
+      const c = await consoleSignIn(t);
+      for (const [p, re] of [
+        ['/console/nope', /no console page at this address/],
+        ['/console/connections/x/y/z', /no console page at this address/],
+        ['/console/logout', /Sign out.*button/],
+        ['/console/tokens/abc/revoke', /takes a form sent by a button/],
+      ]) {
+        const res = await c.get(p);
+        assert.equal(res.status, 404, p);
+        assert.match(res.headers['content-type'], /^text\/html/, p);
+        assert.match(textOf(res.text), re, p);
+        assert.match(res.headers['content-security-policy'], /default-src 'none'/, p);
+      }
+      const post = await c.postRaw('/console/nope', { csrf: await c.csrf() });
+      assert.equal(post.status, 404);
+      assert.match(post.headers['content-type'], /^text\/html/);
+      // a query value that is not UTF-8 text: the visitor's mistake (400), not a fault
+      for (const p of ['/console/clients?cursor=%ff%00', '/console/agents?cursor=%ff', '/console/connections?cursor=%c3']) {
+        const res = await c.get(p);
+        assert.ok(res.status === 400, `${p}: ${res.status} ${textOf(res.text).slice(0, 200)}`);
+        assert.match(res.headers['content-type'], /^text\/html/, p);
+      }
+      // the API's own 404 for /v1 stays JSON
+      assert.match((await api(t, '/v1/nope')).headers['content-type'], /json/);
+    });
+
+    it('the route walk: every console form refuses a post without the CSRF field, a viewer, and another tenant\'s admin; nothing changes', async () => {
+      const routes = (await api(t, '/v1/sys/routes')).json.routes;
+      const forms = routes.filter((r) => r.method === 'POST' && r.principals.includes('session'));
+      const pages = routes.filter((r) => r.method === 'GET' && r.principals.includes('session'));
+      assert.ok(forms.length >= 10, `${forms.length} console forms`);
+      const cl = await api(t, '/v1/clients', { method: 'POST', json: { name: 'walked' } });
+      assert.equal(cl.status, 201, cl.text);
+      const ct = await api(t, `/v1/clients/${cl.json.id}/tokens`, { method: 'POST', json: { name: 'walked-token' } });
+      assert.equal(ct.status, 201, ct.text);
+      const v = await api(t, '/v1/operator-tokens', { method: 'POST', json: { name: 'walk-viewer', role: 'viewer' } });
+      const other = await createTenant(t);
+      const admin = await consoleSignIn(t);
+      const viewer = await consoleSignIn(t, { token: v.json.token });
+      const stranger = await consoleSignIn(t, { token: other.token });
+      const snapshot = async () => JSON.stringify([
+        (await api(t, '/v1/operator-tokens')).json.tokens.map((x) => [x.id, x.revoked_at || x.status || '']),
+        (await api(t, `/v1/clients/${cl.json.id}`)).json.status,
+        (await api(t, `/v1/clients/${cl.json.id}/tokens`)).json,
+        (await api(t, '/v1/tenants')).json.tenants?.length,
+        (await api(t, '/v1/sys/seal-status')).json.sealed,
+      ]);
+      const before = await snapshot();
+      const fillIds = (p) => p.replace('{token_id}', ct.json.id).replace('{id}', p.includes('/tokens/') && !p.includes('/clients/') ? v.json.id : cl.json.id);
+      const fields = { name: 'walk', role: 'viewer', status: 'disabled', grace: '0', debug: '1' };
+      for (const rt of forms) {
+        const p = fillIds(rt.path);
+        const what = `POST ${rt.path}`;
+        if (rt.path === '/console/unseal' || rt.role === 'public') continue;
+        const none = await admin.postRaw(p, fields);
+        assert.equal(none.status, 403, `${what} without csrf: ${none.status}`);
+        const foreign = await admin.postRaw(p, { ...fields, csrf: await viewer.csrf() });
+        assert.equal(foreign.status, 403, `${what} with another session's csrf: ${foreign.status}`);
+        if (rt.path === '/console/logout') continue;
+        const asViewer = await viewer.postRaw(p, { ...fields, csrf: await viewer.csrf() });
+        assert.equal(asViewer.status, 403, `${what} as a viewer: ${asViewer.status}`);
+        if (!rt.path.includes('{') && rt.role !== 'node_admin') continue; // acts on its own tenant
+        const asStranger = await stranger.postRaw(p, { ...fields, csrf: await stranger.csrf() });
+        assert.ok([403, 404].includes(asStranger.status), `${what} as another tenant's admin: ${asStranger.status}`);
+        assert.match(asStranger.headers['content-type'], /^text\/html/, what);
+      }
+      assert.equal(await snapshot(), before, 'no form changed anything');
+      for (const rt of pages.filter((r) => r.path.includes('{'))) {
+        const res = await stranger.get(fillIds(rt.path));
+        assert.equal(res.status, 404, `GET ${rt.path} as another tenant's admin: ${res.status}`);
+        assert.match(textOf(res.text), /Not found/);
+        assert.doesNotMatch(res.text, /walked/, 'nothing of the other tenant');
+      }
+      const tenants = await stranger.get('/console/tenants');
+      assert.equal(tenants.status, 403, 'node-admin page');
     });
   });
 }
