@@ -277,10 +277,23 @@ void tk_console_error(struct tk_req *r, int status, json_t *err)
                         : status == 409 ? "Conflict"
                         : status >= 500 ? "Something failed"
                                         : "Not accepted";
+    /* the store busy or out of reach: say what to do, the API's words below */
+    bool store = !strcmp(code, "store_busy") || !strcmp(code, "store_unreachable") ||
+                 !strcmp(code, "store_stalled") || !strcmp(code, "store_unavailable") ||
+                 !strcmp(code, "store_pool");
+    if (store) title = "Store busy";
     struct tk_cpage pg;
     tk_cpage_begin(&pg, r, NULL, title);
-    tk_htmlf(&pg, "<p class=\"message\" data-error=\"%s\">%s</p>", code,
-             msg[0] ? msg : "The request was not accepted.");
+    if (store)
+        tk_htmlf(&pg,
+                 "<p class=\"message\" data-error=\"%s\">The node's store is busy or out of "
+                 "reach right now, so this was not done; try again in a moment. If it lasts, "
+                 "the node page and <code>tokend doctor</code> say why.</p><p class=\"muted\">"
+                 "%s</p>",
+                 code, msg);
+    else
+        tk_htmlf(&pg, "<p class=\"message\" data-error=\"%s\">%s</p>", code,
+                 msg[0] ? msg : "The request was not accepted.");
     if (field[0]) tk_htmlf(&pg, "<p>Field: <code>%s</code></p>", field);
     tk_htmlf(&pg, "<p class=\"muted\">Error <code>%s</code> · request id %s</p>", code,
              r->request_id);

@@ -1,10 +1,12 @@
 // Attacks on the admin console (issue 17), each a finding turned into a
 // test: CSRF of the pre-session forms, the route walk of every console form,
 // redirects and headers, page limits, secrets. Both backends.
+import { spawn } from 'node:child_process';
+import path from 'node:path';
 import { describe, it, after } from 'node:test';
 import assert from 'node:assert/strict';
 
-import { api, backends, createTenant, startTokend, stopAndScan, storeSql, SUITE_TIMEOUT_MS } from './lib/tokend.mjs';
+import { api, backends, createTenant, request, startTokend, stopAndScan, storeSql, waitFor, withTimeout, SUITE_TIMEOUT_MS } from './lib/tokend.mjs';
 import { CookieJar, browserRequest } from './lib/oauthflow.mjs';
 import { consoleSignIn, textOf } from './lib/console.mjs';
 
@@ -13,6 +15,31 @@ const PLANTED = 'A'.repeat(43); // a pre-session CSRF value another page chose
 /** Fill a console route pattern's {params} with an id-like value. */
 function fill(pattern, id) {
   return pattern.replace(/\{[a-z_]+\}/g, id);
+}
+
+/** Hold a lock on the store from another process until release(): sqlite3
+ * BEGIN EXCLUSIVE, or a PostgreSQL session locking the console's tables
+ * (as attack.test.mjs does for operator_tokens). */
+async function holdLock(t) {
+  const [cmd, args, begin] =
+    t.backend === 'postgres'
+      ? ['psql', [t.store, '-X', '-q', '-At'], "BEGIN; LOCK TABLE console_sessions, operator_tokens IN ACCESS EXCLUSIVE MODE; SELECT 'locked';\n"]
+      : ['sqlite3', [path.join(t.dataDir, 'tokend.db')], "BEGIN EXCLUSIVE; SELECT 'locked';\n"];
+  const p = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'inherit'] });
+  let out = '';
+  p.stdout.on('data', (d) => (out += d));
+  const exited = new Promise((resolve) => p.once('exit', resolve));
+  p.stdin.write(begin);
+  await waitFor(() => out.includes('locked'), { timeoutMs: 15000, message: `${cmd} to hold the lock` });
+  return {
+    async release() {
+      p.stdin.end('COMMIT;\n');
+      await withTimeout(exited, 15000, `${cmd} to exit`);
+    },
+    kill() {
+      if (p.exitCode === null) p.kill('SIGKILL');
+    },
+  };
 }
 
 for (const backend of backends()) {
@@ -129,6 +156,35 @@ for (const backend of backends()) {
       }
       const tenants = await stranger.get('/console/tenants');
       assert.equal(tenants.status, 403, 'node-admin page');
+    });
+
+    it('a page and a form while the store is locked answer within a bounded time with one clear sentence, not a hang', async (tc) => {
+      const c = await consoleSignIn(t);
+      const pg = await c.get('/console/tokens');
+      // the session's last_seen_at is due for a write: the page must write while locked
+      await storeSql(t, `UPDATE console_sessions SET last_seen_at = last_seen_at - 60000 WHERE ended_at IS NULL`);
+      const lock = await holdLock(t);
+      tc.after(() => lock.kill());
+      try {
+        for (const [what, go] of [
+          ['GET /console/tokens', () => c.get('/console/tokens')],
+          ['POST /console/tokens', () => c.submit(pg, '/console/tokens', { name: 'while-locked', role: 'viewer' })],
+        ]) {
+          const t0 = Date.now();
+          const res = await withTimeout(go(), 30000, `${what} answers`);
+          const ms = Date.now() - t0;
+          if (process.env.ATTACK_DEBUG) console.log(what, res.status, ms, textOf(res.text).slice(0, 400));
+          assert.ok(ms < 25000, `${what}: ${ms} ms`);
+          if (res.status !== 200) {
+            assert.ok([503, 429].includes(res.status), `${what}: ${res.status} ${textOf(res.text).slice(0, 300)}`);
+            assert.match(res.headers['content-type'], /^text\/html/, what);
+            assert.match(textOf(res.text), /try again/i, what);
+          }
+        }
+      } finally {
+        await lock.release();
+      }
+      assert.equal((await c.get('/console/tokens')).status, 200, 'the session still works after the lock');
     });
   });
 }
