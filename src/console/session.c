@@ -129,6 +129,14 @@ static const char *next_of(const char *next)
     return next;
 }
 
+/* Is cookie name sent more than once (tk_req_cookie then answers NULL)? */
+static bool duplicated(struct tk_req *r, const char *name)
+{
+    const char *h = tk_req_header(r, "Cookie");
+    char *v = h ? tk_pool_alloc(r->pool, 4097) : NULL;
+    return h && tk_cookie_find(h, name, v, 4097) == TK_COOKIE_DUPLICATE;
+}
+
 static void to_login(struct tk_req *r, const char *why)
 {
     char *loc;
@@ -172,6 +180,12 @@ tk_rc tk_console_authenticate(struct tk_req *r)
     struct tk_app *app = r->app;
     const char *cookie = tk_req_cookie(r, TK_CONSOLE_COOKIE);
     struct tk_err e;
+    if (!cookie && duplicated(r, TK_CONSOLE_COOKIE)) {
+        /* another page of this host set one with a narrower path or a
+         * parent domain: signing in again would not help */
+        to_login(r, "cookies");
+        return TK_EAUTH;
+    }
     if (!cookie || tk_issued_check(TK_KIND_CONSOLE_SESSION, cookie, strlen(cookie), &e) != TK_OK) {
         to_login(r, "signin");
         return TK_EAUTH;
@@ -324,6 +338,9 @@ static const char *why_sentence(const char *why)
         {"token_expired", "The operator token of your session expired."},
         {"unknown", "Your session is not known here (it was ended, or the node was reset)."},
         {"unsealed", "The node is unsealed; sign in."},
+        {"cookies", "Your browser sent two console cookies of the same name (another page on "
+                    "this host may have set one): clear this site's cookies in the browser, "
+                    "then sign in."},
     };
     for (size_t i = 0; why && i < TK_NELEM(m); i++)
         if (!strcmp(why, m[i].code)) return m[i].text;
@@ -337,6 +354,11 @@ static void login_form(struct tk_req *r, int status, const char *error, const ch
     struct tk_cpage pg;
     tk_cpage_begin(&pg, r, NULL, "Sign in");
     const char *why = why_sentence(tk_req_query(r, "why"));
+    if (duplicated(r, TK_CONSOLE_CSRF_COOKIE) || duplicated(r, TK_CONSOLE_COOKIE)) {
+        /* the form cannot work until the browser's cookies are cleared */
+        why = why_sentence("cookies");
+        if (error) error = why;
+    }
     if (error)
         tk_htmlf(&pg, "<p class=\"error\" id=\"login-error\">%s</p>", error);
     else if (why)

@@ -186,5 +186,28 @@ for (const backend of backends()) {
       }
       assert.equal((await c.get('/console/tokens')).status, 200, 'the session still works after the lock');
     });
+
+    it('a session cookie planted beside the real one (narrower path, parent domain) is refused with a sentence that says to clear cookies, not a sign-in loop', async () => {
+      const mine = await consoleSignIn(t);
+      const other = await consoleSignIn(t); // stands for the attacker's own session
+      const value = (c) => c.jar.get('tokend_console').value;
+      const both = `tokend_console=${value(other)}; tokend_console=${value(mine)}`;
+      const res = await browserRequest(new URL('/console/tokens', t.url).href, { headers: { cookie: both } });
+      assert.equal(res.status, 303);
+      assert.match(res.headers.location, /^\/console\/login\?why=cookies/);
+      const login = await browserRequest(new URL(res.headers.location, t.url).href, { headers: { cookie: both } });
+      assert.match(textOf(login.text), /clear this site's cookies/);
+      // a planted pre-session CSRF cookie beside the browser's: the same sentence on the refusal
+      const jar = new CookieJar();
+      const pg = await browserRequest(new URL('/console/login', t.url).href, { jar });
+      const csrf = /name="csrf" value="([^"]+)"/.exec(pg.text)[1];
+      const bad = await browserRequest(new URL('/console/login', t.url).href, {
+        method: 'POST',
+        headers: { cookie: `tokend_console_csrf=${PLANTED}; tokend_console_csrf=${csrf}` },
+        form: { csrf, token: t.token, next: '/console/node' },
+      });
+      assert.equal(bad.status, 403);
+      assert.match(textOf(bad.text), /clear this site's cookies/);
+    });
   });
 }
