@@ -210,4 +210,41 @@ for (const backend of backends()) {
       assert.match(textOf(bad.text), /clear this site's cookies/);
     });
   });
+
+  describe(`console attack: sealed (${backend})`, { timeout: SUITE_TIMEOUT_MS }, () => {
+    let t;
+    after(async () => {
+      if (t) await stopAndScan(t);
+    });
+
+    it('a sealed node sends every console address to the unseal page: pages, forms, the sign-in page, unknown addresses', async () => {
+      t = await startTokend({ backend, dev: false });
+      const init = await request(t, '/v1/sys/init', { method: 'POST', json: { shares: 1, threshold: 1 } });
+      assert.equal(init.status, 200, init.text);
+      t.token = init.json.root_token;
+      const routes = (await api(t, '/v1/sys/routes')).json.routes.filter((r) => r.path.startsWith('/console/'));
+      const c = await consoleSignIn(t);
+      const csrf = await c.csrf();
+      assert.equal((await api(t, '/v1/sys/seal', { method: 'POST' })).status, 200);
+      const paths = routes.filter((r) => !r.sealed_ok).map((r) => [r.method, fill(r.path, 'x')]);
+      paths.push(['GET', '/console/nope'], ['GET', '/console/login?next=/console/tokens'], ['POST', '/console/nope']);
+      for (const [method, p] of paths) {
+        for (const who of [c, null]) {
+          const res = who
+            ? method === 'GET' ? await who.get(p) : await who.postRaw(p, { csrf })
+            : await browserRequest(new URL(p, t.url).href, method === 'GET' ? {} : { method, form: { csrf } });
+          assert.equal(res.status, 303, `${method} ${p} (${who ? 'session' : 'anonymous'}): ${res.status}`);
+          assert.equal(res.headers.location, '/console/unseal', `${method} ${p}`);
+        }
+      }
+      for (const p of ['/console/', '/console']) assert.equal((await c.get(p)).headers.location, '/console/unseal', p);
+      const u = await c.get('/console/unseal');
+      assert.equal(u.status, 200);
+      assert.match(textOf(u.text), /0 of 1/);
+      // unsealed again (API): the console is back, the session too
+      const share = init.json.shares[0];
+      assert.equal((await request(t, '/v1/sys/unseal', { method: 'POST', json: { share } })).json.sealed, false);
+      assert.equal((await c.get('/console/tokens')).status, 200);
+    });
+  });
 }
