@@ -2,6 +2,7 @@
 // test: CSRF of the pre-session forms, the route walk of every console form,
 // redirects and headers, page limits, secrets. Both backends.
 import { spawn } from 'node:child_process';
+import http from 'node:http';
 import path from 'node:path';
 import { describe, it, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -208,6 +209,50 @@ for (const backend of backends()) {
       });
       assert.equal(bad.status, 403);
       assert.match(textOf(bad.text), /clear this site's cookies/);
+    });
+
+  });
+
+  describe(`console attack: event streams (${backend})`, { timeout: SUITE_TIMEOUT_MS }, () => {
+    let t;
+    after(async () => {
+      if (t) await stopAndScan(t);
+    });
+    it('one session cannot take its tenant\'s event streams: at most 4, the next refused; others still get theirs; closed ones are given back', async () => {
+      // a short idle timeout: heartbeats every second find closed streams fast
+      t = await startTokend({ backend, args: ['--idle-timeout', '2'] });
+      const open = (c) => new Promise((resolve, reject) => {
+        const u = new URL('/console/events/stream', t.url);
+        const req = http.get({ host: u.hostname, port: u.port, path: u.pathname, agent: false, headers: { cookie: c.jar.header(u), accept: 'text/event-stream' } }, (res) => {
+          if (res.statusCode !== 200) res.resume();
+          resolve({ status: res.statusCode, close: () => req.destroy() });
+        });
+        req.on('error', reject);
+      });
+      const one = await consoleSignIn(t);
+      const two = await consoleSignIn(t);
+      const held = [];
+      try {
+        for (let i = 0; i < 4; i++) {
+          const s = await open(one);
+          held.push(s);
+          assert.equal(s.status, 200, `stream ${i + 1}`);
+        }
+        const fifth = await open(one);
+        held.push(fifth);
+        assert.equal(fifth.status, 503, 'the fifth stream of one session');
+        const other = await open(two);
+        held.push(other);
+        assert.equal(other.status, 200, 'another session of the tenant still gets one');
+      } finally {
+        for (const s of held) s.close();
+      }
+      // the pump notices closed streams and gives them back
+      await waitFor(async () => {
+        const s = await open(one);
+        s.close();
+        return s.status === 200;
+      }, { timeoutMs: 20000, message: 'a stream after closing the others' });
     });
   });
 
