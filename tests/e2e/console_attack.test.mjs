@@ -9,9 +9,19 @@ import assert from 'node:assert/strict';
 
 import { api, backends, createTenant, request, startTokend, stopAndScan, storeSql, waitFor, withTimeout, SUITE_TIMEOUT_MS } from './lib/tokend.mjs';
 import { CookieJar, browserRequest } from './lib/oauthflow.mjs';
-import { consoleSignIn, textOf } from './lib/console.mjs';
+import { consoleSignIn as signInOnly, forgedIssued, textOf } from './lib/console.mjs';
+import { noteSecret } from './lib/secrets.mjs';
 
 const PLANTED = 'A'.repeat(43); // a pre-session CSRF value another page chose
+
+/** Sign in, and have the suite's secret scan (stopAndScan: logs, store
+ * dump, events, data dir) look for the session cookie and its CSRF value. */
+async function consoleSignIn(inst, opts) {
+  const c = await signInOnly(inst, opts);
+  noteSecret(c.jar.get('tokend_console').value, { kind: 'session' });
+  noteSecret(await c.csrf(), { kind: 'csrf' });
+  return c;
+}
 
 /** Fill a console route pattern's {params} with an id-like value. */
 function fill(pattern, id) {
@@ -211,6 +221,63 @@ for (const backend of backends()) {
       assert.match(textOf(bad.text), /clear this site's cookies/);
     });
 
+
+    it('values with markup are text on every page: names, labels, metadata, agent hostnames, redirect URIs; no javascript: link', async () => {
+      const EVIL = `<script>alert(1)</script>"'><img src=x onerror=alert(2)>`;
+      const made = async (what, r) => {
+        assert.ok(r.status === 201 || r.status === 200, `${what}: ${r.status} ${r.text}`);
+        return r.json;
+      };
+      const cl = await made('client', await api(t, '/v1/clients', { method: 'POST', json: { name: EVIL, email: 'a@b.example', metadata: { team: EVIL } } }));
+      const ct = await made('client token', await api(t, `/v1/clients/${cl.id}/tokens`, { method: 'POST', json: { name: EVIL } }));
+      await made('agent', await request(t, '/v1/agents/register', { method: 'POST', token: ct.token, json: { logical_agent_id: 'evil-agent', hostname: 'host-1.example', version: '<script>alert(4)</script>"><img/src=x>' } }));
+      await made('operator token', await api(t, '/v1/operator-tokens', { method: 'POST', json: { name: EVIL, role: 'viewer' } }));
+      const app = await made('provider app', await api(t, '/v1/provider-apps', {
+        method: 'POST',
+        json: { provider: 'generic-oauth2', name: 'evilapp', client_id: 'cid', client_secret: 'app-secret-not-shown-0001', scopes: ['read'], token_url: 'https://example.com/token', authorize_url: 'https://example.com/auth?x="><script>', client_auth: 'client_secret_post' },
+      }));
+      const conn = await made('connection', await api(t, '/v1/connections', { method: 'POST', json: { app_id: app.id, label: EVIL, access_token: 'at-evil-000000000000000', refresh_token: 'rt-evil-000000000000000', scopes: ['read'] } }));
+      const oc = await made('oauth client', await api(t, '/v1/oauth/clients', { method: 'POST', json: { name: EVIL, redirect_uris: ['https://app.example.com/cb?q="><script>alert(3)</script>'] } }));
+      const c = await consoleSignIn(t);
+      const pages = ['/console/node', '/console/events', '/console/connections', `/console/connections/${conn.id}`, '/console/clients', `/console/clients/${cl.id}`,
+        '/console/agents', '/console/oauth/clients', `/console/oauth/clients/${oc.id}`, '/console/oauth/flows', '/console/tokens', '/console/tenants'];
+      let seen = 0;
+      for (const p of pages) {
+        const res = await c.get(p);
+        assert.equal(res.status, 200, p);
+        for (const re of [/<script>alert/i, /<img src=x/i, /<img\/src/i, /href="\s*javascript:/i, /onerror=alert\(2\)>/]) assert.doesNotMatch(res.text, re, p);
+        if (textOf(res.text).includes(EVIL)) seen++;
+      }
+      assert.ok(seen >= 6, `the values are shown as text on ${seen} pages`);
+      const pg = await c.get(`/console/connections/${conn.id}`);
+      const link = await c.submit(pg, `/console/connections/${conn.id}/connect`);
+      assert.equal(link.status, 200, link.text);
+      assert.doesNotMatch(link.text, /<script>/);
+      assert.match(textOf(link.text), /named "<script>alert\(1\)<\/script>/);
+    });
+
+    it('a flood of failed sign-ins: 401 within the address budget, then 429 with one sentence and no further events', async () => {
+      const n = await startTokend({ backend, args: ['--auth-fail-limit', '5'] });
+      try {
+        const jar = new CookieJar();
+        const login = await browserRequest(new URL('/console/login', n.url).href, { jar });
+        const csrf = /name="csrf" value="([^"]+)"/.exec(login.text)[1];
+        const statuses = [];
+        let last;
+        for (let i = 0; i < 30; i++) {
+          last = await browserRequest(new URL('/console/login', n.url).href, { method: 'POST', jar, form: { csrf, token: i % 2 ? forgedIssued('tko') : `garbage-${i}`, next: '/console/node' } });
+          statuses.push(last.status);
+        }
+        assert.deepEqual(statuses.slice(0, 5), [401, 401, 401, 401, 401], statuses.join(' '));
+        assert.ok(statuses.slice(6).every((s) => s === 429), statuses.join(' '));
+        assert.ok(Number(last.headers['retry-after']) >= 1);
+        assert.match(textOf(last.text), /too many failed authentications.*try again/);
+        const evs = (await api(n, '/v1/events?kind=operator&action=authenticate&limit=100')).json.events;
+        assert.ok(evs.length <= 7, `${evs.length} authenticate events for 30 failed sign-ins`);
+      } finally {
+        await stopAndScan(n);
+      }
+    });
   });
 
   describe(`console attack: event streams (${backend})`, { timeout: SUITE_TIMEOUT_MS }, () => {
