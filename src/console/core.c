@@ -294,6 +294,13 @@ void tk_console_error(struct tk_req *r, int status, json_t *err)
     else
         tk_htmlf(&pg, "<p class=\"message\" data-error=\"%s\">%s</p>", code,
                  msg[0] ? msg : "The request was not accepted.");
+    /* what to do next, for the two refusals an operator meets most */
+    if (status == 404)
+        tk_html(&pg, "<p id=\"what-next\">It may have been deleted, or it belongs to another "
+                     "tenant than your session's; find it from the lists.</p>");
+    else if (status == 403 && !strcmp(code, "forbidden"))
+        tk_html(&pg, "<p id=\"what-next\">Nothing was done. To do this, sign in with an operator "
+                     "token of that role (an admin issues one on the Operator tokens page).</p>");
     if (field[0]) tk_htmlf(&pg, "<p>Field: <code>%s</code></p>", field);
     tk_htmlf(&pg, "<p class=\"muted\">Error <code>%s</code> · request id %s</p>", code,
              r->request_id);

@@ -153,6 +153,7 @@ for (const backend of backends()) {
         if (rt.path === '/console/logout') continue;
         const asViewer = await viewer.postRaw(p, { ...fields, csrf: await viewer.csrf() });
         assert.equal(asViewer.status, 403, `${what} as a viewer: ${asViewer.status}`);
+        assert.match(textOf(asViewer.text), /Nothing was done\. To do this, sign in with an operator token of that role/, what);
         if (!rt.path.includes('{') && rt.role !== 'node_admin') continue; // acts on its own tenant
         const asStranger = await stranger.postRaw(p, { ...fields, csrf: await stranger.csrf() });
         assert.ok([403, 404].includes(asStranger.status), `${what} as another tenant's admin: ${asStranger.status}`);
@@ -162,7 +163,7 @@ for (const backend of backends()) {
       for (const rt of pages.filter((r) => r.path.includes('{'))) {
         const res = await stranger.get(fillIds(rt.path));
         assert.equal(res.status, 404, `GET ${rt.path} as another tenant's admin: ${res.status}`);
-        assert.match(textOf(res.text), /Not found/);
+        assert.match(textOf(res.text), /Not found.*belongs to another tenant/);
         assert.doesNotMatch(res.text, /walked/, 'nothing of the other tenant');
       }
       const tenants = await stranger.get('/console/tenants');
