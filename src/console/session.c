@@ -140,17 +140,29 @@ static bool duplicated(struct tk_req *r, const char *name)
 static void to_login(struct tk_req *r, const char *why)
 {
     char *loc;
-    if (!strcmp(r->method, "GET") && strcmp(r->path, "/console/events/stream") != 0)
-        loc = tk_pool_printf(r->pool, "/console/login?why=%s&next=%s", why,
-                             r->path); /* the path is ours: checked again when used */
-    else
-        loc = tk_pool_printf(r->pool, "/console/login?why=%s", why);
-    /* a path with characters a Location cannot hold goes to the plain page */
-    for (char *s = loc; *s; s++)
-        if ((unsigned char)*s < 0x21 || (unsigned char)*s >= 0x7f) {
-            loc = tk_pool_printf(r->pool, "/console/login?why=%s", why);
-            break;
+    if (!strcmp(r->method, "GET") && strcmp(r->path, "/console/events/stream") != 0 &&
+        strlen(r->path) <= 512) {
+        /* the path percent-encoded but for its slashes: what a Location
+         * holds is then plain (no CR/LF, backslash, '&' or '#' of the
+         * visitor's), and next_of checks it again when it is used */
+        static const char hex[] = "0123456789ABCDEF";
+        struct tk_buf b;
+        tk_buf_init(&b, 3 * strlen(r->path) + 64);
+        tk_buf_printf(&b, "/console/login?why=%s&next=", why);
+        for (const unsigned char *s = (const unsigned char *)r->path; *s; s++) {
+            if ((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
+                *s == '-' || *s == '_' || *s == '.' || *s == '~' || *s == '/') {
+                tk_buf_add(&b, (const char *)s, 1);
+            } else {
+                char e[3] = {'%', hex[*s >> 4], hex[*s & 15]};
+                tk_buf_add(&b, e, 3);
+            }
         }
+        loc = tk_pool_strdup(r->pool, b.data ? b.data : "/console/login");
+        tk_buf_free(&b);
+    } else {
+        loc = tk_pool_printf(r->pool, "/console/login?why=%s", why);
+    }
     tk_reply_redirect(r, 303, loc);
 }
 

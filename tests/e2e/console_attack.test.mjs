@@ -91,6 +91,28 @@ for (const backend of backends()) {
       assert.equal((await api(t, '/v1/operator-tokens')).json.tokens.length, before);
     });
 
+    it('next and the sign-in redirect: no open redirect, no header injection (CR/LF, encoded slashes, backslashes, very long)', async () => {
+      const jar = new CookieJar();
+      const login = await browserRequest(new URL('/console/login', t.url).href, { jar });
+      const csrf = /name="csrf" value="([^"]+)"/.exec(login.text)[1];
+      const nexts = ['/console/node\r\nSet-Cookie: x=1', '/console/\\evil.example', '/console/%2F%2Fevil.example', '/console/..%2F..%2Fv1', '/\\evil.example',
+        '/console/' + 'a'.repeat(5000), 'javascript:alert(1)', ' /console/node', '/console/node\u2028'];
+      for (const next of nexts) {
+        const res = await browserRequest(new URL('/console/login', t.url).href, { method: 'POST', jar, form: { csrf, token: t.token, next } });
+        assert.equal(res.status, 303, JSON.stringify(next));
+        const loc = res.headers.location;
+        assert.ok(loc === '/console/node' || (loc.startsWith('/console/') && !/[\\\s]/.test(loc) && !loc.startsWith('/console//')), `${JSON.stringify(next)} -> ${loc}`);
+        assert.equal(res.headers['set-cookie'].some((c) => c.startsWith('x=')), false);
+      }
+      // a page asked for without a session: its path goes into next only when it is plain
+      for (const p of ['/console/%0d%0aSet-Cookie:%20x=1', '/console/clients/a%0d%0ab', '/console/clients/%5C%5Cevil']) {
+        const res = await browserRequest(new URL(p, t.url).href);
+        assert.ok([303, 404].includes(res.status), `${p}: ${res.status}`);
+        if (res.status === 303) assert.match(res.headers.location, /^\/console\/login\?why=signin&next=\/console\/[A-Za-z0-9%/._~-]*$/, p);
+        assert.ok(!String(res.headers['set-cookie'] || '').includes('x=1'), p);
+      }
+    });
+
     it('an address that is no console page, a form route opened with GET and a bad query value are pages with one sentence, not JSON or a 500', async () => {
       const c = await consoleSignIn(t);
       for (const [p, re] of [
