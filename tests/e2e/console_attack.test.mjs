@@ -279,6 +279,33 @@ for (const backend of backends()) {
       assert.match(textOf(link.text), /named "<script>alert\(1\)<\/script>/);
     });
 
+    it('a list of long labels and errors full of characters HTML escapes stays under 100 KB and pages through every row once', async () => {
+      const app = await api(t, '/v1/provider-apps', { method: 'POST', json: { provider: 'generic-oauth2', name: 'big-list', client_id: 'cid', client_secret: 'big-list-secret-0000001', scopes: ['read'], token_url: 'https://example.com/token', client_auth: 'client_secret_post' } });
+      assert.equal(app.status, 201, app.text);
+      const ids = new Set();
+      for (let i = 0; i < 60; i++) {
+        const r = await api(t, '/v1/connections', { method: 'POST', json: { app_id: app.json.id, label: '"'.repeat(120) + String(i).padStart(8, '0'), access_token: `at-big-0000000000${i}`, refresh_token: `rt-big-0000000000${i}`, scopes: ['read'] } });
+        assert.equal(r.status, 201, r.text);
+        ids.add(r.json.id);
+      }
+      // what a provider's error text can be: 320 bytes, all of them escaped
+      const q = '"'.repeat(320);
+      await storeSql(t, `UPDATE connections SET status = 'refresh_error', last_error_code = 'upstream_error', last_error = '${q.replace(/'/g, "''")}' WHERE app_id = '${app.json.id}'`);
+      const c = await consoleSignIn(t);
+      const seen = [];
+      let url = `/console/connections?app_id=${app.json.id}`;
+      for (let n = 0; url && n < 20; n++) {
+        const pg = await c.get(url);
+        assert.equal(pg.status, 200, `${url}: ${textOf(pg.text).slice(0, 200)}`);
+        assert.ok(pg.text.length < 100 * 1024, `${url}: ${pg.text.length} bytes`);
+        for (const m of pg.text.matchAll(/<tr data-id="([^"]+)"/g)) seen.push(m[1]);
+        const next = /<a id="next-page" rel="next" href="([^"]+)"/.exec(pg.text);
+        url = next ? next[1].replace(/&amp;/g, '&') : null;
+      }
+      assert.equal(seen.length, 60, `${seen.length} rows over the pages`);
+      assert.deepEqual(new Set(seen), ids);
+    });
+
     it('a flood of failed sign-ins: 401 within the address budget, then 429 with one sentence and no further events', async () => {
       const n = await startTokend({ backend, args: ['--auth-fail-limit', '5'] });
       try {
