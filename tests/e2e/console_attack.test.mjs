@@ -306,6 +306,31 @@ for (const backend of backends()) {
       assert.deepEqual(new Set(seen), ids);
     });
 
+    it('the agents list with the longest hostnames, ids and versions an agent may send stays under 100 KB and pages through every agent once', async () => {
+      const cl = await api(t, '/v1/clients', { method: 'POST', json: { name: '"'.repeat(128), email: 'big@agents.example' } });
+      assert.equal(cl.status, 201, cl.text);
+      const ct = await api(t, `/v1/clients/${cl.json.id}/tokens`, { method: 'POST', json: { name: 'big-agents' } });
+      const ids = new Set();
+      for (let i = 0; i < 55; i++) {
+        const r = await request(t, '/v1/agents/register', { method: 'POST', token: ct.json.token, json: { logical_agent_id: `agent-${'x'.repeat(110)}-${i}`, hostname: 'h'.repeat(250) + i, version: '"'.repeat(62) + i } });
+        assert.ok(r.status < 300, r.text);
+        ids.add(r.json.id ?? r.json.agent?.id);
+      }
+      const c = await consoleSignIn(t);
+      const seen = [];
+      let url = `/console/agents?client_id=${cl.json.id}`;
+      for (let n = 0; url && n < 20; n++) {
+        const pg = await c.get(url);
+        assert.equal(pg.status, 200, `${url}: ${textOf(pg.text).slice(0, 200)}`);
+        assert.ok(pg.text.length < 100 * 1024, `${url}: ${pg.text.length} bytes`);
+        for (const m of pg.text.matchAll(/<tr id="([^"]+)" data-id=/g)) seen.push(m[1]);
+        const next = /<a id="next-page" rel="next" href="([^"]+)"/.exec(pg.text);
+        url = next ? next[1].replace(/&amp;/g, '&') : null;
+      }
+      assert.equal(seen.length, 55, `${seen.length} agents over the pages`);
+      assert.equal(new Set(seen).size, 55);
+    });
+
     it('a flood of failed sign-ins: 401 within the address budget, then 429 with one sentence and no further events', async () => {
       const n = await startTokend({ backend, args: ['--auth-fail-limit', '5'] });
       try {
