@@ -331,6 +331,21 @@ for (const backend of backends()) {
       assert.equal(new Set(seen).size, 55);
     });
 
+    it('the events page with long messages full of characters HTML escapes shows the newest lines that fit, under 100 KB, not a 500', async () => {
+      const c = await consoleSignIn(t);
+      // what an upstream's error text can make of a refresh event's message
+      // (the events of this suite so far: more than a page of them)
+      await storeSql(t, `UPDATE events SET message = '${'"'.repeat(320)}' WHERE kind <> 'operator'`);
+      const pg = await c.get('/console/events');
+      assert.equal(pg.status, 200, textOf(pg.text).slice(0, 300));
+      assert.ok(pg.text.length < 100 * 1024, `${pg.text.length} bytes`);
+      const lines = [...pg.text.matchAll(/<div class="line" data-id="[^"]+" data-seq="(\d+)"/g)].map((m) => Number(m[1]));
+      assert.ok(lines.length >= 10, `${lines.length} lines`);
+      const newest = (await api(t, '/v1/events?limit=1')).json.events[0].seq;
+      assert.ok(lines.at(-1) >= newest - 5, 'the newest lines are the ones shown');
+      assert.match(pg.text, /<section[^>]*id="chart"|id="chart"/, 'the chart is still there');
+    });
+
     it('a flood of failed sign-ins: 401 within the address budget, then 429 with one sentence and no further events', async () => {
       const n = await startTokend({ backend, args: ['--auth-fail-limit', '5'] });
       try {
