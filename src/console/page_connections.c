@@ -25,7 +25,9 @@
 #define EVENTS_LIMIT 100                           /* attempts read for the timeline */
 #define ATTEMPTS_SHOWN 20                          /* rows of the attempts table */
 #define CHART_MINUTES 60
-#define TITLE_MAX 160 /* bytes of a message in a timeline block's title */
+#define TITLE_MAX 160            /* bytes of a message in a timeline block's title */
+#define TITLES_ROOM (40 * 1024)  /* a block's title has its message while the page is below */
+#define DETAILS_ROOM (12 * 1024) /* kept after the attempts table for the details */
 
 /* ---- small helpers ---- */
 
@@ -291,8 +293,14 @@ static void timeline(struct tk_cpage *pg, const struct tk_capi *ev)
             tk_time_fmt(ms, iso, sizeof iso);
             snprintf(shown, sizeof shown, "%.10s %.8s UTC", iso, iso + 11);
         }
-        tk_htmlf(pg, "<span class=\"%s\" title=\"%s · %s · %s: %s\"></span>", outcome_class(o),
-                 shown, tk_jstr(e, "source"), o, cut(tk_jstr(e, "message"), msg, TITLE_MAX));
+        /* the message in the title while the page has room for it (100
+         * long escaped messages would not fit with the chart and table) */
+        if (pg->b.len < TITLES_ROOM)
+            tk_htmlf(pg, "<span class=\"%s\" title=\"%s · %s · %s: %s\"></span>", outcome_class(o),
+                     shown, tk_jstr(e, "source"), o, cut(tk_jstr(e, "message"), msg, TITLE_MAX));
+        else
+            tk_htmlf(pg, "<span class=\"%s\" title=\"%s · %s · %s\"></span>", outcome_class(o),
+                     shown, tk_jstr(e, "source"), o);
     }
     tk_html(pg, "</div>\n");
 
@@ -325,6 +333,14 @@ static void timeline(struct tk_cpage *pg, const struct tk_capi *ev)
                 "<th>Message</th></tr></thead><tbody>\n");
     for (size_t k = 0; k < n && k < ATTEMPTS_SHOWN; k++) {
         json_t *e = json_array_get(a, k);
+        if (pg->b.len > TK_CONSOLE_PAGE_MAX - DETAILS_ROOM) { /* long escaped messages */
+            tk_htmlf(pg,
+                     "<tr><td colspan=\"4\" class=\"muted\" id=\"attempts-left-out\">%zu "
+                     "older attempts did not fit on this page; <code>tokend events --kind "
+                     "refresh</code> shows them.</td></tr>\n",
+                     (n < ATTEMPTS_SHOWN ? n : ATTEMPTS_SHOWN) - k);
+            break;
+        }
         tk_html(pg, "<tr><td>");
         tk_cpage_time(pg, tk_jint(e, "at_ms"));
         tk_htmlf(pg, "</td><td>%s</td><td>", tk_jstr(e, "source"));

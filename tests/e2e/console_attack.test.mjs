@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 
 import { api, backends, createTenant, request, startTokend, stopAndScan, storeSql, waitFor, withTimeout, SUITE_TIMEOUT_MS } from './lib/tokend.mjs';
 import { CookieJar, browserRequest } from './lib/oauthflow.mjs';
-import { consoleSignIn as signInOnly, forgedIssued, textOf } from './lib/console.mjs';
+import { byId, consoleSignIn as signInOnly, forgedIssued, textOf } from './lib/console.mjs';
 import { noteSecret } from './lib/secrets.mjs';
 
 const PLANTED = 'A'.repeat(43); // a pre-session CSRF value another page chose
@@ -344,6 +344,23 @@ for (const backend of backends()) {
       const newest = (await api(t, '/v1/events?limit=1')).json.events[0].seq;
       assert.ok(lines.at(-1) >= newest - 5, 'the newest lines are the ones shown');
       assert.match(pg.text, /<section[^>]*id="chart"|id="chart"/, 'the chart is still there');
+    });
+
+    it('a connection whose 100 last attempts carry long escaped error messages still has its page (under 100 KB), not a 500', async () => {
+      const app = await api(t, '/v1/provider-apps', { method: 'POST', json: { provider: 'generic-oauth2', name: 'down-upstream', client_id: 'cid', client_secret: 'down-upstream-secret-01', scopes: ['read'], token_url: 'https://127.0.0.1:1/token', client_auth: 'client_secret_post' } });
+      assert.equal(app.status, 201, app.text);
+      const conn = await api(t, '/v1/connections', { method: 'POST', json: { app_id: app.json.id, label: '"'.repeat(128), access_token: 'at-down-000000000000000', refresh_token: 'rt-down-000000000000000', scopes: ['read'] } });
+      assert.equal(conn.status, 201, conn.text);
+      for (let i = 0; i < 105; i++) await api(t, `/v1/connections/${conn.json.id}/refresh`, { method: 'POST' });
+      const q = '"'.repeat(320); // an upstream's error text, as long as a message keeps
+      await storeSql(t, `UPDATE events SET message = '${q}' WHERE kind = 'refresh' AND subject_id = '${conn.json.id}'`);
+      await storeSql(t, `UPDATE connections SET last_error = '${q}' WHERE id = '${conn.json.id}'`);
+      const c = await consoleSignIn(t);
+      const pg = await c.get(`/console/connections/${conn.json.id}`);
+      assert.equal(pg.status, 200, textOf(pg.text).slice(0, 300));
+      assert.ok(pg.text.length < 100 * 1024, `${pg.text.length} bytes`);
+      assert.ok(byId(pg.text, 'diagnosis') && byId(pg.text, 'refresh'), 'the diagnosis and the buttons are there');
+      assert.ok(textOf(pg.text).includes(q), 'the last error is shown whole');
     });
 
     it('a flood of failed sign-ins: 401 within the address budget, then 429 with one sentence and no further events', async () => {
