@@ -17,6 +17,8 @@
 
 /* last_seen_at is written at most this often per session */
 #define SEEN_EVERY_MS 30000
+/* an ended or expired session's row is deleted this long after */
+#define PURGE_AFTER_MS (24 * 3600 * 1000LL)
 
 static bool secure(struct tk_req *r)
 {
@@ -480,6 +482,12 @@ void tk_h_console_login(struct tk_req *r)
         login_form(r, tk_rc_status(rc), "The session could not be stored; try again.", next);
         return;
     }
+    /* sessions ended or past their lifetime a day ago are of no use: each
+     * sign-in clears them (best effort), so the table holds about a day's */
+    if (tk_db_exec(db, "DELETE FROM console_sessions WHERE expires_at < ? OR ended_at < ?",
+                   TK_ARGS(TK_INT(now - PURGE_AFTER_MS), TK_INT(now - PURGE_AFTER_MS)), NULL,
+                   &e) != TK_OK)
+        tk_warn("console: old sessions not cleared: %s", e.msg);
     json_t *d = json_pack("{s:s, s:s}", "session_id", id, "remote", addr);
     event(r, p->tenant_id, "console_sign_in", "success", p->id,
           "signed in to the console", d);
@@ -527,7 +535,8 @@ static bool pattern_matches(const char *pat, const char *path)
             const char *close = strchr(pat, '}');
             if (!close || *path == '/') return false;
             pat = close + 1;
-            while (*path && *path != '/') path++;
+            while (*path && *path != '/')
+                path++;
         } else if (*pat++ != *path++) {
             return false;
         }

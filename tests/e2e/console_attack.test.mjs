@@ -363,6 +363,19 @@ for (const backend of backends()) {
       assert.ok(textOf(pg.text).includes(q), 'the last error is shown whole');
     });
 
+    it('sessions ended or expired more than a day ago are cleared at the next sign-in; live ones stay', async () => {
+      const live = await consoleSignIn(t);
+      const old = await consoleSignIn(t);
+      await old.submit(await old.get('/console/tokens'), '/console/logout');
+      const day = 24 * 3600 * 1000;
+      await storeSql(t, `UPDATE console_sessions SET ended_at = ended_at - ${2 * day} WHERE ended_at IS NOT NULL`);
+      const before = Number((await storeSql(t, 'SELECT count(*) FROM console_sessions WHERE ended_at IS NOT NULL')).trim());
+      assert.ok(before >= 1);
+      await consoleSignIn(t);
+      assert.equal(Number((await storeSql(t, 'SELECT count(*) FROM console_sessions WHERE ended_at IS NOT NULL')).trim()), 0);
+      assert.equal((await live.get('/console/tokens')).status, 200, 'a live session is kept');
+    });
+
     it('a flood of failed sign-ins: 401 within the address budget, then 429 with one sentence and no further events', async () => {
       const n = await startTokend({ backend, args: ['--auth-fail-limit', '5'] });
       try {
