@@ -284,6 +284,12 @@ void tk_evpump_add(struct tk_evpump *pp, struct tk_stream *s, const struct tk_pr
  * tk_evpump_unadmit (when it never got there). */
 bool tk_evpump_admit(struct tk_evpump *pp, const char *tenant_id, int *limit);
 void tk_evpump_unadmit(struct tk_evpump *pp, const char *tenant_id);
+/* A console session's streams (one per open events page) are counted too,
+ * at most TK_STREAMS_PER_SESSION, so that one browser cannot take all of
+ * its tenant's; uncounted with tk_evpump_unadmit(pp, session_id) or when
+ * the pump frees the stream. */
+#define TK_STREAMS_PER_SESSION 4
+bool tk_evpump_admit_session(struct tk_evpump *pp, const char *session_id);
 void tk_h_sys_init(struct tk_req *r);
 void tk_h_sys_unseal(struct tk_req *r);
 void tk_h_sys_seal(struct tk_req *r);

@@ -160,8 +160,20 @@ void tk_h_events_stream(struct tk_req *r)
         after = json_integer_value(json_object_get(json_array_get(evs, 0), "seq"));
         json_decref(evs);
     }
+    if (p->session_id[0] && !tk_evpump_admit_session(app->evpump, p->session_id)) {
+        struct tk_err e;
+        tk_err_set(&e, TK_EUNAVAIL, "too_many_streams",
+                   "this console session already holds %d event streams (one per open events "
+                   "page); close a tab with the events page, or retry later",
+                   TK_STREAMS_PER_SESSION);
+        tk_req_stream_refused(r);
+        tk_reply_header(r, "Retry-After", "5");
+        tk_reply_error(r, &e, NULL);
+        return;
+    }
     int per_tenant = 0;
     if (!tk_evpump_admit(app->evpump, p->tenant_id, &per_tenant)) {
+        if (p->session_id[0]) tk_evpump_unadmit(app->evpump, p->session_id);
         struct tk_err e;
         tk_err_set(&e, TK_EUNAVAIL, "too_many_streams",
                    "this tenant already holds %d event streams on this node "
@@ -175,6 +187,7 @@ void tk_h_events_stream(struct tk_req *r)
     struct tk_stream *s = tk_reply_stream(r);
     if (!s) { /* 503 too_many_streams */
         tk_evpump_unadmit(app->evpump, p->tenant_id);
+        if (p->session_id[0]) tk_evpump_unadmit(app->evpump, p->session_id);
         return;
     }
     char first[96];

@@ -95,21 +95,28 @@ static struct tcount **count_of(struct tk_evpump *pp, const char *tenant)
     return pc;
 }
 
-bool tk_evpump_admit(struct tk_evpump *pp, const char *tenant_id, int *limit)
+/* Count one more under key (a tenant id, or a console session id: both
+ * UUIDs, so they never collide) unless it holds limit already. */
+static bool admit_key(struct tk_evpump *pp, const char *key, int limit)
 {
     pthread_mutex_lock(&pp->mu);
-    struct tcount **pc = count_of(pp, tenant_id);
-    bool ok = !*pc || (*pc)->n < pp->per_tenant;
+    struct tcount **pc = count_of(pp, key);
+    bool ok = !*pc || (*pc)->n < limit;
     if (ok) {
         if (!*pc) {
             *pc = tk_calloc(1, sizeof **pc);
-            snprintf((*pc)->tenant, sizeof(*pc)->tenant, "%s", tenant_id);
+            snprintf((*pc)->tenant, sizeof(*pc)->tenant, "%s", key);
         }
         (*pc)->n++;
     }
-    *limit = pp->per_tenant;
     pthread_mutex_unlock(&pp->mu);
     return ok;
+}
+
+bool tk_evpump_admit(struct tk_evpump *pp, const char *tenant_id, int *limit)
+{
+    *limit = pp->per_tenant;
+    return admit_key(pp, tenant_id, pp->per_tenant);
 }
 
 void tk_evpump_unadmit(struct tk_evpump *pp, const char *tenant_id)
@@ -124,11 +131,17 @@ void tk_evpump_unadmit(struct tk_evpump *pp, const char *tenant_id)
     pthread_mutex_unlock(&pp->mu);
 }
 
+bool tk_evpump_admit_session(struct tk_evpump *pp, const char *session_id)
+{
+    return admit_key(pp, session_id, TK_STREAMS_PER_SESSION);
+}
+
 /* Not under pp->mu. */
 static void sub_free(struct tk_evpump *pp, struct sub *x)
 {
     tk_stream_close(x->s);
     tk_evpump_unadmit(pp, x->p.tenant_id);
+    if (x->p.session_id[0]) tk_evpump_unadmit(pp, x->p.session_id);
     free(x);
 }
 

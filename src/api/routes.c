@@ -182,6 +182,10 @@ static const struct tk_route routes[] = {
     {"GET", "/console/oauth/clients/{id}", tk_h_console_oauth_client, CONSOLE(TK_ROLE_ANY)},
     {"GET", "/console/oauth/flows", tk_h_console_oauth_flows, CONSOLE(TK_ROLE_ANY)},
     {"GET", "/console/oauth/flows/{id}", tk_h_console_oauth_flow, CONSOLE(TK_ROLE_ANY)},
+    /* any other /console/ address (and a form route opened with GET): a page,
+     * not JSON; after every console route (the first match wins) */
+    {"GET", "/console/{rest+}", tk_h_console_not_found, PUBLIC(0)},
+    {"POST", "/console/{rest+}", tk_h_console_not_found, PUBLIC(0)},
 };
 
 const struct tk_route *tk_api_routes(size_t *n)

@@ -277,10 +277,30 @@ void tk_console_error(struct tk_req *r, int status, json_t *err)
                         : status == 409 ? "Conflict"
                         : status >= 500 ? "Something failed"
                                         : "Not accepted";
+    /* the store busy or out of reach: say what to do, the API's words below */
+    bool store = !strcmp(code, "store_busy") || !strcmp(code, "store_unreachable") ||
+                 !strcmp(code, "store_stalled") || !strcmp(code, "store_unavailable") ||
+                 !strcmp(code, "store_pool");
+    if (store) title = "Store busy";
     struct tk_cpage pg;
     tk_cpage_begin(&pg, r, NULL, title);
-    tk_htmlf(&pg, "<p class=\"message\" data-error=\"%s\">%s</p>", code,
-             msg[0] ? msg : "The request was not accepted.");
+    if (store)
+        tk_htmlf(&pg,
+                 "<p class=\"message\" data-error=\"%s\">The node's store is busy or out of "
+                 "reach right now, so this was not done; try again in a moment. If it lasts, "
+                 "the node page and <code>tokend doctor</code> say why.</p><p class=\"muted\">"
+                 "%s</p>",
+                 code, msg);
+    else
+        tk_htmlf(&pg, "<p class=\"message\" data-error=\"%s\">%s</p>", code,
+                 msg[0] ? msg : "The request was not accepted.");
+    /* what to do next, for the two refusals an operator meets most */
+    if (status == 404)
+        tk_html(&pg, "<p id=\"what-next\">It may have been deleted, or it belongs to another "
+                     "tenant than your session's; find it from the lists.</p>");
+    else if (status == 403 && !strcmp(code, "forbidden"))
+        tk_html(&pg, "<p id=\"what-next\">Nothing was done. To do this, sign in with an operator "
+                     "token of that role (an admin issues one on the Operator tokens page).</p>");
     if (field[0]) tk_htmlf(&pg, "<p>Field: <code>%s</code></p>", field);
     tk_htmlf(&pg, "<p class=\"muted\">Error <code>%s</code> · request id %s</p>", code,
              r->request_id);
@@ -396,6 +416,15 @@ bool tk_console_call_any(struct tk_req *r, const char *method, const char *patte
     if (text) {
         tk_wipe(text, strlen(text));
         free(text);
+    }
+    if (rc == TK_EINVAL && !c.got) {
+        /* the page's address carried a value the API cannot take (a query
+         * value that is not UTF-8 text, a NUL): the visitor's, not a fault */
+        json_decref(c.body);
+        tk_console_message(r, 400, "Not accepted",
+                           "A value in this page's address is not valid text; open the page "
+                           "from the console's navigation instead.");
+        return false;
     }
     if (rc != TK_OK || !c.got) {
         json_decref(c.body);

@@ -20,6 +20,7 @@
 #include <string.h>
 
 #define LIST_LIMIT "50"
+#define LIST_ROOM (TK_CONSOLE_PAGE_MAX - 8 * 1024) /* a list page stops short of it */
 #define TOKENS_PER_PAGE 30
 #define WARNINGS_SHOWN 10
 #define META_SHOWN 120 /* bytes of a metadata value shown (values go up to 512) */
@@ -525,21 +526,24 @@ static void agent_row(struct tk_cpage *pg, struct tk_req *r, struct names *m, js
     tk_html(pg, "</td></tr>");
 }
 
-void tk_h_console_agents(struct tk_req *r)
+/* The agents page with limit rows; false (nothing replied) when it would not
+ * fit the page and last is false: then it is made again with fewer rows. */
+static bool agents_page(struct tk_req *r, const char *limit, bool last)
 {
     const char *status = qget(r, "status");
     const char *client = qget(r, "client_id");
     const char *cursor = qget(r, "cursor");
     struct tk_buf q;
     tk_buf_init(&q, 4096);
-    tk_buf_addstr(&q, "limit=" LIST_LIMIT);
+    tk_buf_addstr(&q, "limit=");
+    tk_buf_addstr(&q, limit);
     qarg(&q, "status", status);
     qarg(&q, "client_id", client);
     qarg(&q, "cursor", cursor);
     struct tk_capi list;
     bool ok = tk_console_call(r, "GET", "/v1/agents", NULL, q.data, NULL, &list);
     tk_buf_free(&q);
-    if (!ok) return;
+    if (!ok) return true;
     /* all agents shown: are there stale ones, maybe on later pages? */
     bool any_stale = false;
     if (!status) {
@@ -601,5 +605,19 @@ void tk_h_console_agents(struct tk_req *r)
     tk_html(&pg, "</tbody></table>");
     next_link(&pg, "/console/agents", list.body, "status", status, "client_id", client);
     tk_capi_free(&list);
+    if (!last && pg.b.len > LIST_ROOM) {
+        tk_buf_free_wipe(&pg.b);
+        return false;
+    }
     tk_cpage_end(&pg, 200);
+    return true;
+}
+
+void tk_h_console_agents(struct tk_req *r)
+{
+    /* 50 rows fit unless hostnames, ids and versions are long and full of
+     * characters HTML escapes (an agent chooses them): then fewer rows */
+    static const char *const limits[] = {LIST_LIMIT, "25", "10"};
+    for (size_t i = 0; i < TK_NELEM(limits); i++)
+        if (agents_page(r, limits[i], i + 1 == TK_NELEM(limits))) return;
 }

@@ -20,10 +20,14 @@
 #include <strings.h>
 
 #define LIST_LIMIT 50
-#define EVENTS_LIMIT 100  /* attempts read for the timeline */
-#define ATTEMPTS_SHOWN 20 /* rows of the attempts table */
+#define LIST_ERROR_MAX 200                         /* bytes of last_error in the list */
+#define LIST_ROOM (TK_CONSOLE_PAGE_MAX - 8 * 1024) /* the list page's rows stop short of it */
+#define EVENTS_LIMIT 100                           /* attempts read for the timeline */
+#define ATTEMPTS_SHOWN 20                          /* rows of the attempts table */
 #define CHART_MINUTES 60
-#define TITLE_MAX 160 /* bytes of a message in a timeline block's title */
+#define TITLE_MAX 160            /* bytes of a message in a timeline block's title */
+#define TITLES_ROOM (40 * 1024)  /* a block's title has its message while the page is below */
+#define DETAILS_ROOM (12 * 1024) /* kept after the attempts table for the details */
 
 /* ---- small helpers ---- */
 
@@ -124,67 +128,81 @@ void tk_h_console_connections(struct tk_req *r)
     const char *status = query_arg(r, "status");
     const char *app_id = query_arg(r, "app_id");
     const char *cursor = query_arg(r, "cursor");
-    char q[1024];
-    snprintf(q, sizeof q, "limit=%d", LIST_LIMIT);
-    if (!q_add(q, sizeof q, "status", status) || !q_add(q, sizeof q, "app_id", app_id) ||
-        !q_add(q, sizeof q, "cursor", cursor)) {
-        tk_console_message(r, 400, "Not accepted", "A filter value is too long.");
+    /* 50 rows fit unless labels and errors are long and full of characters
+     * HTML escapes: then the page is made again with fewer rows (the /v1
+     * cursor pages on from the last row shown), never past the size cap */
+    static const int limits[] = {LIST_LIMIT, LIST_LIMIT / 2, LIST_LIMIT / 5};
+    for (size_t li = 0;; li++) {
+        char q[1024];
+        snprintf(q, sizeof q, "limit=%d", limits[li]);
+        if (!q_add(q, sizeof q, "status", status) || !q_add(q, sizeof q, "app_id", app_id) ||
+            !q_add(q, sizeof q, "cursor", cursor)) {
+            tk_console_message(r, 400, "Not accepted", "A filter value is too long.");
+            return;
+        }
+        struct tk_capi list;
+        if (!tk_console_call(r, "GET", "/v1/connections", NULL, q, NULL, &list)) return;
+
+        struct tk_cpage pg;
+        tk_cpage_begin(&pg, r, "connections", "Connections");
+        filters(&pg, status, app_id);
+        json_t *a = json_object_get(list.body, "connections");
+        tk_html(&pg, "<table id=\"connections\"><thead><tr><th>Connection</th><th>Provider app</th>"
+                     "<th>Status</th><th>Access token expires</th><th>Last refresh</th>"
+                     "<th>Last error</th></tr></thead><tbody>\n");
+        size_t i;
+        json_t *c;
+        json_array_foreach(a, i, c)
+        {
+            const char *id = tk_jstr(c, "id");
+            const char *label = tk_jstr(c, "label");
+            char href[128];
+            conn_href(id, href);
+            tk_htmlf(
+                &pg,
+                "<tr data-id=\"%s\"><td><a href=\"%s\">%s</a><div class=\"muted mono\">%s</div>"
+                "</td><td>%s<div class=\"muted mono\">%s</div></td><td>",
+                id, href, label[0] ? label : "(no label)", id, tk_jstr(c, "provider"),
+                tk_jstr(c, "app_id"));
+            tk_cpage_badge(&pg, tk_jstr(c, "status"));
+            tk_html(&pg, "</td><td>");
+            tk_cpage_time_str(&pg, tk_jstr(c, "expires_at"));
+            tk_html(&pg, "</td><td>");
+            tk_cpage_time_str(&pg, tk_jstr(c, "last_refresh_at"));
+            char err_cut[LIST_ERROR_MAX + 4]; /* whole on the connection's page */
+            const char *err = cut(tk_jstr(c, "last_error"), err_cut, LIST_ERROR_MAX);
+            const char *code = tk_jstr(c, "last_error_code");
+            tk_html(&pg, "</td><td class=\"last-error\">");
+            if (err[0] || code[0])
+                tk_htmlf(&pg, "%s <span class=\"muted mono\">%s</span>", err, code);
+            else
+                tk_html(&pg, "<span class=\"muted\">-</span>");
+            tk_html(&pg, "</td></tr>\n");
+        }
+        if (!json_array_size(a))
+            tk_html(&pg,
+                    "<tr><td colspan=\"6\" class=\"muted\" id=\"no-connections\">No connection "
+                    "matches.</td></tr>\n");
+        tk_html(&pg, "</tbody></table>\n");
+        const char *next = json_string_value(json_object_get(list.body, "next_cursor"));
+        if (next && *next) {
+            char nq[1024] = "";
+            if (q_add(nq, sizeof nq, "status", status) && q_add(nq, sizeof nq, "app_id", app_id) &&
+                q_add(nq, sizeof nq, "cursor", next))
+                tk_htmlf(&pg,
+                         "<p><a id=\"next-page\" rel=\"next\" href=\"/console/connections?%s\">"
+                         "Next page</a></p>\n",
+                         nq);
+        }
+        if (cursor) tk_html(&pg, "<p><a href=\"/console/connections\">First page</a></p>\n");
+        tk_capi_free(&list);
+        if (pg.b.len > LIST_ROOM && li + 1 < TK_NELEM(limits)) {
+            tk_buf_free_wipe(&pg.b);
+            continue;
+        }
+        tk_cpage_end(&pg, 200);
         return;
     }
-    struct tk_capi list;
-    if (!tk_console_call(r, "GET", "/v1/connections", NULL, q, NULL, &list)) return;
-
-    struct tk_cpage pg;
-    tk_cpage_begin(&pg, r, "connections", "Connections");
-    filters(&pg, status, app_id);
-    json_t *a = json_object_get(list.body, "connections");
-    tk_html(&pg, "<table id=\"connections\"><thead><tr><th>Connection</th><th>Provider app</th>"
-                 "<th>Status</th><th>Access token expires</th><th>Last refresh</th>"
-                 "<th>Last error</th></tr></thead><tbody>\n");
-    size_t i;
-    json_t *c;
-    json_array_foreach(a, i, c)
-    {
-        const char *id = tk_jstr(c, "id");
-        const char *label = tk_jstr(c, "label");
-        char href[128];
-        conn_href(id, href);
-        tk_htmlf(&pg,
-                 "<tr data-id=\"%s\"><td><a href=\"%s\">%s</a><div class=\"muted mono\">%s</div>"
-                 "</td><td>%s<div class=\"muted mono\">%s</div></td><td>",
-                 id, href, label[0] ? label : "(no label)", id, tk_jstr(c, "provider"),
-                 tk_jstr(c, "app_id"));
-        tk_cpage_badge(&pg, tk_jstr(c, "status"));
-        tk_html(&pg, "</td><td>");
-        tk_cpage_time_str(&pg, tk_jstr(c, "expires_at"));
-        tk_html(&pg, "</td><td>");
-        tk_cpage_time_str(&pg, tk_jstr(c, "last_refresh_at"));
-        const char *err = tk_jstr(c, "last_error");
-        const char *code = tk_jstr(c, "last_error_code");
-        tk_html(&pg, "</td><td class=\"last-error\">");
-        if (err[0] || code[0])
-            tk_htmlf(&pg, "%s <span class=\"muted mono\">%s</span>", err, code);
-        else
-            tk_html(&pg, "<span class=\"muted\">-</span>");
-        tk_html(&pg, "</td></tr>\n");
-    }
-    if (!json_array_size(a))
-        tk_html(&pg, "<tr><td colspan=\"6\" class=\"muted\" id=\"no-connections\">No connection "
-                     "matches.</td></tr>\n");
-    tk_html(&pg, "</tbody></table>\n");
-    const char *next = json_string_value(json_object_get(list.body, "next_cursor"));
-    if (next && *next) {
-        char nq[1024] = "";
-        if (q_add(nq, sizeof nq, "status", status) && q_add(nq, sizeof nq, "app_id", app_id) &&
-            q_add(nq, sizeof nq, "cursor", next))
-            tk_htmlf(&pg,
-                     "<p><a id=\"next-page\" rel=\"next\" href=\"/console/connections?%s\">"
-                     "Next page</a></p>\n",
-                     nq);
-    }
-    if (cursor) tk_html(&pg, "<p><a href=\"/console/connections\">First page</a></p>\n");
-    tk_capi_free(&list);
-    tk_cpage_end(&pg, 200);
 }
 
 /* ---- GET /console/connections/{id} ---- */
@@ -275,8 +293,14 @@ static void timeline(struct tk_cpage *pg, const struct tk_capi *ev)
             tk_time_fmt(ms, iso, sizeof iso);
             snprintf(shown, sizeof shown, "%.10s %.8s UTC", iso, iso + 11);
         }
-        tk_htmlf(pg, "<span class=\"%s\" title=\"%s · %s · %s: %s\"></span>", outcome_class(o),
-                 shown, tk_jstr(e, "source"), o, cut(tk_jstr(e, "message"), msg, TITLE_MAX));
+        /* the message in the title while the page has room for it (100
+         * long escaped messages would not fit with the chart and table) */
+        if (pg->b.len < TITLES_ROOM)
+            tk_htmlf(pg, "<span class=\"%s\" title=\"%s · %s · %s: %s\"></span>", outcome_class(o),
+                     shown, tk_jstr(e, "source"), o, cut(tk_jstr(e, "message"), msg, TITLE_MAX));
+        else
+            tk_htmlf(pg, "<span class=\"%s\" title=\"%s · %s · %s\"></span>", outcome_class(o),
+                     shown, tk_jstr(e, "source"), o);
     }
     tk_html(pg, "</div>\n");
 
@@ -309,6 +333,14 @@ static void timeline(struct tk_cpage *pg, const struct tk_capi *ev)
                 "<th>Message</th></tr></thead><tbody>\n");
     for (size_t k = 0; k < n && k < ATTEMPTS_SHOWN; k++) {
         json_t *e = json_array_get(a, k);
+        if (pg->b.len > TK_CONSOLE_PAGE_MAX - DETAILS_ROOM) { /* long escaped messages */
+            tk_htmlf(pg,
+                     "<tr><td colspan=\"4\" class=\"muted\" id=\"attempts-left-out\">%zu "
+                     "older attempts did not fit on this page; <code>tokend events --kind "
+                     "refresh</code> shows them.</td></tr>\n",
+                     (n < ATTEMPTS_SHOWN ? n : ATTEMPTS_SHOWN) - k);
+            break;
+        }
         tk_html(pg, "<tr><td>");
         tk_cpage_time(pg, tk_jint(e, "at_ms"));
         tk_htmlf(pg, "</td><td>%s</td><td>", tk_jstr(e, "source"));

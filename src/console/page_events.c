@@ -30,6 +30,7 @@
 #include <string.h>
 
 #define TERM_LINES 50
+#define CHART_ROOM (32 * 1024) /* kept for the chart after the lines */
 #define CHART_MINUTES 60
 
 /* The page's filters, from its query ("" for absent or empty). */
@@ -245,7 +246,24 @@ void tk_h_console_events(struct tk_req *r)
              s.data, (long long)after);
     tk_buf_free(&s);
     if (!n) tk_html(&pg, "<p class=\"muted empty\">No events match yet.</p>");
-    for (size_t i = n; i-- > 0;)
+    /* the newest lines that fit before the chart: a message may be long and
+     * full of characters HTML escapes (an upstream's error text) */
+    size_t fit = 0;
+    struct tk_cpage line = {.r = r};
+    tk_buf_init(&line.b, TK_CONSOLE_PAGE_MAX);
+    for (size_t used = pg.b.len; fit < n; fit++) {
+        tk_buf_reset(&line.b);
+        render_line(&line, json_array_get(evs, fit));
+        if (line.failed || used + line.b.len + CHART_ROOM > TK_CONSOLE_PAGE_MAX) break;
+        used += line.b.len;
+    }
+    tk_buf_free(&line.b);
+    if (fit < n)
+        tk_htmlf(&pg,
+                 "<p class=\"muted\" id=\"lines-left-out\">%zu older events did not fit on "
+                 "this page (long messages); <code>tokend events</code> shows them.</p>",
+                 n - fit);
+    for (size_t i = fit; i-- > 0;)
         render_line(&pg, json_array_get(evs, i));
     tk_html(&pg, "</div>\n");
     tk_capi_free(&list);

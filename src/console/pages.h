@@ -77,4 +77,9 @@ void tk_h_console_oauth_flows(struct tk_req *r);
 /* GET /console/oauth/flows/{id}: stages, the failing stage and its sentence */
 void tk_h_console_oauth_flow(struct tk_req *r);
 
+/* attack fixes (session.c) */
+/* GET and POST /console/{rest+} (last in the table): an address that is no
+ * console page, or a form route opened with GET: a page, not the API's JSON */
+void tk_h_console_not_found(struct tk_req *r);
+
 #endif

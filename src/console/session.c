@@ -12,10 +12,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 
 /* last_seen_at is written at most this often per session */
 #define SEEN_EVERY_MS 30000
+/* an ended or expired session's row is deleted this long after */
+#define PURGE_AFTER_MS (24 * 3600 * 1000LL)
 
 static bool secure(struct tk_req *r)
 {
@@ -71,11 +74,20 @@ void tk_console_precsrf(struct tk_req *r, char out[TK_CONSOLE_CSRF_LEN + 1])
     tk_reply_cookie(r, TK_CONSOLE_CSRF_COOKIE, out, &o);
 }
 
-/* A POST from another site's page (its Origin names another host). */
+/* A POST from another site's page: its Origin names another host, or the
+ * browser says it came from another origin (Sec-Fetch-Site). The console's
+ * own forms send "Origin: null" (its pages are Referrer-Policy: no-referrer),
+ * and so can another page that asks for it (a no-referrer page, a sandboxed
+ * frame): Sec-Fetch-Site tells them apart. "same-site" is refused too: a
+ * page on another port or subdomain of this host can plant the pre-session
+ * CSRF cookie (cookies are not per port), so only this origin's own pages
+ * may post. */
 static bool cross_site(struct tk_req *r)
 {
     const char *o = tk_req_header(r, "Origin");
-    return o && strcmp(o, "null") != 0 && !tk_origin_same(o, tk_req_header(r, "Host"));
+    if (o && strcmp(o, "null") != 0 && !tk_origin_same(o, tk_req_header(r, "Host"))) return true;
+    const char *sfs = tk_req_header(r, "Sec-Fetch-Site");
+    return sfs && strcasecmp(sfs, "same-origin") != 0 && strcasecmp(sfs, "none") != 0;
 }
 
 /* A form whose parse failed replied JSON: show it as a page instead. */
@@ -119,20 +131,40 @@ static const char *next_of(const char *next)
     return next;
 }
 
+/* Is cookie name sent more than once (tk_req_cookie then answers NULL)? */
+static bool duplicated(struct tk_req *r, const char *name)
+{
+    const char *h = tk_req_header(r, "Cookie");
+    char *v = h ? tk_pool_alloc(r->pool, 4097) : NULL;
+    return h && tk_cookie_find(h, name, v, 4097) == TK_COOKIE_DUPLICATE;
+}
+
 static void to_login(struct tk_req *r, const char *why)
 {
     char *loc;
-    if (!strcmp(r->method, "GET") && strcmp(r->path, "/console/events/stream") != 0)
-        loc = tk_pool_printf(r->pool, "/console/login?why=%s&next=%s", why,
-                             r->path); /* the path is ours: checked again when used */
-    else
-        loc = tk_pool_printf(r->pool, "/console/login?why=%s", why);
-    /* a path with characters a Location cannot hold goes to the plain page */
-    for (char *s = loc; *s; s++)
-        if ((unsigned char)*s < 0x21 || (unsigned char)*s >= 0x7f) {
-            loc = tk_pool_printf(r->pool, "/console/login?why=%s", why);
-            break;
+    if (!strcmp(r->method, "GET") && strcmp(r->path, "/console/events/stream") != 0 &&
+        strlen(r->path) <= 512) {
+        /* the path percent-encoded but for its slashes: what a Location
+         * holds is then plain (no CR/LF, backslash, '&' or '#' of the
+         * visitor's), and next_of checks it again when it is used */
+        static const char hex[] = "0123456789ABCDEF";
+        struct tk_buf b;
+        tk_buf_init(&b, 3 * strlen(r->path) + 64);
+        tk_buf_printf(&b, "/console/login?why=%s&next=", why);
+        for (const unsigned char *s = (const unsigned char *)r->path; *s; s++) {
+            if ((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
+                *s == '-' || *s == '_' || *s == '.' || *s == '~' || *s == '/') {
+                tk_buf_add(&b, (const char *)s, 1);
+            } else {
+                char e[3] = {'%', hex[*s >> 4], hex[*s & 15]};
+                tk_buf_add(&b, e, 3);
+            }
         }
+        loc = tk_pool_strdup(r->pool, b.data ? b.data : "/console/login");
+        tk_buf_free(&b);
+    } else {
+        loc = tk_pool_printf(r->pool, "/console/login?why=%s", why);
+    }
     tk_reply_redirect(r, 303, loc);
 }
 
@@ -162,6 +194,12 @@ tk_rc tk_console_authenticate(struct tk_req *r)
     struct tk_app *app = r->app;
     const char *cookie = tk_req_cookie(r, TK_CONSOLE_COOKIE);
     struct tk_err e;
+    if (!cookie && duplicated(r, TK_CONSOLE_COOKIE)) {
+        /* another page of this host set one with a narrower path or a
+         * parent domain: signing in again would not help */
+        to_login(r, "cookies");
+        return TK_EAUTH;
+    }
     if (!cookie || tk_issued_check(TK_KIND_CONSOLE_SESSION, cookie, strlen(cookie), &e) != TK_OK) {
         to_login(r, "signin");
         return TK_EAUTH;
@@ -314,6 +352,9 @@ static const char *why_sentence(const char *why)
         {"token_expired", "The operator token of your session expired."},
         {"unknown", "Your session is not known here (it was ended, or the node was reset)."},
         {"unsealed", "The node is unsealed; sign in."},
+        {"cookies", "Your browser sent two console cookies of the same name (another page on "
+                    "this host may have set one): clear this site's cookies in the browser, "
+                    "then sign in."},
     };
     for (size_t i = 0; why && i < TK_NELEM(m); i++)
         if (!strcmp(why, m[i].code)) return m[i].text;
@@ -327,6 +368,11 @@ static void login_form(struct tk_req *r, int status, const char *error, const ch
     struct tk_cpage pg;
     tk_cpage_begin(&pg, r, NULL, "Sign in");
     const char *why = why_sentence(tk_req_query(r, "why"));
+    if (duplicated(r, TK_CONSOLE_CSRF_COOKIE) || duplicated(r, TK_CONSOLE_COOKIE)) {
+        /* the form cannot work until the browser's cookies are cleared */
+        why = why_sentence("cookies");
+        if (error) error = why;
+    }
     if (error)
         tk_htmlf(&pg, "<p class=\"error\" id=\"login-error\">%s</p>", error);
     else if (why)
@@ -436,6 +482,12 @@ void tk_h_console_login(struct tk_req *r)
         login_form(r, tk_rc_status(rc), "The session could not be stored; try again.", next);
         return;
     }
+    /* sessions ended or past their lifetime a day ago are of no use: each
+     * sign-in clears them (best effort), so the table holds about a day's */
+    if (tk_db_exec(db, "DELETE FROM console_sessions WHERE expires_at < ? OR ended_at < ?",
+                   TK_ARGS(TK_INT(now - PURGE_AFTER_MS), TK_INT(now - PURGE_AFTER_MS)), NULL,
+                   &e) != TK_OK)
+        tk_warn("console: old sessions not cleared: %s", e.msg);
     json_t *d = json_pack("{s:s, s:s}", "session_id", id, "remote", addr);
     event(r, p->tenant_id, "console_sign_in", "ok", p->id,
           "signed in to the console", d);
@@ -472,6 +524,48 @@ void tk_h_console_home(struct tk_req *r)
         tk_reply_redirect(r, 303, "/console/unseal");
     else
         tk_reply_redirect(r, 303, "/console/node");
+}
+
+/* Does path match a route pattern ("/a/{id}/b": a {param} is one non-empty
+ * segment)? */
+static bool pattern_matches(const char *pat, const char *path)
+{
+    while (*pat && *path) {
+        if (*pat == '{') {
+            const char *close = strchr(pat, '}');
+            if (!close || *path == '/') return false;
+            pat = close + 1;
+            while (*path && *path != '/')
+                path++;
+        } else if (*pat++ != *path++) {
+            return false;
+        }
+    }
+    return !*pat && !*path;
+}
+
+void tk_h_console_not_found(struct tk_req *r)
+{
+    bool form = false; /* a POST-only console route opened with GET */
+    size_t n;
+    const struct tk_route *t = tk_api_routes(&n);
+    for (size_t i = 0; i < n && !strcmp(r->method, "GET"); i++)
+        if (!strcmp(t[i].method, "POST") && t[i].handler != tk_h_console_not_found &&
+            pattern_matches(t[i].pattern, r->path))
+            form = true;
+    struct tk_cpage pg;
+    tk_cpage_begin(&pg, r, NULL, "Not found");
+    if (!strcmp(r->path, "/console/logout"))
+        tk_html(&pg, "<p class=\"message\">Sign out with the <strong>Sign out</strong> button at "
+                     "the top right of any console page.</p>");
+    else if (form)
+        tk_html(&pg, "<p class=\"message\">This address takes a form sent by a button on its "
+                     "console page; it cannot be opened directly. Go back to that page.</p>");
+    else
+        tk_html(&pg, "<p class=\"message\">There is no console page at this address; start "
+                     "from the console's node page.</p>");
+    tk_html(&pg, "<p><a href=\"/console/node\">Go to the console</a></p>");
+    tk_cpage_end(&pg, 404);
 }
 
 /* ---- assets (embedded at build time: scripts/embed-assets.sh) ---- */
