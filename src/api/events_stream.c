@@ -290,9 +290,12 @@ static void pump_round(struct tk_evpump *pp, struct sub **subs)
                 active = same->active;
             else if (tk_optoken_active(db, x->p.tenant_id, x->p.id, now, &active, &e) != TK_OK)
                 active = true; /* a store hiccup: check again next time */
-            /* a console session's stream also ends with its session (sign-out) */
+            /* a console session's stream also ends with its session (sign-out,
+             * lifetime, idle: the stream itself is not use) */
             if (active && x->p.session_id[0] &&
-                tk_console_session_active(db, x->p.session_id, now, &active, &e) != TK_OK)
+                tk_console_session_active(db, x->p.session_id, now,
+                                          (int64_t)app->cfg->console_idle_timeout * 1000,
+                                          &active, &e) != TK_OK)
                 active = true;
             x->checked_ms = now;
             x->active = active;

@@ -214,11 +214,13 @@ void tk_console_chart(struct tk_cpage *pg, const struct tk_chart *c);
  * the CSRF field on a POST. Refusals are pages (a redirect to the login
  * page for no or an ended session). */
 tk_rc tk_console_authenticate(struct tk_req *r);
-/* Is the console session id neither ended (signed out) nor past its
- * lifetime? For streams that outlive the request that opened them (the
- * event stream ends when its session does). */
-tk_rc tk_console_session_active(struct tk_db *db, const char *id, int64_t now_ms, bool *active,
-                                struct tk_err *e);
+/* Is the console session id neither ended (signed out), past its
+ * lifetime, nor idle longer than idle_ms (its last page request)? For
+ * streams that outlive the request that opened them: the event stream ends
+ * with its session; an open live terminal is not use (an abandoned tab
+ * would otherwise stream for the session's whole lifetime). */
+tk_rc tk_console_session_active(struct tk_db *db, const char *id, int64_t now_ms, int64_t idle_ms,
+                                bool *active, struct tk_err *e);
 /* A /console/ request the gate refused (sealed, starting): the console's
  * answer instead of the JSON one (a redirect to /console/unseal when
  * sealed). true if it replied. */

@@ -311,15 +311,19 @@ tk_rc tk_console_authenticate(struct tk_req *r)
     return TK_OK;
 }
 
-tk_rc tk_console_session_active(struct tk_db *db, const char *id, int64_t now_ms, bool *active,
-                                struct tk_err *e)
+tk_rc tk_console_session_active(struct tk_db *db, const char *id, int64_t now_ms, int64_t idle_ms,
+                                bool *active, struct tk_err *e)
 {
     struct tk_rows *r;
     *active = false;
-    tk_rc rc = tk_db_exec(db, "SELECT ended_at, expires_at FROM console_sessions WHERE id = ?",
+    tk_rc rc = tk_db_exec(db,
+                          "SELECT ended_at, expires_at, last_seen_at FROM console_sessions "
+                          "WHERE id = ?",
                           TK_ARGS(TK_TEXT(id)), &r, e);
     if (rc != TK_OK) return rc;
-    if (tk_rows_count(r) == 1) *active = tk_rows_null(r, 0, 0) && tk_rows_int(r, 0, 1) > now_ms;
+    if (tk_rows_count(r) == 1)
+        *active = tk_rows_null(r, 0, 0) && tk_rows_int(r, 0, 1) > now_ms &&
+                  now_ms - tk_rows_int(r, 0, 2) <= idle_ms;
     tk_rows_free(r);
     return TK_OK;
 }

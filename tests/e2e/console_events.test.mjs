@@ -8,7 +8,7 @@ import { describe, it, after } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
 
-import { allEvents, api, backends, createTenant, request, startTokend, stopAndScan, waitFor, SUITE_TIMEOUT_MS } from './lib/tokend.mjs';
+import { allEvents, api, backends, createTenant, request, startTokend, stopAndScan, storeSql, waitFor, SUITE_TIMEOUT_MS } from './lib/tokend.mjs';
 import { CookieJar, browserRequest } from './lib/oauthflow.mjs';
 import { byId, consoleSignIn, htmlDecode } from './lib/console.mjs';
 
@@ -175,6 +175,20 @@ for (const backend of backends()) {
         st.close();
       }
       assert.equal((await api(t, '/v1/whoami')).status, 200, 'the operator token itself is not revoked');
+    });
+
+    it('an idle session\'s stream ends too: an open terminal is not use', async () => {
+      const sc = await consoleSignIn(t);
+      const st = await openStream(new URL('/console/events/stream', t.url).href, { cookie: sc.jar.header(new URL('/console/events', t.url)) });
+      try {
+        assert.equal(st.status, 200);
+        await waitFor(() => /events after seq/.test(st.text()), { message: 'the stream opened' });
+        // this session only (the newest: ids are time-ordered)
+        await storeSql(t, `UPDATE console_sessions SET last_seen_at = last_seen_at - ${3600 * 1000} WHERE id = (SELECT max(id) FROM console_sessions)`);
+        await waitFor(() => /event: end\ndata: \{"reason":"revoked"\}/.test(st.text()), { timeoutMs: 15000, message: 'the idle session\'s stream ends' });
+      } finally {
+        st.close();
+      }
     });
 
     it('a viewer reads the events page and the stream; another tenant\'s events are not shown', async () => {
