@@ -498,6 +498,28 @@ static void row_text(const struct tk_rows *r, int i, struct tk_buf *b)
     tk_buf_add(b, "}", 1);
 }
 
+/* The equality filters of a query (kind, source, action, outcome,
+ * subject) as " AND col = ?" pieces of sql, their values appended to args
+ * at *n (at most 5). */
+static tk_rc add_filters(struct tk_buf *sql, const struct tk_event_query *q, struct tk_val *args,
+                         int *n)
+{
+    const struct {
+        const char *cond, *val;
+    } f[] = {{" AND kind = ?", q->kind},
+             {" AND source = ?", q->source},
+             {" AND action = ?", q->action},
+             {" AND outcome = ?", q->outcome},
+             {" AND subject_id = ?", q->subject}};
+    for (size_t i = 0; i < TK_NELEM(f); i++) {
+        if (!f[i].val) continue;
+        tk_rc rc = tk_buf_addstr(sql, f[i].cond);
+        if (rc != TK_OK) return rc;
+        args[(*n)++] = TK_TEXT(f[i].val);
+    }
+    return TK_OK;
+}
+
 tk_rc tk_events_list_text(struct tk_db *db, const struct tk_event_query *q, struct tk_buf *out,
                           int64_t *next, struct tk_err *e)
 {
@@ -509,16 +531,12 @@ tk_rc tk_events_list_text(struct tk_db *db, const struct tk_event_query *q, stru
     tk_buf_init(&sql, 2048);
     tk_rc rc = tk_buf_addstr(&sql, "SELECT " EVENT_COLS " FROM events WHERE tenant_id = ?");
     args[n++] = TK_TEXT(q->tenant_id);
+    if (rc == TK_OK) rc = add_filters(&sql, q, args, &n);
 #define FILTER(cond, val)                                                                         \
     do {                                                                                          \
         if (rc == TK_OK) rc = tk_buf_addstr(&sql, " AND " cond);                                  \
         args[n++] = (val);                                                                        \
     } while (0)
-    if (q->kind) FILTER("kind = ?", TK_TEXT(q->kind));
-    if (q->source) FILTER("source = ?", TK_TEXT(q->source));
-    if (q->action) FILTER("action = ?", TK_TEXT(q->action));
-    if (q->outcome) FILTER("outcome = ?", TK_TEXT(q->outcome));
-    if (q->subject) FILTER("subject_id = ?", TK_TEXT(q->subject));
     if (q->since) FILTER("at >= ?", TK_INT(q->since));
     if (q->until) FILTER("at < ?", TK_INT(q->until));
     if (q->before) FILTER("seq < ?", TK_INT(q->before));
@@ -597,18 +615,11 @@ tk_rc tk_events_counts(struct tk_db *db, const struct tk_event_query *q, int64_t
         tk_buf_init(&sql, 1024);
         rc = tk_buf_addstr(&sql, "SELECT seq, at, outcome FROM events WHERE tenant_id = ?");
         args[n++] = TK_TEXT(q->tenant_id);
-#define FILTER(cond, val)                                                                         \
-    do {                                                                                          \
-        if (rc == TK_OK) rc = tk_buf_addstr(&sql, " AND " cond);                                  \
-        args[n++] = (val);                                                                        \
-    } while (0)
-        if (q->kind) FILTER("kind = ?", TK_TEXT(q->kind));
-        if (q->source) FILTER("source = ?", TK_TEXT(q->source));
-        if (q->action) FILTER("action = ?", TK_TEXT(q->action));
-        if (q->outcome) FILTER("outcome = ?", TK_TEXT(q->outcome));
-        if (q->subject) FILTER("subject_id = ?", TK_TEXT(q->subject));
-        if (before) FILTER("seq < ?", TK_INT(before));
-#undef FILTER
+        if (rc == TK_OK) rc = add_filters(&sql, q, args, &n);
+        if (rc == TK_OK && before) {
+            rc = tk_buf_addstr(&sql, " AND seq < ?");
+            args[n++] = TK_INT(before);
+        }
         int64_t want = max_events - read < COUNTS_PAGE ? max_events - read : COUNTS_PAGE;
         if (rc == TK_OK) rc = tk_buf_addstr(&sql, " ORDER BY seq DESC LIMIT ?");
         args[n++] = TK_INT(want);
