@@ -60,59 +60,79 @@ static void changed_by(struct tk_db *db, const char *tenant_id, const char *clie
     json_decref(a);
 }
 
+/* The last hour's validate events of one client, from tk_events_scan:
+ * failures by reason, warnings. Events of other clients are skipped by a
+ * substring test before any JSON is parsed (a busy tenant has many). */
+struct report_scan {
+    const char *client_id;
+    json_t *by_reason, *warnings;
+    int64_t total;
+};
+
+static void report_row(void *arg, int64_t at_ms, const char *outcome, const char *detail)
+{
+    struct report_scan *rs = arg;
+    if (!strstr(detail, rs->client_id)) return;
+    json_t *d = json_loads(detail, 0, NULL);
+    const char *cid = json_string_value(json_object_get(d, "client_id"));
+    if (!cid || strcmp(cid, rs->client_id) != 0) {
+        json_decref(d);
+        return;
+    }
+    json_int_t count = json_is_integer(json_object_get(d, "count"))
+                           ? json_integer_value(json_object_get(d, "count"))
+                           : 1;
+    if (outcome && !strcmp(outcome, "denied")) {
+        const char *reason = json_string_value(json_object_get(d, "reason"));
+        if (reason) {
+            json_t *n = json_object_get(rs->by_reason, reason);
+            json_object_set_new(rs->by_reason, reason,
+                                json_integer((n ? json_integer_value(n) : 0) + count));
+            rs->total += count;
+        }
+    } else if (outcome && !strcmp(outcome, "ok") &&
+               json_is_array(json_object_get(d, "warnings"))) {
+        /* newest first: the last one seen is the earliest */
+        char at[32];
+        tk_time_fmt(at_ms, at, sizeof at);
+        json_array_append_new(rs->warnings,
+                              json_pack("{s:O, s:O?, s:s, s:I}", "warnings",
+                                        json_object_get(d, "warnings"), "preview",
+                                        json_object_get(d, "preview"), "since", at, "count",
+                                        count));
+    }
+    json_decref(d);
+}
+
 tk_rc tk_client_report(struct tk_db *db, const char *tenant_id, const char *client_id,
                        int64_t now_ms, json_t **out, struct tk_err *e)
 {
-    json_t *client = NULL, *tokens = NULL, *agents = NULL, *evs = NULL;
+    json_t *client = NULL, *tokens = NULL, *agents = NULL;
     char next[TK_UUID_LEN + 1];
     tk_rc rc = tk_client_get(db, tenant_id, client_id, &client, e);
     if (rc == TK_OK) rc = tk_client_token_list(db, tenant_id, client_id, &tokens, e);
     if (rc == TK_OK)
         rc = tk_agent_list(db, tenant_id, client_id, NULL, NULL, 1000, &agents, next, e);
-    int64_t cursor = 0;
     struct tk_event_query q = {.tenant_id = tenant_id, .kind = "validate",
                                .since = now_ms - REPORT_WINDOW_MS, .limit = 1000};
-    if (rc == TK_OK) rc = tk_events_list(db, &q, &evs, &cursor, e);
+    struct report_scan rs = {.client_id = client_id,
+                             .by_reason = json_object(),
+                             .warnings = json_array()};
+    if (rc == TK_OK) rc = tk_events_scan(db, &q, report_row, &rs, e);
     if (rc != TK_OK) {
         json_decref(client);
         json_decref(tokens);
         json_decref(agents);
-        json_decref(evs);
+        json_decref(rs.by_reason);
+        json_decref(rs.warnings);
         return rc;
     }
-    /* the last hour's events of this client: failures by reason, warnings */
-    json_t *by_reason = json_object(), *warnings = json_array();
-    int64_t total = 0;
+    json_t *by_reason = rs.by_reason, *warnings = rs.warnings;
+    int64_t total = rs.total;
     char since[32];
     tk_time_fmt(now_ms - REPORT_WINDOW_MS, since, sizeof since);
     size_t i;
     json_t *ev;
-    json_array_foreach(evs, i, ev)
-    {
-        json_t *d = json_object_get(ev, "detail");
-        const char *cid = json_string_value(json_object_get(d, "client_id"));
-        if (!cid || strcmp(cid, client_id)) continue;
-        json_int_t count = json_is_integer(json_object_get(d, "count"))
-                               ? json_integer_value(json_object_get(d, "count"))
-                               : 1;
-        const char *outcome = json_string_value(json_object_get(ev, "outcome"));
-        if (outcome && !strcmp(outcome, "denied")) {
-            const char *reason = json_string_value(json_object_get(d, "reason"));
-            if (!reason) continue;
-            json_t *n = json_object_get(by_reason, reason);
-            json_object_set_new(by_reason, reason,
-                                json_integer((n ? json_integer_value(n) : 0) + count));
-            total += count;
-        } else if (outcome && !strcmp(outcome, "ok") && json_is_array(json_object_get(d, "warnings"))) {
-            /* newest first: the last one seen is the earliest */
-            json_array_append_new(warnings,
-                                  json_pack("{s:O, s:O?, s:O?, s:I}", "warnings",
-                                            json_object_get(d, "warnings"), "preview",
-                                            json_object_get(d, "preview"), "since",
-                                            json_object_get(ev, "at"), "count", count));
-        }
-    }
-    json_decref(evs);
 
     /* the conclusion: the first cause that explains failures */
     char sentence[512], at[16], who[96];

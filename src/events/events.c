@@ -566,6 +566,42 @@ tk_rc tk_events_list_text(struct tk_db *db, const struct tk_event_query *q, stru
     return TK_OK;
 }
 
+tk_rc tk_events_scan(struct tk_db *db, const struct tk_event_query *q, tk_event_row_fn fn,
+                     void *arg, struct tk_err *e)
+{
+    struct tk_buf sql;
+    struct tk_val args[10];
+    int n = 0;
+    tk_buf_init(&sql, 1024);
+    tk_rc rc = tk_buf_addstr(&sql, "SELECT at, outcome, detail FROM events WHERE tenant_id = ?");
+    args[n++] = TK_TEXT(q->tenant_id);
+    if (rc == TK_OK) rc = add_filters(&sql, q, args, &n);
+    if (rc == TK_OK && q->since) {
+        rc = tk_buf_addstr(&sql, " AND at >= ?");
+        args[n++] = TK_INT(q->since);
+    }
+    if (rc == TK_OK && q->until) {
+        rc = tk_buf_addstr(&sql, " AND at < ?");
+        args[n++] = TK_INT(q->until);
+    }
+    if (rc == TK_OK) rc = tk_buf_addstr(&sql, " ORDER BY seq DESC LIMIT ?");
+    int limit = q->limit < 1 ? 1 : q->limit > TK_EVENTS_MAX_LIMIT ? TK_EVENTS_MAX_LIMIT : q->limit;
+    args[n++] = TK_INT(limit);
+    if (rc != TK_OK) {
+        tk_buf_free(&sql);
+        return tk_err_set(e, TK_EINTERNAL, "internal", "the event query is too long");
+    }
+    struct tk_rows *r;
+    rc = tk_db_exec(db, sql.data, args, n, &r, e);
+    tk_buf_free(&sql);
+    if (rc != TK_OK) return rc;
+    for (int i = 0; i < tk_rows_count(r); i++)
+        fn(arg, tk_rows_int(r, i, 0), tk_rows_text(r, i, 1),
+           tk_rows_null(r, i, 2) ? "" : tk_rows_text(r, i, 2));
+    tk_rows_free(r);
+    return TK_OK;
+}
+
 tk_rc tk_events_list(struct tk_db *db, const struct tk_event_query *q, json_t **out,
                      int64_t *next, struct tk_err *e)
 {

@@ -204,6 +204,14 @@ tk_rc tk_events_list_text(struct tk_db *db, const struct tk_event_query *q, stru
 /* The same as a JSON array (caller decrefs). */
 tk_rc tk_events_list(struct tk_db *db, const struct tk_event_query *q, json_t **out,
                      int64_t *next, struct tk_err *e);
+/* For each event matching q (filters, since/until; newest first, at most
+ * q->limit), fn(arg, at_ms, outcome, detail) with the detail's JSON text
+ * ("" for none): for a reader that keeps few of many events (a client's
+ * report), no JSON is built or parsed for the others. */
+typedef void (*tk_event_row_fn)(void *arg, int64_t at_ms, const char *outcome,
+                                const char *detail);
+tk_rc tk_events_scan(struct tk_db *db, const struct tk_event_query *q, tk_event_row_fn fn,
+                     void *arg, struct tk_err *e);
 
 /* Events matching q's filters (kind, source, action, outcome, subject; the
  * other members are ignored) counted by outcome in nbuckets buckets of

@@ -120,3 +120,35 @@ void test_console_chart_refuses_bad_input(void)
     }
     tk_buf_free(&pg.b);
 }
+
+/* tk_htmlf, the one way a value reaches a page: each %s escaped (text and
+ * attribute contexts alike), numbers as numbers, NULL as nothing, a
+ * conversion it does not take marks the page failed (answered 500, never
+ * sent half-built), and a page past TK_CONSOLE_PAGE_MAX is failed too. */
+void test_console_htmlf(void)
+{
+    struct tk_cpage pg;
+    const char *volatile none = NULL; /* a NULL the compiler cannot see */
+    page_open(&pg);
+    tk_htmlf(&pg, "<a title=\"%s\">%s</a>|%d|%lld|%zu|%.1f|%%|%s", "\"'><script>&",
+             "<img src=x onerror=alert(1)>", -3, (long long)1 << 40, (size_t)7, 2.25,
+             none);
+    CHECK_EQ_STR(pg.b.data, "<a title=\"&quot;&#39;&gt;&lt;script&gt;&amp;\">&lt;img src=x "
+                            "onerror=alert(1)&gt;</a>|-3|1099511627776|7|2.2|%|");
+    CHECK(!pg.failed);
+    tk_buf_free(&pg.b);
+
+    page_open(&pg);
+    tk_htmlf(&pg, "<p>%x</p>", 255u); /* not a conversion tk_htmlf takes */
+    CHECK(pg.failed);
+    tk_buf_free(&pg.b);
+
+    page_open(&pg);
+    static char big[4096];
+    memset(big, '"', sizeof big - 1); /* 6 bytes each once escaped */
+    for (int i = 0; i < 10 && !pg.failed; i++)
+        tk_htmlf(&pg, "%s", big);
+    CHECK(pg.failed); /* past the cap: the core answers 500, not a 2 MB page */
+    CHECK(pg.b.len <= TK_CONSOLE_PAGE_MAX + 4096);
+    tk_buf_free(&pg.b);
+}

@@ -526,6 +526,7 @@ static const struct unit_test tests[] = {
 
     T("console/chart_bars", test_console_chart_bars),
     T("console/chart_refuses_bad_input", test_console_chart_refuses_bad_input),
+    T("console/htmlf", test_console_htmlf),
 };
 
 /* ---- running ---- */

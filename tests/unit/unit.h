@@ -380,5 +380,6 @@ void test_oauth_grants_revocations(struct fx *f);
 /* test_console_chart.c */
 void test_console_chart_bars(void);
 void test_console_chart_refuses_bad_input(void);
+void test_console_htmlf(void);
 
 #endif
