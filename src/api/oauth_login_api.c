@@ -14,7 +14,8 @@
  * follow a submit, and both forms can end in a 303 to the client);
  * Referrer-Policy no-referrer, under which browsers send "Origin: null"
  * with the forms' POSTs: so an Origin is refused only when it names
- * another site (cross_site), "null" is not.
+ * another site (tk_req_cross_site, which also reads Sec-Fetch-Site), "null"
+ * is not.
  *
  * CSRF: a double-submit cookie. The first page sets tokend_csrf (random,
  * HttpOnly, SameSite=Lax, Path=/oauth2/); every form carries the same value
@@ -32,7 +33,6 @@
 
 #include "../common/log.h"
 #include "../events/events.h"
-#include "../http/hostcheck.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -153,47 +153,23 @@ static void hidden(struct tk_buf *b, const char *name, const char *value)
 
 /* ---- CSRF ---- */
 
-#define CSRF_LEN 43 /* 32 random bytes, base64url */
+#define CSRF_LEN TK_CSRF_LEN
 
-/* The browser's CSRF value: its cookie when well-formed, else a new one
- * set on this reply. out: CSRF_LEN + 1. */
+/* The browser's CSRF value (double-submit, http.h). out: CSRF_LEN + 1. */
 static void csrf_value(struct tk_req *r, char *out)
 {
-    const char *c = tk_req_cookie(r, TK_USERS_CSRF_COOKIE);
-    if (c && strlen(c) == CSRF_LEN && tk_cookie_value_ok(c)) {
-        memcpy(out, c, CSRF_LEN + 1);
-        return;
-    }
-    static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    unsigned char raw[CSRF_LEN];
-    tk_random(raw, sizeof raw);
-    for (int i = 0; i < CSRF_LEN; i++)
-        out[i] = b64[raw[i] & 63];
-    out[CSRF_LEN] = '\0';
     struct tk_cookie_opts o = {.path = "/oauth2/",
                                .max_age = -1,
                                .http_only = true,
                                .secure = tk_users_secure(r->app),
                                .same_site = TK_SAMESITE_LAX};
-    tk_reply_cookie(r, TK_USERS_CSRF_COOKIE, out, &o);
+    tk_req_csrf(r, TK_USERS_CSRF_COOKIE, &o, out);
 }
 
-/* A POST from another site's page (its Origin names another host): the
- * SameSite cookies would not come with it anyway; refuse it outright.
- * "null" (what no-referrer pages send) is left to the CSRF check. */
-static bool cross_site(struct tk_req *r)
-{
-    const char *o = tk_req_header(r, "Origin");
-    return o && strcmp(o, "null") != 0 && !tk_origin_same(o, tk_req_header(r, "Host"));
-}
-
-/* Does the form's csrf match the cookie (both present)? */
+/* Does the form's csrf match the cookie, from this site's own page? */
 static bool csrf_ok(struct tk_req *r, const struct tk_form *f)
 {
-    if (cross_site(r)) return false;
-    const char *c = tk_req_cookie(r, TK_USERS_CSRF_COOKIE);
-    const char *v = tk_form_get(f, "csrf");
-    return c && v && strlen(c) == CSRF_LEN && strlen(v) == CSRF_LEN && tk_ct_equal(c, v, CSRF_LEN);
+    return tk_req_csrf_ok(r, TK_USERS_CSRF_COOKIE, tk_form_get(f, "csrf"));
 }
 
 /* ---- events ---- */

@@ -58,7 +58,7 @@
 #define TK_CONSOLE_COOKIE "tokend_console"
 #define TK_CONSOLE_CSRF_COOKIE "tokend_console_csrf"
 #define TK_KIND_CONSOLE_SESSION "tkw"
-#define TK_CONSOLE_CSRF_LEN 43 /* base64url of 32 bytes */
+#define TK_CONSOLE_CSRF_LEN TK_CSRF_LEN /* base64url of 32 bytes (http.h) */
 #define TK_CONSOLE_PAGE_MAX (100 * 1024) /* a page's HTML never exceeds this */
 
 /* ---- the signed-in operator ---- */

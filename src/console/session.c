@@ -6,7 +6,6 @@
 #include "../common/issued.h"
 #include "../common/log.h"
 #include "../events/events.h"
-#include "../http/hostcheck.h"
 #include "../http/parse.h"
 
 #include <stdio.h>
@@ -51,43 +50,15 @@ static tk_rc derive_csrf(struct tk_app *app, const char *token, char out[TK_CONS
     return TK_OK;
 }
 
-/* The pre-session CSRF value (login and unseal forms): the browser's cookie
- * when well-formed, else a new one set on this reply. */
+/* The pre-session CSRF value (login and unseal forms). */
 void tk_console_precsrf(struct tk_req *r, char out[TK_CONSOLE_CSRF_LEN + 1])
 {
-    const char *c = tk_req_cookie(r, TK_CONSOLE_CSRF_COOKIE);
-    if (c && strlen(c) == TK_CONSOLE_CSRF_LEN && tk_cookie_value_ok(c)) {
-        memcpy(out, c, TK_CONSOLE_CSRF_LEN + 1);
-        return;
-    }
-    static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    unsigned char raw[TK_CONSOLE_CSRF_LEN];
-    tk_random(raw, sizeof raw);
-    for (int i = 0; i < TK_CONSOLE_CSRF_LEN; i++)
-        out[i] = b64[raw[i] & 63];
-    out[TK_CONSOLE_CSRF_LEN] = '\0';
     struct tk_cookie_opts o = {.path = "/console/",
                                .max_age = -1,
                                .http_only = true,
                                .secure = secure(r),
                                .same_site = TK_SAMESITE_STRICT};
-    tk_reply_cookie(r, TK_CONSOLE_CSRF_COOKIE, out, &o);
-}
-
-/* A POST from another site's page: its Origin names another host, or the
- * browser says it came from another origin (Sec-Fetch-Site). The console's
- * own forms send "Origin: null" (its pages are Referrer-Policy: no-referrer),
- * and so can another page that asks for it (a no-referrer page, a sandboxed
- * frame): Sec-Fetch-Site tells them apart. "same-site" is refused too: a
- * page on another port or subdomain of this host can plant the pre-session
- * CSRF cookie (cookies are not per port), so only this origin's own pages
- * may post. */
-static bool cross_site(struct tk_req *r)
-{
-    const char *o = tk_req_header(r, "Origin");
-    if (o && strcmp(o, "null") != 0 && !tk_origin_same(o, tk_req_header(r, "Host"))) return true;
-    const char *sfs = tk_req_header(r, "Sec-Fetch-Site");
-    return sfs && strcasecmp(sfs, "same-origin") != 0 && strcasecmp(sfs, "none") != 0;
+    tk_req_csrf(r, TK_CONSOLE_CSRF_COOKIE, &o, out);
 }
 
 /* A form whose parse failed replied JSON: show it as a page instead. */
@@ -113,11 +84,7 @@ struct tk_form *tk_console_public_form(struct tk_req *r)
 
 bool tk_console_precsrf_ok(struct tk_req *r, const struct tk_form *f)
 {
-    if (cross_site(r)) return false;
-    const char *c = tk_req_cookie(r, TK_CONSOLE_CSRF_COOKIE);
-    const char *v = tk_form_get(f, "csrf");
-    return c && v && strlen(c) == TK_CONSOLE_CSRF_LEN && strlen(v) == TK_CONSOLE_CSRF_LEN &&
-           tk_ct_equal(c, v, TK_CONSOLE_CSRF_LEN);
+    return tk_req_csrf_ok(r, TK_CONSOLE_CSRF_COOKIE, tk_form_get(f, "csrf"));
 }
 
 /* Where to go after signing in: a console path of ours, else the node page. */
@@ -298,7 +265,7 @@ tk_rc tk_console_authenticate(struct tk_req *r)
         struct tk_form *f = parse_form(r);
         if (!f) return TK_EINVAL; /* replied */
         const char *v = tk_form_get(f, "csrf");
-        if (cross_site(r) || !v || strlen(v) != TK_CONSOLE_CSRF_LEN ||
+        if (tk_req_cross_site(r) || !v || strlen(v) != TK_CONSOLE_CSRF_LEN ||
             !tk_ct_equal(v, a->csrf, TK_CONSOLE_CSRF_LEN)) {
             tk_console_message(r, 403, "Not allowed",
                                "This form was not sent from this console page (its CSRF token "

@@ -349,6 +349,39 @@ tk_rc tk_reply_cookie(struct tk_req *r, const char *name, const char *value,
     return TK_OK;
 }
 
+bool tk_req_cross_site(struct tk_req *r)
+{
+    const char *o = tk_req_header(r, "Origin");
+    if (o && strcmp(o, "null") != 0 && !tk_origin_same(o, tk_req_header(r, "Host"))) return true;
+    const char *sfs = tk_req_header(r, "Sec-Fetch-Site");
+    return sfs && strcasecmp(sfs, "same-origin") != 0 && strcasecmp(sfs, "none") != 0;
+}
+
+void tk_req_csrf(struct tk_req *r, const char *cookie, const struct tk_cookie_opts *o,
+                 char out[TK_CSRF_LEN + 1])
+{
+    const char *c = tk_req_cookie(r, cookie);
+    if (c && strlen(c) == TK_CSRF_LEN && tk_cookie_value_ok(c)) {
+        memcpy(out, c, TK_CSRF_LEN + 1);
+        return;
+    }
+    static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    unsigned char raw[TK_CSRF_LEN];
+    tk_random(raw, sizeof raw);
+    for (int i = 0; i < TK_CSRF_LEN; i++)
+        out[i] = b64[raw[i] & 63];
+    out[TK_CSRF_LEN] = '\0';
+    tk_reply_cookie(r, cookie, out, o);
+}
+
+bool tk_req_csrf_ok(struct tk_req *r, const char *cookie, const char *value)
+{
+    if (tk_req_cross_site(r)) return false;
+    const char *c = tk_req_cookie(r, cookie);
+    return c && value && strlen(c) == TK_CSRF_LEN && strlen(value) == TK_CSRF_LEN &&
+           tk_ct_equal(c, value, TK_CSRF_LEN);
+}
+
 void tk_reply_redirect(struct tk_req *r, int status, const char *location)
 {
     struct tk_err e;

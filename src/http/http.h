@@ -235,6 +235,22 @@ tk_rc tk_reply_cookie(struct tk_req *r, const char *name, const char *value,
  * refused: 500 internal, nothing sent to the client's browser. */
 void tk_reply_redirect(struct tk_req *r, int status, const char *location);
 
+/* ---- forms without a session: double-submit CSRF ----
+ * A form page takes tk_req_csrf's value (the browser's cookie `cookie`
+ * when well-formed, else a new random one set on this reply with o) into a
+ * hidden field; the POST is accepted when tk_req_csrf_ok: the field equals
+ * the cookie, and the request is not from another site's page. */
+#define TK_CSRF_LEN 43 /* 32 random bytes, base64url */
+void tk_req_csrf(struct tk_req *r, const char *cookie, const struct tk_cookie_opts *o,
+                 char out[TK_CSRF_LEN + 1]);
+bool tk_req_csrf_ok(struct tk_req *r, const char *cookie, const char *value);
+/* Is this POST from another site's page? Its Origin names another host, or
+ * the browser says so (Sec-Fetch-Site other than same-origin or none): a
+ * no-referrer page sends Origin "null", and so can a sandboxed frame of
+ * anyone's; "same-site" is refused too, since a page on another port of
+ * this host can plant the CSRF cookie (cookies are not per port). */
+bool tk_req_cross_site(struct tk_req *r);
+
 /*
  * Parked requests. A handler that cannot answer now (it waits for an
  * upstream refresh, a password hash, a metadata fetch) parks its request
